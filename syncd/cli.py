@@ -1,0 +1,382 @@
+"""The `syncd` command: a thin layer over the library.
+
+Each command parses options, calls one library function and prints; every
+SyncdError becomes a one-line message and its exit status here, in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from syncd import __version__
+from syncd.config import Settings, flatten, load_settings, redacted_dict
+from syncd.errors import ConfigError, StateError, SyncdError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STATE, EXIT_CONFIG = 0, 1, 2, 75, 78
+
+
+def handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SyncdError as exc:
+            click.echo(f"syncd: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SYNCD_CONFIG",
+    help="TOML config file [default: /etc/syncd/syncd.toml; env SYNCD_CONFIG].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _settings(config_path: Path | None, required: bool = False) -> Settings:
+    from syncd.jobs import validate_jobs
+
+    settings = load_settings(config_path, required=required)
+    validate_jobs(settings)
+    return settings
+
+
+def _store(config_path: Path | None) -> Any:
+    from syncd.state import Store
+
+    settings = _settings(config_path)
+    if not settings.db_path.exists():
+        raise StateError(f"no state DB at {settings.db_path} yet (has syncd run with this config?)")
+    return Store.open(settings.db_path, migrate=False)
+
+
+def _table(
+    rows: list[dict[str, Any]], columns: list[str], widths: dict[str, int] | None = None
+) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = widths or {}
+    cells = [[_cell(r.get(c), widths.get(c, 60)) for c in columns] for r in rows]
+    sizes = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(sizes[i]) for i, c in enumerate(columns)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(sizes[i]) for i, v in enumerate(row)).rstrip())
+
+
+def _cell(value: Any, width: int) -> str:
+    text = "" if value is None else str(value).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="syncd")
+def main() -> None:
+    """syncd keeps the warehouse host and its remote systems in sync."""
+
+
+@main.command()
+@config_option
+@handle_errors
+def run(config_path: Path | None) -> None:
+    """Run the daemon in the foreground (systemd: Type=notify)."""
+    from syncd.daemon import run_daemon
+
+    sys.exit(run_daemon(config_path))
+
+
+@main.command()
+@click.argument("job")
+@click.option(
+    "--dry-run", is_flag=True, help="Compute and print what would be pushed; change nothing."
+)
+@config_option
+@handle_errors
+def once(job: str, dry_run: bool, config_path: Path | None) -> None:
+    """Run one JOB now and exit (1 when the run fails)."""
+    from syncd.config import secret_values
+    from syncd.jobs import REGISTRY
+    from syncd.jobs.runner import run_job
+    from syncd.logs import configure_logging, redactor
+    from syncd.state import Store
+
+    settings = _settings(config_path, required=True)
+    if job not in REGISTRY:
+        raise ConfigError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
+    configure_logging(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    redactor.set_secrets(secret_values(settings))
+    Store.open(settings.db_path).close()  # create or migrate before the run opens it
+    result = run_job(REGISTRY[job], settings, trigger="cli", dry_run=dry_run)
+    if dry_run:
+        click.echo(f"dry run of {job}: {len(result.intents)} push(es) would be queued")
+        for intent in result.intents:
+            click.echo(
+                f"  {intent['destination']} {intent['kind']} {intent['order_key']}: {intent['payload']}"
+            )
+    click.echo(
+        f"{job}: {result.status} {json.dumps(result.counts)}"
+        + (f" error: {result.error}" if result.error else "")
+    )
+    sys.exit(EXIT_OK if result.status in ("ok", "dry-run") else EXIT_FAILED)
+
+
+@main.command()
+@config_option
+@json_option
+@handle_errors
+def status(config_path: Path | None, as_json: bool) -> None:
+    """Per job: last run, result, counts, lag; pending intents, open rejects and alerts."""
+    from syncd.status import status_report
+
+    with _store(config_path) as store:
+        report = status_report(store)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo("Jobs:")
+    _table(
+        report["jobs"],
+        ["job", "status", "started_at", "pulled", "pushed", "rejected", "lag_s", "error"],
+    )
+    click.echo("\nOutbox pending:")
+    _table(
+        [{"destination": k, **v} for k, v in report["outbox_pending"].items()],
+        ["destination", "pending", "retrying", "oldest"],
+    )
+    click.echo("\nOpen rejects:")
+    _table(
+        [{"source": k, "open": v} for k, v in report["rejects_open"].items()], ["source", "open"]
+    )
+    click.echo("\nOpen alerts:")
+    _table(
+        report["alerts_open"],
+        ["id", "kind", "subject", "opened_at", "count", "message"],
+        {"message": 100},
+    )
+
+
+@main.command("check-config")
+@config_option
+@json_option
+@handle_errors
+def check_config(config_path: Path | None, as_json: bool) -> None:
+    """Validate the config and print the effective values, secrets redacted."""
+    settings = _settings(config_path, required=True)
+    data = redacted_dict(settings)
+    if as_json:
+        _echo_json(data)
+    else:
+        click.echo(f"# effective configuration from {Settings.source_path or 'defaults'}")
+        for key, value in flatten(data):
+            click.echo(f"{key} = {json.dumps(value, default=str)}")
+    click.echo("configuration OK", err=True)
+
+
+@main.command("jobs")
+@config_option
+@handle_errors
+def jobs_cmd(config_path: Path | None) -> None:
+    """List the jobs syncd knows, whether they are enabled and when they run."""
+    from syncd.jobs import REGISTRY
+
+    settings = _settings(config_path)
+    rows = [
+        {
+            "job": name,
+            "enabled": spec.is_enabled(settings),
+            "schedule": spec.schedule(settings).describe(),
+            "description": spec.description,
+        }
+        for name, spec in sorted(REGISTRY.items())
+    ]
+    _table(rows, ["job", "enabled", "schedule", "description"])
+
+
+@main.group()
+def rejects() -> None:
+    """Inspect, retry or drop rejected input."""
+
+
+@rejects.command("list")
+@click.option(
+    "--status",
+    "status_",
+    default="open",
+    show_default=True,
+    type=click.Choice(["open", "retry", "retried", "dropped", "resolved", "all"]),
+)
+@click.option("--source", help="Only sources starting with this, e.g. host: or outbox:instock.")
+@click.option("--limit", default=100, show_default=True)
+@config_option
+@json_option
+@handle_errors
+def rejects_list(
+    status_: str, source: str | None, limit: int, config_path: Path | None, as_json: bool
+) -> None:
+    """List rejects."""
+    with _store(config_path) as store:
+        rows = store.list_rejects(None if status_ == "all" else status_, source, limit)
+    if as_json:
+        _echo_json(rows)
+    else:
+        _table(
+            rows,
+            ["id", "status", "source", "reference", "field", "reason", "created_at"],
+            {"reason": 80},
+        )
+
+
+@rejects.command("show")
+@click.argument("reject_id", type=int)
+@config_option
+@handle_errors
+def rejects_show(reject_id: int, config_path: Path | None) -> None:
+    """Show one reject whole, with its payload."""
+    with _store(config_path) as store:
+        row = store.get_reject(reject_id)
+    if row is None:
+        raise StateError(f"no reject with id {reject_id}")
+    for key, value in row.items():
+        click.echo(f"{key}: {'' if value is None else value}")
+
+
+@rejects.command("retry")
+@click.argument("reject_ids", type=int, nargs=-1, required=True)
+@config_option
+@handle_errors
+def rejects_retry(reject_ids: tuple[int, ...], config_path: Path | None) -> None:
+    """Queue rejects again: an outbox intent is resent, a host row is reloaded by its job."""
+    with _store(config_path) as store:
+        for reject_id in reject_ids:
+            outcome = store.retry_reject(reject_id)
+            click.echo(
+                f"reject {reject_id}: "
+                + (
+                    "queued for sending again"
+                    if outcome == "retried"
+                    else "flagged for its job's next run"
+                )
+            )
+
+
+@rejects.command("drop")
+@click.argument("reject_ids", type=int, nargs=-1, required=True)
+@config_option
+@handle_errors
+def rejects_drop(reject_ids: tuple[int, ...], config_path: Path | None) -> None:
+    """Mark rejects as dropped (kept for the record, never retried)."""
+    with _store(config_path) as store:
+        for reject_id in reject_ids:
+            store.drop_reject(reject_id)
+            click.echo(f"reject {reject_id}: dropped")
+
+
+@main.group()
+def checkpoints() -> None:
+    """Inspect or reset stream checkpoints."""
+
+
+@checkpoints.command("list")
+@config_option
+@json_option
+@handle_errors
+def checkpoints_list(config_path: Path | None, as_json: bool) -> None:
+    """List every stream's checkpoint."""
+    with _store(config_path) as store:
+        rows = store.query(
+            "SELECT stream, value, updated_at, run_id FROM checkpoints ORDER BY stream"
+        )
+    _echo_json(rows) if as_json else _table(rows, ["stream", "value", "updated_at", "run_id"])
+
+
+@checkpoints.command("reset")
+@click.argument("stream")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@config_option
+@handle_errors
+def checkpoints_reset(stream: str, yes: bool, config_path: Path | None) -> None:
+    """Forget STREAM's checkpoint so its next run starts over (a backfill)."""
+    with _store(config_path) as store:
+        current = store.get_checkpoint(stream)
+        if current is None:
+            raise StateError(f"no checkpoint named {stream!r} (see `syncd checkpoints list`)")
+        if not yes:
+            click.confirm(
+                f"Reset {stream} (now {current!r})? Its next run pulls everything again", abort=True
+            )
+        store.reset_checkpoint(stream)
+    click.echo(f"checkpoint {stream} reset (was {current!r})")
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect push intents."""
+
+
+@outbox.command("list")
+@click.option(
+    "--status",
+    "status_",
+    default="pending",
+    show_default=True,
+    type=click.Choice(["pending", "sent", "rejected", "dropped", "all"]),
+)
+@click.option("--destination")
+@click.option("--limit", default=100, show_default=True)
+@config_option
+@json_option
+@handle_errors
+def outbox_list(
+    status_: str, destination: str | None, limit: int, config_path: Path | None, as_json: bool
+) -> None:
+    """List intents (pending by default)."""
+    sql = "SELECT id, destination, kind, order_key, status, attempts, next_attempt_at, last_error, created_at, sent_at, payload FROM outbox WHERE 1 = 1"
+    params: list[Any] = []
+    if status_ != "all":
+        sql += " AND status = ?"
+        params.append(status_)
+    if destination:
+        sql += " AND destination = ?"
+        params.append(destination)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    with _store(config_path) as store:
+        rows = store.query(sql, params)
+    if as_json:
+        _echo_json(rows)
+    else:
+        _table(
+            rows,
+            [
+                "id",
+                "destination",
+                "kind",
+                "order_key",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "last_error",
+            ],
+            {"last_error": 60},
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,446 @@
+"""Configuration: defaults < TOML file < SYNCD_* environment < secret files.
+
+Everything an operator can set lives in these models, so `syncd check-config`
+and `config/syncd.example.toml` describe the same thing. Secrets are
+`SecretStr`: they print as `**********` and are read from files when given as
+`<key>_file` or as systemd credentials (`$CREDENTIALS_DIRECTORY/<connector>.<key>`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from syncd.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/syncd")
+SECRET_FIELDS = ("token", "api_key", "password", "client_secret")
+REDACTED = "**********"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as '90', '30s', '5m', '2h', '1d'."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30, '30s', '5m' or '2h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError("expected a duration such as 30, '30s', '5m' or '2h'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Schedule(_Section):
+    """When a job or connector runs: every `interval`, or on a `cron` expression."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    jitter: Duration = 0.0
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"not a valid crontab expression: {exc}") from None
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_positive(cls, value: float | None) -> float | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1 second")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Schedule:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("give either 'interval' or 'cron', not both")
+        return self
+
+    def describe(self) -> str:
+        if self.cron:
+            return f"cron '{self.cron}'"
+        if self.interval:
+            return f"every {self.interval:g}s"
+        return "not scheduled"
+
+
+class Timeouts(_Section):
+    connect: Duration = 5.0
+    read: Duration = 30.0
+    write: Duration = 30.0
+    pool: Duration = 10.0
+
+
+class RetryPolicy(_Section):
+    """Bounded exponential backoff with full jitter for retryable failures."""
+
+    max_attempts: int = Field(5, ge=1, le=100)
+    initial_backoff: Duration = 0.5
+    max_backoff: Duration = 30.0
+    max_elapsed: Duration = 120.0
+
+
+class RateLimit(_Section):
+    """Token bucket; 0 requests per second means unlimited."""
+
+    per_second: float = Field(0.0, ge=0)
+    burst: int = Field(10, ge=1)
+
+
+class ConnectorConfig(_Section):
+    """Settings every remote system shares; connectors read their own extras from `options`."""
+
+    enabled: bool = False
+    base_url: str = ""
+    allow_insecure_http: bool = False
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    correlation_header: str = "X-Correlation-ID"
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    rate_limit: RateLimit = RateLimit()
+    page_size: int = Field(100, ge=1, le=10_000)
+    schedule: Schedule = Schedule()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """`token_file = "/path"` reads the secret from that file (it wins over an inline value)."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FIELDS:
+            path = data.get(f"{name}_file")
+            if path:
+                try:
+                    data = {**data, name: Path(path).read_text(encoding="utf-8").strip()}
+                except OSError as exc:
+                    raise ValueError(
+                        f"{name}_file: cannot read {path}: {exc.strerror or exc}"
+                    ) from None
+        return data
+
+    @model_validator(mode="after")
+    def _url_is_safe(self) -> ConnectorConfig:
+        if not self.enabled and not self.base_url:
+            return self
+        if self.enabled and not self.base_url:
+            raise ValueError("base_url: required when the connector is enabled")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
+        insecure = parts.scheme == "http" and not _is_loopback(parts.hostname)
+        if insecure and not self.allow_insecure_http:
+            raise ValueError(
+                f"base_url: plain http to non-loopback host {parts.hostname!r} is refused; "
+                "use https, or set allow_insecure_http = true for this connector"
+            )
+        return self
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name, None)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Connectors(_Section):
+    """One section per remote system; a disabled connector is never contacted."""
+
+    instock: ConnectorConfig = ConnectorConfig(correlation_header="Instock-Correlation-ID")
+    dsorder: ConnectorConfig = ConnectorConfig()
+    netstock: ConnectorConfig = ConnectorConfig()
+    import_jobs: ConnectorConfig = ConnectorConfig(auth_header="x-api-key", auth_scheme="")
+    oregon_siop: ConnectorConfig = ConnectorConfig(auth_header="x-api-key", auth_scheme="")
+
+    def items(self) -> list[tuple[str, ConnectorConfig]]:
+        return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+
+class JobConfig(_Section):
+    """Per-job switch, schedule and options; the job validates its own options."""
+
+    enabled: bool = True
+    schedule: Schedule = Schedule()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DaemonConfig(_Section):
+    state_dir: Path = Field(
+        default_factory=lambda: Path(
+            os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR
+        )
+    )
+    shutdown_timeout: Duration = 30.0
+    misfire_grace_time: Duration = 60.0
+    site_timezone: str = "UTC"
+    max_workers: int = Field(4, ge=1, le=64)
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Amsterdam)"
+            ) from None
+        return value
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class OutboxConfig(_Section):
+    """The sender that drains push intents."""
+
+    schedule: Schedule = Schedule(interval=30)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    max_attempts: int = Field(20, ge=1)
+    max_age: Duration = 86400.0
+    initial_backoff: Duration = 5.0
+    max_backoff: Duration = 900.0
+
+
+class HostConfig(_Section):
+    """The host (WMS/ERP) file interface: inbox/, archive/, rejects/, outbox/ under `dir`."""
+
+    dir: Path | None = None
+    settle_time: Duration = 5.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class _CredentialsDirectorySource(PydanticBaseSettingsSource):
+    """systemd LoadCredential: `$CREDENTIALS_DIRECTORY/<connector>.<secret>` files."""
+
+    def get_field_value(
+        self, field: Any, field_name: str
+    ) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            return {}
+        found: dict[str, dict[str, str]] = {}
+        for connector in Connectors.model_fields:
+            for secret in SECRET_FIELDS:
+                path = Path(directory) / f"{connector}.{secret}"
+                if path.is_file():
+                    found.setdefault(connector, {})[secret] = path.read_text(
+                        encoding="utf-8"
+                    ).strip()
+        return {"connectors": found} if found else {}
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration of one syncd instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    logging: LoggingConfig = LoggingConfig()
+    host: HostConfig = HostConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    connectors: Connectors = Connectors()
+    jobs: dict[str, JobConfig] = Field(default_factory=dict)
+
+    source_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: credentials > environment > TOML (passed as init kwargs) > defaults.
+        return (_CredentialsDirectorySource(settings_cls), env_settings, init_settings)
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _normalise_job_names(cls, value: Any) -> Any:
+        """Environment variables cannot hold dots: `INSTOCK_ARTICLES` means `instock.articles`."""
+        if not isinstance(value, dict):
+            return value
+        return {_job_key(k): v for k, v in value.items()}
+
+    @property
+    def host_dir(self) -> Path:
+        return self.host.dir or self.daemon.state_dir / "host"
+
+    @property
+    def db_path(self) -> Path:
+        return self.daemon.state_dir / "syncd.db"
+
+    def job(self, name: str) -> JobConfig:
+        return self.jobs.get(name) or JobConfig()
+
+
+def _job_key(key: str) -> str:
+    key = key.lower()
+    return key if "." in key else key.replace("_", ".", 1)
+
+
+def load_settings(path: Path | str | None = None, *, required: bool = True) -> Settings:
+    """Build the effective settings, or raise ConfigError naming every bad key.
+
+    `path=None` means `$SYNCD_CONFIG` or /etc/syncd/syncd.toml; when `required`
+    is false a missing default file means "defaults + environment only".
+    """
+    explicit = path is not None or "SYNCD_CONFIG" in os.environ
+    config_path = Path(path or os.environ.get("SYNCD_CONFIG") or DEFAULT_CONFIG_PATH)
+    data: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            with config_path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
+    elif explicit or required:
+        raise ConfigError(
+            f"config file {config_path} not found (pass --config PATH or set SYNCD_CONFIG)"
+        )
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        problems = format_validation_errors(exc)
+        raise ConfigError(
+            f"{config_path}: invalid configuration:\n  " + "\n  ".join(problems), problems
+        ) from None
+    Settings.source_path = config_path if config_path.is_file() else None
+    return settings
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: `key.path = value: reason`, secret values redacted."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [str(p) for p in error["loc"]]
+        key = ".".join(loc) or "(top level)"
+        reason = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (check the spelling against syncd.example.toml)")
+            continue
+        if error["type"] == "missing":
+            lines.append(f"{key}: required")
+            continue
+        value = error.get("input")
+        field = re.match(r"^(\w+): (.*)$", reason, re.S)
+        if field and isinstance(value, dict):
+            # A model-level check names its field first: point the key at it.
+            loc.append(field.group(1))
+            key, reason = ".".join(loc), field.group(2)
+            value = value.get(field.group(1))
+        if any(part in SECRET_FIELDS for part in loc) or isinstance(value, dict):
+            shown = REDACTED if any(part in SECRET_FIELDS for part in loc) else None
+        else:
+            shown = repr(value)
+        lines.append(f"{key} = {shown}: {reason}" if shown is not None else f"{key}: {reason}")
+    return lines
+
+
+def redacted_dict(settings: Settings) -> dict[str, Any]:
+    """The effective config as plain data with every secret replaced by a marker."""
+    data = settings.model_dump(mode="json")
+    for name, conn in settings.connectors.items():
+        for secret in SECRET_FIELDS:
+            if getattr(conn, secret) is not None:
+                data["connectors"][name][secret] = REDACTED
+            data["connectors"][name].pop(f"{secret}_file", None)
+    return data
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted `key = value` pairs, the way an operator greps a config."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            rows.extend(flatten(value, dotted))
+        else:
+            rows.append((dotted, value))
+    return rows
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret in the config, for the log and error redactors."""
+    values = []
+    for _, conn in settings.connectors.items():
+        for secret in SECRET_FIELDS:
+            value = conn.secret(secret)
+            if value:
+                values.append(value)
+    return values

@@ -1,0 +1,314 @@
+"""`syncd run`: the scheduler, the sender thread, signals and systemd notify.
+
+Signal handlers only queue the signal; the main loop dispatches to
+`handle_<signal>` methods, so no work ever runs inside a handler.
+Jobs run on APScheduler's thread pool with `max_instances=1` and
+`coalesce=True`; the outbox sender has its own thread so a job can wake it
+the moment it records intents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from syncd import systemd
+from syncd.config import Schedule, Settings, load_settings, secret_values
+from syncd.errors import ConfigError
+from syncd.jobs import REGISTRY, validate_jobs
+from syncd.jobs.base import JobSpec
+from syncd.jobs.runner import run_job
+from syncd.logs import configure_logging, redactor
+from syncd.state import StateLock, Store
+from syncd.status import status_line
+
+log = structlog.get_logger("syncd.daemon")
+
+SENDER_JOB = "outbox.send"
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+def build_trigger(schedule: Schedule, timezone: str) -> Any:
+    if schedule.cron:
+        return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
+    return IntervalTrigger(
+        seconds=schedule.interval or 3600, jitter=schedule.jitter or None, timezone=UTC
+    )
+
+
+def plan_schedule(settings: Settings) -> dict[str, str]:
+    """Job name -> schedule description, for every enabled scheduled job."""
+    return {
+        name: spec.schedule(settings).describe()
+        for name, spec in sorted(REGISTRY.items())
+        if name != SENDER_JOB and spec.is_enabled(settings)
+    }
+
+
+def schedule_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Human-readable summary of what a reload changed."""
+    changes = [f"{name}: added ({new[name]})" for name in new.keys() - old.keys()]
+    changes += [f"{name}: removed" for name in old.keys() - new.keys()]
+    changes += [
+        f"{name}: {old[name]} -> {new[name]}"
+        for name in old.keys() & new.keys()
+        if old[name] != new[name]
+    ]
+    return sorted(changes)
+
+
+class SenderThread(threading.Thread):
+    """Drains the outbox on its interval, or at once when woken."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(name="syncd-sender", daemon=True)
+        self.owner = daemon
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self.owner.stopping.is_set():
+            interval = self.owner.settings.outbox.schedule.interval or 30
+            self._wake.wait(timeout=interval)
+            self._wake.clear()  # cleared before draining: a wake during a drain drains again
+            if self.owner.stopping.is_set():
+                return
+            try:
+                with Store.open(self.owner.settings.db_path, migrate=False) as store:
+                    due = store.destinations_with_due_intents()
+                if due:
+                    self.owner.execute(REGISTRY[SENDER_JOB], trigger="wake")
+            except Exception:  # the sender must outlive any single failure
+                log.exception("sender_loop_error")
+                time.sleep(1)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, config_path: Path | None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.stopping = threading.Event()
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.lock = StateLock(settings.daemon.state_dir)
+        self.scheduler: BackgroundScheduler | None = None
+        self.sender = SenderThread(self)
+        self._active: dict[str, int] = {}
+        self._active_lock = threading.Lock()
+        self._schedule: dict[str, str] = {}
+
+    # -- life cycle ---------------------------------------------------------
+
+    def run(self) -> int:
+        self.lock.acquire()
+        try:
+            with Store.open(self.settings.db_path) as store:
+                abandoned = store.mark_abandoned_runs()
+            if abandoned:
+                log.warning("runs_interrupted_by_crash", count=abandoned)
+            for sig in SIGNALS:
+                signal.signal(sig, self._on_signal)
+            self._start_scheduler()
+            self.sender.start()
+            log.info(
+                "daemon_started",
+                pid=os.getpid(),
+                state_db=str(self.settings.db_path),
+                config=str(self.config_path),
+                jobs=self._schedule,
+            )
+            systemd.notify("READY=1", f"STATUS={self.status()}")
+            self._main_loop()
+            return 0
+        finally:
+            self.lock.release()
+
+    def _main_loop(self) -> None:
+        watchdog = systemd.watchdog_interval()
+        tick = min(watchdog or 5.0, 5.0)
+        next_status = 0.0
+        while True:
+            try:
+                sig = self.signals.get(timeout=tick)
+            except queue.Empty:
+                sig = None
+            if sig is not None:
+                name = signal.Signals(sig).name.lower()
+                if getattr(self, f"handle_{name}")() is False:
+                    return
+            if watchdog:
+                systemd.notify("WATCHDOG=1")
+            if time.monotonic() >= next_status:
+                systemd.notify(f"STATUS={self.status()}")
+                next_status = time.monotonic() + 15
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals.put(signum)  # SimpleQueue.put is reentrant: safe in a handler
+
+    # -- signal handlers (run on the main loop) -----------------------------
+
+    def handle_sighup(self) -> bool:
+        systemd.notify(
+            "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+        )
+        try:
+            new = load_settings(self.config_path)
+            validate_jobs(new)
+            if new.daemon.state_dir != self.settings.daemon.state_dir:
+                raise ConfigError("daemon.state_dir: cannot change while running; restart syncd")
+        except ConfigError as exc:
+            log.error("config_reload_failed", error=str(exc), kept="previous configuration")
+            systemd.notify("READY=1", "STATUS=reload failed, running on previous config")
+            return True
+        old_schedule = self._schedule
+        self.settings = new
+        configure_logging(new.logging.level, new.logging.format)
+        redactor.set_secrets(secret_values(new))
+        with Store.open(new.db_path, migrate=False) as store:
+            resumed = store.resolve_alerts("auth")
+        self._reschedule()
+        changes = schedule_changes(old_schedule, self._schedule)
+        log.info(
+            "config_reloaded",
+            changes=changes or ["no schedule changes"],
+            auth_alerts_cleared=resumed,
+        )
+        systemd.notify("READY=1", f"STATUS={self.status()}")
+        return True
+
+    def handle_sigusr1(self) -> bool:
+        log.info("run_all_requested", jobs=sorted(self._schedule))
+        now = datetime.now(UTC)
+        assert self.scheduler is not None
+        for name in self._schedule:
+            self.scheduler.modify_job(name, next_run_time=now)
+        self.sender.wake()
+        return True
+
+    def handle_sigterm(self) -> bool:
+        systemd.notify("STOPPING=1")
+        timeout = self.settings.daemon.shutdown_timeout
+        log.info("daemon_stopping", running=self.running_jobs(), timeout_s=timeout)
+        self.stopping.set()
+        self.sender.wake()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + timeout
+        while self.running_jobs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = self.running_jobs()
+        if left:
+            log.warning(
+                "daemon_stop_timeout",
+                still_running=left,
+                note="their runs are marked interrupted at next start",
+            )
+            self.lock.release()
+            sys.stdout.flush()
+            os._exit(0)
+        log.info("daemon_stopped")
+        return False
+
+    handle_sigint = handle_sigterm
+
+    # -- scheduling ---------------------------------------------------------
+
+    def _start_scheduler(self) -> None:
+        d = self.settings.daemon
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(d.max_workers)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(d.misfire_grace_time),
+            },
+            timezone=UTC,
+        )
+        self.scheduler.start()
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        assert self.scheduler is not None
+        wanted = plan_schedule(self.settings)
+        for name in list(self._schedule):
+            if name not in wanted:
+                self.scheduler.remove_job(name)
+        for name, description in wanted.items():
+            spec = REGISTRY[name]
+            if self._schedule.get(name) == description:
+                continue
+            trigger = build_trigger(
+                spec.schedule(self.settings), self.settings.daemon.site_timezone
+            )
+            first = datetime.now(UTC) if spec.schedule(self.settings).interval else None
+            if self.scheduler.get_job(name):
+                self.scheduler.reschedule_job(name, trigger=trigger)
+            else:
+                self.scheduler.add_job(
+                    self._scheduled,
+                    trigger,
+                    args=[name],
+                    id=name,
+                    name=name,
+                    next_run_time=first or trigger.get_next_fire_time(None, datetime.now(UTC)),
+                )
+        self._schedule = wanted
+
+    def _scheduled(self, name: str) -> None:
+        self.execute(REGISTRY[name], trigger="schedule")
+
+    def execute(self, spec: JobSpec, trigger: str) -> None:
+        if self.stopping.is_set():
+            return
+        with self._active_lock:
+            self._active[spec.name] = self._active.get(spec.name, 0) + 1
+        try:
+            run_job(
+                spec,
+                self.settings,
+                trigger=trigger,
+                stopping=self.stopping,
+                wake_sender=self.sender.wake,
+            )
+        finally:
+            with self._active_lock:
+                self._active[spec.name] -= 1
+                if not self._active[spec.name]:
+                    del self._active[spec.name]
+            with contextlib.suppress(Exception):
+                systemd.notify(f"STATUS={self.status()}")
+
+    def running_jobs(self) -> list[str]:
+        with self._active_lock:
+            return sorted(self._active)
+
+    def status(self) -> str:
+        try:
+            with Store.open(self.settings.db_path, migrate=False) as store:
+                return status_line(store, running=self.running_jobs())
+        except Exception as exc:  # status must never take the daemon down
+            return f"status unavailable: {exc}"
+
+
+def run_daemon(config_path: Path | None) -> int:
+    """Entry point of `syncd run`; ConfigError/StateError propagate to the CLI."""
+    settings = load_settings(config_path)
+    validate_jobs(settings)
+    configure_logging(settings.logging.level, settings.logging.format)
+    redactor.set_secrets(secret_values(settings))
+    return Daemon(settings, Settings.source_path or config_path).run()

@@ -1,0 +1,104 @@
+"""One error tree for syncd.
+
+Every failure a job can meet is classified once, where it is first seen, so the
+code that reacts (retry, reject, stop the connector) never has to parse messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SyncdError(Exception):
+    """Root of every error syncd raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(SyncdError):
+    """The configuration is invalid; the message names the key and the reason."""
+
+    exit_code = 78  # EX_CONFIG
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class StateError(SyncdError):
+    """The state database cannot be used (newer schema, corrupt, locked)."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class SchemaTooNewError(StateError):
+    """The state file was written by a newer syncd; running on it could corrupt it."""
+
+
+class AlreadyRunningError(StateError):
+    """Another syncd holds the single-instance lock on this state directory."""
+
+
+class RemoteError(SyncdError):
+    """A remote system answered with an error, or could not be reached.
+
+    Carries what an operator needs to chase it with the vendor: the remote's
+    error code, its message, and its request id.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.connector = connector
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.details = details
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        prefix = f"{self.connector}: " if self.connector else ""
+        return prefix + " ".join(parts)
+
+
+class RetryableError(RemoteError):
+    """Worth trying again later: timeouts, connection errors, 429, 5xx."""
+
+
+class PermanentError(RemoteError):
+    """The remote refused this item for good; it goes to rejects, not to a retry loop."""
+
+
+class AuthError(RemoteError):
+    """Credentials were refused; refresh once, then stop the connector and alert."""
+
+
+class AlreadyDoneError(RemoteError):
+    """The remote says the effect already exists ("already exists", "already closed").
+
+    Raised by connectors so that a replay after a crash is recognised as success.
+    """
+
+
+class ShutdownRequested(BaseException):
+    """Raised at a checkpoint boundary when the daemon is stopping.
+
+    A BaseException so that a job's `except Exception` cannot swallow it.
+    """

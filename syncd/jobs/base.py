@@ -1,0 +1,105 @@
+"""What a job is, and the registry the daemon and CLI read jobs from.
+
+A job is a plain function `run(ctx)` that pulls, plans (pure), records intents
+and checkpoints through `ctx.store`, and calls `ctx.check_stop()` between
+durable steps so a shutdown lands on a checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from syncd.config import JobConfig, Schedule, Settings, format_validation_errors
+from syncd.errors import ConfigError, ShutdownRequested
+from syncd.state import Store
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    run: Callable[[JobContext], None]
+    description: str
+    default_schedule: Schedule
+    connectors: tuple[str, ...] = ()
+    options_model: type[BaseModel] | None = None
+    enabled_by_default: bool = True
+
+    def config(self, settings: Settings) -> JobConfig:
+        return settings.jobs.get(self.name) or JobConfig(enabled=self.enabled_by_default)
+
+    def schedule(self, settings: Settings) -> Schedule:
+        configured = self.config(settings).schedule
+        if configured.interval is None and configured.cron is None:
+            return self.default_schedule
+        return configured
+
+    def is_enabled(self, settings: Settings) -> bool:
+        if not self.config(settings).enabled:
+            return False
+        return all(getattr(settings.connectors, c).enabled for c in self.connectors)
+
+    def options(self, settings: Settings) -> Any:
+        raw = self.config(settings).options
+        if self.options_model is None:
+            return raw
+        try:
+            return self.options_model(**raw)
+        except ValidationError as exc:
+            problems = [f"jobs.{self.name}.options.{p}" for p in format_validation_errors(exc)]
+            raise ConfigError(
+                "invalid job options:\n  " + "\n  ".join(problems), problems
+            ) from None
+
+
+@dataclass
+class JobContext:
+    """What a running job may touch; one per run, used from one thread."""
+
+    job: str
+    run_id: str
+    settings: Settings
+    store: Store
+    log: Any
+    options: Any = None
+    dry_run: bool = False
+    stopping: threading.Event = field(default_factory=threading.Event)
+    wake_sender: Callable[[], None] = lambda: None
+    counts: Counter[str] = field(default_factory=Counter)
+    warnings: list[Any] = field(default_factory=list)
+
+    def check_stop(self) -> None:
+        """Call between durable steps: a stopping daemon ends the run here."""
+        if self.stopping.is_set():
+            raise ShutdownRequested(f"{self.job}: stopping at a checkpoint")
+
+
+REGISTRY: dict[str, JobSpec] = {}
+
+
+def register(spec: JobSpec) -> JobSpec:
+    if spec.name in REGISTRY and REGISTRY[spec.name] is not spec:
+        raise ValueError(f"job {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def validate_jobs(settings: Settings) -> None:
+    """Unknown job names and bad job options are config errors, found at start-up."""
+    problems = [
+        f"jobs.{name}: unknown job (known: {', '.join(sorted(REGISTRY))})"
+        for name in settings.jobs
+        if name not in REGISTRY
+    ]
+    for spec in REGISTRY.values():
+        try:
+            spec.options(settings)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)

@@ -1,0 +1,60 @@
+"""`state.housekeeping`: keep the state DB bounded.
+
+Sent outbox rows, finished runs and resolved alerts are history: they are
+deleted after `retention_days`; open rejects and pending intents never are.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.clock import iso, utcnow
+from syncd.config import Schedule
+from syncd.jobs.base import JobContext, JobSpec, register
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int = Field(30, ge=1, description="keep history this many days")
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    cutoff = iso(utcnow() - timedelta(days=options.retention_days))
+    deleted = {}
+    with ctx.store.transaction():
+        deleted["runs"] = ctx.store.db.execute(
+            "DELETE FROM runs WHERE finished_at < ? AND run_id != ?", [cutoff, ctx.run_id]
+        ).rowcount
+        # Rejects keep a reference to their intent; those intents stay.
+        deleted["outbox"] = ctx.store.db.execute(
+            "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ? "
+            "AND id NOT IN (SELECT outbox_id FROM rejects WHERE outbox_id IS NOT NULL)",
+            [cutoff],
+        ).rowcount
+        deleted["alerts"] = ctx.store.db.execute(
+            "DELETE FROM alerts WHERE resolved_at < ?", [cutoff]
+        ).rowcount
+        deleted["rejects"] = ctx.store.db.execute(
+            "DELETE FROM rejects WHERE status IN ('dropped', 'resolved', 'retried') "
+            "AND updated_at < ?",
+            [cutoff],
+        ).rowcount
+    if not ctx.dry_run:
+        ctx.store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    for table, count in deleted.items():
+        ctx.counts[f"deleted_{table}"] = count
+
+
+SPEC = register(
+    JobSpec(
+        name="state.housekeeping",
+        run=run,
+        description="Delete old history from the state DB (sent intents, runs, resolved alerts)",
+        default_schedule=Schedule(interval=3600),
+        options_model=Options,
+    )
+)

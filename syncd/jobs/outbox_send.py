@@ -1,0 +1,28 @@
+"""`outbox.send`: drain every destination's due intents.
+
+The daemon runs it from its sender thread, woken as soon as a job queues
+intents and otherwise on `[outbox].schedule`.
+"""
+
+from __future__ import annotations
+
+from syncd.config import Schedule
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.outbox import Sender
+
+
+def run(ctx: JobContext) -> None:
+    sender = Sender(ctx.store, ctx.settings, stopping=ctx.stopping, run_id=ctx.run_id)
+    if ctx.dry_run:
+        return  # nothing is computed by a send; a dry run must not push
+    ctx.counts.update(sender.drain())
+
+
+SPEC = register(
+    JobSpec(
+        name="outbox.send",
+        run=run,
+        description="Deliver recorded push intents to their destinations",
+        default_schedule=Schedule(interval=30),
+    )
+)

@@ -1,0 +1,153 @@
+"""Runs one job once: a `runs` row, bound log context, one summary line.
+
+A job's failure is recorded and logged here and never propagates to the
+scheduler, so one broken job cannot stop the daemon.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from syncd.config import Settings
+from syncd.errors import AuthError, ShutdownRequested, SyncdError
+from syncd.jobs.base import JobContext, JobSpec
+from syncd.state import Store
+
+log = structlog.get_logger("syncd.job")
+
+
+def new_run_id(job: str) -> str:
+    return f"{job.replace('.', '-')}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class RunResult:
+    job: str
+    run_id: str
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    intents: list[dict[str, Any]] = field(default_factory=list)  # dry runs only
+
+
+def stopped_connectors(store: Store, spec: JobSpec) -> list[str]:
+    """Connectors of this job stopped by an open auth alert (cleared by a reload)."""
+    return [a["subject"] for a in store.open_alerts("auth") if a["subject"] in spec.connectors]
+
+
+def run_job(
+    spec: JobSpec,
+    settings: Settings,
+    *,
+    trigger: str = "schedule",
+    dry_run: bool = False,
+    stopping: threading.Event | None = None,
+    wake_sender: Callable[[], None] = lambda: None,
+) -> RunResult:
+    run_id = new_run_id(spec.name)
+    with structlog.contextvars.bound_contextvars(job=spec.name, run_id=run_id):
+        store = Store.open(settings.db_path, migrate=False)
+        try:
+            return _run(spec, settings, store, run_id, trigger, dry_run, stopping, wake_sender)
+        finally:
+            store.close()
+
+
+def _run(
+    spec: JobSpec,
+    settings: Settings,
+    store: Store,
+    run_id: str,
+    trigger: str,
+    dry_run: bool,
+    stopping: threading.Event | None,
+    wake_sender: Callable[[], None],
+) -> RunResult:
+    bound = log.bind()
+    stopped = stopped_connectors(store, spec)
+    if stopped:
+        store.start_run(spec.name, run_id, trigger)
+        reason = f"connector(s) {', '.join(stopped)} stopped after an auth failure; fix and reload"
+        store.finish_run(run_id, "skipped", {}, error=reason)
+        bound.warning("job_skipped", reason=reason)
+        return RunResult(spec.name, run_id, "skipped", error=reason)
+
+    ctx = JobContext(
+        job=spec.name,
+        run_id=run_id,
+        settings=settings,
+        store=store,
+        log=bound,
+        options=spec.options(settings),
+        dry_run=dry_run,
+        stopping=stopping or threading.Event(),
+        wake_sender=(lambda: None) if dry_run else wake_sender,
+    )
+    if not dry_run:
+        store.start_run(spec.name, run_id, trigger)
+    started = time.monotonic()
+    status, error, intents = "ok", None, []
+    try:
+        if dry_run:
+            intents = _dry_run(spec, ctx)
+            status = "dry-run"
+        else:
+            spec.run(ctx)
+    except ShutdownRequested as exc:
+        status, error = "interrupted", str(exc)
+    except AuthError as exc:
+        status, error = "failed", str(exc)
+        for connector in spec.connectors:
+            if connector == exc.connector:
+                store.open_alert(
+                    "auth",
+                    f"{connector}: credentials refused ({exc}); fix them and reload",
+                    subject=connector,
+                )
+        bound.error("job_auth_failed", error=error)
+    except SyncdError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        bound.exception("job_crashed")
+    counts = dict(ctx.counts)
+    if dry_run:
+        store.start_run(spec.name, run_id, trigger)
+    store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=error)
+    if status == "ok" and ctx.counts.get("queued"):
+        wake_sender()
+    # The canonical line: one event per run with everything an operator greps for.
+    level = (
+        "info" if status in ("ok", "dry-run") else "warning" if status == "interrupted" else "error"
+    )
+    getattr(bound, level)(
+        "job_finished",
+        status=status,
+        trigger=trigger,
+        duration_s=round(time.monotonic() - started, 3),
+        error=error,
+        **counts,
+    )
+    return RunResult(spec.name, run_id, status, counts, error, intents)
+
+
+def _dry_run(spec: JobSpec, ctx: JobContext) -> list[dict[str, Any]]:
+    """Run inside a transaction that is rolled back: intents are read, nothing stays."""
+    db = ctx.store.db
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        spec.run(ctx)
+        return ctx.store.query(
+            "SELECT destination, kind, order_key, idempotency_key, payload FROM outbox "
+            "WHERE run_id = ? ORDER BY id",
+            [ctx.run_id],
+        )
+    finally:
+        db.execute("ROLLBACK")

@@ -1,0 +1,213 @@
+"""The outbox sender: drains push intents to their destinations.
+
+Jobs never call a remote to push; they record intents (see `Store.add_intents`)
+in the transaction of the diff that caused them. The sender then delivers them
+per destination, in id order per `order_key`, and decides each outcome:
+
+- success, or the remote's "already exists / already done": marked sent;
+- permanent refusal: moved to rejects with the remote's reason;
+- retryable failure: rescheduled with backoff; later intents for the same key
+  wait; past `max_attempts` or `max_age` it is rejected and an alert opens;
+- auth failure: the destination stops for this drain and an alert opens.
+
+A kill -9 between "sent" and "marked sent" replays the intent; destinations are
+called with natural keys and totals, and connectors map "already done" answers
+to `AlreadyDoneError`, so the end state is the same.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+
+from syncd.clock import parse_iso, utcnow
+from syncd.config import OutboxConfig, Settings
+from syncd.errors import (
+    AlreadyDoneError,
+    AuthError,
+    PermanentError,
+    RemoteError,
+    RetryableError,
+    ShutdownRequested,
+)
+from syncd.state import Intent, Store
+
+log = structlog.get_logger("syncd.outbox")
+
+
+class Destination(Protocol):
+    """A remote (or the host outbox directory) that accepts intents of some kinds."""
+
+    def send(self, intent: Intent) -> Any:
+        """Deliver one intent; return what to record, or raise a RemoteError subclass."""
+        ...
+
+    def close(self) -> None: ...
+
+
+DestinationFactory = Callable[[Settings], Destination]
+DESTINATIONS: dict[str, DestinationFactory] = {}
+
+
+def register_destination(name: str, factory: DestinationFactory) -> None:
+    DESTINATIONS[name] = factory
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with an intent after a failed attempt."""
+
+    action: str  # "retry" or "give_up"
+    delay: float = 0.0
+    reason: str = ""
+
+
+def decide_after_failure(
+    intent: Intent,
+    error: Exception,
+    policy: OutboxConfig,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Retry with full-jitter backoff (or the remote's Retry-After) until the bounds run out."""
+    attempts = intent.attempts + 1
+    age = (now - parse_iso(intent.created_at)).total_seconds()
+    if attempts >= policy.max_attempts or age >= policy.max_age:
+        return Decision(
+            "give_up",
+            reason=f"gave up after {attempts} attempts over {age:.0f}s; last error: {error}",
+        )
+    retry_after = error.retry_after if isinstance(error, RemoteError) else None
+    if retry_after is not None:
+        return Decision("retry", delay=retry_after)
+    ceiling = min(policy.max_backoff, policy.initial_backoff * 2 ** (attempts - 1))
+    return Decision("retry", delay=(rng or random).uniform(0, ceiling))
+
+
+class Sender:
+    """Drains due intents; one instance per thread (it holds a Store)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        destinations: Mapping[str, DestinationFactory] | None = None,
+        stopping: threading.Event | None = None,
+        run_id: str | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.destinations = DESTINATIONS if destinations is None else destinations
+        self.stopping = stopping or threading.Event()
+        self.run_id = run_id
+        self.now = now
+        self.counts: Counter[str] = Counter()
+
+    def drain(self) -> Counter[str]:
+        for name in self.store.destinations_with_due_intents():
+            self.drain_destination(name)
+        return self.counts
+
+    def drain_destination(self, name: str) -> None:
+        factory = self.destinations.get(name)
+        if factory is None:
+            self.store.open_alert(
+                "outbox_destination",
+                f"intents wait for destination {name!r}, which no enabled connector provides",
+                subject=name,
+            )
+            log.error("outbox_no_destination", destination=name)
+            return
+        destination = factory(self.settings)
+        try:
+            self._drain(name, destination)
+        finally:
+            destination.close()
+
+    def _drain(self, name: str, destination: Destination) -> None:
+        policy = self.settings.outbox
+        blocked: set[str] = set()  # keys whose earlier intent is not done yet
+        after_id = 0
+        while True:
+            batch = self.store.pending_intents(name, policy.batch_size, after_id)
+            if not batch:
+                return
+            for intent in batch:
+                after_id = intent.id
+                if intent.order_key in blocked:
+                    continue
+                if parse_iso(intent.next_attempt_at) > self.now():
+                    blocked.add(intent.order_key)
+                    continue
+                if self.stopping.is_set():
+                    raise ShutdownRequested("outbox: stopping between intents")
+                if not self._deliver(name, destination, intent):
+                    blocked.add(intent.order_key)
+                if self.counts["auth_failed"]:
+                    return
+
+    def _deliver(self, name: str, destination: Destination, intent: Intent) -> bool:
+        """Try one intent; True when it is finished (sent or rejected)."""
+        bound = log.bind(
+            destination=name, intent_id=intent.id, kind=intent.kind, key=intent.order_key
+        )
+        try:
+            result = destination.send(intent)
+        except AlreadyDoneError as exc:
+            self.store.mark_sent(intent.id, {"already_done": exc.message})
+            self.counts["already_done"] += 1
+            bound.info("outbox_already_done", remote=exc.message, request_id=exc.request_id)
+            return True
+        except AuthError as exc:
+            self.store.open_alert(
+                "auth", f"{name}: credentials refused ({exc}); fix them and reload", subject=name
+            )
+            self.counts["auth_failed"] += 1
+            bound.error("outbox_auth_failed", error=str(exc))
+            return False
+        except PermanentError as exc:
+            reject_id = self.store.reject_intent(intent, str(exc), run_id=self.run_id)
+            self.counts["rejected"] += 1
+            bound.warning("outbox_rejected", reason=str(exc), reject_id=reject_id)
+            return True
+        except Exception as exc:
+            return self._retry_or_give_up(name, intent, exc, bound)
+        self.store.mark_sent(intent.id, result)
+        self.counts["pushed"] += 1
+        bound.debug("outbox_sent")
+        return True
+
+    def _retry_or_give_up(self, name: str, intent: Intent, exc: Exception, bound: Any) -> bool:
+        if not isinstance(exc, RetryableError):
+            bound.exception("outbox_send_crashed")
+        decision = decide_after_failure(intent, exc, self.settings.outbox, self.now())
+        if decision.action == "retry":
+            self.store.mark_retry(intent.id, str(exc), decision.delay)
+            self.counts["retried"] += 1
+            bound.warning(
+                "outbox_retry_later",
+                error=str(exc),
+                delay_s=round(decision.delay, 2),
+                attempts=intent.attempts + 1,
+            )
+            return False
+        reject_id = self.store.reject_intent(intent, decision.reason, run_id=self.run_id)
+        self.store.open_alert(
+            "outbox_gave_up",
+            f"{name}: intent {intent.id} ({intent.kind} {intent.order_key}) {decision.reason}; "
+            f"see `syncd rejects show {reject_id}`",
+            subject=name,
+        )
+        self.counts["rejected"] += 1
+        self.counts["gave_up"] += 1
+        bound.error("outbox_gave_up", reason=decision.reason, reject_id=reject_id)
+        return True

@@ -1,0 +1,446 @@
+"""The state store: one SQLite file, opened once per thread.
+
+Everything durable goes through here so that the invariants hold in one place:
+a checkpoint only moves inside the transaction that stores what it covers, and
+a push intent is recorded in the transaction of the diff that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from syncd.clock import iso, iso_in
+from syncd.errors import StateError
+from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A push waiting in the outbox."""
+
+    id: int
+    destination: str
+    kind: str
+    order_key: str
+    idempotency_key: str
+    payload: Any
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Intent:
+        return cls(
+            id=row["id"],
+            destination=row["destination"],
+            kind=row["kind"],
+            order_key=row["order_key"],
+            idempotency_key=row["idempotency_key"],
+            payload=json.loads(row["payload"]),
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True)
+class NewIntent:
+    destination: str
+    kind: str
+    order_key: str
+    idempotency_key: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class NewReject:
+    source: str
+    reference: str
+    reason: str
+    field: str | None = None
+    payload: Any = None
+
+
+def connect(path: Path) -> Database:
+    """Open the file with the pragmas every connection needs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot open state DB {path}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    return Database(conn)
+
+
+class Store:
+    """Typed access to the core tables; one instance per thread."""
+
+    def __init__(self, db: Database, path: Path | None = None) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, migrate: bool = True) -> Store:
+        db = connect(path)
+        if migrate:
+            apply_migrations(db)
+        else:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                db.close()
+                raise StateError(
+                    f"state DB {path} has schema version {version}, expected {SCHEMA_VERSION}"
+                    + (" (start syncd once to migrate it)" if version < SCHEMA_VERSION else "")
+                )
+        return cls(db, path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """All or nothing; nests through savepoints."""
+        with self.db.atomic():
+            yield self
+
+    def query(
+        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute(sql, params).fetchall()]
+
+    def scalar(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # -- checkpoints --------------------------------------------------------
+
+    def get_checkpoint(self, stream: str, default: str | None = None) -> str | None:
+        value = self.scalar("SELECT value FROM checkpoints WHERE stream = ?", [stream])
+        return default if value is None else value
+
+    def set_checkpoint(self, stream: str, value: str, run_id: str | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO checkpoints (stream, value, updated_at, run_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (stream) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at, run_id = excluded.run_id",
+            [stream, value, iso(), run_id],
+        )
+
+    def reset_checkpoint(self, stream: str) -> bool:
+        return self.db.execute("DELETE FROM checkpoints WHERE stream = ?", [stream]).rowcount > 0
+
+    def commit_batch(
+        self,
+        *,
+        table: str | None = None,
+        rows: Iterable[Mapping[str, Any]] = (),
+        pk: str | tuple[str, ...] | None = None,
+        checkpoint: tuple[str, str] | None = None,
+        intents: Iterable[NewIntent] = (),
+        rejects: Iterable[NewReject] = (),
+        run_id: str | None = None,
+    ) -> int:
+        """Store rows, intents and rejects and advance a checkpoint in one transaction.
+
+        Returns the number of new intents (a replayed intent is not recorded twice).
+        """
+        with self.transaction():
+            if table is not None:
+                batch = list(rows)
+                if batch:
+                    self.db[table].upsert_all(batch, pk=pk, alter=False)  # type: ignore[union-attr]
+            added = self.add_intents(intents, run_id=run_id)
+            self.add_rejects(rejects, run_id=run_id)
+            if checkpoint is not None:
+                self.set_checkpoint(*checkpoint, run_id=run_id)
+        return added
+
+    # -- runs ---------------------------------------------------------------
+
+    def start_run(self, job: str, run_id: str, trigger: str) -> None:
+        self.db.execute(
+            "INSERT INTO runs (run_id, job, trigger, started_at) VALUES (?, ?, ?, ?)",
+            [run_id, job, trigger, iso()],
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        counts: Mapping[str, int],
+        *,
+        warnings: list[Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        extra = {k: v for k, v in counts.items() if k not in ("pulled", "pushed", "rejected")}
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, pulled = ?, pushed = ?, rejected = ?, "
+            "counts = ?, warnings = ?, error = ? WHERE run_id = ?",
+            [
+                iso(),
+                status,
+                counts.get("pulled", 0),
+                counts.get("pushed", 0),
+                counts.get("rejected", 0),
+                _json(extra),
+                _json(warnings or []),
+                error,
+                run_id,
+            ],
+        )
+
+    def mark_abandoned_runs(self) -> int:
+        """Runs left 'running' by a crash are marked interrupted at start-up."""
+        return self.db.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?, "
+            "error = coalesce(error, 'process ended before the run finished') "
+            "WHERE status = 'running'",
+            [iso()],
+        ).rowcount
+
+    # -- outbox -------------------------------------------------------------
+
+    def add_intents(self, intents: Iterable[NewIntent], *, run_id: str | None = None) -> int:
+        now = iso()
+        added = 0
+        for intent in intents:
+            cur = self.db.execute(
+                "INSERT INTO outbox (destination, kind, order_key, idempotency_key, payload, "
+                "next_attempt_at, created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (destination, idempotency_key) DO NOTHING",
+                [
+                    intent.destination,
+                    intent.kind,
+                    intent.order_key,
+                    intent.idempotency_key,
+                    _json(intent.payload),
+                    now,
+                    now,
+                    run_id,
+                ],
+            )
+            added += cur.rowcount
+        return added
+
+    def pending_intents(self, destination: str, limit: int, after_id: int = 0) -> list[Intent]:
+        rows = self.db.execute(
+            "SELECT * FROM outbox WHERE destination = ? AND status = 'pending' AND id > ? "
+            "ORDER BY id LIMIT ?",
+            [destination, after_id, limit],
+        ).fetchall()
+        return [Intent.from_row(r) for r in rows]
+
+    def destinations_with_due_intents(self, now: str | None = None) -> list[str]:
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT destination FROM outbox WHERE status = 'pending' "
+                "AND next_attempt_at <= ? ORDER BY destination",
+                [now or iso()],
+            ).fetchall()
+        ]
+
+    def next_due_at(self) -> str | None:
+        return self.scalar("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
+
+    def mark_sent(self, intent_id: int, result: Any = None) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+            "result = ?, last_error = NULL WHERE id = ?",
+            [iso(), None if result is None else _json(result), intent_id],
+        )
+
+    def mark_retry(self, intent_id: int, error: str, delay: float) -> None:
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+            "WHERE id = ?",
+            [error, iso_in(delay), intent_id],
+        )
+
+    def reject_intent(self, intent: Intent, reason: str, *, run_id: str | None = None) -> int:
+        """Move an intent to rejects with the remote's reason; returns the reject id."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ? "
+                "WHERE id = ?",
+                [reason, intent.id],
+            )
+            return self._insert_reject(
+                NewReject(
+                    source=f"outbox:{intent.destination}",
+                    reference=f"outbox:{intent.id} {intent.kind} {intent.order_key}",
+                    reason=reason,
+                    payload=intent.payload,
+                ),
+                run_id=run_id,
+                outbox_id=intent.id,
+            )
+
+    # -- rejects ------------------------------------------------------------
+
+    def add_rejects(self, rejects: Iterable[NewReject], *, run_id: str | None = None) -> int:
+        count = 0
+        for reject in rejects:
+            self._insert_reject(reject, run_id=run_id)
+            count += 1
+        return count
+
+    def _insert_reject(
+        self, reject: NewReject, *, run_id: str | None, outbox_id: int | None = None
+    ) -> int:
+        now = iso()
+        payload = reject.payload
+        if payload is not None and not isinstance(payload, str):
+            payload = _json(payload)
+        cur = self.db.execute(
+            "INSERT INTO rejects (source, reference, field, reason, payload, outbox_id, run_id, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                reject.source,
+                reject.reference,
+                reject.field,
+                reject.reason,
+                payload,
+                outbox_id,
+                run_id,
+                now,
+                now,
+            ],
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_reject(self, reject_id: int) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM rejects WHERE id = ?", [reject_id])
+        return rows[0] if rows else None
+
+    def list_rejects(
+        self, status: str | None = "open", source: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM rejects WHERE 1 = 1"
+        params: list[Any] = []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if source:
+            sql += " AND source LIKE ?"
+            params.append(source + "%")
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return self.query(sql, params)
+
+    def retry_reject(self, reject_id: int) -> str:
+        """Give a reject another go: an outbox intent is queued again, other
+        rejects are flagged for their job to pick up on its next run."""
+        with self.transaction():
+            row = self.get_reject(reject_id)
+            if row is None:
+                raise StateError(f"no reject with id {reject_id}")
+            if row["status"] not in ("open", "retry"):
+                raise StateError(f"reject {reject_id} is {row['status']}, not open")
+            now = iso()
+            if row["outbox_id"] is not None:
+                self.db.execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                    "WHERE id = ?",
+                    [now, row["outbox_id"]],
+                )
+                status = "retried"
+            else:
+                status = "retry"
+            self.db.execute(
+                "UPDATE rejects SET status = ?, updated_at = ? WHERE id = ?",
+                [status, now, reject_id],
+            )
+            return status
+
+    def drop_reject(self, reject_id: int) -> None:
+        with self.transaction():
+            row = self.get_reject(reject_id)
+            if row is None:
+                raise StateError(f"no reject with id {reject_id}")
+            now = iso()
+            self.db.execute(
+                "UPDATE rejects SET status = 'dropped', updated_at = ? WHERE id = ?",
+                [now, reject_id],
+            )
+            if row["outbox_id"] is not None:
+                self.db.execute(
+                    "UPDATE outbox SET status = 'dropped' WHERE id = ? AND status = 'rejected'",
+                    [row["outbox_id"]],
+                )
+
+    def rejects_to_retry(self, source: str) -> list[dict[str, Any]]:
+        return self.list_rejects(status="retry", source=source, limit=10_000)
+
+    def resolve_reject(self, reject_id: int) -> None:
+        self.db.execute(
+            "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE id = ?",
+            [iso(), reject_id],
+        )
+
+    # -- alerts -------------------------------------------------------------
+
+    def open_alert(self, kind: str, message: str, subject: str = "") -> bool:
+        """Open (or refresh) the alert for (kind, subject); True when it is new."""
+        now = iso()
+        with self.transaction():
+            updated = self.db.execute(
+                "UPDATE alerts SET message = ?, last_seen_at = ?, count = count + 1 "
+                "WHERE kind = ? AND subject = ? AND resolved_at IS NULL",
+                [message, now, kind, subject],
+            ).rowcount
+            if updated:
+                return False
+            self.db.execute(
+                "INSERT INTO alerts (kind, subject, message, opened_at, last_seen_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [kind, subject, message, now, now],
+            )
+            return True
+
+    def resolve_alerts(self, kind: str, subject: str | None = None) -> int:
+        sql = "UPDATE alerts SET resolved_at = ? WHERE kind = ? AND resolved_at IS NULL"
+        params: list[Any] = [iso(), kind]
+        if subject is not None:
+            sql += " AND subject = ?"
+            params.append(subject)
+        return self.db.execute(sql, params).rowcount
+
+    def open_alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        if kind:
+            return self.query(
+                "SELECT * FROM alerts WHERE resolved_at IS NULL AND kind = ? ORDER BY id", [kind]
+            )
+        return self.query("SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id")

@@ -1,0 +1,83 @@
+"""What `syncd status` and the systemd STATUS= line show, read from the state DB.
+
+Reads only, so it works from another process while the daemon runs (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from syncd.clock import parse_iso, utcnow
+from syncd.state import Store
+
+
+def job_summaries(store: Store) -> list[dict[str, Any]]:
+    """Per job: the last run, the last success and the lag since then."""
+    rows = store.query(
+        """
+        SELECT r.job, r.run_id, r.started_at, r.finished_at, r.status, r.pulled, r.pushed,
+               r.rejected, r.counts, r.error,
+               (SELECT max(finished_at) FROM runs o WHERE o.job = r.job AND o.status = 'ok')
+                 AS last_ok_at
+        FROM runs r
+        WHERE r.id = (SELECT max(id) FROM runs x WHERE x.job = r.job AND x.status != 'dry-run')
+        ORDER BY r.job
+        """
+    )
+    now = utcnow()
+    for row in rows:
+        row["counts"] = json.loads(row["counts"] or "{}")
+        row["lag_s"] = (
+            round((now - parse_iso(row["last_ok_at"])).total_seconds(), 1)
+            if row["last_ok_at"]
+            else None
+        )
+    return rows
+
+
+def status_report(store: Store) -> dict[str, Any]:
+    return {
+        "jobs": job_summaries(store),
+        "outbox_pending": {
+            r["destination"]: {"pending": r["n"], "oldest": r["oldest"], "retrying": r["retrying"]}
+            for r in store.query(
+                "SELECT destination, count(*) AS n, min(created_at) AS oldest, "
+                "sum(attempts > 0) AS retrying FROM outbox WHERE status = 'pending' "
+                "GROUP BY destination ORDER BY destination"
+            )
+        },
+        "rejects_open": {
+            r["source"]: r["n"]
+            for r in store.query(
+                "SELECT source, count(*) AS n FROM rejects WHERE status IN ('open', 'retry') "
+                "GROUP BY source ORDER BY source"
+            )
+        },
+        "alerts_open": store.open_alerts(),
+        "checkpoints": store.query(
+            "SELECT stream, value, updated_at FROM checkpoints ORDER BY stream"
+        ),
+    }
+
+
+def status_line(store: Store, running: list[str] | None = None) -> str:
+    """One line for systemd's STATUS=: the last runs and what needs attention."""
+    jobs = job_summaries(store)
+    failed = [j["job"] for j in jobs if j["status"] == "failed"]
+    pending = store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") or 0
+    rejects = store.scalar("SELECT count(*) FROM rejects WHERE status IN ('open', 'retry')") or 0
+    alerts = store.open_alerts()
+    last = max(jobs, key=lambda j: j["started_at"], default=None)
+    parts = []
+    if running:
+        parts.append("running " + ",".join(running))
+    if last:
+        parts.append(f"last {last['job']} {last['status']} at {last['started_at'][11:19]}Z")
+    parts.append(f"{len(jobs) - len(failed)}/{len(jobs)} jobs ok")
+    if failed:
+        parts.append("failed: " + ",".join(failed))
+    parts.append(f"outbox {pending}, rejects {rejects}, alerts {len(alerts)}")
+    if alerts:
+        parts.append("ALERT " + alerts[0]["message"][:120])
+    return "; ".join(parts)
