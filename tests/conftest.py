@@ -1,0 +1,43 @@
+"""Shared fixtures: a fresh state DB and settings pointing at a temp state dir."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import Settings
+from syncd.state import Store
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's or systemd's SYNCD_* settings."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("SYNCD_") or key in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY",
+                                               "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Any:
+    def make(**sections: Any) -> Settings:
+        daemon = {"state_dir": str(tmp_path / "state"), **sections.pop("daemon", {})}
+        return Settings(daemon=daemon, **sections)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Any) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    with Store.open(settings.db_path) as s:
+        yield s

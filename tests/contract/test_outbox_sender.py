@@ -1,0 +1,225 @@
+"""The outbox sender against a real loopback HTTP server that misbehaves."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from syncd.config import ConnectorConfig, Settings
+from syncd.errors import AlreadyDoneError, PermanentError
+from syncd.http import HttpClient, build_client
+from syncd.outbox import Sender
+from syncd.sandbox.base import ApiError, Request, Response, SandboxServer
+from syncd.state import Intent, NewIntent, Store
+
+
+class OrdersApi:
+    """A remote that creates orders by natural key and applies versioned updates."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, int] = {}
+        self.applied: dict[str, list[int]] = defaultdict(list)
+
+    def create(self, request: Request) -> Response:
+        order_id = request.json["order_id"]
+        if order_id in self.orders:
+            raise ApiError(409, "already_exists", f"order {order_id} already exists")
+        if order_id.startswith("bad"):
+            raise ApiError(400, "bad_request", f"order {order_id}: unknown article")
+        self.orders[order_id] = 0
+        self.applied[order_id].append(0)
+        return Response.of_json({"order_id": order_id}, status=201)
+
+    def update(self, request: Request) -> Response:
+        order_id = request.params["order_id"]
+        self.orders[order_id] = request.json["version"]
+        self.applied[order_id].append(request.json["version"])
+        return Response.of_json({"order_id": order_id})
+
+
+class OrdersDestination:
+    """A connector-style destination: natural keys, and 409 mapped to 'already done'."""
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+
+    def send(self, intent: Intent) -> Any:
+        payload = intent.payload
+        try:
+            if intent.kind == "create":
+                return self.client.json(self.client.request("POST", "/orders", json_body=payload))
+            path = f"/orders/{payload['order_id']}"
+            return self.client.json(self.client.request("PUT", path, json_body=payload))
+        except PermanentError as exc:
+            if exc.status == 409:
+                raise AlreadyDoneError(exc.message, status=409) from exc
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[SandboxServer, OrdersApi]]:
+    orders = OrdersApi()
+    server = SandboxServer(retry_after=1, slow_seconds=1.0)
+    server.add_route("POST", "/orders", orders.create)
+    server.add_route("PUT", "/orders/{order_id}", orders.update)
+    with server:
+        yield server, orders
+
+
+def make_sender(store: Store, settings: Settings, server: SandboxServer) -> Sender:
+    conn = ConnectorConfig.model_validate(
+        {
+            "enabled": True,
+            "base_url": server.url,
+            "timeouts": {"read": 0.3},
+            # One HTTP attempt per drain: the sender's own retry schedule is under test.
+            "retry": {"max_attempts": 1},
+        }
+    )
+
+    def factory(_: Settings) -> OrdersDestination:
+        return OrdersDestination(build_client("orders", conn))
+
+    return Sender(store, settings, destinations={"orders": factory})
+
+
+def drain_until_empty(sender: Sender, store: Store, deadline_s: float = 10) -> None:
+    deadline = time.monotonic() + deadline_s
+    while store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'"):
+        assert time.monotonic() < deadline, store.query(
+            "SELECT * FROM outbox WHERE status = 'pending'"
+        )
+        sender.drain()
+        time.sleep(0.05)
+
+
+def queue_orders(store: Store, keys: list[str]) -> None:
+    intents = []
+    for key in keys:
+        intents.append(NewIntent("orders", "create", key, f"create:{key}", {"order_id": key}))
+        for version in (1, 2):
+            intents.append(
+                NewIntent(
+                    "orders",
+                    "update",
+                    key,
+                    f"update:{key}:{version}",
+                    {"order_id": key, "version": version},
+                )
+            )
+    store.add_intents(intents)
+
+
+def test_intents_delivered_once_each_in_order_despite_faults(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """429 with Retry-After, 503 and a timeout delay delivery but never reorder or double it."""
+    server, orders = api
+    settings = make_settings(outbox={"initial_backoff": 0.05, "max_backoff": 0.2})
+    server.faults.script("POST /orders", ["429", "503", "ok", "slow"])
+    server.faults.script("PUT /orders/{order_id}", ["503", "ok", "429"])
+    with Store.open(settings.db_path) as store:
+        queue_orders(store, ["A", "B", "C"])
+        sender = make_sender(store, settings, server)
+        drain_until_empty(sender, store)
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status = 'sent'") == 9
+        assert store.scalar("SELECT count(*) FROM rejects") == 0
+        assert store.scalar("SELECT max(attempts) FROM outbox") >= 2
+    assert orders.orders == {"A": 2, "B": 2, "C": 2}
+    # Each key saw create, v1, v2 in that order; a timed-out create may have landed
+    # before the client gave up, and its replay was recognised as already done.
+    for key in "ABC":
+        assert orders.applied[key] == [0, 1, 2]
+    assert server.count("POST /orders") >= 5  # faults forced retries over the wire
+
+
+def test_permanent_refusal_goes_to_rejects_and_later_intents_continue(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """A 400 moves the intent to rejects with the remote's reason; other keys still flow."""
+    server, orders = api
+    settings = make_settings()
+    with Store.open(settings.db_path) as store:
+        store.add_intents(
+            [
+                NewIntent("orders", "create", "bad-1", "create:bad-1", {"order_id": "bad-1"}),
+                NewIntent("orders", "create", "ok-1", "create:ok-1", {"order_id": "ok-1"}),
+            ]
+        )
+        make_sender(store, settings, server).drain()
+        rejects = store.list_rejects()
+        assert len(rejects) == 1
+        assert "unknown article" in rejects[0]["reason"]
+        assert rejects[0]["source"] == "outbox:orders"
+    assert orders.orders == {"ok-1": 0}
+
+
+def test_crash_between_send_and_mark_sent_converges(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the process dies after the remote accepted but before 'sent' is stored, the replay
+    is answered 'already exists' and the end state is the same as without the crash."""
+    server, orders = api
+    settings = make_settings()
+    with Store.open(settings.db_path) as store:
+        queue_orders(store, ["A"])
+        sender = make_sender(store, settings, server)
+
+        class Killed(BaseException):
+            pass
+
+        def die(*_: Any, **__: Any) -> None:
+            raise Killed
+
+        with monkeypatch.context() as m:
+            m.setattr(store, "mark_sent", die)
+            with pytest.raises(Killed):
+                sender.drain()
+        assert orders.orders == {"A": 0}  # the remote has it; our DB does not know
+        drain_until_empty(make_sender(store, settings, server), store)
+        rows = store.query("SELECT kind, status, result FROM outbox ORDER BY id")
+        assert [r["status"] for r in rows] == ["sent", "sent", "sent"]
+        assert "already_done" in rows[0]["result"]
+    assert orders.applied["A"] == [0, 1, 2]
+
+
+def test_retries_are_bounded_then_alerted(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """An intent that keeps failing is given up after max_attempts: rejected and alerted."""
+    server, _ = api
+    settings = make_settings(
+        outbox={"initial_backoff": 0.01, "max_backoff": 0.02, "max_attempts": 3}
+    )
+    server.faults.rate("POST /orders", "503", 1.0)
+    with Store.open(settings.db_path) as store:
+        store.add_intents([NewIntent("orders", "create", "A", "create:A", {"order_id": "A"})])
+        drain_until_empty(make_sender(store, settings, server), store)
+        assert store.scalar("SELECT status FROM outbox") == "rejected"
+        assert "gave up after 3 attempts" in store.list_rejects()[0]["reason"]
+        alerts = store.open_alerts("outbox_gave_up")
+        assert len(alerts) == 1
+        assert "syncd rejects show" in alerts[0]["message"]
+
+
+def test_auth_failure_stops_the_destination_and_alerts(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """A refused credential stops that destination (intents stay pending) and opens an alert."""
+    server, orders = api
+    settings = make_settings()
+    server.faults.rate("*", "token_expired", 1.0)
+    with Store.open(settings.db_path) as store:
+        queue_orders(store, ["A", "B"])
+        make_sender(store, settings, server).drain()
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") == 6
+        assert store.open_alerts("auth")[0]["subject"] == "orders"
+    assert server.count("POST /orders") == 1  # stopped after the first refusal
+    assert orders.orders == {}

@@ -1,0 +1,122 @@
+"""Logging and the job runner: JSON lines, job context on every event, no secrets, failures kept."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from syncd.config import Schedule, Settings
+from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.runner import run_job
+from syncd.logs import configure_logging, redactor
+from syncd.state import NewIntent, Store
+
+SECRET = "pa55-word-XYZ"
+
+
+@pytest.fixture
+def log_stream() -> io.StringIO:
+    stream = io.StringIO()
+    configure_logging("debug", "auto", stream=stream)
+    redactor.set_secrets([SECRET])
+    return stream
+
+
+def events(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def spec(run: Any, name: str = "test.job") -> JobSpec:
+    return JobSpec(name=name, run=run, description="t", default_schedule=Schedule(interval=60))
+
+
+def test_job_events_are_json_with_job_and_run_id(
+    settings: Settings, store: Store, log_stream: io.StringIO
+) -> None:
+    """Off a TTY every line is JSON, and each event from a job names the job and its run."""
+
+    def run(ctx: JobContext) -> None:
+        ctx.log.info("pulled_page", rows=3)
+        ctx.counts["pulled"] += 3
+
+    result = run_job(spec(run), settings)
+    lines = events(log_stream)
+    job_lines = [e for e in lines if e["event"] in ("pulled_page", "job_finished")]
+    assert len(job_lines) == 2
+    assert all(e["job"] == "test.job" and e["run_id"] == result.run_id for e in job_lines)
+    summary = job_lines[-1]
+    assert summary["status"] == "ok"
+    assert summary["pulled"] == 3
+    row = store.query("SELECT * FROM runs WHERE run_id = ?", [result.run_id])[0]
+    assert (row["status"], row["pulled"]) == ("ok", 3)
+
+
+def test_no_secret_reaches_the_log(settings: Settings, store: Store, log_stream: io.StringIO) -> None:
+    """Secrets in messages, fields, headers or exceptions are replaced before writing."""
+
+    def run(ctx: JobContext) -> None:
+        ctx.log.info(f"connecting with {SECRET}", headers={"Authorization": f"Bearer {SECRET}"})
+        ctx.log.info("form", body=f"grant_type=password&password={SECRET}&x=1")
+        raise RuntimeError(f"remote said: token {SECRET} invalid")
+
+    result = run_job(spec(run), settings)
+    assert result.status == "failed"
+    text = log_stream.getvalue()
+    assert SECRET not in text
+    assert "**********" in text
+
+
+def test_failed_job_is_recorded_and_does_not_raise(
+    settings: Settings, store: Store, log_stream: io.StringIO
+) -> None:
+    """A crashing job is recorded as failed with its error; the caller carries on."""
+
+    def run(ctx: JobContext) -> None:
+        raise KeyError("missing")
+
+    result = run_job(spec(run), settings)
+    row = store.query("SELECT status, error FROM runs WHERE run_id = ?", [result.run_id])[0]
+    assert row["status"] == "failed"
+    assert "KeyError" in row["error"]
+
+
+def test_dry_run_reports_intents_and_changes_nothing(
+    settings: Settings, store: Store, log_stream: io.StringIO
+) -> None:
+    """A dry run prints what would be pushed, and leaves no intent or checkpoint behind."""
+
+    def run(ctx: JobContext) -> None:
+        ctx.store.commit_batch(
+            checkpoint=("stream", "2"),
+            intents=[NewIntent("dest", "create", "o1", "create:o1", {"id": "o1"})],
+            run_id=ctx.run_id,
+        )
+
+    store.set_checkpoint("stream", "1")
+    result = run_job(spec(run), settings, dry_run=True)
+    assert result.status == "dry-run"
+    assert [i["order_key"] for i in result.intents] == ["o1"]
+    assert store.get_checkpoint("stream") == "1"
+    assert store.scalar("SELECT count(*) FROM outbox") == 0
+
+
+def test_job_is_skipped_while_its_connector_is_stopped(
+    make_settings: Any, log_stream: io.StringIO
+) -> None:
+    """After an auth failure the connector's jobs are skipped until a reload clears the alert."""
+    settings = make_settings()
+    with Store.open(settings.db_path) as store:
+        store.open_alert("auth", "refused", subject="instock")
+    called = []
+    job = JobSpec(
+        name="x.job",
+        run=lambda ctx: called.append(1),
+        description="t",
+        default_schedule=Schedule(interval=60),
+        connectors=("instock",),
+    )
+    assert run_job(job, settings).status == "skipped"
+    assert called == []

@@ -1,0 +1,157 @@
+"""State store: migrations, atomic checkpoints, outbox/rejects/alerts bookkeeping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import AlreadyRunningError, SchemaTooNewError, StateError
+from syncd.state import SCHEMA_VERSION, NewIntent, NewReject, StateLock, Store
+
+
+def test_fresh_db_has_core_tables_wal_and_version(tmp_path: Path) -> None:
+    """A new state file gets every core table, WAL mode, foreign keys and its schema version."""
+    with Store.open(tmp_path / "s.db") as store:
+        assert {"runs", "checkpoints", "outbox", "rejects", "alerts"} <= set(store.db.table_names())
+        assert store.scalar("PRAGMA journal_mode") == "wal"
+        assert store.scalar("PRAGMA foreign_keys") == 1
+        assert store.scalar("PRAGMA busy_timeout") >= 1000
+        assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
+
+
+def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    """Migrations run once; opening again keeps data and records no new migration."""
+    with Store.open(tmp_path / "s.db") as store:
+        store.set_checkpoint("a", "1")
+        applied = store.scalar("SELECT count(*) FROM _sqlite_migrations")
+    with Store.open(tmp_path / "s.db") as store:
+        assert store.get_checkpoint("a") == "1"
+        assert store.scalar("SELECT count(*) FROM _sqlite_migrations") == applied
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file written by a newer syncd is refused with a clear message, untouched."""
+    with Store.open(tmp_path / "s.db") as store:
+        store.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNewError, match="newer syncd"):
+        Store.open(tmp_path / "s.db")
+
+
+def test_unknown_applied_migration_is_refused(tmp_path: Path) -> None:
+    """A migration name this version does not know means the file is from the future."""
+    with Store.open(tmp_path / "s.db") as store:
+        store.db["_sqlite_migrations"].insert(
+            {"migration_set": "syncd", "name": "m9999_future", "applied_at": "x"}
+        )
+    with pytest.raises(SchemaTooNewError, match="m9999_future"):
+        Store.open(tmp_path / "s.db")
+
+
+def test_open_without_migrate_refuses_an_old_file(tmp_path: Path) -> None:
+    """Worker connections never migrate; they refuse a file that is not at this version."""
+    with Store.open(tmp_path / "s.db") as store:
+        store.db.execute("PRAGMA user_version = 0")
+    with pytest.raises(StateError, match="start syncd once"):
+        Store.open(tmp_path / "s.db", migrate=False)
+
+
+def test_commit_batch_stores_rows_and_checkpoint_together(store: Store) -> None:
+    """Rows, intents and the checkpoint that covers them land in one transaction."""
+    store.db.execute("CREATE TABLE mirror (id TEXT PRIMARY KEY, qty INTEGER)")
+    added = store.commit_batch(
+        table="mirror",
+        rows=[{"id": "a", "qty": 1}, {"id": "b", "qty": 2}],
+        pk="id",
+        checkpoint=("mirror.cursor", "c2"),
+        intents=[NewIntent("dest", "put", "a", "a:1", {"qty": 1})],
+    )
+    assert added == 1
+    assert store.scalar("SELECT count(*) FROM mirror") == 2
+    assert store.get_checkpoint("mirror.cursor") == "c2"
+
+
+def test_checkpoint_does_not_move_when_the_batch_fails(store: Store) -> None:
+    """A failure half-way through a batch leaves neither rows nor checkpoint behind."""
+    store.db.execute("CREATE TABLE mirror (id TEXT PRIMARY KEY, qty INTEGER NOT NULL)")
+    store.set_checkpoint("mirror.cursor", "c1")
+    with pytest.raises(Exception, match="NOT NULL"):
+        store.commit_batch(
+            table="mirror",
+            rows=[{"id": "a", "qty": 1}, {"id": "b", "qty": None}],
+            pk="id",
+            checkpoint=("mirror.cursor", "c2"),
+            intents=[NewIntent("dest", "put", "a", "a:1", {"qty": 1})],
+        )
+    assert store.scalar("SELECT count(*) FROM mirror") == 0
+    assert store.scalar("SELECT count(*) FROM outbox") == 0
+    assert store.get_checkpoint("mirror.cursor") == "c1"
+
+
+def test_replayed_intent_is_recorded_once(store: Store) -> None:
+    """The same idempotency key queued twice (a replay after a crash) is stored once."""
+    intent = NewIntent("dest", "create", "o1", "create:o1", {"id": "o1"})
+    assert store.add_intents([intent]) == 1
+    assert store.add_intents([intent]) == 0
+    assert len(store.pending_intents("dest", 10)) == 1
+
+
+def test_reject_retry_requeues_an_outbox_intent(store: Store) -> None:
+    """Retrying a rejected intent puts it back in the outbox with fresh attempts."""
+    store.add_intents([NewIntent("dest", "create", "o1", "k1", {"id": "o1"})])
+    intent = store.pending_intents("dest", 1)[0]
+    reject_id = store.reject_intent(intent, "bad_request: no such article")
+    assert store.pending_intents("dest", 10) == []
+    row = store.get_reject(reject_id)
+    assert row is not None
+    assert row["reason"] == "bad_request: no such article"
+    assert store.retry_reject(reject_id) == "retried"
+    again = store.pending_intents("dest", 10)
+    assert [i.id for i in again] == [intent.id]
+    assert again[0].attempts == 0
+    with pytest.raises(StateError, match="not open"):
+        store.retry_reject(reject_id)
+
+
+def test_host_reject_retry_flags_it_for_its_job(store: Store) -> None:
+    """A host-row reject has no intent: retry flags it for the owning job to reload."""
+    store.add_rejects([NewReject("host:articles", "articles.csv:7", "bad qty", field="qty")])
+    reject_id = store.list_rejects()[0]["id"]
+    assert store.retry_reject(reject_id) == "retry"
+    assert [r["id"] for r in store.rejects_to_retry("host:articles")] == [reject_id]
+    store.drop_reject(reject_id)
+    assert store.get_reject(reject_id)["status"] == "dropped"  # type: ignore[index]
+
+
+def test_alerts_open_once_and_resolve(store: Store) -> None:
+    """An alert is opened once per (kind, subject), counted while it repeats, and resolved."""
+    assert store.open_alert("auth", "instock refused", subject="instock") is True
+    assert store.open_alert("auth", "instock refused again", subject="instock") is False
+    alerts = store.open_alerts("auth")
+    assert len(alerts) == 1
+    assert alerts[0]["count"] == 2
+    assert store.resolve_alerts("auth") == 1
+    assert store.open_alerts() == []
+    assert store.open_alert("auth", "refused after fix", subject="instock") is True
+
+
+def test_abandoned_runs_are_marked_interrupted(store: Store) -> None:
+    """A run a crash left 'running' is marked interrupted at the next start."""
+    store.start_run("job.a", "run-1", "schedule")
+    assert store.mark_abandoned_runs() == 1
+    assert store.scalar("SELECT status FROM runs WHERE run_id = 'run-1'") == "interrupted"
+
+
+def test_timestamps_are_iso_utc(store: Store) -> None:
+    """Every timestamp reads as ISO-8601 UTC in sqlite3."""
+    store.set_checkpoint("s", "v")
+    assert store.scalar("SELECT updated_at FROM checkpoints").endswith("Z")
+
+
+def test_second_lock_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    """Two daemons on one state directory would corrupt each other's work: refuse."""
+    with StateLock(tmp_path):
+        with pytest.raises(AlreadyRunningError, match="already running"):
+            StateLock(tmp_path).acquire()
+    with StateLock(tmp_path):
+        pass  # released: free again
