@@ -203,14 +203,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class InstockConfig(ConnectorConfig):
+    correlation_header: str = "Instock-Correlation-ID"
+    page_size: int = Field(1000, ge=10, le=1000)  # the API's own bounds
+    site_id: str = ""  # the ASRS site; empty = the only site the token sees
+
+    @model_validator(mode="after")
+    def _site_id_pattern(self) -> InstockConfig:
+        if self.site_id and not re.fullmatch(r"[A-Za-z0-9_+.:-]{1,128}", self.site_id):
+            raise ValueError(f"site_id: {self.site_id!r} is not a valid Instock site id")
+        return self
+
+
+class ApiKeyConnectorConfig(ConnectorConfig):
+    auth_header: str = "x-api-key"
+    auth_scheme: str = ""
+
+
 class Connectors(_Section):
     """One section per remote system; a disabled connector is never contacted."""
 
-    instock: ConnectorConfig = ConnectorConfig(correlation_header="Instock-Correlation-ID")
+    instock: InstockConfig = InstockConfig()
     dsorder: ConnectorConfig = ConnectorConfig()
     netstock: ConnectorConfig = ConnectorConfig()
-    import_jobs: ConnectorConfig = ConnectorConfig(auth_header="x-api-key", auth_scheme="")
-    oregon_siop: ConnectorConfig = ConnectorConfig(auth_header="x-api-key", auth_scheme="")
+    import_jobs: ApiKeyConnectorConfig = ApiKeyConnectorConfig()
+    oregon_siop: ApiKeyConnectorConfig = ApiKeyConnectorConfig()
 
     def items(self) -> list[tuple[str, ConnectorConfig]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields]

@@ -1,0 +1,1 @@
+"""One module per remote system: its URLs, models, pagination and error mapping."""

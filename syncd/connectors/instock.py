@@ -1,0 +1,396 @@
+"""Instock (ASRS cloud) client: every endpoint of the API document, typed.
+
+This module alone knows Instock's URLs, its pagination and its error codes.
+Lists are streamed page by page (`start_cursor` / `next_cursor` / `has_more`),
+so a million-article inventory never sits in memory.
+
+Shapes the document collapses follow the vendor's OpenAPI file: an order-status
+line's `qty` is `{requested, reserved, free}`, an ordertask line's `to_cells`
+is `[{to_cell_id, qty}]`, quantities are integers. The response header is read
+as `Instock-Request-ID` (the text) or `Instock-Response-ID` (the OpenAPI file).
+
+Fulfilled quantity of an order line = the sum of `to_cells[].qty` for that line
+over the order's ordertasks in status `done` (equivalently, the moves carrying
+the order's `order_id` for that article). See `fulfilled_by_line`.
+
+Error mapping (the document's error table):
+`bad_request`, `resource_cannot_be_created`, `resource_cannot_be_updated`,
+`resource_not_found` -> PermanentError; `unauthorized`, `forbidden` -> AuthError;
+`internal_server_error` (and 429/5xx) -> RetryableError. Code, message and
+request id are kept on the error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.config import InstockConfig
+from syncd.errors import AlreadyDoneError, PermanentError, SyncdError
+from syncd.http import HttpClient, StaticAuth, build_client
+
+NAME: Final = "instock"
+REQUEST_ID_HEADERS: Final = ("Instock-Request-ID", "Instock-Response-ID")
+BULK_MAX: Final = 1000
+PAGE_MIN, PAGE_MAX = 10, 1000
+ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
+ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
+
+
+class _Model(BaseModel):
+    """Unknown fields are tolerated and kept: the API may grow."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Site(_Model):
+    site_id: str
+    is_virtual: bool = False
+
+
+class Article(_Model):
+    article_id: str
+    name: str = ""
+    is_serial_numbered: bool = False
+    dimensions: dict[str, Any] | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class InventoryQty(_Model):
+    free: int = 0
+    reserved: int = 0
+    registered: int = 0
+
+
+class InventoryItem(_Model):
+    article_id: str
+    qty: InventoryQty = InventoryQty()
+
+
+class Move(_Model):
+    article_id: str
+    qty: int
+    move_timestamp: str
+    user_id: str | None = None
+    order_id: str | None = None
+    from_cell_id: str | None = None
+    to_cell_id: str | None = None
+    from_account_id: str | None = None
+    to_account_id: str | None = None
+
+
+class OrderLine(_Model):
+    line_id: str
+    article_id: str
+    qty: int
+
+
+class Order(_Model):
+    order_id: str
+    site_id: str | None = None
+    kind: str = "customer"
+    placed_at: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    lines: list[OrderLine] = Field(default_factory=list)
+
+
+class StatusQty(_Model):
+    requested: int = 0
+    reserved: int = 0
+    free: int = 0
+
+
+class OrderStatusLine(_Model):
+    line_id: str
+    article_id: str
+    qty: StatusQty = StatusQty()
+
+
+class OrderStatus(_Model):
+    order_id: str
+    order_status: str
+    timestamp: str | None = None
+    ordertask_ids: list[str] = Field(default_factory=list)
+    lines: list[OrderStatusLine] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.order_status in ("done", "canceled")
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [t for t in self.ordertask_ids if t]  # [""] means "none yet"
+
+
+class ToCell(_Model):
+    to_cell_id: str | None = None
+    qty: int = 0
+
+
+class OrdertaskLine(_Model):
+    line_id: str
+    article_id: str
+    to_cells: list[ToCell] = Field(default_factory=list)
+
+
+class Ordertask(_Model):
+    ordertask_id: str
+    order_id: str | None = None
+    ordertask_status: str
+    lines: list[OrdertaskLine] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its raw items and the cursor to the next one."""
+
+    items: list[Any]
+    next_cursor: str | None
+    has_more: bool
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate_article(article: Mapping[str, Any]) -> str | None:
+    """Why Instock would refuse this article, checked before sending; None if fine."""
+    article_id = str(article.get("article_id") or "")
+    if not ARTICLE_ID_RE.match(article_id):
+        return f"article_id {article_id!r} must match {ARTICLE_ID_RE.pattern}"
+    if article.get("is_serial_numbered"):
+        return "serial-numbered articles cannot be uploaded or updated in Instock"
+    if not str(article.get("name") or "").strip():
+        return "name is required"
+    return None
+
+
+def fulfilled_by_line(tasks: Iterable[Ordertask]) -> dict[str, int]:
+    """Line id -> quantity picked, from the order's done ordertasks."""
+    totals: dict[str, int] = {}
+    for task in tasks:
+        if task.ordertask_status != "done":
+            continue
+        for line in task.lines:
+            totals[line.line_id] = totals.get(line.line_id, 0) + sum(c.qty for c in line.to_cells)
+    return totals
+
+
+class InstockClient:
+    """Typed access to one Instock organisation and site."""
+
+    def __init__(self, config: InstockConfig, *, http: HttpClient | None = None) -> None:
+        self.config = config
+        self.page_size = max(PAGE_MIN, min(PAGE_MAX, config.page_size))
+        token = config.secret("token") or ""
+        self.http = http or build_client(
+            NAME,
+            config,
+            auth=StaticAuth(config.auth_header, token, config.auth_scheme),
+            request_id_headers=REQUEST_ID_HEADERS,
+        )
+        self._site_id = config.site_id or None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> InstockClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------
+
+    @property
+    def site_id(self) -> str:
+        """The configured site, or the only one the token can see."""
+        if self._site_id is None:
+            sites = self.sites()
+            if len(sites) != 1:
+                raise SyncdError(
+                    "connectors.instock.site_id is not set and the token sees "
+                    f"{len(sites)} sites ({', '.join(s.site_id for s in sites)}); set it"
+                )
+            self._site_id = sites[0].site_id
+        return self._site_id
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.http.get_json(path, params=params)
+
+    def _send(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.http.request(method, path, json_body=body)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text  # "Successful operation." is sometimes a bare string
+
+    def pages(
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        page_size: int | None = None,
+        start_cursor: str | None = None,
+    ) -> Iterator[Page]:
+        """Every page of a list, one request at a time, never the whole list."""
+        size = page_size or self.page_size
+        if not PAGE_MIN <= size <= PAGE_MAX:
+            raise ValueError(f"page_size must be {PAGE_MIN}..{PAGE_MAX}, got {size}")
+        cursor = start_cursor or ""
+        while True:
+            query = {**(params or {}), "page_size": size}
+            if cursor:
+                query["start_cursor"] = cursor
+            body = self._get(path, query)
+            items = body.get(key) or []
+            has_more = bool(body.get("has_more"))
+            next_cursor = body.get("next_cursor") or None
+            meta = {k: v for k, v in body.items() if k not in (key, "has_more", "next_cursor")}
+            yield Page(items=items, next_cursor=next_cursor, has_more=has_more, meta=meta)
+            if not has_more:
+                return
+            if not next_cursor or next_cursor == cursor:
+                raise PermanentError(
+                    f"{path}: has_more without a new next_cursor",
+                    connector=NAME,
+                    code="bad_pagination",
+                )
+            cursor = next_cursor
+
+    # -- sites and articles -------------------------------------------------
+
+    def sites(self) -> list[Site]:
+        return [Site.model_validate(s) for s in self._get("/v1/sites").get("sites", [])]
+
+    def article_pages(self, **kw: Any) -> Iterator[Page]:
+        return self.pages("/v1/articles", "articles", **kw)
+
+    def get_article(self, article_id: str) -> Article:
+        return Article.model_validate(self._get(f"/v1/articles/{article_id}"))
+
+    def upload_articles(self, articles: Sequence[Mapping[str, Any]]) -> None:
+        if not 1 <= len(articles) <= BULK_MAX:
+            raise ValueError(f"a bulk upload takes 1..{BULK_MAX} articles, got {len(articles)}")
+        self._send("POST", "/v1/articles", {"articles": list(articles)})
+
+    def update_article(self, article: Mapping[str, Any]) -> None:
+        self._send("PUT", f"/v1/articles/{article['article_id']}", dict(article))
+
+    # -- orders -------------------------------------------------------------
+
+    def create_order(self, order: Mapping[str, Any]) -> None:
+        """Create a customer order; an existing identical order id is 'already done'."""
+        body = {"kind": "customer", "site_id": self.site_id, **order}
+        try:
+            self._send("POST", f"/v1/{self.site_id}/orders", body)
+        except PermanentError as exc:
+            if exc.code == "resource_cannot_be_created" and self._order_exists(order["order_id"]):
+                raise AlreadyDoneError(
+                    f"order {order['order_id']} already exists",
+                    connector=NAME,
+                    status=exc.status,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                ) from exc
+            raise
+
+    def _order_exists(self, order_id: str) -> bool:
+        try:
+            self.get_order(order_id)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def order_pages(self, **kw: Any) -> Iterator[Page]:
+        return self.pages(f"/v1/{self.site_id}/orders", "orders", **kw)
+
+    def get_order(self, order_id: str) -> Order:
+        return Order.model_validate(self._get(f"/v1/{self.site_id}/orders/{order_id}"))
+
+    def update_order(self, order: Mapping[str, Any]) -> None:
+        body = {"kind": "customer", "site_id": self.site_id, **order}
+        self._send("PUT", f"/v1/{self.site_id}/orders/{order['order_id']}", body)
+
+    def order_status(self, order_id: str) -> OrderStatus:
+        return OrderStatus.model_validate(self._get(f"/v1/{self.site_id}/orders/{order_id}/status"))
+
+    def advance_order(self, order_id: str, to_cell_id: str | None = None) -> None:
+        """Debug endpoint (virtual sites): registered -> reserved -> done."""
+        body = {"to_cell_id": to_cell_id} if to_cell_id else {}
+        self._send("POST", f"/v1/{self.site_id}/orders/{order_id}/status", body)
+
+    def cancel_order(self, order_id: str) -> None:
+        """Cancel a registered order; an order already canceled is 'already done'."""
+        try:
+            self._send("DELETE", f"/v1/{self.site_id}/orders/{order_id}/status")
+        except PermanentError as exc:
+            if exc.status == 400:
+                status = self.order_status(order_id).order_status
+                if status == "canceled":
+                    raise AlreadyDoneError(
+                        f"order {order_id} already canceled",
+                        connector=NAME,
+                        code=exc.code,
+                        request_id=exc.request_id,
+                    ) from exc
+                raise PermanentError(
+                    f"order {order_id} is {status}; only registered orders can be canceled "
+                    f"({exc.message})",
+                    connector=NAME,
+                    status=exc.status,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                ) from exc
+            raise
+
+    def get_ordertask(self, ordertask_id: str) -> Ordertask:
+        return Ordertask.model_validate(self._get(f"/v1/{self.site_id}/ordertasks/{ordertask_id}"))
+
+    # -- inventory ----------------------------------------------------------
+
+    def inventory_pages(self, **kw: Any) -> Iterator[Page]:
+        """All inventory; articles whose free, reserved and registered are 0 are absent."""
+        return self.pages(f"/v1/{self.site_id}/inventory", "articles", **kw)
+
+    def inventory_many(self, article_ids: Sequence[str]) -> list[InventoryItem]:
+        if len(article_ids) > BULK_MAX:
+            raise ValueError(f"at most {BULK_MAX} article ids per request")
+        body = self._send(
+            "POST", f"/v1/{self.site_id}/inventory", {"article_ids": list(article_ids)}
+        )
+        return [InventoryItem.model_validate(a) for a in (body or {}).get("articles", [])]
+
+    def inventory_one(self, article_id: str) -> InventoryItem:
+        return InventoryItem.model_validate(self._get(f"/v1/{self.site_id}/inventory/{article_id}"))
+
+    def adjust_inventory(self, adjustments: Sequence[Mapping[str, Any]]) -> None:
+        """Debug endpoint (virtual sites)."""
+        self._send("PUT", f"/v1/{self.site_id}/inventory", {"adjustments": list(adjustments)})
+
+    # -- moves --------------------------------------------------------------
+
+    def move_pages(
+        self, start: datetime, end: datetime, *, to_cell_id: str | None = None, **kw: Any
+    ) -> Iterator[Page]:
+        """Moves in [start, end], newest first; both bounds are required by the API."""
+        params: dict[str, Any] = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
+        if to_cell_id:
+            params["to_cell_id"] = to_cell_id
+        return self.pages(f"/v1/{self.site_id}/moves", "moves", params, **kw)
+
+    def article_move_pages(
+        self, article_id: str, start: datetime, end: datetime, **kw: Any
+    ) -> Iterator[Page]:
+        params = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
+        return self.pages(f"/v1/{self.site_id}/moves/{article_id}", "moves", params, **kw)
