@@ -43,13 +43,27 @@ log = structlog.get_logger("syncd.outbox")
 
 
 class Destination(Protocol):
-    """A remote (or the host outbox directory) that accepts intents of some kinds."""
+    """A remote (or the host outbox directory) that accepts intents of some kinds.
+
+    A destination may also define `on_outcome(store, intent, outcome, detail)`;
+    the sender calls it inside the transaction that records the outcome
+    ("sent", "already_done" or "rejected"), so a job's own record of what the
+    remote accepted moves together with the outbox row.
+    """
 
     def send(self, intent: Intent) -> Any:
         """Deliver one intent; return what to record, or raise a RemoteError subclass."""
         ...
 
     def close(self) -> None: ...
+
+
+def _record_outcome(
+    store: Store, destination: Destination, intent: Intent, outcome: str, detail: Any
+) -> None:
+    hook = getattr(destination, "on_outcome", None)
+    if hook is not None:
+        hook(store, intent, outcome, detail)
 
 
 DestinationFactory = Callable[[Settings], Destination]
@@ -163,7 +177,10 @@ class Sender:
         try:
             result = destination.send(intent)
         except AlreadyDoneError as exc:
-            self.store.mark_sent(intent.id, {"already_done": exc.message})
+            with self.store.transaction():
+                detail = {"already_done": exc.message}
+                _record_outcome(self.store, destination, intent, "already_done", detail)
+                self.store.mark_sent(intent.id, detail)
             self.counts["already_done"] += 1
             bound.info("outbox_already_done", remote=exc.message, request_id=exc.request_id)
             return True
@@ -175,18 +192,24 @@ class Sender:
             bound.error("outbox_auth_failed", error=str(exc))
             return False
         except PermanentError as exc:
-            reject_id = self.store.reject_intent(intent, str(exc), run_id=self.run_id)
+            with self.store.transaction():
+                _record_outcome(self.store, destination, intent, "rejected", str(exc))
+                reject_id = self.store.reject_intent(intent, str(exc), run_id=self.run_id)
             self.counts["rejected"] += 1
             bound.warning("outbox_rejected", reason=str(exc), reject_id=reject_id)
             return True
         except Exception as exc:
-            return self._retry_or_give_up(name, intent, exc, bound)
-        self.store.mark_sent(intent.id, result)
+            return self._retry_or_give_up(name, destination, intent, exc, bound)
+        with self.store.transaction():
+            _record_outcome(self.store, destination, intent, "sent", result)
+            self.store.mark_sent(intent.id, result)
         self.counts["pushed"] += 1
         bound.debug("outbox_sent")
         return True
 
-    def _retry_or_give_up(self, name: str, intent: Intent, exc: Exception, bound: Any) -> bool:
+    def _retry_or_give_up(
+        self, name: str, destination: Destination, intent: Intent, exc: Exception, bound: Any
+    ) -> bool:
         if not isinstance(exc, RetryableError):
             bound.exception("outbox_send_crashed")
         decision = decide_after_failure(intent, exc, self.settings.outbox, self.now())
@@ -200,7 +223,9 @@ class Sender:
                 attempts=intent.attempts + 1,
             )
             return False
-        reject_id = self.store.reject_intent(intent, decision.reason, run_id=self.run_id)
+        with self.store.transaction():
+            _record_outcome(self.store, destination, intent, "rejected", decision.reason)
+            reject_id = self.store.reject_intent(intent, decision.reason, run_id=self.run_id)
         self.store.open_alert(
             "outbox_gave_up",
             f"{name}: intent {intent.id} ({intent.kind} {intent.order_key}) {decision.reason}; "
