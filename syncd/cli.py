@@ -378,5 +378,23 @@ def outbox_list(
         )
 
 
+@main.group()
+def sandbox() -> None:
+    """Run a local simulator of a remote system (for trials and the demo)."""
+
+
+@sandbox.command("instock")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8765, show_default=True, help="Port (0 picks a free one).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated data.")
+@click.option("--articles", default=1000, show_default=True, help="Number of articles.")
+@click.option("--token", default=None, help="Bearer token to accept [default: the sandbox's].")
+def sandbox_instock(host: str, port: int, seed: int, articles: int, token: str | None) -> None:
+    """Serve a seeded Instock simulator until SIGINT/SIGTERM."""
+    from syncd.sandbox import instock
+
+    instock.run(host, port, seed, articles, token or instock.DEFAULT_TOKEN)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,680 @@
+"""A small, fast HTTP/1.1 server for simulators, with routing, fault injection and a request log.
+
+Every simulator (Instock, DSOrder, Netstock, ...) is a real server on loopback rather than a
+mock, so clients are tested through their real transport: keep-alive, timeouts, truncated
+bodies and broken JSON all happen on an actual socket. Only the stdlib is used, so the
+simulators start in milliseconds and run anywhere syncd runs.
+
+Faults are configured per route key: a concrete request (``"GET /v1/1.1.0-1/inventory"``), a
+route pattern (``"GET /v1/{site_id}/inventory"``) or ``"*"`` for every route, looked up in
+that order. A script is consumed one request at a time (``["429", "503", "ok"]``); a rate
+fires with probability ``p`` from a seeded ``random.Random``, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+FAULT_KINDS: Final[frozenset[str]] = frozenset(
+    {"429", "500", "503", "slow", "drop", "malformed", "token_expired"}
+)
+"""What a route can be made to do instead of (or on top of) answering normally."""
+
+OK: Final = "ok"
+"""A script entry that lets one request through untouched."""
+
+MALFORMED_BODY: Final = b'{"code": "ok", "items": [{"id": 1}, {"id": '
+_MAX_BODY: Final = 64 * 1024 * 1024
+
+
+def dumps(data: Any) -> bytes:
+    """Serialise compactly; simulators call this once per cached object, not per request."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with an error body in the simulator's own shape."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a handler sees: the parsed request, with the JSON body already decoded."""
+
+    method: str
+    path: str
+    route: str
+    params: Mapping[str, str]
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes = b""
+    json: Any = None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """Header lookup by case-insensitive name (``headers`` keys are lower-cased)."""
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass(slots=True)
+class Response:
+    """What a handler returns; ``body`` is bytes so hot pages can be served pre-serialised."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    @classmethod
+    def of_json(
+        cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        return cls(status, dumps(data), dict(headers or {}))
+
+    @classmethod
+    def raw(
+        cls,
+        body: bytes,
+        status: int = 200,
+        content_type: str = "application/octet-stream",
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        return cls(status, body, dict(headers or {}), content_type)
+
+
+Handler = Callable[[Request], Response]
+ErrorBody = Callable[[int, str, str], Any]
+Authenticate = Callable[[Request], bool]
+
+
+def default_error_body(status: int, code: str, message: str) -> Any:
+    """The common ``{"code", "message"}`` shape; simulators pass their own if it differs."""
+    del status
+    return {"code": code, "message": message}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One line of the request log that tests assert on."""
+
+    method: str
+    path: str
+    route: str | None
+    query: Mapping[str, str]
+    status: int
+    timestamp: float
+    correlation_id: str | None
+    request_id: str
+    fault: str | None
+    duration: float
+    client_port: int
+
+
+# --- routing -----------------------------------------------------------------------------
+
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+    public: bool
+    regex: re.Pattern[str]
+    literals: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.pattern}"
+
+
+class Router:
+    """Method + path pattern to handler; literal segments beat parameters (``/v1/sites``
+    wins over ``/v1/{site_id}``) whatever the registration order."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False) -> None:
+        parts: list[str] = []
+        literals = 0
+        for segment in pattern.strip("/").split("/"):
+            found = _PARAM.match(segment)
+            if found:
+                parts.append(f"(?P<{found.group(1)}>[^/]+)")
+            else:
+                parts.append(re.escape(segment))
+                literals += 1
+        regex = re.compile("/" + "/".join(parts))
+        self._routes.append(Route(method.upper(), pattern, handler, public, regex, literals))
+        self._routes.sort(key=lambda r: -r.literals)
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """Return (route, params, path_known); path_known without a route means 405."""
+        path_known = False
+        for route in self._routes:
+            found = route.regex.fullmatch(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, {k: unquote(v) for k, v in found.groupdict().items()}, True
+            path_known = True
+        return None, {}, path_known
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._routes)
+
+
+# --- faults ------------------------------------------------------------------------------
+
+
+def _route_key(route: str) -> str:
+    if route == "*":
+        return route
+    method, _, path = route.strip().partition(" ")
+    if not path:
+        raise ValueError(f"route key must look like 'GET /path' or '*', got {route!r}")
+    return f"{method.upper()} {path.strip()}"
+
+
+class FaultInjector:
+    """Per-route scripted or random faults; thread-safe and reproducible for a given seed."""
+
+    def __init__(self, seed: int = 0, *, retry_after: int = 1, slow_seconds: float = 2.0) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._scripts: dict[str, deque[str]] = {}
+        self._rates: dict[str, dict[str, float]] = {}
+        self.retry_after = retry_after
+        self.slow_seconds = slow_seconds
+        self.fired: Counter[str] = Counter()
+
+    def script(self, route: str, kinds: Iterable[str]) -> None:
+        """Queue faults (or ``"ok"``) for the next requests on ``route``, one per request."""
+        queued = list(kinds)
+        for kind in queued:
+            if kind != OK and kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        with self._lock:
+            self._scripts.setdefault(_route_key(route), deque()).extend(queued)
+
+    def rate(self, route: str, kind: str, p: float) -> None:
+        """Make ``kind`` fire with probability ``p`` on ``route`` (``p=0`` removes it)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability must be within 0..1, got {p}")
+        with self._lock:
+            rates = self._rates.setdefault(_route_key(route), {})
+            if p == 0.0:
+                rates.pop(kind, None)
+            else:
+                rates[kind] = p
+
+    def clear(self) -> None:
+        """Forget every script and rate (the fired counter is kept)."""
+        with self._lock:
+            self._scripts.clear()
+            self._rates.clear()
+
+    def remaining(self, route: str) -> list[str]:
+        """What is still queued for ``route``."""
+        with self._lock:
+            return list(self._scripts.get(_route_key(route), ()))
+
+    def pick(self, keys: Iterable[str]) -> str | None:
+        """Decide the fault for one request; scripts beat rates, specific keys beat ``*``."""
+        ordered = list(dict.fromkeys(keys))
+        with self._lock:
+            if not self._scripts and not self._rates:
+                return None
+            for key in ordered:
+                queue = self._scripts.get(key)
+                if queue:
+                    kind = queue.popleft()
+                    if kind == OK:
+                        return None
+                    self.fired[kind] += 1
+                    return kind
+            for key in ordered:
+                for kind, p in self._rates.get(key, {}).items():
+                    if self._rng.random() < p:
+                        self.fired[kind] += 1
+                        return kind
+        return None
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+class _BadRequestError(Exception):
+    pass
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a handler sleeping in a "slow" fault must not hold up stop()
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
+        self.sandbox = sandbox
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (timeout, drop, stop()) is routine here, not an error.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one write per response, no 40 ms delayed-ACK stalls
+    timeout = 120  # reap idle keep-alive connections eventually
+    server_version = "syncd-sandbox"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.sandbox._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.sandbox._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: per-request stderr lines would dominate the serve rate."""
+
+    def _dispatch(self) -> None:
+        self.server.sandbox._handle(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+
+class SandboxServer:
+    """A loopback HTTP/1.1 server in a background thread, with routes, faults and a log.
+
+    ``authenticate`` decides whether a request on a non-public route carries a valid
+    credential (the simulator compares it with ``server.token``); ``error_body`` shapes every
+    error the base itself produces, so 401/404/429/5xx look like the vendor's.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seed: int = 0,
+        token: str | None = None,
+        authenticate: Authenticate | None = None,
+        error_body: ErrorBody = default_error_body,
+        correlation_headers: Iterable[str] = ("X-Correlation-ID",),
+        request_id_headers: Iterable[str] = ("X-Request-ID",),
+        retry_after: int = 1,
+        slow_seconds: float = 2.0,
+        log_limit: int = 100_000,
+        name: str = "sandbox",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.name = name
+        self.router = Router()
+        self.faults = FaultInjector(seed, retry_after=retry_after, slow_seconds=slow_seconds)
+        self.authenticate = authenticate
+        self.error_body = error_body
+        self.correlation_headers = tuple(h.lower() for h in correlation_headers)
+        self.request_id_headers = tuple(request_id_headers)
+        self.errors: list[str] = []
+        self._token = token
+        self._token_expired = False
+        self._log: deque[RequestRecord] = deque(maxlen=log_limit)
+        self._counts: Counter[str] = Counter()
+        self._log_lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # routes
+
+    def add_route(
+        self, method: str, pattern: str, handler: Handler, *, public: bool = False
+    ) -> None:
+        """Register ``handler``; ``public`` routes skip authentication (e.g. a token endpoint)."""
+        self.router.add(method, pattern, handler, public=public)
+
+    def route(
+        self, method: str, pattern: str, *, public: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Decorator form of ``add_route``."""
+
+        def register(handler: Handler) -> Handler:
+            self.add_route(method, pattern, handler, public=public)
+            return handler
+
+        return register
+
+    # tokens
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def token_expired(self) -> bool:
+        return self._token_expired
+
+    def expire_token(self) -> None:
+        """Every authenticated request answers 401 until ``renew_token``."""
+        self._token_expired = True
+
+    def renew_token(self, new: str) -> None:
+        """Install a fresh token (the old one stops working) and end a ``token_expired``."""
+        self._token = new
+        self._token_expired = False
+
+    # lifecycle
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError(f"{self.name} server is not running")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread; a restart reuses the port bound first."""
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        httpd = _HTTPServer((self.host, self.port), self)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.name}-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, cut open keep-alive connections and wake sleeping handlers."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def serve_forever(self) -> None:
+        """Serve in the foreground until SIGINT or SIGTERM, for a CLI run."""
+        stop = threading.Event()
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # the log
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A copy of the request log, oldest first."""
+        with self._log_lock:
+            return list(self._log)
+
+    def count(self, route: str | None = None) -> int:
+        """Requests seen for a concrete key, a pattern key, or all of them (``None``)."""
+        with self._log_lock:
+            if route is None:
+                return self._counts["*"]
+            return self._counts[_route_key(route)]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        with self._log_lock:
+            return dict(self._counts)
+
+    def clear_log(self) -> None:
+        with self._log_lock:
+            self._log.clear()
+            self._counts.clear()
+
+    # internals
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._conns_lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        """An error response in the simulator's own body shape."""
+        return Response.of_json(self.error_body(status, code, message), status)
+
+    def _handle(self, h: _Handler) -> None:
+        started = time.perf_counter()
+        method = h.command
+        split = urlsplit(h.path)
+        path = split.path or "/"
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        request_id = uuid.uuid4().hex
+        route, params, path_known = self.router.match(method, path)
+        fault: str | None = None
+        try:
+            body = self._read_body(h, headers)
+        except _BadRequestError as exc:
+            h.close_connection = True
+            response = self.error(400, "bad_request", str(exc))
+        else:
+            if route is None:
+                response = (
+                    self.error(405, "method_not_allowed", f"{method} is not allowed on {path}.")
+                    if path_known
+                    else self.error(404, "resource_not_found", f"No route for {method} {path}.")
+                )
+            else:
+                concrete = f"{method} {path}"
+                fault = self.faults.pick((concrete, route.key, "*"))
+                response = self._answer(route, fault, method, path, params, query, headers, body)
+        correlation = next((headers[k] for k in self.correlation_headers if k in headers), None)
+        record = RequestRecord(
+            method=method,
+            path=path,
+            route=route.key if route else None,
+            query=query,
+            status=response.status,
+            timestamp=time.time(),
+            correlation_id=correlation,
+            request_id=request_id,
+            fault=fault,
+            duration=time.perf_counter() - started,
+            client_port=h.client_address[1] if h.client_address else 0,
+        )
+        with self._log_lock:  # before the write, so a test reading the log never races it
+            self._log.append(record)
+            self._counts["*"] += 1
+            self._counts[f"{method} {path}"] += 1
+            if route is not None and route.pattern != path:
+                self._counts[route.key] += 1
+        self._write(h, response, request_id, drop=fault == "drop")
+
+    def _answer(
+        self,
+        route: Route,
+        fault: str | None,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Response:
+        """Faults first (as a gateway would), then auth, then the JSON body, then the handler."""
+        faulted = self._fault_response(fault)
+        if faulted is not None:
+            return faulted
+        request = Request(method, path, route.key, params, query, headers, body, None)
+        if not route.public and (denied := self._deny(request)) is not None:
+            return denied
+        if body and "json" in headers.get("content-type", "application/json"):
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                return self.error(400, "bad_request", "Request body is not valid JSON.")
+            request = Request(method, path, route.key, params, query, headers, body, payload)
+        try:
+            return route.handler(request)
+        except ApiError as exc:
+            return self.error(exc.status, exc.code, exc.message)
+        except Exception:
+            text = traceback.format_exc()
+            self.errors.append(text)
+            sys.stderr.write(f"{self.name}: handler for {route.key} failed\n{text}")
+            return self.error(500, "internal_server_error", "Unexpected error occurred.")
+
+    def _deny(self, request: Request) -> Response | None:
+        if self._token_expired:
+            return self.error(401, "unauthorized", "Access token has expired.")
+        if self.authenticate is not None and not self.authenticate(request):
+            return self.error(401, "unauthorized", "API key is not valid.")
+        return None
+
+    def _fault_response(self, fault: str | None) -> Response | None:
+        """The answer a fault substitutes for the real one; None lets the handler run."""
+        response: Response | None = None
+        if fault == "429":
+            response = self.error(429, "too_many_requests", "Rate limit exceeded.")
+            response.headers["Retry-After"] = str(int(self.faults.retry_after))
+        elif fault in ("500", "503"):
+            response = (
+                self.error(500, "internal_server_error", "Unexpected error occurred.")
+                if fault == "500"
+                else self.error(503, "service_unavailable", "Service temporarily unavailable.")
+            )
+        elif fault == "malformed":
+            response = Response(200, MALFORMED_BODY)
+        elif fault == "token_expired":
+            self.expire_token()
+            response = self.error(401, "unauthorized", "Access token has expired.")
+        elif fault == "slow":  # then answer normally: the side effects happen, the client gave up
+            self._stopping.wait(self.faults.slow_seconds)
+        return response
+
+    @staticmethod
+    def _read_body(h: _Handler, headers: dict[str, str]) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                line = h.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError as exc:
+                    raise _BadRequestError("Malformed chunked request body.") from exc
+                if size == 0:
+                    while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > _MAX_BODY:
+                    raise _BadRequestError("Request body too large.")
+                chunks.append(h.rfile.read(size))
+                h.rfile.readline(1024)
+        raw_length = headers.get("content-length")
+        if not raw_length:
+            return b""
+        try:
+            length = int(raw_length)
+        except ValueError as exc:
+            raise _BadRequestError("Invalid Content-Length.") from exc
+        if length < 0 or length > _MAX_BODY:
+            raise _BadRequestError("Invalid Content-Length.")
+        return h.rfile.read(length) if length else b""
+
+    def _write(self, h: _Handler, response: Response, request_id: str, *, drop: bool) -> None:
+        try:
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = ""
+        body = response.body
+        declared = len(body)
+        if drop:  # promise a body, deliver half of it, hang up
+            declared = max(len(body), 64)
+            body = body[: declared // 2]
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Content-Type: {response.content_type}",
+            f"Content-Length: {declared}",
+        ]
+        lines.extend(f"{name}: {request_id}" for name in self.request_id_headers)
+        lines.extend(f"{name}: {value}" for name, value in response.headers.items())
+        if h.close_connection and not drop:
+            lines.append("Connection: close")
+        h.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        if drop:
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.wfile.flush()
+                h.connection.shutdown(socket.SHUT_RDWR)
