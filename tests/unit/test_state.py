@@ -150,8 +150,7 @@ def test_timestamps_are_iso_utc(store: Store) -> None:
 
 def test_second_lock_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
     """Two daemons on one state directory would corrupt each other's work: refuse."""
-    with StateLock(tmp_path):
-        with pytest.raises(AlreadyRunningError, match="already running"):
-            StateLock(tmp_path).acquire()
+    with StateLock(tmp_path), pytest.raises(AlreadyRunningError, match="already running"):
+        StateLock(tmp_path).acquire()
     with StateLock(tmp_path):
         pass  # released: free again
