@@ -90,9 +90,9 @@ class NotifySocket:
         """Wait for a message holding `line`; returns that message's index."""
 
         def find() -> int | None:
-            for index, text in enumerate(self.messages(), start=0):
+            for index, text in enumerate(self.messages()):
                 if index >= since and line in text.splitlines():
-                    return index + 1  # 1-based so that index 0 is truthy
+                    return index + 1  # 1-based so that a first message is truthy
             return None
 
         return wait_until(find, timeout, f"{line!r} on NOTIFY_SOCKET") - 1
@@ -280,9 +280,7 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture
-def spawn(
-    tmp_path: Path, notify: NotifySocket
-) -> Iterator[Callable[..., SyncdProcess]]:
+def spawn(tmp_path: Path, notify: NotifySocket) -> Iterator[Callable[..., SyncdProcess]]:
     """Start `syncd <command> --config PATH`; every process is killed at teardown."""
     started: list[SyncdProcess] = []
 
