@@ -115,14 +115,14 @@ class Daemon:
     # -- life cycle ---------------------------------------------------------
 
     def run(self) -> int:
+        for sig in SIGNALS:  # queued from the start; handled once the main loop runs
+            signal.signal(sig, self._on_signal)
         self.lock.acquire()
         try:
             with Store.open(self.settings.db_path) as store:
                 abandoned = store.mark_abandoned_runs()
             if abandoned:
                 log.warning("runs_interrupted_by_crash", count=abandoned)
-            for sig in SIGNALS:
-                signal.signal(sig, self._on_signal)
             self._start_scheduler()
             self.sender.start()
             log.info(
@@ -175,18 +175,28 @@ class Daemon:
             log.error("config_reload_failed", error=str(exc), kept="previous configuration")
             systemd.notify("READY=1", "STATUS=reload failed, running on previous config")
             return True
-        old_schedule = self._schedule
+        old_schedule, old_daemon = self._schedule, self.settings.daemon
         self.settings = new
         configure_logging(new.logging.level, new.logging.format)
         redactor.set_secrets(secret_values(new))
-        with Store.open(new.db_path, migrate=False) as store:
-            resumed = store.resolve_alerts("auth")
+        resumed = 0
+        try:
+            with Store.open(new.db_path, migrate=False) as store:
+                resumed = store.resolve_alerts("auth")
+        except Exception as exc:  # a busy DB must not take the daemon down on reload
+            log.error("config_reload_state_error", error=str(exc))
         self._reschedule()
         changes = schedule_changes(old_schedule, self._schedule)
+        needs_restart = [
+            f"daemon.{key}"
+            for key in ("max_workers", "misfire_grace_time")
+            if getattr(old_daemon, key) != getattr(new.daemon, key)
+        ]
         log.info(
             "config_reloaded",
             changes=changes or ["no schedule changes"],
             auth_alerts_cleared=resumed,
+            needs_restart=needs_restart or None,
         )
         systemd.notify("READY=1", f"STATUS={self.status()}")
         return True
