@@ -272,9 +272,17 @@ class LoggingConfig(_Section):
 
 
 class OutboxConfig(_Section):
-    """The sender that drains push intents."""
+    """The sender that drains push intents (woken at once when a job queues some)."""
 
     schedule: Schedule = Schedule(interval=30)
+
+    @field_validator("schedule")
+    @classmethod
+    def _interval_only(cls, value: Schedule) -> Schedule:
+        if value.cron or not value.interval:
+            raise ValueError("the sender runs on an interval: give schedule = {interval = ...}")
+        return value
+
     batch_size: int = Field(100, ge=1, le=10_000)
     max_attempts: int = Field(20, ge=1)
     max_age: Duration = 86400.0
@@ -342,7 +350,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # First wins: credentials > environment > TOML (passed as init kwargs) > defaults.
-        return (_CredentialsDirectorySource(settings_cls), env_settings, init_settings)
+        return (
+            _CredentialsDirectorySource(settings_cls),
+            _JobNamesNormalised(env_settings),
+            _JobNamesNormalised(init_settings),
+        )
 
     @field_validator("jobs", mode="before")
     @classmethod
@@ -365,8 +377,37 @@ class Settings(BaseSettings):
 
 
 def _job_key(key: str) -> str:
+    """`state_housekeeping` -> `state.housekeeping`, using the registered job names."""
     key = key.lower()
-    return key if "." in key else key.replace("_", ".", 1)
+    if "." in key:
+        return key
+    from syncd.jobs import REGISTRY  # late: jobs import this module
+
+    for name in REGISTRY:
+        if name.replace(".", "_") == key:
+            return name
+    return key.replace("_", ".", 1)
+
+
+class _JobNamesNormalised(PydanticBaseSettingsSource):
+    """Job keys are normalised per source, before sources merge, so that an
+    environment override of one job key does not replace its TOML section."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(
+        self, field: Any, field_name: str
+    ) -> tuple[Any, str, bool]:  # pragma: no cover
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self.inner()
+        jobs = data.get("jobs")
+        if isinstance(jobs, dict):
+            data = {**data, "jobs": {_job_key(k): v for k, v in jobs.items()}}
+        return data
 
 
 def load_settings(path: Path | str | None = None, *, required: bool = True) -> Settings:

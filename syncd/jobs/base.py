@@ -34,10 +34,13 @@ class JobSpec:
         return settings.jobs.get(self.name) or JobConfig(enabled=self.enabled_by_default)
 
     def schedule(self, settings: Settings) -> Schedule:
-        configured = self.config(settings).schedule
-        if configured.interval is None and configured.cron is None:
-            return self.default_schedule
-        return configured
+        """The job's own schedule, else its connector's, else the built-in default."""
+        candidates = [self.config(settings).schedule]
+        candidates += [getattr(settings.connectors, c).schedule for c in self.connectors[:1]]
+        for schedule in candidates:
+            if schedule.interval is not None or schedule.cron is not None:
+                return schedule
+        return self.default_schedule
 
     def is_enabled(self, settings: Settings) -> bool:
         if not self.config(settings).enabled:

@@ -153,3 +153,20 @@ def test_redacted_dict_hides_every_secret(tmp_path: Path) -> None:
     text = str(redacted_dict(settings))
     assert "toml-token" not in text
     assert redacted_dict(settings)["connectors"]["instock"]["token"] == "**********"
+
+
+def test_environment_override_keeps_the_rest_of_a_job_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One job key from the environment merges into the TOML section instead of replacing it."""
+    text = BASE + '[jobs."state.housekeeping"]\nschedule = {interval = "5m"}\n'
+    monkeypatch.setenv("SYNCD_JOBS__STATE_HOUSEKEEPING__ENABLED", "false")
+    job = load_settings(write(tmp_path, text)).jobs["state.housekeeping"]
+    assert job.enabled is False
+    assert job.schedule.interval == 300
+
+
+def test_outbox_schedule_must_be_an_interval(tmp_path: Path) -> None:
+    """The sender runs on an interval; a cron there is refused, not silently ignored."""
+    with pytest.raises(ConfigError, match=r"outbox\.schedule"):
+        load_settings(write(tmp_path, BASE + '[outbox]\nschedule = {cron = "* * * * *"}\n'))
