@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -184,6 +185,8 @@ class HttpClient:
         self.error_parser = error_parser
         self.sleep = sleep
         self._counter = itertools.count(1)
+        # Outside a job run, ids stay unique across clients and restarts.
+        self._fallback_prefix = f"syncd-{uuid.uuid4().hex[:12]}"
         self.rate_limiter = RateLimiter(
             config.rate_limit.per_second, config.rate_limit.burst, sleep=sleep
         )
@@ -206,7 +209,7 @@ class HttpClient:
         self.close()
 
     def correlation_id(self) -> str:
-        run_id = structlog.contextvars.get_contextvars().get("run_id") or "syncd"
+        run_id = structlog.contextvars.get_contextvars().get("run_id") or self._fallback_prefix
         return f"{run_id}-{next(self._counter)}"
 
     def request(

@@ -29,10 +29,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from syncd.config import InstockConfig
-from syncd.errors import AlreadyDoneError, PermanentError, SyncdError
-from syncd.http import HttpClient, StaticAuth, build_client
+from syncd.errors import AlreadyDoneError, PermanentError, RetryableError, SyncdError
+from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client
 
 NAME: Final = "instock"
 REQUEST_ID_HEADERS: Final = ("Instock-Request-ID", "Instock-Response-ID")
@@ -156,14 +157,19 @@ class Page:
 
 
 def rfc3339(moment: datetime) -> str:
+    """UTC, whole seconds, with a Z. A naive datetime is refused: `astimezone` would read it
+    as the host's local time and silently shift the window on a non-UTC machine."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: pass a timezone-aware one")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def validate_article(article: Mapping[str, Any]) -> str | None:
     """Why Instock would refuse this article, checked before sending; None if fine."""
-    article_id = str(article.get("article_id") or "")
-    if not ARTICLE_ID_RE.match(article_id):
-        return f"article_id {article_id!r} must match {ARTICLE_ID_RE.pattern}"
+    article_id = article.get("article_id")
+    # fullmatch: `$` alone also matches before a trailing newline; a number is not a string id.
+    if not isinstance(article_id, str) or not ARTICLE_ID_RE.fullmatch(article_id):
+        return f"article_id {article_id!r} must be a string matching {ARTICLE_ID_RE.pattern}"
     if article.get("is_serial_numbered"):
         return "serial-numbered articles cannot be uploaded or updated in Instock"
     if not str(article.get("name") or "").strip():
@@ -233,6 +239,21 @@ class InstockClient:
         except ValueError:
             return response.text  # "Successful operation." is sometimes a bare string
 
+    def _post_json(self, path: str, body: Any) -> Any:
+        """POST a read-only query and decode the answer; a malformed body is retried as in
+        `HttpClient.get_json` instead of coming back as text (`_send`'s fallback)."""
+        policy = self.http.config.retry
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_elapsed),
+            wait=backoff_wait(policy),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, RetryableError) and e.code == "malformed_response"
+            ),
+            sleep=self.http.sleep,
+            reraise=True,
+        )
+        return retrying(lambda: self.http.json(self.http.request("POST", path, json_body=body)))
+
     def pages(
         self,
         path: str,
@@ -241,11 +262,18 @@ class InstockClient:
         page_size: int | None = None,
         start_cursor: str | None = None,
     ) -> Iterator[Page]:
-        """Every page of a list, one request at a time, never the whole list."""
-        size = page_size or self.page_size
+        """Every page of a list, one request at a time, never the whole list.
+
+        A bad page_size raises ValueError here, at the call, not at the first `next()`.
+        """
+        size = self.page_size if page_size is None else page_size
         if not PAGE_MIN <= size <= PAGE_MAX:
             raise ValueError(f"page_size must be {PAGE_MIN}..{PAGE_MAX}, got {size}")
-        cursor = start_cursor or ""
+        return self._walk(path, key, params, size, start_cursor or "")
+
+    def _walk(
+        self, path: str, key: str, params: Mapping[str, Any] | None, size: int, cursor: str
+    ) -> Iterator[Page]:
         while True:
             query = {**(params or {}), "page_size": size}
             if cursor:
@@ -269,21 +297,21 @@ class InstockClient:
     # -- sites and articles -------------------------------------------------
 
     def sites(self) -> list[Site]:
-        return [Site.model_validate(s) for s in self._get("/v1/sites").get("sites", [])]
+        return [Site.model_validate(s) for s in self._get("/sites").get("sites", [])]
 
     def article_pages(self, **kw: Any) -> Iterator[Page]:
-        return self.pages("/v1/articles", "articles", **kw)
+        return self.pages("/articles", "articles", **kw)
 
     def get_article(self, article_id: str) -> Article:
-        return Article.model_validate(self._get(f"/v1/articles/{article_id}"))
+        return Article.model_validate(self._get(f"/articles/{article_id}"))
 
     def upload_articles(self, articles: Sequence[Mapping[str, Any]]) -> None:
         if not 1 <= len(articles) <= BULK_MAX:
             raise ValueError(f"a bulk upload takes 1..{BULK_MAX} articles, got {len(articles)}")
-        self._send("POST", "/v1/articles", {"articles": list(articles)})
+        self._send("POST", "/articles", {"articles": list(articles)})
 
     def update_article(self, article: Mapping[str, Any]) -> None:
-        self._send("PUT", f"/v1/articles/{article['article_id']}", dict(article))
+        self._send("PUT", f"/articles/{article['article_id']}", dict(article))
 
     # -- orders -------------------------------------------------------------
 
@@ -291,7 +319,7 @@ class InstockClient:
         """Create a customer order; an existing identical order id is 'already done'."""
         body = {"kind": "customer", "site_id": self.site_id, **order}
         try:
-            self._send("POST", f"/v1/{self.site_id}/orders", body)
+            self._send("POST", f"/{self.site_id}/orders", body)
         except PermanentError as exc:
             if exc.code == "resource_cannot_be_created" and self._order_exists(order["order_id"]):
                 raise AlreadyDoneError(
@@ -313,27 +341,27 @@ class InstockClient:
         return True
 
     def order_pages(self, **kw: Any) -> Iterator[Page]:
-        return self.pages(f"/v1/{self.site_id}/orders", "orders", **kw)
+        return self.pages(f"/{self.site_id}/orders", "orders", **kw)
 
     def get_order(self, order_id: str) -> Order:
-        return Order.model_validate(self._get(f"/v1/{self.site_id}/orders/{order_id}"))
+        return Order.model_validate(self._get(f"/{self.site_id}/orders/{order_id}"))
 
     def update_order(self, order: Mapping[str, Any]) -> None:
         body = {"kind": "customer", "site_id": self.site_id, **order}
-        self._send("PUT", f"/v1/{self.site_id}/orders/{order['order_id']}", body)
+        self._send("PUT", f"/{self.site_id}/orders/{order['order_id']}", body)
 
     def order_status(self, order_id: str) -> OrderStatus:
-        return OrderStatus.model_validate(self._get(f"/v1/{self.site_id}/orders/{order_id}/status"))
+        return OrderStatus.model_validate(self._get(f"/{self.site_id}/orders/{order_id}/status"))
 
     def advance_order(self, order_id: str, to_cell_id: str | None = None) -> None:
         """Debug endpoint (virtual sites): registered -> reserved -> done."""
         body = {"to_cell_id": to_cell_id} if to_cell_id else {}
-        self._send("POST", f"/v1/{self.site_id}/orders/{order_id}/status", body)
+        self._send("POST", f"/{self.site_id}/orders/{order_id}/status", body)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel a registered order; an order already canceled is 'already done'."""
         try:
-            self._send("DELETE", f"/v1/{self.site_id}/orders/{order_id}/status")
+            self._send("DELETE", f"/{self.site_id}/orders/{order_id}/status")
         except PermanentError as exc:
             if exc.status == 400:
                 status = self.order_status(order_id).order_status
@@ -341,6 +369,7 @@ class InstockClient:
                     raise AlreadyDoneError(
                         f"order {order_id} already canceled",
                         connector=NAME,
+                        status=exc.status,
                         code=exc.code,
                         request_id=exc.request_id,
                     ) from exc
@@ -355,28 +384,26 @@ class InstockClient:
             raise
 
     def get_ordertask(self, ordertask_id: str) -> Ordertask:
-        return Ordertask.model_validate(self._get(f"/v1/{self.site_id}/ordertasks/{ordertask_id}"))
+        return Ordertask.model_validate(self._get(f"/{self.site_id}/ordertasks/{ordertask_id}"))
 
     # -- inventory ----------------------------------------------------------
 
     def inventory_pages(self, **kw: Any) -> Iterator[Page]:
         """All inventory; articles whose free, reserved and registered are 0 are absent."""
-        return self.pages(f"/v1/{self.site_id}/inventory", "articles", **kw)
+        return self.pages(f"/{self.site_id}/inventory", "articles", **kw)
 
     def inventory_many(self, article_ids: Sequence[str]) -> list[InventoryItem]:
         if len(article_ids) > BULK_MAX:
             raise ValueError(f"at most {BULK_MAX} article ids per request")
-        body = self._send(
-            "POST", f"/v1/{self.site_id}/inventory", {"article_ids": list(article_ids)}
-        )
-        return [InventoryItem.model_validate(a) for a in (body or {}).get("articles", [])]
+        body = self._post_json(f"/{self.site_id}/inventory", {"article_ids": list(article_ids)})
+        return [InventoryItem.model_validate(a) for a in body.get("articles", [])]
 
     def inventory_one(self, article_id: str) -> InventoryItem:
-        return InventoryItem.model_validate(self._get(f"/v1/{self.site_id}/inventory/{article_id}"))
+        return InventoryItem.model_validate(self._get(f"/{self.site_id}/inventory/{article_id}"))
 
     def adjust_inventory(self, adjustments: Sequence[Mapping[str, Any]]) -> None:
         """Debug endpoint (virtual sites)."""
-        self._send("PUT", f"/v1/{self.site_id}/inventory", {"adjustments": list(adjustments)})
+        self._send("PUT", f"/{self.site_id}/inventory", {"adjustments": list(adjustments)})
 
     # -- moves --------------------------------------------------------------
 
@@ -387,10 +414,10 @@ class InstockClient:
         params: dict[str, Any] = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
         if to_cell_id:
             params["to_cell_id"] = to_cell_id
-        return self.pages(f"/v1/{self.site_id}/moves", "moves", params, **kw)
+        return self.pages(f"/{self.site_id}/moves", "moves", params, **kw)
 
     def article_move_pages(
         self, article_id: str, start: datetime, end: datetime, **kw: Any
     ) -> Iterator[Page]:
         params = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
-        return self.pages(f"/v1/{self.site_id}/moves/{article_id}", "moves", params, **kw)
+        return self.pages(f"/{self.site_id}/moves/{article_id}", "moves", params, **kw)
