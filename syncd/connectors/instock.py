@@ -41,6 +41,7 @@ BULK_MAX: Final = 1000
 PAGE_MIN, PAGE_MAX = 10, 1000
 ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
+DIMENSION_UNITS: Final = ("m", "in")  # what Instock's article schema accepts
 
 
 class _Model(BaseModel):
@@ -174,6 +175,13 @@ def validate_article(article: Mapping[str, Any]) -> str | None:
         return "serial-numbered articles cannot be uploaded or updated in Instock"
     if not str(article.get("name") or "").strip():
         return "name is required"
+    dimensions = article.get("dimensions") or {}
+    if any(not isinstance(v, str) for v in dimensions.values()):
+        return "dimensions values must be strings"
+    if dimensions.get("uom") not in (None, *DIMENSION_UNITS):
+        return f"dimensions.uom must be one of {', '.join(DIMENSION_UNITS)}"
+    if any(not isinstance(v, str) for v in (article.get("attributes") or {}).values()):
+        return "attributes values must be strings"
     return None
 
 

@@ -1,13 +1,31 @@
-"""Reconciliation jobs; importing this package fills the registry."""
+"""Reconciliation jobs; importing this package fills the job and destination registries."""
 
-from syncd.jobs import housekeeping, outbox_send
+from syncd.host import outbox as _host_outbox
+from syncd.jobs import (
+    host_inbox,
+    housekeeping,
+    instock_articles,
+    instock_inventory,
+    instock_moves,
+    instock_orders,
+    instock_push,
+    outbox_send,
+)
 from syncd.jobs.base import REGISTRY, JobContext, JobSpec, register, validate_jobs
+
+_host_outbox.register()
 
 __all__ = [
     "REGISTRY",
     "JobContext",
     "JobSpec",
+    "host_inbox",
     "housekeeping",
+    "instock_articles",
+    "instock_inventory",
+    "instock_moves",
+    "instock_orders",
+    "instock_push",
     "outbox_send",
     "register",
     "validate_jobs",

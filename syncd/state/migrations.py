@@ -106,6 +106,223 @@ def m0001_core(db: Database) -> None:
     )
 
 
+# Host tables mirror what the host's inbox files say. Each row keeps the file and
+# line its current version came from and when it was loaded (`load_id` points at
+# `host_files.id`; no foreign key, so old `host_files` rows can be pruned). A row
+# whose content did not change keeps its older provenance, so "changed since load
+# N" is `load_id > N`. Decimal measures are TEXT, as the host wrote them.
+_HOST_SCHEMA = (
+    """
+    -- Every file taken from the host inbox. A loaded (feed, name, sha256) is unique:
+    -- a file found in inbox/ again after a crash between commit and move is only moved.
+    CREATE TABLE host_files (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('csv', 'jsonl')),
+        mode TEXT NOT NULL CHECK (mode IN ('snapshot', 'delta')),
+        status TEXT NOT NULL CHECK (status IN ('loaded', 'rejected')),
+        rows_loaded INTEGER NOT NULL DEFAULT 0,
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        rows_changed INTEGER NOT NULL DEFAULT 0,  -- inserted or updated in host tables
+        rows_deleted INTEGER NOT NULL DEFAULT 0,  -- snapshot: absent from the file
+        reason TEXT,                              -- why a whole file was rejected
+        loaded_at TEXT NOT NULL,
+        run_id TEXT
+    )
+    """,
+    "CREATE UNIQUE INDEX host_files_loaded ON host_files (feed, name, sha256) "
+    "WHERE status = 'loaded'",
+    """
+    -- The host catalog: what Instock needs of an article (and what other flows share).
+    CREATE TABLE host_articles (
+        article_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT,
+        unit TEXT NOT NULL DEFAULT 'EA',
+        whole_units INTEGER NOT NULL DEFAULT 1 CHECK (whole_units IN (0, 1)),
+        is_serial_numbered INTEGER NOT NULL DEFAULT 0 CHECK (is_serial_numbered IN (0, 1)),
+        dim_x TEXT,
+        dim_y TEXT,
+        dim_z TEXT,
+        dim_uom TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',   -- JSON object of strings (upc, ean, sku...)
+        file TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        load_id INTEGER NOT NULL,
+        loaded_at TEXT NOT NULL
+    )
+    """,
+    """
+    -- Host book stock per article and location ('' = the site as a whole).
+    CREATE TABLE host_stock (
+        article_id TEXT NOT NULL,
+        location TEXT NOT NULL DEFAULT '',
+        qty NUMERIC NOT NULL CHECK (qty >= 0),   -- whole numbers stay INTEGER
+        file TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        load_id INTEGER NOT NULL,
+        loaded_at TEXT NOT NULL,
+        PRIMARY KEY (article_id, location)
+    )
+    """,
+    """
+    -- Host customer orders for the ASRS. A cancelled order stays cancelled.
+    CREATE TABLE host_orders (
+        order_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL CHECK (status IN ('open', 'cancelled')),
+        placed_at TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',   -- JSON object of strings
+        cancelled_at TEXT,                       -- when syncd loaded the cancellation
+        file TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        load_id INTEGER NOT NULL,
+        loaded_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE host_order_lines (
+        order_id TEXT NOT NULL REFERENCES host_orders (order_id) ON DELETE CASCADE,
+        line_id TEXT NOT NULL,
+        article_id TEXT NOT NULL,
+        qty INTEGER NOT NULL CHECK (qty > 0),
+        file TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        load_id INTEGER NOT NULL,
+        loaded_at TEXT NOT NULL,
+        PRIMARY KEY (order_id, line_id)
+    )
+    """,
+    "CREATE INDEX host_order_lines_article ON host_order_lines (article_id)",
+)
+
+
+@migrations()
+def m0002_host(db: Database) -> None:
+    # One statement at a time: executescript() would commit the migration's transaction.
+    for statement in _HOST_SCHEMA:
+        db.execute(statement)
+
+
+@migrations()
+def m0003_instock(db: Database) -> None:
+    db.executescript(
+        """
+        -- Mirror of Instock inventory; `scan` is the last scan that listed the article
+        -- (articles the list omits are all-zero, kept with zeros, never deleted).
+        CREATE TABLE instock_inventory (
+            article_id TEXT PRIMARY KEY,
+            free INTEGER NOT NULL,
+            reserved INTEGER NOT NULL,
+            registered INTEGER NOT NULL,
+            scan INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX instock_inventory_scan ON instock_inventory (scan);
+
+        -- Changes seen by the scan in progress; emptied when the scan is settled.
+        CREATE TABLE instock_inventory_deltas (
+            article_id TEXT PRIMARY KEY,
+            free_before INTEGER NOT NULL, reserved_before INTEGER NOT NULL,
+            registered_before INTEGER NOT NULL,
+            free INTEGER NOT NULL, reserved INTEGER NOT NULL, registered INTEGER NOT NULL,
+            scan INTEGER NOT NULL
+        );
+
+        -- Latest reconciliation: host book stock vs Instock on hand (free + reserved).
+        CREATE TABLE instock_stock_discrepancies (
+            article_id TEXT PRIMARY KEY,
+            host_qty NUMERIC NOT NULL,
+            instock_qty INTEGER NOT NULL,
+            difference NUMERIC NOT NULL,
+            scan INTEGER NOT NULL,
+            found_at TEXT NOT NULL
+        );
+
+        -- Every move ever pulled. Moves have no id: identity is the content hash plus
+        -- the occurrence number among identical moves, so true repeats are kept.
+        CREATE TABLE instock_moves (
+            id INTEGER PRIMARY KEY,
+            move_key TEXT NOT NULL,
+            occurrence INTEGER NOT NULL,
+            article_id TEXT NOT NULL,
+            qty INTEGER NOT NULL,
+            move_timestamp TEXT NOT NULL,
+            user_id TEXT, order_id TEXT,
+            from_cell_id TEXT, to_cell_id TEXT,
+            from_account_id TEXT, to_account_id TEXT,
+            extra TEXT,
+            pulled_at TEXT NOT NULL,
+            run_id TEXT,
+            UNIQUE (move_key, occurrence)
+        );
+        CREATE INDEX instock_moves_time ON instock_moves (move_timestamp);
+        CREATE INDEX instock_moves_order ON instock_moves (order_id, article_id);
+
+        -- What syncd pushed of each host article and what Instock accepted.
+        CREATE TABLE instock_article_sync (
+            article_id TEXT PRIMARY KEY,
+            host_hash TEXT NOT NULL,         -- content last planned from the host
+            accepted_hash TEXT,              -- content Instock last accepted
+            status TEXT NOT NULL CHECK (status IN ('queued', 'accepted', 'refused')),
+            reason TEXT,
+            updated_at TEXT NOT NULL
+        );
+
+        -- Mirror of Instock orders of every kind, with status and ordertasks.
+        CREATE TABLE instock_orders (
+            order_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            placed_at TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            lines TEXT NOT NULL DEFAULT '[]',
+            order_status TEXT,                -- null until first polled
+            status_at TEXT,
+            ordertask_ids TEXT NOT NULL DEFAULT '[]',
+            fulfilled TEXT NOT NULL DEFAULT '{}',  -- line_id -> qty picked (done ordertasks)
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX instock_orders_open ON instock_orders (order_status);
+
+        CREATE TABLE instock_ordertasks (
+            ordertask_id TEXT PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            ordertask_status TEXT NOT NULL,
+            lines TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX instock_ordertasks_order ON instock_ordertasks (order_id);
+
+        -- Order status changes waiting to be written to the host outbox (flushed per run).
+        CREATE TABLE instock_order_events (
+            id INTEGER PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            order_status TEXT NOT NULL,
+            status_at TEXT,
+            line_id TEXT,
+            article_id TEXT,
+            requested INTEGER,
+            fulfilled INTEGER,
+            created_at TEXT NOT NULL
+        );
+
+        -- Host customer orders pushed to Instock: what was sent and where it stands.
+        CREATE TABLE instock_order_sync (
+            order_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,            -- host, dsorder, ...
+            pushed_hash TEXT,                -- content of the last create/update queued
+            action TEXT NOT NULL,            -- create, update, cancel
+            status TEXT NOT NULL CHECK (status IN ('queued', 'accepted', 'refused')),
+            reason TEXT,
+            updated_at TEXT NOT NULL
+        );
+        """
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -131,9 +131,26 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        """All or nothing; nests through savepoints."""
-        with self.db.atomic():
+        """All or nothing; nests through savepoints.
+
+        The outer transaction is BEGIN IMMEDIATE: it takes the write lock up
+        front, so a concurrent writer makes it wait (busy_timeout) instead of
+        failing with "database is locked" when a read transaction tries to
+        upgrade after another connection committed.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():  # a savepoint inside the caller's transaction
+                yield self
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             yield self
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def query(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()

@@ -54,7 +54,9 @@ def test_job_events_are_json_with_job_and_run_id(
     assert (row["status"], row["pulled"]) == ("ok", 3)
 
 
-def test_no_secret_reaches_the_log(settings: Settings, store: Store, log_stream: io.StringIO) -> None:
+def test_no_secret_reaches_the_log(
+    settings: Settings, store: Store, log_stream: io.StringIO
+) -> None:
     """Secrets in messages, fields, headers or exceptions are replaced before writing."""
 
     def run(ctx: JobContext) -> None:

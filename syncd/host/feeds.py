@@ -1,0 +1,784 @@
+"""Host inbox feeds: row models, file shapes, and how each feed lands in its table.
+
+A feed is a kind of file the host drops into `inbox/`: its name starts with the
+feed name (`articles-20261123.csv`, `stock.jsonl`, `orders_0001.csv`) and its
+extension gives the format. Each feed is either a **snapshot** (the file is the
+whole truth: rows absent from it are deleted) or a **delta** (rows are upserted);
+`host.options.feeds.<feed>.mode` says which.
+
+Values: text is UTF-8 (a BOM is tolerated) and surrounding whitespace is
+trimmed; an empty CSV cell means "not given". CSV values are parsed from text
+(`5`, `true`/`false`/`yes`/`no`/`1`/`0`, `7.75`); JSON Lines values must have
+their JSON type (`"qty": 5`, not `"qty": "5"`; an attribute value must be a
+string, so a barcode keeps its leading zeros). Unknown CSV columns refuse the
+whole file (a misspelt column would otherwise lose data silently); unknown JSON
+keys reject the row.
+
+articles (snapshot by default) -> `host_articles`
+    CSV columns: `article_id`, `name` (required); `description`, `unit` (default
+    `EA`), `whole_units` (default true: quantities are whole units, as Instock
+    counts them), `is_serial_numbered` (default false), `dim_x`, `dim_y`,
+    `dim_z`, `dim_uom` (all four or none; uom one of mm, cm, m, in), and any
+    number of `attr.<name>` columns (Instock article attributes: alternative
+    identifiers such as `attr.upc`, `attr.ean`, `attr.sku`, and custom ones such
+    as `attr.temp_zone`)::
+
+        article_id,name,unit,is_serial_numbered,dim_x,dim_y,dim_z,dim_uom,attr.upc
+        116000487727,"Cheerios Original Cereal, 12 Oz",EA,false,7.75,12,2.75,in,016000275287
+
+    JSON Lines, shaped like Instock's article::
+
+        {"article_id": "116000487727", "name": "Cheerios Original Cereal, 12 Oz",
+         "is_serial_numbered": false, "whole_units": true, "unit": "EA",
+         "dimensions": {"x": "7.75", "y": "12", "z": "2.75", "uom": "in"},
+         "attributes": {"upc": "016000275287"}}
+
+stock (snapshot by default) -> `host_stock`
+    CSV columns: `article_id`, `qty` (required, >= 0, up to 6 decimals);
+    `location` (default '' = the site as a whole). Key: (article_id, location)::
+
+        article_id,location,qty
+        116000487727,,120
+
+    JSON Lines: `{"article_id": "116000487727", "qty": 120, "location": "A-01"}`
+
+orders (delta by default) -> `host_orders` + `host_order_lines`
+    Customer orders for the ASRS. CSV has one row per order line; `action` is
+    `create` (the order as it is now: create it or replace it) or `cancel`.
+    Columns: `action`, `order_id` (required; Instock's pattern
+    `[A-Za-z0-9_+.:-]{1,128}`); `line_id`, `article_id`, `qty` (whole number
+    > 0; required on create rows, ignored on cancel rows); `placed_at` (RFC 3339
+    with a zone); `attr.<name>` order attributes (e.g. `attr.cutoff_time`).
+    All create rows of one order in one file are that order's lines::
+
+        action,order_id,line_id,article_id,qty,placed_at,attr.cutoff_time
+        create,00132455,00132455-1,1003000031678,1,2026-11-23T07:38:39Z,2026-11-23T16:00:00Z
+        create,00132455,00132455-2,116000487727,3,2026-11-23T07:38:39Z,2026-11-23T16:00:00Z
+        cancel,00132399,,,,,
+
+    JSON Lines: one order per line, lines nested (Instock's order shape)::
+
+        {"action": "create", "order_id": "00132455", "placed_at": "2026-11-23T07:38:39Z",
+         "attributes": {"cutoff_time": "2026-11-23T16:00:00Z"},
+         "lines": [{"line_id": "00132455-1", "article_id": "1003000031678", "qty": 1}]}
+        {"action": "cancel", "order_id": "00132399"}
+
+    Rules, because an order must never be loaded half: if any row of an order is
+    rejected, the order's other rows in that file are held back too (rejected,
+    naming the bad row) and the order keeps its previous version; a cancel still
+    applies. A cancelled order stays cancelled: a later create for it is
+    rejected (use a new order id). Within one file the last row of an order sets
+    its action; in JSON Lines a later record of an order replaces its lines.
+
+In every feed a row that is present but invalid keeps the previous version of
+its key: a snapshot does not delete it as "absent".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlite_utils import Database
+
+from syncd.clock import iso
+from syncd.config import HostConfig, format_validation_errors
+from syncd.errors import ConfigError
+
+Mode = Literal["snapshot", "delta"]
+Format = Literal["csv", "jsonl"]
+
+# -- field types ---------------------------------------------------------------
+
+# A host identifier: printable, no control characters. The host's ids are kept
+# as they are; Instock's narrower article-id pattern is the Instock job's check.
+HostId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+# Instock's documented order-id pattern: orders in this feed exist to go there.
+OrderId = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_+.:-]{1,128}$")
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1024)]
+Measure = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+Quantity = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
+Attributes = dict[
+    Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)],
+    Annotated[str, StringConstraints(max_length=4096)],
+]
+
+
+def decimal_text(value: Decimal) -> str:
+    """`7.750` -> `7.75`, `12.0` -> `12`: the exact value, without exponent or trailing zeros."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_ATTRIBUTES_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _attributes_json(attributes: Mapping[str, str]) -> str:
+    return _ATTRIBUTES_JSON.encode(attributes) if attributes else "{}"
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# -- articles ------------------------------------------------------------------
+
+
+class Dimensions(_Row):
+    x: Measure
+    y: Measure
+    z: Measure
+    uom: Literal["mm", "cm", "m", "in"]
+
+
+class ArticleRow(_Row):
+    """One article of the host catalog (CSV and JSON Lines share this model)."""
+
+    article_id: HostId
+    name: Text
+    description: Text | None = None
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=16)] = "EA"
+    whole_units: bool = True
+    is_serial_numbered: bool = False
+    dimensions: Dimensions | None = None
+    attributes: Attributes = Field(default_factory=dict)
+
+    def staging_values(self) -> tuple[Any, ...]:
+        dims = self.dimensions
+        return (
+            self.article_id,
+            self.name,
+            self.description,
+            self.unit,
+            int(self.whole_units),
+            int(self.is_serial_numbered),
+            None if dims is None else decimal_text(dims.x),
+            None if dims is None else decimal_text(dims.y),
+            None if dims is None else decimal_text(dims.z),
+            None if dims is None else dims.uom,
+            _attributes_json(self.attributes),
+        )
+
+
+# -- stock ---------------------------------------------------------------------
+
+
+class StockRow(_Row):
+    """Host book stock of one article at one location."""
+
+    article_id: HostId
+    location: Annotated[str, StringConstraints(max_length=128)] = ""
+    qty: Quantity
+
+    def staging_values(self) -> tuple[Any, ...]:
+        return (self.article_id, self.location, decimal_text(self.qty))
+
+
+# -- orders --------------------------------------------------------------------
+
+LineQty = Annotated[int, Field(gt=0)]  # Instock counts whole units
+
+
+class OrderLine(_Row):
+    line_id: HostId
+    article_id: HostId
+    qty: LineQty
+
+
+class OrderRecord(_Row):
+    """A JSON Lines order: the whole order (create) or its cancellation."""
+
+    action: Literal["create", "cancel"]
+    order_id: OrderId
+    placed_at: AwareDatetime | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    lines: list[OrderLine] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lines_fit_action(self) -> OrderRecord:
+        if self.action == "create":
+            if not self.lines:
+                raise ValueError("lines: a create needs at least one line")
+            seen: set[str] = set()
+            for line in self.lines:
+                if line.line_id in seen:
+                    raise ValueError(f"lines: line_id {line.line_id!r} appears twice")
+                seen.add(line.line_id)
+        return self
+
+
+class OrderCsvRow(_Row):
+    """A CSV order row: one line of a created order, or a cancellation."""
+
+    action: Literal["create", "cancel"]
+    order_id: OrderId
+    line_id: HostId | None = None
+    article_id: HostId | None = None
+    qty: LineQty | None = None
+    placed_at: AwareDatetime | None = None
+    attributes: Attributes = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _line_on_create(self) -> OrderCsvRow:
+        if self.action == "create":
+            missing = [n for n in ("line_id", "article_id", "qty") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required on a create row")
+        return self
+
+
+# -- options -------------------------------------------------------------------
+
+
+class FeedOptions(BaseModel):
+    """`host.options.feeds.<feed>`: how one feed's files are read and applied."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    mode: Mode | None = None  # None: the feed's default (snapshot, or delta for orders)
+    format: Literal["auto", "csv", "jsonl"] = "auto"  # auto: by file extension
+    max_delete_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    allow_mass_delete: bool = False
+
+
+class HostOptions(BaseModel):
+    """`host.options`: the host file interface's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feeds: dict[str, FeedOptions] = Field(default_factory=dict)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    outbox_format: Format = "jsonl"
+    outbox_formats: dict[str, Format] = Field(default_factory=dict)  # per stream
+
+    @field_validator("feeds")
+    @classmethod
+    def _known_feeds(cls, value: dict[str, FeedOptions]) -> dict[str, FeedOptions]:
+        unknown = sorted(set(value) - set(FEEDS))
+        if unknown:
+            raise ValueError(f"unknown feed(s) {unknown} (known: {', '.join(FEEDS)})")
+        return value
+
+    def feed(self, name: str) -> FeedOptions:
+        """The feed's options with its default mode filled in."""
+        options = self.feeds.get(name) or FeedOptions()
+        if options.mode is None:
+            options = options.model_copy(update={"mode": FEEDS[name].default_mode})
+        return options
+
+    def outbox_format_for(self, stream: str) -> Format:
+        return self.outbox_formats.get(stream, self.outbox_format)
+
+
+def host_options(host: HostConfig) -> HostOptions:
+    """Read `host.options`, or raise ConfigError naming each bad key."""
+    try:
+        return HostOptions.model_validate(host.options)
+    except ValidationError as exc:
+        problems = [f"host.options.{p}" for p in format_validation_errors(exc)]
+        raise ConfigError("invalid host options:\n  " + "\n  ".join(problems), problems) from None
+
+
+# -- feeds: staging and merging --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A valid row as staged: its file line, its model, and (for feeds that keep
+    it, see `Feed.keeps_payload`) the row as read."""
+
+    line: int
+    row: Any
+    payload: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeContext:
+    load_id: int
+    file: str
+    mode: Mode
+    now: str = field(default_factory=iso)
+
+
+STAGE_REJECTS = "temp.host_stage_rejects"
+
+
+def create_stage_rejects(db: Database) -> None:
+    """Rejected rows wait here until the file's transaction; `key1`/`key2` name the
+    key the row was about (when readable), so a snapshot does not delete it."""
+    drop_stage_rejects(db)
+    db.execute(
+        f"CREATE TABLE {STAGE_REJECTS} (line INTEGER NOT NULL, field TEXT, "
+        "reason TEXT NOT NULL, payload TEXT, key1 TEXT, key2 TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute("CREATE INDEX temp.host_stage_rejects_key ON host_stage_rejects (key1, key2)")
+
+
+def drop_stage_rejects(db: Database) -> None:
+    db.execute(f"DROP TABLE IF EXISTS {STAGE_REJECTS}")
+
+
+class Feed:
+    """A feed that lands in one table keyed by `key` (articles, stock).
+
+    Files are parsed into TEMP staging tables first (private to the connection,
+    so parsing never holds the state DB's write lock), then merged in one
+    transaction: snapshot guard, upsert of changed rows, deletion of absent ones.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        table: str,
+        key: tuple[str, ...],
+        columns: tuple[str, ...],
+        model: type[BaseModel],
+        csv_required: Iterable[str],
+        csv_optional: Iterable[str] = (),
+        csv_nested: Mapping[str, tuple[str, str]] | None = None,
+        csv_attributes: bool = False,
+        default_mode: Mode = "snapshot",
+    ) -> None:
+        self.name = name
+        self.table = table
+        self.key = key
+        self.columns = columns
+        self.csv_model = model
+        self.json_model = model
+        self.csv_required = frozenset(csv_required)
+        self.csv_optional = frozenset(csv_optional)
+        self.csv_nested = dict(csv_nested or {})
+        self.csv_attributes = csv_attributes
+        self.default_mode: Mode = default_mode
+        # Whether accepted rows keep their text while staged (orders may have to
+        # reject a good row after the fact, when another row of its order is bad).
+        self.keeps_payload = False
+
+    @property
+    def stage(self) -> str:
+        return f"temp.host_stage_{self.name}"
+
+    # -- CSV shape ------------------------------------------------------------
+
+    def check_header(self, header: Sequence[str]) -> list[str]:
+        """Problems with a CSV header (empty list: fine)."""
+        problems = []
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                problems.append(f"column {name!r} appears twice")
+            seen.add(name)
+        missing = sorted(self.csv_required - seen)
+        if missing:
+            problems.append(f"missing required column(s): {', '.join(missing)}")
+        known = self.csv_required | self.csv_optional | set(self.csv_nested)
+        unknown = [
+            n
+            for n in header
+            if n not in known and not (self.csv_attributes and n.startswith("attr.") and n[5:])
+        ]
+        if unknown:
+            problems.append(
+                f"unknown column(s): {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(sorted(known))}"
+                + (", attr.<name>" if self.csv_attributes else "")
+                + ")"
+            )
+        return problems
+
+    def csv_plan(self, header: Sequence[str]) -> list[tuple[int, str, str | None]]:
+        """Where each column's value goes: (index, field, nested field or None)."""
+        plan: list[tuple[int, str, str | None]] = []
+        for index, name in enumerate(header):
+            if name in self.csv_nested:
+                plan.append((index, *self.csv_nested[name]))
+            elif self.csv_attributes and name.startswith("attr."):
+                plan.append((index, "attributes", name[5:]))
+            else:
+                plan.append((index, name, None))
+        return plan
+
+    def csv_field_name(self, loc: Sequence[Any]) -> str:
+        """A validation error's location, named as the CSV column."""
+        if len(loc) >= 2:
+            for column, target in self.csv_nested.items():
+                if target == (loc[0], loc[1]):
+                    return column
+            if loc[0] == "attributes":
+                return f"attr.{loc[1]}"
+        return ".".join(str(p) for p in loc)
+
+    def raw_key(self, raw: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The key of a rejected row, when it can be read: it must not count as absent."""
+        values = []
+        for name in self.key:
+            value = raw.get(name, "")
+            if not isinstance(value, str | int):
+                return None
+            values.append(str(value).strip())
+        if not values[0]:
+            return None
+        return values[0], values[1] if len(values) > 1 else ""
+
+    # -- staging --------------------------------------------------------------
+
+    def create_staging(self, db: Database) -> None:
+        self.drop_staging(db)
+        cols = ", ".join(self.columns)
+        db.execute(
+            f"CREATE TABLE {self.stage} ({cols}, line INTEGER NOT NULL, "
+            f"PRIMARY KEY ({', '.join(self.key)}))"
+        )
+
+    def drop_staging(self, db: Database) -> None:
+        db.execute(f"DROP TABLE IF EXISTS {self.stage}")
+
+    def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
+        cols = ", ".join(self.columns)
+        marks = ", ".join("?" for _ in self.columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in (*self.columns, "line"))
+        # A key repeated within one file: its last row wins.
+        db.conn.executemany(
+            f"INSERT INTO {self.stage} ({cols}, line) VALUES ({marks}, ?) "
+            f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}",
+            [(*a.row.staging_values(), a.line) for a in rows],
+        )
+
+    def prepare(self, db: Database, ctx: MergeContext) -> int:
+        """Move staged rows that must not load to the staged rejects; returns how many."""
+        return 0
+
+    # -- merging ---------------------------------------------------------------
+
+    def _absent(self, alias: str) -> str:
+        """SQL: the host row `alias` is neither in the file nor named by a rejected row."""
+        match = " AND ".join(f"s.{k} = {alias}.{k}" for k in self.key)
+        key2 = f"{alias}.{self.key[1]}" if len(self.key) > 1 else "''"
+        return (
+            f"NOT EXISTS (SELECT 1 FROM {self.stage} s WHERE {match}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {STAGE_REJECTS} r "
+            f"WHERE r.key1 = {alias}.{self.key[0]} AND r.key2 = {key2})"
+        )
+
+    def guard_counts(self, db: Database) -> tuple[int, int]:
+        """(rows in the host table, rows a snapshot of the staged file would delete)."""
+        existing = db.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0]
+        absent = db.execute(
+            f"SELECT count(*) FROM {self.table} t WHERE {self._absent('t')}"
+        ).fetchone()[0]
+        return existing, absent
+
+    def merge(self, db: Database, ctx: MergeContext) -> tuple[int, int]:
+        """Apply the staged file to the host table; returns (changed, deleted)."""
+        changed = self._upsert(db, self.table, self.stage, self.key, self.columns, ctx)
+        deleted = 0
+        if ctx.mode == "snapshot":
+            deleted = db.execute(
+                f"DELETE FROM {self.table} WHERE {self._absent(self.table)}"
+            ).rowcount
+        return changed, deleted
+
+    @staticmethod
+    def _upsert(
+        db: Database,
+        table: str,
+        stage: str,
+        key: tuple[str, ...],
+        columns: tuple[str, ...],
+        ctx: MergeContext,
+    ) -> int:
+        """Insert new rows and update changed ones; an unchanged row keeps its provenance."""
+        data = [c for c in columns if c not in key]
+        cols = ", ".join(columns)
+        sets = ", ".join(
+            f"{c} = excluded.{c}" for c in (*data, "file", "line", "load_id", "loaded_at")
+        )
+        differs = (
+            f"({', '.join(f'{table}.{c}' for c in data)}) IS NOT "
+            f"({', '.join(f'excluded.{c}' for c in data)})"
+            if len(data) > 1
+            else f"{table}.{data[0]} IS NOT excluded.{data[0]}"
+        )
+        return db.execute(
+            f"INSERT INTO {table} ({cols}, file, line, load_id, loaded_at) "
+            f"SELECT {cols}, ?, line, ?, ? FROM {stage} WHERE true "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets} WHERE {differs}",
+            [ctx.file, ctx.load_id, ctx.now],
+        ).rowcount
+
+
+class OrdersFeed(Feed):
+    """Orders land in two tables and are applied whole: see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "orders",
+            table="host_orders",
+            key=("order_id",),
+            columns=("order_id", "placed_at", "attributes"),
+            model=OrderRecord,
+            csv_required=("action", "order_id"),
+            csv_optional=("line_id", "article_id", "qty", "placed_at"),
+            csv_attributes=True,
+            default_mode="delta",
+        )
+        self.csv_model = OrderCsvRow
+        self.keeps_payload = True
+
+    lines_stage = "temp.host_stage_order_lines"
+    recs_stage = "temp.host_stage_order_recs"
+
+    def create_staging(self, db: Database) -> None:
+        self.drop_staging(db)
+        # The order as the file leaves it: last action, and (JSON Lines) the
+        # record whose lines count.
+        db.execute(
+            f"CREATE TABLE {self.stage} (order_id TEXT PRIMARY KEY, action TEXT NOT NULL, "
+            "placed_at TEXT, attributes TEXT NOT NULL, line INTEGER NOT NULL, lines_line INTEGER)"
+        )
+        db.execute(
+            f"CREATE TABLE {self.lines_stage} (order_id TEXT NOT NULL, line_id TEXT NOT NULL, "
+            "article_id TEXT NOT NULL, qty INTEGER NOT NULL, line INTEGER NOT NULL, "
+            "PRIMARY KEY (order_id, line_id))"
+        )
+        # Every accepted record, so a held-back order can reject each of them.
+        db.execute(
+            f"CREATE TABLE {self.recs_stage} (line INTEGER PRIMARY KEY, order_id TEXT NOT NULL, "
+            "payload TEXT)"
+        )
+        db.execute(
+            "CREATE INDEX temp.host_stage_order_recs_order ON host_stage_order_recs (order_id)"
+        )
+
+    def drop_staging(self, db: Database) -> None:
+        for table in (self.stage, self.lines_stage, self.recs_stage):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
+        orders, lines, recs = [], [], []
+        for accepted in rows:
+            row = accepted.row
+            placed_at = None if row.placed_at is None else iso(row.placed_at)
+            attributes = _attributes_json(row.attributes)
+            if isinstance(row, OrderRecord):
+                lines_line = accepted.line if row.action == "create" else None
+                orders.append(
+                    (row.order_id, row.action, placed_at, attributes, accepted.line, lines_line)
+                )
+                if row.action == "create":
+                    lines.extend(
+                        (row.order_id, ln.line_id, ln.article_id, ln.qty, accepted.line)
+                        for ln in row.lines
+                    )
+            else:
+                orders.append(
+                    (row.order_id, row.action, placed_at, attributes, accepted.line, None)
+                )
+                if row.action == "create":
+                    lines.append(
+                        (row.order_id, row.line_id, row.article_id, row.qty, accepted.line)
+                    )
+            recs.append((accepted.line, row.order_id, accepted.payload))
+        db.conn.executemany(
+            f"INSERT INTO {self.stage} (order_id, action, placed_at, attributes, line, lines_line) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+            "action = excluded.action, line = excluded.line, "
+            "placed_at = coalesce(excluded.placed_at, placed_at), "
+            "attributes = CASE WHEN excluded.attributes <> '{}' THEN excluded.attributes "
+            "ELSE attributes END, lines_line = coalesce(excluded.lines_line, lines_line)",
+            orders,
+        )
+        db.conn.executemany(
+            f"INSERT INTO {self.lines_stage} (order_id, line_id, article_id, qty, line) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id, line_id) DO UPDATE SET "
+            "article_id = excluded.article_id, qty = excluded.qty, line = excluded.line",
+            lines,
+        )
+        db.conn.executemany(
+            f"INSERT INTO {self.recs_stage} (line, order_id, payload) VALUES (?, ?, ?)", recs
+        )
+
+    def _reject_recs(self, db: Database, ctx: MergeContext, where: str, reason_sql: str) -> int:
+        """Move the accepted records of the orders selected by `where` to the staged rejects."""
+        moved = db.execute(
+            f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
+            f"SELECT r.line, NULL, {reason_sql}, r.payload, r.order_id, '' "
+            f"FROM {self.recs_stage} r JOIN {self.stage} o USING (order_id) WHERE {where}",
+            {"file": ctx.file},
+        ).rowcount
+        for table in (self.recs_stage, self.lines_stage, self.stage):
+            db.execute(
+                f"DELETE FROM {table} WHERE order_id IN "
+                f"(SELECT o.order_id FROM {self.stage} o WHERE {where})"
+            )
+        return moved
+
+    def prepare(self, db: Database, ctx: MergeContext) -> int:
+        # JSON Lines: a later record of an order replaces the lines of an earlier one.
+        db.execute(
+            f"DELETE FROM {self.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
+            f"{self.stage} o WHERE o.order_id = {self.lines_stage}.order_id)"
+        )
+        # The first rejected row of the order (held-back rows are only ever added
+        # for orders that already have one, so they never change the answer).
+        bad = f"(SELECT min(b.line) FROM {STAGE_REJECTS} b WHERE b.key1 = o.order_id)"
+        # A cancel applies even when another row of that order was bad; its lines do not.
+        db.execute(
+            f"DELETE FROM {self.lines_stage} WHERE order_id IN (SELECT o.order_id FROM "
+            f"{self.stage} o WHERE o.action = 'cancel' AND {bad} IS NOT NULL)"
+        )
+        # An order with a rejected row would load incomplete: hold all of it back.
+        moved = self._reject_recs(
+            db,
+            ctx,
+            f"o.action = 'create' AND {bad} IS NOT NULL",
+            "'order ' || o.order_id || ' held back: its row at ' || :file || ':' || "
+            f"{bad} || ' was rejected, and an order is loaded whole or not at all'",
+        )
+        # A cancelled order is never re-opened.
+        moved += self._reject_recs(
+            db,
+            ctx,
+            "o.action = 'create' AND EXISTS (SELECT 1 FROM host_orders h "
+            "WHERE h.order_id = o.order_id AND h.status = 'cancelled')",
+            "'order ' || o.order_id || ' was cancelled (' || (SELECT h.file || ':' || h.line "
+            "FROM host_orders h WHERE h.order_id = o.order_id) || '); a cancelled order "
+            "is not re-opened: use a new order id'",
+        )
+        return moved
+
+    def merge(self, db: Database, ctx: MergeContext) -> tuple[int, int]:
+        params = {"file": ctx.file, "load_id": ctx.load_id, "now": ctx.now}
+        changed = 0
+        # Cancellations: the order keeps its lines for the record.
+        changed += db.execute(
+            "INSERT INTO host_orders (order_id, status, placed_at, attributes, cancelled_at, "
+            "file, line, load_id, loaded_at) "
+            f"SELECT order_id, 'cancelled', placed_at, attributes, :now, :file, line, :load_id, :now "
+            f"FROM {self.stage} WHERE action = 'cancel' "
+            "ON CONFLICT (order_id) DO UPDATE SET status = 'cancelled', "
+            "cancelled_at = excluded.cancelled_at, file = excluded.file, line = excluded.line, "
+            "load_id = excluded.load_id, loaded_at = excluded.loaded_at "
+            "WHERE host_orders.status <> 'cancelled'",
+            params,
+        ).rowcount
+        # Creates: the order as the file states it (prepare() left no cancelled ones).
+        changed += db.execute(
+            "INSERT INTO host_orders (order_id, status, placed_at, attributes, file, line, "
+            f"load_id, loaded_at) SELECT order_id, 'open', placed_at, attributes, :file, line, "
+            f":load_id, :now FROM {self.stage} WHERE action = 'create' "
+            "ON CONFLICT (order_id) DO UPDATE SET placed_at = excluded.placed_at, "
+            "attributes = excluded.attributes, file = excluded.file, line = excluded.line, "
+            "load_id = excluded.load_id, loaded_at = excluded.loaded_at "
+            "WHERE (host_orders.placed_at, host_orders.attributes) IS NOT "
+            "(excluded.placed_at, excluded.attributes)",
+            params,
+        ).rowcount
+        # Lines: an order the file gives lines for has exactly those lines.
+        touched = "temp.host_stage_order_touched"
+        db.execute(f"DROP TABLE IF EXISTS {touched}")
+        db.execute(f"CREATE TABLE {touched} (order_id TEXT PRIMARY KEY)")
+        try:
+            gone = (
+                f"order_id IN (SELECT order_id FROM {self.lines_stage}) AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.lines_stage} s WHERE s.order_id = host_order_lines.order_id "
+                "AND s.line_id = host_order_lines.line_id)"
+            )
+            db.execute(
+                f"INSERT OR IGNORE INTO {touched} SELECT order_id FROM host_order_lines WHERE {gone}"
+            )
+            changed += db.execute(f"DELETE FROM host_order_lines WHERE {gone}").rowcount
+            changed += self._upsert(
+                db,
+                "host_order_lines",
+                self.lines_stage,
+                ("order_id", "line_id"),
+                ("order_id", "line_id", "article_id", "qty"),
+                ctx,
+            )
+            db.execute(
+                f"INSERT OR IGNORE INTO {touched} SELECT order_id FROM host_order_lines "
+                "WHERE load_id = :load_id",
+                params,
+            )
+            # An order whose lines changed points at this file too.
+            db.execute(
+                "UPDATE host_orders SET file = :file, line = s.line, load_id = :load_id, "
+                f"loaded_at = :now FROM {self.stage} s WHERE s.order_id = host_orders.order_id "
+                f"AND host_orders.load_id <> :load_id AND host_orders.order_id IN "
+                f"(SELECT order_id FROM {touched})",
+                params,
+            )
+        finally:
+            db.execute(f"DROP TABLE IF EXISTS {touched}")
+        deleted = 0
+        if ctx.mode == "snapshot":
+            # Lines go with their order (ON DELETE CASCADE).
+            deleted = db.execute(
+                f"DELETE FROM host_orders WHERE {self._absent('host_orders')}"
+            ).rowcount
+        return changed, deleted
+
+
+FEEDS: dict[str, Feed] = {
+    "articles": Feed(
+        "articles",
+        table="host_articles",
+        key=("article_id",),
+        columns=(
+            "article_id",
+            "name",
+            "description",
+            "unit",
+            "whole_units",
+            "is_serial_numbered",
+            "dim_x",
+            "dim_y",
+            "dim_z",
+            "dim_uom",
+            "attributes",
+        ),
+        model=ArticleRow,
+        csv_required=("article_id", "name"),
+        csv_optional=("description", "unit", "whole_units", "is_serial_numbered"),
+        csv_nested={
+            "dim_x": ("dimensions", "x"),
+            "dim_y": ("dimensions", "y"),
+            "dim_z": ("dimensions", "z"),
+            "dim_uom": ("dimensions", "uom"),
+        },
+        csv_attributes=True,
+    ),
+    "stock": Feed(
+        "stock",
+        table="host_stock",
+        key=("article_id", "location"),
+        columns=("article_id", "location", "qty"),
+        model=StockRow,
+        csv_required=("article_id", "qty"),
+        csv_optional=("location",),
+    ),
+    "orders": OrdersFeed(),
+}

@@ -1,0 +1,232 @@
+"""`instock.articles`: the host catalog -> Instock, only what changed.
+
+Decide first, then act: every host article is compared with
+`instock_article_sync` (what was last queued and what Instock last accepted)
+by `plan_article`, a pure function. New articles are uploaded in bulks of at
+most 1000, changed ones are updated one by one, and articles Instock cannot
+take (serial-numbered, invalid id, no name) become rejects with the reason
+instead of endless retries. An unchanged catalog plans nothing and so makes no
+request. The host catalog is read in id order in chunks: memory does not grow
+with its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.clock import iso
+from syncd.config import Schedule
+from syncd.connectors.instock import BULK_MAX, validate_article
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.instock_push import DESTINATION
+from syncd.state import NewIntent, NewReject, Store
+
+REJECT_SOURCE = "instock:articles"
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(BULK_MAX, ge=1, le=BULK_MAX, description="articles per bulk upload")
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    host_hash: str
+    accepted_hash: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # "skip", "upload", "update", "refuse"
+    reason: str = ""
+
+
+def article_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Instock's article from a host catalog row."""
+    payload: dict[str, Any] = {
+        "article_id": row["article_id"],
+        "name": row["name"],
+        "is_serial_numbered": bool(row["is_serial_numbered"]),
+        "attributes": json.loads(row["attributes"] or "{}"),
+    }
+    # PUT needs the complete record, so dimensions are always sent ({} when unknown).
+    payload["dimensions"] = to_instock_dimensions(row)
+    return payload
+
+
+_TO_METRES = {"mm": Decimal("0.001"), "cm": Decimal("0.01"), "m": Decimal(1)}
+
+
+def to_instock_dimensions(row: Mapping[str, Any]) -> dict[str, str]:
+    """Host dimensions in Instock's units: inches stay, mm/cm become metres."""
+    uom = row.get("dim_uom")
+    if not uom:
+        return {}
+    values = {k: str(row[f"dim_{k}"]) for k in ("x", "y", "z") if row.get(f"dim_{k}")}
+    if uom in _TO_METRES:
+        factor = _TO_METRES[uom]
+        values = {k: format((Decimal(v) * factor).normalize(), "f") for k, v in values.items()}
+        uom = "m"
+    return {**values, "uom": uom}
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plan_article(payload: Mapping[str, Any], digest: str, sync: SyncRow | None) -> Action:
+    """What to do with one host article, given what Instock last accepted."""
+    if sync is not None:
+        if sync.accepted_hash == digest:
+            return Action("skip")  # Instock already has exactly this
+        if sync.host_hash == digest and sync.status in ("queued", "refused"):
+            return Action("skip")  # in flight, or refused until it changes or is retried
+    reason = validate_article(payload)
+    if reason:
+        return Action("refuse", reason)
+    if sync is None or sync.accepted_hash is None:
+        return Action("upload")  # never accepted: create
+    return Action("update")  # accepted before, content changed
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    _requeue_retried_rejects(ctx)
+    for batch in _host_batches(ctx.store, options.batch_size):
+        ctx.check_stop()
+        uploads: list[tuple[dict[str, Any], str]] = []
+        intents: list[NewIntent] = []
+        rejects: list[NewReject] = []
+        marks: list[tuple[str, str, str, str | None]] = []
+        for row in batch:
+            payload = article_payload(row)
+            digest = content_hash(payload)
+            sync = (
+                SyncRow(row["s_host_hash"], row["s_accepted_hash"], row["s_status"])
+                if row["s_status"]
+                else None
+            )
+            action = plan_article(payload, digest, sync)
+            ctx.counts[action.kind] += 1
+            if action.kind == "skip":
+                continue
+            if action.kind == "refuse":
+                marks.append((payload["article_id"], digest, "refused", action.reason))
+                rejects.append(
+                    NewReject(
+                        REJECT_SOURCE,
+                        f"article {payload['article_id']}",
+                        action.reason,
+                        field=_field_of(action.reason),
+                        payload=payload,
+                    )
+                )
+            elif action.kind == "upload":
+                marks.append((payload["article_id"], digest, "queued", None))
+                uploads.append((payload, digest))
+            else:
+                marks.append((payload["article_id"], digest, "queued", None))
+                intents.append(
+                    NewIntent(
+                        DESTINATION,
+                        "articles.update",
+                        f"article:{payload['article_id']}",
+                        f"article:{payload['article_id']}:{digest}",
+                        {"article": payload, "hash": digest},
+                    )
+                )
+        if uploads:
+            intents.insert(0, _upload_intent(uploads))
+        if not marks:
+            continue
+        with ctx.store.transaction():
+            _mark(ctx.store, marks)
+            ctx.counts["queued"] += ctx.store.add_intents(intents, run_id=ctx.run_id)
+            ctx.counts["rejected"] += ctx.store.add_rejects(rejects, run_id=ctx.run_id)
+    if ctx.counts["queued"]:
+        ctx.wake_sender()
+
+
+def _field_of(reason: str) -> str | None:
+    for field in ("article_id", "is_serial_numbered", "name"):
+        if field in reason or field.replace("_", "-") in reason:
+            return field
+    return "is_serial_numbered" if "serial" in reason else None
+
+
+def _upload_intent(uploads: list[tuple[dict[str, Any], str]]) -> NewIntent:
+    ids = ",".join(f"{p['article_id']}:{h}" for p, h in uploads)
+    key = hashlib.sha256(ids.encode()).hexdigest()[:32]
+    return NewIntent(
+        DESTINATION,
+        "articles.upload",
+        "articles.upload",
+        f"articles.upload:{key}",
+        {"articles": [p for p, _ in uploads], "hashes": {p["article_id"]: h for p, h in uploads}},
+    )
+
+
+def _host_batches(store: Store, size: int) -> Iterator[list[dict[str, Any]]]:
+    last = ""
+    while True:
+        rows = store.query(
+            "SELECT h.*, s.host_hash AS s_host_hash, s.accepted_hash AS s_accepted_hash, "
+            "s.status AS s_status FROM host_articles h "
+            "LEFT JOIN instock_article_sync s USING (article_id) "
+            "WHERE h.article_id > ? ORDER BY h.article_id LIMIT ?",
+            [last, size],
+        )
+        if not rows:
+            return
+        last = rows[-1]["article_id"]
+        yield rows
+
+
+def _mark(store: Store, marks: list[tuple[str, str, str, str | None]]) -> None:
+    now = iso()
+    store.db.conn.executemany(
+        "INSERT INTO instock_article_sync (article_id, host_hash, status, reason, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (article_id) DO UPDATE SET "
+        "host_hash = excluded.host_hash, status = excluded.status, reason = excluded.reason, "
+        "updated_at = excluded.updated_at",
+        [(a, h, s, r, now) for a, h, s, r in marks],
+    )
+
+
+def _requeue_retried_rejects(ctx: JobContext) -> None:
+    """`syncd rejects retry` on an article reject: plan that article again this run."""
+    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
+        article_id = reject["reference"].removeprefix("article ")
+        with ctx.store.transaction():
+            ctx.store.db.execute(
+                "UPDATE instock_article_sync SET host_hash = '', status = 'queued' "
+                "WHERE article_id = ?",
+                [article_id],
+            )
+            ctx.store.db.execute(
+                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
+                [iso(), reject["id"]],
+            )
+        ctx.counts["retried"] += 1
+
+
+SPEC = register(
+    JobSpec(
+        name="instock.articles",
+        run=run,
+        description="Upload new and changed host catalog articles to Instock",
+        default_schedule=Schedule(interval=600),
+        connectors=("instock",),
+        options_model=Options,
+    )
+)

@@ -1,0 +1,447 @@
+"""`instock.orders`: host customer orders -> Instock, Instock order status -> host.
+
+Three steps per run, each durable before the next:
+
+1. Push: host orders (inbox feed `orders`) are planned against
+   `instock_order_sync` and the mirror by `plan_host_order` (pure): create new
+   ones (the order id is the natural key; "already exists" after a crash counts
+   as done), update changed ones while Instock still has them `registered`,
+   cancel cancelled ones while `registered`; anything else is a reject with
+   the reason.
+2. Mirror: the orders list (all kinds) is read from the cursor of the last page
+   seen, so each run reads only what is new.
+3. Follow: every order not yet `done`/`canceled` is polled for its status and
+   ordertasks; a change of status or of fulfilled quantities is recorded as
+   order events in the same transaction, and the events become one host
+   outbox file per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.clock import iso
+from syncd.config import Schedule
+from syncd.connectors.instock import (
+    ORDER_ID_RE,
+    InstockClient,
+    Ordertask,
+    PermanentError,
+    fulfilled_by_line,
+)
+from syncd.host.outbox import host_file_intent
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.host_files import host_format
+from syncd.jobs.instock_push import DESTINATION
+from syncd.state import NewIntent, NewReject, Store
+
+CURSOR_STREAM = "instock.orders.cursor"
+REJECT_SOURCE = "instock:orders"
+TERMINAL = ("done", "canceled")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    push_host_orders: bool = Field(True, description="create/update/cancel host orders")
+    follow_limit: int = Field(500, ge=1, description="open orders polled per run at most")
+
+
+@dataclass(frozen=True)
+class OrderSync:
+    pushed_hash: str | None
+    action: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # skip, create, update, cancel, refuse, done
+    reason: str = ""
+
+
+def order_payload(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "order_id": order["order_id"],
+        "attributes": json.loads(order.get("attributes") or "{}"),
+        "lines": [
+            {"line_id": ln["line_id"], "article_id": ln["article_id"], "qty": int(ln["qty"])}
+            for ln in sorted(lines, key=lambda ln: ln["line_id"])
+        ],
+    }
+    if order.get("placed_at"):
+        payload["placed_at"] = order["placed_at"]
+    return payload
+
+
+def order_hash(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plan_host_order(
+    host_status: str,
+    digest: str,
+    sync: OrderSync | None,
+    instock_status: str | None,
+    order_id: str,
+) -> Action:
+    """What to do with one host order, given what was pushed and what Instock shows."""
+    if not ORDER_ID_RE.match(order_id):
+        return Action("refuse", f"order_id {order_id!r} must be 1..128 of [a-zA-Z0-9_+.:-]")
+    if host_status == "cancelled":
+        if sync is None or sync.action == "cancel":
+            return Action("skip")  # never sent, or cancel already planned
+        if instock_status == "canceled":
+            return Action("done")
+        if instock_status not in (None, "registered"):
+            return Action(
+                "refuse",
+                f"cannot cancel: the order is {instock_status} in Instock "
+                "(only registered orders can be canceled)",
+            )
+        return Action("cancel")
+    if sync is None:
+        return Action("create")
+    if sync.action == "cancel" or sync.pushed_hash == digest:
+        return Action("skip")  # cancelled stays cancelled; unchanged needs nothing
+    if instock_status not in (None, "registered"):
+        return Action(
+            "refuse",
+            f"cannot update: the order is {instock_status} in Instock "
+            "(updates are accepted only while registered)",
+        )
+    return Action("update")
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    if options.push_host_orders:
+        _push_host_orders(ctx)
+    with InstockClient(ctx.settings.connectors.instock) as client:
+        _mirror_orders(ctx, client)
+        _follow_open_orders(ctx, client, options)
+    _flush_events(ctx, options)
+    if ctx.counts["queued"]:
+        ctx.wake_sender()
+
+
+# -- 1. push -----------------------------------------------------------------
+
+
+def _push_host_orders(ctx: JobContext) -> None:
+    store = ctx.store
+    for orders in _host_order_batches(store, 500):
+        ctx.check_stop()
+        intents: list[NewIntent] = []
+        rejects: list[NewReject] = []
+        marks: list[tuple[str, str | None, str, str, str | None]] = []
+        lines = _lines_for(store, [o["order_id"] for o in orders])
+        for order in orders:
+            order_id = order["order_id"]
+            payload = order_payload(order, lines.get(order_id, []))
+            digest = order_hash(payload)
+            sync = (
+                OrderSync(order["s_pushed_hash"], order["s_action"], order["s_status"])
+                if order["s_action"]
+                else None
+            )
+            action = plan_host_order(order["status"], digest, sync, order["m_status"], order_id)
+            ctx.counts[f"orders_{action.kind}"] += 1
+            match action.kind:
+                case "skip":
+                    continue
+                case "create" | "update":
+                    marks.append((order_id, digest, action.kind, "queued", None))
+                    intents.append(
+                        NewIntent(
+                            DESTINATION,
+                            f"orders.{action.kind}",
+                            f"order:{order_id}",
+                            f"order:{order_id}:{action.kind}:{digest}",
+                            {"order": payload},
+                        )
+                    )
+                case "cancel":
+                    marks.append(
+                        (order_id, sync.pushed_hash if sync else None, "cancel", "queued", None)
+                    )
+                    intents.append(
+                        NewIntent(
+                            DESTINATION,
+                            "orders.cancel",
+                            f"order:{order_id}",
+                            f"order:{order_id}:cancel",
+                            {"order_id": order_id},
+                        )
+                    )
+                case "done":
+                    marks.append(
+                        (order_id, sync.pushed_hash if sync else None, "cancel", "accepted", None)
+                    )
+                case "refuse":
+                    kind = "cancel" if order["status"] == "cancelled" else "update"
+                    marks.append((order_id, digest, kind, "refused", action.reason))
+                    rejects.append(
+                        NewReject(
+                            REJECT_SOURCE, f"order {order_id}", action.reason, payload=payload
+                        )
+                    )
+        if marks:
+            with store.transaction():
+                _mark(store, marks)
+                ctx.counts["queued"] += store.add_intents(intents, run_id=ctx.run_id)
+                ctx.counts["rejected"] += store.add_rejects(rejects, run_id=ctx.run_id)
+
+
+def _host_order_batches(store: Store, size: int) -> Iterator[list[dict[str, Any]]]:
+    last = ""
+    while True:
+        rows = store.query(
+            "SELECT h.*, s.pushed_hash AS s_pushed_hash, s.action AS s_action, "
+            "s.status AS s_status, m.order_status AS m_status FROM host_orders h "
+            "LEFT JOIN instock_order_sync s USING (order_id) "
+            "LEFT JOIN instock_orders m USING (order_id) "
+            "WHERE h.order_id > ? ORDER BY h.order_id LIMIT ?",
+            [last, size],
+        )
+        if not rows:
+            return
+        last = rows[-1]["order_id"]
+        yield rows
+
+
+def _lines_for(store: Store, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    marks = ",".join("?" * len(order_ids))
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for row in store.query(
+        f"SELECT order_id, line_id, article_id, qty FROM host_order_lines "
+        f"WHERE order_id IN ({marks})",
+        order_ids,
+    ):
+        lines.setdefault(row["order_id"], []).append(row)
+    return lines
+
+
+def _mark(store: Store, marks: list[tuple[str, str | None, str, str, str | None]]) -> None:
+    now = iso()
+    store.db.conn.executemany(
+        "INSERT INTO instock_order_sync "
+        "(order_id, source, pushed_hash, action, status, reason, updated_at) "
+        "VALUES (?, 'host', ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+        "pushed_hash = excluded.pushed_hash, action = excluded.action, "
+        "status = excluded.status, reason = excluded.reason, updated_at = excluded.updated_at",
+        [(o, h, a, s, r, now) for o, h, a, s, r in marks],
+    )
+
+
+# -- 2. mirror ---------------------------------------------------------------
+
+
+def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
+    store = ctx.store
+    cursor = store.get_checkpoint(CURSOR_STREAM) or ""
+    try:
+        pages = client.order_pages(start_cursor=cursor or None)
+        for page in pages:
+            now = iso()
+            rows = [
+                (
+                    o["order_id"],
+                    o.get("kind") or "customer",
+                    o.get("placed_at"),
+                    json.dumps(o.get("attributes") or {}),
+                    json.dumps(o.get("lines") or []),
+                    now,
+                )
+                for o in page.items
+            ]
+            # The last page is read again next run: new orders are appended after it.
+            position = page.next_cursor if page.has_more else cursor
+            with store.transaction():
+                store.db.conn.executemany(
+                    "INSERT INTO instock_orders "
+                    "(order_id, kind, placed_at, attributes, lines, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+                    "kind = excluded.kind, placed_at = excluded.placed_at, "
+                    "attributes = excluded.attributes, lines = excluded.lines",
+                    rows,
+                )
+                store.set_checkpoint(CURSOR_STREAM, position or "", run_id=ctx.run_id)
+            ctx.counts["pulled"] += len(rows)
+            cursor = position or ""
+            ctx.check_stop()
+    except PermanentError as exc:
+        if not cursor or exc.status != 400:
+            raise
+        ctx.log.warning("orders_cursor_rejected", error=str(exc))
+        store.set_checkpoint(CURSOR_STREAM, "", run_id=ctx.run_id)
+
+
+# -- 3. follow ---------------------------------------------------------------
+
+
+def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
+    store = ctx.store
+    open_orders = store.query(
+        "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
+        "WHERE order_status IS NULL OR order_status NOT IN ('done', 'canceled') "
+        "ORDER BY updated_at, order_id LIMIT ?",
+        [options.follow_limit],
+    )
+    for order in open_orders:
+        ctx.check_stop()
+        try:
+            status = client.order_status(order["order_id"])
+        except PermanentError as exc:
+            if exc.status == 404:
+                ctx.log.warning("order_vanished", order_id=order["order_id"])
+                continue
+            raise
+        tasks = _refresh_tasks(store, client, order["order_id"], status.task_ids)
+        fulfilled = fulfilled_by_line(tasks)
+        changed = status.order_status != order["order_status"] or fulfilled != json.loads(
+            order["fulfilled"]
+        )
+        now = iso()
+        with store.transaction():
+            store.db.execute(
+                "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
+                "fulfilled = ?, updated_at = ? WHERE order_id = ?",
+                [
+                    status.order_status,
+                    status.timestamp,
+                    json.dumps(status.task_ids),
+                    json.dumps(fulfilled, sort_keys=True),
+                    now,
+                    order["order_id"],
+                ],
+            )
+            for task in tasks:
+                store.db.execute(
+                    "INSERT INTO instock_ordertasks "
+                    "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
+                    "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
+                    "updated_at = excluded.updated_at",
+                    [
+                        task.ordertask_id,
+                        order["order_id"],
+                        task.ordertask_status,
+                        json.dumps([ln.model_dump() for ln in task.lines]),
+                        now,
+                    ],
+                )
+            if changed:
+                _record_events(store, order, status.order_status, status.timestamp, fulfilled)
+        ctx.counts["followed"] += 1
+        ctx.counts["status_changes"] += int(changed)
+
+
+def _refresh_tasks(
+    store: Store, client: InstockClient, order_id: str, task_ids: list[str]
+) -> list[Ordertask]:
+    """Ordertasks of an order; terminal ones are immutable, so they are read once."""
+    known = {
+        r["ordertask_id"]: r
+        for r in store.query(
+            "SELECT ordertask_id, ordertask_status, lines FROM instock_ordertasks "
+            "WHERE order_id = ?",
+            [order_id],
+        )
+    }
+    tasks = []
+    for task_id in task_ids:
+        row = known.get(task_id)
+        if row is not None and row["ordertask_status"] in TERMINAL:
+            tasks.append(
+                Ordertask.model_validate(
+                    {
+                        "ordertask_id": task_id,
+                        "order_id": order_id,
+                        "ordertask_status": row["ordertask_status"],
+                        "lines": json.loads(row["lines"]),
+                    }
+                )
+            )
+        else:
+            tasks.append(client.get_ordertask(task_id))
+    return tasks
+
+
+def _record_events(
+    store: Store,
+    order: Mapping[str, Any],
+    status: str,
+    status_at: str | None,
+    fulfilled: Mapping[str, int],
+) -> None:
+    now = iso()
+    lines = json.loads(order["lines"] or "[]") or [
+        {"line_id": None, "article_id": None, "qty": None}
+    ]
+    store.db.conn.executemany(
+        "INSERT INTO instock_order_events (order_id, kind, order_status, status_at, line_id, "
+        "article_id, requested, fulfilled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                order["order_id"],
+                order["kind"],
+                status,
+                status_at,
+                ln["line_id"],
+                ln["article_id"],
+                ln["qty"],
+                fulfilled.get(ln["line_id"], 0) if ln["line_id"] else 0,
+                now,
+            )
+            for ln in lines
+        ],
+    )
+
+
+def _flush_events(ctx: JobContext, options: Options) -> None:
+    """Pending order events become one host `order-status` file, atomically."""
+    store = ctx.store
+    with store.transaction():
+        rows = store.query(
+            "SELECT id, order_id, kind, order_status, status_at, line_id, article_id, "
+            "requested, fulfilled FROM instock_order_events ORDER BY id"
+        )
+        if not rows:
+            return
+        first, last = rows[0]["id"], rows[-1]["id"]
+        for row in rows:
+            del row["id"]
+        added = store.add_intents(
+            [
+                host_file_intent(
+                    "order_status",
+                    rows,
+                    host_format(ctx.settings, "order_status"),
+                    key=f"order_status:{first}-{last}",
+                )
+            ],
+            run_id=ctx.run_id,
+        )
+        store.db.execute("DELETE FROM instock_order_events WHERE id <= ?", [last])
+    ctx.counts["queued"] += added
+    ctx.counts["events"] += len(rows)
+
+
+SPEC = register(
+    JobSpec(
+        name="instock.orders",
+        run=run,
+        description="Push host orders to Instock; mirror Instock orders; report status to host",
+        default_schedule=Schedule(interval=120),
+        connectors=("instock",),
+        options_model=Options,
+    )
+)

@@ -1,0 +1,200 @@
+"""The `instock` outbox destination: turns intents into Instock calls.
+
+Intent kinds: `articles.upload` (a bulk of at most 1000), `articles.update`,
+`orders.create`, `orders.update`, `orders.cancel`. The outcome of each is
+written back into `instock_article_sync` / `instock_order_sync` in the same
+transaction as the outbox row, so the jobs' "what Instock accepted" record and
+the outbox never disagree.
+
+A refused bulk upload is split in halves until the bad articles are isolated;
+only they are refused (with Instock's reason), the rest is accepted. An
+article that "cannot be created" because it already exists (a replay after a
+crash, or created by someone else) is compared and updated if it differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from syncd.clock import iso
+from syncd.config import Settings
+from syncd.connectors.instock import InstockClient
+from syncd.errors import PermanentError
+from syncd.outbox import register_destination
+from syncd.state import Intent, NewReject, Store
+
+DESTINATION = "instock"
+ARTICLE_FIELDS = ("article_id", "name", "is_serial_numbered", "dimensions", "attributes")
+
+
+def same_article(remote: Mapping[str, Any], local: Mapping[str, Any]) -> bool:
+    """Equal as Instock means it: dimensions compare as numbers ("7.30" == "7.3")."""
+    for field in ARTICLE_FIELDS:
+        if field not in local:
+            continue
+        if field == "dimensions":
+            if _dims(remote.get(field)) != _dims(local.get(field)):
+                return False
+        elif (remote.get(field) or None) != (local.get(field) or None):
+            return False
+    return True
+
+
+def _dims(value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in (value or {}).items():
+        try:
+            out[key] = Decimal(str(item)) if key != "uom" else item
+        except InvalidOperation:
+            out[key] = item
+    return out
+
+
+class InstockDestination:
+    def __init__(self, settings: Settings) -> None:
+        self.client = InstockClient(settings.connectors.instock)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def send(self, intent: Intent) -> Any:
+        payload = intent.payload
+        match intent.kind:
+            case "articles.upload":
+                return self._upload(payload["articles"])
+            case "articles.update":
+                self.client.update_article(payload["article"])
+                return None
+            case "orders.create":
+                self.client.create_order(payload["order"])
+                return None
+            case "orders.update":
+                self.client.update_order(payload["order"])
+                return None
+            case "orders.cancel":
+                self.client.cancel_order(payload["order_id"])
+                return None
+        raise PermanentError(f"unknown intent kind {intent.kind!r}", connector=DESTINATION)
+
+    # -- bulk upload with isolation ----------------------------------------
+
+    def _upload(self, articles: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        accepted: list[str] = []
+        refused: dict[str, str] = {}
+
+        def attempt(batch: Sequence[Mapping[str, Any]]) -> None:
+            try:
+                self.client.upload_articles(batch)
+            except PermanentError as exc:
+                if len(batch) == 1:
+                    self._resolve_single(batch[0], exc, accepted, refused)
+                    return
+                middle = len(batch) // 2
+                attempt(batch[:middle])
+                attempt(batch[middle:])
+                return
+            accepted.extend(a["article_id"] for a in batch)
+
+        attempt(articles)
+        return {"accepted": accepted, "refused": refused}
+
+    def _resolve_single(
+        self,
+        article: Mapping[str, Any],
+        error: PermanentError,
+        accepted: list[str],
+        refused: dict[str, str],
+    ) -> None:
+        article_id = article["article_id"]
+        if error.code == "resource_cannot_be_created":
+            try:
+                remote = self.client.get_article(article_id).model_dump()
+            except PermanentError:
+                remote = None
+            if remote is not None:
+                if not same_article(remote, article):
+                    try:
+                        self.client.update_article(article)
+                    except PermanentError as exc:
+                        refused[article_id] = str(exc)
+                        return
+                accepted.append(article_id)
+                return
+        refused[article_id] = str(error)
+
+    # -- outcomes, in the outbox transaction -------------------------------
+
+    def on_outcome(self, store: Store, intent: Intent, outcome: str, detail: Any) -> None:
+        now = iso()
+        payload = intent.payload
+        if intent.kind == "articles.upload":
+            hashes: dict[str, str] = payload["hashes"]
+            if outcome == "rejected":
+                refused = dict.fromkeys(hashes, str(detail))
+                accepted: list[str] = []
+            else:
+                result = detail if isinstance(detail, dict) and "accepted" in detail else {}
+                accepted = list(result.get("accepted", hashes if not result else []))
+                refused = dict(result.get("refused", {}))
+            for article_id in accepted:
+                _article_accepted(store, article_id, hashes[article_id], now)
+            articles = {a["article_id"]: a for a in payload["articles"]}
+            for article_id, reason in refused.items():
+                _article_refused(store, article_id, reason, now)
+                if outcome != "rejected":  # the sender already made a reject for the intent
+                    store.add_rejects(
+                        [
+                            NewReject(
+                                source="instock:articles",
+                                reference=f"article {article_id}",
+                                reason=f"Instock refused the article: {reason}",
+                                payload=articles.get(article_id),
+                            )
+                        ]
+                    )
+        elif intent.kind == "articles.update":
+            article_id = payload["article"]["article_id"]
+            if outcome == "rejected":
+                _article_refused(store, article_id, str(detail), now)
+            else:
+                _article_accepted(store, article_id, payload["hash"], now)
+        elif intent.kind.startswith("orders."):
+            order_id = payload.get("order_id") or payload["order"]["order_id"]
+            status = "refused" if outcome == "rejected" else "accepted"
+            store.db.execute(
+                "UPDATE instock_order_sync SET status = ?, reason = ?, updated_at = ? "
+                "WHERE order_id = ? AND action = ?",
+                [
+                    status,
+                    str(detail) if outcome == "rejected" else None,
+                    now,
+                    order_id,
+                    intent.kind.removeprefix("orders."),
+                ],
+            )
+
+
+def _article_accepted(store: Store, article_id: str, content_hash: str, now: str) -> None:
+    store.db.execute(
+        "UPDATE instock_article_sync SET accepted_hash = ?, reason = NULL, updated_at = ?, "
+        "status = CASE WHEN host_hash = ? THEN 'accepted' ELSE status END "
+        "WHERE article_id = ?",
+        [content_hash, now, content_hash, article_id],
+    )
+
+
+def _article_refused(store: Store, article_id: str, reason: str, now: str) -> None:
+    store.db.execute(
+        "UPDATE instock_article_sync SET status = 'refused', reason = ?, updated_at = ? "
+        "WHERE article_id = ?",
+        [reason, now, article_id],
+    )
+
+
+def register() -> None:
+    register_destination(DESTINATION, InstockDestination)
+
+
+register()
