@@ -42,10 +42,22 @@ def free_port() -> int:
 
 def start_simulator(articles: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "syncd.cli", "sandbox", "instock", "--port", str(port),
-         "--articles", str(articles), "--seed", "7"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "syncd.cli",
+            "sandbox",
+            "instock",
+            "--port",
+            str(port),
+            "--articles",
+            str(articles),
+            "--seed",
+            "7",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 600
@@ -62,7 +74,7 @@ def start_simulator(articles: int) -> tuple[subprocess.Popen[bytes], str]:
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS in KiB (from wait4), and stdout of one child process."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # noqa: S603
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     out = proc.stdout.read().decode() if proc.stdout else ""
@@ -106,11 +118,11 @@ def write_config(work: Path, base: str, page_size: int) -> Path:
         textwrap.dedent(
             f"""
             [daemon]
-            state_dir = "{work / 'state'}"
+            state_dir = "{work / "state"}"
             [logging]
             level = "warning"
             [host]
-            dir = "{work / 'host'}"
+            dir = "{work / "host"}"
             [connectors.instock]
             enabled = true
             base_url = "{base}"
@@ -127,7 +139,9 @@ def write_config(work: Path, base: str, page_size: int) -> Path:
 
 def count_pending(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+        return int(
+            conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+        )
 
 
 def bench_size(articles: int, page_size: int) -> dict[str, float]:
@@ -141,12 +155,16 @@ def bench_size(articles: int, page_size: int) -> dict[str, float]:
             rows = int(raw_out.strip())
             config = write_config(work, base, page_size)
             syncd = [sys.executable, "-m", "syncd.cli"]
-            first_s, first_rss, _ = run_measured([*syncd, "once", "instock.inventory", "--config", str(config)])
+            first_s, first_rss, _ = run_measured(
+                [*syncd, "once", "instock.inventory", "--config", str(config)]
+            )
             db = work / "state" / "syncd.db"
             queued_first = count_pending(db)
             run_measured([*syncd, "once", "outbox.send", "--config", str(config)])
             files_first = len(list((work / "host" / "outbox").glob("*")))
-            second_s, second_rss, _ = run_measured([*syncd, "once", "instock.inventory", "--config", str(config)])
+            second_s, second_rss, _ = run_measured(
+                [*syncd, "once", "instock.inventory", "--config", str(config)]
+            )
             queued_second = count_pending(db)
             run_measured([*syncd, "once", "outbox.send", "--config", str(config)])
             files_second = len(list((work / "host" / "outbox").glob("*"))) - files_first
@@ -154,12 +172,18 @@ def bench_size(articles: int, page_size: int) -> dict[str, float]:
         sim.terminate()
         sim.wait(10)
     result = {
-        "articles": articles, "rows": rows,
-        "raw_rows_s": rows / raw_s, "syncd_rows_s": rows / first_s,
-        "ratio": raw_s / first_s, "second_rows_s": rows / second_s,
-        "raw_rss_mib": raw_rss / 1024, "syncd_rss_mib": max(first_rss, second_rss) / 1024,
-        "queued_first": queued_first, "files_first": files_first,
-        "queued_second": queued_second, "files_second": files_second,
+        "articles": articles,
+        "rows": rows,
+        "raw_rows_s": rows / raw_s,
+        "syncd_rows_s": rows / first_s,
+        "ratio": raw_s / first_s,
+        "second_rows_s": rows / second_s,
+        "raw_rss_mib": raw_rss / 1024,
+        "syncd_rss_mib": max(first_rss, second_rss) / 1024,
+        "queued_first": queued_first,
+        "files_first": files_first,
+        "queued_second": queued_second,
+        "files_second": files_second,
     }
     print(
         f"{articles:>9,} articles {rows:>9,} rows | raw {result['raw_rows_s']:>9,.0f} rows/s "
@@ -181,8 +205,10 @@ def main() -> None:
     results = [bench_size(n, args.page_size) for n in args.sizes]
     if len(results) >= 2:
         growth = results[-1]["syncd_rss_mib"] / results[0]["syncd_rss_mib"]
-        print(f"peak RSS growth {results[0]['articles']:,} -> {results[-1]['articles']:,}: x{growth:.2f} "
-              "(target <= 1.2)")
+        print(
+            f"peak RSS growth {results[0]['articles']:,} -> {results[-1]['articles']:,}: x{growth:.2f} "
+            "(target <= 1.2)"
+        )
     worst = min(r["ratio"] for r in results)
     print(f"worst throughput ratio to raw: {worst:.2f} (target >= 0.80)")
 

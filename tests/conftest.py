@@ -18,8 +18,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for key in list(os.environ):
-        if key.startswith("SYNCD_") or key in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY",
-                                               "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+        if key.startswith("SYNCD_") or key in (
+            "CREDENTIALS_DIRECTORY",
+            "STATE_DIRECTORY",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+        ):
             monkeypatch.delenv(key, raising=False)
 
 
