@@ -91,6 +91,8 @@ RAW_LOOP = textwrap.dedent(
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL"); conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE inv (article_id TEXT PRIMARY KEY, free INT, reserved INT, registered INT)")
+    import time
+    started = time.perf_counter()
     rows, cursor = 0, ""
     with httpx.Client(headers={"Authorization": "Bearer " + token}, timeout=30) as client:
         while True:
@@ -107,7 +109,7 @@ RAW_LOOP = textwrap.dedent(
             if not body["has_more"]:
                 break
             cursor = body["next_cursor"]
-    print(rows)
+    print(rows, time.perf_counter() - started)
     """
 )
 
@@ -137,6 +139,18 @@ def write_config(work: Path, base: str, page_size: int) -> Path:
     return config
 
 
+def job_seconds(db: Path) -> float:
+    """Duration of the last instock.inventory run as syncd recorded it (no process start-up)."""
+    with sqlite3.connect(db) as conn:
+        started, finished = conn.execute(
+            "SELECT started_at, finished_at FROM runs WHERE job = 'instock.inventory' "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    from syncd.clock import parse_iso
+
+    return (parse_iso(finished) - parse_iso(started)).total_seconds()
+
+
 def count_pending(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return int(
@@ -152,7 +166,8 @@ def bench_size(articles: int, page_size: int) -> dict[str, float]:
             raw_s, raw_rss, raw_out = run_measured(
                 [sys.executable, "-c", RAW_LOOP, base, TOKEN, str(work / "raw.db"), str(page_size)]
             )
-            rows = int(raw_out.strip())
+            rows_text, raw_loop_s = raw_out.split()
+            rows, raw_loop_s = int(rows_text), float(raw_loop_s)
             config = write_config(work, base, page_size)
             syncd = [sys.executable, "-m", "syncd.cli"]
             first_s, first_rss, _ = run_measured(
@@ -160,12 +175,14 @@ def bench_size(articles: int, page_size: int) -> dict[str, float]:
             )
             db = work / "state" / "syncd.db"
             queued_first = count_pending(db)
+            first_job_s = job_seconds(db)
             run_measured([*syncd, "once", "outbox.send", "--config", str(config)])
             files_first = len(list((work / "host" / "outbox").glob("*")))
-            second_s, second_rss, _ = run_measured(
+            _, second_rss, _ = run_measured(
                 [*syncd, "once", "instock.inventory", "--config", str(config)]
             )
             queued_second = count_pending(db)
+            second_job_s = job_seconds(db)
             run_measured([*syncd, "once", "outbox.send", "--config", str(config)])
             files_second = len(list((work / "host" / "outbox").glob("*"))) - files_first
     finally:
@@ -174,10 +191,12 @@ def bench_size(articles: int, page_size: int) -> dict[str, float]:
     result = {
         "articles": articles,
         "rows": rows,
-        "raw_rows_s": rows / raw_s,
-        "syncd_rows_s": rows / first_s,
-        "ratio": raw_s / first_s,
-        "second_rows_s": rows / second_s,
+        "raw_rows_s": rows / raw_loop_s,
+        "syncd_rows_s": rows / first_job_s,
+        "ratio": raw_loop_s / first_job_s,
+        "second_rows_s": rows / second_job_s,
+        "second_ratio": raw_loop_s / second_job_s,
+        "wall_ratio": raw_s / first_s,
         "raw_rss_mib": raw_rss / 1024,
         "syncd_rss_mib": max(first_rss, second_rss) / 1024,
         "queued_first": queued_first,
@@ -186,9 +205,10 @@ def bench_size(articles: int, page_size: int) -> dict[str, float]:
         "files_second": files_second,
     }
     print(
-        f"{articles:>9,} articles {rows:>9,} rows | raw {result['raw_rows_s']:>9,.0f} rows/s "
-        f"| syncd {result['syncd_rows_s']:>9,.0f} rows/s (x{result['ratio']:.2f} of raw) "
-        f"| unchanged cycle {result['second_rows_s']:>9,.0f} rows/s "
+        f"{articles:>9,} articles {rows:>9,} rows | raw loop {result['raw_rows_s']:>9,.0f} rows/s "
+        f"| syncd first cycle {result['syncd_rows_s']:>9,.0f} rows/s (x{result['ratio']:.2f} of raw; "
+        f"x{result['wall_ratio']:.2f} counting process start-up) "
+        f"| unchanged cycle {result['second_rows_s']:>9,.0f} rows/s (x{result['second_ratio']:.2f}) "
         f"| peak RSS raw {result['raw_rss_mib']:.0f} MiB, syncd {result['syncd_rss_mib']:.0f} MiB "
         f"| first cycle {queued_first} intents -> {files_first} files "
         f"| second cycle {queued_second} intents -> {files_second} files",
@@ -209,7 +229,7 @@ def main() -> None:
             f"peak RSS growth {results[0]['articles']:,} -> {results[-1]['articles']:,}: x{growth:.2f} "
             "(target <= 1.2)"
         )
-    worst = min(r["ratio"] for r in results)
+    worst = min(min(r["ratio"], r["second_ratio"]) for r in results)
     print(f"worst throughput ratio to raw: {worst:.2f} (target >= 0.80)")
 
 

@@ -89,7 +89,6 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from sqlite_utils import Database
@@ -262,27 +261,29 @@ class FeedOptions(BaseModel):
     allow_mass_delete: bool = False
 
 
+class FeedsOptions(BaseModel):
+    """`host.options.feeds`: one section per feed (an unknown feed name is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    articles: FeedOptions = FeedOptions()
+    stock: FeedOptions = FeedOptions()
+    orders: FeedOptions = FeedOptions()
+
+
 class HostOptions(BaseModel):
     """`host.options`: the host file interface's own settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    feeds: dict[str, FeedOptions] = Field(default_factory=dict)
+    feeds: FeedsOptions = FeedsOptions()
     batch_size: int = Field(5000, ge=1, le=100_000)
     outbox_format: Format = "jsonl"
     outbox_formats: dict[str, Format] = Field(default_factory=dict)  # per stream
 
-    @field_validator("feeds")
-    @classmethod
-    def _known_feeds(cls, value: dict[str, FeedOptions]) -> dict[str, FeedOptions]:
-        unknown = sorted(set(value) - set(FEEDS))
-        if unknown:
-            raise ValueError(f"unknown feed(s) {unknown} (known: {', '.join(FEEDS)})")
-        return value
-
     def feed(self, name: str) -> FeedOptions:
         """The feed's options with its default mode filled in."""
-        options = self.feeds.get(name) or FeedOptions()
+        options: FeedOptions = getattr(self.feeds, name)
         if options.mode is None:
             options = options.model_copy(update={"mode": FEEDS[name].default_mode})
         return options

@@ -27,7 +27,8 @@ from syncd.connectors.instock import InstockClient, PermanentError
 from syncd.host.feeds import Format
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.host_files import host_format
+from syncd.jobs.host_files import host_file_intent_json, host_format
+from syncd.readahead import read_ahead
 from syncd.state import NewIntent, Store
 
 STREAM = "instock.inventory.scan"
@@ -60,7 +61,7 @@ def run(ctx: JobContext) -> None:
     _ensure_page_table(store)
     with InstockClient(ctx.settings.connectors.instock) as client:
         try:
-            for page in client.inventory_pages(start_cursor=cursor or None):
+            for page in read_ahead(client.inventory_pages(start_cursor=cursor or None)):
                 _apply_page(ctx, scan, page.items, page.next_cursor if page.has_more else "")
                 ctx.counts["pulled"] += len(page.items)
                 if page.has_more:
@@ -171,23 +172,28 @@ def _settle_scan(ctx: JobContext, scan: int, options: Options) -> None:
 
 
 def _delta_intents(store: Store, scan: int, options: Options, fmt: Format) -> Iterator[NewIntent]:
+    """One intent per chunk of deltas, each rendered to JSON inside SQLite."""
     last, chunk_no = "", 0
     while True:
-        rows = store.query(
-            "SELECT article_id, free_before, free, reserved_before, reserved, "
-            "registered_before, registered FROM instock_inventory_deltas "
-            "WHERE article_id > ? ORDER BY article_id LIMIT ?",
+        rows_json, last_id = store.db.execute(
+            """
+            SELECT json_group_array(json_object(
+                       'article_id', article_id, 'free_before', free_before, 'free', free,
+                       'free_delta', free - free_before, 'reserved_before', reserved_before,
+                       'reserved', reserved, 'registered_before', registered_before,
+                       'registered', registered, 'on_hand', free + reserved)),
+                   max(article_id)
+            FROM (SELECT * FROM instock_inventory_deltas WHERE article_id > ?
+                  ORDER BY article_id LIMIT ?)
+            """,
             [last, options.file_chunk],
-        )
-        if not rows:
+        ).fetchone()
+        if last_id is None:
             return
-        last = rows[-1]["article_id"]
+        last = last_id
         chunk_no += 1
-        for row in rows:
-            row["free_delta"] = row["free"] - row["free_before"]
-            row["on_hand"] = row["free"] + row["reserved"]
-        yield host_file_intent(
-            "inventory_deltas", rows, fmt, key=f"inventory_deltas:{scan}:{chunk_no}"
+        yield host_file_intent_json(
+            "inventory_deltas", rows_json, fmt, key=f"inventory_deltas:{scan}:{chunk_no}"
         )
 
 

@@ -2,6 +2,6 @@
 
 from syncd.state.lock import StateLock
 from syncd.state.migrations import SCHEMA_VERSION
-from syncd.state.store import Intent, NewIntent, NewReject, Store
+from syncd.state.store import Intent, NewIntent, NewReject, RawJson, Store
 
-__all__ = ["SCHEMA_VERSION", "Intent", "NewIntent", "NewReject", "StateLock", "Store"]
+__all__ = ["SCHEMA_VERSION", "Intent", "NewIntent", "NewReject", "RawJson", "StateLock", "Store"]

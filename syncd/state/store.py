@@ -24,7 +24,15 @@ from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
 BUSY_TIMEOUT_MS = 10_000
 
 
+class RawJson(str):
+    """A payload already rendered as JSON (e.g. by SQLite's json functions): stored as is."""
+
+    __slots__ = ()
+
+
 def _json(value: Any) -> str:
+    if isinstance(value, RawJson):
+        return str(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
