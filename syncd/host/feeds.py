@@ -724,12 +724,13 @@ class OrdersFeed(Feed):
                 "WHERE load_id = :load_id",
                 params,
             )
-            # An order whose lines changed points at this file too.
+            # An order whose lines changed points at this file too (no UPDATE ... FROM:
+            # it needs SQLite 3.33, older distributions ship less).
             db.execute(
-                "UPDATE host_orders SET file = :file, line = s.line, load_id = :load_id, "
-                f"loaded_at = :now FROM {self.stage} s WHERE s.order_id = host_orders.order_id "
-                f"AND host_orders.load_id <> :load_id AND host_orders.order_id IN "
-                f"(SELECT order_id FROM {touched})",
+                "UPDATE host_orders SET file = :file, load_id = :load_id, loaded_at = :now, "
+                f"line = (SELECT s.line FROM {self.stage} s WHERE s.order_id = host_orders.order_id) "
+                f"WHERE load_id <> :load_id AND order_id IN (SELECT order_id FROM {touched}) "
+                f"AND order_id IN (SELECT order_id FROM {self.stage})",
                 params,
             )
         finally:

@@ -62,7 +62,8 @@ SAMPLE_ERRORS = 20  # row errors quoted in a refused file's errors.json
 # A rejected CSV row is kept as a JSON object of its columns, in file order.
 _PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False)
 
-Status = Literal["archived", "rejected_file", "already_loaded"]
+# deferred: the file changed while it was read (still being written); left for the next scan.
+Status = Literal["archived", "rejected_file", "already_loaded", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,14 @@ class LoadResult:
     deleted: int = 0
     moved_to: Path | None = None
     reason: str | None = None
+
+
+class _AlreadyLoaded(Exception):
+    """Another load of the same bytes committed first."""
+
+
+class _FileChanged(Exception):
+    """The file changed between hashing and the end of parsing."""
 
 
 class FileRefused(Exception):
@@ -329,14 +338,23 @@ def file_digest(path: Path) -> tuple[str, int]:
 
 
 def _free_name(directory: Path, name: str) -> Path:
-    """`name` in `directory`, or `stem.2.ext`, `stem.3.ext`... when it is taken."""
+    """`name` in `directory`; when taken (hosts reuse names), `stem.<UTC time>[-n].ext`."""
     target = directory / name
+    if not target.exists():
+        return target
     stem, ext = os.path.splitext(name)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = directory / f"{stem}.{stamp}{ext}"
     n = 1
     while target.exists():
         n += 1
-        target = directory / f"{stem}.{n}{ext}"
+        target = directory / f"{stem}.{stamp}-{n}{ext}"
     return target
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _move(path: Path, directory: Path) -> Path:
@@ -421,28 +439,58 @@ def load_file(
     kind = classify(path.name)
     fmt: Format = kind[1] if kind else "csv"
     bound = log.bind(feed=feed.name, file=path.name, mode=mode, run_id=run_id)
+    identity = _identity(path)
     sha256, size = file_digest(path)
+    file_info = {"sha256": sha256, "size": size, "format": fmt, "mode": mode, "id": identity}
+    try:
+        return _load_new(store, feed, path, dirs, options, file_info, run_id, batch_size)
+    except _AlreadyLoaded:
+        return _archive_loaded(store, feed, path, dirs, sha256, bound)
+    except _FileChanged:
+        bound.warning("host_file_changed_while_read", hint="the host should write, then rename")
+        return LoadResult(feed.name, path.name, "deferred", reason="file changed while being read")
 
-    done = store.query(
+
+def _archive_loaded(
+    store: Store, feed: Feed, path: Path, dirs: HostDirs, sha256: str, bound: Any
+) -> LoadResult:
+    """A file loaded before (a crash kept it from moving): move it, load nothing again."""
+    [done] = store.query(
         "SELECT * FROM host_files WHERE feed = ? AND name = ? AND sha256 = ? AND status = 'loaded'",
         [feed.name, path.name, sha256],
     )
-    if done:
-        # Loaded before a crash kept it from moving: move it, load nothing again.
-        moved = _move(path, dirs.archive)
-        bound.info("host_file_already_loaded", moved_to=str(moved), load_id=done[0]["id"])
-        return LoadResult(
-            feed.name,
-            path.name,
-            "already_loaded",
-            loaded=done[0]["rows_loaded"],
-            rejected=done[0]["rows_rejected"],
-            changed=done[0]["rows_changed"],
-            deleted=done[0]["rows_deleted"],
-            moved_to=moved,
-        )
+    moved = _move(path, dirs.archive) if path.exists() else None
+    bound.info("host_file_already_loaded", moved_to=str(moved), load_id=done["id"])
+    return LoadResult(
+        feed.name,
+        path.name,
+        "already_loaded",
+        loaded=done["rows_loaded"],
+        rejected=done["rows_rejected"],
+        changed=done["rows_changed"],
+        deleted=done["rows_deleted"],
+        moved_to=moved,
+    )
 
-    file_info = {"sha256": sha256, "size": size, "format": fmt, "mode": mode}
+
+def _load_new(
+    store: Store,
+    feed: Feed,
+    path: Path,
+    dirs: HostDirs,
+    options: FeedOptions,
+    file_info: dict[str, Any],
+    run_id: str | None,
+    batch_size: int,
+) -> LoadResult:
+    """Load a file not loaded before (raises _AlreadyLoaded when it was)."""
+    fmt, mode, size = file_info["format"], file_info["mode"], file_info["size"]
+    if store.scalar(
+        "SELECT 1 FROM host_files WHERE feed = ? AND name = ? AND sha256 = ? AND status = 'loaded'",
+        [feed.name, path.name, file_info["sha256"]],
+    ):
+        raise _AlreadyLoaded
+    kind = classify(path.name)
     try:
         if kind is None or kind[0] != feed.name:
             raise FileRefused(f"file name does not belong to feed {feed.name!r}")
@@ -480,6 +528,8 @@ def _load_staged(
         feed.create_staging(db)
         started = time.monotonic()
         accepted, _ = _stage(store, feed, _read_rows(feed, path, fmt), fmt, batch_size)
+        if _identity(path) != file_info["id"]:
+            raise _FileChanged
         staged = time.monotonic()
         with store.transaction():
             now = iso()
@@ -490,8 +540,8 @@ def _load_staged(
                 "ON CONFLICT DO NOTHING",
                 [feed.name, name, file_info["sha256"], file_info["size"], fmt, mode, now, run_id],
             )
-            if not cur.rowcount:  # pragma: no cover - one syncd per state dir
-                raise FileRefused("loaded concurrently by another syncd process")
+            if not cur.rowcount:  # pragma: no cover - two loads of one file raced
+                raise _AlreadyLoaded
             ctx = MergeContext(load_id=int(cur.lastrowid or 0), file=name, mode=mode, now=now)
             held_back = feed.prepare(db, ctx)
             if mode == "snapshot":
@@ -523,6 +573,7 @@ def _load_staged(
                 "rows_deleted = ? WHERE id = ?",
                 [loaded, rejected, changed, deleted, ctx.load_id],
             )
+            store.resolve_alerts("host_feed_guard", subject=feed.name)
         committed = time.monotonic()
     finally:
         feed.drop_staging(db)

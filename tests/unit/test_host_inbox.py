@@ -239,8 +239,11 @@ def test_refused_file_put_back_is_refused_again_without_a_second_reject(
     os.utime(host / "inbox" / "stock-1.csv", (time.time() - 60,) * 2)
     [result] = load(db, host)
     assert result.status == "rejected_file"
-    assert result.moved_to == host / "rejects" / "stock-1.2.csv"
-    assert (host / "rejects" / "stock-1.2.csv.errors.json").exists()
+    assert result.moved_to is not None
+    assert result.moved_to.parent == host / "rejects"
+    assert result.moved_to.name.startswith("stock-1.2")  # stock-1.<UTC time>.csv
+    assert (host / "rejects" / "stock-1.csv").exists()
+    assert result.moved_to.with_name(result.moved_to.name + ".errors.json").exists()
     assert len(rejects(db)) == 1
 
 
@@ -350,6 +353,7 @@ def test_mass_delete_guard_refuses_a_truncated_snapshot_until_allowed(
     [result] = load(db, host, articles={"allow_mass_delete": True})
     assert (result.status, result.deleted) == ("archived", 8)
     assert db.scalar("SELECT count(*) FROM host_articles") == 2
+    assert db.open_alerts("host_feed_guard") == []  # a good load of the feed resolves it
 
 
 def test_header_only_snapshot_is_refused_by_the_guard(db: Store, host: Path) -> None:
@@ -532,10 +536,38 @@ def test_file_found_again_after_commit_is_only_moved(db: Store, host: Path) -> N
     assert again.status == "already_loaded"
     assert (again.loaded, again.rejected) == (1, 1)
     assert not (host / "inbox" / "orders-1.csv").exists()
-    assert (host / "archive" / "orders-1.2.csv").exists()
+    assert again.moved_to is not None
+    assert {p.name for p in (host / "archive").iterdir()} == {"orders-1.csv", again.moved_to.name}
     assert db.query("SELECT * FROM host_orders") == before
     assert db.scalar("SELECT count(*) FROM rejects") == 1
     assert db.scalar("SELECT count(*) FROM host_files") == 1
+
+
+def test_file_growing_while_read_is_left_for_the_next_scan(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that changes while it is read (the host still writing) loads nothing and
+    stays in the inbox; the next scan loads it whole."""
+    path = drop(host, "stock.csv", "article_id,qty\nA1,1\n")
+    from syncd.host import inbox
+
+    real = inbox._read_rows
+
+    def appending(*args: Any) -> Any:
+        yield from real(*args)
+        with path.open("a") as fh:
+            fh.write("A2,2\n")
+
+    monkeypatch.setattr(inbox, "_read_rows", appending)
+    [result] = load(db, host)
+    assert result.status == "deferred"
+    assert path.exists()
+    assert db.scalar("SELECT count(*) FROM host_stock") == 0
+    assert db.scalar("SELECT count(*) FROM host_files") == 0
+    monkeypatch.undo()
+    os.utime(path, (time.time() - 60,) * 2)
+    [result] = load(db, host)
+    assert (result.status, result.loaded) == ("archived", 2)
 
 
 def test_crash_during_merge_loads_nothing(
@@ -595,3 +627,32 @@ def test_disabled_feed_files_stay_in_the_inbox(db: Store, host: Path) -> None:
     assert (host / "inbox" / "stock.csv").exists()
     config = HostConfig(dir=host, settle_time=5)
     assert load_inbox(db, host, config, "run-2", feeds=["orders"]) == []
+
+
+def test_orders_snapshot_deletes_absent_orders_with_their_lines(db: Store, host: Path) -> None:
+    """Orders configured as a snapshot: an absent order goes with its lines, while an order
+    held back for a bad row keeps its previous version."""
+    drop(
+        host,
+        "orders-1.csv",
+        ORDERS_HEADER
+        + "".join(f"create,O{i},1,A1,1,,\ncreate,O{i},2,A2,2,,\n" for i in range(1, 5)),
+    )
+    drop(
+        host,
+        "orders-2.csv",
+        ORDERS_HEADER
+        + "create,O1,1,A1,1,,\ncreate,O1,2,A2,2,,\n"
+        + "create,O2,1,A1,1,,\ncreate,O2,2,A2,zero,,\n"
+        + "create,O3,1,A1,1,,\n",
+    )
+    _, result = load(db, host, orders={"mode": "snapshot"})
+    assert (result.loaded, result.rejected, result.deleted) == (3, 2, 1)
+    assert [r["order_id"] for r in db.query("SELECT order_id FROM host_orders ORDER BY 1")] == [
+        "O1",
+        "O2",
+        "O3",
+    ]
+    assert order_lines(db, "O2") == [("1", "A1", 1), ("2", "A2", 2)]
+    assert order_lines(db, "O3") == [("1", "A1", 1)]
+    assert db.scalar("SELECT count(*) FROM host_order_lines WHERE order_id = 'O4'") == 0
