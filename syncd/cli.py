@@ -262,7 +262,10 @@ def rejects_show(reject_id: int, config_path: Path | None) -> None:
 @config_option
 @handle_errors
 def rejects_retry(reject_ids: tuple[int, ...], config_path: Path | None) -> None:
-    """Queue rejects again: an outbox intent is resent, a host row is reloaded by its job."""
+    """Queue rejects again: a refused push is resent, a job's reject is planned again.
+
+    A bad host row is fixed at the source: drop a corrected file into the inbox.
+    """
     with _store(config_path) as store:
         for reject_id in reject_ids:
             outcome = store.retry_reject(reject_id)

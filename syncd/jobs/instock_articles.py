@@ -141,12 +141,14 @@ def run(ctx: JobContext) -> None:
                         DESTINATION,
                         "articles.update",
                         f"article:{payload['article_id']}",
-                        f"article:{payload['article_id']}:{digest}",
+                        # The run id makes a re-plan (a retried reject, content that
+                        # comes back) a new intent, not a duplicate key that is dropped.
+                        f"article:{payload['article_id']}:{digest}:{ctx.run_id}",
                         {"article": payload, "hash": digest},
                     )
                 )
         if uploads:
-            intents.insert(0, _upload_intent(uploads))
+            intents.insert(0, _upload_intent(uploads, ctx.run_id))
         if not marks:
             continue
         with ctx.store.transaction():
@@ -164,8 +166,8 @@ def _field_of(reason: str) -> str | None:
     return "is_serial_numbered" if "serial" in reason else None
 
 
-def _upload_intent(uploads: list[tuple[dict[str, Any], str]]) -> NewIntent:
-    ids = ",".join(f"{p['article_id']}:{h}" for p, h in uploads)
+def _upload_intent(uploads: list[tuple[dict[str, Any], str]], run_id: str) -> NewIntent:
+    ids = run_id + ";" + ",".join(f"{p['article_id']}:{h}" for p, h in uploads)
     key = hashlib.sha256(ids.encode()).hexdigest()[:32]
     return NewIntent(
         DESTINATION,

@@ -11,6 +11,8 @@ Tables are named for what they hold and timestamps are ISO-8601 UTC text
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -19,9 +21,26 @@ from syncd.errors import SchemaTooNewError
 migrations = Migrations("syncd")
 
 
+def _run_script(db: Database, script: str) -> None:
+    """Run statements one by one inside the migration's transaction.
+
+    `executescript` would COMMIT the open transaction first (Python 3.11), so a
+    failing migration could leave half a schema behind.
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        db.execute(statement)
+
+
 @migrations()
 def m0001_core(db: Database) -> None:
-    db.executescript(
+    _run_script(
+        db,
         """
         -- One row per job run: what ran, when, and what it did.
         CREATE TABLE runs (
@@ -102,7 +121,7 @@ def m0001_core(db: Database) -> None:
             resolved_at TEXT
         );
         CREATE UNIQUE INDEX alerts_open ON alerts (kind, subject) WHERE resolved_at IS NULL;
-        """
+        """,
     )
 
 
@@ -208,7 +227,8 @@ def m0002_host(db: Database) -> None:
 
 @migrations()
 def m0003_instock(db: Database) -> None:
-    db.executescript(
+    _run_script(
+        db,
         """
         -- Mirror of Instock inventory; `scan` is the last scan that listed the article
         -- (articles the list omits are all-zero, kept with zeros, never deleted).
@@ -319,7 +339,7 @@ def m0003_instock(db: Database) -> None:
             reason TEXT,
             updated_at TEXT NOT NULL
         );
-        """
+        """,
     )
 
 

@@ -394,6 +394,12 @@ class Store:
                 raise StateError(f"no reject with id {reject_id}")
             if row["status"] not in ("open", "retry"):
                 raise StateError(f"reject {reject_id} is {row['status']}, not open")
+            if row["source"].startswith("host:"):
+                raise StateError(
+                    f"reject {reject_id} is a host row ({row['reference']}): fix it at the "
+                    "source and drop a corrected file into the inbox, then "
+                    f"`syncd rejects drop {reject_id}`"
+                )
             now = iso()
             if row["outbox_id"] is not None:
                 self.db.execute(

@@ -48,7 +48,9 @@ def sim() -> Iterator[InstockSim]:
 def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
     """Settings pointing at a simulator, a host dir and a fresh (migrated) state DB."""
 
-    def make(sim: InstockSim, name: str = "a", **jobs: dict[str, Any]) -> Settings:
+    def make(
+        sim: InstockSim, name: str = "a", page_size: int = 100, **jobs: dict[str, Any]
+    ) -> Settings:
         root = tmp_path / name
         settings: Settings = make_settings(
             daemon={"state_dir": str(root / "state")},
@@ -58,13 +60,13 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
                     "base_url": sim.base_url,
                     "token": sim.token,
                     "site_id": sim.site_id,
-                    "page_size": 100,
+                    "page_size": page_size,
                     "retry": {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05},
                 }
             },
             host={"dir": str(root / "host"), "settle_time": 0},
             outbox={"initial_backoff": 0.01, "max_backoff": 0.05},
-            jobs={name: {"options": options} for name, options in jobs.items()},
+            jobs={job.replace("_", "."): {"options": opts} for job, opts in jobs.items()},
         )
         Store.open(settings.db_path).close()  # migrate once; jobs open it with migrate=False
         (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
@@ -373,3 +375,197 @@ def test_retried_reject_is_planned_again(sim: InstockSim, cfg: Settings) -> None
     assert query(cfg, "SELECT status FROM instock_article_sync WHERE article_id = 'R001'") == [
         {"status": "accepted"}
     ]
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+
+def listed_stock(sim: InstockSim) -> dict[str, dict[str, int]]:
+    """What Instock's inventory list shows: every article not all-zero."""
+    with sim.state.lock:
+        return {
+            a: s.as_json()
+            for a, s in sorted(sim.state.inventory[sim.site_id].items())
+            if not s.is_zero()
+        }
+
+
+def mirror(settings: Settings) -> dict[str, dict[str, int]]:
+    rows = query(settings, "SELECT article_id, free, reserved, registered FROM instock_inventory")
+    return {r.pop("article_id"): r for r in rows}
+
+
+def delta_files(settings: Settings) -> list[dict[str, dict[str, Any]]]:
+    """Each inventory_deltas file as article_id -> row (an article twice in a file fails)."""
+    files = []
+    for rows in outbox_rows(settings, "inventory_deltas"):
+        by_id = {r["article_id"]: r for r in rows}
+        assert len(by_id) == len(rows), "an article appears twice in one delta file"
+        files.append(by_id)
+    return files
+
+
+def test_first_scan_mirrors_every_listed_article_and_queues_deltas(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """The first scan stores every listed article in the mirror and sends one delta per
+    article, from zero to Instock's quantities."""
+    listed = listed_stock(sim)
+    assert len(listed) > 20
+    result = run(cfg, "instock.inventory")
+    assert result.counts["deltas"] == len(listed)
+    assert mirror(cfg) == listed
+    send(cfg)
+    (deltas,) = delta_files(cfg)
+    assert set(deltas) == set(listed)
+    for article_id, qty in listed.items():
+        row = deltas[article_id]
+        assert (row["free_before"], row["reserved_before"], row["registered_before"]) == (0, 0, 0)
+        assert (row["free"], row["reserved"], row["registered"]) == (
+            qty["free"],
+            qty["reserved"],
+            qty["registered"],
+        )
+        assert row["free_delta"] == qty["free"]
+        assert row["on_hand"] == qty["free"] + qty["reserved"]
+
+
+def test_absent_from_the_list_means_zero_and_unchanged_scan_sends_nothing(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """An article the list stops showing (all-zero) drops to zero in the mirror with a delta
+    saying so, a changed one gets a delta, unchanged ones none; a scan with no change queues
+    no intent and writes no file."""
+    run(cfg, "instock.inventory")
+    send(cfg)
+    emptied, changed = stocked_articles(sim, 2)
+    before = mirror(cfg)
+    sim.adjust_inventory(emptied, 0)
+    sim.adjust_inventory(changed, 3)
+    assert emptied not in listed_stock(sim)
+
+    result = run(cfg, "instock.inventory")
+    assert result.counts["deltas"] == 2
+    rows = mirror(cfg)
+    assert rows[emptied] == {"free": 0, "reserved": 0, "registered": 0}
+    assert rows[changed]["free"] == before[changed]["free"] + 3
+    send(cfg)
+    first, second = delta_files(cfg)
+    assert set(second) == {emptied, changed}
+    assert second[emptied]["free_before"] == before[emptied]["free"]
+    assert second[emptied]["free"] == 0
+    assert second[emptied]["free_delta"] == -before[emptied]["free"]
+    assert second[changed]["free_delta"] == 3
+
+    outbox_before = query(cfg, "SELECT count(*) AS n FROM outbox")
+    quiet = run(cfg, "instock.inventory")
+    assert quiet.counts.get("queued", 0) == 0
+    assert quiet.counts.get("deltas", 0) == 0
+    assert query(cfg, "SELECT count(*) AS n FROM outbox") == outbox_before
+    send(cfg)
+    assert len(delta_files(cfg)) == 2
+    assert mirror(cfg) == {**listed_stock(sim), emptied: rows[emptied]}
+
+
+def test_reconciliation_file_only_when_discrepancies_change(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """The stock_discrepancies file is written when the set of host-vs-Instock differences
+    changes (new, gone or different quantities), never again for the same set; an empty file
+    says the last discrepancy is gone."""
+    listed = listed_stock(sim)
+    wrong, later, *_ = stocked_articles(sim, 2)
+    host_only = fresh_article(sim)
+    book = {a: q["free"] + q["reserved"] for a, q in listed.items()}
+    host = {**book, wrong: book[wrong] + 10, host_only: 4}
+    drop(cfg, "stock", csv_text("article_id,qty", [f"{a},{q}" for a, q in host.items()]))
+
+    run(cfg, "instock.inventory")
+    send(cfg)
+    (report,) = outbox_rows(cfg, "stock_discrepancies")
+    assert sorted(report, key=lambda r: r["article_id"]) == sorted(
+        [
+            {"article_id": wrong, "host_qty": book[wrong] + 10, "instock_qty": book[wrong],
+             "difference": -10},
+            {"article_id": host_only, "host_qty": 4, "instock_qty": 0, "difference": -4},
+        ],
+        key=lambda r: r["article_id"],
+    )  # fmt: skip
+
+    run(cfg, "instock.inventory")  # nothing changed: no new report
+    send(cfg)
+    assert len(outbox_rows(cfg, "stock_discrepancies")) == 1
+
+    sim.adjust_inventory(later, 2)  # Instock changes: a third discrepancy
+    run(cfg, "instock.inventory")
+    send(cfg)
+    reports = outbox_rows(cfg, "stock_discrepancies")
+    assert len(reports) == 2
+    assert {r["article_id"]: r["difference"] for r in reports[1]} == {
+        wrong: -10,
+        host_only: -4,
+        later: 2,
+    }
+
+    # The host corrects its book to Instock's: the report is empty, once.
+    fixed = {a: q["free"] + q["reserved"] for a, q in listed_stock(sim).items()}
+    drop(cfg, "stock", csv_text("article_id,qty", [f"{a},{q}" for a, q in fixed.items()]))
+    run(cfg, "instock.inventory")
+    run(cfg, "instock.inventory")
+    send(cfg)
+    reports = outbox_rows(cfg, "stock_discrepancies")
+    assert len(reports) == 3
+    assert reports[2] == []
+    assert query(cfg, "SELECT count(*) AS n FROM instock_stock_discrepancies") == [{"n": 0}]
+
+
+@pytest.mark.parametrize("interruption", ["stop", "failed_page"])
+def test_interrupted_scan_resumes_from_its_cursor_and_sends_each_delta_once(
+    sim: InstockSim, make_cfg: Callable[..., Settings], interruption: str
+) -> None:
+    """A scan that ends after its first page (a stopping daemon, or a page that keeps failing)
+    resumes at the stored cursor: no page before it is read again and every article's change
+    is sent exactly once over all scans."""
+    cfg = make_cfg(sim, page_size=10)
+    listed = listed_stock(sim)
+    ids = list(listed)
+    assert len(ids) > 20  # three pages of 10
+    if interruption == "stop":
+        stopping = threading.Event()
+        stopping.set()  # the daemon is stopping: the run ends at the first checkpoint
+        run(cfg, "instock.inventory", expect="interrupted", stopping=stopping)
+    else:
+        sim.faults.script(INVENTORY_ROUTE, ["ok", "500", "500", "500", "500"])
+        run(cfg, "instock.inventory", expect="failed")
+    with db(cfg) as store:
+        position = json.loads(store.get_checkpoint(INVENTORY_STREAM) or "{}")
+    assert position["scan"] == 1
+    assert position["cursor"]
+    assert set(mirror(cfg)) == set(ids[:10])
+    assert query(cfg, "SELECT count(*) AS n FROM outbox") == [{"n": 0}]
+
+    # Instock moves on meanwhile: an article of the page already read, and a later one.
+    early, late = ids[2], ids[25]
+    sim.adjust_inventory(early, 4)
+    sim.adjust_inventory(late, 6)
+    mark = len(sim.requests)
+    run(cfg, "instock.inventory")
+    resumed = [r for r in sim.requests[mark:] if r.route == INVENTORY_ROUTE]
+    assert resumed[0].query.get("start_cursor") == position["cursor"]
+    assert len(resumed) == 2  # pages 2 and 3 only
+    run(cfg, "instock.inventory")  # the next scan sees the change on the first page
+    send(cfg)
+
+    first, second = delta_files(cfg)
+    assert set(first) == set(ids)
+    assert first[early]["free"] == listed[early]["free"]
+    assert first[late]["free"] == listed[late]["free"] + 6
+    assert set(second) == {early}
+    assert second[early]["free_before"] == listed[early]["free"]
+    assert second[early]["free_delta"] == 4
+    # Summing every delta sent gives Instock's stock: nothing lost, nothing doubled.
+    total = Counter[str]()
+    for file in (first, second):
+        for article_id, row in file.items():
+            total[article_id] += row["free_delta"]
+    assert dict(total) == {a: q["free"] for a, q in listed_stock(sim).items()}

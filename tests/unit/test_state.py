@@ -113,14 +113,41 @@ def test_reject_retry_requeues_an_outbox_intent(store: Store) -> None:
         store.retry_reject(reject_id)
 
 
-def test_host_reject_retry_flags_it_for_its_job(store: Store) -> None:
-    """A host-row reject has no intent: retry flags it for the owning job to reload."""
-    store.add_rejects([NewReject("host:articles", "articles.csv:7", "bad qty", field="qty")])
+def test_job_reject_retry_flags_it_for_its_job(store: Store) -> None:
+    """A reject owned by a job (no intent) is flagged for that job's next run."""
+    store.add_rejects([NewReject("instock:articles", "article A1", "serial-numbered")])
     reject_id = store.list_rejects()[0]["id"]
     assert store.retry_reject(reject_id) == "retry"
-    assert [r["id"] for r in store.rejects_to_retry("host:articles")] == [reject_id]
+    assert [r["id"] for r in store.rejects_to_retry("instock:articles")] == [reject_id]
     store.drop_reject(reject_id)
     assert store.get_reject(reject_id)["status"] == "dropped"  # type: ignore[index]
+
+
+def test_host_row_reject_is_fixed_at_the_source(store: Store) -> None:
+    """A bad host row cannot be retried from syncd: the message says to send a corrected file."""
+    store.add_rejects([NewReject("host:articles", "articles.csv:7", "bad qty", field="qty")])
+    reject_id = store.list_rejects()[0]["id"]
+    with pytest.raises(StateError, match="corrected file"):
+        store.retry_reject(reject_id)
+
+
+def test_failed_migration_leaves_no_half_schema(tmp_path: Path) -> None:
+    """A migration that fails half-way rolls back whole (no executescript auto-commit)."""
+    from sqlite_utils.migrations import Migrations
+
+    from syncd.state.migrations import _run_script
+    from syncd.state.store import connect
+
+    broken = Migrations("broken")
+
+    @broken()
+    def m1(db: object) -> None:
+        _run_script(db, "CREATE TABLE a (x);\nCREATE TABLE b (y);\nTHIS IS NOT SQL;")  # type: ignore[arg-type]
+
+    db = connect(tmp_path / "b.db")
+    with pytest.raises(Exception, match="syntax error"):
+        broken.apply(db)
+    assert "a" not in db.table_names()
 
 
 def test_alerts_open_once_and_resolve(store: Store) -> None:

@@ -1,0 +1,208 @@
+"""DSOrder (store ordering) client: pull today's submitted orders, report fulfilment, close.
+
+Every answer is an envelope `{success, message, data, warnings}`; `success:
+false` is an error even with HTTP 200, classified from its message:
+
+- "... not found"       -> PermanentError(code="not_found")
+- "... already closed"  -> AlreadyDoneError(code="already_closed"): after a crash,
+  a close (or a last fulfilment) that already went through counts as done;
+- anything else         -> RetryableError(code="dsorder_error") (transient,
+  bounded by the outbox's attempts).
+
+Warnings are returned to the caller, which logs them and keeps them with the
+run. Timestamps are Unix milliseconds -> aware UTC datetimes; quantities are
+`Decimal` (they can be fractional), parsed exactly from the JSON text.
+The document names no authentication: the header and scheme come from config
+(`auth_header`, `auth_scheme`) with the secret in `token`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from syncd.config import ConnectorConfig
+from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
+from syncd.http import HttpClient, StaticAuth, build_client
+
+NAME: Final = "dsorder"
+
+
+def from_millis(value: Any) -> datetime | None:
+    """Unix milliseconds -> aware UTC datetime (None stays None)."""
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(int(Decimal(str(value))) / 1000, tz=UTC)
+
+
+def to_json_number(quantity: Decimal) -> int | float:
+    """A Decimal as a JSON number: integers stay exact, fractions use the shortest float."""
+    return int(quantity) if quantity == quantity.to_integral_value() else float(quantity)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+
+
+class DsOrderLine(_Model):
+    line_number: int
+    article_id: str
+    quantity: Decimal
+    min_purchase_shelf_life: datetime | None = None
+
+    @field_validator("line_number", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> int:
+        number = Decimal(str(value))
+        if number != number.to_integral_value():
+            raise ValueError(f"line_number {value} is not a whole number")
+        return int(number)
+
+    @field_validator("min_purchase_shelf_life", mode="before")
+    @classmethod
+    def _millis(cls, value: Any) -> datetime | None:
+        return from_millis(value)
+
+
+class DsOrder(_Model):
+    order_id: str
+    supplier_id: str
+    store_id: str
+    order_date: datetime
+    delivery_date: datetime
+    xdock_delivery_date: datetime | None = None
+    supplier_schedule_title: str | None = None
+    details: list[DsOrderLine] = Field(default_factory=list)
+
+    @field_validator("order_id", "supplier_id", "store_id", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return str(value)
+
+    @field_validator("order_date", "delivery_date", "xdock_delivery_date", mode="before")
+    @classmethod
+    def _millis(cls, value: Any) -> datetime | None:
+        return from_millis(value)
+
+
+@dataclass(frozen=True)
+class FulfilLine:
+    line_number: int
+    article_id: str
+    quantity: Decimal  # the line's TOTAL fulfilled so far, never an increment
+    finished: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "line_number": self.line_number,
+            "article_id": self.article_id,
+            "quantity": to_json_number(self.quantity),
+            "finished": self.finished,
+        }
+
+
+@dataclass
+class Answer:
+    data: Any
+    warnings: list[str] = field(default_factory=list)
+
+
+def classify_failure(message: str, *, status: int | None = None, request_id: str | None = None) -> Exception:
+    """The error class for a `success: false` message."""
+    text = (message or "").lower()
+    if "already closed" in text:
+        return AlreadyDoneError(message, connector=NAME, status=status, code="already_closed",
+                                request_id=request_id)
+    if "not found" in text:
+        return PermanentError(message, connector=NAME, status=status, code="not_found",
+                              request_id=request_id)
+    return RetryableError(message or "success: false without a message", connector=NAME,
+                          status=status, code="dsorder_error", request_id=request_id)
+
+
+class DSOrderClient:
+    def __init__(self, config: ConnectorConfig, *, http: HttpClient | None = None) -> None:
+        self.config = config
+        token = config.secret("token") or ""
+        self.http = http or build_client(
+            NAME, config,
+            auth=StaticAuth(config.auth_header, token, config.auth_scheme) if token else None,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> DSOrderClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Answer:
+        response = self.http.request(method, path, json_body=body)
+        request_id = self.http.remote_request_id(response)
+        try:
+            envelope = json.loads(response.text, parse_float=Decimal)
+        except ValueError:
+            raise RetryableError(
+                f"malformed JSON in answer: {response.text[:80]!r}", connector=NAME,
+                status=response.status_code, code="malformed_response", request_id=request_id,
+            ) from None
+        if not isinstance(envelope, dict) or "success" not in envelope:
+            raise RetryableError(
+                "answer is not a DSOrder envelope", connector=NAME,
+                status=response.status_code, code="malformed_response", request_id=request_id,
+            )
+        warnings = [str(w) for w in envelope.get("warnings") or []]
+        if envelope.get("success") is not True:
+            error = classify_failure(str(envelope.get("message") or ""),
+                                     status=response.status_code, request_id=request_id)
+            if isinstance(error, RetryableError | PermanentError | AlreadyDoneError):
+                error.details = {"warnings": warnings}
+            raise error
+        return Answer(envelope.get("data"), warnings)
+
+    def submitted_orders(self) -> tuple[list[DsOrder], list[str]]:
+        """Today's submitted orders (site day as DSOrder sees it) and the answer's warnings."""
+        answer = self._call_with_retry("GET", "/orders/submitted")
+        orders = [DsOrder.model_validate(o) for o in answer.data or []]
+        return orders, answer.warnings
+
+    def _call_with_retry(self, method: str, path: str) -> Answer:
+        """Reads retry a malformed or soft-failed answer like any transient fault."""
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+
+        from syncd.http import backoff_wait
+
+        policy = self.config.retry
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_elapsed),
+            wait=backoff_wait(policy),
+            retry=retry_if_exception(lambda e: isinstance(e, RetryableError)),
+            sleep=self.http.sleep,
+            reraise=True,
+        )
+        return retrying(self._call, method, path)
+
+    def fulfill(self, order_id: str, lines: Sequence[FulfilLine]) -> list[str]:
+        """Report line totals; returns DSOrder's warnings (e.g. finished lines skipped)."""
+        body = [line.as_json() for line in lines]
+        return self._call("POST", f"/orders/{order_id}/fulfill", body).warnings
+
+    def close_order(self, order_id: str) -> list[str]:
+        return self._call("POST", f"/orders/{order_id}/close").warnings
+
+
+def fulfil_lines(payload: Sequence[Mapping[str, Any]]) -> list[FulfilLine]:
+    """Outbox payload rows (quantities as decimal strings) -> FulfilLine."""
+    return [
+        FulfilLine(int(r["line_number"]), str(r["article_id"]), Decimal(str(r["quantity"])),
+                   bool(r["finished"]))
+        for r in payload
+    ]
