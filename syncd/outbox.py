@@ -125,6 +125,7 @@ class Sender:
         self.run_id = run_id
         self.now = now
         self.counts: Counter[str] = Counter()
+        self.warnings: list[Any] = []  # what remotes said alongside a success
 
     def drain(self) -> Counter[str]:
         for name in self.store.destinations_with_due_intents():
@@ -204,6 +205,10 @@ class Sender:
             _record_outcome(self.store, destination, intent, "sent", result)
             self.store.mark_sent(intent.id, result)
         self.counts["pushed"] += 1
+        if isinstance(result, dict) and result.get("warnings"):
+            self.warnings.append(
+                {"destination": name, "intent_id": intent.id, "warnings": result["warnings"]}
+            )
         bound.debug("outbox_sent")
         return True
 

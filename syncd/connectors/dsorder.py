@@ -113,17 +113,26 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
 
 
-def classify_failure(message: str, *, status: int | None = None, request_id: str | None = None) -> Exception:
+def classify_failure(
+    message: str, *, status: int | None = None, request_id: str | None = None
+) -> Exception:
     """The error class for a `success: false` message."""
     text = (message or "").lower()
     if "already closed" in text:
-        return AlreadyDoneError(message, connector=NAME, status=status, code="already_closed",
-                                request_id=request_id)
+        return AlreadyDoneError(
+            message, connector=NAME, status=status, code="already_closed", request_id=request_id
+        )
     if "not found" in text:
-        return PermanentError(message, connector=NAME, status=status, code="not_found",
-                              request_id=request_id)
-    return RetryableError(message or "success: false without a message", connector=NAME,
-                          status=status, code="dsorder_error", request_id=request_id)
+        return PermanentError(
+            message, connector=NAME, status=status, code="not_found", request_id=request_id
+        )
+    return RetryableError(
+        message or "success: false without a message",
+        connector=NAME,
+        status=status,
+        code="dsorder_error",
+        request_id=request_id,
+    )
 
 
 class DSOrderClient:
@@ -131,7 +140,8 @@ class DSOrderClient:
         self.config = config
         token = config.secret("token") or ""
         self.http = http or build_client(
-            NAME, config,
+            NAME,
+            config,
             auth=StaticAuth(config.auth_header, token, config.auth_scheme) if token else None,
         )
 
@@ -151,18 +161,27 @@ class DSOrderClient:
             envelope = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             raise RetryableError(
-                f"malformed JSON in answer: {response.text[:80]!r}", connector=NAME,
-                status=response.status_code, code="malformed_response", request_id=request_id,
+                f"malformed JSON in answer: {response.text[:80]!r}",
+                connector=NAME,
+                status=response.status_code,
+                code="malformed_response",
+                request_id=request_id,
             ) from None
         if not isinstance(envelope, dict) or "success" not in envelope:
             raise RetryableError(
-                "answer is not a DSOrder envelope", connector=NAME,
-                status=response.status_code, code="malformed_response", request_id=request_id,
+                "answer is not a DSOrder envelope",
+                connector=NAME,
+                status=response.status_code,
+                code="malformed_response",
+                request_id=request_id,
             )
         warnings = [str(w) for w in envelope.get("warnings") or []]
         if envelope.get("success") is not True:
-            error = classify_failure(str(envelope.get("message") or ""),
-                                     status=response.status_code, request_id=request_id)
+            error = classify_failure(
+                str(envelope.get("message") or ""),
+                status=response.status_code,
+                request_id=request_id,
+            )
             if isinstance(error, RetryableError | PermanentError | AlreadyDoneError):
                 error.details = {"warnings": warnings}
             raise error
@@ -202,7 +221,11 @@ class DSOrderClient:
 def fulfil_lines(payload: Sequence[Mapping[str, Any]]) -> list[FulfilLine]:
     """Outbox payload rows (quantities as decimal strings) -> FulfilLine."""
     return [
-        FulfilLine(int(r["line_number"]), str(r["article_id"]), Decimal(str(r["quantity"])),
-                   bool(r["finished"]))
+        FulfilLine(
+            int(r["line_number"]),
+            str(r["article_id"]),
+            Decimal(str(r["quantity"])),
+            bool(r["finished"]),
+        )
         for r in payload
     ]

@@ -2,6 +2,9 @@
 
 from syncd.host import outbox as _host_outbox
 from syncd.jobs import (
+    dsorder_progress,
+    dsorder_pull,
+    dsorder_push,
     host_inbox,
     housekeeping,
     instock_articles,
@@ -19,6 +22,9 @@ __all__ = [
     "REGISTRY",
     "JobContext",
     "JobSpec",
+    "dsorder_progress",
+    "dsorder_pull",
+    "dsorder_push",
     "host_inbox",
     "housekeeping",
     "instock_articles",

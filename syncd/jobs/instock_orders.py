@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,60 +288,119 @@ def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
 
 
 def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
-    store = ctx.store
-    open_orders = store.query(
-        "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
+    open_orders = ctx.store.query(
+        "SELECT order_id FROM instock_orders "
         "WHERE order_status IS NULL OR order_status NOT IN ('done', 'canceled') "
         "ORDER BY updated_at, order_id LIMIT ?",
         [options.follow_limit],
     )
     for order in open_orders:
         ctx.check_stop()
-        try:
-            status = client.order_status(order["order_id"])
-        except PermanentError as exc:
-            if exc.status == 404:
-                ctx.log.warning("order_vanished", order_id=order["order_id"])
-                continue
-            raise
-        tasks = _refresh_tasks(store, client, order["order_id"], status.task_ids)
-        fulfilled = fulfilled_by_line(tasks)
-        changed = status.order_status != order["order_status"] or fulfilled != json.loads(
-            order["fulfilled"]
-        )
-        now = iso()
-        with store.transaction():
+        followed = follow_order(ctx.store, client, order["order_id"])
+        if followed is None:
+            ctx.log.warning("order_vanished", order_id=order["order_id"])
+            continue
+        ctx.counts["followed"] += 1
+        ctx.counts["status_changes"] += int(followed.changed)
+
+
+@dataclass(frozen=True)
+class Followed:
+    """An order's state in Instock after one poll."""
+
+    status: str
+    fulfilled: dict[str, int]  # line_id -> quantity picked (done ordertasks)
+    changed: bool
+
+
+OnChange = Callable[[Store, Followed], None]
+
+
+def follow_order(
+    store: Store,
+    client: InstockClient,
+    order_id: str,
+    *,
+    on_poll: OnChange | None = None,
+    stub: Mapping[str, Any] | None = None,
+) -> Followed | None:
+    """Poll one order's status and ordertasks and store them, with its events.
+
+    `on_poll` runs inside the same transaction, so whatever a caller records
+    from this poll (e.g. DSOrder fulfilment intents) is durable together with
+    the mirror row it was derived from. `stub` creates the mirror row for an
+    order syncd created but has not listed yet. Returns None for a 404.
+    """
+    rows = store.query(
+        "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
+        "WHERE order_id = ?",
+        [order_id],
+    )
+    if not rows and stub is None:
+        return None
+    order = (
+        rows[0]
+        if rows
+        else {
+            "order_id": order_id,
+            "kind": "customer",
+            "lines": json.dumps(stub["lines"]),  # type: ignore[index]
+            "order_status": None,
+            "fulfilled": "{}",
+        }
+    )
+    try:
+        status = client.order_status(order_id)
+    except PermanentError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    tasks = _refresh_tasks(store, client, order_id, status.task_ids)
+    fulfilled = fulfilled_by_line(tasks)
+    changed = status.order_status != order["order_status"] or fulfilled != json.loads(
+        order["fulfilled"]
+    )
+    followed = Followed(status.order_status, fulfilled, changed)
+    now = iso()
+    with store.transaction():
+        if not rows:
             store.db.execute(
-                "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
-                "fulfilled = ?, updated_at = ? WHERE order_id = ?",
+                "INSERT INTO instock_orders (order_id, kind, lines, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (order_id) DO NOTHING",
+                [order_id, order["kind"], order["lines"], now],
+            )
+        store.db.execute(
+            "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
+            "fulfilled = ?, updated_at = ? WHERE order_id = ?",
+            [
+                status.order_status,
+                status.timestamp,
+                json.dumps(status.task_ids),
+                json.dumps(fulfilled, sort_keys=True),
+                now,
+                order_id,
+            ],
+        )
+        for task in tasks:
+            store.db.execute(
+                "INSERT INTO instock_ordertasks "
+                "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
+                "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
+                "updated_at = excluded.updated_at",
                 [
-                    status.order_status,
-                    status.timestamp,
-                    json.dumps(status.task_ids),
-                    json.dumps(fulfilled, sort_keys=True),
+                    task.ordertask_id,
+                    order_id,
+                    task.ordertask_status,
+                    json.dumps([ln.model_dump() for ln in task.lines]),
                     now,
-                    order["order_id"],
                 ],
             )
-            for task in tasks:
-                store.db.execute(
-                    "INSERT INTO instock_ordertasks "
-                    "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
-                    "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
-                    "updated_at = excluded.updated_at",
-                    [
-                        task.ordertask_id,
-                        order["order_id"],
-                        task.ordertask_status,
-                        json.dumps([ln.model_dump() for ln in task.lines]),
-                        now,
-                    ],
-                )
-            if changed:
-                _record_events(store, order, status.order_status, status.timestamp, fulfilled)
-        ctx.counts["followed"] += 1
-        ctx.counts["status_changes"] += int(changed)
+        if changed:
+            _record_events(store, order, status.order_status, status.timestamp, fulfilled)
+        if on_poll is not None:
+            on_poll(store, followed)
+    return followed
 
 
 def _refresh_tasks(
@@ -425,7 +484,10 @@ def _flush_events(ctx: JobContext, options: Options) -> None:
                     "order_status",
                     rows,
                     host_format(ctx.settings, "order_status"),
-                    key=f"order_status:{first}-{last}",
+                    # Event ids are reused once the table is emptied (no AUTOINCREMENT):
+                    # the run id keeps a later flush from colliding with an earlier key,
+                    # which would drop its file while the events are deleted.
+                    key=f"order_status:{ctx.run_id}:{first}-{last}",
                 )
             ],
             run_id=ctx.run_id,

@@ -16,6 +16,7 @@ def run(ctx: JobContext) -> None:
     if ctx.dry_run:
         return  # nothing is computed by a send; a dry run must not push
     ctx.counts.update(sender.drain())
+    ctx.warnings.extend(sender.warnings)
 
 
 SPEC = register(

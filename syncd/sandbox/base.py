@@ -9,6 +9,11 @@ Faults are configured per route key: a concrete request (``"GET /v1/1.1.0-1/inve
 route pattern (``"GET /v1/{site_id}/inventory"``) or ``"*"`` for every route, looked up in
 that order. A script is consumed one request at a time (``["429", "503", "ok"]``); a rate
 fires with probability ``p`` from a seeded ``random.Random``, so runs are reproducible.
+
+A simulator can add its own fault kinds (``SandboxServer(extra_faults={"fail_soft": make})``):
+each maps to a factory whose response replaces the real answer, before auth and the handler,
+so such a fault never has side effects. ``ManualClock`` is a settable clock for simulators
+whose behaviour depends on time (e.g. "today's orders").
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 FAULT_KINDS: Final[frozenset[str]] = frozenset(
     {"429", "500", "503", "slow", "drop", "malformed", "token_expired"}
 )
-"""What a route can be made to do instead of (or on top of) answering normally."""
+"""What a route can be made to do instead of (or on top of) answering normally; a server can
+add its own kinds with ``extra_faults``."""
 
 OK: Final = "ok"
 """A script entry that lets one request through untouched."""
@@ -105,6 +111,8 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+FaultFactory = Callable[[], Response]
+"""Builds the answer of a simulator-specific fault kind (no side effects happen)."""
 ErrorBody = Callable[[int, str, str], Any]
 Authenticate = Callable[[Request], bool]
 
@@ -130,6 +138,32 @@ class RequestRecord:
     fault: str | None
     duration: float
     client_port: int
+
+
+class ManualClock:
+    """A clock for simulators that tests move by hand: call it for Unix seconds.
+
+    ``ManualClock(start)`` stands still at ``start`` (default: the real time at creation)
+    until ``advance(seconds)`` or ``set(ts)``; thread-safe.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self._lock = threading.Lock()
+        self._now = time.time() if start is None else float(start)
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move forward (or back, with a negative value); returns the new time."""
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def set(self, ts: float) -> None:
+        with self._lock:
+            self._now = float(ts)
 
 
 # --- routing -----------------------------------------------------------------------------
@@ -202,10 +236,23 @@ def _route_key(route: str) -> str:
 
 
 class FaultInjector:
-    """Per-route scripted or random faults; thread-safe and reproducible for a given seed."""
+    """Per-route scripted or random faults; thread-safe and reproducible for a given seed.
 
-    def __init__(self, seed: int = 0, *, retry_after: int = 1, slow_seconds: float = 2.0) -> None:
+    ``kinds`` adds simulator-specific fault names to the base's ``FAULT_KINDS``.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        retry_after: int = 1,
+        slow_seconds: float = 2.0,
+        kinds: Iterable[str] = (),
+    ) -> None:
         self._lock = threading.Lock()
+        self.kinds: frozenset[str] = FAULT_KINDS
+        for kind in kinds:
+            self.allow(kind)
         self._rng = random.Random(seed)
         self._scripts: dict[str, deque[str]] = {}
         self._rates: dict[str, dict[str, float]] = {}
@@ -213,19 +260,28 @@ class FaultInjector:
         self.slow_seconds = slow_seconds
         self.fired: Counter[str] = Counter()
 
+    def allow(self, kind: str) -> None:
+        """Accept ``kind`` as a fault name from now on (for a simulator's own faults)."""
+        if not kind or kind == OK or " " in kind:
+            raise ValueError(f"fault kind must be a non-empty word other than {OK!r}, got {kind!r}")
+        self.kinds = self.kinds | {kind}
+
+    def _check(self, kind: str) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {sorted(self.kinds)}")
+
     def script(self, route: str, kinds: Iterable[str]) -> None:
         """Queue faults (or ``"ok"``) for the next requests on ``route``, one per request."""
         queued = list(kinds)
         for kind in queued:
-            if kind != OK and kind not in FAULT_KINDS:
-                raise ValueError(f"unknown fault {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+            if kind != OK:
+                self._check(kind)
         with self._lock:
             self._scripts.setdefault(_route_key(route), deque()).extend(queued)
 
     def rate(self, route: str, kind: str, p: float) -> None:
         """Make ``kind`` fire with probability ``p`` on ``route`` (``p=0`` removes it)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        self._check(kind)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"probability must be within 0..1, got {p}")
         with self._lock:
@@ -323,6 +379,7 @@ class SandboxServer:
     ``authenticate`` decides whether a request on a non-public route carries a valid
     credential (the simulator compares it with ``server.token``); ``error_body`` shapes every
     error the base itself produces, so 401/404/429/5xx look like the vendor's.
+    ``extra_faults`` maps simulator-specific fault kinds to the response each one answers.
     """
 
     def __init__(
@@ -340,12 +397,16 @@ class SandboxServer:
         slow_seconds: float = 2.0,
         log_limit: int = 100_000,
         name: str = "sandbox",
+        extra_faults: Mapping[str, FaultFactory] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.name = name
         self.router = Router()
         self.faults = FaultInjector(seed, retry_after=retry_after, slow_seconds=slow_seconds)
+        self._extra_faults: dict[str, FaultFactory] = {}
+        for kind, factory in (extra_faults or {}).items():
+            self.add_fault_kind(kind, factory)
         self.authenticate = authenticate
         self.error_body = error_body
         self.correlation_headers = tuple(h.lower() for h in correlation_headers)
@@ -380,6 +441,13 @@ class SandboxServer:
             return handler
 
         return register
+
+    def add_fault_kind(self, kind: str, factory: FaultFactory) -> None:
+        """Register a fault kind of this simulator; ``factory()`` is its answer."""
+        if kind in FAULT_KINDS:
+            raise ValueError(f"fault kind {kind!r} is built in and cannot be redefined")
+        self.faults.allow(kind)
+        self._extra_faults[kind] = factory
 
     # tokens
 
@@ -603,6 +671,9 @@ class SandboxServer:
 
     def _fault_response(self, fault: str | None) -> Response | None:
         """The answer a fault substitutes for the real one; None lets the handler run."""
+        extra = self._extra_faults.get(fault) if fault is not None else None
+        if extra is not None:
+            return extra()
         response: Response | None = None
         if fault == "429":
             response = self.error(429, "too_many_requests", "Rate limit exceeded.")

@@ -343,6 +343,51 @@ def m0003_instock(db: Database) -> None:
     )
 
 
+@migrations()
+def m0004_dsorder(db: Database) -> None:
+    _run_script(
+        db,
+        """
+        -- Store orders pulled from DSOrder, and where each stands in the loop:
+        -- new -> created (Instock order queued) -> closing (final totals + close queued)
+        -- -> closed; or held (a line Instock cannot take, policy 'hold').
+        CREATE TABLE dsorder_orders (
+            order_id TEXT PRIMARY KEY,
+            supplier_id TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            order_date TEXT NOT NULL,
+            delivery_date TEXT NOT NULL,
+            xdock_delivery_date TEXT,
+            supplier_schedule_title TEXT,
+            raw TEXT NOT NULL,                  -- the order as DSOrder sent it (JSON)
+            instock_order_id TEXT UNIQUE,       -- mapped id (reversible)
+            state TEXT NOT NULL
+                CHECK (state IN ('held', 'created', 'closing', 'closed')),
+            hold_reason TEXT,
+            pulled_at TEXT NOT NULL,
+            closed_at TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX dsorder_orders_state ON dsorder_orders (state);
+
+        -- Order lines with their mapping and the last fulfilment total queued.
+        CREATE TABLE dsorder_lines (
+            order_id TEXT NOT NULL REFERENCES dsorder_orders (order_id),
+            line_number INTEGER NOT NULL,
+            article_id TEXT NOT NULL,           -- DSOrder's article id
+            quantity TEXT NOT NULL,             -- exact decimal as text
+            instock_line_id TEXT,
+            instock_article_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'rejected')),
+            reason TEXT,
+            reported_qty TEXT,                  -- last total queued for /fulfill
+            reported_finished INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (order_id, line_number)
+        );
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -1,0 +1,152 @@
+"""Pure decisions of the DSOrder <-> Instock order loop (no I/O, tested by tables).
+
+- `IdMapping`: DSOrder order ids <-> Instock order ids, both ways, within
+  Instock's `^[a-zA-Z0-9_+.:-]+$` (1..128); line ids from line numbers.
+- `check_line`: can Instock take this line (known article, whole quantity)?
+- `plan_order`: hold the whole order, or send the good lines, per policy.
+- `fulfil_report`: the line TOTALS to report, and whether each line is finished.
+- `uncovered_interval`: the part of a day no pull covered (the midnight gap).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+INSTOCK_ID = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
+Policy = Literal["hold", "partial"]
+
+
+@dataclass(frozen=True)
+class IdMapping:
+    """`order_template` must contain `{order_id}` once; `{line_number}` in the line template."""
+
+    order_template: str = "DS-{order_id}"
+    line_template: str = "{instock_order_id}-{line_number}"
+
+    def instock_order_id(self, dsorder_id: str) -> str | None:
+        mapped = self.order_template.format(order_id=dsorder_id)
+        return mapped if INSTOCK_ID.match(mapped) else None
+
+    def dsorder_id(self, instock_order_id: str) -> str | None:
+        """The reverse mapping: None when the id was not made by this template."""
+        prefix, _, suffix = self.order_template.partition("{order_id}")
+        if not instock_order_id.startswith(prefix) or not instock_order_id.endswith(suffix):
+            return None
+        return instock_order_id[len(prefix) : len(instock_order_id) - len(suffix) or None]
+
+    def line_id(self, instock_order_id: str, line_number: int) -> str:
+        return self.line_template.format(instock_order_id=instock_order_id, line_number=line_number)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    instock_article_id: str
+    whole_units: bool = True
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    ok: bool
+    reason: str = ""
+    instock_article_id: str | None = None
+
+
+def check_line(
+    article_id: str, quantity: Decimal, catalog: Mapping[str, CatalogEntry]
+) -> LineCheck:
+    """Whether Instock can take a DSOrder line, and why not."""
+    entry = catalog.get(article_id)
+    if entry is None:
+        return LineCheck(False, f"article {article_id} is not in the host catalog")
+    if quantity <= 0:
+        return LineCheck(False, f"quantity {quantity} is not positive")
+    if quantity != quantity.to_integral_value():
+        unit = "an article sold in whole units" if entry.whole_units else "Instock"
+        return LineCheck(False, f"fractional quantity {quantity} for {unit} (whole units only)")
+    return LineCheck(True, instock_article_id=entry.instock_article_id)
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    action: Literal["create", "hold"]
+    sendable: tuple[int, ...]  # line numbers sent to Instock
+    reason: str = ""
+
+
+def plan_order(checks: Mapping[int, LineCheck], policy: Policy) -> OrderPlan:
+    """Hold the whole order, or send its good lines; an order with no good line is held."""
+    good = tuple(sorted(n for n, c in checks.items() if c.ok))
+    bad = {n: c.reason for n, c in sorted(checks.items()) if not c.ok}
+    if not bad:
+        return OrderPlan("create", good)
+    summary = "; ".join(f"line {n}: {r}" for n, r in bad.items())
+    if policy == "hold" or not good:
+        return OrderPlan("hold", (), f"held: {summary}")
+    return OrderPlan("create", good, f"sent without: {summary}")
+
+
+@dataclass(frozen=True)
+class ReportLine:
+    line_number: int
+    article_id: str
+    quantity: Decimal
+    finished: bool
+
+
+def fulfil_report(
+    lines: Sequence[Mapping[str, object]],
+    picked: Mapping[str, int],
+    terminal: bool,
+) -> list[ReportLine]:
+    """Line totals for /fulfill: what Instock picked per mapped line (0 for lines
+    Instock never had); every line is finished once the Instock order is terminal."""
+    report = []
+    for line in lines:
+        line_id = line.get("instock_line_id")
+        total = (
+            Decimal(picked.get(str(line_id), 0))
+            if line_id and line["status"] == "ok"
+            else Decimal(0)
+        )
+        report.append(
+            ReportLine(int(line["line_number"]), str(line["article_id"]), total, terminal)
+        )  # type: ignore[call-overload]
+    return report
+
+
+def report_changed(
+    report: Sequence[ReportLine], previous: Mapping[int, tuple[str | None, bool]]
+) -> bool:
+    """True when any total or finished flag differs from what was last queued."""
+    for line in report:
+        qty, finished = previous.get(line.line_number, (None, False))
+        if qty is None or Decimal(qty) != line.quantity or finished != line.finished:
+            return True
+    return False
+
+
+def uncovered_interval(
+    last_pull: datetime | None, now: datetime, zone: str, tolerance: timedelta
+) -> tuple[datetime, datetime] | None:
+    """The span [last pull, midnight) no pull covered, when the day changed since.
+
+    DSOrder only lists today's orders: anything submitted after the last pull
+    of a past day can no longer be seen. A gap shorter than `tolerance` (the
+    normal distance between two pulls) is not reported.
+    """
+    if last_pull is None:
+        return None
+    tz = ZoneInfo(zone)
+    last_local, now_local = last_pull.astimezone(tz), now.astimezone(tz)
+    if last_local.date() >= now_local.date():
+        return None
+    end = datetime.combine(now_local.date(), time(0), tz)  # midnight starting today
+    if end - last_local <= tolerance and (end - timedelta(days=1)) <= last_local:
+        return None
+    return last_local, end

@@ -1,0 +1,178 @@
+"""`dsorder.progress`: Instock progress -> DSOrder fulfilment totals -> close.
+
+Every open DSOrder order with an Instock order is polled in Instock (status,
+ordertasks). When the picked quantities change, a fulfil intent with the line
+TOTALS (never increments) is recorded in the same transaction as the poll
+result; when the Instock order is done or canceled, the final totals go with
+`finished: true` and a close intent follows (same order key, so in that
+order). The sender is woken at once, so the close request leaves within one
+poll interval of the order becoming done. A canceled order closes with what
+was picked, possibly 0; lines Instock never had are reported as 0, finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.clock import iso
+from syncd.config import Schedule
+from syncd.connectors.instock import InstockClient
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.dsorder_plan import ReportLine, fulfil_report, report_changed
+from syncd.jobs.dsorder_push import DESTINATION as DSORDER
+from syncd.jobs.instock_orders import Followed, follow_order
+from syncd.state import NewIntent, Store
+
+TERMINAL = ("done", "canceled")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    follow_limit: int = Field(1000, ge=1, description="open orders polled per run at most")
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    store = ctx.store
+    orders = store.query(
+        "SELECT d.order_id, d.instock_order_id, s.status AS sync_status FROM dsorder_orders d "
+        "LEFT JOIN instock_order_sync s ON s.order_id = d.instock_order_id "
+        "WHERE d.state = 'created' ORDER BY d.updated_at LIMIT ?",
+        [options.follow_limit],
+    )
+    if not orders:
+        return
+    with InstockClient(ctx.settings.connectors.instock) as client:
+        for order in orders:
+            ctx.check_stop()
+            if order["sync_status"] == "refused":
+                # Instock refused the create for good (see its reject): the order stays
+                # open in DSOrder until an operator retries or drops that reject.
+                ctx.counts["create_refused"] += 1
+                continue
+            if order["sync_status"] != "accepted":
+                continue  # the create is still in the outbox
+            lines = _lines(store, order["order_id"])
+            stub = {
+                "lines": [
+                    {
+                        "line_id": ln["instock_line_id"],
+                        "article_id": ln["instock_article_id"],
+                        "qty": ln["quantity"],
+                    }
+                    for ln in lines
+                    if ln["status"] == "ok"
+                ]
+            }
+            followed = follow_order(
+                store,
+                client,
+                order["instock_order_id"],
+                stub=stub,
+                on_poll=lambda s, f, o=order, ls=lines: _on_poll(ctx, s, o, ls, f),
+            )
+            ctx.counts["followed"] += 1
+            if followed is None:
+                ctx.log.warning(
+                    "instock_order_missing",
+                    order_id=order["order_id"],
+                    instock_order_id=order["instock_order_id"],
+                )
+    if ctx.counts["queued"]:
+        ctx.wake_sender()
+
+
+def _lines(store: Store, order_id: str) -> list[dict[str, Any]]:
+    return store.query(
+        "SELECT line_number, article_id, quantity, instock_line_id, instock_article_id, status, "
+        "reported_qty, reported_finished FROM dsorder_lines WHERE order_id = ? "
+        "ORDER BY line_number",
+        [order_id],
+    )
+
+
+def _on_poll(
+    ctx: JobContext,
+    store: Store,
+    order: dict[str, Any],
+    lines: list[dict[str, Any]],
+    followed: Followed,
+) -> None:
+    """Inside the poll's transaction: queue totals (and the close) when they changed."""
+    terminal = followed.status in TERMINAL
+    report = fulfil_report(lines, followed.fulfilled, terminal)
+    previous = {
+        ln["line_number"]: (ln["reported_qty"], bool(ln["reported_finished"])) for ln in lines
+    }
+    if report_changed(report, previous):
+        _queue_fulfil(ctx, store, order["order_id"], report)
+    if terminal:
+        _queue_close(ctx, store, order["order_id"], followed.status)
+
+
+def _queue_fulfil(ctx: JobContext, store: Store, order_id: str, report: list[ReportLine]) -> None:
+    rows = [
+        {
+            "line_number": r.line_number,
+            "article_id": r.article_id,
+            "quantity": str(r.quantity),
+            "finished": r.finished,
+        }
+        for r in report
+    ]
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:24]
+    ctx.counts["queued"] += store.add_intents(
+        [
+            NewIntent(
+                DSORDER,
+                "fulfill",
+                f"order:{order_id}",
+                f"fulfill:{order_id}:{digest}",
+                {"order_id": order_id, "lines": rows},
+            )
+        ],
+        run_id=ctx.run_id,
+    )
+    store.db.conn.executemany(
+        "UPDATE dsorder_lines SET reported_qty = ?, reported_finished = ? "
+        "WHERE order_id = ? AND line_number = ?",
+        [(str(r.quantity), int(r.finished), order_id, r.line_number) for r in report],
+    )
+    ctx.counts["fulfil_reports"] += 1
+
+
+def _queue_close(ctx: JobContext, store: Store, order_id: str, instock_status: str) -> None:
+    ctx.counts["queued"] += store.add_intents(
+        [
+            NewIntent(
+                DSORDER,
+                "close",
+                f"order:{order_id}",
+                f"close:{order_id}",
+                {"order_id": order_id, "instock_status": instock_status},
+            )
+        ],
+        run_id=ctx.run_id,
+    )
+    store.db.execute(
+        "UPDATE dsorder_orders SET state = 'closing', updated_at = ? WHERE order_id = ?",
+        [iso(), order_id],
+    )
+    ctx.counts["closing"] += 1
+
+
+SPEC = register(
+    JobSpec(
+        name="dsorder.progress",
+        run=run,
+        description="Follow Instock progress of DSOrder orders; report totals and close",
+        default_schedule=Schedule(interval=10),
+        connectors=("dsorder", "instock"),
+        options_model=Options,
+    )
+)

@@ -1,0 +1,334 @@
+"""`dsorder.pull`: today's submitted store orders -> Instock customer orders, once.
+
+Each new order is stored with its lines and, in the same transaction, either
+an intent to create its Instock order (the Instock order id is the natural
+key: a replay after a crash is recognised as "already exists") or, when a
+line cannot go to Instock, rejects naming order, line and reason, handled by
+the policy (`hold` the order, or send the good lines and report the rest as 0).
+Held orders are planned again when the host catalog changes and on
+`syncd rejects retry`.
+
+The time of the last successful pull is the checkpoint `dsorder.last_pull`.
+DSOrder only shows today's orders, so a day whose end no pull covered is
+raised as an alert naming the interval (status, logs, sd_notify STATUS).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from syncd.clock import iso, parse_iso, utcnow
+from syncd.config import Duration, Schedule
+from syncd.connectors.dsorder import DsOrder, DSOrderClient
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.dsorder_plan import (
+    CatalogEntry,
+    IdMapping,
+    LineCheck,
+    check_line,
+    plan_order,
+    uncovered_interval,
+)
+from syncd.jobs.instock_push import DESTINATION as INSTOCK
+from syncd.state import NewIntent, NewReject, Store
+
+LAST_PULL = "dsorder.last_pull"
+CATALOG_SEEN = "dsorder.catalog_load_id"
+REJECT_SOURCE = "dsorder:lines"
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_id_template: str = Field("DS-{order_id}", description="Instock order id from DSOrder's")
+    line_id_template: str = Field("{instock_order_id}-{line_number}")
+    article_attribute: str | None = Field(
+        None, description="host catalog attribute holding DSOrder's article id; None = same id"
+    )
+    policy: Literal["hold", "partial"] = "hold"
+    midnight_tolerance: Duration = Field(900.0, description="uncovered end of day tolerated")
+
+    @field_validator("order_id_template")
+    @classmethod
+    def _has_order_id(cls, value: str) -> str:
+        if value.count("{order_id}") != 1:
+            raise ValueError("must contain {order_id} exactly once")
+        return value
+
+    def mapping(self) -> IdMapping:
+        return IdMapping(self.order_id_template, self.line_id_template)
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    store = ctx.store
+    now = utcnow()
+    with DSOrderClient(ctx.settings.connectors.dsorder) as client:
+        orders, warnings = client.submitted_orders()
+    if warnings:
+        ctx.warnings.extend(warnings)
+        ctx.log.warning("dsorder_warnings", warnings=warnings)
+    _check_midnight_gap(ctx, now, options)
+    catalog = _catalog(store, options)
+    known = {r["order_id"] for r in store.query("SELECT order_id FROM dsorder_orders")}
+    ctx.counts["pulled"] = len(orders)
+    for order in orders:
+        if order.order_id in known:
+            continue
+        ctx.check_stop()
+        _take_new_order(ctx, order, catalog, options)
+    _replan_held(ctx, catalog, options)
+    store.set_checkpoint(LAST_PULL, iso(now), run_id=ctx.run_id)
+    if ctx.counts["queued"]:
+        ctx.wake_sender()
+
+
+def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:
+    last = ctx.store.get_checkpoint(LAST_PULL)
+    gap = uncovered_interval(
+        parse_iso(last) if last else None,
+        now,
+        ctx.settings.daemon.site_timezone,
+        timedelta(seconds=options.midnight_tolerance),
+    )
+    if gap is None:
+        return
+    start, end = gap
+    message = (
+        f"DSOrder orders submitted between {start.isoformat()} and {end.isoformat()} were "
+        "never pulled (DSOrder lists only today's orders; syncd was down or failing across "
+        "midnight): check them in DSOrder and enter them by hand"
+    )
+    ctx.store.open_alert("dsorder_midnight_gap", message, subject=start.date().isoformat())
+    ctx.log.error("dsorder_midnight_gap", start=start.isoformat(), end=end.isoformat())
+
+
+def _catalog(store: Store, options: Options) -> dict[str, CatalogEntry]:
+    """DSOrder article id -> Instock article id (identity by default) from the host catalog."""
+    if options.article_attribute:
+        rows = store.query(
+            "SELECT json_extract(attributes, '$.' || ?) AS ds_id, article_id, whole_units "
+            "FROM host_articles WHERE ds_id IS NOT NULL",
+            [options.article_attribute],
+        )
+        return {
+            str(r["ds_id"]): CatalogEntry(r["article_id"], bool(r["whole_units"])) for r in rows
+        }
+    rows = store.query("SELECT article_id, whole_units FROM host_articles")
+    return {r["article_id"]: CatalogEntry(r["article_id"], bool(r["whole_units"])) for r in rows}
+
+
+def _take_new_order(
+    ctx: JobContext, order: DsOrder, catalog: dict[str, CatalogEntry], options: Options
+) -> None:
+    mapping = options.mapping()
+    instock_id = mapping.instock_order_id(order.order_id)
+    checks = {
+        line.line_number: check_line(line.article_id, line.quantity, catalog)
+        for line in order.details
+    }
+    now = iso()
+    with ctx.store.transaction():
+        ctx.store.db.execute(
+            "INSERT INTO dsorder_orders (order_id, supplier_id, store_id, order_date, "
+            "delivery_date, xdock_delivery_date, supplier_schedule_title, raw, instock_order_id, "
+            "state, pulled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)",
+            [
+                order.order_id,
+                order.supplier_id,
+                order.store_id,
+                iso(order.order_date),
+                iso(order.delivery_date),
+                iso(order.xdock_delivery_date) if order.xdock_delivery_date else None,
+                order.supplier_schedule_title,
+                order.model_dump_json(),
+                instock_id,
+                now,
+                now,
+            ],
+        )
+        ctx.store.db.conn.executemany(
+            "INSERT INTO dsorder_lines (order_id, line_number, article_id, quantity, status) "
+            "VALUES (?, ?, ?, ?, 'rejected')",
+            [
+                (order.order_id, ln.line_number, ln.article_id, str(ln.quantity))
+                for ln in order.details
+            ],
+        )
+        if instock_id is None:
+            reason = (
+                f"order id {order.order_id!r} maps to an id Instock refuses "
+                f"(template {options.order_id_template!r})"
+            )
+            _hold(
+                ctx,
+                order.order_id,
+                reason,
+                [NewReject(REJECT_SOURCE, f"order {order.order_id}", reason)],
+            )
+            return
+        _apply_plan(ctx, order.order_id, instock_id, checks, options)
+
+
+def _apply_plan(
+    ctx: JobContext, order_id: str, instock_id: str, checks: dict[int, LineCheck], options: Options
+) -> None:
+    """Inside the caller's transaction: map lines, then create or hold."""
+    store, mapping = ctx.store, options.mapping()
+    plan = plan_order(checks, options.policy)
+    rejects = [
+        NewReject(
+            REJECT_SOURCE,
+            f"order {order_id} line {n}",
+            c.reason,
+            field="quantity" if "quantity" in c.reason else "article_id",
+        )
+        for n, c in sorted(checks.items())
+        if not c.ok
+    ]
+    for number, check in checks.items():
+        store.db.execute(
+            "UPDATE dsorder_lines SET status = ?, reason = ?, instock_line_id = ?, "
+            "instock_article_id = ? WHERE order_id = ? AND line_number = ?",
+            [
+                "ok" if check.ok else "rejected",
+                check.reason or None,
+                mapping.line_id(instock_id, number) if check.ok else None,
+                check.instock_article_id,
+                order_id,
+                number,
+            ],
+        )
+    if plan.action == "hold":
+        _hold(ctx, order_id, plan.reason, rejects)
+        return
+    lines = store.query(
+        "SELECT instock_line_id, instock_article_id, quantity FROM dsorder_lines "
+        "WHERE order_id = ? AND status = 'ok' ORDER BY line_number",
+        [order_id],
+    )
+    payload = {
+        "order_id": instock_id,
+        "attributes": {"dsorder_order_id": order_id},
+        "lines": [
+            {
+                "line_id": ln["instock_line_id"],
+                "article_id": ln["instock_article_id"],
+                "qty": int(Decimal(ln["quantity"])),
+            }
+            for ln in lines
+        ],
+    }
+    now = iso()
+    store.db.execute(
+        "UPDATE dsorder_orders SET state = 'created', hold_reason = ?, updated_at = ? "
+        "WHERE order_id = ?",
+        [plan.reason or None, now, order_id],
+    )
+    store.db.execute(
+        "INSERT INTO instock_order_sync (order_id, source, pushed_hash, action, status, "
+        "updated_at) VALUES (?, 'dsorder', NULL, 'create', 'queued', ?) "
+        "ON CONFLICT (order_id) DO NOTHING",
+        [instock_id, now],
+    )
+    ctx.counts["queued"] += store.add_intents(
+        [
+            NewIntent(
+                INSTOCK,
+                "orders.create",
+                f"order:{instock_id}",
+                f"order:{instock_id}:create",
+                {"order": payload},
+            )
+        ],
+        run_id=ctx.run_id,
+    )
+    ctx.counts["rejected"] += store.add_rejects(rejects, run_id=ctx.run_id)
+    ctx.counts["created"] += 1
+    ctx.log.info(
+        "dsorder_order_taken",
+        order_id=order_id,
+        instock_order_id=instock_id,
+        lines=len(lines),
+        note=plan.reason or None,
+    )
+
+
+def _hold(ctx: JobContext, order_id: str, reason: str, rejects: list[NewReject]) -> None:
+    ctx.store.db.execute(
+        "UPDATE dsorder_orders SET state = 'held', hold_reason = ?, updated_at = ? "
+        "WHERE order_id = ?",
+        [reason, iso(), order_id],
+    )
+    # One open reject per problem: a held order planned again does not repeat them.
+    for reject in rejects:
+        exists = ctx.store.scalar(
+            "SELECT count(*) FROM rejects WHERE source = ? AND reference = ? AND reason = ? "
+            "AND status IN ('open', 'retry')",
+            [reject.source, reject.reference, reject.reason],
+        )
+        if not exists:
+            ctx.counts["rejected"] += ctx.store.add_rejects([reject], run_id=ctx.run_id)
+    ctx.counts["held"] += 1
+    ctx.log.warning("dsorder_order_held", order_id=order_id, reason=reason)
+
+
+def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Options) -> None:
+    """Held orders get another plan when the catalog changed or an operator asked."""
+    store = ctx.store
+    catalog_version = str(store.scalar("SELECT coalesce(max(id), 0) FROM host_files") or 0)
+    retry_refs = {r["reference"].split(" line ")[0] for r in store.rejects_to_retry(REJECT_SOURCE)}
+    catalog_changed = store.get_checkpoint(CATALOG_SEEN) != catalog_version
+    held = store.query("SELECT order_id, instock_order_id FROM dsorder_orders WHERE state = 'held'")
+    for order in held:
+        if not catalog_changed and f"order {order['order_id']}" not in retry_refs:
+            continue
+        if order["instock_order_id"] is None:
+            continue
+        lines = store.query(
+            "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ?",
+            [order["order_id"]],
+        )
+        checks = {
+            ln["line_number"]: check_line(ln["article_id"], Decimal(ln["quantity"]), catalog)
+            for ln in lines
+        }
+        with store.transaction():
+            _apply_plan(ctx, order["order_id"], order["instock_order_id"], checks, options)
+            state = store.scalar(
+                "SELECT state FROM dsorder_orders WHERE order_id = ?", [order["order_id"]]
+            )
+            if state == "created":
+                store.db.execute(
+                    "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE source = ? "
+                    "AND (reference = ? OR reference LIKE ?) AND status IN ('open', 'retry')",
+                    [
+                        iso(),
+                        REJECT_SOURCE,
+                        f"order {order['order_id']}",
+                        f"order {order['order_id']} line %",
+                    ],
+                )
+                ctx.counts["released"] += 1
+    # Retry flags that did not release their order are spent: back to open.
+    store.db.execute(
+        "UPDATE rejects SET status = 'open', updated_at = ? WHERE source = ? AND status = 'retry'",
+        [iso(), REJECT_SOURCE],
+    )
+    store.set_checkpoint(CATALOG_SEEN, catalog_version, run_id=ctx.run_id)
+
+
+SPEC = register(
+    JobSpec(
+        name="dsorder.pull",
+        run=run,
+        description="Pull today's DSOrder store orders and queue their Instock orders",
+        default_schedule=Schedule(interval=120),
+        connectors=("dsorder", "instock"),
+        options_model=Options,
+    )
+)

@@ -1,0 +1,140 @@
+"""Pure decisions of the DSOrder loop: id mapping, line checks, policy, totals, midnight gap."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from syncd.connectors.dsorder import DsOrder, classify_failure, from_millis, to_json_number
+from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
+from syncd.jobs.dsorder_plan import (
+    CatalogEntry,
+    IdMapping,
+    LineCheck,
+    check_line,
+    fulfil_report,
+    plan_order,
+    report_changed,
+    uncovered_interval,
+)
+
+CATALOG = {"A": CatalogEntry("A"), "B": CatalogEntry("B", whole_units=False)}
+
+
+def test_id_mapping_is_reversible_and_within_instock_pattern() -> None:
+    """DSOrder ids map to Instock ids and back; an id Instock would refuse maps to None."""
+    mapping = IdMapping("DS-{order_id}")
+    assert mapping.instock_order_id("100034") == "DS-100034"
+    assert mapping.dsorder_id("DS-100034") == "100034"
+    assert mapping.dsorder_id("HOST-1") is None
+    assert mapping.instock_order_id("100 034") is None
+    assert mapping.instock_order_id("x" * 130) is None
+    assert mapping.line_id("DS-100034", 1000) == "DS-100034-1000"
+    suffixed = IdMapping("{order_id}.ds")
+    assert suffixed.dsorder_id(suffixed.instock_order_id("77") or "") == "77"
+
+
+@pytest.mark.parametrize(
+    ("article", "qty", "ok", "reason_part"),
+    [
+        ("A", Decimal(3), True, ""),
+        ("A", Decimal("3.0"), True, ""),  # a whole number written with a decimal point
+        ("A", Decimal("100.5"), False, "whole units"),
+        ("B", Decimal("0.5"), False, "fractional"),
+        ("Z", Decimal(1), False, "not in the host catalog"),
+        ("A", Decimal(0), False, "not positive"),
+    ],
+)
+def test_check_line(article: str, qty: Decimal, ok: bool, reason_part: str) -> None:
+    """Lines Instock cannot take are named with the reason, never silently dropped."""
+    check = check_line(article, qty, CATALOG)
+    assert check.ok is ok
+    assert reason_part in check.reason
+
+
+def test_policy_hold_keeps_the_whole_order_back() -> None:
+    """Policy 'hold': one bad line holds the order, naming the line and reason."""
+    checks = {1000: LineCheck(True, instock_article_id="A"), 2000: LineCheck(False, "fractional")}
+    plan = plan_order(checks, "hold")
+    assert (plan.action, plan.sendable) == ("hold", ())
+    assert "line 2000: fractional" in plan.reason
+
+
+def test_policy_partial_sends_good_lines() -> None:
+    """Policy 'partial': the good lines go; an order with no good line is still held."""
+    checks = {1000: LineCheck(True, instock_article_id="A"), 2000: LineCheck(False, "fractional")}
+    assert plan_order(checks, "partial").sendable == (1000,)
+    assert plan_order({2000: LineCheck(False, "x")}, "partial").action == "hold"
+
+
+def test_fulfil_report_sends_totals_and_zero_for_lines_instock_never_had() -> None:
+    """Totals come from what Instock picked per line; rejected lines report 0; terminal finishes all."""
+    lines = [
+        {"line_number": 1000, "article_id": "A", "instock_line_id": "DS-1-1000", "status": "ok"},
+        {"line_number": 2000, "article_id": "Z", "instock_line_id": None, "status": "rejected"},
+    ]
+    report = fulfil_report(lines, {"DS-1-1000": 7}, terminal=True)
+    assert [(r.line_number, r.quantity, r.finished) for r in report] == [
+        (1000, Decimal(7), True),
+        (2000, Decimal(0), True),
+    ]
+    assert report_changed(report, {1000: ("7", True), 2000: ("0", True)}) is False
+    assert report_changed(report, {1000: ("5", False), 2000: ("0", False)}) is True
+    assert report_changed(report, {}) is True
+
+
+ZONE = "Europe/Amsterdam"
+
+
+def test_no_gap_when_the_day_did_not_change() -> None:
+    """Two pulls on the same site day leave nothing uncovered."""
+    now = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+    assert uncovered_interval(now - timedelta(hours=3), now, ZONE, timedelta(minutes=15)) is None
+    assert uncovered_interval(None, now, ZONE, timedelta(minutes=15)) is None
+
+
+def test_short_gap_across_midnight_is_tolerated() -> None:
+    """A last pull a few minutes before local midnight is the normal rhythm, not a gap."""
+    last = datetime(2026, 11, 23, 22, 55, tzinfo=UTC)  # 23:55 in Amsterdam
+    now = datetime(2026, 11, 23, 23, 5, tzinfo=UTC)  # 00:05 next local day
+    assert uncovered_interval(last, now, ZONE, timedelta(minutes=15)) is None
+
+
+def test_gap_across_midnight_is_named() -> None:
+    """Down from 21:00 to 01:00 local: [21:00, midnight) could not be pulled and is named."""
+    last = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)  # 21:00 local
+    now = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 01:00 local, next day
+    start, end = uncovered_interval(last, now, ZONE, timedelta(minutes=15)) or (None, None)
+    assert start is not None
+    assert end is not None
+    assert start.isoformat() == "2026-11-23T21:00:00+01:00"
+    assert end.isoformat() == "2026-11-24T00:00:00+01:00"
+
+
+def test_envelope_failures_are_classified_from_the_message() -> None:
+    """'already closed' means done, 'not found' is permanent, anything else is retried."""
+    assert isinstance(classify_failure("Order with ID 1 is already closed"), AlreadyDoneError)
+    assert isinstance(classify_failure("Order with ID 100123 was not found"), PermanentError)
+    assert isinstance(classify_failure("Temporary error, please retry"), RetryableError)
+
+
+def test_millisecond_timestamps_and_decimal_quantities() -> None:
+    """Unix milliseconds become aware datetimes; quantities stay exact decimals."""
+    order = DsOrder.model_validate(
+        {
+            "order_id": "100034",
+            "supplier_id": "SU-2",
+            "store_id": "ST-1",
+            "order_date": 1795420800000,
+            "delivery_date": 1795507200000,
+            "xdock_delivery_date": None,
+            "details": [{"line_number": 1000, "article_id": "A", "quantity": Decimal("100.50")}],
+        }
+    )
+    assert order.order_date == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    assert order.details[0].quantity == Decimal("100.50")
+    assert from_millis(None) is None
+    assert to_json_number(Decimal("12")) == 12
+    assert to_json_number(Decimal("100.5")) == 100.5
