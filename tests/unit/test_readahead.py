@@ -24,11 +24,10 @@ def test_error_is_raised_in_the_consumer_after_earlier_items() -> None:
         yield 2
         raise ValueError("page 3 failed")
 
-    seen = []
+    stream = read_ahead(source())
+    assert [next(stream), next(stream)] == [1, 2]
     with pytest.raises(ValueError, match="page 3 failed"):
-        for item in read_ahead(source()):
-            seen.append(item)
-    assert seen == [1, 2]
+        next(stream)
 
 
 def test_producer_stays_at_most_depth_ahead() -> None:
