@@ -398,6 +398,49 @@ def demo(duration: float, workdir: Path | None, seed: int) -> None:
 
 
 @main.group()
+def alerts() -> None:
+    """Inspect and resolve alerts (conditions that need an operator)."""
+
+
+@alerts.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved alerts.")
+@config_option
+@json_option
+@handle_errors
+def alerts_list(show_all: bool, config_path: Path | None, as_json: bool) -> None:
+    """List open alerts (all with --all)."""
+    with _store(config_path) as store:
+        rows = store.query("SELECT * FROM alerts ORDER BY id") if show_all else store.open_alerts()
+    if as_json:
+        _echo_json(rows)
+    else:
+        _table(
+            rows,
+            ["id", "kind", "subject", "opened_at", "count", "resolved_at", "message"],
+            {"message": 100},
+        )
+
+
+@alerts.command("resolve")
+@click.argument("alert_ids", type=int, nargs=-1, required=True)
+@config_option
+@handle_errors
+def alerts_resolve(alert_ids: tuple[int, ...], config_path: Path | None) -> None:
+    """Mark alerts as handled. An auth alert is also cleared by a reload (SIGHUP)."""
+    from syncd.clock import iso
+
+    with _store(config_path) as store:
+        for alert_id in alert_ids:
+            changed = store.db.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
+                [iso(), alert_id],
+            ).rowcount
+            if not changed:
+                raise StateError(f"no open alert with id {alert_id}")
+            click.echo(f"alert {alert_id}: resolved")
+
+
+@main.group()
 def sandbox() -> None:
     """Run a local simulator of a remote system (for trials and the demo)."""
 
