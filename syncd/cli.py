@@ -458,5 +458,21 @@ def sandbox_instock(host: str, port: int, seed: int, articles: int, token: str |
     instock.run(host, port, seed, articles, token or instock.DEFAULT_TOKEN)
 
 
+@sandbox.command("dsorder")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8766, show_default=True, help="Port (0 picks a free one).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated orders.")
+@click.option("--tz", default="Europe/Amsterdam", show_default=True, help="Site time zone.")
+@click.option("--orders-per-minute", default=2.0, show_default=True, help="0 stops the generator.")
+@click.option("--token", default=None, help="Token to accept [default: the sandbox's].")
+def sandbox_dsorder(
+    host: str, port: int, seed: int, tz: str, orders_per_minute: float, token: str | None
+) -> None:
+    """Serve a DSOrder simulator that submits store orders over the day."""
+    from syncd.sandbox import dsorder
+
+    dsorder.run(host, port, seed, token or dsorder.DEFAULT_TOKEN, tz, orders_per_minute)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -111,6 +111,8 @@ def plan_host_order(
         return Action("create")
     if sync.action == "cancel" or sync.pushed_hash == digest:
         return Action("skip")  # cancelled stays cancelled; unchanged needs nothing
+    if sync.action == "create" and sync.status == "refused" and instock_status is None:
+        return Action("create")  # Instock refused the create: the corrected order is new
     if instock_status not in (None, "registered"):
         return Action(
             "refuse",
@@ -164,7 +166,9 @@ def _push_host_orders(ctx: JobContext) -> None:
                             DESTINATION,
                             f"orders.{action.kind}",
                             f"order:{order_id}",
-                            f"order:{order_id}:{action.kind}:{digest}",
+                            # With the run id, content that comes back (A -> B -> A -> B)
+                            # is a new intent, not a duplicate key that is dropped.
+                            f"order:{order_id}:{action.kind}:{digest}:{ctx.run_id}",
                             {"order": payload},
                         )
                     )

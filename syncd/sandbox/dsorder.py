@@ -39,9 +39,9 @@ Interpretations (the document is short; each choice is written down here):
   accepted), ``article_id`` a string, ``quantity`` a finite number >= 0 (not a boolean),
   ``finished`` a boolean; extra fields are ignored. A line number twice in one body is an
   error. Any of these problems answers 200 ``success: false`` naming the item and field
-  (e.g. ``"Item 1: quantity must be a number"``) and changes nothing. The body is validated
-  before the order is looked up (model binding comes first), so a bad body for an unknown
-  order reports the body problem.
+  (e.g. ``"Item 1: quantity must be a number"``, items counted from 0) and changes nothing.
+  The body is validated before the order is looked up (model binding comes first), so a bad
+  body for an unknown order reports the body problem.
 - **Fulfil semantics**: ``quantity`` is the line's TOTAL so far; the latest report replaces
   the previous total (never adds). Over-fulfilment (more than ordered) is accepted silently.
   A report may finish a line; afterwards that line is skipped with the warning ``"Order line
@@ -482,7 +482,7 @@ class DSOrderSim:
         built: dict[int, OrderLine] = {}
         for index, line in enumerate(lines):
             article_id, quantity = line[0], line[1]
-            shelf = line[2] if len(line) > 2 else None  # noqa: PLR2004
+            shelf = line[2] if len(line) > 2 else None
             if not isinstance(article_id, str) or not article_id:
                 raise ValueError(f"line {index}: article_id must be a non-empty string")
             if not _is_number(quantity) or quantity <= 0:
