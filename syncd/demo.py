@@ -1,12 +1,13 @@
 """`syncd demo`: the daemon against local simulators, start to finish, in about a minute.
 
-Starts the Instock simulator on a free loopback port, writes sample host inbox
-files (a catalog with new, changed and one unacceptable article; book stock
-that differs from Instock here and there; customer orders, one for an unknown
-article and one cancelled), runs `syncd run` as a real child process with
-`config/demo.toml`, plays the warehouse meanwhile (advances the orders syncd
-created, adjusts stock), then stops the daemon with SIGTERM and prints what
-happened and where to look.
+Starts the Instock and DSOrder simulators on free loopback ports, writes
+sample host inbox files (a catalog with new, changed and unacceptable
+articles; book stock that differs from Instock here and there; customer
+orders, one for an unknown article), runs `syncd run` as a real child process
+with `config/demo.toml` while DSOrder stores submit orders (some with
+fractional quantities or unknown articles) and the warehouse works (orders
+syncd created are advanced to done, stock is adjusted), then stops the daemon
+with SIGTERM and prints what happened and where to look.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import click
 
+from syncd.sandbox.dsorder import DSOrderSim
 from syncd.sandbox.instock import InstockSim
 
 ARTICLES = 120
@@ -36,6 +38,7 @@ STATUS_REFUSED = "status = 'refused'"
 STATUS_SENT = "status = 'sent'"
 STATUS_PENDING = "status = 'pending'"
 STATUS_OPEN = "status = 'open'"
+STATUS_FULFILL = "destination = 'dsorder' AND kind = 'fulfill' AND status = 'sent'"
 
 
 def demo_config_path() -> Path:
@@ -127,10 +130,8 @@ class Warehouse(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.wait(2.0):
             for order in list(self.sim.state.orders.values()):
-                if order.order_id.startswith("HOST-") and order.status in (
-                    "registered",
-                    "reserved",
-                ):
+                mine = order.order_id.startswith(("HOST-", "DS-"))
+                if mine and order.status in ("registered", "reserved"):
                     try:
                         self.sim.advance_order(order.order_id)
                         self.advanced += 1
@@ -173,6 +174,18 @@ def summarise(db_path: Path, host_dir: Path) -> list[str]:
         f"Inventory:    {one('SELECT count(*) FROM instock_inventory')} articles mirrored, "
         f"{one('SELECT count(*) FROM instock_stock_discrepancies')} differ from host book stock",
         f"Moves:        {one('SELECT count(*) FROM instock_moves')} journalled",
+        "DSOrder:      "
+        + (
+            ", ".join(
+                f"{state} {n}"
+                for state, n in conn.execute(
+                    "SELECT state, count(*) FROM dsorder_orders GROUP BY state ORDER BY state"
+                )
+            )
+            or "no orders"
+        )
+        + f" (of {count('dsorder_orders')} pulled; "
+        f"{count('outbox', STATUS_FULFILL)} fulfilment reports sent)",
         f"Orders:       {one('SELECT count(*) FROM instock_orders')} mirrored; host orders: "
         + ", ".join(
             f"{status} {n}"
@@ -206,16 +219,22 @@ def run_demo(duration: float, workdir: Path | None, seed: int) -> int:
     state_dir, host_dir = base / "state", base / "host"
     rng = random.Random(seed)
     click.echo(f"syncd demo: working directory {base}")
-    with InstockSim(seed=seed, articles=ARTICLES) as sim:
+    zone = "Europe/Amsterdam"
+    with InstockSim(seed=seed, articles=ARTICLES) as sim, DSOrderSim(seed=seed, tz=zone) as stores:
         click.echo(f"  Instock simulator on {sim.base_url} ({ARTICLES} articles)")
         facts = write_inbox(sim, host_dir / "inbox", rng)
         click.echo(
             f"  host inbox: catalog (+{len(facts['new_articles'])} new articles), "
             f"book stock, {len(facts['orders']) + 1} customer orders"
         )
+        stocked = sorted(a for a in sim.state.articles if sim.stock(a).free > 20)
+        stores.generate(4, articles=stocked, fractional_rate=0.1, unknown_rate=0.05)
+        stores.start_generator(20, stocked, fractional_rate=0.1, unknown_rate=0.05)
+        click.echo(f"  DSOrder simulator on {stores.base_url} (stores submit ~20 orders/min)")
         env = {
             **os.environ,
             "SYNCD_CONNECTORS__INSTOCK__BASE_URL": sim.base_url,
+            "SYNCD_CONNECTORS__DSORDER__BASE_URL": stores.base_url,
             "SYNCD_DAEMON__STATE_DIR": str(state_dir),
             "SYNCD_HOST__DIR": str(host_dir),
         }

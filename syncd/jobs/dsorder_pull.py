@@ -298,22 +298,22 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
             for ln in lines
         }
         with store.transaction():
+            # The old reasons may no longer hold: the new plan states the current ones.
+            store.db.execute(
+                "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE source = ? "
+                "AND (reference = ? OR reference LIKE ?) AND status IN ('open', 'retry')",
+                [
+                    iso(),
+                    REJECT_SOURCE,
+                    f"order {order['order_id']}",
+                    f"order {order['order_id']} line %",
+                ],
+            )
             _apply_plan(ctx, order["order_id"], order["instock_order_id"], checks, options)
             state = store.scalar(
                 "SELECT state FROM dsorder_orders WHERE order_id = ?", [order["order_id"]]
             )
-            if state == "created":
-                store.db.execute(
-                    "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE source = ? "
-                    "AND (reference = ? OR reference LIKE ?) AND status IN ('open', 'retry')",
-                    [
-                        iso(),
-                        REJECT_SOURCE,
-                        f"order {order['order_id']}",
-                        f"order {order['order_id']} line %",
-                    ],
-                )
-                ctx.counts["released"] += 1
+        ctx.counts["released"] += int(state == "created")
     # Retry flags that did not release their order are spent: back to open.
     store.db.execute(
         "UPDATE rejects SET status = 'open', updated_at = ? WHERE source = ? AND status = 'retry'",
