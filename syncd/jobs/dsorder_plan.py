@@ -123,10 +123,11 @@ def fulfil_report(
 def report_changed(
     report: Sequence[ReportLine], previous: Mapping[int, tuple[str | None, bool]]
 ) -> bool:
-    """True when any total or finished flag differs from what was last queued."""
+    """True when any total or finished flag differs from what was last queued
+    (nothing queued yet counts as 0, not finished: an untouched order sends nothing)."""
     for line in report:
         qty, finished = previous.get(line.line_number, (None, False))
-        if qty is None or Decimal(qty) != line.quantity or finished != line.finished:
+        if Decimal(qty or 0) != line.quantity or finished != line.finished:
             return True
     return False
 

@@ -83,6 +83,8 @@ def test_fulfil_report_sends_totals_and_zero_for_lines_instock_never_had() -> No
     assert report_changed(report, {1000: ("7", True), 2000: ("0", True)}) is False
     assert report_changed(report, {1000: ("5", False), 2000: ("0", False)}) is True
     assert report_changed(report, {}) is True
+    untouched = fulfil_report(lines, {}, terminal=False)
+    assert report_changed(untouched, {}) is False  # nothing picked yet: no request
 
 
 ZONE = "Europe/Amsterdam"
