@@ -239,13 +239,13 @@ class InstockClient:
         return self.http.get_json(path, params=params)
 
     def _send(self, method: str, path: str, body: Any = None) -> Any:
+        """A write. Instock answers JSON (`"Successful operation."`, `""`); an answer that
+        is not JSON is a cut-off or foreign answer, not proof the write happened: it is
+        raised as retryable, and the replay is recognised by the natural key."""
         response = self.http.request(method, path, json_body=body)
         if not response.content:
             return None
-        try:
-            return response.json()
-        except ValueError:
-            return response.text  # "Successful operation." is sometimes a bare string
+        return self.http.json(response)
 
     def _post_json(self, path: str, body: Any) -> Any:
         """POST a read-only query and decode the answer; a malformed body is retried as in
