@@ -6,7 +6,7 @@ code that reacts (retry, reject, stop the connector) never has to parse messages
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 
 class SyncdError(Exception):
@@ -39,6 +39,9 @@ class AlreadyRunningError(StateError):
     """Another syncd holds the single-instance lock on this state directory."""
 
 
+E = TypeVar("E", bound="RemoteError")
+
+
 class RemoteError(SyncdError):
     """A remote system answered with an error, or could not be reached.
 
@@ -65,6 +68,19 @@ class RemoteError(SyncdError):
         self.request_id = request_id
         self.retry_after = retry_after
         self.details = details
+
+    def recast(self, cls: type[E], message: str) -> E:
+        """The same remote answer (status, code, request id) as another class of error,
+        e.g. a "cannot be created" that turns out to mean "already exists"."""
+        return cls(
+            message,
+            connector=self.connector,
+            status=self.status,
+            code=self.code,
+            request_id=self.request_id,
+            retry_after=self.retry_after,
+            details=self.details,
+        )
 
     def __str__(self) -> str:
         parts = [self.message]

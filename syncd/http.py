@@ -230,10 +230,49 @@ class HttpClient:
         `ok_statuses` lets a connector read an error status itself (e.g. a 400
         whose body says "already exists").
         """
+
+        def once() -> httpx.Response:
+            return self._send_once(
+                method, path, params, json_body, data, headers, authenticate, ok_statuses
+            )
+
+        if not retry:
+            return once()  # the caller runs its own retry_call around this
+        return self.retry_call(once, authenticate=authenticate)
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """Send and decode in one retried step: a malformed (cut-off) body is retried like
+        any other transient fault, within the same attempt budget. For reads and for
+        queries sent as POST; a write's malformed answer goes back to the outbox instead."""
+        return self.retry_call(
+            lambda: self.json(
+                self._send_once(method, path, params, json_body, None, None, True, ())
+            )
+        )
+
+    def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        return self.request_json("GET", path, params=params)
+
+    def retry_call(
+        self,
+        func: Callable[[], Any],
+        *,
+        attempts: int | None = None,
+        authenticate: bool = True,
+    ) -> Any:
+        """Call `func` under the connector's retry policy (bounded exponential backoff
+        with full jitter, Retry-After honoured) and refresh credentials once on AuthError."""
         policy = self.config.retry
-        attempts = policy.max_attempts if retry else 1
         retrying = Retrying(
-            stop=stop_after_attempt(attempts) | stop_after_delay(policy.max_elapsed),
+            stop=stop_after_attempt(attempts or policy.max_attempts)
+            | stop_after_delay(policy.max_elapsed),
             wait=backoff_wait(policy),
             retry=retry_if_exception(should_retry(policy)),
             sleep=self.sleep,
@@ -242,17 +281,7 @@ class HttpClient:
         refreshed = False
         while True:
             try:
-                return retrying(
-                    self._send_once,
-                    method,
-                    path,
-                    params,
-                    json_body,
-                    data,
-                    headers,
-                    authenticate,
-                    ok_statuses,
-                )
+                return retrying(func)
             except AuthError:
                 # Refresh once; a second refusal stops the connector upstream.
                 if refreshed or not authenticate or self.auth is None or not self.auth.refresh():
@@ -347,20 +376,6 @@ class HttpClient:
                 code="malformed_response",
                 request_id=self.remote_request_id(response),
             ) from None
-
-    def get_json(self, path: str, **kwargs: Any) -> Any:
-        """GET and decode, retrying a malformed body like any other transient fault."""
-        policy = self.config.retry
-        retrying = Retrying(
-            stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_elapsed),
-            wait=backoff_wait(policy),
-            retry=retry_if_exception(
-                lambda e: isinstance(e, RetryableError) and e.code == "malformed_response"
-            ),
-            sleep=self.sleep,
-            reraise=True,
-        )
-        return retrying(lambda: self.json(self.request("GET", path, **kwargs)))
 
 
 def build_client(

@@ -154,8 +154,8 @@ class DSOrderClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: Any = None) -> Answer:
-        response = self.http.request(method, path, json_body=body)
+    def _call(self, method: str, path: str, body: Any = None, *, retry: bool = True) -> Answer:
+        response = self.http.request(method, path, json_body=body, retry=retry)
         request_id = self.http.remote_request_id(response)
         try:
             envelope = json.loads(response.text, parse_float=Decimal)
@@ -195,19 +195,7 @@ class DSOrderClient:
 
     def _call_with_retry(self, method: str, path: str) -> Answer:
         """Reads retry a malformed or soft-failed answer like any transient fault."""
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
-
-        from syncd.http import backoff_wait
-
-        policy = self.config.retry
-        retrying = Retrying(
-            stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_elapsed),
-            wait=backoff_wait(policy),
-            retry=retry_if_exception(lambda e: isinstance(e, RetryableError)),
-            sleep=self.http.sleep,
-            reraise=True,
-        )
-        return retrying(self._call, method, path)
+        return self.http.retry_call(lambda: self._call(method, path, retry=False))
 
     def fulfill(self, order_id: str, lines: Sequence[FulfilLine]) -> list[str]:
         """Report line totals; returns DSOrder's warnings (e.g. finished lines skipped)."""

@@ -29,11 +29,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from syncd.config import InstockConfig
-from syncd.errors import AlreadyDoneError, PermanentError, RetryableError, SyncdError
-from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client
+from syncd.errors import AlreadyDoneError, PermanentError, SyncdError
+from syncd.http import HttpClient, StaticAuth, build_client
 
 NAME: Final = "instock"
 REQUEST_ID_HEADERS: Final = ("Instock-Request-ID", "Instock-Response-ID")
@@ -248,19 +247,8 @@ class InstockClient:
         return self.http.json(response)
 
     def _post_json(self, path: str, body: Any) -> Any:
-        """POST a read-only query and decode the answer; a malformed body is retried as in
-        `HttpClient.get_json` instead of coming back as text (`_send`'s fallback)."""
-        policy = self.http.config.retry
-        retrying = Retrying(
-            stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_elapsed),
-            wait=backoff_wait(policy),
-            retry=retry_if_exception(
-                lambda e: isinstance(e, RetryableError) and e.code == "malformed_response"
-            ),
-            sleep=self.http.sleep,
-            reraise=True,
-        )
-        return retrying(lambda: self.http.json(self.http.request("POST", path, json_body=body)))
+        """A read-only query sent as POST: decoded, a malformed answer retried."""
+        return self.http.request_json("POST", path, json_body=body)
 
     def pages(
         self,
@@ -330,12 +318,8 @@ class InstockClient:
             self._send("POST", f"/{self.site_id}/orders", body)
         except PermanentError as exc:
             if exc.code == "resource_cannot_be_created" and self._order_exists(order["order_id"]):
-                raise AlreadyDoneError(
-                    f"order {order['order_id']} already exists",
-                    connector=NAME,
-                    status=exc.status,
-                    code=exc.code,
-                    request_id=exc.request_id,
+                raise exc.recast(
+                    AlreadyDoneError, f"order {order['order_id']} already exists"
                 ) from exc
             raise
 
@@ -374,20 +358,13 @@ class InstockClient:
             if exc.status == 400:
                 status = self.order_status(order_id).order_status
                 if status == "canceled":
-                    raise AlreadyDoneError(
-                        f"order {order_id} already canceled",
-                        connector=NAME,
-                        status=exc.status,
-                        code=exc.code,
-                        request_id=exc.request_id,
+                    raise exc.recast(
+                        AlreadyDoneError, f"order {order_id} already canceled"
                     ) from exc
-                raise PermanentError(
+                raise exc.recast(
+                    PermanentError,
                     f"order {order_id} is {status}; only registered orders can be canceled "
                     f"({exc.message})",
-                    connector=NAME,
-                    status=exc.status,
-                    code=exc.code,
-                    request_id=exc.request_id,
                 ) from exc
             raise
 

@@ -361,6 +361,14 @@ def follow_order(
         raise
     tasks = _refresh_tasks(store, client, order_id, status.task_ids)
     fulfilled = fulfilled_by_line(tasks)
+    if status.lines:
+        # The status carries the order's current lines; the mirrored list page can be stale
+        # (an order updated after it left the last page is never listed again).
+        current = [
+            {"line_id": ln.line_id, "article_id": ln.article_id, "qty": ln.qty.requested}
+            for ln in status.lines
+        ]
+        order = {**order, "lines": json.dumps(current)}
     changed = status.order_status != order["order_status"] or fulfilled != json.loads(
         order["fulfilled"]
     )
@@ -375,12 +383,13 @@ def follow_order(
             )
         store.db.execute(
             "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
-            "fulfilled = ?, updated_at = ? WHERE order_id = ?",
+            "fulfilled = ?, lines = ?, updated_at = ? WHERE order_id = ?",
             [
                 status.order_status,
                 status.timestamp,
                 json.dumps(status.task_ids),
                 json.dumps(fulfilled, sort_keys=True),
+                order["lines"],
                 now,
                 order_id,
             ],
