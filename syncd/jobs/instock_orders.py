@@ -137,8 +137,29 @@ def run(ctx: JobContext) -> None:
 # -- 1. push -----------------------------------------------------------------
 
 
+def _requeue_retried_rejects(ctx: JobContext) -> None:
+    """`syncd rejects retry` on a host-order reject: plan that order again this run."""
+    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
+        order_id = reject["reference"].removeprefix("order ")
+        with ctx.store.transaction():
+            # Forget what was planned: the order is compared afresh with Instock.
+            # (a refused cancel is planned again as "pushed, not cancelled").
+            ctx.store.db.execute(
+                "UPDATE instock_order_sync SET pushed_hash = NULL, "
+                "action = CASE WHEN action = 'cancel' THEN 'update' ELSE action END "
+                "WHERE order_id = ? AND status = 'refused'",
+                [order_id],
+            )
+            ctx.store.db.execute(
+                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
+                [iso(), reject["id"]],
+            )
+        ctx.counts["retried"] += 1
+
+
 def _push_host_orders(ctx: JobContext) -> None:
     store = ctx.store
+    _requeue_retried_rejects(ctx)
     for orders in _host_order_batches(store, 500):
         ctx.check_stop()
         intents: list[NewIntent] = []

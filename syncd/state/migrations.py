@@ -72,7 +72,8 @@ def m0001_core(db: Database) -> None:
         -- Push intents, recorded with the diff that caused them, drained by the sender.
         -- `order_key` serialises intents about one thing (an order, an article).
         CREATE TABLE outbox (
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: ids are never reused (host outbox files are named by them).
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             destination TEXT NOT NULL,
             kind TEXT NOT NULL,
             order_key TEXT NOT NULL,
@@ -384,6 +385,130 @@ def m0004_dsorder(db: Database) -> None:
             reported_finished INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (order_id, line_number)
         );
+        """,
+    )
+
+
+@migrations()
+def m0005_planning_feeds(db: Database) -> None:
+    # The host feeds the planning exports read (Netstock, import-jobs, Oregon Tool):
+    # same conventions as m0002_host. Quantities are NUMERIC (they are summed in SQL
+    # for weekly demand and sell-through; whole numbers stay INTEGER); money is TEXT,
+    # the exact decimal the host wrote (passed through per row). Dates are ISO
+    # `YYYY-MM-DD` text. `location` '' means the site as a whole, as in host_stock.
+    _run_script(
+        db,
+        """
+        -- Host locations (warehouses, stores, zones): Netstock's locations model.
+        CREATE TABLE host_locations (
+            location_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            type TEXT,                             -- e.g. warehouse, store (host's words)
+            location_group TEXT,                   -- Netstock's location `group`
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            load_id INTEGER NOT NULL,
+            loaded_at TEXT NOT NULL
+        );
+
+        -- Host suppliers: Netstock's suppliers model, import-jobs suppliers.
+        CREATE TABLE host_suppliers (
+            supplier_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            type TEXT,
+            lead_time_days INTEGER CHECK (lead_time_days >= 0),  -- null: not known
+            currency TEXT,                         -- ISO 4217, purchases from this supplier
+            contact_name TEXT,
+            contact_email TEXT,
+            contact_phone TEXT,
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            load_id INTEGER NOT NULL,
+            loaded_at TEXT NOT NULL
+        );
+
+        -- Sales transactions (delta): one row per transaction line; a negative qty is
+        -- a return. Source of Netstock sales, weekly demand history and sell-through.
+        CREATE TABLE host_sales (
+            transaction_id TEXT NOT NULL,
+            line_id TEXT NOT NULL DEFAULT '',
+            sale_date TEXT NOT NULL,               -- the day the sale counts as demand
+            order_date TEXT,
+            article_id TEXT NOT NULL,
+            location TEXT NOT NULL DEFAULT '',
+            customer_id TEXT,                      -- customer or store
+            qty NUMERIC NOT NULL,
+            sales_value TEXT,
+            cost_of_sales TEXT,
+            channel TEXT,
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            load_id INTEGER NOT NULL,
+            loaded_at TEXT NOT NULL,
+            PRIMARY KEY (transaction_id, line_id)
+        );
+        CREATE INDEX host_sales_article_date ON host_sales (article_id, sale_date);
+        CREATE INDEX host_sales_date ON host_sales (sale_date);
+        CREATE INDEX host_sales_load ON host_sales (load_id);
+
+        -- Open purchase orders (snapshot: a PO absent from the latest file is no longer
+        -- open and goes, with its lines).
+        CREATE TABLE host_purchase_orders (
+            po_number TEXT PRIMARY KEY,            -- import-jobs externalPoNumber
+            supplier_id TEXT NOT NULL,
+            location TEXT NOT NULL DEFAULT '',     -- destination location
+            order_date TEXT NOT NULL,
+            status TEXT,                           -- the host's PO status, as written
+            currency TEXT,
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            load_id INTEGER NOT NULL,
+            loaded_at TEXT NOT NULL
+        );
+        CREATE INDEX host_purchase_orders_supplier ON host_purchase_orders (supplier_id);
+
+        CREATE TABLE host_purchase_order_lines (
+            po_number TEXT NOT NULL
+                REFERENCES host_purchase_orders (po_number) ON DELETE CASCADE,
+            line_no TEXT NOT NULL,
+            article_id TEXT NOT NULL,
+            qty_ordered NUMERIC NOT NULL CHECK (qty_ordered > 0),
+            qty_received NUMERIC NOT NULL DEFAULT 0 CHECK (qty_received >= 0),
+            unit_cost TEXT,
+            expected_date TEXT,
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            load_id INTEGER NOT NULL,
+            loaded_at TEXT NOT NULL,
+            PRIMARY KEY (po_number, line_no)
+        );
+        CREATE INDEX host_purchase_order_lines_article ON host_purchase_order_lines (article_id);
+
+        -- Received or closed PO lines (delta): one row per PO line, quantities are
+        -- totals, so a line sent again (a later receipt) replaces its row.
+        CREATE TABLE host_po_history (
+            po_number TEXT NOT NULL,
+            line_no TEXT NOT NULL,
+            article_id TEXT NOT NULL,
+            supplier_id TEXT NOT NULL,
+            location TEXT NOT NULL DEFAULT '',
+            order_date TEXT NOT NULL,
+            expected_date TEXT,
+            receipt_date TEXT,                     -- last receipt; null if none received
+            qty_ordered NUMERIC NOT NULL CHECK (qty_ordered > 0),
+            qty_received NUMERIC NOT NULL CHECK (qty_received >= 0),
+            unit_cost TEXT,
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            load_id INTEGER NOT NULL,
+            loaded_at TEXT NOT NULL,
+            PRIMARY KEY (po_number, line_no)
+        );
+        CREATE INDEX host_po_history_article_receipt ON host_po_history (article_id, receipt_date);
+        CREATE INDEX host_po_history_supplier_receipt
+            ON host_po_history (supplier_id, receipt_date);
+        CREATE INDEX host_po_history_load ON host_po_history (load_id);
         """,
     )
 

@@ -184,9 +184,7 @@ def open_rejects(settings: Settings, source: str) -> list[dict[str, Any]]:
 # --- articles ------------------------------------------------------------------------------
 
 
-def test_new_articles_are_uploaded_in_bulks_of_at_most_1000(
-    sim: InstockSim, cfg: Settings
-) -> None:
+def test_new_articles_are_uploaded_in_bulks_of_at_most_1000(sim: InstockSim, cfg: Settings) -> None:
     """More than 1000 new host articles go out as bulk uploads of at most 1000 articles each,
     every one of them once, converted to Instock's units."""
     bodies = capture_bodies(sim, "POST", "/v1/articles")
@@ -262,6 +260,22 @@ def test_changed_article_is_updated_with_put(sim: InstockSim, cfg: Settings) -> 
         assert sim.state.articles["C001"]["name"] == "Second name"
     rows = query(cfg, "SELECT status, host_hash = accepted_hash AS same FROM instock_article_sync")
     assert rows == [{"status": "accepted", "same": 1}] * 2
+
+
+def test_article_changed_back_and_forth_is_updated_every_time(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """An article whose name goes A -> B -> A -> B is updated three times: content that comes
+    back is a new update, not mistaken for one already queued (and then never sent)."""
+    for name in ("Name A", "Name B", "Name A", "Name B"):
+        drop(cfg, "articles", articles_csv([("ABA1", name)]))
+        run(cfg, "instock.articles")
+        send(cfg)
+        with sim.state.lock:
+            assert sim.state.articles["ABA1"]["name"] == name
+    assert sim.count("POST /v1/articles") == 1
+    assert sim.count("PUT /v1/articles/ABA1") == 3
+    assert query(cfg, "SELECT status FROM instock_article_sync") == [{"status": "accepted"}]
 
 
 def test_bad_article_in_a_bulk_is_isolated_by_splitting(sim: InstockSim, cfg: Settings) -> None:
@@ -450,7 +464,7 @@ def test_absent_from_the_list_means_zero_and_unchanged_scan_sends_nothing(
     assert rows[emptied] == {"free": 0, "reserved": 0, "registered": 0}
     assert rows[changed]["free"] == before[changed]["free"] + 3
     send(cfg)
-    first, second = delta_files(cfg)
+    _, second = delta_files(cfg)
     assert set(second) == {emptied, changed}
     assert second[emptied]["free_before"] == before[emptied]["free"]
     assert second[emptied]["free"] == 0
@@ -467,9 +481,7 @@ def test_absent_from_the_list_means_zero_and_unchanged_scan_sends_nothing(
     assert mirror(cfg) == {**listed_stock(sim), emptied: rows[emptied]}
 
 
-def test_reconciliation_file_only_when_discrepancies_change(
-    sim: InstockSim, cfg: Settings
-) -> None:
+def test_reconciliation_file_only_when_discrepancies_change(sim: InstockSim, cfg: Settings) -> None:
     """The stock_discrepancies file is written when the set of host-vs-Instock differences
     changes (new, gone or different quantities), never again for the same set; an empty file
     says the last discrepancy is gone."""
@@ -483,14 +495,10 @@ def test_reconciliation_file_only_when_discrepancies_change(
     run(cfg, "instock.inventory")
     send(cfg)
     (report,) = outbox_rows(cfg, "stock_discrepancies")
-    assert sorted(report, key=lambda r: r["article_id"]) == sorted(
-        [
-            {"article_id": wrong, "host_qty": book[wrong] + 10, "instock_qty": book[wrong],
-             "difference": -10},
-            {"article_id": host_only, "host_qty": 4, "instock_qty": 0, "difference": -4},
-        ],
-        key=lambda r: r["article_id"],
-    )  # fmt: skip
+    assert {r.pop("article_id"): r for r in report} == {
+        wrong: {"host_qty": book[wrong] + 10, "instock_qty": book[wrong], "difference": -10},
+        host_only: {"host_qty": 4, "instock_qty": 0, "difference": -4},
+    }
 
     run(cfg, "instock.inventory")  # nothing changed: no new report
     send(cfg)
@@ -569,3 +577,611 @@ def test_interrupted_scan_resumes_from_its_cursor_and_sends_each_delta_once(
         for article_id, row in file.items():
             total[article_id] += row["free_delta"]
     assert dict(total) == {a: q["free"] for a, q in listed_stock(sim).items()}
+
+
+# --- moves ---------------------------------------------------------------------------------
+
+MOVES_ROUTE = "GET /v1/{site_id}/moves"
+JOURNAL_FIELDS = (
+    "article_id",
+    "qty",
+    "move_timestamp",
+    "user_id",
+    "order_id",
+    "from_cell_id",
+    "to_cell_id",
+    "from_account_id",
+    "to_account_id",
+)
+
+
+class Clock:
+    """One clock for the simulator and the moves job, moved by the test."""
+
+    def __init__(self) -> None:
+        self.t = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    from syncd.jobs import instock_moves
+
+    clock = Clock()
+    monkeypatch.setattr(instock_moves, "utcnow", clock.now)
+    return clock
+
+
+@pytest.fixture
+def timed_sim(clock: Clock) -> Iterator[InstockSim]:
+    with InstockSim(seed=SEED, articles=60, retry_after=0, clock=clock) as running:
+        yield running
+
+
+MOVES_OPTIONS = {
+    # 40 days back covers the simulator's whole history; one-day windows that overlap by
+    # six hours make a single run re-read a quarter of each window it already journalled.
+    "initial_lookback": 40 * 86400,
+    "max_window": 86400,
+    "overlap": 6 * 3600,
+    "lag": 60,
+}
+
+
+def sim_moves(sim: InstockSim, until: float | None = None) -> Counter[tuple[Any, ...]]:
+    with sim.state.lock:
+        moves = [m.as_json() for m in sim.state.moves[sim.site_id]]
+    return Counter(
+        tuple(m[f] for f in JOURNAL_FIELDS)
+        for m in moves
+        if until is None or datetime.fromisoformat(m["move_timestamp"]).timestamp() <= until
+    )
+
+
+def journalled(settings: Settings) -> Counter[tuple[Any, ...]]:
+    rows = [r for file in outbox_rows(settings, "moves") for r in file]
+    return Counter(tuple(r[f] for f in JOURNAL_FIELDS) for r in rows)
+
+
+def test_first_run_journals_the_lookback_window_once(
+    timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """The first run pulls the look-back period in overlapping closed windows and journals
+    each move once, in the mirror and in the host files; the watermark ends at now - lag."""
+    cfg = make_cfg(timed_sim, instock_moves=MOVES_OPTIONS)
+    result = run(cfg, "instock.moves")
+    expected = sim_moves(timed_sim)
+    assert result.counts["pulled"] > result.counts["journalled"]  # windows overlapped
+    assert result.counts["journalled"] == sum(expected.values()) > 50
+    send(cfg)
+    assert journalled(cfg) == expected
+    stored = query(cfg, "SELECT " + ", ".join(JOURNAL_FIELDS) + " FROM instock_moves")
+    assert Counter(tuple(r.values()) for r in stored) == expected
+    with db(cfg) as store:
+        mark = store.get_checkpoint(MOVES_STREAM)
+    assert mark is not None
+    assert datetime.fromisoformat(mark.replace("Z", "+00:00")) == clock.now() - timedelta(
+        seconds=60
+    )
+
+
+def test_overlapping_windows_never_duplicate_and_watermark_follows_the_data(
+    timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """Later runs re-read the overlap without journalling a move twice, a move newer than
+    the lag waits for a later window, and the watermark only moves with the moves it covers."""
+    cfg = make_cfg(timed_sim, instock_moves=MOVES_OPTIONS)
+    run(cfg, "instock.moves")
+    a, b = stocked_articles(timed_sim, 2)
+    clock.advance(30)
+    timed_sim.adjust_inventory(a, 2)  # 30 s ago when the next run looks: not closed yet
+    clock.advance(30)
+    first = run(cfg, "instock.moves")
+    assert first.counts["journalled"] == 0
+    clock.advance(31)
+    timed_sim.adjust_inventory(b, -1)
+    second = run(cfg, "instock.moves")  # a's move is closed now, b's is not
+    assert second.counts["journalled"] == 1
+    clock.advance(120)
+    third = run(cfg, "instock.moves")
+    assert third.counts["journalled"] == 1
+    assert third.counts["pulled"] > 1  # the overlap was read again
+    clock.advance(600)
+    assert run(cfg, "instock.moves").counts["journalled"] == 0
+    send(cfg)
+    assert journalled(cfg) == sim_moves(timed_sim)
+    with db(cfg) as store:
+        mark = store.get_checkpoint(MOVES_STREAM)
+    assert mark is not None
+    assert datetime.fromisoformat(mark.replace("Z", "+00:00")) == clock.now() - timedelta(
+        seconds=60
+    )
+
+
+def test_identical_moves_are_both_kept(
+    timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """Two moves identical in every field (same article, qty, cells and second) are two
+    moves: both are journalled, and re-reading them in an overlapping window adds none."""
+    cfg = make_cfg(timed_sim, instock_moves=MOVES_OPTIONS)
+    run(cfg, "instock.moves")
+    (article,) = stocked_articles(timed_sim, 1)
+    clock.advance(10)
+    timed_sim.adjust_inventory(article, 2)
+    timed_sim.adjust_inventory(article, 2)  # the same second: an identical move
+    with timed_sim.state.lock:
+        twins = [m.as_json() for m in timed_sim.state.moves[timed_sim.site_id][-2:]]
+    assert twins[0] == twins[1]
+    clock.advance(120)
+    assert run(cfg, "instock.moves").counts["journalled"] == 2
+    clock.advance(120)
+    assert run(cfg, "instock.moves").counts["journalled"] == 0
+    rows = query(
+        cfg,
+        "SELECT occurrence FROM instock_moves WHERE article_id = ? AND move_timestamp = ?",
+        [article, twins[0]["move_timestamp"]],
+    )
+    assert sorted(r["occurrence"] for r in rows) == [1, 2]
+    send(cfg)
+    key = tuple(twins[0][f] for f in JOURNAL_FIELDS)
+    assert journalled(cfg)[key] == 2
+    assert journalled(cfg) == sim_moves(timed_sim)
+
+
+def test_failed_window_keeps_the_watermark_and_is_journalled_once_later(
+    timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """A window whose second page keeps failing stores none of its moves and leaves the
+    watermark at the last whole window; the next run pulls it again and journals it once."""
+    options = {**MOVES_OPTIONS, "max_window": 10 * 86400, "overlap": 86400}
+    cfg = make_cfg(timed_sim, page_size=10, instock_moves=options)
+    # Windows of 10 days from 40 days back: the first (about 40 to 30 days ago) is one
+    # page, the second holds the decanting history (several pages); its second page fails
+    # past every retry.
+    timed_sim.faults.script(MOVES_ROUTE, ["ok", "ok", "500", "500", "500", "500"])
+    run(cfg, "instock.moves", expect="failed")
+    assert timed_sim.faults.remaining(MOVES_ROUTE) == []
+    with db(cfg) as store:
+        mark = store.get_checkpoint(MOVES_STREAM)
+        stored = store.scalar("SELECT count(*) FROM instock_moves")
+        pending = store.scalar("SELECT count(*) FROM outbox")
+    assert mark is not None
+    watermark = datetime.fromisoformat(mark.replace("Z", "+00:00"))
+    assert watermark == clock.now() - timedelta(days=30)
+    assert stored == sum(sim_moves(timed_sim, until=watermark.timestamp()).values())
+    assert pending == (1 if stored else 0)
+    assert sum(sim_moves(timed_sim).values()) - stored > 10  # the failed window had pages
+
+    result = run(cfg, "instock.moves")
+    assert result.counts["journalled"] == sum(sim_moves(timed_sim).values()) - stored
+    send(cfg)
+    assert journalled(cfg) == sim_moves(timed_sim)
+
+
+# --- orders --------------------------------------------------------------------------------
+
+ORDERS_HEADER = "action,order_id,line_id,article_id,qty"
+
+
+def order_csv(*orders: tuple[str, list[tuple[str, int]]]) -> str:
+    """Create rows for each (order_id, [(article_id, qty), ...]); line ids are <order>-<n>."""
+    rows = [
+        f"create,{order_id},{order_id}-{n},{article_id},{qty}"
+        for order_id, lines in orders
+        for n, (article_id, qty) in enumerate(lines, start=1)
+    ]
+    return csv_text(ORDERS_HEADER, rows)
+
+
+def cancel_csv(*order_ids: str) -> str:
+    return csv_text(ORDERS_HEADER, [f"cancel,{o},,," for o in order_ids])
+
+
+def instock_lines(sim: InstockSim, order_id: str) -> list[tuple[str, str, int]]:
+    with sim.state.lock:
+        return [(ln.line_id, ln.article_id, ln.qty) for ln in sim.state.orders[order_id].lines]
+
+
+def sync_row(settings: Settings, order_id: str) -> dict[str, Any]:
+    (row,) = query(
+        settings,
+        "SELECT action, status, reason FROM instock_order_sync WHERE order_id = ?",
+        [order_id],
+    )
+    return row
+
+
+def cycle(settings: Settings) -> RunResult:
+    """One orders run (push, mirror, follow) and a drain of what it queued."""
+    result = run(settings, "instock.orders")
+    send(settings)
+    return result
+
+
+def test_host_order_is_created_once_even_when_the_create_is_replayed(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """A host order becomes one Instock order; a create replayed after a crash (sent but not
+    marked sent) is recognised as already done, and later runs do not create it again."""
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-1", [(a, 2), (b, 1)])))
+    result = run(cfg, "instock.orders")
+    assert result.counts["orders_create"] == 1
+    send(cfg)
+    assert sim.count(ORDERS_ROUTE) == 1
+    assert instock_lines(sim, "HO-1") == [("HO-1-1", a, 2), ("HO-1-2", b, 1)]
+    assert sim.stock(a).registered == 2
+
+    # The crash: Instock has the order, the outbox row was never marked sent.
+    with db(cfg) as store:
+        store.db.execute("UPDATE outbox SET status = 'pending' WHERE kind = 'orders.create'")
+    assert send(cfg)["already_done"] == 1
+    assert sim.count(ORDERS_ROUTE) == 2
+    assert sim.stock(a).registered == 2  # not registered twice
+    assert sync_row(cfg, "HO-1") == {"action": "create", "status": "accepted", "reason": None}
+
+    again = cycle(cfg)
+    assert again.counts["orders_skip"] == 1
+    assert sim.count(ORDERS_ROUTE) == 2
+    assert open_rejects(cfg, "") == []
+
+
+def test_update_is_sent_while_registered_and_refused_after(sim: InstockSim, cfg: Settings) -> None:
+    """A changed host order is sent as an update while Instock has it registered; once
+    fulfilment started it becomes a reject saying updates are accepted only while registered
+    (from syncd's own mirror, or from Instock's answer when the mirror had not seen it yet)."""
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-U1", [(a, 1)]), ("HO-U2", [(a, 1)])))
+    cycle(cfg)
+    cycle(cfg)  # the mirror now knows both are registered
+    drop(cfg, "orders", order_csv(("HO-U1", [(a, 3), (b, 1)])))
+    result = cycle(cfg)
+    assert result.counts["orders_update"] == 1
+    assert sim.count(f"PUT /v1/{sim.site_id}/orders/HO-U1") == 1
+    assert instock_lines(sim, "HO-U1") == [("HO-U1-1", a, 3), ("HO-U1-2", b, 1)]
+    assert sync_row(cfg, "HO-U1")["status"] == "accepted"
+
+    # Known to syncd as reserved: refused before any request.
+    assert sim.advance_order("HO-U1") == "reserved"
+    cycle(cfg)
+    drop(cfg, "orders", order_csv(("HO-U1", [(a, 4)])))
+    refused = cycle(cfg)
+    assert refused.counts["orders_refuse"] == 1
+    assert sim.count(f"PUT /v1/{sim.site_id}/orders/HO-U1") == 1
+    (reject,) = open_rejects(cfg, "instock:orders")
+    assert reject["reference"] == "order HO-U1"
+    assert "only while registered" in reject["reason"]
+    assert "reserved" in reject["reason"]
+    assert sync_row(cfg, "HO-U1")["status"] == "refused"
+    assert instock_lines(sim, "HO-U1") == [("HO-U1-1", a, 3), ("HO-U1-2", b, 1)]
+
+    # Advanced on the floor after syncd last looked: Instock's refusal is the reject.
+    assert sim.advance_order("HO-U2") == "reserved"
+    drop(cfg, "orders", order_csv(("HO-U2", [(a, 5)])))
+    cycle(cfg)
+    (outbox_reject,) = open_rejects(cfg, "outbox:instock")
+    assert "orders.update order:HO-U2" in outbox_reject["reference"]
+    assert "already being fulfilled" in outbox_reject["reason"]
+    assert sync_row(cfg, "HO-U2")["status"] == "refused"
+    assert instock_lines(sim, "HO-U2") == [("HO-U2-1", a, 1)]
+
+
+def test_update_back_and_forth_is_sent_every_time(sim: InstockSim, cfg: Settings) -> None:
+    """An order changed A -> B -> A -> B is sent four times in all: content that comes back
+    is not mistaken for an update that was already queued."""
+    a, b = stocked_articles(sim, 2)
+    version_a = order_csv(("HO-ABA", [(a, 1)]))
+    version_b = order_csv(("HO-ABA", [(a, 1), (b, 2)]))
+    for version in (version_a, version_b, version_a, version_b):
+        drop(cfg, "orders", version)
+        cycle(cfg)
+    assert sim.count(ORDERS_ROUTE) == 1
+    assert sim.count(f"PUT /v1/{sim.site_id}/orders/HO-ABA") == 3
+    assert instock_lines(sim, "HO-ABA") == [("HO-ABA-1", a, 1), ("HO-ABA-2", b, 2)]
+    assert sync_row(cfg, "HO-ABA")["status"] == "accepted"
+
+
+def test_cancel_while_registered_and_refused_once_done(sim: InstockSim, cfg: Settings) -> None:
+    """A host cancel cancels a registered Instock order (its demand is released); for an
+    order Instock already finished it becomes a reject naming the status."""
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-C1", [(a, 2)]), ("HO-C2", [(b, 1)])))
+    cycle(cfg)
+    assert sim.stock(a).registered == 2
+    sim.advance_order("HO-C2")
+    sim.advance_order("HO-C2")
+    cycle(cfg)  # the mirror sees HO-C2 done
+
+    drop(cfg, "orders", cancel_csv("HO-C1", "HO-C2"))
+    result = cycle(cfg)
+    assert result.counts["orders_cancel"] == 1
+    assert result.counts["orders_refuse"] == 1
+    with sim.state.lock:
+        assert sim.state.orders["HO-C1"].status == "canceled"
+        assert sim.state.orders["HO-C2"].status == "done"
+    assert sim.stock(a).registered == 0
+    assert sim.count(f"DELETE /v1/{sim.site_id}/orders/HO-C1/status") == 1
+    assert sim.count(f"DELETE /v1/{sim.site_id}/orders/HO-C2/status") == 0
+    assert sync_row(cfg, "HO-C1") == {"action": "cancel", "status": "accepted", "reason": None}
+    (reject,) = open_rejects(cfg, "instock:orders")
+    assert reject["reference"] == "order HO-C2"
+    assert "the order is done" in reject["reason"]
+    assert "only registered orders can be canceled" in reject["reason"]
+
+    cycle(cfg)  # nothing more to do for either
+    assert sim.count(f"DELETE /v1/{sim.site_id}/orders/HO-C1/status") == 1
+    assert len(open_rejects(cfg, "")) == 1
+
+
+def test_order_with_unknown_article_is_rejected_with_instocks_reason(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """An order naming an article Instock does not know is refused by Instock (404) and kept
+    as a reject with that reason; it is not retried and other orders go through, and once the
+    host corrects it the order is created."""
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-X1", [(a, 1), ("NOSUCH1", 1)]), ("HO-X2", [(a, 1)])))
+    cycle(cfg)
+    (reject,) = open_rejects(cfg, "outbox:instock")
+    assert "orders.create order:HO-X1" in reject["reference"]
+    assert "article_id doesn't exist: NOSUCH1" in reject["reason"]
+    assert "status=404" in reject["reason"]
+    assert sync_row(cfg, "HO-X1")["status"] == "refused"
+    assert query(cfg, "SELECT status FROM outbox WHERE kind = 'orders.create' ORDER BY id") == [
+        {"status": "rejected"},
+        {"status": "sent"},
+    ]
+    with sim.state.lock:
+        assert "HO-X1" not in sim.state.orders
+        assert "HO-X2" in sim.state.orders
+    posts = sim.count(ORDERS_ROUTE)
+    cycle(cfg)
+    assert sim.count(ORDERS_ROUTE) == posts  # not retried while unchanged
+
+    # The host corrects the order: it is created (it never existed in Instock).
+    drop(cfg, "orders", order_csv(("HO-X1", [(a, 1), (b, 1)])))
+    result = cycle(cfg)
+    assert result.counts["orders_create"] == 1
+    assert instock_lines(sim, "HO-X1") == [("HO-X1-1", a, 1), ("HO-X1-2", b, 1)]
+    assert sync_row(cfg, "HO-X1") == {"action": "create", "status": "accepted", "reason": None}
+
+
+def test_order_status_file_lists_changes_with_requested_and_fulfilled(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """Each status change of an order is written to the host order_status file, one row per
+    line with the requested and the fulfilled quantity (Instock's, as `sim.fulfilled` says),
+    and a run without a change writes nothing."""
+    a, b, c = stocked_articles(sim, 3)
+    lines = [(a, 1), (b, 3), (c, 2)]
+    drop(cfg, "orders", order_csv(("HO-S1", lines)))
+    cycle(cfg)
+    cycle(cfg)  # mirrored and followed: registered
+    sim.advance_order("HO-S1")
+    cycle(cfg)  # reserved
+    files_before = len(outbox_rows(cfg, "order_status"))
+    cycle(cfg)  # no change: no file
+    assert len(outbox_rows(cfg, "order_status")) == files_before
+    sim.advance_order("HO-S1")
+    cycle(cfg)  # done
+
+    rows = [r for f in outbox_rows(cfg, "order_status") for r in f if r["order_id"] == "HO-S1"]
+    by_status: dict[str, dict[str, tuple[int, int]]] = {}
+    for row in rows:
+        by_status.setdefault(row["order_status"], {})[row["line_id"]] = (
+            row["requested"],
+            row["fulfilled"],
+        )
+        assert row["kind"] == "customer"
+    assert list(by_status) == ["registered", "reserved", "done"]
+    assert len(rows) == 9
+    requested = {f"HO-S1-{n}": q for n, (_, q) in enumerate(lines, start=1)}
+    fulfilled = sim.fulfilled("HO-S1")
+    assert fulfilled == requested
+    assert by_status["registered"] == {k: (q, 0) for k, q in requested.items()}
+    assert by_status["reserved"] == {k: (q, 0) for k, q in requested.items()}
+    assert by_status["done"] == {k: (q, fulfilled[k]) for k, q in requested.items()}
+    stored = query(cfg, "SELECT fulfilled FROM instock_orders WHERE order_id = 'HO-S1'")
+    assert json.loads(stored[0]["fulfilled"]) == fulfilled
+
+
+def test_order_status_file_uses_the_lines_as_updated(
+    sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An order updated after newer orders pushed it off the last page of the orders list is
+    reported with its updated lines (requested and fulfilled per current line)."""
+    cfg = make_cfg(sim, page_size=10)
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-L00", [(a, 1)])))
+    cycle(cfg)
+    cycle(cfg)
+    later = [(f"HO-L{n:02d}", [(b, 1)]) for n in range(1, 13)]
+    drop(cfg, "orders", order_csv(*later))
+    cycle(cfg)
+    cycle(cfg)
+    drop(cfg, "orders", order_csv(("HO-L00", [(a, 2), (b, 1)])))
+    cycle(cfg)
+    assert instock_lines(sim, "HO-L00") == [("HO-L00-1", a, 2), ("HO-L00-2", b, 1)]
+    sim.advance_order("HO-L00")
+    sim.advance_order("HO-L00")
+    cycle(cfg)
+    rows = [r for f in outbox_rows(cfg, "order_status") for r in f if r["order_id"] == "HO-L00"]
+    done = {
+        r["line_id"]: (r["requested"], r["fulfilled"]) for r in rows if r["order_status"] == "done"
+    }
+    assert done == {"HO-L00-1": (2, 2), "HO-L00-2": (1, 1)}
+    assert sim.fulfilled("HO-L00") == {"HO-L00-1": 2, "HO-L00-2": 1}
+
+
+# --- faults --------------------------------------------------------------------------------
+
+JOBS = ("host.inbox", "instock.articles", "instock.inventory", "instock.moves", "instock.orders")
+
+
+def settle(settings: Settings, max_rounds: int = 25) -> int:
+    """Run every job and the sender in rounds until a round is clean and quiet: every run ok,
+    nothing queued or delivered, nothing left pending. Returns the number of rounds it took."""
+    for number in range(1, max_rounds + 1):
+        results = [run_job(REGISTRY[job], settings, trigger="test") for job in JOBS]
+        results.append(run_job(REGISTRY["outbox.send"], settings, trigger="test"))
+        with db(settings) as store:
+            pending = store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
+        clean = all(r.status == "ok" for r in results)
+        # Quiet: no job found anything to queue and the sender delivered nothing (a delivery
+        # changes Instock, which the jobs must get one more look at).
+        quiet = not any(r.counts.get("queued") for r in results) and not any(
+            results[-1].counts.get(k) for k in ("pushed", "already_done", "rejected", "retried")
+        )
+        if clean and quiet and not pending:
+            return number
+        time.sleep(0.05)  # let retried intents come due (backoff is capped at 0.05 s)
+    raise AssertionError(f"not settled after {max_rounds} rounds")
+
+
+def last_rows(files: list[list[dict[str, Any]]], key: tuple[str, ...]) -> dict[Any, Any]:
+    """What a stream of host files says in the end: the last row written for each key."""
+    final: dict[Any, Any] = {}
+    for rows in files:
+        for row in rows:
+            final[tuple(row[k] for k in key)] = {k: v for k, v in row.items() if k not in key}
+    return final
+
+
+def converged_state(sim: InstockSim, settings: Settings) -> dict[str, Any]:
+    """Everything a run leaves behind that must not depend on faults along the way."""
+    moves = query(settings, "SELECT " + ", ".join(JOURNAL_FIELDS) + " FROM instock_moves")
+    orders = query(
+        settings,
+        "SELECT order_id, kind, order_status, fulfilled, lines FROM instock_orders",
+    )
+    rejects = query(settings, "SELECT source, reference FROM rejects WHERE status = 'open'")
+    reports = outbox_rows(settings, "stock_discrepancies")
+    with sim.state.lock:
+        remote_articles = dict(sim.state.articles)
+        remote_orders = {
+            o.order_id: (o.status, [ln.as_json() for ln in o.lines])
+            for o in sim.state.orders.values()
+        }
+        remote_stock = {
+            a: s.as_json() for a, s in sim.state.inventory[sim.site_id].items() if not s.is_zero()
+        }
+    return {
+        "instock_articles": remote_articles,
+        "instock_orders": remote_orders,
+        "instock_stock": remote_stock,
+        "mirror_inventory": mirror(settings),
+        "mirror_moves": Counter(tuple(r.values()) for r in moves),
+        "mirror_orders": {r.pop("order_id"): r for r in orders},
+        "article_sync": query(
+            settings,
+            "SELECT article_id, status, accepted_hash FROM instock_article_sync ORDER BY 1",
+        ),
+        "order_sync": query(
+            settings, "SELECT order_id, action, status FROM instock_order_sync ORDER BY 1"
+        ),
+        # Outbox ids differ between runs; what was rejected must not.
+        "rejects": sorted(
+            (
+                r["source"],
+                r["reference"].split(" ", 1)[-1]
+                if r["source"].startswith("outbox")
+                else r["reference"],
+            )
+            for r in rejects
+        ),
+        "host_inventory": last_rows(outbox_rows(settings, "inventory_deltas"), ("article_id",)),
+        "host_moves": journalled(settings),
+        "host_order_status": last_rows(
+            outbox_rows(settings, "order_status"), ("order_id", "line_id")
+        ),
+        "host_discrepancies": sorted(
+            (reports[-1] if reports else []), key=lambda r: r["article_id"]
+        ),
+        "host_inbox_rejects": sorted(p.name for p in (settings.host_dir / "rejects").glob("*")),
+    }
+
+
+def fault_scenario(sim: InstockSim, settings: Settings, clock: Clock) -> dict[str, Any]:
+    """Host input and floor activity in two phases, each run until settled."""
+    stocked = stocked_articles(sim, 4)
+    catalog = [(f"F{n:03d}", f"Faulty day {n}") for n in range(6)]
+    (settings.host_dir / "inbox" / "articles-1.csv").write_text(
+        csv_text(
+            "article_id,name,is_serial_numbered",
+            [f"{a},{n},false" for a, n in catalog] + ["F999,Serial saw,true"],
+        )
+    )
+    book = {a: q["free"] + q["reserved"] for a, q in listed_stock(sim).items()}
+    book[stocked[0]] += 7
+    (settings.host_dir / "inbox" / "stock-1.csv").write_text(
+        csv_text("article_id,qty", [f"{a},{q}" for a, q in book.items()])
+    )
+    (settings.host_dir / "inbox" / "orders-1.csv").write_text(
+        order_csv(
+            ("HO-F1", [(stocked[1], 2), (stocked[2], 3)]),
+            ("HO-F2", [(stocked[3], 1)]),
+            ("HO-F3", [("NOSUCH9", 1)]),
+        )
+    )
+    settle(settings)
+
+    # The floor works: HO-F1 is picked, stock is counted; the host cancels HO-F2.
+    sim.advance_order("HO-F1")
+    sim.advance_order("HO-F1")
+    sim.adjust_inventory(stocked[0], 5)
+    (settings.host_dir / "inbox" / "orders-2.csv").write_text(cancel_csv("HO-F2"))
+    clock.advance(300)  # the new moves are past the lag
+    settle(settings)
+    return converged_state(sim, settings)
+
+
+def test_faults_on_every_route_converge_to_the_fault_free_state(
+    clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """With 429, 503, dropped connections and malformed answers injected at 10% each on every
+    Instock route (reads and writes), running the jobs and the sender in rounds ends in
+    exactly the Instock, mirror and host-outbox state of a run without faults."""
+    with InstockSim(seed=SEED, articles=30, retry_after=0, clock=clock) as calm:
+        expected = fault_scenario(calm, make_cfg(calm, "calm", instock_moves=MOVES_OPTIONS), clock)
+    assert expected["instock_orders"]["HO-F1"][0] == "done"
+    assert expected["instock_orders"]["HO-F2"][0] == "canceled"
+    assert all(f"F00{n}" in expected["instock_articles"] for n in range(6))
+    assert ("instock:articles", "article F999") in expected["rejects"]
+    assert len(expected["rejects"]) == 2  # F999 (serial) and HO-F3 (unknown article)
+    assert expected["host_discrepancies"]
+
+    clock.t -= 300  # the same timeline (history, floor activity) as the calm run
+    with InstockSim(seed=SEED, articles=30, retry_after=0, clock=clock) as stormy:
+        for kind in ("429", "503", "drop", "malformed"):
+            stormy.faults.rate("*", kind, 0.1)
+        got = fault_scenario(stormy, make_cfg(stormy, "stormy", instock_moves=MOVES_OPTIONS), clock)
+        fired = stormy.faults.fired
+    assert all(fired[kind] > 0 for kind in ("429", "503", "drop", "malformed")), fired
+    for key, value in expected.items():
+        assert got[key] == value, key
+
+
+@pytest.mark.parametrize("route", ["POST /v1/{site_id}/orders", "POST /v1/articles"])
+def test_malformed_answer_to_a_write_is_not_taken_as_success(
+    sim: InstockSim, cfg: Settings, route: str
+) -> None:
+    """A write answered with a malformed body (the simulator did not perform it) is retried
+    until Instock really has the order or article, never marked sent on faith."""
+    (a,) = stocked_articles(sim, 1)
+    drop(cfg, "articles", articles_csv([("MW001", "Malformed write")]))
+    drop(cfg, "orders", order_csv(("HO-MW", [(a, 1)])))
+    sim.faults.script(route, ["malformed"])
+    for _ in range(3):
+        run(cfg, "instock.articles")
+        cycle(cfg)
+    with sim.state.lock:
+        assert "MW001" in sim.state.articles
+        assert "HO-MW" in sim.state.orders

@@ -143,3 +143,21 @@ def test_move_key_is_content_identity() -> None:
     }
     assert move_key(move) == move_key(dict(move))
     assert move_key(move) != move_key({**move, "qty": 3})
+
+
+def test_retried_refusals_are_planned_again() -> None:
+    """After `rejects retry` (hash forgotten), a refused create is created again, a refused
+    update is updated again while registered, a refused cancel is cancelled again."""
+    assert plan_host_order("open", "h", OrderSync(None, "create", "refused"), None, "O").kind == (
+        "create"
+    )
+    assert (
+        plan_host_order("open", "h", OrderSync(None, "update", "refused"), "registered", "O").kind
+        == "update"
+    )
+    assert (
+        plan_host_order(
+            "cancelled", "h", OrderSync(None, "update", "refused"), "registered", "O"
+        ).kind
+        == "cancel"
+    )
