@@ -184,6 +184,15 @@ def validate_article(article: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _line_set(lines: Iterable[Any]) -> set[tuple[str, str, int]]:
+    """Order lines as comparable tuples, from models or plain dicts."""
+    out = set()
+    for line in lines:
+        data = line.model_dump() if isinstance(line, BaseModel) else dict(line)
+        out.add((str(data["line_id"]), str(data["article_id"]), int(data["qty"])))
+    return out
+
+
 def fulfilled_by_line(tasks: Iterable[Ordertask]) -> dict[str, int]:
     """Line id -> quantity picked, from the order's done ordertasks."""
     totals: dict[str, int] = {}
@@ -312,25 +321,34 @@ class InstockClient:
     # -- orders -------------------------------------------------------------
 
     def create_order(self, order: Mapping[str, Any]) -> None:
-        """Create a customer order; an existing identical order id is 'already done'."""
+        """Create a customer order. The order id is the natural key: an existing order
+        with the same lines is 'already done' (a replay after a crash); one with other
+        lines is a collision, refused for good rather than silently taken as ours."""
         body = {"kind": "customer", "site_id": self.site_id, **order}
         try:
             self._send("POST", f"/{self.site_id}/orders", body)
         except PermanentError as exc:
-            if exc.code == "resource_cannot_be_created" and self._order_exists(order["order_id"]):
+            if exc.code != "resource_cannot_be_created":
+                raise
+            existing = self._existing_order(order["order_id"])
+            if existing is None:
+                raise
+            if _line_set(existing.lines) == _line_set(order.get("lines") or []):
                 raise exc.recast(
                     AlreadyDoneError, f"order {order['order_id']} already exists"
                 ) from exc
-            raise
+            raise exc.recast(
+                PermanentError,
+                f"order id {order['order_id']} already exists in Instock with other lines",
+            ) from exc
 
-    def _order_exists(self, order_id: str) -> bool:
+    def _existing_order(self, order_id: str) -> Order | None:
         try:
-            self.get_order(order_id)
+            return self.get_order(order_id)
         except PermanentError as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
 
     def order_pages(self, **kw: Any) -> Iterator[Page]:
         return self.pages(f"/{self.site_id}/orders", "orders", **kw)
