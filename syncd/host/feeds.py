@@ -1,7 +1,8 @@
 """Host inbox feeds: row models, file shapes, and how each feed lands in its table.
 
 A feed is a kind of file the host drops into `inbox/`: its name starts with the
-feed name (`articles-20261123.csv`, `stock.jsonl`, `orders_0001.csv`) and its
+feed name (`articles-20261123.csv`, `stock.jsonl`, `orders_0001.csv`,
+`purchase_orders-20261123.csv`, `po_history.jsonl`) and its
 extension gives the format. Each feed is either a **snapshot** (the file is the
 whole truth: rows absent from it are deleted) or a **delta** (rows are upserted);
 `host.options.feeds.<feed>.mode` says which.
@@ -70,6 +71,117 @@ orders (delta by default) -> `host_orders` + `host_order_lines`
     rejected (use a new order id). Within one file the last row of an order sets
     its action; in JSON Lines a later record of an order replaces its lines.
 
+The planning feeds below carry what the planning exports need (Netstock Data
+Orchestrator models locations, suppliers, master, stock_by_location, sales, po,
+po_hist; the import-jobs catalog, suppliers, purchase-orders and weekly
+demand-history rows; Oregon Tool sell-through per material and period). Their
+dates are ISO calendar dates `YYYY-MM-DD` (no time, no other spelling), and a
+`location` left empty means the site as a whole, as in `stock`. Ids are strings
+in JSON Lines too (`"line_no": "1"`, not `1`). Exact decimals keep up to 6
+decimal places (in JSON Lines a decimal may be a number or a string such as
+`"3.10"`); money (`sales_value`, `cost_of_sales`, `unit_cost`) is stored as the
+exact decimal text, quantities as numbers (summed in SQL by the exports).
+
+locations (snapshot by default) -> `host_locations`
+    Warehouses, stores, zones: Netstock's locations model (`location_code`,
+    `description`, `active`, `group`, `type`). Columns: `location_id`, `name`
+    (required); `type` (free text, e.g. `warehouse`, `store`), `location_group`
+    (Netstock's `group`), `active` (default true). Key: location_id::
+
+        location_id,name,type,location_group,active
+        WH1,Main warehouse,warehouse,NORTH,true
+
+    JSON Lines: `{"location_id": "WH1", "name": "Main warehouse", "type": "warehouse",
+    "location_group": "NORTH", "active": true}`
+
+suppliers (snapshot by default) -> `host_suppliers`
+    Netstock's suppliers model (`supplier_code`, `description`, `type`,
+    `lead_time`), import-jobs `externalId`. Columns: `supplier_id`, `name`
+    (required); `type`, `lead_time_days` (whole days, 0..3650; empty = not
+    known), `currency` (ISO 4217, `usd` reads as `USD`), `contact_name`,
+    `contact_email`, `contact_phone` (kept for the operator; no planning document
+    asks for them). Key: supplier_id::
+
+        supplier_id,name,type,lead_time_days,currency,contact_name,contact_email,contact_phone
+        SUP01,"Acme Tools, Inc.",local,14,USD,Jane Roe,orders@acme.example,+1 555 0100
+
+    JSON Lines: `{"supplier_id": "SUP01", "name": "Acme Tools, Inc.", "lead_time_days": 14,
+    "currency": "USD", "contact_email": "orders@acme.example"}`
+
+sales (delta by default) -> `host_sales`
+    Sales transaction lines: Netstock sales (`order_date`, `invoice_date`,
+    `sales_quantity`, `customer_code`, `cost_of_sales`, `sales_value`), and the
+    source of import-jobs weekly demand history and Oregon Tool `unitsSold`.
+    Columns: `transaction_id`, `sale_date` (the day the sale counts as demand:
+    the invoice or shipment date), `article_id`, `qty` (required); `line_id`
+    (default '': with transaction_id the natural key), `order_date`, `location`,
+    `customer_id` (customer or store), `sales_value`, `cost_of_sales`, `channel`
+    (import-jobs channel; empty = ALL). `qty`, `sales_value` and `cost_of_sales`
+    may be negative: a return is a row of its own with a negative qty. A row
+    sent again with the same key replaces the earlier one (a correction); a
+    delta never deletes a sale. Key: (transaction_id, line_id)::
+
+        transaction_id,line_id,sale_date,order_date,article_id,location,customer_id,qty,sales_value,cost_of_sales,channel
+        INV-1001,1,2026-11-23,2026-11-20,116000487727,,STORE-12,3,11.97,7.20,retail
+        CRN-0042,1,2026-11-24,,116000487727,,STORE-12,-1,-3.99,-2.40,retail
+
+    JSON Lines: `{"transaction_id": "INV-1001", "line_id": "1", "sale_date": "2026-11-23",
+    "article_id": "116000487727", "customer_id": "STORE-12", "qty": 3,
+    "sales_value": "11.97"}`
+
+purchase_orders (snapshot by default) -> `host_purchase_orders` + `host_purchase_order_lines`
+    The OPEN purchase orders, each with its lines: import-jobs purchase orders
+    (`externalPoNumber`, `supplierId`, `destinationLocationId`, `status`, lines
+    `skuId`, `quantity`, `unitCost`) and Netstock po (`order_number`,
+    `line_number`, `order_date`, `order_quantity`, `expected_arrival_date`,
+    `outstanding_quantity`). A PO absent from the snapshot is no longer open
+    (received, closed or cancelled: its history comes in `po_history`) and is
+    deleted with its lines. Header: `po_number` (the import-jobs
+    externalPoNumber), `supplier_id`, `order_date` (required); `location` (the
+    destination), `status` (the host's word, e.g. OPEN, CONFIRMED), `currency`.
+    Line: `line_no`, `article_id`, `qty_ordered` (> 0) (required);
+    `qty_received` (so far, default 0; outstanding = ordered - received, never
+    below 0), `unit_cost`, `expected_date`. CSV has one row per line with the
+    header repeated; every row of a PO must state the same header (else all its
+    rows are rejected, naming the columns that differ)::
+
+        po_number,supplier_id,location,order_date,status,currency,line_no,article_id,qty_ordered,qty_received,unit_cost,expected_date
+        PO-1001,SUP01,WH1,2026-11-02,OPEN,USD,1,116000487727,100,40,3.10,2026-11-16
+        PO-1001,SUP01,WH1,2026-11-02,OPEN,USD,2,1003000031678,24,,1.25,2026-11-20
+
+    JSON Lines: one PO per line, lines nested; a header `expected_date` is the
+    date of every line that gives none::
+
+        {"po_number": "PO-1001", "supplier_id": "SUP01", "location": "WH1",
+         "order_date": "2026-11-02", "expected_date": "2026-11-16", "status": "OPEN",
+         "currency": "USD", "lines": [{"line_no": "1", "article_id": "116000487727",
+         "qty_ordered": 100, "qty_received": 40, "unit_cost": "3.10"}]}
+
+    As with orders, a PO is loaded whole or not at all: a rejected row holds
+    back the PO's other rows (its previous version stays, and a snapshot does not
+    delete it); a PO in the file has exactly the lines the file gives it; in JSON
+    Lines a later record of a PO replaces an earlier one. In delta mode POs are
+    upserted and never removed, so this feed is meant to run as a snapshot.
+
+po_history (delta by default) -> `host_po_history`
+    Received or closed PO lines: Netstock po_hist (`order_number`,
+    `line_number`, `order_date`, `order_quantity`, `quantity_received`,
+    `date_of_receipt`, `expected_arrival_date`, `purchase_unit_cost`). One row per
+    PO line with quantities as totals: a later receipt of the line is sent as
+    the same line with the new total and the latest receipt date, and replaces
+    the row. Columns: `po_number`, `line_no`, `article_id`, `supplier_id`,
+    `order_date`, `qty_ordered` (> 0), `qty_received` (>= 0) (required);
+    `location`, `expected_date`, `receipt_date` (required when qty_received >
+    0; a line closed short with nothing received has none), `unit_cost`.
+    Key: (po_number, line_no)::
+
+        po_number,line_no,article_id,supplier_id,location,order_date,expected_date,receipt_date,qty_ordered,qty_received,unit_cost
+        PO-0950,1,116000487727,SUP01,WH1,2026-10-01,2026-10-15,2026-10-17,100,100,3.05
+
+    JSON Lines: `{"po_number": "PO-0950", "line_no": "1", "article_id": "116000487727",
+    "supplier_id": "SUP01", "order_date": "2026-10-01", "receipt_date": "2026-10-17",
+    "qty_ordered": 100, "qty_received": 100}`
+
 In every feed a row that is present but invalid keeps the previous version of
 its key: a snapshot does not delete it as "absent".
 """
@@ -77,14 +189,17 @@ its key: a snapshot does not delete it as "absent".
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -121,6 +236,56 @@ Attributes = dict[
     Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)],
     Annotated[str, StringConstraints(max_length=4096)],
 ]
+# A location code as in the stock feed: '' (or not given) is the site as a whole.
+Location = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
+# A second key part that may be empty (a sales line id): '' when not given.
+LineKey = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Signed exact decimals: a sales quantity or value (negative: a return).
+SignedQuantity = Annotated[Decimal, Field(max_digits=18, decimal_places=6)]
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=6)]
+UnitCost = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
+OrderedQty = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+# An ISO 4217 code; `usd` is read as `USD`.
+Currency = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=64, pattern=r"^[0-9+() ./x-]+$")
+]
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: Any) -> Any:
+    """A calendar date written `YYYY-MM-DD` (no time, no other spelling)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not _ISO_DATE.match(text):
+            raise ValueError("expected an ISO date YYYY-MM-DD")
+        try:
+            return date.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not a calendar date: {exc}") from None
+    return value  # a date passes; anything else fails the date check after this
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+def _date_text(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _decimal_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_text(value)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -246,6 +411,180 @@ class OrderCsvRow(_Row):
         return self
 
 
+# -- locations -----------------------------------------------------------------
+
+
+class LocationRow(_Row):
+    """One host location (warehouse, store, zone): what Netstock's locations model needs."""
+
+    location_id: HostId
+    name: Text
+    type: Label | None = None
+    location_group: Label | None = None
+    active: bool = True
+
+    def staging_values(self) -> tuple[Any, ...]:
+        return (self.location_id, self.name, self.type, self.location_group, int(self.active))
+
+
+# -- suppliers -----------------------------------------------------------------
+
+
+class SupplierRow(_Row):
+    """One host supplier."""
+
+    supplier_id: HostId
+    name: Text
+    type: Label | None = None
+    lead_time_days: Annotated[int, Field(ge=0, le=3650)] | None = None
+    currency: Currency | None = None
+    contact_name: Text | None = None
+    contact_email: Email | None = None
+    contact_phone: Phone | None = None
+
+    def staging_values(self) -> tuple[Any, ...]:
+        return (
+            self.supplier_id,
+            self.name,
+            self.type,
+            self.lead_time_days,
+            self.currency,
+            self.contact_name,
+            self.contact_email,
+            self.contact_phone,
+        )
+
+
+# -- sales ---------------------------------------------------------------------
+
+
+class SaleRow(_Row):
+    """One sales transaction line; a negative qty (and value) is a return."""
+
+    transaction_id: HostId
+    line_id: LineKey = ""  # '' when the transaction line needs no number of its own
+    sale_date: IsoDate
+    order_date: IsoDate | None = None
+    article_id: HostId
+    location: Location = ""
+    customer_id: HostId | None = None
+    qty: SignedQuantity
+    sales_value: Money | None = None
+    cost_of_sales: Money | None = None
+    channel: Label | None = None
+
+    def staging_values(self) -> tuple[Any, ...]:
+        return (
+            self.transaction_id,
+            self.line_id,
+            self.sale_date.isoformat(),
+            _date_text(self.order_date),
+            self.article_id,
+            self.location,
+            self.customer_id,
+            decimal_text(self.qty),
+            _decimal_or_none(self.sales_value),
+            _decimal_or_none(self.cost_of_sales),
+            self.channel,
+        )
+
+
+# -- purchase orders -------------------------------------------------------------
+
+PoStatus = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+
+
+class PurchaseOrderLine(_Row):
+    line_no: HostId
+    article_id: HostId
+    qty_ordered: OrderedQty
+    qty_received: Quantity = Decimal(0)
+    unit_cost: UnitCost | None = None
+    expected_date: IsoDate | None = None
+
+
+class PurchaseOrderRecord(_Row):
+    """A JSON Lines open purchase order, its lines nested. `expected_date` here is
+    the date of every line that gives none of its own."""
+
+    po_number: HostId
+    supplier_id: HostId
+    location: Location = ""
+    order_date: IsoDate
+    expected_date: IsoDate | None = None
+    status: PoStatus | None = None
+    currency: Currency | None = None
+    lines: list[PurchaseOrderLine]
+
+    @model_validator(mode="after")
+    def _lines_unique(self) -> PurchaseOrderRecord:
+        if not self.lines:
+            raise ValueError("lines: a purchase order needs at least one line")
+        seen: set[str] = set()
+        for line in self.lines:
+            if line.line_no in seen:
+                raise ValueError(f"lines: line_no {line.line_no!r} appears twice")
+            seen.add(line.line_no)
+        return self
+
+
+class PurchaseOrderCsvRow(_Row):
+    """A CSV purchase order row: one line, with its order's header repeated."""
+
+    po_number: HostId
+    supplier_id: HostId
+    location: Location = ""
+    order_date: IsoDate
+    status: PoStatus | None = None
+    currency: Currency | None = None
+    line_no: HostId
+    article_id: HostId
+    qty_ordered: OrderedQty
+    qty_received: Quantity = Decimal(0)
+    unit_cost: UnitCost | None = None
+    expected_date: IsoDate | None = None
+
+
+# -- purchase order history ------------------------------------------------------
+
+
+class PoHistoryRow(_Row):
+    """One received or closed PO line, quantities as totals."""
+
+    po_number: HostId
+    line_no: HostId
+    article_id: HostId
+    supplier_id: HostId
+    location: Location = ""
+    order_date: IsoDate
+    expected_date: IsoDate | None = None
+    receipt_date: IsoDate | None = None
+    qty_ordered: OrderedQty
+    qty_received: Quantity
+    unit_cost: UnitCost | None = None
+
+    @model_validator(mode="after")
+    def _receipt_dated(self) -> PoHistoryRow:
+        if self.qty_received > 0 and self.receipt_date is None:
+            raise ValueError("receipt_date: required when qty_received > 0")
+        return self
+
+    def staging_values(self) -> tuple[Any, ...]:
+        return (
+            self.po_number,
+            self.line_no,
+            self.article_id,
+            self.supplier_id,
+            self.location,
+            self.order_date.isoformat(),
+            _date_text(self.expected_date),
+            _date_text(self.receipt_date),
+            decimal_text(self.qty_ordered),
+            decimal_text(self.qty_received),
+            _decimal_or_none(self.unit_cost),
+        )
+
+
 # -- options -------------------------------------------------------------------
 
 
@@ -255,7 +594,7 @@ class FeedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    mode: Mode | None = None  # None: the feed's default (snapshot, or delta for orders)
+    mode: Mode | None = None  # None: the feed's default (see FEEDS: snapshot or delta)
     format: Literal["auto", "csv", "jsonl"] = "auto"  # auto: by file extension
     max_delete_fraction: float = Field(0.5, ge=0.0, le=1.0)
     allow_mass_delete: bool = False
@@ -269,6 +608,11 @@ class FeedsOptions(BaseModel):
     articles: FeedOptions = FeedOptions()
     stock: FeedOptions = FeedOptions()
     orders: FeedOptions = FeedOptions()
+    locations: FeedOptions = FeedOptions()
+    suppliers: FeedOptions = FeedOptions()
+    sales: FeedOptions = FeedOptions()
+    purchase_orders: FeedOptions = FeedOptions()
+    po_history: FeedOptions = FeedOptions()
 
 
 class HostOptions(BaseModel):
@@ -744,6 +1088,272 @@ class OrdersFeed(Feed):
         return changed, deleted
 
 
+_PO_HEADER = ("supplier_id", "location", "order_date", "status", "currency")
+_PO_LINE = ("line_no", "article_id", "qty_ordered", "qty_received", "unit_cost", "expected_date")
+
+
+class PurchaseOrdersFeed(Feed):
+    """Open purchase orders: a header table and a lines table, each PO applied whole.
+
+    Like orders: a PO with a rejected row is held back whole (its previous version
+    stays); the PO's lines become exactly the lines the file gives it. In CSV the
+    header columns must be the same on every row of a PO (else all its rows are
+    rejected, naming the columns that differ); in JSON Lines a later record of a PO
+    replaces an earlier one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "purchase_orders",
+            table="host_purchase_orders",
+            key=("po_number",),
+            columns=("po_number", *_PO_HEADER),
+            model=PurchaseOrderRecord,
+            csv_required=(
+                "po_number",
+                "supplier_id",
+                "order_date",
+                "line_no",
+                "article_id",
+                "qty_ordered",
+            ),
+            csv_optional=(
+                "location",
+                "status",
+                "currency",
+                "qty_received",
+                "unit_cost",
+                "expected_date",
+            ),
+        )
+        self.csv_model = PurchaseOrderCsvRow
+        self.keeps_payload = True
+
+    lines_stage = "temp.host_stage_po_lines"
+    recs_stage = "temp.host_stage_po_recs"
+
+    def create_staging(self, db: Database) -> None:
+        self.drop_staging(db)
+        header = ", ".join(_PO_HEADER)
+        # The PO as the file leaves it; lines_line: the JSON Lines record whose lines count.
+        db.execute(
+            f"CREATE TABLE {self.stage} (po_number TEXT PRIMARY KEY, {header}, "
+            "line INTEGER NOT NULL, lines_line INTEGER)"
+        )
+        db.execute(
+            f"CREATE TABLE {self.lines_stage} (po_number TEXT NOT NULL, {', '.join(_PO_LINE)}, "
+            "line INTEGER NOT NULL, PRIMARY KEY (po_number, line_no))"
+        )
+        # Every accepted record with the header it states: CSV rows of a PO must agree,
+        # and a held-back PO rejects each of its rows.
+        db.execute(
+            f"CREATE TABLE {self.recs_stage} (line INTEGER PRIMARY KEY, po_number TEXT NOT NULL, "
+            f"{header}, csv INTEGER NOT NULL, payload TEXT)"
+        )
+        db.execute("CREATE INDEX temp.host_stage_po_recs_po ON host_stage_po_recs (po_number)")
+
+    def drop_staging(self, db: Database) -> None:
+        for table in (self.stage, self.lines_stage, self.recs_stage):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
+        headers, lines, recs = [], [], []
+        for accepted in rows:
+            row = accepted.row
+            header = (
+                row.supplier_id,
+                row.location,
+                row.order_date.isoformat(),
+                row.status,
+                row.currency,
+            )
+            if isinstance(row, PurchaseOrderRecord):
+                headers.append((row.po_number, *header, accepted.line, accepted.line))
+                po_lines: list[Any] = row.lines
+                default_date = row.expected_date
+            else:
+                headers.append((row.po_number, *header, accepted.line, None))
+                po_lines = [row]
+                default_date = None
+            lines.extend(
+                (
+                    row.po_number,
+                    ln.line_no,
+                    ln.article_id,
+                    decimal_text(ln.qty_ordered),
+                    decimal_text(ln.qty_received),
+                    _decimal_or_none(ln.unit_cost),
+                    _date_text(ln.expected_date or default_date),
+                    accepted.line,
+                )
+                for ln in po_lines
+            )
+            recs.append(
+                (
+                    accepted.line,
+                    row.po_number,
+                    *header,
+                    int(not isinstance(row, PurchaseOrderRecord)),
+                    accepted.payload,
+                )
+            )
+        cols = ", ".join(_PO_HEADER)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in (*_PO_HEADER, "line"))
+        db.conn.executemany(
+            f"INSERT INTO {self.stage} (po_number, {cols}, line, lines_line) "
+            f"VALUES ({', '.join('?' * (len(_PO_HEADER) + 3))}) "
+            f"ON CONFLICT (po_number) DO UPDATE SET {sets}, "
+            "lines_line = coalesce(excluded.lines_line, lines_line)",
+            headers,
+        )
+        line_sets = ", ".join(f"{c} = excluded.{c}" for c in (*_PO_LINE[1:], "line"))
+        db.conn.executemany(
+            f"INSERT INTO {self.lines_stage} (po_number, {', '.join(_PO_LINE)}, line) "
+            f"VALUES ({', '.join('?' * (len(_PO_LINE) + 2))}) "
+            f"ON CONFLICT (po_number, line_no) DO UPDATE SET {line_sets}",
+            lines,
+        )
+        db.conn.executemany(
+            f"INSERT INTO {self.recs_stage} (line, po_number, {cols}, csv, payload) "
+            f"VALUES ({', '.join('?' * (len(_PO_HEADER) + 4))})",
+            recs,
+        )
+
+    def _reject_recs(
+        self,
+        db: Database,
+        ctx: MergeContext,
+        where: str,
+        reason_sql: str,
+        field_sql: str = "NULL",
+    ) -> int:
+        """Move the accepted records of the POs selected by `where` (alias `o`) to the
+        staged rejects, and drop those POs from staging."""
+        selected = "temp.host_stage_po_selected"
+        db.execute(f"DROP TABLE IF EXISTS {selected}")
+        # Selected first: `where` may read the staging tables this empties.
+        db.execute(
+            f"CREATE TABLE {selected} AS SELECT o.po_number, {field_sql} AS field, "
+            f"{reason_sql} AS reason FROM {self.stage} o WHERE {where}",
+            {"file": ctx.file},
+        )
+        try:
+            moved = db.execute(
+                f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
+                f"SELECT r.line, x.field, x.reason, r.payload, r.po_number, '' "
+                f"FROM {self.recs_stage} r JOIN {selected} x USING (po_number)"
+            ).rowcount
+            for table in (self.recs_stage, self.lines_stage, self.stage):
+                db.execute(
+                    f"DELETE FROM {table} WHERE po_number IN (SELECT po_number FROM {selected})"
+                )
+        finally:
+            db.execute(f"DROP TABLE IF EXISTS {selected}")
+        return moved
+
+    def prepare(self, db: Database, ctx: MergeContext) -> int:
+        # JSON Lines: a later record of a PO replaces the lines of an earlier one.
+        db.execute(
+            f"DELETE FROM {self.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
+            f"{self.stage} o WHERE o.po_number = {self.lines_stage}.po_number)"
+        )
+        # CSV: every row of a PO states the same header.
+        differs = " || ".join(
+            f"CASE WHEN (SELECT count(DISTINCT coalesce(r.{c}, '')) FROM {self.recs_stage} r "
+            f"WHERE r.po_number = o.po_number AND r.csv = 1) > 1 THEN ',{c}' ELSE '' END"
+            for c in _PO_HEADER
+        )
+        fields = f"substr({differs}, 2)"
+        moved = self._reject_recs(
+            db,
+            ctx,
+            f"{fields} <> ''",
+            f"'purchase order ' || o.po_number || ': its rows disagree on ' || "
+            f"replace({fields}, ',', ', ') || '; every row of a purchase order must repeat "
+            "the same header, so none of its rows were loaded'",
+            fields,
+        )
+        # A PO with a rejected row would load incomplete: hold all of it back.
+        bad = f"(SELECT min(b.line) FROM {STAGE_REJECTS} b WHERE b.key1 = o.po_number)"
+        moved += self._reject_recs(
+            db,
+            ctx,
+            f"{bad} IS NOT NULL",
+            "'purchase order ' || o.po_number || ' held back: its row at ' || :file || ':' || "
+            f"{bad} || ' was rejected, and a purchase order is loaded whole or not at all'",
+        )
+        return moved
+
+    def merge(self, db: Database, ctx: MergeContext) -> tuple[int, int]:
+        changed = self._upsert(db, self.table, self.stage, self.key, self.columns, ctx)
+        changed += _replace_children(
+            db,
+            ctx,
+            parent=self.table,
+            parent_stage=self.stage,
+            parent_key="po_number",
+            child="host_purchase_order_lines",
+            child_stage=self.lines_stage,
+            child_key="line_no",
+            child_columns=_PO_LINE,
+        )
+        deleted = 0
+        if ctx.mode == "snapshot":
+            # A PO absent from the snapshot is no longer open; its lines go with it.
+            deleted = db.execute(
+                f"DELETE FROM {self.table} WHERE {self._absent(self.table)}"
+            ).rowcount
+        return changed, deleted
+
+
+def _replace_children(
+    db: Database,
+    ctx: MergeContext,
+    *,
+    parent: str,
+    parent_stage: str,
+    parent_key: str,
+    child: str,
+    child_stage: str,
+    child_key: str,
+    child_columns: tuple[str, ...],
+) -> int:
+    """Give every staged parent exactly its staged children (changed ones updated,
+    missing ones deleted, unchanged ones keeping their provenance); a parent whose
+    children changed points at this file too. Returns the child rows changed."""
+    params = {"file": ctx.file, "load_id": ctx.load_id, "now": ctx.now}
+    gone = (
+        f"{parent_key} IN (SELECT {parent_key} FROM {parent_stage}) AND NOT EXISTS "
+        f"(SELECT 1 FROM {child_stage} s WHERE s.{parent_key} = {child}.{parent_key} "
+        f"AND s.{child_key} = {child}.{child_key})"
+    )
+    touched = f"temp.host_stage_{child}_touched"
+    db.execute(f"DROP TABLE IF EXISTS {touched}")
+    db.execute(f"CREATE TABLE {touched} ({parent_key} TEXT PRIMARY KEY)")
+    try:
+        db.execute(f"INSERT OR IGNORE INTO {touched} SELECT {parent_key} FROM {child} WHERE {gone}")
+        changed = db.execute(f"DELETE FROM {child} WHERE {gone}").rowcount
+        changed += Feed._upsert(
+            db, child, child_stage, (parent_key, child_key), (parent_key, *child_columns), ctx
+        )
+        db.execute(
+            f"INSERT OR IGNORE INTO {touched} SELECT {parent_key} FROM {child} "
+            "WHERE load_id = :load_id",
+            params,
+        )
+        # (No UPDATE ... FROM: it needs SQLite 3.33, older distributions ship less.)
+        db.execute(
+            f"UPDATE {parent} SET file = :file, load_id = :load_id, loaded_at = :now, "
+            f"line = (SELECT s.line FROM {parent_stage} s "
+            f"WHERE s.{parent_key} = {parent}.{parent_key}) "
+            f"WHERE load_id <> :load_id AND {parent_key} IN (SELECT {parent_key} FROM {touched})",
+            params,
+        )
+    finally:
+        db.execute(f"DROP TABLE IF EXISTS {touched}")
+    return changed
+
+
 FEEDS: dict[str, Feed] = {
     "articles": Feed(
         "articles",
@@ -783,4 +1393,99 @@ FEEDS: dict[str, Feed] = {
         csv_optional=("location",),
     ),
     "orders": OrdersFeed(),
+    "locations": Feed(
+        "locations",
+        table="host_locations",
+        key=("location_id",),
+        columns=("location_id", "name", "type", "location_group", "active"),
+        model=LocationRow,
+        csv_required=("location_id", "name"),
+        csv_optional=("type", "location_group", "active"),
+    ),
+    "suppliers": Feed(
+        "suppliers",
+        table="host_suppliers",
+        key=("supplier_id",),
+        columns=(
+            "supplier_id",
+            "name",
+            "type",
+            "lead_time_days",
+            "currency",
+            "contact_name",
+            "contact_email",
+            "contact_phone",
+        ),
+        model=SupplierRow,
+        csv_required=("supplier_id", "name"),
+        csv_optional=(
+            "type",
+            "lead_time_days",
+            "currency",
+            "contact_name",
+            "contact_email",
+            "contact_phone",
+        ),
+    ),
+    "sales": Feed(
+        "sales",
+        table="host_sales",
+        key=("transaction_id", "line_id"),
+        columns=(
+            "transaction_id",
+            "line_id",
+            "sale_date",
+            "order_date",
+            "article_id",
+            "location",
+            "customer_id",
+            "qty",
+            "sales_value",
+            "cost_of_sales",
+            "channel",
+        ),
+        model=SaleRow,
+        csv_required=("transaction_id", "sale_date", "article_id", "qty"),
+        csv_optional=(
+            "line_id",
+            "order_date",
+            "location",
+            "customer_id",
+            "sales_value",
+            "cost_of_sales",
+            "channel",
+        ),
+        default_mode="delta",
+    ),
+    "purchase_orders": PurchaseOrdersFeed(),
+    "po_history": Feed(
+        "po_history",
+        table="host_po_history",
+        key=("po_number", "line_no"),
+        columns=(
+            "po_number",
+            "line_no",
+            "article_id",
+            "supplier_id",
+            "location",
+            "order_date",
+            "expected_date",
+            "receipt_date",
+            "qty_ordered",
+            "qty_received",
+            "unit_cost",
+        ),
+        model=PoHistoryRow,
+        csv_required=(
+            "po_number",
+            "line_no",
+            "article_id",
+            "supplier_id",
+            "order_date",
+            "qty_ordered",
+            "qty_received",
+        ),
+        csv_optional=("location", "expected_date", "receipt_date", "unit_cost"),
+        default_mode="delta",
+    ),
 }

@@ -264,7 +264,7 @@ def test_half_written_and_foreign_files_are_ignored(host: Path) -> None:
     drop(host, "articles-2.csv.tmp", articles("A2"))
     drop(host, ".articles-3.csv", articles("A3"))
     drop(host, "articles-4.csv.part", articles("A4"))
-    drop(host, "suppliers-1.csv", "x\n1\n")
+    drop(host, "customers-1.csv", "x\n1\n")
     drop(host, "articlesX.csv", articles("A5"))
     young = host / "inbox" / "stock-9.csv"
     young.write_text("article_id,qty\nA1,1\n")  # mtime: now
