@@ -1,6 +1,7 @@
 """The host (WMS/ERP) file interface.
 
-`inbox/`: the host drops feed files (articles, stock, orders; CSV or JSON Lines),
+`inbox/`: the host drops feed files (articles, stock, orders, and for planning
+locations, suppliers, sales, purchase_orders, po_history; CSV or JSON Lines),
 which `load_inbox` validates row by row into the `host_*` tables, then moves to
 `archive/` (or, refused whole, to `rejects/` with an errors file). `outbox/`:
 syncd writes files for the host through the outbox sender (destination "host").
