@@ -24,7 +24,7 @@ from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import ReportLine, fulfil_report, report_changed
 from syncd.jobs.dsorder_push import DESTINATION as DSORDER
-from syncd.jobs.instock_orders import Followed, follow_order
+from syncd.jobs.instock_orders import Followed, follow_orders
 from syncd.state import NewIntent, Store
 
 TERMINAL = ("done", "canceled")
@@ -33,7 +33,9 @@ TERMINAL = ("done", "canceled")
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    follow_limit: int = Field(1000, ge=1, description="open orders polled per run at most")
+    follow_limit: int = Field(5000, ge=1, description="open orders polled per run at most")
+    workers: int = Field(4, ge=1, le=32, description="Instock polls in flight at once")
+    chunk: int = Field(16, ge=1, le=1000, description="orders stored between sender wake-ups")
 
 
 def run(ctx: JobContext) -> None:
@@ -45,46 +47,58 @@ def run(ctx: JobContext) -> None:
         "WHERE d.state = 'created' ORDER BY d.updated_at LIMIT ?",
         [options.follow_limit],
     )
-    if not orders:
+    # A refused create (see its reject) leaves the order open in DSOrder until an
+    # operator retries or drops that reject; a queued one is still in the outbox.
+    ctx.counts["create_refused"] += sum(o["sync_status"] == "refused" for o in orders)
+    ready = {o["instock_order_id"]: o for o in orders if o["sync_status"] == "accepted"}
+    if not ready:
         return
+    lines = {o["order_id"]: _lines(store, o["order_id"]) for o in ready.values()}
+    queued_before = [0]
+
+    def wake_if_queued() -> None:
+        # Closes leave as soon as their chunk is stored, not at the end of the pass.
+        ctx.check_stop()
+        if ctx.counts["queued"] > queued_before[0]:
+            queued_before[0] = ctx.counts["queued"]
+            ctx.wake_sender()
+
+    def on_poll(instock_id: str) -> Any:
+        order = ready[instock_id]
+        return lambda s, f: _on_poll(ctx, s, order, lines[order["order_id"]], f)
+
+    def stub(instock_id: str) -> dict[str, Any]:
+        return {
+            "lines": [
+                {
+                    "line_id": ln["instock_line_id"],
+                    "article_id": ln["instock_article_id"],
+                    "qty": ln["quantity"],
+                }
+                for ln in lines[ready[instock_id]["order_id"]]
+                if ln["status"] == "ok"
+            ]
+        }
+
     with InstockClient(ctx.settings.connectors.instock) as client:
-        for order in orders:
-            ctx.check_stop()
-            if order["sync_status"] == "refused":
-                # Instock refused the create for good (see its reject): the order stays
-                # open in DSOrder until an operator retries or drops that reject.
-                ctx.counts["create_refused"] += 1
-                continue
-            if order["sync_status"] != "accepted":
-                continue  # the create is still in the outbox
-            lines = _lines(store, order["order_id"])
-            stub = {
-                "lines": [
-                    {
-                        "line_id": ln["instock_line_id"],
-                        "article_id": ln["instock_article_id"],
-                        "qty": ln["quantity"],
-                    }
-                    for ln in lines
-                    if ln["status"] == "ok"
-                ]
-            }
-            followed = follow_order(
-                store,
-                client,
-                order["instock_order_id"],
-                stub=stub,
-                on_poll=lambda s, f, o=order, ls=lines: _on_poll(ctx, s, o, ls, f),
-            )
+        for instock_id, followed in follow_orders(
+            store,
+            client,
+            list(ready),
+            workers=options.workers,
+            chunk=options.chunk,
+            on_poll=on_poll,
+            stub=stub,
+            between=wake_if_queued,
+        ):
             ctx.counts["followed"] += 1
             if followed is None:
                 ctx.log.warning(
                     "instock_order_missing",
-                    order_id=order["order_id"],
-                    instock_order_id=order["instock_order_id"],
+                    order_id=ready[instock_id]["order_id"],
+                    instock_order_id=instock_id,
                 )
-    if ctx.counts["queued"]:
-        ctx.wake_sender()
+    wake_if_queued()
 
 
 def _lines(store: Store, order_id: str) -> list[dict[str, Any]]:

@@ -74,6 +74,9 @@ def run(ctx: JobContext) -> None:
         ctx.log.warning("dsorder_warnings", warnings=warnings)
     _check_midnight_gap(ctx, now, options)
     catalog = _catalog(store, options)
+    # Held orders first: an order taken below is planned against this same catalog and
+    # must not be planned (and its rejects re-issued) a second time in this run.
+    _replan_held(ctx, catalog, options)
     known = {r["order_id"] for r in store.query("SELECT order_id FROM dsorder_orders")}
     ctx.counts["pulled"] = len(orders)
     for order in orders:
@@ -81,7 +84,6 @@ def run(ctx: JobContext) -> None:
             continue
         ctx.check_stop()
         _take_new_order(ctx, order, catalog, options)
-    _replan_held(ctx, catalog, options)
     store.set_checkpoint(LAST_PULL, iso(now), run_id=ctx.run_id)
     if ctx.counts["queued"]:
         ctx.wake_sender()
@@ -247,7 +249,7 @@ def _apply_plan(
         ],
         run_id=ctx.run_id,
     )
-    ctx.counts["rejected"] += store.add_rejects(rejects, run_id=ctx.run_id)
+    _add_rejects_once(ctx, rejects)
     ctx.counts["created"] += 1
     ctx.log.info(
         "dsorder_order_taken",
@@ -264,7 +266,13 @@ def _hold(ctx: JobContext, order_id: str, reason: str, rejects: list[NewReject])
         "WHERE order_id = ?",
         [reason, iso(), order_id],
     )
-    # One open reject per problem: a held order planned again does not repeat them.
+    _add_rejects_once(ctx, rejects)
+    ctx.counts["held"] += 1
+    ctx.log.warning("dsorder_order_held", order_id=order_id, reason=reason)
+
+
+def _add_rejects_once(ctx: JobContext, rejects: list[NewReject]) -> None:
+    """One open reject per problem: an order planned again does not repeat them."""
     for reject in rejects:
         exists = ctx.store.scalar(
             "SELECT count(*) FROM rejects WHERE source = ? AND reference = ? AND reason = ? "
@@ -273,14 +281,14 @@ def _hold(ctx: JobContext, order_id: str, reason: str, rejects: list[NewReject])
         )
         if not exists:
             ctx.counts["rejected"] += ctx.store.add_rejects([reject], run_id=ctx.run_id)
-    ctx.counts["held"] += 1
-    ctx.log.warning("dsorder_order_held", order_id=order_id, reason=reason)
 
 
 def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Options) -> None:
     """Held orders get another plan when the catalog changed or an operator asked."""
     store = ctx.store
-    catalog_version = str(store.scalar("SELECT coalesce(max(id), 0) FROM host_files") or 0)
+    catalog_version = str(
+        store.scalar("SELECT coalesce(max(id), 0) FROM host_files WHERE feed = 'articles'") or 0
+    )
     retry_refs = {r["reference"].split(" line ")[0] for r in store.rejects_to_retry(REJECT_SOURCE)}
     catalog_changed = store.get_checkpoint(CATALOG_SEEN) != catalog_version
     held = store.query("SELECT order_id, instock_order_id FROM dsorder_orders WHERE state = 'held'")
@@ -297,18 +305,19 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
             ln["line_number"]: check_line(ln["article_id"], Decimal(ln["quantity"]), catalog)
             for ln in lines
         }
+        current = {
+            (f"order {order['order_id']} line {n}", c.reason) for n, c in checks.items() if not c.ok
+        }
         with store.transaction():
-            # The old reasons may no longer hold: the new plan states the current ones.
-            store.db.execute(
-                "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE source = ? "
+            # Reasons that no longer hold are resolved; a reason that still holds keeps its
+            # reject (and its id, which an operator may be about to retry).
+            for reject in store.query(
+                "SELECT id, reference, reason FROM rejects WHERE source = ? "
                 "AND (reference = ? OR reference LIKE ?) AND status IN ('open', 'retry')",
-                [
-                    iso(),
-                    REJECT_SOURCE,
-                    f"order {order['order_id']}",
-                    f"order {order['order_id']} line %",
-                ],
-            )
+                [REJECT_SOURCE, f"order {order['order_id']}", f"order {order['order_id']} line %"],
+            ):
+                if (reject["reference"], reject["reason"]) not in current:
+                    store.resolve_reject(reject["id"])
             _apply_plan(ctx, order["order_id"], order["instock_order_id"], checks, options)
             state = store.scalar(
                 "SELECT state FROM dsorder_orders WHERE order_id = ?", [order["order_id"]]

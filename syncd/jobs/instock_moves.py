@@ -60,6 +60,7 @@ class Options(BaseModel):
 class Window:
     start: datetime
     end: datetime
+    capped: bool = False  # cut at max_window: more closed time is waiting (a backfill)
 
 
 def next_window(
@@ -67,10 +68,11 @@ def next_window(
 ) -> Window | None:
     """The next closed window to pull, or None when the watermark has caught up."""
     closed_until = (now - timedelta(seconds=lag)).replace(microsecond=0)
-    end = min(closed_until, watermark + timedelta(seconds=max_window))
+    capped_end = watermark + timedelta(seconds=max_window)
+    end = min(closed_until, capped_end)
     if end <= watermark:
         return None
-    return Window(watermark - timedelta(seconds=overlap), end)
+    return Window(watermark - timedelta(seconds=overlap), end, capped=capped_end < closed_until)
 
 
 def move_key(move: Mapping[str, Any]) -> str:
@@ -110,6 +112,8 @@ def run(ctx: JobContext) -> None:
             ctx.log.info(
                 "moves_window", start=iso(window.start), end=iso(window.end), pulled=pulled, new=new
             )
+            if not window.capped:
+                return  # caught up: the next run takes the next window (a backfill goes on)
 
 
 def _pull_window(ctx: JobContext, client: InstockClient, window: Window) -> int:

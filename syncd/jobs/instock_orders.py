@@ -18,9 +18,11 @@ Three steps per run, each durable before the next:
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from syncd.config import Schedule
 from syncd.connectors.instock import (
     ORDER_ID_RE,
     InstockClient,
+    OrderStatus,
     Ordertask,
     PermanentError,
     fulfilled_by_line,
@@ -43,7 +46,6 @@ from syncd.state import NewIntent, NewReject, Store
 
 CURSOR_STREAM = "instock.orders.cursor"
 REJECT_SOURCE = "instock:orders"
-TERMINAL = ("done", "canceled")
 
 
 class Options(BaseModel):
@@ -313,17 +315,19 @@ def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
 
 
 def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
+    # Orders of the DSOrder loop are followed by dsorder.progress, at its own pace.
     open_orders = ctx.store.query(
         "SELECT order_id FROM instock_orders "
-        "WHERE order_status IS NULL OR order_status NOT IN ('done', 'canceled') "
+        "WHERE (order_status IS NULL OR order_status NOT IN ('done', 'canceled')) "
+        "AND order_id NOT IN (SELECT instock_order_id FROM dsorder_orders "
+        "WHERE instock_order_id IS NOT NULL) "
         "ORDER BY updated_at, order_id LIMIT ?",
         [options.follow_limit],
     )
-    for order in open_orders:
-        ctx.check_stop()
-        followed = follow_order(ctx.store, client, order["order_id"])
+    ids = [o["order_id"] for o in open_orders]
+    for order_id, followed in follow_orders(ctx.store, client, ids, between=ctx.check_stop):
         if followed is None:
-            ctx.log.warning("order_vanished", order_id=order["order_id"])
+            ctx.log.warning("order_vanished", order_id=order_id)
             continue
         ctx.counts["followed"] += 1
         ctx.counts["status_changes"] += int(followed.changed)
@@ -341,6 +345,44 @@ class Followed:
 OnChange = Callable[[Store, Followed], None]
 
 
+@dataclass(frozen=True)
+class Poll:
+    """What one poll of an order read from Instock (no database involved)."""
+
+    order_id: str
+    status: OrderStatus | None  # None: Instock answered 404
+    tasks: list[Ordertask]
+
+
+def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, dict[str, Ordertask]]:
+    """Stored ordertasks that are done/canceled: immutable, so never fetched again."""
+    known: dict[str, dict[str, Ordertask]] = {}
+    for start in range(0, len(order_ids), 500):
+        chunk = list(order_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in store.query(
+            "SELECT ordertask_id, order_id, ordertask_status, lines FROM instock_ordertasks "
+            f"WHERE order_id IN ({marks}) AND ordertask_status IN ('done', 'canceled')",
+            chunk,
+        ):
+            known.setdefault(row["order_id"], {})[row["ordertask_id"]] = Ordertask.model_validate(
+                {**row, "lines": json.loads(row["lines"])}
+            )
+    return known
+
+
+def poll_order(client: InstockClient, order_id: str, known: Mapping[str, Ordertask]) -> Poll:
+    """Status and ordertasks of one order; safe to run in a worker thread."""
+    try:
+        status = client.order_status(order_id)
+    except PermanentError as exc:
+        if exc.status == 404:
+            return Poll(order_id, None, [])
+        raise
+    tasks = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
+    return Poll(order_id, status, tasks)
+
+
 def follow_order(
     store: Store,
     client: InstockClient,
@@ -349,19 +391,65 @@ def follow_order(
     on_poll: OnChange | None = None,
     stub: Mapping[str, Any] | None = None,
 ) -> Followed | None:
-    """Poll one order's status and ordertasks and store them, with its events.
+    """Poll one order and store what was seen (see `store_poll`)."""
+    known = known_terminal_tasks(store, [order_id]).get(order_id, {})
+    return store_poll(store, poll_order(client, order_id, known), on_poll=on_poll, stub=stub)
+
+
+def follow_orders(
+    store: Store,
+    client: InstockClient,
+    order_ids: Sequence[str],
+    *,
+    workers: int = 4,
+    chunk: int = 32,
+    on_poll: Callable[[str], OnChange | None] = lambda _: None,
+    stub: Callable[[str], Mapping[str, Any] | None] = lambda _: None,
+    between: Callable[[], None] = lambda: None,
+) -> Iterator[tuple[str, Followed | None]]:
+    """Follow many orders: the polls run `workers` at a time (HTTP only), every result
+    is stored on the caller's thread and connection, in order; `between` runs after
+    each chunk (e.g. a stop check, or waking the sender for what was just queued)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instock-poll") as pool:
+        for start in range(0, len(order_ids), chunk):
+            ids = list(order_ids[start : start + chunk])
+            known = known_terminal_tasks(store, ids)
+            context = contextvars.copy_context()
+            futures = [
+                pool.submit(context.copy().run, poll_order, client, oid, known.get(oid, {}))
+                for oid in ids
+            ]
+            for order_id, future in zip(ids, futures, strict=True):
+                yield (
+                    order_id,
+                    store_poll(
+                        store, future.result(), on_poll=on_poll(order_id), stub=stub(order_id)
+                    ),
+                )
+            between()
+
+
+def store_poll(
+    store: Store,
+    poll: Poll,
+    *,
+    on_poll: OnChange | None = None,
+    stub: Mapping[str, Any] | None = None,
+) -> Followed | None:
+    """Store one poll's status and ordertasks, with its events; None for a 404.
 
     `on_poll` runs inside the same transaction, so whatever a caller records
     from this poll (e.g. DSOrder fulfilment intents) is durable together with
     the mirror row it was derived from. `stub` creates the mirror row for an
-    order syncd created but has not listed yet. Returns None for a 404.
+    order syncd created but has not listed yet.
     """
+    order_id, status, tasks = poll.order_id, poll.status, poll.tasks
     rows = store.query(
         "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
         "WHERE order_id = ?",
         [order_id],
     )
-    if not rows and stub is None:
+    if status is None or (not rows and stub is None):
         return None
     order = (
         rows[0]
@@ -374,13 +462,6 @@ def follow_order(
             "fulfilled": "{}",
         }
     )
-    try:
-        status = client.order_status(order_id)
-    except PermanentError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    tasks = _refresh_tasks(store, client, order_id, status.task_ids)
     fulfilled = fulfilled_by_line(tasks)
     if status.lines:
         # The status carries the order's current lines; the mirrored list page can be stale
@@ -415,57 +496,28 @@ def follow_order(
                 order_id,
             ],
         )
-        for task in tasks:
-            store.db.execute(
-                "INSERT INTO instock_ordertasks "
-                "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
-                "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
-                "updated_at = excluded.updated_at",
-                [
+        store.db.conn.executemany(
+            "INSERT INTO instock_ordertasks "
+            "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
+            "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
+            "updated_at = excluded.updated_at",
+            [
+                (
                     task.ordertask_id,
                     order_id,
                     task.ordertask_status,
                     json.dumps([ln.model_dump() for ln in task.lines]),
                     now,
-                ],
-            )
+                )
+                for task in tasks
+            ],
+        )
         if changed:
             _record_events(store, order, status.order_status, status.timestamp, fulfilled)
         if on_poll is not None:
             on_poll(store, followed)
     return followed
-
-
-def _refresh_tasks(
-    store: Store, client: InstockClient, order_id: str, task_ids: list[str]
-) -> list[Ordertask]:
-    """Ordertasks of an order; terminal ones are immutable, so they are read once."""
-    known = {
-        r["ordertask_id"]: r
-        for r in store.query(
-            "SELECT ordertask_id, ordertask_status, lines FROM instock_ordertasks "
-            "WHERE order_id = ?",
-            [order_id],
-        )
-    }
-    tasks = []
-    for task_id in task_ids:
-        row = known.get(task_id)
-        if row is not None and row["ordertask_status"] in TERMINAL:
-            tasks.append(
-                Ordertask.model_validate(
-                    {
-                        "ordertask_id": task_id,
-                        "order_id": order_id,
-                        "ordertask_status": row["ordertask_status"],
-                        "lines": json.loads(row["lines"]),
-                    }
-                )
-            )
-        else:
-            tasks.append(client.get_ordertask(task_id))
-    return tasks
 
 
 def _record_events(

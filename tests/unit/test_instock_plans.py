@@ -128,6 +128,10 @@ def test_next_window_caps_length_and_stops_when_caught_up() -> None:
     window = next_window(T0 - timedelta(days=3), T0, lag=60, overlap=0, max_window=86400)
     assert window is not None
     assert window.end == T0 - timedelta(days=2)
+    assert window.capped  # more closed time waits: the run goes on with the next window
+    last = next_window(T0 - timedelta(hours=1), T0, lag=60, overlap=0, max_window=86400)
+    assert last is not None
+    assert not last.capped  # caught up: one window per run, no re-reading in a loop
     assert next_window(T0 - timedelta(seconds=30), T0, lag=60, overlap=0, max_window=86400) is None
 
 
