@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso
 from syncd.config import Schedule
-from syncd.connectors.instock import BULK_MAX, validate_article
+from syncd.connectors.instock import BULK_MAX, InstockClient, validate_article
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.instock_push import DESTINATION
+from syncd.jobs.instock_push import DESTINATION, same_article
+from syncd.readahead import read_ahead
 from syncd.state import NewIntent, NewReject, Store
 
 REJECT_SOURCE = "instock:articles"
@@ -35,6 +36,9 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(BULK_MAX, ge=1, le=BULK_MAX, description="articles per bulk upload")
+    bootstrap: bool = Field(
+        True, description="on the first run, learn which host articles Instock already has"
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ def plan_article(payload: Mapping[str, Any], digest: str, sync: SyncRow | None) 
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     _requeue_retried_rejects(ctx)
+    if options.bootstrap and not ctx.store.scalar("SELECT count(*) FROM instock_article_sync"):
+        _bootstrap(ctx)
     for batch in _host_batches(ctx.store, options.batch_size):
         ctx.check_stop()
         uploads: list[tuple[dict[str, Any], str]] = []
@@ -157,6 +163,50 @@ def run(ctx: JobContext) -> None:
             ctx.counts["rejected"] += ctx.store.add_rejects(rejects, run_id=ctx.run_id)
     if ctx.counts["queued"]:
         ctx.wake_sender()
+
+
+def _bootstrap(ctx: JobContext) -> None:
+    """First run against a site that already has a catalog: read Instock's article list
+    once and record which host articles it already holds, identical or not. Without
+    this, each of them would be uploaded, refused as existing and resolved one by one."""
+    store = ctx.store
+    known = 0
+    with InstockClient(ctx.settings.connectors.instock) as client:
+        for page in read_ahead(client.article_pages()):
+            ctx.check_stop()
+            remote = {a["article_id"]: a for a in page.items}
+            if not remote:
+                continue
+            marks = ",".join("?" * len(remote))
+            rows = store.query(
+                f"SELECT * FROM host_articles WHERE article_id IN ({marks})", list(remote)
+            )
+            now = iso()
+            records = []
+            for row in rows:
+                payload = article_payload(row)
+                digest = content_hash(payload)
+                same = same_article(remote[row["article_id"]], payload)
+                # Identical: accepted as is. Different: "accepted" under another content,
+                # so the plan sends an update instead of a create.
+                records.append(
+                    (
+                        row["article_id"],
+                        digest if same else "",
+                        digest if same else "instock:differs",
+                        now,
+                    )
+                )
+            with store.transaction():
+                store.db.conn.executemany(
+                    "INSERT INTO instock_article_sync (article_id, host_hash, accepted_hash, "
+                    "status, updated_at) VALUES (?, ?, ?, 'accepted', ?) "
+                    "ON CONFLICT (article_id) DO NOTHING",
+                    records,
+                )
+            known += len(records)
+    ctx.counts["bootstrapped"] = known
+    ctx.log.info("articles_bootstrapped", known_in_instock=known)
 
 
 def _field_of(reason: str) -> str | None:

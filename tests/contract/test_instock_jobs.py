@@ -278,11 +278,14 @@ def test_article_changed_back_and_forth_is_updated_every_time(
     assert query(cfg, "SELECT status FROM instock_article_sync") == [{"status": "accepted"}]
 
 
-def test_bad_article_in_a_bulk_is_isolated_by_splitting(sim: InstockSim, cfg: Settings) -> None:
+def test_bad_article_in_a_bulk_is_isolated_by_splitting(
+    sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
     """A bulk holding an article Instock refuses (it exists with moves and different content)
     is split until only that article fails: the others are created, an existing identical one
     counts as accepted without a PUT, and only the bad one becomes a reject with Instock's
-    reason."""
+    reason. (Bootstrap off: with it, the first run already knows both existing articles.)"""
+    cfg = make_cfg(sim, instock_articles={"bootstrap": False})
     bad = moved_article(sim)
     same = fresh_article(sim)
     with sim.state.lock:
@@ -320,10 +323,11 @@ def test_bad_article_in_a_bulk_is_isolated_by_splitting(sim: InstockSim, cfg: Se
 
 
 def test_serial_numbered_articles_are_rejected_before_any_request(
-    sim: InstockSim, cfg: Settings
+    sim: InstockSim, make_cfg: Callable[..., Settings]
 ) -> None:
     """A serial-numbered host article becomes a reject without reaching Instock, and stays
     refused (no new reject, no request) while its content does not change."""
+    cfg = make_cfg(sim, instock_articles={"bootstrap": False})
     header = "article_id,name,is_serial_numbered"
     drop(cfg, "articles", csv_text(header, ["S001,Chainsaw,true", "S002,Saw chain,false"]))
     before = sim.count()
@@ -1185,3 +1189,31 @@ def test_malformed_answer_to_a_write_is_not_taken_as_success(
     with sim.state.lock:
         assert "MW001" in sim.state.articles
         assert "HO-MW" in sim.state.orders
+
+
+def test_first_run_learns_the_existing_catalog_without_failed_uploads(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """Against a site that already holds the catalog, the first run reads Instock's list once:
+    identical articles need no request, a changed one is updated, and no upload is refused."""
+    with sim.state.lock:
+        existing = sorted(sim.state.articles.values(), key=lambda a: a["article_id"])[:30]
+    header = "article_id,name,dim_x,dim_y,dim_z,dim_uom,attr.product_category_name,attr.temp_zone"
+    rows = []
+    for n, article in enumerate(existing):
+        if article.get("is_serial_numbered"):
+            continue
+        dims, attrs = article.get("dimensions") or {}, article.get("attributes") or {}
+        name = article["name"] + (" v2" if n == 0 else "")
+        rows.append(
+            f'{article["article_id"]},"{name}",{dims.get("x", "")},{dims.get("y", "")},'
+            f"{dims.get('z', '')},{dims.get('uom', '')},"
+            f"{attrs.get('product_category_name', '')},{attrs.get('temp_zone', '')}"
+        )
+    drop(cfg, "articles", csv_text(header, rows))
+    result = run(cfg, "instock.articles")
+    send(cfg)
+    assert result.counts["bootstrapped"] == len(rows)
+    assert sim.count("POST /v1/articles") == 0
+    assert result.counts["update"] == 1
+    assert result.counts["skip"] == len(rows) - 1
