@@ -41,10 +41,15 @@ class Options(BaseModel):
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
+    # Orders Instock accepted first, polled longest ago first (a poll refreshes the mirror
+    # row's updated_at; never polled sorts first): with more open orders than
+    # `follow_limit`, every order gets its turn and queued creates take no one's place.
     orders = store.query(
         "SELECT d.order_id, d.instock_order_id, s.status AS sync_status FROM dsorder_orders d "
         "LEFT JOIN instock_order_sync s ON s.order_id = d.instock_order_id "
-        "WHERE d.state = 'created' ORDER BY d.updated_at LIMIT ?",
+        "LEFT JOIN instock_orders m ON m.order_id = d.instock_order_id "
+        "WHERE d.state = 'created' "
+        "ORDER BY s.status IS NOT 'accepted', m.updated_at, d.updated_at, d.order_id LIMIT ?",
         [options.follow_limit],
     )
     # A refused create (see its reject) leaves the order open in DSOrder until an

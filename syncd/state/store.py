@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,14 @@ from syncd.errors import StateError
 from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
 
 BUSY_TIMEOUT_MS = 10_000
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path | None) -> threading.Lock:
+    key = str(path.resolve()) if path is not None else ""
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 class RawJson(str):
@@ -151,14 +160,18 @@ class Store:
             with self.db.atomic():  # a savepoint inside the caller's transaction
                 yield self
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # Writers of this process queue on a lock first: SQLite's own busy handler
+        # sleeps in steps of milliseconds, which adds up when jobs and the sender
+        # write at the same time. Other processes (the CLI) still meet busy_timeout.
+        with _write_lock(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def query(
         self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()

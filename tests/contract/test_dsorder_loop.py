@@ -1,0 +1,650 @@
+"""Contract of the DSOrder <-> Instock order loop: in-process jobs, both simulators over
+loopback HTTP, a real SQLite state file.
+
+Each test drives the jobs the way the daemon does (`run_job` on the registered specs
+`dsorder.pull`, `dsorder.progress` and `outbox.send`) and plays the warehouse floor on the
+Instock simulator (`advance_order`, `cancel_order`). What is asserted is what the simulators
+end up holding (orders created, lines fulfilled, closes, request logs) and what the state DB
+says (orders, rejects, runs, alerts). The host catalog comes from `articles-*.csv` files
+loaded by `host.inbox` (or rows written into `host_articles` directly).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from freezegun import freeze_time
+
+import syncd.jobs  # noqa: F401 - fills the job and destination registries
+from syncd.cli import main as cli
+from syncd.config import JobConfig, Settings
+from syncd.jobs import REGISTRY
+from syncd.jobs.runner import RunResult, run_job
+from syncd.sandbox.base import ManualClock
+from syncd.sandbox.dsorder import DSOrderSim, finished_warning
+from syncd.sandbox.instock import InstockSim, InstockState
+from syncd.state import Store
+from syncd.status import status_line, status_report
+
+ZONE = "Europe/Amsterdam"
+DS_SEED = 11
+INSTOCK_SEED = 21
+CREATE_ROUTE = "POST /v1/{site_id}/orders"
+FULFILL_ROUTE = "POST /orders/{order_id}/fulfill"
+CLOSE_ROUTE = "POST /orders/{order_id}/close"
+SUBMITTED_ROUTE = "GET /orders/submitted"
+LOOP_JOBS = ("dsorder.pull", "outbox.send", "dsorder.progress", "outbox.send")
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+
+def count_creates(state: InstockState) -> Counter[str]:
+    """Count every order the Instock simulator creates, per order id (from now on)."""
+    creates: Counter[str] = Counter()
+
+    def add_order(order: Any) -> None:
+        creates[order.order_id] += 1
+        InstockState.add_order(state, order)
+
+    state.add_order = add_order  # type: ignore[method-assign]
+    return creates
+
+
+@pytest.fixture
+def ins() -> Iterator[InstockSim]:
+    # retry_after=0: an injected 429 asks for no wait; slow answers outlast the read timeout.
+    with InstockSim(seed=INSTOCK_SEED, articles=30, retry_after=0, slow_seconds=0.4) as sim:
+        sim.creates = count_creates(sim.state)  # type: ignore[attr-defined]
+        yield sim
+
+
+@pytest.fixture
+def ds() -> Iterator[DSOrderSim]:
+    # The stores' clock stands still at "now": the simulator's "today" never turns mid-test.
+    clock = ManualClock()
+    with DSOrderSim(seed=DS_SEED, clock=clock, tz=ZONE, retry_after=0, slow_seconds=0.4) as sim:
+        yield sim
+
+
+def stocked(ins: InstockSim, minimum: int = 30) -> list[str]:
+    """Instock articles with at least `minimum` free, in id order."""
+    return sorted(a for a in ins.state.articles if ins.stock(a).free >= minimum)
+
+
+def catalog_csv(articles: list[str], fractional: tuple[str, ...] = ()) -> str:
+    rows = [f"{a},Article {a},{'false' if a in fractional else 'true'}" for a in articles]
+    return "\n".join(["article_id,name,whole_units", *rows]) + "\n"
+
+
+_dropped = Counter[str]()
+
+
+def load_catalog(settings: Settings, articles: list[str]) -> None:
+    """The host drops a catalog snapshot; `host.inbox` loads it at once."""
+    _dropped["articles"] += 1
+    name = f"articles-{_dropped['articles']:04d}-{time.monotonic_ns()}.csv"
+    (settings.host_dir / "inbox" / name).write_text(catalog_csv(articles))
+    result = run(settings, "host.inbox")
+    assert result.counts.get("files_archived") == 1, result.counts
+
+
+@pytest.fixture
+def make_cfg(
+    make_settings: Any, tmp_path: Path, ins: InstockSim, ds: DSOrderSim
+) -> Callable[..., Settings]:
+    """Settings for both simulators and a fresh state DB with a host catalog loaded."""
+
+    def make(
+        policy: str = "hold",
+        catalog: list[str] | None = None,
+        read_timeout: float = 5.0,
+        **pull_options: Any,
+    ) -> Settings:
+        retry = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05}
+        timeouts = {"connect": 2, "read": read_timeout}
+        settings: Settings = make_settings(
+            daemon={"state_dir": str(tmp_path / "state"), "site_timezone": ZONE},
+            connectors={
+                "instock": {
+                    "enabled": True,
+                    "base_url": ins.base_url,
+                    "token": ins.token,
+                    "site_id": ins.site_id,
+                    "retry": retry,
+                    "timeouts": timeouts,
+                },
+                "dsorder": {
+                    "enabled": True,
+                    "base_url": ds.base_url,
+                    "token": ds.token,
+                    "retry": retry,
+                    "timeouts": timeouts,
+                },
+            },
+            host={"dir": str(tmp_path / "host"), "settle_time": 0},
+            outbox={"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 100},
+            jobs={"dsorder.pull": {"options": {"policy": policy, **pull_options}}},
+        )
+        Store.open(settings.db_path).close()  # migrate once; jobs open it with migrate=False
+        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
+        load_catalog(settings, stocked(ins) if catalog is None else catalog)
+        return settings
+
+    return make
+
+
+def run(settings: Settings, job: str, *, expect: str | None = "ok") -> RunResult:
+    result = run_job(REGISTRY[job], settings, trigger="test")
+    if expect is not None:
+        assert result.status == expect, result.error
+    return result
+
+
+def cycle(settings: Settings, rounds: int = 1, expect: str | None = "ok") -> None:
+    """What the daemon does on its schedule: pull, send, follow progress, send."""
+    for _ in range(rounds):
+        for job in LOOP_JOBS:
+            run(settings, job, expect=expect)
+
+
+def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    with Store.open(settings.db_path, migrate=False) as store:
+        return store.query(sql, params)
+
+
+def order_row(settings: Settings, order_id: str) -> dict[str, Any]:
+    rows = query(settings, "SELECT * FROM dsorder_orders WHERE order_id = ?", [order_id])
+    assert rows, f"order {order_id} was never pulled"
+    return rows[0]
+
+
+def open_rejects(settings: Settings) -> list[dict[str, Any]]:
+    return query(
+        settings,
+        "SELECT * FROM rejects WHERE source = 'dsorder:lines' AND status IN ('open', 'retry') "
+        "ORDER BY reference",
+    )
+
+
+def picked(ins: InstockSim, order_id: str) -> dict[int, int]:
+    """What Instock picked for a DSOrder order, mapped back to DSOrder line numbers."""
+    instock_id = f"DS-{order_id}"
+    prefix = f"{instock_id}-"
+    return {
+        int(line_id.removeprefix(prefix)): qty for line_id, qty in ins.fulfilled(instock_id).items()
+    }
+
+
+def reported(ds: DSOrderSim, order_id: str) -> dict[int, tuple[float, bool]]:
+    """DSOrder's view of an order: (fulfilled total, finished) per line number."""
+    with ds.state.lock:
+        order = ds.state.orders[order_id]
+        return {n: (line.fulfilled, line.finished) for n, line in order.lines.items()}
+
+
+def instock_lines(ins: InstockSim, order_id: str) -> dict[str, tuple[str, int]]:
+    with ins.state.lock:
+        order = ins.state.orders[f"DS-{order_id}"]
+        return {ln.line_id: (ln.article_id, ln.qty) for ln in order.lines}
+
+
+def advance_all(ins: InstockSim) -> int:
+    """The floor: one step for every open DS order; returns how many moved."""
+    moved = 0
+    with ins.state.lock:
+        open_ids = [
+            o.order_id
+            for o in ins.state.orders.values()
+            if o.order_id.startswith("DS-") and o.status in ("registered", "reserved")
+        ]
+    for order_id in open_ids:
+        ins.advance_order(order_id)
+        moved += 1
+    return moved
+
+
+# --- the happy path ------------------------------------------------------------------------
+
+
+def test_order_is_created_once_advanced_fulfilled_with_picked_totals_and_closed_once(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A DSOrder order becomes one Instock order; once done, its picked totals are reported
+    per DSOrder line, finished, and the order is closed exactly once."""
+    cfg = make_cfg()
+    a, b, c = stocked(ins)[:3]
+    order_id = ds.submit_order(lines=[(a, 3), (b, 5), (c, 1)])
+
+    cycle(cfg)
+    assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
+    assert instock_lines(ins, order_id) == {
+        f"DS-{order_id}-1000": (a, 3),
+        f"DS-{order_id}-2000": (b, 5),
+        f"DS-{order_id}-3000": (c, 1),
+    }
+    assert order_row(cfg, order_id)["state"] == "created"
+    assert ds.count(FULFILL_ROUTE) == 0  # nothing picked yet: nothing to report
+
+    ins.advance_order(f"DS-{order_id}")  # reserved: still nothing picked
+    cycle(cfg)
+    assert ds.count(FULFILL_ROUTE) == 0
+    assert ds.closes(order_id) == 0
+
+    assert ins.advance_order(f"DS-{order_id}") == "done"
+    cycle(cfg)
+    totals = picked(ins, order_id)
+    assert totals == {1000: 3, 2000: 5, 3000: 1}
+    assert reported(ds, order_id) == {n: (q, True) for n, q in totals.items()}
+    assert ds.closes(order_id) == 1
+    assert order_row(cfg, order_id)["state"] == "closed"
+
+    # Diff, don't resend: more cycles make no create, fulfil or close requests.
+    requests = (ins.count(CREATE_ROUTE), ds.count(FULFILL_ROUTE), ds.count(CLOSE_ROUTE))
+    cycle(cfg, rounds=2)
+    assert (ins.count(CREATE_ROUTE), ds.count(FULFILL_ROUTE), ds.count(CLOSE_ROUTE)) == requests
+    assert requests == (1, 1, 1)
+    assert ds.order(order_id).close_attempts == 1
+
+
+@pytest.mark.parametrize("when", ["short_stock", "floor_cancel"])
+def test_canceled_instock_order_closes_with_what_was_picked(
+    when: str, ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A canceled Instock order (short stock, or canceled by the floor while reserved) is
+    reported with what was picked, here 0 on every line, finished, and closed once."""
+    cfg = make_cfg()
+    a, b = stocked(ins)[:2]
+    qty_a = ins.stock(a).free + 1 if when == "short_stock" else 2
+    order_id = ds.submit_order(lines=[(a, qty_a), (b, 4)])
+    cycle(cfg)
+    if when == "short_stock":
+        assert ins.advance_order(f"DS-{order_id}") == "canceled"
+    else:
+        assert ins.advance_order(f"DS-{order_id}") == "reserved"
+        ins.cancel_order(f"DS-{order_id}")
+    cycle(cfg)
+    assert picked(ins, order_id) == {1000: 0, 2000: 0}
+    assert reported(ds, order_id) == {1000: (0, True), 2000: (0, True)}
+    assert ds.closes(order_id) == 1
+    assert order_row(cfg, order_id)["state"] == "closed"
+    assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
+
+
+def test_progress_takes_turns_when_more_orders_are_open_than_it_polls_per_run(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """With more open orders than `follow_limit`, each run polls the ones polled longest
+    ago: an order that is done closes even while older orders stay open in Instock."""
+    cfg = make_cfg()
+    cfg.jobs["dsorder.progress"] = JobConfig(options={"follow_limit": 1})
+    a = stocked(ins)[0]
+    waiting, done = ds.submit_order(lines=[(a, 1)]), ds.submit_order(lines=[(a, 2)])
+    cycle(cfg)
+    ins.advance_order(f"DS-{done}")
+    ins.advance_order(f"DS-{done}")
+    cycle(cfg, rounds=3)
+    assert ds.closes(done) == 1
+    assert reported(ds, done) == {1000: (2, True)}
+    assert order_row(cfg, waiting)["state"] == "created"
+
+
+# --- lines Instock cannot take: policy hold -------------------------------------------------
+
+
+def test_hold_policy_holds_the_whole_order_with_a_reject_per_bad_line(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Policy `hold`: a fractional quantity or an unknown article holds the whole order,
+    with a reject naming order, line and reason, and nothing goes to Instock."""
+    cfg = make_cfg(policy="hold")
+    a, b = stocked(ins)[:2]
+    good = ds.submit_order(lines=[(a, 2)])
+    bad = ds.submit_order(lines=[(a, 1), (b, 2.5), ("NO-SUCH-ARTICLE", 3)])
+    cycle(cfg, rounds=2)
+
+    assert order_row(cfg, bad)["state"] == "held"
+    assert order_row(cfg, good)["state"] == "created"
+    assert set(ins.creates) == {f"DS-{good}"}  # type: ignore[attr-defined]
+    assert ins.count(CREATE_ROUTE) == 1
+    assert not query(cfg, "SELECT * FROM outbox WHERE order_key = ?", [f"order:DS-{bad}"])
+    rejects = open_rejects(cfg)
+    assert [(r["reference"], r["field"]) for r in rejects] == [
+        (f"order {bad} line 2000", "quantity"),
+        (f"order {bad} line 3000", "article_id"),
+    ]
+    assert "fractional quantity 2.5" in rejects[0]["reason"]
+    assert "article NO-SUCH-ARTICLE is not in the host catalog" in rejects[1]["reason"]
+    hold_reason = order_row(cfg, bad)["hold_reason"]
+    assert "line 2000" in hold_reason
+    assert "line 3000" in hold_reason
+    # A held order is not reported or closed in DSOrder: it waits for an operator.
+    assert not [r for r in ds.requests if r.path.startswith(f"/orders/{bad}/")]
+    assert ds.closes(bad) == 0
+
+
+def test_held_order_is_released_when_the_catalog_adds_its_article(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An order held for an article missing from the host catalog is sent to Instock by
+    itself once a catalog file adds the article, and its rejects are resolved."""
+    articles = stocked(ins)
+    late = articles[-1]
+    cfg = make_cfg(catalog=articles[:-1])
+    order_id = ds.submit_order(lines=[(articles[0], 2), (late, 3)])
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    (reject,) = open_rejects(cfg)
+    assert reject["reference"] == f"order {order_id} line 2000"
+    cycle(cfg)  # nothing changed: still held
+    load_catalog(cfg, articles[:-1])  # a catalog that still lacks it: planned again, held
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    # The reason still holds: the same reject, not a new one per plan.
+    assert query(cfg, "SELECT id FROM rejects WHERE source = 'dsorder:lines'") == [
+        {"id": reject["id"]}
+    ]
+
+    load_catalog(cfg, articles)
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "created"
+    assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
+    assert instock_lines(ins, order_id)[f"DS-{order_id}-2000"] == (late, 3)
+    assert open_rejects(cfg) == []
+
+    advance_all(ins)
+    advance_all(ins)
+    cycle(cfg)
+    assert reported(ds, order_id) == {1000: (2, True), 2000: (3, True)}
+    assert ds.closes(order_id) == 1
+
+
+def test_held_order_is_released_by_retrying_its_reject(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """`retry_reject` plans a held order again: still held while the reason stands (the
+    reject reopens), released once the article is in the catalog."""
+    articles = stocked(ins)
+    late = articles[-1]
+    cfg = make_cfg(catalog=articles[:-1])
+    order_id = ds.submit_order(lines=[(late, 4)])
+    cycle(cfg)
+    (reject,) = open_rejects(cfg)
+
+    with Store.open(cfg.db_path, migrate=False) as store:
+        assert store.retry_reject(reject["id"]) == "retry"
+    cycle(cfg)  # planned again, the article is still unknown: held, the reject open again
+    assert order_row(cfg, order_id)["state"] == "held"
+    assert open_rejects(cfg) == [{**reject, "status": "open", "updated_at": ANY}]
+
+    # The article reaches the catalog without a new host file: only a retry replans.
+    with Store.open(cfg.db_path, migrate=False) as store, store.transaction():
+        store.db.execute(
+            "INSERT INTO host_articles (article_id, name, file, line, load_id, loaded_at) "
+            "VALUES (?, 'late article', 'manual', 1, 0, '2026-01-01T00:00:00.000Z')",
+            [late],
+        )
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    assert ins.count(CREATE_ROUTE) == 0
+    with Store.open(cfg.db_path, migrate=False) as store:
+        store.retry_reject(reject["id"])
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "created"
+    assert ins.creates == {f"DS-{order_id}": 1}  # type: ignore[attr-defined]
+    assert open_rejects(cfg) == []
+
+
+# --- lines Instock cannot take: policy partial ----------------------------------------------
+
+
+def test_partial_policy_sends_good_lines_and_reports_the_bad_ones_as_zero_finished(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Policy `partial`: the good lines go to Instock; the bad line is a reject, is reported
+    as 0 and is finished with the rest when the Instock order ends."""
+    cfg = make_cfg(policy="partial")
+    a, b = stocked(ins)[:2]
+    order_id = ds.submit_order(lines=[(a, 2), (b, 1.5), (a, 7)])
+    cycle(cfg)
+    assert instock_lines(ins, order_id) == {
+        f"DS-{order_id}-1000": (a, 2),
+        f"DS-{order_id}-3000": (a, 7),
+    }
+    assert [r["reference"] for r in open_rejects(cfg)] == [f"order {order_id} line 2000"]
+    assert "sent without: line 2000" in order_row(cfg, order_id)["hold_reason"]
+
+    advance_all(ins)
+    cycle(cfg)
+    assert ds.count(FULFILL_ROUTE) == 0  # nothing picked, nothing finished: no report yet
+    advance_all(ins)
+    cycle(cfg)
+    assert reported(ds, order_id) == {1000: (2, True), 2000: (0, True), 3000: (7, True)}
+    assert ds.closes(order_id) == 1
+    assert ins.creates == {f"DS-{order_id}": 1}  # type: ignore[attr-defined]
+
+
+def test_partial_policy_holds_an_order_without_any_good_line(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Policy `partial` with no line Instock can take: the order is held, nothing is sent."""
+    cfg = make_cfg(policy="partial")
+    order_id = ds.submit_order(lines=[("NO-SUCH-ARTICLE", 1), (stocked(ins)[0], 0.25)])
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    assert ins.count(CREATE_ROUTE) == 0
+    assert len(open_rejects(cfg)) == 2
+
+
+# --- DSOrder's own answers ------------------------------------------------------------------
+
+
+def test_dsorder_warnings_are_kept_with_the_sender_run_and_the_intent(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A warning DSOrder answers with (a line finished before syncd reported it) is kept in
+    the sender run's warnings and the intent's result; the order still closes."""
+    cfg = make_cfg()
+    a, b = stocked(ins)[:2]
+    order_id = ds.submit_order(lines=[(a, 2), (b, 3)])
+    cycle(cfg)
+    advance_all(ins)
+    advance_all(ins)
+    with ds.state.lock:  # a store clerk finishes line 1000 by hand, at 1
+        line = ds.state.orders[order_id].lines[1000]
+        line.fulfilled, line.finished = 1, True
+    cycle(cfg)
+
+    warning = finished_warning(1000)
+    assert reported(ds, order_id) == {1000: (1, True), 2000: (3, True)}
+    assert ds.closes(order_id) == 1
+    (intent,) = query(
+        cfg, "SELECT * FROM outbox WHERE destination = 'dsorder' AND kind = 'fulfill'"
+    )
+    assert intent["status"] == "sent"
+    assert json.loads(intent["result"]) == {"warnings": [warning]}
+    kept = [
+        w
+        for r in query(cfg, "SELECT warnings FROM runs WHERE job = 'outbox.send'")
+        for w in json.loads(r["warnings"])
+    ]
+    assert kept == [{"destination": "dsorder", "intent_id": intent["id"], "warnings": [warning]}]
+
+
+@pytest.mark.parametrize("how", ["closed_directly", "answer_lost"])
+def test_already_closed_after_a_crash_counts_as_done(
+    how: str, ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A close that went through but was never recorded (closed in DSOrder directly, or its
+    answer lost on the way back) is answered "already closed" later: that counts as done."""
+    cfg = make_cfg()
+    order_id = ds.submit_order(lines=[(stocked(ins)[0], 2)])
+    cycle(cfg)
+    advance_all(ins)
+    advance_all(ins)
+    if how == "closed_directly":
+        # The fulfil is sent; the close is refused softly once (changes nothing), and is
+        # then made directly, as if syncd had crashed between sending it and recording it.
+        ds.faults.script(CLOSE_ROUTE, ["fail_soft"])
+        run(cfg, "dsorder.progress")
+        counts = run(cfg, "outbox.send").counts
+        assert (counts["pushed"], counts["retried"]) == (1, 1), counts
+        assert ds.closes(order_id) == 0
+        with ds.state.lock:
+            order = ds.state.orders[order_id]
+            order.closed, order.closes = True, 1
+    else:
+        # Every connection to close is dropped after DSOrder closed the order.
+        ds.faults.script(CLOSE_ROUTE, ["drop"])
+    time.sleep(0.06)  # past the outbox backoff
+    cycle(cfg, rounds=2)
+    assert ds.closes(order_id) == 1
+    assert order_row(cfg, order_id)["state"] == "closed"
+    (close,) = query(cfg, "SELECT * FROM outbox WHERE kind = 'close'")
+    assert close["status"] == "sent"
+    assert "already closed" in json.loads(close["result"])["already_done"]
+    assert reported(ds, order_id) == {1000: (2, True)}
+    assert query(cfg, "SELECT * FROM rejects") == []
+
+
+# --- the midnight gap -----------------------------------------------------------------------
+
+
+def local(day: datetime, hour: int, minute: int = 0) -> datetime:
+    return day.replace(hour=hour, minute=minute, tzinfo=ZoneInfo(ZONE))
+
+
+def test_midnight_gap_opens_an_alert_naming_the_interval(
+    ds: DSOrderSim, make_cfg: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A pull after a day whose end no pull covered opens a `dsorder_midnight_gap` alert
+    naming the interval, shown by `syncd status` and in the STATUS line; pulls a few minutes
+    either side of midnight raise nothing."""
+    cfg = make_cfg()
+    catalog = [r["article_id"] for r in query(cfg, "SELECT article_id FROM host_articles")]
+    clock: ManualClock = ds.clock  # type: ignore[assignment]
+    day = datetime(2025, 3, 10)  # a Monday, CET (UTC+1)
+
+    def pull_at(moment: datetime) -> RunResult:
+        clock.set(moment.timestamp())
+        with freeze_time(moment.astimezone(UTC), tick=True):
+            return run(cfg, "dsorder.pull")
+
+    pull_at(local(day, 20))
+    covered = ds.submit_order(lines=[(catalog[0], 1)], at=local(day, 21).timestamp())
+    pull_at(local(day, 23, 55))
+    pull_at(local(day + timedelta(days=1), 0, 5))  # 10 minutes uncovered: within tolerance
+    assert order_row(cfg, covered)["state"] == "created"
+    assert query(cfg, "SELECT * FROM alerts") == []
+
+    next_day = day + timedelta(days=1)
+    pull_at(local(next_day, 20))
+    missed = ds.submit_order(lines=[(catalog[0], 1)], at=local(next_day, 22).timestamp())
+    pull_at(local(next_day + timedelta(days=1), 7))  # syncd was down from 20:00 to 07:00
+
+    assert missed not in ds.visible_order_ids()
+    assert not query(cfg, "SELECT * FROM dsorder_orders WHERE order_id = ?", [missed])
+    with Store.open(cfg.db_path, migrate=False) as store:
+        (alert,) = store.open_alerts("dsorder_midnight_gap")
+        report = status_report(store)
+        line = status_line(store)
+    assert alert["subject"] == "2025-03-11"
+    assert "2025-03-11T20:00" in alert["message"]
+    assert "2025-03-12T00:00:00+01:00" in alert["message"]
+    assert [a["kind"] for a in report["alerts_open"]] == ["dsorder_midnight_gap"]
+    assert "alerts 1" in line
+    assert "ALERT DSOrder orders submitted between 2025-03-11T20:00" in line
+
+    config = tmp_path / "status.toml"
+    config.write_text(f"[daemon]\nstate_dir = {json.dumps(str(cfg.daemon.state_dir))}\n")
+    shown = CliRunner().invoke(cli, ["status", "--config", str(config)], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "dsorder_midnight_gap" in shown.output
+    assert "2025-03-11" in shown.output
+
+
+# --- faults on both sides -------------------------------------------------------------------
+
+INSTOCK_FAULTS = ("429", "503", "slow", "malformed", "drop")
+DSORDER_FAULTS = (*INSTOCK_FAULTS, "fail_soft")
+FAULT_RATE = 0.15
+FAULT_SEED = 4
+
+
+def test_faults_on_both_sides_converge(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """With ~15% of requests to both remotes failing (429, 503, slow, malformed, dropped,
+    DSOrder's soft failure), rounds of pull/progress/send converge: every order created in
+    Instock once, its totals right, closed in DSOrder once."""
+    cfg = make_cfg(read_timeout=0.25)
+    articles = stocked(ins, minimum=100)
+    rng = random.Random(FAULT_SEED)
+
+    def submit(n: int) -> list[str]:
+        return [
+            ds.submit_order(
+                lines=[(a, rng.randint(1, 9)) for a in rng.sample(articles, rng.randint(1, 3))]
+            )
+            for _ in range(n)
+        ]
+
+    everything = submit(6)
+    # Two orders Instock cannot fill: canceled for short stock, closed with 0.
+    for _ in range(2):
+        everything.append(ds.submit_order(lines=[(articles[0], 10_000), (articles[1], 1)]))
+    for kind in INSTOCK_FAULTS:
+        ins.faults.rate("*", kind, FAULT_RATE / len(INSTOCK_FAULTS))
+    for kind in DSORDER_FAULTS:
+        ds.faults.rate("*", kind, FAULT_RATE / len(DSORDER_FAULTS))
+    # The writes meet the hard cases at least once: the change happens but the answer is lost
+    # (drop, slow), or is not readable (malformed), or is a soft failure.
+    ins.faults.script(CREATE_ROUTE, ["drop", "ok", "slow", "ok", "malformed"])
+    ds.faults.script(FULFILL_ROUTE, ["drop", "ok", "fail_soft", "ok", "slow", "ok", "malformed"])
+    ds.faults.script(CLOSE_ROUTE, ["slow", "ok", "drop", "ok", "fail_soft", "ok", "malformed"])
+
+    deadline = time.monotonic() + 30
+    rounds = 0
+    while time.monotonic() < deadline:
+        rounds += 1
+        if rounds <= 6:
+            everything += submit(4)  # stores keep ordering while the loop runs
+        cycle(cfg, expect=None)  # a run may fail on a fault; the next round carries on
+        for order_id in everything:  # the floor gets to about half the open orders per round
+            with ins.state.lock:
+                order = ins.state.orders.get(f"DS-{order_id}")
+                status = order.status if order else None
+            if status in ("registered", "reserved") and rng.random() < 0.5:
+                ins.advance_order(f"DS-{order_id}")
+        if rounds > 6 and all(ds.closes(o) for o in everything):
+            break
+        time.sleep(0.02)
+
+    fired_ins, fired_ds = sum(ins.faults.fired.values()), sum(ds.faults.fired.values())
+    ins.faults.clear()
+    ds.faults.clear()
+    time.sleep(0.5)  # let slow answers still sleeping in the simulators land
+    cycle(cfg, rounds=2)  # anything still in flight lands; nothing is sent twice
+    assert min(fired_ins, fired_ds) >= 15, (ins.faults.fired, ds.faults.fired)
+    assert set(ds.faults.fired) >= set(DSORDER_FAULTS) - {"503", "429"}, ds.faults.fired
+    for order_id in everything:
+        totals = picked(ins, order_id)
+        assert ins.creates[f"DS-{order_id}"] == 1, order_id  # type: ignore[attr-defined]
+        assert ds.closes(order_id) == 1, order_id
+        assert reported(ds, order_id) == {n: (q, True) for n, q in totals.items()}, order_id
+    assert [set(picked(ins, o).values()) for o in everything[6:8]] == [{0}, {0}]
+    assert set(ins.creates) == {f"DS-{o}" for o in everything}  # type: ignore[attr-defined]
+    states = Counter(r["state"] for r in query(cfg, "SELECT state FROM dsorder_orders"))
+    assert states == {"closed": len(everything)}
+    assert query(cfg, "SELECT * FROM rejects") == []
