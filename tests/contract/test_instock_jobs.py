@@ -347,10 +347,13 @@ def test_serial_numbered_articles_are_rejected_before_any_request(
     assert len(open_rejects(cfg, "instock:articles")) == 1
 
 
-def test_retried_reject_is_planned_again(sim: InstockSim, cfg: Settings) -> None:
+def test_retried_reject_is_planned_again(
+    sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
     """`syncd rejects retry` on an article reject makes the next run plan that article again:
     once the cause is fixed in Instock the article goes through; an unfixed one is refused
-    again with a new reject."""
+    again with a new reject. (Bootstrap off, so R001 takes the upload-and-isolate path.)"""
+    cfg = make_cfg(sim, instock_articles={"bootstrap": False})
     header = "article_id,name,is_serial_numbered"
     # Instock holds R001 as serial-numbered: the host's version is refused on the PUT.
     with sim.state.lock:
