@@ -45,6 +45,9 @@ log = structlog.get_logger("syncd.outbox")
 class Destination(Protocol):
     """A remote (or the host outbox directory) that accepts intents of some kinds.
 
+    A destination may set `stop_key_on_reject = True`: a rejected intent then holds
+    back the later intents of its key until the reject is retried or dropped.
+
     A destination may also define `on_outcome(store, intent, outcome, detail)`;
     the sender calls it inside the transaction that records the outcome
     ("sent", "already_done" or "rejected"), so a job's own record of what the
@@ -151,6 +154,18 @@ class Sender:
     def _drain(self, name: str, destination: Destination) -> None:
         policy = self.settings.outbox
         blocked: set[str] = set()  # keys whose earlier intent is not done yet
+        stop_on_reject = getattr(destination, "stop_key_on_reject", False)
+        if stop_on_reject:
+            # e.g. DSOrder: no close after a refused fulfilment, until an operator
+            # retries that reject (it is sent again) or drops it (the rest goes on).
+            blocked.update(
+                r[0]
+                for r in self.store.db.execute(
+                    "SELECT DISTINCT order_key FROM outbox WHERE destination = ? "
+                    "AND status = 'rejected'",
+                    [name],
+                )
+            )
         after_id = 0
         while True:
             batch = self.store.pending_intents(name, policy.batch_size, after_id)
@@ -165,7 +180,9 @@ class Sender:
                     continue
                 if self.stopping.is_set():
                     raise ShutdownRequested("outbox: stopping between intents")
-                if not self._deliver(name, destination, intent):
+                rejected_before = self.counts["rejected"]
+                finished = self._deliver(name, destination, intent)
+                if not finished or (stop_on_reject and self.counts["rejected"] > rejected_before):
                     blocked.add(intent.order_key)
                 if self.counts["auth_failed"]:
                     return

@@ -23,6 +23,9 @@ log = structlog.get_logger("syncd.dsorder")
 
 
 class DSOrderDestination:
+    # A close after a refused fulfilment would freeze wrong totals: it waits instead.
+    stop_key_on_reject = True
+
     def __init__(self, settings: Settings) -> None:
         self.client = DSOrderClient(settings.connectors.dsorder)
 

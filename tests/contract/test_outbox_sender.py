@@ -223,3 +223,39 @@ def test_auth_failure_stops_the_destination_and_alerts(
         assert store.open_alerts("auth")[0]["subject"] == "orders"
     assert server.count("POST /orders") == 1  # stopped after the first refusal
     assert orders.orders == {}
+
+
+def test_a_rejected_intent_can_hold_back_the_rest_of_its_key(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """With stop_key_on_reject, later intents of a key wait while an earlier one is rejected,
+    and go on once the operator drops that reject; other keys are not held."""
+    server, orders = api
+    settings = make_settings()
+    with Store.open(settings.db_path) as store:
+        store.add_intents(
+            [
+                NewIntent("orders", "create", "K", "create:bad-K", {"order_id": "bad-K"}),
+                NewIntent("orders", "update", "K", "update:K", {"order_id": "bad-K", "version": 1}),
+                NewIntent("orders", "create", "L", "create:L", {"order_id": "L"}),
+            ]
+        )
+        sender = make_sender(store, settings, server)
+        real_factory = sender.destinations["orders"]
+
+        def strict(s: Settings) -> Any:
+            destination = real_factory(s)
+            destination.stop_key_on_reject = True
+            return destination
+
+        sender.destinations = {"orders": strict}
+        sender.drain()
+        sender.drain()
+        statuses = [r["status"] for r in store.query("SELECT status FROM outbox ORDER BY id")]
+        assert statuses == ["rejected", "pending", "sent"]
+        store.drop_reject(store.list_rejects()[0]["id"])
+        sender.drain()
+        assert (
+            store.scalar("SELECT status FROM outbox WHERE idempotency_key = 'update:K'") == "sent"
+        )
+    assert orders.applied["L"] == [0]
