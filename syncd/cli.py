@@ -474,5 +474,38 @@ def sandbox_dsorder(
     dsorder.run(host, port, seed, token or dsorder.DEFAULT_TOKEN, tz, orders_per_minute)
 
 
+@sandbox.command("netstock")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8767, show_default=True, help="Port (0 picks a free one).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated orders.")
+def sandbox_netstock(host: str, port: int, seed: int) -> None:
+    """Serve a Netstock Data Orchestrator simulator (token, datasets, pops)."""
+    from syncd.sandbox import netstock
+
+    netstock.run(host, port, seed)
+
+
+@sandbox.command("import-jobs")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8768, show_default=True, help="Port (0 picks a free one).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated data.")
+def sandbox_import_jobs(host: str, port: int, seed: int) -> None:
+    """Serve an import-jobs planning API simulator (202 jobs processed in the background)."""
+    from syncd.sandbox import import_jobs
+
+    import_jobs.run(host, port, seed)
+
+
+@sandbox.command("oregon-siop")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=8769, show_default=True, help="Port (0 picks a free one).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated data.")
+def sandbox_oregon_siop(host: str, port: int, seed: int) -> None:
+    """Serve an Oregon Tool SIOP simulator (documented limits and error shape)."""
+    from syncd.sandbox import oregon_siop
+
+    oregon_siop.run(host, port, seed)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
