@@ -249,6 +249,9 @@ shutdown_timeout = "5s"
 format = "json"
 level = "info"
 
+[jobs."host.inbox"]
+enabled = false  # the daemon mechanics are watched through housekeeping alone
+
 [jobs."state.housekeeping".schedule]
 interval = {json.dumps(housekeeping)}
 {extra}
