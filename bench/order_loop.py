@@ -96,12 +96,14 @@ class CountingInstock(InstockSim):
 
 
 class Warehouse(threading.Thread):
-    """Advances every new ``DS-*`` Instock order to reserved, then done, at once."""
+    """Advances every new ``DS-*`` Instock order to reserved, then done: at once, or at
+    most ``done_rate`` orders per second (a floor that finishes orders over time)."""
 
-    def __init__(self, sim: InstockSim, interval: float = 0.01) -> None:
+    def __init__(self, sim: InstockSim, interval: float = 0.01, done_rate: float = 0.0) -> None:
         super().__init__(name="bench-warehouse", daemon=True)
         self.sim = sim
         self.interval = interval
+        self.done_rate = done_rate
         self.stop_event = threading.Event()
         self.done_at: dict[str, float] = {}  # Instock order id -> epoch of the done step
         self.not_done: dict[str, str] = {}  # order id -> status when it did not reach done
@@ -111,14 +113,20 @@ class Warehouse(threading.Thread):
         state = self.sim.state
         listed = state.site_orders[self.sim.site_id]
         seen = 0
+        waiting: list[str] = []
+        budget, last = 0.0, time.monotonic()
         while not self.stop_event.wait(self.interval):
             started = time.perf_counter()
+            now = time.monotonic()
+            budget = min(budget + (now - last) * self.done_rate, max(1.0, self.done_rate))
+            last = now
             with state.lock:
-                new = listed[seen:]
+                waiting.extend(o for o in listed[seen:] if o.startswith("DS-"))
                 seen = len(listed)
-                for order_id in new:
-                    if not order_id.startswith("DS-"):
-                        continue
+                count = len(waiting) if self.done_rate <= 0 else int(budget)
+                batch, waiting[:] = waiting[:count], waiting[count:]
+                budget -= len(batch) if self.done_rate > 0 else 0
+                for order_id in batch:
                     status = self.sim.advance_order(order_id)
                     if status == "reserved":
                         status = self.sim.advance_order(order_id)
@@ -153,7 +161,7 @@ class World:
             return sum(1 for o in self.dsorder.state.orders.values() if o.closed)
 
 
-def build_world(n_orders: int, n_lines: int, seed: int) -> World:
+def build_world(n_orders: int, n_lines: int, seed: int, done_rate: float = 0.0) -> World:
     instock = CountingInstock(seed=seed, articles=ARTICLES)
     articles = sorted(
         a for a, art in instock.state.articles.items() if not art.get("is_serial_numbered")
@@ -174,7 +182,7 @@ def build_world(n_orders: int, n_lines: int, seed: int) -> World:
         need = demand[article_id] + 10 - instock.stock(article_id).free
         if need > 0:
             instock.adjust_inventory(article_id, need)
-    return World(instock, dsorder, orders, articles, Warehouse(instock))
+    return World(instock, dsorder, orders, articles, Warehouse(instock, done_rate=done_rate))
 
 
 def write_catalog(world: World, inbox: Path) -> Path:
@@ -515,7 +523,7 @@ def missing(world: World, close_requests: Counter[str]) -> list[str]:
 
 
 def run_syncd(args: argparse.Namespace, work: Path) -> LoopResult:
-    world = build_world(args.orders, args.lines, args.seed)
+    world = build_world(args.orders, args.lines, args.seed, args.done_rate)
     world.start()
     try:
         write_catalog(world, work / "host" / "inbox")
@@ -726,7 +734,7 @@ RAW_LOOP = textwrap.dedent(
 
 
 def run_raw(args: argparse.Namespace, work: Path) -> LoopResult:
-    world = build_world(args.baseline_orders, args.lines, args.seed + 1)
+    world = build_world(args.baseline_orders, args.lines, args.seed + 1, args.done_rate)
     world.start()
     try:
         bench_cpu = self_cpu()
@@ -870,6 +878,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per loop")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--done-rate",
+        type=float,
+        default=0.0,
+        help="orders the warehouse finishes per second (default 0: all at once, a burst)",
+    )
     args = parser.parse_args()
     if args.baseline_orders is None:
         args.baseline_orders = args.orders

@@ -12,7 +12,11 @@ from syncd.jobs import (
     instock_moves,
     instock_orders,
     instock_push,
+    netstock_export,
+    netstock_pop,
+    oregon_siop,
     outbox_send,
+    planning_import,
 )
 from syncd.jobs.base import REGISTRY, JobContext, JobSpec, register, validate_jobs
 
@@ -32,7 +36,11 @@ __all__ = [
     "instock_moves",
     "instock_orders",
     "instock_push",
+    "netstock_export",
+    "netstock_pop",
+    "oregon_siop",
     "outbox_send",
+    "planning_import",
     "register",
     "validate_jobs",
 ]

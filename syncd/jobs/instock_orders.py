@@ -475,6 +475,9 @@ def store_poll(
         order["fulfilled"]
     )
     followed = Followed(status.order_status, fulfilled, changed)
+    if rows and not changed and order["lines"] == rows[0]["lines"]:
+        # Nothing moved since the last poll: no write (most polls of open orders).
+        return followed
     now = iso()
     with store.transaction():
         if not rows:

@@ -513,6 +513,183 @@ def m0005_planning_feeds(db: Database) -> None:
     )
 
 
+@migrations()
+def m0008_netstock(db: Database) -> None:
+    # Netstock: the journal of destructive pops (`/file/pop_*`) and the dataset export's
+    # resumable state machine (one row per dataset import, chunks recorded as sent).
+    _run_script(
+        db,
+        """
+        -- Every popped answer, raw, written (committed) before it is parsed: the server
+        -- removed it, this row is the only copy. status: journaled -> queued (host outbox
+        -- intent recorded) -> delivered (the file is in outbox/); unparseable is kept.
+        CREATE TABLE netstock_pops (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('po', 'tr', 'wo')),
+            raw TEXT NOT NULL,
+            popped_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'journaled'
+                CHECK (status IN ('journaled', 'queued', 'delivered', 'unparseable')),
+            file_name TEXT,                       -- Netstock's name for the file
+            lines INTEGER,
+            outbox_id INTEGER,                    -- the host outbox intent
+            error TEXT,
+            queued_at TEXT,
+            delivered_at TEXT,
+            run_id TEXT
+        );
+        CREATE INDEX netstock_pops_status ON netstock_pops (status, id);
+
+        -- One row per export attempt: prepared (snapshot frozen) -> importing (dataset
+        -- open) -> processing -> complete | failed. `models` is a JSON list of
+        -- {model, rows, state (pending/open/ended), lines_sent, chunks}.
+        CREATE TABLE netstock_exports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dataset_id TEXT UNIQUE,
+            state TEXT NOT NULL
+                CHECK (state IN ('prepared', 'importing', 'processing', 'complete', 'failed')),
+            models TEXT NOT NULL DEFAULT '[]',
+            snapshot_hash TEXT NOT NULL,
+            rows INTEGER NOT NULL DEFAULT 0,
+            start_attempted_at TEXT,              -- a dataset/start was sent (adopt on conflict)
+            started_at TEXT,
+            processing_at TEXT,
+            finished_at TEXT,
+            status_text TEXT,                     -- last /dataset/status status
+            success INTEGER,
+            message TEXT,
+            audit TEXT,                           -- JSON: /dataset/full_audit_log on failure
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            run_id TEXT
+        );
+        CREATE INDEX netstock_exports_state ON netstock_exports (state, id);
+
+        -- The frozen snapshot of an export still in flight (deleted when it finishes).
+        CREATE TABLE netstock_export_rows (
+            export_id INTEGER NOT NULL REFERENCES netstock_exports (id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            row TEXT NOT NULL,                    -- JSON, exact decimals as numbers
+            PRIMARY KEY (export_id, model, seq)
+        );
+
+        -- Chunks the server accepted, recorded in the transaction of the answer.
+        CREATE TABLE netstock_export_chunks (
+            dataset_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            chunk_no INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            first_seq INTEGER NOT NULL,
+            sent_at TEXT NOT NULL,
+            how TEXT NOT NULL DEFAULT 'answer',   -- answer | confirmed (by /model/status)
+            PRIMARY KEY (dataset_id, model, chunk_no)
+        );
+        """,
+    )
+
+
+@migrations()
+def m0007_planning_import(db: Database) -> None:
+    # Import-jobs planning API (`planning.import`): what each endpoint last accepted, the
+    # jobs submitted (a pending one is polled again after a restart) and the rows each sent.
+    _run_script(
+        db,
+        """
+        -- Per endpoint and natural key: the content (hash) a COMPLETED job accepted.
+        CREATE TABLE planning_import_accepted (
+            endpoint TEXT NOT NULL,
+            row_key TEXT NOT NULL,
+            row_hash TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            accepted_at TEXT NOT NULL,
+            PRIMARY KEY (endpoint, row_key)
+        );
+
+        -- Rows refused (by the API or by the local check): not sent again until their
+        -- content changes or their reject is retried.
+        CREATE TABLE planning_import_failed (
+            endpoint TEXT NOT NULL,
+            row_key TEXT NOT NULL,
+            row_hash TEXT NOT NULL,
+            job_id TEXT,                          -- null: refused before sending
+            reject_id INTEGER,
+            failed_at TEXT NOT NULL,
+            PRIMARY KEY (endpoint, row_key)
+        );
+        CREATE INDEX planning_import_failed_reject ON planning_import_failed (reject_id);
+
+        -- Every job submitted, recorded right after its 202; PENDING/PROCESSING ones are
+        -- polled again first on the next run.
+        CREATE TABLE planning_import_jobs (
+            job_id TEXT PRIMARY KEY,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL,                 -- PENDING, PROCESSING, COMPLETED, FAILED, LOST
+            row_count INTEGER NOT NULL DEFAULT 0,
+            processed_count INTEGER NOT NULL DEFAULT 0,
+            failed_count INTEGER NOT NULL DEFAULT 0,
+            errors TEXT,                          -- JSON: job-level errors
+            submitted_at TEXT NOT NULL,
+            finished_at TEXT,
+            run_id TEXT
+        );
+        CREATE INDEX planning_import_jobs_open ON planning_import_jobs (status, submitted_at);
+
+        -- The rows a job carried, by their index in the submitted array; deleted when
+        -- the job's outcome is recorded (the job row keeps its counts).
+        CREATE TABLE planning_import_sent (
+            job_id TEXT NOT NULL REFERENCES planning_import_jobs (job_id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            row_key TEXT NOT NULL,
+            row_hash TEXT NOT NULL,
+            reference TEXT NOT NULL,              -- host file:line the row came from
+            payload TEXT NOT NULL,                -- JSON: the row as sent (for its reject)
+            PRIMARY KEY (job_id, seq)
+        );
+        """,
+    )
+
+
+@migrations()
+def m0006_oregon_siop(db: Database) -> None:
+    # Oregon Tool SIOP (`oregon.siop`): per data item key (sold-to, ship-to, material,
+    # period; `day` is 1 for a monthly item, as the API defaults it) what the API last
+    # accepted, and what it last refused (locally or remotely) until it changes or its
+    # reject is retried.
+    _run_script(
+        db,
+        """
+        CREATE TABLE oregon_siop_accepted (
+            sold_to TEXT NOT NULL,
+            ship_to TEXT NOT NULL,
+            material_id TEXT NOT NULL,
+            year INTEGER NOT NULL,
+            month INTEGER NOT NULL,
+            day INTEGER NOT NULL,
+            item_hash TEXT NOT NULL,
+            item TEXT NOT NULL,                   -- JSON: the data item as accepted
+            accepted_at TEXT NOT NULL,
+            run_id TEXT,
+            PRIMARY KEY (sold_to, ship_to, material_id, year, month, day)
+        );
+
+        CREATE TABLE oregon_siop_failed (
+            sold_to TEXT NOT NULL,
+            ship_to TEXT NOT NULL,
+            material_id TEXT NOT NULL,
+            year INTEGER NOT NULL,
+            month INTEGER NOT NULL,
+            day INTEGER NOT NULL,
+            item_hash TEXT NOT NULL,
+            reject_id INTEGER,
+            failed_at TEXT NOT NULL,
+            PRIMARY KEY (sold_to, ship_to, material_id, year, month, day)
+        );
+        CREATE INDEX oregon_siop_failed_reject ON oregon_siop_failed (reject_id);
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -1,0 +1,697 @@
+"""`netstock.export`: send the host's data to Netstock as one dataset import, resumably.
+
+**Diff.** Netstock wants full snapshots. Each run maps the host tables to the models' rows
+(`MAPPERS`, pure functions, below) and hashes them (`snapshot_hash`); when the hash equals
+the last dataset that completed successfully, nothing is sent (no request at all beyond
+the token-less read of local tables). Otherwise the snapshot is frozen into
+`netstock_export_rows` (so a resumed export sends exactly the data it started with) and a
+`netstock_exports` row walks the state machine, persisted after every remote step:
+
+    prepared -> importing -> processing -> complete | failed
+
+- **prepared**: `start_attempted_at` is recorded, then `/dataset/start`. A
+  `ConflictError(already_open)` naming a dataset is adopted when we had attempted a start
+  (our answer was lost) or when the id is one of ours; otherwise it belongs to someone else:
+  an alert (`netstock_export`) is opened and the run stops, the export stays prepared.
+- **importing**: per model (`models` JSON list, in order): `/model/start` (an
+  `already_open` answer or a model seen open in `/model/status` is adopted), chunked
+  `/import/<endpoint>` posts (`chunk_size` option, else the connector's), each recorded in
+  `netstock_export_chunks` and `models[i].lines_sent` in ONE transaction with the answer;
+  then `/model/end` with `total_lines_imported` = the model's rows (an `already_done` answer
+  is done). On resume the dataset and models are confirmed with `/dataset/status` and
+  `/model/status` first: a server count of `lines_sent + next chunk` means the last answer was
+  lost and the chunk is recorded as `confirmed`; equal means it never arrived and it is sent.
+  An `OutcomeUnknownError` on a chunk is checked the same way before anything is resent.
+  Any other count cannot be repaired: the model is ended with the intended count, which
+  makes Netstock fail the dataset (a mismatch), so the next cycle starts a clean one.
+- **processing**: `/dataset/start_processing` (a replay is `already_done`), then
+  `/dataset/status` is polled (up to `poll_timeout` seconds per run, then the next run goes
+  on) through the status legend (`DatasetStatus`) to `Complete`. `success: true` -> complete
+  (its `snapshot_hash` becomes the one to diff against, the frozen rows are dropped); else
+  failed: `/dataset/full_audit_log` is stored in `audit` and an alert is opened.
+
+`ctx.check_stop()` runs between remote steps, so a stopping daemon leaves at a checkpoint.
+
+**Mapping** (host table -> Netstock model; rows ordered by key; money stays exact):
+
+- `locations` <- host_locations: location_code=location_id, description=name,
+  active=bool(active), group=location_group, type=type.
+- `master` <- host_articles: item_code=article_id, description=description or name,
+  unique_identifier=attributes gtin/ean/upc/barcode (first present), uom=unit,
+  unit_volume=dim_x*dim_y*dim_z in cubic metres when dim_uom is mm/cm/m (else null),
+  unit_weight=attributes weight (a number, else null).
+- `stocks` (-> /import/stock_by_location) <- host_stock: item_code=article_id,
+  location=location or the `default_location` option ('' is the site as a whole),
+  stock_on_hand=qty; allocated_stock=Instock `reserved` (instock_inventory) for site rows.
+- `suppliers` <- host_suppliers: supplier_code=supplier_id, description=name, type,
+  lead_time=lead_time_days.
+- `sales` <- host_sales within `sales_days` (default 730) of today: item_code, location
+  (as above), order_date=order_date or sale_date, invoice_date=sale_date,
+  sales_quantity=qty (negative = return), customer_code=customer_id,
+  cost_of_sales, sales_value (exact decimals), transaction_details="<transaction>/<line>".
+- `po` <- host_purchase_order_lines joined to host_purchase_orders, lines still
+  outstanding (qty_ordered - qty_received > 0): item_code, location (as above),
+  supplier_code, order_number=po_number, line_number=line_no, order_date,
+  order_quantity=qty_ordered, expected_arrival_date=expected_date,
+  outstanding_quantity=qty_ordered-qty_received, order_type=status,
+  purchase_unit_cost=unit_cost.
+- `pohist` (-> /import/po_hist) <- host_po_history: as `po` plus
+  quantity_received=qty_received, date_of_receipt=receipt_date.
+
+Every configured model is sent, an empty one as start + end(0) (a full snapshot: no open
+POs is news); when every model is empty nothing is sent at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.clock import iso
+from syncd.config import Duration, Schedule
+from syncd.connectors.netstock import (
+    ConflictError,
+    NetstockClient,
+    OutcomeUnknownError,
+    to_json_value,
+)
+from syncd.errors import AlreadyDoneError, PermanentError
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.state import Store
+
+ALERT_KIND = "netstock_export"
+DEFAULT_MODELS = ("locations", "master", "stocks", "suppliers", "sales", "po", "pohist")
+OPEN_STATES = ("prepared", "importing", "processing")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    chunk_size: int | None = Field(None, ge=1, le=100_000, description="default: connector's")
+    default_location: str = Field("MAIN", min_length=1, description="for location ''")
+    sales_days: int = Field(730, ge=1, description="sales history sent, in days")
+    poll_interval: Duration = Field(10.0, description="between /dataset/status polls")
+    poll_timeout: Duration = Field(
+        300.0, description="poll this long per run (0: once), then the next run goes on"
+    )
+
+
+# --- pure mapping -------------------------------------------------------------------------
+
+
+def dec(value: Any) -> Decimal | None:
+    """An exact Decimal from a host value (TEXT money, NUMERIC quantity); junk -> None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _attrs(row: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        found = json.loads(row.get("attributes") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+_TO_METRES = {"mm": Decimal("0.001"), "cm": Decimal("0.01"), "m": Decimal(1)}
+
+
+def map_location(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "location_code": row["location_id"],
+        "description": row["name"],
+        "active": bool(row["active"]),
+        "group": row.get("location_group"),
+        "type": row.get("type"),
+    }
+
+
+def map_master(row: Mapping[str, Any]) -> dict[str, Any]:
+    attributes = _attrs(row)
+    unique = next(
+        (str(attributes[k]) for k in ("gtin", "ean", "upc", "barcode") if attributes.get(k)),
+        None,
+    )
+    volume = None
+    factor = _TO_METRES.get(str(row.get("dim_uom") or "").strip().lower())
+    dims = [dec(row.get(k)) for k in ("dim_x", "dim_y", "dim_z")]
+    if factor is not None and all(d is not None for d in dims):
+        x, y, z = (d * factor for d in dims)  # type: ignore[operator]
+        volume = (x * y * z).normalize()
+    return {
+        "item_code": row["article_id"],
+        "description": row.get("description") or row["name"],
+        "unique_identifier": unique,
+        "uom": row.get("unit"),
+        "unit_volume": volume,
+        "unit_weight": dec(attributes.get("weight")),
+    }
+
+
+def map_stock(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "item_code": row["article_id"],
+        "location": row["location"] or default_location,
+        "stock_on_hand": dec(row["qty"]),
+    }
+    if row.get("allocated") is not None:
+        out["allocated_stock"] = dec(row["allocated"])
+    return out
+
+
+def map_supplier(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "supplier_code": row["supplier_id"],
+        "description": row["name"],
+        "type": row.get("type"),
+        "lead_time": row.get("lead_time_days"),
+    }
+
+
+def map_sale(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
+    details = row["transaction_id"] + (f"/{row['line_id']}" if row.get("line_id") else "")
+    return {
+        "item_code": row["article_id"],
+        "location": row["location"] or default_location,
+        "order_date": row.get("order_date") or row["sale_date"],
+        "invoice_date": row["sale_date"],
+        "sales_quantity": dec(row["qty"]),
+        "customer_code": row.get("customer_id"),
+        "cost_of_sales": dec(row.get("cost_of_sales")),
+        "sales_value": dec(row.get("sales_value")),
+        "transaction_details": details,
+    }
+
+
+def map_po(row: Mapping[str, Any], default_location: str) -> dict[str, Any] | None:
+    ordered, received = dec(row["qty_ordered"]) or Decimal(0), dec(row["qty_received"])
+    outstanding = ordered - (received or Decimal(0))
+    if outstanding <= 0:
+        return None  # fully received: history, not an open order
+    return {
+        "item_code": row["article_id"],
+        "location": row["location"] or default_location,
+        "supplier_code": row["supplier_id"],
+        "order_number": row["po_number"],
+        "line_number": row["line_no"],
+        "order_date": row["order_date"],
+        "order_quantity": ordered,
+        "expected_arrival_date": row.get("expected_date"),
+        "outstanding_quantity": outstanding,
+        "order_type": row.get("status"),
+        "purchase_unit_cost": dec(row.get("unit_cost")),
+    }
+
+
+def map_pohist(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
+    return {
+        "item_code": row["article_id"],
+        "location": row["location"] or default_location,
+        "supplier_code": row["supplier_id"],
+        "order_number": row["po_number"],
+        "line_number": row["line_no"],
+        "order_date": row["order_date"],
+        "order_quantity": dec(row["qty_ordered"]),
+        "quantity_received": dec(row["qty_received"]),
+        "date_of_receipt": row.get("receipt_date"),
+        "expected_arrival_date": row.get("expected_date"),
+        "purchase_unit_cost": dec(row.get("unit_cost")),
+    }
+
+
+@dataclass(frozen=True)
+class Mapper:
+    sql: str
+    map: Callable[[Mapping[str, Any], Options], dict[str, Any] | None]
+    params: Callable[[Options], list[Any]] = lambda _o: []
+
+
+MAPPERS: dict[str, Mapper] = {
+    "locations": Mapper(
+        "SELECT * FROM host_locations ORDER BY location_id", lambda r, _o: map_location(r)
+    ),
+    "master": Mapper(
+        "SELECT * FROM host_articles ORDER BY article_id", lambda r, _o: map_master(r)
+    ),
+    "stocks": Mapper(
+        "SELECT s.article_id, s.location, s.qty, "
+        "CASE WHEN s.location = '' THEN i.reserved END AS allocated "
+        "FROM host_stock s LEFT JOIN instock_inventory i ON i.article_id = s.article_id "
+        "ORDER BY s.article_id, s.location",
+        lambda r, o: map_stock(r, o.default_location),
+    ),
+    "suppliers": Mapper(
+        "SELECT * FROM host_suppliers ORDER BY supplier_id", lambda r, _o: map_supplier(r)
+    ),
+    "sales": Mapper(
+        "SELECT * FROM host_sales WHERE sale_date >= date('now', ?) "
+        "ORDER BY transaction_id, line_id",
+        lambda r, o: map_sale(r, o.default_location),
+        lambda o: [f"-{o.sales_days} days"],
+    ),
+    "po": Mapper(
+        "SELECT l.*, h.supplier_id, h.location, h.order_date, h.status "
+        "FROM host_purchase_order_lines l JOIN host_purchase_orders h USING (po_number) "
+        "ORDER BY l.po_number, l.line_no",
+        lambda r, o: map_po(r, o.default_location),
+    ),
+    "pohist": Mapper(
+        "SELECT * FROM host_po_history ORDER BY po_number, line_no",
+        lambda r, o: map_pohist(r, o.default_location),
+    ),
+}
+
+
+def row_json(row: Mapping[str, Any]) -> str:
+    """A model row as canonical JSON, as the client will send it (`to_json_value`: an
+    integral Decimal as an integer, others as the shortest float text), keys sorted."""
+    return json.dumps(to_json_value(row), sort_keys=True, separators=(",", ":"))
+
+
+def model_rows(store: Store, model: str, options: Options) -> Iterator[str]:
+    """The model's rows as canonical JSON text, streamed from the host tables."""
+    mapper = MAPPERS[model]
+    cursor = store.db.execute(mapper.sql, mapper.params(options))
+    for raw in cursor:
+        mapped = mapper.map(dict(raw), options)
+        if mapped is not None:
+            yield row_json(mapped)
+
+
+def snapshot_hash(store: Store, options: Options) -> tuple[str, int]:
+    """sha256 over every model's rows (in order), and the number of rows."""
+    digest = hashlib.sha256()
+    count = 0
+    for model in options.models:
+        digest.update(f"\x1e{model}\x1f".encode())
+        for text in model_rows(store, model, options):
+            digest.update(text.encode() + b"\n")
+            count += 1
+    return digest.hexdigest(), count
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def _load(store: Store, export_id: int) -> dict[str, Any]:
+    [row] = store.query("SELECT * FROM netstock_exports WHERE id = ?", [export_id])
+    row["models"] = json.loads(row["models"])
+    return row
+
+
+def _save(store: Store, export: Mapping[str, Any], **changes: Any) -> None:
+    fields = {**changes, "updated_at": iso()}
+    if "models" in fields:
+        fields["models"] = json.dumps(fields["models"], separators=(",", ":"))
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    store.db.execute(
+        f"UPDATE netstock_exports SET {sets} WHERE id = ?",
+        [*fields.values(), export["id"]],
+    )
+
+
+def current_export(store: Store) -> dict[str, Any] | None:
+    found = store.scalar(
+        "SELECT id FROM netstock_exports WHERE state IN ('prepared', 'importing', 'processing') "
+        "ORDER BY id LIMIT 1"
+    )
+    return _load(store, int(found)) if found is not None else None
+
+
+def last_success_hash(store: Store) -> str | None:
+    return store.scalar(
+        "SELECT snapshot_hash FROM netstock_exports WHERE state = 'complete' "
+        "ORDER BY id DESC LIMIT 1"
+    )
+
+
+def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
+    """Freeze a new snapshot when it differs from the last successful one."""
+    store = ctx.store
+    wanted, count = snapshot_hash(store, options)
+    if count == 0:
+        ctx.counts["empty"] += 1
+        return None
+    if wanted == last_success_hash(store):
+        ctx.counts["unchanged"] += 1
+        return None
+    now = iso()
+    with store.transaction():
+        cursor = store.db.execute(
+            "INSERT INTO netstock_exports (state, snapshot_hash, created_at, updated_at, run_id) "
+            "VALUES ('prepared', '', ?, ?, ?)",
+            [now, now, ctx.run_id],
+        )
+        export_id = int(cursor.lastrowid or 0)
+        digest = hashlib.sha256()
+        models = []
+        total = 0
+        for model in options.models:
+            digest.update(f"\x1e{model}\x1f".encode())
+            seq = 0
+            batch: list[tuple[Any, ...]] = []
+            for text in model_rows(store, model, options):
+                digest.update(text.encode() + b"\n")
+                batch.append((export_id, model, seq, text))
+                seq += 1
+                if len(batch) >= 1000:
+                    store.db.conn.executemany(
+                        "INSERT INTO netstock_export_rows VALUES (?, ?, ?, ?)", batch
+                    )
+                    batch = []
+            if batch:
+                store.db.conn.executemany(
+                    "INSERT INTO netstock_export_rows VALUES (?, ?, ?, ?)", batch
+                )
+            models.append(
+                {"model": model, "rows": seq, "state": "pending", "lines_sent": 0, "chunks": 0}
+            )
+            total += seq
+        export = {"id": export_id}
+        _save(store, export, snapshot_hash=digest.hexdigest(), models=models, rows=total)
+    ctx.counts["prepared"] += 1
+    return _load(store, export_id)
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """The export cannot go on this run (an alert says why)."""
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    store = ctx.store
+    export = current_export(store)
+    if export is None:
+        export = prepare(ctx, options)
+        if export is None:
+            return
+    if ctx.dry_run:
+        return
+    ctx.check_stop()
+    with NetstockClient(ctx.settings.connectors.netstock) as client:
+        flow = _Flow(ctx, client, options, export)
+        try:
+            flow.drive()
+        except _Stop as exc:
+            ctx.log.warning("netstock_export_blocked", reason=str(exc))
+            ctx.warnings.append(str(exc))
+
+
+class _Flow:
+    def __init__(
+        self, ctx: JobContext, client: NetstockClient, options: Options, export: dict[str, Any]
+    ) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.client = client
+        self.options = options
+        self.export = export
+        self.chunk_size = options.chunk_size or client.chunk_size
+
+    # bookkeeping
+
+    def save(self, **changes: Any) -> None:
+        with self.store.transaction():
+            _save(self.store, self.export, **changes)
+        self.export = _load(self.store, self.export["id"])
+
+    @property
+    def dataset_id(self) -> str:
+        return str(self.export["dataset_id"])
+
+    def drive(self) -> None:
+        if self.export["state"] == "prepared":
+            self.start_dataset()
+        if self.export["state"] == "importing":
+            self.import_models()
+        if self.export["state"] == "processing":
+            self.wait_for_processing()
+
+    # prepared -> importing
+
+    def start_dataset(self) -> None:
+        attempted = self.export["start_attempted_at"] is not None
+        self.save(start_attempted_at=self.export["start_attempted_at"] or iso())
+        try:
+            dataset_id = self.client.dataset_start()
+        except ConflictError as exc:
+            dataset_id = exc.dataset_import_id
+            ours = dataset_id is not None and (
+                attempted or self._known(dataset_id) or self._empty(dataset_id)
+            )
+            if not ours:
+                message = (
+                    f"a Netstock dataset import ({dataset_id or 'id not given'}) is open for "
+                    "this user and was not started by this syncd; it must complete (or be "
+                    "closed in Netstock) before syncd can export"
+                )
+                self.store.open_alert(ALERT_KIND, message, subject="dataset_open")
+                raise _Stop(message) from None
+            self.ctx.counts["adopted"] += 1
+            self.ctx.log.warning("netstock_dataset_adopted", dataset_import_id=dataset_id)
+        self.save(dataset_id=dataset_id, state="importing", started_at=iso())
+        self.ctx.counts["datasets_started"] += 1
+        self.ctx.check_stop()
+
+    def _empty(self, dataset_id: str) -> bool:
+        """Opened but never used: what our own start looks like when its answer was lost
+        and the client's retry met the dataset it had just opened."""
+        return not self.client.model_status(dataset_id)
+
+    def _known(self, dataset_id: str) -> bool:
+        return bool(
+            self.store.scalar("SELECT 1 FROM netstock_exports WHERE dataset_id = ?", [dataset_id])
+        )
+
+    # importing -> processing
+
+    def server_models(self) -> dict[str, Any]:
+        """The latest import of each model type, as /model/status reports it."""
+        found: dict[str, Any] = {}
+        for state in self.client.model_status(self.dataset_id):
+            found[state.model] = state
+        return found
+
+    def import_models(self) -> None:
+        status = self.client.dataset_status(self.dataset_id)
+        if status.is_terminal or status.status.is_processing:
+            self.save(state="processing", status_text=status.status_text)
+            return
+        server = self.server_models()
+        for index in range(len(self.export["models"])):
+            self.ctx.check_stop()
+            entry = self.export["models"][index]
+            if entry["state"] == "ended":
+                continue
+            remote = server.get(entry["model"])
+            if entry["state"] == "pending":
+                self.start_model(index, remote)
+            if self.export["models"][index]["state"] == "open":
+                self.send_model(index, remote)
+        with contextlib.suppress(AlreadyDoneError):  # a replay: our earlier call went through
+            self.client.start_processing(self.dataset_id)
+        self.save(state="processing", processing_at=iso())
+        self.ctx.check_stop()
+
+    def update_model(self, index: int, **changes: Any) -> None:
+        models = self.export["models"]
+        models[index] = {**models[index], **changes}
+        _save(self.store, self.export, models=models)
+
+    def start_model(self, index: int, remote: Any) -> None:
+        model = self.export["models"][index]["model"]
+        if remote is None:
+            with contextlib.suppress(ConflictError):  # open already: our start went through
+                self.client.model_start(self.dataset_id, model)
+        with self.store.transaction():
+            self.update_model(index, state="open")
+        self.export = _load(self.store, self.export["id"])
+        self.ctx.counts["models_started"] += 1
+
+    def send_model(self, index: int, remote: Any) -> None:
+        entry = self.export["models"][index]
+        model, total = entry["model"], entry["rows"]
+        if remote is not None and remote.marked_to_end:
+            self._ended(index, remote)
+            return
+        if remote is not None:
+            self.reconcile(index, remote.actual_lines_imported)
+        while self.export["models"][index]["lines_sent"] < total:
+            self.ctx.check_stop()
+            entry = self.export["models"][index]
+            rows = self.chunk_rows(model, entry["lines_sent"])
+            try:
+                self.client.import_chunk(self.dataset_id, model, rows)
+            except OutcomeUnknownError:
+                self.ctx.counts["outcome_unknown"] += 1
+                remote = self.server_models().get(model)
+                self.reconcile(index, remote.actual_lines_imported if remote else 0)
+                continue
+            self.record_chunk(index, len(rows), "answer")
+        try:
+            self.client.model_end(self.dataset_id, model, total)
+        except AlreadyDoneError:
+            pass
+        except PermanentError as exc:
+            if exc.code == "line_count_mismatch":
+                self.fail(f"model {model}: {exc.message}")
+                raise _Stop(f"dataset {self.dataset_id} failed: {exc.message}") from None
+            raise
+        with self.store.transaction():
+            self.update_model(index, state="ended")
+        self.export = _load(self.store, self.export["id"])
+        self.ctx.counts["models_ended"] += 1
+
+    def _ended(self, index: int, remote: Any) -> None:
+        """The server ended the model (our end's answer was lost): check the count."""
+        entry = self.export["models"][index]
+        if remote.minimum_expected_lines not in (None, entry["rows"]):
+            self.ctx.log.error("netstock_model_count", model=entry["model"])
+        with self.store.transaction():
+            self.update_model(index, state="ended", lines_sent=entry["rows"])
+        self.export = _load(self.store, self.export["id"])
+
+    def chunk_rows(self, model: str, first_seq: int) -> list[dict[str, Any]]:
+        texts = self.store.query(
+            "SELECT row FROM netstock_export_rows WHERE export_id = ? AND model = ? "
+            "AND seq >= ? ORDER BY seq LIMIT ?",
+            [self.export["id"], model, first_seq, self.chunk_size],
+        )
+        return [json.loads(r["row"], parse_float=Decimal) for r in texts]
+
+    def record_chunk(self, index: int, rows: int, how: str) -> None:
+        entry = self.export["models"][index]
+        with self.store.transaction():
+            self.store.db.execute(
+                "INSERT INTO netstock_export_chunks (dataset_id, model, chunk_no, rows, "
+                "first_seq, sent_at, how) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    self.dataset_id,
+                    entry["model"],
+                    entry["chunks"],
+                    rows,
+                    entry["lines_sent"],
+                    iso(),
+                    how,
+                ],
+            )
+            self.update_model(
+                index, lines_sent=entry["lines_sent"] + rows, chunks=entry["chunks"] + 1
+            )
+        self.export = _load(self.store, self.export["id"])
+        self.ctx.counts["chunks_sent" if how == "answer" else "chunks_confirmed"] += 1
+        self.ctx.counts["lines_sent"] += rows
+
+    def reconcile(self, index: int, actual: int) -> None:
+        """Bring lines_sent in line with the server's count, or fail the dataset."""
+        entry = self.export["models"][index]
+        sent = entry["lines_sent"]
+        if actual == sent:
+            return
+        pending = min(self.chunk_size, entry["rows"] - sent)
+        if actual == sent + pending and pending > 0:
+            self.record_chunk(index, pending, "confirmed")  # the answer was lost, not the chunk
+            return
+        message = (
+            f"model {entry['model']}: Netstock holds {actual} lines, syncd recorded {sent} "
+            f"(+ one chunk of up to {pending}); ending it with the intended count fails this "
+            "dataset so the next cycle sends a clean one"
+        )
+        with contextlib.suppress(PermanentError):
+            self.client.model_end(self.dataset_id, entry["model"], entry["rows"])
+        self.fail(message)
+        raise _Stop(message)
+
+    # processing -> complete | failed
+
+    def wait_for_processing(self) -> None:
+        deadline = time.monotonic() + self.options.poll_timeout
+        while True:
+            status = self.client.dataset_status(self.dataset_id)
+            if status.is_success:
+                self.complete(status.status_text)
+                return
+            if status.is_failure:
+                self.fail(status.message or f"dataset ended {status.status_text} without success")
+                return
+            self.save(status_text=status.status_text)
+            if time.monotonic() >= deadline or self.ctx.stopping.wait(self.options.poll_interval):
+                self.ctx.counts["processing"] += 1
+                return
+
+    def complete(self, status_text: str) -> None:
+        with self.store.transaction():
+            _save(
+                self.store,
+                self.export,
+                state="complete",
+                status_text=status_text,
+                success=1,
+                finished_at=iso(),
+            )
+            self.store.db.execute(
+                "DELETE FROM netstock_export_rows WHERE export_id = ?", [self.export["id"]]
+            )
+            self.store.resolve_alerts(ALERT_KIND)
+        self.ctx.counts["datasets_completed"] += 1
+        self.ctx.log.info("netstock_dataset_complete", dataset_import_id=self.dataset_id)
+
+    def fail(self, message: str) -> None:
+        try:
+            audit = [e.model_dump() for e in self.client.audit_log(self.dataset_id)]
+        except PermanentError as exc:
+            audit = [{"message": f"audit log unavailable: {exc.message}", "log_type": "error"}]
+        with self.store.transaction():
+            _save(
+                self.store,
+                self.export,
+                state="failed",
+                success=0,
+                message=message,
+                audit=json.dumps(audit, default=str),
+                finished_at=iso(),
+            )
+            self.store.db.execute(
+                "DELETE FROM netstock_export_rows WHERE export_id = ?", [self.export["id"]]
+            )
+        self.store.open_alert(
+            ALERT_KIND,
+            f"Netstock dataset {self.dataset_id} failed: {message[:500]} (audit log in "
+            f"netstock_exports id {self.export['id']})",
+            subject="dataset_failed",
+        )
+        self.ctx.counts["datasets_failed"] += 1
+        self.ctx.log.error("netstock_dataset_failed", dataset_import_id=self.dataset_id)
+
+
+SPEC = register(
+    JobSpec(
+        name="netstock.export",
+        run=run,
+        description="Export host data to Netstock as a dataset import, resumably, on change",
+        default_schedule=Schedule(interval=3600),
+        connectors=("netstock",),
+        options_model=Options,
+    )
+)

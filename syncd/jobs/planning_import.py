@@ -1,0 +1,753 @@
+"""`planning.import`: host planning data -> the import-jobs planning API, only what changed.
+
+Six endpoints, each fed from host tables by a pure mapping function:
+
+- **catalog** from `host_articles`: `externalId` = article_id, `name`.
+- **suppliers** from `host_suppliers`: `externalId` = supplier_id, `name` (an extra field; the
+  API keeps unknown fields).
+- **inventory** from `host_stock`: `skuId` = article_id, `locationId` = the host location
+  (`''`, the site as a whole, becomes `options.site_location`), `quantityOnHand` = book qty.
+  No reservation or reorder point comes from the host, so those are left to the API's
+  default (0). With `options.reserved_from_instock` the site-level row (host location `''`)
+  carries `quantityReserved` from the Instock mirror `instock_inventory.reserved` (the ASRS's
+  site-wide reservations); off by default because it makes the row change whenever the ASRS
+  reserves stock, i.e. many more re-sends, and the host book is the planning truth.
+- **purchase-orders** from the open POs (`host_purchase_orders` + lines): `externalPoNumber`,
+  `supplierId`, `destinationLocationId` (host location, `''` -> site_location), `status` (the
+  host's word, omitted when empty: API default PENDING), lines `skuId`, `quantity` =
+  outstanding (ordered - received; lines with nothing outstanding are left out, a PO with
+  no outstanding line is not sent: what was received is already on hand), `unitCost` (the
+  host's exact decimal as a number; required by the API, so a line without one refuses its
+  PO locally). A PO is always sent whole (a re-sent PO replaces the stored one, lines
+  included). A PO that leaves the snapshot is not sent any more; the API has no delete.
+- **orders** from the open customer orders (`host_orders` status `open` + `host_order_lines`):
+  `externalOrderId`, lines `skuId`, `quantity`, `locationId` = site_location (host orders
+  carry no location: they are picked at this site). Cancelled orders are not sent.
+- **demand-history** from `host_sales`: one record per article, location, channel (empty ->
+  `ALL`) and ISO week, `weekStarting` = the Monday, `actualDemand` = the week's net quantity
+  (returns subtract; a net below 0 is sent as 0). `options.demand_weeks_back` closed weeks are
+  sent, plus (`include_open_week`) the current, open week. A closed week is final: it is
+  sent once and only again if a late correction changes it; the open week's record changes
+  as sales arrive and is re-sent each run it grew, until it closes and is sent one last time
+  with its final total. The reference of a demand record is its first sales row (file:line).
+
+Diff: every mapped row gets a hash of its wire JSON and a natural key (the connector's
+`row_key`). It is sent when its hash differs from the one a COMPLETED job last accepted
+(`planning_import_accepted`) and from the one that last failed (`planning_import_failed`): a
+refused row waits until it changes or its reject is retried (`syncd rejects retry`). Rows
+the connector's own check refuses (`parse_rows`: e.g. a PO line without unit cost) become
+rejects without a request. An unchanged host makes no request at all.
+
+Per batch of `batch_size` changed rows: submit (POST, 202 + job), then at once record the job
+id with the keys, hashes and host references of the rows it carries (`planning_import_jobs`,
+`planning_import_sent`), then poll the job with backoff until COMPLETED or FAILED, then in one
+transaction: accepted rows recorded, each row-level error a reject (source
+`planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field and message),
+job counts stored. A crash between the POST and the record re-sends that batch on the next
+run: the API makes a second job but no duplicate data, because every import is an upsert by
+natural key (a PO by `externalPoNumber`, replaced whole). A job still PENDING/PROCESSING when
+the run ends (job timeout, crash, shutdown) stays recorded; the next run polls it again
+before planning, and plans nothing for that endpoint while it is still open (its rows would
+be sent twice). A job the API no longer knows (404) is marked LOST and its rows are planned
+again. A FAILED job with a job-level error accepts nothing: its rows are planned again next
+run (the error is a run warning); rows with row-level errors are rejects either way.
+
+`rowCount`, `processedCount` and `failedCount` of every finished job are added to the run's
+counts (`runs.counts`), accepted rows to `pushed` and rejected rows to `rejected`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from syncd.clock import iso, utcnow
+from syncd.config import Duration, Schedule
+from syncd.connectors.import_jobs import (
+    COMPLETED,
+    KINDS,
+    PENDING,
+    PROCESSING,
+    ImportJob,
+    ImportJobsClient,
+    JobTimeoutError,
+    RowError,
+    parse_rows,
+    row_key,
+)
+from syncd.errors import PermanentError
+from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.state import NewReject, Store
+
+REJECT_SOURCE: Final = "planning:"
+LOST: Final = "LOST"
+OPEN_STATUSES: Final = (PENDING, PROCESSING)
+# Reference data first, so that what later rows name has been imported already.
+ORDER: Final = ("catalog", "suppliers", "inventory", "purchase-orders", "orders", "demand-history")
+CHUNK: Final = 500  # host rows read (and accepted/failed looked up) per query
+_PLACES: Final = Decimal("0.000001")  # host decimals keep up to 6 places
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[str] = Field(
+        default_factory=lambda: list(ORDER), description="endpoints to import"
+    )
+    batch_size: int = Field(500, ge=1, le=10_000, description="rows per import job")
+    demand_weeks_back: int = Field(52, ge=0, le=520, description="closed weeks of demand sent")
+    include_open_week: bool = Field(True, description="also send the current, open week")
+    job_timeout: Duration = Field(600.0, description="how long one run polls one job")
+    site_location: str = Field("SITE", min_length=1, description="location code for host ''")
+    reserved_from_instock: bool = Field(
+        False, description="site-level inventory quantityReserved from the Instock mirror"
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {unknown}; expected some of {list(KINDS)}")
+        return [e for e in ORDER if e in value]
+
+
+# --- pure mapping ------------------------------------------------------------------------------
+
+
+def number(value: Any) -> int | float | None:
+    """A host quantity or money (int, float, decimal text) as a JSON number: whole values as
+    int, others rounded to 6 places; None for None or ''."""
+    if value is None or value == "":
+        return None
+    try:
+        exact = Decimal(str(value)).quantize(_PLACES).normalize()
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
+
+
+def location_code(location: str | None, site_location: str) -> str:
+    return location or site_location
+
+
+def catalog_row(article: Mapping[str, Any]) -> dict[str, Any]:
+    return {"externalId": article["article_id"], "name": article["name"]}
+
+
+def supplier_row(supplier: Mapping[str, Any]) -> dict[str, Any]:
+    return {"externalId": supplier["supplier_id"], "name": supplier["name"]}
+
+
+def inventory_row(
+    stock: Mapping[str, Any], site_location: str, reserved: Any = None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "skuId": stock["article_id"],
+        "locationId": location_code(stock["location"], site_location),
+        "quantityOnHand": number(stock["qty"]) or 0,
+    }
+    if reserved is not None:
+        row["quantityReserved"] = number(reserved)
+    return row
+
+
+def purchase_order_row(
+    header: Mapping[str, Any], lines: Sequence[Mapping[str, Any]], site_location: str
+) -> dict[str, Any] | None:
+    """An open PO with its outstanding lines; None when nothing is outstanding."""
+    out = []
+    for line in lines:
+        outstanding = Decimal(str(line["qty_ordered"])) - Decimal(str(line["qty_received"] or 0))
+        if outstanding <= 0:
+            continue
+        out.append(
+            {
+                "skuId": line["article_id"],
+                "quantity": number(outstanding),
+                "unitCost": number(line["unit_cost"]),  # None: refused locally (required)
+            }
+        )
+    if not out:
+        return None
+    row: dict[str, Any] = {
+        "externalPoNumber": header["po_number"],
+        "supplierId": header["supplier_id"],
+        "destinationLocationId": location_code(header["location"], site_location),
+        "lines": out,
+    }
+    if header.get("status"):
+        row["status"] = header["status"]
+    return row
+
+
+def order_row(
+    header: Mapping[str, Any], lines: Sequence[Mapping[str, Any]], site_location: str
+) -> dict[str, Any] | None:
+    """An open customer order; None when cancelled or without lines."""
+    if header.get("status", "open") != "open" or not lines:
+        return None
+    return {
+        "externalOrderId": header["order_id"],
+        "lines": [
+            {"skuId": ln["article_id"], "quantity": number(ln["qty"]), "locationId": site_location}
+            for ln in lines
+        ],
+    }
+
+
+def week_starting(day: date) -> date:
+    """The Monday of `day`'s ISO week."""
+    return day - timedelta(days=day.weekday())
+
+
+def demand_window(today: date, weeks_back: int, include_open_week: bool) -> tuple[date, date]:
+    """[first Monday, end) of the sale dates sent: `weeks_back` closed weeks, and the open
+    week (the one holding `today`) when asked."""
+    current = week_starting(today)
+    end = current + timedelta(days=7) if include_open_week else current
+    return current - timedelta(weeks=weeks_back), end
+
+
+def is_closed_week(week: date, today: date) -> bool:
+    """A week is closed (final) once its Sunday is over."""
+    return week_starting(week) < week_starting(today)
+
+
+def demand_row(agg: Mapping[str, Any], site_location: str) -> dict[str, Any]:
+    """One weekly record from an aggregate of host sales (article_id, location, channel,
+    week, qty)."""
+    qty = number(agg["qty"]) or 0
+    return {
+        "skuId": agg["article_id"],
+        "locationId": location_code(agg["location"], site_location),
+        "weekStarting": week_starting(date.fromisoformat(str(agg["week"]))).isoformat(),
+        "channel": agg["channel"] or "ALL",
+        "actualDemand": max(qty, 0),
+    }
+
+
+def weekly_demand(sales: Sequence[Mapping[str, Any]], site_location: str) -> list[dict[str, Any]]:
+    """Weekly records from sales rows, in Python (the job does the same in SQL; this is the
+    reference the SQL is tested against)."""
+    totals: dict[tuple[str, str, str, str], Decimal] = {}
+    for sale in sales:
+        week = week_starting(date.fromisoformat(sale["sale_date"])).isoformat()
+        key = (sale["article_id"], sale.get("location") or "", sale.get("channel") or "ALL", week)
+        totals[key] = totals.get(key, Decimal(0)) + Decimal(str(sale["qty"]))
+    return [
+        demand_row(
+            {"article_id": a, "location": loc, "channel": c, "week": w, "qty": q}, site_location
+        )
+        for (a, loc, c, w), q in sorted(totals.items())
+    ]
+
+
+def row_hash(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plan_row(digest: str, accepted_hash: str | None, failed_hash: str | None) -> str:
+    """ "unchanged" (the API has exactly this), "failed" (refused as is: wait for a change or a
+    retry) or "send"."""
+    if accepted_hash == digest:
+        return "unchanged"
+    if failed_hash == digest:
+        return "failed"
+    return "send"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A mapped host row: its wire payload and where it came from (`file:line`)."""
+
+    payload: dict[str, Any]
+    reference: str
+
+
+@dataclass(frozen=True)
+class Planned:
+    key: str
+    digest: str
+    payload: dict[str, Any]
+    reference: str
+
+
+# --- host reads (chunked, keyset-paginated: memory does not grow with the host) ----------------
+
+
+def _ref(row: Mapping[str, Any]) -> str:
+    return f"{row['file']}:{row['line']}"
+
+
+def _pages(
+    store: Store, sql: str, keys: tuple[str, ...], params: Sequence[Any] = ()
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows of `sql` (which ends in `WHERE ... AND (<keys>) > (?...) ORDER BY <keys>`), in
+    chunks."""
+    last: tuple[Any, ...] = tuple("" for _ in keys)
+    while True:
+        rows = store.query(sql + f" LIMIT {CHUNK}", [*params, *last])
+        if not rows:
+            return
+        last = tuple(rows[-1][k] for k in keys)
+        yield rows
+
+
+def _children(
+    store: Store, table: str, parent: str, parents: Sequence[str], order: str
+) -> dict[str, list[dict[str, Any]]]:
+    marks = ",".join("?" * len(parents))
+    found: dict[str, list[dict[str, Any]]] = {p: [] for p in parents}
+    for row in store.query(
+        f"SELECT * FROM {table} WHERE {parent} IN ({marks}) ORDER BY {parent}, {order}",
+        list(parents),
+    ):
+        found[row[parent]].append(row)
+    return found
+
+
+def candidates(
+    store: Store, endpoint: str, options: Options, today: date
+) -> Iterator[list[Candidate]]:
+    """The endpoint's rows as mapped from the host tables, chunk by chunk."""
+    site = options.site_location
+    if endpoint == "catalog":
+        for rows in _pages(
+            store,
+            "SELECT * FROM host_articles WHERE (article_id) > (?) ORDER BY article_id",
+            ("article_id",),
+        ):
+            yield [Candidate(catalog_row(r), _ref(r)) for r in rows]
+    elif endpoint == "suppliers":
+        for rows in _pages(
+            store,
+            "SELECT * FROM host_suppliers WHERE (supplier_id) > (?) ORDER BY supplier_id",
+            ("supplier_id",),
+        ):
+            yield [Candidate(supplier_row(r), _ref(r)) for r in rows]
+    elif endpoint == "inventory":
+        reserved = (
+            "(SELECT i.reserved FROM instock_inventory i WHERE i.article_id = s.article_id "
+            "AND s.location = '')"
+            if options.reserved_from_instock
+            else "NULL"
+        )
+        for rows in _pages(
+            store,
+            f"SELECT s.*, {reserved} AS instock_reserved FROM host_stock s "
+            "WHERE (s.article_id, s.location) > (?, ?) ORDER BY s.article_id, s.location",
+            ("article_id", "location"),
+        ):
+            yield [Candidate(inventory_row(r, site, r["instock_reserved"]), _ref(r)) for r in rows]
+    elif endpoint == "purchase-orders":
+        for rows in _pages(
+            store,
+            "SELECT * FROM host_purchase_orders WHERE (po_number) > (?) ORDER BY po_number",
+            ("po_number",),
+        ):
+            lines = _children(
+                store,
+                "host_purchase_order_lines",
+                "po_number",
+                [r["po_number"] for r in rows],
+                "line_no",
+            )
+            mapped = [(purchase_order_row(r, lines[r["po_number"]], site), r) for r in rows]
+            yield [Candidate(p, _ref(r)) for p, r in mapped if p is not None]
+    elif endpoint == "orders":
+        for rows in _pages(
+            store,
+            "SELECT * FROM host_orders WHERE status = 'open' AND (order_id) > (?) "
+            "ORDER BY order_id",
+            ("order_id",),
+        ):
+            lines = _children(
+                store, "host_order_lines", "order_id", [r["order_id"] for r in rows], "line_id"
+            )
+            mapped = [(order_row(r, lines[r["order_id"]], site), r) for r in rows]
+            yield [Candidate(p, _ref(r)) for p, r in mapped if p is not None]
+    elif endpoint == "demand-history":
+        yield from _demand_candidates(store, options, today)
+    else:  # pragma: no cover - Options validates endpoints
+        raise ValueError(endpoint)
+
+
+def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[list[Candidate]]:
+    first, end = demand_window(today, options.demand_weeks_back, options.include_open_week)
+    if first >= end:
+        return
+    window = [first.isoformat(), end.isoformat()]
+    last = ""
+    while True:
+        articles = [
+            r["article_id"]
+            for r in store.query(
+                "SELECT DISTINCT article_id FROM host_sales WHERE article_id > ? "
+                "AND sale_date >= ? AND sale_date < ? ORDER BY article_id LIMIT ?",
+                [last, *window, CHUNK],
+            )
+        ]
+        if not articles:
+            return
+        last = articles[-1]
+        marks = ",".join("?" * len(articles))
+        # SQLite: 'weekday 0' moves to the next Sunday (or stays), -6 days is its Monday.
+        rows = store.query(
+            "SELECT article_id, location, coalesce(nullif(channel, ''), 'ALL') AS channel, "
+            "date(sale_date, 'weekday 0', '-6 days') AS week, total(qty) AS qty, "
+            "min(file || ':' || printf('%09d', line)) AS ref "
+            f"FROM host_sales WHERE article_id IN ({marks}) AND sale_date >= ? "
+            "AND sale_date < ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            [*articles, *window],
+        )
+        yield [Candidate(demand_row(r, options.site_location), _demand_ref(r["ref"])) for r in rows]
+
+
+def _demand_ref(ref: str) -> str:
+    file, _, line = ref.rpartition(":")
+    return f"{file}:{int(line)}"
+
+
+# --- the flow ------------------------------------------------------------------------------
+
+
+def run(ctx: JobContext) -> None:
+    options: Options = ctx.options
+    today = utcnow().date()
+    with ImportJobsClient(ctx.settings.connectors.import_jobs) as client:
+        if not ctx.dry_run:
+            _requeue_retried_rejects(ctx)
+        blocked = set() if ctx.dry_run else _resume_open_jobs(ctx, client, options)
+        for endpoint in options.endpoints:
+            ctx.check_stop()
+            if endpoint in blocked:
+                ctx.counts["endpoints_waiting"] += 1
+                continue
+            _sync_endpoint(ctx, client, options, endpoint, today)
+
+
+def _sync_endpoint(
+    ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
+) -> None:
+    pending: list[Planned] = []
+    for chunk in candidates(ctx.store, endpoint, options, today):
+        ctx.check_stop()
+        pending.extend(_plan_chunk(ctx, endpoint, chunk))
+        while len(pending) >= options.batch_size:
+            batch, pending = pending[: options.batch_size], pending[options.batch_size :]
+            if not _send(ctx, client, options, endpoint, batch):
+                return  # its job is still open: the next run resumes it
+    if pending:
+        _send(ctx, client, options, endpoint, pending)
+
+
+def _lookup(store: Store, table: str, endpoint: str, keys: Sequence[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    return {
+        r["row_key"]: r["row_hash"]
+        for r in store.query(
+            f"SELECT row_key, row_hash FROM {table} WHERE endpoint = ? AND row_key IN ({marks})",
+            [endpoint, *keys],
+        )
+    }
+
+
+def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> list[Planned]:
+    keyed = []
+    for cand in chunk:
+        key = row_key(endpoint, cand.payload) or f"?{cand.reference}"
+        keyed.append((key, row_hash(cand.payload), cand))
+    keys = [k for k, _, _ in keyed]
+    accepted = _lookup(ctx.store, "planning_import_accepted", endpoint, keys)
+    failed = _lookup(ctx.store, "planning_import_failed", endpoint, keys)
+    planned: list[Planned] = []
+    refusals: list[tuple[str, str, Candidate, str, str | None]] = []
+    for key, digest, cand in keyed:
+        action = plan_row(digest, accepted.get(key), failed.get(key))
+        ctx.counts[action] += 1
+        if action != "send":
+            continue
+        _, bad = parse_rows(endpoint, [cand.payload])
+        if bad or key.startswith("?"):
+            reason = bad.get(0) or "natural key missing"
+            field = reason.split(":", 1)[0] if ":" in reason else None
+            refusals.append((key, digest, cand, reason, field))
+            continue
+        planned.append(Planned(key, digest, cand.payload, cand.reference))
+    if refusals:
+        ctx.counts["refused"] += len(refusals)
+        ctx.counts["rejected"] += len(refusals)
+        if not ctx.dry_run:
+            with ctx.store.transaction():
+                for key, digest, cand, reason, field in refusals:
+                    _record_failure(
+                        ctx,
+                        endpoint,
+                        key,
+                        digest,
+                        None,
+                        cand.reference,
+                        cand.payload,
+                        reason,
+                        field,
+                    )
+    return planned
+
+
+def _send(
+    ctx: JobContext,
+    client: ImportJobsClient,
+    options: Options,
+    endpoint: str,
+    batch: Sequence[Planned],
+) -> bool:
+    """Submit one batch, record its job, wait for it and record the outcome. False when the
+    job is still open at the timeout."""
+    ctx.counts[f"to_send:{endpoint}"] += len(batch)
+    if ctx.dry_run:
+        return True
+    ctx.check_stop()
+    job = client.submit(endpoint, [p.payload for p in batch])
+    # Recorded at once: a crash before this line re-sends the batch next run (an upsert by
+    # natural key: a second job, no duplicate data); after it, the job is polled again.
+    now = iso()
+    with ctx.store.transaction():
+        ctx.store.db.execute(
+            "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, "
+            "submitted_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [job.jobId, endpoint, job.status, len(batch), now, ctx.run_id],
+        )
+        ctx.store.db.conn.executemany(
+            "INSERT INTO planning_import_sent (job_id, seq, row_key, row_hash, reference, "
+            "payload) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (job.jobId, seq, p.key, p.digest, p.reference, json.dumps(p.payload))
+                for seq, p in enumerate(batch)
+            ],
+        )
+    ctx.counts["jobs_submitted"] += 1
+    ctx.counts[f"sent:{endpoint}"] += len(batch)
+    return _await(ctx, client, options, job.jobId, endpoint)
+
+
+def _await(
+    ctx: JobContext, client: ImportJobsClient, options: Options, job_id: str, endpoint: str
+) -> bool:
+    try:
+        job = client.wait_for_job(job_id, timeout=options.job_timeout)
+    except JobTimeoutError as exc:
+        last = exc.job
+        ctx.store.db.execute(
+            "UPDATE planning_import_jobs SET status = ?, processed_count = ?, failed_count = ? "
+            "WHERE job_id = ?",
+            [last.status, last.processedCount, last.failedCount, job_id],
+        )
+        ctx.counts["jobs_open"] += 1
+        ctx.warnings.append({"endpoint": endpoint, "job_id": job_id, "message": str(exc)})
+        ctx.log.warning("planning_import_job_open", endpoint=endpoint, job_id=job_id)
+        return False
+    except PermanentError as exc:
+        if exc.status != 404:
+            raise
+        with ctx.store.transaction():
+            ctx.store.db.execute(
+                "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ? "
+                "WHERE job_id = ?",
+                [LOST, iso(), json.dumps([str(exc)]), job_id],
+            )
+            ctx.store.db.execute("DELETE FROM planning_import_sent WHERE job_id = ?", [job_id])
+        ctx.counts["jobs_lost"] += 1
+        ctx.warnings.append(
+            {"endpoint": endpoint, "job_id": job_id, "message": f"job unknown: {exc}"}
+        )
+        return True
+    _finish(ctx, endpoint, job)
+    return True
+
+
+def match_errors(
+    job: ImportJob, keys: Sequence[str]
+) -> tuple[dict[int, list[RowError]], list[RowError]]:
+    """Row errors by the index of the sent row they name, and those naming none. The error's
+    row index is trusted unless its key names another sent row."""
+    index = {k: i for i, k in enumerate(keys)}
+    found: dict[int, list[RowError]] = {}
+    unmatched: list[RowError] = []
+    for error in job.errors:
+        seq = error.row
+        if error.key and (seq is None or not 0 <= seq < len(keys) or keys[seq] != error.key):
+            seq = index.get(error.key, seq)
+        if seq is None or not 0 <= seq < len(keys):
+            unmatched.append(error)
+            continue
+        found.setdefault(seq, []).append(error)
+    return found, unmatched
+
+
+def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
+    """Record a terminal job in one transaction: accepted rows, rejects, counts."""
+    store = ctx.store
+    sent = store.query(
+        "SELECT * FROM planning_import_sent WHERE job_id = ? ORDER BY seq", [job.jobId]
+    )
+    errors, unmatched = match_errors(job, [s["row_key"] for s in sent])
+    now = iso()
+    accepted = 0
+    with store.transaction():
+        for row in sent:
+            if row["seq"] in errors:
+                problems = errors[row["seq"]]
+                _record_failure(
+                    ctx,
+                    endpoint,
+                    row["row_key"],
+                    row["row_hash"],
+                    job.jobId,
+                    row["reference"],
+                    json.loads(row["payload"]),
+                    "; ".join(e.message or "rejected" for e in problems),
+                    next((e.field for e in problems if e.field), None),
+                )
+            elif job.succeeded:
+                accepted += 1
+                store.db.execute(
+                    "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
+                    "accepted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint, row_key) DO "
+                    "UPDATE SET row_hash = excluded.row_hash, job_id = excluded.job_id, "
+                    "accepted_at = excluded.accepted_at",
+                    [endpoint, row["row_key"], row["row_hash"], job.jobId, now],
+                )
+                _clear_failure(store, endpoint, row["row_key"])
+        store.db.execute(
+            "UPDATE planning_import_jobs SET status = ?, row_count = ?, processed_count = ?, "
+            "failed_count = ?, errors = ?, finished_at = ? WHERE job_id = ?",
+            [
+                job.status,
+                job.rowCount,
+                job.processedCount,
+                job.failedCount,
+                json.dumps([e.model_dump(mode="json") for e in unmatched]) if unmatched else None,
+                now,
+                job.jobId,
+            ],
+        )
+        store.db.execute("DELETE FROM planning_import_sent WHERE job_id = ?", [job.jobId])
+    ctx.counts["rowCount"] += job.rowCount
+    ctx.counts["processedCount"] += job.processedCount
+    ctx.counts["failedCount"] += job.failedCount
+    ctx.counts["pushed"] += accepted
+    ctx.counts["rejected"] += len(errors)
+    ctx.counts["jobs_completed" if job.status == COMPLETED else "jobs_failed"] += 1
+    if unmatched or not job.succeeded:
+        message = "; ".join(e.message for e in unmatched) or "job FAILED"
+        ctx.warnings.append({"endpoint": endpoint, "job_id": job.jobId, "message": message})
+        ctx.log.warning(
+            "planning_import_job_errors", endpoint=endpoint, job_id=job.jobId, status=job.status
+        )
+
+
+def _record_failure(
+    ctx: JobContext,
+    endpoint: str,
+    key: str,
+    digest: str,
+    job_id: str | None,
+    reference: str,
+    payload: Any,
+    reason: str,
+    field: str | None,
+) -> None:
+    """A refused row: its reject (tied to the host row) and the hash it was refused with.
+    An open reject of an earlier version of the row is superseded (resolved)."""
+    store = ctx.store
+    _clear_failure(store, endpoint, key)
+    store.add_rejects(
+        [
+            NewReject(
+                REJECT_SOURCE + endpoint,
+                f"{reference} {key}",
+                reason,
+                field=field,
+                payload={"job_id": job_id, "row": payload},
+            )
+        ],
+        run_id=ctx.run_id,
+    )
+    reject_id = store.scalar("SELECT last_insert_rowid()")
+    store.db.execute(
+        "INSERT INTO planning_import_failed (endpoint, row_key, row_hash, job_id, reject_id, "
+        "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [endpoint, key, digest, job_id, reject_id, iso()],
+    )
+
+
+def _clear_failure(store: Store, endpoint: str, key: str) -> None:
+    """Forget a row's failure; its reject, if still open, is resolved."""
+    rows = store.query(
+        "SELECT reject_id FROM planning_import_failed WHERE endpoint = ? AND row_key = ?",
+        [endpoint, key],
+    )
+    for row in rows:
+        if row["reject_id"] is not None:
+            store.db.execute(
+                "UPDATE rejects SET status = 'resolved', updated_at = ? "
+                "WHERE id = ? AND status IN ('open', 'retry')",
+                [iso(), row["reject_id"]],
+            )
+    store.db.execute(
+        "DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key = ?", [endpoint, key]
+    )
+
+
+def _requeue_retried_rejects(ctx: JobContext) -> None:
+    """`syncd rejects retry` on a planning reject: the row is planned (and sent) again."""
+    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
+        with ctx.store.transaction():
+            ctx.store.db.execute(
+                "DELETE FROM planning_import_failed WHERE reject_id = ?", [reject["id"]]
+            )
+            ctx.store.db.execute(
+                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
+                [iso(), reject["id"]],
+            )
+        ctx.counts["retried"] += 1
+
+
+def _resume_open_jobs(ctx: JobContext, client: ImportJobsClient, options: Options) -> set[str]:
+    """Poll jobs a previous run left open; returns the endpoints whose job is still open."""
+    blocked: set[str] = set()
+    for job in ctx.store.query(
+        "SELECT job_id, endpoint FROM planning_import_jobs WHERE status IN (?, ?) "
+        "ORDER BY submitted_at, job_id",
+        list(OPEN_STATUSES),
+    ):
+        ctx.check_stop()
+        ctx.counts["jobs_resumed"] += 1
+        if job["endpoint"] in blocked or not _await(
+            ctx, client, options, job["job_id"], job["endpoint"]
+        ):
+            blocked.add(job["endpoint"])
+    return blocked
+
+
+SPEC = register(
+    JobSpec(
+        name="planning.import",
+        run=run,
+        description="Send changed host planning data to the import-jobs planning API",
+        default_schedule=Schedule(interval=3600),
+        connectors=("import_jobs",),
+        options_model=Options,
+    )
+)

@@ -1,0 +1,550 @@
+"""Contract of the Netstock JOBS: real loopback HTTP to `NetstockSim`, real SQLite state files.
+
+Jobs run as the daemon runs them (`run_job` on the registered spec, then `outbox.send`);
+host output is read back from `<host>/outbox/`. Crashes are simulated in-process by making
+a step raise once, then running the job again: nothing popped is lost or written twice, an
+export resumes its dataset without a second start and without re-sending a chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import syncd.jobs  # noqa: F401 - fills the job and destination registries
+from syncd.config import Settings
+from syncd.jobs import REGISTRY, netstock_pop
+from syncd.jobs.runner import RunResult, run_job
+from syncd.sandbox.netstock import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_PASSWORD,
+    DEFAULT_SCOPE,
+    DEFAULT_USERNAME,
+    ManualClock,
+    NetstockSim,
+)
+from syncd.state import Store
+
+START = 1_762_160_400.0  # 2025-11-03 09:00 UTC
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def sim(clock: ManualClock) -> Iterator[NetstockSim]:
+    with NetstockSim(
+        seed=7, clock=clock, retry_after=0, orders_per_dataset={"po": 0, "tr": 0, "wo": 0}
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
+    def make(
+        sim: NetstockSim,
+        name: str = "a",
+        formats: dict[str, str] | None = None,
+        chunk_size: int = 1000,
+        **jobs: dict[str, Any],
+    ) -> Settings:
+        root = tmp_path / name
+        host: dict[str, Any] = {"dir": str(root / "host"), "settle_time": 0}
+        if formats:
+            host["options"] = {"outbox_formats": formats}
+        settings: Settings = make_settings(
+            daemon={"state_dir": str(root / "state")},
+            connectors={
+                "netstock": {
+                    "enabled": True,
+                    "base_url": sim.base_url,
+                    "username": DEFAULT_USERNAME,
+                    "password": DEFAULT_PASSWORD,
+                    "client_id": DEFAULT_CLIENT_ID,
+                    "options": {"scope": DEFAULT_SCOPE, "chunk_size": chunk_size},
+                    "retry": {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05},
+                    "timeouts": {"read": 2.0},
+                }
+            },
+            host=host,
+            outbox={"initial_backoff": 0.01, "max_backoff": 0.05},
+            jobs={job.replace("_", "."): {"options": opts} for job, opts in jobs.items()},
+        )
+        Store.open(settings.db_path).close()
+        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def cfg(sim: NetstockSim, make_cfg: Callable[..., Settings]) -> Settings:
+    return make_cfg(sim)
+
+
+def run(settings: Settings, job: str, *, expect: str = "ok", **kw: Any) -> RunResult:
+    result = run_job(REGISTRY[job], settings, trigger="test", **kw)
+    assert result.status == expect, result.error
+    return result
+
+
+def send(settings: Settings) -> dict[str, int]:
+    return run(settings, "outbox.send").counts
+
+
+def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    with Store.open(settings.db_path, migrate=False) as store:
+        return store.query(sql, params)
+
+
+def outbox_files(settings: Settings, stream: str) -> list[Path]:
+    return sorted((settings.host_dir / "outbox").glob(f"{stream}-*"))
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# --- netstock.pop ---------------------------------------------------------------------------
+
+
+PO_LINE = {"item_code": "CONPAPERST", "quantity": "99", "unit_cost": "3.0", "supplier": "OM"}
+
+
+def test_pops_land_as_host_files_exactly_once_with_exact_decimals(
+    sim: NetstockSim, cfg: Settings
+) -> None:
+    sim.add_file("po", [PO_LINE, {"item_code": "X2", "quantity": "0.125", "unit_cost": "1.10"}])
+    sim.add_file("tr", [{"item_code": "T1", "quantity": "5.0", "unit_cost": "10.0"}])
+    sim.add_file("wo", [{"item_code": "W1", "quantity": "2.5"}])
+    sim.add_file("wo", [{"item_code": "W2", "quantity": "7"}])
+
+    result = run(cfg, "netstock.pop")
+    assert result.counts["popped"] == 4
+    assert result.counts["queued"] == 4
+    assert sim.queued("po") == sim.queued("tr") == sim.queued("wo") == []
+    assert send(cfg)["pushed"] == 4
+
+    [po] = outbox_files(cfg, "netstock_po")
+    po_rows = jsonl(po)
+    assert [(r["item_code"], r["quantity"], r["unit_cost"]) for r in po_rows] == [
+        ("CONPAPERST", "99", "3.0"),
+        ("X2", "0.125", "1.10"),
+    ]
+    assert po_rows[0]["file_name"] == "po_1.csv"
+    assert po_rows[0]["line_no"] == 1
+    [tr] = outbox_files(cfg, "netstock_tr")
+    assert jsonl(tr)[0]["quantity"] == "5.0"  # sent as the JSON number 5.0, kept exact
+    wo = outbox_files(cfg, "netstock_wo")
+    assert [jsonl(f)[0]["quantity"] for f in wo] == ["2.5", "7.0"]  # the answer said 7.0
+
+    # Delivered on the next run; nothing popped again, nothing queued again.
+    again = run(cfg, "netstock.pop")
+    assert again.counts.get("queued", 0) == 0
+    journal = query(cfg, "SELECT status, delivered_at FROM netstock_pops ORDER BY id")
+    assert [r["status"] for r in journal] == ["delivered"] * 4
+    assert all(r["delivered_at"] for r in journal)
+    assert send(cfg).get("pushed", 0) == 0
+    assert len(list((cfg.host_dir / "outbox").iterdir())) == 4
+
+
+@pytest.mark.parametrize("style", ["string", "number"])
+def test_string_and_number_quantities_parse_exactly(
+    clock: ManualClock, make_cfg: Callable[..., Settings], style: str
+) -> None:
+    with NetstockSim(seed=3, clock=clock, quantity_styles={"po": style}) as sim:
+        cfg = make_cfg(sim, name=style, formats={"netstock_po": "csv"})
+        sim.add_file("po", [{"item_code": "A", "quantity": "12.5", "unit_cost": "0.10"}])
+        run(cfg, "netstock.pop")
+        send(cfg)
+    [path] = outbox_files(cfg, "netstock_po")
+    assert path.suffix == ".csv"
+    [row] = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert Decimal(row["quantity"]) == Decimal("12.5")
+    assert Decimal(row["unit_cost"]) == Decimal("0.10")
+    assert row["quantity"] == "12.5"  # "12.5" as text, 12.5 as a number: the same exact text
+
+
+def test_crash_after_the_journal_write_loses_nothing(
+    sim: NetstockSim, cfg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.add_file("po", [PO_LINE])
+    sim.add_file("po", [{"item_code": "B", "quantity": "1"}])
+
+    def crash(*_a: Any, **_k: Any) -> int:
+        raise RuntimeError("killed after the journal write")
+
+    monkeypatch.setattr(netstock_pop, "queue_row", crash)
+    run(cfg, "netstock.pop", expect="failed")
+    # The first answer was popped (gone from Netstock) and exists only in the journal.
+    assert len(sim.popped("po")) == 1
+    assert len(sim.queued("po")) == 1
+    rows = query(cfg, "SELECT status, raw FROM netstock_pops")
+    assert [r["status"] for r in rows] == ["journaled"]
+    assert "CONPAPERST" in rows[0]["raw"]
+
+    monkeypatch.undo()
+    result = run(cfg, "netstock.pop")
+    assert result.counts["queued"] == 2
+    send(cfg)
+    files = outbox_files(cfg, "netstock_po")
+    assert [jsonl(f)[0]["item_code"] for f in files] == ["CONPAPERST", "B"]
+
+
+def test_crash_after_queueing_duplicates_nothing(
+    sim: NetstockSim, cfg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.add_file("tr", [{"item_code": "T1", "quantity": 5}])
+    sim.add_file("tr", [{"item_code": "T2", "quantity": 6}])
+    original = netstock_pop.queue_row
+
+    def queue_then_crash(ctx: Any, row: Any) -> int:
+        original(ctx, row)
+        raise RuntimeError("killed after queueing")
+
+    monkeypatch.setattr(netstock_pop, "queue_row", queue_then_crash)
+    run(cfg, "netstock.pop", expect="failed")
+    monkeypatch.undo()
+    # A second queueing of the same journal row adds nothing (same idempotency key).
+    run(cfg, "netstock.pop")
+    run(cfg, "netstock.pop")
+    send(cfg)
+    send(cfg)
+    files = outbox_files(cfg, "netstock_tr")
+    assert [jsonl(f)[0]["item_code"] for f in files] == ["T1", "T2"]
+    assert len(sim.popped("tr")) == 2
+    run(cfg, "netstock.pop")  # marks what the sender delivered
+    statuses = [r["status"] for r in query(cfg, "SELECT status FROM netstock_pops")]
+    assert statuses == ["delivered", "delivered"]
+
+
+def test_an_unreadable_answer_is_kept_and_does_not_stop_the_others(
+    sim: NetstockSim, cfg: Settings
+) -> None:
+    sim.add_file("wo", [{"item_code": "W1", "quantity": "lots"}])  # not a number
+    sim.add_file("wo", [{"item_code": "W2", "quantity": "3"}])
+    result = run(cfg, "netstock.pop")
+    assert result.counts["unparseable"] == 1
+    assert result.counts["queued"] == 1
+    rows = query(cfg, "SELECT status, raw FROM netstock_pops ORDER BY id")
+    assert [r["status"] for r in rows] == ["unparseable", "queued"]
+    assert '"lots"' in rows[0]["raw"]
+    assert (
+        query(cfg, "SELECT count(*) AS n FROM rejects WHERE source = 'netstock:pop_wo'")[0]["n"]
+        == 1
+    )
+    assert query(cfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == [
+        {"kind": "netstock_pop"}
+    ]
+
+
+def test_pops_are_bounded_per_run(sim: NetstockSim, make_cfg: Callable[..., Settings]) -> None:
+    cfg = make_cfg(sim, netstock_pop={"max_pops": 2, "kinds": ["po"]})
+    sim.generate("po", files=3)
+    assert run(cfg, "netstock.pop").counts["popped"] == 2
+    assert run(cfg, "netstock.pop").counts["popped"] == 1
+    assert run(cfg, "netstock.pop").counts.get("popped", 0) == 0
+
+
+def test_a_dry_run_pops_nothing(sim: NetstockSim, cfg: Settings) -> None:
+    sim.add_file("po", [PO_LINE])
+    run(cfg, "netstock.pop", dry_run=True, expect="dry-run")
+    assert len(sim.queued("po")) == 1
+
+
+# --- netstock.export ------------------------------------------------------------------------
+
+
+def seed_host(settings: Settings, *, articles: int = 5, extra_sale: bool = False) -> None:
+    """Host tables as `host.inbox` leaves them (loaded directly: the feeds have their tests)."""
+    meta = {"file": "seed.csv", "line": 1, "load_id": 1, "loaded_at": "2026-11-23T00:00:00Z"}
+    with Store.open(settings.db_path, migrate=False) as store, store.transaction():
+        db = store.db
+        db["host_locations"].insert_all(  # type: ignore[union-attr]
+            [
+                {"location_id": "WH1", "name": "Main warehouse", "type": "warehouse", **meta},
+                {"location_id": "ST1", "name": "Store 1", "location_group": "stores", **meta},
+            ]
+        )
+        db["host_articles"].insert_all(  # type: ignore[union-attr]
+            [
+                {
+                    "article_id": f"A{n:03d}",
+                    "name": f"Article {n}",
+                    "unit": "EA",
+                    "dim_x": "10",
+                    "dim_y": "20",
+                    "dim_z": "30",
+                    "dim_uom": "cm",
+                    "attributes": json.dumps({"ean": f"40000000{n:05d}", "weight": "1.25"}),
+                    **meta,
+                }
+                for n in range(articles)
+            ]
+        )
+        db["host_stock"].insert_all(  # type: ignore[union-attr]
+            [
+                {
+                    "article_id": f"A{n:03d}",
+                    "location": "WH1" if n % 2 else "",
+                    "qty": n * 3,
+                    **meta,
+                }
+                for n in range(articles)
+            ]
+        )
+        db["host_suppliers"].insert_all(  # type: ignore[union-attr]
+            [{"supplier_id": "S1", "name": "Supplier 1", "lead_time_days": 14, **meta}]
+        )
+        sales = [
+            {
+                "transaction_id": "T1",
+                "line_id": "1",
+                "sale_date": "2026-11-20",
+                "article_id": "A001",
+                "location": "ST1",
+                "customer_id": "C9",
+                "qty": 2,
+                "sales_value": "19.99",
+                "cost_of_sales": "12.10",
+                **meta,
+            }
+        ]
+        if extra_sale:
+            sales.append({**sales[0], "line_id": "2", "qty": 1, "sales_value": "9.99"})
+        db["host_sales"].insert_all(sales)  # type: ignore[union-attr]
+        db["host_purchase_orders"].insert(  # type: ignore[union-attr]
+            {"po_number": "PO1", "supplier_id": "S1", "location": "WH1", "order_date": "2026-11-01"}
+            | meta
+        )
+        db["host_purchase_order_lines"].insert_all(  # type: ignore[union-attr]
+            [
+                {"po_number": "PO1", "line_no": "1", "article_id": "A001", "qty_ordered": 10,
+                 "qty_received": 4, "unit_cost": "2.50", **meta},
+                {"po_number": "PO1", "line_no": "2", "article_id": "A002", "qty_ordered": 5,
+                 "qty_received": 5, "unit_cost": "3.00", **meta},
+            ]
+        )  # fmt: skip
+
+
+MODEL_ROWS = {"locations": 2, "master": 5, "stocks": 5, "suppliers": 1, "sales": 1, "po": 1}
+
+
+@pytest.fixture
+def ecfg(sim: NetstockSim, make_cfg: Callable[..., Settings]) -> Settings:
+    settings = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0})
+    seed_host(settings)
+    return settings
+
+
+def exports(settings: Settings) -> list[dict[str, Any]]:
+    return query(settings, "SELECT * FROM netstock_exports ORDER BY id")
+
+
+def export_to_complete(settings: Settings, clock: ManualClock) -> RunResult:
+    first = run(settings, "netstock.export")
+    assert exports(settings)[-1]["state"] == "processing"
+    clock.advance(60)
+    run(settings, "netstock.export")
+    return first
+
+
+def assert_dataset_matches(sim: NetstockSim, dataset_id: str) -> None:
+    imports = {m.model: m for m in sim.model_imports(dataset_id)}
+    for model, n in MODEL_ROWS.items():
+        assert imports[model].lines_received == n, model
+        assert imports[model].minimum_expected_lines == n, model  # model end count = rows
+        assert imports[model].success is True
+    assert imports["pohist"].lines_received == 0
+    assert imports["pohist"].success is True
+
+
+def test_full_export_to_complete(sim: NetstockSim, ecfg: Settings, clock: ManualClock) -> None:
+    first = export_to_complete(ecfg, clock)
+    assert first.counts["datasets_started"] == 1
+    assert first.counts["chunks_sent"] == 10  # chunks of 2: 1 + 3 + 3 + 1 + 1 + 1
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert export["success"] == 1
+    assert sim.dataset(export["dataset_id"]).success is True
+    assert_dataset_matches(sim, export["dataset_id"])
+    # Mapping reached Netstock with exact values.
+    [po] = sim.rows(export["dataset_id"], "po")
+    assert po["outstanding_quantity"] == 6
+    assert po["purchase_unit_cost"] == 2.5
+    [sale] = sim.rows(export["dataset_id"], "sales")
+    assert sale["sales_value"] == 19.99
+    assert sale["transaction_details"] == "T1/1"
+    stocks = {(r["item_code"], r["location"]) for r in sim.rows(export["dataset_id"], "stocks")}
+    assert ("A000", "MAIN") in stocks
+    assert ("A001", "WH1") in stocks
+    master = sim.rows(export["dataset_id"], "master")[0]
+    assert master["unit_volume"] == 0.006
+    assert master["unique_identifier"] == "4000000000000"
+    chunks = query(ecfg, "SELECT count(*) AS n, sum(rows) AS r FROM netstock_export_chunks")
+    assert chunks == [{"n": 10, "r": sum(MODEL_ROWS.values())}]
+    assert query(ecfg, "SELECT count(*) AS n FROM netstock_export_rows") == [{"n": 0}]
+
+
+def test_unchanged_data_sends_no_dataset(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    export_to_complete(ecfg, clock)
+    requests = len(sim.requests)
+    again = run(ecfg, "netstock.export")
+    assert again.counts["unchanged"] == 1
+    assert len(sim.requests) == requests  # not even a token request
+    assert len(sim.datasets()) == 1
+
+    seed_host_change(ecfg)
+    export_to_complete(ecfg, clock)
+    assert len(sim.datasets()) == 2
+    assert [e["state"] for e in exports(ecfg)] == ["complete", "complete"]
+
+
+def seed_host_change(settings: Settings) -> None:
+    with Store.open(settings.db_path, migrate=False) as store, store.transaction():
+        store.db.execute("UPDATE host_stock SET qty = qty + 1 WHERE article_id = 'A003'")
+
+
+def test_stop_at_a_checkpoint_resumes_the_same_dataset(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from syncd.connectors.netstock import NetstockClient
+
+    stopping = threading.Event()
+    original = NetstockClient.import_chunk
+    calls = {"n": 0}
+
+    def chunk_then_stop(self: Any, *args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            stopping.set()  # a SIGTERM arrives mid-export
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NetstockClient, "import_chunk", chunk_then_stop)
+    run(ecfg, "netstock.export", stopping=stopping, expect="interrupted")
+    [export] = exports(ecfg)
+    assert export["state"] == "importing"
+    monkeypatch.undo()
+
+    export_to_complete(ecfg, clock)
+    assert sim.count("POST /dataset/start") == 1
+    assert len(sim.datasets()) == 1
+    assert_dataset_matches(sim, export["dataset_id"])  # no chunk twice, none missing
+    assert exports(ecfg)[0]["state"] == "complete"
+
+
+def test_a_lost_chunk_answer_is_confirmed_not_resent(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.jobs.netstock_export import _Flow
+
+    original = _Flow.record_chunk
+    calls = {"n": 0}
+
+    def crash_on_third(self: Any, index: int, rows: int, how: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed after the chunk was sent, before it was recorded")
+        original(self, index, rows, how)
+
+    monkeypatch.setattr(_Flow, "record_chunk", crash_on_third)
+    run(ecfg, "netstock.export", expect="failed")
+    monkeypatch.undo()
+
+    export_to_complete(ecfg, clock)
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, export["dataset_id"])
+    how = query(ecfg, "SELECT how, count(*) AS n FROM netstock_export_chunks GROUP BY how")
+    assert {r["how"]: r["n"] for r in how} == {"answer": 9, "confirmed": 1}
+
+
+def test_a_crash_after_dataset_start_adopts_that_dataset(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.connectors.netstock import NetstockClient
+
+    original = NetstockClient.dataset_start
+
+    def start_then_crash(self: Any) -> str:
+        original(self)
+        raise RuntimeError("killed before the dataset id was recorded")
+
+    monkeypatch.setattr(NetstockClient, "dataset_start", start_then_crash)
+    run(ecfg, "netstock.export", expect="failed")
+    monkeypatch.undo()
+    result = run(ecfg, "netstock.export")
+    assert result.counts["adopted"] == 1
+    clock.advance(60)
+    run(ecfg, "netstock.export")
+    assert len(sim.datasets()) == 1
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, export["dataset_id"])
+
+
+def test_an_ambiguous_chunk_failure_checks_the_model_count(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    sim.faults.script("POST /import/master", ["ok", "drop"])  # 2nd chunk lands, answer lost
+    first = run(ecfg, "netstock.export")
+    assert first.counts["outcome_unknown"] == 1
+    clock.advance(60)
+    run(ecfg, "netstock.export")
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, export["dataset_id"])
+
+
+def test_processing_failure_records_the_audit_log_and_alerts(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    sim.fail_processing("Transforming", "Transform script failed: item_code empty")
+    export_to_complete(ecfg, clock)
+    [export] = exports(ecfg)
+    assert export["state"] == "failed"
+    assert export["success"] == 0
+    assert "Transform script failed" in export["message"]
+    audit = json.loads(export["audit"])
+    assert any("Transform script failed" in e["message"] for e in audit)
+    alerts = query(ecfg, "SELECT kind, message FROM alerts WHERE resolved_at IS NULL")
+    assert [a["kind"] for a in alerts] == ["netstock_export"]
+
+    # The next cycle sends the snapshot again (no successful dataset holds it) and clears it.
+    export_to_complete(ecfg, clock)
+    assert [e["state"] for e in exports(ecfg)] == ["failed", "complete"]
+    assert query(ecfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == []
+
+
+def test_a_foreign_open_dataset_is_not_adopted(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    from syncd.connectors.netstock import NetstockClient
+
+    with NetstockClient(ecfg.connectors.netstock) as other:
+        foreign = other.dataset_start()
+        other.model_start(foreign, "locations")
+    result = run(ecfg, "netstock.export")
+    assert result.counts.get("datasets_started", 0) == 0
+    [export] = exports(ecfg)
+    assert export["state"] == "prepared"
+    assert export["dataset_id"] is None
+    alerts = query(ecfg, "SELECT kind, subject FROM alerts WHERE resolved_at IS NULL")
+    assert alerts == [{"kind": "netstock_export", "subject": "dataset_open"}]
+    assert sim.lines(foreign, "locations") == 0

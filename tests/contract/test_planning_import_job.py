@@ -1,0 +1,419 @@
+"""Contract of the `planning.import` JOB: real loopback HTTP to `ImportJobsSim`, real state files.
+
+Host input is dropped as files into `<host>/inbox/` and loaded by `host.inbox`; the job runs
+through `run_job` as the daemon runs it. What is asserted is what the simulator stored and was
+asked, and what the state DB (accepted rows, jobs, rejects, runs) holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+
+import syncd.jobs  # noqa: F401 - fills the job registry
+from syncd.config import Settings
+from syncd.jobs import REGISTRY
+from syncd.jobs.runner import RunResult, run_job
+from syncd.sandbox.import_jobs import ImportJobsSim
+from syncd.state import Store
+
+STATUS = "GET /api/import/status/{jobId}"
+
+
+def post(kind: str) -> str:
+    return f"POST /api/import/{kind}"
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def sim() -> Iterator[ImportJobsSim]:
+    # Jobs finish at their first poll; an injected 429 asks for no wait.
+    with ImportJobsSim(seed=5, pending_seconds=0, rows_per_second=0, retry_after=0) as running:
+        yield running
+
+
+@pytest.fixture
+def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
+    def make(sim: ImportJobsSim, name: str = "a", **options: Any) -> Settings:
+        root = tmp_path / name
+        settings: Settings = make_settings(
+            daemon={"state_dir": str(root / "state")},
+            connectors={
+                "import_jobs": {
+                    "enabled": True,
+                    "base_url": sim.base_url,
+                    "api_key": sim.api_key,
+                    "retry": {"max_attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.05},
+                }
+            },
+            host={"dir": str(root / "host"), "settle_time": 0},
+            jobs={"planning.import": {"options": {"site_location": "WH", **options}}},
+        )
+        Store.open(settings.db_path).close()
+        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def cfg(sim: ImportJobsSim, make_cfg: Callable[..., Settings]) -> Settings:
+    return make_cfg(sim)
+
+
+def run(settings: Settings, job: str = "planning.import", *, expect: str = "ok") -> RunResult:
+    result = run_job(REGISTRY[job], settings, trigger="test")
+    assert result.status == expect, result.error
+    return result
+
+
+_dropped = Counter[str]()
+
+
+def drop(settings: Settings, feed: str, header: str, rows: list[str]) -> None:
+    _dropped[feed] += 1
+    name = f"{feed}-{_dropped[feed]:04d}-{time.monotonic_ns()}.csv"
+    (settings.host_dir / "inbox" / name).write_text("\n".join([header, *rows]) + "\n")
+    result = run(settings, "host.inbox")
+    assert result.counts.get("files_archived") == 1, result.counts
+
+
+ARTICLES = "article_id,name"
+STOCK = "article_id,location,qty"
+SUPPLIERS = "supplier_id,name"
+SALES = "transaction_id,line_id,sale_date,article_id,location,qty,channel"
+POS = "po_number,supplier_id,location,order_date,status,line_no,article_id,qty_ordered,qty_received,unit_cost"
+ORDERS = "action,order_id,line_id,article_id,qty"
+
+
+def load_all(settings: Settings) -> None:
+    drop(settings, "articles", ARTICLES, ["A1,Chain 3/8", "A2,Bar 16in", "A3,Sprocket"])
+    drop(settings, "suppliers", SUPPLIERS, ["S1,Oregon Tool", "S2,Acme"])
+    drop(settings, "stock", STOCK, ["A1,,12", "A2,,4", "A3,B-01,1.5"])
+    drop(
+        settings,
+        "purchase_orders",
+        POS,
+        [
+            "PO-1,S1,,2025-03-01,OPEN,1,A1,100,40,3.10",
+            "PO-1,S1,,2025-03-01,OPEN,2,A2,10,0,12.5",
+            "PO-2,S2,,2025-03-02,OPEN,1,A3,5,5,1.00",  # fully received: not sent
+        ],
+    )
+    drop(settings, "orders", ORDERS, ["create,O1,1,A1,2", "create,O1,2,A2,1", "create,O2,1,A3,1"])
+    drop(
+        settings,
+        "sales",
+        SALES,
+        ["T1,1,2025-03-03,A1,,3,", "T2,1,2025-03-04,A1,,2,", "T3,1,2025-03-11,A2,,1,web"],
+    )
+
+
+def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    with Store.open(settings.db_path, migrate=False) as store:
+        return store.query(sql, params)
+
+
+def accepted(settings: Settings, endpoint: str) -> dict[str, str]:
+    rows = query(
+        settings,
+        "SELECT row_key, row_hash FROM planning_import_accepted WHERE endpoint = ?",
+        [endpoint],
+    )
+    return {r["row_key"]: r["row_hash"] for r in rows}
+
+
+def open_rejects(settings: Settings) -> list[dict[str, Any]]:
+    with Store.open(settings.db_path, migrate=False) as store:
+        return store.list_rejects(status="open", source="planning:")
+
+
+def posts(sim: ImportJobsSim) -> Counter[str]:
+    return Counter(r.route for r in sim.requests if r.route.startswith("POST") and r.status == 202)
+
+
+def capture(sim: ImportJobsSim, kind: str, mutate: Callable[[dict[str, Any]], None] | None = None):  # type: ignore[no-untyped-def]
+    """Record every body reaching an import route; `mutate` may change each row first (the
+    API refusing what the client's own check let through)."""
+    bodies: list[Any] = []
+    router = sim.server.router
+    for index, route in enumerate(router._routes):
+        if route.method == "POST" and route.pattern == f"/api/import/{kind}":
+            original = route.handler
+
+            def handler(request: Any, original: Any = original) -> Any:
+                bodies.append(json.loads(json.dumps(request.json)))
+                if mutate is not None:
+                    for rows in request.json.values():
+                        for row in rows:
+                            mutate(row)
+                return original(request)
+
+            router._routes[index] = dataclasses.replace(route, handler=handler)
+    return bodies
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_first_run_sends_every_endpoint_and_a_second_run_sends_nothing(
+    sim: ImportJobsSim, cfg: Settings
+) -> None:
+    load_all(cfg)
+    with freeze_time("2025-03-12 10:00:00", tick=True):  # host.inbox needs real time
+        first = run(cfg)
+    assert posts(sim) == {
+        post("catalog"): 1,
+        post("suppliers"): 1,
+        post("inventory"): 1,
+        post("purchase-orders"): 1,
+        post("orders"): 1,
+        post("demand-history"): 1,
+    }
+    assert set(sim.records("catalog")) == {("A1",), ("A2",), ("A3",)}
+    assert sim.records("catalog")[("A1",)]["name"] == "Chain 3/8"
+    inv = sim.records("inventory")
+    assert inv[("A1", "org_sandbox-WH")]["quantityOnHand"] == 12
+    assert inv[("A3", "org_sandbox-B-01")]["quantityOnHand"] == 1.5
+    po = sim.records("purchase-orders")
+    assert list(po) == [("PO-1",)]  # PO-2 has nothing outstanding
+    assert [(ln["skuId"], ln["quantity"], ln["unitCost"]) for ln in po[("PO-1",)]["lines"]] == [
+        ("A1", 60, 3.1),
+        ("A2", 10, 12.5),
+    ]
+    assert set(sim.records("orders")) == {("O1",), ("O2",)}
+    demand = {k: v["actualDemand"] for k, v in sim.records("demand-history").items()}
+    assert demand == {("A1", "WH", "2025-03-03", "ALL"): 5, ("A2", "WH", "2025-03-10", "web"): 1}
+
+    assert len(accepted(cfg, "catalog")) == 3
+    assert len(accepted(cfg, "inventory")) == 3
+    total = 3 + 2 + 3 + 1 + 2 + 2
+    assert first.counts["rowCount"] == total
+    assert first.counts["processedCount"] == total
+    assert first.counts["failedCount"] == 0
+    assert first.counts["pushed"] == total
+    runs = query(cfg, "SELECT * FROM runs WHERE run_id = ?", [first.run_id])[0]
+    stored = json.loads(runs["counts"])
+    assert stored["rowCount"] == total
+    assert runs["pushed"] == total
+    jobs = query(cfg, "SELECT status, row_count, finished_at FROM planning_import_jobs")
+    assert len(jobs) == 6
+    assert all(j["status"] == "COMPLETED" and j["finished_at"] for j in jobs)
+    assert not query(cfg, "SELECT * FROM planning_import_sent")
+
+    before = len(sim.requests)
+    with freeze_time("2025-03-12 10:00:00", tick=True):
+        second = run(cfg)
+    assert len(sim.requests) == before  # no change: no request at all
+    assert second.counts["unchanged"] == total
+    assert "jobs_submitted" not in second.counts
+
+
+def test_a_changed_row_resends_only_it_in_batches(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    cfg = make_cfg(sim, endpoints=["catalog"], batch_size=2)
+    bodies = capture(sim, "catalog")
+    drop(cfg, "articles", ARTICLES, [f"A{n},Article {n}" for n in range(5)])
+    run(cfg)
+    assert [len(b["products"]) for b in bodies] == [2, 2, 1]
+    drop(cfg, "articles", ARTICLES, [f"A{n},Article {n}" for n in range(5) if n != 3] + ["A3,New"])
+    result = run(cfg)
+    assert bodies[-1] == {"products": [{"externalId": "A3", "name": "New"}]}
+    assert len(bodies) == 4
+    assert result.counts["unchanged"] == 4
+    assert sim.records("catalog")[("A3",)]["name"] == "New"
+
+
+def test_row_failures_become_rejects_tied_to_host_rows_and_are_retried_when_due(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    cfg = make_cfg(sim, endpoints=["inventory"])
+    poisoned = {"A2"}
+
+    def refuse(row: dict[str, Any]) -> None:
+        if row["skuId"] in poisoned and row.get("quantityOnHand") == 4:
+            row["quantityOnHand"] = "four"
+
+    bodies = capture(sim, "inventory", refuse)
+    drop(cfg, "stock", STOCK, ["A1,,12", "A2,,4", "A3,,7"])
+    first = run(cfg)
+    assert first.counts["failedCount"] == 1
+    assert first.counts["rejected"] == 1
+    assert set(accepted(cfg, "inventory")) == {"A1|WH", "A3|WH"}
+    [reject] = open_rejects(cfg)
+    assert reject["source"] == "planning:inventory"
+    assert reject["field"] == "quantityOnHand"
+    assert "must be a number" in reject["reason"]
+    file, line = reject["reference"].split(" ")[0].split(":")
+    assert file.startswith("stock-")
+    assert line == "3"
+    assert reject["reference"].endswith(" A2|WH")
+
+    run(cfg)  # unchanged and refused as is: not sent again
+    assert len(bodies) == 1
+
+    # Retried by the operator: sent again (and refused again, it did not change).
+    with Store.open(cfg.db_path, migrate=False) as store:
+        assert store.retry_reject(reject["id"]) == "retry"
+    again = run(cfg)
+    assert again.counts["retried"] == 1
+    assert bodies[-1] == {"levels": [{"skuId": "A2", "locationId": "WH", "quantityOnHand": 4}]}
+    assert [r["id"] for r in open_rejects(cfg)] != [reject["id"]]
+    assert len(open_rejects(cfg)) == 1
+
+    # Changed at the host: sent again, accepted, its reject resolved.
+    drop(cfg, "stock", STOCK, ["A1,,12", "A2,,5", "A3,,7"])
+    fixed = run(cfg)
+    assert fixed.counts["pushed"] == 1
+    assert len(bodies) == 3
+    assert set(accepted(cfg, "inventory")) == {"A1|WH", "A2|WH", "A3|WH"}
+    assert open_rejects(cfg) == []
+    assert not query(cfg, "SELECT * FROM planning_import_failed")
+
+
+def test_rows_the_client_check_refuses_are_rejected_without_a_request(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    cfg = make_cfg(sim, endpoints=["purchase-orders"])
+    drop(
+        cfg,
+        "purchase_orders",
+        POS,
+        ["PO-1,S1,,2025-03-01,OPEN,1,A1,10,0,", "PO-2,S1,,2025-03-01,OPEN,1,A1,10,0,2"],
+    )
+    result = run(cfg)
+    assert result.counts["refused"] == 1
+    assert set(sim.records("purchase-orders")) == {("PO-2",)}
+    [reject] = open_rejects(cfg)
+    assert reject["reference"].endswith(":2 PO-1")
+    assert "unitCost" in reject["reason"]
+    before = len(sim.requests)
+    run(cfg)
+    assert len(sim.requests) == before
+    assert len(open_rejects(cfg)) == 1
+
+
+def test_a_job_pending_at_a_crash_is_resumed_without_a_new_submit(
+    make_cfg: Callable[..., Settings],
+) -> None:
+    # auto=False: jobs move only when the test says so, like a run that stopped after submit.
+    with ImportJobsSim(seed=3, auto=False) as sim:
+        cfg = make_cfg(sim, endpoints=["catalog"], job_timeout=0.1)
+        drop(cfg, "articles", ARTICLES, ["A1,One", "A2,Two"])
+        first = run(cfg)
+        assert first.counts["jobs_open"] == 1
+        [job] = query(cfg, "SELECT * FROM planning_import_jobs")
+        assert job["status"] == "PENDING"
+        assert job["finished_at"] is None
+        assert len(query(cfg, "SELECT * FROM planning_import_sent")) == 2
+        assert accepted(cfg, "catalog") == {}
+
+        waiting = run(cfg)  # still pending: polled again, nothing new planned or sent
+        assert waiting.counts["jobs_resumed"] == 1
+        assert waiting.counts["endpoints_waiting"] == 1
+        assert posts(sim)[post("catalog")] == 1
+
+        sim.process_jobs()
+        resumed = run(cfg)
+        assert resumed.counts["jobs_resumed"] == 1
+        assert resumed.counts["rowCount"] == 2
+        assert posts(sim)[post("catalog")] == 1  # no new submit
+        assert set(accepted(cfg, "catalog")) == {"A1", "A2"}
+        [job] = query(cfg, "SELECT * FROM planning_import_jobs")
+        assert job["status"] == "COMPLETED"
+        assert job["processed_count"] == 2
+        assert resumed.counts["unchanged"] == 2
+
+
+def test_a_failed_job_accepts_nothing_and_is_sent_again(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    cfg = make_cfg(sim, endpoints=["suppliers"])
+    drop(cfg, "suppliers", SUPPLIERS, ["S1,One", "S2,Two"])
+    sim.fail_next_job("Import processing failed.")
+    first = run(cfg)
+    assert first.counts["jobs_failed"] == 1
+    assert first.counts.get("pushed", 0) == 0
+    assert accepted(cfg, "suppliers") == {}
+    assert open_rejects(cfg) == []
+    assert json.loads(
+        query(cfg, "SELECT warnings FROM runs WHERE run_id = ?", [first.run_id])[0]["warnings"]
+    )
+    second = run(cfg)
+    assert second.counts["pushed"] == 2
+    assert set(accepted(cfg, "suppliers")) == {"S1", "S2"}
+
+
+def test_demand_history_closed_weeks_are_final_and_the_open_week_is_resent(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    cfg = make_cfg(sim, endpoints=["demand-history"], demand_weeks_back=2)
+    bodies = capture(sim, "demand-history")
+    # Host files are loaded in real time (the inbox checks file ages); the job in frozen time.
+    drop(
+        cfg,
+        "sales",
+        SALES,
+        [
+            "T0,1,2025-02-20,A1,,9,",  # 3 weeks back: outside the window
+            "T1,1,2025-02-24,A1,,1,",
+            "T2,1,2025-03-09,A1,,2,",  # Sunday: week of 03-03
+            "T3,1,2025-03-10,A1,,3,",  # the open week
+        ],
+    )
+    wednesday = "2025-03-12 10:00:00"  # in the week of 03-10
+    with freeze_time(wednesday, tick=True):
+        run(cfg)
+    weeks = {r["weekStarting"]: r["actualDemand"] for r in bodies[-1]["records"]}
+    assert weeks == {"2025-02-24": 1, "2025-03-03": 2, "2025-03-10": 3}
+
+    drop(cfg, "sales", SALES, ["T4,1,2025-03-12,A1,,4,"])  # the open week grows
+    with freeze_time(wednesday, tick=True):
+        run(cfg)
+    assert bodies[-1]["records"] == [
+        {
+            "skuId": "A1",
+            "locationId": "WH",
+            "weekStarting": "2025-03-10",
+            "channel": "ALL",
+            "actualDemand": 7,
+        }
+    ]
+    sent = len(bodies)
+    next_tuesday = "2025-03-18 08:00:00"  # the week of 03-10 is closed now
+    with freeze_time(next_tuesday, tick=True):
+        result = run(cfg)
+    assert len(bodies) == sent
+    assert result.counts["unchanged"] == 2
+    drop(cfg, "sales", SALES, ["T5,1,2025-03-17,A1,,5,"])
+    with freeze_time(next_tuesday, tick=True):
+        run(cfg)
+    assert [r["weekStarting"] for r in bodies[-1]["records"]] == ["2025-03-17"]
+    stored = sim.records("demand-history")
+    assert stored[("A1", "WH", "2025-03-10", "ALL")]["actualDemand"] == 7
+    assert stored[("A1", "WH", "2025-03-17", "ALL")]["actualDemand"] == 5
+
+
+def test_faults_on_submit_and_status_converge(sim: ImportJobsSim, cfg: Settings) -> None:
+    load_all(cfg)
+    sim.faults.script(post("catalog"), ["429", "503"])
+    sim.faults.script(post("inventory"), ["503"])
+    sim.faults.script(STATUS, ["503", "429", "503"])
+    with freeze_time("2025-03-12 10:00:00", tick=True):
+        result = run(cfg)
+    assert result.counts["failedCount"] == 0
+    assert result.counts["jobs_submitted"] == 6  # faults answer before a job is made
+    assert set(sim.records("catalog")) == {("A1",), ("A2",), ("A3",)}
+    assert len(accepted(cfg, "inventory")) == 3
+    assert sum(1 for r in sim.requests if r.status in (429, 503)) == 6

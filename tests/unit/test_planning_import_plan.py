@@ -1,0 +1,256 @@
+"""Pure parts of `planning.import`: host rows -> import rows, weeks, hashes and the plan."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from syncd.connectors.import_jobs import ImportJob, parse_rows, row_key
+from syncd.jobs.planning_import import (
+    ORDER,
+    Options,
+    catalog_row,
+    demand_row,
+    demand_window,
+    inventory_row,
+    is_closed_week,
+    match_errors,
+    number,
+    order_row,
+    plan_row,
+    purchase_order_row,
+    row_hash,
+    supplier_row,
+    week_starting,
+    weekly_demand,
+)
+from syncd.state import Store
+
+SITE = "WH"
+
+
+def test_numbers_are_exact_and_whole_values_are_ints() -> None:
+    assert number(5) == 5
+    assert isinstance(number(5), int)
+    assert number(5.0) == 5
+    assert isinstance(number(5.0), int)
+    assert number("3.10") == 3.1
+    assert number(0.1 + 0.2) == 0.3
+    assert number(None) is None
+    assert number("") is None
+
+
+def test_catalog_supplier_and_inventory_rows() -> None:
+    assert catalog_row({"article_id": "A1", "name": "Chain"}) == {
+        "externalId": "A1",
+        "name": "Chain",
+    }
+    assert supplier_row({"supplier_id": "S1", "name": "Acme"}) == {
+        "externalId": "S1",
+        "name": "Acme",
+    }
+    site = inventory_row({"article_id": "A1", "location": "", "qty": 12}, SITE, reserved=3)
+    assert site == {"skuId": "A1", "locationId": SITE, "quantityOnHand": 12, "quantityReserved": 3}
+    bin_row = inventory_row({"article_id": "A1", "location": "B-01", "qty": 1.5}, SITE)
+    assert bin_row == {"skuId": "A1", "locationId": "B-01", "quantityOnHand": 1.5}
+    assert row_key("inventory", bin_row) == "A1|B-01"
+
+
+def test_purchase_order_sends_outstanding_lines_only() -> None:
+    header = {"po_number": "PO-1", "supplier_id": "S1", "location": "", "status": "OPEN"}
+    lines = [
+        {"article_id": "A1", "qty_ordered": 100, "qty_received": 40, "unit_cost": "3.10"},
+        {"article_id": "A2", "qty_ordered": 5, "qty_received": 5, "unit_cost": "1"},
+        {"article_id": "A3", "qty_ordered": 2, "qty_received": 0, "unit_cost": None},
+    ]
+    row = purchase_order_row(header, lines, SITE)
+    assert row == {
+        "externalPoNumber": "PO-1",
+        "supplierId": "S1",
+        "destinationLocationId": SITE,
+        "status": "OPEN",
+        "lines": [
+            {"skuId": "A1", "quantity": 60, "unitCost": 3.1},
+            {"skuId": "A3", "quantity": 2, "unitCost": None},
+        ],
+    }
+    # A line without unit cost is refused by the connector's check, before any request.
+    _, bad = parse_rows("purchase-orders", [row])
+    assert "lines[1].unitCost" in bad[0]
+    assert purchase_order_row(header, lines[1:2], SITE) is None  # nothing outstanding
+    no_status = purchase_order_row({**header, "status": None}, lines[:1], SITE)
+    assert no_status is not None
+    assert "status" not in no_status
+
+
+def test_orders_open_only_at_the_site_location() -> None:
+    lines = [{"article_id": "A1", "qty": 2}, {"article_id": "A2", "qty": 1}]
+    row = order_row({"order_id": "O1", "status": "open"}, lines, SITE)
+    assert row == {
+        "externalOrderId": "O1",
+        "lines": [
+            {"skuId": "A1", "quantity": 2, "locationId": SITE},
+            {"skuId": "A2", "quantity": 1, "locationId": SITE},
+        ],
+    }
+    assert order_row({"order_id": "O1", "status": "cancelled"}, lines, SITE) is None
+    assert order_row({"order_id": "O1", "status": "open"}, [], SITE) is None
+
+
+@pytest.mark.parametrize(
+    ("day", "monday"),
+    [
+        (date(2025, 3, 10), date(2025, 3, 10)),  # Monday
+        (date(2025, 3, 16), date(2025, 3, 10)),  # Sunday
+        (date(2025, 1, 1), date(2024, 12, 30)),  # ISO week 1 of 2025 starts in 2024
+        (date(2020, 12, 31), date(2020, 12, 28)),  # ISO week 53
+    ],
+)
+def test_week_starting_is_the_iso_monday(day: date, monday: date) -> None:
+    assert week_starting(day) == monday
+    assert monday.isocalendar().weekday == 1
+    assert day.isocalendar()[:2] == monday.isocalendar()[:2]
+
+
+def test_demand_window_and_closed_weeks() -> None:
+    today = date(2025, 3, 12)  # a Wednesday
+    assert demand_window(today, 2, True) == (date(2025, 2, 24), date(2025, 3, 17))
+    assert demand_window(today, 2, False) == (date(2025, 2, 24), date(2025, 3, 10))
+    assert is_closed_week(date(2025, 3, 3), today)
+    assert is_closed_week(date(2025, 3, 9), today)  # Sunday of last week
+    assert not is_closed_week(date(2025, 3, 10), today)
+
+
+def test_weekly_demand_sums_by_iso_week_channel_and_location() -> None:
+    sales: list[dict[str, Any]] = [
+        {"sale_date": "2025-03-03", "article_id": "A1", "location": "", "qty": 3},
+        {"sale_date": "2025-03-09", "article_id": "A1", "location": "", "qty": 2},
+        {"sale_date": "2025-03-09", "article_id": "A1", "location": "", "qty": -1},
+        {"sale_date": "2025-03-10", "article_id": "A1", "location": "", "qty": 1},
+        {"sale_date": "2025-03-10", "article_id": "A1", "location": "", "qty": 4, "channel": "web"},
+        {"sale_date": "2025-03-11", "article_id": "A2", "location": "S1", "qty": -2},
+    ]
+    assert weekly_demand(sales, SITE) == [
+        {
+            "skuId": "A1",
+            "locationId": SITE,
+            "weekStarting": "2025-03-03",
+            "channel": "ALL",
+            "actualDemand": 4,
+        },
+        {
+            "skuId": "A1",
+            "locationId": SITE,
+            "weekStarting": "2025-03-10",
+            "channel": "ALL",
+            "actualDemand": 1,
+        },
+        {
+            "skuId": "A1",
+            "locationId": SITE,
+            "weekStarting": "2025-03-10",
+            "channel": "web",
+            "actualDemand": 4,
+        },
+        # More returned than sold: no negative demand.
+        {
+            "skuId": "A2",
+            "locationId": "S1",
+            "weekStarting": "2025-03-10",
+            "channel": "ALL",
+            "actualDemand": 0,
+        },
+    ]
+    record = demand_row(
+        {"article_id": "A1", "location": "", "channel": None, "week": "2025-03-12", "qty": 2.5},
+        SITE,
+    )
+    assert record["weekStarting"] == "2025-03-10"
+    assert record["actualDemand"] == 2.5
+    assert row_key("demand-history", record) == f"A1|{SITE}|2025-03-10|ALL"
+
+
+def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> None:
+    """The job aggregates in SQL; it must agree with `weekly_demand`."""
+    from syncd.jobs.planning_import import _demand_candidates
+
+    sales = []
+    for n, (day, art, loc, qty, channel) in enumerate(
+        [
+            ("2025-02-24", "A1", "", 3, ""),
+            ("2025-03-02", "A1", "", 2, ""),  # Sunday: same week
+            ("2025-03-03", "A1", "", 1.25, "web"),
+            ("2025-03-12", "A1", "", 5, ""),
+            ("2025-03-12", "A2", "S1", -1, ""),
+            ("2025-03-13", "A2", "S1", 4, ""),
+            ("2025-02-10", "A3", "", 9, ""),  # before the window
+        ]
+    ):
+        sales.append(
+            {
+                "transaction_id": f"T{n}",
+                "line_id": "1",
+                "sale_date": day,
+                "article_id": art,
+                "location": loc,
+                "qty": qty,
+                "channel": channel,
+                "file": "sales-1.csv",
+                "line": n + 2,
+                "load_id": 1,
+                "loaded_at": "2025-03-12T00:00:00.000Z",
+            }
+        )
+    with store.transaction():
+        store.db["host_sales"].insert_all(sales)  # type: ignore[union-attr]
+    options = Options(site_location=SITE, demand_weeks_back=2)
+    found = [c for chunk in _demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
+    in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
+    assert [c.payload for c in found] == weekly_demand(in_window, SITE)
+    assert found[0].reference == "sales-1.csv:2"
+
+
+def test_plan_row() -> None:
+    assert plan_row("h1", "h1", None) == "unchanged"
+    assert plan_row("h2", "h1", None) == "send"
+    assert plan_row("h2", "h1", "h2") == "failed"  # refused as is: wait for a change
+    assert plan_row("h3", "h1", "h2") == "send"  # changed since it failed
+    assert plan_row("h1", None, None) == "send"
+
+
+def test_row_hash_ignores_key_order() -> None:
+    assert row_hash({"a": 1, "b": [1, 2]}) == row_hash({"b": [1, 2], "a": 1})
+    assert row_hash({"a": 1}) != row_hash({"a": 2})
+
+
+def test_errors_are_matched_to_sent_rows_by_index_then_key() -> None:
+    job = ImportJob.model_validate(
+        {
+            "jobId": "j",
+            "status": "COMPLETED",
+            "errors": [
+                {"row": 0, "key": "A", "field": "x", "message": "bad"},
+                {"row": 0, "key": "C", "message": "index is off, key wins"},
+                {"row": 7, "message": "no such row"},
+                "job-level text",
+            ],
+        }
+    )
+    found, unmatched = match_errors(job, ["A", "B", "C"])
+    assert sorted(found) == [0, 2]
+    assert [e.message for e in unmatched] == ["no such row", "job-level text"]
+
+
+def test_options() -> None:
+    assert Options().endpoints == list(ORDER)
+    assert Options(endpoints=["demand-history", "catalog"]).endpoints == [
+        "catalog",
+        "demand-history",
+    ]
+    with pytest.raises(ValidationError):
+        Options(endpoints=["stock"])
+    with pytest.raises(ValidationError):
+        Options(batch_size=0)
