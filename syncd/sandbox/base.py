@@ -749,3 +749,51 @@ class SandboxServer:
             with contextlib.suppress(OSError):
                 h.wfile.flush()
                 h.connection.shutdown(socket.SHUT_RDWR)
+
+
+class Simulator:
+    """What every simulator shares: one SandboxServer, its life cycle, and the levers
+    tests use (faults, request log, counters, token)."""
+
+    server: SandboxServer
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Server root, e.g. ``http://127.0.0.1:PORT``."""
+        return self.server.url
+
+    @property
+    def token(self) -> str | None:
+        return self.server.token
+
+    @property
+    def faults(self) -> FaultInjector:
+        return self.server.faults
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return self.server.requests
+
+    def count(self, route: str | None = None) -> int:
+        return self.server.count(route)
+
+    def renew_token(self, new: str) -> None:
+        self.server.renew_token(new)

@@ -80,17 +80,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.sandbox.base import (
-    FaultInjector,
     ManualClock,
     Request,
-    RequestRecord,
     Response,
     SandboxServer,
+    Simulator,
 )
 
 __all__ = [
@@ -330,7 +328,7 @@ def _parse_reports(body: Any) -> list[tuple[int, str, Number, bool]]:
 # --- the simulator -------------------------------------------------------------------------
 
 
-class DSOrderSim:
+class DSOrderSim(Simulator):
     """The DSOrder simulator: state, HTTP routes and Python-side levers for tests.
 
     ``DSOrderSim(clock=ManualClock(...), tz="Europe/Amsterdam")`` starts empty; orders come
@@ -388,24 +386,9 @@ class DSOrderSim:
 
     # lifecycle and passthroughs
 
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
     def stop(self) -> None:
         self.stop_generator()
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def base_url(self) -> str:
@@ -414,10 +397,6 @@ class DSOrderSim:
 
     url = base_url
 
-    @property
-    def token(self) -> str | None:
-        return self.server.token
-
     def auth_headers(self, token: str | None = None) -> dict[str, str]:
         """The header a client must send, e.g. ``{"Authorization": "Bearer <token>"}``."""
         value = token if token is not None else self.server.token
@@ -425,22 +404,8 @@ class DSOrderSim:
             return {}
         return {self.auth_header: f"{self.auth_scheme} {value}" if self.auth_scheme else value}
 
-    @property
-    def faults(self) -> FaultInjector:
-        return self.server.faults
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        return self.server.requests
-
-    def count(self, route: str | None = None) -> int:
-        return self.server.count(route)
-
     def expire_token(self) -> None:
         self.server.expire_token()
-
-    def renew_token(self, new: str) -> None:
-        self.server.renew_token(new)
 
     # time
 

@@ -72,17 +72,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from syncd.sandbox.base import (
     ApiError,
-    FaultInjector,
     ManualClock,
     Request,
-    RequestRecord,
     Response,
     SandboxServer,
+    Simulator,
 )
 
 __all__ = [
@@ -413,7 +411,7 @@ def _error_body(status: int, code: str, message: str) -> dict[str, Any]:
 # --- the simulator ---------------------------------------------------------------------------
 
 
-class ImportJobsSim:
+class ImportJobsSim(Simulator):
     """The import-jobs simulator: state, HTTP routes and Python-side levers for tests.
 
     ``ImportJobsSim(clock=ManualClock(0), pending_seconds=1, rows_per_second=10)`` makes jobs
@@ -476,24 +474,9 @@ class ImportJobsSim:
 
     # lifecycle and passthroughs
 
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
     def stop(self) -> None:
         self.stop_worker()
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def base_url(self) -> str:
@@ -504,17 +487,6 @@ class ImportJobsSim:
 
     def auth_headers(self, key: str | None = None) -> dict[str, str]:
         return {self.auth_header: self.api_key if key is None else key}
-
-    @property
-    def faults(self) -> FaultInjector:
-        return self.server.faults
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        return self.server.requests
-
-    def count(self, route: str | None = None) -> int:
-        return self.server.count(route)
 
     # keys
 

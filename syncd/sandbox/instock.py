@@ -55,16 +55,14 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from syncd.sandbox.base import (
     ApiError,
-    FaultInjector,
     Request,
-    RequestRecord,
     Response,
     SandboxServer,
+    Simulator,
     dumps,
 )
 
@@ -529,7 +527,7 @@ _WORDS_B: Final = (
 _CATEGORIES: Final = ("Cereals & Bars", "Pantry", "Beverages", "Household", "Outdoor", "Apparel")
 
 
-class InstockSim:
+class InstockSim(Simulator):
     """The Instock simulator: state, HTTP routes and Python-side levers for tests.
 
     ``InstockSim(seed=S, articles=N)`` generates sites, N articles (about 2% serial-numbered,
@@ -575,24 +573,6 @@ class InstockSim:
 
     # lifecycle and passthroughs
 
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         """Server root, e.g. ``http://127.0.0.1:PORT``."""
@@ -602,24 +582,6 @@ class InstockSim:
     def base_url(self) -> str:
         """The API base a client is configured with (production: https://api.instock.com/v1)."""
         return f"{self.server.url}/v1"
-
-    @property
-    def token(self) -> str | None:
-        return self.server.token
-
-    @property
-    def faults(self) -> FaultInjector:
-        return self.server.faults
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        return self.server.requests
-
-    def count(self, route: str | None = None) -> int:
-        return self.server.count(route)
-
-    def renew_token(self, new: str) -> None:
-        self.server.renew_token(new)
 
     # Python-side levers (the warehouse floor, for tests and the demo)
 

@@ -90,20 +90,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from syncd.sandbox.base import (
     ApiError,
-    FaultInjector,
     ManualClock,
     Request,
-    RequestRecord,
     Response,
     Route,
     Router,
     SandboxServer,
+    Simulator,
 )
 
 __all__ = [
@@ -433,7 +431,7 @@ class NetstockState:
 # --- the simulator -------------------------------------------------------------------------
 
 
-class NetstockSim:
+class NetstockSim(Simulator):
     """The Netstock Data Orchestrator simulator: state, HTTP routes and levers for tests.
 
     ``NetstockSim(clock=ManualClock(...))`` knows one user (``DEFAULT_USERNAME`` /
@@ -499,41 +497,12 @@ class NetstockSim:
 
     # lifecycle and passthroughs
 
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
         """What a client is configured with: the server root."""
         return self.server.url
 
     url = base_url
-
-    @property
-    def faults(self) -> FaultInjector:
-        return self.server.faults
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        return self.server.requests
-
-    def count(self, route: str | None = None) -> int:
-        return self.server.count(route)
 
     @property
     def stats(self) -> Counter[str]:

@@ -73,15 +73,13 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 from syncd.sandbox.base import (
-    FaultInjector,
     Request,
-    RequestRecord,
     Response,
     SandboxServer,
+    Simulator,
     dumps,
 )
 
@@ -346,7 +344,7 @@ class OregonSiopState:
 # --- the simulator -----------------------------------------------------------------------------
 
 
-class OregonSiopSim:
+class OregonSiopSim(Simulator):
     """The SIOP simulator: state, the HTTP route and Python-side levers for tests."""
 
     def __init__(
@@ -388,24 +386,6 @@ class OregonSiopSim:
 
     # lifecycle and passthroughs
 
-    def start(self) -> Self:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         """Server root, e.g. ``http://127.0.0.1:PORT``."""
@@ -423,17 +403,6 @@ class OregonSiopSim:
     def auth_headers(self, api_key: str | None = None) -> dict[str, str]:
         value = api_key if api_key is not None else self.server.token
         return {} if value is None else {API_KEY_HEADER: value}
-
-    @property
-    def faults(self) -> FaultInjector:
-        return self.server.faults
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        return self.server.requests
-
-    def count(self, route: str | None = None) -> int:
-        return self.server.count(route)
 
     # Python-side levers and views
 
