@@ -106,3 +106,15 @@ def validate_jobs(settings: Settings) -> None:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
+
+
+def take_retried_rejects(
+    ctx: JobContext, source: str, forget: Callable[[Store, dict[str, Any]], None]
+) -> None:
+    """`syncd rejects retry` for a job's own rejects: `forget` clears what kept the item
+    back, in the same transaction that marks the reject retried; the run plans it again."""
+    for reject in ctx.store.rejects_to_retry(source):
+        with ctx.store.transaction():
+            forget(ctx.store, reject)
+            ctx.store.set_reject_status(reject["id"], "retried")
+        ctx.counts["retried"] += 1

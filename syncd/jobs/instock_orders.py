@@ -39,7 +39,7 @@ from syncd.connectors.instock import (
     fulfilled_by_line,
 )
 from syncd.host.outbox import host_file_intent
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jobs.host_files import host_format
 from syncd.jobs.instock_push import DESTINATION
 from syncd.state import NewIntent, NewReject, Store
@@ -141,22 +141,18 @@ def run(ctx: JobContext) -> None:
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on a host-order reject: plan that order again this run."""
-    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
-        order_id = reject["reference"].removeprefix("order ")
-        with ctx.store.transaction():
-            # Forget what was planned: the order is compared afresh with Instock.
-            # (a refused cancel is planned again as "pushed, not cancelled").
-            ctx.store.db.execute(
-                "UPDATE instock_order_sync SET pushed_hash = NULL, "
-                "action = CASE WHEN action = 'cancel' THEN 'update' ELSE action END "
-                "WHERE order_id = ? AND status = 'refused'",
-                [order_id],
-            )
-            ctx.store.db.execute(
-                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
-                [iso(), reject["id"]],
-            )
-        ctx.counts["retried"] += 1
+
+    def forget(store: Store, reject: dict[str, Any]) -> None:
+        # The order is compared afresh with Instock (a refused cancel is planned
+        # again as "pushed, not cancelled").
+        store.db.execute(
+            "UPDATE instock_order_sync SET pushed_hash = NULL, "
+            "action = CASE WHEN action = 'cancel' THEN 'update' ELSE action END "
+            "WHERE order_id = ? AND status = 'refused'",
+            [reject["reference"].removeprefix("order ")],
+        )
+
+    take_retried_rejects(ctx, REJECT_SOURCE, forget)
 
 
 def _push_host_orders(ctx: JobContext) -> None:

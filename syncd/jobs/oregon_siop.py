@@ -74,7 +74,7 @@ from syncd.connectors.oregon_siop import (
     validate_item,
 )
 from syncd.errors import ConfigError
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.state import NewReject, Store
 
 REJECT_SOURCE: Final = "oregon:siop"
@@ -554,16 +554,13 @@ def _clear_failure(store: Store, key: Sequence[Any]) -> None:
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on an Oregon reject: its item is planned (and sent) again."""
-    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
-        with ctx.store.transaction():
-            ctx.store.db.execute(
-                "DELETE FROM oregon_siop_failed WHERE reject_id = ?", [reject["id"]]
-            )
-            ctx.store.db.execute(
-                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
-                [iso(), reject["id"]],
-            )
-        ctx.counts["retried"] += 1
+    take_retried_rejects(
+        ctx,
+        REJECT_SOURCE,
+        lambda store, reject: store.db.execute(
+            "DELETE FROM oregon_siop_failed WHERE reject_id = ?", [reject["id"]]
+        ),
+    )
 
 
 SPEC = register(

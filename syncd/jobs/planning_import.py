@@ -83,7 +83,7 @@ from syncd.connectors.import_jobs import (
     row_key,
 )
 from syncd.errors import PermanentError
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.state import NewReject, Store
 
 REJECT_SOURCE: Final = "planning:"
@@ -712,16 +712,13 @@ def _clear_failure(store: Store, endpoint: str, key: str) -> None:
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on a planning reject: the row is planned (and sent) again."""
-    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
-        with ctx.store.transaction():
-            ctx.store.db.execute(
-                "DELETE FROM planning_import_failed WHERE reject_id = ?", [reject["id"]]
-            )
-            ctx.store.db.execute(
-                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
-                [iso(), reject["id"]],
-            )
-        ctx.counts["retried"] += 1
+    take_retried_rejects(
+        ctx,
+        REJECT_SOURCE,
+        lambda store, reject: store.db.execute(
+            "DELETE FROM planning_import_failed WHERE reject_id = ?", [reject["id"]]
+        ),
+    )
 
 
 def _resume_open_jobs(ctx: JobContext, client: ImportJobsClient, options: Options) -> set[str]:

@@ -448,6 +448,11 @@ class Store:
     def rejects_to_retry(self, source: str) -> list[dict[str, Any]]:
         return self.list_rejects(status="retry", source=source, limit=10_000)
 
+    def set_reject_status(self, reject_id: int, status: str) -> None:
+        self.db.execute(
+            "UPDATE rejects SET status = ?, updated_at = ? WHERE id = ?", [status, iso(), reject_id]
+        )
+
     def resolve_reject(self, reject_id: int) -> None:
         self.db.execute(
             "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE id = ?",
