@@ -110,20 +110,40 @@ def run(config_path: Path | None) -> None:
 @config_option
 @handle_errors
 def once(job: str, dry_run: bool, config_path: Path | None) -> None:
-    """Run one JOB now and exit (1 when the run fails)."""
+    """Run one JOB now and exit (1 when the run fails).
+
+    Refused (75) while a daemon runs on the same state: send it SIGUSR1 instead.
+    `--dry-run` works alongside a running daemon.
+    """
     from syncd.config import secret_values
+    from syncd.errors import AlreadyRunningError
     from syncd.jobs import REGISTRY
     from syncd.jobs.runner import run_job
     from syncd.logs import configure_logging, redactor
-    from syncd.state import Store
+    from syncd.state import StateLock, Store
 
     settings = _settings(config_path, required=True)
     if job not in REGISTRY:
         raise ConfigError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
     configure_logging(settings.logging.level, settings.logging.format, stream=sys.stderr)
     redactor.set_secrets(secret_values(settings))
-    Store.open(settings.db_path).close()  # create or migrate before the run opens it
-    result = run_job(REGISTRY[job], settings, trigger="cli", dry_run=dry_run)
+    lock = StateLock(settings.daemon.state_dir)
+    if not dry_run:
+        # One writer of jobs per state directory: a running daemon runs jobs on SIGUSR1.
+        try:
+            lock.acquire()
+        except AlreadyRunningError as exc:
+            raise AlreadyRunningError(
+                f"{exc}; to run jobs in the running daemon now, send it SIGUSR1 "
+                "(systemctl kill -s USR1 syncd)"
+            ) from None
+    try:
+        with Store.open(settings.db_path) as store:  # create or migrate first
+            if not dry_run:
+                store.mark_abandoned_runs()  # a killed `once` left its run 'running'
+        result = run_job(REGISTRY[job], settings, trigger="cli", dry_run=dry_run)
+    finally:
+        lock.release()
     if dry_run:
         click.echo(f"dry run of {job}: {len(result.intents)} push(es) would be queued")
         for intent in result.intents:

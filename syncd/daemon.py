@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import systemd
+from syncd import lifecycle, systemd
 from syncd.config import Schedule, Settings, load_settings, secret_values
 from syncd.errors import ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
@@ -215,6 +215,7 @@ class Daemon:
         timeout = self.settings.daemon.shutdown_timeout
         log.info("daemon_stopping", running=self.running_jobs(), timeout_s=timeout)
         self.stopping.set()
+        lifecycle.STOPPING.set()  # retry waits inside running jobs end now
         self.sender.wake()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)

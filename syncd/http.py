@@ -32,6 +32,7 @@ from tenacity import (
 from syncd.clock import utcnow
 from syncd.config import ConnectorConfig, RetryPolicy
 from syncd.errors import AuthError, PermanentError, RemoteError, RetryableError
+from syncd.lifecycle import interruptible_sleep
 from syncd.logs import redactor
 
 log = structlog.get_logger("syncd.http")
@@ -176,7 +177,7 @@ class HttpClient:
         request_id_headers: Sequence[str] = ("X-Request-ID",),
         error_parser: Callable[[httpx.Response], tuple[str | None, str]] = default_error_parser,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = interruptible_sleep,
     ) -> None:
         self.name = name
         self.config = config

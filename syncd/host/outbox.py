@@ -19,6 +19,7 @@ JSON). CSV columns are the payload's `columns`, else the first row's keys.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,11 +191,31 @@ def outbox_file_name(stream: str, intent_id: int, fmt: Format) -> str:
     return f"{stream}-{intent_id:010d}.{EXT[fmt]}"
 
 
+STALE_TEMP_SECONDS = 600
+
+
+def remove_stale_temp_files(directory: Path, *, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Delete `.<name>.<pid>.<hex>.tmp` files a crashed writer left behind.
+
+    They are hidden and never renamed into place, so the host never reads them;
+    one older than `older_than` seconds belongs to no live write.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    for stray in directory.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if stray.stat().st_mtime < cutoff:
+                stray.unlink()
+                removed += 1
+    return removed
+
+
 class HostOutboxDestination:
     """The sender's destination "host": one intent -> one file in `outbox/`."""
 
     def __init__(self, host_dir: Path) -> None:
         self.outbox = HostDirs(host_dir).outbox
+        remove_stale_temp_files(self.outbox)
 
     def send(self, intent: Intent) -> Any:
         stream, fmt, rows, columns = _payload(intent)

@@ -24,12 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.instock import BULK_MAX, InstockClient, validate_article
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.errors import PermanentError
+from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jobs.instock_push import DESTINATION, same_article
 from syncd.readahead import read_ahead
 from syncd.state import NewIntent, NewReject, Store
 
 REJECT_SOURCE = "instock:articles"
+# The first-run catalog bootstrap: "cursor:<next page>" while it runs, "done" after.
+BOOTSTRAP_STREAM = "instock.articles.bootstrap"
 
 
 class Options(BaseModel):
@@ -106,8 +109,10 @@ def plan_article(payload: Mapping[str, Any], digest: str, sync: SyncRow | None) 
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     _requeue_retried_rejects(ctx)
-    if options.bootstrap and not ctx.store.scalar("SELECT count(*) FROM instock_article_sync"):
-        _bootstrap(ctx)
+    if options.bootstrap:
+        start = _bootstrap_start(ctx.store)
+        if start is not None:
+            _bootstrap(ctx, start)
     for batch in _host_batches(ctx.store, options.batch_size):
         ctx.check_stop()
         uploads: list[tuple[dict[str, Any], str]] = []
@@ -165,48 +170,78 @@ def run(ctx: JobContext) -> None:
         ctx.wake_sender()
 
 
-def _bootstrap(ctx: JobContext) -> None:
+def _bootstrap_start(store: Store) -> str | None:
+    """Where the bootstrap starts ("" = the top, else a cursor to resume at), or None.
+
+    Its progress is a checkpoint stored with each page's records, so a crash mid-way
+    resumes it instead of leaving the rest of the catalog to the upload path."""
+    mark = store.get_checkpoint(BOOTSTRAP_STREAM)
+    if mark is not None:
+        return None if mark == "done" else mark.removeprefix("cursor:")
+    if store.scalar("SELECT count(*) FROM instock_article_sync"):
+        return None  # a state from before the bootstrap existed: it knows what it pushed
+    if not store.scalar("SELECT count(*) FROM host_articles"):
+        return None  # nothing to learn about yet: wait for the host catalog
+    return ""
+
+
+def _bootstrap(ctx: JobContext, cursor: str) -> None:
     """First run against a site that already has a catalog: read Instock's article list
     once and record which host articles it already holds, identical or not. Without
     this, each of them would be uploaded, refused as existing and resolved one by one."""
     store = ctx.store
     known = 0
     with InstockClient(ctx.settings.connectors.instock) as client:
-        for page in read_ahead(client.article_pages()):
-            ctx.check_stop()
-            remote = {a["article_id"]: a for a in page.items}
-            if not remote:
-                continue
-            marks = ",".join("?" * len(remote))
-            rows = store.query(
-                f"SELECT * FROM host_articles WHERE article_id IN ({marks})", list(remote)
-            )
-            now = iso()
-            records = []
-            for row in rows:
-                payload = article_payload(row)
-                digest = content_hash(payload)
-                same = same_article(remote[row["article_id"]], payload)
-                # Identical: accepted as is. Different: "accepted" under another content,
-                # so the plan sends an update instead of a create.
-                records.append(
-                    (
-                        row["article_id"],
-                        digest if same else "",
-                        digest if same else "instock:differs",
-                        now,
-                    )
-                )
-            with store.transaction():
-                store.db.conn.executemany(
-                    "INSERT INTO instock_article_sync (article_id, host_hash, accepted_hash, "
-                    "status, updated_at) VALUES (?, ?, ?, 'accepted', ?) "
-                    "ON CONFLICT (article_id) DO NOTHING",
-                    records,
-                )
-            known += len(records)
-    ctx.counts["bootstrapped"] = known
+        try:
+            for page in read_ahead(client.article_pages(start_cursor=cursor or None)):
+                ctx.check_stop()
+                known += _bootstrap_page(store, page.items, page.next_cursor, page.has_more)
+        except PermanentError as exc:
+            if not cursor or exc.status != 400:
+                raise
+            # The stored cursor expired: learn the catalog again from the top.
+            ctx.log.warning("articles_bootstrap_cursor_rejected", error=str(exc))
+            store.set_checkpoint(BOOTSTRAP_STREAM, "cursor:", run_id=ctx.run_id)
+            _bootstrap(ctx, "")
+            return
+    ctx.counts["bootstrapped"] += known
     ctx.log.info("articles_bootstrapped", known_in_instock=known)
+
+
+def _bootstrap_page(store: Store, items: list[Any], next_cursor: str | None, has_more: bool) -> int:
+    remote = {a["article_id"]: a for a in items}
+    rows = []
+    if remote:
+        marks = ",".join("?" * len(remote))
+        rows = store.query(
+            f"SELECT * FROM host_articles WHERE article_id IN ({marks})", list(remote)
+        )
+    now = iso()
+    records = []
+    for row in rows:
+        payload = article_payload(row)
+        digest = content_hash(payload)
+        same = same_article(remote[row["article_id"]], payload)
+        # Identical: accepted as is. Different: "accepted" under another content,
+        # so the plan sends an update instead of a create.
+        records.append(
+            (
+                row["article_id"],
+                digest if same else "",
+                digest if same else "instock:differs",
+                now,
+            )
+        )
+    with store.transaction():
+        store.db.conn.executemany(
+            "INSERT INTO instock_article_sync (article_id, host_hash, accepted_hash, "
+            "status, updated_at) VALUES (?, ?, ?, 'accepted', ?) "
+            "ON CONFLICT (article_id) DO NOTHING",
+            records,
+        )
+        position = f"cursor:{next_cursor}" if has_more and next_cursor else "done"
+        store.set_checkpoint(BOOTSTRAP_STREAM, position)
+    return len(records)
 
 
 def _field_of(reason: str) -> str | None:
@@ -257,19 +292,15 @@ def _mark(store: Store, marks: list[tuple[str, str, str, str | None]]) -> None:
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on an article reject: plan that article again this run."""
-    for reject in ctx.store.rejects_to_retry(REJECT_SOURCE):
-        article_id = reject["reference"].removeprefix("article ")
-        with ctx.store.transaction():
-            ctx.store.db.execute(
-                "UPDATE instock_article_sync SET host_hash = '', status = 'queued' "
-                "WHERE article_id = ?",
-                [article_id],
-            )
-            ctx.store.db.execute(
-                "UPDATE rejects SET status = 'retried', updated_at = ? WHERE id = ?",
-                [iso(), reject["id"]],
-            )
-        ctx.counts["retried"] += 1
+
+    def forget(store: Store, reject: dict[str, Any]) -> None:
+        store.db.execute(
+            "UPDATE instock_article_sync SET host_hash = '', status = 'queued' "
+            "WHERE article_id = ?",
+            [reject["reference"].removeprefix("article ")],
+        )
+
+    take_retried_rejects(ctx, REJECT_SOURCE, forget)
 
 
 SPEC = register(

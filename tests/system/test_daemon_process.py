@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -289,3 +291,18 @@ def test_no_secret_in_any_output(spawn, notify, write_config, state_dir, run_cli
     assert daemon.events("daemon_stopped")
     for secret in (SECRET, OTHER_SECRET):
         assert secret not in everything
+
+
+def test_once_is_refused_while_the_daemon_runs(spawn, notify, write_config) -> None:
+    """`syncd once` beside a running daemon is refused with the SIGUSR1 hint; a dry run is not."""
+    config = write_config()
+    spawn(config)
+    notify.wait_for("READY=1")
+    cmd = [sys.executable, "-m", "syncd.cli", "once", "state.housekeeping", "--config", str(config)]
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 75
+    assert "SIGUSR1" in refused.stderr
+    dry = subprocess.run(
+        [*cmd, "--dry-run"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert dry.returncode == 0, dry.stderr

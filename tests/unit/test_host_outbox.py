@@ -160,3 +160,23 @@ def test_register_adds_the_host_destination(monkeypatch: pytest.MonkeyPatch) -> 
 
     register()
     assert "host" in syncd.outbox.DESTINATIONS
+
+
+def test_stale_temp_files_of_a_crashed_writer_are_removed(tmp_path: Path) -> None:
+    """A hidden temp file a killed writer left in outbox/ is cleaned up once it is old."""
+    import os
+    import time as _time
+
+    from syncd.host.outbox import remove_stale_temp_files
+
+    old = tmp_path / ".moves-0000000001.jsonl.123.abcd.tmp"
+    young = tmp_path / ".moves-0000000002.jsonl.123.ef01.tmp"
+    kept = tmp_path / "moves-0000000001.jsonl"
+    for path in (old, young, kept):
+        path.write_text("x")
+    past = _time.time() - 3600
+    os.utime(old, (past, past))
+    assert remove_stale_temp_files(tmp_path) == 1
+    assert not old.exists()
+    assert young.exists()
+    assert kept.exists()
