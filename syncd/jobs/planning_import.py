@@ -450,17 +450,21 @@ def _sync_endpoint(
         _send(ctx, client, options, endpoint, pending)
 
 
+LOOKUP_BATCH = 900  # bound variables per query, far under SQLite's limit
+
+
 def _lookup(store: Store, table: str, endpoint: str, keys: Sequence[str]) -> dict[str, str]:
-    if not keys:
-        return {}
-    marks = ",".join("?" * len(keys))
-    return {
-        r["row_key"]: r["row_hash"]
+    """row_key -> row_hash for `keys`, queried in slices so a chunk of any size fits."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), LOOKUP_BATCH):
+        part = keys[start : start + LOOKUP_BATCH]
+        marks = ",".join("?" * len(part))
         for r in store.query(
             f"SELECT row_key, row_hash FROM {table} WHERE endpoint = ? AND row_key IN ({marks})",
-            [endpoint, *keys],
-        )
-    }
+            [endpoint, *part],
+        ):
+            found[r["row_key"]] = r["row_hash"]
+    return found
 
 
 def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> list[Planned]:
@@ -603,8 +607,11 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
     )
     errors, unmatched = match_errors(job, [s["row_key"] for s in sent])
     now = iso()
-    accepted = 0
+    accepted_rows: list[tuple[str, str, str, str, str]] = []
     with store.transaction():
+        had_failed = set(
+            _lookup(store, "planning_import_failed", endpoint, [s["row_key"] for s in sent])
+        )
         for row in sent:
             if row["seq"] in errors:
                 problems = errors[row["seq"]]
@@ -620,15 +627,17 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
                     next((e.field for e in problems if e.field), None),
                 )
             elif job.succeeded:
-                accepted += 1
-                store.db.execute(
-                    "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
-                    "accepted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint, row_key) DO "
-                    "UPDATE SET row_hash = excluded.row_hash, job_id = excluded.job_id, "
-                    "accepted_at = excluded.accepted_at",
-                    [endpoint, row["row_key"], row["row_hash"], job.jobId, now],
-                )
-                _clear_failure(store, endpoint, row["row_key"])
+                accepted_rows.append((endpoint, row["row_key"], row["row_hash"], job.jobId, now))
+                if row["row_key"] in had_failed:
+                    _clear_failure(store, endpoint, row["row_key"])
+        store.db.conn.executemany(
+            "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
+            "accepted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint, row_key) DO "
+            "UPDATE SET row_hash = excluded.row_hash, job_id = excluded.job_id, "
+            "accepted_at = excluded.accepted_at",
+            accepted_rows,
+        )
+        accepted = len(accepted_rows)
         store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, row_count = ?, processed_count = ?, "
             "failed_count = ?, errors = ?, finished_at = ? WHERE job_id = ?",
