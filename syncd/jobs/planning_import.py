@@ -477,12 +477,16 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     failed = _lookup(ctx.store, "planning_import_failed", endpoint, keys)
     planned: list[Planned] = []
     refusals: list[tuple[str, str, Candidate, str, str | None]] = []
+    to_send = []
     for key, digest, cand in keyed:
         action = plan_row(digest, accepted.get(key), failed.get(key))
         ctx.counts[action] += 1
-        if action != "send":
-            continue
-        _, bad = parse_rows(endpoint, [cand.payload])
+        if action == "send":
+            to_send.append((key, digest, cand))
+    # One validation pass for the chunk's rows to send, not one call per row.
+    _, bad_rows = parse_rows(endpoint, [cand.payload for _, _, cand in to_send])
+    for index, (key, digest, cand) in enumerate(to_send):
+        bad = {0: bad_rows[index]} if index in bad_rows else {}
         if bad or key.startswith("?"):
             reason = bad.get(0) or "natural key missing"
             field = reason.split(":", 1)[0] if ":" in reason else None
