@@ -369,6 +369,15 @@ class OrderLine(_Row):
     qty: LineQty
 
 
+def _unique_lines(ids: list[str], field: str) -> None:
+    """A record's lines must not repeat their id."""
+    seen: set[str] = set()
+    for line_id in ids:
+        if line_id in seen:
+            raise ValueError(f"lines: {field} {line_id!r} appears twice")
+        seen.add(line_id)
+
+
 class OrderRecord(_Row):
     """A JSON Lines order: the whole order (create) or its cancellation."""
 
@@ -383,11 +392,7 @@ class OrderRecord(_Row):
         if self.action == "create":
             if not self.lines:
                 raise ValueError("lines: a create needs at least one line")
-            seen: set[str] = set()
-            for line in self.lines:
-                if line.line_id in seen:
-                    raise ValueError(f"lines: line_id {line.line_id!r} appears twice")
-                seen.add(line.line_id)
+            _unique_lines([line.line_id for line in self.lines], "line_id")
         return self
 
 
@@ -520,11 +525,7 @@ class PurchaseOrderRecord(_Row):
     def _lines_unique(self) -> PurchaseOrderRecord:
         if not self.lines:
             raise ValueError("lines: a purchase order needs at least one line")
-        seen: set[str] = set()
-        for line in self.lines:
-            if line.line_no in seen:
-                raise ValueError(f"lines: line_no {line.line_no!r} appears twice")
-            seen.add(line.line_no)
+        _unique_lines([line.line_no for line in self.lines], "line_no")
         return self
 
 
