@@ -28,6 +28,7 @@ from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
 from syncd.jobs.runner import RunResult, run_job
 from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
+from tests.contract.jobkit import csv_text, drop, query, run
 
 SEED = 21
 INVENTORY_ROUTE = "GET /v1/{site_id}/inventory"
@@ -80,30 +81,8 @@ def cfg(sim: InstockSim, make_cfg: Callable[..., Settings]) -> Settings:
     return make_cfg(sim)
 
 
-def run(settings: Settings, job: str, *, expect: str = "ok", **kw: Any) -> RunResult:
-    result = run_job(REGISTRY[job], settings, trigger="test", **kw)
-    assert result.status == expect, result.error
-    return result
-
-
 def send(settings: Settings) -> Counter[str]:
     return Counter(run(settings, "outbox.send").counts)
-
-
-_dropped = Counter[str]()
-
-
-def drop(settings: Settings, feed: str, text: str, ext: str = "csv") -> None:
-    """The host drops a file into its inbox; `host.inbox` loads it at once."""
-    _dropped[feed] += 1
-    name = f"{feed}-{_dropped[feed]:04d}-{time.monotonic_ns()}.{ext}"
-    (settings.host_dir / "inbox" / name).write_text(text)
-    result = run(settings, "host.inbox")
-    assert result.counts.get("files_archived") == 1, result.counts
-
-
-def csv_text(header: str, rows: list[str]) -> str:
-    return "\n".join([header, *rows]) + "\n"
 
 
 def articles_csv(rows: list[tuple[str, str]]) -> str:
@@ -120,11 +99,6 @@ def outbox_rows(settings: Settings, stream: str) -> list[list[dict[str, Any]]]:
 
 def db(settings: Settings) -> Store:
     return Store.open(settings.db_path, migrate=False)
-
-
-def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with db(settings) as store:
-        return store.query(sql, params)
 
 
 def capture_bodies(sim: InstockSim, method: str, pattern: str) -> list[Any]:

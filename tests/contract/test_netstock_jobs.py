@@ -20,8 +20,8 @@ import pytest
 
 import syncd.jobs  # noqa: F401 - fills the job and destination registries
 from syncd.config import Settings
-from syncd.jobs import REGISTRY, netstock_pop
-from syncd.jobs.runner import RunResult, run_job
+from syncd.jobs import netstock_pop
+from syncd.jobs.runner import RunResult
 from syncd.sandbox.netstock import (
     DEFAULT_CLIENT_ID,
     DEFAULT_PASSWORD,
@@ -31,6 +31,7 @@ from syncd.sandbox.netstock import (
     NetstockSim,
 )
 from syncd.state import Store
+from tests.contract.jobkit import query, run
 
 START = 1_762_160_400.0  # 2025-11-03 09:00 UTC
 
@@ -94,19 +95,8 @@ def cfg(sim: NetstockSim, make_cfg: Callable[..., Settings]) -> Settings:
     return make_cfg(sim)
 
 
-def run(settings: Settings, job: str, *, expect: str = "ok", **kw: Any) -> RunResult:
-    result = run_job(REGISTRY[job], settings, trigger="test", **kw)
-    assert result.status == expect, result.error
-    return result
-
-
 def send(settings: Settings) -> dict[str, int]:
     return run(settings, "outbox.send").counts
-
-
-def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with Store.open(settings.db_path, migrate=False) as store:
-        return store.query(sql, params)
 
 
 def outbox_files(settings: Settings, stream: str) -> list[Path]:

@@ -8,8 +8,6 @@ asked, and what the state DB (accepted items, rejects, runs) holds.
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,11 @@ from freezegun import freeze_time
 
 import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.config import Settings
-from syncd.jobs import REGISTRY
-from syncd.jobs.runner import RunResult, run_job
+from syncd.jobs.runner import RunResult
 from syncd.sandbox.oregon_siop import ROUTE, OregonSiopSim
 from syncd.state import Store
+from tests.contract import jobkit
+from tests.contract.jobkit import query
 
 NOW = "2027-03-15 10:00:00"  # after the real clock: inbox files must not look future
 SOLD_TO, SHIP_TO = "13035", "12256"
@@ -73,20 +72,11 @@ def cfg(sim: OregonSiopSim, make_cfg: Callable[..., Settings]) -> Settings:
 
 
 def run(settings: Settings, job: str = "oregon.siop", *, expect: str = "ok") -> RunResult:
-    result = run_job(REGISTRY[job], settings, trigger="test")
-    assert result.status == expect, result.error
-    return result
-
-
-_dropped = Counter[str]()
+    return jobkit.run(settings, job, expect=expect)
 
 
 def drop(settings: Settings, feed: str, header: str, rows: list[str]) -> None:
-    _dropped[feed] += 1
-    name = f"{feed}-{_dropped[feed]:04d}-{time.monotonic_ns()}.csv"
-    (settings.host_dir / "inbox" / name).write_text("\n".join([header, *rows]) + "\n")
-    result = run(settings, "host.inbox")
-    assert result.counts.get("files_archived") == 1, result.counts
+    jobkit.drop(settings, feed, jobkit.csv_text(header, rows))
 
 
 ARTICLES = "article_id,name,attr.oregon_id"
@@ -116,11 +106,6 @@ def load(settings: Settings, extra_articles: list[str] | None = None) -> None:
             "R1,1,2027-03-06,A2,,-1",
         ],
     )
-
-
-def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with Store.open(settings.db_path, migrate=False) as store:
-        return store.query(sql, params)
 
 
 def open_rejects(settings: Settings) -> list[dict[str, Any]]:

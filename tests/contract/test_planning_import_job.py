@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +19,11 @@ from freezegun import freeze_time
 
 import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.config import Settings
-from syncd.jobs import REGISTRY
-from syncd.jobs.runner import RunResult, run_job
+from syncd.jobs.runner import RunResult
 from syncd.sandbox.import_jobs import ImportJobsSim
 from syncd.state import Store
+from tests.contract import jobkit
+from tests.contract.jobkit import query
 
 STATUS = "GET /api/import/status/{jobId}"
 
@@ -72,20 +72,11 @@ def cfg(sim: ImportJobsSim, make_cfg: Callable[..., Settings]) -> Settings:
 
 
 def run(settings: Settings, job: str = "planning.import", *, expect: str = "ok") -> RunResult:
-    result = run_job(REGISTRY[job], settings, trigger="test")
-    assert result.status == expect, result.error
-    return result
-
-
-_dropped = Counter[str]()
+    return jobkit.run(settings, job, expect=expect)
 
 
 def drop(settings: Settings, feed: str, header: str, rows: list[str]) -> None:
-    _dropped[feed] += 1
-    name = f"{feed}-{_dropped[feed]:04d}-{time.monotonic_ns()}.csv"
-    (settings.host_dir / "inbox" / name).write_text("\n".join([header, *rows]) + "\n")
-    result = run(settings, "host.inbox")
-    assert result.counts.get("files_archived") == 1, result.counts
+    jobkit.drop(settings, feed, jobkit.csv_text(header, rows))
 
 
 ARTICLES = "article_id,name"
@@ -117,11 +108,6 @@ def load_all(settings: Settings) -> None:
         SALES,
         ["T1,1,2025-03-03,A1,,3,", "T2,1,2025-03-04,A1,,2,", "T3,1,2025-03-11,A2,,1,web"],
     )
-
-
-def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with Store.open(settings.db_path, migrate=False) as store:
-        return store.query(sql, params)
 
 
 def accepted(settings: Settings, endpoint: str) -> dict[str, str]:
