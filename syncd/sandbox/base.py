@@ -781,6 +781,11 @@ class Simulator:
         return self.server.url
 
     @property
+    def base_url(self) -> str:
+        """What a client's `base_url` is set to: the server root unless the API has a prefix."""
+        return self.server.url
+
+    @property
     def token(self) -> str | None:
         return self.server.token
 

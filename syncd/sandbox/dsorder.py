@@ -390,13 +390,6 @@ class DSOrderSim(Simulator):
         self.stop_generator()
         super().stop()
 
-    @property
-    def base_url(self) -> str:
-        """What a client is configured with (production: ``https://{url}``): the server root."""
-        return self.server.url
-
-    url = base_url
-
     def auth_headers(self, token: str | None = None) -> dict[str, str]:
         """The header a client must send, e.g. ``{"Authorization": "Bearer <token>"}``."""
         value = token if token is not None else self.server.token

@@ -478,13 +478,6 @@ class ImportJobsSim(Simulator):
         self.stop_worker()
         super().stop()
 
-    @property
-    def base_url(self) -> str:
-        """What a client is configured with (production: ``https://...``): the server root."""
-        return self.server.url
-
-    url = base_url
-
     def auth_headers(self, key: str | None = None) -> dict[str, str]:
         return {self.auth_header: self.api_key if key is None else key}
 

@@ -498,13 +498,6 @@ class NetstockSim(Simulator):
     # lifecycle and passthroughs
 
     @property
-    def base_url(self) -> str:
-        """What a client is configured with: the server root."""
-        return self.server.url
-
-    url = base_url
-
-    @property
     def stats(self) -> Counter[str]:
         return self.state.stats
 
