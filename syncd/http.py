@@ -32,6 +32,7 @@ from tenacity import (
 from syncd.clock import utcnow
 from syncd.config import ConnectorConfig, RetryPolicy
 from syncd.errors import AuthError, PermanentError, RemoteError, RetryableError
+from syncd.jsontext import RawJson
 from syncd.lifecycle import interruptible_sleep
 from syncd.logs import redactor
 
@@ -306,10 +307,20 @@ class HttpClient:
         if authenticate and self.auth is not None:
             send_headers.update(self.auth.headers())
         send_headers.update(headers or {})
+        content = None
+        if isinstance(json_body, RawJson):  # rendered once by the caller: sent as is
+            content, json_body = json_body.encode(), None
+            send_headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
             response = self.client.request(
-                method, path, params=params, json=json_body, data=data, headers=send_headers
+                method,
+                path,
+                params=params,
+                content=content,
+                json=json_body,
+                data=data,
+                headers=send_headers,
             )
         except httpx.TimeoutException as exc:
             raise RetryableError(

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from syncd.clock import iso, iso_in
 from syncd.errors import StateError
+from syncd.jsontext import canonical
 from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
 
 BUSY_TIMEOUT_MS = 10_000
@@ -33,16 +34,7 @@ def _write_lock(path: Path | None) -> threading.Lock:
         return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
-class RawJson(str):
-    """A payload already rendered as JSON (e.g. by SQLite's json functions): stored as is."""
-
-    __slots__ = ()
-
-
-def _json(value: Any) -> str:
-    if isinstance(value, RawJson):
-        return str(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+_json = canonical
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from syncd.clock import iso
 from syncd.config import ConnectorConfig, OutboxConfig
 from syncd.errors import AuthError, PermanentError, RetryableError
 from syncd.http import RateLimiter, build_client, classify_status, parse_retry_after
+from syncd.jsontext import RawJson, canonical
 from syncd.outbox import decide_after_failure
 from syncd.state import Intent
 
@@ -245,3 +248,19 @@ def test_outbox_backoff_decisions() -> None:
     assert decide_after_failure(_intent(4, now), err, policy, now).action == "give_up"
     old = now - timedelta(hours=2)
     assert decide_after_failure(_intent(0, old), err, policy, now).action == "give_up"
+
+
+@respx.mock
+def test_rendered_json_body_is_sent_as_is() -> None:
+    """A body rendered once (RawJson: hashed and stored by the caller) goes out byte for
+    byte, as JSON; a plain value is still encoded by the client."""
+    route = respx.post(f"{BASE}/items").mock(return_value=httpx.Response(202, json={}))
+    client = build_client("test", config(), sleep=Sleeps())
+    rendered = RawJson('{"rows":[{"b":1,"a":"x"}]}')
+    client.request("POST", "/items", json_body=rendered)
+    client.request("POST", "/items", json_body={"rows": []})
+    first, second = (call.request for call in route.calls)
+    assert first.content == rendered.encode()
+    assert first.headers["Content-Type"] == "application/json"
+    assert json.loads(second.content) == {"rows": []}
+    assert canonical({"b": 1, "a": Decimal("1.50")}) == '{"a":"1.50","b":1}'
