@@ -40,6 +40,10 @@ def read_ahead(source: Iterable[T], depth: int = 1) -> Iterator[T]:
             slots.put(_DONE)
         except BaseException as exc:  # handed to the consumer, never lost
             slots.put(exc)
+        finally:  # a generator source ends here, in its own thread (e.g. closes a connection)
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     # The helper sees the caller's context (job and run_id for correlation ids).
     context = contextvars.copy_context()

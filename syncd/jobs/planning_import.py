@@ -58,13 +58,19 @@ counts (`runs.counts`), accepted rows to `pushed` and rejected rows to `rejected
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import hashlib
 import json
+import queue
+import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -79,11 +85,13 @@ from syncd.connectors.import_jobs import (
     ImportJobsClient,
     JobTimeoutError,
     RowError,
-    parse_rows,
-    row_key,
+    check_rows,
+    key_function,
 )
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
+from syncd.jsontext import RawJson, canonical
+from syncd.readahead import read_ahead
 from syncd.state import NewReject, Store
 
 REJECT_SOURCE: Final = "planning:"
@@ -92,6 +100,8 @@ OPEN_STATUSES: Final = (PENDING, PROCESSING)
 # Reference data first, so that what later rows name has been imported already.
 ORDER: Final = ("catalog", "suppliers", "inventory", "purchase-orders", "orders", "demand-history")
 CHUNK: Final = 500  # host rows read (and accepted/failed looked up) per query
+DEMAND_CHUNK: Final = 20  # articles per demand query (x weeks records): small, so planning
+# and sending interleave
 _PLACES: Final = Decimal("0.000001")  # host decimals keep up to 6 places
 
 
@@ -102,6 +112,9 @@ class Options(BaseModel):
         default_factory=lambda: list(ORDER), description="endpoints to import"
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="rows per import job")
+    jobs_in_flight: int = Field(
+        4, ge=1, le=16, description="import jobs submitted and not yet finished, at most"
+    )
     demand_weeks_back: int = Field(52, ge=0, le=520, description="closed weeks of demand sent")
     include_open_week: bool = Field(True, description="also send the current, open week")
     job_timeout: Duration = Field(600.0, description="how long one run polls one job")
@@ -125,6 +138,11 @@ class Options(BaseModel):
 def number(value: Any) -> int | float | None:
     """A host quantity or money (int, float, decimal text) as a JSON number: whole values as
     int, others rounded to 6 places; None for None or ''."""
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float and value.is_integer():
+        return int(value)
     if value is None or value == "":
         return None
     try:
@@ -208,6 +226,12 @@ def week_starting(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+@functools.lru_cache(maxsize=1024)
+def _monday(day: str) -> str:
+    """`week_starting` on ISO text; a year of records names only ~53 distinct weeks."""
+    return week_starting(date.fromisoformat(day)).isoformat()
+
+
 def demand_window(today: date, weeks_back: int, include_open_week: bool) -> tuple[date, date]:
     """[first Monday, end) of the sale dates sent: `weeks_back` closed weeks, and the open
     week (the one holding `today`) when asked."""
@@ -228,7 +252,7 @@ def demand_row(agg: Mapping[str, Any], site_location: str) -> dict[str, Any]:
     return {
         "skuId": agg["article_id"],
         "locationId": location_code(agg["location"], site_location),
-        "weekStarting": week_starting(date.fromisoformat(str(agg["week"]))).isoformat(),
+        "weekStarting": _monday(str(agg["week"])),
         "channel": agg["channel"] or "ALL",
         "actualDemand": max(qty, 0),
     }
@@ -251,7 +275,11 @@ def weekly_demand(sales: Sequence[Mapping[str, Any]], site_location: str) -> lis
 
 
 def row_hash(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return text_hash(canonical(payload))
+
+
+def text_hash(text: str) -> str:
+    """The hash of a row's canonical JSON text (what `planning_import_accepted` keeps)."""
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -265,19 +293,19 @@ def plan_row(digest: str, accepted_hash: str | None, failed_hash: str | None) ->
     return "send"
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A mapped host row: its wire payload and where it came from (`file:line`)."""
 
     payload: dict[str, Any]
     reference: str
 
 
-@dataclass(frozen=True)
-class Planned:
+class Planned(NamedTuple):
+    """A row to send: rendered once (`text`: hashed, kept with its job and sent as is)."""
+
     key: str
     digest: str
-    payload: dict[str, Any]
+    text: RawJson
     reference: str
 
 
@@ -393,7 +421,7 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
             for r in store.query(
                 "SELECT DISTINCT article_id FROM host_sales WHERE article_id > ? "
                 "AND sale_date >= ? AND sale_date < ? ORDER BY article_id LIMIT ?",
-                [last, *window, CHUNK],
+                [last, *window, DEMAND_CHUNK],
             )
         ]
         if not articles:
@@ -401,20 +429,30 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
         last = articles[-1]
         marks = ",".join("?" * len(articles))
         # SQLite: 'weekday 0' moves to the next Sunday (or stays), -6 days is its Monday.
-        rows = store.query(
-            "SELECT article_id, location, coalesce(nullif(channel, ''), 'ALL') AS channel, "
-            "date(sale_date, 'weekday 0', '-6 days') AS week, total(qty) AS qty, "
-            "min(file || ':' || printf('%09d', line)) AS ref "
+        rows = store.db.conn.execute(
+            "SELECT article_id, location, coalesce(nullif(channel, ''), 'ALL'), "
+            "date(sale_date, 'weekday 0', '-6 days'), total(qty), "
+            "min(file || ':' || printf('%09d', line)) "
             f"FROM host_sales WHERE article_id IN ({marks}) AND sale_date >= ? "
             "AND sale_date < ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             [*articles, *window],
         )
-        yield [Candidate(demand_row(r, options.site_location), _demand_ref(r["ref"])) for r in rows]
+        site = options.site_location
+        yield [
+            Candidate(
+                demand_row(
+                    {"article_id": a, "location": loc, "channel": c, "week": w, "qty": q}, site
+                ),
+                _demand_ref(ref),
+            )
+            for a, loc, c, w, q, ref in rows
+        ]
 
 
 def _demand_ref(ref: str) -> str:
+    """`file:000000042` (zero-padded so min() finds the first line) -> `file:42`."""
     file, _, line = ref.rpartition(":")
-    return f"{file}:{int(line)}"
+    return f"{file}:{line.lstrip('0') or '0'}"
 
 
 # --- the flow ------------------------------------------------------------------------------
@@ -439,15 +477,41 @@ def _sync_endpoint(
     ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
 ) -> None:
     pending: list[Planned] = []
-    for chunk in candidates(ctx.store, endpoint, options, today):
-        ctx.check_stop()
-        pending.extend(_plan_chunk(ctx, endpoint, chunk))
-        while len(pending) >= options.batch_size:
-            batch, pending = pending[: options.batch_size], pending[options.batch_size :]
-            if not _send(ctx, client, options, endpoint, batch):
-                return  # its job is still open: the next run resumes it
-    if pending:
-        _send(ctx, client, options, endpoint, pending)
+    if ctx.dry_run:
+        for chunk in candidates(ctx.store, endpoint, options, today):
+            ctx.counts[f"to_send:{endpoint}"] += len(_plan_chunk(ctx, endpoint, chunk))
+        return
+    flights = Flights(ctx, client, options, endpoint)
+    try:
+        for chunk in _read_ahead(ctx.store, endpoint, options, today):
+            ctx.check_stop()
+            pending.extend(_plan_chunk(ctx, endpoint, chunk))
+            while len(pending) >= options.batch_size:
+                batch, pending = pending[: options.batch_size], pending[options.batch_size :]
+                if not flights.send(batch):
+                    return  # a job is still open: the next run resumes it
+            flights.handle_ready()
+        if pending:
+            flights.send(pending)
+        flights.drain()
+    finally:
+        flights.close()
+
+
+def _read_ahead(
+    store: Store, endpoint: str, options: Options, today: date
+) -> Iterator[list[Candidate]]:
+    """`candidates` read in a helper thread on its own connection: SQLite aggregates the
+    next chunk while this thread plans and records the last one."""
+    if store.path is None:  # an in-memory store has no second connection
+        yield from candidates(store, endpoint, options, today)
+        return
+
+    def read() -> Iterator[list[Candidate]]:
+        with Store.open(store.path, migrate=False) as reader:  # type: ignore[arg-type]
+            yield from candidates(reader, endpoint, options, today)
+
+    yield from read_ahead(read(), depth=2)
 
 
 LOOKUP_BATCH = 900  # bound variables per query, far under SQLite's limit
@@ -456,6 +520,8 @@ LOOKUP_BATCH = 900  # bound variables per query, far under SQLite's limit
 def _lookup(store: Store, table: str, endpoint: str, keys: Sequence[str]) -> dict[str, str]:
     """row_key -> row_hash for `keys`, queried in slices so a chunk of any size fits."""
     found: dict[str, str] = {}
+    if not store.scalar(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE endpoint = ?)", [endpoint]):
+        return found  # e.g. a first run: nothing to look up
     for start in range(0, len(keys), LOOKUP_BATCH):
         part = keys[start : start + LOOKUP_BATCH]
         marks = ",".join("?" * len(part))
@@ -468,31 +534,37 @@ def _lookup(store: Store, table: str, endpoint: str, keys: Sequence[str]) -> dic
 
 
 def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> list[Planned]:
+    """Each row rendered once; its hash decides against what was accepted and what failed;
+    rows to send are checked in one validation call."""
+    key_of = key_function(endpoint)
     keyed = []
-    for cand in chunk:
-        key = row_key(endpoint, cand.payload) or f"?{cand.reference}"
-        keyed.append((key, row_hash(cand.payload), cand))
-    keys = [k for k, _, _ in keyed]
+    for payload, reference in chunk:
+        text = canonical(payload)
+        key = key_of(payload) or f"?{reference}"
+        keyed.append((key, text_hash(text), text, payload, reference))
+    keys = [k[0] for k in keyed]
     accepted = _lookup(ctx.store, "planning_import_accepted", endpoint, keys)
     failed = _lookup(ctx.store, "planning_import_failed", endpoint, keys)
+    to_send = []
+    actions: Counter[str] = Counter()
+    for row in keyed:
+        action = plan_row(row[1], accepted.get(row[0]), failed.get(row[0]))
+        if action == "send":
+            to_send.append(row)
+        else:
+            actions[action] += 1
+    actions["send"] += len(to_send)
+    ctx.counts.update(actions)
+    bad_rows = check_rows(endpoint, [row[3] for row in to_send]) if to_send else {}
     planned: list[Planned] = []
     refusals: list[tuple[str, str, Candidate, str, str | None]] = []
-    to_send = []
-    for key, digest, cand in keyed:
-        action = plan_row(digest, accepted.get(key), failed.get(key))
-        ctx.counts[action] += 1
-        if action == "send":
-            to_send.append((key, digest, cand))
-    # One validation pass for the chunk's rows to send, not one call per row.
-    _, bad_rows = parse_rows(endpoint, [cand.payload for _, _, cand in to_send])
-    for index, (key, digest, cand) in enumerate(to_send):
-        bad = {0: bad_rows[index]} if index in bad_rows else {}
-        if bad or key.startswith("?"):
-            reason = bad.get(0) or "natural key missing"
+    for index, (key, digest, text, payload, reference) in enumerate(to_send):
+        if index in bad_rows or key.startswith("?"):
+            reason = bad_rows.get(index) or "natural key missing"
             field = reason.split(":", 1)[0] if ":" in reason else None
-            refusals.append((key, digest, cand, reason, field))
+            refusals.append((key, digest, Candidate(payload, reference), reason, field))
             continue
-        planned.append(Planned(key, digest, cand.payload, cand.reference))
+        planned.append(Planned(key, digest, RawJson(text), reference))
     if refusals:
         ctx.counts["refused"] += len(refusals)
         ctx.counts["rejected"] += len(refusals)
@@ -513,48 +585,153 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     return planned
 
 
-def _send(
-    ctx: JobContext,
-    client: ImportJobsClient,
-    options: Options,
-    endpoint: str,
-    batch: Sequence[Planned],
-) -> bool:
-    """Submit one batch, record its job, wait for it and record the outcome. False when the
-    job is still open at the timeout."""
-    ctx.counts[f"to_send:{endpoint}"] += len(batch)
-    if ctx.dry_run:
+class _Cancelled(Exception):
+    """A helper's job wait ended because the run is ending; the job stays recorded open."""
+
+
+@dataclass
+class _Flight:
+    batch: Sequence[Planned]
+    job_id: str | None = None  # set once the job is recorded
+
+
+class Flights:
+    """The batches of one endpoint on their way, up to `options.jobs_in_flight` jobs at once.
+
+    Helper threads do the HTTP only (submit, then poll the job); everything they learn comes
+    back through one queue and is recorded here, on the job's thread and connection, in the
+    order it happened: a job id as soon as its 202 is in, then its outcome. So the next
+    batch is planned while the API works, and SQLite sees one writer as before.
+    """
+
+    def __init__(
+        self, ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str
+    ) -> None:
+        self.ctx, self.client, self.options, self.endpoint = ctx, client, options, endpoint
+        self.events: queue.SimpleQueue[tuple[str, _Flight, Any]] = queue.SimpleQueue()
+        self.pool = ThreadPoolExecutor(options.jobs_in_flight, thread_name_prefix="import-job")
+        self.flying = 0
+        self.blocked = False  # a job stayed open past job_timeout: send no more
+        self.cancel = threading.Event()
+
+    def send(self, batch: Sequence[Planned]) -> bool:
+        """Hand a batch to a helper (after waiting for room); False once a job stayed open."""
+        self.ctx.counts[f"to_send:{self.endpoint}"] += len(batch)
+        self.handle_ready()
+        while self.flying >= self.options.jobs_in_flight and not self.blocked:
+            self._handle(*self.events.get())
+        if self.blocked:
+            return False
+        self.ctx.check_stop()
+        self.flying += 1
+        self.pool.submit(contextvars.copy_context().run, self._fly, _Flight(batch))
         return True
-    ctx.check_stop()
-    job = client.submit(endpoint, [p.payload for p in batch])
-    # Recorded at once: a crash before this line re-sends the batch next run (an upsert by
-    # natural key: a second job, no duplicate data); after it, the job is polled again.
-    now = iso()
+
+    def handle_ready(self) -> None:
+        """Record whatever the helpers have answered so far, without waiting."""
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(*event)
+
+    def drain(self) -> None:
+        """Wait for every job in flight and record its outcome."""
+        while self.flying:
+            self._handle(*self.events.get())
+
+    def close(self) -> None:
+        """Stop waiting (a failed or stopping run): jobs already submitted are recorded as
+        open, so the next run polls them; their waits end at once."""
+        self.cancel.set()
+        while self.flying:
+            kind, flight, value = self.events.get()
+            try:
+                self._handle(kind, flight, value)
+            except Exception as exc:  # the run already ends with its own error
+                self.ctx.log.warning(
+                    "planning_import_flight_dropped", endpoint=self.endpoint, error=str(exc)
+                )
+        self.pool.shutdown(wait=True)
+
+    # helper thread: HTTP only
+    def _fly(self, flight: _Flight) -> None:
+        try:
+            job = self.client.submit(self.endpoint, [p.text for p in flight.batch])
+        except BaseException as exc:
+            self.events.put(("failed", flight, exc))
+            return
+        self.events.put(("posted", flight, job))
+        try:
+            if self.cancel.is_set():
+                raise _Cancelled()
+            final = self.client.wait_for_job(
+                job.jobId, timeout=self.options.job_timeout, sleep=self._sleep
+            )
+        except BaseException as exc:
+            self.events.put(("failed", flight, exc))
+            return
+        self.events.put(("done", flight, final))
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds) or self.ctx.stopping.is_set():
+            raise _Cancelled()
+
+    # the job's thread: SQLite
+    def _handle(self, kind: str, flight: _Flight, value: Any) -> None:
+        if kind == "posted":
+            _record_job(self.ctx, self.endpoint, value, flight.batch)
+            flight.job_id = value.jobId
+            return
+        self.flying -= 1
+        if kind == "done":
+            _finish(self.ctx, self.endpoint, value)
+        elif flight.job_id is None:
+            raise value  # the submit failed: nothing was recorded, the rows are planned again
+        elif not isinstance(value, _Cancelled) and not _wait_failed(
+            self.ctx, flight.job_id, self.endpoint, value
+        ):
+            self.blocked = True
+
+
+def _record_job(ctx: JobContext, endpoint: str, job: ImportJob, batch: Sequence[Planned]) -> None:
+    """A submitted job with the keys, hashes and host references of the rows it carries.
+
+    Recorded as soon as the 202 is in: a crash before this re-sends the batch next run (an
+    upsert by natural key: a second job, no duplicate data); after it, the job is polled
+    again."""
     with ctx.store.transaction():
         ctx.store.db.execute(
             "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, "
             "submitted_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [job.jobId, endpoint, job.status, len(batch), now, ctx.run_id],
+            [job.jobId, endpoint, job.status, len(batch), iso(), ctx.run_id],
         )
         ctx.store.db.conn.executemany(
             "INSERT INTO planning_import_sent (job_id, seq, row_key, row_hash, reference, "
             "payload) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (job.jobId, seq, p.key, p.digest, p.reference, json.dumps(p.payload))
-                for seq, p in enumerate(batch)
-            ],
+            [(job.jobId, seq, p.key, p.digest, p.reference, p.text) for seq, p in enumerate(batch)],
         )
     ctx.counts["jobs_submitted"] += 1
     ctx.counts[f"sent:{endpoint}"] += len(batch)
-    return _await(ctx, client, options, job.jobId, endpoint)
 
 
 def _await(
     ctx: JobContext, client: ImportJobsClient, options: Options, job_id: str, endpoint: str
 ) -> bool:
+    """Poll a job to its end and record the outcome; False when it is still open."""
     try:
         job = client.wait_for_job(job_id, timeout=options.job_timeout)
-    except JobTimeoutError as exc:
+    except (JobTimeoutError, PermanentError) as exc:
+        return _wait_failed(ctx, job_id, endpoint, exc)
+    _finish(ctx, endpoint, job)
+    return True
+
+
+def _wait_failed(ctx: JobContext, job_id: str, endpoint: str, exc: BaseException) -> bool:
+    """A job still open at the timeout (False: it is polled again next run) or unknown to
+    the API (True: LOST, its rows are planned again); anything else is raised."""
+    if isinstance(exc, JobTimeoutError):
         last = exc.job
         ctx.store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, processed_count = ?, failed_count = ? "
@@ -565,22 +742,17 @@ def _await(
         ctx.warnings.append({"endpoint": endpoint, "job_id": job_id, "message": str(exc)})
         ctx.log.warning("planning_import_job_open", endpoint=endpoint, job_id=job_id)
         return False
-    except PermanentError as exc:
-        if exc.status != 404:
-            raise
-        with ctx.store.transaction():
-            ctx.store.db.execute(
-                "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ? "
-                "WHERE job_id = ?",
-                [LOST, iso(), json.dumps([str(exc)]), job_id],
-            )
-            ctx.store.db.execute("DELETE FROM planning_import_sent WHERE job_id = ?", [job_id])
-        ctx.counts["jobs_lost"] += 1
-        ctx.warnings.append(
-            {"endpoint": endpoint, "job_id": job_id, "message": f"job unknown: {exc}"}
+    if not isinstance(exc, PermanentError) or exc.status != 404:
+        raise exc
+    with ctx.store.transaction():
+        ctx.store.db.execute(
+            "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ? "
+            "WHERE job_id = ?",
+            [LOST, iso(), json.dumps([str(exc)]), job_id],
         )
-        return True
-    _finish(ctx, endpoint, job)
+        ctx.store.db.execute("DELETE FROM planning_import_sent WHERE job_id = ?", [job_id])
+    ctx.counts["jobs_lost"] += 1
+    ctx.warnings.append({"endpoint": endpoint, "job_id": job_id, "message": f"job unknown: {exc}"})
     return True
 
 
@@ -604,44 +776,63 @@ def match_errors(
 
 
 def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
-    """Record a terminal job in one transaction: accepted rows, rejects, counts."""
+    """Record a terminal job in one transaction: accepted rows, rejects, counts. The rows a
+    job carried stay in SQLite: accepted ones are copied over in one statement, and only
+    the few refused ones come back into Python."""
     store = ctx.store
-    sent = store.query(
-        "SELECT * FROM planning_import_sent WHERE job_id = ? ORDER BY seq", [job.jobId]
+    keys = [
+        r[0]
+        for r in store.db.conn.execute(
+            "SELECT row_key FROM planning_import_sent WHERE job_id = ? ORDER BY seq", [job.jobId]
+        )
+    ]
+    errors, unmatched = match_errors(job, keys)
+    refused = json.dumps(sorted(errors))
+    # the job's sent rows that are not refused
+    taken = (
+        "SELECT row_key FROM planning_import_sent WHERE job_id = ? "
+        "AND seq NOT IN (SELECT value FROM json_each(?))"
     )
-    errors, unmatched = match_errors(job, [s["row_key"] for s in sent])
     now = iso()
-    accepted_rows: list[tuple[str, str, str, str, str]] = []
+    accepted = 0
     with store.transaction():
-        had_failed = set(
-            _lookup(store, "planning_import_failed", endpoint, [s["row_key"] for s in sent])
-        )
-        for row in sent:
-            if row["seq"] in errors:
-                problems = errors[row["seq"]]
-                _record_failure(
-                    ctx,
-                    endpoint,
-                    row["row_key"],
-                    row["row_hash"],
-                    job.jobId,
-                    row["reference"],
-                    json.loads(row["payload"]),
-                    "; ".join(e.message or "rejected" for e in problems),
-                    next((e.field for e in problems if e.field), None),
-                )
-            elif job.succeeded:
-                accepted_rows.append((endpoint, row["row_key"], row["row_hash"], job.jobId, now))
-                if row["row_key"] in had_failed:
-                    _clear_failure(store, endpoint, row["row_key"])
-        store.db.conn.executemany(
-            "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
-            "accepted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint, row_key) DO "
-            "UPDATE SET row_hash = excluded.row_hash, job_id = excluded.job_id, "
-            "accepted_at = excluded.accepted_at",
-            accepted_rows,
-        )
-        accepted = len(accepted_rows)
+        for row in store.query(
+            "SELECT * FROM planning_import_sent WHERE job_id = ? "
+            "AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            [job.jobId, refused],
+        ):
+            problems = errors[row["seq"]]
+            _record_failure(
+                ctx,
+                endpoint,
+                row["row_key"],
+                row["row_hash"],
+                job.jobId,
+                row["reference"],
+                json.loads(row["payload"]),
+                "; ".join(e.message or "rejected" for e in problems),
+                next((e.field for e in problems if e.field), None),
+            )
+        if job.succeeded:
+            # a failure of an earlier version is over: its reject is resolved
+            store.db.execute(
+                "UPDATE rejects SET status = 'resolved', updated_at = ? "
+                "WHERE status IN ('open', 'retry') AND id IN (SELECT reject_id FROM "
+                f"planning_import_failed WHERE endpoint = ? AND row_key IN ({taken}))",
+                [now, endpoint, job.jobId, refused],
+            )
+            store.db.execute(
+                f"DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key IN ({taken})",
+                [endpoint, job.jobId, refused],
+            )
+            accepted = store.db.execute(
+                "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
+                "accepted_at) SELECT ?, row_key, row_hash, job_id, ? FROM planning_import_sent "
+                "WHERE job_id = ? AND seq NOT IN (SELECT value FROM json_each(?)) "
+                "ON CONFLICT (endpoint, row_key) DO UPDATE SET row_hash = excluded.row_hash, "
+                "job_id = excluded.job_id, accepted_at = excluded.accepted_at",
+                [endpoint, now, job.jobId, refused],
+            ).rowcount
         store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, row_count = ?, processed_count = ?, "
             "failed_count = ?, errors = ?, finished_at = ? WHERE job_id = ?",
