@@ -39,8 +39,8 @@ the connector's own check refuses (`parse_rows`: e.g. a PO line without unit cos
 rejects without a request. An unchanged host makes no request at all.
 
 Per batch of `batch_size` changed rows: submit (POST, 202 + job), then at once record the job
-id with the keys, hashes and host references of the rows it carries (`planning_import_jobs`,
-`planning_import_sent`), then poll the job with backoff until COMPLETED or FAILED, then in one
+id with the keys, hashes, host references and payloads of the rows it carries
+(`planning_import_jobs.rows`, one JSON array per job), then poll the job with backoff until COMPLETED or FAILED, then in one
 transaction: accepted rows recorded, each row-level error a reject (source
 `planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field and message),
 job counts stored. A crash between the POST and the record re-sends that batch on the next
@@ -70,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -704,16 +705,24 @@ def _record_job(ctx: JobContext, endpoint: str, job: ImportJob, batch: Sequence[
     with ctx.store.transaction():
         ctx.store.db.execute(
             "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, "
-            "submitted_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [job.jobId, endpoint, job.status, len(batch), iso(), ctx.run_id],
-        )
-        ctx.store.db.conn.executemany(
-            "INSERT INTO planning_import_sent (job_id, seq, row_key, row_hash, reference, "
-            "payload) VALUES (?, ?, ?, ?, ?, ?)",
-            [(job.jobId, seq, p.key, p.digest, p.reference, p.text) for seq, p in enumerate(batch)],
+            "submitted_at, run_id, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [job.jobId, endpoint, job.status, len(batch), iso(), ctx.run_id, job_rows(batch)],
         )
     ctx.counts["jobs_submitted"] += 1
     ctx.counts[f"sent:{endpoint}"] += len(batch)
+
+
+def job_rows(batch: Sequence[Planned]) -> str:
+    """The rows of a job as one JSON array of [row_key, row_hash, reference, payload], in
+    submitted order (the payload is the text that was sent, not encoded again)."""
+    quote = encode_basestring_ascii
+    return (
+        "["
+        + ",".join(
+            f"[{quote(p.key)},{quote(p.digest)},{quote(p.reference)},{p.text}]" for p in batch
+        )
+        + "]"
+    )
 
 
 def _await(
@@ -746,11 +755,10 @@ def _wait_failed(ctx: JobContext, job_id: str, endpoint: str, exc: BaseException
         raise exc
     with ctx.store.transaction():
         ctx.store.db.execute(
-            "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ? "
-            "WHERE job_id = ?",
+            "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ?, "
+            "rows = NULL WHERE job_id = ?",
             [LOST, iso(), json.dumps([str(exc)]), job_id],
         )
-        ctx.store.db.execute("DELETE FROM planning_import_sent WHERE job_id = ?", [job_id])
     ctx.counts["jobs_lost"] += 1
     ctx.warnings.append({"endpoint": endpoint, "job_id": job_id, "message": f"job unknown: {exc}"})
     return True
@@ -776,66 +784,67 @@ def match_errors(
 
 
 def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
-    """Record a terminal job in one transaction: accepted rows, rejects, counts. The rows a
-    job carried stay in SQLite: accepted ones are copied over in one statement, and only
-    the few refused ones come back into Python."""
+    """Record a terminal job in one transaction: accepted rows, rejects, counts. The job's
+    rows stay in SQLite (accepted ones are copied over from the job's JSON in one
+    statement); they are read into Python only when some were refused."""
     store = ctx.store
-    keys = [
-        r[0]
-        for r in store.db.conn.execute(
-            "SELECT row_key FROM planning_import_sent WHERE job_id = ? ORDER BY seq", [job.jobId]
-        )
-    ]
-    errors, unmatched = match_errors(job, keys)
+    rows: list[list[Any]] = []
+    errors: dict[int, list[RowError]] = {}
+    unmatched: list[RowError] = []
+    if job.errors:
+        text = store.scalar("SELECT rows FROM planning_import_jobs WHERE job_id = ?", [job.jobId])
+        rows = json.loads(text or "[]")
+        errors, unmatched = match_errors(job, [r[0] for r in rows])
     refused = json.dumps(sorted(errors))
-    # the job's sent rows that are not refused
+    # the job's rows that were not refused: (row_key, row_hash)
     taken = (
-        "SELECT row_key FROM planning_import_sent WHERE job_id = ? "
-        "AND seq NOT IN (SELECT value FROM json_each(?))"
+        "SELECT json_extract(r.value, '$[0]') AS row_key, json_extract(r.value, '$[1]') "
+        "AS row_hash FROM planning_import_jobs j, json_each(j.rows) r WHERE j.job_id = ? "
+        "AND r.key NOT IN (SELECT value FROM json_each(?))"
     )
     now = iso()
     accepted = 0
     with store.transaction():
-        for row in store.query(
-            "SELECT * FROM planning_import_sent WHERE job_id = ? "
-            "AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq",
-            [job.jobId, refused],
-        ):
-            problems = errors[row["seq"]]
+        for seq, problems in sorted(errors.items()):
+            key, digest, reference, payload = rows[seq]
             _record_failure(
                 ctx,
                 endpoint,
-                row["row_key"],
-                row["row_hash"],
+                key,
+                digest,
                 job.jobId,
-                row["reference"],
-                json.loads(row["payload"]),
+                reference,
+                payload,
                 "; ".join(e.message or "rejected" for e in problems),
                 next((e.field for e in problems if e.field), None),
             )
         if job.succeeded:
-            # a failure of an earlier version is over: its reject is resolved
-            store.db.execute(
-                "UPDATE rejects SET status = 'resolved', updated_at = ? "
-                "WHERE status IN ('open', 'retry') AND id IN (SELECT reject_id FROM "
-                f"planning_import_failed WHERE endpoint = ? AND row_key IN ({taken}))",
-                [now, endpoint, job.jobId, refused],
-            )
-            store.db.execute(
-                f"DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key IN ({taken})",
-                [endpoint, job.jobId, refused],
-            )
+            if store.scalar(
+                "SELECT EXISTS (SELECT 1 FROM planning_import_failed WHERE endpoint = ?)",
+                [endpoint],
+            ):  # a failure of an earlier version is over: its reject is resolved
+                store.db.execute(
+                    "UPDATE rejects SET status = 'resolved', updated_at = ? "
+                    "WHERE status IN ('open', 'retry') AND id IN (SELECT reject_id FROM "
+                    "planning_import_failed WHERE endpoint = ? AND row_key IN "
+                    f"(SELECT row_key FROM ({taken})))",
+                    [now, endpoint, job.jobId, refused],
+                )
+                store.db.execute(
+                    "DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key IN "
+                    f"(SELECT row_key FROM ({taken}))",
+                    [endpoint, job.jobId, refused],
+                )
             accepted = store.db.execute(
                 "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
-                "accepted_at) SELECT ?, row_key, row_hash, job_id, ? FROM planning_import_sent "
-                "WHERE job_id = ? AND seq NOT IN (SELECT value FROM json_each(?)) "
+                f"accepted_at) SELECT ?, row_key, row_hash, ?, ? FROM ({taken}) WHERE true "
                 "ON CONFLICT (endpoint, row_key) DO UPDATE SET row_hash = excluded.row_hash, "
                 "job_id = excluded.job_id, accepted_at = excluded.accepted_at",
-                [endpoint, now, job.jobId, refused],
+                [endpoint, job.jobId, now, job.jobId, refused],
             ).rowcount
         store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, row_count = ?, processed_count = ?, "
-            "failed_count = ?, errors = ?, finished_at = ? WHERE job_id = ?",
+            "failed_count = ?, errors = ?, finished_at = ?, rows = NULL WHERE job_id = ?",
             [
                 job.status,
                 job.rowCount,
@@ -846,7 +855,6 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
                 job.jobId,
             ],
         )
-        store.db.execute("DELETE FROM planning_import_sent WHERE job_id = ?", [job.jobId])
     ctx.counts["rowCount"] += job.rowCount
     ctx.counts["processedCount"] += job.processedCount
     ctx.counts["failedCount"] += job.failedCount

@@ -690,6 +690,26 @@ def m0006_oregon_siop(db: Database) -> None:
     )
 
 
+@migrations()
+def m0009_planning_import_rows(db: Database) -> None:
+    # `planning.import` keeps the rows a job carried in the job row itself, as one JSON
+    # array ([row_key, row_hash, reference, payload] per row, in submitted order), instead
+    # of one table row each: one write per job instead of one per row. Jobs still open keep
+    # their rows.
+    _run_script(
+        db,
+        """
+        ALTER TABLE planning_import_jobs ADD COLUMN rows TEXT;
+        UPDATE planning_import_jobs SET rows = (
+            SELECT json_group_array(json_array(row_key, row_hash, reference, json(payload)))
+            FROM (SELECT * FROM planning_import_sent s
+                  WHERE s.job_id = planning_import_jobs.job_id ORDER BY seq)
+        ) WHERE job_id IN (SELECT job_id FROM planning_import_sent);
+        DROP TABLE planning_import_sent;
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -181,3 +181,40 @@ def test_second_lock_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
         StateLock(tmp_path).acquire()
     with StateLock(tmp_path):
         pass  # released: free again
+
+
+def test_open_import_jobs_keep_their_rows_across_the_m0009_upgrade(tmp_path: Path) -> None:
+    """A job left open by a syncd that kept one table row per sent row comes through the
+    upgrade with the same rows, in order, in the job's JSON."""
+    import json
+
+    from sqlite_utils.migrations import Migrations
+
+    from syncd.state.migrations import migrations
+    from syncd.state.store import connect
+
+    old = Migrations("syncd")  # the same set, up to the migration before m0009
+    for step in migrations._migrations:
+        if step.name == "m0009_planning_import_rows":
+            break
+        old._migrations.append(step)
+    db = connect(tmp_path / "s.db")
+    old.apply(db)
+    db.execute(
+        "INSERT INTO planning_import_jobs (job_id, endpoint, status, submitted_at) "
+        "VALUES ('J1', 'catalog', 'PENDING', 'x'), ('J2', 'catalog', 'COMPLETED', 'x')"
+    )
+    for seq in (1, 0):
+        db.execute(
+            "INSERT INTO planning_import_sent VALUES ('J1', ?, ?, 'h', ?, ?)",
+            [seq, f"A{seq}", f"a.csv:{seq + 2}", json.dumps({"externalId": f"A{seq}"})],
+        )
+    db.close()
+    with Store.open(tmp_path / "s.db") as store:
+        jobs = {r["job_id"]: r["rows"] for r in store.query("SELECT * FROM planning_import_jobs")}
+        assert "planning_import_sent" not in store.db.table_names()
+    assert json.loads(jobs["J1"]) == [
+        ["A0", "h", "a.csv:2", {"externalId": "A0"}],
+        ["A1", "h", "a.csv:3", {"externalId": "A1"}],
+    ]
+    assert jobs["J2"] is None
