@@ -259,6 +259,25 @@ def demand_row(agg: Mapping[str, Any], site_location: str) -> dict[str, Any]:
     }
 
 
+_DEMAND_FIELDS: Final = frozenset(
+    ("actualDemand", "channel", "locationId", "skuId", "weekStarting")
+)
+
+
+def demand_text(record: Mapping[str, Any]) -> str:
+    """`canonical(record)` for a `demand_row` record, ~5x faster: the hot path renders
+    every weekly record of every article. Anything else goes through `canonical`."""
+    qty = record.get("actualDemand")
+    if record.keys() != _DEMAND_FIELDS or type(qty) not in (int, float):
+        return canonical(record)
+    quote = encode_basestring_ascii
+    return (
+        f'{{"actualDemand":{qty!r},"channel":{quote(record["channel"])},'
+        f'"locationId":{quote(record["locationId"])},"skuId":{quote(record["skuId"])},'
+        f'"weekStarting":{quote(record["weekStarting"])}}}'
+    )
+
+
 def weekly_demand(sales: Sequence[Mapping[str, Any]], site_location: str) -> list[dict[str, Any]]:
     """Weekly records from sales rows, in Python (the job does the same in SQL; this is the
     reference the SQL is tested against)."""
@@ -295,10 +314,12 @@ def plan_row(digest: str, accepted_hash: str | None, failed_hash: str | None) ->
 
 
 class Candidate(NamedTuple):
-    """A mapped host row: its wire payload and where it came from (`file:line`)."""
+    """A mapped host row: its wire payload, where it came from (`file:line`) and, when the
+    mapping rendered it already, its canonical JSON text."""
 
     payload: dict[str, Any]
     reference: str
+    text: str | None = None
 
 
 class Planned(NamedTuple):
@@ -430,30 +451,25 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
         last = articles[-1]
         marks = ",".join("?" * len(articles))
         # SQLite: 'weekday 0' moves to the next Sunday (or stays), -6 days is its Monday.
+        # The reference is the group's first sales row: the least `file:<line, 9 digits>`,
+        # given back as `file:<line>`.
+        first = "min(file || ':' || printf('%09d', line))"
         rows = store.db.conn.execute(
             "SELECT article_id, location, coalesce(nullif(channel, ''), 'ALL'), "
             "date(sale_date, 'weekday 0', '-6 days'), total(qty), "
-            "min(file || ':' || printf('%09d', line)) "
+            f"substr({first}, 1, length({first}) - 9) || CAST(substr({first}, -9) AS INTEGER) "
             f"FROM host_sales WHERE article_id IN ({marks}) AND sale_date >= ? "
             "AND sale_date < ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             [*articles, *window],
         )
         site = options.site_location
-        yield [
-            Candidate(
-                demand_row(
-                    {"article_id": a, "location": loc, "channel": c, "week": w, "qty": q}, site
-                ),
-                _demand_ref(ref),
+        chunk = []
+        for a, loc, c, w, q, ref in rows:
+            record = demand_row(
+                {"article_id": a, "location": loc, "channel": c, "week": w, "qty": q}, site
             )
-            for a, loc, c, w, q, ref in rows
-        ]
-
-
-def _demand_ref(ref: str) -> str:
-    """`file:000000042` (zero-padded so min() finds the first line) -> `file:42`."""
-    file, _, line = ref.rpartition(":")
-    return f"{file}:{line.lstrip('0') or '0'}"
+            chunk.append(Candidate(record, ref, demand_text(record)))
+        yield chunk
 
 
 # --- the flow ------------------------------------------------------------------------------
@@ -539,8 +555,8 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     rows to send are checked in one validation call."""
     key_of = key_function(endpoint)
     keyed = []
-    for payload, reference in chunk:
-        text = canonical(payload)
+    for payload, reference, rendered in chunk:
+        text = rendered or canonical(payload)
         key = key_of(payload) or f"?{reference}"
         keyed.append((key, text_hash(text), text, payload, reference))
     keys = [k[0] for k in keyed]
@@ -718,9 +734,7 @@ def job_rows(batch: Sequence[Planned]) -> str:
     quote = encode_basestring_ascii
     return (
         "["
-        + ",".join(
-            f"[{quote(p.key)},{quote(p.digest)},{quote(p.reference)},{p.text}]" for p in batch
-        )
+        + ",".join(f'[{quote(p.key)},"{p.digest}",{quote(p.reference)},{p.text}]' for p in batch)
         + "]"
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from syncd.jobs.planning_import import (
     Options,
     catalog_row,
     demand_row,
+    demand_text,
     demand_window,
     inventory_row,
     is_closed_week,
@@ -27,6 +30,7 @@ from syncd.jobs.planning_import import (
     week_starting,
     weekly_demand,
 )
+from syncd.jsontext import canonical
 from syncd.state import Store
 
 SITE = "WH"
@@ -254,3 +258,65 @@ def test_options() -> None:
         Options(endpoints=["stock"])
     with pytest.raises(ValidationError):
         Options(batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {
+            "actualDemand": 4,
+            "channel": "ALL",
+            "locationId": SITE,
+            "skuId": "A1",
+            "weekStarting": "2025-03-10",
+        },
+        {
+            "actualDemand": 2.5,
+            "channel": "web",
+            "locationId": "B-01",
+            "skuId": 'Säge "3/8"',
+            "weekStarting": "2025-03-10",
+        },
+        {
+            "actualDemand": 0.1 + 0.2,
+            "channel": "ALL",
+            "locationId": "é\\n",
+            "skuId": "A\u2028",
+            "weekStarting": "2025-03-10",
+        },
+        {
+            "actualDemand": 1e-7,
+            "channel": "ALL",
+            "locationId": SITE,
+            "skuId": "A1",
+            "weekStarting": "2025-03-10",
+        },
+        {
+            "actualDemand": 10**20,
+            "channel": "ALL",
+            "locationId": SITE,
+            "skuId": "A1",
+            "weekStarting": "2025-03-10",
+        },
+        {
+            "actualDemand": 3,
+            "channel": "ALL",
+            "locationId": SITE,
+            "skuId": "A1",
+            "weekStarting": "2025-03-10",
+            "extra": 1,
+        },
+        {
+            "actualDemand": Decimal("1.5"),
+            "channel": "ALL",
+            "locationId": SITE,
+            "skuId": "A1",
+            "weekStarting": "2025-03-10",
+        },
+    ],
+)
+def test_demand_text_is_the_canonical_json(record: dict[str, Any]) -> None:
+    """The fast renderer must give byte for byte what `canonical` gives: the hash of what
+    was accepted is compared across runs."""
+    assert demand_text(record) == canonical(record)
+    assert json.loads(demand_text(record)) == json.loads(canonical(record))
