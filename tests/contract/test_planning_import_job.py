@@ -326,6 +326,37 @@ def test_a_job_pending_at_a_crash_is_resumed_without_a_new_submit(
         assert resumed.counts["unchanged"] == 2
 
 
+def test_jobs_in_flight_stay_recorded_when_one_stays_open_and_are_all_resumed(
+    make_cfg: Callable[..., Settings],
+) -> None:
+    """Several jobs submitted at once: when they stay open past job_timeout, every one of
+    them is recorded (none is lost with the run), no further batch is sent, and the next
+    run resumes them all before sending the rest, each row once."""
+    with ImportJobsSim(seed=4, auto=False) as sim:
+        cfg = make_cfg(sim, endpoints=["catalog"], batch_size=1, jobs_in_flight=3, job_timeout=0.1)
+        drop(cfg, "articles", ARTICLES, [f"A{n},Article {n}" for n in range(6)])
+        first = run(cfg)
+        assert first.counts["jobs_submitted"] == 3
+        assert posts(sim)[post("catalog")] == 3
+        jobs = query(cfg, "SELECT status, rows FROM planning_import_jobs")
+        assert [j["status"] for j in jobs] == ["PENDING"] * 3
+        assert all(len(json.loads(j["rows"])) == 1 for j in jobs)
+
+        sim.process_jobs()
+        second = run(cfg)
+        assert second.counts["jobs_resumed"] == 3
+        assert second.counts["jobs_completed"] == 3
+        assert second.counts["send"] == 3  # only the rows not yet accepted
+        assert second.counts["jobs_open"] == 3  # ... whose jobs wait in turn
+        sim.process_jobs()
+        third = run(cfg)
+        assert (third.counts["jobs_resumed"], third.counts["jobs_completed"]) == (3, 3)
+        assert third.counts["unchanged"] == 6
+        assert set(accepted(cfg, "catalog")) == {f"A{n}" for n in range(6)}
+        assert posts(sim)[post("catalog")] == 6  # each row in one job, none sent twice
+        assert sorted(sim.records("catalog")) == [(f"A{n}",) for n in range(6)]
+
+
 def test_a_failed_job_accepts_nothing_and_is_sent_again(
     sim: ImportJobsSim, make_cfg: Callable[..., Settings]
 ) -> None:
