@@ -615,10 +615,11 @@ class _Flight:
 class Flights:
     """The batches of one endpoint on their way, up to `options.jobs_in_flight` jobs at once.
 
-    Helper threads do the HTTP only (submit, then poll the job); everything they learn comes
-    back through one queue and is recorded here, on the job's thread and connection, in the
-    order it happened: a job id as soon as its 202 is in, then its outcome. So the next
-    batch is planned while the API works, and SQLite sees one writer as before.
+    Helper threads submit and poll while the next batch is planned here. Submits go one at
+    a time, and each job is recorded (on the helpers' own connection) before the next
+    submit starts: a crash leaves at most one job the API made and syncd does not know,
+    exactly as with one job at a time. Polls run side by side; each outcome comes back
+    through one queue and is recorded here, on the job's thread and connection.
     """
 
     def __init__(
@@ -630,6 +631,11 @@ class Flights:
         self.flying = 0
         self.blocked = False  # a job stayed open past job_timeout: send no more
         self.cancel = threading.Event()
+        self.submitting = threading.Lock()  # one submit (and its record) at a time
+        # the helpers record submitted jobs on their own connection (an in-memory store has
+        # only one: then the job's thread records them, from the queue)
+        path = ctx.store.path
+        self.recorder = Store.open(path, migrate=False) if path is not None else None
 
     def send(self, batch: Sequence[Planned]) -> bool:
         """Hand a batch to a helper (after waiting for room); False once a job stayed open."""
@@ -659,8 +665,9 @@ class Flights:
             self._handle(*self.events.get())
 
     def close(self) -> None:
-        """Stop waiting (a failed or stopping run): jobs already submitted are recorded as
-        open, so the next run polls them; their waits end at once."""
+        """Stop (a finished, failed or stopping run): batches not yet submitted are not;
+        jobs already submitted are recorded as open, so the next run polls them; their
+        waits end at once."""
         self.cancel.set()
         while self.flying:
             kind, flight, value = self.events.get()
@@ -671,11 +678,18 @@ class Flights:
                     "planning_import_flight_dropped", endpoint=self.endpoint, error=str(exc)
                 )
         self.pool.shutdown(wait=True)
+        if self.recorder is not None:
+            self.recorder.close()
 
-    # helper thread: HTTP only
+    # helper thread: HTTP, and the record of each submitted job
     def _fly(self, flight: _Flight) -> None:
         try:
-            job = self.client.submit(self.endpoint, [p.text for p in flight.batch])
+            with self.submitting:
+                if self.cancel.is_set():
+                    raise _Cancelled()
+                job = self.client.submit(self.endpoint, [p.text for p in flight.batch])
+                if self.recorder is not None:
+                    _record_job(self.recorder, self.ctx.run_id, self.endpoint, job, flight.batch)
         except BaseException as exc:
             self.events.put(("failed", flight, exc))
             return
@@ -698,34 +712,38 @@ class Flights:
     # the job's thread: SQLite
     def _handle(self, kind: str, flight: _Flight, value: Any) -> None:
         if kind == "posted":
-            _record_job(self.ctx, self.endpoint, value, flight.batch)
+            if self.recorder is None:
+                _record_job(self.ctx.store, self.ctx.run_id, self.endpoint, value, flight.batch)
             flight.job_id = value.jobId
+            self.ctx.counts["jobs_submitted"] += 1
+            self.ctx.counts[f"sent:{self.endpoint}"] += len(flight.batch)
             return
         self.flying -= 1
         if kind == "done":
             _finish(self.ctx, self.endpoint, value)
         elif flight.job_id is None:
-            raise value  # the submit failed: nothing was recorded, the rows are planned again
+            if not isinstance(value, _Cancelled):
+                raise value  # the submit failed: nothing recorded, the rows are planned again
         elif not isinstance(value, _Cancelled) and not _wait_failed(
             self.ctx, flight.job_id, self.endpoint, value
         ):
             self.blocked = True
 
 
-def _record_job(ctx: JobContext, endpoint: str, job: ImportJob, batch: Sequence[Planned]) -> None:
+def _record_job(
+    store: Store, run_id: str, endpoint: str, job: ImportJob, batch: Sequence[Planned]
+) -> None:
     """A submitted job with the keys, hashes and host references of the rows it carries.
 
     Recorded as soon as the 202 is in: a crash before this re-sends the batch next run (an
     upsert by natural key: a second job, no duplicate data); after it, the job is polled
     again."""
-    with ctx.store.transaction():
-        ctx.store.db.execute(
+    with store.transaction():
+        store.db.execute(
             "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, "
             "submitted_at, run_id, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [job.jobId, endpoint, job.status, len(batch), iso(), ctx.run_id, job_rows(batch)],
+            [job.jobId, endpoint, job.status, len(batch), iso(), run_id, job_rows(batch)],
         )
-    ctx.counts["jobs_submitted"] += 1
-    ctx.counts[f"sent:{endpoint}"] += len(batch)
 
 
 def job_rows(batch: Sequence[Planned]) -> str:

@@ -48,10 +48,8 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +58,17 @@ import pytest
 
 from syncd.clock import parse_iso
 from syncd.sandbox.instock import InstockSim, InstockState
-from tests.system.conftest import clean_env
+from tests.system.crashkit import (
+    Worker,
+    canon,
+    db_rows,
+    describe,
+    restore,
+    run_trials,
+    syncd_env,
+    take_snapshot,
+    write_hook,
+)
 
 pytestmark = pytest.mark.system
 
@@ -94,87 +102,10 @@ ONCE_TRIALS = {
     "instock.orders": 4,
 }
 RUN_TRIALS = 3
-PARALLEL = int(os.environ.get("CRASH_TRIALS_PARALLEL", "2"))  # trials at a time
 # Floor activity between the stages: a second orders file (one order changed, one cancelled,
 # one new) while the other orders are reserved; then every open order advances (to done).
 EVENTS = ("orders_update", "advance")
 CHANGED_ORDERS = ("C0002", "C0003")  # stay registered until the second event
-
-# One interpreter that runs `syncd once JOB` for every job name it reads on stdin, so that
-# the continuation after a crash does not pay an interpreter start per step. It reports
-# how many commits and host file links each run made (counted by the hook below).
-WORKER = r"""
-import json, sys, time
-import sitecustomize as hook
-from syncd.cli import main
-config = sys.argv[1]
-for line in sys.stdin:
-    job = line.strip()
-    if not job:
-        break
-    started = time.monotonic()
-    hook.counts.update(commit=0, link=0)
-    try:
-        main(["once", job, "--config", config], standalone_mode=False)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException as exc:
-        code = f"{type(exc).__name__}: {exc}"
-    result = {"job": job, "code": code, "s": time.monotonic() - started, **hook.counts}
-    print("@@" + json.dumps(result), flush=True)
-"""
-
-# Loaded into every syncd process of the trials (as `sitecustomize`, through PYTHONPATH): it
-# counts COMMITs of the state DB and links of host outbox files (`os.link` publishes them),
-# and with CRASH_TRIALS_KILL_AT=commit:K or link:K the process SIGKILLs itself right after
-# the K-th: a crash exactly after a durable step, before whatever comes next.
-HOOK = r"""
-import os, signal, sqlite3
-
-counts = {"commit": 0, "link": 0}
-_what, _, _nth = os.environ.get("CRASH_TRIALS_KILL_AT", "").partition(":")
-
-
-def _tick(what):
-    counts[what] += 1
-    if what == _what and counts[what] == int(_nth):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _Connection(sqlite3.Connection):
-    def execute(self, sql, *args):
-        cursor = super().execute(sql, *args)
-        if isinstance(sql, str) and sql.strip().upper() == "COMMIT":
-            _tick("commit")
-        return cursor
-
-
-_connect = sqlite3.connect
-
-
-def _counting_connect(*args, **kwargs):
-    kwargs.setdefault("factory", _Connection)
-    return _connect(*args, **kwargs)
-
-
-sqlite3.connect = _counting_connect
-_link = os.link
-
-
-def _counting_link(*args, **kwargs):
-    _link(*args, **kwargs)
-    _tick("link")
-
-
-os.link = _counting_link
-"""
-
-
-def syncd_env(hook: Path, kill_at: str = "") -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
-    return clean_env(PYTHONPATH=path, CRASH_TRIALS_KILL_AT=kill_at)
-
 
 # --- the scenario ---------------------------------------------------------------------------
 
@@ -405,75 +336,6 @@ def advance_open_orders(sim: InstockSim, skip: tuple[str, ...] = ()) -> None:
 # --- running syncd ----------------------------------------------------------------------------
 
 
-class Worker:
-    """A process that runs `syncd once JOB` for each job it is given."""
-
-    def __init__(self, root: Path, config: Path, hook: Path) -> None:
-        self.log = root / "worker.log"
-        self._stderr = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(config)],
-            env=syncd_env(hook),
-            cwd=root,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            encoding="utf-8",
-        )
-        self._results: list[dict[str, Any]] = []
-        self._ready = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("@@"):
-                with self._ready:
-                    self._results.append(json.loads(line[2:]))
-                    self._ready.notify_all()
-        with self._ready:
-            self._ready.notify_all()
-
-    def run(self, job: str, timeout: float = 60.0) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        wanted = len(self._results) + 1
-        self.proc.stdin.write(job + "\n")
-        self.proc.stdin.flush()
-        with self._ready:
-            self._ready.wait_for(
-                lambda: len(self._results) >= wanted or self.proc.poll() is not None, timeout
-            )
-            if len(self._results) < wanted:
-                pytest.fail(f"worker gave no result for {job}:\n{self.tail()}")
-            return self._results[wanted - 1]
-
-    def tail(self) -> str:
-        self._stderr.flush()
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._stderr.close()
-
-
-def db_rows(db: Path, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db, timeout=10)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params).fetchall()]
-    finally:
-        conn.close()
-
-
 def last_run(db: Path, job: str) -> dict[str, Any]:
     row = db_rows(db, "SELECT * FROM runs WHERE job = ? ORDER BY id DESC LIMIT 1", [job])[0]
     row["counts"] = json.loads(row["counts"] or "{}")
@@ -499,10 +361,6 @@ def did_work(run: dict[str, Any]) -> bool:
 # --- the normalised end state -------------------------------------------------------------------
 
 
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def host_files(host: Path) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
     """stream -> [(file name, rows)] in file order (names carry the intent id)."""
     streams: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
@@ -525,9 +383,9 @@ def observe(sim: InstockSim, root: Path) -> dict[str, Any]:
     state = sim.state
     with state.lock:
         seen: dict[str, Any] = {
-            "sim.articles": {a: _canon(v) for a, v in state.articles.items()},
+            "sim.articles": {a: canon(v) for a, v in state.articles.items()},
             "sim.orders": {
-                o.order_id: _canon(
+                o.order_id: canon(
                     [o.kind, o.status, [ln.as_json() for ln in o.lines], o.attributes, o.reserved]
                 )
                 for o in state.orders.values()
@@ -542,7 +400,7 @@ def observe(sim: InstockSim, root: Path) -> dict[str, Any]:
         }
 
     def table(sql: str) -> Any:
-        return sorted(_canon(r) for r in db_rows(db, sql))
+        return sorted(canon(r) for r in db_rows(db, sql))
 
     seen["mirror.inventory"] = table(
         "SELECT article_id, free, reserved, registered FROM instock_inventory"
@@ -583,7 +441,7 @@ def observe(sim: InstockSim, root: Path) -> dict[str, Any]:
     # Intents to Instock are deterministic; host files are compared by content below.
     # (Idempotency keys may hold run ids: compared by content.)
     seen["outbox.instock"] = Counter(
-        _canon([r["kind"], r["order_key"], r["status"], json.loads(r["payload"])])
+        canon([r["kind"], r["order_key"], r["status"], json.loads(r["payload"])])
         for r in db_rows(db, "SELECT * FROM outbox WHERE destination = 'instock'")
     )
     seen["outbox.not_sent"] = table(
@@ -591,7 +449,7 @@ def observe(sim: InstockSim, root: Path) -> dict[str, Any]:
         "WHERE destination = 'host' AND status != 'sent'"
     )
     seen["rejects"] = Counter(
-        _canon([r["source"], _strip_ids(r["reference"]), r["field"], r["status"]])
+        canon([r["source"], _strip_ids(r["reference"]), r["field"], r["status"]])
         for r in db_rows(db, "SELECT * FROM rejects")
     )
     seen["alerts"] = table("SELECT kind, subject FROM alerts WHERE resolved_at IS NULL")
@@ -603,7 +461,7 @@ def observe(sim: InstockSim, root: Path) -> dict[str, Any]:
     )
     files = host_files(host)
     for stream, chunks in files.items():
-        seen[f"outbox/{stream}"] = Counter(_canon(r) for _, rows in chunks for r in rows)
+        seen[f"outbox/{stream}"] = Counter(canon(r) for _, rows in chunks for r in rows)
     seen["_files"] = files
     return seen
 
@@ -626,7 +484,7 @@ def compare(reference: dict[str, Any], got: dict[str, Any], *, relaxed: bool = F
             continue
         want, have = reference.get(key), got.get(key)
         if want != have:
-            problems.append(f"{key}: {_describe(want, have)}")
+            problems.append(f"{key}: {describe(want, have)}")
     bad_creates = {k: n for k, n in got["sim.creates"].items() if n != 1}
     if bad_creates:
         problems.append(f"created more than once: {bad_creates}")
@@ -634,7 +492,7 @@ def compare(reference: dict[str, Any], got: dict[str, Any], *, relaxed: bool = F
         problems += check_delta_chains(got)
         want_report = reference["_files"].get("stock_discrepancies", [("", [])])[-1][1]
         have_report = got["_files"].get("stock_discrepancies", [("", [])])[-1][1]
-        if sorted(map(_canon, want_report)) != sorted(map(_canon, have_report)):
+        if sorted(map(canon, want_report)) != sorted(map(canon, have_report)):
             problems.append("the last stock_discrepancies report differs from the reference's")
     return problems
 
@@ -657,29 +515,6 @@ def check_delta_chains(seen: dict[str, Any]) -> list[str]:
         if at.get(row["article_id"], (0, 0, 0)) != final:
             problems.append(f"deltas of {row['article_id']} end at {at.get(row['article_id'])}")
     return problems[:20]
-
-
-def _describe(want: Any, have: Any) -> str:
-    if isinstance(want, Counter) and isinstance(have, Counter):
-        missing, extra = want - have, have - want
-        return f"missing {_short(missing)}; extra {_short(extra)}"
-    if isinstance(want, dict) and isinstance(have, dict):
-        keys = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        return "; ".join(f"{k}: {want.get(k)!r} != {have.get(k)!r}" for k in keys[:5]) + (
-            f" (and {len(keys) - 5} more)" if len(keys) > 5 else ""
-        )
-    if isinstance(want, list) and isinstance(have, list):
-        return (
-            f"missing {_short(Counter(want) - Counter(have))}; "
-            f"extra {_short(Counter(have) - Counter(want))}"
-        )
-    return f"{want!r} != {have!r}"
-
-
-def _short(counter: Counter[Any]) -> str:
-    items = list(counter.items())
-    text = ", ".join(f"{n}x {k}" for k, n in items[:4])
-    return f"{sum(counter.values())} [{text}{', ...' if len(items) > 4 else ''}]"
 
 
 # --- the reference --------------------------------------------------------------------------------
@@ -717,19 +552,6 @@ class Reference:
         return next(s.index for s in self.script if s.kind == "event")
 
 
-def take_snapshot(root: Path, into: Path) -> None:
-    into.mkdir(parents=True)
-    for part in ("state", "host"):
-        if (root / part).exists():
-            shutil.copytree(root / part, into / part)
-
-
-def restore(snapshot: Path, root: Path) -> None:
-    for part in ("state", "host"):
-        if (snapshot / part).exists():
-            shutil.copytree(snapshot / part, root / part)
-
-
 def seed_host(root: Path, scenario: Scenario) -> None:
     inbox = root / "host" / "inbox"
     inbox.mkdir(parents=True)
@@ -752,8 +574,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     base = tmp_path_factory.mktemp("crash-reference")
     root, hook = base / "run", base / "hook"
     root.mkdir()
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOOK, encoding="utf-8")
+    write_hook(hook)
     with new_sim() as sim:
         scenario = Scenario.build(sim)
         seed_host(root, scenario)
@@ -1050,22 +871,6 @@ def run_trial(ref: Reference, root: Path, n: int) -> str:
     problems = compare(ref.end, got, relaxed=True)
     assert not problems, f"{trial}:\n  " + "\n  ".join(problems)
     return f"{trial}: ok"
-
-
-def run_trials(trials: list[Callable[[], str]]) -> None:
-    """Run independent trials PARALLEL at a time; report every failure, not just the first."""
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        futures = [pool.submit(trial) for trial in trials]
-    passed, failed = [], []
-    for future in futures:
-        try:
-            passed.append(future.result())
-        except (AssertionError, pytest.fail.Exception) as exc:
-            failed.append(str(exc))
-        except Exception as exc:
-            failed.append("".join(traceback.format_exception(exc)))
-    print("\n" + "\n".join(passed))
-    assert not failed, "\n\n".join(failed)
 
 
 @pytest.mark.parametrize("job", list(ONCE_TRIALS))

@@ -26,13 +26,9 @@ import json
 import os
 import random
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +36,6 @@ from typing import Any
 
 import pytest
 
-from syncd.sandbox.base import ApiError, Request, Response
 from syncd.sandbox.netstock import (
     DEFAULT_CLIENT_ID,
     DEFAULT_PASSWORD,
@@ -48,7 +43,7 @@ from syncd.sandbox.netstock import (
     DEFAULT_USERNAME,
     NetstockSim,
 )
-from tests.system.conftest import clean_env
+from tests.system.crashkit import Trap, run_killed, run_ok, run_once, syncd, trapped
 
 pytestmark = pytest.mark.system
 
@@ -89,35 +84,6 @@ POP_ROUTES = ("POST /file/pop_po", "POST /file/pop_tr", "POST /file/pop_wo")
 # --- the simulator and its trap ------------------------------------------------------------
 
 
-@dataclass
-class Trap:
-    """Kill `proc` at the `occurrence`-th request on one of `routes`, at `moment`."""
-
-    routes: tuple[str, ...]
-    occurrence: int
-    moment: str
-    delay: float = 0.0  # for "answered": how long after the answer is handed back
-    proc: subprocess.Popen[str] | None = None
-    seen: int = 0
-    fired: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def hit(self, route: str) -> bool:
-        with self.lock:
-            if self.fired or route not in self.routes:
-                return False
-            self.seen += 1
-            if self.seen < self.occurrence:
-                return False
-            self.fired = True
-            return True
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # SIGKILL
-        self.proc.wait(timeout=10)
-
-
 class CrashingNetstock(NetstockSim):
     """Applies each request at once, answers it `lag` seconds later, and fires `trap`."""
 
@@ -127,32 +93,14 @@ class CrashingNetstock(NetstockSim):
     def _register_routes(self) -> None:
         add = self.server.add_route
 
-        def trapped(method: str, pattern: str, handler: Any, *, public: bool = False) -> None:
-            add(method, pattern, self._trapped(handler), public=public)
+        def register(method: str, pattern: str, handler: Any, *, public: bool = False) -> None:
+            add(method, pattern, trapped(self, handler), public=public)
 
-        self.server.add_route = trapped  # type: ignore[method-assign]
+        self.server.add_route = register  # type: ignore[method-assign]
         try:
             super()._register_routes()
         finally:
             del self.server.add_route
-
-    def _trapped(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            trap = self.trap
-            hit = trap is not None and trap.hit(request.route)
-            if hit and trap.moment == "before":
-                trap.kill()
-                raise ApiError(503, "service_unavailable", "the caller is dead")
-            response = handler(request)
-            time.sleep(self.lag)
-            if hit:
-                if trap.moment == "applied":
-                    trap.kill()
-                else:
-                    threading.Timer(trap.delay, trap.kill).start()
-            return response
-
-        return handle
 
 
 @pytest.fixture
@@ -274,60 +222,6 @@ options = {{ poll_interval = "50ms", poll_timeout = "10s" }}
         encoding="utf-8",
     )
     return config, state_dir, host_dir
-
-
-def syncd(config: Path, job: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "syncd.cli", "once", job, "--config", str(config)],
-        env=clean_env(),
-        cwd=config.parent,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def run_once(config: Path, job: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    proc = syncd(config, job)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"syncd once {job} did not finish in {timeout:g}s\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def run_ok(config: Path, job: str) -> str:
-    done = run_once(config, job)
-    assert done.returncode == 0, (
-        f"syncd once {job}: {done.returncode}\n{done.stdout}\n{done.stderr}"
-    )
-    return done.stdout
-
-
-def run_killed(
-    sim: CrashingNetstock, config: Path, job: str, trap: Trap | None, timer: float | None
-) -> int:
-    """Run `job` with the trap armed (or a kill after `timer` seconds); its exit code."""
-    proc = syncd(config, job)
-    if trap is not None:
-        trap.proc = proc
-        sim.trap = trap
-    try:
-        if timer is not None:
-            try:
-                proc.wait(timeout=timer)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        proc.communicate(timeout=30)
-    finally:
-        sim.trap = None
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode
 
 
 def run_killed_at_first_file(config: Path, host_dir: Path, delay: float) -> bool:
