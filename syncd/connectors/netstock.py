@@ -63,12 +63,19 @@ required.
 the TR/WO examples): both parse to an exact `Decimal` (the JSON is decoded with
 `parse_float=Decimal`, never through a float). Pop dates are `YYYY/MM/DD`.
 `pop(..., journal=fn)` hands `fn` the raw answer text before anything else is done with it.
+
+**Import lines** are sent as JSON text rendered once (`json_text`: compact, sorted keys,
+non-ASCII escaped): a Decimal is an exact JSON number in the form Python prints the same
+float (`Decimal("2.50")` -> `2.5`, integral -> `5`; `decimal_text`), never rounded through a
+float. `import_chunk` takes mappings or `JsonLines` (lines already rendered, e.g. stored by
+the export job): the body is built around their text and sent as `RawJson`, not re-encoded.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -77,6 +84,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -94,6 +102,7 @@ from syncd.errors import (
     RetryableError,
 )
 from syncd.http import HttpClient, build_client
+from syncd.jsontext import RawJson
 from syncd.logs import REDACTED, redactor
 
 log = structlog.get_logger("syncd.connectors.netstock")
@@ -283,7 +292,10 @@ def parse_pop_date(value: Any) -> date | None:
 
 
 def to_json_value(value: Any) -> Any:
-    """Import rows as JSON: Decimal -> number (integers exact), date/datetime -> ISO text."""
+    """Import rows as plain JSON values: Decimal -> int or float, date/datetime -> ISO text.
+
+    Lossy for a Decimal a float cannot hold; what is sent is `json_text`'s exact rendering.
+    """
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime | date):
@@ -293,6 +305,87 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_json_value(v) for v in value]
     return value
+
+
+def decimal_text(value: Decimal) -> str:
+    """An exact Decimal as a JSON number, in the form Python prints the same float.
+
+    Integral -> its integer digits (`5.000` -> `5`); otherwise the digits without trailing
+    zeros (`2.50` -> `2.5`, `-9.90` -> `-9.9`), as an exponent below 1e-4 (`0.00001` ->
+    `1e-05`), so every value a float holds exactly reads as it always did, and one it does
+    not (more than ~15 significant digits) is sent exactly instead of rounded.
+    """
+    if not value.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    if value == value.to_integral_value():
+        return str(int(value))
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    end = len(digits)
+    while digits[end - 1] == 0:  # non-integral: a non-zero digit right of the point
+        end -= 1
+        exponent += 1
+    text = "".join(map(str, digits[:end]))
+    point = len(text) + exponent  # digits left of the decimal point (may be <= 0)
+    if point - 1 < -4:  # Python's float repr: 1e-05, 1.5e-07
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        text = f"{mantissa}e-{1 - point:02d}"
+    elif point <= 0:
+        text = "0." + "0" * -point + text
+    else:
+        text = text[:point] + "." + text[point:]
+    return "-" + text if sign else text
+
+
+def json_text(value: Any) -> str:
+    """`value` as compact JSON text with sorted keys, rendered once and sent as is.
+
+    The same text `json.dumps(to_json_value(value), sort_keys=True, separators=(",", ":"))`
+    gives (non-ASCII escaped), except that a Decimal is exact (`decimal_text`).
+    """
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is Decimal:
+        return decimal_text(value)
+    return _json_other(value)
+
+
+def _json_other(value: Any) -> str:
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return float.__repr__(value)
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    if isinstance(value, datetime | date):
+        return encode_basestring_ascii(value.isoformat())
+    if isinstance(value, Mapping):
+        items = sorted(((str(k), v) for k, v in value.items()), key=lambda item: item[0])
+        return (
+            "{" + ",".join(f"{encode_basestring_ascii(k)}:{json_text(v)}" for k, v in items) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(json_text(v) for v in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonLines:
+    """Import lines already rendered (`json_text`), joined with ',': sent as they are."""
+
+    text: str
+    count: int
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -530,6 +623,14 @@ class NetstockOptions(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+
+def configured_chunk_size(config: ConnectorConfig) -> int:
+    """`options.chunk_size` of a Netstock connector config, without checking the rest."""
+    try:
+        return NetstockOptions.model_validate(config.options).chunk_size
+    except ValidationError:
+        return DEFAULT_CHUNK_SIZE
 
 
 def model_endpoint_map(overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -1040,24 +1141,30 @@ class NetstockClient:
         self,
         dataset_import_id: str,
         model: str,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | JsonLines,
         *,
         file_name: str | None = None,
     ) -> int:
         """POST one chunk to `/import/<endpoint>`; returns the number of lines sent.
 
+        `rows` are mappings (rendered here with `json_text`) or `JsonLines` rendered before
+        (sent as they are: the body is built around their text, nothing is encoded again).
         Not idempotent: a failure that may have been applied raises OutcomeUnknownError.
         Custom `ut_*` models carry `file_name` (default: the model name).
         """
-        if not rows:
+        if isinstance(rows, JsonLines):
+            lines, count = rows.text, rows.count
+        else:
+            lines, count = ",".join([json_text(row) for row in rows]), len(rows)
+        if not count:
             return 0
         path = self.endpoint_for(model)
-        body: dict[str, Any] = self._ids(dataset_import_id)
+        head: dict[str, Any] = self._ids(dataset_import_id)
         if model.startswith(CUSTOM_MODEL_PREFIX) or file_name is not None:
-            body["file_name"] = file_name or model
-        body["data"] = [to_json_value(row) for row in rows]
+            head["file_name"] = file_name or model
+        body = RawJson(f'{json_text(head)[:-1]},"data":[{lines}]}}')
         self._call("POST", path, body=body, idempotent=False)
-        return len(rows)
+        return count
 
     def import_rows(
         self,

@@ -1,10 +1,15 @@
 """`netstock.export`: send the host's data to Netstock as one dataset import, resumably.
 
-**Diff.** Netstock wants full snapshots. Each run maps the host tables to the models' rows
-(`MAPPERS`, pure functions, below) and hashes them (`snapshot_hash`); when the hash equals
-the last dataset that completed successfully, nothing is sent (no request at all beyond
-the token-less read of local tables). Otherwise the snapshot is frozen into
-`netstock_export_rows` (so a resumed export sends exactly the data it started with) and a
+**Diff.** Netstock wants full snapshots. Each run renders every model's rows ONCE, as the
+JSON lines that will be sent (`row_json(map_*(row))`: sorted keys, non-ASCII escaped, exact
+decimals; rendered fast by `RENDERERS` from plain tuples, text work in SQL), into a temp
+table, in one read transaction (no write lock held while rendering), hashing the same text
+(`snapshot_hash`); when the hash equals the last dataset that completed successfully,
+nothing is sent (no request at all beyond the token-less read of local tables). Otherwise
+the rendered text is frozen (one SQL copy) into `netstock_export_rows`, a chunk's worth of
+lines per row joined by newlines (a rendered line holds none), so a resumed export sends
+exactly the data it started with, byte for byte, and a chunk's request body is built around
+the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again); a
 `netstock_exports` row walks the state machine, persisted after every remote step:
 
     prepared -> importing -> processing -> complete | failed
@@ -19,11 +24,18 @@ the token-less read of local tables). Otherwise the snapshot is frozen into
   `netstock_export_chunks` and `models[i].lines_sent` in ONE transaction with the answer;
   then `/model/end` with `total_lines_imported` = the model's rows (an `already_done` answer
   is done). On resume the dataset and models are confirmed with `/dataset/status` and
-  `/model/status` first: a server count of `lines_sent + next chunk` means the last answer was
-  lost and the chunk is recorded as `confirmed`; equal means it never arrived and it is sent.
-  An `OutcomeUnknownError` on a chunk is checked the same way before anything is resent.
-  Any other count cannot be repaired: the model is ended with the intended count, which
-  makes Netstock fail the dataset (a mismatch), so the next cycle starts a clean one.
+  `/model/status` first (a dataset opened by this very run skips the former): a count of
+  `lines_sent + next chunk` means the last answer was lost and the chunk is recorded as
+  `confirmed`; equal means it never arrived and it is sent. An `OutcomeUnknownError` on a
+  chunk is checked the same way before anything is resent. Netstock imports
+  asynchronously, so its count may lag what it accepted: a count BELOW `lines_sent` (or,
+  after an `OutcomeUnknownError`, below `lines_sent + that chunk`) is polled again
+  (`settle`: backoff from 1 s doubling to 15 s, for `count_settle_time` seconds at most,
+  default 2 min) until it reaches that and holds between two polls (a chunk whose answer
+  was lost shows up behind the others), then judged as above. Any other count (or one
+  still below `lines_sent` when the time is up) cannot be repaired: the model is ended
+  with the intended count, which makes Netstock fail the dataset (a mismatch), so the next
+  cycle starts a clean one.
 - **processing**: `/dataset/start_processing` (a replay is `already_done`), then
   `/dataset/status` is polled (up to `poll_timeout` seconds per run, then the next run goes
   on) through the status legend (`DatasetStatus`) to `Complete`. `success: true` -> complete
@@ -66,11 +78,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,17 +94,21 @@ from syncd.clock import iso
 from syncd.config import Duration, Schedule
 from syncd.connectors.netstock import (
     ConflictError,
+    JsonLines,
     NetstockClient,
     OutcomeUnknownError,
-    to_json_value,
+    configured_chunk_size,
+    json_text,
 )
-from syncd.errors import AlreadyDoneError, PermanentError
+from syncd.errors import AlreadyDoneError, PermanentError, StateError
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.state import Store
 
 ALERT_KIND = "netstock_export"
 DEFAULT_MODELS = ("locations", "master", "stocks", "suppliers", "sales", "po", "pohist")
 OPEN_STATES = ("prepared", "importing", "processing")
+SETTLE_FIRST_POLL = 1.0  # seconds before /model/status is asked again about a lagging count
+SETTLE_MAX_POLL = 15.0  # ... doubling up to this
 
 
 class Options(BaseModel):
@@ -103,9 +122,18 @@ class Options(BaseModel):
     poll_timeout: Duration = Field(
         300.0, description="poll this long per run (0: once), then the next run goes on"
     )
+    count_settle_time: Duration = Field(
+        120.0,
+        ge=0,
+        description="when /model/status counts fewer lines than syncd sent (Netstock imports "
+        "asynchronously), poll it this long (backoff 1 s doubling to 15 s) for the count to "
+        "catch up before a chunk is taken as lost (0: do not wait)",
+    )
 
 
 # --- pure mapping -------------------------------------------------------------------------
+# `map_*` are the mapping, one host row (a mapping) -> one model row (a dict), as documented
+# above; `row_json` is its JSON line. The export renders the same lines faster (`RENDERERS`).
 
 
 def dec(value: Any) -> Decimal | None:
@@ -144,7 +172,8 @@ def map_location(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def map_master(row: Mapping[str, Any]) -> dict[str, Any]:
+def article_extras(row: Mapping[str, Any]) -> tuple[str | None, Decimal | None, Decimal | None]:
+    """unique_identifier, unit_volume and unit_weight of a host article."""
     attributes = _attrs(row)
     unique = next(
         (str(attributes[k]) for k in ("gtin", "ean", "upc", "barcode") if attributes.get(k)),
@@ -156,13 +185,18 @@ def map_master(row: Mapping[str, Any]) -> dict[str, Any]:
     if factor is not None and all(d is not None for d in dims):
         x, y, z = (d * factor for d in dims)  # type: ignore[operator]
         volume = (x * y * z).normalize()
+    return unique, volume, dec(attributes.get("weight"))
+
+
+def map_master(row: Mapping[str, Any]) -> dict[str, Any]:
+    unique, volume, weight = article_extras(row)
     return {
         "item_code": row["article_id"],
         "description": row.get("description") or row["name"],
         "unique_identifier": unique,
         "uom": row.get("unit"),
         "unit_volume": volume,
-        "unit_weight": dec(attributes.get("weight")),
+        "unit_weight": weight,
     }
 
 
@@ -237,72 +271,245 @@ def map_pohist(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
     }
 
 
+def row_json(row: Mapping[str, Any]) -> str:
+    """A model row as the JSON line sent: keys sorted, no spaces, non-ASCII escaped, exact
+    decimals (`json_text`: an integral Decimal as an integer, others as their digits)."""
+    return json_text(row)
+
+
+# --- rendering -----------------------------------------------------------------------------
+# What the export sends: the lines `row_json(map_*(row))` gives (a test holds them equal),
+# rendered once each from plain tuples. SQL does the text work (`json_quote`, `or` defaults,
+# joins; the default location is `:loc`), Python the numbers (exact Decimals) and the
+# article attributes; each line is a template filled in sorted-key order. `json_quote`
+# leaves non-ASCII characters as they are: `ascii_escaped` turns them into the \u escapes
+# `row_json` writes (the only difference), once per chunk of lines.
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def ascii_escaped(text: str) -> str:
+    """JSON text with every non-ASCII character \\u-escaped (as `json.dumps` does)."""
+    if text.isascii():
+        return text
+    return _NON_ASCII.sub(lambda m: encode_basestring_ascii(m.group())[1:-1], text)
+
+
+def _template(*keys: str) -> str:
+    assert list(keys) == sorted(keys), keys
+    return "{" + ",".join(f'"{key}":%s' for key in keys) + "}"
+
+
+def _number(value: Any) -> str:
+    """A host quantity (NUMERIC: int, float or text) as an exact JSON number, or null."""
+    return int.__repr__(value) if type(value) is int else json_text(dec(value))
+
+
+def _money(value: Any) -> str:
+    """Host money (TEXT, exact) as an exact JSON number, or null."""
+    return json_text(dec(value))
+
+
+_LOCATION = "CASE WHEN {col} IS NULL OR {col} = '' THEN :loc ELSE {col} END"
+
+
+def _render_location(row: tuple[Any, ...]) -> str:
+    return row[0]  # all text: json_object in SQL
+
+
+_MASTER = _template(
+    "description", "item_code", "unique_identifier", "unit_volume", "unit_weight", "uom"
+)
+
+
+def _render_master(row: tuple[Any, ...]) -> str:
+    description, item_code, uom, dim_x, dim_y, dim_z, dim_uom, attributes = row
+    if dim_uom is None and (not attributes or attributes == "{}"):
+        return _MASTER % (description, item_code, "null", "null", "null", uom)
+    extras = article_extras(
+        {
+            "dim_x": dim_x,
+            "dim_y": dim_y,
+            "dim_z": dim_z,
+            "dim_uom": dim_uom,
+            "attributes": attributes,
+        }
+    )
+    return _MASTER % (description, item_code, *map(json_text, extras), uom)
+
+
+_STOCK = _template("item_code", "location", "stock_on_hand")
+_STOCK_ALLOCATED = _template("allocated_stock", "item_code", "location", "stock_on_hand")
+
+
+def _render_stock(row: tuple[Any, ...]) -> str:
+    item_code, location, qty, allocated = row
+    if allocated is None:
+        return _STOCK % (item_code, location, _number(qty))
+    return _STOCK_ALLOCATED % (_number(allocated), item_code, location, _number(qty))
+
+
+_SUPPLIER = _template("description", "lead_time", "supplier_code", "type")
+
+
+def _render_supplier(row: tuple[Any, ...]) -> str:
+    description, lead_time, supplier_code, type_ = row
+    return _SUPPLIER % (description, json_text(lead_time), supplier_code, type_)
+
+
+_SALE = _template(
+    "cost_of_sales", "customer_code", "invoice_date", "item_code", "location", "order_date",
+    "sales_quantity", "sales_value", "transaction_details",
+)  # fmt: skip
+
+
+def _render_sale(row: tuple[Any, ...]) -> str:
+    cost, customer, invoice_date, item_code, location, order_date, qty, value, details = row
+    return _SALE % (
+        _money(cost), customer, invoice_date, item_code, location, order_date, _number(qty),
+        _money(value), details,
+    )  # fmt: skip
+
+
+_PO = _template(
+    "expected_arrival_date", "item_code", "line_number", "location", "order_date",
+    "order_number", "order_quantity", "order_type", "outstanding_quantity",
+    "purchase_unit_cost", "supplier_code",
+)  # fmt: skip
+
+
+def _render_po(row: tuple[Any, ...]) -> str | None:
+    (expected, item_code, line_number, location, order_date, order_number, qty_ordered,
+     qty_received, order_type, unit_cost, supplier_code) = row  # fmt: skip
+    ordered = dec(qty_ordered) or Decimal(0)
+    outstanding = ordered - (dec(qty_received) or Decimal(0))
+    if outstanding <= 0:
+        return None  # fully received: history, not an open order
+    return _PO % (
+        expected, item_code, line_number, location, order_date, order_number,
+        json_text(ordered), order_type, json_text(outstanding), _money(unit_cost),
+        supplier_code,
+    )  # fmt: skip
+
+
+_POHIST = _template(
+    "date_of_receipt", "expected_arrival_date", "item_code", "line_number", "location",
+    "order_date", "order_number", "order_quantity", "purchase_unit_cost",
+    "quantity_received", "supplier_code",
+)  # fmt: skip
+
+
+def _render_pohist(row: tuple[Any, ...]) -> str:
+    (receipt_date, expected, item_code, line_number, location, order_date, order_number,
+     qty_ordered, unit_cost, qty_received, supplier_code) = row  # fmt: skip
+    return _POHIST % (
+        receipt_date, expected, item_code, line_number, location, order_date, order_number,
+        _number(qty_ordered), _money(unit_cost), _number(qty_received), supplier_code,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
-class Mapper:
+class Renderer:
+    """A model's SELECT (parameters :loc, :since; rows in key order) and its line renderer."""
+
     sql: str
-    map: Callable[[Mapping[str, Any], Options], dict[str, Any] | None]
-    params: Callable[[Options], list[Any]] = lambda _o: []
+    render: Callable[[tuple[Any, ...]], str | None]
 
 
-MAPPERS: dict[str, Mapper] = {
-    "locations": Mapper(
-        "SELECT * FROM host_locations ORDER BY location_id", lambda r, _o: map_location(r)
+RENDERERS: dict[str, Renderer] = {
+    "locations": Renderer(
+        "SELECT json_object('active', json(CASE WHEN active THEN 'true' ELSE 'false' END), "
+        "'description', name, 'group', location_group, 'location_code', location_id, "
+        "'type', type) FROM host_locations ORDER BY location_id",
+        _render_location,
     ),
-    "master": Mapper(
-        "SELECT * FROM host_articles ORDER BY article_id", lambda r, _o: map_master(r)
+    "master": Renderer(
+        "SELECT json_quote(coalesce(nullif(description, ''), name)), json_quote(article_id), "
+        "json_quote(unit), dim_x, dim_y, dim_z, dim_uom, attributes "
+        "FROM host_articles ORDER BY article_id",
+        _render_master,
     ),
-    "stocks": Mapper(
-        "SELECT s.article_id, s.location, s.qty, "
-        "CASE WHEN s.location = '' THEN i.reserved END AS allocated "
+    "stocks": Renderer(
+        "SELECT json_quote(s.article_id), json_quote("
+        + _LOCATION.format(col="s.location")
+        + "), s.qty, CASE WHEN s.location = '' THEN i.reserved END "
         "FROM host_stock s LEFT JOIN instock_inventory i ON i.article_id = s.article_id "
         "ORDER BY s.article_id, s.location",
-        lambda r, o: map_stock(r, o.default_location),
+        _render_stock,
     ),
-    "suppliers": Mapper(
-        "SELECT * FROM host_suppliers ORDER BY supplier_id", lambda r, _o: map_supplier(r)
+    "suppliers": Renderer(
+        "SELECT json_quote(name), lead_time_days, json_quote(supplier_id), json_quote(type) "
+        "FROM host_suppliers ORDER BY supplier_id",
+        _render_supplier,
     ),
-    "sales": Mapper(
-        "SELECT * FROM host_sales WHERE sale_date >= date('now', ?) "
+    "sales": Renderer(
+        "SELECT cost_of_sales, json_quote(customer_id), json_quote(sale_date), "
+        "json_quote(article_id), json_quote("
+        + _LOCATION.format(col="location")
+        + "), json_quote(coalesce(nullif(order_date, ''), sale_date)), qty, sales_value, "
+        "json_quote(transaction_id || CASE WHEN line_id IS NULL OR line_id = '' THEN '' "
+        "ELSE '/' || line_id END) "
+        "FROM host_sales WHERE sale_date >= date('now', :since) "
         "ORDER BY transaction_id, line_id",
-        lambda r, o: map_sale(r, o.default_location),
-        lambda o: [f"-{o.sales_days} days"],
+        _render_sale,
     ),
-    "po": Mapper(
-        "SELECT l.*, h.supplier_id, h.location, h.order_date, h.status "
+    "po": Renderer(
+        "SELECT json_quote(l.expected_date), json_quote(l.article_id), json_quote(l.line_no), "
+        "json_quote("
+        + _LOCATION.format(col="h.location")
+        + "), json_quote(h.order_date), json_quote(l.po_number), l.qty_ordered, "
+        "l.qty_received, json_quote(h.status), l.unit_cost, json_quote(h.supplier_id) "
         "FROM host_purchase_order_lines l JOIN host_purchase_orders h USING (po_number) "
         "ORDER BY l.po_number, l.line_no",
-        lambda r, o: map_po(r, o.default_location),
+        _render_po,
     ),
-    "pohist": Mapper(
-        "SELECT * FROM host_po_history ORDER BY po_number, line_no",
-        lambda r, o: map_pohist(r, o.default_location),
+    "pohist": Renderer(
+        "SELECT json_quote(receipt_date), json_quote(expected_date), json_quote(article_id), "
+        "json_quote(line_no), json_quote("
+        + _LOCATION.format(col="location")
+        + "), json_quote(order_date), json_quote(po_number), qty_ordered, unit_cost, "
+        "qty_received, json_quote(supplier_id) "
+        "FROM host_po_history ORDER BY po_number, line_no",
+        _render_pohist,
     ),
 }
 
+MAPPERS: dict[str, Callable[[Mapping[str, Any], Options], dict[str, Any] | None]] = {
+    "locations": lambda r, _o: map_location(r),
+    "master": lambda r, _o: map_master(r),
+    "stocks": lambda r, o: map_stock(r, o.default_location),
+    "suppliers": lambda r, _o: map_supplier(r),
+    "sales": lambda r, o: map_sale(r, o.default_location),
+    "po": lambda r, o: map_po(r, o.default_location),
+    "pohist": lambda r, o: map_pohist(r, o.default_location),
+}
+"""Model -> the reference mapping of one host row (what `RENDERERS` must match)."""
 
-def row_json(row: Mapping[str, Any]) -> str:
-    """A model row as canonical JSON, as the client will send it (`to_json_value`: an
-    integral Decimal as an integer, others as the shortest float text), keys sorted."""
-    return json.dumps(to_json_value(row), sort_keys=True, separators=(",", ":"))
+
+def _lines(store: Store, model: str, options: Options) -> Iterator[str]:
+    """The model's lines as rendered (non-ASCII not yet escaped), from plain tuples."""
+    renderer = RENDERERS[model]
+    cursor = store.db.conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(
+        renderer.sql, {"loc": options.default_location, "since": f"-{options.sales_days} days"}
+    )
+    return filter(None, map(renderer.render, cursor))
 
 
-def model_rows(store: Store, model: str, options: Options) -> Iterator[str]:
-    """The model's rows as canonical JSON text, streamed from the host tables."""
-    mapper = MAPPERS[model]
-    cursor = store.db.execute(mapper.sql, mapper.params(options))
-    for raw in cursor:
-        mapped = mapper.map(dict(raw), options)
-        if mapped is not None:
-            yield row_json(mapped)
+def model_lines(store: Store, model: str, options: Options) -> Iterator[str]:
+    """The model's rows as JSON lines (`row_json`), rendered once each, streamed from the
+    host tables."""
+    return map(ascii_escaped, _lines(store, model, options))
 
 
 def snapshot_hash(store: Store, options: Options) -> tuple[str, int]:
-    """sha256 over every model's rows (in order), and the number of rows."""
+    """sha256 over every model's JSON lines (in order), and the number of lines."""
     digest = hashlib.sha256()
     count = 0
     for model in options.models:
         digest.update(f"\x1e{model}\x1f".encode())
-        for text in model_rows(store, model, options):
+        for text in model_lines(store, model, options):
             digest.update(text.encode() + b"\n")
             count += 1
     return digest.hexdigest(), count
@@ -343,10 +550,63 @@ def last_success_hash(store: Store) -> str | None:
     )
 
 
+def group_size(ctx: JobContext, options: Options) -> int:
+    """Lines per frozen row: the chunk size, so that a chunk is one stored text."""
+    return options.chunk_size or configured_chunk_size(ctx.settings.connectors.netstock)
+
+
+def _freeze(store: Store, options: Options, group: int) -> tuple[str, list[dict[str, Any]], int]:
+    """Render every model once into temp.netstock_frozen, `group` lines per row (joined
+    with newlines: a rendered line never holds one), hashing the same text."""
+    digest = hashlib.sha256()
+    insert = "INSERT INTO temp.netstock_frozen (model, seq, row) VALUES (?, ?, ?)"
+    models: list[dict[str, Any]] = []
+    total = 0
+    for model in options.models:
+        digest.update(f"\x1e{model}\x1f".encode())
+        lines = _lines(store, model, options)
+        seq = 0
+        while batch := list(itertools.islice(lines, group)):
+            text = ascii_escaped("\n".join(batch))
+            digest.update(text.encode())
+            digest.update(b"\n")
+            store.db.conn.execute(insert, (model, seq, text))
+            seq += len(batch)
+        models.append(
+            {"model": model, "rows": seq, "state": "pending", "lines_sent": 0, "chunks": 0}
+        )
+        total += seq
+    return digest.hexdigest(), models, total
+
+
 def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
-    """Freeze a new snapshot when it differs from the last successful one."""
+    """Render the snapshot once: its hash decides, its text is what will be sent.
+
+    The lines go to a temp table in one read transaction (one consistent view of the host
+    tables, no write lock on the state DB while rendering); only a snapshot that differs
+    from the last successful one is copied (SQL) into netstock_export_rows, with its
+    export row, in one short transaction.
+    """
     store = ctx.store
-    wanted, count = snapshot_hash(store, options)
+    conn = store.db.conn
+    conn.execute("DROP TABLE IF EXISTS temp.netstock_frozen")
+    conn.execute(
+        "CREATE TEMP TABLE netstock_frozen (model TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "row TEXT NOT NULL, PRIMARY KEY (model, seq))"
+    )
+    # The temp table lives as long as the run's connection (dropping it page by page would
+    # cost as much as writing it): closing the store discards it.
+    own = not conn.in_transaction  # a dry run reads inside the runner's transaction
+    if own:
+        conn.execute("BEGIN")  # one consistent view of the host tables
+    try:
+        wanted, models, count = _freeze(store, options, group_size(ctx, options))
+    except BaseException:
+        if own and conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if own:
+        conn.execute("COMMIT")
     if count == 0:
         ctx.counts["empty"] += 1
         return None
@@ -356,37 +616,16 @@ def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
     now = iso()
     with store.transaction():
         cursor = store.db.execute(
-            "INSERT INTO netstock_exports (state, snapshot_hash, created_at, updated_at, run_id) "
-            "VALUES ('prepared', '', ?, ?, ?)",
-            [now, now, ctx.run_id],
+            "INSERT INTO netstock_exports (state, snapshot_hash, models, rows, created_at, "
+            "updated_at, run_id) VALUES ('prepared', ?, ?, ?, ?, ?, ?)",
+            [wanted, json.dumps(models, separators=(",", ":")), count, now, now, ctx.run_id],
         )
         export_id = int(cursor.lastrowid or 0)
-        digest = hashlib.sha256()
-        models = []
-        total = 0
-        for model in options.models:
-            digest.update(f"\x1e{model}\x1f".encode())
-            seq = 0
-            batch: list[tuple[Any, ...]] = []
-            for text in model_rows(store, model, options):
-                digest.update(text.encode() + b"\n")
-                batch.append((export_id, model, seq, text))
-                seq += 1
-                if len(batch) >= 1000:
-                    store.db.conn.executemany(
-                        "INSERT INTO netstock_export_rows VALUES (?, ?, ?, ?)", batch
-                    )
-                    batch = []
-            if batch:
-                store.db.conn.executemany(
-                    "INSERT INTO netstock_export_rows VALUES (?, ?, ?, ?)", batch
-                )
-            models.append(
-                {"model": model, "rows": seq, "state": "pending", "lines_sent": 0, "chunks": 0}
-            )
-            total += seq
-        export = {"id": export_id}
-        _save(store, export, snapshot_hash=digest.hexdigest(), models=models, rows=total)
+        store.db.execute(
+            "INSERT INTO netstock_export_rows (export_id, model, seq, row) "
+            "SELECT ?, model, seq, row FROM temp.netstock_frozen ORDER BY model, seq",
+            [export_id],
+        )
     ctx.counts["prepared"] += 1
     return _load(store, export_id)
 
@@ -428,6 +667,7 @@ class _Flow:
         self.options = options
         self.export = export
         self.chunk_size = options.chunk_size or client.chunk_size
+        self.fresh = False  # this run opened the dataset: nothing to confirm on the server
 
     # bookkeeping
 
@@ -455,6 +695,7 @@ class _Flow:
         self.save(start_attempted_at=self.export["start_attempted_at"] or iso())
         try:
             dataset_id = self.client.dataset_start()
+            self.fresh = True
         except ConflictError as exc:
             dataset_id = exc.dataset_import_id
             ours = dataset_id is not None and (
@@ -494,10 +735,11 @@ class _Flow:
         return found
 
     def import_models(self) -> None:
-        status = self.client.dataset_status(self.dataset_id)
-        if status.is_terminal or status.status.is_processing:
-            self.save(state="processing", status_text=status.status_text)
-            return
+        if not self.fresh:  # resuming: has it moved on without us?
+            status = self.client.dataset_status(self.dataset_id)
+            if status.is_terminal or status.status.is_processing:
+                self.save(state="processing", status_text=status.status_text)
+                return
         server = self.server_models()
         for index in range(len(self.export["models"])):
             self.ctx.check_stop()
@@ -540,15 +782,16 @@ class _Flow:
         while self.export["models"][index]["lines_sent"] < total:
             self.ctx.check_stop()
             entry = self.export["models"][index]
-            rows = self.chunk_rows(model, entry["lines_sent"])
+            lines = self.chunk_lines(model, entry["lines_sent"], total)
             try:
-                self.client.import_chunk(self.dataset_id, model, rows)
+                self.client.import_chunk(self.dataset_id, model, lines)
             except OutcomeUnknownError:
                 self.ctx.counts["outcome_unknown"] += 1
                 remote = self.server_models().get(model)
-                self.reconcile(index, remote.actual_lines_imported if remote else 0)
+                count = remote.actual_lines_imported if remote else 0
+                self.reconcile(index, count, in_flight=True)
                 continue
-            self.record_chunk(index, len(rows), "answer")
+            self.record_chunk(index, lines.count, "answer")
         try:
             self.client.model_end(self.dataset_id, model, total)
         except AlreadyDoneError:
@@ -572,13 +815,40 @@ class _Flow:
             self.update_model(index, state="ended", lines_sent=entry["rows"])
         self.export = _load(self.store, self.export["id"])
 
-    def chunk_rows(self, model: str, first_seq: int) -> list[dict[str, Any]]:
-        texts = self.store.query(
-            "SELECT row FROM netstock_export_rows WHERE export_id = ? AND model = ? "
-            "AND seq >= ? ORDER BY seq LIMIT ?",
-            [self.export["id"], model, first_seq, self.chunk_size],
-        )
-        return [json.loads(r["row"], parse_float=Decimal) for r in texts]
+    def chunk_lines(self, model: str, first: int, total: int) -> JsonLines:
+        """The next chunk's lines as stored (normally one frozen row: rows hold a chunk's
+        worth of newline-joined lines), joined with ',' for the request body."""
+        wanted = min(self.chunk_size, total - first)
+        cursor = self.store.db.conn.cursor()
+        cursor.row_factory = None
+        found = cursor.execute(
+            "SELECT seq, row FROM netstock_export_rows WHERE export_id = ?1 AND model = ?2 "
+            "AND seq >= (SELECT coalesce(max(seq), 0) FROM netstock_export_rows "
+            "WHERE export_id = ?1 AND model = ?2 AND seq <= ?3) AND seq < ?4 ORDER BY seq",
+            [self.export["id"], model, first, first + wanted],
+        ).fetchall()
+        parts: list[str] = []
+        position, missing = first, wanted
+        for seq, text in found:
+            held = text.count("\n") + 1
+            skip = position - seq
+            take = min(held - skip, missing)
+            if take <= 0:
+                continue
+            if skip == 0 and take == held:
+                parts.append(text)
+            else:
+                parts.append("\n".join(text.split("\n")[skip : skip + take]))
+            position += take
+            missing -= take
+            if not missing:
+                break
+        if missing:
+            raise StateError(
+                f"netstock export {self.export['id']}: frozen lines {position}.."
+                f"{first + wanted - 1} of model {model} are missing from netstock_export_rows"
+            )
+        return JsonLines("\n".join(parts).replace("\n", ","), wanted)
 
     def record_chunk(self, index: int, rows: int, how: str) -> None:
         entry = self.export["models"][index]
@@ -596,20 +866,31 @@ class _Flow:
                     how,
                 ],
             )
-            self.update_model(
-                index, lines_sent=entry["lines_sent"] + rows, chunks=entry["chunks"] + 1
-            )
-        self.export = _load(self.store, self.export["id"])
+            models = list(self.export["models"])
+            models[index] = {
+                **entry,
+                "lines_sent": entry["lines_sent"] + rows,
+                "chunks": entry["chunks"] + 1,
+            }
+            _save(self.store, self.export, models=models)
+        self.export["models"] = models  # what was committed: no need to read it back
         self.ctx.counts["chunks_sent" if how == "answer" else "chunks_confirmed"] += 1
         self.ctx.counts["lines_sent"] += rows
 
-    def reconcile(self, index: int, actual: int) -> None:
-        """Bring lines_sent in line with the server's count, or fail the dataset."""
+    def reconcile(self, index: int, actual: int, *, in_flight: bool = False) -> None:
+        """Bring lines_sent in line with the server's count, or fail the dataset.
+
+        `in_flight`: the next chunk was just posted and its outcome is unknown, so the count
+        is given the settle time to show it too before the chunk is taken as not arrived.
+        """
         entry = self.export["models"][index]
         sent = entry["lines_sent"]
+        pending = min(self.chunk_size, entry["rows"] - sent)
+        expected = sent + pending if in_flight else sent
+        if actual < expected:  # Netstock may not count all it accepted yet: let it settle
+            actual = self.settle(entry["model"], actual, expected)
         if actual == sent:
             return
-        pending = min(self.chunk_size, entry["rows"] - sent)
         if actual == sent + pending and pending > 0:
             self.record_chunk(index, pending, "confirmed")  # the answer was lost, not the chunk
             return
@@ -622,6 +903,39 @@ class _Flow:
             self.client.model_end(self.dataset_id, entry["model"], entry["rows"])
         self.fail(message)
         raise _Stop(message)
+
+    def settle(self, model: str, actual: int, expected: int) -> int:
+        """A count below what was sent: poll /model/status with backoff (`count_settle_time`
+        at most) until the count reaches `expected` and holds between two polls (a chunk
+        whose answer was lost shows up behind the others); returns the last count seen."""
+        budget = self.options.count_settle_time
+        if budget <= 0:
+            return actual
+        self.ctx.counts["count_waits"] += 1
+        self.ctx.log.warning(
+            "netstock_count_lagging", model=model, remote_lines=actual, expected=expected
+        )
+        waited, delay, previous = 0.0, SETTLE_FIRST_POLL, actual
+        while waited < budget:
+            step = min(delay, budget - waited)
+            if self.pause(step):
+                self.ctx.check_stop()
+            waited += step
+            delay = min(delay * 2, SETTLE_MAX_POLL)
+            remote = self.server_models().get(model)
+            count = remote.actual_lines_imported if remote is not None else 0
+            if count >= expected and count == previous:
+                self.ctx.log.info("netstock_count_settled", model=model, remote_lines=count)
+                return count
+            previous = count
+        self.ctx.log.warning(
+            "netstock_count_unsettled", model=model, remote_lines=previous, expected=expected
+        )
+        return previous
+
+    def pause(self, seconds: float) -> bool:
+        """Wait (True: the daemon is stopping)."""
+        return self.ctx.stopping.wait(seconds)
 
     # processing -> complete | failed
 

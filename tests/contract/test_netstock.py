@@ -22,6 +22,7 @@ from syncd.connectors.netstock import (
     DEFAULT_MODEL_ENDPOINTS,
     ConflictError,
     DatasetStatus,
+    JsonLines,
     NetstockClient,
     OutcomeUnknownError,
     PopKind,
@@ -415,6 +416,76 @@ def test_chunked_import_and_model_end_with_the_right_count(
         client.import_chunk(dataset_id, "stocks", rows("stocks", 1))
     assert info.value.code == "not_open"
     assert client.dataset_status(dataset_id).status is DatasetStatus.IMPORTING_COMPLETE
+
+
+def test_import_lines_go_on_the_wire_as_rendered_with_exact_decimals(
+    sim: NetstockSim, client: NetstockClient
+) -> None:
+    """Mappings are rendered once (`json_text`: exact decimals); `JsonLines` go as they are,
+    the body built around their text."""
+    bodies: list[tuple[str, bytes]] = []
+    client.http.client.event_hooks["request"].append(
+        lambda request: bodies.append((request.headers["content-type"], request.read()))
+    )
+    dataset_id = client.dataset_start()
+    client.model_start(dataset_id, "stocks")
+    exact = Decimal("0.1234567890123456789")  # more digits than a float holds
+    sent = client.import_chunk(
+        dataset_id,
+        "stocks",
+        [
+            {"location": "W", "item_code": "I1", "stock_on_hand": exact},
+            {"location": "W", "item_code": "I2", "stock_on_hand": Decimal("2.50")},
+        ],
+    )
+    line = '{"item_code":"I3","location":"W","stock_on_hand":7}'
+    assert client.import_chunk(dataset_id, "stocks", JsonLines(line, 1)) == 1
+    assert sent == 2
+    ids = f'{{"customer_identifier":"{DEFAULT_USERNAME}","dataset_import_id":"{dataset_id}"'
+    assert bodies[-2:] == [
+        (
+            "application/json",
+            (
+                f'{ids},"data":[{{"item_code":"I1","location":"W","stock_on_hand":{exact}}},'
+                '{"item_code":"I2","location":"W","stock_on_hand":2.5}]}'
+            ).encode(),
+        ),
+        ("application/json", f'{ids},"data":[{line}]}}'.encode()),
+    ]
+    assert sim.lines(dataset_id, "stocks") == 3
+
+
+def test_sim_count_lag_shows_lines_late_and_never_when_infinite(
+    sim: NetstockSim, client: NetstockClient, clock: ManualClock
+) -> None:
+    sim.lag_counts(30)
+    dataset_id = client.dataset_start()
+    client.model_start(dataset_id, "master")
+    client.import_chunk(dataset_id, "master", rows("master", 3))
+    clock.advance(20)
+    client.import_chunk(dataset_id, "master", rows("master", 2, start=3))
+
+    def counted(model_name: str) -> int:
+        found = {m.model: m for m in client.model_status(dataset_id)}
+        return found[model_name].actual_lines_imported
+
+    assert counted("master") == 0
+    clock.advance(10)
+    assert counted("master") == 3  # the first post, 30 s after it arrived
+    assert client.dataset_status(dataset_id).models[0].actual_lines_imported == 3
+    client.model_end(dataset_id, "master", 5)  # every line arrived: the end is accepted
+    clock.advance(20)
+    assert counted("master") == 5
+
+    sim.lag_counts(float("inf"))  # never counted: the lines are lost in the import
+    client.model_start(dataset_id, "locations")
+    client.import_chunk(dataset_id, "locations", rows("locations", 2))
+    clock.advance(3600)
+    assert counted("locations") == 0
+    with pytest.raises(PermanentError) as info:
+        client.model_end(dataset_id, "locations", 2)
+    assert info.value.code == "line_count_mismatch"
+    assert sim.dataset(dataset_id).success is False
 
 
 def test_model_end_with_a_wrong_count_fails_the_model_and_the_dataset(

@@ -386,6 +386,22 @@ def test_full_export_to_complete(sim: NetstockSim, ecfg: Settings, clock: Manual
     chunks = query(ecfg, "SELECT count(*) AS n, sum(rows) AS r FROM netstock_export_chunks")
     assert chunks == [{"n": 10, "r": sum(MODEL_ROWS.values())}]
     assert query(ecfg, "SELECT count(*) AS n FROM netstock_export_rows") == [{"n": 0}]
+    # The hash of what was frozen and sent is the hash of the lines the mapping gives.
+    from syncd.jobs.netstock_export import Options, snapshot_hash
+
+    with Store.open(ecfg.db_path, migrate=False) as store:
+        assert export["snapshot_hash"] == snapshot_hash(store, Options())[0]
+
+
+def test_a_dry_run_renders_but_keeps_and_sends_nothing(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    run(ecfg, "netstock.export", dry_run=True, expect="dry-run")
+    assert exports(ecfg) == []
+    assert query(ecfg, "SELECT count(*) AS n FROM netstock_export_rows") == [{"n": 0}]
+    assert len(sim.requests) == 0
+    export_to_complete(ecfg, clock)
+    assert [e["state"] for e in exports(ecfg)] == ["complete"]
 
 
 def test_unchanged_data_sends_no_dataset(
@@ -437,6 +453,36 @@ def test_stop_at_a_checkpoint_resumes_the_same_dataset(
     assert len(sim.datasets()) == 1
     assert_dataset_matches(sim, export["dataset_id"])  # no chunk twice, none missing
     assert exports(ecfg)[0]["state"] == "complete"
+
+
+def test_chunks_are_sent_as_frozen_and_frozen_a_chunk_per_row(
+    sim: NetstockSim, ecfg: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows frozen for an export hold a chunk's lines each; a chunk's body is built
+    around that text (sent as is), and Netstock receives exactly those lines."""
+    from syncd.connectors.netstock import JsonLines, NetstockClient
+
+    bodies: list[JsonLines] = []
+    original = NetstockClient.import_chunk
+
+    def spy(self: Any, dataset_id: str, model: str, rows: Any, **kw: Any) -> int:
+        assert isinstance(rows, JsonLines)
+        bodies.append(rows)
+        return original(self, dataset_id, model, rows, **kw)
+
+    monkeypatch.setattr(NetstockClient, "import_chunk", spy)
+    stopping = stop_after_chunks(monkeypatch, 2)
+    run(ecfg, "netstock.export", stopping=stopping, expect="interrupted")
+    frozen = query(
+        ecfg, "SELECT model, seq, row FROM netstock_export_rows WHERE model = 'master' ORDER BY seq"
+    )
+    assert [(r["seq"], r["row"].count("\n") + 1) for r in frozen] == [(0, 2), (2, 2), (4, 1)]
+    assert bodies[1].text == frozen[0]["row"].replace("\n", ",")
+    [export] = exports(ecfg)
+    received = sim.rows(export["dataset_id"], "master")
+    assert [json.dumps(r, sort_keys=True, separators=(",", ":")) for r in received] == (
+        frozen[0]["row"].split("\n")
+    )
 
 
 def test_a_lost_chunk_answer_is_confirmed_not_resent(
@@ -538,3 +584,204 @@ def test_a_foreign_open_dataset_is_not_adopted(
     alerts = query(ecfg, "SELECT kind, subject FROM alerts WHERE resolved_at IS NULL")
     assert alerts == [{"kind": "netstock_export", "subject": "dataset_open"}]
     assert sim.lines(foreign, "locations") == 0
+
+
+def stop_after_chunks(monkeypatch: pytest.MonkeyPatch, chunks: int) -> Any:
+    """A SIGTERM arrives while the `chunks`-th chunk is posted: the run ends after it."""
+    import threading
+
+    from syncd.connectors.netstock import NetstockClient
+
+    stopping = threading.Event()
+    original = NetstockClient.import_chunk
+    calls = {"n": 0}
+
+    def chunk_then_stop(self: Any, *args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == chunks:
+            stopping.set()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NetstockClient, "import_chunk", chunk_then_stop)
+    return stopping
+
+
+def test_a_resume_with_another_chunk_size_sends_each_line_once(
+    sim: NetstockSim,
+    make_cfg: Callable[..., Settings],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0})
+    seed_host(first)
+    stopping = stop_after_chunks(monkeypatch, 3)  # locations (1 chunk), 2 of master's 3
+    run(first, "netstock.export", stopping=stopping, expect="interrupted")
+    monkeypatch.undo()
+    # Frozen 2 lines a row; sent 3 at a time now: rows are split and joined as needed.
+    resumed = make_cfg(sim, chunk_size=3, netstock_export={"poll_timeout": 0})
+    export_to_complete(resumed, clock)
+    [export] = exports(resumed)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, export["dataset_id"])
+    assert [r["item_code"] for r in sim.rows(export["dataset_id"], "master")] == [
+        f"A{n:03d}" for n in range(5)
+    ]
+    chunks = query(
+        resumed,
+        "SELECT model, first_seq, rows FROM netstock_export_chunks WHERE model IN "
+        "('master', 'stocks') ORDER BY model, chunk_no",
+    )
+    assert [(c["model"], c["first_seq"], c["rows"]) for c in chunks] == [
+        ("master", 0, 2),
+        ("master", 2, 2),
+        ("master", 4, 1),
+        ("stocks", 0, 3),
+        ("stocks", 3, 2),
+    ]
+
+
+def slept(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> list[float]:
+    """The export's waits pass on the simulator's clock (no real sleeping); returns them."""
+    from syncd.jobs.netstock_export import _Flow
+
+    waits: list[float] = []
+
+    def pause(self: Any, seconds: float) -> bool:
+        waits.append(seconds)
+        clock.advance(seconds)
+        return False
+
+    monkeypatch.setattr(_Flow, "pause", pause)
+    return waits
+
+
+def test_a_lagging_count_on_resume_neither_resends_nor_fails(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.jobs.netstock_export import _Flow
+
+    sim.lag_counts(20)  # lines show in actual_lines_imported 20 s after they arrived
+    original = _Flow.record_chunk
+    calls = {"n": 0}
+
+    def crash_on_third(self: Any, index: int, rows: int, how: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:  # master's 2nd chunk: sent, its answer never recorded
+            raise RuntimeError("killed after the chunk was sent, before it was recorded")
+        original(self, index, rows, how)
+
+    monkeypatch.setattr(_Flow, "record_chunk", crash_on_third)
+    run(ecfg, "netstock.export", expect="failed")
+    monkeypatch.undo()
+    [export] = exports(ecfg)
+    dataset_id = export["dataset_id"]
+    assert json.loads(export["models"])[1]["lines_sent"] == 2  # master: 1 chunk recorded
+    assert sim.lines(dataset_id, "master") == 4  # 2 chunks arrived
+    waits = slept(monkeypatch, clock)
+
+    # Resumed at once: Netstock counts 0 of the 2 recorded lines. Today's rule would fail the
+    # dataset; the export waits for the count to settle at 4 = recorded + the lost chunk.
+    resumed = run(ecfg, "netstock.export")
+    assert resumed.counts["count_waits"] == 1
+    assert resumed.counts["chunks_confirmed"] == 1
+    assert resumed.counts.get("datasets_failed", 0) == 0
+    assert 20 <= sum(waits) <= 120  # caught up after 20 s, then one more poll to settle
+    assert waits[:3] == [1.0, 2.0, 4.0]  # backoff
+    clock.advance(60)
+    run(ecfg, "netstock.export")
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, dataset_id)  # nothing resent, nothing missing
+    assert sim.stats["model_mismatches"] == 0
+    how = query(ecfg, "SELECT how, count(*) AS n FROM netstock_export_chunks GROUP BY how")
+    assert {r["how"]: r["n"] for r in how} == {"answer": 9, "confirmed": 1}
+
+
+def test_a_lagging_count_after_a_stop_waits_then_goes_on(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.lag_counts(5)
+    stopping = stop_after_chunks(monkeypatch, 3)  # locations, 2 of master's 3 chunks
+    run(ecfg, "netstock.export", stopping=stopping, expect="interrupted")
+    monkeypatch.undo()
+    waits = slept(monkeypatch, clock)
+    resumed = run(ecfg, "netstock.export")  # Netstock counts 0 of master's 4 lines yet
+    assert resumed.counts["count_waits"] == 1
+    assert resumed.counts.get("chunks_confirmed", 0) == 0
+    assert resumed.counts["chunks_sent"] == 7  # master's last chunk, then the other models
+    assert 5 <= sum(waits) < 60
+    clock.advance(60)
+    run(ecfg, "netstock.export")
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, export["dataset_id"])
+
+
+def test_a_lost_answer_behind_a_lagging_count_is_waited_for_not_resent(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.connectors.netstock import NetstockClient
+
+    sim.lag_counts(15)
+    original = NetstockClient.import_chunk
+
+    def ten_seconds_per_post(self: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            clock.advance(10)
+
+    monkeypatch.setattr(NetstockClient, "import_chunk", ten_seconds_per_post)
+    waits = slept(monkeypatch, clock)
+    # master's 2nd chunk lands but its answer is lost: Netstock counts its 1st chunk only
+    # (the 2nd shows 15 s after it arrived), as many lines as syncd recorded.
+    sim.faults.script("POST /import/master", ["ok", "drop"])
+    first = run(ecfg, "netstock.export")
+    assert first.counts["outcome_unknown"] == 1
+    assert first.counts["count_waits"] == 1
+    assert first.counts["chunks_confirmed"] == 1  # it showed up: confirmed, not resent
+    assert 5 <= sum(waits) < 60
+    clock.advance(60)
+    run(ecfg, "netstock.export")
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    assert_dataset_matches(sim, export["dataset_id"])
+    assert sim.stats["model_mismatches"] == 0
+
+
+def test_a_count_that_never_catches_up_still_fails_the_dataset(
+    sim: NetstockSim,
+    make_cfg: Callable[..., Settings],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0, "count_settle_time": 20})
+    seed_host(cfg)
+    stopping = stop_after_chunks(monkeypatch, 3)
+    run(cfg, "netstock.export", stopping=stopping, expect="interrupted")
+    monkeypatch.undo()
+    sim.lag_counts(float("inf"))  # what arrived is never counted: lost in the import
+    [export] = exports(cfg)
+    dataset_id = export["dataset_id"]
+    waits = slept(monkeypatch, clock)
+
+    resumed = run(cfg, "netstock.export")
+    assert waits == [1.0, 2.0, 4.0, 8.0, 5.0]  # backoff, bounded by count_settle_time
+    assert resumed.counts["count_waits"] == 1
+    assert resumed.counts["datasets_failed"] == 1
+    assert resumed.counts.get("chunks_sent", 0) == 0  # nothing resent
+    [export] = exports(cfg)
+    assert export["state"] == "failed"
+    assert "Netstock holds 0 lines, syncd recorded 4" in export["message"]
+    assert sim.lines(dataset_id, "master") == 4  # as the stopped run left it
+    master = [m for m in sim.model_imports(dataset_id) if m.model == "master"]
+    assert [(m.minimum_expected_lines, m.success) for m in master] == [(5, False)]
+    assert sim.dataset(dataset_id).success is False  # ended with the intended count: failed
+    alerts = query(cfg, "SELECT kind, subject FROM alerts WHERE resolved_at IS NULL")
+    assert alerts == [{"kind": "netstock_export", "subject": "dataset_failed"}]
+
+    # The next cycle sends the snapshot again, as a new dataset.
+    sim.lag_counts(0)
+    export_to_complete(cfg, clock)
+    assert [e["state"] for e in exports(cfg)] == ["failed", "complete"]
+    assert len(sim.datasets()) == 2

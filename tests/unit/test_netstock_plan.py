@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncd.connectors.netstock import decimal_text, json_text, to_json_value
 from syncd.jobs.netstock_export import (
+    MAPPERS,
     Options,
+    ascii_escaped,
     dec,
     map_location,
     map_master,
@@ -19,6 +23,7 @@ from syncd.jobs.netstock_export import (
     map_sale,
     map_stock,
     map_supplier,
+    model_lines,
     row_json,
     snapshot_hash,
 )
@@ -173,3 +178,142 @@ def test_snapshot_hash_changes_only_with_the_data(tmp_path: Path) -> None:
         assert snapshot_hash(store, options)[0] == first
         store.db.execute("UPDATE host_suppliers SET lead_time_days = 3")
         assert snapshot_hash(store, options)[0] != first
+
+
+@pytest.mark.parametrize(
+    ("text", "wire"),
+    [
+        ("2.50", "2.5"),
+        ("-9.90", "-9.9"),
+        ("5.000", "5"),
+        ("1E+3", "1000"),
+        ("0.0001", "0.0001"),
+        ("0.00001", "1e-05"),
+        ("-0.000015", "-1.5e-05"),
+        ("19.99", "19.99"),
+        ("0.1234567890123456789", "0.1234567890123456789"),  # a float would round it
+        ("12345678901234567.5", "12345678901234567.5"),
+    ],
+)
+def test_decimals_are_sent_exactly_in_the_float_form(text: str, wire: str) -> None:
+    assert decimal_text(Decimal(text)) == wire
+    assert Decimal(wire) == Decimal(text)
+
+
+def test_json_text_is_the_json_dumps_text_with_exact_decimals() -> None:
+    row = {"b": Decimal("2.50"), "a": 3, "s": 'é\n"x€😀', "n": None, "t": True, "f": 1.5,
+           "l": [1, Decimal("0.1")], "d": {"z": 1, "y": "2"}}  # fmt: skip
+    expected = json.dumps(to_json_value(row), sort_keys=True, separators=(",", ":"))
+    assert json_text(row) == expected
+    assert ascii_escaped(json.dumps(row["s"], ensure_ascii=False)) == json.dumps(row["s"])
+
+
+# The SELECTs the mapping was written against (one host row -> one model row, as a dict).
+REFERENCE_SQL = {
+    "locations": "SELECT * FROM host_locations ORDER BY location_id",
+    "master": "SELECT * FROM host_articles ORDER BY article_id",
+    "stocks": "SELECT s.article_id, s.location, s.qty, "
+    "CASE WHEN s.location = '' THEN i.reserved END AS allocated "
+    "FROM host_stock s LEFT JOIN instock_inventory i ON i.article_id = s.article_id "
+    "ORDER BY s.article_id, s.location",
+    "suppliers": "SELECT * FROM host_suppliers ORDER BY supplier_id",
+    "sales": "SELECT * FROM host_sales WHERE sale_date >= date('now', '-730 days') "
+    "ORDER BY transaction_id, line_id",
+    "po": "SELECT l.*, h.supplier_id, h.location, h.order_date, h.status "
+    "FROM host_purchase_order_lines l JOIN host_purchase_orders h USING (po_number) "
+    "ORDER BY l.po_number, l.line_no",
+    "pohist": "SELECT * FROM host_po_history ORDER BY po_number, line_no",
+}
+
+
+def _host_rows(store: Store, seed: int) -> None:
+    """Host rows with what the mapping has to get right: non-ASCII and control characters,
+    empty and missing values, money as text (junk too), REAL and integer quantities."""
+    import random
+
+    rng = random.Random(seed)
+    meta = {"file": "f", "line": 1, "load_id": 1, "loaded_at": "t"}
+
+    def text() -> str:
+        return rng.choice(["Plain", "Ünïcødé €", "tab\there", 'q"uote\\', "nl\nx", "😀", ""])
+
+    def money() -> str | None:
+        return rng.choice([None, "", "19.99", "12.10", "-9.90", "0.000015", "junk", "1E+3"])
+
+    def qty() -> float | int:
+        return rng.choice([0, 1, 7, 2.5, 0.125, 1 / 3, 100000])
+
+    db = store.db
+    db["host_locations"].insert_all(  # type: ignore[union-attr]
+        {"location_id": f"L{i}", "name": text() or "n", "type": rng.choice([None, "wh"]),
+         "location_group": rng.choice([None, "g", "ü"]), "active": rng.choice([0, 1]), **meta}
+        for i in range(20)
+    )  # fmt: skip
+    attributes = ["{}", "", '{"ean": "123", "weight": "1.25"}', '{"upc": 42, "weight": 2.5}',
+                  '{"gtin": "", "barcode": "B€"}', "not json", "[1]"]  # fmt: skip
+    db["host_articles"].insert_all(  # type: ignore[union-attr]
+        {"article_id": f"A{i:03d}", "name": text() or "n", "unit": rng.choice(["EA", "KG"]),
+         "description": rng.choice([None, "", text()]), "attributes": rng.choice(attributes),
+         "dim_x": rng.choice([None, "10", "0.5", "x"]), "dim_y": rng.choice([None, "20", "3"]),
+         "dim_z": rng.choice([None, "30", "1.25"]),
+         "dim_uom": rng.choice([None, "mm", "CM", " m ", "in", ""]), **meta}
+        for i in range(120)
+    )  # fmt: skip
+    db["host_stock"].insert_all(  # type: ignore[union-attr]
+        ({"article_id": f"A{i:03d}", "location": loc, "qty": qty(), **meta}
+         for i in range(120) for loc in rng.sample(["", "L1", "ü"], 2)),
+    )  # fmt: skip
+    db["instock_inventory"].insert_all(  # type: ignore[union-attr]
+        {"article_id": f"A{i:03d}", "free": 1, "reserved": rng.choice([0, 3, 2.5]),
+         "registered": 0, "scan": 1, "updated_at": "t"}
+        for i in range(0, 120, 3)
+    )  # fmt: skip
+    db["host_suppliers"].insert_all(  # type: ignore[union-attr]
+        {"supplier_id": f"S{i}", "name": text() or "n", "type": rng.choice([None, "x"]),
+         "lead_time_days": rng.choice([None, 0, 14]), **meta}
+        for i in range(10)
+    )  # fmt: skip
+    db["host_sales"].insert_all(  # type: ignore[union-attr]
+        {"transaction_id": f"T{i // 2}", "line_id": ["", "1"][i % 2],
+         "sale_date": rng.choice(["2000-01-01", date.today().isoformat()]),
+         "order_date": rng.choice([None, "", "2025-12-31"]), "article_id": f"A{i:03d}",
+         "location": rng.choice(["", "L1", "ü"]), "customer_id": rng.choice([None, "C€"]),
+         "qty": rng.choice([1, -1, 2.5, 0.001]), "sales_value": money(),
+         "cost_of_sales": money(), **meta}
+        for i in range(100)
+    )  # fmt: skip
+    db["host_purchase_orders"].insert_all(  # type: ignore[union-attr]
+        {"po_number": f"P{i}", "supplier_id": "S1", "location": rng.choice(["", "L1"]),
+         "order_date": "2026-01-01", "status": rng.choice([None, "open"]), **meta}
+        for i in range(10)
+    )  # fmt: skip
+    db["host_purchase_order_lines"].insert_all(  # type: ignore[union-attr]
+        {"po_number": f"P{i % 10}", "line_no": str(i), "article_id": "A001",
+         "qty_ordered": rng.choice([10, 2.5, 1]), "qty_received": rng.choice([0, 10, 2.5]),
+         "unit_cost": money(), "expected_date": rng.choice([None, "2026-02-01"]), **meta}
+        for i in range(40)
+    )  # fmt: skip
+    db["host_po_history"].insert_all(  # type: ignore[union-attr]
+        {"po_number": f"H{i}", "line_no": "1", "article_id": "A002", "supplier_id": "S1",
+         "location": rng.choice(["", "L1"]), "order_date": "2026-01-01",
+         "qty_ordered": rng.choice([4, 2.5]), "qty_received": rng.choice([4, 0, 1.5]),
+         "receipt_date": rng.choice([None, "2026-01-05"]), "unit_cost": money(), **meta}
+        for i in range(20)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rendered_lines_are_the_mapping_as_json(tmp_path: Path, seed: int) -> None:
+    """What is sent (rendered from tuples, text work in SQL) is `row_json(map_*(row))`."""
+    options = Options(default_location="SITE")
+    with Store.open(tmp_path / "s.db") as store:
+        _host_rows(store, seed)
+        for model in options.models:
+            expected = [
+                row_json(mapped)
+                for row in store.query(REFERENCE_SQL[model])
+                if (mapped := MAPPERS[model](row, options)) is not None
+            ]
+            assert expected, model
+            assert list(model_lines(store, model, options)) == expected, model
+            assert all(line.isascii() and "\n" not in line for line in expected)
