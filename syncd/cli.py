@@ -498,11 +498,17 @@ def sandbox_dsorder(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", default=8767, show_default=True, help="Port (0 picks a free one).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the generated orders.")
-def sandbox_netstock(host: str, port: int, seed: int) -> None:
+@click.option(
+    "--count-lag",
+    default=0.0,
+    show_default=True,
+    help="Seconds before imported lines show in /model/status counts (inf: never).",
+)
+def sandbox_netstock(host: str, port: int, seed: int, count_lag: float) -> None:
     """Serve a Netstock Data Orchestrator simulator (token, datasets, pops)."""
     from syncd.sandbox import netstock
 
-    netstock.run(host, port, seed)
+    netstock.run(host, port, seed, count_lag=count_lag)
 
 
 @sandbox.command("import-jobs")

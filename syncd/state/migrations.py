@@ -570,7 +570,8 @@ def m0008_netstock(db: Database) -> None:
             export_id INTEGER NOT NULL REFERENCES netstock_exports (id) ON DELETE CASCADE,
             model TEXT NOT NULL,
             seq INTEGER NOT NULL,
-            row TEXT NOT NULL,                    -- JSON, exact decimals as numbers
+            row TEXT NOT NULL,                    -- JSON lines (one chunk, newline-separated;
+                                                  -- one line in files from before)
             PRIMARY KEY (export_id, model, seq)
         );
 
