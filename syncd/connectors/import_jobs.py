@@ -545,7 +545,7 @@ class ImportJobsClient:
         if not rows:
             raise ValueError(f"{kind}: nothing to import")
         body: Any
-        if all(isinstance(r, RawJson) for r in rows):  # rendered by the caller: sent as is
+        if isinstance(rows[0], RawJson):  # rendered by the caller (all of them): sent as is
             body = RawJson(f'{{"{spec.key}":[{",".join(rows)}]}}')  # type: ignore[arg-type]
         else:
             body = {spec.key: [_wire(r) for r in rows]}

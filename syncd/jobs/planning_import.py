@@ -249,13 +249,21 @@ def is_closed_week(week: date, today: date) -> bool:
 def demand_row(agg: Mapping[str, Any], site_location: str) -> dict[str, Any]:
     """One weekly record from an aggregate of host sales (article_id, location, channel,
     week, qty)."""
-    qty = number(agg["qty"]) or 0
+    return demand_record(
+        agg["article_id"], agg["location"], agg["channel"], agg["week"], agg["qty"], site_location
+    )
+
+
+def demand_record(
+    article_id: str, location: str | None, channel: str | None, week: Any, qty: Any, site: str
+) -> dict[str, Any]:
+    """`demand_row` from the aggregate's columns (the job's hot path)."""
     return {
-        "skuId": agg["article_id"],
-        "locationId": location_code(agg["location"], site_location),
-        "weekStarting": _monday(str(agg["week"])),
-        "channel": agg["channel"] or "ALL",
-        "actualDemand": max(qty, 0),
+        "skuId": article_id,
+        "locationId": location or site,
+        "weekStarting": _monday(str(week)),
+        "channel": channel or "ALL",
+        "actualDemand": max(number(qty) or 0, 0),
     }
 
 
@@ -320,6 +328,7 @@ class Candidate(NamedTuple):
     payload: dict[str, Any]
     reference: str
     text: str | None = None
+    key: str | None = None  # its natural key, when the mapping made it already
 
 
 class Planned(NamedTuple):
@@ -465,10 +474,10 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
         site = options.site_location
         chunk = []
         for a, loc, c, w, q, ref in rows:
-            record = demand_row(
-                {"article_id": a, "location": loc, "channel": c, "week": w, "qty": q}, site
-            )
-            chunk.append(Candidate(record, ref, demand_text(record)))
+            record = demand_record(a, loc, c, w, q, site)
+            # the natural key (row_key's form) when every part is there; else row_key decides
+            key = f"{a}|{record['locationId']}|{record['weekStarting']}|{c}" if a and c else None
+            chunk.append(Candidate(record, ref, demand_text(record), key))
         yield chunk
 
 
@@ -555,9 +564,9 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     rows to send are checked in one validation call."""
     key_of = key_function(endpoint)
     keyed = []
-    for payload, reference, rendered in chunk:
+    for payload, reference, rendered, known_key in chunk:
         text = rendered or canonical(payload)
-        key = key_of(payload) or f"?{reference}"
+        key = known_key or key_of(payload) or f"?{reference}"
         keyed.append((key, text_hash(text), text, payload, reference))
     keys = [k[0] for k in keyed]
     accepted = _lookup(ctx.store, "planning_import_accepted", endpoint, keys)

@@ -215,6 +215,8 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
     in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
     assert [c.payload for c in found] == weekly_demand(in_window, SITE)
     assert found[0].reference == "sales-1.csv:2"
+    assert [c.key for c in found] == [row_key("demand-history", c.payload) for c in found]
+    assert [c.text for c in found] == [canonical(c.payload) for c in found]
 
 
 def test_plan_row() -> None:
