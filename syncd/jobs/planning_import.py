@@ -323,12 +323,14 @@ def plan_row(digest: str, accepted_hash: str | None, failed_hash: str | None) ->
 
 class Candidate(NamedTuple):
     """A mapped host row: its wire payload, where it came from (`file:line`) and, when the
-    mapping rendered it already, its canonical JSON text."""
+    mapping made them already, its canonical JSON text and natural key. `checked`: the
+    mapping guarantees what `check_rows` would check, so it is not run for this row."""
 
     payload: dict[str, Any]
     reference: str
     text: str | None = None
-    key: str | None = None  # its natural key, when the mapping made it already
+    key: str | None = None
+    checked: bool = False
 
 
 class Planned(NamedTuple):
@@ -475,9 +477,14 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
         chunk = []
         for a, loc, c, w, q, ref in rows:
             record = demand_record(a, loc, c, w, q, site)
-            # the natural key (row_key's form) when every part is there; else row_key decides
-            key = f"{a}|{record['locationId']}|{record['weekStarting']}|{c}" if a and c else None
-            chunk.append(Candidate(record, ref, demand_text(record), key))
+            # A record is valid by construction (text ids, an ISO Monday, a finite number)
+            # unless an id is blank: only then is it checked (and refused) like other rows.
+            location = record["locationId"]
+            if a.strip() and location.strip():
+                key = f"{a}|{location}|{record['weekStarting']}|{c}"
+                chunk.append(Candidate(record, ref, demand_text(record), key, checked=True))
+            else:
+                chunk.append(Candidate(record, ref, demand_text(record)))
         yield chunk
 
 
@@ -564,10 +571,10 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     rows to send are checked in one validation call."""
     key_of = key_function(endpoint)
     keyed = []
-    for payload, reference, rendered, known_key in chunk:
+    for payload, reference, rendered, known_key, checked in chunk:
         text = rendered or canonical(payload)
         key = known_key or key_of(payload) or f"?{reference}"
-        keyed.append((key, text_hash(text), text, payload, reference))
+        keyed.append((key, text_hash(text), text, payload, reference, checked))
     keys = [k[0] for k in keyed]
     accepted = _lookup(ctx.store, "planning_import_accepted", endpoint, keys)
     failed = _lookup(ctx.store, "planning_import_failed", endpoint, keys)
@@ -581,10 +588,12 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
             actions[action] += 1
     actions["send"] += len(to_send)
     ctx.counts.update(actions)
-    bad_rows = check_rows(endpoint, [row[3] for row in to_send]) if to_send else {}
+    unchecked = [i for i, row in enumerate(to_send) if not row[5]]
+    found = check_rows(endpoint, [to_send[i][3] for i in unchecked]) if unchecked else {}
+    bad_rows = {unchecked[n]: why for n, why in found.items()}
     planned: list[Planned] = []
     refusals: list[tuple[str, str, Candidate, str, str | None]] = []
-    for index, (key, digest, text, payload, reference) in enumerate(to_send):
+    for index, (key, digest, text, payload, reference, _) in enumerate(to_send):
         if index in bad_rows or key.startswith("?"):
             reason = bad_rows.get(index) or "natural key missing"
             field = reason.split(":", 1)[0] if ":" in reason else None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from syncd.connectors.import_jobs import ImportJob, parse_rows, row_key
+from syncd.connectors.import_jobs import ImportJob, check_rows, parse_rows, row_key
 from syncd.jobs.planning_import import (
     ORDER,
     Options,
@@ -191,6 +191,10 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
             ("2025-03-12", "A2", "S1", -1, ""),
             ("2025-03-13", "A2", "S1", 4, ""),
             ("2025-02-10", "A3", "", 9, ""),  # before the window
+            ("2025-03-04", "A4", "", -3, "store"),  # net return: sent as 0
+            ("2025-03-04", 'A5 "x\\y', "B 2", 7, "b2b"),
+            ("2025-03-04", "Ä6", "", 1.5, "we\tb"),
+            ("2025-03-04", " ", "", 1, ""),  # a blank id: checked, and refused
         ]
     ):
         sales.append(
@@ -214,9 +218,15 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
     found = [c for chunk in _demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
     in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
     assert [c.payload for c in found] == weekly_demand(in_window, SITE)
-    assert found[0].reference == "sales-1.csv:2"
-    assert [c.key for c in found] == [row_key("demand-history", c.payload) for c in found]
+    first_a1 = next(c for c in found if c.payload["skuId"] == "A1")
+    assert first_a1.reference == "sales-1.csv:2"
     assert [c.text for c in found] == [canonical(c.payload) for c in found]
+    # a record marked checked passes check_rows and has row_key's key; a blank id is not
+    checked = [c for c in found if c.checked]
+    assert [c.key for c in checked] == [row_key("demand-history", c.payload) for c in checked]
+    assert check_rows("demand-history", [c.payload for c in checked]) == {}
+    [blank] = [c for c in found if not c.checked]
+    assert check_rows("demand-history", [blank.payload]) == {0: "skuId: must not be empty"}
 
 
 def test_plan_row() -> None:
