@@ -278,11 +278,17 @@ def demand_text(record: Mapping[str, Any]) -> str:
     qty = record.get("actualDemand")
     if record.keys() != _DEMAND_FIELDS or type(qty) not in (int, float):
         return canonical(record)
+    return demand_json(
+        qty, record["channel"], record["locationId"], record["skuId"], record["weekStarting"]
+    )
+
+
+def demand_json(qty: int | float, channel: str, location: str, sku: str, week: str) -> str:
+    """The canonical JSON of a weekly record from its parts (the hot path builds no dict)."""
     quote = encode_basestring_ascii
     return (
-        f'{{"actualDemand":{qty!r},"channel":{quote(record["channel"])},'
-        f'"locationId":{quote(record["locationId"])},"skuId":{quote(record["skuId"])},'
-        f'"weekStarting":{quote(record["weekStarting"])}}}'
+        f'{{"actualDemand":{qty!r},"channel":{quote(channel)},"locationId":{quote(location)},'
+        f'"skuId":{quote(sku)},"weekStarting":{quote(week)}}}'
     )
 
 
@@ -324,9 +330,10 @@ def plan_row(digest: str, accepted_hash: str | None, failed_hash: str | None) ->
 class Candidate(NamedTuple):
     """A mapped host row: its wire payload, where it came from (`file:line`) and, when the
     mapping made them already, its canonical JSON text and natural key. `checked`: the
-    mapping guarantees what `check_rows` would check, so it is not run for this row."""
+    mapping guarantees what `check_rows` would check, so it is not run for this row (its
+    payload may then be None: `text` is the row)."""
 
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
     reference: str
     text: str | None = None
     key: str | None = None
@@ -476,10 +483,18 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
         site = options.site_location
         chunk = []
         for a, loc, c, w, q, ref in rows:
-            record = demand_record(a, loc, c, w, q, site)
+            location = loc or site
             # A record is valid by construction (text ids, an ISO Monday, a finite number)
             # unless an id is blank: only then is it checked (and refused) like other rows.
-            location = record["locationId"]
+            # The common case, a whole quantity (total() gives a float), is rendered from
+            # its parts as demand_record + demand_text would (tested), without the dict.
+            if type(q) is float and q.is_integer() and a.strip() and location.strip():
+                week = _monday(w)
+                text = demand_json(int(q) if q > 0 else 0, c, location, a, week)
+                key = f"{a}|{location}|{week}|{c}"
+                chunk.append(Candidate(None, ref, text, key, checked=True))
+                continue
+            record = demand_record(a, loc, c, w, q, site)
             if a.strip() and location.strip():
                 key = f"{a}|{location}|{record['weekStarting']}|{c}"
                 chunk.append(Candidate(record, ref, demand_text(record), key, checked=True))

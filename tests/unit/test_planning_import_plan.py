@@ -217,14 +217,18 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
     options = Options(site_location=SITE, demand_weeks_back=2)
     found = [c for chunk in _demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
     in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
-    assert [c.payload for c in found] == weekly_demand(in_window, SITE)
-    first_a1 = next(c for c in found if c.payload["skuId"] == "A1")
-    assert first_a1.reference == "sales-1.csv:2"
-    assert [c.text for c in found] == [canonical(c.payload) for c in found]
+    records = [json.loads(c.text) if c.payload is None else c.payload for c in found]
+    assert records == weekly_demand(in_window, SITE)
+    assert found[records.index(next(r for r in records if r["skuId"] == "A1"))].reference == (
+        "sales-1.csv:2"
+    )
+    assert [c.text for c in found] == [canonical(r) for r in records]
+    assert any(c.payload is None for c in found)  # the fast path was taken
+    assert any(c.payload is not None and c.checked for c in found)  # ... and the other
     # a record marked checked passes check_rows and has row_key's key; a blank id is not
-    checked = [c for c in found if c.checked]
-    assert [c.key for c in checked] == [row_key("demand-history", c.payload) for c in checked]
-    assert check_rows("demand-history", [c.payload for c in checked]) == {}
+    checked = [r for c, r in zip(found, records, strict=True) if c.checked]
+    assert [c.key for c in found if c.checked] == [row_key("demand-history", r) for r in checked]
+    assert check_rows("demand-history", checked) == {}
     [blank] = [c for c in found if not c.checked]
     assert check_rows("demand-history", [blank.payload]) == {0: "skuId: must not be empty"}
 
