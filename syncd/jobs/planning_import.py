@@ -35,22 +35,26 @@ Diff: every mapped row gets a hash of its wire JSON and a natural key (the conne
 `row_key`). It is sent when its hash differs from the one a COMPLETED job last accepted
 (`planning_import_accepted`) and from the one that last failed (`planning_import_failed`): a
 refused row waits until it changes or its reject is retried (`syncd rejects retry`). Rows
-the connector's own check refuses (`parse_rows`: e.g. a PO line without unit cost) become
-rejects without a request. An unchanged host makes no request at all.
+the connector's own check refuses (`check_rows`: e.g. a PO line without unit cost) become
+rejects without a request. An unchanged host makes no request at all. Each row is rendered
+to its canonical JSON once: that text is hashed, kept with its job and sent as is.
 
 Per batch of `batch_size` changed rows: submit (POST, 202 + job), then at once record the job
 id with the keys, hashes, host references and payloads of the rows it carries
-(`planning_import_jobs.rows`, one JSON array per job), then poll the job with backoff until COMPLETED or FAILED, then in one
-transaction: accepted rows recorded, each row-level error a reject (source
-`planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field and message),
-job counts stored. A crash between the POST and the record re-sends that batch on the next
-run: the API makes a second job but no duplicate data, because every import is an upsert by
-natural key (a PO by `externalPoNumber`, replaced whole). A job still PENDING/PROCESSING when
-the run ends (job timeout, crash, shutdown) stays recorded; the next run polls it again
-before planning, and plans nothing for that endpoint while it is still open (its rows would
-be sent twice). A job the API no longer knows (404) is marked LOST and its rows are planned
-again. A FAILED job with a job-level error accepts nothing: its rows are planned again next
-run (the error is a run warning); rows with row-level errors are rejects either way.
+(`planning_import_jobs.rows`, one JSON array per job), then poll the job with backoff until
+COMPLETED or FAILED, then in one transaction: accepted rows recorded, each row-level error a
+reject (source `planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field
+and message), job counts stored. A crash between the POST and the record re-sends that batch on
+the next run: the API makes a second job but no duplicate data, because every import is an
+upsert by natural key (a PO by `externalPoNumber`, replaced whole). Up to `jobs_in_flight` jobs
+are open at once (`Flights`): the next batch is planned while they are submitted and polled,
+but submits go one at a time, each recorded before the next, so a crash still re-sends at most
+one batch. A job still PENDING/PROCESSING when the run ends (job timeout, crash, shutdown)
+stays recorded; the next run polls it again before planning, and plans nothing for that
+endpoint while it is still open (its rows would be sent twice). A job the API no longer knows
+(404) is marked LOST and its rows are planned again. A FAILED job with a job-level error
+accepts nothing: its rows are planned again next run (the error is a run warning); rows with
+row-level errors are rejects either way.
 
 `rowCount`, `processedCount` and `failedCount` of every finished job are added to the run's
 counts (`runs.counts`), accepted rows to `pushed` and rejected rows to `rejected`.
