@@ -26,8 +26,3 @@ def canonical(value: Any) -> str:
     if isinstance(value, RawJson):
         return str(value)
     return _ENCODE(value)
-
-
-def join_array(items: list[str]) -> RawJson:
-    """A JSON array of already rendered items."""
-    return RawJson("[" + ",".join(items) + "]")

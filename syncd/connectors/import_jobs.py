@@ -537,9 +537,10 @@ class ImportJobsClient:
         """POST one batch; returns the job envelope (normally PENDING).
 
         Typed rows are sent without their None fields; mappings are sent as given (check them
-        with `parse_rows`/`check_rows` first); rows already rendered as JSON (`RawJson`, all
-        of them) are joined into the body as they are. 429/5xx/timeouts are retried by the HTTP layer and a
-        malformed 202 body here: a re-sent batch only makes a second job (see the module doc).
+        with `parse_rows`/`check_rows` first); rows already rendered as JSON (`RawJson`, all of
+        them) are joined into the body as they are. 429/5xx/timeouts are retried by the HTTP
+        layer and a malformed 202 body here: a re-sent batch only makes a second job (see the
+        module doc).
         """
         spec = endpoint(kind)
         if not rows:

@@ -490,20 +490,17 @@ def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[
             location = loc or site
             # A record is valid by construction (text ids, an ISO Monday, a finite number)
             # unless an id is blank: only then is it checked (and refused) like other rows.
-            # The common case, a whole quantity (total() gives a float), is rendered from
-            # its parts as demand_record + demand_text would (tested), without the dict.
-            if type(q) is float and q.is_integer() and a.strip() and location.strip():
-                week = _monday(w)
+            valid = bool(a.strip() and location.strip())
+            week = _monday(w)
+            key = f"{a}|{location}|{week}|{c}" if valid else None
+            if valid and type(q) is float and q.is_integer():
+                # the common case, a whole quantity (total() gives a float): rendered from
+                # its parts as demand_record + demand_text would (tested), without the dict
                 text = demand_json(int(q) if q > 0 else 0, c, location, a, week)
-                key = f"{a}|{location}|{week}|{c}"
                 chunk.append(Candidate(None, ref, text, key, checked=True))
                 continue
             record = demand_record(a, loc, c, w, q, site)
-            if a.strip() and location.strip():
-                key = f"{a}|{location}|{record['weekStarting']}|{c}"
-                chunk.append(Candidate(record, ref, demand_text(record), key, checked=True))
-            else:
-                chunk.append(Candidate(record, ref, demand_text(record)))
+            chunk.append(Candidate(record, ref, demand_text(record), key, checked=valid))
         yield chunk
 
 
