@@ -19,13 +19,14 @@ The document names no authentication: the header and scheme come from config
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from syncd.config import ConnectorConfig
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
@@ -34,16 +35,38 @@ from syncd.http import HttpClient, StaticAuth, build_client
 NAME: Final = "dsorder"
 
 
+MAX_MILLIS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 def from_millis(value: Any) -> datetime | None:
-    """Unix milliseconds -> aware UTC datetime (None stays None)."""
+    """Unix milliseconds -> aware UTC datetime (None stays None); anything that is not a
+    finite whole number of milliseconds within years 1970..9999 is a ValueError."""
     if value is None or value == "":
         return None
-    return datetime.fromtimestamp(int(Decimal(str(value))) / 1000, tz=UTC)
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise ValueError(f"{value!r} is not a Unix timestamp in milliseconds")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{value!r} is not a Unix timestamp in milliseconds") from None
+    if not number.is_finite() or not 0 <= number <= MAX_MILLIS:
+        raise ValueError(f"{value!r} is not a Unix timestamp in milliseconds")
+    return datetime.fromtimestamp(int(number) / 1000, tz=UTC)
 
 
 def to_json_number(quantity: Decimal) -> int | float:
     """A Decimal as a JSON number: integers stay exact, fractions use the shortest float."""
     return int(quantity) if quantity == quantity.to_integral_value() else float(quantity)
+
+
+def _number(value: Any) -> Decimal:
+    """A JSON number (not text, not a boolean) as an exact finite Decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"{value!r} is not a number")
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 class _Model(BaseModel):
@@ -59,10 +82,15 @@ class DsOrderLine(_Model):
     @field_validator("line_number", mode="before")
     @classmethod
     def _whole(cls, value: Any) -> int:
-        number = Decimal(str(value))
-        if number != number.to_integral_value():
-            raise ValueError(f"line_number {value} is not a whole number")
+        number = _number(value)
+        if number != number.to_integral_value() or abs(number) >= 2**63:
+            raise ValueError(f"{value} is not a whole number")
         return int(number)
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Decimal:
+        return _number(value)
 
     @field_validator("min_purchase_shelf_life", mode="before")
     @classmethod
@@ -83,12 +111,85 @@ class DsOrder(_Model):
     @field_validator("order_id", "supplier_id", "store_id", mode="before")
     @classmethod
     def _text(cls, value: Any) -> str:
+        # The document says string; a number is taken as its text, anything else refused.
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError("must be a non-empty string")
+        if not str(value).strip():
+            raise ValueError("must be a non-empty string")
         return str(value)
 
     @field_validator("order_date", "delivery_date", "xdock_delivery_date", mode="before")
     @classmethod
     def _millis(cls, value: Any) -> datetime | None:
         return from_millis(value)
+
+
+@dataclass(frozen=True)
+class RecordReject:
+    """One record of a list answer that could not be taken, and why (the rest is taken)."""
+
+    index: int  # position in the answer's `data`
+    key: str  # the order id when it has one, else `#<index>`
+    field: str
+    reason: str
+    raw: Any  # the record as received, JSON-safe (non-finite numbers as text)
+
+
+@dataclass
+class Submitted:
+    """`GET /orders/submitted`: valid orders, refused records, warnings, request id."""
+
+    orders: list[DsOrder]
+    rejects: list[RecordReject]
+    warnings: list[str]
+    request_id: str | None = None
+
+    @property
+    def listed(self) -> int:
+        return len(self.orders) + len(self.rejects)
+
+
+def json_safe(value: Any) -> Any:
+    """A parsed record made storable: Decimals as numbers, NaN/Infinity as text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Decimal):
+        return to_json_number(value) if value.is_finite() else str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # as the answer spelt it: NaN, Infinity, -Infinity
+    return value
+
+
+def parse_orders(data: Any) -> tuple[list[DsOrder], list[RecordReject]]:
+    """Validate each record on its own: one bad order never hides the others."""
+    if data is None:
+        return [], []
+    if not isinstance(data, list):
+        raise ValueError(f"data is {type(data).__name__}, not a list of orders")
+    orders: list[DsOrder] = []
+    rejects: list[RecordReject] = []
+    for index, raw in enumerate(data):
+        key = f"#{index}"
+        if isinstance(raw, dict) and isinstance(raw.get("order_id"), str | int):
+            key = str(raw["order_id"]) or key
+        if not isinstance(raw, dict):
+            reason = f"record is {type(raw).__name__}, not an order object"
+            rejects.append(RecordReject(index, key, "(record)", reason, json_safe(raw)))
+            continue
+        try:
+            orders.append(DsOrder.model_validate(raw))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field_name = ".".join(str(p) for p in first["loc"]) or "(record)"
+            reason = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(record)'}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors(include_url=False)
+            )
+            rejects.append(RecordReject(index, key, field_name, reason, json_safe(raw)))
+    return orders, rejects
 
 
 @dataclass(frozen=True)
@@ -111,6 +212,7 @@ class FulfilLine:
 class Answer:
     data: Any
     warnings: list[str] = field(default_factory=list)
+    request_id: str | None = None
 
 
 def classify_failure(
@@ -185,13 +287,22 @@ class DSOrderClient:
             if isinstance(error, RetryableError | PermanentError | AlreadyDoneError):
                 error.details = {"warnings": warnings}
             raise error
-        return Answer(envelope.get("data"), warnings)
+        return Answer(envelope.get("data"), warnings, request_id)
 
-    def submitted_orders(self) -> tuple[list[DsOrder], list[str]]:
-        """Today's submitted orders (site day as DSOrder sees it) and the answer's warnings."""
+    def submitted_orders(self) -> Submitted:
+        """Today's submitted orders (site day as DSOrder sees it), each validated on its
+        own: invalid records come back as `rejects`, never as a failed pull."""
         answer = self._call_with_retry("GET", "/orders/submitted")
-        orders = [DsOrder.model_validate(o) for o in answer.data or []]
-        return orders, answer.warnings
+        try:
+            orders, rejects = parse_orders(answer.data)
+        except ValueError as exc:
+            raise RetryableError(
+                f"malformed submitted orders: {exc}",
+                connector=NAME,
+                code="malformed_response",
+                request_id=answer.request_id,
+            ) from None
+        return Submitted(orders, rejects, answer.warnings, answer.request_id)
 
     def _call_with_retry(self, method: str, path: str) -> Answer:
         """Reads retry a malformed or soft-failed answer like any transient fault."""

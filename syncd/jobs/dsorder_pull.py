@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.dsorder import DsOrder, DSOrderClient
+from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import (
     CatalogEntry,
@@ -34,11 +34,13 @@ from syncd.jobs.dsorder_plan import (
     uncovered_interval,
 )
 from syncd.jobs.instock_push import DESTINATION as INSTOCK
+from syncd.logs import redactor
 from syncd.state import NewIntent, NewReject, Store
 
 LAST_PULL = "dsorder.last_pull"
 CATALOG_SEEN = "dsorder.catalog_load_id"
 REJECT_SOURCE = "dsorder:lines"
+ORDER_REJECT_SOURCE = "dsorder:orders"
 
 
 class Options(BaseModel):
@@ -68,18 +70,22 @@ def run(ctx: JobContext) -> None:
     store = ctx.store
     now = utcnow()
     with DSOrderClient(ctx.settings.connectors.dsorder) as client:
-        orders, warnings = client.submitted_orders()
-    if warnings:
-        ctx.warnings.extend(warnings)
-        ctx.log.warning("dsorder_warnings", warnings=warnings)
+        answer = client.submitted_orders()
+    if answer.warnings:
+        ctx.warnings.extend(answer.warnings)
+        ctx.log.warning("dsorder_warnings", warnings=answer.warnings)
     _check_midnight_gap(ctx, now, options)
     catalog = _catalog(store, options)
     # Held orders first: an order taken below is planned against this same catalog and
     # must not be planned (and its rejects re-issued) a second time in this run.
     _replan_held(ctx, catalog, options)
     known = {r["order_id"] for r in store.query("SELECT order_id FROM dsorder_orders")}
-    ctx.counts["pulled"] = len(orders)
-    for order in orders:
+    # The accounting rule: every listed record is stored (new or known) or rejected.
+    ctx.counts["pulled"] = answer.listed
+    ctx.counts["invalid"] = len(answer.rejects)
+    _reject_records(ctx, answer)
+    for order in answer.orders:
+        ctx.counts["stored"] += 1
         if order.order_id in known:
             continue
         ctx.check_stop()
@@ -87,6 +93,51 @@ def run(ctx: JobContext) -> None:
     store.set_checkpoint(LAST_PULL, iso(now), run_id=ctx.run_id)
     if ctx.counts["queued"]:
         ctx.wake_sender()
+
+
+def _reject_records(ctx: JobContext, answer: Submitted) -> None:
+    """Invalid records become rejects (once while they stay the same); a record that was
+    invalid and is listed valid now resolves its reject."""
+    store = ctx.store
+    valid = {f"order {o.order_id}" for o in answer.orders}
+    with store.transaction():
+        for reject in store.query(
+            "SELECT id, reference FROM rejects WHERE source = ? AND status IN ('open', 'retry')",
+            [ORDER_REJECT_SOURCE],
+        ):
+            if reject["reference"] in valid:
+                store.resolve_reject(reject["id"])
+        _add_rejects_once(
+            ctx,
+            [
+                NewReject(
+                    ORDER_REJECT_SOURCE,
+                    f"order {bad.key}",
+                    f"DSOrder listed an invalid order: {redactor.text(bad.reason)}",
+                    field=bad.field,
+                    payload={
+                        "request_id": answer.request_id,
+                        "index": bad.index,
+                        "record": redactor.any(bad.raw),
+                    },
+                )
+                for bad in answer.rejects
+            ],
+        )
+        # `syncd rejects retry` on such a reject: the next pull is the retry; back to open.
+        store.db.execute(
+            "UPDATE rejects SET status = 'open', updated_at = ? WHERE source = ? "
+            "AND status = 'retry'",
+            [iso(), ORDER_REJECT_SOURCE],
+        )
+    for bad in answer.rejects:
+        ctx.log.warning(
+            "dsorder_order_invalid",
+            order=bad.key,
+            field=bad.field,
+            reason=bad.reason,
+            request_id=answer.request_id,
+        )
 
 
 def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:

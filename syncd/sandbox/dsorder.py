@@ -269,6 +269,9 @@ class DSOrderState:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.orders: dict[str, Order] = {}
+        # Hostile-input lever: records listed verbatim (submission time, record), never valid
+        # orders of their own; see ``DSOrderSim.list_raw``.
+        self.raw_records: list[tuple[float, Any]] = []
         self.stats: Counter[str] = Counter()
         self._next_id = FIRST_ORDER_ID
 
@@ -470,6 +473,12 @@ class DSOrderSim(Simulator):
             self.state.stats["submitted"] += 1
         return order_id
 
+    def list_raw(self, record: Any, at: float | None = None) -> None:
+        """List ``record`` verbatim in today's answer (a broken DSOrder: missing fields,
+        NaN quantities, non-objects), after the orders submitted at the same time."""
+        with self.state.lock:
+            self.state.raw_records.append((self.clock() if at is None else float(at), record))
+
     def generate(
         self,
         n: int,
@@ -603,7 +612,11 @@ class DSOrderSim(Simulator):
             for order in todays:
                 order.pulled += 1
             self.state.stats["pulls"] += 1
-            data = [order.as_json() for order in todays]
+            listed: list[tuple[float, Any]] = [(o.submitted_at, o.as_json()) for o in todays]
+            today = self.today()
+            listed += [r for r in self.state.raw_records if self.local_day(r[0]) == today]
+            listed.sort(key=lambda item: item[0])
+            data = [record for _, record in listed]
         return _ok(data)
 
     def _fulfill(self, request: Request) -> Response:

@@ -648,3 +648,64 @@ def test_faults_on_both_sides_converge(
     states = Counter(r["state"] for r in query(cfg, "SELECT state FROM dsorder_orders"))
     assert states == {"closed": len(everything)}
     assert query(cfg, "SELECT * FROM rejects") == []
+
+
+# --- invalid records in DSOrder's answer ----------------------------------------------------
+
+
+def test_invalid_orders_are_rejected_one_by_one_and_the_valid_ones_are_taken(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An order without `store_id`, one with a NaN quantity and a record that is not an
+    object become rejects (order key, field, reason, raw record); the valid order listed
+    beside them is taken and the last-pull checkpoint advances. Listed = stored + rejected,
+    and the same bad records listed again make no second reject."""
+    cfg = make_cfg()
+    a = stocked(ins)[0]
+    template = ds.order(ds.submit_order(lines=[(a, 1)])).as_json()
+    with ds.state.lock:  # only the raw records below and one valid order are listed
+        ds.state.orders.clear()
+    no_store = {**template, "order_id": "900001"}
+    del no_store["store_id"]
+    nan_line = {**template, "order_id": "900002"}
+    nan_line["details"] = [{**template["details"][0], "quantity": float("nan")}]
+    ds.list_raw(no_store)
+    ds.list_raw(nan_line)
+    ds.list_raw(["not", "an", "order"])
+    good = ds.submit_order(lines=[(a, 2)])
+
+    result = run(cfg, "dsorder.pull")
+    assert (result.counts["pulled"], result.counts["stored"], result.counts["invalid"]) == (
+        4,
+        1,
+        3,
+    )
+    assert order_row(cfg, good)["state"] == "created"
+    assert query(cfg, "SELECT order_id FROM dsorder_orders") == [{"order_id": good}]
+    assert query(cfg, "SELECT value FROM checkpoints WHERE stream = 'dsorder.last_pull'")
+    rejects = query(cfg, "SELECT * FROM rejects WHERE source = 'dsorder:orders' ORDER BY reference")
+    assert [(r["reference"], r["field"]) for r in rejects] == [
+        ("order #3", "(record)"),
+        ("order 900001", "store_id"),
+        ("order 900002", "details.0.quantity"),
+    ]
+    assert "finite number" in rejects[2]["reason"]
+    payload = json.loads(rejects[1]["payload"])
+    assert payload["record"]["order_id"] == "900001"
+    assert payload["index"] == 1  # the valid order, listed first, is #0
+    assert json.loads(rejects[2]["payload"])["record"]["details"][0]["quantity"] == "NaN"
+
+    cycle(cfg)  # listed again, all the same: no new reject, the good order sent once
+    assert len(query(cfg, "SELECT id FROM rejects WHERE source = 'dsorder:orders'")) == 3
+    assert ins.creates == {f"DS-{good}": 1}  # type: ignore[attr-defined]
+
+    # DSOrder corrects one record: it is taken and its reject resolved.
+    with ds.state.lock:
+        ds.state.raw_records[0] = (ds.state.raw_records[0][0], {**template, "order_id": "900001"})
+    run(cfg, "dsorder.pull")
+    assert order_row(cfg, "900001")["state"] == "created"
+    statuses = {
+        r["reference"]: r["status"]
+        for r in query(cfg, "SELECT reference, status FROM rejects WHERE source = 'dsorder:orders'")
+    }
+    assert statuses == {"order #3": "open", "order 900001": "resolved", "order 900002": "open"}

@@ -7,7 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from syncd.connectors.dsorder import DsOrder, classify_failure, from_millis, to_json_number
+from syncd.connectors.dsorder import (
+    DsOrder,
+    classify_failure,
+    from_millis,
+    parse_orders,
+    to_json_number,
+)
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.jobs.dsorder_plan import (
     CatalogEntry,
@@ -140,3 +146,60 @@ def test_millisecond_timestamps_and_decimal_quantities() -> None:
     assert from_millis(None) is None
     assert to_json_number(Decimal("12")) == 12
     assert to_json_number(Decimal("100.5")) == 100.5
+
+
+GOOD_ORDER = {
+    "order_id": "1",
+    "supplier_id": "S",
+    "store_id": "ST",
+    "order_date": 1_700_000_000_000,
+    "delivery_date": 1_700_000_000_000,
+    "details": [{"line_number": 1000, "article_id": "A", "quantity": Decimal("100.50")}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"store_id": None}, "store_id"),
+        ({"store_id": ""}, "store_id"),
+        ({"order_date": "abc"}, "order_date"),
+        ({"order_date": 10**30}, "order_date"),
+        ({"delivery_date": float("inf")}, "delivery_date"),
+        (
+            {"details": [{"line_number": float("inf"), "article_id": "A", "quantity": 1}]},
+            "details.0.line_number",
+        ),
+        (
+            {"details": [{"line_number": 1, "article_id": "A", "quantity": True}]},
+            "details.0.quantity",
+        ),
+        (
+            {"details": [{"line_number": 1, "article_id": "A", "quantity": "12"}]},
+            "details.0.quantity",
+        ),
+        (
+            {"details": [{"line_number": 1, "article_id": "A", "quantity": float("nan")}]},
+            "details.0.quantity",
+        ),
+    ],
+)
+def test_parse_orders_rejects_a_bad_record_and_keeps_the_rest(
+    change: dict[str, object], field: str
+) -> None:
+    """Each record is validated on its own: a bad one is a reject naming its key and field,
+    never an exception that fails the pull; the good one beside it is kept."""
+    orders, rejects = parse_orders([{**GOOD_ORDER, "order_id": "2", **change}, GOOD_ORDER])
+    assert [o.order_id for o in orders] == ["1"]
+    (reject,) = rejects
+    assert (reject.index, reject.key, reject.field) == (0, "2", field)
+    assert reject.reason.startswith(field)
+
+
+def test_parse_orders_keeps_fractions_exact_and_refuses_a_non_list() -> None:
+    """The document's 100.50 stays exact; `data` that is not a list is a malformed answer."""
+    (order,), rejects = parse_orders([GOOD_ORDER])
+    assert rejects == []
+    assert order.details[0].quantity == Decimal("100.50")
+    with pytest.raises(ValueError, match="not a list"):
+        parse_orders({"order_id": "1"})
