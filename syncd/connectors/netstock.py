@@ -454,7 +454,10 @@ class DatasetState(_Model):
 
     @property
     def is_terminal(self) -> bool:
-        return self.status.is_terminal or self.success is False
+        """Only a terminal status is final. `success: false` at an earlier status is not
+        (yet) a failure: the document defines `success` for what has completed, so a
+        server may well report false while it is still importing or transforming."""
+        return self.status.is_terminal
 
     @property
     def is_success(self) -> bool:

@@ -64,7 +64,10 @@ Interpretations (each choice the document leaves open, written down):
   -> Complete). A second call while processing is 400 "... is already being processed"; on a
   ``Complete`` dataset whose models all imported it reprocesses (the document's flow 1); on
   a dataset whose model import failed it is 400 "... failed ...". ``success`` is null until
-  Complete. ``/dataset/status`` lists the models under ``data.model``.
+  Complete (the document defines it only for what has completed);
+  ``unfinished_success=False`` reports false instead at every earlier status, the other
+  plausible reading ("not successful yet"), which a client must not take as final.
+  ``/dataset/status`` lists the models under ``data.model``.
 - **Failure injection**: ``fail_processing(phase, message)`` makes the next processing run
   (or a given dataset's) fail at the end of ``phase``: ``Complete`` with ``success: false``,
   the message in ``data.message`` and ``error`` entries in the audit log.
@@ -386,10 +389,12 @@ class Dataset:
     def latest(self, model: str) -> ModelImport | None:
         return next((m for m in reversed(self.models) if m.model == model), None)
 
-    def status_json(self, now: float = 0.0, lag: float = 0.0) -> dict[str, Any]:
+    def status_json(
+        self, now: float = 0.0, lag: float = 0.0, unfinished_success: bool | None = None
+    ) -> dict[str, Any]:
         return {
             "status": self.status,
-            "success": self.success,
+            "success": self.success if self.terminal else unfinished_success,
             "message": self.message,
             "model": [m.as_json(now, lag) for m in self.models],
         }
@@ -474,6 +479,7 @@ class NetstockSim(Simulator):
         retry_after: int = 1,
         slow_seconds: float = 2.0,
         count_lag: float = 0.0,
+        unfinished_success: bool | None = None,
     ) -> None:
         if expires_in < 1:
             raise ValueError("expires_in must be at least 1 second")
@@ -495,6 +501,7 @@ class NetstockSim(Simulator):
         self.quantity_styles = {**DEFAULT_QUANTITY_STYLES, **(quantity_styles or {})}
         self.keep_rows = keep_rows
         self.count_lag = float(count_lag)
+        self.unfinished_success = unfinished_success
         self.state = NetstockState(users or {DEFAULT_USERNAME: DEFAULT_PASSWORD})
         self.server = SandboxServer(
             host,
@@ -952,7 +959,9 @@ class NetstockSim(Simulator):
     def _dataset_status(self, request: Request) -> Response:
         user, payload = self._caller(request)
         with self.state.lock:
-            data = self._dataset_of(user, payload).status_json(self.clock(), self.count_lag)
+            data = self._dataset_of(user, payload).status_json(
+                self.clock(), self.count_lag, self.unfinished_success
+            )
         return _ok("", data)
 
     def _status_legend(self, request: Request) -> Response:

@@ -734,3 +734,20 @@ def test_an_ambiguous_import_failure_is_not_retried(sim: NetstockSim, clock: Man
         (model,) = client.model_status(dataset_id)
         assert model.actual_lines_imported == 5  # it landed: the job must not resend it
         client.model_end(dataset_id, "po", 5)
+
+
+def test_success_false_is_final_only_at_a_terminal_status(clock: ManualClock) -> None:
+    """`success: false` while Importing/Transforming is not terminal; Complete decides."""
+    with (
+        NetstockSim(seed=2, clock=clock, unfinished_success=False) as sim,
+        make_client(sim, clock) as client,
+    ):
+        dataset_id = imported_dataset(client, {"master": 2})
+        early = client.dataset_status(dataset_id)
+        assert (early.status, early.success) == (DatasetStatus.IMPORTING_COMPLETE, False)
+        assert not early.is_terminal
+        assert not early.is_failure
+        client.start_processing(dataset_id)
+        seen = statuses_until_terminal(client, clock, dataset_id)
+        assert seen[-2:] == [DatasetStatus.COPYING_PO_DB, DatasetStatus.COMPLETE]
+        assert client.dataset_status(dataset_id).is_success

@@ -785,3 +785,32 @@ def test_a_count_that_never_catches_up_still_fails_the_dataset(
     export_to_complete(cfg, clock)
     assert [e["state"] for e in exports(cfg)] == ["failed", "complete"]
     assert len(sim.datasets()) == 2
+
+
+# --- dataset status: only a terminal status is final ---------------------------------------
+
+
+def test_success_false_before_a_terminal_status_is_not_a_failure(
+    clock: ManualClock, make_cfg: Callable[..., Settings]
+) -> None:
+    """A server that reports `success: false` while it still imports or transforms (the
+    other reading of the document) does not make the export fail: only Complete is final."""
+    with NetstockSim(
+        seed=7, clock=clock, retry_after=0, orders_per_dataset={}, unfinished_success=False
+    ) as sim:
+        cfg = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0})
+        seed_host(cfg)
+        first = run(cfg, "netstock.export")
+        assert first.counts.get("datasets_failed", 0) == 0
+        [export] = exports(cfg)
+        assert export["state"] == "processing"
+        assert export["status_text"] == "Importing"
+        clock.advance(3)  # Transforming, still success: false
+        run(cfg, "netstock.export")
+        assert exports(cfg)[0]["state"] == "processing"
+        assert exports(cfg)[0]["status_text"] == "Transforming"
+        clock.advance(60)
+        run(cfg, "netstock.export")
+    [export] = exports(cfg)
+    assert export["state"] == "complete"
+    assert query(cfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == []
