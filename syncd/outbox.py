@@ -8,7 +8,12 @@ per destination, in id order per `order_key`, and decides each outcome:
 - permanent refusal: moved to rejects with the remote's reason;
 - retryable failure: rescheduled with backoff; later intents for the same key
   wait; past `max_attempts` or `max_age` it is rejected and an alert opens;
-- auth failure: the destination stops for this drain and an alert opens.
+- auth failure: the destination stops for this drain and an alert opens;
+- an outage of the destination itself (`DestinationOutage`, e.g. the host outbox
+  directory cannot be written): never given up, whatever the attempts or age,
+  so no intent lands in rejects for it and no later intent of its key overtakes
+  it; the destination stops for this drain, retries with capped backoff, and one
+  `outbox_outage` alert stays open until a delivery to it succeeds again.
 
 A kill -9 between "sent" and "marked sent" replays the intent; destinations are
 called with natural keys and totals, and connectors map "already done" answers
@@ -40,6 +45,17 @@ from syncd.errors import (
 from syncd.state import Intent, Store
 
 log = structlog.get_logger("syncd.outbox")
+
+OUTAGE_ALERT = "outbox_outage"
+
+
+class DestinationOutage(RetryableError):
+    """The destination as a whole cannot take anything now (not this intent's fault).
+
+    Raised e.g. by the host outbox when the local filesystem refuses a write
+    (EACCES, EROFS, ENOSPC, a missing or replaced directory): retried for as
+    long as it lasts, never given up into rejects.
+    """
 
 
 class Destination(Protocol):
@@ -93,9 +109,14 @@ def decide_after_failure(
     now: datetime,
     rng: random.Random | None = None,
 ) -> Decision:
-    """Retry with full-jitter backoff (or the remote's Retry-After) until the bounds run out."""
+    """Retry with full-jitter backoff (or the remote's Retry-After) until the bounds run out;
+    a destination outage is retried with capped backoff for as long as it lasts."""
     attempts = intent.attempts + 1
     age = (now - parse_iso(intent.created_at)).total_seconds()
+    if isinstance(error, DestinationOutage):
+        # Not this intent's fault, so no bound applies: giving up would leave a gap
+        # before the later intents of its key. Capped, un-jittered backoff.
+        return Decision("retry", delay=_backoff_ceiling(policy, attempts))
     if attempts >= policy.max_attempts or age >= policy.max_age:
         return Decision(
             "give_up",
@@ -104,8 +125,12 @@ def decide_after_failure(
     retry_after = error.retry_after if isinstance(error, RemoteError) else None
     if retry_after is not None:
         return Decision("retry", delay=retry_after)
-    ceiling = min(policy.max_backoff, policy.initial_backoff * 2 ** (attempts - 1))
-    return Decision("retry", delay=(rng or random).uniform(0, ceiling))
+    return Decision("retry", delay=(rng or random).uniform(0, _backoff_ceiling(policy, attempts)))
+
+
+def _backoff_ceiling(policy: OutboxConfig, attempts: int) -> float:
+    exponent = min(attempts - 1, 62)  # 2**n of a huge attempt count would overflow a float
+    return float(min(policy.max_backoff, policy.initial_backoff * 2**exponent))
 
 
 class Sender:
@@ -167,6 +192,7 @@ class Sender:
                 )
             )
         after_id = 0
+        stopped_before = self._stops()
         while True:
             batch = self.store.pending_intents(name, policy.batch_size, after_id)
             if not batch:
@@ -184,8 +210,12 @@ class Sender:
                 finished = self._deliver(name, destination, intent)
                 if not finished or (stop_on_reject and self.counts["rejected"] > rejected_before):
                     blocked.add(intent.order_key)
-                if self.counts["auth_failed"]:
-                    return
+                if self._stops() != stopped_before:
+                    return  # the destination as a whole is down: try again next drain
+
+    def _stops(self) -> tuple[int, int]:
+        """Failures that stop a destination's drain (counted over every destination)."""
+        return self.counts["auth_failed"], self.counts["outage"]
 
     def _deliver(self, name: str, destination: Destination, intent: Intent) -> bool:
         """Try one intent; True when it is finished (sent or rejected)."""
@@ -221,6 +251,8 @@ class Sender:
         with self.store.transaction():
             _record_outcome(self.store, destination, intent, "sent", result)
             self.store.mark_sent(intent.id, result)
+            if self.store.resolve_alerts(OUTAGE_ALERT, subject=name):
+                bound.info("outbox_outage_over")
         self.counts["pushed"] += 1
         if isinstance(result, dict) and result.get("warnings"):
             self.warnings.append(
@@ -229,12 +261,38 @@ class Sender:
         bound.debug("outbox_sent")
         return True
 
+    def _outage(
+        self, name: str, intent: Intent, exc: Exception, decision: Decision, bound: Any
+    ) -> bool:
+        """Keep the intent pending (it and every later intent of the destination wait)
+        and keep one alert open for the destination."""
+        with self.store.transaction():
+            self.store.mark_retry(intent.id, str(exc), decision.delay)
+            self.store.open_alert(
+                OUTAGE_ALERT,
+                f"{name}: cannot deliver ({exc}); intent {intent.id} ({intent.kind} "
+                f"{intent.order_key}) and everything after it wait, retried every "
+                f"{self.settings.outbox.max_backoff:g}s at most, never given up",
+                subject=name,
+            )
+        self.counts["outage"] += 1
+        self.counts["retried"] += 1
+        bound.error(
+            "outbox_outage",
+            error=str(exc),
+            delay_s=round(decision.delay, 2),
+            attempts=intent.attempts + 1,
+        )
+        return False
+
     def _retry_or_give_up(
         self, name: str, destination: Destination, intent: Intent, exc: Exception, bound: Any
     ) -> bool:
         if not isinstance(exc, RetryableError):
             bound.exception("outbox_send_crashed")
         decision = decide_after_failure(intent, exc, self.settings.outbox, self.now())
+        if isinstance(exc, DestinationOutage):
+            return self._outage(name, intent, exc, decision, bound)
         if decision.action == "retry":
             self.store.mark_retry(intent.id, str(exc), decision.delay)
             self.counts["retried"] += 1

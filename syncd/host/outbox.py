@@ -8,9 +8,13 @@ place (never replacing an existing file), and the directory fsynced.
 
 The name is a pure function of the intent, so a replay after a crash finds its
 own file: same bytes -> `AlreadyDoneError` (done), different bytes ->
-`PermanentError` (never overwrite). The host should process each name once and
-may delete or move files it has read: a file it took away before syncd recorded
-the send is written again under the same name, which the host can recognise.
+`PermanentError` (never overwrite). A local filesystem failure (EACCES, EROFS,
+ENOSPC, the directory gone or replaced) is a `DestinationOutage`: the sender
+retries it for as long as it lasts, never gives it up, and writes no later file
+of the destination meanwhile, so a stream never has a gap. The host should
+process each name once and may delete or move files it has read: a file it took
+away before syncd recorded the send is written again under the same name, which
+the host can recognise.
 
 Shapes: JSON Lines (one compact JSON object per line, UTF-8) or CSV (UTF-8, a
 header row, `\\n` line ends; empty for null, `true`/`false`, nested values as
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -34,9 +39,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from syncd.config import Settings
-from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
+from syncd.errors import AlreadyDoneError, PermanentError
 from syncd.host.dirs import HostDirs
-from syncd.outbox import register_destination
+from syncd.outbox import DestinationOutage, register_destination
 from syncd.state import Intent, NewIntent
 
 Format = Literal["csv", "jsonl"]
@@ -122,7 +127,13 @@ def _publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
 
 
 def _write_chunks(path: Path, chunks: Iterable[bytes], *, overwrite: bool) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        # Something that is not a directory holds the name: not "the file exists".
+        raise NotADirectoryError(
+            errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent)
+        ) from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     digest = hashlib.sha256()
     size = 0
@@ -227,9 +238,7 @@ class HostOutboxDestination:
         except ValueError as exc:
             raise PermanentError(f"intent {intent.id}: {exc}", connector="host") from None
         except OSError as exc:
-            raise RetryableError(
-                f"cannot write {path}: {exc.strerror or exc}", connector="host"
-            ) from None
+            raise _outage("write", path, exc) from None
         return {
             "file": path.name,
             "rows": written.rows,
@@ -242,9 +251,7 @@ class HostOutboxDestination:
         try:
             same = _digest_file(path) == _digest_rendered(rows, fmt, columns)
         except OSError as exc:
-            raise RetryableError(
-                f"cannot read {path}: {exc.strerror or exc}", connector="host"
-            ) from None
+            raise _outage("read", path, exc) from None
         if same:
             raise AlreadyDoneError(
                 f"{path.name} already written with this content", connector="host"
@@ -257,6 +264,15 @@ class HostOutboxDestination:
 
     def close(self) -> None:
         return None
+
+
+def _outage(action: str, path: Path, exc: OSError) -> DestinationOutage:
+    """A local filesystem failure (EACCES, EROFS, ENOSPC, ...) is an outage of the host
+    destination, not a fault of the intent: it is retried until the disk takes it."""
+    name = errno.errorcode.get(exc.errno or 0, "OSError")
+    return DestinationOutage(
+        f"cannot {action} {path}: {exc.strerror or exc} ({name})", connector="host"
+    )
 
 
 def _payload(intent: Intent) -> tuple[str, Format, list[Mapping[str, Any]], list[str] | None]:
