@@ -54,7 +54,9 @@ def _drain_many(store: Store, settings: Settings, times: int) -> None:
     bound (max_attempts, max_age) is long past."""
     for hour in range(1, times + 1):
         later = utcnow() + timedelta(hours=hour)
-        sender = Sender(store, settings, destinations={"host": host_destination}, now=lambda: later)
+        sender = Sender(
+            store, settings, destinations={"host": host_destination}, now=lambda t=later: t
+        )
         sender.drain_destination("host")
 
 
