@@ -22,6 +22,14 @@ pending intent, sent once (the key is the journal id, so queueing again adds not
 Popping is bounded per run (`max_pops`) and never happens in a dry run (a rolled-back
 journal would lose the order).
 
+**A pop without an answer** (timeout, dropped connection, 500/502/504: the client's
+`OutcomeUnknownError`, nothing journaled) may have removed a file syncd never saw, and no
+API call can fetch it again. It is never retried; the run records a reject
+(`netstock:pop_<kind>`, reference `POST <url> at <time>`) and opens a `netstock_pop` alert
+(subject `lost:<kind>:<time>`) naming the endpoint, the customer and the time the pop was
+sent (UTC), so an operator can recover the file in Netstock; then it stops popping until
+the next run.
+
 File rows: `file_name`, `line_no` (1-based), then the kind's documented fields; decimals
 are exact strings (`"99"`, `"5.0"`, `"0.125"`), dates ISO `YYYY-MM-DD`, unknown fields
 the API adds are kept as extra columns.
@@ -40,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from syncd.clock import iso
 from syncd.config import Schedule
-from syncd.connectors.netstock import LINE_MODELS, NetstockClient, PopKind
+from syncd.connectors.netstock import LINE_MODELS, NetstockClient, OutcomeUnknownError, PopKind
 from syncd.errors import PermanentError
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
@@ -173,8 +181,14 @@ def run(ctx: JobContext) -> None:
             for _ in range(options.max_pops):
                 ctx.check_stop()
                 journaled: list[int] = []
+                sent_at = iso()
                 try:
                     result = client.pop(kind, journal=_journal(ctx, kind, journaled))
+                except OutcomeUnknownError as exc:
+                    if journaled:
+                        raise  # the text that came is journaled: queue_journaled handles it
+                    lost_pop(ctx, client, kind, sent_at, exc)
+                    return  # a server that loses answers may lose the next one too
                 except PermanentError as exc:
                     if exc.code != "malformed_pop":
                         raise
@@ -188,6 +202,38 @@ def run(ctx: JobContext) -> None:
             else:
                 ctx.log.info("netstock_pop_bounded", kind=str(kind), max_pops=options.max_pops)
     mark_delivered(store)
+
+
+def lost_pop(
+    ctx: JobContext, client: NetstockClient, kind: PopKind, sent_at: str, exc: Exception
+) -> None:
+    """A pop whose answer never came (timeout, dropped connection, 5xx): Netstock may have
+    removed a file syncd never received. Nothing can fetch it again through the API, so an
+    operator is told which endpoint was called and when, to recover it in Netstock."""
+    endpoint = f"POST {str(client.config.base_url).rstrip('/')}{kind.path}"
+    message = (
+        f"{endpoint} sent at {sent_at} got no answer ({exc}); Netstock may have removed a "
+        f"{kind.value.upper()} file for customer {client.customer_identifier} that syncd "
+        "never received. Find the file Netstock generated around that time, hand it to the "
+        "host, then resolve this alert"
+    )
+    with ctx.store.transaction():
+        ctx.store.add_rejects(
+            [
+                NewReject(
+                    source=f"netstock:pop_{kind.value}",
+                    reference=f"{endpoint} at {sent_at}",
+                    reason=message,
+                )
+            ],
+            run_id=ctx.run_id,
+        )
+    ctx.store.open_alert(ALERT_KIND, message, subject=f"lost:{kind.value}:{sent_at}")
+    ctx.counts["pops_outcome_unknown"] += 1
+    ctx.warnings.append(message)
+    ctx.log.error(
+        "netstock_pop_outcome_unknown", kind=kind.value, endpoint=endpoint, sent_at=sent_at
+    )
 
 
 def _journal(ctx: JobContext, kind: PopKind | str, ids: list[int]) -> Any:

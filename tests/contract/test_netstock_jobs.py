@@ -254,6 +254,47 @@ def test_a_dry_run_pops_nothing(sim: NetstockSim, cfg: Settings) -> None:
     assert len(sim.queued("po")) == 1
 
 
+@pytest.mark.parametrize("fault", ["drop", "500"])
+def test_a_pop_without_an_answer_raises_an_alert_naming_endpoint_and_time(
+    sim: NetstockSim, cfg: Settings, fault: str
+) -> None:
+    """Netstock removed the file but the answer never came: the operator is told which pop
+    endpoint was called and when (a reject and an alert), nothing is popped after it."""
+    from datetime import UTC, datetime
+
+    sim.add_file("po", [PO_LINE])
+    sim.add_file("po", [{"item_code": "B", "quantity": "1"}])
+    sim.add_file("tr", [{"item_code": "T1", "quantity": 5}])
+    sim.faults.script("POST /file/pop_po", [fault])
+    before = datetime.now(UTC).isoformat(timespec="seconds")
+    result = run(cfg, "netstock.pop")
+    after = datetime.now(UTC).isoformat(timespec="seconds")
+    assert result.counts["pops_outcome_unknown"] == 1
+    # "drop": the file is gone from Netstock; "500": it is not, but syncd cannot know that.
+    gone = 1 if fault == "drop" else 0
+    assert len(sim.popped("po")) == gone
+    assert sim.count("POST /file/pop_po") == 1  # never retried: a retry pops the next file
+    assert len(sim.queued("po")) == 2 - gone
+    assert len(sim.queued("tr")) == 1  # popping stopped for this run
+    assert query(cfg, "SELECT count(*) AS n FROM netstock_pops") == [{"n": 0}]
+    [alert] = query(cfg, "SELECT kind, subject, message FROM alerts WHERE resolved_at IS NULL")
+    assert alert["kind"] == "netstock_pop"
+    assert alert["subject"].startswith("lost:po:")
+    sent_at = alert["subject"].removeprefix("lost:po:")
+    assert before[:19] <= sent_at[:19] <= after[:19]
+    assert f"POST {sim.base_url}/file/pop_po sent at {sent_at}" in alert["message"]
+    assert DEFAULT_USERNAME in alert["message"]
+    [reject] = query(cfg, "SELECT source, reference FROM rejects")
+    assert reject == {
+        "source": "netstock:pop_po",
+        "reference": f"POST {sim.base_url}/file/pop_po at {sent_at}",
+    }
+    # The next run pops on; the alert stays until an operator resolves it.
+    again = run(cfg, "netstock.pop")
+    assert again.counts["popped"] == 3 - gone
+    assert len(query(cfg, "SELECT id FROM alerts WHERE resolved_at IS NULL")) == 1
+
+
 # --- netstock.export ------------------------------------------------------------------------
 
 
