@@ -181,6 +181,7 @@ def write_config(work: Path, import_jobs: str, netstock: str, args: argparse.Nam
             batch_size = {args.batch_size}
             demand_weeks_back = {args.weeks}
             include_open_week = false
+            on_missing_forecast = "api_default"
             [jobs."netstock.export".options]
             models = ["master"]
             poll_interval = 0.05

@@ -19,7 +19,8 @@ Interpretations (the document leaves these open; the simulator makes the same ch
   failure), so `accepted_count` is 0 for it and all its rows are to be sent again.
 - **Row-level errors** carry no documented shape: read as `{row, key, field, message}` where
   `row` is the 0-based index of the row in the submitted array (`rowIndex`/`index` accepted
-  too) and `key` its natural key; a bare string is read as a message. An error without a row
+  too; `options.error_row_base = 1` for a 1-based index) and `key` its natural key; a bare
+  string is read as a message. An error without a row
   index is a job-level error (`ImportJob.job_errors`). `ImportJob.rejected(items)` pairs each
   failed row index with the caller's item at that index (e.g. the host row id), so a job ties
   every error back to the host row it came from.
@@ -47,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any, Final, NotRequired, TypeVar
+from typing import Annotated, Any, Final, Literal, NotRequired, TypeVar
 
 import httpx
 import structlog
@@ -417,6 +418,7 @@ class ImportJobsOptions(BaseModel):
 
     job_timeout: Duration = 600.0  # how long wait_for_job polls one job
     poll_interval: Duration | None = None  # first poll delay; default retry.initial_backoff
+    error_row_base: Literal[0, 1] = 0  # a row error's `row` counts from 0 (or 1)
 
 
 class JobTimeoutError(RetryableError):
@@ -519,7 +521,7 @@ class ImportJobsClient:
     def _job(self, response: httpx.Response) -> ImportJob:
         body = self.http.json(response)
         try:
-            return ImportJob.model_validate(body)
+            job = ImportJob.model_validate(body)
         except ValidationError as exc:
             raise RetryableError(
                 f"answer is not an import job: {_problem(exc)}",
@@ -528,6 +530,11 @@ class ImportJobsClient:
                 code="malformed_response",
                 request_id=self.http.remote_request_id(response),
             ) from None
+        if self.options.error_row_base:
+            for error in job.errors:
+                if error.row is not None:
+                    error.row -= self.options.error_row_base
+        return job
 
     # -- imports ------------------------------------------------------------
 

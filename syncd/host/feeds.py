@@ -36,7 +36,9 @@ articles (snapshot by default) -> `host_articles`
 
 stock (snapshot by default) -> `host_stock`
     CSV columns: `article_id`, `qty` (required, >= 0, up to 6 decimals);
-    `location` (default '' = the site as a whole). Key: (article_id, location)::
+    `location` (default '' = the site as a whole); `reorder_point` and
+    `qty_reserved` (>= 0; empty = the host does not say: the import-jobs
+    `reorderPoint` / `quantityReserved` of the row). Key: (article_id, location)::
 
         article_id,location,qty
         116000487727,,120
@@ -353,9 +355,17 @@ class StockRow(_Row):
     article_id: HostId
     location: Annotated[str, StringConstraints(max_length=128)] = ""
     qty: Quantity
+    reorder_point: Quantity | None = None
+    qty_reserved: Quantity | None = None
 
     def staging_values(self) -> tuple[Any, ...]:
-        return (self.article_id, self.location, decimal_text(self.qty))
+        return (
+            self.article_id,
+            self.location,
+            decimal_text(self.qty),
+            _decimal_or_none(self.reorder_point),
+            _decimal_or_none(self.qty_reserved),
+        )
 
 
 # -- orders --------------------------------------------------------------------
@@ -1388,10 +1398,10 @@ FEEDS: dict[str, Feed] = {
         "stock",
         table="host_stock",
         key=("article_id", "location"),
-        columns=("article_id", "location", "qty"),
+        columns=("article_id", "location", "qty", "reorder_point", "qty_reserved"),
         model=StockRow,
         csv_required=("article_id", "qty"),
-        csv_optional=("location",),
+        csv_optional=("location", "reorder_point", "qty_reserved"),
     ),
     "orders": OrdersFeed(),
     "locations": Feed(

@@ -75,7 +75,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -121,11 +121,27 @@ class Options(BaseModel):
         4, ge=1, le=16, description="import jobs submitted and not yet finished, at most"
     )
     demand_weeks_back: int = Field(52, ge=0, le=520, description="closed weeks of demand sent")
-    include_open_week: bool = Field(True, description="also send the current, open week")
+    include_open_week: bool = Field(
+        False,
+        description="also send the current, open week (re-sent each run it grows: only "
+        "for an API that replaces a week, never one that adds into it)",
+    )
     job_timeout: Duration = Field(600.0, description="how long one run polls one job")
     site_location: str = Field("SITE", min_length=1, description="location code for host ''")
     reserved_from_instock: bool = Field(
-        False, description="site-level inventory quantityReserved from the Instock mirror"
+        True,
+        description="site-level inventory quantityReserved from the Instock mirror when the "
+        "host gives no qty_reserved",
+    )
+    on_missing_reorder_point: Literal["hold", "api_default"] = Field(
+        "hold",
+        description="an inventory row whose host stock gives no reorder_point: hold it "
+        "(sending it would reset the planner's minimum quantity to 0), or send it anyway",
+    )
+    on_missing_forecast: Literal["hold", "api_default"] = Field(
+        "hold",
+        description="weekly demand (the host has no forecast): hold it (sending it would "
+        "overwrite the planner's forecast with actualDemand), or send it anyway",
     )
 
     @field_validator("endpoints")
@@ -172,14 +188,45 @@ def supplier_row(supplier: Mapping[str, Any]) -> dict[str, Any]:
 def inventory_row(
     stock: Mapping[str, Any], site_location: str, reserved: Any = None
 ) -> dict[str, Any]:
+    """An inventory level: the host's book stock, reorder point (when the host gives one)
+    and reserved stock (the host's `qty_reserved`, else `reserved`: Instock's for the site
+    row). A field left out takes the API's default (0) on every import."""
     row: dict[str, Any] = {
         "skuId": stock["article_id"],
         "locationId": location_code(stock["location"], site_location),
         "quantityOnHand": number(stock["qty"]) or 0,
     }
-    if reserved is not None:
+    host_reserved = stock.get("qty_reserved")
+    if host_reserved is not None:
+        row["quantityReserved"] = number(host_reserved)
+    elif reserved is not None:
         row["quantityReserved"] = number(reserved)
+    if stock.get("reorder_point") is not None:
+        row["reorderPoint"] = number(stock["reorder_point"])
     return row
+
+
+HOLD_REORDER_POINT: Final = (
+    "the host gives no reorder_point, and the API would reset the planner's minimum "
+    "quantity to 0: give reorder_point in the stock feed, or set "
+    'on_missing_reorder_point = "api_default"'
+)
+HOLD_FORECAST: Final = (
+    "the host has no forecast, and the API would overwrite the planner's forecastedDemand "
+    'with actualDemand: set on_missing_forecast = "api_default" to send it anyway'
+)
+
+
+def held_reason(endpoint: str, payload: Mapping[str, Any], options: Options) -> str | None:
+    """Why a mapped row must not be sent as it is: it would reset a field the planner owns
+    (the API's documented default applies to a field left out); None: send it."""
+    if (
+        endpoint == "inventory"
+        and "reorderPoint" not in payload
+        and options.on_missing_reorder_point == "hold"
+    ):
+        return HOLD_REORDER_POINT
+    return None
 
 
 def purchase_order_row(
@@ -342,6 +389,7 @@ class Candidate(NamedTuple):
     text: str | None = None
     key: str | None = None
     checked: bool = False
+    held: str | None = None  # why it is not sent (it would reset what the planner owns)
 
 
 class Planned(NamedTuple):
@@ -407,9 +455,9 @@ def candidates(
         ):
             yield [Candidate(supplier_row(r), _ref(r)) for r in rows]
     elif endpoint == "inventory":
-        reserved = (
-            "(SELECT i.reserved FROM instock_inventory i WHERE i.article_id = s.article_id "
-            "AND s.location = '')"
+        reserved = (  # absent from the Instock list: nothing reserved
+            "(CASE WHEN s.location = '' THEN coalesce((SELECT i.reserved FROM instock_inventory "
+            "i WHERE i.article_id = s.article_id), 0) END)"
             if options.reserved_from_instock
             else "NULL"
         )
@@ -419,7 +467,11 @@ def candidates(
             "WHERE (s.article_id, s.location) > (?, ?) ORDER BY s.article_id, s.location",
             ("article_id", "location"),
         ):
-            yield [Candidate(inventory_row(r, site, r["instock_reserved"]), _ref(r)) for r in rows]
+            mapped = [inventory_row(r, site, r["instock_reserved"]) for r in rows]
+            yield [
+                Candidate(p, _ref(r), held=held_reason(endpoint, p, options))
+                for p, r in zip(mapped, rows, strict=True)
+            ]
     elif endpoint == "purchase-orders":
         for rows in _pages(
             store,
@@ -522,7 +574,43 @@ def run(ctx: JobContext) -> None:
             _sync_endpoint(ctx, client, options, endpoint, today)
 
 
+def _hold_warning(ctx: JobContext, endpoint: str, count: int, reason: str) -> None:
+    ctx.counts[f"held:{endpoint}"] = count
+    ctx.warnings.append({"endpoint": endpoint, "message": f"{count} row(s) held: {reason}"})
+    ctx.log.warning("planning_import_rows_held", endpoint=endpoint, rows=count)
+
+
+def _demand_records(store: Store, options: Options, today: date) -> int:
+    """How many weekly records the window holds (what a held demand-history would send)."""
+    first, end = demand_window(today, options.demand_weeks_back, options.include_open_week)
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM host_sales WHERE sale_date >= ? AND "
+            "sale_date < ? GROUP BY article_id, location, coalesce(nullif(channel, ''), "
+            "'ALL'), date(sale_date, 'weekday 0', '-6 days'))",
+            [first.isoformat(), end.isoformat()],
+        )
+        or 0
+    )
+
+
 def _sync_endpoint(
+    ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
+) -> None:
+    if endpoint == "demand-history" and options.on_missing_forecast == "hold":
+        held = _demand_records(ctx.store, options, today)
+        if held:
+            _hold_warning(ctx, endpoint, held, HOLD_FORECAST)
+        return
+    try:
+        _send_endpoint(ctx, client, options, endpoint, today)
+    finally:
+        held = ctx.counts.get(f"held:{endpoint}", 0)
+        if held:
+            _hold_warning(ctx, endpoint, held, HOLD_REORDER_POINT)
+
+
+def _send_endpoint(
     ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
 ) -> None:
     pending: list[Planned] = []
@@ -587,7 +675,11 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     rows to send are checked in one validation call."""
     key_of = key_function(endpoint)
     keyed = []
-    for payload, reference, rendered, known_key, checked in chunk:
+    held = 0
+    for payload, reference, rendered, known_key, checked, why in chunk:
+        if why is not None:
+            held += 1
+            continue
         text = rendered or canonical(payload)
         key = known_key or key_of(payload) or f"?{reference}"
         keyed.append((key, text_hash(text), text, payload, reference, checked))
@@ -603,6 +695,8 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
         else:
             actions[action] += 1
     actions["send"] += len(to_send)
+    if held:
+        actions[f"held:{endpoint}"] += held
     ctx.counts.update(actions)
     unchecked = [i for i, row in enumerate(to_send) if not row[5]]
     found = check_rows(endpoint, [to_send[i][3] for i in unchecked]) if unchecked else {}
@@ -849,19 +943,55 @@ def match_errors(
     return found, unmatched
 
 
+def count_mismatch(job: ImportJob, sent: int, refused: int, unmatched: int) -> str | None:
+    """Why a COMPLETED job's counts do not account for the rows sent (None: they do).
+
+    Rows are recorded as accepted only when the job names every refused row and its counts
+    agree: rowCount = rows sent, failedCount = rows named by errors, and processedCount -
+    failedCount = the rows left, i.e. those recorded as accepted. Anything else (errors
+    without a row index, a failedCount counting errors, a processedCount counting only the
+    imported rows) leaves it open which rows the API took."""
+    problems = []
+    if unmatched:
+        problems.append(f"{unmatched} error(s) name no row sent")
+    if job.rowCount != sent:
+        problems.append(f"rowCount {job.rowCount} for {sent} rows sent")
+    if job.failedCount != refused:
+        problems.append(f"failedCount {job.failedCount} but {refused} row(s) named by errors")
+    if job.processedCount - job.failedCount != sent - refused:
+        problems.append(
+            f"processedCount - failedCount = {job.processedCount - job.failedCount}, "
+            f"not the {sent - refused} row(s) no error names"
+        )
+    return "; ".join(problems) or None
+
+
+UNACCOUNTED_ALERT: Final = "planning_import_unaccounted"
+
+
 def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
     """Record a terminal job in one transaction: accepted rows, rejects, counts. The job's
     rows stay in SQLite (accepted ones are copied over from the job's JSON in one
-    statement); they are read into Python only when some were refused."""
+    statement); they are read into Python only when some were refused or the counts do
+    not add up (then no row is recorded as accepted: each is a reject and an alert opens)."""
     store = ctx.store
     rows: list[list[Any]] = []
     errors: dict[int, list[RowError]] = {}
     unmatched: list[RowError] = []
-    if job.errors:
+    sent = store.scalar("SELECT row_count FROM planning_import_jobs WHERE job_id = ?", [job.jobId])
+    sent = int(sent or 0)
+    clean = not job.errors and job.rowCount == job.processedCount == sent and not job.failedCount
+    if not clean:
         text = store.scalar("SELECT rows FROM planning_import_jobs WHERE job_id = ?", [job.jobId])
         rows = json.loads(text or "[]")
+        sent = len(rows)
         errors, unmatched = match_errors(job, [r[0] for r in rows])
-    refused = json.dumps(sorted(errors))
+    mismatch = (
+        count_mismatch(job, sent, len(errors), len(unmatched))
+        if job.succeeded and not clean
+        else None
+    )
+    refused = json.dumps(list(range(sent)) if mismatch else sorted(errors))
     # the job's rows that were not refused: (row_key, row_hash)
     taken = (
         "SELECT json_extract(r.value, '$[0]') AS row_key, json_extract(r.value, '$[1]') "
@@ -884,7 +1014,25 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
                 "; ".join(e.message or "rejected" for e in problems),
                 next((e.field for e in problems if e.field), None),
             )
-        if job.succeeded:
+        if mismatch:
+            why = (
+                f"not recorded as accepted: job {job.jobId} is COMPLETED but its counts do "
+                f"not add up ({mismatch}); check the row in the planning tool, then "
+                "`syncd rejects retry` sends it again"
+            )
+            for seq, (key, digest, reference, payload) in enumerate(rows):
+                if seq not in errors:
+                    _record_failure(
+                        ctx, endpoint, key, digest, job.jobId, reference, payload, why, None
+                    )
+            store.open_alert(
+                UNACCOUNTED_ALERT,
+                f"planning.import {endpoint}: job {job.jobId} COMPLETED with counts that do "
+                f"not add up ({mismatch}); its {sent - len(errors)} row(s) no error names "
+                "are kept as rejects, not recorded as accepted",
+                subject=endpoint,
+            )
+        if job.succeeded and not mismatch:
             if store.scalar(
                 "SELECT EXISTS (SELECT 1 FROM planning_import_failed WHERE endpoint = ?)",
                 [endpoint],
@@ -925,10 +1073,15 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
     ctx.counts["processedCount"] += job.processedCount
     ctx.counts["failedCount"] += job.failedCount
     ctx.counts["pushed"] += accepted
-    ctx.counts["rejected"] += len(errors)
+    ctx.counts["rejected"] += sent if mismatch else len(errors)
     ctx.counts["jobs_completed" if job.status == COMPLETED else "jobs_failed"] += 1
-    if unmatched or not job.succeeded:
-        message = "; ".join(e.message for e in unmatched) or "job FAILED"
+    if mismatch:
+        ctx.counts["unaccounted"] += sent - len(errors)
+    if unmatched or mismatch or not job.succeeded:
+        problems = [e.message for e in unmatched]
+        if mismatch:
+            problems.append(f"counts do not add up: {mismatch}")
+        message = "; ".join(problems) or "job FAILED"
         ctx.warnings.append({"endpoint": endpoint, "job_id": job.jobId, "message": message})
         ctx.log.warning(
             "planning_import_job_errors", endpoint=endpoint, job_id=job.jobId, status=job.status

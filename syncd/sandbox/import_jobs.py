@@ -47,6 +47,15 @@ Interpretations (the document is short; each choice is written down here):
   ``skuId``, ``locationId``, the week (``weekStarting`` moved to the Monday of its ISO week)
   and ``channel`` (default ``ALL``; ``actualDemand`` defaults to 0, ``forecastedDemand`` to
   ``actualDemand``). Unknown fields are kept with the record.
+- **Other readings** (where the document is silent, a test can switch the simulator to the
+  reading the client does not assume): ``shape`` (an ``AnswerShape``) changes how a job
+  reports: errors with a 1-based ``row`` or none at all, without ``key``, ``failedCount``
+  counting errors instead of rows, ``processedCount`` counting only the rows imported.
+  ``append`` (a set of kinds) makes those imports append instead of upsert: a row whose key
+  is stored already is stored again beside it (``sim.records`` shows it under the key plus
+  ``"#2"``, ``"#3"``...; demand history adds its units into the week's bucket), so a re-sent
+  row is counted twice. ``omitted="keep"`` makes an omitted optional field keep its stored
+  value on an update instead of taking the documented default (the text: ``"reset"``).
 - **Faults**: the base's kinds (429 with ``Retry-After``, 500, 503, slow, drop, malformed,
   token_expired) per route, plus ``html_502`` (a proxy's HTML 502 page) and ``garbled_400``
   (a 400 whose body is cut-off JSON). Faults other than slow and drop answer before the
@@ -72,7 +81,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from syncd.sandbox.base import (
     ApiError,
@@ -89,6 +98,7 @@ __all__ = [
     "KINDS",
     "READ",
     "WRITE",
+    "AnswerShape",
     "ImportJobsSim",
     "ImportJobsState",
     "Job",
@@ -287,6 +297,14 @@ def _demand(row: _Row, org: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     }
 
 
+_DEFAULTED: Final[Mapping[str, tuple[str, ...]]] = {
+    "catalog": ("name",),
+    "inventory": ("quantityOnHand", "quantityReserved", "reorderPoint"),
+    "purchase-orders": ("status",),
+    "demand-history": ("actualDemand", "forecastedDemand"),
+}
+"""Optional fields the document gives a default: what ``omitted="keep"`` keeps instead."""
+
 Reader = Callable[[_Row, str], tuple[tuple[Any, ...], dict[str, Any]]]
 
 
@@ -337,6 +355,28 @@ def _error_key(kind: Kind, raw: Any) -> str | None:
     return "|".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerShape:
+    """How a job reports its rows; the document names the counts and "row-level error
+    details" but shows neither. The defaults are the client's reading."""
+
+    row_index: Literal["zero", "one", "none"] = "zero"  # errors' `row`: 0-based, 1-based, absent
+    error_key: bool = True  # errors carry the row's natural key
+    failed_count: Literal["rows", "errors"] = "rows"  # failedCount counts rows or errors
+    processed_count: Literal["all", "imported"] = "all"  # processedCount: looked at / imported
+
+    def error(self, error: dict[str, Any]) -> dict[str, Any]:
+        shown = dict(error)
+        if shown.get("row") is not None:
+            if self.row_index == "none":
+                del shown["row"]
+            elif self.row_index == "one":
+                shown["row"] += 1
+        if not self.error_key:
+            shown.pop("key", None)
+        return shown
+
+
 def iso_ms(ts: float) -> str:
     moment = datetime.fromtimestamp(ts, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -366,15 +406,21 @@ class Job:
     def open(self) -> bool:
         return self.status in (PENDING, PROCESSING)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, shape: AnswerShape = AnswerShape()) -> dict[str, Any]:
         failed = self.status == FAILED
+        refused = len(self.failed_rows)
+        if shape.failed_count == "errors":
+            refused = sum(1 for e in self.errors if e.get("row") is not None)
+        processed = self.processed
+        if shape.processed_count == "imported":
+            processed -= len(self.failed_rows)
         return {
             "jobId": self.job_id,
             "status": self.status,
             "rowCount": len(self.rows),
-            "processedCount": len(self.rows) if failed else self.processed,
-            "failedCount": len(self.rows) if failed else len(self.failed_rows),
-            "errors": list(self.errors),
+            "processedCount": len(self.rows) if failed else processed,
+            "failedCount": len(self.rows) if failed else refused,
+            "errors": [shape.error(e) for e in self.errors],
             "completedAt": iso_ms(self.completed_at) if self.completed_at is not None else None,
         }
 
@@ -434,6 +480,9 @@ class ImportJobsSim(Simulator):
         organization_id: str = DEFAULT_ORG,
         retry_after: int = 1,
         slow_seconds: float = 2.0,
+        shape: AnswerShape | None = None,
+        append: Iterable[str] = (),
+        omitted: Literal["reset", "keep"] = "reset",
     ) -> None:
         if pending_seconds < 0 or rows_per_second < 0:
             raise ValueError("pending_seconds and rows_per_second must not be negative")
@@ -441,6 +490,9 @@ class ImportJobsSim(Simulator):
         self.pending_seconds = pending_seconds
         self.rows_per_second = rows_per_second
         self.auto = auto
+        self.shape = shape or AnswerShape()
+        self.append = set(append)
+        self.omitted = omitted
         self.organization_id = organization_id
         self.auth_header = "x-api-key"
         self.api_key = api_key
@@ -555,7 +607,7 @@ class ImportJobsSim(Simulator):
         """The job as ``GET /api/import/status/{jobId}`` would show it now."""
         self.tick()
         with self.state.lock:
-            return self.state.jobs[job_id].as_json()
+            return self.state.jobs[job_id].as_json(self.shape)
 
     def records(self, kind: str) -> dict[tuple[Any, ...], dict[str, Any]]:
         """A copy of what ``kind`` has stored, by natural key tuple."""
@@ -596,7 +648,7 @@ class ImportJobsSim(Simulator):
                     for where, message in row.problems
                 )
             else:
-                job.accepted.append((key, {**row.raw, **record}))
+                job.accepted.append((key, {**row.raw, **record, "_sent": row.raw}))
             job.processed += 1
 
     def _finish(self, job: Job, at: float) -> None:
@@ -608,7 +660,7 @@ class ImportJobsSim(Simulator):
             for key, record in job.accepted:
                 if job.kind == "purchase-orders":
                     stats["po_replaced" if key in store else "po_created"] += 1
-                store[key] = record
+                self._store(job.kind, store, key, record)
             stats["jobs_completed"] += 1
             stats["rows_accepted"] += len(job.accepted)
         else:
@@ -620,6 +672,36 @@ class ImportJobsSim(Simulator):
             stats["jobs_failed"] += 1
         stats["rows_failed"] += len(job.failed_rows)
         job.accepted = []
+
+    def _store(
+        self,
+        kind: str,
+        store: dict[tuple[Any, ...], dict[str, Any]],
+        key: tuple[Any, ...],
+        record: dict[str, Any],
+    ) -> None:
+        """Upsert (the client's reading) or, for kinds in ``append``, add beside what is there."""
+        old = store.get(key)
+        if old is not None and self.omitted == "keep":
+            raw = record.get("_sent", record)
+            for name in _DEFAULTED.get(kind, ()):
+                if raw.get(name) is None and name in old:
+                    record[name] = old[name]
+            if kind == "inventory":
+                record["minQuantity"] = record["reorderPoint"]
+        record.pop("_sent", None)
+        if old is None or kind not in self.append:
+            store[key] = record
+            return
+        self.state.stats["rows_appended"] += 1
+        if kind == "demand-history":  # one bucket per week: the units add up
+            for name in ("actualDemand", "forecastedDemand"):
+                old[name] = (old.get(name) or 0) + (record.get(name) or 0)
+            return
+        n = 2
+        while (*key, f"#{n}") in store:
+            n += 1
+        store[(*key, f"#{n}")] = record
 
     # auth
 
@@ -671,7 +753,7 @@ class ImportJobsSim(Simulator):
                 self.state.stats["jobs_created"] += 1
                 self.state.stats[f"{kind.name}_jobs"] += 1
                 self.state.stats["rows_received"] += len(rows)
-                envelope = job.as_json()
+                envelope = job.as_json(self.shape)
             return Response.of_json(envelope, 202)
 
         return handle
@@ -685,7 +767,7 @@ class ImportJobsSim(Simulator):
             if job is None:
                 raise ApiError(404, "not_found", f"Import job {job_id} was not found.")
             self.state.stats["status_reads"] += 1
-            return Response.of_json(job.as_json())
+            return Response.of_json(job.as_json(self.shape))
 
 
 # --- command line ----------------------------------------------------------------------------

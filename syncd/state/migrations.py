@@ -711,6 +711,22 @@ def m0009_planning_import_rows(db: Database) -> None:
     )
 
 
+@migrations()
+def m0010_planning_fields(db: Database) -> None:
+    # What the host owns of an import-jobs inventory row besides its stock: the reorder
+    # point (the API's internal minimum) and reserved stock, both optional (NULL: the host
+    # does not say). And, for purchase orders and customer orders, the row each endpoint
+    # last accepted, so that one leaving the open set can be sent once more, closed.
+    _run_script(
+        db,
+        """
+        ALTER TABLE host_stock ADD COLUMN reorder_point NUMERIC CHECK (reorder_point >= 0);
+        ALTER TABLE host_stock ADD COLUMN qty_reserved NUMERIC CHECK (qty_reserved >= 0);
+        ALTER TABLE planning_import_accepted ADD COLUMN payload TEXT;
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -20,7 +20,7 @@ from freezegun import freeze_time
 import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.config import Settings
 from syncd.jobs.runner import RunResult
-from syncd.sandbox.import_jobs import ImportJobsSim
+from syncd.sandbox.import_jobs import AnswerShape, ImportJobsSim
 from syncd.state import Store
 from tests.contract import jobkit
 from tests.contract.jobkit import query
@@ -44,7 +44,12 @@ def sim() -> Iterator[ImportJobsSim]:
 
 @pytest.fixture
 def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
-    def make(sim: ImportJobsSim, name: str = "a", **options: Any) -> Settings:
+    def make(
+        sim: ImportJobsSim,
+        name: str = "a",
+        connector_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Settings:
         root = tmp_path / name
         settings: Settings = make_settings(
             daemon={"state_dir": str(root / "state")},
@@ -54,6 +59,7 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
                     "base_url": sim.base_url,
                     "api_key": sim.api_key,
                     "retry": {"max_attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.05},
+                    "options": connector_options or {},
                 }
             },
             host={"dir": str(root / "host"), "settle_time": 0},
@@ -68,7 +74,7 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
 
 @pytest.fixture
 def cfg(sim: ImportJobsSim, make_cfg: Callable[..., Settings]) -> Settings:
-    return make_cfg(sim)
+    return make_cfg(sim, on_missing_forecast="api_default")
 
 
 def run(settings: Settings, job: str = "planning.import", *, expect: str = "ok") -> RunResult:
@@ -80,7 +86,7 @@ def drop(settings: Settings, feed: str, header: str, rows: list[str]) -> None:
 
 
 ARTICLES = "article_id,name"
-STOCK = "article_id,location,qty"
+STOCK = "article_id,location,qty,reorder_point"
 SUPPLIERS = "supplier_id,name"
 SALES = "transaction_id,line_id,sale_date,article_id,location,qty,channel"
 POS = "po_number,supplier_id,location,order_date,status,line_no,article_id,qty_ordered,qty_received,unit_cost"
@@ -90,7 +96,7 @@ ORDERS = "action,order_id,line_id,article_id,qty"
 def load_all(settings: Settings) -> None:
     drop(settings, "articles", ARTICLES, ["A1,Chain 3/8", "A2,Bar 16in", "A3,Sprocket"])
     drop(settings, "suppliers", SUPPLIERS, ["S1,Oregon Tool", "S2,Acme"])
-    drop(settings, "stock", STOCK, ["A1,,12", "A2,,4", "A3,B-01,1.5"])
+    drop(settings, "stock", STOCK, ["A1,,12,5", "A2,,4,2", "A3,B-01,1.5,1"])
     drop(
         settings,
         "purchase_orders",
@@ -122,6 +128,11 @@ def accepted(settings: Settings, endpoint: str) -> dict[str, str]:
 def open_rejects(settings: Settings) -> list[dict[str, Any]]:
     with Store.open(settings.db_path, migrate=False) as store:
         return store.list_rejects(status="open", source="planning:")
+
+
+def run_warnings(settings: Settings, result: RunResult) -> list[dict[str, Any]]:
+    [row] = query(settings, "SELECT warnings FROM runs WHERE run_id = ?", [result.run_id])
+    return list(json.loads(row["warnings"] or "[]"))
 
 
 def posts(sim: ImportJobsSim) -> Counter[str]:
@@ -179,11 +190,12 @@ def test_first_run_sends_every_endpoint_and_a_second_run_sends_nothing(
     ]
     assert set(sim.records("orders")) == {("O1",), ("O2",)}
     demand = {k: v["actualDemand"] for k, v in sim.records("demand-history").items()}
-    assert demand == {("A1", "WH", "2025-03-03", "ALL"): 5, ("A2", "WH", "2025-03-10", "web"): 1}
+    # the week of 03-10 is still open on 03-12: not sent until it closes
+    assert demand == {("A1", "WH", "2025-03-03", "ALL"): 5}
 
     assert len(accepted(cfg, "catalog")) == 3
     assert len(accepted(cfg, "inventory")) == 3
-    total = 3 + 2 + 3 + 1 + 2 + 2
+    total = 3 + 2 + 3 + 1 + 2 + 1
     assert first.counts["rowCount"] == total
     assert first.counts["processedCount"] == total
     assert first.counts["failedCount"] == 0
@@ -236,7 +248,7 @@ def test_row_failures_become_rejects_tied_to_host_rows_and_are_retried_when_due(
             row["quantityOnHand"] = "four"
 
     bodies = capture(sim, "inventory", refuse)
-    drop(cfg, "stock", STOCK, ["A1,,12", "A2,,4", "A3,,7"])
+    drop(cfg, "stock", STOCK, ["A1,,12,3", "A2,,4,3", "A3,,7,3"])
     first = run(cfg)
     assert first.counts["failedCount"] == 1
     assert first.counts["rejected"] == 1
@@ -258,12 +270,22 @@ def test_row_failures_become_rejects_tied_to_host_rows_and_are_retried_when_due(
         assert store.retry_reject(reject["id"]) == "retry"
     again = run(cfg)
     assert again.counts["retried"] == 1
-    assert bodies[-1] == {"levels": [{"skuId": "A2", "locationId": "WH", "quantityOnHand": 4}]}
+    assert bodies[-1] == {
+        "levels": [
+            {
+                "skuId": "A2",
+                "locationId": "WH",
+                "quantityOnHand": 4,
+                "quantityReserved": 0,
+                "reorderPoint": 3,
+            }
+        ]
+    }
     assert [r["id"] for r in open_rejects(cfg)] != [reject["id"]]
     assert len(open_rejects(cfg)) == 1
 
     # Changed at the host: sent again, accepted, its reject resolved.
-    drop(cfg, "stock", STOCK, ["A1,,12", "A2,,5", "A3,,7"])
+    drop(cfg, "stock", STOCK, ["A1,,12,3", "A2,,5,3", "A3,,7,3"])
     fixed = run(cfg)
     assert fixed.counts["pushed"] == 1
     assert len(bodies) == 3
@@ -376,10 +398,18 @@ def test_a_failed_job_accepts_nothing_and_is_sent_again(
     assert set(accepted(cfg, "suppliers")) == {"S1", "S2"}
 
 
-def test_demand_history_closed_weeks_are_final_and_the_open_week_is_resent(
+def test_demand_history_closed_weeks_are_final_and_an_opted_in_open_week_is_resent(
     sim: ImportJobsSim, make_cfg: Callable[..., Settings]
 ) -> None:
-    cfg = make_cfg(sim, endpoints=["demand-history"], demand_weeks_back=2)
+    """With `include_open_week` (the operator's choice, for an API that replaces a week)
+    the open week is re-sent as it grows; closed weeks are final."""
+    cfg = make_cfg(
+        sim,
+        endpoints=["demand-history"],
+        demand_weeks_back=2,
+        include_open_week=True,
+        on_missing_forecast="api_default",
+    )
     bodies = capture(sim, "demand-history")
     # Host files are loaded in real time (the inbox checks file ages); the job in frozen time.
     drop(
@@ -438,3 +468,152 @@ def test_faults_on_submit_and_status_converge(sim: ImportJobsSim, cfg: Settings)
     assert set(sim.records("catalog")) == {("A1",), ("A2",), ("A3",)}
     assert len(accepted(cfg, "inventory")) == 3
     assert sum(1 for r in sim.requests if r.status in (429, 503)) == 6
+
+
+# --- the job's counts must account for every row (the document shows no error shape) ---------
+
+
+def _refuse_a2(row: dict[str, Any]) -> None:
+    if row["skuId"] == "A2":
+        row["quantityOnHand"] = "four"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        AnswerShape(row_index="none", error_key=False),  # errors name no row at all
+        AnswerShape(failed_count="errors"),  # failedCount counts errors, not rows
+        AnswerShape(processed_count="imported"),  # processedCount: rows imported only
+    ],
+    ids=["errors-without-row", "failed-counts-errors", "processed-counts-imported"],
+)
+def test_a_job_whose_counts_do_not_add_up_records_no_row_as_accepted(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings], shape: AnswerShape
+) -> None:
+    """A COMPLETED job whose counts and row errors do not account for every row sent: no
+    row is recorded as accepted (each is a reject naming the job and why), an alert opens,
+    and nothing is sent again by itself."""
+    cfg = make_cfg(sim, endpoints=["inventory"])
+    sim.shape = shape
+
+    def refuse(row: dict[str, Any]) -> None:
+        _refuse_a2(row)
+        if row["skuId"] == "A2":
+            row["quantityReserved"] = "none"  # two errors in one row
+
+    bodies = capture(sim, "inventory", refuse)
+    drop(cfg, "stock", STOCK, ["A1,,12,3", "A2,,4,3", "A3,,7,3"])
+    result = run(cfg)
+    assert accepted(cfg, "inventory") == {}
+    assert result.counts.get("pushed", 0) == 0
+    assert result.counts["unaccounted"] >= 1
+    rejects = open_rejects(cfg)
+    assert sorted(r["reference"].split(" ")[1] for r in rejects) == ["A1|WH", "A2|WH", "A3|WH"]
+    assert any("counts do not add up" in r["reason"] for r in rejects)
+    with Store.open(cfg.db_path, migrate=False) as store:
+        [alert] = store.open_alerts("planning_import_unaccounted")
+    assert alert["subject"] == "inventory"
+    run(cfg)
+    assert len(bodies) == 1  # kept, not re-sent each run
+
+
+def test_errors_naming_rows_by_key_only_still_account_for_every_row(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Errors without a row index but with the row's key: matched by key, the counts add up,
+    the other rows are accepted."""
+    cfg = make_cfg(sim, endpoints=["inventory"])
+    sim.shape = AnswerShape(row_index="none")
+    capture(sim, "inventory", _refuse_a2)
+    drop(cfg, "stock", STOCK, ["A1,,12,3", "A2,,4,3", "A3,,7,3"])
+    run(cfg)
+    assert set(accepted(cfg, "inventory")) == {"A1|WH", "A3|WH"}
+    [reject] = open_rejects(cfg)
+    assert reject["reference"].endswith(" A2|WH")
+    with Store.open(cfg.db_path, migrate=False) as store:
+        assert store.open_alerts("planning_import_unaccounted") == []
+
+
+def test_one_based_row_indices_are_read_with_the_option(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An API counting rows from 1, errors without keys: `error_row_base = 1` ties each
+    error to the right row."""
+    cfg = make_cfg(
+        sim,
+        endpoints=["inventory"],
+        connector_options={"error_row_base": 1},
+    )
+    sim.shape = AnswerShape(row_index="one", error_key=False)
+    capture(sim, "inventory", _refuse_a2)
+    drop(cfg, "stock", STOCK, ["A1,,12,3", "A2,,4,3", "A3,,7,3"])
+    run(cfg)
+    assert set(accepted(cfg, "inventory")) == {"A1|WH", "A3|WH"}
+    [reject] = open_rejects(cfg)
+    assert reject["reference"].endswith(" A2|WH")
+
+
+# --- what the planner owns is not overwritten -----------------------------------------------
+
+
+def planner_sets(sim: ImportJobsSim, kind: str, key: tuple[str, ...], **fields: Any) -> None:
+    """The planner edits a stored record in the planning tool."""
+    with sim.state.lock:
+        sim.state.store(kind)[key].update(fields)
+
+
+def test_inventory_without_a_host_reorder_point_is_held_and_keeps_the_planners_minimum(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """The API resets reorderPoint (the internal minimum) to 0 when a row leaves it out: a
+    row whose host gives none is held, one whose host gives it is sent with it; reserved
+    stock comes from Instock's reservations for the site row."""
+    cfg = make_cfg(sim, endpoints=["inventory"])
+    drop(cfg, "stock", STOCK, ["A1,,12,5", "A2,,4,3"])
+    run(cfg)
+    planner_sets(sim, "inventory", ("A2", "org_sandbox-WH"), reorderPoint=9, minQuantity=9)
+    with Store.open(cfg.db_path, migrate=False) as store, store.transaction():
+        store.db.execute(
+            "INSERT INTO instock_inventory (article_id, free, reserved, registered, scan, "
+            "updated_at) VALUES ('A1', 10, 2, 0, 1, '2025-03-12T00:00:00Z')"
+        )
+    drop(cfg, "stock", STOCK, ["A1,,13,5", "A2,,6,"])  # A2: the host no longer says
+    result = run(cfg)
+    inv = sim.records("inventory")
+    assert inv[("A1", "org_sandbox-WH")]["quantityOnHand"] == 13
+    assert inv[("A1", "org_sandbox-WH")]["quantityReserved"] == 2
+    assert inv[("A1", "org_sandbox-WH")]["minQuantity"] == 5
+    assert inv[("A2", "org_sandbox-WH")]["minQuantity"] == 9  # the planner's, kept
+    assert inv[("A2", "org_sandbox-WH")]["quantityOnHand"] == 4  # held: not sent
+    assert result.counts["held:inventory"] == 1
+    assert any("reorder_point" in w["message"] for w in run_warnings(cfg, result))
+
+    opted = make_cfg(sim, "b", endpoints=["inventory"], on_missing_reorder_point="api_default")
+    drop(opted, "stock", STOCK, ["A2,,6,"])
+    run(opted)  # the operator's choice: sent, the documented default resets the minimum
+    assert sim.records("inventory")[("A2", "org_sandbox-WH")]["minQuantity"] == 0
+
+
+def test_demand_is_held_by_default_and_keeps_the_planners_forecast(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """forecastedDemand defaults to actualDemand and the host has no forecast: weekly demand
+    is held unless the operator opts in."""
+    key = ("A1", "WH", "2025-03-03", "ALL")
+    with sim.state.lock:
+        sim.state.demand_history[key] = {
+            "skuId": "A1",
+            "locationId": "WH",
+            "weekStarting": "2025-03-03",
+            "channel": "ALL",
+            "actualDemand": 4,
+            "forecastedDemand": 11,
+        }
+    cfg = make_cfg(sim, endpoints=["demand-history"], demand_weeks_back=2)
+    drop(cfg, "sales", SALES, ["T1,1,2025-03-03,A1,,3,", "T2,1,2025-03-04,A1,,2,"])
+    with freeze_time("2025-03-12 10:00:00", tick=True):
+        held = run(cfg)
+    assert posts(sim)[post("demand-history")] == 0
+    assert held.counts["held:demand-history"] == 1
+    assert any("forecast" in w["message"] for w in run_warnings(cfg, held))
+    assert sim.records("demand-history")[key]["forecastedDemand"] == 11

@@ -15,9 +15,11 @@ from syncd.jobs.planning_import import (
     ORDER,
     Options,
     catalog_row,
+    count_mismatch,
     demand_row,
     demand_text,
     demand_window,
+    held_reason,
     inventory_row,
     is_closed_week,
     match_errors,
@@ -214,7 +216,7 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
         )
     with store.transaction():
         store.db["host_sales"].insert_all(sales)  # type: ignore[union-attr]
-    options = Options(site_location=SITE, demand_weeks_back=2)
+    options = Options(site_location=SITE, demand_weeks_back=2, include_open_week=True)
     found = [c for chunk in _demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
     in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
     records = [json.loads(c.text) if c.payload is None else c.payload for c in found]
@@ -264,7 +266,48 @@ def test_errors_are_matched_to_sent_rows_by_index_then_key() -> None:
     assert [e.message for e in unmatched] == ["no such row", "job-level text"]
 
 
+def _job(**counts: Any) -> ImportJob:
+    return ImportJob.model_validate({"jobId": "j", "status": "COMPLETED", **counts})
+
+
+@pytest.mark.parametrize(
+    ("counts", "sent", "refused", "unmatched", "problem"),
+    [
+        ({"rowCount": 3, "processedCount": 3, "failedCount": 0}, 3, 0, 0, None),
+        ({"rowCount": 3, "processedCount": 3, "failedCount": 1}, 3, 1, 0, None),
+        ({"rowCount": 3, "processedCount": 3, "failedCount": 1}, 3, 0, 1, "name no row"),
+        ({"rowCount": 3, "processedCount": 3, "failedCount": 2}, 3, 1, 0, "failedCount 2"),
+        ({"rowCount": 3, "processedCount": 2, "failedCount": 1}, 3, 1, 0, "processedCount"),
+        ({"rowCount": 2, "processedCount": 2, "failedCount": 0}, 3, 0, 0, "rowCount 2"),
+        ({"rowCount": 3, "processedCount": 0, "failedCount": 0}, 3, 0, 0, "processedCount"),
+    ],
+)
+def test_rows_are_accepted_only_when_the_counts_add_up(
+    counts: dict[str, int], sent: int, refused: int, unmatched: int, problem: str | None
+) -> None:
+    found = count_mismatch(_job(**counts), sent, refused, unmatched)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+def test_inventory_rows_send_what_the_host_owns_and_hold_what_would_reset_the_planner() -> None:
+    stock = {"article_id": "A1", "location": "", "qty": 12, "reorder_point": 4}
+    row = inventory_row({**stock, "qty_reserved": 1}, SITE, reserved=3)
+    assert row["reorderPoint"] == 4
+    assert row["quantityReserved"] == 1  # the host's own word wins over Instock's
+    assert held_reason("inventory", row, Options()) is None
+    bare = inventory_row({"article_id": "A1", "location": "", "qty": 12}, SITE)
+    assert "reorder_point" in (held_reason("inventory", bare, Options()) or "")
+    assert held_reason("inventory", bare, Options(on_missing_reorder_point="api_default")) is None
+
+
 def test_options() -> None:
+    defaults = Options()
+    assert (defaults.include_open_week, defaults.reserved_from_instock) == (False, True)
+    assert (defaults.on_missing_reorder_point, defaults.on_missing_forecast) == ("hold", "hold")
     assert Options().endpoints == list(ORDER)
     assert Options(endpoints=["demand-history", "catalog"]).endpoints == [
         "catalog",
