@@ -150,10 +150,10 @@ def host_files() -> dict[str, list[str]]:
         + [f"{a},Part {n},{'OT-' + a if n % 3 == 0 else ''}" for n, a in enumerate(ARTICLES)]
         + [f"{LONG_ID},Part with a long id,"],
         "suppliers-0001.csv": ["supplier_id,name"] + [f"S{n},Supplier {n}" for n in range(1, 5)],
-        "stock-0001.csv": ["article_id,location,qty"]
-        + [f"{a},,{n * 2 + 1}" for n, a in enumerate(ARTICLES)]
-        + [f"{a},B-01,{n}.5" for n, a in enumerate(ARTICLES) if n % 5 == 0]
-        + [f"{LONG_ID},,3"],
+        "stock-0001.csv": ["article_id,location,qty,reorder_point"]
+        + [f"{a},,{n * 2 + 1},{n % 4}" for n, a in enumerate(ARTICLES)]
+        + [f"{a},B-01,{n}.5,1" for n, a in enumerate(ARTICLES) if n % 5 == 0]
+        + [f"{LONG_ID},,3,1"],
         "purchase_orders-0001.csv": [
             "po_number,supplier_id,location,order_date,status,line_no,article_id,qty_ordered,"
             "qty_received,unit_cost",
@@ -351,7 +351,7 @@ retry = {{ max_attempts = 3, initial_backoff = "20ms", max_backoff = "40ms" }}
 timeouts = {{ connect = "2s", read = "5s" }}
 
 [jobs."{PLANNING}"]
-options = {{ batch_size = {BATCH}, site_location = "WH", demand_weeks_back = 8 }}
+options = {{ batch_size = {BATCH}, site_location = "WH", demand_weeks_back = 8, on_missing_forecast = "api_default" }}
 """
 
 
