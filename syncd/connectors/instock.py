@@ -22,17 +22,27 @@ request id are kept on the error.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from syncd.config import InstockConfig
-from syncd.errors import AlreadyDoneError, PermanentError, SyncdError
+from syncd.errors import AlreadyDoneError, AuthError, PermanentError, SyncdError
 from syncd.http import HttpClient, StaticAuth, build_client
+from syncd.logs import redactor
 
 NAME: Final = "instock"
 REQUEST_ID_HEADERS: Final = ("Instock-Request-ID", "Instock-Response-ID")
@@ -41,6 +51,26 @@ PAGE_MIN, PAGE_MAX = 10, 1000
 ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
 DIMENSION_UNITS: Final = ("m", "in")  # what Instock's article schema accepts
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores as an integer
+
+
+def _rfc3339_text(value: str) -> str:
+    """An RFC 3339 timestamp with an offset; naive or unparsable text is refused."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError("must be an RFC 3339 timestamp with an offset (Z or +hh:mm)")
+    return value
+
+
+# Quantities are JSON integers (the vendor's OpenAPI file): no fractions, no strings of digits,
+# no booleans, nothing SQLite cannot hold. Stock figures are counts: never negative.
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+Count = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+Timestamp = Annotated[StrictStr, AfterValidator(_rfc3339_text)]
 
 
 class _Model(BaseModel):
@@ -63,58 +93,63 @@ class Article(_Model):
 
 
 class InventoryQty(_Model):
-    free: int = 0
-    reserved: int = 0
-    registered: int = 0
+    """All three are required: a missing one would be stored as a guess."""
+
+    free: Count
+    reserved: Count
+    registered: Count
 
 
 class InventoryItem(_Model):
-    article_id: str
-    qty: InventoryQty = InventoryQty()
+    article_id: Id
+    qty: InventoryQty
 
 
 class Move(_Model):
-    article_id: str
-    qty: int
-    move_timestamp: str
-    user_id: str | None = None
-    order_id: str | None = None
-    from_cell_id: str | None = None
-    to_cell_id: str | None = None
-    from_account_id: str | None = None
-    to_account_id: str | None = None
+    """The document gives no sign rule for a move's qty (the accounts say the direction):
+    any whole number is kept as it came."""
+
+    article_id: Id
+    qty: Int64
+    move_timestamp: Timestamp
+    user_id: StrictStr | None = None
+    order_id: StrictStr | None = None
+    from_cell_id: StrictStr | None = None
+    to_cell_id: StrictStr | None = None
+    from_account_id: StrictStr | None = None
+    to_account_id: StrictStr | None = None
 
 
 class OrderLine(_Model):
-    line_id: str
-    article_id: str
-    qty: int
+    line_id: Id
+    article_id: Id
+    qty: Count
 
 
 class Order(_Model):
-    order_id: str
-    site_id: str | None = None
-    kind: str = "customer"
-    placed_at: str | None = None
+    order_id: Id
+    site_id: StrictStr | None = None
+    kind: StrictStr = "customer"
+    placed_at: StrictStr | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
     lines: list[OrderLine] = Field(default_factory=list)
 
 
 class StatusQty(_Model):
-    requested: int = 0
-    reserved: int = 0
-    free: int = 0
+    requested: Count = 0
+    reserved: Count = 0
+    free: Count = 0
 
 
 class OrderStatusLine(_Model):
-    line_id: str
-    article_id: str
+    line_id: Id
+    article_id: Id
     qty: StatusQty = StatusQty()
 
 
 class OrderStatus(_Model):
-    order_id: str
-    order_status: str
+    order_id: Id
+    order_status: StrictStr
     timestamp: str | None = None
     ordertask_ids: list[str] = Field(default_factory=list)
     lines: list[OrderStatusLine] = Field(default_factory=list)
@@ -129,31 +164,108 @@ class OrderStatus(_Model):
 
 
 class ToCell(_Model):
-    to_cell_id: str | None = None
-    qty: int = 0
+    to_cell_id: StrictStr | None = None
+    qty: Count
 
 
 class OrdertaskLine(_Model):
-    line_id: str
-    article_id: str
+    line_id: Id
+    article_id: Id
     to_cells: list[ToCell] = Field(default_factory=list)
 
 
 class Ordertask(_Model):
-    ordertask_id: str
-    order_id: str | None = None
-    ordertask_status: str
+    ordertask_id: Id
+    order_id: StrictStr | None = None
+    ordertask_status: StrictStr
     lines: list[OrdertaskLine] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a list: its raw items and the cursor to the next one."""
+    """One page of a list: its raw items, the cursor to the next one, and the remote's
+    request id of the answer (what a reject of one of its records cites)."""
 
     items: list[Any]
     next_cursor: str | None
     has_more: bool
     meta: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SiteEnvironmentError(AuthError):
+    """The configured site is virtual where production was configured, or the reverse.
+
+    Handled like refused credentials: the connector stops (an `auth` alert) until the
+    configuration is fixed and reloaded, so nothing is pushed to the wrong warehouse.
+    """
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """One record of an answer that failed validation: what a reject needs to name it."""
+
+    index: int  # position in its page
+    key: str | None  # the record's id (article_id, order_id, ...) when it has a usable one
+    field: str  # dotted path of the first bad field ("qty.free", "article_id", "record")
+    reason: str
+    raw: Any  # the record as received, secrets redacted, non-finite numbers as text
+
+
+def json_safe(value: Any) -> Any:
+    """The raw record as valid JSON: NaN/Infinity (what `1e400` decodes to) become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def bad_record(index: int, raw: Any, key_field: str, exc: ValidationError) -> BadRecord:
+    """A validation failure as a BadRecord naming the first bad field and what it held."""
+    key = raw.get(key_field) if isinstance(raw, dict) else None
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in first["loc"]) or "record"
+    if first["type"] == "model_type":
+        path, reason = "record", f"must be an object, got {type(raw).__name__}"
+    elif first["type"] == "missing":
+        reason = "is required"
+    else:
+        reason = f"{first['msg']} (got {_describe(first.get('input'))})"
+    if len(exc.errors()) > 1:
+        reason += f" (and {len(exc.errors()) - 1} more problem(s))"
+    return BadRecord(
+        index=index,
+        key=key if isinstance(key, str) and key else None,
+        field=path,
+        reason=redactor.text(reason),
+        raw=redactor.any(json_safe(raw)),
+    )
+
+
+def check_records(
+    items: Sequence[Any], model: type[M], key_field: str
+) -> tuple[list[M], list[BadRecord]]:
+    """Validate each record of a page on its own: the good ones, and the bad ones with
+    their reasons. One bad record never fails the page; len(good) + len(bad) == len(items)."""
+    good: list[M] = []
+    bad: list[BadRecord] = []
+    for index, raw in enumerate(items):
+        try:
+            good.append(model.model_validate(raw))
+        except ValidationError as exc:
+            bad.append(bad_record(index, raw, key_field, exc))
+    return good, bad
 
 
 def rfc3339(moment: datetime) -> str:
@@ -246,6 +358,17 @@ class InstockClient:
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.http.get_json(path, params=params)
 
+    def _get_traced(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[Any, str | None]:
+        """A GET decoded in one retried step, with the remote's request id of the answer."""
+
+        def once() -> tuple[Any, str | None]:
+            response = self.http.request("GET", path, params=params, retry=False)
+            return self.http.json(response), self.http.remote_request_id(response)
+
+        return self.http.retry_call(once)
+
     def _send(self, method: str, path: str, body: Any = None) -> Any:
         """A write. Instock answers JSON (`"Successful operation."`, `""`); an answer that
         is not JSON is a cut-off or foreign answer, not proof the write happened: it is
@@ -283,12 +406,12 @@ class InstockClient:
             query = {**(params or {}), "page_size": size}
             if cursor:
                 query["start_cursor"] = cursor
-            body = self._get(path, query)
+            body, request_id = self._get_traced(path, query)
             items = body.get(key) or []
             has_more = bool(body.get("has_more"))
             next_cursor = body.get("next_cursor") or None
             meta = {k: v for k, v in body.items() if k not in (key, "has_more", "next_cursor")}
-            yield Page(items=items, next_cursor=next_cursor, has_more=has_more, meta=meta)
+            yield Page(items, next_cursor, has_more, meta, request_id)
             if not has_more:
                 return
             if not next_cursor or next_cursor == cursor:

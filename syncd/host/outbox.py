@@ -83,7 +83,9 @@ def render(
         if not isinstance(row, Mapping):
             raise ValueError(f"a row must be an object, not {type(row).__name__}")
         if writer is None:
-            buffer.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+            buffer.write(
+                json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+            )
         else:
             if header is None:
                 header = list(row)

@@ -11,28 +11,42 @@ longer shows drop to zero (the API omits all-zero articles: absent means zero,
 not deleted), the collected deltas become host outbox files, the reconciliation
 against host book stock is refreshed (a file only when it changed), and the
 checkpoint moves to the next scan. An unchanged inventory writes no file.
+
+Each listed record is validated on its own: a bad one (a quantity that is not
+a whole non-negative number, no `article_id`) becomes a reject and the rest of
+its page is stored. An article whose record was bad keeps its mirrored
+quantities and counts as listed (it is not "absent", so it is not zeroed); a bad
+record without a usable `article_id` could be any article, so that scan zeroes
+nothing. A scan that would zero more than `max_delete_fraction` of the
+non-zero mirror (an empty 200 answer, a truncated list) is refused: the mirror
+is kept, nothing is sent, an alert is opened and the next run scans again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso
 from syncd.config import Schedule
-from syncd.connectors.instock import InstockClient, PermanentError
+from syncd.connectors.instock import InstockClient, InventoryItem, Page, check_records
+from syncd.errors import PermanentError, SyncdError
 from syncd.host.feeds import Format
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.host_files import host_file_intent_json, host_format
+from syncd.jobs.instock_records import record_rejects
 from syncd.readahead import read_ahead
 from syncd.state import NewIntent, Store
 
 STREAM = "instock.inventory.scan"
 QTY = ("free", "reserved", "registered")
+REJECT_SOURCE = "instock:inventory"
+GUARD_ALERT = "instock_inventory_guard"
 
 
 class Options(BaseModel):
@@ -40,41 +54,67 @@ class Options(BaseModel):
 
     file_chunk: int = Field(10_000, ge=1, le=200_000, description="rows per host file")
     reconcile: bool = Field(True, description="compare with host book stock after each scan")
+    max_delete_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="refuse a scan that would zero more than this share of the non-zero mirror",
+    )
+    allow_mass_delete: bool = Field(
+        False, description="accept a scan that zeroes more than max_delete_fraction (once)"
+    )
 
 
-def load_position(raw: str | None) -> tuple[int, str]:
-    """(scan number, cursor) from the checkpoint; a new store starts scan 1 at the top."""
+class InventoryGuardError(SyncdError):
+    """A scan would zero too much of the mirror; refused, mirror kept, alert open."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the scan stands: its number, the next cursor, and how many records without a
+    usable article_id it rejected so far (any of them makes "absent means zero" unsafe)."""
+
+    scan: int = 1
+    cursor: str = ""
+    unkeyed: int = 0
+
+
+def load_position(raw: str | None) -> Position:
+    """The checkpoint; a new store starts scan 1 at the top."""
     if not raw:
-        return 1, ""
+        return Position()
     data = json.loads(raw)
-    return int(data["scan"]), str(data.get("cursor") or "")
+    return Position(int(data["scan"]), str(data.get("cursor") or ""), int(data.get("unkeyed", 0)))
 
 
-def dump_position(scan: int, cursor: str) -> str:
-    return json.dumps({"scan": scan, "cursor": cursor})
+def dump_position(position: Position) -> str:
+    data: dict[str, Any] = {"scan": position.scan, "cursor": position.cursor}
+    if position.unkeyed:
+        data["unkeyed"] = position.unkeyed
+    return json.dumps(data)
 
 
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
-    scan, cursor = load_position(store.get_checkpoint(STREAM))
+    position = load_position(store.get_checkpoint(STREAM))
     _ensure_page_table(store)
     with InstockClient(ctx.settings.connectors.instock) as client:
         try:
-            for page in read_ahead(client.inventory_pages(start_cursor=cursor or None)):
-                _apply_page(ctx, scan, page.items, page.next_cursor if page.has_more else "")
-                ctx.counts["pulled"] += len(page.items)
+            pages = client.inventory_pages(start_cursor=position.cursor or None)
+            for page in read_ahead(pages):
+                position = _apply_page(ctx, position, page)
                 if page.has_more:
                     ctx.check_stop()
         except PermanentError as exc:
-            if not cursor or exc.status != 400:
+            if not position.cursor or exc.status != 400:
                 raise
             # The stored cursor expired: start this scan again from the top.
-            ctx.log.warning("inventory_cursor_rejected", error=str(exc), scan=scan)
-            store.set_checkpoint(STREAM, dump_position(scan, ""), run_id=ctx.run_id)
+            ctx.log.warning("inventory_cursor_rejected", error=str(exc), scan=position.scan)
+            store.set_checkpoint(STREAM, dump_position(Position(position.scan)), run_id=ctx.run_id)
             run(ctx)
             return
-    _settle_scan(ctx, scan, options)
+    _settle_scan(ctx, position, options)
 
 
 def _ensure_page_table(store: Store) -> None:
@@ -84,17 +124,20 @@ def _ensure_page_table(store: Store) -> None:
     )
 
 
-def _apply_page(ctx: JobContext, scan: int, items: list[Any], next_cursor: str) -> None:
+def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
+    """Store one page's good records, reject its bad ones, move the cursor: one transaction."""
     store = ctx.store
+    scan = position.scan
+    good, bad = check_records(page.items, InventoryItem, "article_id")
     rows = [
-        (
-            item["article_id"],
-            int((item.get("qty") or {}).get("free") or 0),
-            int((item.get("qty") or {}).get("reserved") or 0),
-            int((item.get("qty") or {}).get("registered") or 0),
-        )
-        for item in items
+        (item.article_id, item.qty.free, item.qty.reserved, item.qty.registered) for item in good
     ]
+    listed_bad = sorted({b.key for b in bad if b.key is not None})
+    after = Position(
+        scan,
+        page.next_cursor or "" if page.has_more else "",
+        position.unkeyed + sum(1 for b in bad if b.key is None),
+    )
     now = iso()
     with store.transaction():
         store.db.execute("DELETE FROM temp.inventory_page")
@@ -132,12 +175,72 @@ def _apply_page(ctx: JobContext, scan: int, items: list[Any], next_cursor: str) 
             """,
             [scan, now],
         )
-        store.set_checkpoint(STREAM, dump_position(scan, next_cursor), run_id=ctx.run_id)
+        if listed_bad:
+            # Listed, so not absent; their quantities are unknown: the mirror keeps its own.
+            marks = ",".join("?" * len(listed_bad))
+            store.db.execute(
+                f"UPDATE instock_inventory SET scan = ? WHERE article_id IN ({marks})",
+                [scan, *listed_bad],
+            )
+        rejected = record_rejects(
+            store,
+            REJECT_SOURCE,
+            bad,
+            key_field="article_id",
+            request_id=page.request_id,
+            run_id=ctx.run_id,
+        )
+        store.set_checkpoint(STREAM, dump_position(after), run_id=ctx.run_id)
+    ctx.counts["pulled"] += len(page.items)
+    ctx.counts["stored"] += len(rows)
+    ctx.counts["rejected"] += rejected
+    if bad:
+        ctx.log.warning(
+            "inventory_records_rejected",
+            rejected=rejected,
+            request_id=page.request_id,
+            first=f"{bad[0].key or '?'}: {bad[0].field} {bad[0].reason}",
+        )
+    return after
 
 
-def _settle_scan(ctx: JobContext, scan: int, options: Options) -> None:
+def guard_refusal(existing: int, absent: int, options: Options) -> str | None:
+    """Why zeroing `absent` of `existing` non-zero mirror rows is refused; None if allowed."""
+    fraction = options.max_delete_fraction
+    if not existing or absent <= fraction * existing or options.allow_mass_delete:
+        return None
+    return (
+        f"the inventory list would zero {absent} of {existing} articles with stock "
+        f"({absent / existing:.0%} > max_delete_fraction {fraction:g}); refused, the mirror "
+        "is kept and nothing is sent. If Instock really is empty, set "
+        'jobs."instock.inventory".options.allow_mass_delete = true for one run'
+    )
+
+
+def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
     store = ctx.store
+    scan = position.scan
+    existing, absent = store.db.execute(
+        "SELECT count(*), coalesce(sum(scan < ?), 0) FROM instock_inventory "
+        "WHERE free != 0 OR reserved != 0 OR registered != 0",
+        [scan],
+    ).fetchone()
+    refusal = guard_refusal(int(existing), int(absent), options)
+    if refusal is not None and not position.unkeyed:
+        # The scan's changes stay in instock_inventory_deltas; the next scan (same number,
+        # from the top) adds to them, and the scan that passes sends them all.
+        with store.transaction():
+            store.set_checkpoint(STREAM, dump_position(Position(scan)), run_id=ctx.run_id)
+        store.open_alert(GUARD_ALERT, refusal, subject="instock.inventory")
+        ctx.counts["guard_refused"] += 1
+        raise InventoryGuardError(refusal)
     with store.transaction():
+        if position.unkeyed:
+            ctx.log.warning("inventory_absent_kept", unkeyed_rejects=position.unkeyed, scan=scan)
+            ctx.warnings.append(
+                f"{position.unkeyed} inventory record(s) without a usable article_id were "
+                "rejected: articles absent from this scan keep their quantities"
+            )
         # Absent from the list means zero: those rows drop to zero, with a delta.
         store.db.execute(
             """
@@ -146,15 +249,15 @@ def _settle_scan(ctx: JobContext, scan: int, options: Options) -> None:
                  free, reserved, registered, scan)
             SELECT article_id, free, reserved, registered, 0, 0, 0, ?
             FROM instock_inventory
-            WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0)
+            WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0) AND ?
             ON CONFLICT (article_id) DO UPDATE SET free = 0, reserved = 0, registered = 0
             """,
-            [scan, scan],
+            [scan, scan, not position.unkeyed],
         )
         store.db.execute(
             "UPDATE instock_inventory SET free = 0, reserved = 0, registered = 0, updated_at = ? "
-            "WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0)",
-            [iso(), scan],
+            "WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0) AND ?",
+            [iso(), scan, not position.unkeyed],
         )
         added = 0
         for intent in _delta_intents(
@@ -166,7 +269,8 @@ def _settle_scan(ctx: JobContext, scan: int, options: Options) -> None:
         if options.reconcile:
             for intent in _reconcile(ctx, scan, options):
                 added += store.add_intents([intent], run_id=ctx.run_id)
-        store.set_checkpoint(STREAM, dump_position(scan + 1, ""), run_id=ctx.run_id)
+        store.set_checkpoint(STREAM, dump_position(Position(scan + 1)), run_id=ctx.run_id)
+        store.resolve_alerts(GUARD_ALERT, subject="instock.inventory")
     ctx.counts["deltas"] += int(deltas or 0)
     ctx.counts["queued"] += added
 

@@ -11,13 +11,19 @@ journalled twice or missed.
 Identical moves really happen (same article, qty, cells, second): a move's
 identity is its content plus its occurrence number among identical moves in
 the window, so overlapping windows deduplicate while true repeats are kept.
+
+Each move is validated on its own (an `article_id`, a whole-number `qty`, an
+RFC 3339 `move_timestamp` with an offset, string ids): a bad one becomes a
+reject in the same transaction that journals the window's good ones, so the
+watermark never passes a move that was neither journalled nor rejected, and
+the host journal never receives a value that is not valid JSON.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,13 +32,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.instock import InstockClient
+from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records, json_safe
 from syncd.host.feeds import Format
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.host_files import host_format
+from syncd.jobs.instock_records import record_rejects
 
 STREAM = "instock.moves.watermark"
+REJECT_SOURCE = "instock:moves"
 MOVE_FIELDS = (
     "article_id",
     "qty",
@@ -105,8 +113,8 @@ def run(ctx: JobContext) -> None:
             )
             if window is None:
                 return
-            pulled = _pull_window(ctx, client, window)
-            new = _commit_window(ctx, window, options)
+            pulled, bad = _pull_window(ctx, client, window)
+            new = _commit_window(ctx, window, options, bad)
             ctx.counts["pulled"] += pulled
             ctx.counts["journalled"] += new
             ctx.log.info(
@@ -116,7 +124,11 @@ def run(ctx: JobContext) -> None:
                 return  # caught up: the next run takes the next window (a backfill goes on)
 
 
-def _pull_window(ctx: JobContext, client: InstockClient, window: Window) -> int:
+def _pull_window(
+    ctx: JobContext, client: InstockClient, window: Window
+) -> tuple[int, list[tuple[str | None, BadRecord]]]:
+    """Every page of the window into `temp.moves_window`; the bad moves, with the request
+    id of the answer each came in, are returned for the commit to reject."""
     db = ctx.store.db
     db.execute(
         "CREATE TEMP TABLE IF NOT EXISTS moves_window ("
@@ -126,32 +138,52 @@ def _pull_window(ctx: JobContext, client: InstockClient, window: Window) -> int:
     )
     db.execute("DELETE FROM temp.moves_window")
     count = 0
+    rejected: list[tuple[str | None, BadRecord]] = []
     for page in client.move_pages(window.start, window.end):
-        rows = [_window_row(m) for m in page.items]
+        good, bad = check_records(page.items, Move, "article_id")
+        rows = [_window_row(m) for m in good]
         db.conn.executemany(
             "INSERT INTO temp.moves_window (move_key, " + ", ".join(MOVE_FIELDS) + ", extra) "
             "VALUES (" + ", ".join("?" * (len(MOVE_FIELDS) + 2)) + ")",
             rows,
         )
-        count += len(rows)
+        rejected.extend((page.request_id, b) for b in bad)
+        count += len(page.items)
+        ctx.counts["stored"] += len(rows)
         ctx.check_stop()
-    return count
+    return count, rejected
 
 
-def _window_row(move: Mapping[str, Any]) -> tuple[Any, ...]:
-    extra = {k: v for k, v in move.items() if k not in MOVE_FIELDS}
+def _window_row(move: Move) -> tuple[Any, ...]:
+    data = move.model_dump()
+    extra = {k: v for k, v in data.items() if k not in MOVE_FIELDS}
     return (
-        move_key(move),
-        *(move.get(f) for f in MOVE_FIELDS),
-        json.dumps(extra) if extra else None,
+        move_key(data),
+        *(data.get(f) for f in MOVE_FIELDS),
+        json.dumps(json_safe(extra)) if extra else None,
     )
 
 
-def _commit_window(ctx: JobContext, window: Window, options: Options) -> int:
-    """Insert new moves, queue their journal files and advance the watermark, atomically."""
+def _commit_window(
+    ctx: JobContext,
+    window: Window,
+    options: Options,
+    bad: Sequence[tuple[str | None, BadRecord]] = (),
+) -> int:
+    """Insert new moves, reject bad ones, queue the journal files and advance the watermark,
+    atomically."""
     store = ctx.store
     fmt = host_format(ctx.settings, "moves")
     with store.transaction():
+        for request_id, record in bad:
+            ctx.counts["rejected"] += record_rejects(
+                store,
+                REJECT_SOURCE,
+                [record],
+                key_field="article_id",
+                request_id=request_id,
+                run_id=ctx.run_id,
+            )
         before = store.scalar("SELECT coalesce(max(id), 0) FROM instock_moves")
         cols = ", ".join(MOVE_FIELDS)
         store.db.execute(

@@ -237,6 +237,8 @@ class InstockState:
         }
         self._article_raw: dict[str, bytes] = {}
         self._stock_raw: dict[tuple[str, str], bytes] = {}
+        # (kind, key) -> the raw JSON text answered instead of the real record (tests).
+        self.overrides: dict[tuple[str, str], bytes] = {}
         self._order_raw: dict[str, bytes] = {}
         self._move_seq = 0
         self._ordertask_seq = 0
@@ -638,6 +640,43 @@ class InstockSim(Simulator):
                     totals[line["line_id"]] += sum(c["qty"] for c in line["to_cells"])
             return totals
 
+    def override_record(self, kind: str, key: str, raw: str | Any) -> None:
+        """Answer `raw` instead of one real record, for tests of hostile answers.
+
+        ``kind`` is ``inventory`` (the list's record of article ``key``, listed even when
+        its stock is zero), ``order`` (order ``key`` in the orders list and its retrieval),
+        ``order_status`` or ``ordertask``. A str is sent as is, so it can hold what Python
+        would not write: ``1e400``, ``99999999999999999999``, ``NaN``; anything else is
+        encoded as JSON.
+        """
+        if kind not in ("inventory", "order", "order_status", "ordertask"):
+            raise ValueError(f"unknown record kind {kind!r}")
+        body = raw.encode() if isinstance(raw, str) else dumps(raw)
+        with self.state.lock:
+            self.state.overrides[(kind, key)] = body
+
+    def clear_overrides(self) -> None:
+        with self.state.lock:
+            self.state.overrides.clear()
+
+    def add_raw_move(self, raw: str | Any, ts: float, article_id: str = "raw") -> None:
+        """A move listed as ``raw`` (a str is sent as is) at Unix time ``ts``, for tests."""
+        body = raw.encode() if isinstance(raw, str) else dumps(raw)
+        with self.state.lock:
+            move = self.state.add_move(
+                self.site_id,
+                article_id,
+                0,
+                int(ts),
+                user_id="",
+                order_id=None,
+                from_cell_id="",
+                to_cell_id="",
+                from_account_id="",
+                to_account_id="",
+            )
+            move._raw = body
+
     def moves_for_order(self, order_id: str) -> list[Move]:
         with self.state.lock:
             site_id = self.state.orders[order_id].site_id
@@ -832,7 +871,8 @@ class InstockSim(Simulator):
             chunk = ids[start : start + size]
             has_more = start + size < len(ids)
             next_cursor = encode_cursor("o", site_id, start + len(chunk) - 1) if has_more else ""
-            items = [self.state.order_raw(o) for o in chunk]
+            overrides = self.state.overrides
+            items = [overrides.get(("order", o)) or self.state.order_raw(o) for o in chunk]
         meta = _page_meta(has_more, next_cursor)
         meta |= {"org_id": self.state.org_id, "site_id": site_id}
         return Response(200, render_page(meta, "orders", items))
@@ -841,6 +881,8 @@ class InstockSim(Simulator):
         site_id = self._site(request)
         with self.state.lock:
             order = self._order(request, site_id)
+            if raw := self.state.overrides.get(("order", order.order_id)):
+                return Response(200, raw)
             return Response.of_json(order.as_json(self.state.org_id))
 
     def _update_order(self, request: Request) -> Response:
@@ -878,6 +920,8 @@ class InstockSim(Simulator):
         site_id = self._site(request)
         with self.state.lock:
             order = self._order(request, site_id)
+            if raw := self.state.overrides.get(("order_status", order.order_id)):
+                return Response(200, raw)
             inventory = self.state.inventory[site_id]
             lines = []
             for line in order.lines:
@@ -1026,6 +1070,8 @@ class InstockSim(Simulator):
             task = self.state.ordertasks.get(ordertask_id)
             if task is None or task.site_id != site_id:
                 raise _not_found("ordertask_id", ordertask_id)
+            if raw := self.state.overrides.get(("ordertask", ordertask_id)):
+                return Response(200, raw)
             return Response.of_json(task.as_json(self.state.org_id))
 
     # inventory
@@ -1040,18 +1086,24 @@ class InstockSim(Simulator):
             cursor = request.query.get("start_cursor")
             if cursor:
                 start = bisect_right(ids, _string_cursor(cursor, "i", site_id))
+            overrides = self.state.overrides
             picked: list[str] = []
             has_more = False
             for index in range(start, len(ids)):
                 stock = inventory.get(ids[index])
-                if stock is None or stock.is_zero():
+                if (stock is None or stock.is_zero()) and (
+                    "inventory",
+                    ids[index],
+                ) not in overrides:
                     continue  # the document: all-zero rows are omitted from the list
                 if len(picked) == size:
                     has_more = True
                     break
                 picked.append(ids[index])
             next_cursor = encode_cursor("i", site_id, picked[-1]) if has_more else ""
-            items = [self.state.stock_raw(site_id, a) for a in picked]
+            items = [
+                overrides.get(("inventory", a)) or self.state.stock_raw(site_id, a) for a in picked
+            ]
         meta = _page_meta(has_more, next_cursor)
         meta |= {"org_id": self.state.org_id, "site_id": site_id, "timestamp": self._now()}
         return Response(200, render_page(meta, "articles", items))

@@ -1,0 +1,67 @@
+"""Bad records of Instock answers become rejects; shared by the Instock jobs.
+
+A record that fails validation (see `syncd.connectors.instock.check_records`) is kept
+in `rejects` with the request id of the answer it came in, its key, the bad field, the
+reason and the raw record (secrets redacted), while the rest of its page is stored:
+records listed = records stored + records rejected. A record that is still bad when it
+is read again (every scan re-reads the whole inventory) does not open a second reject:
+the open one is touched instead, so `rejects list` shows each bad record once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syncd.clock import iso
+from syncd.connectors.instock import BadRecord
+from syncd.jsontext import canonical
+from syncd.state import Store
+
+
+def reference(bad: BadRecord, key_field: str, request_id: str | None) -> str:
+    """Key first, then where it came from: `article_id 42 (request R, item 3)`."""
+    where = f"request {request_id or 'unknown'}, item {bad.index}"
+    if bad.key is None:
+        return f"record without a valid {key_field} ({where})"
+    return f"{key_field} {bad.key} ({where})"
+
+
+def record_rejects(
+    store: Store,
+    source: str,
+    bad: Iterable[BadRecord],
+    *,
+    key_field: str,
+    request_id: str | None,
+    run_id: str | None,
+) -> int:
+    """Record each bad record once (an identical open reject is touched, not repeated);
+    call inside the transaction that stores the rest of the page. Returns how many."""
+    count = 0
+    now = iso()
+    for record in bad:
+        count += 1
+        payload = canonical(record.raw)
+        touched = store.db.execute(
+            "UPDATE rejects SET updated_at = ?, run_id = ? WHERE id = (SELECT id FROM rejects "
+            "WHERE source = ? AND status = 'open' AND field = ? AND reason = ? AND payload = ? "
+            "LIMIT 1)",
+            [now, run_id, source, record.field, record.reason, payload],
+        ).rowcount
+        if touched:
+            continue
+        store.db.execute(
+            "INSERT INTO rejects (source, reference, field, reason, payload, run_id, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                source,
+                reference(record, key_field, request_id),
+                record.field,
+                record.reason,
+                payload,
+                run_id,
+                now,
+                now,
+            ],
+        )
+    return count

@@ -1,0 +1,246 @@
+"""Contract of the Instock jobs with HOSTILE records: real loopback HTTP, real SQLite files.
+
+The simulator is told to answer bad records (`InstockSim.override_record`, `add_raw_move`)
+beside good ones. Every test checks the accounting rule (records listed = stored +
+rejected), that the good records went through, that each bad one is a reject naming its
+key, field and reason, that the checkpoint still moved, and that every host file syncd
+wrote is strict JSON.
+"""
+
+# The shared Instock job fixtures are imported by name, and pytest passes them back in.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from syncd.config import Settings
+from syncd.jobs.instock_inventory import GUARD_ALERT
+from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
+from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
+from syncd.sandbox.instock import InstockSim
+from tests.contract.jobkit import query, run
+from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
+    MOVES_OPTIONS,
+    Clock,
+    cfg,
+    clock,
+    db,
+    delta_files,
+    listed_stock,
+    make_cfg,
+    mirror,
+    open_rejects,
+    send,
+    sim,
+    stocked_articles,
+    timed_sim,
+)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def strict_rows(settings: Settings, stream: str) -> list[dict[str, Any]]:
+    """Every row of every host outbox file of a stream, parsed as strict JSON (no NaN or
+    Infinity), with integer quantities kept as ints."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((settings.host_dir / "outbox").glob(f"{stream}-*.jsonl")):
+        for line in Path(path).read_text().splitlines():
+            rows.append(json.loads(line, parse_constant=_refuse_constant))
+    return rows
+
+
+HOSTILE_INVENTORY = {
+    # the raw text of a list record -> (field, a word the reason must hold)
+    '{"article_id":"%s","qty":{"free":"abc","reserved":0,"registered":0}}': ("qty.free", "abc"),
+    '{"article_id":"%s","qty":{"free":1e400,"reserved":0,"registered":0}}': ("qty.free", "inf"),
+    '{"article_id":"%s","qty":{"free":99999999999999999999,"reserved":0,"registered":0}}': (
+        "qty.free",
+        "99999999999999999999",
+    ),
+    '{"article_id":"%s","qty":{"free":3.7,"reserved":0,"registered":0}}': ("qty.free", "3.7"),
+    '{"article_id":"%s","qty":{"free":"12","reserved":0,"registered":0}}': ("qty.free", "12"),
+    '{"article_id":"%s","qty":{"free":-5,"reserved":0,"registered":0}}': ("qty.free", "-5"),
+    '{"article_id":"%s","qty":{"free":NaN,"reserved":0,"registered":0}}': ("qty.free", "nan"),
+    '{"article_id":"%s","qty":{"free":1,"reserved":0}}': ("qty.registered", "required"),
+}
+
+
+def test_bad_inventory_records_are_rejected_and_the_rest_is_stored(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """Eight kinds of bad quantity ("abc", 1e400, > 2^63, 3.7, "12", -5, NaN, missing) each
+    become one reject naming article, field and reason; every other listed article is
+    mirrored exactly, nothing is altered, the scan completes and the delta file is strict
+    JSON holding only the good articles."""
+    listed = listed_stock(sim)
+    targets = sorted(listed)[: len(HOSTILE_INVENTORY)]
+    for article_id, raw in zip(targets, HOSTILE_INVENTORY, strict=True):
+        sim.override_record("inventory", article_id, raw % article_id)
+
+    result = run(cfg, "instock.inventory")
+
+    counts = result.counts
+    assert counts["pulled"] == len(listed) == counts["stored"] + counts["rejected"]
+    assert counts["rejected"] == len(HOSTILE_INVENTORY)
+    good = {a: q for a, q in listed.items() if a not in targets}
+    assert mirror(cfg) == good
+    rejects = {r["reference"].split()[1]: r for r in open_rejects(cfg, "instock:inventory")}
+    assert set(rejects) == set(targets)
+    for article_id, (field, word) in zip(targets, HOSTILE_INVENTORY.values(), strict=True):
+        reject = rejects[article_id]
+        assert reject["field"] == field, reject
+        assert word in reject["reason"].lower(), reject
+        assert "request " in reject["reference"]
+        assert "unknown" not in reject["reference"]
+        assert json.loads(reject["payload"], parse_constant=_refuse_constant)["article_id"] == (
+            article_id
+        )
+    with db(cfg) as store:
+        assert json.loads(store.get_checkpoint(INVENTORY_STREAM) or "")["scan"] == 2
+    send(cfg)
+    rows = strict_rows(cfg, "inventory_deltas")
+    assert {r["article_id"] for r in rows} == set(good)
+    assert all(isinstance(r["free"], int) and r["free"] >= 0 for r in rows)
+
+    again = run(cfg, "instock.inventory")
+    assert again.counts["rejected"] == len(HOSTILE_INVENTORY)
+    assert len(open_rejects(cfg, "instock:inventory")) == len(HOSTILE_INVENTORY)  # not repeated
+
+
+def test_a_bad_record_keeps_the_mirrored_quantities_of_its_article(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """An article mirrored before whose record turns bad keeps its quantities: it was listed,
+    so it is not zeroed, and no '-> 0' delta is sent for it."""
+    run(cfg, "instock.inventory")
+    send(cfg)
+    article_id = stocked_articles(sim, 1)[0]
+    before = mirror(cfg)[article_id]
+    sim.override_record(
+        "inventory",
+        article_id,
+        {"article_id": article_id, "qty": {"free": 2.5, "reserved": 0, "registered": 0}},
+    )
+    result = run(cfg, "instock.inventory")
+    assert result.counts["rejected"] == 1
+    assert mirror(cfg)[article_id] == before
+    send(cfg)
+    assert len(delta_files(cfg)) == 1  # the second scan changed nothing
+
+
+def test_a_record_without_article_id_zeroes_nothing(sim: InstockSim, cfg: Settings) -> None:
+    """A record with no article_id could be any article: it is rejected, and that scan does
+    not zero articles it did not list (the next clean scan does)."""
+    run(cfg, "instock.inventory")
+    emptied, hidden = stocked_articles(sim, 2)
+    before = mirror(cfg)
+    sim.adjust_inventory(emptied, 0)  # really gone: absent from the list
+    sim.override_record("inventory", hidden, {"qty": {"free": 1, "reserved": 0, "registered": 0}})
+    result = run(cfg, "instock.inventory")
+    assert result.counts["rejected"] == 1
+    (reject,) = open_rejects(cfg, "instock:inventory")
+    assert reject["field"] == "article_id"
+    assert reject["reference"].startswith("record without a valid article_id")
+    rows = mirror(cfg)
+    assert rows[emptied] == before[emptied]
+    assert rows[hidden] == before[hidden]
+    (warned,) = query(cfg, "SELECT warnings FROM runs WHERE run_id = ?", [result.run_id])
+    assert "keep their quantities" in warned["warnings"]
+
+    sim.clear_overrides()
+    run(cfg, "instock.inventory")
+    assert mirror(cfg)[emptied] == {"free": 0, "reserved": 0, "registered": 0}
+
+
+def test_an_empty_inventory_answer_is_refused_and_the_mirror_kept(
+    sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A 200 answer listing nothing (or too little) would zero the mirror: the scan is
+    refused with an alert, no delta is queued, the mirror is kept; the next good answer
+    clears the alert, and `allow_mass_delete` lets an operator accept a real emptying."""
+    cfg = make_cfg(sim)
+    run(cfg, "instock.inventory")
+    send(cfg)
+    before = mirror(cfg)
+    with sim.state.lock:
+        saved = dict(sim.state.inventory[sim.site_id])
+        sim.state.inventory[sim.site_id].clear()
+    refused = run(cfg, "instock.inventory", expect="failed")
+    assert "max_delete_fraction" in (refused.error or "")
+    assert mirror(cfg) == before
+    (alert,) = query(
+        cfg, "SELECT * FROM alerts WHERE resolved_at IS NULL AND kind = ?", [GUARD_ALERT]
+    )
+    assert "would zero" in alert["message"]
+    assert query(cfg, "SELECT count(*) AS n FROM outbox WHERE status = 'pending'") == [{"n": 0}]
+
+    with sim.state.lock:
+        sim.state.inventory[sim.site_id].update(saved)
+    run(cfg, "instock.inventory")
+    assert mirror(cfg) == before
+    assert not query(
+        cfg, "SELECT * FROM alerts WHERE resolved_at IS NULL AND kind = ?", [GUARD_ALERT]
+    )
+    send(cfg)
+    assert len(delta_files(cfg)) == 1
+
+    with sim.state.lock:
+        sim.state.inventory[sim.site_id].clear()
+    allowed = make_cfg(sim, name="a", instock_inventory={"allow_mass_delete": True})
+    run(allowed, "instock.inventory")
+    assert all(q == {"free": 0, "reserved": 0, "registered": 0} for q in mirror(allowed).values())
+
+
+# --- moves ---------------------------------------------------------------------------------
+
+
+def test_bad_moves_are_rejected_and_the_watermark_still_moves(
+    timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """Moves with qty Infinity, "abc", 2.5, a number over 2^63, no article_id or a naive
+    timestamp are rejects; the good moves of the same pages are journalled, the watermark
+    passes them all, and the host moves files are strict JSON with integer quantities."""
+    cfg = make_cfg(timed_sim, instock_moves=MOVES_OPTIONS)
+    run(cfg, "instock.moves")
+    send(cfg)
+    clock.advance(60)
+    ts = clock.t
+    stamp = "2000-01-01T00:00:00Z"  # any text: the listed record is what is checked
+    hostile = [
+        '{"article_id":"A1","qty":Infinity,"move_timestamp":"STAMP","order_id":"o"}',
+        '{"article_id":"A2","qty":"abc","move_timestamp":"STAMP","order_id":"o"}',
+        '{"article_id":"A3","qty":2.5,"move_timestamp":"STAMP","order_id":"o"}',
+        '{"article_id":"A4","qty":99999999999999999999,"move_timestamp":"STAMP"}',
+        '{"qty":4,"move_timestamp":"STAMP","order_id":"o"}',
+        '{"article_id":"A6","qty":4,"move_timestamp":"2024-01-01T10:00:00"}',
+    ]
+    for raw in hostile:
+        timed_sim.add_raw_move(raw.replace("STAMP", stamp), ts)
+    good_article = stocked_articles(timed_sim, 1)[0]
+    timed_sim.adjust_inventory(good_article, 2)
+    clock.advance(120)
+
+    result = run(cfg, "instock.moves")
+
+    assert result.counts["rejected"] == len(hostile)
+    assert result.counts["journalled"] == 1
+    rejects = open_rejects(cfg, "instock:moves")
+    assert sorted(r["field"] for r in rejects) == sorted(
+        ["qty", "qty", "qty", "qty", "article_id", "move_timestamp"]
+    )
+    with db(cfg) as store:
+        mark = store.get_checkpoint(MOVES_STREAM) or ""
+    assert datetime.fromisoformat(mark) == clock.now() - timedelta(seconds=60)  # now - lag
+    send(cfg)
+    rows = strict_rows(cfg, "moves")
+    assert rows[-1]["article_id"] == good_article
+    assert all(isinstance(r["qty"], int) and r["article_id"] for r in rows)
+    stored = query(cfg, "SELECT count(*) AS n FROM instock_moves WHERE typeof(qty) != 'integer'")
+    assert stored == [{"n": 0}]
