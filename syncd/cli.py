@@ -504,11 +504,19 @@ def sandbox_dsorder(
     show_default=True,
     help="Seconds before imported lines show in /model/status counts (inf: never).",
 )
-def sandbox_netstock(host: str, port: int, seed: int, count_lag: float) -> None:
+@click.option(
+    "--model-end",
+    type=click.Choice(["deferred", "immediate"]),
+    default="deferred",
+    show_default=True,
+    help="deferred: /model/end answers 202 and a wrong count fails later (the document); "
+    "immediate: 400 at once.",
+)
+def sandbox_netstock(host: str, port: int, seed: int, count_lag: float, model_end: str) -> None:
     """Serve a Netstock Data Orchestrator simulator (token, datasets, pops)."""
     from syncd.sandbox import netstock
 
-    netstock.run(host, port, seed, count_lag=count_lag)
+    netstock.run(host, port, seed, count_lag=count_lag, model_end=model_end)
 
 
 @sandbox.command("import-jobs")

@@ -16,8 +16,11 @@ the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again);
 
 - **prepared**: `start_attempted_at` is recorded, then `/dataset/start`. A
   `ConflictError(already_open)` naming a dataset is adopted when we had attempted a start
-  (our answer was lost) or when the id is one of ours; otherwise it belongs to someone else:
-  an alert (`netstock_export`) is opened and the run stops, the export stays prepared.
+  (our answer was lost) or when it is empty (no model started); one syncd recorded as
+  failed is waiting for Netstock to fail it (`/model/end` answers 202 and the count is
+  judged after a timeout period): the run stops and the next one tries again (an alert
+  after `failed_dataset_alert_after`, default 1 h); otherwise it belongs to someone else: an alert (`netstock_export`) is
+  opened and the run stops, the export stays prepared.
 - **importing**: per model (`models` JSON list, in order): `/model/start` (an
   `already_open` answer or a model seen open in `/model/status` is adopted), chunked
   `/import/<endpoint>` posts (`chunk_size` option, else the connector's), each recorded in
@@ -34,8 +37,11 @@ the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again);
   default 2 min) until it reaches that and holds between two polls (a chunk whose answer
   was lost shows up behind the others), then judged as above. Any other count (or one
   still below `lines_sent` when the time is up) cannot be repaired: the model is ended
-  with the intended count, which makes Netstock fail the dataset (a mismatch), so the next
-  cycle starts a clean one.
+  with the intended count, which makes Netstock fail the dataset (a mismatch; the document's
+  `/model/end` answers 202 and fails the model after its timeout period, an older reading
+  answers 400 at once: both are handled), so the next cycle starts a clean one. A count
+  Netstock finds wrong only after the end (lines lost in its import) fails the dataset
+  during processing: the status poll sees it, as any failure.
 - **processing**: `/dataset/start_processing` (a replay is `already_done`), then
   `/dataset/status` is polled (up to `poll_timeout` seconds per run, then the next run goes
   on) through the status legend (`DatasetStatus`) to `Complete`. `success: true` -> complete
@@ -84,6 +90,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -121,6 +128,12 @@ class Options(BaseModel):
     poll_interval: Duration = Field(10.0, description="between /dataset/status polls")
     poll_timeout: Duration = Field(
         300.0, description="poll this long per run (0: once), then the next run goes on"
+    )
+    failed_dataset_alert_after: Duration = Field(
+        3600.0,
+        ge=0,
+        description="a dataset syncd failed that Netstock still holds open (its model end is "
+        "judged after a timeout period) blocks new exports; alert when it stays open longer",
     )
     count_settle_time: Duration = Field(
         120.0,
@@ -698,9 +711,9 @@ class _Flow:
             self.fresh = True
         except ConflictError as exc:
             dataset_id = exc.dataset_import_id
-            ours = dataset_id is not None and (
-                attempted or self._known(dataset_id) or self._empty(dataset_id)
-            )
+            if dataset_id is not None:
+                self._closing(dataset_id)
+            ours = dataset_id is not None and (attempted or self._empty(dataset_id))
             if not ours:
                 message = (
                     f"a Netstock dataset import ({dataset_id or 'id not given'}) is open for "
@@ -720,10 +733,33 @@ class _Flow:
         and the client's retry met the dataset it had just opened."""
         return not self.client.model_status(dataset_id)
 
-    def _known(self, dataset_id: str) -> bool:
-        return bool(
-            self.store.scalar("SELECT 1 FROM netstock_exports WHERE dataset_id = ?", [dataset_id])
+    def _closing(self, dataset_id: str) -> None:
+        """Stop if the open dataset is one syncd already failed: its /model/end answered 202
+        and Netstock fails it only after its timeout period. It must not be adopted (it is
+        doomed); the next run tries again. An alert after `failed_dataset_alert_after`."""
+        row = self.store.query(
+            "SELECT id, finished_at FROM netstock_exports WHERE dataset_id = ? AND state = "
+            "'failed'",
+            [dataset_id],
         )
+        if not row:
+            return
+        message = (
+            f"Netstock dataset {dataset_id}, which syncd failed (netstock_exports id "
+            f"{row[0]['id']}), is still open: Netstock closes it when its model end's timeout "
+            "period is over; a new dataset starts after that"
+        )
+        self.ctx.counts["waiting_for_close"] += 1
+        finished = datetime.fromisoformat(str(row[0]["finished_at"]).replace("Z", "+00:00"))
+        limit = self.options.failed_dataset_alert_after
+        if (datetime.now(UTC) - finished).total_seconds() > limit:
+            self.store.open_alert(
+                ALERT_KIND,
+                f"{message}; it has stayed open for more than {limit:g} s since: close it in "
+                "Netstock",
+                subject="dataset_open",
+            )
+        raise _Stop(message)
 
     # importing -> processing
 

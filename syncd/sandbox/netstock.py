@@ -45,21 +45,30 @@ Interpretations (each choice the document leaves open, written down):
   not been started ...", one marked to end is 400 "... no more data will be accepted". Each
   line must be an object with the model's key fields (``KEY_FIELDS``); custom models need a
   ``file_name``. Imports answer 202 (not documented) and are counted at once.
-- **Model end**: ``total_lines_imported`` must equal the lines received. Lines are counted
-  synchronously here, so the document's "after the timeout period" is now: a mismatch is
-  400 "... does not match ...", the model's ``success`` becomes false and the dataset fails
-  (``Complete``, ``success: false``, the reason in ``message`` and the audit log). A second
-  end is 400 "... has already been ended".
+- **Model end** (``model_end="deferred"``, the default: the document's 202, "the failure
+  comes later"): ``/model/end`` marks the import to end and answers 202 whatever the count;
+  the model is judged later on ``clock``. It succeeds once every line received has been
+  counted (``count_lag`` after its post) and ``total_lines_imported`` equals the lines
+  received, if that happens within ``end_timeout`` seconds (default 30) of the end;
+  otherwise, at the end of the timeout period, its ``success`` becomes false and the
+  dataset fails (``Complete``, ``success: false``, the reason in ``message`` and the audit
+  log). ``success`` is null while the model is judged, and the dataset stays ``Importing``.
+  ``model_end="immediate"`` is the older reading: the count is compared at once and a
+  mismatch is 400 "... does not match ..." (the model and dataset fail at once). A second
+  end is 400 "... has already been ended" in both.
 - **Lagging line count** (``count_lag`` seconds, ``lag_counts()``; default 0: counted at
   once): a real tenant imports asynchronously, so ``actual_lines_imported`` (in
   ``/model/status`` and ``/dataset/status``) counts each import post's lines only
   ``count_lag`` seconds of ``clock`` after it was received. ``/model/end`` still compares
-  with every line received (the document's timeout period is taken as long enough for the
-  import to catch up). ``float("inf")``: the lines are never counted (lost in the import),
-  so ``/model/end`` finds them missing and fails the model and dataset as any mismatch.
+  with every line received in the immediate mode (the timeout period is taken as long
+  enough for the import to catch up). ``float("inf")``: the lines are never counted (lost
+  in the import), so the model fails on its count as any mismatch (after ``end_timeout``
+  when deferred).
 - **Status** before processing: ``Dataset_import_started`` (no model yet), ``Importing``
-  (a model open), ``Importing_complete`` (every model ended). ``start_processing`` needs at
-  least one model and every model ended; then the status walks ``phases`` on ``clock``
+  (a model open or still judged), ``Importing_complete`` (every model ended and imported).
+  ``start_processing`` needs at least one model and every model ended (the document's flow
+  2: models still judged are waited for, as ``Importing``, and processing starts once they
+  all imported; a model that fails fails the dataset); then the status walks ``phases``
   (default Importing 1 s -> Importing_complete 1 s -> Transforming 4 s -> Copying_po_db 2 s
   -> Complete). A second call while processing is 400 "... is already being processed"; on a
   ``Complete`` dataset whose models all imported it reprocesses (the document's flow 1); on
@@ -158,6 +167,7 @@ SOFT_FAULT: Final = "soft_false"
 SOFT_FAULT_MESSAGE: Final = "An error occurred: temporary failure, please try again"
 POP_MESSAGE: Final = "Model import locations ended."  # sic: every pop example says this
 POP_KINDS: Final = ("po", "tr", "wo")
+MODEL_END_MODES: Final = ("deferred", "immediate")
 POP_NAMES: Final = {"po": "purchase order", "tr": "transfer order", "wo": "work order"}
 DEFAULT_QUANTITY_STYLES: Final = {"po": "string", "tr": "number", "wo": "number"}
 DEFAULT_ITEMS: Final = tuple(f"ITEM{n:04d}" for n in range(1, 21))
@@ -336,6 +346,19 @@ class ModelImport:
     success: bool | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (received at, lines)
+    settled_at: float | None = None  # when the ended import was judged (success set)
+
+    def outcome(self, lag: float, timeout: float) -> tuple[float, bool]:
+        """When an ended import is judged and whether it imported (deferred model end):
+        every line received counted and the count as expected, within the timeout period."""
+        assert self.ended_at is not None
+        deadline = self.ended_at + timeout
+        if self.lines_received != self.minimum_expected_lines:
+            return deadline, False
+        drained = max(at for at, _ in self.arrivals) + lag if self.arrivals else self.ended_at
+        if drained <= deadline:
+            return max(self.ended_at, drained), True
+        return deadline, False
 
     def counted(self, now: float, lag: float) -> int:
         """Lines the import has counted by `now` when each post is counted `lag` seconds
@@ -480,6 +503,8 @@ class NetstockSim(Simulator):
         slow_seconds: float = 2.0,
         count_lag: float = 0.0,
         unfinished_success: bool | None = None,
+        model_end: str = "deferred",
+        end_timeout: float = 30.0,
     ) -> None:
         if expires_in < 1:
             raise ValueError("expires_in must be at least 1 second")
@@ -502,6 +527,12 @@ class NetstockSim(Simulator):
         self.keep_rows = keep_rows
         self.count_lag = float(count_lag)
         self.unfinished_success = unfinished_success
+        if model_end not in MODEL_END_MODES:
+            raise ValueError(f"model_end must be one of {MODEL_END_MODES}")
+        if end_timeout < 0:
+            raise ValueError("end_timeout is a duration >= 0")
+        self.model_end = model_end
+        self.end_timeout = float(end_timeout)
         self.state = NetstockState(users or {DEFAULT_USERNAME: DEFAULT_PASSWORD})
         self.server = SandboxServer(
             host,
@@ -653,8 +684,11 @@ class NetstockSim(Simulator):
         return next((d for d in self.datasets(customer) if not d.terminal), None)
 
     def model_imports(self, dataset_import_id: str) -> list[ModelImport]:
+        """The dataset's model imports, judged up to the clock."""
         with self.state.lock:
-            return list(self.state.datasets[dataset_import_id].models)
+            found = self.state.datasets[dataset_import_id]
+            self._advance(found, self.clock())
+            return list(found.models)
 
     def lines(self, dataset_import_id: str, model: str) -> int:
         """Lines received by the latest import of ``model`` in the dataset (0 if none)."""
@@ -746,15 +780,22 @@ class NetstockSim(Simulator):
         """Bring a dataset's status up to ``now``, logging each processing step at its time."""
         if dataset.terminal:
             return
-        if dataset.processing_started_at is None:
+        if self.model_end == "deferred":
+            self._judge(dataset, now)
+            if dataset.terminal:
+                return
+        judged = all(m.marked_to_end and m.success is not None for m in dataset.models)
+        if dataset.processing_started_at is None or not judged:
+            # Not processing yet, or ready to process and waiting for every model import.
             if not dataset.models:
                 dataset.status = "Dataset_import_started"
-            elif all(m.marked_to_end for m in dataset.models):
-                dataset.status = "Importing_complete"
             else:
-                dataset.status = "Importing"
+                dataset.status = "Importing_complete" if judged else "Importing"
             return
-        t = dataset.processing_started_at
+        t = max(
+            dataset.processing_started_at,
+            *(m.settled_at for m in dataset.models if m.settled_at is not None),
+        )
         for index, (name, seconds) in enumerate(self.phases):
             if now < t:
                 return
@@ -769,6 +810,38 @@ class NetstockSim(Simulator):
             t = end
         if now >= t:
             self._complete(dataset, t)
+
+    def _judge(self, dataset: Dataset, now: float) -> None:
+        """Judge the ended model imports whose time has come (deferred model end); the first
+        that failed fails the dataset at its time."""
+        failed: list[tuple[float, str]] = []
+        for found in dataset.models:
+            if found.ended_at is None or found.success is not None:
+                continue
+            at, ok = found.outcome(self.count_lag, self.end_timeout)
+            if at > now:
+                continue
+            found.settled_at = at
+            found.success = ok
+            if ok:
+                dataset.log(
+                    at, f"Model import {found.model} imported ({found.lines_received} lines)"
+                )
+                continue
+            self.state.stats["model_mismatches"] += 1
+            failed.append(
+                (
+                    at,
+                    f"Model import {found.model} failed: {found.counted(at, self.count_lag)} "
+                    f"lines imported after the timeout period, total_lines_imported "
+                    f"{found.minimum_expected_lines} expected",
+                )
+            )
+        if failed:
+            failed.sort()
+            for at, reason in failed[1:]:
+                dataset.log(at, reason, "error")
+            self._fail_dataset(dataset, *failed[0])
 
     def _fail_dataset(self, dataset: Dataset, at: float, reason: str) -> None:
         dataset.log(at, reason, "error")
@@ -1045,6 +1118,11 @@ class NetstockSim(Simulator):
             found.marked_to_end = True
             found.ended_at = now
             found.minimum_expected_lines = total
+            if self.model_end == "deferred":  # 202 now; judged on the clock (`_judge`)
+                dataset.log(now, f"Model import {model} marked to end ({total} lines expected)")
+                self._advance(dataset, now)
+                self.state.stats["models_ended"] += 1
+                return _ok(f"Model import {model} ended.", status=202)
             # A finite lag catches up within the document's timeout period; an infinite one
             # never does: the lines were lost in the import.
             imported = (
@@ -1062,6 +1140,7 @@ class NetstockSim(Simulator):
                 self._fail_dataset(dataset, now, reason)
                 raise ApiError(400, "bad_request", reason)
             found.success = True
+            found.settled_at = now
             dataset.log(now, f"Model import {model} ended ({total} lines)")
             self._advance(dataset, now)
             self.state.stats["models_ended"] += 1
@@ -1181,6 +1260,7 @@ def run(
     initial_files: int = 2,
     phases: Iterable[tuple[str, float]] = DEFAULT_PHASES,
     count_lag: float = 0.0,
+    model_end: str = "deferred",
 ) -> None:
     """Serve a Netstock simulator in the foreground until SIGINT/SIGTERM, with
     ``initial_files`` generated POs, TRs and WOs already queued for ``username``."""
@@ -1194,6 +1274,7 @@ def run(
         expires_in=expires_in,
         phases=tuple(phases),
         count_lag=count_lag,
+        model_end=model_end,
     )
     for kind in POP_KINDS:
         if initial_files > 0:
@@ -1240,6 +1321,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.0,
         help="seconds before imported lines show in actual_lines_imported (inf: never)",
     )
+    parser.add_argument(
+        "--model-end",
+        choices=MODEL_END_MODES,
+        default="deferred",
+        help="deferred: /model/end answers 202, a wrong count fails later; immediate: 400",
+    )
     args = parser.parse_args(argv)
     run(
         args.host,
@@ -1253,6 +1340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         initial_files=args.initial_files,
         phases=args.phases,
         count_lag=args.count_lag,
+        model_end=args.model_end,
     )
 
 

@@ -482,22 +482,48 @@ def test_sim_count_lag_shows_lines_late_and_never_when_infinite(
     client.import_chunk(dataset_id, "locations", rows("locations", 2))
     clock.advance(3600)
     assert counted("locations") == 0
-    with pytest.raises(PermanentError) as info:
-        client.model_end(dataset_id, "locations", 2)
-    assert info.value.code == "line_count_mismatch"
+    client.model_end(dataset_id, "locations", 2)  # 202: the document's failure comes later
+    assert not client.dataset_status(dataset_id).is_terminal
+    clock.advance(sim.end_timeout)
     assert sim.dataset(dataset_id).success is False
 
 
+@pytest.mark.parametrize("mode", ["deferred", "immediate"])
 def test_model_end_with_a_wrong_count_fails_the_model_and_the_dataset(
-    sim: NetstockSim, client: NetstockClient
+    clock: ManualClock, mode: str
 ) -> None:
-    """A total_lines_imported that differs from the lines received is an error and fails the dataset."""
+    """A total_lines_imported that differs from the lines received fails the model and the
+    dataset: after the timeout period with the document's 202 (deferred), or as a 400."""
+    with (
+        NetstockSim(seed=5, clock=clock, model_end=mode, end_timeout=45) as sim,
+        make_client(sim, clock) as client,
+    ):
+        check_a_wrong_count(sim, client, clock, mode)
+
+
+def check_a_wrong_count(
+    sim: NetstockSim, client: NetstockClient, clock: ManualClock, mode: str
+) -> None:
     dataset_id = client.dataset_start()
     client.model_start(dataset_id, "master")
     client.import_rows(dataset_id, "master", rows("master", 7))
-    with pytest.raises(PermanentError) as info:
-        client.model_end(dataset_id, "master", 8)
-    assert info.value.code == "line_count_mismatch"
+    if mode == "immediate":
+        with pytest.raises(PermanentError) as info:
+            client.model_end(dataset_id, "master", 8)
+        assert info.value.code == "line_count_mismatch"
+    else:
+        client.model_end(dataset_id, "master", 8)  # 202
+        (model,) = client.model_status(dataset_id)
+        assert (model.marked_to_end, model.success, model.minimum_expected_lines) == (
+            True,
+            None,
+            8,
+        )
+        assert client.dataset_status(dataset_id).status is DatasetStatus.IMPORTING
+        assert "processing started" in client.start_processing(dataset_id)  # waits (flow 2)
+        clock.advance(44)
+        assert not client.dataset_status(dataset_id).is_terminal
+        clock.advance(1)
     (model,) = client.model_status(dataset_id)
     assert (model.success, model.actual_lines_imported, model.minimum_expected_lines) == (
         False,
@@ -507,7 +533,7 @@ def test_model_end_with_a_wrong_count_fails_the_model_and_the_dataset(
     state = client.dataset_status(dataset_id)
     assert state.is_terminal
     assert state.is_failure
-    assert "does not match" in state.message
+    assert "total_lines_imported 8" in state.message
     assert any(e.log_type == "error" for e in client.audit_log(dataset_id))
     with pytest.raises(PermanentError) as processing:
         client.start_processing(dataset_id)

@@ -796,6 +796,9 @@ def test_a_count_that_never_catches_up_still_fails_the_dataset(
     clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A lost chunk, then `reconcile`, on the document's /model/end (202, the failure comes
+    after the timeout period): the dataset is ended with the intended count and failed; the
+    next cycle neither adopts it nor starts another while it is open, then sends a clean one."""
     cfg = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0, "count_settle_time": 20})
     seed_host(cfg)
     stopping = stop_after_chunks(monkeypatch, 3)
@@ -816,16 +819,85 @@ def test_a_count_that_never_catches_up_still_fails_the_dataset(
     assert "Netstock holds 0 lines, syncd recorded 4" in export["message"]
     assert sim.lines(dataset_id, "master") == 4  # as the stopped run left it
     master = [m for m in sim.model_imports(dataset_id) if m.model == "master"]
-    assert [(m.minimum_expected_lines, m.success) for m in master] == [(5, False)]
-    assert sim.dataset(dataset_id).success is False  # ended with the intended count: failed
+    assert [(m.minimum_expected_lines, m.success) for m in master] == [(5, None)]  # judging
     alerts = query(cfg, "SELECT kind, subject FROM alerts WHERE resolved_at IS NULL")
     assert alerts == [{"kind": "netstock_export", "subject": "dataset_failed"}]
+
+    # Still open in Netstock: the next cycle waits instead of adopting the doomed dataset.
+    starts = sim.count("POST /model/start")
+    waiting = run(cfg, "netstock.export")
+    assert waiting.counts["waiting_for_close"] == 1
+    assert sim.count("POST /model/start") == starts
+    assert exports(cfg)[-1]["state"] == "prepared"
+    assert exports(cfg)[-1]["dataset_id"] is None
+    assert len(query(cfg, "SELECT id FROM alerts WHERE resolved_at IS NULL")) == 1
+    impatient = make_cfg(
+        sim, chunk_size=2, netstock_export={"poll_timeout": 0, "failed_dataset_alert_after": 0}
+    )  # the same state: an operator is told once it stays open longer than configured
+    assert run(impatient, "netstock.export").counts["waiting_for_close"] == 1
+    alerts = query(cfg, "SELECT subject, message FROM alerts WHERE resolved_at IS NULL")
+    assert [a["subject"] for a in alerts] == ["dataset_failed", "dataset_open"]
+    assert dataset_id in alerts[1]["message"]
+
+    clock.advance(sim.end_timeout)  # the timeout period is over: Netstock fails it
+    master = [m for m in sim.model_imports(dataset_id) if m.model == "master"]
+    assert [(m.minimum_expected_lines, m.success) for m in master] == [(5, False)]
+    assert sim.dataset(dataset_id).success is False
 
     # The next cycle sends the snapshot again, as a new dataset.
     sim.lag_counts(0)
     export_to_complete(cfg, clock)
     assert [e["state"] for e in exports(cfg)] == ["failed", "complete"]
     assert len(sim.datasets()) == 2
+    assert_dataset_matches(sim, exports(cfg)[-1]["dataset_id"])
+
+
+def test_a_count_that_never_catches_up_fails_at_once_on_an_immediate_model_end(
+    clock: ManualClock, make_cfg: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The older reading (/model/end answers 400 on a wrong count) still fails the dataset
+    at once, and the next cycle sends a clean one."""
+    with NetstockSim(seed=7, clock=clock, orders_per_dataset={}, model_end="immediate") as sim:
+        cfg = make_cfg(
+            sim, chunk_size=2, netstock_export={"poll_timeout": 0, "count_settle_time": 0}
+        )
+        seed_host(cfg)
+        stopping = stop_after_chunks(monkeypatch, 3)
+        run(cfg, "netstock.export", stopping=stopping, expect="interrupted")
+        monkeypatch.undo()
+        sim.lag_counts(float("inf"))
+        [export] = exports(cfg)
+        assert run(cfg, "netstock.export").counts["datasets_failed"] == 1
+        assert sim.dataset(export["dataset_id"]).success is False  # at once
+        sim.lag_counts(0)
+        export_to_complete(cfg, clock)
+    assert [e["state"] for e in exports(cfg)] == ["failed", "complete"]
+
+
+def test_lines_lost_in_the_import_fail_the_dataset_after_the_model_end(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    """Every chunk answered, but Netstock never counts the lines: /model/end answers 202, the
+    dataset waits in processing and fails after the timeout period; the failure, its audit
+    log and an alert are recorded, and the next cycle sends a clean dataset."""
+    sim.lag_counts(float("inf"))
+    first = run(ecfg, "netstock.export")
+    assert first.counts["models_ended"] == 7
+    assert first.counts.get("datasets_failed", 0) == 0
+    [export] = exports(ecfg)
+    assert export["state"] == "processing"
+    assert export["status_text"] == "Importing"  # ready to process, waiting for the models
+    clock.advance(sim.end_timeout)
+    run(ecfg, "netstock.export")
+    [export] = exports(ecfg)
+    assert export["state"] == "failed"
+    assert "after the timeout period" in export["message"]
+    assert any("after the timeout period" in e["message"] for e in json.loads(export["audit"]))
+    alerts = query(ecfg, "SELECT kind, subject FROM alerts WHERE resolved_at IS NULL")
+    assert alerts == [{"kind": "netstock_export", "subject": "dataset_failed"}]
+    sim.lag_counts(0)
+    export_to_complete(ecfg, clock)
+    assert [e["state"] for e in exports(ecfg)] == ["failed", "complete"]
 
 
 # --- dataset status: only a terminal status is final ---------------------------------------
