@@ -6,30 +6,38 @@ Six endpoints, each fed from host tables by a pure mapping function:
 - **suppliers** from `host_suppliers`: `externalId` = supplier_id, `name` (an extra field; the
   API keeps unknown fields).
 - **inventory** from `host_stock`: `skuId` = article_id, `locationId` = the host location
-  (`''`, the site as a whole, becomes `options.site_location`), `quantityOnHand` = book qty.
-  No reservation or reorder point comes from the host, so those are left to the API's
-  default (0). With `options.reserved_from_instock` the site-level row (host location `''`)
-  carries `quantityReserved` from the Instock mirror `instock_inventory.reserved` (the ASRS's
-  site-wide reservations); off by default because it makes the row change whenever the ASRS
-  reserves stock, i.e. many more re-sends, and the host book is the planning truth.
+  (`''`, the site as a whole, becomes `options.site_location`), `quantityOnHand` = book qty,
+  `reorderPoint` = the host's `reorder_point`, `quantityReserved` = the host's `qty_reserved`,
+  else (`reserved_from_instock`, default on) for the site row Instock's reserved stock
+  (`instock_inventory.reserved`, 0 when Instock lists none). The API resets a field left out
+  to its default (0) on every import, and `reorderPoint` is the planner's minimum quantity:
+  a row whose host gives no reorder point is held (counted `held:inventory`, a run warning)
+  unless `on_missing_reorder_point = "api_default"`.
 - **purchase-orders** from the open POs (`host_purchase_orders` + lines): `externalPoNumber`,
   `supplierId`, `destinationLocationId` (host location, `''` -> site_location), `status` (the
   host's word, omitted when empty: API default PENDING), lines `skuId`, `quantity` =
-  outstanding (ordered - received; lines with nothing outstanding are left out, a PO with
-  no outstanding line is not sent: what was received is already on hand), `unitCost` (the
-  host's exact decimal as a number; required by the API, so a line without one refuses its
-  PO locally). A PO is always sent whole (a re-sent PO replaces the stored one, lines
-  included). A PO that leaves the snapshot is not sent any more; the API has no delete.
+  outstanding (ordered - received; lines with nothing outstanding are left out), `unitCost`
+  (the host's exact decimal as a number; required by the API, so a line without one refuses
+  its PO locally). A PO is always sent whole (a re-sent PO replaces the stored one, lines
+  included). A PO the API accepted that leaves the open set (nothing outstanding, or gone
+  from the snapshot) is sent once more, closed (`closed_row`): its last accepted row with
+  every line at quantity 0 and status `po_received_status`/`po_cancelled_status`/
+  `po_closed_status` (`po_final_status`). The last accepted row of POs and orders is kept
+  (`planning_import_accepted.payload`) for this.
 - **orders** from the open customer orders (`host_orders` status `open` + `host_order_lines`):
   `externalOrderId`, lines `skuId`, `quantity`, `locationId` = site_location (host orders
-  carry no location: they are picked at this site). Cancelled orders are not sent.
+  carry no location: they are picked at this site). An order the API accepted that the host
+  cancels is sent once more with every line at quantity 0 and `status` =
+  `order_cancelled_status` (the document has no order status: an extra field).
 - **demand-history** from `host_sales`: one record per article, location, channel (empty ->
   `ALL`) and ISO week, `weekStarting` = the Monday, `actualDemand` = the week's net quantity
   (returns subtract; a net below 0 is sent as 0). `options.demand_weeks_back` closed weeks are
-  sent, plus (`include_open_week`) the current, open week. A closed week is final: it is
-  sent once and only again if a late correction changes it; the open week's record changes
-  as sales arrive and is re-sent each run it grew, until it closes and is sent one last time
-  with its final total. The reference of a demand record is its first sales row (file:line).
+  sent; a week is sent once it is closed (the API may add a week's records into one bucket,
+  so a growing week re-sent each run would be counted again); `include_open_week` opts in to
+  the current week, re-sent each run it grew. The host has no forecast and the API sets a
+  missing `forecastedDemand` to `actualDemand`: records are held (`held:demand-history`)
+  unless `on_missing_forecast = "api_default"`. The reference of a demand record is its
+  first sales row (file:line).
 
 Diff: every mapped row gets a hash of its wire JSON and a natural key (the connector's
 `row_key`). It is sent when its hash differs from the one a COMPLETED job last accepted
@@ -44,7 +52,8 @@ id with the keys, hashes, host references and payloads of the rows it carries
 (`planning_import_jobs.rows`, one JSON array per job), then poll the job with backoff until
 COMPLETED or FAILED, then in one transaction: accepted rows recorded, each row-level error a
 reject (source `planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field
-and message), job counts stored. A crash between the POST and the record re-sends that batch on
+and message), job counts stored. Rows are recorded as accepted only when the job accounts
+for every row it was sent (`count_mismatch`); otherwise each is a reject and an alert opens. A crash between the POST and the record re-sends that batch on
 the next run: the API makes a second job but no duplicate data, because every import is an
 upsert by natural key (a PO by `externalPoNumber`, replaced whole). Up to `jobs_in_flight` jobs
 are open at once (`Flights`): the next batch is planned while they are submitted and polled,
@@ -137,6 +146,26 @@ class Options(BaseModel):
         "hold",
         description="an inventory row whose host stock gives no reorder_point: hold it "
         "(sending it would reset the planner's minimum quantity to 0), or send it anyway",
+    )
+    po_received_status: str = Field(
+        "RECEIVED",
+        min_length=1,
+        description="status sent once for a PO that left the open set with stock received",
+    )
+    po_cancelled_status: str = Field(
+        "CANCELLED",
+        min_length=1,
+        description="status sent once for a PO that left the open set with nothing received",
+    )
+    po_closed_status: str = Field(
+        "CLOSED",
+        min_length=1,
+        description="status sent once for a PO that left the open set, the host saying no more",
+    )
+    order_cancelled_status: str = Field(
+        "CANCELLED",
+        description="status field sent once with a cancelled customer order ('': none; its "
+        "lines go with quantity 0 either way)",
     )
     on_missing_forecast: Literal["hold", "api_default"] = Field(
         "hold",
@@ -271,6 +300,30 @@ def order_row(
             for ln in lines
         ],
     }
+
+
+CLOSING: Final = ("purchase-orders", "orders")
+"""Endpoints whose rows leave the open set: the last accepted row is kept (payload) so that
+it can be sent once more, closed."""
+
+
+def closed_row(last: Mapping[str, Any], status: str | None) -> dict[str, Any]:
+    """The last accepted PO or order, closed: its final `status` and nothing outstanding
+    (every line's quantity 0), so the planning tool stops counting it whether or not it
+    reads the status. The same row again for a row already closed (sent once)."""
+    row = dict(last)
+    row["lines"] = [{**line, "quantity": 0} for line in last.get("lines") or ()]
+    if status:
+        row["status"] = status
+    return row
+
+
+def po_final_status(received: bool, known: bool, options: Options) -> str:
+    """RECEIVED when the host shows stock received on it (open lines or po_history),
+    CANCELLED when it shows its lines and nothing received, CLOSED when it says nothing."""
+    if received:
+        return options.po_received_status
+    return options.po_cancelled_status if known else options.po_closed_status
 
 
 def week_starting(day: date) -> date:
@@ -438,7 +491,16 @@ def _children(
 def candidates(
     store: Store, endpoint: str, options: Options, today: date
 ) -> Iterator[list[Candidate]]:
-    """The endpoint's rows as mapped from the host tables, chunk by chunk."""
+    """The endpoint's rows as mapped from the host tables, chunk by chunk; then, for POs and
+    orders, those the API holds that have left the open set, closed."""
+    yield from _open_candidates(store, endpoint, options, today)
+    if endpoint in CLOSING:
+        yield from _closing_candidates(store, endpoint, options)
+
+
+def _open_candidates(
+    store: Store, endpoint: str, options: Options, today: date
+) -> Iterator[list[Candidate]]:
     site = options.site_location
     if endpoint == "catalog":
         for rows in _pages(
@@ -503,6 +565,46 @@ def candidates(
         yield from _demand_candidates(store, options, today)
     else:  # pragma: no cover - Options validates endpoints
         raise ValueError(endpoint)
+
+
+_STILL_OPEN: Final = {
+    # a PO with a line still outstanding; an order the host holds open
+    "purchase-orders": "EXISTS (SELECT 1 FROM host_purchase_order_lines l WHERE l.po_number = "
+    "a.row_key AND l.qty_ordered - coalesce(l.qty_received, 0) > 0)",
+    "orders": "EXISTS (SELECT 1 FROM host_orders o WHERE o.order_id = a.row_key AND "
+    "o.status = 'open')",
+}
+_PO_FACTS: Final = (
+    "(EXISTS (SELECT 1 FROM host_purchase_order_lines l WHERE l.po_number = a.row_key AND "
+    "l.qty_received > 0) OR EXISTS (SELECT 1 FROM host_po_history h WHERE h.po_number = "
+    "a.row_key AND h.qty_received > 0)) AS received, (EXISTS (SELECT 1 FROM "
+    "host_purchase_order_lines l WHERE l.po_number = a.row_key) OR EXISTS (SELECT 1 FROM "
+    "host_po_history h WHERE h.po_number = a.row_key)) AS known"
+)
+
+
+def _closing_candidates(store: Store, endpoint: str, options: Options) -> Iterator[list[Candidate]]:
+    """Rows the API accepted that have left the host's open set (a PO fully received,
+    cancelled or gone from the snapshot; a cancelled order): each once more, closed."""
+    facts = _PO_FACTS if endpoint == "purchase-orders" else "0 AS received, 0 AS known"
+    for rows in _pages(
+        store,
+        f"SELECT a.row_key, a.payload, {facts} FROM planning_import_accepted a "
+        f"WHERE a.endpoint = ? AND a.payload IS NOT NULL AND NOT {_STILL_OPEN[endpoint]} "
+        "AND (a.row_key) > (?) ORDER BY a.row_key",
+        ("row_key",),
+        [endpoint],
+    ):
+        chunk = []
+        for row in rows:
+            status = (
+                po_final_status(bool(row["received"]), bool(row["known"]), options)
+                if endpoint == "purchase-orders"
+                else options.order_cancelled_status
+            )
+            payload = closed_row(json.loads(row["payload"]), status)
+            chunk.append(Candidate(payload, f"closed:{row['row_key']}"))
+        yield chunk
 
 
 def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[list[Candidate]]:
@@ -995,7 +1097,9 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
     # the job's rows that were not refused: (row_key, row_hash)
     taken = (
         "SELECT json_extract(r.value, '$[0]') AS row_key, json_extract(r.value, '$[1]') "
-        "AS row_hash FROM planning_import_jobs j, json_each(j.rows) r WHERE j.job_id = ? "
+        "AS row_hash, "
+        + ("json_extract(r.value, '$[3]')" if endpoint in CLOSING else "NULL")
+        + " AS payload FROM planning_import_jobs j, json_each(j.rows) r WHERE j.job_id = ? "
         "AND r.key NOT IN (SELECT value FROM json_each(?))"
     )
     now = iso()
@@ -1051,9 +1155,10 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
                 )
             accepted = store.db.execute(
                 "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
-                f"accepted_at) SELECT ?, row_key, row_hash, ?, ? FROM ({taken}) WHERE true "
-                "ON CONFLICT (endpoint, row_key) DO UPDATE SET row_hash = excluded.row_hash, "
-                "job_id = excluded.job_id, accepted_at = excluded.accepted_at",
+                f"accepted_at, payload) SELECT ?, row_key, row_hash, ?, ?, payload FROM "
+                f"({taken}) WHERE true ON CONFLICT (endpoint, row_key) DO UPDATE SET "
+                "row_hash = excluded.row_hash, job_id = excluded.job_id, "
+                "accepted_at = excluded.accepted_at, payload = excluded.payload",
                 [endpoint, job.jobId, now, job.jobId, refused],
             ).rowcount
         store.db.execute(

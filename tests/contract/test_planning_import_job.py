@@ -617,3 +617,78 @@ def test_demand_is_held_by_default_and_keeps_the_planners_forecast(
     assert held.counts["held:demand-history"] == 1
     assert any("forecast" in w["message"] for w in run_warnings(cfg, held))
     assert sim.records("demand-history")[key]["forecastedDemand"] == 11
+
+
+# --- closed things close ---------------------------------------------------------------------
+
+
+def test_a_purchase_order_leaving_the_open_set_is_sent_once_with_its_final_status(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Fully received, cancelled or gone from the snapshot: the PO is sent once more with
+    its final status and nothing outstanding, then never again."""
+    cfg = make_cfg(sim, endpoints=["purchase-orders"])
+    drop(
+        cfg,
+        "purchase_orders",
+        POS,
+        [
+            "PO-1,S1,,2025-03-01,OPEN,1,A1,100,40,3.10",
+            "PO-2,S1,,2025-03-01,OPEN,1,A2,10,0,2",
+            "PO-3,S1,,2025-03-01,OPEN,1,A3,5,0,1",
+            *STILL_OPEN,
+        ],
+    )
+    run(cfg)
+    assert {k[0] for k in sim.records("purchase-orders")} == {f"PO-{n}" for n in range(1, 6)}
+    # PO-1 fully received (still in the snapshot), PO-2 gone with nothing received,
+    # PO-3 gone and the host says no more about it.
+    drop(
+        cfg,
+        "purchase_orders",
+        POS,
+        ["PO-1,S1,,2025-03-01,OPEN,1,A1,100,100,3.10", *STILL_OPEN],
+    )
+    drop(
+        cfg,
+        "po_history",
+        "po_number,line_no,article_id,supplier_id,order_date,qty_ordered,qty_received",
+        ["PO-2,1,A2,S1,2025-03-01,10,0"],
+    )
+    run(cfg)
+    stored = {k[0]: v for k, v in sim.records("purchase-orders").items()}
+    assert {k: v["status"] for k, v in stored.items()} == {
+        "PO-1": "RECEIVED",
+        "PO-2": "CANCELLED",
+        "PO-3": "CLOSED",
+        "PO-4": "OPEN",
+        "PO-5": "OPEN",
+    }
+    assert [ln["quantity"] for ln in stored["PO-1"]["lines"]] == [0]
+    assert stored["PO-1"]["lines"][0]["unitCost"] == 3.1
+    before = posts(sim)[post("purchase-orders")]
+    again = run(cfg)
+    assert posts(sim)[post("purchase-orders")] == before  # closed once, not again
+    assert again.counts["unchanged"] == 5
+
+
+STILL_OPEN = ["PO-4,S1,,2025-03-01,OPEN,1,A1,7,0,1", "PO-5,S1,,2025-03-01,OPEN,1,A2,7,0,1"]
+
+
+def test_a_cancelled_order_is_sent_once_with_nothing_outstanding(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A cancelled customer order leaves the open set: sent once with status CANCELLED and
+    every line at quantity 0, then never again."""
+    cfg = make_cfg(sim, endpoints=["orders"])
+    drop(cfg, "orders", ORDERS, ["create,O1,1,A1,2", "create,O1,2,A2,1", "create,O2,1,A3,1"])
+    run(cfg)
+    drop(cfg, "orders", ORDERS, ["cancel,O1,,,"])
+    run(cfg)
+    stored = sim.records("orders")
+    assert stored[("O1",)]["status"] == "CANCELLED"
+    assert [ln["quantity"] for ln in stored[("O1",)]["lines"]] == [0, 0]
+    assert "status" not in stored[("O2",)]
+    before = posts(sim)[post("orders")]
+    run(cfg)
+    assert posts(sim)[post("orders")] == before

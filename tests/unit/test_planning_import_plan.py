@@ -15,6 +15,7 @@ from syncd.jobs.planning_import import (
     ORDER,
     Options,
     catalog_row,
+    closed_row,
     count_mismatch,
     demand_row,
     demand_text,
@@ -26,6 +27,7 @@ from syncd.jobs.planning_import import (
     number,
     order_row,
     plan_row,
+    po_final_status,
     purchase_order_row,
     row_hash,
     supplier_row,
@@ -302,6 +304,22 @@ def test_inventory_rows_send_what_the_host_owns_and_hold_what_would_reset_the_pl
     bare = inventory_row({"article_id": "A1", "location": "", "qty": 12}, SITE)
     assert "reorder_point" in (held_reason("inventory", bare, Options()) or "")
     assert held_reason("inventory", bare, Options(on_missing_reorder_point="api_default")) is None
+
+
+def test_a_closed_row_is_the_last_one_with_nothing_outstanding_and_its_status() -> None:
+    last = {"externalPoNumber": "P", "status": "OPEN", "lines": [{"skuId": "A", "quantity": 4}]}
+    closed = closed_row(last, "RECEIVED")
+    assert closed == {
+        "externalPoNumber": "P",
+        "status": "RECEIVED",
+        "lines": [{"skuId": "A", "quantity": 0}],
+    }
+    assert closed_row(closed, "RECEIVED") == closed  # sent once: the same row again
+    assert "status" not in closed_row({"externalOrderId": "O", "lines": []}, "")
+    options = Options()
+    assert po_final_status(True, True, options) == "RECEIVED"
+    assert po_final_status(False, True, options) == "CANCELLED"
+    assert po_final_status(False, False, options) == "CLOSED"
 
 
 def test_options() -> None:
