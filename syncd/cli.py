@@ -138,14 +138,17 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
                 "(systemctl kill -s USR1 syncd)"
             ) from None
     try:
-        with Store.open(settings.db_path) as store:  # create or migrate first
-            if not dry_run:
+        if not dry_run:  # a dry run works on a copy: it neither creates nor migrates the DB
+            with Store.open(settings.db_path) as store:  # create or migrate first
                 store.mark_abandoned_runs()  # a killed `once` left its run 'running'
         result = run_job(REGISTRY[job], settings, trigger="cli", dry_run=dry_run)
     finally:
         lock.release()
     if dry_run:
-        click.echo(f"dry run of {job}: {len(result.intents)} push(es) would be queued")
+        click.echo(
+            f"dry run of {job} (on a copy of the state; nothing was changed): "
+            f"{len(result.intents)} push(es) would be queued"
+        )
         for intent in result.intents:
             click.echo(
                 f"  {intent['destination']} {intent['kind']} {intent['order_key']}: {intent['payload']}"

@@ -29,6 +29,7 @@ class JobSpec:
     connectors: tuple[str, ...] = ()
     options_model: type[BaseModel] | None = None
     enabled_by_default: bool = True
+    reads_host_inbox: bool = False  # a dry run then works on a copy of the inbox
 
     def config(self, settings: Settings) -> JobConfig:
         return settings.jobs.get(self.name) or JobConfig(enabled=self.enabled_by_default)

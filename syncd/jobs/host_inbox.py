@@ -37,5 +37,6 @@ SPEC = register(
         run=run,
         description="Load host inbox files (catalog, stock, orders) into the host tables",
         default_schedule=Schedule(interval=60),
+        reads_host_inbox=True,
     )
 )

@@ -2,6 +2,10 @@
 
 A job's failure is recorded and logged here and never propagates to the
 scheduler, so one broken job cannot stop the daemon.
+
+A dry run runs the same code against private copies of the state DB and host
+inbox (`syncd.jobs.dryrun`): it records nothing in the real state DB, not even
+a `runs` row, and leaves host files and remotes as they were.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import structlog
 from syncd.config import Settings
 from syncd.errors import AuthError, ShutdownRequested, SyncdError
 from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.dryrun import dry_run_world
 from syncd.state import Store
 
 log = structlog.get_logger("syncd.job")
@@ -53,6 +58,12 @@ def run_job(
 ) -> RunResult:
     run_id = new_run_id(spec.name)
     with structlog.contextvars.bound_contextvars(job=spec.name, run_id=run_id):
+        if dry_run:
+            with (
+                dry_run_world(settings, with_inbox=spec.reads_host_inbox) as world,
+                Store.open(world.db_path, migrate=False) as store,
+            ):
+                return _run(spec, world, store, run_id, trigger, True, stopping, wake_sender)
         store = Store.open(settings.db_path, migrate=False)
         try:
             return _run(spec, settings, store, run_id, trigger, dry_run, stopping, wake_sender)
@@ -90,16 +101,18 @@ def _run(
         stopping=stopping or threading.Event(),
         wake_sender=(lambda: None) if dry_run else wake_sender,
     )
-    if not dry_run:
-        store.start_run(spec.name, run_id, trigger)
+    store.start_run(spec.name, run_id, trigger)  # a dry run's goes to its copy
     started = time.monotonic()
     status, error, intents = "ok", None, []
     try:
+        spec.run(ctx)
         if dry_run:
-            intents = _dry_run(spec, ctx)
             status = "dry-run"
-        else:
-            spec.run(ctx)
+            intents = store.query(
+                "SELECT destination, kind, order_key, idempotency_key, payload FROM outbox "
+                "WHERE run_id = ? ORDER BY id",
+                [run_id],
+            )
     except ShutdownRequested as exc:
         status, error = "interrupted", str(exc)
     except AuthError as exc:
@@ -118,8 +131,6 @@ def _run(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         bound.exception("job_crashed")
     counts = dict(ctx.counts)
-    if dry_run:
-        store.start_run(spec.name, run_id, trigger)
     store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=error)
     if status == "ok" and ctx.counts.get("queued"):
         wake_sender()
@@ -136,18 +147,3 @@ def _run(
         **counts,
     )
     return RunResult(spec.name, run_id, status, counts, error, intents)
-
-
-def _dry_run(spec: JobSpec, ctx: JobContext) -> list[dict[str, Any]]:
-    """Run inside a transaction that is rolled back: intents are read, nothing stays."""
-    db = ctx.store.db
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        spec.run(ctx)
-        return ctx.store.query(
-            "SELECT destination, kind, order_key, idempotency_key, payload FROM outbox "
-            "WHERE run_id = ? ORDER BY id",
-            [ctx.run_id],
-        )
-    finally:
-        db.execute("ROLLBACK")

@@ -88,7 +88,8 @@ def test_failed_job_is_recorded_and_does_not_raise(
 def test_dry_run_reports_intents_and_changes_nothing(
     settings: Settings, store: Store, log_stream: io.StringIO
 ) -> None:
-    """A dry run prints what would be pushed, and leaves no intent or checkpoint behind."""
+    """A dry run prints what would be pushed, and leaves no intent, checkpoint or run row
+    behind."""
 
     def run(ctx: JobContext) -> None:
         ctx.store.commit_batch(
@@ -103,6 +104,7 @@ def test_dry_run_reports_intents_and_changes_nothing(
     assert [i["order_key"] for i in result.intents] == ["o1"]
     assert store.get_checkpoint("stream") == "1"
     assert store.scalar("SELECT count(*) FROM outbox") == 0
+    assert store.scalar("SELECT count(*) FROM runs") == 0  # not even a run row
 
 
 def test_job_is_skipped_while_its_connector_is_stopped(
