@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, TypeVar
 
@@ -253,6 +253,20 @@ def bad_record(index: int, raw: Any, key_field: str, exc: ValidationError) -> Ba
     )
 
 
+class BadRecordError(PermanentError):
+    """A single record fetched by id (an order, its status, an ordertask) failed validation.
+
+    Carries the BadRecord (keyed by the id asked for) and the kind of record, so the
+    caller can reject that one record and go on with the others.
+    """
+
+    def __init__(self, message: str, *, record: BadRecord, kind: str, key_field: str, **kw: Any):
+        super().__init__(message, **kw)
+        self.record = record
+        self.kind = kind
+        self.key_field = key_field
+
+
 def check_records(
     items: Sequence[Any], model: type[M], key_field: str
 ) -> tuple[list[M], list[BadRecord]]:
@@ -357,6 +371,23 @@ class InstockClient:
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.http.get_json(path, params=params)
+
+    def _get_record(self, path: str, model: type[M], kind: str, key_field: str, key: str) -> M:
+        """GET one record and validate it; a bad one raises BadRecordError naming it."""
+        body, request_id = self._get_traced(path)
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            record = replace(bad_record(0, body, key_field, exc), key=key)
+            raise BadRecordError(
+                f"{kind} record {key_field} {key}: {record.field} {record.reason}",
+                connector=NAME,
+                code="bad_record",
+                request_id=request_id,
+                record=record,
+                kind=kind,
+                key_field=key_field,
+            ) from None
 
     def _get_traced(
         self, path: str, params: Mapping[str, Any] | None = None
@@ -477,14 +508,17 @@ class InstockClient:
         return self.pages(f"/{self.site_id}/orders", "orders", **kw)
 
     def get_order(self, order_id: str) -> Order:
-        return Order.model_validate(self._get(f"/{self.site_id}/orders/{order_id}"))
+        return self._get_record(
+            f"/{self.site_id}/orders/{order_id}", Order, "orders", "order_id", order_id
+        )
 
     def update_order(self, order: Mapping[str, Any]) -> None:
         body = {"kind": "customer", "site_id": self.site_id, **order}
         self._send("PUT", f"/{self.site_id}/orders/{order['order_id']}", body)
 
     def order_status(self, order_id: str) -> OrderStatus:
-        return OrderStatus.model_validate(self._get(f"/{self.site_id}/orders/{order_id}/status"))
+        path = f"/{self.site_id}/orders/{order_id}/status"
+        return self._get_record(path, OrderStatus, "orders", "order_id", order_id)
 
     def advance_order(self, order_id: str, to_cell_id: str | None = None) -> None:
         """Debug endpoint (virtual sites): registered -> reserved -> done."""
@@ -510,7 +544,8 @@ class InstockClient:
             raise
 
     def get_ordertask(self, ordertask_id: str) -> Ordertask:
-        return Ordertask.model_validate(self._get(f"/{self.site_id}/ordertasks/{ordertask_id}"))
+        path = f"/{self.site_id}/ordertasks/{ordertask_id}"
+        return self._get_record(path, Ordertask, "ordertasks", "ordertask_id", ordertask_id)
 
     # -- inventory ----------------------------------------------------------
 

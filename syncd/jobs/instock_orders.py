@@ -32,16 +32,20 @@ from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.instock import (
     ORDER_ID_RE,
+    BadRecordError,
     InstockClient,
+    Order,
     OrderStatus,
     Ordertask,
     PermanentError,
+    check_records,
     fulfilled_by_line,
 )
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jobs.host_files import host_format
 from syncd.jobs.instock_push import DESTINATION
+from syncd.jobs.instock_records import record_rejects
 from syncd.state import NewIntent, NewReject, Store
 
 CURSOR_STREAM = "instock.orders.cursor"
@@ -274,16 +278,17 @@ def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
         pages = client.order_pages(start_cursor=cursor or None)
         for page in pages:
             now = iso()
+            good, bad = check_records(page.items, Order, "order_id")
             rows = [
                 (
-                    o["order_id"],
-                    o.get("kind") or "customer",
-                    o.get("placed_at"),
-                    json.dumps(o.get("attributes") or {}),
-                    json.dumps(o.get("lines") or []),
+                    o.order_id,
+                    o.kind or "customer",
+                    o.placed_at,
+                    json.dumps(o.attributes),
+                    json.dumps([ln.model_dump() for ln in o.lines]),
                     now,
                 )
-                for o in page.items
+                for o in good
             ]
             # The last page is read again next run: new orders are appended after it.
             position = page.next_cursor if page.has_more else cursor
@@ -296,8 +301,17 @@ def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
                     "attributes = excluded.attributes, lines = excluded.lines",
                     rows,
                 )
+                ctx.counts["rejected"] += record_rejects(
+                    store,
+                    REJECT_SOURCE,
+                    bad,
+                    key_field="order_id",
+                    request_id=page.request_id,
+                    run_id=ctx.run_id,
+                )
                 store.set_checkpoint(CURSOR_STREAM, position or "", run_id=ctx.run_id)
-            ctx.counts["pulled"] += len(rows)
+            ctx.counts["pulled"] += len(page.items)
+            ctx.counts["stored"] += len(rows)
             cursor = position or ""
             ctx.check_stop()
     except PermanentError as exc:
@@ -346,8 +360,9 @@ class Poll:
     """What one poll of an order read from Instock (no database involved)."""
 
     order_id: str
-    status: OrderStatus | None  # None: Instock answered 404
+    status: OrderStatus | None  # None: Instock answered 404, or a record was bad
     tasks: list[Ordertask]
+    bad: BadRecordError | None = None  # the status or an ordertask failed validation
 
 
 def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, dict[str, Ordertask]]:
@@ -371,11 +386,13 @@ def poll_order(client: InstockClient, order_id: str, known: Mapping[str, Orderta
     """Status and ordertasks of one order; safe to run in a worker thread."""
     try:
         status = client.order_status(order_id)
+        tasks = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
+    except BadRecordError as exc:
+        return Poll(order_id, None, [], bad=exc)
     except PermanentError as exc:
         if exc.status == 404:
             return Poll(order_id, None, [])
         raise
-    tasks = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
     return Poll(order_id, status, tasks)
 
 
@@ -440,6 +457,19 @@ def store_poll(
     order syncd created but has not listed yet.
     """
     order_id, status, tasks = poll.order_id, poll.status, poll.tasks
+    if poll.bad is not None:
+        # One bad status or ordertask: that order is rejected for this poll (and polled
+        # again next time); the other orders go on.
+        with store.transaction():
+            record_rejects(
+                store,
+                f"instock:{poll.bad.kind}",
+                [poll.bad.record],
+                key_field=poll.bad.key_field,
+                request_id=poll.bad.request_id,
+                run_id=None,
+            )
+        return None
     rows = store.query(
         "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
         "WHERE order_id = ?",

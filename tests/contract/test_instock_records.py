@@ -12,6 +12,7 @@ wrote is strict JSON.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from syncd.jobs.instock_inventory import GUARD_ALERT
 from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
 from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
 from syncd.sandbox.instock import InstockSim
-from tests.contract.jobkit import query, run
+from tests.contract.jobkit import drop, query, run
 from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
     MOVES_OPTIONS,
     Clock,
@@ -35,6 +36,7 @@ from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by 
     make_cfg,
     mirror,
     open_rejects,
+    order_csv,
     send,
     sim,
     stocked_articles,
@@ -244,3 +246,77 @@ def test_bad_moves_are_rejected_and_the_watermark_still_moves(
     assert all(isinstance(r["qty"], int) and r["article_id"] for r in rows)
     stored = query(cfg, "SELECT count(*) AS n FROM instock_moves WHERE typeof(qty) != 'integer'")
     assert stored == [{"n": 0}]
+
+
+# --- orders and ordertasks -----------------------------------------------------------------
+
+
+def test_bad_order_status_and_ordertask_records_are_rejected_one_by_one(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """A listed order with a bad line, an order status with a fractional quantity and an
+    ordertask with a negative to_cells qty each become one reject (orders / ordertasks,
+    keyed by their id); every other order is mirrored and followed, and the run succeeds."""
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(*((f"HO-{n}", [(a, 1), (b, 2)]) for n in (1, 2, 3))))
+    sim.override_record(
+        "order",
+        "RCV000001",
+        {
+            "order_id": "RCV000001",
+            "kind": "reception",
+            "lines": [{"line_id": "l", "article_id": a, "qty": "abc"}],
+        },
+    )
+    first = run(cfg, "instock.orders")
+    assert first.counts["rejected"] == 1
+    assert first.counts["pulled"] == first.counts["stored"] + 1
+    send(cfg)
+    for order_id in ("HO-1", "HO-2", "HO-3"):
+        sim.advance_order(order_id)
+        sim.advance_order(order_id)
+    sim.override_record(
+        "order_status",
+        "HO-2",
+        {
+            "order_id": "HO-2",
+            "order_status": "done",
+            "ordertask_ids": [""],
+            "lines": [{"line_id": "HO-2-1", "article_id": a, "qty": {"requested": 1.5}}],
+        },
+    )
+    with sim.state.lock:
+        task_id = sim.state.orders["HO-3"].ordertask_ids[0]
+        task = copy.deepcopy(sim.state.ordertasks[task_id].as_json(sim.state.org_id))
+    task["lines"][0]["to_cells"][0]["qty"] = -1
+    sim.override_record("ordertask", task_id, task)
+
+    second = run(cfg, "instock.orders")
+
+    by_source = {
+        r["source"]: r for r in open_rejects(cfg, "instock:") if r["source"] != "instock:inventory"
+    }
+    orders = open_rejects(cfg, "instock:orders")
+    assert sorted(r["reference"].split()[1] for r in orders) == ["HO-2", "RCV000001"]
+    assert {r["field"] for r in orders} == {"lines.0.qty", "lines.0.qty.requested"}
+    task_reject = by_source["instock:ordertasks"]
+    assert task_reject["reference"].startswith(f"ordertask_id {task_id} (request ")
+    assert task_reject["field"] == "lines.0.to_cells.0.qty"
+    statuses = {
+        r["order_id"]: r["order_status"]
+        for r in query(cfg, "SELECT order_id, order_status FROM instock_orders")
+    }
+    assert statuses["HO-1"] == "done"
+    assert statuses["H0000001"] == "done"
+    assert statuses["HO-2"] is None
+    assert statuses["HO-3"] is None
+    assert "RCV000001" not in statuses
+    assert second.counts["followed"] == 1  # HO-1 (H0000001 was done at the first run)
+
+    sim.clear_overrides()
+    run(cfg, "instock.orders")
+    statuses = {
+        r["order_id"]: r["order_status"]
+        for r in query(cfg, "SELECT order_id, order_status FROM instock_orders")
+    }
+    assert statuses["HO-2"] == statuses["HO-3"] == "done"
