@@ -224,7 +224,7 @@ def jobs_cmd(config_path: Path | None) -> None:
         {
             "job": name,
             "enabled": spec.is_enabled(settings),
-            "schedule": spec.schedule(settings).describe(),
+            "schedule": spec.describe_schedule(settings),
             "description": spec.description,
         }
         for name, spec in sorted(REGISTRY.items())

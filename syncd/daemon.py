@@ -17,12 +17,14 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -42,18 +44,25 @@ SENDER_JOB = "outbox.send"
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
-def build_trigger(schedule: Schedule, timezone: str) -> Any:
+def build_trigger(schedule: Schedule, timezone: str, daily: tuple[dt_time, ...] = ()) -> Any:
     if schedule.cron:
-        return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
-    return IntervalTrigger(
-        seconds=schedule.interval or 3600, jitter=schedule.jitter or None, timezone=UTC
-    )
+        trigger: Any = CronTrigger.from_crontab(schedule.cron, timezone=timezone)
+    else:
+        trigger = IntervalTrigger(
+            seconds=schedule.interval or 3600, jitter=schedule.jitter or None, timezone=UTC
+        )
+    if not daily:
+        return trigger
+    fixed = [
+        CronTrigger(hour=t.hour, minute=t.minute, second=t.second, timezone=timezone) for t in daily
+    ]
+    return OrTrigger([trigger, *fixed])
 
 
 def plan_schedule(settings: Settings) -> dict[str, str]:
     """Job name -> schedule description, for every enabled scheduled job."""
     return {
-        name: spec.schedule(settings).describe()
+        name: spec.describe_schedule(settings)
         for name, spec in sorted(REGISTRY.items())
         if name != SENDER_JOB and spec.is_enabled(settings)
     }
@@ -264,7 +273,9 @@ class Daemon:
             if self._schedule.get(name) == description:
                 continue
             trigger = build_trigger(
-                spec.schedule(self.settings), self.settings.daemon.site_timezone
+                spec.schedule(self.settings),
+                self.settings.daemon.site_timezone,
+                spec.daily_times(self.settings),
             )
             first = datetime.now(UTC) if spec.schedule(self.settings).interval else None
             if self.scheduler.get_job(name):

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -30,6 +31,12 @@ class JobSpec:
     options_model: type[BaseModel] | None = None
     enabled_by_default: bool = True
     reads_host_inbox: bool = False  # a dry run then works on a copy of the inbox
+    # Extra runs at fixed local times of day (in `daemon.site_timezone`), besides the
+    # schedule: e.g. a pull just before midnight that a remote's "today" requires.
+    daily_at: Callable[[Settings], tuple[time, ...]] | None = None
+    # Problems across sections that a job needs to be right (`key: reason`), found at
+    # start-up, by check-config and on reload like any other invalid configuration.
+    check: Callable[[Settings], list[str]] | None = None
 
     def config(self, settings: Settings) -> JobConfig:
         return settings.jobs.get(self.name) or JobConfig(enabled=self.enabled_by_default)
@@ -42,6 +49,17 @@ class JobSpec:
             if schedule.interval is not None or schedule.cron is not None:
                 return schedule
         return self.default_schedule
+
+    def daily_times(self, settings: Settings) -> tuple[time, ...]:
+        return self.daily_at(settings) if self.daily_at is not None else ()
+
+    def describe_schedule(self, settings: Settings) -> str:
+        text = self.schedule(settings).describe()
+        times = self.daily_times(settings)
+        if times:
+            zone = settings.daemon.site_timezone
+            text += " and daily at " + ", ".join(t.isoformat() for t in times) + f" {zone}"
+        return text
 
     def is_enabled(self, settings: Settings) -> bool:
         if not self.config(settings).enabled:
@@ -105,6 +123,9 @@ def validate_jobs(settings: Settings) -> None:
             spec.options(settings)
         except ConfigError as exc:
             problems.extend(exc.problems)
+            continue
+        if spec.check is not None:
+            problems.extend(spec.check(settings))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
 

@@ -5,7 +5,8 @@
 - `check_line`: can Instock take this line (known article, whole quantity)?
 - `plan_order`: hold the whole order, or send the good lines, per policy.
 - `fulfil_report`: the line TOTALS to report, and whether each line is finished.
-- `uncovered_interval`: the part of a day no pull covered (the midnight gap).
+- `uncovered_interval`: the part of a day no pull covered (the midnight gap);
+  `end_of_day_time`: when the last pull of a day runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -133,13 +134,20 @@ def report_changed(
 
 
 def uncovered_interval(
-    last_pull: datetime | None, now: datetime, zone: str, tolerance: timedelta
+    last_pull: datetime | None,
+    now: datetime,
+    zone: str,
+    tolerance: timedelta = timedelta(0),
+    end_of_day: timedelta = timedelta(0),
 ) -> tuple[datetime, datetime] | None:
-    """The span [last pull, midnight) no pull covered, when the day changed since.
+    """The span no pull covered before the midnight that starts today, when the day
+    changed since the last pull.
 
-    DSOrder only lists today's orders: anything submitted after the last pull
-    of a past day can no longer be seen. A gap shorter than `tolerance` (the
-    normal distance between two pulls) is not reported.
+    DSOrder only lists today's orders: anything submitted after the last pull of a
+    past day can no longer be seen. The day of the last pull counts as covered when
+    that pull ran in its last `end_of_day` (the scheduled end-of-day pull, by design)
+    or within `tolerance` of midnight (0 by default: any other gap is reported);
+    every whole day after it that no pull saw is uncovered.
     """
     if last_pull is None:
         return None
@@ -148,6 +156,17 @@ def uncovered_interval(
     if last_local.date() >= now_local.date():
         return None
     end = datetime.combine(now_local.date(), time(0), tz)  # midnight starting today
-    if end - last_local <= tolerance and (end - timedelta(days=1)) <= last_local:
+    first = datetime.combine(last_local.date() + timedelta(days=1), time(0), tz)
+    start = last_local
+    # Differences in UTC: wall-clock arithmetic within one zone ignores DST.
+    if first.astimezone(UTC) - last_local.astimezone(UTC) <= max(tolerance, end_of_day):
+        start = first
+    if start >= end:
         return None
-    return last_local, end
+    return start, end
+
+
+def end_of_day_time(lead: timedelta) -> time:
+    """The local time of the end-of-day pull: `lead` before midnight (whole seconds)."""
+    seconds = 86_400 - max(1, min(int(lead.total_seconds()), 86_399))
+    return time(seconds // 3600, seconds // 60 % 60, seconds % 60)

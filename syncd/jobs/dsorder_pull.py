@@ -15,14 +15,15 @@ raised as an alert naming the interval (status, logs, sd_notify STATUS).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from syncd.clock import iso, parse_iso, utcnow
-from syncd.config import Duration, Schedule
+from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import (
@@ -30,6 +31,7 @@ from syncd.jobs.dsorder_plan import (
     IdMapping,
     LineCheck,
     check_line,
+    end_of_day_time,
     plan_order,
     uncovered_interval,
 )
@@ -52,7 +54,12 @@ class Options(BaseModel):
         None, description="host catalog attribute holding DSOrder's article id; None = same id"
     )
     policy: Literal["hold", "partial"] = "hold"
-    midnight_tolerance: Duration = Field(900.0, description="uncovered end of day tolerated")
+    midnight_tolerance: Duration = Field(
+        0.0, le=3600, description="uncovered end of day tolerated (0: any gap is an alert)"
+    )
+    end_of_day_pull: Duration = Field(
+        30.0, ge=1, le=3600, description="the last pull of a day runs this long before midnight"
+    )
 
     @field_validator("order_id_template")
     @classmethod
@@ -71,6 +78,12 @@ def run(ctx: JobContext) -> None:
     now = utcnow()
     with DSOrderClient(ctx.settings.connectors.dsorder) as client:
         answer = client.submitted_orders()
+    received = utcnow()
+    zone = ZoneInfo(ctx.settings.daemon.site_timezone)
+    if received.astimezone(zone).date() != now.astimezone(zone).date():
+        # The answer came after local midnight: it may be the new day's list, so this
+        # pull cannot count as having seen the end of the day it started in.
+        now = received
     if answer.warnings:
         ctx.warnings.extend(answer.warnings)
         ctx.log.warning("dsorder_warnings", warnings=answer.warnings)
@@ -147,6 +160,7 @@ def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:
         now,
         ctx.settings.daemon.site_timezone,
         timedelta(seconds=options.midnight_tolerance),
+        timedelta(seconds=options.end_of_day_pull),
     )
     if gap is None:
         return
@@ -382,6 +396,25 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
     store.set_checkpoint(CATALOG_SEEN, catalog_version, run_id=ctx.run_id)
 
 
+def _daily(settings: Settings) -> tuple[time, ...]:
+    """The end-of-day pull, in the site's zone: DSOrder forgets the day at midnight."""
+    options = SPEC.options(settings)
+    return (end_of_day_time(timedelta(seconds=options.end_of_day_pull)),)
+
+
+def _check(settings: Settings) -> list[str]:
+    """DSOrder's "today" is the site's day: its zone must be said, not defaulted."""
+    if settings.connectors.dsorder.enabled and "site_timezone" not in (
+        settings.daemon.model_fields_set
+    ):
+        return [
+            "daemon.site_timezone: required when connectors.dsorder is enabled: DSOrder "
+            "lists only the orders of the site's current day, so give the site's IANA zone "
+            'explicitly (e.g. "Europe/Amsterdam"; "UTC" if the site really runs on UTC)'
+        ]
+    return []
+
+
 SPEC = register(
     JobSpec(
         name="dsorder.pull",
@@ -390,5 +423,7 @@ SPEC = register(
         default_schedule=Schedule(interval=120),
         connectors=("dsorder", "instock"),
         options_model=Options,
+        daily_at=_daily,
+        check=_check,
     )
 )

@@ -543,8 +543,8 @@ def test_midnight_gap_opens_an_alert_naming_the_interval(
 
     pull_at(local(day, 20))
     covered = ds.submit_order(lines=[(catalog[0], 1)], at=local(day, 21).timestamp())
-    pull_at(local(day, 23, 55))
-    pull_at(local(day + timedelta(days=1), 0, 5))  # 10 minutes uncovered: within tolerance
+    pull_at(local(day, 23, 59).replace(second=30))  # the scheduled end-of-day pull
+    pull_at(local(day + timedelta(days=1), 0, 5))  # the day was covered by design
     assert order_row(cfg, covered)["state"] == "created"
     assert query(cfg, "SELECT * FROM alerts") == []
 
@@ -572,6 +572,36 @@ def test_midnight_gap_opens_an_alert_naming_the_interval(
     assert shown.exit_code == 0, shown.output
     assert "dsorder_midnight_gap" in shown.output
     assert "2025-03-11" in shown.output
+
+
+def test_any_uncovered_end_of_day_is_an_alert_however_short(
+    ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A last pull at 23:55 and the next at 00:05 leave 5 minutes nobody saw: an alert
+    (there is no 15-minute tolerance any more); a pull that started before midnight but
+    got its answer after it does not count as having seen the end of its day."""
+    cfg = make_cfg()
+    clock: ManualClock = ds.clock  # type: ignore[assignment]
+    day = datetime(2025, 3, 10)
+
+    def pull_at(moment: datetime, tick: bool = False) -> RunResult:
+        clock.set(moment.timestamp())
+        with freeze_time(moment.astimezone(UTC), tick=tick):
+            return run(cfg, "dsorder.pull")
+
+    pull_at(local(day, 23, 55))
+    pull_at(local(day + timedelta(days=1), 0, 5))
+    (alert,) = query(cfg, "SELECT * FROM alerts WHERE kind = 'dsorder_midnight_gap'")
+    assert "2025-03-10T23:55:00+01:00 and 2025-03-11T00:00:00+01:00" in alert["message"]
+
+    # The next evening: a pull at 20:00, then one at 23:59:59.8 whose answer is late.
+    next_day = day + timedelta(days=1)
+    pull_at(local(next_day, 20))
+    ds.faults.script(SUBMITTED_ROUTE, ["slow"])  # 0.4 s: the answer arrives after midnight
+    pull_at(local(next_day, 23, 59).replace(second=59, microsecond=800_000), tick=True)
+    alerts = query(cfg, "SELECT * FROM alerts WHERE kind = 'dsorder_midnight_gap' ORDER BY id")
+    assert [a["subject"] for a in alerts] == ["2025-03-10", "2025-03-11"]
+    assert "2025-03-11T20:00:00+01:00 and 2025-03-12T00:00:00+01:00" in alerts[1]["message"]
 
 
 # --- faults on both sides -------------------------------------------------------------------

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+import syncd.jobs  # noqa: F401 - fills the job registry
+from syncd.cli import main as cli
+from syncd.config import Settings
 from syncd.connectors.dsorder import (
     DsOrder,
     classify_failure,
@@ -14,12 +21,15 @@ from syncd.connectors.dsorder import (
     parse_orders,
     to_json_number,
 )
+from syncd.daemon import build_trigger
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
+from syncd.jobs import REGISTRY
 from syncd.jobs.dsorder_plan import (
     CatalogEntry,
     IdMapping,
     LineCheck,
     check_line,
+    end_of_day_time,
     fulfil_report,
     plan_order,
     report_changed,
@@ -203,3 +213,78 @@ def test_parse_orders_keeps_fractions_exact_and_refuses_a_non_list() -> None:
     assert order.details[0].quantity == Decimal("100.50")
     with pytest.raises(ValueError, match="not a list"):
         parse_orders({"order_id": "1"})
+
+
+@pytest.mark.parametrize(
+    ("last_local", "now_local", "expected"),
+    [
+        # The end-of-day pull (30 s before midnight) covers its day by design.
+        ("2026-11-23T23:59:30", "2026-11-24T00:01:00", None),
+        ("2026-11-23T23:59:59", "2026-11-24T00:01:00", None),
+        # One second earlier than the end-of-day window: reported, however short.
+        ("2026-11-23T23:59:29", "2026-11-24T00:01:00", ("23T23:59:29", "24T00:00:00")),
+        ("2026-11-23T23:55:00", "2026-11-24T00:05:00", ("23T23:55:00", "24T00:00:00")),
+        # Covered yesterday by design, then down for a whole day: that day is uncovered.
+        ("2026-11-23T23:59:40", "2026-11-25T08:00:00", ("24T00:00:00", "25T00:00:00")),
+        # Across the autumn DST change (03:00 CEST -> 02:00 CET on 2026-10-25).
+        ("2026-10-24T23:59:45", "2026-10-25T00:00:10", None),
+        ("2026-10-25T23:50:00", "2026-10-26T00:10:00", ("25T23:50:00", "26T00:00:00")),
+    ],
+)
+def test_uncovered_interval_default_reports_any_gap_except_the_end_of_day_pull(
+    last_local: str, now_local: str, expected: tuple[str, str] | None
+) -> None:
+    """Tolerance 0 (the default): any time between the last pull and midnight is a gap,
+    unless that pull ran in the end-of-day window just before midnight."""
+    tz = ZoneInfo(ZONE)
+    last = datetime.fromisoformat(last_local).replace(tzinfo=tz)
+    now = datetime.fromisoformat(now_local).replace(tzinfo=tz)
+    gap = uncovered_interval(last, now, ZONE, end_of_day=timedelta(seconds=30))
+    if expected is None:
+        assert gap is None
+    else:
+        assert gap is not None
+        assert (gap[0].isoformat()[8:19], gap[1].isoformat()[8:19]) == expected
+
+
+def test_end_of_day_pull_is_scheduled_in_the_site_zone_just_before_midnight() -> None:
+    """The daemon's trigger for dsorder.pull fires at 23:59:30 site time besides its
+    interval, whatever the interval's phase."""
+    settings = Settings(
+        daemon={"site_timezone": ZONE},
+        connectors={
+            "dsorder": {"enabled": True, "base_url": "https://ds.example"},
+            "instock": {"enabled": True, "base_url": "https://in.example"},
+        },
+    )
+    spec = REGISTRY["dsorder.pull"]
+    assert end_of_day_time(timedelta(seconds=30)) == time(23, 59, 30)
+    assert spec.daily_times(settings) == (time(23, 59, 30),)
+    assert spec.describe_schedule(settings) == f"every 120s and daily at 23:59:30 {ZONE}"
+    trigger = build_trigger(spec.schedule(settings), ZONE, spec.daily_times(settings))
+    tz = ZoneInfo(ZONE)
+    before = datetime(2026, 11, 23, 23, 58, 45, tzinfo=tz)
+    fires = []
+    previous = None
+    for _ in range(3):
+        previous = trigger.get_next_fire_time(previous, previous or before)
+        fires.append(previous.astimezone(tz).time())
+    assert time(23, 59, 30) in fires
+
+
+def test_dsorder_without_an_explicit_site_timezone_is_refused(tmp_path: Path) -> None:
+    """check-config (and so `syncd run`) exits 78 naming daemon.site_timezone when DSOrder
+    is enabled and the zone was left to its default; an explicit zone passes."""
+    config = tmp_path / "syncd.toml"
+    body = (
+        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n{{zone}}\n"
+        '[connectors.dsorder]\nenabled = true\nbase_url = "https://ds.example"\n'
+        'token = "x"\n'
+    )
+    config.write_text(body.replace("{zone}", ""))
+    refused = CliRunner().invoke(cli, ["check-config", "--config", str(config)])
+    assert refused.exit_code == 78, refused.output
+    assert "daemon.site_timezone: required when connectors.dsorder is enabled" in (refused.output)
+    config.write_text(body.replace("{zone}", 'site_timezone = "UTC"'))
+    accepted = CliRunner().invoke(cli, ["check-config", "--config", str(config)])
+    assert accepted.exit_code == 0, accepted.output
