@@ -88,12 +88,12 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,9 +109,10 @@ from syncd.connectors.netstock import (
 )
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.state import Store
+from syncd.state import NewReject, Store
 
 ALERT_KIND = "netstock_export"
+REJECT_SOURCE = "netstock:export:"  # + model
 DEFAULT_MODELS = ("locations", "master", "stocks", "suppliers", "sales", "po", "pohist")
 OPEN_STATES = ("prepared", "importing", "processing")
 SETTLE_FIRST_POLL = 1.0  # seconds before /model/status is asked again about a lagging count
@@ -134,6 +135,12 @@ class Options(BaseModel):
         ge=0,
         description="a dataset syncd failed that Netstock still holds open (its model end is "
         "judged after a timeout period) blocks new exports; alert when it stays open longer",
+    )
+    integer_fractions: Literal["reject", "round", "floor", "ceil"] = Field(
+        "reject",
+        description="a fraction in a field the document types integer (stock_on_hand, "
+        "order_quantity, ...): reject the row (a reject naming host file and line), or "
+        "convert it (round: half away from zero, floor, ceil)",
     )
     count_settle_time: Duration = Field(
         120.0,
@@ -162,6 +169,62 @@ def dec(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
+
+
+class RowRejected(ValueError):
+    """A host row that cannot be sent as the document types its fields."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+_ROUNDING: Final = {"round": ROUND_HALF_UP, "floor": ROUND_FLOOR, "ceil": ROUND_CEILING}
+
+
+@dataclass
+class Whole:
+    """The document's integer fields (stock_on_hand, order_quantity, lead_time, ...).
+
+    A whole number goes as it is (the same wire text as before); a fraction is converted by
+    `rule` (`round`: half away from zero, `floor`, `ceil`; counted in `converted`) or, with
+    `reject` (the default), the row is not sent (`RowRejected`); text that is not a number
+    is always rejected; null and '' stay null.
+    """
+
+    rule: str = "reject"
+    converted: int = 0
+
+    def exact(self, value: Any, field: str) -> Decimal | None:
+        """The exact number, None for null/'', RowRejected for junk."""
+        if value is None or value == "":
+            return None
+        number = dec(value)
+        if number is None:
+            raise RowRejected(field, f"{value!r} is not a number (the document types {field} "
+                              "as an integer)")  # fmt: skip
+        return number
+
+    def value(self, value: Any, field: str) -> Decimal | None:
+        number = self.exact(value, field)
+        if number is None or number == number.to_integral_value():
+            return number
+        if self.rule not in _ROUNDING:
+            raise RowRejected(
+                field,
+                f"{number} is not a whole number and the document types {field} as an integer "
+                '(netstock.export option integer_fractions = "reject"; "round", "floor" or '
+                '"ceil" convert it)',
+            )
+        self.converted += 1
+        return number.to_integral_value(_ROUNDING[self.rule])
+
+    def text(self, value: Any, field: str) -> str:
+        """`value` as the JSON text of an integer field."""
+        if type(value) is int:
+            return int.__repr__(value)
+        return json_text(self.value(value, field))
 
 
 def _attrs(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,23 +276,26 @@ def map_master(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def map_stock(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
+def map_stock(
+    row: Mapping[str, Any], default_location: str, whole: Whole | None = None
+) -> dict[str, Any]:
+    whole = whole or Whole()
     out: dict[str, Any] = {
         "item_code": row["article_id"],
         "location": row["location"] or default_location,
-        "stock_on_hand": dec(row["qty"]),
+        "stock_on_hand": whole.value(row["qty"], "stock_on_hand"),
     }
     if row.get("allocated") is not None:
-        out["allocated_stock"] = dec(row["allocated"])
+        out["allocated_stock"] = whole.value(row["allocated"], "allocated_stock")
     return out
 
 
-def map_supplier(row: Mapping[str, Any]) -> dict[str, Any]:
+def map_supplier(row: Mapping[str, Any], whole: Whole | None = None) -> dict[str, Any]:
     return {
         "supplier_code": row["supplier_id"],
         "description": row["name"],
         "type": row.get("type"),
-        "lead_time": row.get("lead_time_days"),
+        "lead_time": (whole or Whole()).value(row.get("lead_time_days"), "lead_time"),
     }
 
 
@@ -248,9 +314,13 @@ def map_sale(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
     }
 
 
-def map_po(row: Mapping[str, Any], default_location: str) -> dict[str, Any] | None:
-    ordered, received = dec(row["qty_ordered"]) or Decimal(0), dec(row["qty_received"])
-    outstanding = ordered - (received or Decimal(0))
+def map_po(
+    row: Mapping[str, Any], default_location: str, whole: Whole | None = None
+) -> dict[str, Any] | None:
+    whole = whole or Whole()
+    ordered = whole.exact(row["qty_ordered"], "order_quantity") or Decimal(0)
+    received = whole.exact(row["qty_received"], "outstanding_quantity") or Decimal(0)
+    outstanding = ordered - received
     if outstanding <= 0:
         return None  # fully received: history, not an open order
     return {
@@ -260,15 +330,18 @@ def map_po(row: Mapping[str, Any], default_location: str) -> dict[str, Any] | No
         "order_number": row["po_number"],
         "line_number": row["line_no"],
         "order_date": row["order_date"],
-        "order_quantity": ordered,
+        "order_quantity": whole.value(ordered, "order_quantity"),
         "expected_arrival_date": row.get("expected_date"),
-        "outstanding_quantity": outstanding,
+        "outstanding_quantity": whole.value(outstanding, "outstanding_quantity"),
         "order_type": row.get("status"),
         "purchase_unit_cost": dec(row.get("unit_cost")),
     }
 
 
-def map_pohist(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
+def map_pohist(
+    row: Mapping[str, Any], default_location: str, whole: Whole | None = None
+) -> dict[str, Any]:
+    whole = whole or Whole()
     return {
         "item_code": row["article_id"],
         "location": row["location"] or default_location,
@@ -276,8 +349,8 @@ def map_pohist(row: Mapping[str, Any], default_location: str) -> dict[str, Any]:
         "order_number": row["po_number"],
         "line_number": row["line_no"],
         "order_date": row["order_date"],
-        "order_quantity": dec(row["qty_ordered"]),
-        "quantity_received": dec(row["qty_received"]),
+        "order_quantity": whole.value(row["qty_ordered"], "order_quantity"),
+        "quantity_received": whole.value(row["qty_received"], "quantity_received"),
         "date_of_receipt": row.get("receipt_date"),
         "expected_arrival_date": row.get("expected_date"),
         "purchase_unit_cost": dec(row.get("unit_cost")),
@@ -326,7 +399,7 @@ def _money(value: Any) -> str:
 _LOCATION = "CASE WHEN {col} IS NULL OR {col} = '' THEN :loc ELSE {col} END"
 
 
-def _render_location(row: tuple[Any, ...]) -> str:
+def _render_location(row: tuple[Any, ...], _whole: Whole) -> str:
     return row[0]  # all text: json_object in SQL
 
 
@@ -335,7 +408,7 @@ _MASTER = _template(
 )
 
 
-def _render_master(row: tuple[Any, ...]) -> str:
+def _render_master(row: tuple[Any, ...], _whole: Whole) -> str:
     description, item_code, uom, dim_x, dim_y, dim_z, dim_uom, attributes = row
     if dim_uom is None and (not attributes or attributes == "{}"):
         return _MASTER % (description, item_code, "null", "null", "null", uom)
@@ -355,19 +428,21 @@ _STOCK = _template("item_code", "location", "stock_on_hand")
 _STOCK_ALLOCATED = _template("allocated_stock", "item_code", "location", "stock_on_hand")
 
 
-def _render_stock(row: tuple[Any, ...]) -> str:
-    item_code, location, qty, allocated = row
+def _render_stock(row: tuple[Any, ...], whole: Whole) -> str:
+    item_code, location, qty, allocated, _file, _line = row
+    on_hand = whole.text(qty, "stock_on_hand")
     if allocated is None:
-        return _STOCK % (item_code, location, _number(qty))
-    return _STOCK_ALLOCATED % (_number(allocated), item_code, location, _number(qty))
+        return _STOCK % (item_code, location, on_hand)
+    return _STOCK_ALLOCATED % (whole.text(allocated, "allocated_stock"), item_code, location,
+                               on_hand)  # fmt: skip
 
 
 _SUPPLIER = _template("description", "lead_time", "supplier_code", "type")
 
 
-def _render_supplier(row: tuple[Any, ...]) -> str:
-    description, lead_time, supplier_code, type_ = row
-    return _SUPPLIER % (description, json_text(lead_time), supplier_code, type_)
+def _render_supplier(row: tuple[Any, ...], whole: Whole) -> str:
+    description, lead_time, supplier_code, type_, _file, _line = row
+    return _SUPPLIER % (description, whole.text(lead_time, "lead_time"), supplier_code, type_)
 
 
 _SALE = _template(
@@ -376,7 +451,7 @@ _SALE = _template(
 )  # fmt: skip
 
 
-def _render_sale(row: tuple[Any, ...]) -> str:
+def _render_sale(row: tuple[Any, ...], _whole: Whole) -> str:
     cost, customer, invoice_date, item_code, location, order_date, qty, value, details = row
     return _SALE % (
         _money(cost), customer, invoice_date, item_code, location, order_date, _number(qty),
@@ -391,17 +466,17 @@ _PO = _template(
 )  # fmt: skip
 
 
-def _render_po(row: tuple[Any, ...]) -> str | None:
+def _render_po(row: tuple[Any, ...], whole: Whole) -> str | None:
     (expected, item_code, line_number, location, order_date, order_number, qty_ordered,
-     qty_received, order_type, unit_cost, supplier_code) = row  # fmt: skip
-    ordered = dec(qty_ordered) or Decimal(0)
-    outstanding = ordered - (dec(qty_received) or Decimal(0))
+     qty_received, order_type, unit_cost, supplier_code, _file, _line) = row  # fmt: skip
+    ordered = whole.exact(qty_ordered, "order_quantity") or Decimal(0)
+    outstanding = ordered - (whole.exact(qty_received, "outstanding_quantity") or Decimal(0))
     if outstanding <= 0:
         return None  # fully received: history, not an open order
     return _PO % (
         expected, item_code, line_number, location, order_date, order_number,
-        json_text(ordered), order_type, json_text(outstanding), _money(unit_cost),
-        supplier_code,
+        whole.text(ordered, "order_quantity"), order_type,
+        whole.text(outstanding, "outstanding_quantity"), _money(unit_cost), supplier_code,
     )  # fmt: skip
 
 
@@ -412,21 +487,27 @@ _POHIST = _template(
 )  # fmt: skip
 
 
-def _render_pohist(row: tuple[Any, ...]) -> str:
+def _render_pohist(row: tuple[Any, ...], whole: Whole) -> str:
     (receipt_date, expected, item_code, line_number, location, order_date, order_number,
-     qty_ordered, unit_cost, qty_received, supplier_code) = row  # fmt: skip
+     qty_ordered, unit_cost, qty_received, supplier_code, _file, _line) = row  # fmt: skip
     return _POHIST % (
         receipt_date, expected, item_code, line_number, location, order_date, order_number,
-        _number(qty_ordered), _money(unit_cost), _number(qty_received), supplier_code,
+        whole.text(qty_ordered, "order_quantity"), _money(unit_cost),
+        whole.text(qty_received, "quantity_received"), supplier_code,
     )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Renderer:
-    """A model's SELECT (parameters :loc, :since; rows in key order) and its line renderer."""
+    """A model's SELECT (parameters :loc, :since; rows in key order) and its line renderer.
+
+    `located`: the model has integer fields (its renderer may raise RowRejected) and its
+    SELECT ends with the host row's file and line, which name the row in a reject.
+    """
 
     sql: str
-    render: Callable[[tuple[Any, ...]], str | None]
+    render: Callable[[tuple[Any, ...], Whole], str | None]
+    located: bool = False
 
 
 RENDERERS: dict[str, Renderer] = {
@@ -446,14 +527,17 @@ RENDERERS: dict[str, Renderer] = {
         "SELECT json_quote(s.article_id), json_quote("
         + _LOCATION.format(col="s.location")
         + "), s.qty, CASE WHEN s.location = '' THEN i.reserved END "
+        ", s.file, s.line "
         "FROM host_stock s LEFT JOIN instock_inventory i ON i.article_id = s.article_id "
         "ORDER BY s.article_id, s.location",
         _render_stock,
+        located=True,
     ),
     "suppliers": Renderer(
-        "SELECT json_quote(name), lead_time_days, json_quote(supplier_id), json_quote(type) "
-        "FROM host_suppliers ORDER BY supplier_id",
+        "SELECT json_quote(name), lead_time_days, json_quote(supplier_id), json_quote(type), "
+        "file, line FROM host_suppliers ORDER BY supplier_id",
         _render_supplier,
+        located=True,
     ),
     "sales": Renderer(
         "SELECT cost_of_sales, json_quote(customer_id), json_quote(sale_date), "
@@ -471,43 +555,94 @@ RENDERERS: dict[str, Renderer] = {
         "json_quote("
         + _LOCATION.format(col="h.location")
         + "), json_quote(h.order_date), json_quote(l.po_number), l.qty_ordered, "
-        "l.qty_received, json_quote(h.status), l.unit_cost, json_quote(h.supplier_id) "
+        "l.qty_received, json_quote(h.status), l.unit_cost, json_quote(h.supplier_id), "
+        "l.file, l.line "
         "FROM host_purchase_order_lines l JOIN host_purchase_orders h USING (po_number) "
         "ORDER BY l.po_number, l.line_no",
         _render_po,
+        located=True,
     ),
     "pohist": Renderer(
         "SELECT json_quote(receipt_date), json_quote(expected_date), json_quote(article_id), "
         "json_quote(line_no), json_quote("
         + _LOCATION.format(col="location")
         + "), json_quote(order_date), json_quote(po_number), qty_ordered, unit_cost, "
-        "qty_received, json_quote(supplier_id) "
+        "qty_received, json_quote(supplier_id), file, line "
         "FROM host_po_history ORDER BY po_number, line_no",
         _render_pohist,
+        located=True,
     ),
 }
 
 MAPPERS: dict[str, Callable[[Mapping[str, Any], Options], dict[str, Any] | None]] = {
     "locations": lambda r, _o: map_location(r),
     "master": lambda r, _o: map_master(r),
-    "stocks": lambda r, o: map_stock(r, o.default_location),
-    "suppliers": lambda r, _o: map_supplier(r),
+    "stocks": lambda r, o: map_stock(r, o.default_location, Whole(o.integer_fractions)),
+    "suppliers": lambda r, o: map_supplier(r, Whole(o.integer_fractions)),
     "sales": lambda r, o: map_sale(r, o.default_location),
-    "po": lambda r, o: map_po(r, o.default_location),
-    "pohist": lambda r, o: map_pohist(r, o.default_location),
+    "po": lambda r, o: map_po(r, o.default_location, Whole(o.integer_fractions)),
+    "pohist": lambda r, o: map_pohist(r, o.default_location, Whole(o.integer_fractions)),
 }
 """Model -> the reference mapping of one host row (what `RENDERERS` must match)."""
 
 
-def _lines(store: Store, model: str, options: Options) -> Iterator[str]:
-    """The model's lines as rendered (non-ASCII not yet escaped), from plain tuples."""
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A host row not sent: where it is (host file and line), the field and why."""
+
+    model: str
+    file: str
+    line: int
+    field: str
+    reason: str
+
+    def as_reject(self) -> NewReject:
+        return NewReject(
+            source=f"{REJECT_SOURCE}{self.model}",
+            reference=f"{self.file}:{self.line}",
+            reason=self.reason,
+            field=self.field,
+        )
+
+
+def _lines(
+    store: Store,
+    model: str,
+    options: Options,
+    whole: Whole | None = None,
+    rejects: list[Rejected] | None = None,
+) -> Iterator[str]:
+    """The model's lines as rendered (non-ASCII not yet escaped), from plain tuples; a row
+    whose integer field cannot be sent is left out (and appended to `rejects`)."""
     renderer = RENDERERS[model]
+    whole = whole or Whole(options.integer_fractions)
     cursor = store.db.conn.cursor()
     cursor.row_factory = None
     cursor.execute(
         renderer.sql, {"loc": options.default_location, "since": f"-{options.sales_days} days"}
     )
-    return filter(None, map(renderer.render, cursor))
+    if not renderer.located:  # nothing to check: render at C speed
+        return filter(None, map(renderer.render, cursor, itertools.repeat(whole)))
+    return _checked(model, renderer, cursor, whole, rejects)
+
+
+def _checked(
+    model: str,
+    renderer: Renderer,
+    cursor: Iterable[tuple[Any, ...]],
+    whole: Whole,
+    rejects: list[Rejected] | None,
+) -> Iterator[str]:
+    render = renderer.render
+    for row in cursor:
+        try:
+            line = render(row, whole)
+        except RowRejected as exc:
+            if rejects is not None:
+                rejects.append(Rejected(model, str(row[-2]), int(row[-1]), exc.field, exc.reason))
+            continue
+        if line is not None:
+            yield line
 
 
 def model_lines(store: Store, model: str, options: Options) -> Iterator[str]:
@@ -568,16 +703,19 @@ def group_size(ctx: JobContext, options: Options) -> int:
     return options.chunk_size or configured_chunk_size(ctx.settings.connectors.netstock)
 
 
-def _freeze(store: Store, options: Options, group: int) -> tuple[str, list[dict[str, Any]], int]:
+def _freeze(
+    store: Store, options: Options, group: int, whole: Whole, rejects: list[Rejected]
+) -> tuple[str, list[dict[str, Any]], int]:
     """Render every model once into temp.netstock_frozen, `group` lines per row (joined
-    with newlines: a rendered line never holds one), hashing the same text."""
+    with newlines: a rendered line never holds one), hashing the same text; rows that
+    cannot be sent go to `rejects` (not hashed: what is hashed is what is sent)."""
     digest = hashlib.sha256()
     insert = "INSERT INTO temp.netstock_frozen (model, seq, row) VALUES (?, ?, ?)"
     models: list[dict[str, Any]] = []
     total = 0
     for model in options.models:
         digest.update(f"\x1e{model}\x1f".encode())
-        lines = _lines(store, model, options)
+        lines = _lines(store, model, options, whole, rejects)
         seq = 0
         while batch := list(itertools.islice(lines, group)):
             text = ascii_escaped("\n".join(batch))
@@ -590,6 +728,20 @@ def _freeze(store: Store, options: Options, group: int) -> tuple[str, list[dict[
         )
         total += seq
     return digest.hexdigest(), models, total
+
+
+def record_rejects(store: Store, rejects: list[Rejected], run_id: str | None) -> int:
+    """Record the rows left out, each once: one already open (the same row, field and
+    reason, from an earlier export of the same data) is not added again."""
+    found = store.list_rejects("open", REJECT_SOURCE, limit=len(rejects) + 1_000_000)
+    known = {(r["source"], r["reference"], r["field"], r["reason"]) for r in found}
+    new = [
+        reject
+        for reject in map(Rejected.as_reject, rejects)
+        if (reject.source, reject.reference, reject.field, reject.reason) not in known
+    ]
+    with store.transaction():
+        return store.add_rejects(new, run_id=run_id)
 
 
 def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
@@ -612,14 +764,21 @@ def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
     own = not conn.in_transaction  # a dry run reads inside the runner's transaction
     if own:
         conn.execute("BEGIN")  # one consistent view of the host tables
+    whole, rejects = Whole(options.integer_fractions), []
     try:
-        wanted, models, count = _freeze(store, options, group_size(ctx, options))
+        wanted, models, count = _freeze(store, options, group_size(ctx, options), whole, rejects)
     except BaseException:
         if own and conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     if own:
         conn.execute("COMMIT")
+    if whole.converted:
+        ctx.counts["fractions_converted"] += whole.converted
+    if rejects:
+        ctx.counts["rejected"] += len(rejects)
+        if not ctx.dry_run:
+            record_rejects(store, rejects, ctx.run_id)
     if count == 0:
         ctx.counts["empty"] += 1
         return None

@@ -43,8 +43,12 @@ Interpretations (each choice the document leaves open, written down):
   ``/import/suppressions``, ``/import/sales_legacy`` feeding ``sales``; ``/import/ut_x``
   feeds ``ut_x``. Lines go to the open model import of that type; none open is 400 "... has
   not been started ...", one marked to end is 400 "... no more data will be accepted". Each
-  line must be an object with the model's key fields (``KEY_FIELDS``); custom models need a
-  ``file_name``. Imports answer 202 (not documented) and are counted at once.
+  line must be an object with the model's key fields (``KEY_FIELDS``) and every field the
+  document types (``FIELD_TYPES``: string, integer, number, boolean, date as a string) of
+  that type or null: an integer field given 2.5, 1.7 or "abc" refuses the whole post with
+  400 "Invalid payload detected: data[i].field must be an integer (got 2.5)" (the
+  document's 400 is "validation failure, usually on request body"); an integral JSON
+  number (``5.0``) is an integer. Custom models need a ``file_name`` and are not checked. Imports answer 202 (not documented) and are counted at once.
 - **Model end** (``model_end="deferred"``, the default: the document's 202, "the failure
   comes later"): ``/model/end`` marks the import to end and answers 202 whatever the count;
   the model is judged later on ``clock``. It succeeds once every line received has been
@@ -218,6 +222,89 @@ KEY_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "suppersessions": ("old_product_code", "new_product_code"),
 }
 """Fields every line of a model must carry (the Data Interface Requirements are not public)."""
+
+
+def _types(**kinds: str) -> dict[str, str]:
+    return {name: kind for kind, names in kinds.items() for name in names.split()}
+
+
+_ORDER: Final = "item_code location order_number line_number"
+FIELD_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
+    "locations": _types(string="location_code description group type", boolean="active"),
+    "suppliers": _types(string="supplier_code description type", integer="lead_time"),
+    "master": _types(
+        string="item_code description unique_identifier uom superseded_item_code "
+        "superseded_item_factor",
+        number="unit_volume unit_weight",
+    ),
+    "stocks": _types(
+        string="item_code location vendor_code supply_type supply_code purchase_uom "
+        "purchase_currency_code stocking_indicator group_1",
+        integer="stock_on_hand allocated_stock lead_time minimum_stock minimum_order_quantity "
+        "order_multiple",
+        number="inventory_unit_cost purchase_unit_cost selling_price purchase_factor",
+        date="date_added",
+    ),
+    "groups": _types(integer="identifier", string="value description"),
+    "sales": _types(
+        string="item_code location customer_code transaction_details",
+        date="order_date invoice_date",
+        number="sales_quantity cost_of_sales sales_value",
+        integer="issues_quantity",
+    ),
+    "sales_legacy": _types(
+        string="item_code location",
+        date="period",
+        integer="sales_quantity issues_quantity",
+        number="cost_of_sales sales_value",
+    ),
+    "po": _types(
+        string=f"{_ORDER} supplier_code order_type",
+        date="order_date expected_arrival_date",
+        integer="order_quantity outstanding_quantity",
+        number="purchase_unit_cost",
+    ),
+    "co": _types(
+        string=f"{_ORDER} customer_code",
+        date="order_date requested_date",
+        integer="order_quantity outstanding_quantity",
+    ),
+    "transfers": _types(
+        string=f"{_ORDER} customer_code",
+        date="order_date requested_date",
+        integer="order_quantity outstanding_quantity",
+    ),
+    "pohist": _types(
+        string=f"{_ORDER} supplier_code order_urgency",
+        date="order_date date_of_receipt expected_arrival_date",
+        integer="order_quantity quantity_received",
+        number="purchase_unit_cost",
+    ),
+    "bom": _types(
+        string="finished_good_item finished_good_location raw_material_item raw_material_location",
+        number="ratio",
+    ),
+    "suppersessions": _types(string="old_product_code new_product_code", number="factor"),
+}
+"""Each model's line fields as the document types them (``sales_legacy``: the
+``/import/sales_legacy`` body). Unlisted fields and nulls are accepted (the document does
+not say which are required)."""
+
+
+def type_problem(kind: str, value: Any) -> str | None:
+    """Why a JSON value is not of the document's type (None: it is, or it is null)."""
+    if value is None:
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "integer":
+        whole = number and (isinstance(value, int) or float(value).is_integer())
+        return None if whole else "must be an integer"
+    if kind == "number":
+        return None if number and float(value) == float(value) else "must be a number"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else "must be a boolean"
+    return None if isinstance(value, str) else f"must be a {kind} string"
+
 
 STATUS_LEGEND: Final = (
     ("Dataset_import_started", "Ready to start importing data. Trigger model import by calling model/start endpoint."),
@@ -1157,12 +1244,21 @@ class NetstockSim(Simulator):
             raise _invalid("data must be a non-empty list")
         if model.startswith("ut_") and not isinstance(payload.get("file_name"), str):
             raise _invalid("file_name is required for custom models")
+        types = (
+            FIELD_TYPES["sales_legacy" if endpoint == "sales_legacy" else model]
+            if (model in FIELD_TYPES)
+            else {}
+        )
         for index, row in enumerate(data):
             if not isinstance(row, dict):
                 raise _invalid(f"data[{index}] must be an object")
             for name in KEY_FIELDS.get(model, ()):
                 if row.get(name) in (None, ""):
                     raise _invalid(f"data[{index}].{name} is required for model {model}")
+            for name, value in row.items():
+                if name in types and (problem := type_problem(types[name], value)):
+                    self.state.stats["type_refusals"] += 1
+                    raise _invalid(f"data[{index}].{name} {problem} (got {value!r})")
         with self.state.lock:
             now = self.clock()
             dataset = self._dataset_of(user, payload)

@@ -22,11 +22,13 @@ from syncd.connectors.netstock import (
     DEFAULT_MODEL_ENDPOINTS,
     ConflictError,
     DatasetStatus,
+    InvalidLineError,
     JsonLines,
     NetstockClient,
     OutcomeUnknownError,
     PopKind,
     classify_failure,
+    json_text,
 )
 from syncd.errors import (
     AlreadyDoneError,
@@ -41,6 +43,7 @@ from syncd.sandbox.netstock import (
     DEFAULT_PASSWORD,
     DEFAULT_SCOPE,
     DEFAULT_USERNAME,
+    FIELD_TYPES,
     KEY_FIELDS,
     SOFT_FAULT,
     TOKEN_PATH,
@@ -108,8 +111,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 def rows(model: str, n: int, start: int = 0) -> list[dict[str, Any]]:
     """`n` lines carrying `model`'s key fields."""
+    types = FIELD_TYPES.get(model, {})
     return [
-        {name: f"{name.upper()}-{i:05d}" for name in KEY_FIELDS.get(model, ("item_code",))}
+        {
+            name: i if types.get(name) == "integer" else f"{name.upper()}-{i:05d}"
+            for name in KEY_FIELDS.get(model, ("item_code",))
+        }
         for i in range(start, start + n)
     ]
 
@@ -390,7 +397,12 @@ def test_chunked_import_and_model_end_with_the_right_count(
     client.model_start(dataset_id, "stocks")
     progress: list[tuple[int, int]] = []
     stream = (
-        {"item_code": f"I{i}", "location": "WH1", "stock_on_hand": Decimal("1.5") * i}
+        {
+            "item_code": f"I{i}",
+            "location": "WH1",
+            "stock_on_hand": 3 * i,
+            "inventory_unit_cost": Decimal("1.5") * i,
+        }
         for i in range(2500)
     )
     sent = client.import_rows(
@@ -400,7 +412,8 @@ def test_chunked_import_and_model_end_with_the_right_count(
     assert progress == [(1000, 1000), (1000, 2000), (500, 2500)]
     assert sim.count("POST /import/stock_by_location") == 3
     assert sim.lines(dataset_id, "stocks") == 2500
-    assert sim.rows(dataset_id, "stocks")[3]["stock_on_hand"] == 4.5
+    assert sim.rows(dataset_id, "stocks")[3]["stock_on_hand"] == 9
+    assert sim.rows(dataset_id, "stocks")[3]["inventory_unit_cost"] == 4.5
     client.model_end(dataset_id, "stocks", sent)
     (model,) = client.model_status(dataset_id)
     assert (model.model, model.actual_lines_imported, model.minimum_expected_lines) == (
@@ -434,8 +447,8 @@ def test_import_lines_go_on_the_wire_as_rendered_with_exact_decimals(
         dataset_id,
         "stocks",
         [
-            {"location": "W", "item_code": "I1", "stock_on_hand": exact},
-            {"location": "W", "item_code": "I2", "stock_on_hand": Decimal("2.50")},
+            {"location": "W", "item_code": "I1", "inventory_unit_cost": exact},
+            {"location": "W", "item_code": "I2", "inventory_unit_cost": Decimal("2.50")},
         ],
     )
     line = '{"item_code":"I3","location":"W","stock_on_hand":7}'
@@ -446,8 +459,8 @@ def test_import_lines_go_on_the_wire_as_rendered_with_exact_decimals(
         (
             "application/json",
             (
-                f'{ids},"data":[{{"item_code":"I1","location":"W","stock_on_hand":{exact}}},'
-                '{"item_code":"I2","location":"W","stock_on_hand":2.5}]}'
+                f'{ids},"data":[{{"inventory_unit_cost":{exact},"item_code":"I1","location":"W"}},'
+                '{"inventory_unit_cost":2.5,"item_code":"I2","location":"W"}]}'
             ).encode(),
         ),
         ("application/json", f'{ids},"data":[{line}]}}'.encode()),
@@ -777,3 +790,78 @@ def test_success_false_is_final_only_at_a_terminal_status(clock: ManualClock) ->
         seen = statuses_until_terminal(client, clock, dataset_id)
         assert seen[-2:] == [DatasetStatus.COPYING_PO_DB, DatasetStatus.COMPLETE]
         assert client.dataset_status(dataset_id).is_success
+
+
+# --- field types ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value"),
+    [
+        ("stocks", "stock_on_hand", "2.5"),
+        ("stocks", "allocated_stock", '"abc"'),
+        ("po", "order_quantity", "1.7"),
+        ("po", "outstanding_quantity", '"3"'),
+        ("pohist", "quantity_received", "true"),
+        ("suppliers", "lead_time", "0.5"),
+        ("master", "unit_weight", '"heavy"'),
+        ("locations", "active", '"yes"'),
+    ],
+)
+def test_sim_refuses_a_value_the_document_types_otherwise(
+    sim: NetstockSim, client: NetstockClient, model: str, field: str, value: str
+) -> None:
+    """The simulator checks each line against the document's field types: the whole post is
+    a 400 naming the line and field, nothing is counted."""
+    dataset_id = client.dataset_start()
+    client.model_start(dataset_id, model)
+    [good] = rows(model, 1)
+    line = json_text(good)[:-1] + f',"{field}":{value}}}'
+    with pytest.raises(PermanentError) as info:
+        client.import_chunk(dataset_id, model, JsonLines(f"{json_text(good)},{line}", 2))
+    assert info.value.code == "invalid_payload"
+    assert f"data[1].{field} must be" in info.value.message
+    assert sim.lines(dataset_id, model) == 0
+    assert sim.stats["type_refusals"] == 1
+
+
+def test_sim_takes_whole_numbers_in_integer_fields_and_null_anywhere(
+    sim: NetstockSim, client: NetstockClient
+) -> None:
+    dataset_id = client.dataset_start()
+    client.model_start(dataset_id, "stocks")
+    lines = [
+        '{"item_code":"A","location":"W","stock_on_hand":5,"allocated_stock":null}',
+        '{"item_code":"B","location":"W","stock_on_hand":5.0,"selling_price":2.5}',
+    ]
+    assert client.import_chunk(dataset_id, "stocks", JsonLines(",".join(lines), 2)) == 2
+    assert sim.lines(dataset_id, "stocks") == 2
+
+
+def test_client_refuses_lines_of_the_wrong_type_before_sending(
+    sim: NetstockSim, client: NetstockClient
+) -> None:
+    """Mappings are checked against the document's types; each bad line and field is named."""
+    dataset_id = client.dataset_start()
+    client.model_start(dataset_id, "po")
+    bad = [
+        {"item_code": "A", "order_number": "1", "order_quantity": Decimal("2.5")},
+        {"item_code": "B", "order_number": "2", "order_quantity": 4, "line_number": "1"},
+        {"item_code": "C", "order_number": "3", "outstanding_quantity": "abc"},
+        {"item_code": "D", "order_number": "4", "order_quantity": 1.7},
+    ]
+    posts = sim.count("POST /import/po")
+    with pytest.raises(InvalidLineError) as info:
+        client.import_chunk(dataset_id, "po", bad)
+    assert info.value.problems == [
+        "data[0].order_quantity: 2.5 is not a whole number (the document types it integer)",
+        "data[2].outstanding_quantity: 'abc' is not an integer (the document types it integer)",
+        "data[3].order_quantity: 1.7 is not a whole number (the document types it integer)",
+    ]
+    assert sim.count("POST /import/po") == posts  # nothing was sent
+    whole = [{**row, "order_quantity": Decimal("4.0")} for row in bad[:2]]
+    assert client.import_chunk(dataset_id, "po", whole) == 2
+    assert [r["order_quantity"] for r in sim.rows(dataset_id, "po")] == [4, 4]
+    with pytest.raises(InvalidLineError):
+        client.import_chunk(dataset_id, "sales", [{"item_code": "A", "location": "W",
+                                                   "issues_quantity": Decimal("0.5")}])  # fmt: skip

@@ -927,3 +927,75 @@ def test_success_false_before_a_terminal_status_is_not_a_failure(
     [export] = exports(cfg)
     assert export["state"] == "complete"
     assert query(cfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == []
+
+
+# --- integer fields --------------------------------------------------------------------------
+
+
+def seed_fractions(settings: Settings) -> None:
+    """Host rows whose integer fields (per the document) hold fractions or junk."""
+    with Store.open(settings.db_path, migrate=False) as store, store.transaction():
+        store.db.execute(
+            "UPDATE host_stock SET qty = 2.5, file = 'stock-7.csv', line = 4 "
+            "WHERE article_id = 'A002'"
+        )
+        store.db.execute(
+            "UPDATE host_purchase_order_lines SET qty_ordered = 10.5, file = 'po-3.csv', "
+            "line = 2 WHERE line_no = '1'"
+        )
+        store.db.execute(
+            "UPDATE host_suppliers SET lead_time_days = 'abc', file = 'sup.csv', line = 9"
+        )
+
+
+def test_fractions_in_integer_fields_are_rejected_with_the_host_row_named(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    """A fraction (or junk) in a field the document types integer is never sent: the row is
+    a reject naming host file, line and field; the rest of the dataset goes through."""
+    seed_fractions(ecfg)
+    first = export_to_complete(ecfg, clock)
+    assert first.counts["rejected"] == 3
+    [export] = exports(ecfg)
+    assert export["state"] == "complete"
+    dataset_id = export["dataset_id"]
+    assert "A002" not in {r["item_code"] for r in sim.rows(dataset_id, "stocks")}
+    assert sim.lines(dataset_id, "stocks") == 4
+    assert sim.lines(dataset_id, "po") == 0  # its only open line was left out
+    assert sim.lines(dataset_id, "suppliers") == 0
+    assert sim.stats["type_refusals"] == 0
+    rejects = query(
+        ecfg, "SELECT source, reference, field, reason FROM rejects ORDER BY source, reference"
+    )
+    assert [(r["source"], r["reference"], r["field"]) for r in rejects] == [
+        ("netstock:export:po", "po-3.csv:2", "order_quantity"),
+        ("netstock:export:stocks", "stock-7.csv:4", "stock_on_hand"),
+        ("netstock:export:suppliers", "sup.csv:9", "lead_time"),
+    ]
+    assert rejects[1]["reason"].startswith("2.5 is not a whole number")
+    assert "'abc' is not a number" in rejects[2]["reason"]
+    # The same data again: no new dataset, no reject twice.
+    seed_host_change(ecfg)
+    export_to_complete(ecfg, clock)
+    assert query(ecfg, "SELECT count(*) AS n FROM rejects") == [{"n": 3}]
+
+
+def test_fractions_in_integer_fields_are_converted_when_configured(
+    sim: NetstockSim, make_cfg: Callable[..., Settings], clock: ManualClock
+) -> None:
+    cfg = make_cfg(
+        sim, chunk_size=2, netstock_export={"poll_timeout": 0, "integer_fractions": "ceil"}
+    )
+    seed_host(cfg)
+    seed_fractions(cfg)
+    first = export_to_complete(cfg, clock)
+    assert first.counts["fractions_converted"] == 3  # stock 2.5, ordered 10.5, outstanding
+    assert first.counts["rejected"] == 1  # 'abc' is never converted
+    [export] = exports(cfg)
+    assert export["state"] == "complete"
+    stocks = {r["item_code"]: r for r in sim.rows(export["dataset_id"], "stocks")}
+    assert stocks["A002"]["stock_on_hand"] == 3
+    [po] = sim.rows(export["dataset_id"], "po")  # 10.5 ordered, 4 received
+    assert (po["order_quantity"], po["outstanding_quantity"]) == (11, 7)
+    [reject] = query(cfg, "SELECT reference, field FROM rejects")
+    assert reject == {"reference": "sup.csv:9", "field": "lead_time"}
