@@ -51,6 +51,16 @@ PAGE_MIN, PAGE_MAX = 10, 1000
 ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
 DIMENSION_UNITS: Final = ("m", "in")  # what Instock's article schema accepts
+# Every parameter of an order (create / update body): an update must pass all of them.
+ORDER_FIELDS: Final = (
+    "org_id",
+    "site_id",
+    "order_id",
+    "kind",
+    "placed_at",
+    "attributes",
+    "lines",
+)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what SQLite stores as an integer
 
 
@@ -513,7 +523,16 @@ class InstockClient:
         )
 
     def update_order(self, order: Mapping[str, Any]) -> None:
-        body = {"kind": "customer", "site_id": self.site_id, **order}
+        """Update a registered customer order. The document wants every parameter on a PUT,
+        so what the caller does not give (org_id, placed_at, ...) is kept as created: it is
+        read from the order first, never reset."""
+        current = self.get_order(order["order_id"]).model_dump(exclude_none=True)
+        body = {
+            **{k: current[k] for k in ORDER_FIELDS if k in current},
+            "kind": "customer",
+            "site_id": self.site_id,
+            **order,
+        }
         self._send("PUT", f"/{self.site_id}/orders/{order['order_id']}", body)
 
     def order_status(self, order_id: str) -> OrderStatus:

@@ -17,8 +17,11 @@ Shapes the document collapses, as the vendor's OpenAPI file gives them (all quan
 - move: ``{"article_id", "qty", "move_timestamp", "user_id", "order_id", "from_cell_id",
   "to_cell_id", "from_account_id", "to_account_id"}``; ``qty`` is always positive (the
   accounts say the direction: ``stock -> customer`` for a pick, ``reception -> stock`` for a
-  decant, ``adjustment <-> stock`` for an adjustment); ``order_id`` is null when the move does
-  not come from an order. Timestamps have whole-second precision, so identical moves happen.
+  decant, ``adjustment <-> stock`` for an adjustment). Every move belongs to an ordertask of an
+  order, as the document says of robot actions, and carries that ``order_id``: picks to a
+  customer order, decanting to a reception order, and every inventory adjustment (the debug
+  endpoint included) to an adjustment order made for it (``ADJ...``, done at once, with one
+  done ordertask). Timestamps have whole-second precision, so identical moves happen.
 - ``ordertask_ids`` is ``[""]`` while an order has no ordertasks, as the document shows.
 
 **Fulfilled quantity per order line** (what the client reports to DSOrder): the sum of
@@ -78,6 +81,7 @@ NO_ORDERTASKS: Final = ("",)
 ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
 ORDER_STATUSES: Final = ("registered", "reserved", "done", "canceled")
+ORDER_FIELDS: Final = ("org_id", "site_id", "order_id", "kind", "placed_at", "attributes", "lines")
 TERMINAL: Final = frozenset({"done", "canceled"})
 _OK_BODY: Final = dumps("Successful operation.")
 _EMPTY_BODY: Final = dumps("")
@@ -242,6 +246,7 @@ class InstockState:
         self._order_raw: dict[str, bytes] = {}
         self._move_seq = 0
         self._ordertask_seq = 0
+        self.adjustment_seq = 0
 
     # articles
 
@@ -890,9 +895,9 @@ class InstockSim(Simulator):
         with self.state.lock:
             order = self._order(request, site_id)
             body = request.json
-            if isinstance(body, dict) and "order_id" not in body:
-                body = {**body, "order_id": order.order_id}
-            if isinstance(body, dict) and body.get("order_id") != order.order_id:
+            if not isinstance(body, dict):
+                raise _bad("Request body must be a JSON object.")
+            if body.get("order_id", order.order_id) != order.order_id:
                 raise _bad("order_id in the body does not match the path.")
             if order.kind != "customer":
                 raise ApiError(
@@ -904,6 +909,12 @@ class InstockSim(Simulator):
                     "resource_cannot_be_updated",
                     f"Customer order is already being fulfilled or fulfilled ({order.status}).",
                 )
+            # "when updating an order, all parameters must be passed"
+            missing = [f for f in ORDER_FIELDS if f not in body]
+            if missing:
+                raise _bad(f"A complete order record is required, missing {', '.join(missing)}.")
+            if body["org_id"] != self.state.org_id:
+                raise _bad("org_id in the body does not match the organization.")
             new = _parse_order_body(body, site_id, self.clock())
             self._require_articles(new.lines)
             self._register_demand(order, -1)
@@ -1161,7 +1172,8 @@ class InstockSim(Simulator):
         return Response(200, _EMPTY_BODY)
 
     def _adjust(self, site_id: str, adjustments: Sequence[tuple[str, int]]) -> None:
-        """Validate all, then apply all: each net change writes one move without order_id."""
+        """Validate all, then apply all: one adjustment order (done, with one done ordertask)
+        for the request, and one move per net change carrying its order_id."""
         deltas: dict[str, int] = {}
         for article_id, qty in adjustments:
             if article_id not in self.state.articles:
@@ -1172,25 +1184,17 @@ class InstockSim(Simulator):
                 raise _bad(f"Adjustment would make free stock of {article_id} negative.")
             deltas[article_id] = deltas.get(article_id, 0) + delta
         ts = int(self.clock())
-        for article_id, delta in deltas.items():
-            if delta == 0:
-                continue
+        changes = [(a, d) for a, d in deltas.items() if d != 0]
+        if not changes:
+            return
+        order = adjustment_order(self.state, site_id, changes, ts)
+        self.state.add_order(order)
+        for article_id, delta in changes:
             stock = self.state.stock(site_id, article_id)
             stock.free += delta
             self.state.touched(site_id, article_id)
-            cell = storage_cell(article_id)
-            inbound = delta > 0
             self.state.add_move(
-                site_id,
-                article_id,
-                abs(delta),
-                ts,
-                user_id="debug",
-                order_id=None,
-                from_cell_id="ADJUSTMENT" if inbound else cell,
-                to_cell_id=cell if inbound else "ADJUSTMENT",
-                from_account_id="adjustment" if inbound else "stock",
-                to_account_id="stock" if inbound else "adjustment",
+                site_id, article_id, abs(delta), ts, **adjustment_move(article_id, delta, order)
             )
 
     # moves
@@ -1252,6 +1256,50 @@ class InstockSim(Simulator):
 def storage_cell(article_id: str) -> str:
     """A stable storage cell per article, so moves of one article share a from/to cell."""
     return f"S{sum(article_id.encode()) * 7919 % 9000 + 1000:04d}"
+
+
+def done_ordertask(state: InstockState, order: Order, cells: Sequence[str]) -> OrderTask:
+    """One done ordertask for all lines of ``order`` (line i goes to ``cells[i]``)."""
+    lines = [
+        {
+            "line_id": line.line_id,
+            "article_id": line.article_id,
+            "to_cells": [{"to_cell_id": cell, "qty": line.qty}],
+        }
+        for line, cell in zip(order.lines, cells, strict=True)
+    ]
+    task = OrderTask(state.next_ordertask_id(), order.order_id, order.site_id, "done", lines)
+    state.ordertasks[task.ordertask_id] = task
+    order.ordertask_ids.append(task.ordertask_id)
+    return task
+
+
+def adjustment_order(
+    state: InstockState, site_id: str, changes: Sequence[tuple[str, int]], ts: int
+) -> Order:
+    """An adjustment order (done at once, with its done ordertask) for net stock changes."""
+    state.adjustment_seq += 1
+    order_id = f"ADJ{state.adjustment_seq:06d}"
+    lines = [Line(f"{order_id}-{n}", a, abs(d)) for n, (a, d) in enumerate(changes, start=1)]
+    order = Order(order_id, site_id, "adjustment", rfc3339(ts), {}, lines, "done")
+    order.status_changed_at = ts
+    cells = [storage_cell(a) if d > 0 else "ADJUSTMENT" for a, d in changes]
+    done_ordertask(state, order, cells)
+    return order
+
+
+def adjustment_move(article_id: str, delta: int, order: Order) -> dict[str, Any]:
+    """The fields of an adjustment's move (in when ``delta`` > 0, out otherwise)."""
+    cell = storage_cell(article_id)
+    inbound = delta > 0
+    return {
+        "user_id": "debug",
+        "order_id": order.order_id,
+        "from_cell_id": "ADJUSTMENT" if inbound else cell,
+        "to_cell_id": cell if inbound else "ADJUSTMENT",
+        "from_account_id": "adjustment" if inbound else "stock",
+        "to_account_id": "stock" if inbound else "adjustment",
+    }
 
 
 # --- seed data -----------------------------------------------------------------------------
@@ -1362,29 +1410,28 @@ def _seed_customer_history(seed: _Seed) -> None:
 
 
 def _seed_decanting(seed: _Seed) -> None:
-    """Receive what is in stock plus what was picked: 80% through reception orders of up to
-    200 lines, the rest ad hoc (order_id null); emptied articles are adjusted back out."""
+    """Receive what is in stock plus what was picked through reception orders of up to 200
+    lines (each with one done ordertask); emptied articles are adjusted back out through an
+    adjustment order each. Every move carries its order_id."""
     rng, now = seed.rng, seed.now
     reception: Order | None = None
-    receptions = 0
+    receptions: list[Order] = []
     for article_id, final_free in seed.final_free.items():
         received = final_free + seed.picked.get(article_id, 0)
         if article_id in seed.emptied:
             received = rng.randint(1, 20)
-        order_id: str | None = None
-        if rng.random() < 0.8:
-            if reception is None or len(reception.lines) >= 200:
-                receptions += 1
-                reception_id = f"RCV{receptions:06d}"
-                placed = now - 31 * _DAY
-                reception = Order(
-                    reception_id, seed.site_id, "reception", rfc3339(placed), {}, [], "done"
-                )
-                reception.status_changed_at = now - 30 * _DAY
-                seed.orders.append((placed + len(seed.orders), reception))
-            order_id = reception.order_id
-            line_id = f"{order_id}-{len(reception.lines) + 1}"
-            reception.lines.append(Line(line_id, article_id, received))
+        if reception is None or len(reception.lines) >= 200:
+            reception_id = f"RCV{len(receptions) + 1:06d}"
+            placed = now - 31 * _DAY
+            reception = Order(
+                reception_id, seed.site_id, "reception", rfc3339(placed), {}, [], "done"
+            )
+            reception.status_changed_at = now - 30 * _DAY
+            receptions.append(reception)
+            seed.orders.append((placed + len(seed.orders), reception))
+        order_id = reception.order_id
+        line_id = f"{order_id}-{len(reception.lines) + 1}"
+        reception.lines.append(Line(line_id, article_id, received))
         cell = storage_cell(article_id)
         seed.move(
             article_id,
@@ -1398,18 +1445,14 @@ def _seed_decanting(seed: _Seed) -> None:
             to_account_id="stock",
         )
         if article_id in seed.emptied:
-            seed.move(
-                article_id,
-                received,
-                now - rng.randint(_DAY, 20 * _DAY),
-                user_id="operator-02",
-                order_id=None,
-                from_cell_id=cell,
-                to_cell_id="ADJUSTMENT",
-                from_account_id="stock",
-                to_account_id="adjustment",
-            )
+            ts = now - rng.randint(_DAY, 20 * _DAY)
+            adjustment = adjustment_order(seed.state, seed.site_id, [(article_id, -received)], ts)
+            seed.orders.append((ts, adjustment))
+            move = adjustment_move(article_id, -received, adjustment)
+            seed.move(article_id, received, ts, **{**move, "user_id": "operator-02"})
         seed.state.stock(seed.site_id, article_id).free = final_free
+    for order in receptions:
+        done_ordertask(seed.state, order, [storage_cell(line.article_id) for line in order.lines])
 
 
 # --- command line --------------------------------------------------------------------------

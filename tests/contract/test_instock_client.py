@@ -710,14 +710,24 @@ def test_article_move_pages(sim: InstockSim, client: InstockClient) -> None:
 
 
 def test_adjust_inventory_shows_as_a_move(sim: InstockSim, client: InstockClient) -> None:
-    """The debug adjust changes free stock and appears as a move without order_id."""
+    """The debug adjust changes free stock and appears as a move of an adjustment order
+    (every move is tied to an ordertask and an order), which the API lists as done."""
     article = fresh_article(sim)
     started = datetime.now(UTC) - timedelta(seconds=2)
     client.adjust_inventory([{"article_id": article, "qty": 7}])
     assert client.inventory_one(article).qty.free == 7
     end = datetime.now(UTC) + timedelta(seconds=2)
     moves = [m for page in client.article_move_pages(article, started, end) for m in page.items]
-    assert [(m["qty"], m["order_id"], m["to_account_id"]) for m in moves] == [(7, None, "stock")]
+    assert [(m["qty"], m["to_account_id"]) for m in moves] == [(7, "stock")]
+    order_id = moves[0]["order_id"]
+    assert order_id
+    assert client.get_order(order_id).kind == "adjustment"
+    status = client.order_status(order_id)
+    assert status.order_status == "done"
+    (task_id,) = status.task_ids
+    task = client.get_ordertask(task_id)
+    assert task.order_id == order_id
+    assert [(ln.article_id, [c.qty for c in ln.to_cells]) for ln in task.lines] == [(article, [7])]
 
 
 def test_rfc3339_refuses_naive_datetimes() -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import syncd.jobs  # noqa: F401 - fills the job and destination registries
@@ -690,14 +691,22 @@ def test_overlapping_windows_never_duplicate_and_watermark_follows_the_data(
 def test_identical_moves_are_both_kept(
     timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
 ) -> None:
-    """Two moves identical in every field (same article, qty, cells and second) are two
-    moves: both are journalled, and re-reading them in an overlapping window adds none."""
+    """Two moves identical in every field (same article, qty, cells, order and second) are
+    two moves: both are journalled, and re-reading them in an overlapping window adds none."""
     cfg = make_cfg(timed_sim, instock_moves=MOVES_OPTIONS)
     run(cfg, "instock.moves")
     (article,) = stocked_articles(timed_sim, 1)
     clock.advance(10)
-    timed_sim.adjust_inventory(article, 2)
-    timed_sim.adjust_inventory(article, 2)  # the same second: an identical move
+    # Two lines of one order, same article and qty, picked to the same port in one second.
+    lines = [{"line_id": f"TW-{n}", "article_id": article, "qty": 1} for n in (1, 2)]
+    created = httpx.post(
+        f"{timed_sim.base_url}/{timed_sim.site_id}/orders",
+        json={"order_id": "TW", "lines": lines},
+        headers={"Authorization": f"Bearer {timed_sim.token}"},
+    )
+    assert created.status_code == 200, created.text
+    timed_sim.advance_order("TW")
+    timed_sim.advance_order("TW")
     with timed_sim.state.lock:
         twins = [m.as_json() for m in timed_sim.state.moves[timed_sim.site_id][-2:]]
     assert twins[0] == twins[1]
@@ -853,6 +862,39 @@ def test_update_is_sent_while_registered_and_refused_after(sim: InstockSim, cfg:
     assert "already being fulfilled" in outbox_reject["reason"]
     assert sync_row(cfg, "HO-U2")["status"] == "refused"
     assert instock_lines(sim, "HO-U2") == [("HO-U2-1", a, 1)]
+
+
+def test_update_sends_the_full_order_and_keeps_what_was_created(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """The document: "when updating an order, all parameters must be passed". An update
+    from a host file without placed_at sends every parameter, with org_id and placed_at as
+    Instock created them, so Instock keeps the order's placement time."""
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-F1", [(a, 1)])))
+    cycle(cfg)
+    with sim.state.lock:
+        created_at = sim.state.orders["HO-F1"].placed_at
+    bodies = capture_bodies(sim, "PUT", "/v1/{site_id}/orders/{order_id}")
+    time.sleep(1.1)  # an update that reset placed_at would show a later second
+    drop(cfg, "orders", order_csv(("HO-F1", [(a, 2), (b, 1)])))
+    cycle(cfg)
+    (body,) = bodies
+    assert set(body) >= {
+        "org_id",
+        "site_id",
+        "order_id",
+        "kind",
+        "placed_at",
+        "attributes",
+        "lines",
+    }
+    assert body["org_id"] == sim.state.org_id
+    assert body["placed_at"] == created_at
+    assert sync_row(cfg, "HO-F1")["status"] == "accepted"
+    assert instock_lines(sim, "HO-F1") == [("HO-F1-1", a, 2), ("HO-F1-2", b, 1)]
+    with sim.state.lock:
+        assert sim.state.orders["HO-F1"].placed_at == created_at
 
 
 def test_update_back_and_forth_is_sent_every_time(sim: InstockSim, cfg: Settings) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.sandbox.instock import InstockSim, parse_rfc3339
+from syncd.sandbox.instock import ORG_ID, InstockSim, parse_rfc3339
 
 WINDOW = {"from_timestamp": "2000-01-01T00:00:00Z", "to_timestamp": "2100-01-01T00:00:00Z"}
 OTHER_SITE = "1.1.0-2"
@@ -196,7 +196,7 @@ def test_orders_cursor_walk_returns_every_order_once(sim: InstockSim, client: ht
         create_order(client, sim, order_body(f"walk-{n}", (stocked_article(sim), 1)))
     orders = walk(client, f"/{sim.site_id}/orders", "orders", page_size=10)
     assert [o["order_id"] for o in orders] == sim.state.site_orders[sim.site_id]
-    assert {o["kind"] for o in orders} == {"customer", "reception"}
+    assert {o["kind"] for o in orders} == {"customer", "reception", "adjustment"}
     assert orders[-1]["order_id"] == "walk-4"
 
 
@@ -251,7 +251,8 @@ def test_inventory_of_multiple_articles(sim: InstockSim, client: httpx.Client) -
 
 
 def test_adjust_inventory_creates_a_move(sim: InstockSim, client: httpx.Client) -> None:
-    """The debug adjust adds to free stock (0 empties it) and writes moves without order_id."""
+    """The debug adjust adds to free stock (0 empties it) and writes each change as a move of
+    its own adjustment order."""
     article = fresh_article(sim)
     path = f"/{sim.site_id}/inventory"
     assert client.put(path, json={"adjustments": [{"article_id": article, "qty": 15}]}).json() == ""
@@ -259,10 +260,10 @@ def test_adjust_inventory_creates_a_move(sim: InstockSim, client: httpx.Client) 
     assert client.put(path, json={"adjustments": [{"article_id": article, "qty": 0}]}).is_success
     assert sim.stock(article).free == 0
     moves = walk(client, f"/{sim.site_id}/moves/{article}", "moves", **WINDOW)
-    assert [(m["qty"], m["order_id"], m["to_account_id"]) for m in moves] == [
-        (15, None, "adjustment"),
-        (15, None, "stock"),
-    ]
+    assert [(m["qty"], m["to_account_id"]) for m in moves] == [(15, "adjustment"), (15, "stock")]
+    orders = [client.get(f"/{sim.site_id}/orders/{m['order_id']}").json() for m in moves]
+    assert [o["kind"] for o in orders] == ["adjustment", "adjustment"]
+    assert orders[0]["order_id"] != orders[1]["order_id"]
     negative = client.put(path, json={"adjustments": [{"article_id": article, "qty": -1}]})
     assert error_code(negative) == (400, "bad_request")
 
@@ -370,14 +371,14 @@ def test_moves_need_both_timestamps(
 
 
 def test_moves_come_newest_first_with_order_id(sim: InstockSim, client: httpx.Client) -> None:
-    """A full walk yields every move once, newest first, each with order_id (or null) and qty."""
+    """A full walk yields every move once, newest first, each with a string order_id and qty."""
     moves = walk(client, f"/{sim.site_id}/moves", "moves", page_size=50, **WINDOW)
     stamps = [parse_rfc3339(m["move_timestamp"]) for m in moves]
     assert stamps == sorted(stamps, reverse=True)
     expected = sim.state.moves[sim.site_id]
     assert Counter(str(m) for m in moves) == Counter(str(m.as_json()) for m in expected)
     assert all("order_id" in m and type(m["qty"]) is int and m["qty"] > 0 for m in moves)
-    assert {m["order_id"] is None for m in moves} == {True, False}
+    assert all(isinstance(m["order_id"], str) and m["order_id"] for m in moves)
 
 
 def test_moves_window_is_inclusive_and_filters(sim: InstockSim, client: httpx.Client) -> None:
@@ -463,7 +464,7 @@ def test_update_only_while_registered(sim: InstockSim, client: httpx.Client) -> 
     """PUT replaces a registered customer order; once reserved, or for other kinds, it is a 400."""
     article = stocked_article(sim, minimum=5)
     create_order(client, sim, order_body("upd-1", (article, 1)))
-    changed = order_body("upd-1", (article, 5))
+    changed = {**order_body("upd-1", (article, 5)), "org_id": ORG_ID, "site_id": sim.site_id}
     assert client.put(f"/{sim.site_id}/orders/upd-1", json=changed).status_code == 200
     assert client.get(f"/{sim.site_id}/orders/upd-1").json()["lines"][0]["qty"] == 5
     assert sim.stock(article).registered == 5
@@ -476,6 +477,27 @@ def test_update_only_while_registered(sim: InstockSim, client: httpx.Client) -> 
         json=order_body(reception.order_id, (article, 1)),
     )
     assert error_code(refused) == (400, "resource_cannot_be_updated")
+
+
+@pytest.mark.parametrize(
+    "left_out", ["org_id", "site_id", "order_id", "kind", "placed_at", "attributes", "lines"]
+)
+def test_update_without_every_parameter_is_refused(
+    sim: InstockSim, client: httpx.Client, left_out: str
+) -> None:
+    """The document: "when updating an order, all parameters must be passed". An update
+    missing any one is a 400 bad_request naming it, and the order keeps what it had
+    (placed_at is not reset to the time of the update)."""
+    article = stocked_article(sim, minimum=5)
+    create_order(client, sim, order_body("upd-2", (article, 1)))
+    full = {**order_body("upd-2", (article, 3)), "org_id": ORG_ID, "site_id": sim.site_id}
+    del full[left_out]
+    refused = client.put(f"/{sim.site_id}/orders/upd-2", json=full)
+    assert error_code(refused) == (400, "bad_request")
+    assert left_out in refused.json()["message"]
+    kept = client.get(f"/{sim.site_id}/orders/upd-2").json()
+    assert kept["placed_at"] == "2024-05-01T10:00:00Z"
+    assert kept["lines"][0]["qty"] == 1
 
 
 def test_cancel_only_registered(sim: InstockSim, client: httpx.Client) -> None:
@@ -644,3 +666,35 @@ def test_request_log_and_counters(sim: InstockSim, client: httpx.Client) -> None
     assert sim.count() == 3
     assert [r.status for r in sim.requests] == [200, 200, 404]
     assert sim.requests[0].query == {"page_size": "20"}
+
+
+def test_every_move_belongs_to_an_ordertask_of_its_order() -> None:
+    """As the document says (each action of the ASRS is attributed to exactly one ordertask,
+    which belongs to one order, and every sample move has an order_id): every move of the
+    seeded history and of a debug adjustment carries an order_id whose order has a done
+    ordertask moving that article, with the same total quantity."""
+    with InstockSim(seed=5, articles=200) as sim:
+        article = next(iter(sim.state.articles))
+        sim.adjust_inventory(article, 3)
+        with sim.state.lock:
+            moves = sim.state.moves[sim.site_id]
+            assert len(moves) > 200
+            moved: dict[tuple[str, str], int] = {}
+            for move in moves:
+                assert move.order_id, move.as_json()
+                key = (move.order_id, move.article_id)
+                moved[key] = moved.get(key, 0) + move.qty
+            tasked: dict[tuple[str, str], int] = {}
+            for order_id in {o for o, _ in moved}:
+                order = sim.state.orders[order_id]
+                assert order.ordertask_ids, order_id
+                for task_id in order.ordertask_ids:
+                    task = sim.state.ordertasks[task_id]
+                    assert task.order_id == order_id
+                    assert task.status == "done"
+                    for line in task.lines:
+                        key = (order_id, line["article_id"])
+                        tasked[key] = tasked.get(key, 0) + sum(c["qty"] for c in line["to_cells"])
+            assert {k: v for k, v in tasked.items() if k in moved} == moved
+            kinds = {sim.state.orders[o].kind for o, _ in moved}
+            assert kinds == {"customer", "reception", "adjustment"}
