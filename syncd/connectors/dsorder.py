@@ -1,13 +1,21 @@
 """DSOrder (store ordering) client: pull today's submitted orders, report fulfilment, close.
 
 Every answer is an envelope `{success, message, data, warnings}`; `success:
-false` is an error even with HTTP 200, classified from its message:
+false` is an error even with HTTP 200. The document gives one message ("Order
+with ID 100123 was not found") and says only that an unknown or an already
+closed order answers an error, so the message is classified by configurable
+patterns (`connectors.dsorder.options`, case-insensitive regular expressions):
 
-- "... not found"       -> PermanentError(code="not_found")
-- "... already closed"  -> AlreadyDoneError(code="already_closed"): after a crash,
+- `closed_patterns` ("already closed", "is closed", "not open")
+                        -> AlreadyDoneError(code="already_closed"): after a crash,
   a close (or a last fulfilment) that already went through counts as done;
-- anything else         -> RetryableError(code="dsorder_error") (transient,
-  bounded by the outbox's attempts).
+- `not_found_patterns` ("not found", "does not exist", ...)
+                        -> PermanentError(code="not_found");
+- anything else, or a message matching both
+                        -> RetryableError(code="dsorder_error"): unclear. The
+  sender reads the order back from the submitted list before retrying it
+  (`order_listing`): an order that is listed as closed, or is no longer listed
+  on the day it was submitted, is done.
 
 Warnings are returned to the caller, which logs them and keeps them with the
 run. Timestamps are Unix milliseconds -> aware UTC datetimes; quantities are
@@ -20,11 +28,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,6 +42,7 @@ from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.http import HttpClient, StaticAuth, build_client
 
 NAME: Final = "dsorder"
+Listing = Literal["open", "closed", "absent"]
 
 
 MAX_MILLIS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -122,6 +132,13 @@ class DsOrder(_Model):
     @classmethod
     def _millis(cls, value: Any) -> datetime | None:
         return from_millis(value)
+
+    def is_closed(self) -> bool:
+        extra = self.model_extra or {}
+        status = extra.get("status")
+        return extra.get("closed") is True or (
+            isinstance(status, str) and status.strip().lower() == "closed"
+        )
 
 
 @dataclass(frozen=True)
@@ -215,16 +232,79 @@ class Answer:
     request_id: str | None = None
 
 
+DEFAULT_CLOSED_PATTERNS: Final = (r"\balready closed\b", r"\bis closed\b", r"\bnot open\b")
+DEFAULT_NOT_FOUND_PATTERNS: Final = (
+    r"\bnot found\b",
+    r"\bdoes not exist\b",
+    r"\bno such order\b",
+    r"\bunknown order\b",
+)
+UNCLEAR: Final = "dsorder_error"
+
+
+class DsOrderOptions(BaseModel):
+    """`connectors.dsorder.options`: how DSOrder's error messages are read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    closed_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_CLOSED_PATTERNS))
+    not_found_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_NOT_FOUND_PATTERNS))
+
+    @field_validator("closed_patterns", "not_found_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+
+@dataclass(frozen=True)
+class ErrorPatterns:
+    closed: tuple[re.Pattern[str], ...]
+    not_found: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def of(cls, options: DsOrderOptions | None = None) -> ErrorPatterns:
+        options = options or DsOrderOptions()
+        return cls(
+            tuple(re.compile(p, re.IGNORECASE) for p in options.closed_patterns),
+            tuple(re.compile(p, re.IGNORECASE) for p in options.not_found_patterns),
+        )
+
+
+def options_problems(config: ConnectorConfig) -> list[str]:
+    """`connectors.dsorder.options` problems as `key: reason` lines (for check-config)."""
+    try:
+        DsOrderOptions.model_validate(config.options)
+    except ValidationError as exc:
+        return [
+            f"connectors.dsorder.options.{'.'.join(str(p) for p in e['loc'])}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        ]
+    return []
+
+
 def classify_failure(
-    message: str, *, status: int | None = None, request_id: str | None = None
+    message: str,
+    *,
+    status: int | None = None,
+    request_id: str | None = None,
+    patterns: ErrorPatterns | None = None,
 ) -> Exception:
-    """The error class for a `success: false` message."""
-    text = (message or "").lower()
-    if "already closed" in text:
+    """The error class for a `success: false` message, by meaning (see the module doc)."""
+    patterns = patterns or ErrorPatterns.of()
+    text = message or ""
+    closed = any(p.search(text) for p in patterns.closed)
+    not_found = any(p.search(text) for p in patterns.not_found)
+    if closed and not not_found:
         return AlreadyDoneError(
             message, connector=NAME, status=status, code="already_closed", request_id=request_id
         )
-    if "not found" in text:
+    if not_found and not closed:
         return PermanentError(
             message, connector=NAME, status=status, code="not_found", request_id=request_id
         )
@@ -232,7 +312,7 @@ def classify_failure(
         message or "success: false without a message",
         connector=NAME,
         status=status,
-        code="dsorder_error",
+        code=UNCLEAR,
         request_id=request_id,
     )
 
@@ -240,6 +320,7 @@ def classify_failure(
 class DSOrderClient:
     def __init__(self, config: ConnectorConfig, *, http: HttpClient | None = None) -> None:
         self.config = config
+        self.patterns = ErrorPatterns.of(DsOrderOptions.model_validate(config.options))
         token = config.secret("token") or ""
         self.http = http or build_client(
             NAME,
@@ -283,6 +364,7 @@ class DSOrderClient:
                 str(envelope.get("message") or ""),
                 status=response.status_code,
                 request_id=request_id,
+                patterns=self.patterns,
             )
             if isinstance(error, RetryableError | PermanentError | AlreadyDoneError):
                 error.details = {"warnings": warnings}
@@ -315,6 +397,18 @@ class DSOrderClient:
 
     def close_order(self, order_id: str) -> list[str]:
         return self._call("POST", f"/orders/{order_id}/close").warnings
+
+    def order_listing(self, order_id: str) -> Listing:
+        """Read an order back from today's submitted list: `closed` when listed as closed
+        (a `status` of "closed" or `closed: true`, fields the document does not name),
+        `open` when listed otherwise (or listed but unreadable), `absent` when not listed."""
+        answer = self.submitted_orders()
+        for order in answer.orders:
+            if order.order_id == order_id:
+                return "closed" if order.is_closed() else "open"
+        if any(bad.key == order_id for bad in answer.rejects):
+            return "open"
+        return "absent"
 
 
 def fulfil_lines(payload: Sequence[Mapping[str, Any]]) -> list[FulfilLine]:

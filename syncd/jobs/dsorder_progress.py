@@ -152,7 +152,7 @@ def _queue_fulfil(ctx: JobContext, store: Store, order_id: str, report: list[Rep
                 "fulfill",
                 f"order:{order_id}",
                 f"fulfill:{order_id}:{digest}",
-                {"order_id": order_id, "lines": rows},
+                {"order_id": order_id, "order_date": _order_date(store, order_id), "lines": rows},
             )
         ],
         run_id=ctx.run_id,
@@ -165,6 +165,11 @@ def _queue_fulfil(ctx: JobContext, store: Store, order_id: str, report: list[Rep
     ctx.counts["fulfil_reports"] += 1
 
 
+def _order_date(store: Store, order_id: str) -> str | None:
+    """When the order was submitted: the sender's read-back needs its day."""
+    return store.scalar("SELECT order_date FROM dsorder_orders WHERE order_id = ?", [order_id])
+
+
 def _queue_close(ctx: JobContext, store: Store, order_id: str, instock_status: str) -> None:
     ctx.counts["queued"] += store.add_intents(
         [
@@ -173,7 +178,11 @@ def _queue_close(ctx: JobContext, store: Store, order_id: str, instock_status: s
                 "close",
                 f"order:{order_id}",
                 f"close:{order_id}",
-                {"order_id": order_id, "instock_status": instock_status},
+                {
+                    "order_id": order_id,
+                    "order_date": _order_date(store, order_id),
+                    "instock_status": instock_status,
+                },
             )
         ],
         run_id=ctx.run_id,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
-from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted
+from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import (
     CatalogEntry,
@@ -403,16 +403,18 @@ def _daily(settings: Settings) -> tuple[time, ...]:
 
 
 def _check(settings: Settings) -> list[str]:
-    """DSOrder's "today" is the site's day: its zone must be said, not defaulted."""
+    """DSOrder's "today" is the site's day: its zone must be said, not defaulted; and
+    the connector's message patterns must compile."""
+    problems = options_problems(settings.connectors.dsorder)
     if settings.connectors.dsorder.enabled and "site_timezone" not in (
         settings.daemon.model_fields_set
     ):
-        return [
+        problems.append(
             "daemon.site_timezone: required when connectors.dsorder is enabled: DSOrder "
             "lists only the orders of the site's current day, so give the site's IANA zone "
             'explicitly (e.g. "Europe/Amsterdam"; "UTC" if the site really runs on UTC)'
-        ]
-    return []
+        )
+    return problems
 
 
 SPEC = register(

@@ -25,6 +25,13 @@ Interpretations (the document is short; each choice is written down here):
 - **Closed orders are still listed**: the document says "all submitted orders for current
   day", so today's orders are returned whatever happened to them (fulfilled, finished,
   closed); a client must remember what it already pulled. No status field is added.
+  The other plausible readings can be switched on (``closed_listing``): ``"hidden"``
+  (a closed order leaves the list) and ``"status"`` (every listed order carries
+  ``"status": "open" | "closed"``).
+- **The "closed" error wording** is not in the document (only "not found" is): the
+  default is ``"Order with ID {id} is already closed"``; ``closed_wording`` switches to
+  ``"Order with ID {id} is closed"``, ``"Order {id} not open"`` or an opaque
+  ``"Order {id} cannot be changed"`` (see ``CLOSED_WORDINGS``).
 - **Timestamps** are Unix milliseconds (ints): ``order_date`` is the submission instant,
   ``delivery_date`` defaults to 06:00 local time on the next day, ``xdock_delivery_date`` is
   null unless given (the generator sets it on some orders, 12 h before delivery),
@@ -92,6 +99,8 @@ from syncd.sandbox.base import (
 )
 
 __all__ = [
+    "CLOSED_LISTINGS",
+    "CLOSED_WORDINGS",
     "DEFAULT_ARTICLES",
     "DEFAULT_TOKEN",
     "DSOrderSim",
@@ -141,8 +150,19 @@ def not_found_message(order_id: str) -> str:
     return f"Order with ID {order_id} was not found"
 
 
-def closed_message(order_id: str) -> str:
-    return f"Order with ID {order_id} is already closed"
+# The document says only that a closed order answers "an error"; these are the wordings a
+# test can switch between (``DSOrderSim(closed_wording=...)`` or ``sim.closed_wording``).
+CLOSED_WORDINGS: Final = {
+    "already": "Order with ID {order_id} is already closed",
+    "is_closed": "Order with ID {order_id} is closed",
+    "not_open": "Order {order_id} not open",
+    "opaque": "Order {order_id} cannot be changed",  # recognisable only by reading back
+}
+CLOSED_LISTINGS: Final = ("listed", "hidden", "status")
+
+
+def closed_message(order_id: str, wording: str = "already") -> str:
+    return CLOSED_WORDINGS[wording].format(order_id=order_id)
 
 
 def finished_warning(line_number: int) -> str:
@@ -354,9 +374,17 @@ class DSOrderSim(Simulator):
         stores: Sequence[str] = DEFAULT_STORES,
         retry_after: int = 1,
         slow_seconds: float = 2.0,
+        closed_wording: str = "already",
+        closed_listing: str = "listed",
     ) -> None:
         if not stores:
             raise ValueError("at least one store is needed")
+        if closed_wording not in CLOSED_WORDINGS:
+            raise ValueError(f"closed_wording must be one of {sorted(CLOSED_WORDINGS)}")
+        if closed_listing not in CLOSED_LISTINGS:
+            raise ValueError(f"closed_listing must be one of {CLOSED_LISTINGS}")
+        self.closed_wording = closed_wording
+        self.closed_listing = closed_listing
         try:
             self.tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -602,7 +630,12 @@ class DSOrderSim(Simulator):
 
     def _todays_orders(self) -> list[Order]:
         today = self.today()
-        todays = [o for o in self.state.orders.values() if self.local_day(o.submitted_at) == today]
+        todays = [
+            o
+            for o in self.state.orders.values()
+            if self.local_day(o.submitted_at) == today
+            and not (o.closed and self.closed_listing == "hidden")
+        ]
         todays.sort(key=lambda o: (o.submitted_at, o.order_id))
         return todays
 
@@ -612,12 +645,20 @@ class DSOrderSim(Simulator):
             for order in todays:
                 order.pulled += 1
             self.state.stats["pulls"] += 1
-            listed: list[tuple[float, Any]] = [(o.submitted_at, o.as_json()) for o in todays]
+            listed: list[tuple[float, Any]] = [
+                (o.submitted_at, self._listed_json(o)) for o in todays
+            ]
             today = self.today()
             listed += [r for r in self.state.raw_records if self.local_day(r[0]) == today]
             listed.sort(key=lambda item: item[0])
             data = [record for _, record in listed]
         return _ok(data)
+
+    def _listed_json(self, order: Order) -> dict[str, Any]:
+        data = order.as_json()
+        if self.closed_listing == "status":
+            data["status"] = "closed" if order.closed else "open"
+        return data
 
     def _fulfill(self, request: Request) -> Response:
         order_id = request.params["order_id"]
@@ -637,7 +678,7 @@ class DSOrderSim(Simulator):
                 order.fulfil_rejected += 1
                 order.calls.append(FulfilCall(now, tuple(items), False, ()))
                 self.state.stats["fulfil_failed"] += 1
-                return _fail(closed_message(order_id))
+                return _fail(closed_message(order_id, self.closed_wording))
             warnings: list[str] = []
             for number, article_id, quantity, finished in items:
                 line = order.lines.get(number)
@@ -672,7 +713,7 @@ class DSOrderSim(Simulator):
             order.close_attempts += 1
             if order.closed:
                 self.state.stats["close_failed"] += 1
-                return _fail(closed_message(order_id))
+                return _fail(closed_message(order_id, self.closed_wording))
             order.closed = True
             order.closed_at = self.clock()
             order.closes += 1

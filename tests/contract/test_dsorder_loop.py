@@ -518,6 +518,72 @@ def test_already_closed_after_a_crash_counts_as_done(
     assert query(cfg, "SELECT * FROM rejects") == []
 
 
+@pytest.mark.parametrize(
+    ("wording", "listing", "patterns"),
+    [
+        ("already", "listed", None),
+        ("is_closed", "listed", None),
+        ("not_open", "listed", None),
+        ("opaque", "hidden", None),  # read back: no longer listed on its day
+        ("opaque", "status", None),  # read back: listed as closed
+        ("opaque", "listed", ["cannot be changed"]),  # the operator's own pattern
+    ],
+)
+def test_closed_in_any_wording_or_by_reading_back_counts_as_done(
+    wording: str,
+    listing: str,
+    patterns: list[str] | None,
+    ins: InstockSim,
+    ds: DSOrderSim,
+    make_cfg: Callable[..., Settings],
+) -> None:
+    """An order closed in DSOrder before syncd's fulfil and close arrive is done whatever
+    words DSOrder uses for "closed"; an answer no pattern knows is settled by reading the
+    order back from the submitted list (gone from today's list, or listed as closed)."""
+    cfg = make_cfg()
+    if patterns is not None:
+        cfg.connectors.dsorder.options = {"closed_patterns": patterns}
+    ds.closed_wording, ds.closed_listing = wording, listing
+    order_id = ds.submit_order(lines=[(stocked(ins)[0], 2)])
+    cycle(cfg)
+    advance_all(ins)
+    advance_all(ins)
+    with ds.state.lock:  # closed by hand in DSOrder (or by a close whose record was lost)
+        order = ds.state.orders[order_id]
+        order.closed, order.closes = True, 1
+    cycle(cfg, rounds=2)
+    assert order_row(cfg, order_id)["state"] == "closed"
+    intents = query(cfg, "SELECT kind, status, result FROM outbox WHERE destination = 'dsorder'")
+    assert [(i["kind"], i["status"]) for i in intents] == [("fulfill", "sent"), ("close", "sent")]
+    assert query(cfg, "SELECT * FROM rejects") == []
+    assert ds.closes(order_id) == 1
+
+
+def test_an_unclear_answer_for_an_order_still_listed_open_is_retried(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An answer no pattern recognises, for an order DSOrder still lists as open, is a real
+    failure: read back, then retried (not taken as done), and the order closes once the
+    failure passes."""
+    cfg = make_cfg()
+    ds.closed_listing = "status"
+    order_id = ds.submit_order(lines=[(stocked(ins)[0], 2)])
+    cycle(cfg)
+    advance_all(ins)
+    advance_all(ins)
+    ds.faults.script(CLOSE_ROUTE, ["fail_soft"])
+    pulls_before = ds.count(SUBMITTED_ROUTE)
+    run(cfg, "dsorder.progress")
+    counts = run(cfg, "outbox.send").counts
+    assert (counts["pushed"], counts["retried"], counts.get("already_done", 0)) == (1, 1, 0)
+    assert ds.count(SUBMITTED_ROUTE) == pulls_before + 1  # the read-back
+    assert order_row(cfg, order_id)["state"] == "closing"
+    time.sleep(0.06)  # past the outbox backoff
+    run(cfg, "outbox.send")
+    assert order_row(cfg, order_id)["state"] == "closed"
+    assert ds.closes(order_id) == 1
+
+
 # --- the midnight gap -----------------------------------------------------------------------
 
 

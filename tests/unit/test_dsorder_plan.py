@@ -13,11 +13,14 @@ from click.testing import CliRunner
 
 import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.cli import main as cli
-from syncd.config import Settings
+from syncd.config import ConnectorConfig, Settings
 from syncd.connectors.dsorder import (
     DsOrder,
+    DsOrderOptions,
+    ErrorPatterns,
     classify_failure,
     from_millis,
+    options_problems,
     parse_orders,
     to_json_number,
 )
@@ -32,6 +35,7 @@ from syncd.jobs.dsorder_plan import (
     end_of_day_time,
     fulfil_report,
     plan_order,
+    read_back_done,
     report_changed,
     uncovered_interval,
 )
@@ -288,3 +292,59 @@ def test_dsorder_without_an_explicit_site_timezone_is_refused(tmp_path: Path) ->
     config.write_text(body.replace("{zone}", 'site_timezone = "UTC"'))
     accepted = CliRunner().invoke(cli, ["check-config", "--config", str(config)])
     assert accepted.exit_code == 0, accepted.output
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("Order with ID 1 is already closed", AlreadyDoneError),
+        ("Order with ID 1 is closed", AlreadyDoneError),
+        ("Order 1 not open", AlreadyDoneError),
+        ("ORDER 1 IS CLOSED", AlreadyDoneError),
+        ("Order with ID 100123 was not found", PermanentError),
+        ("Order 7 does not exist", PermanentError),
+        ("Order not found or already closed", RetryableError),  # both: unclear, read back
+        ("Order 1 cannot be changed", RetryableError),
+        ("Temporary error, please retry", RetryableError),
+        ("", RetryableError),
+    ],
+)
+def test_failures_are_classified_by_meaning_with_the_default_patterns(
+    message: str, kind: type[Exception]
+) -> None:
+    """Several wordings of "closed" are done; "not found" is permanent; anything else, or a
+    message that says both, is unclear (retried after a read-back)."""
+    error = classify_failure(message)
+    assert type(error) is kind
+
+
+def test_patterns_are_configurable_and_a_bad_one_is_a_config_error() -> None:
+    """An operator's own pattern changes the classification; a pattern that does not
+    compile is refused naming the key."""
+    patterns = ErrorPatterns.of(DsOrderOptions(closed_patterns=[r"cannot be changed"]))
+    assert isinstance(
+        classify_failure("Order 1 cannot be changed", patterns=patterns), AlreadyDoneError
+    )
+    assert isinstance(classify_failure("Order 1 is closed", patterns=patterns), RetryableError)
+    bad = ConnectorConfig(options={"closed_patterns": ["(unclosed"], "colour": 1})
+    problems = options_problems(bad)
+    assert any(
+        p.startswith("connectors.dsorder.options.closed_patterns: '(unclosed'") for p in problems
+    )
+    assert any(p.startswith("connectors.dsorder.options.colour:") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("listing", "today", "done"),
+    [
+        ("closed", True, True),
+        ("closed", False, True),
+        ("absent", True, True),  # today's orders are listed while open: gone means closed
+        ("absent", False, False),  # an earlier day's order is never listed: says nothing
+        ("absent", None, False),
+        ("open", True, False),
+    ],
+)
+def test_read_back_done(listing: str, today: bool | None, done: bool) -> None:
+    """An unclear answer is settled by the order's place in today's submitted list."""
+    assert read_back_done(listing, today) is done
