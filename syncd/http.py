@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 import structlog
@@ -164,6 +164,17 @@ def should_retry(policy: RetryPolicy) -> Callable[[BaseException], bool]:
         return exc.retry_after is None or exc.retry_after <= policy.max_backoff
 
     return check
+
+
+# Failures before the request left: the remote cannot have acted on it (a write may be sent
+# again even where a re-send could otherwise count twice).
+_BEFORE_SENDING: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """The request failed before it reached the remote (connect error or timeout)."""
+    details = getattr(exc, "details", None)
+    return isinstance(details, dict) and details.get("sent") is False
 
 
 class HttpClient:
@@ -324,13 +335,17 @@ class HttpClient:
             )
         except httpx.TimeoutException as exc:
             raise RetryableError(
-                f"timed out: {type(exc).__name__}", connector=self.name, code="timeout"
+                f"timed out: {type(exc).__name__}",
+                connector=self.name,
+                code="timeout",
+                details={"sent": False} if isinstance(exc, _BEFORE_SENDING) else None,
             ) from None
         except httpx.TransportError as exc:
             raise RetryableError(
                 redactor.text(f"connection failed: {type(exc).__name__}: {exc}"),
                 connector=self.name,
                 code="connection",
+                details={"sent": False} if isinstance(exc, _BEFORE_SENDING) else None,
             ) from None
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         request_id = self.remote_request_id(response)

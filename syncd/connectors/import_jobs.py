@@ -7,7 +7,8 @@ the job is `COMPLETED` or `FAILED` (`wait_for_job`: bounded exponential backoff 
 connector's retry settings, sleep and clock injectable). Auth is the bare key in `x-api-key`;
 the key needs `import:write` to submit and `import:read` (or write) to poll.
 
-Interpretations (the document leaves these open; the simulator makes the same choices):
+Interpretations (the document leaves these open; the simulator follows them by default and can
+be switched to the other readings: `AnswerShape`, `append`, `omitted`):
 
 - **The job envelope** (202) is the job as the status endpoint describes it: `jobId`,
   `status` (`PENDING`, `PROCESSING`, `COMPLETED`, `FAILED`), `rowCount`, `processedCount`,
@@ -24,12 +25,15 @@ Interpretations (the document leaves these open; the simulator makes the same ch
   index is a job-level error (`ImportJob.job_errors`). `ImportJob.rejected(items)` pairs each
   failed row index with the caller's item at that index (e.g. the host row id), so a job ties
   every error back to the host row it came from.
-- **Re-sent batches**: imports are upserts keyed by natural ids (`externalId`,
-  `skuId`+`locationId`, `externalPoNumber` - the documented idempotent key -,
-  `externalOrderId`, `skuId`+`locationId`+week+`channel`). Sending a batch again creates a new
-  job but no duplicate data: a purchase order with a known `externalPoNumber` REPLACES the
-  stored one, lines included. So a POST whose answer was lost (timeout, cut-off body) is safely
-  retried, and a purchase order must always be sent whole: omitted lines are dropped.
+- **Re-sent batches**: catalog (`externalId`, "unique"), suppliers (`externalId`, "unique"),
+  purchase orders (`externalPoNumber`, the documented idempotent key) and inventory levels
+  (`skuId`+`locationId`, a state) are taken as upserts: sending a batch again makes a second
+  job but no duplicate data, and a purchase order with a known `externalPoNumber` REPLACES
+  the stored one, lines included (so a PO is always sent whole). Orders and weekly demand
+  name no such key and may be added again: `submit(..., resend_when_unsure=False)` sends
+  their POST again only when it cannot have been processed (429, a connect failure) and
+  raises `UnsureSubmitError` when its answer is lost. The API lists no jobs (only
+  `GET /api/import/status/{jobId}`), so a lost answer cannot be resolved by reading.
 - **Inventory** `locationId` is sent as the bare location code; the API prefixes it with its
   organisation id itself (`{organizationId}-{locationId}`).
 
@@ -69,7 +73,7 @@ from typing_extensions import TypedDict
 
 from syncd.config import ConnectorConfig, Duration
 from syncd.errors import ConfigError, RetryableError
-from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client
+from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client, never_sent
 from syncd.jsontext import RawJson
 
 NAME: Final = "import_jobs"
@@ -421,6 +425,12 @@ class ImportJobsOptions(BaseModel):
     error_row_base: Literal[0, 1] = 0  # a row error's `row` counts from 0 (or 1)
 
 
+class UnsureSubmitError(RetryableError):
+    """An import POST whose answer never came (timeout after sending, a dropped connection,
+    a 5xx, a cut-off 202): the API may have made the job. It lists no jobs, so this cannot
+    be checked; raised instead of re-sending where a re-send could count rows twice."""
+
+
 class JobTimeoutError(RetryableError):
     """The job did not finish in time; `job` is its last seen state (poll it again later)."""
 
@@ -539,9 +549,17 @@ class ImportJobsClient:
     # -- imports ------------------------------------------------------------
 
     def submit(
-        self, kind: str, rows: Sequence[Mapping[str, Any] | ImportRow | RawJson]
+        self,
+        kind: str,
+        rows: Sequence[Mapping[str, Any] | ImportRow | RawJson],
+        *,
+        resend_when_unsure: bool = True,
     ) -> ImportJob:
         """POST one batch; returns the job envelope (normally PENDING).
+
+        `resend_when_unsure=False` for an import that may add rows instead of replacing them:
+        only a POST that cannot have been processed (429, a connect failure) is sent again;
+        a lost answer raises UnsureSubmitError.
 
         Typed rows are sent without their None fields; mappings are sent as given (check them
         with `parse_rows`/`check_rows` first); rows already rendered as JSON (`RawJson`, all of
@@ -561,7 +579,34 @@ class ImportJobsClient:
         def post() -> ImportJob:
             return self._job(self.http.request("POST", spec.path, json_body=body))
 
-        job = self._retrying()(post)
+        def post_once() -> ImportJob:
+            try:
+                return self._job(self.http.request("POST", spec.path, json_body=body, retry=False))
+            except RetryableError as exc:
+                if exc.status == 429 or never_sent(exc):
+                    raise  # refused before it was processed, or never sent: safe again
+                raise UnsureSubmitError(
+                    f"{kind}: the answer to an import of {len(rows)} row(s) was lost "
+                    f"({exc.message}); the API may have made the job",
+                    connector=NAME,
+                    status=exc.status,
+                    code="unsure_submit",
+                    request_id=exc.request_id,
+                ) from exc
+
+        if resend_when_unsure:
+            job = self._retrying()(post)
+        else:
+            policy = self.config.retry
+            job = Retrying(
+                stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_elapsed),
+                wait=backoff_wait(policy),
+                retry=retry_if_exception(
+                    lambda e: isinstance(e, RetryableError) and not isinstance(e, UnsureSubmitError)
+                ),
+                sleep=self.sleep,
+                reraise=True,
+            )(post_once)
         log.info("import_submitted", connector=NAME, kind=kind, job_id=job.jobId, rows=len(rows))
         return job
 

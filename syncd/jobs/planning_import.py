@@ -53,17 +53,29 @@ id with the keys, hashes, host references and payloads of the rows it carries
 COMPLETED or FAILED, then in one transaction: accepted rows recorded, each row-level error a
 reject (source `planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field
 and message), job counts stored. Rows are recorded as accepted only when the job accounts
-for every row it was sent (`count_mismatch`); otherwise each is a reject and an alert opens. A crash between the POST and the record re-sends that batch on
-the next run: the API makes a second job but no duplicate data, because every import is an
-upsert by natural key (a PO by `externalPoNumber`, replaced whole). Up to `jobs_in_flight` jobs
-are open at once (`Flights`): the next batch is planned while they are submitted and polled,
-but submits go one at a time, each recorded before the next, so a crash still re-sends at most
-one batch. A job still PENDING/PROCESSING when the run ends (job timeout, crash, shutdown)
-stays recorded; the next run polls it again before planning, and plans nothing for that
-endpoint while it is still open (its rows would be sent twice). A job the API no longer knows
-(404) is marked LOST and its rows are planned again. A FAILED job with a job-level error
-accepts nothing: its rows are planned again next run (the error is a run warning); rows with
-row-level errors are rejects either way.
+for every row it was sent (`count_mismatch`); otherwise each is a reject and an alert opens.
+
+Re-sends. For the endpoints in `options.upsert_endpoints` (default catalog, suppliers,
+inventory, purchase-orders: imports keyed by a documented unique or idempotent key) a crash
+between the POST and the record re-sends that batch on the next run, and a lost answer is
+re-sent by the HTTP layer: a second job, no duplicate data. Orders and weekly demand name no
+key, and the API may add a row sent again beside the first (counting it twice), so for the
+other endpoints: the batch is recorded (`SUBMITTING`) before its POST; a POST is sent again
+only when it cannot have been processed (429, a connect failure); a lost answer, a crash
+before the job id is recorded, or a job the API no longer knows make the batch `AMBIGUOUS`:
+its rows become rejects (`syncd rejects retry` sends one again once the operator has checked
+the planning tool) and alert `planning_import_ambiguous` opens; a row changed after the API
+accepted it is held (`held_changed:<endpoint>`, a run warning), except the row that closes a
+cancelled order (quantities 0: it adds nothing).
+
+Up to `jobs_in_flight` jobs are open at once (`Flights`): the next batch is planned while
+they are submitted and polled, but submits go one at a time, each recorded before the next,
+so a crash leaves at most one batch unsure. A job still PENDING/PROCESSING when the run ends
+(job timeout, crash, shutdown) stays recorded; the next run polls it again before planning,
+and plans nothing for that endpoint while it is still open (its rows would be sent twice). A
+job the API no longer knows (404) is marked LOST and its rows are planned again (upsert
+endpoints). A FAILED job with a job-level error accepts nothing: its rows are planned again
+next run (the error is a run warning); rows with row-level errors are rejects either way.
 
 `rowCount`, `processedCount` and `failedCount` of every finished job are added to the run's
 counts (`runs.counts`), accepted rows to `pushed` and rejected rows to `rejected`.
@@ -77,6 +89,7 @@ import hashlib
 import json
 import queue
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -86,7 +99,7 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syncd.clock import iso, utcnow
 from syncd.config import Duration, Schedule
@@ -99,6 +112,7 @@ from syncd.connectors.import_jobs import (
     ImportJobsClient,
     JobTimeoutError,
     RowError,
+    UnsureSubmitError,
     check_rows,
     key_function,
 )
@@ -111,6 +125,12 @@ from syncd.state import NewReject, Store
 REJECT_SOURCE: Final = "planning:"
 LOST: Final = "LOST"
 OPEN_STATUSES: Final = (PENDING, PROCESSING)
+# The document names a unique (catalog, suppliers) or idempotent (purchase orders) key; an
+# inventory level is a state, replaced. Orders and weekly demand may be added again.
+UPSERT_ENDPOINTS: Final = ("catalog", "suppliers", "inventory", "purchase-orders")
+SUBMITTING: Final = "SUBMITTING"  # recorded before the POST of an import that may add rows
+AMBIGUOUS: Final = "AMBIGUOUS"  # ... whose answer was lost: its rows are held as rejects
+AMBIGUOUS_ALERT: Final = "planning_import_ambiguous"
 # Reference data first, so that what later rows name has been imported already.
 ORDER: Final = ("catalog", "suppliers", "inventory", "purchase-orders", "orders", "demand-history")
 CHUNK: Final = 500  # host rows read (and accepted/failed looked up) per query
@@ -167,13 +187,28 @@ class Options(BaseModel):
         description="status field sent once with a cancelled customer order ('': none; its "
         "lines go with quantity 0 either way)",
     )
+    upsert_endpoints: list[str] = Field(
+        default_factory=lambda: list(UPSERT_ENDPOINTS),
+        description="endpoints that replace a row sent again with the same natural key; the "
+        "others may add it again: their lost answers are never re-sent, changed rows held",
+    )
     on_missing_forecast: Literal["hold", "api_default"] = Field(
         "hold",
         description="weekly demand (the host has no forecast): hold it (sending it would "
         "overwrite the planner's forecast with actualDemand), or send it anyway",
     )
 
-    @field_validator("endpoints")
+    @model_validator(mode="after")
+    def _open_week_replaced(self) -> Options:
+        if self.include_open_week and "demand-history" not in self.upsert_endpoints:
+            raise ValueError(
+                "include_open_week = true re-sends the open week each run it grows: an API "
+                'that adds into a week would count it again. Only with "demand-history" '
+                "in upsert_endpoints"
+            )
+        return self
+
+    @field_validator("endpoints", "upsert_endpoints")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         unknown = [v for v in value if v not in KINDS]
@@ -421,13 +456,18 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def plan_row(digest: str, accepted_hash: str | None, failed_hash: str | None) -> str:
+def plan_row(
+    digest: str, accepted_hash: str | None, failed_hash: str | None, *, may_add: bool = False
+) -> str:
     """ "unchanged" (the API has exactly this), "failed" (refused as is: wait for a change or a
-    retry) or "send"."""
+    retry), "held_changed" (changed since the API accepted it, and the API `may_add` a row
+    sent again beside the old one instead of replacing it) or "send"."""
     if accepted_hash == digest:
         return "unchanged"
     if failed_hash == digest:
         return "failed"
+    if may_add and accepted_hash is not None:
+        return "held_changed"
     return "send"
 
 
@@ -443,6 +483,7 @@ class Candidate(NamedTuple):
     key: str | None = None
     checked: bool = False
     held: str | None = None  # why it is not sent (it would reset what the planner owns)
+    closing: bool = False  # the row closes one that left the open set (adds nothing)
 
 
 class Planned(NamedTuple):
@@ -603,7 +644,7 @@ def _closing_candidates(store: Store, endpoint: str, options: Options) -> Iterat
                 else options.order_cancelled_status
             )
             payload = closed_row(json.loads(row["payload"]), status)
-            chunk.append(Candidate(payload, f"closed:{row['row_key']}"))
+            chunk.append(Candidate(payload, f"closed:{row['row_key']}", closing=True))
         yield chunk
 
 
@@ -710,6 +751,15 @@ def _sync_endpoint(
         held = ctx.counts.get(f"held:{endpoint}", 0)
         if held:
             _hold_warning(ctx, endpoint, held, HOLD_REORDER_POINT)
+        changed = ctx.counts.pop("held_changed", 0)
+        if changed:
+            message = (
+                f"{changed} row(s) changed after the API accepted them, held: {endpoint} is "
+                "not in upsert_endpoints, so sending them again could count them twice"
+            )
+            ctx.warnings.append({"endpoint": endpoint, "message": message})
+            ctx.counts[f"held_changed:{endpoint}"] = changed
+            ctx.log.warning("planning_import_changes_held", endpoint=endpoint, rows=changed)
 
 
 def _send_endpoint(
@@ -778,20 +828,29 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
     key_of = key_function(endpoint)
     keyed = []
     held = 0
-    for payload, reference, rendered, known_key, checked, why in chunk:
+    closing: set[str] = set()
+    for payload, reference, rendered, known_key, checked, why, closes in chunk:
         if why is not None:
             held += 1
             continue
         text = rendered or canonical(payload)
         key = known_key or key_of(payload) or f"?{reference}"
         keyed.append((key, text_hash(text), text, payload, reference, checked))
+        if closes:
+            closing.add(key)
     keys = [k[0] for k in keyed]
     accepted = _lookup(ctx.store, "planning_import_accepted", endpoint, keys)
     failed = _lookup(ctx.store, "planning_import_failed", endpoint, keys)
     to_send = []
     actions: Counter[str] = Counter()
+    may_add = endpoint not in ctx.options.upsert_endpoints
     for row in keyed:
-        action = plan_row(row[1], accepted.get(row[0]), failed.get(row[0]))
+        action = plan_row(
+            row[1],
+            accepted.get(row[0]),
+            failed.get(row[0]),
+            may_add=may_add and row[0] not in closing,  # a closing row adds nothing
+        )
         if action == "send":
             to_send.append(row)
         else:
@@ -840,6 +899,7 @@ class _Cancelled(Exception):
 class _Flight:
     batch: Sequence[Planned]
     job_id: str | None = None  # set once the job is recorded
+    local_id: str | None = None  # its SUBMITTING record, before the POST (may_add only)
 
 
 class Flights:
@@ -856,6 +916,7 @@ class Flights:
         self, ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str
     ) -> None:
         self.ctx, self.client, self.options, self.endpoint = ctx, client, options, endpoint
+        self.may_add = endpoint not in options.upsert_endpoints  # a re-send may count twice
         self.events: queue.SimpleQueue[tuple[str, _Flight, Any]] = queue.SimpleQueue()
         self.pool = ThreadPoolExecutor(options.jobs_in_flight, thread_name_prefix="import-job")
         self.flying = 0
@@ -917,9 +978,37 @@ class Flights:
             with self.submitting:
                 if self.cancel.is_set():
                     raise _Cancelled()
-                job = self.client.submit(self.endpoint, [p.text for p in flight.batch])
+                if self.may_add and self.recorder is not None:
+                    # recorded before the POST: a crash before its answer is recorded leaves
+                    # this, and the next run holds the rows instead of sending them again
+                    flight.local_id = _record_submitting(
+                        self.recorder, self.ctx.run_id, self.endpoint, flight.batch
+                    )
+                try:
+                    job = self.client.submit(
+                        self.endpoint,
+                        [p.text for p in flight.batch],
+                        resend_when_unsure=not self.may_add,
+                    )
+                except UnsureSubmitError:
+                    raise
+                except BaseException:
+                    if flight.local_id is not None and self.recorder is not None:
+                        _forget_submitting(self.recorder, flight.local_id)
+                        flight.local_id = None
+                    raise
                 if self.recorder is not None:
-                    _record_job(self.recorder, self.ctx.run_id, self.endpoint, job, flight.batch)
+                    _record_job(
+                        self.recorder,
+                        self.ctx.run_id,
+                        self.endpoint,
+                        job,
+                        flight.batch,
+                        replaces=flight.local_id,
+                    )
+        except UnsureSubmitError as exc:
+            self.events.put(("unsure", flight, exc))
+            return
         except BaseException as exc:
             self.events.put(("failed", flight, exc))
             return
@@ -951,29 +1040,94 @@ class Flights:
         self.flying -= 1
         if kind == "done":
             _finish(self.ctx, self.endpoint, value)
+        elif kind == "unsure":
+            rows = [[p.key, p.digest, p.reference, json.loads(p.text)] for p in flight.batch]
+            _hold_unsure(self.ctx, self.endpoint, rows, flight.local_id, value.message)
         elif flight.job_id is None:
             if not isinstance(value, _Cancelled):
                 raise value  # the submit failed: nothing recorded, the rows are planned again
         elif not isinstance(value, _Cancelled) and not _wait_failed(
-            self.ctx, flight.job_id, self.endpoint, value
+            self.ctx, flight.job_id, self.endpoint, value, hold_lost=self.may_add
         ):
             self.blocked = True
 
 
 def _record_job(
-    store: Store, run_id: str, endpoint: str, job: ImportJob, batch: Sequence[Planned]
+    store: Store,
+    run_id: str,
+    endpoint: str,
+    job: ImportJob,
+    batch: Sequence[Planned],
+    replaces: str | None = None,
 ) -> None:
     """A submitted job with the keys, hashes and host references of the rows it carries.
 
-    Recorded as soon as the 202 is in: a crash before this re-sends the batch next run (an
-    upsert by natural key: a second job, no duplicate data); after it, the job is polled
-    again."""
+    Recorded as soon as the 202 is in (replacing its SUBMITTING record, if any): a crash
+    before this re-sends the batch next run where the endpoint upserts (a second job, no
+    duplicate data), and holds it otherwise; after it, the job is polled again."""
     with store.transaction():
+        if replaces is not None:
+            store.db.execute(
+                "UPDATE planning_import_jobs SET job_id = ?, status = ? WHERE job_id = ?",
+                [job.jobId, job.status, replaces],
+            )
+            return
         store.db.execute(
             "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, "
             "submitted_at, run_id, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [job.jobId, endpoint, job.status, len(batch), iso(), run_id, job_rows(batch)],
         )
+
+
+def _record_submitting(store: Store, run_id: str, endpoint: str, batch: Sequence[Planned]) -> str:
+    """The batch about to be POSTed to an endpoint that may add rows, under a local id."""
+    local_id = f"{SUBMITTING.lower()}:{uuid.uuid4()}"
+    with store.transaction():
+        store.db.execute(
+            "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, "
+            "submitted_at, run_id, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [local_id, endpoint, SUBMITTING, len(batch), iso(), run_id, job_rows(batch)],
+        )
+    return local_id
+
+
+def _forget_submitting(store: Store, local_id: str) -> None:
+    """The POST surely was not processed (refused, or never sent): the rows are planned again."""
+    with store.transaction():
+        store.db.execute("DELETE FROM planning_import_jobs WHERE job_id = ?", [local_id])
+
+
+def _hold_unsure(
+    ctx: JobContext, endpoint: str, rows: Sequence[Sequence[Any]], job_id: str | None, why: str
+) -> None:
+    """Rows an import may or may not have taken, where sending them again could count them
+    twice: each a reject (retry sends it again), the job AMBIGUOUS, an alert open. The API
+    lists no jobs, so syncd cannot find out by itself."""
+    reason = (
+        f"not sent again: {why}. The API lists no jobs to check, and {endpoint} may add "
+        "rows rather than replace them (upsert_endpoints): check the planning tool, then "
+        "`syncd rejects retry` sends the row again, `syncd rejects drop` leaves it"
+    )
+    store = ctx.store
+    with store.transaction():
+        for key, digest, reference, payload in rows:
+            _record_failure(ctx, endpoint, key, digest, job_id, reference, payload, reason, None)
+        if job_id is not None:
+            store.db.execute(
+                "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ?, "
+                "rows = NULL WHERE job_id = ?",
+                [AMBIGUOUS, iso(), json.dumps([why]), job_id],
+            )
+        store.open_alert(
+            AMBIGUOUS_ALERT,
+            f"planning.import {endpoint}: {len(rows)} row(s) may or may not have been "
+            f"imported ({why}); held as rejects, not sent again",
+            subject=endpoint,
+        )
+    ctx.counts["ambiguous"] += len(rows)
+    ctx.counts["rejected"] += len(rows)
+    ctx.warnings.append({"endpoint": endpoint, "job_id": job_id, "message": why})
+    ctx.log.warning("planning_import_ambiguous", endpoint=endpoint, rows=len(rows))
 
 
 def job_rows(batch: Sequence[Planned]) -> str:
@@ -994,14 +1148,19 @@ def _await(
     try:
         job = client.wait_for_job(job_id, timeout=options.job_timeout)
     except (JobTimeoutError, PermanentError) as exc:
-        return _wait_failed(ctx, job_id, endpoint, exc)
+        return _wait_failed(
+            ctx, job_id, endpoint, exc, hold_lost=endpoint not in options.upsert_endpoints
+        )
     _finish(ctx, endpoint, job)
     return True
 
 
-def _wait_failed(ctx: JobContext, job_id: str, endpoint: str, exc: BaseException) -> bool:
+def _wait_failed(
+    ctx: JobContext, job_id: str, endpoint: str, exc: BaseException, *, hold_lost: bool
+) -> bool:
     """A job still open at the timeout (False: it is polled again next run) or unknown to
-    the API (True: LOST, its rows are planned again); anything else is raised."""
+    the API (True: LOST, its rows are planned again, or held when `hold_lost`: it may have
+    imported them); anything else is raised."""
     if isinstance(exc, JobTimeoutError):
         last = exc.job
         ctx.store.db.execute(
@@ -1015,6 +1174,10 @@ def _wait_failed(ctx: JobContext, job_id: str, endpoint: str, exc: BaseException
         return False
     if not isinstance(exc, PermanentError) or exc.status != 404:
         raise exc
+    if hold_lost:
+        text = ctx.store.scalar("SELECT rows FROM planning_import_jobs WHERE job_id = ?", [job_id])
+        _hold_unsure(ctx, endpoint, json.loads(text or "[]"), job_id, f"job unknown: {exc}")
+        return True
     with ctx.store.transaction():
         ctx.store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ?, "
@@ -1258,7 +1421,21 @@ def _requeue_retried_rejects(ctx: JobContext) -> None:
 
 
 def _resume_open_jobs(ctx: JobContext, client: ImportJobsClient, options: Options) -> set[str]:
-    """Poll jobs a previous run left open; returns the endpoints whose job is still open."""
+    """Hold the batches a previous run was submitting when it stopped (it may or may not
+    have been imported), poll jobs it left open; returns the endpoints whose job is still
+    open."""
+    for unsure in ctx.store.query(
+        "SELECT job_id, endpoint, rows FROM planning_import_jobs WHERE status = ? "
+        "ORDER BY submitted_at, job_id",
+        [SUBMITTING],
+    ):
+        _hold_unsure(
+            ctx,
+            unsure["endpoint"],
+            json.loads(unsure["rows"] or "[]"),
+            unsure["job_id"],
+            "syncd stopped after sending an import and before recording its answer",
+        )
     blocked: set[str] = set()
     for job in ctx.store.query(
         "SELECT job_id, endpoint FROM planning_import_jobs WHERE status IN (?, ?) "

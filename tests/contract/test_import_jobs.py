@@ -32,6 +32,7 @@ from syncd.connectors.import_jobs import (
     PurchaseOrderLine,
     PurchaseOrderRow,
     SupplierRow,
+    UnsureSubmitError,
     parse_error,
     parse_rows,
     row_key,
@@ -43,6 +44,7 @@ from syncd.sandbox.import_jobs import (
     HTML_502,
     READ,
     WRITE,
+    AnswerShape,
     ImportJobsSim,
     ManualClock,
 )
@@ -600,3 +602,56 @@ def test_job_model_tolerates_variants_of_the_envelope() -> None:
         }
     ).errors[0]
     assert (error.row, error.message, error.key) == (4, "bad", "7")
+
+
+def test_an_import_that_may_add_rows_is_not_sent_again_after_a_lost_answer(
+    client: ImportJobsClient, sim: ImportJobsSim
+) -> None:
+    """`resend_when_unsure=False`: a POST whose answer was lost raises UnsureSubmitError
+    instead of being sent again (the API may have imported it); one refused before it was
+    processed (429) is sent again."""
+    sim.append = {"orders"}
+    sim.faults.script("POST /api/import/orders", ["drop"])
+    with pytest.raises(UnsureSubmitError) as lost:
+        client.submit("orders", VALID_ROWS["orders"], resend_when_unsure=False)
+    assert lost.value.code == "unsure_submit"
+    assert sim.state.stats["orders_jobs"] == 1
+    sim.process_jobs()
+    sim.faults.script("POST /api/import/orders", ["429"])
+    job = client.submit("orders", VALID_ROWS["orders"], resend_when_unsure=False)
+    assert client.wait_for_job(job.jobId).status == COMPLETED
+    assert sim.state.stats["orders_jobs"] == 2
+    assert set(sim.records("orders")) == {("SO-1",), ("SO-1", "#2")}  # the API appended
+
+
+def test_the_simulator_can_answer_in_the_shapes_the_document_leaves_open(
+    client: ImportJobsClient, sim: ImportJobsSim
+) -> None:
+    """Other readings of the job status: errors with 1-based or no row index and no key,
+    failedCount counting errors, processedCount counting imported rows only."""
+    rows = [{"externalId": "A"}, {"externalId": 5, "name": 7}, {"externalId": "C"}]
+    sim.shape = AnswerShape(
+        row_index="one", error_key=False, failed_count="errors", processed_count="imported"
+    )
+    job = client.wait_for_job(client.submit("catalog", rows).jobId)
+    assert (job.rowCount, job.processedCount, job.failedCount) == (3, 2, 2)
+    assert {e.row for e in job.errors} == {2}
+    assert all(e.key is None for e in job.errors)
+    sim.shape = AnswerShape(row_index="none")
+    assert {e.row for e in client.job_status(job.jobId).errors} == {None}
+
+
+def test_an_omitted_field_is_reset_or_kept_as_the_simulator_reads_the_document(
+    client: ImportJobsClient, sim: ImportJobsSim
+) -> None:
+    """The text: an omitted reorderPoint defaults to 0 on every import; the other reading
+    (`omitted="keep"`): an update keeps the stored value."""
+    key = ("SKU-1", "org_sandbox-WH1")
+    level = {"skuId": "SKU-1", "locationId": "WH1", "quantityOnHand": 3}
+    client.wait_for_job(client.submit("inventory", [{**level, "reorderPoint": 4}]).jobId)
+    client.wait_for_job(client.submit("inventory", [level]).jobId)
+    assert sim.records("inventory")[key]["minQuantity"] == 0
+    sim.omitted = "keep"
+    client.wait_for_job(client.submit("inventory", [{**level, "reorderPoint": 4}]).jobId)
+    client.wait_for_job(client.submit("inventory", [level]).jobId)
+    assert sim.records("inventory")[key]["minQuantity"] == 4

@@ -408,6 +408,7 @@ def test_demand_history_closed_weeks_are_final_and_an_opted_in_open_week_is_rese
         endpoints=["demand-history"],
         demand_weeks_back=2,
         include_open_week=True,
+        upsert_endpoints=["demand-history"],
         on_missing_forecast="api_default",
     )
     bodies = capture(sim, "demand-history")
@@ -692,3 +693,98 @@ def test_a_cancelled_order_is_sent_once_with_nothing_outstanding(
     before = posts(sim)[post("orders")]
     run(cfg)
     assert posts(sim)[post("orders")] == before
+
+
+# --- no double counting where the document names no key ----------------------------------------
+
+
+@pytest.fixture
+def appending(make_cfg: Callable[..., Settings]) -> Iterator[ImportJobsSim]:
+    """The other reading: orders and weekly demand are added, not replaced, when sent again."""
+    with ImportJobsSim(
+        seed=6,
+        pending_seconds=0,
+        rows_per_second=0,
+        retry_after=0,
+        append={"orders", "demand-history"},
+    ) as running:
+        yield running
+
+
+def test_a_lost_answer_for_orders_is_held_not_sent_twice(
+    appending: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """The POST of an orders import is applied but its answer is lost: orders may be added
+    twice, so the batch is not sent again (by the HTTP layer or a later run); its rows are
+    rejects an operator can retry, and an alert says why."""
+    cfg = make_cfg(appending, endpoints=["catalog", "orders"])
+    appending.faults.script(post("orders"), ["drop"])
+    appending.faults.script(post("catalog"), ["drop"])  # catalog upserts: simply sent again
+    drop(cfg, "articles", ARTICLES, ["A1,One"])
+    drop(cfg, "orders", ORDERS, ["create,O1,1,A1,2", "create,O2,1,A1,1"])
+    first = run(cfg)
+    assert first.counts["ambiguous"] == 2
+    assert appending.state.stats["orders_jobs"] == 1
+    assert appending.state.stats["catalog_jobs"] == 2
+    assert set(appending.records("orders")) == {("O1",), ("O2",)}  # imported once
+    assert set(accepted(cfg, "catalog")) == {"A1"}
+    rejects = open_rejects(cfg)
+    assert sorted(r["reference"].split(" ")[1] for r in rejects) == ["O1", "O2"]
+    assert all("not sent again" in r["reason"] for r in rejects)
+    [job] = query(cfg, "SELECT status FROM planning_import_jobs WHERE endpoint = 'orders'")
+    assert job["status"] == "AMBIGUOUS"
+    with Store.open(cfg.db_path, migrate=False) as store:
+        [alert] = store.open_alerts("planning_import_ambiguous")
+    assert alert["subject"] == "orders"
+    run(cfg)
+    assert appending.state.stats["orders_jobs"] == 1
+    assert appending.state.stats["rows_appended"] == 0
+
+
+def test_a_changed_order_is_held_where_orders_may_be_added_twice(
+    appending: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An order changed after the API accepted it would be added beside the first one: it
+    is held with a warning (an API known to replace orders: upsert_endpoints)."""
+    cfg = make_cfg(appending, endpoints=["orders"])
+    drop(cfg, "orders", ORDERS, ["create,O1,1,A1,2"])
+    run(cfg)
+    drop(cfg, "orders", ORDERS, ["create,O1,1,A1,5"])
+    changed = run(cfg)
+    assert changed.counts["held_changed:orders"] == 1
+    assert any("upsert_endpoints" in w["message"] for w in run_warnings(cfg, changed))
+    assert list(appending.records("orders")) == [("O1",)]
+    assert appending.records("orders")[("O1",)]["lines"][0]["quantity"] == 2
+
+    replaced = make_cfg(appending, "b", endpoints=["orders"], upsert_endpoints=["orders"])
+    drop(replaced, "orders", ORDERS, ["create,O7,1,A1,2"])
+    run(replaced)
+    drop(replaced, "orders", ORDERS, ["create,O7,1,A1,5"])
+    assert run(replaced).counts["pushed"] == 1
+
+
+def test_a_demand_week_is_sent_once_it_is_closed_and_never_added_twice(
+    appending: ImportJobsSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Against an API that adds a week's records into its bucket: the open week is not sent
+    while it grows; once closed it is sent once, with its whole total."""
+    cfg = make_cfg(
+        appending,
+        endpoints=["demand-history"],
+        demand_weeks_back=2,
+        on_missing_forecast="api_default",
+    )
+    drop(cfg, "sales", SALES, ["T1,1,2025-03-10,A1,,3,"])
+    with freeze_time("2025-03-12 10:00:00", tick=True):
+        run(cfg)
+    drop(cfg, "sales", SALES, ["T2,1,2025-03-13,A1,,4,"])
+    with freeze_time("2025-03-13 10:00:00", tick=True):
+        run(cfg)
+    assert appending.records("demand-history") == {}
+    for day in ("2025-03-17 08:00:00", "2025-03-18 08:00:00"):
+        with freeze_time(day, tick=True):
+            run(cfg)
+    week = appending.records("demand-history")[("A1", "WH", "2025-03-10", "ALL")]
+    assert week["actualDemand"] == 7
+    assert appending.state.stats["rows_appended"] == 0
+    assert posts(appending)[post("demand-history")] == 1

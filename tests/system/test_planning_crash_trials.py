@@ -340,7 +340,12 @@ def siop_key(item: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def planning_connector(sim: ImportJobsSim) -> str:
+ALL_UPSERT = json.dumps(list(KINDS))
+
+
+def planning_connector(sim: ImportJobsSim, *, upsert: str = ALL_UPSERT) -> str:
+    """The trials take the API as upserting every import (the crash-safety of that reading);
+    `upsert="[]"`-style overrides test the other one."""
     return f"""
 [connectors.import_jobs]
 enabled = true
@@ -351,7 +356,7 @@ retry = {{ max_attempts = 3, initial_backoff = "20ms", max_backoff = "40ms" }}
 timeouts = {{ connect = "2s", read = "5s" }}
 
 [jobs."{PLANNING}"]
-options = {{ batch_size = {BATCH}, site_location = "WH", demand_weeks_back = 8, on_missing_forecast = "api_default" }}
+options = {{ batch_size = {BATCH}, site_location = "WH", demand_weeks_back = 8, on_missing_forecast = "api_default", upsert_endpoints = {upsert} }}
 """
 
 
@@ -737,6 +742,60 @@ def test_planning_import_resends_at_most_the_batch_in_flight(
         f"re-sends beyond the batch in flight ({MAX_UNRECORDED} job of at most {BATCH} rows "
         "per kill):\n" + "\n\n".join(found)
     )
+
+
+@pytest.mark.parametrize("kind", ["orders", "demand-history"])
+def test_planning_import_adds_nothing_twice_after_kill_9_where_the_api_appends(
+    template: Template, kind: str
+) -> None:
+    """An API that adds orders and weekly demand again when they are sent again (the other
+    reading of the document): kill -9 while the first import of `kind` is applied, its
+    answer lost with the process. Later runs never send that batch again: every row of
+    `kind` went to the API once and is stored once; the batch is held as rejects (one per
+    row, retryable) and an alert is open."""
+    root = template.base / f"append-{kind}"
+    restore(template.root, root)
+    db = root / "state" / "syncd.db"
+    with CrashingImportJobs() as sim:
+        sim.append = {"orders", "demand-history"}
+        upsert = json.dumps([k for k in KINDS if k not in sim.append])
+        config = write_config(root, planning_connector(sim, upsert=upsert))
+        trap = Trap((f"POST /api/import/{kind}",), 1, "applied")
+        code = run_killed(sim, config, PLANNING, trap, None, syncd_env(template.hook))
+        assert code == -9, "the trap did not fire"
+        with sim.state.lock:
+            [first] = [j for j in sim.state.jobs.values() if j.kind == kind]
+            held_keys = sorted(natural_key(kind, row) for row in first.rows)
+        for _ in range(3):
+            run_ok(config, PLANNING)
+            if not db_rows(db, "SELECT 1 FROM planning_import_jobs WHERE status IN (?, ?)", OPEN):
+                break
+        before = sim.count()
+        run_ok(config, PLANNING)
+        assert sim.count() == before, "a run after completion made requests"
+        wait_until(lambda: not sim.open_jobs(), 5, "the API's jobs to finish")
+
+        sent = Counter({k: n for (endpoint, k), n in sim.sent().items() if endpoint == kind})
+        assert sent, "nothing sent"
+        assert set(sent.values()) == {1}, sent  # each row sent once, ever
+        assert sim.state.stats["rows_appended"] == 0
+        assert not [k for k in sim.records(kind) if str(k[-1]).startswith("#")]
+        held = db_rows(
+            db,
+            "SELECT f.row_key FROM planning_import_failed f JOIN rejects r ON r.id = f.reject_id "
+            "WHERE f.endpoint = ? AND r.status = 'open' AND r.reason LIKE 'not sent again%' "
+            "ORDER BY f.row_key",
+            [kind],
+        )
+        assert [r["row_key"] for r in held] == held_keys
+        statuses = db_rows(db, "SELECT status FROM planning_import_jobs WHERE endpoint = ?", [kind])
+        assert "AMBIGUOUS" in {r["status"] for r in statuses}
+        alerts = db_rows(
+            db,
+            "SELECT subject FROM alerts WHERE kind = 'planning_import_ambiguous' "
+            "AND resolved_at IS NULL",
+        )
+        assert [a["subject"] for a in alerts] == [kind]
 
 
 # --- oregon.siop ---------------------------------------------------------------------------------

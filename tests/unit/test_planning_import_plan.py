@@ -218,7 +218,12 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
         )
     with store.transaction():
         store.db["host_sales"].insert_all(sales)  # type: ignore[union-attr]
-    options = Options(site_location=SITE, demand_weeks_back=2, include_open_week=True)
+    options = Options(
+        site_location=SITE,
+        demand_weeks_back=2,
+        include_open_week=True,
+        upsert_endpoints=list(ORDER),
+    )
     found = [c for chunk in _demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
     in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
     records = [json.loads(c.text) if c.payload is None else c.payload for c in found]
@@ -235,6 +240,12 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
     assert check_rows("demand-history", checked) == {}
     [blank] = [c for c in found if not c.checked]
     assert check_rows("demand-history", [blank.payload]) == {0: "skuId: must not be empty"}
+
+
+def test_plan_row_holds_a_change_an_api_may_add_twice() -> None:
+    assert plan_row("h2", "h1", None, may_add=True) == "held_changed"
+    assert plan_row("h1", None, None, may_add=True) == "send"  # never accepted: sent once
+    assert plan_row("h1", "h1", None, may_add=True) == "unchanged"
 
 
 def test_plan_row() -> None:
@@ -324,6 +335,10 @@ def test_a_closed_row_is_the_last_one_with_nothing_outstanding_and_its_status() 
 
 def test_options() -> None:
     defaults = Options()
+    assert set(ORDER) - set(defaults.upsert_endpoints) == {"orders", "demand-history"}
+    with pytest.raises(ValidationError, match="upsert_endpoints"):
+        Options(include_open_week=True)
+    assert Options(include_open_week=True, upsert_endpoints=["demand-history"]).include_open_week
     assert (defaults.include_open_week, defaults.reserved_from_instock) == (False, True)
     assert (defaults.on_missing_reorder_point, defaults.on_missing_forecast) == ("hold", "hold")
     assert Options().endpoints == list(ORDER)
