@@ -90,6 +90,9 @@ def _echo_json(data: Any) -> None:
 @click.version_option(__version__, prog_name="syncd")
 def main() -> None:
     """syncd keeps the warehouse host and its remote systems in sync."""
+    from syncd.lifecycle import restrict_umask
+
+    restrict_umask()  # before any file is made: state DB, lock, host files
 
 
 @main.command()

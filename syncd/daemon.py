@@ -329,6 +329,7 @@ class Daemon:
 
 def run_daemon(config_path: Path | None) -> int:
     """Entry point of `syncd run`; ConfigError/StateError propagate to the CLI."""
+    lifecycle.restrict_umask()
     settings = load_settings(config_path)
     validate_jobs(settings)
     configure_logging(settings.logging.level, settings.logging.format)

@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from syncd.lifecycle import restrict_umask
 from syncd.sandbox.dsorder import DSOrderSim
 from syncd.sandbox.import_jobs import ImportJobsSim
 from syncd.sandbox.instock import InstockSim
@@ -574,6 +575,7 @@ def summarise(db_path: Path, host_dir: Path) -> list[str]:
 
 
 def run_demo(duration: float, workdir: Path | None, seed: int) -> int:
+    restrict_umask()
     base = workdir or Path(tempfile.mkdtemp(prefix="syncd-demo-"))
     state_dir, host_dir = base / "state", base / "host"
     rng = random.Random(seed)

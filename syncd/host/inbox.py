@@ -50,6 +50,7 @@ from syncd.host.feeds import (
     host_options,
 )
 from syncd.host.outbox import write_bytes_atomic
+from syncd.lifecycle import follow_umask
 from syncd.state import NewReject, Store
 
 log = structlog.get_logger("syncd.host")
@@ -360,6 +361,7 @@ def _identity(path: Path) -> tuple[int, int]:
 def _move(path: Path, directory: Path) -> Path:
     target = _free_name(directory, path.name)
     os.replace(path, target)
+    follow_umask(target)
     return target
 
 
@@ -664,6 +666,7 @@ def _refuse_file(
                 subject=feed.name,
             )
     os.replace(path, target)
+    follow_umask(target)
     log.warning(
         "host_file_refused",
         feed=feed.name,

@@ -7,8 +7,11 @@ a push intent is recorded in the transaction of the diff that caused it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -88,10 +91,26 @@ class NewReject:
     payload: Any = None
 
 
+PRIVATE_MODE = 0o600  # the state DB, its WAL and SHM, and the lock: the owner alone
+
+
+def make_private(path: Path) -> None:
+    """Create `path` 0600 if it is missing (SQLite gives its WAL and SHM the mode of the
+    DB file), and take group/other bits from an existing one (and its WAL and SHM)
+    left by an older syncd; a file owned by someone else is left as it is."""
+    with contextlib.suppress(OSError):  # exists already; or SQLite will say why it cannot
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            if stat.S_IMODE(file.stat().st_mode) & 0o077:
+                os.chmod(file, PRIVATE_MODE)
+
+
 def connect(path: Path) -> Database:
     """Open the file with the pragmas every connection needs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        make_private(path)
         conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
