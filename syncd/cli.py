@@ -212,6 +212,10 @@ def check_config(config_path: Path | None, as_json: bool) -> None:
         click.echo(f"# effective configuration from {Settings.source_path or 'defaults'}")
         for key, value in flatten(data):
             click.echo(f"{key} = {json.dumps(value, default=str)}")
+    from syncd.connectors.netstock import config_notes
+
+    for note in config_notes(settings.connectors.netstock):  # which endpoint map, unverified
+        click.echo(note, err=as_json)
     click.echo("configuration OK", err=True)
 
 
@@ -518,11 +522,21 @@ def sandbox_dsorder(
     help="deferred: /model/end answers 202 and a wrong count fails later (the document); "
     "immediate: 400 at once.",
 )
-def sandbox_netstock(host: str, port: int, seed: int, count_lag: float, model_end: str) -> None:
+@click.option(
+    "--endpoint-map",
+    type=click.Choice(["corrected", "document"]),
+    default="corrected",
+    show_default=True,
+    help="Import URLs: corrected (/import/master, /import/transfers) or as the document "
+    "prints them (master at /import/suppliers, transfers at /import/co).",
+)
+def sandbox_netstock(
+    host: str, port: int, seed: int, count_lag: float, model_end: str, endpoint_map: str
+) -> None:
     """Serve a Netstock Data Orchestrator simulator (token, datasets, pops)."""
     from syncd.sandbox import netstock
 
-    netstock.run(host, port, seed, count_lag=count_lag, model_end=model_end)
+    netstock.run(host, port, seed, count_lag=count_lag, model_end=model_end, endpoints=endpoint_map)
 
 
 @sandbox.command("import-jobs")

@@ -53,10 +53,16 @@ text (if any) is in `error.details["raw"]` and was passed to `journal` first.
 - Custom models `ut_*` are allowed by name; their endpoint is the model name unless mapped.
   Any other unknown model name is refused before a request is sent.
 
+The two corrections (`master`, `transfers`) are guesses from a pattern the document breaks
+three times: they are UNVERIFIED (`UNVERIFIED_ENDPOINTS`; `syncd check-config` lists them).
+`endpoint_map = "document"` starts from the URLs exactly as printed instead
+(`DOCUMENT_MODEL_ENDPOINTS`: master -> `suppliers`, transfers -> `co`); `model_endpoints`
+overrides any entry of either.
+
 **Options** (`connectors.netstock.options`, unknown keys refused): `scope`,
 `customer_identifier` (default: `username`, which the document calls the customer
 identifier), `token_url`, `token_renew_margin` (a duration), `chunk_size` (lines per import
-post, default 1000) and `model_endpoints`. `username`, `password` and `client_id` are
+post, default 1000), `endpoint_map` and `model_endpoints`. `username`, `password` and `client_id` are
 required.
 
 **Quantities** in pop answers come as strings (`"99"`, the PO example) or numbers (`5.0`,
@@ -90,7 +96,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -134,6 +140,28 @@ DEFAULT_MODEL_ENDPOINTS: Final[Mapping[str, str]] = {
     "suppersessions": "suppressions",
 }
 """Model name (as sent to /model/start) -> import endpoint (/import/<endpoint>); see above."""
+
+DOCUMENT_MODEL_ENDPOINTS: Final[Mapping[str, str]] = {
+    **DEFAULT_MODEL_ENDPOINTS,
+    "master": "suppliers",  # as printed in the Master section
+    "transfers": "co",  # as printed in the Transfers section
+}
+"""The URLs exactly as the document prints them (`endpoint_map = "document"`)."""
+
+ENDPOINT_MAPS: Final[Mapping[str, Mapping[str, str]]] = {
+    "corrected": DEFAULT_MODEL_ENDPOINTS,
+    "document": DOCUMENT_MODEL_ENDPOINTS,
+}
+
+UNVERIFIED_ENDPOINTS: Final[Mapping[str, str]] = {
+    "master": "the document prints /import/suppliers (the Suppliers URL, with the item "
+    "master's body); /import/master is a guess from the /import/<model> pattern",
+    "transfers": "the document prints /import/co (the Customer Orders URL and body); "
+    "/import/transfers is a guess from the /import/<model> pattern",
+}
+"""The corrected map's guesses. The pattern they follow is one the document itself breaks
+three times (stocks -> stock_by_location, pohist -> po_hist, suppersessions ->
+suppressions), so they are unverified until a tenant confirms them."""
 
 
 def _fields(
@@ -753,6 +781,7 @@ class NetstockOptions(BaseModel):
     token_url: str = TOKEN_PATH
     token_renew_margin: float = DEFAULT_RENEW_MARGIN
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1, le=100_000)
+    endpoint_map: Literal["corrected", "document"] = "corrected"
     model_endpoints: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("token_renew_margin", mode="before")
@@ -769,9 +798,11 @@ def configured_chunk_size(config: ConnectorConfig) -> int:
         return DEFAULT_CHUNK_SIZE
 
 
-def model_endpoint_map(overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """DEFAULT_MODEL_ENDPOINTS with `overrides` on top; raises ValueError on a bad entry."""
-    merged = dict(DEFAULT_MODEL_ENDPOINTS)
+def model_endpoint_map(
+    overrides: Mapping[str, Any] | None = None, base: str = "corrected"
+) -> dict[str, str]:
+    """The `base` map (ENDPOINT_MAPS) with `overrides` on top; ValueError on a bad entry."""
+    merged = dict(ENDPOINT_MAPS[base])
     for model, endpoint in (overrides or {}).items():
         if not isinstance(model, str) or not _MODEL_RE.fullmatch(model):
             raise ValueError(f"model_endpoints: {model!r} is not a model name")
@@ -811,7 +842,7 @@ class NetstockSettings:
                 problems.append(f"connectors.netstock.options.{key}: {error['msg']}")
             options = NetstockOptions()
         try:
-            endpoints = model_endpoint_map(options.model_endpoints)
+            endpoints = model_endpoint_map(options.model_endpoints, options.endpoint_map)
         except ValueError as exc:
             problems.append(f"connectors.netstock.options.{exc}")
             endpoints = dict(DEFAULT_MODEL_ENDPOINTS)
@@ -838,7 +869,7 @@ class NetstockSettings:
         elif not token_url.startswith("/"):
             token_url = "/" + token_url
         if problems:
-            raise ConfigError("invalid Netstock connector settings", problems)
+            raise _settings_error(problems)
         return cls(
             customer_identifier=options.customer_identifier or str(config.username),
             username=str(config.username),
@@ -849,6 +880,66 @@ class NetstockSettings:
             chunk_size=options.chunk_size,
             model_endpoints=endpoints,
         )
+
+
+def _settings_error(problems: list[str]) -> ConfigError:
+    return ConfigError("invalid Netstock connector settings:\n  " + "\n  ".join(problems), problems)
+
+
+@dataclass(frozen=True)
+class EndpointEntry:
+    """One model's endpoint in the map in use, and where it comes from."""
+
+    model: str
+    endpoint: str
+    source: str  # "document" (as printed) | "corrected" (a guess) | "override"
+    note: str = ""
+
+    @property
+    def unverified(self) -> bool:
+        return self.source == "corrected"
+
+
+def endpoint_report(options: Mapping[str, Any]) -> tuple[str, list[EndpointEntry]]:
+    """The map `connectors.netstock.options` selects, entry by entry (ConfigError if bad)."""
+    try:
+        parsed = NetstockOptions.model_validate(options)
+        merged = model_endpoint_map(parsed.model_endpoints, parsed.endpoint_map)
+    except ValidationError as exc:
+        problems = [
+            f"connectors.netstock.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+        raise _settings_error(problems) from None
+    except ValueError as exc:
+        raise _settings_error([f"connectors.netstock.options.{exc}"]) from None
+    entries = []
+    for model, endpoint in merged.items():
+        if model in parsed.model_endpoints:
+            entries.append(EndpointEntry(model, endpoint, "override"))
+        elif endpoint != DOCUMENT_MODEL_ENDPOINTS.get(model, endpoint):
+            entries.append(EndpointEntry(model, endpoint, "corrected", UNVERIFIED_ENDPOINTS[model]))
+        else:
+            entries.append(EndpointEntry(model, endpoint, "document"))
+    return parsed.endpoint_map, entries
+
+
+def config_notes(config: ConnectorConfig) -> list[str]:
+    """What `syncd check-config` says about the Netstock endpoint map: which map is in use
+    and which of its entries are unverified guesses ([] when the connector is disabled)."""
+    if not config.enabled:
+        return []
+    name, entries = endpoint_report(config.options)
+    notes = [
+        f"# netstock model -> endpoint map: {name!r} (connectors.netstock.options.endpoint_map"
+        ' = "corrected" | "document"; entries overridable in options.model_endpoints)'
+    ]
+    for entry in entries:
+        line = f"#   {entry.model} -> /import/{entry.endpoint} ({entry.source})"
+        if entry.unverified:
+            line += f" UNVERIFIED: {entry.note}"
+        notes.append(line)
+    return notes
 
 
 # --- auth ----------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncd.clock import iso
 from syncd.config import Duration, Schedule
 from syncd.connectors.netstock import (
+    DEFAULT_MODEL_ENDPOINTS,
+    UNVERIFIED_ENDPOINTS,
     ConflictError,
     JsonLines,
     NetstockClient,
@@ -821,6 +823,14 @@ def run(ctx: JobContext) -> None:
         return
     ctx.check_stop()
     with NetstockClient(ctx.settings.connectors.netstock) as client:
+        guesses = [
+            f"{m} -> {client.endpoint_for(m)}"
+            for m in options.models
+            if m in UNVERIFIED_ENDPOINTS
+            and client.model_endpoints.get(m) == DEFAULT_MODEL_ENDPOINTS.get(m)
+        ]
+        if guesses:
+            ctx.log.info("netstock_endpoint_unverified", entries=guesses)
         flow = _Flow(ctx, client, options, export)
         try:
             flow.drive()
@@ -980,6 +990,10 @@ class _Flow:
             lines = self.chunk_lines(model, entry["lines_sent"], total)
             try:
                 self.client.import_chunk(self.dataset_id, model, lines)
+            except PermanentError as exc:
+                if exc.status == 404:
+                    self.no_endpoint(model, exc)
+                raise
             except OutcomeUnknownError:
                 self.ctx.counts["outcome_unknown"] += 1
                 remote = self.server_models().get(model)
@@ -1000,6 +1014,26 @@ class _Flow:
             self.update_model(index, state="ended")
         self.export = _load(self.store, self.export["id"])
         self.ctx.counts["models_ended"] += 1
+
+    def no_endpoint(self, model: str, exc: PermanentError) -> None:
+        """Netstock has no such import URL: the model -> endpoint map is wrong for this
+        tenant. Say which entry, whether it was a guess, and how to change it; the export
+        stays where it is until the map is fixed."""
+        endpoint = self.client.endpoint_for(model)
+        guess = (
+            UNVERIFIED_ENDPOINTS.get(model)
+            if self.client.model_endpoints.get(model) == (DEFAULT_MODEL_ENDPOINTS.get(model))
+            else None
+        )
+        message = (
+            f"Netstock answered 404 for {endpoint} (model {model}): {exc.message}. "
+            + (f"That URL is an unverified correction ({guess}). " if guess else "")
+            + f"Set connectors.netstock.options.model_endpoints.{model} to the tenant's URL"
+            + (' or endpoint_map = "document"' if guess else "")
+            + "; the export resumes from here"
+        )
+        self.store.open_alert(ALERT_KIND, message, subject=f"endpoint:{model}")
+        raise _Stop(message) from None
 
     def _ended(self, index: int, remote: Any) -> None:
         """The server ended the model (our end's answer was lost): check the count."""

@@ -36,12 +36,16 @@ Interpretations (each choice the document leaves open, written down):
   (a new model import). Models are the document's list (``locations``, ``stocks``,
   ``suppliers``, ``master``, ``groups``, ``sales``, ``po``, ``co``, ``transfers``,
   ``pohist``, ``bom``, ``suppersessions``) and ``ut_*``.
-- **Endpoints**: ``endpoints`` maps ``/import/<endpoint>`` to the model it feeds. The default
-  (``DEFAULT_ENDPOINTS``) reads the document's copy-paste mistakes as: master at
+- **Endpoints**: ``endpoints`` maps ``/import/<endpoint>`` to the model(s) it feeds, and
+  only those URLs exist (any other is 404). ``"corrected"`` (the default,
+  ``DEFAULT_ENDPOINTS``) reads the document's copy-paste mistakes as: master at
   ``/import/master``, transfers at ``/import/transfers``, stocks at
   ``/import/stock_by_location``, pohist at ``/import/po_hist``, suppersessions at
   ``/import/suppressions``, ``/import/sales_legacy`` feeding ``sales``; ``/import/ut_x``
-  feeds ``ut_x``. Lines go to the open model import of that type; none open is 400 "... has
+  feeds ``ut_x``. ``"document"`` (``DOCUMENT_ENDPOINTS``) takes the URLs as printed:
+  ``/import/master`` and ``/import/transfers`` do not exist, master lines go to
+  ``/import/suppliers`` and transfers to ``/import/co``, each post to whichever of the
+  two models sharing the URL is open (both open: 400). A mapping gives any other map. Lines go to the open model import of that type; none open is 400 "... has
   not been started ...", one marked to end is 400 "... no more data will be accepted". Each
   line must be an object with the model's key fields (``KEY_FIELDS``) and every field the
   document types (``FIELD_TYPES``: string, integer, number, boolean, date as a string) of
@@ -205,7 +209,21 @@ DEFAULT_ENDPOINTS: Final[Mapping[str, str]] = {
     "bom": "bom",
     "suppressions": "suppersessions",
 }
-"""``/import/<endpoint>`` -> the model it feeds."""
+"""``/import/<endpoint>`` -> the model it feeds: the document's URLs with its two
+copy-paste mistakes read as ``/import/master`` and ``/import/transfers`` (``"corrected"``)."""
+
+DOCUMENT_ENDPOINTS: Final[Mapping[str, str | tuple[str, ...]]] = {
+    **{k: v for k, v in DEFAULT_ENDPOINTS.items() if k not in ("master", "transfers")},
+    "suppliers": ("suppliers", "master"),  # the Master section prints /import/suppliers
+    "co": ("co", "transfers"),  # the Transfers section prints /import/co
+}
+"""The URLs exactly as printed (``"document"``): Master shares ``/import/suppliers`` and
+Transfers ``/import/co``; a post goes to whichever of the two models is open."""
+
+ENDPOINT_MAPS: Final[Mapping[str, Mapping[str, str | tuple[str, ...]]]] = {
+    "corrected": DEFAULT_ENDPOINTS,
+    "document": DOCUMENT_ENDPOINTS,
+}
 
 KEY_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "locations": ("location_code",),
@@ -581,7 +599,7 @@ class NetstockSim(Simulator):
         client_secret: str | None = None,
         scope: str | None = DEFAULT_SCOPE,
         expires_in: int = DEFAULT_EXPIRES_IN,
-        endpoints: Mapping[str, str] | None = None,
+        endpoints: Mapping[str, str | tuple[str, ...]] | str | None = None,
         phases: Sequence[tuple[str, float]] = DEFAULT_PHASES,
         orders_per_dataset: Mapping[str, int] | None = None,
         quantity_styles: Mapping[str, str] | None = None,
@@ -604,8 +622,15 @@ class NetstockSim(Simulator):
         self.client_secret = client_secret
         self.scope = scope
         self.expires_in = expires_in
-        self.endpoints = dict(DEFAULT_ENDPOINTS if endpoints is None else endpoints)
-        self.models = frozenset(MODELS) | frozenset(self.endpoints.values())
+        if endpoints is None or isinstance(endpoints, str):
+            if (endpoints or "corrected") not in ENDPOINT_MAPS:
+                raise ValueError(f"endpoints must be a mapping or one of {list(ENDPOINT_MAPS)}")
+            endpoints = ENDPOINT_MAPS[endpoints or "corrected"]
+        self.endpoints: dict[str, tuple[str, ...]] = {
+            endpoint: (fed,) if isinstance(fed, str) else tuple(fed)
+            for endpoint, fed in endpoints.items()
+        }
+        self.models = frozenset(MODELS) | {m for fed in self.endpoints.values() for m in fed}
         self.phases = tuple((str(name), float(seconds)) for name, seconds in phases)
         self.orders_per_dataset = dict(
             {"po": 1, "tr": 1, "wo": 1} if orders_per_dataset is None else orders_per_dataset
@@ -1236,33 +1261,20 @@ class NetstockSim(Simulator):
     def _import(self, request: Request) -> Response:
         user, payload = self._caller(request)
         endpoint = request.params["endpoint"]
-        model = self.endpoints.get(endpoint) or (endpoint if endpoint.startswith("ut_") else None)
-        if model is None:
+        candidates = self.endpoints.get(endpoint) or (
+            (endpoint,) if endpoint.startswith("ut_") else None
+        )
+        if candidates is None:
             raise ApiError(404, "resource_not_found", f"Not found: /import/{endpoint}")
         data = payload.get("data")
         if not isinstance(data, list) or not data:
             raise _invalid("data must be a non-empty list")
-        if model.startswith("ut_") and not isinstance(payload.get("file_name"), str):
-            raise _invalid("file_name is required for custom models")
-        types = (
-            FIELD_TYPES["sales_legacy" if endpoint == "sales_legacy" else model]
-            if (model in FIELD_TYPES)
-            else {}
-        )
-        for index, row in enumerate(data):
-            if not isinstance(row, dict):
-                raise _invalid(f"data[{index}] must be an object")
-            for name in KEY_FIELDS.get(model, ()):
-                if row.get(name) in (None, ""):
-                    raise _invalid(f"data[{index}].{name} is required for model {model}")
-            for name, value in row.items():
-                if name in types and (problem := type_problem(types[name], value)):
-                    self.state.stats["type_refusals"] += 1
-                    raise _invalid(f"data[{index}].{name} {problem} (got {value!r})")
         with self.state.lock:
             now = self.clock()
             dataset = self._dataset_of(user, payload)
             dataset_id = dataset.dataset_import_id
+            model = self._import_model(dataset, endpoint, candidates)
+            self._check_lines(model, endpoint, payload, data)
             found = dataset.latest(model)
             if found is None:
                 raise ApiError(
@@ -1285,6 +1297,37 @@ class NetstockSim(Simulator):
             self.state.stats["lines_received"] += len(data)
             self.state.stats["import_posts"] += 1
         return _ok(f"{len(data)} lines accepted for import into {model}", status=202)
+
+    @staticmethod
+    def _import_model(dataset: Dataset, endpoint: str, candidates: tuple[str, ...]) -> str:
+        """The model an import post feeds: the endpoint's own, or, where the map gives one
+        URL to several models (the document's Master and Transfers), the one open now."""
+        if len(candidates) == 1:
+            return candidates[0]
+        opened = [m for m in candidates if dataset.open_model(m) is not None]
+        if len(opened) > 1:
+            raise _invalid(
+                f"/import/{endpoint} takes {' or '.join(candidates)} lines and both are open: "
+                "end one first"
+            )
+        return opened[0] if opened else candidates[0]
+
+    def _check_lines(
+        self, model: str, endpoint: str, payload: Mapping[str, Any], data: list[Any]
+    ) -> None:
+        if model.startswith("ut_") and not isinstance(payload.get("file_name"), str):
+            raise _invalid("file_name is required for custom models")
+        types = FIELD_TYPES.get("sales_legacy" if endpoint == "sales_legacy" else model, {})
+        for index, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise _invalid(f"data[{index}] must be an object")
+            for name in KEY_FIELDS.get(model, ()):
+                if row.get(name) in (None, ""):
+                    raise _invalid(f"data[{index}].{name} is required for model {model}")
+            for name, value in row.items():
+                if name in types and (problem := type_problem(types[name], value)):
+                    self.state.stats["type_refusals"] += 1
+                    raise _invalid(f"data[{index}].{name} {problem} (got {value!r})")
 
     def _pop_handler(self, kind: str) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:
@@ -1357,6 +1400,7 @@ def run(
     phases: Iterable[tuple[str, float]] = DEFAULT_PHASES,
     count_lag: float = 0.0,
     model_end: str = "deferred",
+    endpoints: str = "corrected",
 ) -> None:
     """Serve a Netstock simulator in the foreground until SIGINT/SIGTERM, with
     ``initial_files`` generated POs, TRs and WOs already queued for ``username``."""
@@ -1371,6 +1415,7 @@ def run(
         phases=tuple(phases),
         count_lag=count_lag,
         model_end=model_end,
+        endpoints=endpoints,
     )
     for kind in POP_KINDS:
         if initial_files > 0:
@@ -1423,6 +1468,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="deferred",
         help="deferred: /model/end answers 202, a wrong count fails later; immediate: 400",
     )
+    parser.add_argument(
+        "--endpoint-map",
+        choices=tuple(ENDPOINT_MAPS),
+        default="corrected",
+        help="import URLs: corrected (/import/master, /import/transfers) or as the document "
+        "prints them (master at /import/suppliers, transfers at /import/co)",
+    )
     args = parser.parse_args(argv)
     run(
         args.host,
@@ -1437,6 +1489,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         phases=args.phases,
         count_lag=args.count_lag,
         model_end=args.model_end,
+        endpoints=args.endpoint_map,
     )
 
 

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -865,3 +866,75 @@ def test_client_refuses_lines_of_the_wrong_type_before_sending(
     with pytest.raises(InvalidLineError):
         client.import_chunk(dataset_id, "sales", [{"item_code": "A", "location": "W",
                                                    "issues_quantity": Decimal("0.5")}])  # fmt: skip
+
+
+# --- the endpoint map in use ---------------------------------------------------------------
+
+
+def test_the_sim_on_the_documents_literal_urls_takes_only_that_map(clock: ManualClock) -> None:
+    """Switched to the URLs as printed, the simulator has no /import/master or
+    /import/transfers: the default (corrected) map fails there with a 404, and the
+    `endpoint_map = "document"` option or a `model_endpoints` override reaches it."""
+    with NetstockSim(seed=3, clock=clock, endpoints="document") as literal:
+        with make_client(literal, clock) as guessed:
+            dataset_id = guessed.dataset_start()
+            guessed.model_start(dataset_id, "master")
+            with pytest.raises(PermanentError) as info:
+                guessed.import_chunk(dataset_id, "master", rows("master", 1))
+            assert (info.value.status, info.value.code) == (404, "not_found")
+            assert literal.lines(dataset_id, "master") == 0
+        with make_client(literal, clock, endpoint_map="document") as printed:
+            assert printed.endpoint_for("master") == "/import/suppliers"
+            assert printed.endpoint_for("transfers") == "/import/co"
+            for model in ("master", "suppliers", "transfers", "co"):
+                if model != "master":
+                    printed.model_start(dataset_id, model)
+                printed.import_chunk(dataset_id, model, rows(model, 2))
+                printed.model_end(dataset_id, model, 2)
+        overrides = {"master": "/import/suppliers", "transfers": "co"}
+        with make_client(literal, clock, model_endpoints=overrides) as mapped:
+            mapped.model_start(dataset_id, "transfers")
+            mapped.import_chunk(dataset_id, "transfers", rows("transfers", 3))
+            mapped.model_end(dataset_id, "transfers", 3)
+        imports = [(m.model, m.lines_received) for m in literal.model_imports(dataset_id)]
+        assert imports == [
+            ("master", 2), ("suppliers", 2), ("transfers", 2), ("co", 2), ("transfers", 3)
+        ]  # fmt: skip
+        assert literal.count("POST /import/master") == 1  # the 404 only
+
+
+def test_check_config_names_the_endpoint_map_and_its_unverified_entries(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from syncd.cli import main
+
+    def check(options: str, *args: str) -> Any:
+        path = tmp_path / "syncd.toml"
+        path.write_text(
+            f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+            "[connectors.netstock]\nenabled = true\n"
+            'base_url = "https://netstock.example"\nusername = "C1"\npassword = "pw-secret-1"\n'
+            f'client_id = "cid"\n[connectors.netstock.options]\n{options}\n'
+        )
+        return CliRunner().invoke(main, ["check-config", "--config", str(path), *args])
+
+    default = check("")
+    assert default.exit_code == 0, default.output
+    assert "netstock model -> endpoint map: 'corrected'" in default.stdout
+    master = next(line for line in default.stdout.splitlines() if "master ->" in line)
+    assert "/import/master (corrected) UNVERIFIED" in master
+    assert "prints /import/suppliers" in master
+    assert "transfers -> /import/transfers (corrected) UNVERIFIED" in default.stdout
+    assert "stocks -> /import/stock_by_location (document)\n" in default.stdout
+    printed = check('endpoint_map = "document"')
+    assert "map: 'document'" in printed.stdout
+    assert "master -> /import/suppliers (document)" in printed.stdout
+    assert "UNVERIFIED" not in printed.stdout
+    override = check('model_endpoints = { master = "item_master" }')
+    assert "master -> /import/item_master (override)" in override.stdout
+    as_json = check("", "--json")
+    assert json.loads(as_json.stdout)["connectors"]["netstock"]["enabled"] is True
+    assert "UNVERIFIED" in as_json.stderr
+    bad = check('endpoint_map = "guess"')
+    assert bad.exit_code == 78
+    assert "connectors.netstock.options.endpoint_map" in bad.stderr

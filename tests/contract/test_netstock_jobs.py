@@ -59,6 +59,7 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
         name: str = "a",
         formats: dict[str, str] | None = None,
         chunk_size: int = 1000,
+        connector: dict[str, Any] | None = None,
         **jobs: dict[str, Any],
     ) -> Settings:
         root = tmp_path / name
@@ -74,7 +75,11 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
                     "username": DEFAULT_USERNAME,
                     "password": DEFAULT_PASSWORD,
                     "client_id": DEFAULT_CLIENT_ID,
-                    "options": {"scope": DEFAULT_SCOPE, "chunk_size": chunk_size},
+                    "options": {
+                        "scope": DEFAULT_SCOPE,
+                        "chunk_size": chunk_size,
+                        **(connector or {}),
+                    },
                     "retry": {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05},
                     "timeouts": {"read": 2.0},
                 }
@@ -999,3 +1004,40 @@ def test_fractions_in_integer_fields_are_converted_when_configured(
     assert (po["order_quantity"], po["outstanding_quantity"]) == (11, 7)
     [reject] = query(cfg, "SELECT reference, field FROM rejects")
     assert reject == {"reference": "sup.csv:9", "field": "lead_time"}
+
+
+# --- the endpoint map ------------------------------------------------------------------------
+
+
+def test_an_unverified_endpoint_the_tenant_lacks_raises_an_alert_and_the_option_fixes_it(
+    clock: ManualClock, make_cfg: Callable[..., Settings]
+) -> None:
+    """Against the document's literal URLs (no /import/master) the corrected guess is a 404:
+    an alert names the entry and the options; with `endpoint_map = "document"` the same
+    export resumes and completes, master lines in /import/suppliers."""
+    with NetstockSim(seed=7, clock=clock, orders_per_dataset={}, endpoints="document") as sim:
+        guessed = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0})
+        seed_host(guessed)
+        blocked = run(guessed, "netstock.export")
+        assert blocked.counts.get("datasets_failed", 0) == 0
+        [alert] = query(guessed, "SELECT subject, message FROM alerts WHERE resolved_at IS NULL")
+        assert alert["subject"] == "endpoint:master"
+        assert "404 for /import/master (model master)" in alert["message"]
+        assert "unverified correction" in alert["message"]
+        assert "model_endpoints.master" in alert["message"]
+        assert 'endpoint_map = "document"' in alert["message"]
+        assert exports(guessed)[0]["state"] == "importing"
+
+        printed = make_cfg(
+            sim,
+            chunk_size=2,
+            connector={"endpoint_map": "document"},
+            netstock_export={"poll_timeout": 0},
+        )  # the same state directory: the export resumes
+        export_to_complete(printed, clock)
+        [export] = exports(printed)
+        assert export["state"] == "complete"
+        assert len(sim.datasets()) == 1
+        assert_dataset_matches(sim, export["dataset_id"])
+        assert sim.count("POST /import/suppliers") == 4  # master's 3 chunks, suppliers' 1
+        assert query(printed, "SELECT id FROM alerts WHERE resolved_at IS NULL") == []
