@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     SecretStr,
@@ -58,6 +59,10 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+MIB = 1024 * 1024
+# An answer size: a number of bytes or a string such as "64MiB", "500KB".
+AnswerSize = Annotated[ByteSize, Field(ge=1024, le=4 * 1024 * MIB)]
 
 
 class _Section(BaseModel):
@@ -152,6 +157,13 @@ class ConnectorConfig(_Section):
     retry: RetryPolicy = RetryPolicy()
     rate_limit: RateLimit = RateLimit()
     page_size: int = Field(100, ge=1, le=10_000)
+    # Bounds on every request and scan (README "Requests that misbehave"): a whole request
+    # (connect + send + whole body) ends by `request_deadline`; a body larger than
+    # `max_response_bytes` is refused after that many bytes; a cursor walk stops after
+    # `max_pages` pages (or earlier: twice the last complete scan of that list + 10).
+    request_deadline: Duration = Field(120.0, gt=0, le=3600)
+    max_response_bytes: AnswerSize = ByteSize(64 * MIB)
+    max_pages: int = Field(10_000, ge=1, le=10_000_000)
     schedule: Schedule = Schedule()
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -206,6 +218,8 @@ def _is_loopback(host: str) -> bool:
 class InstockConfig(ConnectorConfig):
     correlation_header: str = "Instock-Correlation-ID"
     page_size: int = Field(1000, ge=10, le=1000)  # the API's own bounds
+    # A page holds at most 1000 records of well under 1 KiB each: 16 MiB is ten times that.
+    max_response_bytes: AnswerSize = ByteSize(16 * MIB)
     site_id: str = ""  # the ASRS site; empty = the only site the token sees
 
     @model_validator(mode="after")

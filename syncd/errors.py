@@ -118,3 +118,43 @@ class ShutdownRequested(BaseException):
 
     A BaseException so that a job's `except Exception` cannot swallow it.
     """
+
+
+class MalformedAnswerError(RetryableError):
+    """A success status whose body is not the answer asked for: not JSON, cut off, JSON of
+    the wrong shape (`[]`, `null`, a string where an object is expected), or too large.
+
+    Retryable, because the same request often succeeds again (a cut-off body, a proxy's
+    page during a deploy) and because, after a write, the outcome is unknown: the outbox
+    retries it and the natural key recognises a replay. A read that stays malformed ends
+    the run with `code` naming why; the next scheduled run tries again.
+    """
+
+    retry_now = True  # repeat within the request's attempt budget
+
+
+class AnswerTooLargeError(MalformedAnswerError):
+    """The body grew past the connector's `max_response_bytes`; reading stopped there.
+
+    Not repeated at once: the same request would bring the same size again.
+    """
+
+    retry_now = False
+
+
+class DeadlineExceededError(RetryableError):
+    """The request (connect + send + whole body) outlived the connector's `request_deadline`:
+    a stalled or trickling answer. Retryable like any timeout."""
+
+
+class PaginationError(PermanentError):
+    """A cursor walk that would never end: a cursor seen before in the same scan, or more
+    pages than the scan's ceiling. The run fails and the alert `alert_kind` is opened for
+    `subject` (`<connector>:<scan>`), resolved by the next complete scan of that list."""
+
+    alert_kind = "pagination"
+
+    @property
+    def subject(self) -> str:
+        scan = self.details.get("scan") if isinstance(self.details, dict) else None
+        return f"{self.connector}:{scan}" if scan else self.connector

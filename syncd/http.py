@@ -5,10 +5,20 @@ with exponential backoff and full jitter (tenacity), `Retry-After`, a token
 bucket rate limit, a correlation id on every request, the remote's request id
 in every log line, and secrets scrubbed from logs and error messages. Each
 failure leaves here already classified as retryable, permanent or auth.
+
+Every request is bounded in time and size. httpx's timeouts are per socket
+operation, so an answer trickling in one byte at a time would never time out:
+each request also gets an overall deadline (`request_deadline`: connect, send
+and the whole body), enforced on every socket operation by `DeadlineBackend`
+and between body chunks. The body is read in chunks into one buffer and
+refused past `max_response_bytes`, so memory is bounded by the cap. A stopping
+daemon (SIGTERM) ends a stalled read within `STOP_POLL` seconds.
 """
 
 from __future__ import annotations
 
+import contextvars
+import io
 import itertools
 import threading
 import time
@@ -18,6 +28,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
 
+import httpcore
 import httpx
 import structlog
 from tenacity import (
@@ -31,15 +42,128 @@ from tenacity import (
 
 from syncd.clock import utcnow
 from syncd.config import ConnectorConfig, RetryPolicy
-from syncd.errors import AuthError, PermanentError, RemoteError, RetryableError
+from syncd.errors import (
+    AnswerTooLargeError,
+    AuthError,
+    DeadlineExceededError,
+    MalformedAnswerError,
+    PermanentError,
+    RemoteError,
+    RetryableError,
+    ShutdownRequested,
+)
 from syncd.jsontext import RawJson
-from syncd.lifecycle import interruptible_sleep
+from syncd.lifecycle import STOPPING, interruptible_sleep
 from syncd.logs import redactor
 
 log = structlog.get_logger("syncd.http")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BODY_EXCERPT = 500
+STOP_POLL = 0.5  # longest single wait on a socket, so a stop request is seen promptly
+
+# The running request's deadline (time.monotonic()), read by DeadlineBackend's streams.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "syncd_request_deadline", default=None
+)
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """A socket operation's timeout cut to what is left of the request's deadline."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return 0.0
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A socket whose reads and writes never outlive the request's deadline.
+
+    A read waits in slices of at most STOP_POLL seconds, so a daemon told to stop
+    does not sit out a stalled answer; the read's own timeout still applies whole.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        ends = time.monotonic() + timeout if timeout is not None else None
+        while True:
+            if STOPPING.is_set():
+                raise ShutdownRequested("stopping during an HTTP read")
+            now = time.monotonic()
+            left = _bounded(None if ends is None else max(0.0, ends - now))
+            if left is not None and left <= 0:
+                raise httpcore.ReadTimeout("read timed out")
+            wait = STOP_POLL if left is None else min(left, STOP_POLL)
+            try:
+                return self._inner.read(max_bytes, wait)
+            except httpcore.ReadTimeout:
+                continue  # one slice over: check the stop flag and the time left
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        left = _bounded(timeout)
+        if left is not None and left <= 0:
+            raise httpcore.WriteTimeout("request deadline reached")
+        self._inner.write(buffer, left)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return DeadlineStream(
+            self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout))
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend with every connection wrapped in a DeadlineStream."""
+
+    def __init__(self, inner: httpcore.NetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _bounded(timeout), local_address, socket_options
+        )
+        return DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return DeadlineStream(
+            self._inner.connect_unix_socket(path, _bounded(timeout), socket_options)
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def bounded_transport() -> httpx.HTTPTransport:
+    """httpx's own transport, its connection pool on a DeadlineBackend."""
+    transport = httpx.HTTPTransport()
+    pool = transport._pool  # httpx builds the pool itself and offers no backend argument
+    if isinstance(pool, httpcore.ConnectionPool):
+        pool._network_backend = DeadlineBackend(pool._network_backend)
+    return transport
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -159,6 +283,8 @@ def should_retry(policy: RetryPolicy) -> Callable[[BaseException], bool]:
     def check(exc: BaseException) -> bool:
         if not isinstance(exc, RetryableError):
             return False
+        if not getattr(exc, "retry_now", True):
+            return False  # e.g. an answer too large: the same request brings it again
         # A Retry-After beyond our backoff ceiling is handed back to the caller
         # (the outbox reschedules) instead of blocking this thread for minutes.
         return exc.retry_after is None or exc.retry_after <= policy.max_backoff
@@ -207,7 +333,7 @@ class HttpClient:
         self.client = httpx.Client(
             base_url=config.base_url,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            transport=transport,
+            transport=transport if transport is not None else bounded_transport(),
             headers={"User-Agent": "syncd", "Accept": "application/json"},
             follow_redirects=False,
         )
@@ -273,6 +399,29 @@ class HttpClient:
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
         return self.request_json("GET", path, params=params)
 
+    def request_json_object(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> tuple[dict[str, Any], httpx.Response]:
+        """Like `request_json` for an answer that must be a JSON object: `[]`, `null` or a
+        string is malformed (retried, then raised), never an AttributeError further on."""
+
+        def once() -> tuple[dict[str, Any], httpx.Response]:
+            response = self._send_once(method, path, params, json_body, None, None, True, ())
+            return self.json_object(response), response
+
+        result: tuple[dict[str, Any], httpx.Response] = self.retry_call(once)
+        return result
+
+    def get_json_object(
+        self, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], httpx.Response]:
+        return self.request_json_object("GET", path, params=params)
+
     def retry_call(
         self,
         func: Callable[[], Any],
@@ -323,8 +472,10 @@ class HttpClient:
             content, json_body = json_body.encode(), None
             send_headers["Content-Type"] = "application/json"
         started = time.monotonic()
+        deadline = started + self.config.request_deadline
+        token = _DEADLINE.set(deadline)
         try:
-            response = self.client.request(
+            request = self.client.build_request(
                 method,
                 path,
                 params=params,
@@ -333,13 +484,22 @@ class HttpClient:
                 data=data,
                 headers=send_headers,
             )
+            response = self.client.send(request, stream=True)
+            try:
+                self._read_body(response, deadline)
+            finally:
+                response.close()
         except httpx.TimeoutException as exc:
+            if time.monotonic() >= deadline:
+                raise self._deadline_error(exc) from None
             raise RetryableError(
                 f"timed out: {type(exc).__name__}",
                 connector=self.name,
                 code="timeout",
                 details={"sent": False} if isinstance(exc, _BEFORE_SENDING) else None,
             ) from None
+        except httpx.DecodingError as exc:
+            raise self.malformed(None, f"answer cannot be decoded: {exc}") from None
         except httpx.TransportError as exc:
             raise RetryableError(
                 redactor.text(f"connection failed: {type(exc).__name__}: {exc}"),
@@ -347,6 +507,8 @@ class HttpClient:
                 code="connection",
                 details={"sent": False} if isinstance(exc, _BEFORE_SENDING) else None,
             ) from None
+        finally:
+            _DEADLINE.reset(token)
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         request_id = self.remote_request_id(response)
         status = response.status_code
@@ -391,18 +553,77 @@ class HttpClient:
                 return value
         return None
 
+    def _read_body(self, response: httpx.Response, deadline: float) -> None:
+        """Read the whole body into one buffer, never more than `max_response_bytes` of it
+        and never past the request's deadline; it is then `response.content` as usual."""
+        cap = int(self.config.max_response_bytes)
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(response, f"Content-Length {int(declared)}")
+        body = io.BytesIO()
+        for chunk in response.iter_bytes():
+            if body.tell() + len(chunk) > cap:
+                raise self._too_large(response, f"more than {cap} bytes")
+            body.write(chunk)
+            if time.monotonic() >= deadline:
+                raise self._deadline_error(None, response)
+            if STOPPING.is_set():
+                raise ShutdownRequested("stopping during an HTTP read")
+        # httpx keeps a read body here; `read()` cannot be used on a stream read by hand.
+        response._content = body.getvalue()
+
+    def _too_large(self, response: httpx.Response, size: str) -> AnswerTooLargeError:
+        cap = int(self.config.max_response_bytes)
+        return AnswerTooLargeError(
+            f"answer too large: {size}, over connectors.{self.name}.max_response_bytes = "
+            f"{cap}; reading stopped",
+            connector=self.name,
+            status=response.status_code,
+            code="answer_too_large",
+            request_id=self.remote_request_id(response),
+        )
+
+    def _deadline_error(
+        self, exc: Exception | None, response: httpx.Response | None = None
+    ) -> DeadlineExceededError:
+        during = f" ({type(exc).__name__})" if exc is not None else ""
+        return DeadlineExceededError(
+            f"timed out: no complete answer within connectors.{self.name}.request_deadline = "
+            f"{self.config.request_deadline:g}s{during}",
+            connector=self.name,
+            status=response.status_code if response is not None else None,
+            code="timeout",
+            request_id=self.remote_request_id(response) if response is not None else None,
+        )
+
+    def malformed(self, response: httpx.Response | None, reason: str) -> MalformedAnswerError:
+        """The error for a success answer that is not what was asked for."""
+        return MalformedAnswerError(
+            redactor.text(reason),
+            connector=self.name,
+            status=response.status_code if response is not None else None,
+            code="malformed_response",
+            request_id=self.remote_request_id(response) if response is not None else None,
+        )
+
     def json(self, response: httpx.Response) -> Any:
         """Decode a success body; a malformed one is retryable (often a cut-off answer)."""
         try:
             return response.json()
         except (ValueError, UnicodeDecodeError):
-            raise RetryableError(
-                f"malformed JSON in answer: {response.text[:80]!r}",
-                connector=self.name,
-                status=response.status_code,
-                code="malformed_response",
-                request_id=self.remote_request_id(response),
+            raise self.malformed(
+                response, f"malformed JSON in answer: {response.text[:80]!r}"
             ) from None
+
+    def json_object(self, response: httpx.Response) -> dict[str, Any]:
+        """Decode a success body that must be a JSON object."""
+        body = self.json(response)
+        if not isinstance(body, dict):
+            raise self.malformed(
+                response,
+                f"answer is JSON {type(body).__name__}, not an object: {str(body)[:80]!r}",
+            )
+        return body
 
 
 def build_client(

@@ -343,20 +343,12 @@ class DSOrderClient:
         try:
             envelope = json.loads(response.text, parse_float=Decimal)
         except ValueError:
-            raise RetryableError(
-                f"malformed JSON in answer: {response.text[:80]!r}",
-                connector=NAME,
-                status=response.status_code,
-                code="malformed_response",
-                request_id=request_id,
+            raise self.http.malformed(
+                response, f"malformed JSON in answer: {response.text[:80]!r}"
             ) from None
         if not isinstance(envelope, dict) or "success" not in envelope:
-            raise RetryableError(
-                "answer is not a DSOrder envelope",
-                connector=NAME,
-                status=response.status_code,
-                code="malformed_response",
-                request_id=request_id,
+            raise self.http.malformed(
+                response, f"answer is not a DSOrder envelope: {str(envelope)[:80]!r}"
             )
         warnings = [str(w) for w in envelope.get("warnings") or []]
         if envelope.get("success") is not True:

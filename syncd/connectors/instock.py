@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from syncd.config import InstockConfig
+from syncd.connectors.paging import CursorGuard
 from syncd.errors import AlreadyDoneError, AuthError, PermanentError, SyncdError
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.logs import redactor
@@ -379,8 +380,9 @@ class InstockClient:
             self._site_id = sites[0].site_id
         return self._site_id
 
-    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self.http.get_json(path, params=params)
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A read: every Instock GET answers a JSON object; anything else is malformed."""
+        return self.http.get_json_object(path, params=params)[0]
 
     def _get_record(self, path: str, model: type[M], kind: str, key_field: str, key: str) -> M:
         """GET one record and validate it; a bad one raises BadRecordError naming it."""
@@ -402,11 +404,12 @@ class InstockClient:
     def _get_traced(
         self, path: str, params: Mapping[str, Any] | None = None
     ) -> tuple[Any, str | None]:
-        """A GET decoded in one retried step, with the remote's request id of the answer."""
+        """A GET decoded in one retried step, with the remote's request id of the answer;
+        an answer that is not a JSON object is malformed, not a bad record."""
 
         def once() -> tuple[Any, str | None]:
             response = self.http.request("GET", path, params=params, retry=False)
-            return self.http.json(response), self.http.remote_request_id(response)
+            return self.http.json_object(response), self.http.remote_request_id(response)
 
         return self.http.retry_call(once)
 
@@ -419,9 +422,9 @@ class InstockClient:
             return None
         return self.http.json(response)
 
-    def _post_json(self, path: str, body: Any) -> Any:
+    def _post_json(self, path: str, body: Any) -> dict[str, Any]:
         """A read-only query sent as POST: decoded, a malformed answer retried."""
-        return self.http.request_json("POST", path, json_body=body)
+        return self.http.request_json_object("POST", path, json_body=body)[0]
 
     def pages(
         self,
@@ -430,46 +433,73 @@ class InstockClient:
         params: Mapping[str, Any] | None = None,
         page_size: int | None = None,
         start_cursor: str | None = None,
+        *,
+        scan: str | None = None,
     ) -> Iterator[Page]:
         """Every page of a list, one request at a time, never the whole list.
 
-        A bad page_size raises ValueError here, at the call, not at the first `next()`.
+        A bad page_size raises ValueError here, at the call, not at the first `next()`;
+        the walk's page ceiling is read here too, in the caller's thread. `scan` names
+        the list for its page history (default: `key`).
         """
         size = self.page_size if page_size is None else page_size
         if not PAGE_MIN <= size <= PAGE_MAX:
             raise ValueError(f"page_size must be {PAGE_MIN}..{PAGE_MAX}, got {size}")
-        return self._walk(path, key, params, size, start_cursor or "")
+        cursor = start_cursor or ""
+        guard = CursorGuard.start(NAME, scan or key, self.config.max_pages, cursor)
+        return self._walk(path, key, params, size, cursor, guard)
 
     def _walk(
-        self, path: str, key: str, params: Mapping[str, Any] | None, size: int, cursor: str
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any] | None,
+        size: int,
+        cursor: str,
+        guard: CursorGuard,
     ) -> Iterator[Page]:
         while True:
             query = {**(params or {}), "page_size": size}
             if cursor:
                 query["start_cursor"] = cursor
-            body, request_id = self._get_traced(path, query)
-            items = body.get(key) or []
-            has_more = bool(body.get("has_more"))
-            next_cursor = body.get("next_cursor") or None
-            meta = {k: v for k, v in body.items() if k not in (key, "has_more", "next_cursor")}
-            yield Page(items, next_cursor, has_more, meta, request_id)
-            if not has_more:
+            page = self._page(path, key, query)
+            yield page
+            guard.after_page(page.next_cursor, page.has_more, path)
+            if not page.has_more:
                 return
-            if not next_cursor or next_cursor == cursor:
-                raise PermanentError(
-                    f"{path}: has_more without a new next_cursor",
-                    connector=NAME,
-                    code="bad_pagination",
-                )
-            cursor = next_cursor
+            assert page.next_cursor is not None
+            cursor = page.next_cursor
+
+    def _page(self, path: str, key: str, query: Mapping[str, Any]) -> Page:
+        """One list page, its envelope checked: a shape that cannot be paged on is malformed
+        (the records inside are checked one by one by the caller)."""
+        body, response = self.http.get_json_object(path, params=query)
+        items = body.get(key)
+        has_more = body.get("has_more", False)
+        next_cursor = body.get("next_cursor")
+        problem = None
+        if items is not None and not isinstance(items, list):
+            problem = f"{key!r} is {type(items).__name__}, not a list"
+        elif not isinstance(has_more, bool):
+            problem = f"has_more is {has_more!r}, not true or false"
+        elif next_cursor is not None and not isinstance(next_cursor, str):
+            problem = f"next_cursor is {type(next_cursor).__name__}, not a string"
+        if problem:
+            raise self.http.malformed(response, f"{path}: {problem}")
+        meta = {k: v for k, v in body.items() if k not in (key, "has_more", "next_cursor")}
+        request_id = self.http.remote_request_id(response)
+        return Page(items or [], next_cursor or None, has_more, meta, request_id)
 
     # -- sites and articles -------------------------------------------------
 
     def sites(self) -> list[Site]:
-        return [Site.model_validate(s) for s in self._get("/sites").get("sites", [])]
+        sites = self._get("/sites").get("sites") or []
+        if not isinstance(sites, list):
+            raise self.http.malformed(None, f"/sites: 'sites' is {type(sites).__name__}")
+        return [Site.model_validate(s) for s in sites]
 
     def article_pages(self, **kw: Any) -> Iterator[Page]:
-        return self.pages("/articles", "articles", **kw)
+        return self.pages("/articles", "articles", scan="articles", **kw)
 
     def get_article(self, article_id: str) -> Article:
         return Article.model_validate(self._get(f"/articles/{article_id}"))
@@ -515,7 +545,7 @@ class InstockClient:
             raise
 
     def order_pages(self, **kw: Any) -> Iterator[Page]:
-        return self.pages(f"/{self.site_id}/orders", "orders", **kw)
+        return self.pages(f"/{self.site_id}/orders", "orders", scan="orders", **kw)
 
     def get_order(self, order_id: str) -> Order:
         return self._get_record(
@@ -570,7 +600,7 @@ class InstockClient:
 
     def inventory_pages(self, **kw: Any) -> Iterator[Page]:
         """All inventory; articles whose free, reserved and registered are 0 are absent."""
-        return self.pages(f"/{self.site_id}/inventory", "articles", **kw)
+        return self.pages(f"/{self.site_id}/inventory", "articles", scan="inventory", **kw)
 
     def inventory_many(self, article_ids: Sequence[str]) -> list[InventoryItem]:
         if len(article_ids) > BULK_MAX:
@@ -594,10 +624,12 @@ class InstockClient:
         params: dict[str, Any] = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
         if to_cell_id:
             params["to_cell_id"] = to_cell_id
-        return self.pages(f"/{self.site_id}/moves", "moves", params, **kw)
+        return self.pages(f"/{self.site_id}/moves", "moves", params, scan="moves", **kw)
 
     def article_move_pages(
         self, article_id: str, start: datetime, end: datetime, **kw: Any
     ) -> Iterator[Page]:
         params = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
-        return self.pages(f"/{self.site_id}/moves/{article_id}", "moves", params, **kw)
+        return self.pages(
+            f"/{self.site_id}/moves/{article_id}", "moves", params, scan="article_moves", **kw
+        )

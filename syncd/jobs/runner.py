@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from syncd.config import Settings
+from syncd.connectors.paging import CHECKPOINT_PREFIX, PageLedger, page_ledger
 from syncd.errors import AuthError, ShutdownRequested, SyncdError
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dryrun import dry_run_world
@@ -104,8 +105,10 @@ def _run(
     store.start_run(spec.name, run_id, trigger)  # a dry run's goes to its copy
     started = time.monotonic()
     status, error, intents = "ok", None, []
+    ledger = PageLedger(read=store.get_checkpoint)
     try:
-        spec.run(ctx)
+        with page_ledger(ledger):
+            spec.run(ctx)
         if dry_run:
             status = "dry-run"
             intents = store.query(
@@ -127,9 +130,11 @@ def _run(
         bound.error("job_auth_failed", error=error)
     except SyncdError as exc:
         status, error = "failed", str(exc)
+        _open_error_alert(store, exc, dry_run)
     except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         bound.exception("job_crashed")
+    _save_page_history(store, ledger, run_id, dry_run)
     counts = dict(ctx.counts)
     store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=error)
     if status == "ok" and ctx.counts.get("queued"):
@@ -147,3 +152,22 @@ def _run(
         **counts,
     )
     return RunResult(spec.name, run_id, status, counts, error, intents)
+
+
+def _open_error_alert(store: Store, exc: SyncdError, dry_run: bool) -> None:
+    """An error that needs an operator (its class names `alert_kind`) opens an alert."""
+    kind = getattr(exc, "alert_kind", None)
+    if kind and not dry_run:
+        store.open_alert(kind, str(exc), subject=getattr(exc, "subject", ""))
+
+
+def _save_page_history(store: Store, ledger: PageLedger, run_id: str, dry_run: bool) -> None:
+    """Pages per list walked this run: the next walk's ceiling is derived from them; a
+    complete walk also resolves that list's pagination alert. A dry run keeps nothing."""
+    if dry_run:
+        return
+    for subject, record in ledger.changes().items():
+        with store.transaction():
+            store.set_checkpoint(CHECKPOINT_PREFIX + subject, str(record.basis), run_id=run_id)
+            if record.complete:
+                store.resolve_alerts("pagination", subject)
