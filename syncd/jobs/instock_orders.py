@@ -8,12 +8,17 @@ Three steps per run, each durable before the next:
    as done), update changed ones while Instock still has them `registered`,
    cancel cancelled ones while `registered`; anything else is a reject with
    the reason.
-2. Mirror: the orders list (all kinds) is read from the cursor of the last page
-   seen, so each run reads only what is new.
+2. Mirror: the orders list (all kinds). The document does not say in which
+   order it lists orders, so syncd assumes none: each run reads the tail from
+   the cursor of the last page seen (new orders appended at the end), and the
+   head until a page holds no order it does not know (new orders first), and
+   every `full_scan_interval` the whole list (any other order).
 3. Follow: every order not yet `done`/`canceled` is polled for its status and
    ordertasks; a change of status or of fulfilled quantities is recorded as
    order events in the same transaction, and the events become one host
-   outbox file per run.
+   outbox file per run. A reception order found done is read again (retrieve
+   order): attributes added during decanting (e.g. the ASN) reach the mirror,
+   and every `order_status` row carries its order's attributes.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.clock import iso
-from syncd.config import Schedule
+from syncd.clock import iso, parse_iso, utcnow
+from syncd.config import Duration, Schedule
 from syncd.connectors.instock import (
     ORDER_ID_RE,
     BadRecordError,
@@ -37,6 +44,7 @@ from syncd.connectors.instock import (
     Order,
     OrderStatus,
     Ordertask,
+    Page,
     PermanentError,
     check_records,
     fulfilled_by_line,
@@ -49,6 +57,7 @@ from syncd.jobs.instock_records import record_rejects
 from syncd.state import NewIntent, NewReject, Store
 
 CURSOR_STREAM = "instock.orders.cursor"
+FULL_SCAN_STREAM = "instock.orders.full_scan"  # when the whole list was last read
 REJECT_SOURCE = "instock:orders"
 
 
@@ -57,6 +66,9 @@ class Options(BaseModel):
 
     push_host_orders: bool = Field(True, description="create/update/cancel host orders")
     follow_limit: int = Field(500, ge=1, description="open orders polled per run at most")
+    full_scan_interval: Duration = Field(
+        3600.0, ge=0, description="read the whole orders list at least this often (0: every run)"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,7 @@ def run(ctx: JobContext) -> None:
     if options.push_host_orders:
         _push_host_orders(ctx)
     with InstockClient(ctx.settings.connectors.instock) as client:
-        _mirror_orders(ctx, client)
+        _mirror_orders(ctx, client, options)
         _follow_open_orders(ctx, client, options)
     _flush_events(ctx, options)
     if ctx.counts["queued"]:
@@ -271,47 +283,41 @@ def _mark(store: Store, marks: list[tuple[str, str | None, str, str, str | None]
 # -- 2. mirror ---------------------------------------------------------------
 
 
-def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
+def _mirror_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
+    """Find new orders whatever the list order: head, tail, and now and then everything."""
     store = ctx.store
-    cursor = store.get_checkpoint(CURSOR_STREAM) or ""
+    now = utcnow()
+    last_full = store.get_checkpoint(FULL_SCAN_STREAM)
+    full = (
+        last_full is None
+        or parse_iso(last_full) + timedelta(seconds=options.full_scan_interval) <= now
+    )
+    if not full:
+        _walk_head(ctx, client)
+    if _walk_tail(ctx, client, "" if full else store.get_checkpoint(CURSOR_STREAM) or "") and full:
+        with store.transaction():
+            store.set_checkpoint(FULL_SCAN_STREAM, iso(now), run_id=ctx.run_id)
+        ctx.counts["orders_full_scans"] += 1
+
+
+def _walk_head(ctx: JobContext, client: InstockClient) -> None:
+    """From the top until a page holds no order the mirror lacks (newest-first lists)."""
+    for page in client.order_pages():
+        new = _store_order_page(ctx, page, None)
+        ctx.check_stop()
+        if not new:
+            return
+
+
+def _walk_tail(ctx: JobContext, client: InstockClient, cursor: str) -> bool:
+    """From `cursor` to the end of the list (append-ordered lists; from "" the whole list);
+    the cursor is kept with each page. True when the end was reached."""
+    store = ctx.store
     try:
-        pages = client.order_pages(start_cursor=cursor or None)
-        for page in pages:
-            now = iso()
-            good, bad = check_records(page.items, Order, "order_id")
-            rows = [
-                (
-                    o.order_id,
-                    o.kind or "customer",
-                    o.placed_at,
-                    json.dumps(o.attributes),
-                    json.dumps([ln.model_dump() for ln in o.lines]),
-                    now,
-                )
-                for o in good
-            ]
-            # The last page is read again next run: new orders are appended after it.
+        for page in client.order_pages(start_cursor=cursor or None):
+            # The last page is read again next run: new orders may be appended after it.
             position = page.next_cursor if page.has_more else cursor
-            with store.transaction():
-                store.db.conn.executemany(
-                    "INSERT INTO instock_orders "
-                    "(order_id, kind, placed_at, attributes, lines, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
-                    "kind = excluded.kind, placed_at = excluded.placed_at, "
-                    "attributes = excluded.attributes, lines = excluded.lines",
-                    rows,
-                )
-                ctx.counts["rejected"] += record_rejects(
-                    store,
-                    REJECT_SOURCE,
-                    bad,
-                    key_field="order_id",
-                    request_id=page.request_id,
-                    run_id=ctx.run_id,
-                )
-                store.set_checkpoint(CURSOR_STREAM, position or "", run_id=ctx.run_id)
-            ctx.counts["pulled"] += len(page.items)
-            ctx.counts["stored"] += len(rows)
+            _store_order_page(ctx, page, position or "")
             cursor = position or ""
             ctx.check_stop()
     except PermanentError as exc:
@@ -319,6 +325,58 @@ def _mirror_orders(ctx: JobContext, client: InstockClient) -> None:
             raise
         ctx.log.warning("orders_cursor_rejected", error=str(exc))
         store.set_checkpoint(CURSOR_STREAM, "", run_id=ctx.run_id)
+        return False
+    return True
+
+
+def _store_order_page(ctx: JobContext, page: Page, position: str | None) -> int:
+    """Mirror one page's good orders and reject its bad ones, in one transaction with the
+    tail cursor (`position`, None to leave it); returns how many orders were new."""
+    store = ctx.store
+    now = iso()
+    good, bad = check_records(page.items, Order, "order_id")
+    rows = [
+        (
+            o.order_id,
+            o.kind or "customer",
+            o.placed_at,
+            json.dumps(o.attributes),
+            json.dumps([ln.model_dump() for ln in o.lines]),
+            now,
+        )
+        for o in good
+    ]
+    with store.transaction():
+        ids = [r[0] for r in rows]
+        known = (
+            store.scalar(
+                f"SELECT count(*) FROM instock_orders WHERE order_id IN ({','.join('?' * len(ids))})",
+                ids,
+            )
+            if ids
+            else 0
+        )
+        store.db.conn.executemany(
+            "INSERT INTO instock_orders "
+            "(order_id, kind, placed_at, attributes, lines, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+            "kind = excluded.kind, placed_at = excluded.placed_at, "
+            "attributes = excluded.attributes, lines = excluded.lines",
+            rows,
+        )
+        ctx.counts["rejected"] += record_rejects(
+            store,
+            REJECT_SOURCE,
+            bad,
+            key_field="order_id",
+            request_id=page.request_id,
+            run_id=ctx.run_id,
+        )
+        if position is not None:
+            store.set_checkpoint(CURSOR_STREAM, position, run_id=ctx.run_id)
+    ctx.counts["pulled"] += len(page.items)
+    ctx.counts["stored"] += len(rows)
+    return len(ids) - int(known or 0)
 
 
 # -- 3. follow ---------------------------------------------------------------
@@ -363,6 +421,7 @@ class Poll:
     status: OrderStatus | None  # None: Instock answered 404, or a record was bad
     tasks: list[Ordertask]
     bad: BadRecordError | None = None  # the status or an ordertask failed validation
+    order: Order | None = None  # the order read again (a reception order found done)
 
 
 def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, dict[str, Ordertask]]:
@@ -382,18 +441,38 @@ def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, di
     return known
 
 
-def poll_order(client: InstockClient, order_id: str, known: Mapping[str, Ordertask]) -> Poll:
-    """Status and ordertasks of one order; safe to run in a worker thread."""
+def poll_order(
+    client: InstockClient, order_id: str, known: Mapping[str, Ordertask], *, reread: bool = False
+) -> Poll:
+    """Status and ordertasks of one order, and with `reread` the order itself once it is
+    done (attributes added during decanting); safe to run in a worker thread."""
+    order = None
     try:
         status = client.order_status(order_id)
         tasks = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
+        if reread and status.order_status == "done":
+            order = client.get_order(order_id)
     except BadRecordError as exc:
         return Poll(order_id, None, [], bad=exc)
     except PermanentError as exc:
         if exc.status == 404:
             return Poll(order_id, None, [])
         raise
-    return Poll(order_id, status, tasks)
+    return Poll(order_id, status, tasks, order=order)
+
+
+def _rereads(store: Store, order_ids: Sequence[str]) -> set[str]:
+    """The orders to read again once done: reception orders (the ASN is added at decanting)."""
+    if not order_ids:
+        return set()
+    marks = ",".join("?" * len(order_ids))
+    return {
+        row["order_id"]
+        for row in store.query(
+            f"SELECT order_id FROM instock_orders WHERE kind = 'reception' AND order_id IN ({marks})",
+            list(order_ids),
+        )
+    }
 
 
 def follow_order(
@@ -406,7 +485,9 @@ def follow_order(
 ) -> Followed | None:
     """Poll one order and store what was seen (see `store_poll`)."""
     known = known_terminal_tasks(store, [order_id]).get(order_id, {})
-    return store_poll(store, poll_order(client, order_id, known), on_poll=on_poll, stub=stub)
+    reread = bool(_rereads(store, [order_id]))
+    poll = poll_order(client, order_id, known, reread=reread)
+    return store_poll(store, poll, on_poll=on_poll, stub=stub)
 
 
 def follow_orders(
@@ -427,9 +508,16 @@ def follow_orders(
         for start in range(0, len(order_ids), chunk):
             ids = list(order_ids[start : start + chunk])
             known = known_terminal_tasks(store, ids)
+            rereads = _rereads(store, ids)
             context = contextvars.copy_context()
             futures = [
-                pool.submit(context.copy().run, poll_order, client, oid, known.get(oid, {}))
+                pool.submit(
+                    context.copy().run,
+                    partial(poll_order, reread=oid in rereads),
+                    client,
+                    oid,
+                    known.get(oid, {}),
+                )
                 for oid in ids
             ]
             for order_id, future in zip(ids, futures, strict=True):
@@ -512,6 +600,11 @@ def store_poll(
                 "ON CONFLICT (order_id) DO NOTHING",
                 [order_id, order["kind"], order["lines"], now],
             )
+        if poll.order is not None:
+            store.db.execute(
+                "UPDATE instock_orders SET attributes = ? WHERE order_id = ?",
+                [json.dumps(poll.order.attributes), order_id],
+            )
         store.db.execute(
             "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
             "fulfilled = ?, lines = ?, updated_at = ? WHERE order_id = ?",
@@ -585,14 +678,18 @@ def _flush_events(ctx: JobContext, options: Options) -> None:
     store = ctx.store
     with store.transaction():
         rows = store.query(
-            "SELECT id, order_id, kind, order_status, status_at, line_id, article_id, "
-            "requested, fulfilled FROM instock_order_events ORDER BY id"
+            "SELECT e.id, e.order_id, e.kind, e.order_status, e.status_at, e.line_id, "
+            "e.article_id, e.requested, e.fulfilled, o.attributes "
+            "FROM instock_order_events e LEFT JOIN instock_orders o USING (order_id) "
+            "ORDER BY e.id"
         )
         if not rows:
             return
         first, last = rows[0]["id"], rows[-1]["id"]
         for row in rows:
             del row["id"]
+            # The order's attributes as Instock has them now (e.g. a reception's ASN).
+            row["attributes"] = json.loads(row["attributes"] or "{}")
         added = store.add_intents(
             [
                 host_file_intent(

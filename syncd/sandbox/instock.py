@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import math
@@ -82,6 +83,9 @@ ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
 ORDER_STATUSES: Final = ("registered", "reserved", "done", "canceled")
 ORDER_FIELDS: Final = ("org_id", "site_id", "order_id", "kind", "placed_at", "attributes", "lines")
+ORDER_LIST_ORDERS: Final = ("created", "newest_first", "random")
+"""Orders list orders: by creation (new orders appended), newest first, or a stable order
+unrelated to time (a hash of the order id, as a list sorted by a random key would be)."""
 TERMINAL: Final = frozenset({"done", "canceled"})
 _OK_BODY: Final = dumps("Successful operation.")
 _EMPTY_BODY: Final = dumps("")
@@ -557,10 +561,16 @@ class InstockSim(Simulator):
         clock: Callable[[], float] = time.time,
         retry_after: int = 1,
         slow_seconds: float = 2.0,
+        order_list_order: str = "created",
     ) -> None:
         if not sites:
             raise ValueError("at least one site is needed")
+        if order_list_order not in ORDER_LIST_ORDERS:
+            raise ValueError(f"order_list_order must be one of {', '.join(ORDER_LIST_ORDERS)}")
         self.clock = clock
+        # The document does not say in which order GET orders lists them (see ORDER_LIST_ORDERS);
+        # tests switch this to check that the client does not depend on one.
+        self.order_list_order = order_list_order
         self.site_id = sites[0]
         self.state = InstockState(org_id, [(s, i == 0) for i, s in enumerate(sites)])
         self.server = SandboxServer(
@@ -620,6 +630,52 @@ class InstockSim(Simulator):
                 order.status_changed_at = now
             else:
                 raise ValueError(f"order {order_id} is already {order.status}")
+
+    def receive(self, lines: Sequence[tuple[str, int]], order_id: str | None = None) -> str:
+        """A reception order registered on the floor (goods announced, not yet decanted)."""
+        with self.state.lock:
+            if order_id is None:
+                order_id = f"RCV-L{sum(o.kind == 'reception' for o in self.state.orders.values())}"
+            order_lines = [Line(f"{order_id}-{n}", a, q) for n, (a, q) in enumerate(lines, start=1)]
+            self._require_articles(order_lines)
+            order = Order(
+                order_id, self.site_id, "reception", self._now(), {}, order_lines, "registered"
+            )
+            order.status_changed_at = self.clock()
+            self.state.add_order(order)
+            return order_id
+
+    def decant(self, order_id: str, attributes: dict[str, str] | None = None) -> None:
+        """Decant a reception order: an associate may add attributes (e.g. the ASN) at the
+        workstation, as the document's reception example shows; the goods go to stock with
+        one done ordertask and a move per line; the order is done."""
+        with self.state.lock:
+            order = self.state.orders[order_id]
+            if order.kind != "reception" or order.status in TERMINAL:
+                raise ValueError(f"order {order_id} is not an open reception order")
+            order.attributes = {**order.attributes, **(attributes or {})}
+            ts = int(self.clock())
+            done_ordertask(
+                self.state, order, [storage_cell(line.article_id) for line in order.lines]
+            )
+            for line in order.lines:
+                self.state.stock(order.site_id, line.article_id).free += line.qty
+                self.state.touched(order.site_id, line.article_id)
+                self.state.add_move(
+                    order.site_id,
+                    line.article_id,
+                    line.qty,
+                    ts,
+                    user_id="operator-01",
+                    order_id=order_id,
+                    from_cell_id="DECANT-01",
+                    to_cell_id=storage_cell(line.article_id),
+                    from_account_id="reception",
+                    to_account_id="stock",
+                )
+            order.status = "done"
+            order.status_changed_at = ts
+            self.state.order_changed(order_id)
 
     def adjust_inventory(self, article_id: str, qty: int, site_id: str | None = None) -> None:
         """As the debug endpoint: ``qty`` is added to free stock, 0 empties it."""
@@ -862,6 +918,8 @@ class InstockSim(Simulator):
             self.state.touched(order.site_id, line.article_id)
 
     def _list_orders(self, request: Request) -> Response:
+        if self.order_list_order != "created":
+            return self._list_orders_keyed(request)
         site_id = self._site(request)
         size = page_size(request.query)
         with self.state.lock:
@@ -878,6 +936,32 @@ class InstockSim(Simulator):
             next_cursor = encode_cursor("o", site_id, start + len(chunk) - 1) if has_more else ""
             overrides = self.state.overrides
             items = [overrides.get(("order", o)) or self.state.order_raw(o) for o in chunk]
+        meta = _page_meta(has_more, next_cursor)
+        meta |= {"org_id": self.state.org_id, "site_id": site_id}
+        return Response(200, render_page(meta, "orders", items))
+
+    def _list_orders_keyed(self, request: Request) -> Response:
+        """The orders list in ``newest_first`` or ``random`` order, with keyset cursors: an
+        order created later can land before a cursor a client holds."""
+        site_id = self._site(request)
+        size = page_size(request.query)
+        with self.state.lock:
+            created = self.state.site_orders[site_id]
+            if self.order_list_order == "newest_first":
+                keyed = [(f"{len(created) - i:012d}", o) for i, o in enumerate(created)]
+            else:
+                keyed = [(hashlib.sha1(o.encode()).hexdigest(), o) for o in created]  # noqa: S324
+            keyed.sort()
+            keys = [k for k, _ in keyed]
+            start = 0
+            cursor = request.query.get("start_cursor")
+            if cursor:
+                start = bisect_right(keys, _string_cursor(cursor, "ok", site_id))
+            chunk = keyed[start : start + size]
+            has_more = start + size < len(keyed)
+            next_cursor = encode_cursor("ok", site_id, chunk[-1][0]) if has_more else ""
+            overrides = self.state.overrides
+            items = [overrides.get(("order", o)) or self.state.order_raw(o) for _, o in chunk]
         meta = _page_meta(has_more, next_cursor)
         meta |= {"org_id": self.state.org_id, "site_id": site_id}
         return Response(200, render_page(meta, "orders", items))
@@ -1464,9 +1548,17 @@ def run(
     seed: int = 0,
     articles: int = 1000,
     token: str = DEFAULT_TOKEN,
+    order_list_order: str = "created",
 ) -> None:
     """Serve a seeded Instock simulator in the foreground until SIGINT/SIGTERM."""
-    sim = InstockSim(seed=seed, articles=articles, token=token, host=host, port=port)
+    sim = InstockSim(
+        seed=seed,
+        articles=articles,
+        token=token,
+        host=host,
+        port=port,
+        order_list_order=order_list_order,
+    )
     sim.start()
     print(f"instock sandbox: {sim.base_url}", flush=True)
     print(f"  sites: {', '.join(sim.state.sites)}; articles: {articles}; seed: {seed}", flush=True)
@@ -1480,8 +1572,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--articles", type=int, default=1000)
     parser.add_argument("--token", default=DEFAULT_TOKEN)
+    parser.add_argument(
+        "--order-list-order",
+        choices=ORDER_LIST_ORDERS,
+        default="created",
+        help="the order GET orders lists orders in (the document does not say)",
+    )
     args = parser.parse_args(argv)
-    run(args.host, args.port, args.seed, args.articles, args.token)
+    run(args.host, args.port, args.seed, args.articles, args.token, args.order_list_order)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""Where the Instock document is silent, the client must not share the simulator's reading.
+
+Each test switches the simulator to another plausible reading of the document (the order of
+the orders list) or plays what the document describes but the default data does not show
+(a reception order whose ASN is added during decanting), over real loopback HTTP and real
+SQLite state files.
+"""
+
+# The shared Instock job fixtures are imported by name, and pytest passes them back in.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from syncd.config import Settings
+from syncd.sandbox.instock import InstockSim
+from tests.contract.jobkit import drop, query
+from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
+    SEED,
+    cycle,
+    make_cfg,
+    order_csv,
+    outbox_rows,
+    stocked_articles,
+)
+
+
+@pytest.fixture(params=["newest_first", "random"])
+def reordered_sim(request: pytest.FixtureRequest) -> Iterator[InstockSim]:
+    with InstockSim(
+        seed=SEED, articles=30, retry_after=0, order_list_order=request.param
+    ) as running:
+        yield running
+
+
+def status_rows(settings: Settings) -> list[dict[str, Any]]:
+    return [row for file in outbox_rows(settings, "order_status") for row in file]
+
+
+def mirrored(settings: Settings) -> set[str]:
+    return {r["order_id"] for r in query(settings, "SELECT order_id FROM instock_orders")}
+
+
+def test_new_orders_are_found_whatever_the_list_order(
+    reordered_sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """With the orders list newest first, or in an order unrelated to time, an order syncd
+    created and a reception order made on the floor are mirrored and followed to done
+    within a run or two (the head of the list is read until nothing is new; a random
+    order is covered by the full scan, here every run)."""
+    sim = reordered_sim
+    interval = 86400 if sim.order_list_order == "newest_first" else 0
+    cfg = make_cfg(sim, page_size=10, instock_orders={"full_scan_interval": interval})
+    a, b = stocked_articles(sim, 2)
+    extra = [(f"HO-P{n}", [(a, 1)]) for n in range(12)]  # more than a page of older orders
+    drop(cfg, "orders", order_csv(*extra))
+    cycle(cfg)
+    cycle(cfg)
+    drop(cfg, "orders", order_csv(("HO-NEW", [(a, 1), (b, 1)])))
+    cycle(cfg)  # created in Instock
+    reception = sim.receive([(b, 4)])
+    cycle(cfg)
+    assert {"HO-NEW", reception} <= mirrored(cfg)
+    sim.advance_order("HO-NEW")
+    sim.advance_order("HO-NEW")
+    sim.decant(reception)
+    cycle(cfg)
+    done = {(r["order_id"], r["order_status"]) for r in status_rows(cfg)}
+    assert ("HO-NEW", "done") in done
+    assert (reception, "done") in done
+
+
+def test_a_reception_orders_decanting_attributes_reach_the_host(
+    make_cfg: Callable[..., Settings],
+) -> None:
+    """The document's reception use case: an ASN attribute is added during decanting and
+    read back through the API. syncd mirrored the order before decanting; once it is done
+    it reads the order again and the host's order_status rows carry the ASN."""
+    with InstockSim(seed=SEED, articles=30, retry_after=0) as sim:
+        cfg = make_cfg(sim)
+        (article,) = stocked_articles(sim, 1)
+        reception = sim.receive([(article, 6)])
+        cycle(cfg)
+        (before,) = query(
+            cfg, "SELECT attributes FROM instock_orders WHERE order_id = ?", [reception]
+        )
+        assert before["attributes"] == "{}"
+        asn = {f"{sim.state.org_id}:asn": "ASN-1818AE4RF"}
+        sim.decant(reception, attributes=asn)
+        cycle(cfg)
+        rows = [r for r in status_rows(cfg) if r["order_id"] == reception]
+        assert rows
+        assert rows[-1]["order_status"] == "done"
+        assert rows[-1]["attributes"] == asn
+        assert sim.count(f"GET /v1/{sim.site_id}/orders/{reception}") == 1
