@@ -64,6 +64,11 @@ class Destination(Protocol):
     A destination may set `stop_key_on_reject = True`: a rejected intent then holds
     back the later intents of its key until the reject is retried or dropped.
 
+    A destination may define `defer(store, intent) -> str | None`: a reason to leave
+    the intent pending for now (it waits for others it depends on, e.g. an order for
+    the upload of its articles). A deferred intent costs no attempt; its key waits
+    until the next drain.
+
     A destination may also define `on_outcome(store, intent, outcome, detail)`;
     the sender calls it inside the transaction that records the outcome
     ("sent", "already_done" or "rejected"), so a job's own record of what the
@@ -180,6 +185,7 @@ class Sender:
         policy = self.settings.outbox
         blocked: set[str] = set()  # keys whose earlier intent is not done yet
         stop_on_reject = getattr(destination, "stop_key_on_reject", False)
+        defer = getattr(destination, "defer", None)
         if stop_on_reject:
             # e.g. DSOrder: no close after a refused fulfilment, until an operator
             # retries that reject (it is sent again) or drops it (the rest goes on).
@@ -206,6 +212,19 @@ class Sender:
                     continue
                 if self.stopping.is_set():
                     raise ShutdownRequested("outbox: stopping between intents")
+                waits_for = defer(self.store, intent) if defer is not None else None
+                if waits_for:
+                    blocked.add(intent.order_key)
+                    self.counts["deferred"] += 1
+                    log.info(
+                        "outbox_deferred",
+                        destination=name,
+                        intent_id=intent.id,
+                        kind=intent.kind,
+                        key=intent.order_key,
+                        waits_for=waits_for,
+                    )
+                    continue
                 rejected_before = self.counts["rejected"]
                 finished = self._deliver(name, destination, intent)
                 if not finished or (stop_on_reject and self.counts["rejected"] > rejected_before):

@@ -50,6 +50,7 @@ class IdMapping:
 class CatalogEntry:
     instock_article_id: str
     whole_units: bool = True
+    serial_numbered: bool = False  # Instock refuses these in every upload and order
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ def check_line(
     entry = catalog.get(article_id)
     if entry is None:
         return LineCheck(False, f"article {article_id} is not in the host catalog")
+    if entry.serial_numbered:
+        return LineCheck(
+            False,
+            f"article {article_id} is serial-numbered, which Instock refuses "
+            "(it cannot be uploaded, so an order line for it would be refused)",
+        )
     if quantity <= 0:
         return LineCheck(False, f"quantity {quantity} is not positive")
     if quantity != quantity.to_integral_value():

@@ -176,17 +176,21 @@ def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:
 
 def _catalog(store: Store, options: Options) -> dict[str, CatalogEntry]:
     """DSOrder article id -> Instock article id (identity by default) from the host catalog."""
+    columns = "article_id, whole_units, is_serial_numbered"
     if options.article_attribute:
         rows = store.query(
-            "SELECT json_extract(attributes, '$.' || ?) AS ds_id, article_id, whole_units "
+            f"SELECT json_extract(attributes, '$.' || ?) AS ds_id, {columns} "
             "FROM host_articles WHERE ds_id IS NOT NULL",
             [options.article_attribute],
         )
-        return {
-            str(r["ds_id"]): CatalogEntry(r["article_id"], bool(r["whole_units"])) for r in rows
-        }
-    rows = store.query("SELECT article_id, whole_units FROM host_articles")
-    return {r["article_id"]: CatalogEntry(r["article_id"], bool(r["whole_units"])) for r in rows}
+    else:
+        rows = store.query(f"SELECT article_id AS ds_id, {columns} FROM host_articles")
+    return {
+        str(r["ds_id"]): CatalogEntry(
+            r["article_id"], bool(r["whole_units"]), bool(r["is_serial_numbered"])
+        )
+        for r in rows
+    }
 
 
 def _take_new_order(

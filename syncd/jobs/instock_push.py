@@ -6,6 +6,13 @@ written back into `instock_article_sync` / `instock_order_sync` in the same
 transaction as the outbox row, so the jobs' "what Instock accepted" record and
 the outbox never disagree.
 
+An order create never races its articles: while an article of the order has an
+upload or update pending in the outbox (`instock_article_sync.status = 'queued'`)
+the create is deferred (`defer`), and an "article not found" 404 on create is
+"not yet" (retried, bounded by the outbox's attempts) while an article of the
+order is not known to Instock yet: queued, or in the host catalog but not yet
+planned by `instock.articles`.
+
 A refused bulk upload is split in halves until the bad articles are isolated;
 only they are refused (with Instock's reason), the rest is accepted. An
 article that "cannot be created" because it already exists (a replay after a
@@ -21,7 +28,7 @@ from typing import Any
 from syncd.clock import iso
 from syncd.config import Settings
 from syncd.connectors.instock import InstockClient
-from syncd.errors import PermanentError
+from syncd.errors import PermanentError, RetryableError
 from syncd.outbox import register_destination
 from syncd.state import Intent, NewReject, Store
 
@@ -52,9 +59,50 @@ def _dims(value: Any) -> dict[str, Any]:
     return out
 
 
+def order_articles(order: Mapping[str, Any]) -> list[str]:
+    """The distinct article ids of an order payload's lines, in line order."""
+    return list(dict.fromkeys(str(line["article_id"]) for line in order.get("lines") or []))
+
+
 class InstockDestination:
     def __init__(self, settings: Settings) -> None:
         self.client = InstockClient(settings.connectors.instock)
+        self.articles_job = settings.job("instock.articles").enabled
+        # Articles of the create about to be sent that Instock may not know yet
+        # (worked out in `defer`, just before `send`): a 404 for them is "not yet".
+        self._unsettled: tuple[int, list[str]] = (0, [])
+
+    def defer(self, store: Store, intent: Intent) -> str | None:
+        """An order create waits while an upload of one of its articles is pending."""
+        if intent.kind != "orders.create":
+            return None
+        articles = order_articles(intent.payload["order"])
+        if not articles:
+            return None
+        marks = ",".join("?" * len(articles))
+        queued = [
+            r["article_id"]
+            for r in store.query(
+                f"SELECT article_id FROM instock_article_sync WHERE status = 'queued' "
+                f"AND article_id IN ({marks}) ORDER BY article_id",
+                articles,
+            )
+        ]
+        unplanned: list[str] = []
+        if self.articles_job:
+            unplanned = [
+                r["article_id"]
+                for r in store.query(
+                    f"SELECT h.article_id FROM host_articles h LEFT JOIN instock_article_sync s "
+                    f"ON s.article_id = h.article_id WHERE s.article_id IS NULL "
+                    f"AND h.article_id IN ({marks}) ORDER BY h.article_id",
+                    articles,
+                )
+            ]
+        self._unsettled = (intent.id, queued + unplanned)
+        if queued:
+            return "upload of article(s) " + ", ".join(queued) + " pending"
+        return None
 
     def close(self) -> None:
         self.client.close()
@@ -68,7 +116,7 @@ class InstockDestination:
                 self.client.update_article(payload["article"])
                 return None
             case "orders.create":
-                self.client.create_order(payload["order"])
+                self._create_order(intent)
                 return None
             case "orders.update":
                 self.client.update_order(payload["order"])
@@ -77,6 +125,22 @@ class InstockDestination:
                 self.client.cancel_order(payload["order_id"])
                 return None
         raise PermanentError(f"unknown intent kind {intent.kind!r}", connector=DESTINATION)
+
+    def _create_order(self, intent: Intent) -> None:
+        try:
+            self.client.create_order(intent.payload["order"])
+        except PermanentError as exc:
+            intent_id, unsettled = self._unsettled
+            if exc.status != 404 or intent_id != intent.id or not unsettled:
+                raise
+            raise RetryableError(
+                f"{exc.message} (not yet: article(s) {', '.join(unsettled)} still to be "
+                "uploaded by instock.articles)",
+                connector=DESTINATION,
+                status=404,
+                code="article_not_yet_uploaded",
+                request_id=exc.request_id,
+            ) from None
 
     # -- bulk upload with isolation ----------------------------------------
 

@@ -805,3 +805,105 @@ def test_invalid_orders_are_rejected_one_by_one_and_the_valid_ones_are_taken(
         for r in query(cfg, "SELECT reference, status FROM rejects WHERE source = 'dsorder:orders'")
     }
     assert statuses == {"order #3": "open", "order 900001": "resolved", "order 900002": "open"}
+
+
+# --- an order create never races its articles -----------------------------------------------
+
+UPLOAD_ROUTE = "POST /v1/articles"
+
+
+def order_rejects(settings: Settings) -> list[dict[str, Any]]:
+    """Rejects of DSOrder orders or of Instock order creates (the catalog's own article
+    updates, refused for articles with moves, are not what these tests are about)."""
+    return query(
+        settings,
+        "SELECT r.* FROM rejects r LEFT JOIN outbox o ON o.id = r.outbox_id "
+        "WHERE r.source LIKE 'dsorder:%' OR o.kind = 'orders.create'",
+    )
+
+
+def drop_catalog(settings: Settings, header: str, rows: list[str]) -> None:
+    """The host drops a catalog file with its own columns; `host.inbox` loads it."""
+    _dropped["articles"] += 1
+    name = f"articles-{_dropped['articles']:04d}-{time.monotonic_ns()}.csv"
+    (settings.host_dir / "inbox" / name).write_text("\n".join([header, *rows]) + "\n")
+    assert run(settings, "host.inbox").counts.get("files_archived") == 1
+
+
+def test_order_create_waits_for_a_pending_upload_of_its_article(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An order whose article upload is still retrying is not sent (no 404, no reject):
+    it waits for the upload and is created once, right after it."""
+    cfg = make_cfg()
+    articles = stocked(ins)
+    load_catalog(cfg, [*articles, "NEWART1"])
+    ins.faults.rate(UPLOAD_ROUTE, "503", 1.0)  # the upload keeps failing for a while
+    run(cfg, "instock.articles")
+    order_id = ds.submit_order(lines=[(articles[0], 1), ("NEWART1", 2)])
+    for _ in range(2):
+        cycle(cfg)
+        time.sleep(0.06)
+    assert "NEWART1" not in ins.state.articles
+    assert ins.count(CREATE_ROUTE) == 0
+    deferred = query(cfg, "SELECT status, attempts FROM outbox WHERE kind = 'orders.create'")
+    assert deferred == [{"status": "pending", "attempts": 0}]
+    assert order_rejects(cfg) == []
+
+    ins.faults.clear()
+    time.sleep(0.06)
+    cycle(cfg)
+    assert "NEWART1" in ins.state.articles
+    assert ins.creates == {f"DS-{order_id}": 1}  # type: ignore[attr-defined]
+    assert order_row(cfg, order_id)["state"] == "created"
+    assert order_rejects(cfg) == []
+
+
+def test_article_not_found_on_create_is_not_yet_while_its_upload_is_to_come(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An article in the host catalog that `instock.articles` has not uploaded yet: the
+    create's 404 is retried, not rejected, and the order is created once the article is."""
+    cfg = make_cfg()
+    articles = stocked(ins)
+    load_catalog(cfg, [*articles, "NEWART2"])
+    order_id = ds.submit_order(lines=[("NEWART2", 3)])
+    cycle(cfg)
+    assert ins.count(CREATE_ROUTE) >= 1  # tried, answered 404
+    (create,) = query(cfg, "SELECT status, last_error FROM outbox WHERE kind = 'orders.create'")
+    assert create["status"] == "pending"
+    assert "not yet" in create["last_error"]
+    assert order_rejects(cfg) == []
+
+    run(cfg, "instock.articles")
+    time.sleep(0.06)
+    cycle(cfg)
+    assert ins.creates == {f"DS-{order_id}": 1}  # type: ignore[attr-defined]
+    assert order_rejects(cfg) == []
+
+
+@pytest.mark.parametrize("policy", ["hold", "partial"])
+def test_serial_numbered_article_is_a_line_reject_found_before_sending(
+    policy: str, ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A serial-numbered article (Instock refuses it always) is a line reject under the
+    order policy, found before anything is sent: `hold` keeps the order back, `partial`
+    sends the other lines."""
+    cfg = make_cfg(policy=policy)
+    articles = stocked(ins)
+    a, serial = articles[:2]
+    drop_catalog(
+        cfg,
+        "article_id,name,whole_units,is_serial_numbered",
+        [f"{x},Article {x},true,{'true' if x == serial else 'false'}" for x in articles],
+    )
+    order_id = ds.submit_order(lines=[(a, 1), (serial, 1)])
+    cycle(cfg)
+    (reject,) = open_rejects(cfg)
+    assert (reject["reference"], reject["field"]) == (f"order {order_id} line 2000", "article_id")
+    assert "serial-numbered" in reject["reason"]
+    if policy == "hold":
+        assert order_row(cfg, order_id)["state"] == "held"
+        assert ins.count(CREATE_ROUTE) == 0
+    else:
+        assert instock_lines(ins, order_id) == {f"DS-{order_id}-1000": (a, 1)}

@@ -40,7 +40,11 @@ from syncd.jobs.dsorder_plan import (
     uncovered_interval,
 )
 
-CATALOG = {"A": CatalogEntry("A"), "B": CatalogEntry("B", whole_units=False)}
+CATALOG = {
+    "A": CatalogEntry("A"),
+    "B": CatalogEntry("B", whole_units=False),
+    "S": CatalogEntry("S", serial_numbered=True),
+}
 
 
 def test_id_mapping_is_reversible_and_within_instock_pattern() -> None:
@@ -65,6 +69,7 @@ def test_id_mapping_is_reversible_and_within_instock_pattern() -> None:
         ("B", Decimal("0.5"), False, "fractional"),
         ("Z", Decimal(1), False, "not in the host catalog"),
         ("A", Decimal(0), False, "not positive"),
+        ("S", Decimal(1), False, "serial-numbered"),  # Instock refuses it: found before sending
     ],
 )
 def test_check_line(article: str, qty: Decimal, ok: bool, reason_part: str) -> None:
