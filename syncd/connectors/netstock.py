@@ -1352,9 +1352,11 @@ class NetstockClient:
         return [ModelState.model_validate(m) for m in data.get("models") or []]
 
     def model_end(self, dataset_import_id: str, model: str, total_lines_imported: int) -> None:
-        """Close a model import with the number of lines sent. A count the server does not
-        agree with raises PermanentError(code="line_count_mismatch"); a replay of an end
-        that went through raises AlreadyDoneError(code="already_done")."""
+        """Close a model import with the number of lines sent. The document answers 202 and
+        judges the count after a timeout period (a wrong count shows later as a failed model
+        and dataset in the status); a server that judges at once and refuses raises
+        PermanentError(code="line_count_mismatch"); a replay of an end that went through
+        raises AlreadyDoneError(code="already_done")."""
         if isinstance(total_lines_imported, bool) or total_lines_imported < 0:
             raise ValueError("total_lines_imported must be a count >= 0")
         body = {
