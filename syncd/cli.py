@@ -16,12 +16,26 @@ from typing import Any, TypeVar
 import click
 
 from syncd import __version__
-from syncd.config import Settings, flatten, load_settings, redacted_dict
+from syncd.config import (
+    Settings,
+    check_writable,
+    flatten,
+    load_settings,
+    redacted_dict,
+    secret_values,
+)
 from syncd.errors import ConfigError, StateError, SyncdError
+from syncd.logs import redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STATE, EXIT_CONFIG = 0, 1, 2, 75, 78
+
+
+def echo(message: Any = "", err: bool = False) -> None:
+    """Print one line through the redactor: whatever a command shows (a remote's
+    words in an error, rows written before redaction existed) never carries a secret."""
+    click.echo(redactor.text(str(message)), err=err)
 
 
 def handle_errors(func: F) -> F:
@@ -30,7 +44,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SyncdError as exc:
-            click.echo(f"syncd: {exc}", err=True)
+            echo(f"syncd: {exc}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -50,6 +64,7 @@ def _settings(config_path: Path | None, required: bool = False) -> Settings:
     from syncd.jobs import validate_jobs
 
     settings = load_settings(config_path, required=required)
+    redactor.set_secrets(secret_values(settings))
     validate_jobs(settings)
     return settings
 
@@ -67,14 +82,14 @@ def _table(
     rows: list[dict[str, Any]], columns: list[str], widths: dict[str, int] | None = None
 ) -> None:
     if not rows:
-        click.echo("(none)")
+        echo("(none)")
         return
     widths = widths or {}
     cells = [[_cell(r.get(c), widths.get(c, 60)) for c in columns] for r in rows]
     sizes = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(sizes[i]) for i, c in enumerate(columns)).rstrip())
+    echo("  ".join(c.ljust(sizes[i]) for i, c in enumerate(columns)).rstrip())
     for row in cells:
-        click.echo("  ".join(v.ljust(sizes[i]) for i, v in enumerate(row)).rstrip())
+        echo("  ".join(v.ljust(sizes[i]) for i, v in enumerate(row)).rstrip())
 
 
 def _cell(value: Any, width: int) -> str:
@@ -83,7 +98,7 @@ def _cell(value: Any, width: int) -> str:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    echo(json.dumps(data, indent=2, default=str))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,7 +133,6 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     Refused (75) while a daemon runs on the same state: send it SIGUSR1 instead.
     `--dry-run` works alongside a running daemon.
     """
-    from syncd.config import secret_values
     from syncd.errors import AlreadyRunningError
     from syncd.jobs import REGISTRY
     from syncd.jobs.runner import run_job
@@ -148,15 +162,15 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     finally:
         lock.release()
     if dry_run:
-        click.echo(
+        echo(
             f"dry run of {job} (on a copy of the state; nothing was changed): "
             f"{len(result.intents)} push(es) would be queued"
         )
         for intent in result.intents:
-            click.echo(
+            echo(
                 f"  {intent['destination']} {intent['kind']} {intent['order_key']}: {intent['payload']}"
             )
-    click.echo(
+    echo(
         f"{job}: {result.status} {json.dumps(result.counts)}"
         + (f" error: {result.error}" if result.error else "")
     )
@@ -176,21 +190,21 @@ def status(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(report)
         return
-    click.echo("Jobs:")
+    echo("Jobs:")
     _table(
         report["jobs"],
         ["job", "status", "started_at", "pulled", "pushed", "rejected", "lag_s", "error"],
     )
-    click.echo("\nOutbox pending:")
+    echo("\nOutbox pending:")
     _table(
         [{"destination": k, **v} for k, v in report["outbox_pending"].items()],
         ["destination", "pending", "retrying", "oldest"],
     )
-    click.echo("\nOpen rejects:")
+    echo("\nOpen rejects:")
     _table(
         [{"source": k, "open": v} for k, v in report["rejects_open"].items()], ["source", "open"]
     )
-    click.echo("\nOpen alerts:")
+    echo("\nOpen alerts:")
     _table(
         report["alerts_open"],
         ["id", "kind", "subject", "opened_at", "count", "message"],
@@ -203,20 +217,27 @@ def status(config_path: Path | None, as_json: bool) -> None:
 @json_option
 @handle_errors
 def check_config(config_path: Path | None, as_json: bool) -> None:
-    """Validate the config and print the effective values, secrets redacted."""
+    """Validate the config and print the effective values, secrets redacted.
+
+    Also refused (78): an enabled connector without its secret, an unknown key in
+    any `options`, a state (or host) directory syncd could not write.
+    """
     settings = _settings(config_path, required=True)
+    problems = check_writable(settings)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
     data = redacted_dict(settings)
     if as_json:
         _echo_json(data)
     else:
-        click.echo(f"# effective configuration from {Settings.source_path or 'defaults'}")
+        echo(f"# effective configuration from {Settings.source_path or 'defaults'}")
         for key, value in flatten(data):
-            click.echo(f"{key} = {json.dumps(value, default=str)}")
+            echo(f"{key} = {json.dumps(value, default=str)}")
     from syncd.connectors.netstock import config_notes
 
     for note in config_notes(settings.connectors.netstock):  # which endpoint map, unverified
-        click.echo(note, err=as_json)
-    click.echo("configuration OK", err=True)
+        echo(note, err=as_json)
+    echo("configuration OK", err=True)
 
 
 @main.command("jobs")
@@ -284,7 +305,7 @@ def rejects_show(reject_id: int, config_path: Path | None) -> None:
     if row is None:
         raise StateError(f"no reject with id {reject_id}")
     for key, value in row.items():
-        click.echo(f"{key}: {'' if value is None else value}")
+        echo(f"{key}: {'' if value is None else value}")
 
 
 @rejects.command("retry")
@@ -299,7 +320,7 @@ def rejects_retry(reject_ids: tuple[int, ...], config_path: Path | None) -> None
     with _store(config_path) as store:
         for reject_id in reject_ids:
             outcome = store.retry_reject(reject_id)
-            click.echo(
+            echo(
                 f"reject {reject_id}: "
                 + (
                     "queued for sending again"
@@ -318,7 +339,7 @@ def rejects_drop(reject_ids: tuple[int, ...], config_path: Path | None) -> None:
     with _store(config_path) as store:
         for reject_id in reject_ids:
             store.drop_reject(reject_id)
-            click.echo(f"reject {reject_id}: dropped")
+            echo(f"reject {reject_id}: dropped")
 
 
 @main.group()
@@ -355,7 +376,7 @@ def checkpoints_reset(stream: str, yes: bool, config_path: Path | None) -> None:
                 f"Reset {stream} (now {current!r})? Its next run pulls everything again", abort=True
             )
         store.reset_checkpoint(stream)
-    click.echo(f"checkpoint {stream} reset (was {current!r})")
+    echo(f"checkpoint {stream} reset (was {current!r})")
 
 
 @main.group()
@@ -467,7 +488,7 @@ def alerts_resolve(alert_ids: tuple[int, ...], config_path: Path | None) -> None
             ).rowcount
             if not changed:
                 raise StateError(f"no open alert with id {alert_id}")
-            click.echo(f"alert {alert_id}: resolved")
+            echo(f"alert {alert_id}: resolved")
 
 
 @main.group()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tempfile
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -31,11 +32,17 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from syncd.errors import ConfigError
+from syncd.logs import redactor
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/syncd")
 SECRET_FIELDS = ("token", "api_key", "password", "client_secret")
 REDACTED = "**********"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Option keys whose values check-config never prints (`options.password`, `options.api_key`).
+_SECRET_OPTION = re.compile(
+    r"(?i)(^|[_-])(token|api[_-]?key|apikey|password|passwd|secret|signature|cookie)$"
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -184,6 +191,41 @@ class ConnectorConfig(_Section):
                     ) from None
         return data
 
+    required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    """Per entry, one of these secrets must be set (non-empty) when the connector is enabled."""
+    required_fields: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _secret_is_usable(cls, value: SecretStr | None) -> SecretStr | None:
+        """Surrounding whitespace (a newline from `echo > file`) is dropped, as for files;
+        a control character left inside would make an illegal header: refused."""
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if _CONTROL.search(text):
+            raise ValueError("contains a control character (a line break?); not usable")
+        return SecretStr(text) if text else None
+
+    @model_validator(mode="after")
+    def _secrets_present(self) -> ConnectorConfig:
+        """An enabled connector without its credential would fail every request:
+        refused here, naming the key, rather than as `Illegal header value` at run time."""
+        if not self.enabled:
+            return self
+        for name in self.required_fields:
+            if not getattr(self, name):
+                raise ValueError(f"{name}: required when the connector is enabled")
+        for names in self.required_secrets:
+            if not any(self.secret(n) for n in names):
+                raise ValueError(
+                    f"{names[0]}: required (and non-empty) when the connector is enabled; "
+                    f"set {' or '.join(names)} inline, as {names[0]}_file, in the "
+                    "environment (SYNCD_CONNECTORS__<NAME>__" + names[0].upper() + ") or as "
+                    f"a systemd credential (<connector>.{names[0]})"
+                )
+        return self
+
     @model_validator(mode="after")
     def _url_is_safe(self) -> ConnectorConfig:
         if not self.enabled and not self.base_url:
@@ -216,6 +258,7 @@ def _is_loopback(host: str) -> bool:
 
 
 class InstockConfig(ConnectorConfig):
+    required_secrets = (("token",),)
     correlation_header: str = "Instock-Correlation-ID"
     page_size: int = Field(1000, ge=10, le=1000)  # the API's own bounds
     # A page holds at most 1000 records of well under 1 KiB each: 16 MiB is ten times that.
@@ -229,19 +272,36 @@ class InstockConfig(ConnectorConfig):
         return self
 
 
+class DSOrderConfig(ConnectorConfig):
+    required_secrets = (("token",),)
+
+
+class NetstockConfig(ConnectorConfig):
+    required_secrets = (("password",),)
+    required_fields = ("username", "client_id")
+
+
 class ApiKeyConnectorConfig(ConnectorConfig):
     auth_header: str = "x-api-key"
     auth_scheme: str = ""
+
+
+class ImportJobsConfig(ApiKeyConnectorConfig):
+    required_secrets = (("api_key", "token"),)
+
+
+class OregonSiopConfig(ApiKeyConnectorConfig):
+    required_secrets = (("api_key",),)
 
 
 class Connectors(_Section):
     """One section per remote system; a disabled connector is never contacted."""
 
     instock: InstockConfig = InstockConfig()
-    dsorder: ConnectorConfig = ConnectorConfig()
-    netstock: ConnectorConfig = ConnectorConfig()
-    import_jobs: ApiKeyConnectorConfig = ApiKeyConnectorConfig()
-    oregon_siop: ApiKeyConnectorConfig = ApiKeyConnectorConfig()
+    dsorder: DSOrderConfig = DSOrderConfig()
+    netstock: NetstockConfig = NetstockConfig()
+    import_jobs: ImportJobsConfig = ImportJobsConfig()
+    oregon_siop: OregonSiopConfig = OregonSiopConfig()
 
     def items(self) -> list[tuple[str, ConnectorConfig]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields]
@@ -477,22 +537,94 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
             key, reason = ".".join(loc), field.group(2)
             value = value.get(field.group(1))
         if any(part in SECRET_FIELDS for part in loc) or isinstance(value, dict):
-            shown = REDACTED if any(part in SECRET_FIELDS for part in loc) else None
+            secret = any(part in SECRET_FIELDS for part in loc) and value not in (None, "")
+            shown = REDACTED if secret else None
         else:
             shown = repr(value)
-        lines.append(f"{key} = {shown}: {reason}" if shown is not None else f"{key}: {reason}")
+        line = f"{key} = {shown}: {reason}" if shown is not None else f"{key}: {reason}"
+        lines.append(redactor.text(line))  # a URL's password, a `?token=` in a bad value
     return lines
 
 
 def redacted_dict(settings: Settings) -> dict[str, Any]:
-    """The effective config as plain data with every secret replaced by a marker."""
+    """The effective config as plain data with every secret replaced by a marker.
+
+    Besides the secret keys: a URL's userinfo and secret-looking query parameters,
+    option keys named like secrets, and any known secret value wherever it sits.
+    """
     data = settings.model_dump(mode="json")
     for name, conn in settings.connectors.items():
         for secret in SECRET_FIELDS:
             if getattr(conn, secret) is not None:
                 data["connectors"][name][secret] = REDACTED
             data["connectors"][name].pop(f"{secret}_file", None)
-    return data
+    redactor.set_secrets(secret_values(settings))
+    scrubbed: dict[str, Any] = _scrub(data)
+    return scrubbed
+
+
+def _scrub(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        if value and value != REDACTED and _SECRET_OPTION.search(key):
+            return REDACTED
+        return redactor.text(value)
+    return value
+
+
+def check_writable(settings: Settings) -> list[str]:
+    """`daemon.state_dir` (and `host.dir` when set) can be created and written.
+
+    Probed by creating a file there, as syncd will: permission bits alone do not
+    tell (a read-only mount, root's bypass). Nothing is created when the
+    directory does not exist yet; then its nearest existing parent is probed.
+    """
+    problems = []
+    places = [("daemon.state_dir", settings.daemon.state_dir)]
+    if settings.host.dir is not None:
+        places.append(("host.dir", settings.host.dir))
+    for key, path in places:
+        reason = _not_writable(Path(path))
+        if reason:
+            problems.append(f"{key} = {str(path)!r}: {reason}")
+    return problems
+
+
+def _not_writable(path: Path) -> str | None:
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            return f"{probe} is a dangling symlink"
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".syncd-check-"):
+            pass
+    except OSError as exc:
+        what = "" if probe == path else f" (it does not exist yet, and its parent {probe} is not)"
+        return f"not writable{what}: {exc.strerror or exc}"
+    return None
+
+
+def options_problems(section: str, options: dict[str, Any], model: type[BaseModel]) -> list[str]:
+    """`<section>.options` checked against the model of what its readers accept."""
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        return [f"{section}.options.{p}" for p in format_validation_errors(exc)]
+    return []
+
+
+class NoOptions(BaseModel):
+    """The options of a connector that reads none: any key there is a misspelling."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

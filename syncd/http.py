@@ -247,12 +247,12 @@ def default_error_parser(response: httpx.Response) -> tuple[str | None, str]:
     try:
         body = response.json()
     except (ValueError, UnicodeDecodeError):
-        return None, response.text[:_BODY_EXCERPT] or response.reason_phrase
+        return None, redactor.cut(response.text, _BODY_EXCERPT) or response.reason_phrase
     if isinstance(body, dict):
         code = body.get("code") or body.get("error")
         message = body.get("message") or body.get("error_description") or body.get("detail")
-        return (str(code) if code else None), str(message or body)[:_BODY_EXCERPT]
-    return None, str(body)[:_BODY_EXCERPT]
+        return (str(code) if code else None), redactor.cut(str(message or body), _BODY_EXCERPT)
+    return None, redactor.cut(str(body), _BODY_EXCERPT)
 
 
 def classify_status(status: int) -> type[RemoteError] | None:
@@ -612,7 +612,7 @@ class HttpClient:
             return response.json()
         except (ValueError, UnicodeDecodeError):
             raise self.malformed(
-                response, f"malformed JSON in answer: {response.text[:80]!r}"
+                response, f"malformed JSON in answer: {redactor.cut(response.text, 80)!r}"
             ) from None
 
     def json_object(self, response: httpx.Response) -> dict[str, Any]:
@@ -621,7 +621,7 @@ class HttpClient:
         if not isinstance(body, dict):
             raise self.malformed(
                 response,
-                f"answer is JSON {type(body).__name__}, not an object: {str(body)[:80]!r}",
+                f"answer is JSON {type(body).__name__}, not an object: {redactor.cut(str(body), 80)!r}",
             )
         return body
 

@@ -3,7 +3,8 @@
 Job context (`job`, `run_id`) is bound through contextvars, so every event a
 job emits carries it without threading a logger through every call. Every
 event passes through the redactor last, so a secret that slips into a message
-or a field is replaced before it is written.
+or a field is replaced before it is written. The same redactor guards the state
+DB (the store's write helpers) and the CLI's output.
 """
 
 from __future__ import annotations
@@ -12,41 +13,116 @@ import logging
 import re
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import structlog
 
 REDACTED = "**********"
+FRAGMENT = 6
+"""A run of this many characters of a secret is redacted too (a remote's cut echo)."""
+
 _SECRET_KEYS = re.compile(r"(?i)(authorization|token|api[_-]?key|password|secret|cookie)")
-# Bearer/basic credentials and key=value secrets inside free text.
-_SECRET_TEXT = re.compile(
-    r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+|"
-    r"((?:access_token|refresh_token|token|api_key|apikey|password|client_secret)=)[^&\s\"']+"
+_SECRET_NAME = (  # the names of secret parameters, not a secret
+    r"(?:access_token|refresh_token|id_token|token|api[_-]?key|apikey|password|passwd|"  # noqa: S105
+    r"client_secret|secret|signature)"
 )
+# Credentials inside free text, each with the part that stays (group 1) and the secret after it.
+_SECRET_TEXT = re.compile(
+    "|".join(
+        [
+            # `Authorization: Bearer abc`, `Basic dXNlcjpwdw==`
+            r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+",
+            # userinfo of a URL: `https://user:pw@host` keeps the user, `https://tok@host` nothing
+            r"(\b[a-z][a-z0-9+.-]*://(?:[^/@\s:?#\"']*:)?)[^/@\s?#\"']+(?=@)",
+            # secret-looking query parameters: `?token=`, `&api_key=`, `&X-Amz-Signature=`
+            r"([?&;][\w.-]*?(?:token|key|password|passwd|pwd|secret|signature|sig|"
+            r"credentials?|auth)=)[^&\s\"'#<>]+",
+            # `password=...` in a form body or a message
+            rf"(\b{_SECRET_NAME}=)[^&\s\"'<>,;]+",
+            # `"password": "..."` in an echoed JSON body
+            rf"(\"{_SECRET_NAME}\"\s*:\s*\")[^\"]+",
+            # `x-api-key: ...` in an echoed header list
+            r"(\b(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+",
+        ]
+    ),
+    re.IGNORECASE,
+)
+_CLASSES = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"[0-9]"))
+
+
+def _mixed(text: str) -> bool:
+    """Two of lower case, upper case and digits: a fragment of a generated credential,
+    not a word or a number that happens to occur in one (`instock`, `123456`)."""
+    return sum(1 for c in _CLASSES if c.search(text)) >= 2
+
+
+class _Known:
+    """One immutable snapshot of the known secrets, swapped whole under the lock."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for value in values:
+            if value and len(value) >= 4:
+                forms.add(value)
+                forms.add(quote(value, safe=""))  # as it appears in a query or form body
+        # Longest first so that a secret containing another is masked whole.
+        self.values = tuple(sorted(forms, key=len, reverse=True))
+        grams = {v[i : i + FRAGMENT] for v in self.values for i in range(len(v) - FRAGMENT + 1)}
+        self.grams = (
+            re.compile("(?=(" + "|".join(re.escape(g) for g in sorted(grams)) + "))")
+            if grams
+            else None
+        )
 
 
 class Redactor:
-    """Replaces known secret values and secret-looking fields in every event."""
+    """Replaces known secret values, their fragments, and secret-looking text.
+
+    Known secrets (from the config, and tokens obtained at run time) are replaced
+    wherever they occur; so is any run of FRAGMENT or more of their characters that
+    mixes character classes, which is what is left when a remote (or anyone) cut an
+    echoed secret. Bearer/Basic credentials, URL userinfo and secret-looking query
+    or form parameters are replaced whether or not the secret is known.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: tuple[str, ...] = ()
+        self._configured: tuple[str, ...] = ()
+        self._obtained: deque[str] = deque(maxlen=32)
+        self._known = _Known(())
 
     def set_secrets(self, values: Iterable[str]) -> None:
-        # Longest first so that a secret containing another is masked whole.
-        cleaned = sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+        """The secrets of the current config (replaces the previous set)."""
         with self._lock:
-            self._values = tuple(cleaned)
+            self._configured = tuple(v for v in values if v)
+            self._known = _Known((*self._configured, *self._obtained))
+
+    def add_secret(self, value: str) -> None:
+        """A credential obtained at run time (an OAuth access token), kept with the last few."""
+        if not value or len(value) < 4:
+            return
+        with self._lock:
+            if value in self._obtained or value in self._configured:
+                return
+            self._obtained.append(value)
+            self._known = _Known((*self._configured, *self._obtained))
 
     def text(self, value: str) -> str:
-        for secret in self._values:
+        known = self._known
+        for secret in known.values:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        return _SECRET_TEXT.sub(
-            lambda m: (m.group(1) + " " + REDACTED) if m.group(1) else m.group(2) + REDACTED,
-            value,
-        )
+        if known.grams is not None:
+            value = _mask_fragments(value, known.grams)
+        return _SECRET_TEXT.sub(_keep_prefix, value)
+
+    def cut(self, value: str, limit: int, marker: str = "") -> str:
+        """Redact first, then cut to `limit` characters: a cut never leaves half a secret."""
+        value = self.text(value)
+        return value if len(value) <= limit else value[: max(0, limit - len(marker))] + marker
 
     def value(self, key: str, value: Any) -> Any:
         if _SECRET_KEYS.search(key) and value not in (None, "", False):
@@ -74,6 +150,31 @@ class Redactor:
                 continue
             event[key] = self.value(key, event[key])
         return event
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    kept = next((g for g in match.groups() if g is not None), "")
+    return kept + REDACTED
+
+
+def _mask_fragments(text: str, grams: re.Pattern[str]) -> str:
+    """Replace every run of text made of overlapping FRAGMENT-grams of a secret."""
+    spans: list[list[int]] = []
+    for match in grams.finditer(text):
+        start = match.start()
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = start + FRAGMENT
+        else:
+            spans.append([start, start + FRAGMENT])
+    if not spans:
+        return text
+    parts: list[str] = []
+    last = 0
+    for start, end in spans:
+        if _mixed(text[start:end]):
+            parts += [text[last:start], REDACTED]
+            last = end
+    return "".join(parts) + text[last:] if parts else text
 
 
 redactor = Redactor()

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from syncd.config import ConnectorConfig
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.http import HttpClient, StaticAuth, build_client
+from syncd.logs import redactor
 
 NAME: Final = "dsorder"
 Listing = Literal["open", "closed", "absent"]
@@ -344,16 +345,17 @@ class DSOrderClient:
             envelope = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             raise self.http.malformed(
-                response, f"malformed JSON in answer: {response.text[:80]!r}"
+                response, f"malformed JSON in answer: {redactor.cut(response.text, 80)!r}"
             ) from None
         if not isinstance(envelope, dict) or "success" not in envelope:
             raise self.http.malformed(
-                response, f"answer is not a DSOrder envelope: {str(envelope)[:80]!r}"
+                response, f"answer is not a DSOrder envelope: {redactor.cut(str(envelope), 80)!r}"
             )
-        warnings = [str(w) for w in envelope.get("warnings") or []]
+        # The remote's own words may echo what it was sent: redacted before anything keeps them.
+        warnings = [redactor.text(str(w)) for w in envelope.get("warnings") or []]
         if envelope.get("success") is not True:
             error = classify_failure(
-                str(envelope.get("message") or ""),
+                redactor.text(str(envelope.get("message") or "")),
                 status=response.status_code,
                 request_id=request_id,
                 patterns=self.patterns,

@@ -75,6 +75,7 @@ from syncd.config import ConnectorConfig, Duration
 from syncd.errors import ConfigError, RetryableError
 from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client, never_sent
 from syncd.jsontext import RawJson
+from syncd.logs import redactor
 
 NAME: Final = "import_jobs"
 STATUS_PATH: Final = "/api/import/status/{job_id}"
@@ -447,10 +448,10 @@ def parse_error(response: httpx.Response) -> tuple[str | None, str]:
     try:
         body = response.json()
     except (ValueError, UnicodeDecodeError):
-        text = " ".join(response.text.split())[:_EXCERPT]
+        text = redactor.cut(" ".join(response.text.split()), _EXCERPT)
         return None, text or response.reason_phrase
     if not isinstance(body, dict):
-        return None, str(body)[:_EXCERPT] or response.reason_phrase
+        return None, redactor.cut(str(body), _EXCERPT) or response.reason_phrase
     error = body.get("error")
     nested = error if isinstance(error, dict) else {}
     code = body.get("code") or nested.get("code")
@@ -461,7 +462,7 @@ def parse_error(response: httpx.Response) -> tuple[str | None, str]:
         elif code is None:
             code = error  # `{"error": "unauthorized", "message": "..."}`
     text = str(message) if message else str(body)
-    return (str(code) if code else None), text[:_EXCERPT]
+    return (str(code) if code else None), redactor.cut(text, _EXCERPT)
 
 
 # --- the client ------------------------------------------------------------------------------

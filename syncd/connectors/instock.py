@@ -238,8 +238,7 @@ def json_safe(value: Any) -> Any:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return redactor.cut(repr(value), 60, "...")
 
 
 def bad_record(index: int, raw: Any, key_field: str, exc: ValidationError) -> BadRecord:

@@ -987,6 +987,7 @@ class NetstockAuth:
 
     def _obtain(self, *, retry: bool) -> TokenGrant:
         grant = self._fetch(retry)
+        redactor.add_secret(grant.access_token)  # an echo of it is redacted like a configured one
         self._grant = grant
         self.fetches += 1
         log.info("netstock_token_obtained", expires_in=grant.expires_in, fetches=self.fetches)
@@ -1205,7 +1206,7 @@ class NetstockClient:
         except ValueError:
             body = None
         if not isinstance(body, dict) or "api_call_status" not in body:
-            excerpt = text[:80]
+            excerpt = self._scrub(text)[:80]
             if status >= 400:
                 raise PermanentError(
                     self._scrub(f"HTTP {status} without a Netstock envelope: {excerpt!r}"),

@@ -67,6 +67,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     model_validator,
 )
@@ -343,7 +344,7 @@ class Problem:
     def summary(self) -> str:
         """One line for an operator: the message and title, else the start of the raw text."""
         parts = [p for p in (self.title, self.message) if p]
-        return " ".join(parts) or self.raw[:_EXCERPT].strip()
+        return " ".join(parts) or redactor.cut(self.raw, _EXCERPT).strip()
 
 
 def parse_problem(text: str | bytes | None) -> Problem:
@@ -547,6 +548,14 @@ def _remote_failure(
     return ItemFailure(index, errors, "remote", result.raw, trace_id, result.request_id)
 
 
+class OregonSiopOptions(BaseModel):
+    """`connectors.oregon_siop.options`: what the client reads (check-config refuses the rest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_rounds: StrictInt = Field(DEFAULT_MAX_ROUNDS, ge=1)
+
+
 class OregonSiopClient:
     """Typed access to the SIOP endpoint; ``options.max_rounds`` bounds isolation."""
 
@@ -612,7 +621,7 @@ class OregonSiopClient:
                 return SubmitResult(status, request_id=request_id)
             raise RetryableError(
                 f"{status} with a body where 201 with no content was expected: "
-                f"{response.text[:80]!r}",
+                f"{redactor.cut(response.text, 80)!r}",
                 connector=NAME,
                 status=status,
                 code="malformed_response",

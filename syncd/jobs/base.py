@@ -16,8 +16,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from syncd.config import JobConfig, Schedule, Settings, format_validation_errors
+from syncd.config import (
+    JobConfig,
+    NoOptions,
+    Schedule,
+    Settings,
+    format_validation_errors,
+    options_problems,
+)
+from syncd.connectors import options_models
 from syncd.errors import ConfigError, ShutdownRequested
+from syncd.host.feeds import HostOptions
 from syncd.state import Store
 
 
@@ -112,7 +121,8 @@ def register(spec: JobSpec) -> JobSpec:
 
 
 def validate_jobs(settings: Settings) -> None:
-    """Unknown job names and bad job options are config errors, found at start-up."""
+    """Unknown job names and bad job, connector or host options are config errors,
+    found at start-up (and by check-config) rather than by the first run that reads them."""
     problems = [
         f"jobs.{name}: unknown job (known: {', '.join(sorted(REGISTRY))})"
         for name in settings.jobs
@@ -126,6 +136,11 @@ def validate_jobs(settings: Settings) -> None:
             continue
         if spec.check is not None:
             problems.extend(spec.check(settings))
+    models = options_models()
+    for name, connector in settings.connectors.items():
+        model = models.get(name, NoOptions)
+        problems.extend(options_problems(f"connectors.{name}", connector.options, model))
+    problems.extend(options_problems("host", settings.host.options, HostOptions))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
 

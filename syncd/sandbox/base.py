@@ -38,11 +38,30 @@ from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-FAULT_KINDS: Final[frozenset[str]] = frozenset(
-    {"429", "500", "503", "slow", "drop", "malformed", "token_expired"}
+ECHO_FAULTS: Final[frozenset[str]] = frozenset(
+    {"echo_text", "echo_cut", "echo_json", "echo_soft", "echo_auth", "echo_warn", "echo_ok"}
+)
+"""Answers that echo the credentials the request carried, as careless remotes do:
+
+- ``echo_text``: 400, an HTML/text (non-JSON) body quoting the credential headers and a form body;
+- ``echo_cut``: 400, text that quotes them cut short by the remote (``Bearer abc...``);
+- ``echo_json``: 400, the simulator's own error body with the echo in its message (and in its
+  ``warnings`` when the body has that list, as DSOrder's envelope does);
+- ``echo_soft``: the same body with status 200 (DSOrder's ``success: false``);
+- ``echo_auth``: the same body with status 401 (credentials refused, and quoted);
+- ``echo_warn``: 200, a success that carries the echo as a warning (the server's ``ok_body``,
+  e.g. DSOrder's ``success: true`` envelope with ``warnings``);
+- ``echo_ok``: 200, a body that is not JSON with the echo placed across the 80th character,
+  where a client cutting an excerpt would cut the secret in half.
+"""
+
+FAULT_KINDS: Final[frozenset[str]] = (
+    frozenset({"429", "500", "503", "slow", "drop", "malformed", "token_expired"}) | ECHO_FAULTS
 )
 """What a route can be made to do instead of (or on top of) answering normally; a server can
 add its own kinds with ``extra_faults``."""
+
+_CREDENTIAL_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie|password")
 
 OK: Final = "ok"
 """A script entry that lets one request through untouched."""
@@ -379,7 +398,8 @@ class SandboxServer:
     ``authenticate`` decides whether a request on a non-public route carries a valid
     credential (the simulator compares it with ``server.token``); ``error_body`` shapes every
     error the base itself produces, so 401/404/429/5xx look like the vendor's.
-    ``extra_faults`` maps simulator-specific fault kinds to the response each one answers.
+    ``extra_faults`` maps simulator-specific fault kinds to the response each one answers;
+    ``ok_body(warnings)`` shapes a success that carries warnings (for ``echo_warn``).
     """
 
     def __init__(
@@ -398,8 +418,10 @@ class SandboxServer:
         log_limit: int = 100_000,
         name: str = "sandbox",
         extra_faults: Mapping[str, FaultFactory] | None = None,
+        ok_body: Callable[[list[str]], Any] | None = None,
     ) -> None:
         self.host = host
+        self.ok_body = ok_body
         self.port = port
         self.name = name
         self.router = Router()
@@ -640,6 +662,8 @@ class SandboxServer:
         body: bytes,
     ) -> Response:
         """Faults first (as a gateway would), then auth, then the JSON body, then the handler."""
+        if fault in ECHO_FAULTS:
+            return self._echo_response(fault, headers, body)
         faulted = self._fault_response(fault)
         if faulted is not None:
             return faulted
@@ -692,6 +716,36 @@ class SandboxServer:
         elif fault == "slow":  # then answer normally: the side effects happen, the client gave up
             self._stopping.wait(self.faults.slow_seconds)
         return response
+
+    def _echo_response(self, fault: str, headers: dict[str, str], body: bytes) -> Response:
+        """The answer of an ``echo_*`` fault: what the request authenticated with, quoted back."""
+        quoted = [
+            (name, value) for name, value in headers.items() if _CREDENTIAL_HEADER.search(name)
+        ]
+        if body and "form" in headers.get("content-type", ""):
+            quoted.append(("body", body.decode("utf-8", "replace")))
+        if fault == "echo_cut":
+            quoted = [
+                (name, value[: max(1, len(value) * 2 // 3)] + "...") for name, value in quoted
+            ]
+        echo = "; ".join(f"{name}: {value}" for name, value in quoted) or "no credentials"
+        if fault in ("echo_text", "echo_cut"):
+            text = f"<html><body><h1>400 Bad Request</h1><p>Rejected {echo}</p></body></html>"
+            return Response.raw(text.encode(), 400, "text/html")
+        if fault == "echo_ok":
+            text = "Maintenance notice: this gateway answered instead of the API. Request ".ljust(
+                72
+            )
+            return Response.raw((text + echo).encode(), 200, "text/plain")
+        if fault == "echo_warn":
+            warnings = [f"Request carried {echo}"]
+            ok = self.ok_body(warnings) if self.ok_body else {"message": "ok", "warnings": warnings}
+            return Response.of_json(ok)
+        error = self.error_body(400, "invalid_credentials", f"Invalid credentials ({echo})")
+        if isinstance(error, dict) and isinstance(error.get("warnings"), list):
+            error["warnings"] = [*error["warnings"], f"Request carried {echo}"]
+        status = {"echo_soft": 200, "echo_auth": 401}.get(fault, 400)
+        return Response.of_json(error, status)
 
     @staticmethod
     def _read_body(h: _Handler, headers: dict[str, str]) -> bytes:

@@ -403,6 +403,7 @@ class DSOrderSim(Simulator):
             token=token,
             authenticate=self._authenticate if token is not None else None,
             error_body=_error_body,
+            ok_body=lambda warnings: envelope(True, None, None, warnings),
             retry_after=retry_after,
             slow_seconds=slow_seconds,
             name="dsorder",

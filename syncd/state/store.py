@@ -24,6 +24,7 @@ from sqlite_utils import Database
 from syncd.clock import iso, iso_in
 from syncd.errors import StateError
 from syncd.jsontext import canonical
+from syncd.logs import redactor
 from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
 
 BUSY_TIMEOUT_MS = 10_000
@@ -38,6 +39,22 @@ def _write_lock(path: Path | None) -> threading.Lock:
 
 
 _json = canonical
+
+
+def _text(value: str | None) -> str | None:
+    """Free text bound for the state DB (an error, a reason, a message): secrets redacted.
+
+    The one choke point: every write helper below passes remote-controlled text
+    through here, so an echoed credential never reaches a row, whoever built the text.
+    """
+    return None if value is None else redactor.text(value)
+
+
+def _data(value: Any) -> str:
+    """JSON bound for the state DB (warnings, results, raw records), secrets redacted."""
+    if isinstance(value, str):
+        return redactor.text(value)
+    return _json(redactor.any(value))
 
 
 @dataclass(frozen=True)
@@ -264,8 +281,8 @@ class Store:
                 counts.get("pushed", 0),
                 counts.get("rejected", 0),
                 _json(extra),
-                _json(warnings or []),
-                error,
+                _data(warnings or []),
+                _text(error),
                 run_id,
             ],
         )
@@ -328,14 +345,14 @@ class Store:
         self.db.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
             "result = ?, last_error = NULL WHERE id = ?",
-            [iso(), None if result is None else _json(result), intent_id],
+            [iso(), None if result is None else _data(result), intent_id],
         )
 
     def mark_retry(self, intent_id: int, error: str, delay: float) -> None:
         self.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
             "WHERE id = ?",
-            [error, iso_in(delay), intent_id],
+            [_text(error), iso_in(delay), intent_id],
         )
 
     def reject_intent(self, intent: Intent, reason: str, *, run_id: str | None = None) -> int:
@@ -344,7 +361,7 @@ class Store:
             self.db.execute(
                 "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ? "
                 "WHERE id = ?",
-                [reason, intent.id],
+                [_text(reason), intent.id],
             )
             return self._insert_reject(
                 NewReject(
@@ -370,17 +387,15 @@ class Store:
         self, reject: NewReject, *, run_id: str | None, outbox_id: int | None = None
     ) -> int:
         now = iso()
-        payload = reject.payload
-        if payload is not None and not isinstance(payload, str):
-            payload = _json(payload)
+        payload = None if reject.payload is None else _data(reject.payload)
         cur = self.db.execute(
             "INSERT INTO rejects (source, reference, field, reason, payload, outbox_id, run_id, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 reject.source,
-                reject.reference,
-                reject.field,
-                reject.reason,
+                _text(reject.reference),
+                _text(reject.field),
+                _text(reject.reason),
                 payload,
                 outbox_id,
                 run_id,
@@ -475,6 +490,7 @@ class Store:
     def open_alert(self, kind: str, message: str, subject: str = "") -> bool:
         """Open (or refresh) the alert for (kind, subject); True when it is new."""
         now = iso()
+        message = redactor.text(message)
         with self.transaction():
             updated = self.db.execute(
                 "UPDATE alerts SET message = ?, last_seen_at = ?, count = count + 1 "

@@ -1,0 +1,143 @@
+"""check-config refuses what would fail every run, and shows nothing secret (in-process CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from syncd.cli import main
+
+INSTOCK_TOKEN = "In5tKq7fQ2xZ9pL4mW8rT1vBh3Gd"
+DSORDER_TOKEN = "Ds0rDh3J6kN8qS2uY5wA7cEf9Rm"
+
+
+def leaks(text: str) -> list[str]:
+    """Every 6-character run of a secret found in `text`."""
+    return sorted(
+        {s[i : i + 6] for s in (INSTOCK_TOKEN, DSORDER_TOKEN) for i in range(len(s) - 5)}
+        & {text[i : i + 6] for i in range(len(text) - 5)}
+    )
+
+
+def check_config(config: Path) -> Result:
+    """`syncd check-config` with none of the caller's SYNCD_* or systemd variables."""
+    foreign = [k for k in os.environ if k.startswith("SYNCD_")]
+    env = dict.fromkeys([*foreign, "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"])
+    return CliRunner(env=env).invoke(main, ["check-config", "--config", str(config)])
+
+
+def test_check_config_hides_url_credentials_and_known_secrets(tmp_path: Path) -> None:
+    """check-config masks a password in base_url, secret-looking query parameters and any
+    known secret value repeated elsewhere (an option), but keeps the rest readable."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f"""
+[daemon]
+state_dir = {json.dumps(str(tmp_path / "state"))}
+
+[connectors.instock]
+enabled = true
+base_url = "https://ops:{DSORDER_TOKEN}@instock.example.com/v1?token={INSTOCK_TOKEN}&page=2"
+token = "{INSTOCK_TOKEN}"
+
+[connectors.netstock]
+base_url = "https://netstock.example.com/api?api_key=Zx81Lq0Wmv7Rt"
+options = {{ customer_identifier = "{INSTOCK_TOKEN}" }}
+""",
+        encoding="utf-8",
+    )
+    result = check_config(config)
+    assert result.exit_code == 0, result.output
+    out = result.stdout + result.stderr
+    assert leaks(out) == []
+    assert "Zx81Lq0Wmv7Rt" not in out
+    assert "https://ops:**********@instock.example.com/v1?token=**********&page=2" in out
+    assert 'connectors.netstock.options.customer_identifier = "**********"' in out
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "reason"),
+    [
+        pytest.param('token = ""', "connectors.instock.token", "required", id="empty-token"),
+        pytest.param("", "connectors.instock.token", "required", id="missing-token"),
+        pytest.param('token = "  \\n"', "connectors.instock.token", "required", id="blank"),
+        pytest.param(
+            'token = "abc\\u0000def"', "connectors.instock.token", "control character", id="nul"
+        ),
+        pytest.param(
+            'token = "t0k3nValue"\noptions = { page_sise = 10 }',
+            "connectors.instock.options.page_sise",
+            "unknown key",
+            id="instock-option-typo",
+        ),
+    ],
+)
+def test_check_config_refuses_what_would_fail_every_run(
+    tmp_path: Path, toml: str, key: str, reason: str
+) -> None:
+    """An enabled connector without a usable secret, or a misspelt option, exits 78 naming
+    the key, instead of every job failing later with `Illegal header value`."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f"""
+[daemon]
+state_dir = {json.dumps(str(tmp_path / "state"))}
+
+[connectors.instock]
+enabled = true
+base_url = "http://127.0.0.1:9/v1"
+{toml}
+""",
+        encoding="utf-8",
+    )
+    result = check_config(config)
+    assert result.exit_code == 78, result.output
+    assert key in result.stderr
+    assert reason in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        pytest.param("[host.options]\nbatch_sise = 10", "host.options.batch_sise", id="host"),
+        pytest.param(
+            "[connectors.oregon_siop.options]\nmax_round = 3",
+            "connectors.oregon_siop.options.max_round",
+            id="oregon",
+        ),
+        pytest.param(
+            "[connectors.netstock.options]\nchunksize = 3",
+            "connectors.netstock.options.chunksize",
+            id="netstock",
+        ),
+    ],
+)
+def test_check_config_refuses_misspelt_options(tmp_path: Path, section: str, key: str) -> None:
+    """A misspelt key in the host's or a (disabled) connector's options is refused by name."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n{section}\n",
+        encoding="utf-8",
+    )
+    result = check_config(config)
+    assert result.exit_code == 78, result.output
+    assert key in result.stderr
+    assert "unknown key" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_check_config_refuses_an_unwritable_state_dir(tmp_path: Path, where: str) -> None:
+    """A state directory syncd could not create or write is refused with exit 78, by name."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    # /proc takes no new files, whoever asks (root included): a read-only mount.
+    state_dir = blocker / "state" if where == "under-a-file" else Path("/proc/syncd-state")
+    config = tmp_path / "syncd.toml"
+    config.write_text(f"[daemon]\nstate_dir = {json.dumps(str(state_dir))}\n", encoding="utf-8")
+    result = check_config(config)
+    assert result.exit_code == 78, result.output
+    assert "daemon.state_dir" in result.stderr

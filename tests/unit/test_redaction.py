@@ -1,0 +1,111 @@
+"""The redactor and its choke points: known secrets, their cut fragments, URL credentials,
+secret-looking parameters; the store's write helpers redact whatever text they are given."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncd.logs import REDACTED, Redactor, redactor
+from syncd.state import Intent, NewIntent, NewReject, Store
+
+SECRET = "Zq9xY7vB2kLm4Np8RtW3"
+FRAGMENTS = {SECRET[i : i + 6] for i in range(len(SECRET) - 5)}
+
+
+@pytest.fixture
+def known() -> Iterator[Redactor]:
+    redactor.set_secrets([SECRET, "instock-sandbox-token"])
+    yield redactor
+    redactor.set_secrets([])
+
+
+def leaked(text: str) -> set[str]:
+    return {f for f in FRAGMENTS if f in text}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"bad key {SECRET}",
+        f"bad key {SECRET[:9]}...",  # cut by the remote
+        f"…{SECRET[-8:]} was refused",  # the tail end of a cut
+        f"x-api-key: {SECRET[:14]}",
+        f"<p>Rejected Authorization: Bearer {SECRET[:7]}</p>",
+    ],
+)
+def test_whole_and_cut_secrets_are_redacted(known: Redactor, text: str) -> None:
+    """A known secret is replaced whole, and so is any 6+ character run of it left by a cut."""
+    out = known.text(text)
+    assert leaked(out) == set()
+    assert REDACTED in out
+
+
+@given(start=st.integers(0, 60), limit=st.integers(0, 120))
+@settings(max_examples=60, deadline=None)
+def test_redact_then_cut_never_leaves_a_fragment(start: int, limit: int) -> None:
+    """Whatever the cut point, `cut` redacts first: no 6-character run of the secret survives."""
+    redactor.set_secrets([SECRET])
+    try:
+        out = redactor.cut("p" * start + SECRET + " tail", limit)
+    finally:
+        redactor.set_secrets([])
+    assert leaked(out) == set()
+    assert len(out) <= max(limit, 1)
+
+
+def test_words_and_numbers_shared_with_a_secret_stay_readable(known: Redactor) -> None:
+    """Fragments are redacted only when they mix classes as generated credentials do, so a
+    word-like sandbox token does not blank out job names, run ids or order numbers."""
+    text = "instock.inventory run instock-inventory-3f2a connector instock order 123456"
+    assert known.text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://ops:hunter2@api.example.com/v1", "https://ops:**********@api.example.com/v1"),
+        ("https://tok123@api.example.com", "https://**********@api.example.com"),
+        ("https://h/x?token=abc&page=2", "https://h/x?token=**********&page=2"),
+        ("https://h/x?page=2&api_key=abc", "https://h/x?page=2&api_key=**********"),
+        ("https://h/x?X-Amz-Signature=abc", "https://h/x?X-Amz-Signature=**********"),
+        ("grant_type=password&password=pw1", "grant_type=password&password=**********"),
+        ('{"client_secret": "cs1", "n": 1}', '{"client_secret": "**********", "n": 1}'),
+        ("order_key=ABC page=2", "order_key=ABC page=2"),
+    ],
+)
+def test_url_credentials_and_secret_parameters(text: str, expected: str) -> None:
+    """Userinfo, secret-looking query/form parameters and JSON fields are masked, known or not."""
+    assert Redactor().text(text) == expected
+
+
+def test_obtained_tokens_are_redacted_too() -> None:
+    """A token fetched at run time (OAuth) is added to the known secrets."""
+    fresh = Redactor()
+    fresh.set_secrets([SECRET])
+    fresh.add_secret("Ac3ssT0kenXyZ9")
+    assert fresh.text("token Ac3ssT0kenXyZ9 and " + SECRET) == f"token {REDACTED} and {REDACTED}"
+
+
+def test_store_write_helpers_are_the_choke_point(known: Redactor, store: Store) -> None:
+    """runs, outbox errors and results, rejects and alerts never hold a secret, whoever
+    built the text (a remote's echo passed on as is)."""
+    echo = f"remote said: bad token {SECRET[:10]}"
+    store.start_run("t.job", "r1", "cli")
+    store.finish_run("r1", "failed", {}, warnings=[{"w": echo}, echo], error=echo)
+    store.add_intents([NewIntent("d", "k", "o1", "i1", {"a": 1})])
+    store.add_intents([NewIntent("d", "k", "o2", "i2", {"a": 2})])
+    first, second = store.pending_intents("d", 10)
+    store.mark_retry(first.id, echo, 1.0)
+    store.mark_sent(second.id, {"warnings": [echo]})
+    intent = Intent.from_row(store.query("SELECT * FROM outbox WHERE id = ?", [first.id])[0])
+    store.reject_intent(intent, echo)
+    store.add_rejects([NewReject("s", echo, echo, field=echo, payload={"raw": echo})])
+    store.add_rejects([NewReject("s", "ref", "reason", payload=echo)])
+    store.open_alert("auth", echo, subject="d")
+    dump = "\n".join(store.db.conn.iterdump())
+    assert "remote said" in dump
+    assert leaked(dump) == set()
