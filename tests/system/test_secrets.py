@@ -83,6 +83,7 @@ def write_config(tmp_path: Path, ins: InstockSim, ds: DSOrderSim, source: str) -
         f"""
 [daemon]
 state_dir = {json.dumps(str(tmp_path / "state"))}
+site_timezone = "Europe/Amsterdam"
 
 [logging]
 format = "json"
