@@ -192,10 +192,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     renderer: Any
     if use_json:
         renderer = structlog.processors.JSONRenderer(default=str)
-        tail: list[Any] = [structlog.processors.format_exc_info, redactor, renderer]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        tail = [redactor, renderer]
+    # A traceback is text like any other: made a string first, so the redactor sees it
+    # (a console renderer would otherwise format it after the redactor ran).
+    tail: list[Any] = [structlog.processors.format_exc_info, redactor, renderer]
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *tail],
@@ -209,7 +210,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                *([structlog.processors.format_exc_info] if use_json else []),
+                structlog.processors.format_exc_info,
                 redactor,
                 renderer,
             ],

@@ -3,13 +3,15 @@ secret-looking parameters; the store's write helpers redact whatever text they a
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.logs import REDACTED, Redactor, redactor
+from syncd.logs import REDACTED, Redactor, configure_logging, redactor
 from syncd.state import Intent, NewIntent, NewReject, Store
 
 SECRET = "Zq9xY7vB2kLm4Np8RtW3"
@@ -109,3 +111,20 @@ def test_store_write_helpers_are_the_choke_point(known: Redactor, store: Store) 
     dump = "\n".join(store.db.conn.iterdump())
     assert "remote said" in dump
     assert leaked(dump) == set()
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_traceback_is_redacted_in_either_log_format(known: Redactor, fmt: str) -> None:
+    """An exception's text (a URL with a password, an echoed token) is redacted in the
+    console format as in JSON: the traceback is rendered before the redactor runs."""
+    stream = io.StringIO()
+    configure_logging("info", fmt, stream=stream)
+    try:
+        raise RuntimeError(f"GET https://ops:pw9Xq@h/x failed, remote said {SECRET}")
+    except RuntimeError:
+        structlog.get_logger("t").exception("boom")
+    text = stream.getvalue()
+    assert "boom" in text
+    assert "RuntimeError" in text
+    assert "pw9Xq" not in text
+    assert leaked(text) == set()
