@@ -29,26 +29,30 @@ _SECRET_NAME = (  # the names of secret parameters, not a secret
     r"(?:access_token|refresh_token|id_token|token|api[_-]?key|apikey|password|passwd|"  # noqa: S105
     r"client_secret|secret|signature)"
 )
-# Credentials inside free text, each with the part that stays (group 1) and the secret after it.
-_SECRET_TEXT = re.compile(
-    "|".join(
-        [
-            # `Authorization: Bearer abc`, `Basic dXNlcjpwdw==`
-            r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+",
-            # userinfo of a URL: `https://user:pw@host` keeps the user, `https://tok@host` nothing
-            r"(\b[a-z][a-z0-9+.-]*://(?:[^/@\s:?#\"']*:)?)[^/@\s?#\"']+(?=@)",
-            # secret-looking query parameters: `?token=`, `&api_key=`, `&X-Amz-Signature=`
+_NAMES = ("token", "key", "pass", "pwd", "secret", "sig", "cred", "auth")
+# Credentials inside free text: (words one of which must occur, lower case; the pattern,
+# whose group 1 is the part that stays). The words are a cheap test that lets most text
+# skip the regular expressions.
+_SECRET_TEXT: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (triggers, re.compile(pattern, re.IGNORECASE))
+    for triggers, pattern in (
+        # `Authorization: Bearer abc`, `Basic dXNlcjpwdw==`
+        (("bearer", "basic"), r"(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+"),
+        # userinfo of a URL: `https://user:pw@host` keeps the user, `https://tok@host` nothing
+        (("://",), r"(\b[a-z][a-z0-9+.-]*://(?:[^/@\s:?#\"']*:)?)[^/@\s?#\"']+(?=@)"),
+        # secret-looking query parameters: `?token=`, `&api_key=`, `&X-Amz-Signature=`
+        (
+            _NAMES,
             r"([?&;][\w.-]*?(?:token|key|password|passwd|pwd|secret|signature|sig|"
             r"credentials?|auth)=)[^&\s\"'#<>]+",
-            # `password=...` in a form body or a message
-            rf"(\b{_SECRET_NAME}=)[^&\s\"'<>,;]+",
-            # `"password": "..."` in an echoed JSON body
-            rf"(\"{_SECRET_NAME}\"\s*:\s*\")[^\"]+",
-            # `x-api-key: ...` in an echoed header list
-            r"(\b(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+",
-        ]
-    ),
-    re.IGNORECASE,
+        ),
+        # `password=...` in a form body or a message
+        (_NAMES, rf"(\b{_SECRET_NAME}=)[^&\s\"'<>,;]+"),
+        # `"password": "..."` in an echoed JSON body
+        (_NAMES, rf"(\"{_SECRET_NAME}\"\s*:\s*\")[^\"]+"),
+        # `x-api-key: ...` in an echoed header list
+        (("api",), r"(\b(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"),
+    )
 )
 _CLASSES = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"[0-9]"))
 
@@ -70,12 +74,35 @@ class _Known:
                 forms.add(quote(value, safe=""))  # as it appears in a query or form body
         # Longest first so that a secret containing another is masked whole.
         self.values = tuple(sorted(forms, key=len, reverse=True))
-        grams = {v[i : i + FRAGMENT] for v in self.values for i in range(len(v) - FRAGMENT + 1)}
-        self.grams = (
-            re.compile("(?=(" + "|".join(re.escape(g) for g in sorted(grams)) + "))")
-            if grams
-            else None
+        self.grams = frozenset(
+            v[i : i + FRAGMENT] for v in self.values for i in range(len(v) - FRAGMENT + 1)
         )
+        # Only a run of the secrets' own characters can hold a fragment: find those runs
+        # first (one C-speed scan), then look their FRAGMENT-grams up in a set.
+        alphabet = "".join(sorted(set("".join(self.values))))
+        self.runs = re.compile(f"[{re.escape(alphabet)}]{{{FRAGMENT},}}") if self.grams else None
+
+    def mask_fragments(self, text: str) -> str:
+        """Replace every run of text made of overlapping FRAGMENT-grams of a secret."""
+        if self.runs is None:
+            return text
+        spans: list[list[int]] = []
+        for run in self.runs.finditer(text):
+            word, base = run.group(), run.start()
+            for i in range(len(word) - FRAGMENT + 1):
+                if word[i : i + FRAGMENT] in self.grams:
+                    start = base + i
+                    if spans and start <= spans[-1][1]:
+                        spans[-1][1] = start + FRAGMENT
+                    else:
+                        spans.append([start, start + FRAGMENT])
+        parts: list[str] = []
+        last = 0
+        for start, end in spans:
+            if _mixed(text[start:end]):
+                parts += [text[last:start], REDACTED]
+                last = end
+        return "".join(parts) + text[last:] if parts else text
 
 
 class Redactor:
@@ -115,9 +142,12 @@ class Redactor:
         for secret in known.values:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        if known.grams is not None:
-            value = _mask_fragments(value, known.grams)
-        return _SECRET_TEXT.sub(_keep_prefix, value)
+        value = known.mask_fragments(value)
+        lowered = value.lower()
+        for triggers, pattern in _SECRET_TEXT:
+            if any(word in lowered for word in triggers):
+                value = pattern.sub(_keep_prefix, value)
+        return value
 
     def cut(self, value: str, limit: int, marker: str = "") -> str:
         """Redact first, then cut to `limit` characters: a cut never leaves half a secret."""
@@ -155,26 +185,6 @@ class Redactor:
 def _keep_prefix(match: re.Match[str]) -> str:
     kept = next((g for g in match.groups() if g is not None), "")
     return kept + REDACTED
-
-
-def _mask_fragments(text: str, grams: re.Pattern[str]) -> str:
-    """Replace every run of text made of overlapping FRAGMENT-grams of a secret."""
-    spans: list[list[int]] = []
-    for match in grams.finditer(text):
-        start = match.start()
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = start + FRAGMENT
-        else:
-            spans.append([start, start + FRAGMENT])
-    if not spans:
-        return text
-    parts: list[str] = []
-    last = 0
-    for start, end in spans:
-        if _mixed(text[start:end]):
-            parts += [text[last:start], REDACTED]
-            last = end
-    return "".join(parts) + text[last:] if parts else text
 
 
 redactor = Redactor()
