@@ -161,6 +161,11 @@ class World:
             return sum(1 for o in self.dsorder.state.orders.values() if o.closed)
 
 
+def _rfc3339_ms(millis: int) -> str:
+    """Unix milliseconds as Instock's RFC 3339 (what syncd sends as cutoff_time)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(millis / 1000))
+
+
 def build_world(n_orders: int, n_lines: int, seed: int, done_rate: float = 0.0) -> World:
     instock = CountingInstock(seed=seed, articles=ARTICLES)
     articles = sorted(
@@ -696,7 +701,7 @@ RAW_LOOP = textwrap.dedent(
                 conn.execute("INSERT INTO orders VALUES (?, ?, ?, 'new')",
                              (order["order_id"], instock_id, json.dumps(lines)))
                 body = {"order_id": instock_id, "kind": "customer", "site_id": site,
-                        "attributes": {"dsorder_order_id": order["order_id"]},
+                        "attributes": {"cutoff_time": _rfc3339_ms(order["delivery_date"])},
                         "lines": [{"line_id": f"{instock_id}-{n}", "article_id": a, "qty": int(q)}
                                   for n, a, q in lines]}
                 ins.post(f"/{site}/orders", json=body).raise_for_status()

@@ -4,6 +4,7 @@
   Instock's `^[a-zA-Z0-9_+.:-]+$` (1..128); line ids from line numbers.
 - `check_line`: can Instock take this line (known article, whole quantity)?
 - `plan_order`: hold the whole order, or send the good lines, per policy.
+- `order_header`: DSOrder's dates, store and shelf life on the Instock order.
 - `fulfil_report`: the line TOTALS to report, and whether each line is finished.
 - `read_back_done`: an unclear close/fulfil answer, decided by reading the order back.
 - `uncovered_interval`: the part of a day no pull covered (the midnight gap);
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 INSTOCK_ID = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
@@ -98,6 +99,53 @@ def plan_order(checks: Mapping[int, LineCheck], policy: Policy) -> OrderPlan:
     if policy == "hold" or not good:
         return OrderPlan("hold", (), f"held: {summary}")
     return OrderPlan("create", good, f"sent without: {summary}")
+
+
+def rfc3339(moment: datetime) -> str:
+    """Instock's timestamps: RFC 3339 in UTC, whole seconds (the document's examples)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What DSOrder tells about an order that Instock can carry."""
+
+    order_id: str
+    store_id: str
+    order_date: datetime
+    delivery_date: datetime
+    shelf_life: datetime | None = None  # the latest min_purchase_shelf_life of its lines
+
+
+@dataclass(frozen=True)
+class AttributeMap:
+    """Which DSOrder facts go where on the Instock order (None: not sent). Attribute names
+    must be agreed with Instock for the site first, so only cutoff_time is on by default."""
+
+    placed_at: bool = True
+    order_id_attribute: str | None = None
+    delivery_date_attribute: str | None = "cutoff_time"
+    delivery_date_lead: timedelta = timedelta(0)
+    store_id_attribute: str | None = None
+    shelf_life_attribute: str | None = None
+
+
+def order_header(facts: OrderFacts, mapping: AttributeMap) -> dict[str, Any]:
+    """`placed_at` and `attributes` of the Instock order (attribute values are strings)."""
+    attributes: dict[str, str] = {}
+    if mapping.order_id_attribute:
+        attributes[mapping.order_id_attribute] = facts.order_id
+    if mapping.delivery_date_attribute:
+        cutoff = facts.delivery_date - mapping.delivery_date_lead
+        attributes[mapping.delivery_date_attribute] = rfc3339(cutoff)
+    if mapping.store_id_attribute:
+        attributes[mapping.store_id_attribute] = facts.store_id
+    if mapping.shelf_life_attribute and facts.shelf_life is not None:
+        attributes[mapping.shelf_life_attribute] = rfc3339(facts.shelf_life)
+    header: dict[str, Any] = {"attributes": attributes}
+    if mapping.placed_at:
+        header["placed_at"] = rfc3339(facts.order_date)
+    return header
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,21 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import (
+    AttributeMap,
     CatalogEntry,
     IdMapping,
     LineCheck,
+    OrderFacts,
     check_line,
     end_of_day_time,
+    order_header,
     plan_order,
     uncovered_interval,
 )
@@ -54,6 +57,18 @@ class Options(BaseModel):
         None, description="host catalog attribute holding DSOrder's article id; None = same id"
     )
     policy: Literal["hold", "partial"] = "hold"
+    # Where DSOrder's facts go on the Instock order. Custom attributes must be agreed
+    # with Instock for the site first; an empty string turns one off.
+    placed_at: bool = Field(True, description="placed_at from DSOrder's order_date")
+    order_id_attribute: str | None = Field(None, description="attribute for DSOrder's order id")
+    delivery_date_attribute: str | None = Field(
+        "cutoff_time", description="attribute for the delivery date (minus delivery_date_lead)"
+    )
+    delivery_date_lead: Duration = Field(0.0, description="cutoff this long before delivery")
+    store_id_attribute: str | None = Field(None, description="attribute for the store id")
+    shelf_life_attribute: str | None = Field(
+        None, description="attribute for the latest min_purchase_shelf_life of the lines"
+    )
     midnight_tolerance: Duration = Field(
         0.0, le=3600, description="uncovered end of day tolerated (0: any gap is an alert)"
     )
@@ -68,8 +83,48 @@ class Options(BaseModel):
             raise ValueError("must contain {order_id} exactly once")
         return value
 
+    @field_validator(
+        "order_id_attribute",
+        "delivery_date_attribute",
+        "store_id_attribute",
+        "shelf_life_attribute",
+    )
+    @classmethod
+    def _attribute_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if value != value.strip():
+            raise ValueError(f"{value!r}: an attribute name has no surrounding spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_attributes(self) -> Options:
+        names = [
+            n
+            for n in (
+                self.order_id_attribute,
+                self.delivery_date_attribute,
+                self.store_id_attribute,
+                self.shelf_life_attribute,
+            )
+            if n
+        ]
+        if len(names) != len(set(names)):
+            raise ValueError(f"attribute names must differ, got {names}")
+        return self
+
     def mapping(self) -> IdMapping:
         return IdMapping(self.order_id_template, self.line_id_template)
+
+    def attributes(self) -> AttributeMap:
+        return AttributeMap(
+            placed_at=self.placed_at,
+            order_id_attribute=self.order_id_attribute,
+            delivery_date_attribute=self.delivery_date_attribute,
+            delivery_date_lead=timedelta(seconds=self.delivery_date_lead),
+            store_id_attribute=self.store_id_attribute,
+            shelf_life_attribute=self.shelf_life_attribute,
+        )
 
 
 def run(ctx: JobContext) -> None:
@@ -284,7 +339,7 @@ def _apply_plan(
     )
     payload = {
         "order_id": instock_id,
-        "attributes": {"dsorder_order_id": order_id},
+        **order_header(_facts(store, order_id), options.attributes()),
         "lines": [
             {
                 "line_id": ln["instock_line_id"],
@@ -326,6 +381,23 @@ def _apply_plan(
         instock_order_id=instock_id,
         lines=len(lines),
         note=plan.reason or None,
+    )
+
+
+def _facts(store: Store, order_id: str) -> OrderFacts:
+    row = store.query(
+        "SELECT order_id, store_id, order_date, delivery_date, "
+        "(SELECT max(json_extract(d.value, '$.min_purchase_shelf_life')) "
+        " FROM json_each(raw, '$.details') d) AS shelf_life "
+        "FROM dsorder_orders WHERE order_id = ?",
+        [order_id],
+    )[0]
+    return OrderFacts(
+        row["order_id"],
+        row["store_id"],
+        parse_iso(row["order_date"]),
+        parse_iso(row["delivery_date"]),
+        parse_iso(row["shelf_life"]) if row["shelf_life"] else None,
     )
 
 

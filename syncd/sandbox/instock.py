@@ -500,6 +500,19 @@ def _parse_lines(raw_lines: Any) -> list[Line]:
     return lines
 
 
+# "Before integration, your IT and Instock teams should agree upon attributes that will be
+# configured specifically for your site(s)": an order attribute outside the site's agreed set
+# is refused (``InstockSim(order_attributes=...)``; None accepts any). The sandbox site agrees
+# on the document's own example, cutoff_time, and on wave.
+DEFAULT_ORDER_ATTRIBUTES: Final = ("cutoff_time", "wave")
+
+
+def _check_order_attribute_names(attributes: dict[str, Any], agreed: frozenset[str] | None) -> None:
+    unknown = sorted(set(attributes) - agreed) if agreed is not None else []
+    if unknown:
+        raise _bad(f"attributes.{unknown[0]} is not a custom attribute configured for this site.")
+
+
 def _parse_order_body(body: Any, site_id: str, now: float) -> Order:
     if not isinstance(body, dict):
         raise _bad("Request body must be a JSON object.")
@@ -562,12 +575,14 @@ class InstockSim(Simulator):
         retry_after: int = 1,
         slow_seconds: float = 2.0,
         order_list_order: str = "created",
+        order_attributes: Iterable[str] | None = DEFAULT_ORDER_ATTRIBUTES,
     ) -> None:
         if not sites:
             raise ValueError("at least one site is needed")
         if order_list_order not in ORDER_LIST_ORDERS:
             raise ValueError(f"order_list_order must be one of {', '.join(ORDER_LIST_ORDERS)}")
         self.clock = clock
+        self.order_attributes = None if order_attributes is None else frozenset(order_attributes)
         # The document does not say in which order GET orders lists them (see ORDER_LIST_ORDERS);
         # tests switch this to check that the client does not depend on one.
         self.order_list_order = order_list_order
@@ -898,6 +913,7 @@ class InstockSim(Simulator):
     def _create_order(self, request: Request) -> Response:
         site_id = self._site(request)
         order = _parse_order_body(request.json, site_id, self.clock())
+        _check_order_attribute_names(order.attributes, self.order_attributes)
         with self.state.lock:
             if order.order_id in self.state.orders:
                 raise ApiError(400, "resource_cannot_be_created", "order_id already exists.")
@@ -1000,6 +1016,7 @@ class InstockSim(Simulator):
             if body["org_id"] != self.state.org_id:
                 raise _bad("org_id in the body does not match the organization.")
             new = _parse_order_body(body, site_id, self.clock())
+            _check_order_attribute_names(new.attributes, self.order_attributes)
             self._require_articles(new.lines)
             self._register_demand(order, -1)
             order.placed_at, order.attributes, order.lines = (

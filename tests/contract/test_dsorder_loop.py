@@ -907,3 +907,81 @@ def test_serial_numbered_article_is_a_line_reject_found_before_sending(
         assert ins.count(CREATE_ROUTE) == 0
     else:
         assert instock_lines(ins, order_id) == {f"DS-{order_id}-1000": (a, 1)}
+
+
+# --- what DSOrder gives, on the Instock order -------------------------------------------------
+
+
+def instock_order(ins: InstockSim, order_id: str) -> dict[str, Any]:
+    with ins.state.lock:
+        order = ins.state.orders[f"DS-{order_id}"]
+        return {"placed_at": order.placed_at, "attributes": dict(order.attributes)}
+
+
+def test_by_default_the_order_carries_placed_at_and_cutoff_time_and_no_other_attribute(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """order_date -> placed_at, delivery_date -> cutoff_time; DSOrder's order id is not a
+    custom attribute unless configured (the site must have agreed on it first)."""
+    cfg = make_cfg()
+    submitted = datetime(2026, 12, 4, 9, 30, 15, tzinfo=UTC).timestamp()
+    delivery = int(datetime(2026, 12, 5, 5, 0, tzinfo=UTC).timestamp() * 1000)
+    order_id = ds.submit_order(lines=[(stocked(ins)[0], 1)], at=submitted, delivery_date=delivery)
+    with ds.state.lock:  # listed today, whatever the date above says
+        ds.state.orders[order_id].submitted_at = ds.clock()
+    cycle(cfg)
+    order = instock_order(ins, order_id)
+    placed = datetime.fromtimestamp(ds.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert order["placed_at"] == placed
+    assert order["attributes"] == {"cutoff_time": "2026-12-05T05:00:00Z"}
+
+
+def test_configured_attributes_carry_order_id_store_and_shelf_life(
+    ds: DSOrderSim, make_cfg: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """With attributes agreed for the site (the simulator configured with them), DSOrder's
+    order id, store id, the latest shelf life of the lines and the delivery date less a
+    lead reach the Instock order under the configured names."""
+    agreed = ("ds_order", "ds_store", "min_shelf_life", "deliver_by")
+    with InstockSim(seed=INSTOCK_SEED, articles=30, retry_after=0, order_attributes=agreed) as ins:
+        cfg = make_cfg(
+            order_id_attribute="ds_order",
+            store_id_attribute="ds_store",
+            shelf_life_attribute="min_shelf_life",
+            delivery_date_attribute="deliver_by",
+            delivery_date_lead="2h",
+        )
+        cfg.connectors.instock.base_url = ins.base_url
+        a, b = stocked(ins)[:2]
+        shelf_a = int(datetime(2027, 1, 10, tzinfo=UTC).timestamp() * 1000)
+        shelf_b = int(datetime(2027, 2, 1, tzinfo=UTC).timestamp() * 1000)
+        delivery = int(datetime(2026, 12, 5, 6, 0, tzinfo=UTC).timestamp() * 1000)
+        order_id = ds.submit_order(
+            store_id="ST-0000003",
+            lines=[(a, 1, shelf_a), (b, 2, shelf_b)],
+            delivery_date=delivery,
+        )
+        cycle(cfg)
+        with ins.state.lock:
+            attributes = ins.state.orders[f"DS-{order_id}"].attributes
+    assert attributes == {
+        "ds_order": order_id,
+        "ds_store": "ST-0000003",
+        "min_shelf_life": "2027-02-01T00:00:00Z",
+        "deliver_by": "2026-12-05T04:00:00Z",
+    }
+
+
+def test_an_attribute_the_site_has_not_agreed_is_refused_by_instock(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """The simulator refuses an order attribute outside its configured set, as the document
+    implies: such a create is rejected with Instock's reason, never silently accepted."""
+    cfg = make_cfg(order_id_attribute="dsorder_order_id")
+    order_id = ds.submit_order(lines=[(stocked(ins)[0], 1)])
+    cycle(cfg)
+    assert f"DS-{order_id}" not in ins.state.orders
+    (reject,) = query(cfg, "SELECT reason FROM rejects WHERE source = 'outbox:instock'")
+    assert (
+        "dsorder_order_id is not a custom attribute configured for this site" in (reject["reason"])
+    )

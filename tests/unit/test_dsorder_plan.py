@@ -25,15 +25,18 @@ from syncd.connectors.dsorder import (
     to_json_number,
 )
 from syncd.daemon import build_trigger
-from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
+from syncd.errors import AlreadyDoneError, ConfigError, PermanentError, RetryableError
 from syncd.jobs import REGISTRY
 from syncd.jobs.dsorder_plan import (
+    AttributeMap,
     CatalogEntry,
     IdMapping,
     LineCheck,
+    OrderFacts,
     check_line,
     end_of_day_time,
     fulfil_report,
+    order_header,
     plan_order,
     read_back_done,
     report_changed,
@@ -353,3 +356,67 @@ def test_patterns_are_configurable_and_a_bad_one_is_a_config_error() -> None:
 def test_read_back_done(listing: str, today: bool | None, done: bool) -> None:
     """An unclear answer is settled by the order's place in today's submitted list."""
     assert read_back_done(listing, today) is done
+
+
+FACTS = OrderFacts(
+    "100034",
+    "ST-1",
+    datetime(2026, 12, 4, 9, 30, 15, 500_000, tzinfo=UTC),
+    datetime(2026, 12, 5, 6, 0, tzinfo=UTC),
+    datetime(2027, 1, 1, tzinfo=UTC),
+)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "expected"),
+    [
+        (
+            AttributeMap(),
+            {
+                "placed_at": "2026-12-04T09:30:15Z",
+                "attributes": {"cutoff_time": "2026-12-05T06:00:00Z"},
+            },
+        ),
+        (AttributeMap(placed_at=False, delivery_date_attribute=None), {"attributes": {}}),
+        (
+            AttributeMap(
+                placed_at=False,
+                order_id_attribute="ds_id",
+                delivery_date_attribute="due",
+                delivery_date_lead=timedelta(hours=3),
+                store_id_attribute="store",
+                shelf_life_attribute="shelf",
+            ),
+            {
+                "attributes": {
+                    "ds_id": "100034",
+                    "due": "2026-12-05T03:00:00Z",
+                    "store": "ST-1",
+                    "shelf": "2027-01-01T00:00:00Z",
+                }
+            },
+        ),
+    ],
+)
+def test_order_header_maps_what_dsorder_gives(
+    mapping: AttributeMap, expected: dict[str, object]
+) -> None:
+    """order_date -> placed_at, delivery date -> cutoff_time (or a configured attribute, less
+    a lead), store and shelf life only under configured names; no attribute by surprise."""
+    assert order_header(FACTS, mapping) == expected
+
+
+def test_pull_options_refuse_clashing_attribute_names() -> None:
+    """Two facts under one attribute name would overwrite each other: refused, named."""
+    spec = REGISTRY["dsorder.pull"]
+    settings = Settings(
+        jobs={
+            "dsorder.pull": {
+                "options": {"store_id_attribute": "cutoff_time"},
+            }
+        }
+    )
+    with pytest.raises(ConfigError, match="attribute names must differ"):
+        spec.options(settings)
+    off = Settings(jobs={"dsorder.pull": {"options": {"delivery_date_attribute": ""}}})
+    assert spec.options(off).attributes().delivery_date_attribute is None
