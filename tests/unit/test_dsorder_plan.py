@@ -265,8 +265,8 @@ def test_end_of_day_pull_is_scheduled_in_the_site_zone_just_before_midnight() ->
     settings = Settings(
         daemon={"site_timezone": ZONE},
         connectors={
-            "dsorder": {"enabled": True, "base_url": "https://ds.example"},
-            "instock": {"enabled": True, "base_url": "https://in.example"},
+            "dsorder": {"enabled": True, "base_url": "https://ds.example", "token": "t0ken-ds"},
+            "instock": {"enabled": True, "base_url": "https://in.example", "token": "t0ken-in"},
         },
     )
     spec = REGISTRY["dsorder.pull"]
