@@ -69,6 +69,13 @@ def _settings(config_path: Path | None, required: bool = False) -> Settings:
     return settings
 
 
+def _refuse_unwritable(settings: Settings) -> None:
+    """A state or host directory syncd could not write is a config error (78), by key."""
+    problems = check_writable(settings)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
+
+
 def _store(config_path: Path | None) -> Any:
     from syncd.state import Store
 
@@ -142,6 +149,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     settings = _settings(config_path, required=True)
     if job not in REGISTRY:
         raise ConfigError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
+    _refuse_unwritable(settings)
     configure_logging(settings.logging.level, settings.logging.format, stream=sys.stderr)
     redactor.set_secrets(secret_values(settings))
     lock = StateLock(settings.daemon.state_dir)
@@ -223,9 +231,7 @@ def check_config(config_path: Path | None, as_json: bool) -> None:
     any `options`, a state (or host) directory syncd could not write.
     """
     settings = _settings(config_path, required=True)
-    problems = check_writable(settings)
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
+    _refuse_unwritable(settings)
     data = redacted_dict(settings)
     if as_json:
         _echo_json(data)

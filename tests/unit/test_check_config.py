@@ -23,11 +23,13 @@ def leaks(text: str) -> list[str]:
     )
 
 
-def check_config(config: Path) -> Result:
-    """`syncd check-config` with none of the caller's SYNCD_* or systemd variables."""
+def check_config(config: Path, *command: str) -> Result:
+    """`syncd check-config` (or another command) with none of the caller's SYNCD_* or
+    systemd variables."""
     foreign = [k for k in os.environ if k.startswith("SYNCD_")]
     env = dict.fromkeys([*foreign, "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"])
-    return CliRunner(env=env).invoke(main, ["check-config", "--config", str(config)])
+    args = [*(command or ["check-config"]), "--config", str(config)]
+    return CliRunner(env=env).invoke(main, args)
 
 
 def test_check_config_hides_url_credentials_and_known_secrets(tmp_path: Path) -> None:
@@ -129,15 +131,20 @@ def test_check_config_refuses_misspelt_options(tmp_path: Path, section: str, key
     assert "unknown key" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["check-config", "once"])
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])
-def test_check_config_refuses_an_unwritable_state_dir(tmp_path: Path, where: str) -> None:
-    """A state directory syncd could not create or write is refused with exit 78, by name."""
+def test_check_config_refuses_an_unwritable_state_dir(
+    tmp_path: Path, where: str, command: str
+) -> None:
+    """A state directory syncd could not create or write is refused with exit 78, by name
+    (by `once` too, before it takes the lock)."""
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     # /proc takes no new files, whoever asks (root included): a read-only mount.
     state_dir = blocker / "state" if where == "under-a-file" else Path("/proc/syncd-state")
     config = tmp_path / "syncd.toml"
     config.write_text(f"[daemon]\nstate_dir = {json.dumps(str(state_dir))}\n", encoding="utf-8")
-    result = check_config(config)
+    args = ["once", "state.housekeeping"] if command == "once" else ["check-config"]
+    result = check_config(config, *args)
     assert result.exit_code == 78, result.output
     assert "daemon.state_dir" in result.stderr
