@@ -231,9 +231,84 @@ HostId = Annotated[
 OrderId = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_+.:-]{1,128}$")
 ]
+# -- numbers: one grammar per type (see "Numbers" in the module docstring) -------
+
+_WHOLE = re.compile(r"-?[0-9]+")  # [0-9], not \d: ASCII digits only
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# Enough digits for any bound below; a longer digit string is out of range as it is.
+_MAX_WHOLE_CHARS = 20
+# Decimals: at most 18 significant digits with at most 6 after the point, so
+# |x| < 10^12; they are stored as exact text and summed by SQLite, which keeps
+# such numbers exactly enough (int64 / double) for quantities and money.
+_MAX_DIGITS, _MAX_PLACES = 18, 6
+# An order line quantity (Instock counts whole units); well inside SQLite's int64.
+MAX_LINE_QTY = 1_000_000_000
+MAX_LEAD_TIME_DAYS = 3650
+
+
+def _whole_number(value: Any) -> Any:
+    """A whole number as text: ASCII `-?[0-9]+` only (no `+`, `_`, `1e3`, `5.0`, `٣`).
+
+    A JSON value passes unchanged: there the type itself is checked (a JSON
+    integer; `"5"` or `5.0` is refused by the strict JSON validation)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not _WHOLE.fullmatch(text):
+            raise ValueError(
+                "not a valid integer: ASCII digits with an optional leading '-' "
+                "(no '+', exponent, decimal point or separators)"
+            )
+        if len(text) > _MAX_WHOLE_CHARS:
+            raise ValueError(f"out of range ({len(text)} digits)")
+        return text  # still text: a CSV cell converts, a JSON string stays refused
+    return value
+
+
+def _exact_decimal(value: Any) -> Any:
+    """An exact decimal: text `-?[0-9]+(.[0-9]+)?` (ASCII digits; no `+`, exponent,
+    `_`, `,` or other digits), or a JSON number (whose spelling the reader checked
+    before: no exponent, no more digits than a double keeps)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL.fullmatch(text):
+            raise ValueError(
+                "not a valid decimal number: ASCII digits with an optional leading '-' and "
+                "an optional '.' fraction (no '+', exponent, or ',' '_' separators)"
+            )
+        return Decimal(text)
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true/false")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        # The shortest repr is the JSON text the file held (see syncd.host.inbox).
+        return Decimal(repr(value))
+    return value
+
+
+_Exact = BeforeValidator(_exact_decimal)
+_Whole = BeforeValidator(_whole_number)
+_DECIMAL_DIGITS = {"max_digits": _MAX_DIGITS, "decimal_places": _MAX_PLACES}
+
+
+_BOOL_WORDS = frozenset({"true", "yes", "1", "false", "no", "0"})
+
+
+def _flag(value: Any) -> Any:
+    """CSV text true/false/yes/no/1/0 (any case); JSON true/false pass unchanged."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word not in _BOOL_WORDS:
+            raise ValueError("expected true/false, yes/no or 1/0")
+        return word  # still text: a CSV cell converts, a JSON string stays refused
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1024)]
-Measure = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
-Quantity = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
+Measure = Annotated[Decimal, _Exact, Field(gt=0, **_DECIMAL_DIGITS)]
+Quantity = Annotated[Decimal, _Exact, Field(ge=0, **_DECIMAL_DIGITS)]
 Attributes = dict[
     Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)],
     Annotated[str, StringConstraints(max_length=4096)],
@@ -246,10 +321,10 @@ LineKey = Annotated[
 ]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 # Signed exact decimals: a sales quantity or value (negative: a return).
-SignedQuantity = Annotated[Decimal, Field(max_digits=18, decimal_places=6)]
-Money = Annotated[Decimal, Field(max_digits=18, decimal_places=6)]
-UnitCost = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
-OrderedQty = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+SignedQuantity = Annotated[Decimal, _Exact, Field(**_DECIMAL_DIGITS)]
+Money = Annotated[Decimal, _Exact, Field(**_DECIMAL_DIGITS)]
+UnitCost = Annotated[Decimal, _Exact, Field(ge=0, **_DECIMAL_DIGITS)]
+OrderedQty = Annotated[Decimal, _Exact, Field(gt=0, **_DECIMAL_DIGITS)]
 # An ISO 4217 code; `usd` is read as `USD`.
 Currency = Annotated[
     str,
@@ -263,7 +338,7 @@ Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=64, pattern=r"^[0-9+() ./x-]+$")
 ]
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def _iso_date(value: Any) -> Any:
@@ -324,8 +399,8 @@ class ArticleRow(_Row):
     name: Text
     description: Text | None = None
     unit: Annotated[str, StringConstraints(min_length=1, max_length=16)] = "EA"
-    whole_units: bool = True
-    is_serial_numbered: bool = False
+    whole_units: Flag = True
+    is_serial_numbered: Flag = False
     dimensions: Dimensions | None = None
     attributes: Attributes = Field(default_factory=dict)
 
@@ -370,7 +445,7 @@ class StockRow(_Row):
 
 # -- orders --------------------------------------------------------------------
 
-LineQty = Annotated[int, Field(gt=0)]  # Instock counts whole units
+LineQty = Annotated[int, _Whole, Field(gt=0, le=MAX_LINE_QTY)]  # Instock counts whole units
 
 
 class OrderLine(_Row):
@@ -436,7 +511,7 @@ class LocationRow(_Row):
     name: Text
     type: Label | None = None
     location_group: Label | None = None
-    active: bool = True
+    active: Flag = True
 
     def staging_values(self) -> tuple[Any, ...]:
         return (self.location_id, self.name, self.type, self.location_group, int(self.active))
@@ -451,7 +526,7 @@ class SupplierRow(_Row):
     supplier_id: HostId
     name: Text
     type: Label | None = None
-    lead_time_days: Annotated[int, Field(ge=0, le=3650)] | None = None
+    lead_time_days: Annotated[int, _Whole, Field(ge=0, le=MAX_LEAD_TIME_DAYS)] | None = None
     currency: Currency | None = None
     contact_name: Text | None = None
     contact_email: Email | None = None

@@ -25,9 +25,14 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
+import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,14 +62,30 @@ log = structlog.get_logger("syncd.host")
 
 EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 IGNORED_SUFFIXES = (".tmp", ".part", ".errors.json")
-MAX_LINE_CHARS = 1 << 20  # a JSON Lines record longer than this is rejected, not read
+MAX_LINE_CHARS = 1 << 20  # a line (or CSV record) longer than this is rejected, not read
+MAX_RECORD_LINES = 64  # lines one CSV record may span (quoted line breaks)
 MAX_PAYLOAD_CHARS = 64 << 10  # what a reject row keeps of a bad row
 SAMPLE_ERRORS = 20  # row errors quoted in a refused file's errors.json
 # A rejected CSV row is kept as a JSON object of its columns, in file order.
 _PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False)
 
 # deferred: the file changed while it was read (still being written); left for the next scan.
-Status = Literal["archived", "rejected_file", "already_loaded", "deferred"]
+# changed_after_load: its rows were loaded, then it changed in place: to rejects/, with an alert.
+# not_a_file: a symlink, FIFO or directory with a feed name: moved to rejects/ unopened.
+# failed: it could not even be moved to rejects/ (an alert says why); vanished: gone before load.
+Status = Literal[
+    "archived",
+    "rejected_file",
+    "already_loaded",
+    "deferred",
+    "changed_after_load",
+    "not_a_file",
+    "failed",
+    "vanished",
+]
+# Alert kinds: a file that broke the loader, or changed after it was loaded.
+ALERT_FILE_ERROR = "host_file_error"
+ALERT_FILE_CHANGED = "host_file_changed"
 
 
 @dataclass(frozen=True)
@@ -102,11 +123,19 @@ class _FileChanged(Exception):
 class FileRefused(Exception):
     """The file as a whole cannot be loaded; it goes to rejects/ with this reason."""
 
-    def __init__(self, reason: str, details: Any = None, *, alert: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        details: Any = None,
+        *,
+        alert: bool = False,
+        alert_kind: str = "host_feed_guard",
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.details = details
         self.alert = alert
+        self.alert_kind = alert_kind
 
 
 # -- finding files ---------------------------------------------------------------
@@ -143,11 +172,65 @@ def scan_inbox(host_dir: Path, settle_time: float, *, now: float | None = None) 
             kind = classify(entry.name)
             if kind is None or not entry.is_file(follow_symlinks=False):
                 continue
-            stat = entry.stat(follow_symlinks=False)
-            if now - stat.st_mtime < settle_time:
+            info = entry.stat(follow_symlinks=False)
+            if now - info.st_mtime < settle_time:
                 continue
-            found.append(InboxFile(kind[0], Path(entry.path), kind[1], stat.st_size, stat.st_mtime))
+            found.append(InboxFile(kind[0], Path(entry.path), kind[1], info.st_size, info.st_mtime))
     return sorted(found, key=lambda f: (f.mtime, f.path.name))
+
+
+@dataclass(frozen=True)
+class StrayEntry:
+    """An inbox entry with a feed file's name that is not a regular file."""
+
+    feed: str
+    path: Path
+    kind: str  # "symlink", "FIFO", "directory", "socket", "device"
+    target: str | None = None  # a symlink's target, as text (never followed)
+
+
+def _entry_kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def scan_strays(
+    host_dir: Path, settle_time: float, *, now: float | None = None
+) -> list[StrayEntry]:
+    """Entries in `inbox/` named like a feed file that are not regular files
+    (settled like files are). They are never opened or followed."""
+    inbox = HostDirs(host_dir).inbox
+    if not inbox.is_dir():
+        return []
+    now = time.time() if now is None else now
+    found = []
+    with os.scandir(inbox) as entries:
+        for entry in entries:
+            kind = classify(entry.name)
+            if kind is None or entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if now - info.st_mtime < settle_time:
+                continue
+            what = _entry_kind(info.st_mode)
+            target = None
+            if what == "symlink":
+                try:
+                    target = os.readlink(entry.path)
+                except OSError:
+                    target = None
+            found.append(StrayEntry(kind[0], Path(entry.path), what, target))
+    return sorted(found, key=lambda e: e.path.name)
 
 
 # -- reading files -----------------------------------------------------------------
@@ -200,13 +283,94 @@ def _open_text(path: Path) -> Any:
     return path.open(encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _csv_header(reader: Any, feed: Feed) -> list[str]:
+class _RecordTooLong(Exception):
+    """A CSV record ran past MAX_RECORD_LINES lines or MAX_LINE_CHARS characters."""
+
+
+class _LongLine(Exception):
+    """A physical line longer than MAX_LINE_CHARS."""
+
+
+class _Lines:
+    """Physical lines for csv.reader, remembering those of the record being read.
+
+    A record that cannot be read (an unbalanced quote, a quoted field that runs
+    past the bound, a too-long line) is rejected by its FIRST line alone and its
+    other lines are pushed back: reading resumes at the next line, so one stray
+    quote costs one row, not the rest of the file.
+    """
+
+    def __init__(self, source: Iterator[tuple[int, str | None]]) -> None:
+        self._source = source
+        self._pending: deque[tuple[int, str | None]] = deque()
+        self.taken: list[tuple[int, str | None]] = []
+        self._chars = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        item = self._pending.popleft() if self._pending else next(self._source)
+        self.taken.append(item)
+        line = item[1]
+        if line is None:
+            raise _LongLine
+        self._chars += len(line)
+        if len(self.taken) > MAX_RECORD_LINES or self._chars > MAX_LINE_CHARS:
+            raise _RecordTooLong
+        return line
+
+    def start_record(self) -> None:
+        self.taken = []
+        self._chars = 0
+
+    def resync(self) -> tuple[int, str | None]:
+        """The failed record's first line; its other lines will be read again."""
+        first, *rest = self.taken
+        self._pending.extendleft(reversed(rest))
+        self.taken = []
+        return first
+
+
+def _unreadable(exc: Exception, lines: int) -> str:
+    if isinstance(exc, _LongLine):
+        return f"line longer than {MAX_LINE_CHARS} characters"
+    if isinstance(exc, _RecordTooLong):
+        why = (
+            f"a quoted field is not closed within {MAX_RECORD_LINES} lines "
+            f"or {MAX_LINE_CHARS} characters"
+        )
+    else:
+        why = f"not valid CSV: {exc}"
+    if lines > 1:
+        # A quote opened here took in the lines after it: they are read again.
+        why += f" (a quote opened on this line is not closed; the {lines - 1} line(s) after it are read on their own)"
+    return why
+
+
+def _loose_key(feed: Feed, header: Sequence[str], line: str | None) -> tuple[str, str] | None:
+    """The key of an unreadable line, read leniently, so a snapshot keeps that key's row."""
+    if not line:
+        return None
+    try:
+        cells = next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+    return feed.raw_key(dict(zip(header, (c.strip() for c in cells), strict=False)))
+
+
+_UNREADABLE = (csv.Error, _LongLine, _RecordTooLong)
+
+
+def _csv_header(lines: _Lines, reader: Any, feed: Feed) -> list[str]:
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         raise FileRefused("empty file: no header row") from None
-    except csv.Error as exc:
-        raise FileRefused(f"header row is not valid CSV: {exc}") from None
+    except _UNREADABLE as exc:
+        raise FileRefused(
+            f"header row is not valid CSV: {_unreadable(exc, len(lines.taken))}"
+        ) from None
     problems = feed.check_header(header)
     if problems:
         raise FileRefused(
@@ -216,27 +380,51 @@ def _csv_header(reader: Any, feed: Feed) -> list[str]:
     return header
 
 
+def _csv_records(
+    feed: Feed, lines: _Lines, reader: Any, header: list[str]
+) -> Iterator[tuple[int, list[str]] | _Bad]:
+    """(first line, cells) per record after the header, or a _Bad for a record that
+    cannot be read: its first line is rejected and reading resumes after it."""
+    width = len(header)
+    while True:
+        lines.start_record()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except _UNREADABLE as exc:
+            reason = _unreadable(exc, len(lines.taken))
+        else:
+            if not cells:
+                continue  # a blank line
+            if len(cells) == width or len(lines.taken) == 1:
+                yield lines.taken[0][0], cells
+                continue
+            # Lines joined by a quote and still the wrong shape: most likely a stray quote.
+            reason = (
+                f"expected {width} fields; a quote opened on this line is not closed where "
+                f"it should be (the {len(lines.taken) - 1} line(s) after it are read on their own)"
+            )
+        line, raw_line = lines.resync()
+        reader = csv.reader(lines, strict=True)  # a fresh parser state
+        payload = None if raw_line is None else _clip(raw_line.rstrip("\r\n"))
+        yield _Bad(line, None, reason, payload, _loose_key(feed, header, raw_line))
+
+
 def _csv_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
     with _open_text(path) as text:
-        reader = csv.reader(text, strict=True)
-        header = _csv_header(reader, feed)
+        lines = _Lines(_bounded_lines(text))
+        reader = csv.reader(lines, strict=True)
+        header = _csv_header(lines, reader, feed)
         plan = feed.csv_plan(header)
         model = feed.csv_model
         width = len(header)
         keep = feed.keeps_payload
-        start = reader.line_num + 1
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield _Bad(start, None, f"not valid CSV: {exc}", None, None)
-                start = reader.line_num + 1
+        for record in _csv_records(feed, lines, reader, header):
+            if isinstance(record, _Bad):
+                yield record
                 continue
-            line, start = start, reader.line_num + 1
-            if not fields:
-                continue  # a blank line
+            line, fields = record
             if len(fields) != width:
                 raw = dict(zip(header, fields, strict=False))
                 yield _Bad(
@@ -289,6 +477,82 @@ def _bounded_lines(text: Any) -> Iterator[tuple[int, str | None]]:
         yield number, chunk
 
 
+# -- JSON Lines: the spelling checks the row models cannot make ------------------------
+
+
+@dataclass(frozen=True)
+class _BadNumber:
+    """A JSON number token outside the grammar, kept with its text."""
+
+    text: str
+    reason: str
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that repeats a key (json.loads would keep the last silently)."""
+
+    dups: tuple[str, ...] = ()
+
+
+def _number_token(text: str) -> Any:
+    if "e" in text or "E" in text:
+        return _BadNumber(text, "a number in exponent notation: write it out (e.g. 1000, 0.005)")
+    if Decimal(repr(float(text))) != Decimal(text):
+        return _BadNumber(
+            text, "more significant digits than a JSON number keeps exactly: give it as a string"
+        )
+    return None  # fine; the row model reads the value itself
+
+
+def _constant_token(text: str) -> Any:
+    return _BadNumber(text, f"{text} is not a JSON number")
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    dups = []
+    for key, _ in pairs:
+        if key in seen and key not in dups:
+            dups.append(key)
+        seen.add(key)
+    marked = _DuplicateKeys(obj)
+    marked.dups = tuple(dups)
+    return marked
+
+
+def _spelling_problems(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field, reason) for every duplicated key and badly spelt number in a record."""
+    if isinstance(value, dict):
+        for key in getattr(value, "dups", ()):
+            name = f"{path}{key}"
+            yield name, f"key {key!r} appears more than once in one object (which one is meant?)"
+        for key, item in value.items():
+            yield from _spelling_problems(item, f"{path}{key}.")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _spelling_problems(item, f"{path}{index}.")
+    elif isinstance(value, _BadNumber):
+        name = path.rstrip(".")
+        yield name, f"{value.reason} (got {value.text})"
+
+
+def _json_spelling(record: str) -> tuple[Any, list[tuple[str, str]]]:
+    """The record read with Python's json (None when it is not JSON) and its problems."""
+    try:
+        raw = json.loads(
+            record,
+            parse_float=_number_token,
+            parse_constant=_constant_token,
+            object_pairs_hook=_object_pairs,
+        )
+    except (ValueError, RecursionError):
+        return None, []
+    return raw, list(_spelling_problems(raw))
+
+
 def _jsonl_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
     model: type[BaseModel] = feed.json_model
     with _open_text(path) as text:
@@ -299,15 +563,17 @@ def _jsonl_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
             record = chunk.strip()
             if not record:
                 continue  # a blank line
+            raw, problems = _json_spelling(record)
+            key = feed.raw_key(raw) if isinstance(raw, dict) else None
+            if problems:
+                fields = ",".join(dict.fromkeys(name for name, _ in problems if name))
+                reason = "; ".join(f"{name}: {why}" if name else why for name, why in problems)
+                yield _Bad(line, fields or None, reason, _clip(record), key)
+                continue
             try:
                 row = model.model_validate_json(record, strict=True)
             except ValidationError as exc:
                 field, reason = describe(exc)
-                try:
-                    raw = json.loads(record)
-                except ValueError:
-                    raw = None
-                key = feed.raw_key(raw) if isinstance(raw, dict) else None
                 yield _Bad(line, field, reason, _clip(record), key)
                 continue
             yield Accepted(line, row, _clip(record) if feed.keeps_payload else None)
@@ -353,9 +619,53 @@ def _free_name(directory: Path, name: str) -> Path:
     return target
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+Identity = tuple[int, int, int, int]
+
+
+def _identity(path: Path) -> Identity:
+    """(size, mtime, inode, device): a file that changed or was replaced differs."""
+    info = path.stat(follow_symlinks=False)
+    return info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev
+
+
+def _identity_now(path: Path) -> Identity | None:
+    try:
+        return _identity(path)
+    except FileNotFoundError:
+        return None
+
+
+def _before_archive(path: Path) -> None:
+    """Called after a file's rows are committed, just before it is moved to
+    `archive/` (the window where a host writing in place could still append);
+    tests replace it to append to the file there."""
+
+
+# SQLite result codes that say the state DB itself is in trouble (locked, full,
+# unreadable): the file is not to blame, so it stays in the inbox for the next run.
+_STORE_TROUBLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def store_trouble(exc: BaseException) -> bool:
+    """Whether an error while loading a file is the state DB's, not the file's."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and (
+        code is None or (code & 0xFF) in _STORE_TROUBLE
+    )
 
 
 def _move(path: Path, directory: Path) -> Path:
@@ -441,16 +751,33 @@ def load_file(
     kind = classify(path.name)
     fmt: Format = kind[1] if kind else "csv"
     bound = log.bind(feed=feed.name, file=path.name, mode=mode, run_id=run_id)
-    identity = _identity(path)
-    sha256, size = file_digest(path)
-    file_info = {"sha256": sha256, "size": size, "format": fmt, "mode": mode, "id": identity}
+    file_info: dict[str, Any] = {"sha256": "", "size": 0, "format": fmt, "mode": mode, "id": None}
     try:
+        file_info["id"] = _identity(path)
+        file_info["sha256"], file_info["size"] = file_digest(path)
         return _load_new(store, feed, path, dirs, options, file_info, run_id, batch_size)
     except _AlreadyLoaded:
-        return _archive_loaded(store, feed, path, dirs, sha256, bound)
+        return _archive_loaded(store, feed, path, dirs, file_info["sha256"], bound)
     except _FileChanged:
         bound.warning("host_file_changed_while_read", hint="the host should write, then rename")
         return LoadResult(feed.name, path.name, "deferred", reason="file changed while being read")
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise
+        bound.warning("host_file_vanished", hint="something removed it from inbox/ before load")
+        return LoadResult(feed.name, path.name, "vanished", reason="removed before it was loaded")
+    except Exception as exc:
+        if store_trouble(exc):
+            raise  # the state DB's trouble: the file stays for the next run
+        # Anything else is this file's doing: it must not stop the files after it.
+        bound.exception("host_file_broke_the_loader")
+        refused = FileRefused(
+            f"could not be loaded: {type(exc).__name__}: {exc}",
+            {"error": type(exc).__name__, "message": str(exc)},
+            alert=True,
+            alert_kind=ALERT_FILE_ERROR,
+        )
+        return _refuse_file(store, feed, path, dirs, refused, file_info, run_id)
 
 
 def _archive_loaded(
@@ -580,7 +907,6 @@ def _load_staged(
     finally:
         feed.drop_staging(db)
         drop_stage_rejects(db)
-    moved = _move(path, dirs.archive)
     log.info(
         "host_file_loaded",
         feed=feed.name,
@@ -595,7 +921,116 @@ def _load_staged(
         parse_s=round(staged - started, 2),
         write_lock_s=round(committed - staged, 2),  # how long other writers waited
     )
-    return LoadResult(feed.name, name, "archived", loaded, rejected, changed, deleted, moved)
+    _before_archive(path)
+    status, moved, reason = _archive_unchanged(
+        store, feed, path, dirs, file_info, ctx.load_id, (loaded, rejected), run_id
+    )
+    return LoadResult(
+        feed.name, name, status, loaded, rejected, changed, deleted, moved, reason=reason
+    )
+
+
+def _archive_unchanged(
+    store: Store,
+    feed: Feed,
+    path: Path,
+    dirs: HostDirs,
+    file_info: dict[str, Any],
+    load_id: int,
+    counts: tuple[int, int],
+    run_id: str | None,
+) -> tuple[Status, Path | None, str | None]:
+    """Move a loaded file to `archive/` only while it is still the file that was read.
+
+    Its identity (size, mtime, inode) is checked after the commit and again after
+    the move: a file that grew or was rewritten in place goes to `rejects/` with
+    the reason and an alert instead, so no unloaded row ends up in `archive/`.
+    A file replaced by a new one of the same name (another inode) is left alone:
+    that is a new file, loaded on its own.
+    """
+    expected: Identity = file_info["id"]
+    current = _identity_now(path)
+    if current is None:
+        log.warning("host_file_gone_before_archive", feed=feed.name, file=path.name)
+        return "archived", None, "removed from inbox/ after it was loaded"
+    if current[2:] != expected[2:]:
+        log.warning(
+            "host_file_replaced_after_load",
+            feed=feed.name,
+            file=path.name,
+            hint="a new file took its name; it is loaded on its own",
+        )
+        return "archived", None, "replaced by a new file of the same name after it was loaded"
+    if current == expected:
+        moved = _move(path, dirs.archive)
+        after = _identity_now(moved)
+        if after is None or after == expected:
+            return "archived", moved, None
+        path, current = moved, after  # written to even as it was moved
+    loaded, rejected = counts
+    reason = (
+        f"changed after it was loaded: the {expected[0]} bytes read were loaded (load "
+        f"{load_id}: {loaded} rows loaded, {rejected} rejected), but the file is now "
+        f"{current[0]} bytes and was modified again, and what changed was NOT loaded. Put "
+        "it back into inbox/ to load it whole (rows loaded already load again unchanged), "
+        "and have the host write files under a temporary name and rename them into inbox/"
+    )
+    report = {
+        "file": path.name,
+        "feed": feed.name,
+        "reason": reason,
+        "details": {
+            "load_id": load_id,
+            "bytes_loaded": expected[0],
+            "bytes_now": current[0],
+            "rows_loaded": loaded,
+            "rows_rejected": rejected,
+        },
+        "sha256_loaded": file_info["sha256"],
+        "rejected_at": iso(),
+    }
+    target = _park(path, dirs, report)
+    with store.transaction():
+        store.add_rejects(
+            [
+                NewReject(
+                    source=f"host:{feed.name}",
+                    reference=report["file"],
+                    reason=f"file changed after load: {reason}",
+                    payload={k: v for k, v in report.items() if k != "rejected_at"},
+                )
+            ],
+            run_id=run_id,
+        )
+        store.open_alert(
+            ALERT_FILE_CHANGED,
+            f"host feed {feed.name}: {report['file']} {reason}",
+            subject=f"{feed.name}:{report['file']}",
+        )
+    log.warning(
+        "host_file_changed_after_load",
+        feed=feed.name,
+        file=report["file"],
+        moved_to=str(target),
+        load_id=load_id,
+        bytes_loaded=expected[0],
+        bytes_now=current[0],
+        run_id=run_id,
+    )
+    return "changed_after_load", target, reason
+
+
+def _park(path: Path, dirs: HostDirs, report: dict[str, Any]) -> Path:
+    """Move `path` to `rejects/` with `<name>.errors.json` (written first) beside it."""
+    target = _free_name(dirs.rejects, path.name)
+    report["moved_to"] = target.name
+    write_bytes_atomic(
+        target.with_name(target.name + ".errors.json"),
+        (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode(),
+        overwrite=True,
+    )
+    os.replace(path, target)
+    return target
 
 
 def _refuse_file(
@@ -660,10 +1095,11 @@ def _refuse_file(
                 ],
             )
         if refused.alert:
+            guard = refused.alert_kind == "host_feed_guard"
             store.open_alert(
-                "host_feed_guard",
+                refused.alert_kind,
                 f"host feed {feed.name}: {name} refused: {refused.reason}",
-                subject=feed.name,
+                subject=feed.name if guard else f"{feed.name}:{name}",
             )
     os.replace(path, target)
     follow_umask(target)
@@ -687,23 +1123,99 @@ def load_inbox(
     *,
     now: float | None = None,
 ) -> list[LoadResult]:
-    """Load every settled inbox file of the enabled (or named) feeds, oldest first."""
+    """Load every settled inbox file of the enabled (or named) feeds, oldest first.
+
+    One file's trouble never stops the others: a file that breaks the loader is
+    moved to `rejects/` (see `load_file`); one that cannot even be moved there is
+    reported (an alert, status `failed`) and the next file is loaded. Only the state
+    DB's own trouble (locked, full) ends the run, leaving the files for the next.
+    """
     options = host_options(host_config)
-    HostDirs(host_dir).ensure()
+    dirs = HostDirs(host_dir).ensure()
     results = []
+
+    def wanted(feed: str) -> bool:
+        return (feeds is None or feed in feeds) and options.feed(feed).enabled
+
+    for stray in scan_strays(host_dir, host_config.settle_time, now=now):
+        if wanted(stray.feed):
+            refuse = partial(_refuse_stray, store, stray, dirs, run_id)
+            results.append(_guarded(store, stray.feed, stray.path, run_id, refuse))
     for item in scan_inbox(host_dir, host_config.settle_time, now=now):
-        feed_options = options.feed(item.feed)
-        if (feeds is not None and item.feed not in feeds) or not feed_options.enabled:
+        if not wanted(item.feed):
             continue
-        results.append(
-            load_file(
-                store,
-                FEEDS[item.feed],
-                item.path,
-                feed_options,
-                run_id,
-                host_dir=host_dir,
-                batch_size=options.batch_size,
-            )
+        load = partial(
+            load_file,
+            store,
+            FEEDS[item.feed],
+            item.path,
+            options.feed(item.feed),
+            run_id,
+            host_dir=host_dir,
+            batch_size=options.batch_size,
         )
+        results.append(_guarded(store, item.feed, item.path, run_id, load))
     return results
+
+
+def _guarded(
+    store: Store, feed: str, path: Path, run_id: str | None, action: Callable[[], LoadResult]
+) -> LoadResult:
+    """Run `action`; an error other than the state DB's becomes an alert and a
+    `failed` result, so the next file is still loaded."""
+    try:
+        return action()
+    except Exception as exc:
+        if store_trouble(exc):
+            raise
+        reason = f"could not be loaded nor moved to rejects/: {type(exc).__name__}: {exc}"
+        log.exception("host_file_failed", feed=feed, file=path.name, run_id=run_id)
+        store.open_alert(
+            ALERT_FILE_ERROR,
+            f"host feed {feed}: {path.name} {reason}",
+            subject=f"{feed}:{path.name}",
+        )
+        return LoadResult(feed, path.name, "failed", reason=reason)
+
+
+def _refuse_stray(
+    store: Store, stray: StrayEntry, dirs: HostDirs, run_id: str | None
+) -> LoadResult:
+    """A symlink, FIFO or directory named like a feed file: moved (the entry itself,
+    never opened or followed) to `rejects/` with the reason, so it is reported once."""
+    what = stray.kind + (f" to {stray.target!r}" if stray.target is not None else "")
+    reason = (
+        f"not a regular file but a {what}: syncd never opens or follows one; "
+        "write the file itself into inbox/ (under a temporary name, then rename it)"
+    )
+    report = {
+        "file": stray.path.name,
+        "feed": stray.feed,
+        "reason": reason,
+        "kind": stray.kind,
+        "target": stray.target,
+        "rejected_at": iso(),
+    }
+    target = _park(stray.path, dirs, report)
+    with store.transaction():
+        store.add_rejects(
+            [
+                NewReject(
+                    source=f"host:{stray.feed}",
+                    reference=stray.path.name,
+                    reason=f"file refused: {reason}",
+                    payload={k: v for k, v in report.items() if k != "rejected_at"},
+                )
+            ],
+            run_id=run_id,
+        )
+    log.warning(
+        "host_inbox_entry_not_a_file",
+        feed=stray.feed,
+        file=stray.path.name,
+        kind=stray.kind,
+        target=stray.target,
+        moved_to=str(target),
+        run_id=run_id,
+    )
+    return LoadResult(stray.feed, stray.path.name, "not_a_file", moved_to=target, reason=reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -573,16 +574,16 @@ def test_file_growing_while_read_is_left_for_the_next_scan(
 def test_crash_during_merge_loads_nothing(
     db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A failure inside the load transaction leaves no rows, no rejects, no host_files entry,
-    and the file in the inbox to be loaded whole next time."""
+    """A state DB failure inside the load transaction leaves no rows, no rejects, no
+    host_files entry, and the file in the inbox to be loaded whole next time."""
     drop(host, "stock.csv", "article_id,qty\nA1,1\nA2,x\n")
     feed = FEEDS["stock"]
 
     def boom(*_: Any) -> Any:
-        raise RuntimeError("power cut")
+        raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(feed, "merge", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(sqlite3.OperationalError):
         load(db, host)
     assert db.scalar("SELECT count(*) FROM host_stock") == 0
     assert db.scalar("SELECT count(*) FROM rejects") == 0

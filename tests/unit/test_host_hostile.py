@@ -1,0 +1,433 @@
+"""Host inbox against hostile files: stray quotes, numbers out of range or oddly spelt,
+duplicated JSON keys, files that break the loader, change after loading, or are not
+files at all. Each bad thing costs its own row or file, never the ones after it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from syncd.config import HostConfig
+from syncd.host import FEEDS, LoadResult, load_inbox
+from syncd.host import inbox as inbox_module
+from syncd.state import Store
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    return tmp_path / "host"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Any:
+    with Store.open(tmp_path / "s.db") as store:
+        yield store
+
+
+_clock = [time.time() - 3600]
+
+
+def drop(host: Path, name: str, content: str | bytes) -> Path:
+    """Put a settled file in the inbox; each one a second newer than the last."""
+    path = host / "inbox" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    settle(path)
+    return path
+
+
+def settle(path: Path) -> None:
+    _clock[0] += 1
+    os.utime(path, (_clock[0], _clock[0]), follow_symlinks=False)
+
+
+def load(db: Store, host: Path) -> list[LoadResult]:
+    return load_inbox(db, host, HostConfig(dir=host, settle_time=5), "run-1")
+
+
+def rejects(db: Store) -> dict[str, dict[str, Any]]:
+    return {r["reference"]: r for r in db.query("SELECT * FROM rejects ORDER BY id")}
+
+
+def stock(db: Store) -> dict[str, Any]:
+    return {r["article_id"]: r["qty"] for r in db.query("SELECT * FROM host_stock")}
+
+
+# -- 1. a stray quote costs one row --------------------------------------------------
+
+
+def test_unbalanced_quote_rejects_its_line_and_the_rows_after_it_load(
+    db: Store, host: Path
+) -> None:
+    """A quote that is never closed is rejected by its line number; the five good rows
+    after it load, and the counts add up to the file's data lines."""
+    good_after = "".join(f"A{i},{i}\n" for i in range(3, 8))
+    drop(host, "stock.csv", 'article_id,qty\nA1,1\nA2,"2\n' + good_after)
+    [result] = load(db, host)
+    assert (result.status, result.loaded, result.rejected) == ("archived", 6, 1)
+    assert set(stock(db)) == {"A1", "A3", "A4", "A5", "A6", "A7"}
+    [bad] = rejects(db).values()
+    assert bad["reference"] == "stock.csv:3"
+    assert "quote" in bad["reason"]
+    assert "read on their own" in bad["reason"]
+    assert bad["payload"] == 'A2,"2'
+
+
+def test_stray_quote_closed_by_a_later_quote_still_costs_one_row(db: Store, host: Path) -> None:
+    """A stray quote that a later quoted cell seems to close is still one reject: the rows
+    between are read again on their own, and a legitimate quoted line break still loads."""
+    drop(
+        host,
+        "articles.csv",
+        "article_id,name,description\n"
+        'A1,"Oats, rolled",plain\n'
+        'A2,"Bad quote,x\n'  # line 3: never closed properly
+        "A3,Rice,plain\n"
+        'A4,"Beans, red",plain\n'  # its first quote "closes" line 3's
+        'A5,Soup,"two\nlines"\n'  # a real line break inside quotes: lines 6-7
+        "A6,Salt,plain\n",
+    )
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (5, 1)
+    assert list(rejects(db)) == ["articles.csv:3"]
+    rows = {r["article_id"]: r for r in db.query("SELECT * FROM host_articles")}
+    assert set(rows) == {"A1", "A3", "A4", "A5", "A6"}
+    assert rows["A5"]["description"] == "two\nlines"
+    assert rows["A6"]["line"] == 8
+
+
+def test_a_quoted_field_is_bounded_in_lines(db: Store, host: Path) -> None:
+    """A quoted field may not run on for more than MAX_RECORD_LINES lines: past that its
+    first line is rejected and every following line is read on its own."""
+    span = inbox_module.MAX_RECORD_LINES + 5
+    body = 'A1,"open\n' + "".join(f"A{i},{i}\n" for i in range(2, span)) + 'x",1\nB1,1\n'
+    drop(host, "stock.csv", "article_id,qty\n" + body)
+    [result] = load(db, host)
+    data_lines = body.count("\n")
+    assert result.loaded + result.rejected == data_lines
+    first = rejects(db)["stock.csv:2"]
+    assert f"not closed within {inbox_module.MAX_RECORD_LINES} lines" in first["reason"]
+    assert {"A2", f"A{span - 1}", "B1"} <= set(stock(db))
+
+
+def test_unparsable_line_keeps_its_key_out_of_a_snapshot_deletion(db: Store, host: Path) -> None:
+    """A row whose quote is broken still names its key (read leniently), so the snapshot
+    does not delete that key's previous version as absent."""
+    drop(host, "stock-1.csv", "article_id,qty\nA1,1\nA2,2\nA3,3\n")
+    load(db, host)
+    drop(host, "stock-2.csv", 'article_id,qty\nA1,1\nA2,"5\nA3,3\n')
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected, result.deleted) == (2, 1, 0)
+    assert stock(db) == {"A1": 1, "A2": 2, "A3": 3}
+
+
+# -- 2. out of range, and anything that breaks the loader ------------------------------
+
+
+def test_a_23_digit_quantity_is_a_row_reject_not_a_stuck_inbox(db: Store, host: Path) -> None:
+    """A whole number beyond its documented bound is rejected with the field named, in CSV
+    and JSON Lines; the other rows and the files after it load."""
+    huge = "12345678901234567890123"
+    drop(
+        host,
+        "orders-1.csv",
+        "action,order_id,line_id,article_id,qty\n"
+        f"create,O1,O1-1,A1,{huge}\n"
+        "create,O2,O2-1,A1,1000000001\n"
+        "create,O3,O3-1,A1,1000000000\n",
+    )
+    drop(
+        host,
+        "orders-2.jsonl",
+        json.dumps(
+            {
+                "action": "create",
+                "order_id": "O4",
+                "lines": [{"line_id": "1", "article_id": "A", "qty": int(huge)}],
+            }
+        )
+        + "\n",
+    )
+    drop(host, "suppliers.csv", f"supplier_id,name,lead_time_days\nS1,One,{huge}\nS2,Two,3\n")
+    drop(host, "stock.csv", "article_id,qty\nA1,1\n")
+    results = load(db, host)
+    assert [(r.file, r.status, r.loaded, r.rejected) for r in results] == [
+        ("orders-1.csv", "archived", 1, 2),
+        ("orders-2.jsonl", "archived", 0, 1),
+        ("suppliers.csv", "archived", 1, 1),
+        ("stock.csv", "archived", 1, 0),
+    ]
+    bad = rejects(db)
+    assert bad["orders-1.csv:2"]["field"] == "qty"
+    assert "out of range" in bad["orders-1.csv:2"]["reason"]
+    assert "less than or equal to 1000000000" in bad["orders-1.csv:3"]["reason"]
+    assert bad["orders-2.jsonl:1"]["field"] == "lines.0.qty"
+    assert bad["suppliers.csv:2"]["field"] == "lead_time_days"
+    assert db.scalar("SELECT qty FROM host_order_lines WHERE order_id = 'O3'") == 1_000_000_000
+
+
+def test_a_file_that_breaks_the_loader_goes_to_rejects_and_the_others_load(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any unforeseen error while loading one file (here an OverflowError in staging) puts
+    that file in rejects/ with its errors.json, a reject row and an alert; later files of
+    the same and of other feeds still load, and the next run does not trip on it again."""
+    feed = FEEDS["stock"]
+    real = feed.stage_rows
+
+    def overflow(db_: Any, rows: Any, fmt: Any) -> None:
+        if any(a.row.article_id == "BOOM" for a in rows):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        real(db_, rows, fmt)
+
+    monkeypatch.setattr(feed, "stage_rows", overflow)
+    drop(host, "stock-1.csv", "article_id,qty\nA1,1\nBOOM,2\n")
+    drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
+    drop(host, "stock-2.csv", "article_id,qty\nA1,1\nA2,2\n")
+    results = load(db, host)
+    assert [(r.file, r.status) for r in results] == [
+        ("stock-1.csv", "rejected_file"),
+        ("articles.csv", "archived"),
+        ("stock-2.csv", "archived"),
+    ]
+    assert stock(db) == {"A1": 1, "A2": 2}
+    report = json.loads((host / "rejects" / "stock-1.csv.errors.json").read_text())
+    assert report["reason"].startswith("could not be loaded: OverflowError")
+    assert (host / "rejects" / "stock-1.csv").exists()
+    [alert] = db.open_alerts(inbox_module.ALERT_FILE_ERROR)
+    assert "stock-1.csv" in alert["message"]
+    assert "OverflowError" in alert["message"]
+    assert rejects(db)["stock-1.csv"]["reason"].startswith("file refused: could not be loaded")
+    assert load(db, host) == []
+
+
+def test_a_file_that_cannot_even_be_moved_to_rejects_does_not_block_the_next(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When moving a broken file to rejects/ fails too, an alert says so and the next
+    file still loads."""
+    monkeypatch.setattr(FEEDS["stock"], "merge", lambda *_: 1 / 0)
+
+    def read_only(*_: Any, **__: Any) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(inbox_module, "write_bytes_atomic", read_only)
+    drop(host, "stock.csv", "article_id,qty\nA1,1\n")
+    drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
+    first, second = load(db, host)
+    assert (first.status, second.status) == ("failed", "archived")
+    assert "Read-only file system" in (first.reason or "")
+    [alert] = db.open_alerts(inbox_module.ALERT_FILE_ERROR)
+    assert alert["subject"] == "stock:stock.csv"
+    assert (host / "inbox" / "stock.csv").exists()
+
+
+# -- 3. one grammar per field type -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelt", ["٣", "1_000", "1e3", "+5", "1,5", ".5", "5.", "0x10", "NaN", "Infinity", "١٢"]
+)
+def test_decimal_cells_accept_only_ascii_positional_numbers(
+    db: Store, host: Path, spelt: str
+) -> None:
+    """A decimal cell is ASCII `-?[0-9]+(.[0-9]+)?`: other digits, separators, a sign,
+    exponents and words are rejected with the field named and the value quoted."""
+    drop(host, "stock.csv", f'article_id,qty\nA1," 7.50 "\nA2,"{spelt}"\n')
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 1)
+    bad = rejects(db)["stock.csv:3"]
+    assert bad["field"] == "qty"
+    assert "not a valid decimal number" in bad["reason"]
+    assert repr(spelt) in bad["reason"]
+
+
+@pytest.mark.parametrize("spelt", ["٣", "1_000", "1e3", "+5", "5.0", "2,000", "١"])
+def test_whole_number_cells_accept_only_ascii_digits(db: Store, host: Path, spelt: str) -> None:
+    """An integer cell (order line qty) is ASCII `-?[0-9]+`."""
+    drop(
+        host,
+        "orders.csv",
+        f'action,order_id,line_id,article_id,qty\ncreate,O1,1,A1,007\ncreate,O2,1,A1,"{spelt}"\n',
+    )
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 1)
+    bad = rejects(db)["orders.csv:3"]
+    assert bad["field"] == "qty"
+    assert "not a valid integer" in bad["reason"]
+    assert db.scalar("SELECT qty FROM host_order_lines") == 7
+
+
+def test_jsonl_numbers_and_duplicated_keys(db: Store, host: Path) -> None:
+    """JSON Lines: a duplicated key (top level or nested), an exponent, NaN, a number with
+    more digits than a double keeps, and an oddly spelt decimal string are rejected with
+    field and reason; plain numbers and decimal strings load exactly."""
+    records = [
+        '{"article_id": "A1", "qty": 2.5}',
+        '{"article_id": "A2", "qty": 1, "qty": 2}',
+        '{"article_id": "A3", "qty": 1e3}',
+        '{"article_id": "A4", "qty": NaN}',
+        '{"article_id": "A5", "qty": 123456789012.123456}',
+        '{"article_id": "A6", "qty": "123456789012.123456"}',
+        '{"article_id": "A7", "qty": "1_0"}',
+        '{"article_id": "A8", "qty": "٣"}',
+        '{"article_id": "A9", "location": "L", "qty": 0.1}',
+    ]
+    drop(host, "stock.jsonl", "\n".join(records) + "\n")
+    drop(
+        host,
+        "orders.jsonl",
+        '{"action": "create", "order_id": "O1", "lines": '
+        '[{"line_id": "1", "article_id": "A", "qty": 1, "article_id": "B"}]}\n',
+    )
+    first, second = load(db, host)
+    assert (first.loaded, first.rejected, second.loaded, second.rejected) == (3, 6, 0, 1)
+    bad = rejects(db)
+    assert bad["stock.jsonl:2"]["field"] == "qty"
+    assert "appears more than once" in bad["stock.jsonl:2"]["reason"]
+    assert "exponent" in bad["stock.jsonl:3"]["reason"]
+    assert "NaN is not a JSON number" in bad["stock.jsonl:4"]["reason"]
+    assert "give it as a string" in bad["stock.jsonl:5"]["reason"]
+    assert bad["stock.jsonl:7"]["field"] == "qty"
+    assert "not a valid decimal number" in bad["stock.jsonl:8"]["reason"]
+    assert bad["orders.jsonl:1"]["field"] == "lines.0.article_id"
+    assert stock(db) == {"A1": 2.5, "A6": 123456789012.123456, "A9": 0.1}
+    assert db.scalar("SELECT qty FROM host_stock WHERE article_id = 'A6'") == pytest.approx(
+        123456789012.123456
+    )
+
+
+def test_csv_flags_are_the_documented_words(db: Store, host: Path) -> None:
+    """A flag cell is true/false, yes/no or 1/0 (any case); `on`, `t` and `y` are not."""
+    drop(host, "locations.csv", "location_id,name,active\nL1,One,YES\nL2,Two,on\nL3,Three,t\n")
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 2)
+    assert "expected true/false" in rejects(db)["locations.csv:3"]["reason"]
+
+
+# -- 4. a file that changes after it looked settled --------------------------------------
+
+
+def test_rows_appended_after_the_load_commits_never_vanish_into_archive(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row appended between the commit and the move: the file goes to rejects/ (not
+    archive/) with the reason, a reject row and an alert; put back, it loads whole."""
+    path = drop(host, "stock.csv", "article_id,qty\nA1,1\nA2,2\n")
+
+    def host_appends(p: Path) -> None:
+        with p.open("a") as fh:
+            fh.write("A3,3\n")
+
+    monkeypatch.setattr(inbox_module, "_before_archive", host_appends)
+    [result] = load(db, host)
+    assert (result.status, result.loaded) == ("changed_after_load", 2)
+    assert not list((host / "archive").iterdir())
+    assert result.moved_to == host / "rejects" / "stock.csv"
+    report = json.loads((host / "rejects" / "stock.csv.errors.json").read_text())
+    assert report["details"]["bytes_loaded"] == len("article_id,qty\nA1,1\nA2,2\n")
+    assert "NOT loaded" in report["reason"]
+    assert rejects(db)["stock.csv"]["reason"].startswith("file changed after load")
+    [alert] = db.open_alerts(inbox_module.ALERT_FILE_CHANGED)
+    assert "stock.csv" in alert["message"]
+    assert stock(db) == {"A1": 1, "A2": 2}
+    monkeypatch.undo()
+    os.replace(result.moved_to, path)  # the operator puts it back
+    settle(path)
+    [again] = load(db, host)
+    assert (again.status, again.loaded) == ("archived", 3)
+    assert stock(db) == {"A1": 1, "A2": 2, "A3": 3}
+
+
+def test_rows_appended_while_the_file_is_moved_are_caught_in_archive(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that still holds the file open and appends as it is moved: the archived
+    copy is checked again and moved on to rejects/."""
+    drop(host, "stock.csv", "article_id,qty\nA1,1\n")
+    real = inbox_module._move
+
+    def move_and_append(path: Path, directory: Path) -> Path:
+        moved = real(path, directory)
+        if directory.name == "archive":
+            with moved.open("a") as fh:
+                fh.write("A2,2\n")
+        return moved
+
+    monkeypatch.setattr(inbox_module, "_move", move_and_append)
+    [result] = load(db, host)
+    assert result.status == "changed_after_load"
+    assert not list((host / "archive").iterdir())
+    assert (host / "rejects" / "stock.csv").read_text().endswith("A2,2\n")
+
+
+def test_a_file_replaced_after_load_stays_to_be_loaded_on_its_own(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file renamed over the name after the load is a different file (another
+    inode): it is not archived in place of the one loaded, and loads next."""
+    path = drop(host, "stock.csv", "article_id,qty\nA1,1\n")
+
+    def host_replaces(p: Path) -> None:
+        fresh = p.with_name(".stock.tmp")
+        fresh.write_text("article_id,qty\nA1,1\nB1,5\n")
+        os.replace(fresh, p)
+
+    monkeypatch.setattr(inbox_module, "_before_archive", host_replaces)
+    [result] = load(db, host)
+    assert (result.status, result.moved_to) == ("archived", None)
+    assert "replaced" in (result.reason or "")
+    monkeypatch.undo()
+    settle(path)
+    [again] = load(db, host)
+    assert (again.status, again.loaded) == ("archived", 2)
+    assert stock(db) == {"A1": 1, "B1": 5}
+
+
+# -- 5. not a regular file ----------------------------------------------------------------
+
+
+def test_symlink_fifo_and_directory_with_feed_names_are_rejected_once_unopened(
+    db: Store, host: Path, tmp_path: Path
+) -> None:
+    """A symlink (never followed), a FIFO (never opened) and a directory named like feed
+    files go to rejects/ as they are, each with errors.json and a reject row, logged once;
+    the regular file beside them loads."""
+    outside = tmp_path / "outside.csv"
+    outside.write_text("article_id,name\nSECRET,not for syncd\n")
+    inbox = host / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "articles-link.csv").symlink_to(outside)
+    os.mkfifo(inbox / "stock.csv")
+    (inbox / "orders.jsonl").mkdir()
+    for name in ("articles-link.csv", "stock.csv", "orders.jsonl"):
+        settle(inbox / name)
+    drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
+    with capture_logs() as logs:
+        results = load(db, host)
+        assert load(db, host) == []
+    statuses = {r.file: r.status for r in results}
+    assert statuses == {
+        "articles-link.csv": "not_a_file",
+        "stock.csv": "not_a_file",
+        "orders.jsonl": "not_a_file",
+        "articles.csv": "archived",
+    }
+    rejected = host / "rejects"
+    assert (rejected / "articles-link.csv").is_symlink()
+    assert (rejected / "orders.jsonl").is_dir()
+    assert outside.read_text().startswith("article_id")  # untouched, never read
+    assert db.scalar("SELECT count(*) FROM host_articles WHERE article_id = 'SECRET'") == 0
+    report = json.loads((rejected / "articles-link.csv.errors.json").read_text())
+    assert "symlink" in report["reason"]
+    assert str(outside) in report["reason"]
+    assert "FIFO" in rejects(db)["stock.csv"]["reason"]
+    assert "directory" in rejects(db)["orders.jsonl"]["reason"]
+    warned = [e for e in logs if e["event"] == "host_inbox_entry_not_a_file"]
+    assert sorted(e["file"] for e in warned) == ["articles-link.csv", "orders.jsonl", "stock.csv"]
