@@ -15,6 +15,28 @@ string, so a barcode keeps its leading zeros). Unknown CSV columns refuse the
 whole file (a misspelt column would otherwise lose data silently); unknown JSON
 keys reject the row.
 
+One grammar per field type; anything else rejects the row, naming the field:
+
+- integer (order line `qty`, `lead_time_days`): ASCII `-?[0-9]+` in CSV (leading
+  zeros allowed; no `+`, `_`, `,`, `.`, exponent or non-ASCII digits such as
+  `٣`), a JSON integer in JSON Lines. Bounds: order line qty 1..1,000,000,000,
+  lead_time_days 0..3650 (both far inside SQLite's int64).
+- decimal (quantities, measures, money): ASCII `-?[0-9]+(.[0-9]+)?` as text (a CSV
+  cell, or a JSON string such as `"3.10"`), or a JSON number written out without
+  an exponent and with no more significant digits than a double keeps exactly
+  (about 15; give longer ones as strings). At most 18 digits, 6 after the point
+  (|x| < 10^12); a field's sign bound (>= 0, > 0) is given with the feed.
+- flag: CSV `true`/`false`, `yes`/`no`, `1`/`0` (any case); JSON `true`/`false`.
+- date: `YYYY-MM-DD` in ASCII digits. Timestamps (`placed_at`): RFC 3339 with a zone.
+- JSON Lines: an object that repeats a key (at any depth) is rejected (which value
+  was meant?); `NaN` and `Infinity` are not numbers.
+
+CSV records: a quoted cell may hold line breaks, but one record spans at most 64
+lines and 1 MiB (`MAX_RECORD_LINES`, `MAX_LINE_CHARS` in syncd.host.inbox). A
+record that cannot be read (a quote never closed, or closed in the wrong place,
+or past those bounds) is rejected by its first line and reading resumes at the
+next line: a stray quote costs its own row only.
+
 articles (snapshot by default) -> `host_articles`
     CSV columns: `article_id`, `name` (required); `description`, `unit` (default
     `EA`), `whole_units` (default true: quantities are whole units, as Instock

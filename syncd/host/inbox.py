@@ -16,6 +16,15 @@ the same bytes are refused again.
 
 Memory: rows are read one at a time (csv.reader, bounded line reads) and staged
 in batches; snapshot deletions and diffs run in SQL.
+
+Hostile files: a bad row is a reject (file:line, field, reason) and the rows
+after it load; a CSV record that cannot be read is rejected by its first line
+and reading resumes at the next. Any error while loading one file that is not
+the state DB's own (locked, full) sends that file to `rejects/` with an alert;
+the files after it load. A file is checked (size, mtime, inode) after its load
+commits and again after it is moved: one changed in place goes to `rejects/`
+(with an alert) rather than to `archive/` with unloaded rows in it. A symlink,
+FIFO or directory with a feed file's name is moved to `rejects/` unopened.
 """
 
 from __future__ import annotations
