@@ -329,8 +329,8 @@ def _flag(value: Any) -> Any:
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1024)]
-Measure = Annotated[Decimal, _Exact, Field(gt=0, **_DECIMAL_DIGITS)]
-Quantity = Annotated[Decimal, _Exact, Field(ge=0, **_DECIMAL_DIGITS)]
+Measure = Annotated[Decimal, Field(gt=0, **_DECIMAL_DIGITS), _Exact]
+Quantity = Annotated[Decimal, Field(ge=0, **_DECIMAL_DIGITS), _Exact]
 Attributes = dict[
     Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)],
     Annotated[str, StringConstraints(max_length=4096)],
@@ -343,10 +343,10 @@ LineKey = Annotated[
 ]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 # Signed exact decimals: a sales quantity or value (negative: a return).
-SignedQuantity = Annotated[Decimal, _Exact, Field(**_DECIMAL_DIGITS)]
-Money = Annotated[Decimal, _Exact, Field(**_DECIMAL_DIGITS)]
-UnitCost = Annotated[Decimal, _Exact, Field(ge=0, **_DECIMAL_DIGITS)]
-OrderedQty = Annotated[Decimal, _Exact, Field(gt=0, **_DECIMAL_DIGITS)]
+SignedQuantity = Annotated[Decimal, Field(**_DECIMAL_DIGITS), _Exact]
+Money = Annotated[Decimal, Field(**_DECIMAL_DIGITS), _Exact]
+UnitCost = Annotated[Decimal, Field(ge=0, **_DECIMAL_DIGITS), _Exact]
+OrderedQty = Annotated[Decimal, Field(gt=0, **_DECIMAL_DIGITS), _Exact]
 # An ISO 4217 code; `usd` is read as `USD`.
 Currency = Annotated[
     str,
@@ -467,7 +467,7 @@ class StockRow(_Row):
 
 # -- orders --------------------------------------------------------------------
 
-LineQty = Annotated[int, _Whole, Field(gt=0, le=MAX_LINE_QTY)]  # Instock counts whole units
+LineQty = Annotated[int, Field(gt=0, le=MAX_LINE_QTY), _Whole]  # Instock counts whole units
 
 
 class OrderLine(_Row):
@@ -548,7 +548,7 @@ class SupplierRow(_Row):
     supplier_id: HostId
     name: Text
     type: Label | None = None
-    lead_time_days: Annotated[int, _Whole, Field(ge=0, le=MAX_LEAD_TIME_DAYS)] | None = None
+    lead_time_days: Annotated[int, Field(ge=0, le=MAX_LEAD_TIME_DAYS), _Whole] | None = None
     currency: Currency | None = None
     contact_name: Text | None = None
     contact_email: Email | None = None

@@ -29,6 +29,7 @@ FIFO or directory with a feed file's name is moved to `rejects/` unopened.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -390,10 +391,19 @@ def _csv_header(lines: _Lines, reader: Any, feed: Feed) -> list[str]:
 
 
 def _csv_records(
-    feed: Feed, lines: _Lines, reader: Any, header: list[str]
-) -> Iterator[tuple[int, list[str]] | _Bad]:
-    """(first line, cells) per record after the header, or a _Bad for a record that
-    cannot be read: its first line is rejected and reading resumes after it."""
+    feed: Feed,
+    lines: _Lines,
+    reader: Any,
+    header: list[str],
+    judge: Callable[[int, list[str]], Accepted | _Bad],
+) -> Iterator[Accepted | _Bad]:
+    """Every record after the header, judged; a record that cannot be read is
+    rejected by its first line and reading resumes at the next line.
+
+    A record that spans lines (a quoted line break) must also be valid: if it is
+    not, its quote may be a stray one that took in the lines after it, so its first
+    line is rejected and those lines are read again on their own.
+    """
     width = len(header)
     while True:
         lines.start_record()
@@ -406,14 +416,25 @@ def _csv_records(
         else:
             if not cells:
                 continue  # a blank line
-            if len(cells) == width or len(lines.taken) == 1:
-                yield lines.taken[0][0], cells
+            spanned = len(lines.taken)
+            if spanned == 1:
+                yield judge(lines.taken[0][0], cells)
                 continue
-            # Lines joined by a quote and still the wrong shape: most likely a stray quote.
-            reason = (
-                f"expected {width} fields; a quote opened on this line is not closed where "
-                f"it should be (the {len(lines.taken) - 1} line(s) after it are read on their own)"
-            )
+            if len(cells) == width:
+                verdict = judge(lines.taken[0][0], cells)
+                if isinstance(verdict, Accepted):
+                    yield verdict
+                    continue
+                reason = (
+                    f"{verdict.reason} (this row runs over {spanned} lines through a quoted "
+                    f"line break; in case its quote is a stray one, the {spanned - 1} line(s) "
+                    "after it are read on their own)"
+                )
+            else:
+                reason = (
+                    f"expected {width} fields; a quote opened on this line is not closed where "
+                    f"it should be (the {spanned - 1} line(s) after it are read on their own)"
+                )
         line, raw_line = lines.resync()
         reader = csv.reader(lines, strict=True)  # a fresh parser state
         payload = None if raw_line is None else _clip(raw_line.rstrip("\r\n"))
@@ -429,21 +450,17 @@ def _csv_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
         model = feed.csv_model
         width = len(header)
         keep = feed.keeps_payload
-        for record in _csv_records(feed, lines, reader, header):
-            if isinstance(record, _Bad):
-                yield record
-                continue
-            line, fields = record
+
+        def judge(line: int, fields: list[str]) -> Accepted | _Bad:
             if len(fields) != width:
                 raw = dict(zip(header, fields, strict=False))
-                yield _Bad(
+                return _Bad(
                     line,
                     None,
                     f"expected {width} fields, found {len(fields)}",
                     _clip(_PAYLOAD_JSON.encode(fields)),
                     feed.raw_key(raw),
                 )
-                continue
             data: dict[str, Any] = {}
             for index, name, nested in plan:
                 value = fields[index]
@@ -458,14 +475,15 @@ def _csv_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
             except ValidationError as exc:
                 raw = dict(zip(header, fields, strict=True))
                 field, reason = describe(exc, feed.csv_field_name)
-                yield _Bad(line, field, reason, _clip(_PAYLOAD_JSON.encode(raw)), feed.raw_key(raw))
-                continue
-            if keep:
-                yield Accepted(
-                    line, row, _clip(_PAYLOAD_JSON.encode(dict(zip(header, fields, strict=True))))
+                return _Bad(
+                    line, field, reason, _clip(_PAYLOAD_JSON.encode(raw)), feed.raw_key(raw)
                 )
-            else:
-                yield Accepted(line, row)
+            if keep:
+                payload = _clip(_PAYLOAD_JSON.encode(dict(zip(header, fields, strict=True))))
+                return Accepted(line, row, payload)
+            return Accepted(line, row)
+
+        yield from _csv_records(feed, lines, reader, header, judge)
 
 
 def _bounded_lines(text: Any) -> Iterator[tuple[int, str | None]]:
@@ -839,6 +857,9 @@ def _load_new(
             )
         if size == 0:
             raise FileRefused("empty file")
+        if size < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(path.read_bytes()):
+            # Python's reader would take these bytes for an empty file.
+            raise FileRefused("not UTF-8 text: only part of a byte order mark")
         return _load_staged(
             store, feed, path, dirs, options, mode, fmt, file_info, run_id, batch_size
         )

@@ -102,6 +102,19 @@ def test_stray_quote_closed_by_a_later_quote_still_costs_one_row(db: Store, host
     assert rows["A6"]["line"] == 8
 
 
+def test_two_stray_quotes_that_make_one_invalid_row_cost_only_the_first_line(
+    db: Store, host: Path
+) -> None:
+    """Two stray quotes can join lines into a row of the right width; when that row is
+    invalid, only its first line is rejected and the lines it took in are read again."""
+    drop(host, "stock.csv", 'article_id,qty\n"A2,2\nA3,3\nA4",4\nA5,5\n')
+    [result] = load(db, host)
+    assert result.loaded + result.rejected == 4
+    assert "stock.csv:2" in rejects(db)
+    assert "read on their own" in rejects(db)["stock.csv:2"]["reason"]
+    assert {"A3", "A5"} <= set(stock(db))
+
+
 def test_a_quoted_field_is_bounded_in_lines(db: Store, host: Path) -> None:
     """A quoted field may not run on for more than MAX_RECORD_LINES lines: past that its
     first line is rejected and every following line is read on its own."""
@@ -431,3 +444,12 @@ def test_symlink_fifo_and_directory_with_feed_names_are_rejected_once_unopened(
     assert "directory" in rejects(db)["orders.jsonl"]["reason"]
     warned = [e for e in logs if e["event"] == "host_inbox_entry_not_a_file"]
     assert sorted(e["file"] for e in warned) == ["articles-link.csv", "orders.jsonl", "stock.csv"]
+
+
+def test_a_cut_off_byte_order_mark_is_not_read_as_an_empty_file(db: Store, host: Path) -> None:
+    """One or two bytes of a UTF-8 BOM (a file cut short) are refused as not UTF-8, not
+    loaded as an empty file (Python's reader would see no text at all)."""
+    drop(host, "stock.jsonl", b"\xef\xbb")
+    [result] = load(db, host)
+    assert result.status == "rejected_file"
+    assert "byte order mark" in (result.reason or "")
