@@ -83,7 +83,9 @@ _PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False)
 # changed_after_load: its rows were loaded, then it changed in place: to rejects/, with an alert.
 # not_a_file: a symlink, FIFO or directory with a feed name: moved to rejects/ unopened.
 # failed: it could not even be moved to rejects/ (an alert says why); vanished: gone before load.
+# loaded_not_moved: loaded, but the move to archive/ failed (an alert); a later scan moves it.
 Status = Literal[
+    "loaded_not_moved",
     "archived",
     "rejected_file",
     "already_loaded",
@@ -952,9 +954,20 @@ def _load_staged(
         write_lock_s=round(committed - staged, 2),  # how long other writers waited
     )
     _before_archive(path)
-    status, moved, reason = _archive_unchanged(
-        store, feed, path, dirs, file_info, ctx.load_id, (loaded, rejected), run_id
-    )
+    try:
+        status, moved, reason = _archive_unchanged(
+            store, feed, path, dirs, file_info, ctx.load_id, (loaded, rejected), run_id
+        )
+    except OSError as exc:
+        # Loaded and recorded: a later scan finds the same bytes and only moves them.
+        reason = f"loaded, but could not be moved out of inbox/: {type(exc).__name__}: {exc}"
+        log.warning("host_file_not_moved", feed=feed.name, file=name, error=str(exc))
+        store.open_alert(
+            ALERT_FILE_ERROR,
+            f"host feed {feed.name}: {name} {reason}",
+            subject=f"{feed.name}:{name}",
+        )
+        status, moved = "loaded_not_moved", None
     return LoadResult(
         feed.name, name, status, loaded, rejected, changed, deleted, moved, reason=reason
     )
@@ -1199,12 +1212,13 @@ def _guarded(
         if store_trouble(exc):
             raise
         reason = f"could not be loaded nor moved to rejects/: {type(exc).__name__}: {exc}"
-        log.exception("host_file_failed", feed=feed, file=path.name, run_id=run_id)
-        store.open_alert(
+        new = store.open_alert(
             ALERT_FILE_ERROR,
             f"host feed {feed}: {path.name} {reason}",
             subject=f"{feed}:{path.name}",
         )
+        if new:  # once, not at every scan while the trouble lasts
+            log.exception("host_file_failed", feed=feed, file=path.name, run_id=run_id)
         return LoadResult(feed, path.name, "failed", reason=reason)
 
 

@@ -241,6 +241,32 @@ def test_a_file_that_cannot_even_be_moved_to_rejects_does_not_block_the_next(
     assert (host / "inbox" / "stock.csv").exists()
 
 
+def test_a_loaded_file_that_cannot_be_archived_is_only_moved_later(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose rows committed but whose move to archive/ fails is not refused (its
+    rows are in): an alert says so, and the next run only moves it, loading nothing twice."""
+    real = inbox_module._move
+
+    def archive_refuses(path: Path, directory: Path) -> Path:
+        if directory.name == "archive" and path.name == "stock.csv":
+            raise PermissionError(13, "Permission denied")
+        return real(path, directory)
+
+    monkeypatch.setattr(inbox_module, "_move", archive_refuses)
+    drop(host, "stock.csv", "article_id,qty\nA1,1\n")
+    drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
+    first, second = load(db, host)
+    assert (first.status, first.loaded, second.status) == ("loaded_not_moved", 1, "archived")
+    assert "could not be moved" in db.open_alerts(inbox_module.ALERT_FILE_ERROR)[0]["message"]
+    assert not (host / "rejects").exists() or not list((host / "rejects").iterdir())
+    monkeypatch.undo()
+    [again] = load(db, host)
+    assert again.status == "already_loaded"
+    assert (host / "archive" / "stock.csv").exists()
+    assert db.scalar("SELECT count(*) FROM host_files") == 2
+
+
 # -- 3. one grammar per field type -----------------------------------------------------
 
 
