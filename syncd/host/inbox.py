@@ -95,9 +95,12 @@ Status = Literal[
     "failed",
     "vanished",
 ]
-# Alert kinds: a file that broke the loader, or changed after it was loaded.
+# Alert kinds: a file refused whole (unreadable, not a regular file), one that broke
+# the loader, one that changed after it was loaded, and the snapshot guard.
+ALERT_FILE_REFUSED = "host_file_refused"
 ALERT_FILE_ERROR = "host_file_error"
 ALERT_FILE_CHANGED = "host_file_changed"
+ALERT_FEED_GUARD = "host_feed_guard"
 
 
 @dataclass(frozen=True)
@@ -133,20 +136,15 @@ class _FileChanged(Exception):
 
 
 class FileRefused(Exception):
-    """The file as a whole cannot be loaded; it goes to rejects/ with this reason."""
+    """The file as a whole cannot be loaded; it goes to rejects/ with this reason,
+    and an alert of `alert_kind` (one per feed, or per file for `host_file_error`)."""
 
     def __init__(
-        self,
-        reason: str,
-        details: Any = None,
-        *,
-        alert: bool = False,
-        alert_kind: str = "host_feed_guard",
+        self, reason: str, details: Any = None, *, alert_kind: str = ALERT_FILE_REFUSED
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.details = details
-        self.alert = alert
         self.alert_kind = alert_kind
 
 
@@ -803,7 +801,6 @@ def load_file(
         refused = FileRefused(
             f"could not be loaded: {type(exc).__name__}: {exc}",
             {"error": type(exc).__name__, "message": str(exc)},
-            alert=True,
             alert_kind=ALERT_FILE_ERROR,
         )
         return _refuse_file(store, feed, path, dirs, refused, file_info, run_id)
@@ -924,7 +921,7 @@ def _load_staged(
                             "max_delete_fraction": fraction,
                             "row_errors": _sample_errors(store),
                         },
-                        alert=True,
+                        alert_kind=ALERT_FEED_GUARD,
                     )
             changed, deleted = feed.merge(db, ctx)
             rejected = store.add_rejects(_staged_rejects(store, feed.name, name), run_id=run_id)
@@ -934,7 +931,7 @@ def _load_staged(
                 "rows_deleted = ? WHERE id = ?",
                 [loaded, rejected, changed, deleted, ctx.load_id],
             )
-            store.resolve_alerts("host_feed_guard", subject=feed.name)
+            store.resolve_alerts(ALERT_FEED_GUARD, subject=feed.name)
         committed = time.monotonic()
     finally:
         feed.drop_staging(db)
@@ -1137,13 +1134,12 @@ def _refuse_file(
                     run_id,
                 ],
             )
-        if refused.alert:
-            guard = refused.alert_kind == "host_feed_guard"
-            store.open_alert(
-                refused.alert_kind,
-                f"host feed {feed.name}: {name} refused: {refused.reason}",
-                subject=feed.name if guard else f"{feed.name}:{name}",
-            )
+        per_file = refused.alert_kind == ALERT_FILE_ERROR
+        store.open_alert(
+            refused.alert_kind,
+            f"host feed {feed.name}: {name} refused: {refused.reason}",
+            subject=f"{feed.name}:{name}" if per_file else feed.name,
+        )
     os.replace(path, target)
     follow_umask(target)
     log.warning(
@@ -1241,6 +1237,11 @@ def _refuse_stray(
         "rejected_at": iso(),
     }
     target = _park(stray.path, dirs, report)
+    store.open_alert(
+        ALERT_FILE_REFUSED,
+        f"host feed {stray.feed}: {stray.path.name} refused: {reason}",
+        subject=stray.feed,
+    )
     with store.transaction():
         store.add_rejects(
             [

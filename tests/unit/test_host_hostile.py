@@ -468,6 +468,8 @@ def test_symlink_fifo_and_directory_with_feed_names_are_rejected_once_unopened(
     assert str(outside) in report["reason"]
     assert "FIFO" in rejects(db)["stock.csv"]["reason"]
     assert "directory" in rejects(db)["orders.jsonl"]["reason"]
+    alerts = db.open_alerts(inbox_module.ALERT_FILE_REFUSED)
+    assert sorted(a["subject"] for a in alerts) == ["articles", "orders", "stock"]
     warned = [e for e in logs if e["event"] == "host_inbox_entry_not_a_file"]
     assert sorted(e["file"] for e in warned) == ["articles-link.csv", "orders.jsonl", "stock.csv"]
 
@@ -479,3 +481,16 @@ def test_a_cut_off_byte_order_mark_is_not_read_as_an_empty_file(db: Store, host:
     [result] = load(db, host)
     assert result.status == "rejected_file"
     assert "byte order mark" in (result.reason or "")
+
+
+def test_a_file_that_cannot_be_read_at_all_raises_an_alert(db: Store, host: Path) -> None:
+    """A file refused whole (here Latin-1, not UTF-8) is in rejects/ and raises one alert
+    per feed, refreshed (not repeated) by the next such file."""
+    drop(host, "articles-1.csv", "article_id,name\nA1,Crème\n".encode("latin-1"))
+    drop(host, "articles-2.csv", "article_id,nom\nA1,Oats\n")
+    first, second = load(db, host)
+    assert (first.status, second.status) == ("rejected_file", "rejected_file")
+    [alert] = db.open_alerts(inbox_module.ALERT_FILE_REFUSED)
+    assert alert["subject"] == "articles"
+    assert alert["count"] == 2
+    assert "articles-2.csv" in alert["message"]

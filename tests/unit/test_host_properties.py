@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from syncd.config import HostConfig
@@ -397,6 +397,8 @@ def test_every_data_line_is_loaded_or_rejected_and_a_bad_file_blocks_nothing(
             s.drop(follower, text.encode())
         results = {r.file: r for r in s.load()}
         assert set(results) == {name, *followers}
+        event(f"{fmt} file {results[name].status}")
+        event(f"rows rejected: {'some' if results[name].rejected else 'none'}")
         check_accounting(s, results[name], data, fmt, items)
         for follower in followers:
             assert (results[follower].status, results[follower].loaded) == ("archived", 2)
