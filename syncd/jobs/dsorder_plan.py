@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -52,6 +52,10 @@ class CatalogEntry:
     instock_article_id: str
     whole_units: bool = True
     serial_numbered: bool = False  # Instock refuses these in every upload and order
+    # Instock units per DSOrder unit (the host catalog's `units_per_order_unit`
+    # attribute): DSOrder's 100.50 kg at 100 per kg is 10050 Instock units. None: 1.
+    units_per_order_unit: Decimal | None = None
+    conversion_problem: str = ""  # the attribute is there but is not a positive number
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,21 @@ class LineCheck:
     ok: bool
     reason: str = ""
     instock_article_id: str | None = None
+    instock_qty: int | None = None  # whole Instock units the line asks for
+    unit_factor: Decimal | None = None  # Instock units per DSOrder unit (None: 1)
+    roundable: bool = False  # refused only for a fraction: `release --round` can send it
 
 
 def check_line(
-    article_id: str, quantity: Decimal, catalog: Mapping[str, CatalogEntry]
+    article_id: str,
+    quantity: Decimal,
+    catalog: Mapping[str, CatalogEntry],
+    *,
+    rounding: bool = False,
 ) -> LineCheck:
-    """Whether Instock can take a DSOrder line, and why not."""
+    """Whether Instock can take a DSOrder line (in whole Instock units after the article's
+    unit conversion), and why not. `rounding` (an operator's release) rounds a fraction
+    half up instead of refusing it; a line that rounds to 0 is still refused."""
     entry = catalog.get(article_id)
     if entry is None:
         return LineCheck(False, f"article {article_id} is not in the host catalog")
@@ -74,12 +87,41 @@ def check_line(
             f"article {article_id} is serial-numbered, which Instock refuses "
             "(it cannot be uploaded, so an order line for it would be refused)",
         )
+    if entry.conversion_problem:
+        return LineCheck(False, entry.conversion_problem)
     if quantity <= 0:
         return LineCheck(False, f"quantity {quantity} is not positive")
-    if quantity != quantity.to_integral_value():
-        unit = "an article sold in whole units" if entry.whole_units else "Instock"
-        return LineCheck(False, f"fractional quantity {quantity} for {unit} (whole units only)")
-    return LineCheck(True, instock_article_id=entry.instock_article_id)
+    factor = entry.units_per_order_unit
+    units = quantity * factor if factor is not None else quantity
+    if units != units.to_integral_value():
+        rounded = int(units.to_integral_value(ROUND_HALF_UP))
+        if rounding and rounded > 0:
+            return LineCheck(True, "", entry.instock_article_id, rounded, factor)
+        if factor is not None:
+            reason = (
+                f"fractional quantity {quantity} x {factor} units per order unit = {units} "
+                "Instock units (whole units only)"
+            )
+        else:
+            unit = "an article sold in whole units" if entry.whole_units else "Instock"
+            reason = f"fractional quantity {quantity} for {unit} (whole units only)"
+        if rounding:
+            reason += "; rounds to 0"
+        return LineCheck(False, reason, roundable=not rounding)
+    return LineCheck(True, "", entry.instock_article_id, int(units), factor)
+
+
+def unit_factor(value: object, attribute: str) -> tuple[Decimal | None, str]:
+    """A catalog attribute's conversion factor, or why it cannot be used."""
+    if value is None or value == "":
+        return None, ""
+    try:
+        factor = Decimal(str(value).strip())
+    except ArithmeticError:
+        factor = Decimal("NaN")
+    if not factor.is_finite() or factor <= 0:
+        return None, f"catalog attribute {attribute} = {value!r} is not a positive number"
+    return factor, ""
 
 
 @dataclass(frozen=True)
@@ -171,6 +213,9 @@ def fulfil_report(
             if line_id and line["status"] == "ok"
             else Decimal(0)
         )
+        factor = line.get("unit_factor")
+        if factor and total:  # Instock units back to DSOrder's
+            total = total / Decimal(str(factor))
         report.append(
             ReportLine(int(line["line_number"]), str(line["article_id"]), total, terminal)
         )  # type: ignore[call-overload]

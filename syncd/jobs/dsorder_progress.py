@@ -78,7 +78,7 @@ def run(ctx: JobContext) -> None:
                 {
                     "line_id": ln["instock_line_id"],
                     "article_id": ln["instock_article_id"],
-                    "qty": ln["quantity"],
+                    "qty": ln["instock_qty"] or ln["quantity"],
                 }
                 for ln in lines[ready[instock_id]["order_id"]]
                 if ln["status"] == "ok"
@@ -109,7 +109,8 @@ def run(ctx: JobContext) -> None:
 def _lines(store: Store, order_id: str) -> list[dict[str, Any]]:
     return store.query(
         "SELECT line_number, article_id, quantity, instock_line_id, instock_article_id, status, "
-        "reported_qty, reported_finished FROM dsorder_lines WHERE order_id = ? "
+        "unit_factor, instock_qty, reported_qty, reported_finished FROM dsorder_lines "
+        "WHERE order_id = ? "
         "ORDER BY line_number",
         [order_id],
     )

@@ -15,7 +15,7 @@ raised as an alert naming the interval (status, logs, sd_notify STATUS).
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
+from syncd.errors import StateError
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import (
     AttributeMap,
@@ -32,12 +33,15 @@ from syncd.jobs.dsorder_plan import (
     IdMapping,
     LineCheck,
     OrderFacts,
+    Policy,
     check_line,
     end_of_day_time,
     order_header,
     plan_order,
     uncovered_interval,
+    unit_factor,
 )
+from syncd.jobs.dsorder_push import DESTINATION as DSORDER
 from syncd.jobs.instock_push import DESTINATION as INSTOCK
 from syncd.logs import redactor
 from syncd.state import NewIntent, NewReject, Store
@@ -57,6 +61,13 @@ class Options(BaseModel):
         None, description="host catalog attribute holding DSOrder's article id; None = same id"
     )
     policy: Literal["hold", "partial"] = "hold"
+    unit_conversion_attribute: str | None = Field(
+        "units_per_order_unit",
+        description="host catalog attribute: Instock units per DSOrder unit (absent: 1)",
+    )
+    hold_escalate_after: Duration = Field(
+        14_400.0, gt=0, description="a held order's alert escalates after this long"
+    )
     # Where DSOrder's facts go on the Instock order. Custom attributes must be agreed
     # with Instock for the site first; an empty string turns one off.
     placed_at: bool = Field(True, description="placed_at from DSOrder's order_date")
@@ -159,8 +170,154 @@ def run(ctx: JobContext) -> None:
         ctx.check_stop()
         _take_new_order(ctx, order, catalog, options)
     store.set_checkpoint(LAST_PULL, iso(now), run_id=ctx.run_id)
+    sync_hold_alerts(ctx.store, options, utcnow(), ctx.log)
     if ctx.counts["queued"]:
         ctx.wake_sender()
+
+
+HELD_ALERT = "dsorder_order_held"
+ESCALATED_ALERT = "dsorder_order_held_escalated"
+Release = Literal["round", "partial", "cancel"]
+
+
+def _age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def sync_hold_alerts(store: Store, options: Options, now: datetime, log: Any) -> None:
+    """One alert per held order, saying its age and how to release it; escalated once
+    it is held longer than `hold_escalate_after`; resolved when it is held no more."""
+    held = store.query(
+        "SELECT order_id, pulled_at, hold_reason FROM dsorder_orders WHERE state = 'held'"
+    )
+    subjects = set()
+    for order in held:
+        order_id = order["order_id"]
+        subjects.add(order_id)
+        age = (now - parse_iso(order["pulled_at"])).total_seconds()
+        message = (
+            f"DSOrder order {order_id} held for {_age(age)} (since {order['pulled_at']}): "
+            f"{order['hold_reason']}; release it with `syncd orders release {order_id} "
+            "--round|--partial|--cancel`, or fix the catalog"
+        )
+        store.open_alert(HELD_ALERT, message, subject=order_id)
+        escalate = age >= options.hold_escalate_after
+        if escalate and store.open_alert(ESCALATED_ALERT, "ESCALATED: " + message, order_id):
+            log.error("dsorder_order_hold_escalated", order_id=order_id, age_s=round(age))
+    for kind in (HELD_ALERT, ESCALATED_ALERT):
+        for alert in store.open_alerts(kind):
+            if alert["subject"] not in subjects:
+                store.resolve_alerts(kind, alert["subject"])
+
+
+def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
+    """An operator's decision for a held order, applied at once in one transaction:
+    `round` sends fractional lines rounded half up to whole Instock units (and leaves out
+    lines that cannot be sent at all), `partial` sends only the lines Instock can take,
+    `cancel` sends nothing to Instock and reports every line as 0, finished, then closes
+    the order in DSOrder. Returns what was done; refuses an order that is not held."""
+    options: Options = ctx.options
+    store = ctx.store
+    rows = store.query(
+        "SELECT order_id, instock_order_id, state FROM dsorder_orders WHERE order_id = ?",
+        [order_id],
+    )
+    if not rows:
+        raise StateError(f"no DSOrder order {order_id!r} was ever pulled")
+    order = rows[0]
+    if order["state"] != "held":
+        raise StateError(f"DSOrder order {order_id} is {order['state']}, not held")
+    lines = store.query(
+        "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ? "
+        "ORDER BY line_number",
+        [order_id],
+    )
+    with store.transaction():
+        if how == "cancel" or order["instock_order_id"] is None:
+            if how != "cancel":
+                raise StateError(
+                    f"DSOrder order {order_id} maps to no valid Instock order id: "
+                    "only --cancel can release it"
+                )
+            outcome = _cancel_held(ctx, order_id, lines)
+        else:
+            catalog = _catalog(store, options)
+            checks = {
+                ln["line_number"]: check_line(
+                    ln["article_id"], Decimal(ln["quantity"]), catalog, rounding=how == "round"
+                )
+                for ln in lines
+            }
+            if not any(c.ok for c in checks.values()):
+                raise StateError(
+                    f"DSOrder order {order_id}: no line can be sent to Instock "
+                    f"({how}); use --cancel"
+                )
+            _apply_plan(ctx, order_id, order["instock_order_id"], checks, options, "partial")
+            sent = sum(c.ok for c in checks.values())
+            outcome = f"sent to Instock with {sent} of {len(checks)} line(s) ({how})"
+        store.db.execute(
+            "UPDATE dsorder_orders SET released_by = ?, updated_at = ? WHERE order_id = ?",
+            [how, iso(), order_id],
+        )
+        for reject in store.query(
+            "SELECT id FROM rejects WHERE source = ? AND (reference = ? OR reference LIKE ?) "
+            "AND status IN ('open', 'retry')",
+            [REJECT_SOURCE, f"order {order_id}", f"order {order_id} line %"],
+        ):
+            store.resolve_reject(reject["id"])
+        store.resolve_alerts(HELD_ALERT, order_id)
+        store.resolve_alerts(ESCALATED_ALERT, order_id)
+    ctx.log.warning("dsorder_order_released", order_id=order_id, how=how, outcome=outcome)
+    ctx.wake_sender()
+    return outcome
+
+
+def _cancel_held(ctx: JobContext, order_id: str, lines: list[dict[str, Any]]) -> str:
+    """Nothing goes to Instock: every line reported as 0, finished, then the close."""
+    store = ctx.store
+    now = iso()
+    rows = [
+        {
+            "line_number": ln["line_number"],
+            "article_id": ln["article_id"],
+            "quantity": "0",
+            "finished": True,
+        }
+        for ln in lines
+    ]
+    order_date = store.scalar(
+        "SELECT order_date FROM dsorder_orders WHERE order_id = ?", [order_id]
+    )
+    ctx.counts["queued"] += store.add_intents(
+        [
+            NewIntent(
+                DSORDER,
+                "fulfill",
+                f"order:{order_id}",
+                f"fulfill:{order_id}:cancelled",
+                {"order_id": order_id, "order_date": order_date, "lines": rows},
+            ),
+            NewIntent(
+                DSORDER,
+                "close",
+                f"order:{order_id}",
+                f"close:{order_id}",
+                {"order_id": order_id, "order_date": order_date, "instock_status": "cancelled"},
+            ),
+        ],
+        run_id=ctx.run_id,
+    )
+    store.db.execute(
+        "UPDATE dsorder_lines SET reported_qty = '0', reported_finished = 1 WHERE order_id = ?",
+        [order_id],
+    )
+    store.db.execute(
+        "UPDATE dsorder_orders SET state = 'closing', updated_at = ? WHERE order_id = ?",
+        [now, order_id],
+    )
+    return "not sent to Instock; every line reported as 0 and the order closed in DSOrder"
 
 
 def _reject_records(ctx: JobContext, answer: Submitted) -> None:
@@ -231,21 +388,33 @@ def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:
 
 def _catalog(store: Store, options: Options) -> dict[str, CatalogEntry]:
     """DSOrder article id -> Instock article id (identity by default) from the host catalog."""
-    columns = "article_id, whole_units, is_serial_numbered"
+    # Attribute names are quoted in the JSON path: a name may hold dots or spaces.
+    columns = (
+        "article_id, whole_units, is_serial_numbered, "
+        "json_extract(attributes, '$.\"' || ? || '\"') AS factor"
+    )
+    conversion = options.unit_conversion_attribute or ""
     if options.article_attribute:
         rows = store.query(
-            f"SELECT json_extract(attributes, '$.' || ?) AS ds_id, {columns} "
+            f"SELECT json_extract(attributes, '$.\"' || ? || '\"') AS ds_id, {columns} "
             "FROM host_articles WHERE ds_id IS NOT NULL",
-            [options.article_attribute],
+            [options.article_attribute, conversion],
         )
     else:
-        rows = store.query(f"SELECT article_id AS ds_id, {columns} FROM host_articles")
-    return {
-        str(r["ds_id"]): CatalogEntry(
-            r["article_id"], bool(r["whole_units"]), bool(r["is_serial_numbered"])
+        rows = store.query(
+            f"SELECT article_id AS ds_id, {columns} FROM host_articles", [conversion]
         )
-        for r in rows
-    }
+    catalog = {}
+    for r in rows:
+        factor, problem = unit_factor(r["factor"], conversion) if conversion else (None, "")
+        catalog[str(r["ds_id"])] = CatalogEntry(
+            r["article_id"],
+            bool(r["whole_units"]),
+            bool(r["is_serial_numbered"]),
+            factor,
+            problem,
+        )
+    return catalog
 
 
 def _take_new_order(
@@ -301,11 +470,16 @@ def _take_new_order(
 
 
 def _apply_plan(
-    ctx: JobContext, order_id: str, instock_id: str, checks: dict[int, LineCheck], options: Options
+    ctx: JobContext,
+    order_id: str,
+    instock_id: str,
+    checks: dict[int, LineCheck],
+    options: Options,
+    policy: Policy | None = None,
 ) -> None:
     """Inside the caller's transaction: map lines, then create or hold."""
     store, mapping = ctx.store, options.mapping()
-    plan = plan_order(checks, options.policy)
+    plan = plan_order(checks, policy or options.policy)
     rejects = [
         NewReject(
             REJECT_SOURCE,
@@ -319,12 +493,15 @@ def _apply_plan(
     for number, check in checks.items():
         store.db.execute(
             "UPDATE dsorder_lines SET status = ?, reason = ?, instock_line_id = ?, "
-            "instock_article_id = ? WHERE order_id = ? AND line_number = ?",
+            "instock_article_id = ?, instock_qty = ?, unit_factor = ? "
+            "WHERE order_id = ? AND line_number = ?",
             [
                 "ok" if check.ok else "rejected",
                 check.reason or None,
                 mapping.line_id(instock_id, number) if check.ok else None,
                 check.instock_article_id,
+                check.instock_qty if check.ok else None,
+                str(check.unit_factor) if check.ok and check.unit_factor is not None else None,
                 order_id,
                 number,
             ],
@@ -333,7 +510,7 @@ def _apply_plan(
         _hold(ctx, order_id, plan.reason, rejects)
         return
     lines = store.query(
-        "SELECT instock_line_id, instock_article_id, quantity FROM dsorder_lines "
+        "SELECT instock_line_id, instock_article_id, instock_qty FROM dsorder_lines "
         "WHERE order_id = ? AND status = 'ok' ORDER BY line_number",
         [order_id],
     )
@@ -344,7 +521,7 @@ def _apply_plan(
             {
                 "line_id": ln["instock_line_id"],
                 "article_id": ln["instock_article_id"],
-                "qty": int(Decimal(ln["quantity"])),
+                "qty": int(ln["instock_qty"]),
             }
             for ln in lines
         ],

@@ -727,6 +727,23 @@ def m0010_planning_fields(db: Database) -> None:
     )
 
 
+@migrations()
+def m0011_dsorder_units(db: Database) -> None:
+    # A DSOrder line in whole Instock units: the host catalog's conversion factor at the
+    # time the order was planned (NULL: 1), so that fulfilment is reported back in
+    # DSOrder's units even if the catalog changes, and the Instock quantity sent (after
+    # an operator's rounding, too). How an operator released a held order.
+    _run_script(
+        db,
+        """
+        ALTER TABLE dsorder_lines ADD COLUMN unit_factor TEXT;
+        ALTER TABLE dsorder_lines ADD COLUMN instock_qty INTEGER;
+        ALTER TABLE dsorder_orders ADD COLUMN released_by TEXT
+            CHECK (released_by IN ('round', 'partial', 'cancel'));
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

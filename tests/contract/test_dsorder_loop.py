@@ -985,3 +985,118 @@ def test_an_attribute_the_site_has_not_agreed_is_refused_by_instock(
     assert (
         "dsorder_order_id is not a custom attribute configured for this site" in (reject["reason"])
     )
+
+
+# --- fractional quantities: unit conversion, held orders, release ----------------------------
+
+
+def catalog_with_factors(ins: InstockSim, factors: dict[str, str]) -> tuple[str, list[str]]:
+    header = "article_id,name,whole_units,attr.units_per_order_unit"
+    return header, [f"{a},Article {a},true,{factors.get(a, '')}" for a in stocked(ins)]
+
+
+def test_quantities_that_convert_to_whole_instock_units_are_sent_and_reported_back(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """With the host catalog's `units_per_order_unit`, DSOrder's 2.5 (x2) goes to Instock as
+    5 and is reported back as 2.5; 2.25 x2 = 4.5 is still not whole and is held."""
+    cfg = make_cfg()
+    a, b = stocked(ins)[:2]
+    drop_catalog(cfg, *catalog_with_factors(ins, {a: "2", b: "2"}))
+    converts = ds.submit_order(lines=[(a, 2.5), (b, 3)])
+    held = ds.submit_order(lines=[(b, 2.25)])
+    cycle(cfg)
+    assert instock_lines(ins, converts) == {
+        f"DS-{converts}-1000": (a, 5),
+        f"DS-{converts}-2000": (b, 6),
+    }
+    assert order_row(cfg, held)["state"] == "held"
+    (reject,) = open_rejects(cfg)
+    assert "2.25 x 2 units per order unit = 4.50 Instock units" in reject["reason"]
+    advance_all(ins)
+    advance_all(ins)
+    cycle(cfg)
+    assert reported(ds, converts) == {1000: (2.5, True), 2000: (3, True)}
+    assert ds.closes(converts) == 1
+
+
+def test_a_held_order_raises_an_alert_with_its_age_that_escalates(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A held order opens an alert saying how long it has been held and how to release it,
+    shown by `syncd status`; past `hold_escalate_after` a second, escalated alert opens."""
+    cfg = make_cfg(hold_escalate_after="1h")
+    order_id = ds.submit_order(lines=[(stocked(ins)[0], 100.5)])
+    start = datetime.now(UTC)
+    with freeze_time(start):
+        run(cfg, "dsorder.pull")
+    with freeze_time(start + timedelta(minutes=40)):
+        run(cfg, "dsorder.pull")
+    with Store.open(cfg.db_path, migrate=False) as store:
+        (alert,) = store.open_alerts("dsorder_order_held")
+        assert [a["kind"] for a in status_report(store)["alerts_open"]] == ["dsorder_order_held"]
+    assert alert["subject"] == order_id
+    assert "held for 40m" in alert["message"]
+    assert f"syncd orders release {order_id} --round|--partial|--cancel" in alert["message"]
+    assert query(cfg, "SELECT * FROM alerts WHERE kind = 'dsorder_order_held_escalated'") == []
+    with freeze_time(start + timedelta(hours=1, minutes=5)):
+        run(cfg, "dsorder.pull")
+    (escalated,) = query(cfg, "SELECT * FROM alerts WHERE kind = 'dsorder_order_held_escalated'")
+    assert "ESCALATED" in escalated["message"]
+    assert "held for 1h05m" in escalated["message"]
+
+
+def release(cfg: Settings, tmp_path: Path, order_id: str, how: str) -> Any:
+    config = tmp_path / "release.toml"
+    config.write_text(f"[daemon]\nstate_dir = {json.dumps(str(cfg.daemon.state_dir))}\n")
+    return CliRunner().invoke(
+        cli, ["orders", "release", order_id, f"--{how}", "--config", str(config)]
+    )
+
+
+@pytest.mark.parametrize("how", ["round", "partial", "cancel"])
+def test_an_operator_releases_a_held_order_with_one_command(
+    how: str,
+    ins: InstockSim,
+    ds: DSOrderSim,
+    make_cfg: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    """`syncd orders release ID --round` sends 100.5 as 101, `--partial` sends only the
+    whole line, `--cancel` sends nothing and closes the order in DSOrder with 0 on every
+    line; the rejects and the hold alert are resolved."""
+    cfg = make_cfg()
+    a, b = stocked(ins)[:2]
+    order_id = ds.submit_order(lines=[(a, 100.5), (b, 2)])
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    assert query(cfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == [
+        {"kind": "dsorder_order_held"}
+    ]
+    shown = release(cfg, tmp_path, order_id, how)
+    assert shown.exit_code == 0, shown.output
+    assert order_row(cfg, order_id)["released_by"] == how
+    assert open_rejects(cfg) == []
+    assert query(cfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == []
+    cycle(cfg)
+    if how == "cancel":
+        assert f"DS-{order_id}" not in ins.state.orders
+        assert reported(ds, order_id) == {1000: (0, True), 2000: (0, True)}
+        assert ds.closes(order_id) == 1
+        assert order_row(cfg, order_id)["state"] == "closed"
+        return
+    expected = {f"DS-{order_id}-2000": (b, 2)}
+    if how == "round":
+        expected[f"DS-{order_id}-1000"] = (a, 101)
+    assert instock_lines(ins, order_id) == expected
+    advance_all(ins)
+    advance_all(ins)
+    cycle(cfg)
+    assert reported(ds, order_id) == {
+        1000: (101 if how == "round" else 0, True),
+        2000: (2, True),
+    }
+    assert ds.closes(order_id) == 1
+    again = release(cfg, tmp_path, order_id, how)  # not held any more: refused, named
+    assert again.exit_code != 0
+    assert "not held" in again.output

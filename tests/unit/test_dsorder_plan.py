@@ -41,6 +41,7 @@ from syncd.jobs.dsorder_plan import (
     read_back_done,
     report_changed,
     uncovered_interval,
+    unit_factor,
 )
 
 CATALOG = {
@@ -420,3 +421,72 @@ def test_pull_options_refuse_clashing_attribute_names() -> None:
         spec.options(settings)
     off = Settings(jobs={"dsorder.pull": {"options": {"delivery_date_attribute": ""}}})
     assert spec.options(off).attributes().delivery_date_attribute is None
+
+
+FACTORED = {
+    "K": CatalogEntry("K", units_per_order_unit=Decimal(100)),
+    "H": CatalogEntry("H", units_per_order_unit=Decimal("0.5")),
+    "X": CatalogEntry(
+        "X", conversion_problem="catalog attribute u = 'abc' is not a positive number"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("article", "qty", "rounding", "instock_qty", "reason_part"),
+    [
+        ("K", Decimal("100.50"), False, 10050, ""),  # the document's own example
+        ("K", Decimal("0.001"), False, None, "= 0.100 Instock units"),
+        ("H", Decimal(3), False, None, "x 0.5 units per order unit = 1.5"),
+        ("H", Decimal(3), True, 2, ""),  # 1.5 rounds half up
+        ("A", Decimal("100.5"), True, 101, ""),
+        ("A", Decimal("0.4"), True, None, "rounds to 0"),
+        ("X", Decimal(1), False, None, "not a positive number"),
+    ],
+)
+def test_check_line_converts_to_whole_instock_units(
+    article: str, qty: Decimal, rounding: bool, instock_qty: int | None, reason_part: str
+) -> None:
+    """A per-article conversion makes a fractional DSOrder quantity whole Instock units when
+    it converts exactly; otherwise the line is refused naming the arithmetic (or, released
+    with --round, rounded half up; 0 stays refused)."""
+    check = check_line(article, qty, {**CATALOG, **FACTORED}, rounding=rounding)
+    assert check.instock_qty == instock_qty
+    assert check.ok is (instock_qty is not None)
+    assert reason_part in check.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "factor", "problem"),
+    [
+        (None, None, ""),
+        ("", None, ""),
+        ("12", Decimal(12), ""),
+        (" 0.25 ", Decimal("0.25"), ""),
+        ("0", None, "not a positive"),
+        ("-2", None, "not a positive"),
+        ("abc", None, "not a positive"),
+        ("NaN", None, "not a positive"),
+    ],
+)
+def test_unit_factor(value: object, factor: Decimal | None, problem: str) -> None:
+    """The catalog's factor is a positive exact decimal, or a named problem."""
+    got, why = unit_factor(value, "units_per_order_unit")
+    assert got == factor
+    assert problem in why
+    assert bool(why) is bool(problem)
+
+
+def test_fulfil_report_converts_instock_units_back() -> None:
+    """Picked Instock units are reported to DSOrder in its own units (10050 / 100 = 100.5)."""
+    lines = [
+        {
+            "line_number": 1000,
+            "article_id": "K",
+            "instock_line_id": "L1",
+            "status": "ok",
+            "unit_factor": "100",
+        },
+    ]
+    (line,) = fulfil_report(lines, {"L1": 10050}, True)
+    assert line.quantity == Decimal("100.5")
