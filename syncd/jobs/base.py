@@ -98,6 +98,8 @@ class JobContext:
     store: Store
     log: Any
     options: Any = None
+    # A dry run: `store` and the host directory are private copies (write freely);
+    # skip only what would change a remote (a push, an import, a destructive read).
     dry_run: bool = False
     stopping: threading.Event = field(default_factory=threading.Event)
     wake_sender: Callable[[], None] = lambda: None
