@@ -454,3 +454,19 @@ def unrecorded_work(ins: InstockSim, ds: DSOrderSim, state_dir: Path) -> list[st
         closed = [o.order_id for o in ds.state.orders.values() if o.closed]
     found += ["close" for o in closed if states.get(o) != "closed"]
     return found
+
+
+def test_syncd_run_refuses_dsorder_without_an_explicit_site_timezone(
+    setup_syncd: Callable[..., tuple[Path, Path]],
+    run_cli: Callable[..., Any],
+    ins: InstockSim,
+) -> None:
+    """`syncd run` with DSOrder enabled and `daemon.site_timezone` left to its default
+    exits 78 naming the key, before it touches the state directory (DSOrder's "today"
+    would otherwise silently be UTC's)."""
+    config, state_dir = setup_syncd("hold", stocked(ins)[:2])
+    config.write_text(config.read_text().replace(f'site_timezone = "{ZONE}"\n', ""))
+    result = run_cli("run", "--config", str(config))
+    assert result.returncode == 78, result.stderr
+    assert "daemon.site_timezone: required when connectors.dsorder is enabled" in result.stderr
+    assert not (state_dir / "syncd.db").exists()
