@@ -326,7 +326,10 @@ class _Lines:
         if line is None:
             raise _LongLine
         self._chars += len(line)
-        if len(self.taken) > MAX_RECORD_LINES or self._chars > MAX_LINE_CHARS:
+        # One line is bounded already (by _bounded_lines); a record of several by both.
+        if len(self.taken) > 1 and (
+            len(self.taken) > MAX_RECORD_LINES or self._chars > MAX_LINE_CHARS
+        ):
             raise _RecordTooLong
         return line
 

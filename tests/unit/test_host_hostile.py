@@ -129,6 +129,23 @@ def test_a_quoted_field_is_bounded_in_lines(db: Store, host: Path) -> None:
     assert {"A2", f"A{span - 1}", "B1"} <= set(stock(db))
 
 
+def test_a_line_at_the_bound_is_judged_as_a_line_and_a_longer_one_is_skipped(
+    db: Store, host: Path
+) -> None:
+    """A line of exactly MAX_LINE_CHARS characters is an ordinary row, judged on its
+    cells (here one larger than the CSV field limit), not taken for a runaway quote; a
+    longer one is rejected unread; the rows after both load."""
+    limit = inbox_module.MAX_LINE_CHARS
+    at_bound = "A1," + "x" * (limit - 3)
+    over = "A2," + "y" * (limit + 10)
+    drop(host, "articles.csv", f"article_id,name\n{at_bound}\n{over}\nA3,Oats\n")
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 2)
+    bad = rejects(db)
+    assert "field larger than field limit" in bad["articles.csv:2"]["reason"]
+    assert f"line longer than {limit} characters" in bad["articles.csv:3"]["reason"]
+
+
 def test_unparsable_line_keeps_its_key_out_of_a_snapshot_deletion(db: Store, host: Path) -> None:
     """A row whose quote is broken still names its key (read leniently), so the snapshot
     does not delete that key's previous version as absent."""
