@@ -130,6 +130,7 @@ def write_config(work: Path, base: str, page_size: int) -> Path:
             base_url = "{base}"
             token = "{TOKEN}"
             site_id = "1.1.0-1"
+            environment = "sandbox"
             page_size = {page_size}
             [jobs."instock.inventory".options]
             reconcile = false

@@ -264,6 +264,10 @@ class InstockConfig(ConnectorConfig):
     # A page holds at most 1000 records of well under 1 KiB each: 16 MiB is ten times that.
     max_response_bytes: AnswerSize = ByteSize(16 * MIB)
     site_id: str = ""  # the ASRS site; empty = the only site the token sees
+    # What the site must be: a physical ASRS (production, `is_virtual: false`) or a sandbox
+    # (`is_virtual: true`). Checked against /sites before the first site request; a mismatch
+    # stops the connector (an `auth` alert) until the configuration is fixed and reloaded.
+    environment: Literal["production", "sandbox"] = "production"
 
     @model_validator(mode="after")
     def _site_id_pattern(self) -> InstockConfig:

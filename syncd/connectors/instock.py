@@ -292,6 +292,31 @@ def check_records(
     return good, bad
 
 
+_VERIFIED_SITES: set[tuple[str, str, str]] = set()
+
+
+def site_problem(
+    site_id: str, environment: str, found: Site | None, listed: Sequence[Site]
+) -> str | None:
+    """Why the site may not be used under `environment`; None when it matches."""
+    if found is None:
+        seen = ", ".join(s.site_id for s in listed) or "none"
+        return (
+            f"connectors.instock.site_id = {site_id!r} is not among the sites this token "
+            f"sees ({seen}); fix site_id or the token, then reload"
+        )
+    wanted_virtual = environment == "sandbox"
+    if found.is_virtual == wanted_virtual:
+        return None
+    actual = "a virtual (sandbox) site" if found.is_virtual else "a physical (production) site"
+    other = "production" if found.is_virtual else "sandbox"
+    return (
+        f"site {site_id} is {actual} but connectors.instock.environment = {environment!r}: "
+        f"refusing to sync. Point base_url/token/site_id at the {environment} site, or set "
+        f'environment = "{other}" if this site is the one intended; then reload'
+    )
+
+
 def rfc3339(moment: datetime) -> str:
     """UTC, whole seconds, with a Z. A naive datetime is refused: `astimezone` would read it
     as the host's local time and silently shift the window on a non-UTC machine."""
@@ -378,6 +403,23 @@ class InstockClient:
                 )
             self._site_id = sites[0].site_id
         return self._site_id
+
+    def check_site(self) -> str:
+        """The site, refused when its `is_virtual` contradicts `environment` (a production
+        config pointed at a sandbox, or the reverse) or when the token cannot see it. Jobs
+        and the sender call this before their first request; the answer is remembered per
+        process for a (base_url, site, environment). Raises SiteEnvironmentError."""
+        site_id = self.site_id
+        environment = self.config.environment
+        key = (str(self.config.base_url), site_id, environment)
+        if key not in _VERIFIED_SITES:
+            listed = self.sites()
+            found = next((s for s in listed if s.site_id == site_id), None)
+            problem = site_problem(site_id, environment, found, listed)
+            if problem:
+                raise SiteEnvironmentError(problem, connector=NAME, code="site_environment")
+            _VERIFIED_SITES.add(key)
+        return site_id
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A read: every Instock GET answers a JSON object; anything else is malformed."""

@@ -192,6 +192,7 @@ def _bootstrap(ctx: JobContext, cursor: str) -> None:
     store = ctx.store
     known = 0
     with InstockClient(ctx.settings.connectors.instock) as client:
+        client.check_site()
         try:
             for page in read_ahead(client.article_pages(start_cursor=cursor or None)):
                 ctx.check_stop()

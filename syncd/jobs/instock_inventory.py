@@ -100,6 +100,7 @@ def run(ctx: JobContext) -> None:
     position = load_position(store.get_checkpoint(STREAM))
     _ensure_page_table(store)
     with InstockClient(ctx.settings.connectors.instock) as client:
+        client.check_site()
         try:
             pages = client.inventory_pages(start_cursor=position.cursor or None)
             for page in read_ahead(pages):

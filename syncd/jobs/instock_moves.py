@@ -97,6 +97,7 @@ def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
     with InstockClient(ctx.settings.connectors.instock) as client:
+        client.check_site()
         while True:
             ctx.check_stop()
             mark = store.get_checkpoint(STREAM)

@@ -145,6 +145,7 @@ def run(ctx: JobContext) -> None:
     if options.push_host_orders:
         _push_host_orders(ctx)
     with InstockClient(ctx.settings.connectors.instock) as client:
+        client.check_site()
         _mirror_orders(ctx, client, options)
         _follow_open_orders(ctx, client, options)
     _flush_events(ctx, options)

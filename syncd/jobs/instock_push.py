@@ -108,6 +108,7 @@ class InstockDestination:
         self.client.close()
 
     def send(self, intent: Intent) -> Any:
+        self.client.check_site()  # never write to a site of the other environment
         payload = intent.payload
         match intent.kind:
             case "articles.upload":

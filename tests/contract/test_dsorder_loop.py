@@ -122,6 +122,7 @@ def make_cfg(
                     "base_url": ins.base_url,
                     "token": ins.token,
                     "site_id": ins.site_id,
+                    "environment": "sandbox",
                     "retry": retry,
                     "timeouts": timeouts,
                 },

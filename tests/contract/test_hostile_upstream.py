@@ -53,6 +53,10 @@ MAX_PAGES = 6
 @pytest.fixture
 def up() -> Iterator[HostileUpstream]:
     with HostileUpstream() as server:
+        # The Instock jobs check the site's environment first.
+        server.script(
+            "GET", "/sites", json_answer({"sites": [{"site_id": SITE, "is_virtual": True}]})
+        )
         yield server
 
 
@@ -70,7 +74,7 @@ def cfg(up: HostileUpstream, make_settings: Any, tmp_path: Path) -> Settings:
     }
     settings: Settings = make_settings(
         connectors={
-            "instock": {**bounds, "site_id": SITE, "page_size": 10},
+            "instock": {**bounds, "site_id": SITE, "environment": "sandbox", "page_size": 10},
             "dsorder": bounds,
         },
         host={"dir": str(tmp_path / "host"), "settle_time": 0},

@@ -62,6 +62,7 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
                     "base_url": sim.base_url,
                     "token": sim.token,
                     "site_id": sim.site_id,
+                    "environment": "sandbox",
                     "page_size": page_size,
                     "retry": {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05},
                 }

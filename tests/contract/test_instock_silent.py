@@ -15,16 +15,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from syncd.config import Settings
+from syncd.config import InstockConfig, Settings
 from syncd.sandbox.instock import InstockSim
-from tests.contract.jobkit import drop, query
+from tests.contract.jobkit import drop, query, run
 from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
     SEED,
     cycle,
     make_cfg,
     order_csv,
     outbox_rows,
+    send,
     stocked_articles,
 )
 
@@ -97,3 +99,49 @@ def test_a_reception_orders_decanting_attributes_reach_the_host(
         assert rows[-1]["order_status"] == "done"
         assert rows[-1]["attributes"] == asn
         assert sim.count(f"GET /v1/{sim.site_id}/orders/{reception}") == 1
+
+
+# --- the site's environment ----------------------------------------------------------------
+
+
+def test_a_site_of_the_other_environment_stops_the_connector(
+    make_cfg: Callable[..., Settings],
+) -> None:
+    """A production configuration pointed at a virtual (sandbox) site, or a sandbox one at a
+    physical site, is refused before any site request: the run fails naming the site and
+    the setting, an `auth` alert stops the Instock jobs and the sender (nothing is written
+    to the wrong warehouse) until the configuration is fixed and reloaded. A matching
+    environment runs."""
+    with InstockSim(seed=SEED, articles=30, retry_after=0) as sim:
+        physical = "1.1.0-2"
+        cases = [
+            ("production", sim.site_id, "virtual (sandbox) site"),
+            ("sandbox", physical, "physical (production) site"),
+        ]
+        for n, (environment, site, words) in enumerate(cases):
+            cfg = make_cfg(sim, name=f"env{n}")
+            cfg.connectors.instock.environment = environment
+            cfg.connectors.instock.site_id = site
+            (a,) = stocked_articles(sim, 1)
+            drop(cfg, "orders", order_csv((f"HO-E{n}", [(a, 1)])))
+            sim.server.clear_log()
+            failed = run(cfg, "instock.orders", expect="failed")  # the host order is queued
+            assert words in (failed.error or "")
+            assert f"environment = {environment!r}" in (failed.error or "")
+            (alert,) = query(cfg, "SELECT * FROM alerts WHERE resolved_at IS NULL")
+            assert (alert["kind"], alert["subject"]) == ("auth", "instock")
+            assert run(cfg, "instock.inventory", expect="skipped").error
+            send(cfg)  # the sender refuses too: the order stays pending
+            assert {r.route for r in sim.requests} == {"GET /v1/sites"}
+            (intent,) = query(cfg, "SELECT status FROM outbox WHERE kind = 'orders.create'")
+            assert intent["status"] == "pending"
+        matching = make_cfg(sim, name="env-ok")
+        matching.connectors.instock.environment = "production"
+        matching.connectors.instock.site_id = "1.1.0-2"
+        run(matching, "instock.inventory")
+
+
+def test_environment_is_validated_by_check_config() -> None:
+    """Only production and sandbox are environments; anything else names the key."""
+    with pytest.raises(ValidationError, match="environment"):
+        InstockConfig.model_validate({"environment": "staging"})

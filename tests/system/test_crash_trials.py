@@ -287,6 +287,7 @@ enabled = true
 base_url = "{sim.base_url}"
 token = "{sim.token}"
 site_id = "{sim.site_id}"
+environment = "sandbox"
 page_size = 100
 timeouts = {{ connect = "2s", read = "20s" }}
 retry = {{ max_attempts = 4, initial_backoff = "100ms", max_backoff = "1s", max_elapsed = "10s" }}

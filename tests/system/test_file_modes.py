@@ -62,6 +62,7 @@ enabled = true
 base_url = "{ins.base_url}"
 token = "{ins.token}"
 site_id = "{ins.site_id}"
+environment = "sandbox"
 
 [jobs."host.inbox"]
 schedule = {{ interval = "1s" }}

@@ -192,6 +192,7 @@ enabled = true
 base_url = "{ins.base_url}"
 token = "{ins.token}"
 site_id = "{ins.site_id}"
+environment = "sandbox"
 retry = {retry}
 timeouts = {timeouts}
 
