@@ -346,9 +346,12 @@ class _Lines:
 
 
 def _unreadable(exc: Exception, lines: int) -> str:
+    """Why a record starting on some line could not be read (`lines`: how many it took)."""
     if isinstance(exc, _LongLine):
-        return f"line longer than {MAX_LINE_CHARS} characters"
-    if isinstance(exc, _RecordTooLong):
+        if lines == 1:
+            return f"line longer than {MAX_LINE_CHARS} characters"
+        why = f"a quoted field runs into a line longer than {MAX_LINE_CHARS} characters"
+    elif isinstance(exc, _RecordTooLong):
         why = (
             f"a quoted field is not closed within {MAX_RECORD_LINES} lines "
             f"or {MAX_LINE_CHARS} characters"
@@ -357,7 +360,10 @@ def _unreadable(exc: Exception, lines: int) -> str:
         why = f"not valid CSV: {exc}"
     if lines > 1:
         # A quote opened here took in the lines after it: they are read again.
-        why += f" (a quote opened on this line is not closed; the {lines - 1} line(s) after it are read on their own)"
+        why += (
+            f" (a quote opened on this line is not closed; the {lines - 1} line(s) "
+            "after it are read on their own)"
+        )
     return why
 
 

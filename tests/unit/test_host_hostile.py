@@ -138,12 +138,18 @@ def test_a_line_at_the_bound_is_judged_as_a_line_and_a_longer_one_is_skipped(
     limit = inbox_module.MAX_LINE_CHARS
     at_bound = "A1," + "x" * (limit - 3)
     over = "A2," + "y" * (limit + 10)
-    drop(host, "articles.csv", f"article_id,name\n{at_bound}\n{over}\nA3,Oats\n")
+    drop(
+        host,
+        "articles.csv",
+        f'article_id,name\n{at_bound}\n{over}\nA3,Oats\nA4,"open\n{over}\nA5,Rice\n',
+    )
     [result] = load(db, host)
-    assert (result.loaded, result.rejected) == (1, 2)
+    assert (result.loaded, result.rejected) == (2, 4)
     bad = rejects(db)
     assert "field larger than field limit" in bad["articles.csv:2"]["reason"]
-    assert f"line longer than {limit} characters" in bad["articles.csv:3"]["reason"]
+    assert bad["articles.csv:3"]["reason"] == f"line longer than {limit} characters"
+    assert "runs into a line longer" in bad["articles.csv:5"]["reason"]
+    assert bad["articles.csv:6"]["reason"] == f"line longer than {limit} characters"
 
 
 def test_unparsable_line_keeps_its_key_out_of_a_snapshot_deletion(db: Store, host: Path) -> None:
