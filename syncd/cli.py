@@ -568,13 +568,43 @@ def sandbox_instock(host: str, port: int, seed: int, articles: int, token: str |
 @click.option("--tz", default="Europe/Amsterdam", show_default=True, help="Site time zone.")
 @click.option("--orders-per-minute", default=2.0, show_default=True, help="0 stops the generator.")
 @click.option("--token", default=None, help="Token to accept [default: the sandbox's].")
+@click.option(
+    "--closed-wording",
+    type=click.Choice(["already", "is_closed", "not_open", "opaque"]),
+    default="already",
+    show_default=True,
+    help="How a closed order's error is worded (the document does not say).",
+)
+@click.option(
+    "--closed-listing",
+    type=click.Choice(["listed", "hidden", "status"]),
+    default="listed",
+    show_default=True,
+    help="Whether a closed order stays in /orders/submitted, and with a status.",
+)
 def sandbox_dsorder(
-    host: str, port: int, seed: int, tz: str, orders_per_minute: float, token: str | None
+    host: str,
+    port: int,
+    seed: int,
+    tz: str,
+    orders_per_minute: float,
+    token: str | None,
+    closed_wording: str,
+    closed_listing: str,
 ) -> None:
     """Serve a DSOrder simulator that submits store orders over the day."""
     from syncd.sandbox import dsorder
 
-    dsorder.run(host, port, seed, token or dsorder.DEFAULT_TOKEN, tz, orders_per_minute)
+    dsorder.run(
+        host,
+        port,
+        seed,
+        token or dsorder.DEFAULT_TOKEN,
+        tz,
+        orders_per_minute,
+        closed_wording=closed_wording,
+        closed_listing=closed_listing,
+    )
 
 
 @sandbox.command("netstock")

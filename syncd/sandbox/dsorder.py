@@ -745,6 +745,8 @@ def run(
     auth_header: str = "Authorization",
     auth_scheme: str = "Bearer",
     initial_orders: int = 5,
+    closed_wording: str = "already",
+    closed_listing: str = "listed",
 ) -> None:
     """Serve a DSOrder simulator in the foreground until SIGINT/SIGTERM: ``initial_orders``
     submitted at start, then ``orders_per_minute`` more (0 turns the generator off);
@@ -758,6 +760,8 @@ def run(
         host=host,
         port=port,
         tz=tz,
+        closed_wording=closed_wording,
+        closed_listing=closed_listing,
     )
     sim.start()
     if initial_orders > 0:
@@ -789,6 +793,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--orders-per-minute", type=float, default=2.0)
     parser.add_argument("--initial-orders", type=int, default=5)
     parser.add_argument("--articles", default="20", help="a count, or comma-separated article ids")
+    parser.add_argument("--closed-wording", default="already", choices=sorted(CLOSED_WORDINGS))
+    parser.add_argument("--closed-listing", default="listed", choices=CLOSED_LISTINGS)
     args = parser.parse_args(argv)
     articles: Sequence[str] | int = (
         int(args.articles) if args.articles.isdigit() else args.articles.split(",")
@@ -804,6 +810,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         auth_header=args.auth_header,
         auth_scheme=args.auth_scheme,
         initial_orders=args.initial_orders,
+        closed_wording=args.closed_wording,
+        closed_listing=args.closed_listing,
     )
 
 
