@@ -34,6 +34,9 @@ from tests.contract.hostile_upstream import HostileUpstream, oversized, trickle 
 CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
+    # The checkout under test, not the package installed in editable mode.
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(f)]
+    sys.path.insert(0, sys.argv[3])
     from syncd.config import InstockConfig
     from syncd.connectors.instock import InstockClient
 
@@ -70,7 +73,7 @@ def child(syncd_root: Path, base_url: str, extra: dict[str, object], give_up: fl
     env = {**os.environ, "PYTHONPATH": str(syncd_root)}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, base_url, json.dumps(extra)],
+            [sys.executable, "-c", CHILD, base_url, json.dumps(extra), str(syncd_root)],
             env=env,
             capture_output=True,
             text=True,

@@ -621,9 +621,21 @@ class HttpClient:
         if not isinstance(body, dict):
             raise self.malformed(
                 response,
-                f"answer is JSON {type(body).__name__}, not an object: {redactor.cut(str(body), 80)!r}",
+                f"answer is a JSON {_json_kind(body)}, not an object: "
+                f"{redactor.cut(response.text, 80)!r}",
             )
         return body
+
+
+def _json_kind(value: Any) -> str:
+    """What a decoded JSON value is called in JSON's own terms."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {list: "array", str: "string"}.get(type(value), type(value).__name__)
 
 
 def build_client(
