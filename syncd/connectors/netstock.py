@@ -108,6 +108,7 @@ from syncd.errors import (
     AlreadyDoneError,
     AuthError,
     ConfigError,
+    MalformedAnswerError,
     PermanentError,
     RemoteError,
     RetryableError,
@@ -1268,6 +1269,23 @@ class NetstockClient:
         except _Ambiguous as wrapped:
             raise wrapped.error from None
 
+    def _listed(self, path: str, params: Mapping[str, Any] | None, key: str) -> list[Any]:
+        """`data.<key>` of a read: `data` an object and `<key>` a list (either may be
+        absent); any other shape is a malformed answer, not an AttributeError."""
+        answer = self._call("GET", path, params=params)
+        data = answer.data if answer.data is not None else {}
+        rows = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(rows, list | None):
+            where = "data" if not isinstance(data, dict) else f"data.{key}"
+            raise MalformedAnswerError(
+                f"{path}: {where} is {type(rows if isinstance(data, dict) else data).__name__}",
+                connector=NAME,
+                status=answer.status,
+                code="malformed_response",
+                request_id=answer.request_id,
+            )
+        return rows or []
+
     def _ids(self, dataset_import_id: str | None = None) -> dict[str, str]:
         ids = {"customer_identifier": self.customer_identifier}
         if dataset_import_id is not None:
@@ -1330,15 +1348,12 @@ class NetstockClient:
         )
 
     def status_legend(self) -> list[LegendEntry]:
-        data = self._call("GET", "/dataset/status_legend").data or {}
-        return [LegendEntry.model_validate(e) for e in data.get("legend") or []]
+        rows = self._listed("/dataset/status_legend", None, "legend")
+        return [LegendEntry.model_validate(e) for e in rows]
 
     def audit_log(self, dataset_import_id: str) -> list[AuditEntry]:
-        data = (
-            self._call("GET", "/dataset/full_audit_log", params=self._ids(dataset_import_id)).data
-            or {}
-        )
-        return [AuditEntry.model_validate(e) for e in data.get("logs") or []]
+        rows = self._listed("/dataset/full_audit_log", self._ids(dataset_import_id), "logs")
+        return [AuditEntry.model_validate(e) for e in rows]
 
     # -- model imports ------------------------------------------------------------------------
 
@@ -1349,8 +1364,8 @@ class NetstockClient:
         self._call("POST", "/model/start", body={**self._ids(dataset_import_id), "model": model})
 
     def model_status(self, dataset_import_id: str) -> list[ModelState]:
-        data = self._call("GET", "/model/status", params=self._ids(dataset_import_id)).data or {}
-        return [ModelState.model_validate(m) for m in data.get("models") or []]
+        rows = self._listed("/model/status", self._ids(dataset_import_id), "models")
+        return [ModelState.model_validate(m) for m in rows]
 
     def model_end(self, dataset_import_id: str, model: str, total_lines_imported: int) -> None:
         """Close a model import with the number of lines sent. The document answers 202 and

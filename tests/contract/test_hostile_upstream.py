@@ -440,3 +440,51 @@ def test_a_stopping_daemon_does_not_wait_for_a_stuck_answer(
         lifecycle.STOPPING.clear()
     assert result.status == "interrupted", result
     assert elapsed < 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        "models",
+        {"models": {"a": 1}, "logs": {"a": 1}, "legend": {"a": 1}},
+        {"models": "x", "logs": "x", "legend": "x"},
+    ],
+    ids=["data-array", "data-string", "lists-objects", "lists-strings"],
+)
+def test_netstock_reads_of_the_wrong_shape_are_malformed(up: HostileUpstream, data: Any) -> None:
+    """Netstock's model status, audit log and status legend: a `data` that is not an object,
+    or a list field that is not a list, is a malformed answer, not an AttributeError."""
+    from syncd.config import ConnectorConfig
+    from syncd.connectors.netstock import NetstockClient
+    from syncd.sandbox.netstock import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_PASSWORD,
+        DEFAULT_SCOPE,
+        DEFAULT_USERNAME,
+        TOKEN_PATH,
+    )
+
+    up.script("POST", TOKEN_PATH, json_answer({"access_token": "t", "expires_in": 300}))
+    envelope = {"api_call_status": True, "message": "", "data": data}
+    for path in ("/model/status", "/dataset/full_audit_log", "/dataset/status_legend"):
+        up.script("GET", path, json_answer(envelope))
+    config = ConnectorConfig.model_validate(
+        {
+            "enabled": True,
+            "base_url": up.base_url,
+            "username": DEFAULT_USERNAME,
+            "password": DEFAULT_PASSWORD,
+            "client_id": DEFAULT_CLIENT_ID,
+            "options": {"scope": DEFAULT_SCOPE},
+            "retry": {"max_attempts": 1},
+        }
+    )
+    with NetstockClient(config) as client:
+        for read in (
+            lambda: client.model_status("D1"),
+            lambda: client.audit_log("D1"),
+            client.status_legend,
+        ):
+            with pytest.raises(MalformedAnswerError):
+                read()
