@@ -522,7 +522,7 @@ class InstockClient:
         if items is not None and not isinstance(items, list):
             problem = f"{key!r} is {type(items).__name__}, not a list"
         elif not isinstance(has_more, bool):
-            problem = f"has_more is {has_more!r}, not true or false"
+            problem = f"has_more is {redactor.cut(repr(has_more), 40)}, not true or false"
         elif next_cursor is not None and not isinstance(next_cursor, str):
             problem = f"next_cursor is {type(next_cursor).__name__}, not a string"
         if problem:
