@@ -50,8 +50,11 @@ _SECRET_TEXT: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
         (_NAMES, rf"(\b{_SECRET_NAME}=)[^&\s\"'<>,;]+"),
         # `"password": "..."` in an echoed JSON body
         (_NAMES, rf"(\"{_SECRET_NAME}\"\s*:\s*\")[^\"]+"),
-        # `x-api-key: ...` in an echoed header list
-        (("api",), r"(\b(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"),
+        # `x-api-key: ...` in an echoed header list (not JSON's `"api_key": null`)
+        (
+            ("api",),
+            r"(\b(?:x-)?api[-_]?key\s*[:=]\s*[\"']?)(?!(?:null|true|false)\b)[^\s\"',;&]+",
+        ),
     )
 )
 _CLASSES = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"[0-9]"))

@@ -59,6 +59,11 @@ options = {{ customer_identifier = "{INSTOCK_TOKEN}" }}
     assert "Zx81Lq0Wmv7Rt" not in out
     assert "https://ops:**********@instock.example.com/v1?token=**********&page=2" in out
     assert 'connectors.netstock.options.customer_identifier = "**********"' in out
+    as_json = check_config(config, "check-config", "--json")
+    data = json.loads(as_json.stdout)  # redaction never breaks the JSON
+    assert data["connectors"]["instock"]["token"] == "**********"
+    assert data["connectors"]["import_jobs"]["api_key"] is None
+    assert leaks(as_json.stdout) == []
 
 
 @pytest.mark.parametrize(
