@@ -130,6 +130,13 @@ class Redactor:
             self._configured = tuple(v for v in values if v)
             self._known = _Known((*self._configured, *self._obtained))
 
+    def reset(self) -> None:
+        """Forget every secret (configured and obtained): a fresh process's redactor."""
+        with self._lock:
+            self._configured = ()
+            self._obtained.clear()
+            self._known = _Known(())
+
     def add_secret(self, value: str) -> None:
         """A credential obtained at run time (an OAuth access token), kept with the last few."""
         if not value or len(value) < 4:

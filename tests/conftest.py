@@ -27,6 +27,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_redactor() -> Iterator[None]:
+    """The redactor is per process: secrets one test configured or obtained (a simulator's
+    seeded token) must not redact another test's ids."""
+    from syncd.logs import redactor
+
+    redactor.reset()
+    yield
+    redactor.reset()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Any:
     def make(**sections: Any) -> Settings:
