@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.hostile_upstream import HostileUpstream, trickle
+from tests.contract.hostile_upstream import HostileUpstream, json_answer, trickle
 from tests.system.conftest import wait_until
 from tests.system.test_daemon_process import runs, start_daemon
 
@@ -27,6 +27,8 @@ def test_sigterm_does_not_wait_for_a_stuck_answer(
     """With a 60 s request deadline and a 5 s shutdown timeout, a stalled inventory answer
     ends within a second of SIGTERM: exit 0, the run `interrupted`."""
     with HostileUpstream() as up:
+        # The Instock jobs check the site's environment first.
+        up.script("GET", "/sites", json_answer({"sites": [{"site_id": "S1", "is_virtual": True}]}))
         up.script("GET", "/S1/inventory", trickle(b'{"articles": []}', 60))
         extra = f"""
 [connectors.instock]
@@ -34,6 +36,7 @@ enabled = true
 base_url = "{up.base_url}"
 token = "hostile-token"
 site_id = "S1"
+environment = "sandbox"
 request_deadline = "60s"
 retry = {{ max_attempts = 1 }}
 """
