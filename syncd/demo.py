@@ -116,11 +116,13 @@ def write_inbox(sim: InstockSim, inbox: Path, rng: random.Random) -> dict[str, A
     off = set(rng.sample([a["article_id"] for a in with_stock], 5))
     with tmp.open("w", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["article_id", "location", "qty"])
+        # reorder_point: the host owns the planner's minimum (the import-jobs API would
+        # reset it to 0 without one, so a stock row without it is held, not sent)
+        out.writerow(["article_id", "location", "qty", "reorder_point"])
         for article in plain:
             stock = sim.stock(article["article_id"])
             qty = stock.free + stock.reserved + (3 if article["article_id"] in off else 0)
-            out.writerow([article["article_id"], "", qty])
+            out.writerow([article["article_id"], "", qty, 2 * rng.randint(2, 12)])
     tmp.rename(inbox / "stock-demo.csv")
 
     tmp = inbox / "orders-demo.csv.tmp"
@@ -431,6 +433,22 @@ def planning_summary(conn: sqlite3.Connection, outbox_streams: dict[str, int]) -
         lines.append(
             "               rows accepted/failed: "
             + ", ".join(f"{ep} {ok}/{bad}" for ep, _jobs, ok, bad in per_endpoint)
+        )
+    last = rows(
+        "SELECT counts FROM runs WHERE job = 'planning.import' AND status = 'ok' "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    held = {
+        key: n
+        for key, n in json.loads((last[0][0] if last else None) or "{}").items()
+        if key.startswith(("held:", "held_changed:")) and n
+    }
+    if held:  # rows the API would reset or count twice: kept back, with a run warning
+        lines.append(
+            "               rows held back (last run): "
+            + ", ".join(
+                f"{key.split(':', 1)[1]} {n} ({key.split(':')[0]})" for key, n in held.items()
+            )
         )
 
     exports = rows(

@@ -83,6 +83,11 @@ def test_planning_section(demo: tuple[subprocess.CompletedProcess[str], Path]) -
     assert _number(r"COMPLETED (\d+)", _line(summary, "import-jobs:")) >= 1
     accepted = _line(summary, "rows accepted/failed:")
     assert _number(r"catalog (\d+)/0", accepted) > 100
+    # Every flow reaches the planning tool: the sample stock gives reorder points (else
+    # inventory rows are held) and the demo opts in to weekly demand without a forecast.
+    assert _number(r"inventory (\d+)/0", accepted) > 100
+    assert _number(r"demand-history (\d+)/0", accepted) > 0
+    assert "rows held back" not in summary
     netstock = _line(summary, "Netstock:")
     assert _number(r"complete (\d+)", netstock) >= 1
     assert "last status Complete (success)" in summary
