@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.config import HostConfig
+from syncd.config import HostConfig, Settings
 from syncd.host import FEEDS, LoadResult, load_inbox
 from syncd.host import inbox as inbox_module
+from syncd.jobs.host_inbox import SPEC as HOST_INBOX
+from syncd.jobs.runner import run_job
 from syncd.state import Store
 
 
@@ -288,6 +290,41 @@ def test_a_loaded_file_that_cannot_be_archived_is_only_moved_later(
     assert again.status == "already_loaded"
     assert (host / "archive" / "stock.csv").exists()
     assert db.scalar("SELECT count(*) FROM host_files") == 2
+
+
+def test_the_host_inbox_job_finishes_and_loads_the_files_after_a_broken_one(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the job runner: a file with a 23-digit quantity and a file that breaks the
+    loader do not fail the run; the good files of other feeds after them load, and the
+    next run has nothing left to trip on."""
+    feed = FEEDS["stock"]
+    real = feed.stage_rows
+
+    def overflow(db_: Any, rows: Any, fmt: Any) -> None:
+        if any(a.row.article_id == "BOOM" for a in rows):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        real(db_, rows, fmt)
+
+    monkeypatch.setattr(feed, "stage_rows", overflow)
+    host = settings.host_dir
+    drop(host, "orders.csv", "action,order_id,line_id,article_id,qty\ncreate,O1,1,A1," + "9" * 23)
+    drop(host, "stock.csv", "article_id,qty\nBOOM,1\n")
+    drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
+    drop(host, "locations.csv", "location_id,name\nWH1,Main\n")
+    first = run_job(HOST_INBOX, settings)
+    assert first.status == "ok", first.error
+    assert first.counts["files"] == 4
+    assert first.counts["files_archived"] == 3
+    assert first.counts["files_rejected_file"] == 1
+    assert first.counts["rejected"] == 1
+    assert sorted(p.name for p in (host / "archive").iterdir()) == [
+        "articles.csv",
+        "locations.csv",
+        "orders.csv",
+    ]
+    second = run_job(HOST_INBOX, settings)
+    assert (second.status, second.counts.get("files", 0)) == ("ok", 0)
 
 
 # -- 3. one grammar per field type -----------------------------------------------------
