@@ -39,7 +39,7 @@ from syncd.host.feeds import Format
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.host_files import host_file_intent_json, host_format
-from syncd.jobs.instock_records import record_rejects
+from syncd.jobs.instock_records import record_rejects, resolve_fixed
 from syncd.readahead import read_ahead
 from syncd.state import NewIntent, Store
 
@@ -190,6 +190,9 @@ def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
             key_field="article_id",
             request_id=page.request_id,
             run_id=ctx.run_id,
+        )
+        ctx.counts["rejects_resolved"] += resolve_fixed(
+            store, REJECT_SOURCE, "article_id", (row[0] for row in rows)
         )
         store.set_checkpoint(STREAM, dump_position(after), run_id=ctx.run_id)
     ctx.counts["pulled"] += len(page.items)

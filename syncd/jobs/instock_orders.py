@@ -53,7 +53,7 @@ from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jobs.host_files import host_format
 from syncd.jobs.instock_push import DESTINATION
-from syncd.jobs.instock_records import record_rejects
+from syncd.jobs.instock_records import record_rejects, resolve_fixed
 from syncd.state import NewIntent, NewReject, Store
 
 CURSOR_STREAM = "instock.orders.cursor"
@@ -373,6 +373,7 @@ def _store_order_page(ctx: JobContext, page: Page, position: str | None) -> int:
             request_id=page.request_id,
             run_id=ctx.run_id,
         )
+        resolve_fixed(store, REJECT_SOURCE, "order_id", ids)
         if position is not None:
             store.set_checkpoint(CURSOR_STREAM, position, run_id=ctx.run_id)
     ctx.counts["pulled"] += len(page.items)
@@ -606,6 +607,8 @@ def store_poll(
                 "UPDATE instock_orders SET attributes = ? WHERE order_id = ?",
                 [json.dumps(poll.order.attributes), order_id],
             )
+        resolve_fixed(store, REJECT_SOURCE, "order_id", [order_id])
+        resolve_fixed(store, "instock:ordertasks", "ordertask_id", status.task_ids)
         store.db.execute(
             "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
             "fulfilled = ?, lines = ?, updated_at = ? WHERE order_id = ?",

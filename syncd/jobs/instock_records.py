@@ -5,7 +5,8 @@ in `rejects` with the request id of the answer it came in, its key, the bad fiel
 reason and the raw record (secrets redacted), while the rest of its page is stored:
 records listed = records stored + records rejected. A record that is still bad when it
 is read again (every scan re-reads the whole inventory) does not open a second reject:
-the open one is touched instead, so `rejects list` shows each bad record once.
+the open one is touched instead, so `rejects list` shows each bad record once;
+once the record is read valid, its open reject is resolved.
 """
 
 from __future__ import annotations
@@ -65,3 +66,25 @@ def record_rejects(
             ],
         )
     return count
+
+
+def resolve_fixed(store: Store, source: str, key_field: str, keys: Iterable[str]) -> int:
+    """Resolve the open rejects of `source` whose record (by key) was just read valid;
+    call inside the transaction that stores it. Returns how many were resolved."""
+    open_rejects = store.query(
+        "SELECT id, reference FROM rejects WHERE source = ? AND status = 'open'", [source]
+    )
+    if not open_rejects:
+        return 0
+    fixed = set(keys)
+    prefix = f"{key_field} "
+    resolved = 0
+    for row in open_rejects:
+        reference = row["reference"]
+        if (
+            reference.startswith(prefix)
+            and reference[len(prefix) :].split(" (request ")[0] in fixed
+        ):
+            store.resolve_reject(row["id"])
+            resolved += 1
+    return resolved

@@ -136,6 +136,10 @@ def test_a_bad_record_keeps_the_mirrored_quantities_of_its_article(
     send(cfg)
     assert len(delta_files(cfg)) == 1  # the second scan changed nothing
 
+    sim.clear_overrides()  # listed valid again: its reject is resolved
+    assert run(cfg, "instock.inventory").counts["rejects_resolved"] == 1
+    assert open_rejects(cfg, "instock:inventory") == []
+
 
 def test_a_record_without_article_id_zeroes_nothing(sim: InstockSim, cfg: Settings) -> None:
     """A record with no article_id could be any article: it is rejected, and that scan does
@@ -320,3 +324,5 @@ def test_bad_order_status_and_ordertask_records_are_rejected_one_by_one(
         for r in query(cfg, "SELECT order_id, order_status FROM instock_orders")
     }
     assert statuses["HO-2"] == statuses["HO-3"] == "done"
+    assert "RCV000001" in statuses
+    assert open_rejects(cfg, "instock:") == []  # each read valid: its reject resolved
