@@ -646,11 +646,77 @@ def sandbox_netstock(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", default=8768, show_default=True, help="Port (0 picks a free one).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated data.")
-def sandbox_import_jobs(host: str, port: int, seed: int) -> None:
-    """Serve an import-jobs planning API simulator (202 jobs processed in the background)."""
+@click.option(
+    "--row-index",
+    type=click.Choice(["zero", "one", "none"]),
+    default="zero",
+    show_default=True,
+    help="A row error's `row`: 0-based, 1-based, or absent (the document shows no error).",
+)
+@click.option("--no-error-key", is_flag=True, help="Row errors without the row's natural key.")
+@click.option(
+    "--failed-count",
+    type=click.Choice(["rows", "errors"]),
+    default="rows",
+    show_default=True,
+    help="What failedCount counts: refused rows, or errors.",
+)
+@click.option(
+    "--processed-count",
+    type=click.Choice(["all", "imported"]),
+    default="all",
+    show_default=True,
+    help="What processedCount counts: every row looked at, or only the rows imported.",
+)
+@click.option(
+    "--append",
+    "append_kinds",
+    multiple=True,
+    type=click.Choice(
+        ["catalog", "inventory", "suppliers", "purchase-orders", "orders", "demand-history"]
+    ),
+    help="An import that adds a row sent again beside the first (demand: into its week) "
+    "instead of replacing it; repeatable.",
+)
+@click.option(
+    "--omitted",
+    type=click.Choice(["reset", "keep"]),
+    default="reset",
+    show_default=True,
+    help="A field left out of an update: takes the documented default (reset) or keeps "
+    "the stored value.",
+)
+def sandbox_import_jobs(
+    host: str,
+    port: int,
+    seed: int,
+    row_index: str,
+    no_error_key: bool,
+    failed_count: str,
+    processed_count: str,
+    append_kinds: tuple[str, ...],
+    omitted: str,
+) -> None:
+    """Serve an import-jobs planning API simulator (202 jobs processed in the background).
+
+    The options switch it to the readings of the document syncd does not assume (README:
+    "Where the import-jobs document is silent").
+    """
     from syncd.sandbox import import_jobs
 
-    import_jobs.run(host, port, seed)
+    import_jobs.run(
+        host,
+        port,
+        seed,
+        shape=import_jobs.AnswerShape(
+            row_index=row_index,  # type: ignore[arg-type]
+            error_key=not no_error_key,
+            failed_count=failed_count,  # type: ignore[arg-type]
+            processed_count=processed_count,  # type: ignore[arg-type]
+        ),
+        append=append_kinds,
+        omitted=omitted,  # type: ignore[arg-type]
+    )
 
 
 @sandbox.command("oregon-siop")

@@ -782,9 +782,17 @@ def run(
     read_only_key: str | None = DEFAULT_READ_ONLY_KEY,
     pending_seconds: float = 1.0,
     rows_per_second: float = 200.0,
+    shape: AnswerShape | None = None,
+    append: Iterable[str] = (),
+    omitted: Literal["reset", "keep"] = "reset",
 ) -> None:
     """Serve an import-jobs simulator in the foreground until SIGINT/SIGTERM; jobs progress
-    in real time with a background worker."""
+    in real time with a background worker. `shape`, `append` and `omitted` switch it to the
+    readings of the document that syncd does not assume (see the module docstring)."""
+    unknown = sorted(set(append) - set(KINDS))
+    if unknown:
+        raise ValueError(f"append: unknown import kind(s) {unknown} (known: {sorted(KINDS)})")
+    shape = shape or AnswerShape()
     sim = ImportJobsSim(
         seed=seed,
         api_key=api_key,
@@ -793,6 +801,9 @@ def run(
         port=port,
         pending_seconds=pending_seconds,
         rows_per_second=rows_per_second,
+        shape=shape,
+        append=append,
+        omitted=omitted,
     )
     sim.start()
     sim.start_worker()
@@ -801,6 +812,25 @@ def run(
     if read_only_key:
         print(f"  read-only key: {read_only_key}", flush=True)
     print(f"  jobs: PENDING {pending_seconds:g}s, then {rows_per_second:g} rows/s", flush=True)
+    print(
+        "  answers: row errors name their row "
+        + {"zero": "0-based", "one": "1-based", "none": "not at all"}[shape.row_index]
+        + ("" if shape.error_key else ", without key")
+        + f"; failedCount counts {shape.failed_count}; processedCount counts "
+        + ("every row looked at" if shape.processed_count == "all" else "rows imported"),
+        flush=True,
+    )
+    print(
+        "  imports: a row sent again "
+        + (
+            f"is added beside the first in {', '.join(sorted(sim.append))}, replaces it in the rest"
+            if sim.append
+            else "replaces the stored one (by key)"
+        )
+        + "; an omitted field "
+        + ("keeps its stored value" if omitted == "keep" else "takes the documented default"),
+        flush=True,
+    )
     try:
         sim.server.serve_forever()
     finally:
@@ -820,6 +850,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--pending-seconds", type=float, default=1.0)
     parser.add_argument("--rows-per-second", type=float, default=200.0, help="0: all at once")
+    parser.add_argument("--row-index", choices=("zero", "one", "none"), default="zero")
+    parser.add_argument("--no-error-key", action="store_true")
+    parser.add_argument("--failed-count", choices=("rows", "errors"), default="rows")
+    parser.add_argument("--processed-count", choices=("all", "imported"), default="all")
+    parser.add_argument("--append", action="append", choices=sorted(KINDS), default=[])
+    parser.add_argument("--omitted", choices=("reset", "keep"), default="reset")
     args = parser.parse_args(argv)
     run(
         args.host,
@@ -829,6 +865,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         read_only_key=args.read_only_key or None,
         pending_seconds=args.pending_seconds,
         rows_per_second=args.rows_per_second,
+        shape=AnswerShape(
+            row_index=args.row_index,
+            error_key=not args.no_error_key,
+            failed_count=args.failed_count,
+            processed_count=args.processed_count,
+        ),
+        append=args.append,
+        omitted=args.omitted,
     )
 
 

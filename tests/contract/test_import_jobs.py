@@ -7,6 +7,8 @@ through PENDING and PROCESSING in simulated time and polling costs no real time.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -39,6 +41,7 @@ from syncd.connectors.import_jobs import (
 )
 from syncd.errors import AuthError, PermanentError, RetryableError
 from syncd.sandbox.import_jobs import (
+    DEFAULT_API_KEY,
     DEFAULT_READ_ONLY_KEY,
     GARBLED_400,
     HTML_502,
@@ -655,3 +658,53 @@ def test_an_omitted_field_is_reset_or_kept_as_the_simulator_reads_the_document(
     client.wait_for_job(client.submit("inventory", [{**level, "reorderPoint": 4}]).jobId)
     client.wait_for_job(client.submit("inventory", [level]).jobId)
     assert sim.records("inventory")[key]["minQuantity"] == 4
+
+
+def test_syncd_sandbox_import_jobs_serves_the_other_readings() -> None:
+    """`syncd sandbox import-jobs` (a real process) can be switched to the readings syncd does
+    not assume, so an operator can try syncd against them: errors with a 1-based row and no
+    key, failedCount counting errors; its banner says which readings are in force."""
+    command = [
+        sys.executable,
+        "-m",
+        "syncd.cli",
+        "sandbox",
+        "import-jobs",
+        "--port",
+        "0",
+        "--row-index",
+        "one",
+        "--no-error-key",
+        "--failed-count",
+        "errors",
+        "--append",
+        "demand-history",
+        "--append",
+        "orders",
+        "--omitted",
+        "keep",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline() for _ in range(6)]
+        base_url = banner[0].split(": ", 1)[1].strip()
+        assert "name their row 1-based, without key; failedCount counts errors" in banner[4], banner
+        assert "added beside the first in demand-history, orders" in banner[5], banner
+        assert "keeps its stored value" in banner[5], banner
+        headers = {"x-api-key": DEFAULT_API_KEY}
+        rows = [{"externalId": "A"}, {"externalId": 5, "name": 7}, {"externalId": "C"}]
+        with httpx.Client(base_url=base_url, headers=headers, timeout=10) as http:
+            job_id = http.post("/api/import/catalog", json={"products": rows}).json()["jobId"]
+            deadline = time.monotonic() + 15
+            job = http.get(f"/api/import/status/{job_id}").json()
+            while job["status"] != COMPLETED and time.monotonic() < deadline:
+                time.sleep(0.2)
+                job = http.get(f"/api/import/status/{job_id}").json()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert job["status"] == COMPLETED, job
+    assert job["failedCount"] == 2  # two errors in one refused row
+    assert {e["row"] for e in job["errors"]} == {2}  # the second row, counted from 1
+    assert all("key" not in e for e in job["errors"])
