@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from syncd.connectors.instock import InventoryItem, Move, Order, Site, check_records, site_problem
 from syncd.jobs.instock_articles import Action, SyncRow, article_payload, content_hash, plan_article
+from syncd.jobs.instock_inventory import Options as InventoryOptions
+from syncd.jobs.instock_inventory import guard_refusal
 from syncd.jobs.instock_moves import move_key, next_window
 from syncd.jobs.instock_orders import OrderSync, plan_host_order
 
@@ -165,3 +172,125 @@ def test_retried_refusals_are_planned_again() -> None:
         ).kind
         == "cancel"
     )
+
+
+# --- per-record validation of Instock answers ----------------------------------------------
+
+QTY = {"free": 1, "reserved": 0, "registered": 0}
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "word"),
+    [
+        ({"article_id": "A", "qty": {**QTY, "free": "abc"}}, "qty.free", "abc"),
+        ({"article_id": "A", "qty": {**QTY, "free": float("inf")}}, "qty.free", "inf"),
+        ({"article_id": "A", "qty": {**QTY, "free": float("nan")}}, "qty.free", "nan"),
+        ({"article_id": "A", "qty": {**QTY, "free": 2**63}}, "qty.free", "9223372036854775808"),
+        ({"article_id": "A", "qty": {**QTY, "free": 3.7}}, "qty.free", "3.7"),
+        ({"article_id": "A", "qty": {**QTY, "free": 12.0}}, "qty.free", "12.0"),
+        ({"article_id": "A", "qty": {**QTY, "free": "12"}}, "qty.free", "'12'"),
+        ({"article_id": "A", "qty": {**QTY, "free": True}}, "qty.free", "true"),
+        ({"article_id": "A", "qty": {**QTY, "reserved": -5}}, "qty.reserved", "-5"),
+        ({"article_id": "A", "qty": {"free": 1, "reserved": 0}}, "qty.registered", "required"),
+        ({"qty": QTY}, "article_id", "required"),
+        ({"article_id": "", "qty": QTY}, "article_id", "at least 1"),
+        ({"article_id": 42, "qty": QTY}, "article_id", "42"),
+        (["not", "an", "object"], "record", "must be an object"),
+        (None, "record", "must be an object"),
+    ],
+)
+def test_a_bad_inventory_record_names_its_field_and_value(
+    record: Any, field: str, word: str
+) -> None:
+    """Every way a listed inventory record can be wrong becomes one BadRecord naming the
+    field and what it held; nothing is converted (no 3.7 -> 3, no "12" -> 12)."""
+    good, bad = check_records(
+        [record, {"article_id": "B", "qty": QTY}], InventoryItem, "article_id"
+    )
+    assert [g.article_id for g in good] == ["B"]
+    (found,) = bad
+    assert (found.index, found.field) == (0, field)
+    assert word in found.reason.lower()
+    json.dumps(found.raw, allow_nan=False)  # the raw record is kept as valid JSON
+
+
+def test_a_bad_records_secrets_are_redacted() -> None:
+    """The raw record kept with a reject passes through the redactor."""
+    record = {"article_id": "A", "qty": {**QTY, "free": "x"}, "token": "s3cr3t-value"}
+    (_, [found]) = check_records([record], InventoryItem, "article_id")
+    assert "s3cr3t-value" not in json.dumps(found.raw)
+
+
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=5)
+    | st.sampled_from(["A1", "free", "qty", "2024-01-01T00:00:00Z"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["article_id", "qty", "free", "reserved", "registered", "x"]),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(JSONISH, max_size=6))
+def test_every_record_is_stored_or_rejected(items: list[Any]) -> None:
+    """The accounting rule for a page, whatever it holds: records listed = good + bad, in
+    order of position, and validation never raises."""
+    for model, key in ((InventoryItem, "article_id"), (Move, "article_id"), (Order, "order_id")):
+        good, bad = check_records(items, model, key)
+        assert len(good) + len(bad) == len(items)
+        assert [b.index for b in bad] == sorted({b.index for b in bad})
+        for b in bad:
+            json.dumps(b.raw, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("existing", "absent", "options", "refused"),
+    [
+        (0, 0, {}, False),  # first scan: nothing to lose
+        (100, 0, {}, False),
+        (100, 50, {}, False),  # exactly the fraction: allowed
+        (100, 51, {}, True),
+        (100, 100, {}, True),  # an empty answer
+        (100, 100, {"allow_mass_delete": True}, False),
+        (100, 10, {"max_delete_fraction": 0.05}, True),
+        (100, 100, {"max_delete_fraction": 1.0}, False),
+    ],
+)
+def test_inventory_guard(
+    existing: int, absent: int, options: dict[str, Any], refused: bool
+) -> None:
+    """A scan may zero at most max_delete_fraction of the articles held with stock."""
+    reason = guard_refusal(existing, absent, InventoryOptions(**options))
+    assert (reason is not None) == refused
+    if reason:
+        assert f"{absent} of {existing}" in reason
+
+
+@pytest.mark.parametrize(
+    ("environment", "virtual", "problem"),
+    [
+        ("production", False, None),
+        ("sandbox", True, None),
+        ("production", True, "virtual (sandbox) site"),
+        ("sandbox", False, "physical (production) site"),
+        ("production", None, "not among the sites"),
+    ],
+)
+def test_site_environment(environment: str, virtual: bool | None, problem: str | None) -> None:
+    """The site's is_virtual must agree with the configured environment."""
+    sites = [Site(site_id="S2", is_virtual=False)]
+    found = None if virtual is None else Site(site_id="S1", is_virtual=virtual)
+    got = site_problem("S1", environment, found, [*sites, *([found] if found else [])])
+    assert (got is None) == (problem is None)
+    if problem:
+        assert problem in (got or "")
