@@ -48,6 +48,7 @@ from syncd.connectors.instock import (
     PermanentError,
     check_records,
     fulfilled_by_line,
+    json_safe,
 )
 from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
@@ -341,8 +342,8 @@ def _store_order_page(ctx: JobContext, page: Page, position: str | None) -> int:
             o.order_id,
             o.kind or "customer",
             o.placed_at,
-            json.dumps(o.attributes),
-            json.dumps([ln.model_dump() for ln in o.lines]),
+            json.dumps(json_safe(o.attributes)),
+            json.dumps(json_safe([ln.model_dump() for ln in o.lines])),
             now,
         )
         for o in good
@@ -605,7 +606,7 @@ def store_poll(
         if poll.order is not None:
             store.db.execute(
                 "UPDATE instock_orders SET attributes = ? WHERE order_id = ?",
-                [json.dumps(poll.order.attributes), order_id],
+                [json.dumps(json_safe(poll.order.attributes)), order_id],
             )
         resolve_fixed(store, REJECT_SOURCE, "order_id", [order_id])
         resolve_fixed(store, "instock:ordertasks", "ordertask_id", status.task_ids)

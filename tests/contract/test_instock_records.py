@@ -326,3 +326,19 @@ def test_bad_order_status_and_ordertask_records_are_rejected_one_by_one(
     assert statuses["HO-2"] == statuses["HO-3"] == "done"
     assert "RCV000001" in statuses
     assert open_rejects(cfg, "instock:") == []  # each read valid: its reject resolved
+
+
+def test_a_non_finite_attribute_never_reaches_a_host_file_as_nan(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """An order attribute Instock answers as NaN is kept as the text "nan": the order is
+    mirrored and reported, and the host order_status file stays strict JSON."""
+    with sim.state.lock:
+        order = sim.state.orders["RCV000001"].as_json(sim.state.org_id)
+    text = json.dumps({**order, "attributes": {"asn": "A-1", "weight": float("nan")}})
+    sim.override_record("order", "RCV000001", text)
+    run(cfg, "instock.orders")
+    send(cfg)
+    rows = [r for r in strict_rows(cfg, "order_status") if r["order_id"] == "RCV000001"]
+    assert rows
+    assert all(r["attributes"] == {"asn": "A-1", "weight": "nan"} for r in rows)
