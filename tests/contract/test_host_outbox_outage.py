@@ -10,12 +10,17 @@ under one intent's file name (EISDIR for that one file only).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import syncd.host.outbox as host_outbox
 from syncd.clock import utcnow
 from syncd.config import Settings
 from syncd.host import host_destination, host_file_intent
@@ -140,3 +145,35 @@ def test_an_outage_is_never_given_up_and_its_backoff_is_capped(
         intent, DestinationOutage("cannot write"), settings.outbox, utcnow()
     )
     assert (decision.action, decision.delay) == ("retry", settings.outbox.max_backoff)
+
+
+def test_a_full_disk_mid_write_leaves_no_partial_file_and_is_an_outage(
+    make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while a file is being written (the temporary file exists, its fsync fails):
+    no partial or temporary file stays in `outbox/`, the intent is retried as an outage
+    (never given up), and once space is back the stream is written in order."""
+    settings = _settings(make_settings, tmp_path)
+    outbox = tmp_path / "host" / "outbox"
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with Store.open(settings.db_path) as store:
+        ids = _queue(store)
+        monkeypatch.setattr(host_outbox.os, "fsync", full)
+        _drain_many(store, settings, MAX_ATTEMPTS * 2)
+        assert list(outbox.iterdir()) == []  # not even a temporary file
+        assert {r["status"] for r in store.query("SELECT status FROM outbox")} == {"pending"}
+        assert store.scalar("SELECT count(*) FROM rejects") == 0
+        [error] = store.query("SELECT last_error FROM outbox WHERE id = ?", [ids["moves"][0]])
+        assert "(ENOSPC)" in error["last_error"]
+        assert len(store.open_alerts(OUTAGE_ALERT)) == 1
+
+        monkeypatch.setattr(host_outbox.os, "fsync", real_fsync)
+        _drain_many(store, settings, 1)
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status != 'sent'") == 0
+        assert store.open_alerts(OUTAGE_ALERT) == []
+    moves = [json.loads((outbox / f"moves-{i:010d}.jsonl").read_text()) for i in ids["moves"]]
+    assert [m["article_id"] for m in moves] == ["A", "B", "C"]
