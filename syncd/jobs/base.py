@@ -77,9 +77,10 @@ class JobSpec:
 
     def options(self, settings: Settings) -> Any:
         raw = self.config(settings).options
-        if self.options_model is None:
-            return raw
         try:
+            if self.options_model is None:
+                NoOptions(**raw)  # a job that reads no options: any key is a misspelling
+                return raw
             return self.options_model(**raw)
         except ValidationError as exc:
             problems = [f"jobs.{self.name}.options.{p}" for p in format_validation_errors(exc)]

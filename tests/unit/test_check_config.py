@@ -121,10 +121,16 @@ base_url = "http://127.0.0.1:9/v1"
             "connectors.netstock.options.chunksize",
             id="netstock",
         ),
+        pytest.param(
+            '[jobs."host.inbox".options]\nsettle = 3',
+            "jobs.host.inbox.options.settle",
+            id="job-without-options",
+        ),
     ],
 )
 def test_check_config_refuses_misspelt_options(tmp_path: Path, section: str, key: str) -> None:
-    """A misspelt key in the host's or a (disabled) connector's options is refused by name."""
+    """A misspelt key in the host's, a (disabled) connector's or a job's options is refused
+    by name, also where the job or connector reads no options at all."""
     config = tmp_path / "syncd.toml"
     config.write_text(
         f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n{section}\n",
