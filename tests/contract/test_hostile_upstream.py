@@ -223,10 +223,14 @@ def expect_recovery(up: HostileUpstream, settings: Settings, name: str) -> None:
 WHOLE_LISTS = list(LISTS)
 
 
-@pytest.mark.parametrize("name", WHOLE_LISTS)
-@pytest.mark.parametrize(
-    "body", [b"[]", b"null", b'"Successful operation."', b"42", b'{"articles": [{"art']
-)
+NOT_OBJECTS = [b"[]", b"null", b'"Successful operation."', b"42", b'{"articles": [{"art']
+# Every shape on one list; on the others (their own decode paths) an array and a cut-off body.
+NOT_OBJECT_CASES = [("inventory", body) for body in NOT_OBJECTS] + [
+    (name, body) for name in WHOLE_LISTS if name != "inventory" for body in (b"[]", b'{"a": [')
+]
+
+
+@pytest.mark.parametrize(("name", "body"), NOT_OBJECT_CASES)
 def test_an_answer_that_is_not_a_json_object_is_malformed_and_classified(
     up: HostileUpstream, cfg: Settings, name: str, body: bytes
 ) -> None:
