@@ -5,8 +5,9 @@ forever would keep a scan going until the process is killed. `CursorGuard`
 stops both: any cursor seen before in the same walk ends it, and so does a
 page count over the walk's ceiling. The ceiling is `2 x pages of the last
 complete scan of that list + 10`, never above the connector's `max_pages`;
-with no history it is `max_pages`. A walk that hits its ceiling raises the
-basis to what it walked, so a list that really grew passes on a later run
+with no history it is `max_pages`. A walk resumed from a stored cursor saw
+only part of the list, so it never lowers the basis. A walk that hits its
+ceiling raises the basis to what it walked, so a list that really grew passes on a later run
 (after one alert) while a loop keeps failing, bounded, every run.
 
 History is plain data in a `PageLedger` (one per job run, reached through a
@@ -100,6 +101,8 @@ class CursorGuard:
     ceiling: int
     why: str
     ledger: PageLedger | None = None
+    previous: int | None = None  # the basis this walk's ceiling came from
+    resumed: bool = False  # started from a stored cursor, not from the top of the list
     pages: int = 0
     seen: set[str] = field(default_factory=set)
 
@@ -110,7 +113,7 @@ class CursorGuard:
         subject = f"{connector}:{scan}"
         basis = ledger.basis(subject) if ledger is not None else None
         ceiling, why = page_ceiling(basis, max_pages)
-        guard = cls(connector, scan, ceiling, why, ledger)
+        guard = cls(connector, scan, ceiling, why, ledger, basis, resumed=bool(first_cursor))
         if first_cursor:
             guard.seen.add(first_cursor)
         return guard
@@ -124,7 +127,9 @@ class CursorGuard:
         self.pages += 1
         if not has_more:
             if self.ledger is not None:
-                self.ledger.record(self.subject, self.pages, complete=True)
+                # A walk resumed mid-list saw only part of it: it never lowers the basis.
+                pages = max(self.pages, self.previous or 0) if self.resumed else self.pages
+                self.ledger.record(self.subject, pages, complete=True)
             return
         if not next_cursor:
             self._fail(f"{where}: has_more without a next_cursor", "bad_pagination")

@@ -92,3 +92,18 @@ def test_the_ledger_derives_ceilings_and_records_what_a_walk_did() -> None:
         record = ledger.changes()["instock:inventory"]
         assert (record.basis, record.complete) == (16, False)
     assert CursorGuard.start("instock", "inventory", 1000, "").ceiling == 1000  # no ledger
+
+
+def test_a_walk_resumed_mid_list_never_lowers_the_basis() -> None:
+    """After a crash the scan resumes at its stored cursor and sees only the rest of the list:
+    that short walk must not make the next full scan look like a runaway."""
+    ledger = PageLedger(read={"scan_pages.instock:inventory": "40"}.get)
+    with page_ledger(ledger):
+        resumed = CursorGuard.start("instock", "inventory", 1000, "c37")
+        walk(resumed, ["c38", "c39"])
+        resumed.after_page(None, False, "/inventory")
+        assert ledger.changes()["instock:inventory"].basis == 40
+        from_top = CursorGuard.start("instock", "inventory", 1000, "")
+        walk(from_top, ["a", "b"])
+        from_top.after_page(None, False, "/inventory")
+        assert ledger.changes()["instock:inventory"].basis == 3  # a whole scan: its own size
