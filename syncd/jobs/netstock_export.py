@@ -819,6 +819,8 @@ def run(ctx: JobContext) -> None:
         export = prepare(ctx, options)
         if export is None:
             return
+    elif ctx.dry_run:  # the real run would go on with the export a run before left open
+        ctx.counts["would_resume"] += 1
     if ctx.dry_run:
         return
     ctx.check_stop()

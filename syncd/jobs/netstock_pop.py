@@ -174,8 +174,9 @@ def run(ctx: JobContext) -> None:
     store = ctx.store
     mark_delivered(store)
     queue_journaled(ctx)  # what a crash left between journal and queue
-    if ctx.dry_run:
-        return  # a pop inside a rolled-back transaction would lose the order
+    if ctx.dry_run:  # a pop removes what it returns: a dry run makes none, and says so
+        ctx.counts["pops_not_made"] = len(options.kinds)
+        return
     with NetstockClient(ctx.settings.connectors.netstock) as client:
         for kind in options.kinds:
             for _ in range(options.max_pops):

@@ -255,8 +255,9 @@ def test_pops_are_bounded_per_run(sim: NetstockSim, make_cfg: Callable[..., Sett
 
 def test_a_dry_run_pops_nothing(sim: NetstockSim, cfg: Settings) -> None:
     sim.add_file("po", [PO_LINE])
-    run(cfg, "netstock.pop", dry_run=True, expect="dry-run")
+    dry = run(cfg, "netstock.pop", dry_run=True, expect="dry-run")
     assert len(sim.queued("po")) == 1
+    assert dry.counts == {"pops_not_made": 3}  # po, tr, wo: the operator is told why
 
 
 @pytest.mark.parametrize("fault", ["drop", "500"])
@@ -442,7 +443,8 @@ def test_full_export_to_complete(sim: NetstockSim, ecfg: Settings, clock: Manual
 def test_a_dry_run_renders_but_keeps_and_sends_nothing(
     sim: NetstockSim, ecfg: Settings, clock: ManualClock
 ) -> None:
-    run(ecfg, "netstock.export", dry_run=True, expect="dry-run")
+    dry = run(ecfg, "netstock.export", dry_run=True, expect="dry-run")
+    assert dry.counts["prepared"] == 1
     assert exports(ecfg) == []
     assert query(ecfg, "SELECT count(*) AS n FROM netstock_export_rows") == [{"n": 0}]
     assert len(sim.requests) == 0
@@ -493,6 +495,10 @@ def test_stop_at_a_checkpoint_resumes_the_same_dataset(
     [export] = exports(ecfg)
     assert export["state"] == "importing"
     monkeypatch.undo()
+    requests = len(sim.requests)
+    dry = run(ecfg, "netstock.export", dry_run=True, expect="dry-run")
+    assert dry.counts == {"would_resume": 1}  # says what the real run would do, does nothing
+    assert len(sim.requests) == requests
 
     export_to_complete(ecfg, clock)
     assert sim.count("POST /dataset/start") == 1
