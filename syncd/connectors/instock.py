@@ -476,18 +476,20 @@ class InstockClient:
         start_cursor: str | None = None,
         *,
         scan: str | None = None,
+        window: bool = False,
     ) -> Iterator[Page]:
         """Every page of a list, one request at a time, never the whole list.
 
         A bad page_size raises ValueError here, at the call, not at the first `next()`;
         the walk's page ceiling is read here too, in the caller's thread. `scan` names
-        the list for its page history (default: `key`).
+        the list for its page history (default: `key`); `window`: the walk reads one
+        time window of the list, so its page count never lowers that history.
         """
         size = self.page_size if page_size is None else page_size
         if not PAGE_MIN <= size <= PAGE_MAX:
             raise ValueError(f"page_size must be {PAGE_MIN}..{PAGE_MAX}, got {size}")
         cursor = start_cursor or ""
-        guard = CursorGuard.start(NAME, scan or key, self.config.max_pages, cursor)
+        guard = CursorGuard.start(NAME, scan or key, self.config.max_pages, cursor, partial=window)
         return self._walk(path, key, params, size, cursor, guard)
 
     def _walk(
@@ -665,12 +667,19 @@ class InstockClient:
         params: dict[str, Any] = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
         if to_cell_id:
             params["to_cell_id"] = to_cell_id
-        return self.pages(f"/{self.site_id}/moves", "moves", params, scan="moves", **kw)
+        return self.pages(
+            f"/{self.site_id}/moves", "moves", params, scan="moves", window=True, **kw
+        )
 
     def article_move_pages(
         self, article_id: str, start: datetime, end: datetime, **kw: Any
     ) -> Iterator[Page]:
         params = {"from_timestamp": rfc3339(start), "to_timestamp": rfc3339(end)}
         return self.pages(
-            f"/{self.site_id}/moves/{article_id}", "moves", params, scan="article_moves", **kw
+            f"/{self.site_id}/moves/{article_id}",
+            "moves",
+            params,
+            scan="article_moves",
+            window=True,
+            **kw,
         )

@@ -5,9 +5,11 @@ forever would keep a scan going until the process is killed. `CursorGuard`
 stops both: any cursor seen before in the same walk ends it, and so does a
 page count over the walk's ceiling. The ceiling is `2 x pages of the last
 complete scan of that list + 10`, never above the connector's `max_pages`;
-with no history it is `max_pages`. A walk resumed from a stored cursor saw
-only part of the list, so it never lowers the basis. A walk that hits its
-ceiling raises the basis to what it walked, so a list that really grew passes on a later run
+with no history it is `max_pages`. A partial walk never lowers the basis: one
+resumed from a stored cursor saw only the rest of the list, and a time window
+(Instock moves) is one slice of a list whose size varies with the hour, so its
+basis is the largest window walked. A walk that hits its ceiling raises the
+basis to what it walked, so a list that really grew passes on a later run
 (after one alert) while a loop keeps failing, bounded, every run.
 
 History is plain data in a `PageLedger` (one per job run, reached through a
@@ -102,18 +104,28 @@ class CursorGuard:
     why: str
     ledger: PageLedger | None = None
     previous: int | None = None  # the basis this walk's ceiling came from
-    resumed: bool = False  # started from a stored cursor, not from the top of the list
+    partial: bool = False  # resumed mid-list, or one window of a list: never lowers the basis
     pages: int = 0
     seen: set[str] = field(default_factory=set)
 
     @classmethod
-    def start(cls, connector: str, scan: str, max_pages: int, first_cursor: str) -> CursorGuard:
-        """Call in the job's thread: it reads the history of this list."""
+    def start(
+        cls,
+        connector: str,
+        scan: str,
+        max_pages: int,
+        first_cursor: str,
+        *,
+        partial: bool = False,
+    ) -> CursorGuard:
+        """Call in the job's thread: it reads the history of this list. A walk from a stored
+        cursor is partial whatever `partial` says."""
         ledger = _LEDGER.get()
         subject = f"{connector}:{scan}"
         basis = ledger.basis(subject) if ledger is not None else None
         ceiling, why = page_ceiling(basis, max_pages)
-        guard = cls(connector, scan, ceiling, why, ledger, basis, resumed=bool(first_cursor))
+        partial = partial or bool(first_cursor)
+        guard = cls(connector, scan, ceiling, why, ledger, basis, partial=partial)
         if first_cursor:
             guard.seen.add(first_cursor)
         return guard
@@ -127,8 +139,8 @@ class CursorGuard:
         self.pages += 1
         if not has_more:
             if self.ledger is not None:
-                # A walk resumed mid-list saw only part of it: it never lowers the basis.
-                pages = max(self.pages, self.previous or 0) if self.resumed else self.pages
+                # A walk that saw only part of the list never lowers the basis.
+                pages = max(self.pages, self.previous or 0) if self.partial else self.pages
                 self.ledger.record(self.subject, pages, complete=True)
             return
         if not next_cursor:

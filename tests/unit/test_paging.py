@@ -107,3 +107,14 @@ def test_a_walk_resumed_mid_list_never_lowers_the_basis() -> None:
         walk(from_top, ["a", "b"])
         from_top.after_page(None, False, "/inventory")
         assert ledger.changes()["instock:inventory"].basis == 3  # a whole scan: its own size
+
+
+def test_a_time_window_keeps_the_largest_window_as_its_basis() -> None:
+    """Moves are read one window at a time and a quiet hour has fewer pages than a busy one:
+    the basis is the largest window walked, so a busy hour after a quiet one is not a loop."""
+    ledger = PageLedger(read={"scan_pages.instock:moves": "30"}.get)
+    with page_ledger(ledger):
+        quiet = CursorGuard.start("instock", "moves", 1000, "", partial=True)
+        quiet.after_page(None, False, "/moves")
+        assert ledger.changes()["instock:moves"].basis == 30
+        assert CursorGuard.start("instock", "moves", 1000, "", partial=True).ceiling == 70
