@@ -100,6 +100,7 @@ max_attempts = 5
 enabled = true
 base_url = "{ins.base_url}"
 site_id = "{ins.site_id}"
+environment = "sandbox"
 retry = {once}
 {secrets_lines["instock"]}
 
