@@ -159,3 +159,26 @@ def test_check_config_refuses_an_unwritable_state_dir(
     result = check_config(config, *args)
     assert result.exit_code == 78, result.output
     assert "daemon.state_dir" in result.stderr
+
+
+def test_a_refused_url_is_quoted_without_its_credentials(tmp_path: Path) -> None:
+    """The error naming a bad base_url quotes it with userinfo and `?token=` masked."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f"""
+[daemon]
+state_dir = {json.dumps(str(tmp_path / "state"))}
+
+[connectors.instock]
+enabled = true
+token = "{INSTOCK_TOKEN}"
+base_url = "http://ops:Pw9Xq1zz@instock.example.com/v1?token={DSORDER_TOKEN}"
+""",
+        encoding="utf-8",
+    )
+    result = check_config(config)
+    assert result.exit_code == 78, result.output
+    assert "connectors.instock.base_url" in result.stderr
+    assert "http://ops:**********@instock.example.com/v1?token=**********" in result.stderr
+    assert "Pw9Xq1zz" not in result.output
+    assert leaks(result.output) == []
