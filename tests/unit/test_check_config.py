@@ -182,3 +182,20 @@ base_url = "http://ops:Pw9Xq1zz@instock.example.com/v1?token={DSORDER_TOKEN}"
     assert "http://ops:**********@instock.example.com/v1?token=**********" in result.stderr
     assert "Pw9Xq1zz" not in result.output
     assert leaks(result.output) == []
+
+
+@pytest.mark.parametrize("name", ["syncd.example.toml", "demo.toml"])
+def test_the_shipped_configs_pass_check_config(tmp_path: Path, name: str) -> None:
+    """The example an operator starts from and the demo's config name only keys syncd
+    reads (an option a job or connector gained must be known to check-config too)."""
+    root = Path(__file__).resolve().parents[2]
+    config = root / ("config" if name.startswith("syncd") else "syncd/defaults") / name
+    foreign = [k for k in os.environ if k.startswith("SYNCD_")]
+    env = {
+        **dict.fromkeys([*foreign, "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"]),
+        "SYNCD_DAEMON__STATE_DIR": str(tmp_path / "state"),
+        "SYNCD_HOST__DIR": str(tmp_path / "host"),
+    }
+    result = CliRunner(env=env).invoke(main, ["check-config", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "configuration OK" in result.output
