@@ -188,6 +188,11 @@ def _age(seconds: float) -> str:
 def sync_hold_alerts(store: Store, options: Options, now: datetime, log: Any) -> None:
     """One alert per held order, saying its age and how to release it; escalated once
     it is held longer than `hold_escalate_after`; resolved when it is held no more."""
+    with store.transaction():  # an order released meanwhile gets no alert back
+        _sync_hold_alerts(store, options, now, log)
+
+
+def _sync_hold_alerts(store: Store, options: Options, now: datetime, log: Any) -> None:
     held = store.query(
         "SELECT order_id, pulled_at, hold_reason FROM dsorder_orders WHERE state = 'held'"
     )
@@ -219,21 +224,23 @@ def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
     the order in DSOrder. Returns what was done; refuses an order that is not held."""
     options: Options = ctx.options
     store = ctx.store
-    rows = store.query(
-        "SELECT order_id, instock_order_id, state FROM dsorder_orders WHERE order_id = ?",
-        [order_id],
-    )
-    if not rows:
-        raise StateError(f"no DSOrder order {order_id!r} was ever pulled")
-    order = rows[0]
-    if order["state"] != "held":
-        raise StateError(f"DSOrder order {order_id} is {order['state']}, not held")
-    lines = store.query(
-        "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ? "
-        "ORDER BY line_number",
-        [order_id],
-    )
+    # Read and decided under the write lock: a running daemon's pull may plan the same
+    # held order at this moment, and only one of the two may act on it.
     with store.transaction():
+        rows = store.query(
+            "SELECT order_id, instock_order_id, state FROM dsorder_orders WHERE order_id = ?",
+            [order_id],
+        )
+        if not rows:
+            raise StateError(f"no DSOrder order {order_id!r} was ever pulled")
+        order = rows[0]
+        if order["state"] != "held":
+            raise StateError(f"DSOrder order {order_id} is {order['state']}, not held")
+        lines = store.query(
+            "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ? "
+            "ORDER BY line_number",
+            [order_id],
+        )
         if how == "cancel" or order["instock_order_id"] is None:
             if how != "cancel":
                 raise StateError(
@@ -627,6 +634,11 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
             (f"order {order['order_id']} line {n}", c.reason) for n, c in checks.items() if not c.ok
         }
         with store.transaction():
+            state = store.scalar(
+                "SELECT state FROM dsorder_orders WHERE order_id = ?", [order["order_id"]]
+            )
+            if state != "held":
+                continue  # released by an operator (`syncd orders release`) meanwhile
             # Reasons that no longer hold are resolved; a reason that still holds keeps its
             # reject (and its id, which an operator may be about to retry).
             for reject in store.query(

@@ -1101,3 +1101,84 @@ def test_an_operator_releases_a_held_order_with_one_command(
     again = release(cfg, tmp_path, order_id, how)  # not held any more: refused, named
     assert again.exit_code != 0
     assert "not held" in again.output
+
+
+def test_a_release_racing_the_daemons_replan_never_both_creates_and_cancels(
+    ins: InstockSim,
+    ds: DSOrderSim,
+    make_cfg: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`syncd orders release --cancel` commits while a running pull is re-planning the
+    same held order (it has read it as held, its transaction not yet begun): the pull
+    must see the release and queue no Instock create for an order closed with 0."""
+    import syncd.jobs.dsorder_pull as pull
+
+    articles = stocked(ins)
+    late = articles[-1]
+    cfg = make_cfg(catalog=articles[:-1])
+    order_id = ds.submit_order(lines=[(articles[0], 2), (late, 3)])
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    load_catalog(cfg, articles)  # the next pull plans the held order again
+    released: list[Any] = []
+    check_line = pull.check_line
+
+    def operator_releases_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not released:
+            released.append(release(cfg, tmp_path, order_id, "cancel"))
+        return check_line(*args, **kwargs)
+
+    monkeypatch.setattr(pull, "check_line", operator_releases_meanwhile)
+    run(cfg, "dsorder.pull")
+    assert released[0].exit_code == 0, released[0].output
+    monkeypatch.setattr(pull, "check_line", check_line)
+    assert order_row(cfg, order_id)["released_by"] == "cancel"
+    cycle(cfg)
+    assert f"DS-{order_id}" not in ins.state.orders
+    assert query(cfg, "SELECT * FROM outbox WHERE kind = 'orders.create'") == []
+    assert reported(ds, order_id) == {1000: (0, True), 2000: (0, True)}
+    assert order_row(cfg, order_id)["state"] == "closed"
+
+
+def test_a_release_after_the_daemon_planned_the_order_is_refused(
+    ins: InstockSim,
+    ds: DSOrderSim,
+    make_cfg: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other interleaving: the release has read the order as held when the daemon's
+    pull commits its new plan (an Instock create). The release must then be refused,
+    not close in DSOrder an order that is going to Instock."""
+    import syncd.state.store as store_module
+
+    articles = stocked(ins)
+    late = articles[-1]
+    cfg = make_cfg(catalog=articles[:-1])
+    order_id = ds.submit_order(lines=[(articles[0], 2), (late, 3)])
+    cycle(cfg)
+    assert order_row(cfg, order_id)["state"] == "held"
+    load_catalog(cfg, articles)
+    transaction = store_module.Store.transaction
+    pulled: list[str] = []
+
+    def daemon_pulls_first(self: Any) -> Any:
+        if not pulled and not self.db.conn.in_transaction:
+            pulled.append("pulling")
+            monkeypatch.setattr(store_module.Store, "transaction", transaction)
+            run(cfg, "dsorder.pull")  # re-plans: the order is created
+        return transaction(self)
+
+    monkeypatch.setattr(store_module.Store, "transaction", daemon_pulls_first)
+    shown = release(cfg, tmp_path, order_id, "cancel")
+    monkeypatch.setattr(store_module.Store, "transaction", transaction)
+    assert pulled, "the release never opened a transaction"
+    assert shown.exit_code != 0
+    assert "not held" in shown.output
+    assert order_row(cfg, order_id)["released_by"] is None
+    cycle(cfg)
+    assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
+    assert ds.closes(order_id) == 0
+    assert not [r for r in ds.requests if r.path.startswith(f"/orders/{order_id}/")]
