@@ -44,19 +44,24 @@ SENDER_JOB = "outbox.send"
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
-def build_trigger(schedule: Schedule, timezone: str, daily: tuple[dt_time, ...] = ()) -> Any:
+def build_trigger(schedule: Schedule, timezone: str) -> Any:
     if schedule.cron:
-        trigger: Any = CronTrigger.from_crontab(schedule.cron, timezone=timezone)
-    else:
-        trigger = IntervalTrigger(
-            seconds=schedule.interval or 3600, jitter=schedule.jitter or None, timezone=UTC
-        )
-    if not daily:
-        return trigger
+        return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
+    return IntervalTrigger(
+        seconds=schedule.interval or 3600, jitter=schedule.jitter or None, timezone=UTC
+    )
+
+
+def daily_trigger(times: tuple[dt_time, ...], timezone: str) -> Any:
+    """Fixed local times of day (wall clock of `timezone`, DST included)."""
     fixed = [
-        CronTrigger(hour=t.hour, minute=t.minute, second=t.second, timezone=timezone) for t in daily
+        CronTrigger(hour=t.hour, minute=t.minute, second=t.second, timezone=timezone) for t in times
     ]
-    return OrTrigger([trigger, *fixed])
+    return fixed[0] if len(fixed) == 1 else OrTrigger(fixed)
+
+
+def daily_job_id(name: str) -> str:
+    return f"{name}@daily"
 
 
 def plan_schedule(settings: Settings) -> dict[str, str]:
@@ -119,6 +124,7 @@ class Daemon:
         self.sender = SenderThread(self)
         self._active: dict[str, int] = {}
         self._active_lock = threading.Lock()
+        self._job_locks: dict[str, threading.Lock] = {}  # one run of a job at a time
         self._schedule: dict[str, str] = {}
 
     # -- life cycle ---------------------------------------------------------
@@ -268,14 +274,15 @@ class Daemon:
         for name in list(self._schedule):
             if name not in wanted:
                 self.scheduler.remove_job(name)
+                if self.scheduler.get_job(daily_job_id(name)):
+                    self.scheduler.remove_job(daily_job_id(name))
         for name, description in wanted.items():
             spec = REGISTRY[name]
             if self._schedule.get(name) == description:
                 continue
+            self._schedule_daily(spec)
             trigger = build_trigger(
-                spec.schedule(self.settings),
-                self.settings.daemon.site_timezone,
-                spec.daily_times(self.settings),
+                spec.schedule(self.settings), self.settings.daemon.site_timezone
             )
             first = datetime.now(UTC) if spec.schedule(self.settings).interval else None
             if self.scheduler.get_job(name):
@@ -291,12 +298,60 @@ class Daemon:
                 )
         self._schedule = wanted
 
+    def _schedule_daily(self, spec: JobSpec) -> None:
+        """A job's fixed times of day are an APScheduler job of their own: a run of the
+        job still going at that moment must delay the fixed-time run, not cancel it (as
+        one trigger with `max_instances = 1` would: DSOrder's end-of-day pull)."""
+        assert self.scheduler is not None
+        job_id = daily_job_id(spec.name)
+        times = spec.daily_times(self.settings)
+        if not times:
+            if self.scheduler.get_job(job_id):
+                self.scheduler.remove_job(job_id)
+            return
+        trigger = daily_trigger(times, self.settings.daemon.site_timezone)
+        if self.scheduler.get_job(job_id):
+            self.scheduler.reschedule_job(job_id, trigger=trigger)
+        else:
+            self.scheduler.add_job(self._daily, trigger, args=[spec.name], id=job_id, name=job_id)
+
     def _scheduled(self, name: str) -> None:
         self.execute(REGISTRY[name], trigger="schedule")
 
-    def execute(self, spec: JobSpec, trigger: str) -> None:
+    def _daily(self, name: str) -> None:
+        self.execute(REGISTRY[name], trigger="daily", wait=True)
+
+    def _job_lock(self, name: str) -> threading.Lock:
+        with self._active_lock:
+            return self._job_locks.setdefault(name, threading.Lock())
+
+    def execute(self, spec: JobSpec, trigger: str, *, wait: bool = False) -> None:
+        """Run a job unless a run of it is going on: then skip it, or with `wait` run it
+        as soon as that run ends."""
         if self.stopping.is_set():
             return
+        lock = self._job_lock(spec.name)
+        if not wait and not lock.acquire(blocking=False):
+            log.info("job_skipped", job=spec.name, trigger=trigger, reason="a run is going on")
+            return
+        if wait:
+            waited = time.monotonic()
+            while not lock.acquire(timeout=0.2):
+                if self.stopping.is_set():
+                    return
+            if time.monotonic() - waited > 0.2:
+                log.info(
+                    "job_waited",
+                    job=spec.name,
+                    trigger=trigger,
+                    waited_s=round(time.monotonic() - waited, 2),
+                )
+        try:
+            self._execute(spec, trigger)
+        finally:
+            lock.release()
+
+    def _execute(self, spec: JobSpec, trigger: str) -> None:
         with self._active_lock:
             self._active[spec.name] = self._active.get(spec.name, 0) + 1
         try:

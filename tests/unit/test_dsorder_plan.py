@@ -24,7 +24,7 @@ from syncd.connectors.dsorder import (
     parse_orders,
     to_json_number,
 )
-from syncd.daemon import build_trigger
+from syncd.daemon import daily_trigger
 from syncd.errors import AlreadyDoneError, ConfigError, PermanentError, RetryableError
 from syncd.jobs import REGISTRY
 from syncd.jobs.dsorder_plan import (
@@ -274,15 +274,27 @@ def test_end_of_day_pull_is_scheduled_in_the_site_zone_just_before_midnight() ->
     assert end_of_day_time(timedelta(seconds=30)) == time(23, 59, 30)
     assert spec.daily_times(settings) == (time(23, 59, 30),)
     assert spec.describe_schedule(settings) == f"every 120s and daily at 23:59:30 {ZONE}"
-    trigger = build_trigger(spec.schedule(settings), ZONE, spec.daily_times(settings))
+    trigger = daily_trigger(spec.daily_times(settings), ZONE)
     tz = ZoneInfo(ZONE)
-    before = datetime(2026, 11, 23, 23, 58, 45, tzinfo=tz)
-    fires = []
-    previous = None
-    for _ in range(3):
-        previous = trigger.get_next_fire_time(previous, previous or before)
-        fires.append(previous.astimezone(tz).time())
-    assert time(23, 59, 30) in fires
+    # Across both DST changes of 2026 (29 March, 25 October): 23:59:30 local every day.
+    for start in (datetime(2026, 3, 27, 12, tzinfo=tz), datetime(2026, 10, 23, 12, tzinfo=tz)):
+        fires = []
+        previous = None
+        for _ in range(5):
+            previous = trigger.get_next_fire_time(
+                previous, start if previous is None else previous + timedelta(microseconds=1)
+            )
+            fires.append(previous.astimezone(tz))
+        assert [f.time() for f in fires] == [time(23, 59, 30)] * 5
+        assert [f.date().day for f in fires] == [start.day + n for n in range(5)]
+        # 30 s before the following local midnight, whatever the UTC offset that day.
+        assert {
+            (
+                datetime.combine(f.date() + timedelta(days=1), time(0), tz).astimezone(UTC)
+                - f.astimezone(UTC)
+            ).total_seconds()
+            for f in fires
+        } == {30.0}
 
 
 def test_dsorder_without_an_explicit_site_timezone_is_refused(tmp_path: Path) -> None:
