@@ -633,13 +633,35 @@ def sandbox_dsorder(
     help="Import URLs: corrected (/import/master, /import/transfers) or as the document "
     "prints them (master at /import/suppliers, transfers at /import/co).",
 )
+@click.option(
+    "--nulls",
+    type=click.Choice(["accept", "refuse"]),
+    default="accept",
+    show_default=True,
+    help="A null in an import line's typed field: accepted, or refused with a 400 naming it "
+    "(the document does not say).",
+)
 def sandbox_netstock(
-    host: str, port: int, seed: int, count_lag: float, model_end: str, endpoint_map: str
+    host: str,
+    port: int,
+    seed: int,
+    count_lag: float,
+    model_end: str,
+    endpoint_map: str,
+    nulls: str,
 ) -> None:
     """Serve a Netstock Data Orchestrator simulator (token, datasets, pops)."""
     from syncd.sandbox import netstock
 
-    netstock.run(host, port, seed, count_lag=count_lag, model_end=model_end, endpoints=endpoint_map)
+    netstock.run(
+        host,
+        port,
+        seed,
+        count_lag=count_lag,
+        model_end=model_end,
+        endpoints=endpoint_map,
+        nulls=nulls,
+    )
 
 
 @sandbox.command("import-jobs")

@@ -18,8 +18,9 @@ the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again);
   `ConflictError(already_open)` naming a dataset is adopted when we had attempted a start
   (our answer was lost) or when it is empty (no model started); one syncd recorded as
   failed is waiting for Netstock to fail it (`/model/end` answers 202 and the count is
-  judged after a timeout period): the run stops and the next one tries again (an alert
-  after `failed_dataset_alert_after`, default 1 h); otherwise it belongs to someone else: an alert (`netstock_export`) is
+  judged after a timeout period): the run stops, the prepared export is dropped (Netstock
+  opened nothing for it) and the next run prepares afresh (an alert after
+  `failed_dataset_alert_after`, default 1 h); otherwise it belongs to someone else: an alert (`netstock_export`) is
   opened and the run stops, the export stays prepared.
 - **importing**: per model (`models` JSON list, in order): `/model/start` (an
   `already_open` answer or a model seen open in `/model/status` is adopted), chunked
@@ -150,6 +151,12 @@ class Options(BaseModel):
         description="when /model/status counts fewer lines than syncd sent (Netstock imports "
         "asynchronously), poll it this long (backoff 1 s doubling to 15 s) for the count to "
         "catch up before a chunk is taken as lost (0: do not wait)",
+    )
+    null_fields: Literal["send", "omit"] = Field(
+        "send",
+        description="a field the host has no value for: sent as null (the document does not "
+        "say whether a field may be null), or left out of the line (for a Netstock that "
+        "refuses nulls)",
     )
 
 
@@ -623,9 +630,21 @@ def _lines(
     cursor.execute(
         renderer.sql, {"loc": options.default_location, "since": f"-{options.sales_days} days"}
     )
+    lines: Iterator[str]
     if not renderer.located:  # nothing to check: render at C speed
-        return filter(None, map(renderer.render, cursor, itertools.repeat(whole)))
-    return _checked(model, renderer, cursor, whole, rejects)
+        lines = filter(None, map(renderer.render, cursor, itertools.repeat(whole)))
+    else:
+        lines = _checked(model, renderer, cursor, whole, rejects)
+    return map(without_nulls, lines) if options.null_fields == "omit" else lines
+
+
+def without_nulls(line: str) -> str:
+    """A rendered line without its null fields (`null_fields = "omit"`); numbers stay exact
+    and keys sorted, as rendered."""
+    if "null" not in line:
+        return line
+    fields = json.loads(line, parse_float=Decimal)
+    return json_text({k: v for k, v in fields.items() if v is not None})
 
 
 def _checked(
@@ -930,6 +949,13 @@ class _Flow:
                 "Netstock",
                 subject="dataset_open",
             )
+        # Netstock opened nothing for this export (it names the failed dataset): drop it, so
+        # that the next run freezes the data afresh, with the options then in force.
+        with self.store.transaction():
+            self.store.db.execute(
+                "DELETE FROM netstock_export_rows WHERE export_id = ?", [self.export["id"]]
+            )
+            self.store.db.execute("DELETE FROM netstock_exports WHERE id = ?", [self.export["id"]])
         raise _Stop(message)
 
     # importing -> processing
@@ -995,6 +1021,8 @@ class _Flow:
             except PermanentError as exc:
                 if exc.status == 404:
                     self.no_endpoint(model, exc)
+                if exc.status in (400, 422):
+                    self.refused(index, lines.count, exc)
                 raise
             except OutcomeUnknownError:
                 self.ctx.counts["outcome_unknown"] += 1
@@ -1016,6 +1044,24 @@ class _Flow:
             self.update_model(index, state="ended")
         self.export = _load(self.store, self.export["id"])
         self.ctx.counts["models_ended"] += 1
+
+    def refused(self, index: int, count: int, exc: PermanentError) -> None:
+        """Netstock refuses a chunk's lines (a 400: e.g. a null where it wants a value). The
+        frozen lines would be refused again every run, so this dataset is failed (its model
+        ended with the intended count, as for a lost chunk) and the next cycle sends a fresh
+        one, rendered with the options then in force (e.g. `null_fields = "omit"`)."""
+        entry = self.export["models"][index]
+        first = entry["lines_sent"]
+        message = (
+            f"model {entry['model']}: Netstock refused lines {first + 1}-{first + count} "
+            f"of {entry['rows']} ({exc.message}); ending the model with the intended count "
+            "fails this dataset, and the next cycle sends a fresh one"
+        )
+        self.ctx.counts["chunks_refused"] += 1
+        with contextlib.suppress(PermanentError):
+            self.client.model_end(self.dataset_id, entry["model"], entry["rows"])
+        self.fail(message)
+        raise _Stop(message) from None
 
     def no_endpoint(self, model: str, exc: PermanentError) -> None:
         """Netstock has no such import URL: the model -> endpoint map is wrong for this

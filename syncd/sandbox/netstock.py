@@ -52,7 +52,9 @@ Interpretations (each choice the document leaves open, written down):
   that type or null: an integer field given 2.5, 1.7 or "abc" refuses the whole post with
   400 "Invalid payload detected: data[i].field must be an integer (got 2.5)" (the
   document's 400 is "validation failure, usually on request body"); an integral JSON
-  number (``5.0``) is an integer. Custom models need a ``file_name`` and are not checked. Imports answer 202 (not documented) and are counted at once.
+  number (``5.0``) is an integer. ``nulls="refuse"`` (the other reading: the document types
+  every field and says nothing of null) refuses a null in a typed field the same way
+  ("data[i].field must be a <type> (got null)"). Custom models need a ``file_name`` and are not checked. Imports answer 202 (not documented) and are counted at once.
 - **Model end** (``model_end="deferred"``, the default: the document's 202, "the failure
   comes later"): ``/model/end`` marks the import to end and answers 202 whatever the count;
   the model is judged later on ``clock``. It succeeds once every line received has been
@@ -305,8 +307,8 @@ FIELD_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
     "suppersessions": _types(string="old_product_code new_product_code", number="factor"),
 }
 """Each model's line fields as the document types them (``sales_legacy``: the
-``/import/sales_legacy`` body). Unlisted fields and nulls are accepted (the document does
-not say which are required)."""
+``/import/sales_legacy`` body). Unlisted fields are accepted, and so are nulls unless
+``nulls="refuse"`` (the document does not say which fields are required)."""
 
 
 def type_problem(kind: str, value: Any) -> str | None:
@@ -610,6 +612,7 @@ class NetstockSim(Simulator):
         unfinished_success: bool | None = None,
         model_end: str = "deferred",
         end_timeout: float = 30.0,
+        nulls: str = "accept",
     ) -> None:
         if expires_in < 1:
             raise ValueError("expires_in must be at least 1 second")
@@ -645,6 +648,9 @@ class NetstockSim(Simulator):
             raise ValueError("end_timeout is a duration >= 0")
         self.model_end = model_end
         self.end_timeout = float(end_timeout)
+        if nulls not in ("accept", "refuse"):
+            raise ValueError("nulls must be 'accept' or 'refuse'")
+        self.nulls = nulls
         self.state = NetstockState(users or {DEFAULT_USERNAME: DEFAULT_PASSWORD})
         self.server = SandboxServer(
             host,
@@ -1325,6 +1331,9 @@ class NetstockSim(Simulator):
                 if row.get(name) in (None, ""):
                     raise _invalid(f"data[{index}].{name} is required for model {model}")
             for name, value in row.items():
+                if value is None and name in types and self.nulls == "refuse":
+                    self.state.stats["null_refusals"] += 1
+                    raise _invalid(f"data[{index}].{name} must be a {types[name]} (got null)")
                 if name in types and (problem := type_problem(types[name], value)):
                     self.state.stats["type_refusals"] += 1
                     raise _invalid(f"data[{index}].{name} {problem} (got {value!r})")
@@ -1401,6 +1410,7 @@ def run(
     count_lag: float = 0.0,
     model_end: str = "deferred",
     endpoints: str = "corrected",
+    nulls: str = "accept",
 ) -> None:
     """Serve a Netstock simulator in the foreground until SIGINT/SIGTERM, with
     ``initial_files`` generated POs, TRs and WOs already queued for ``username``."""
@@ -1416,6 +1426,7 @@ def run(
         count_lag=count_lag,
         model_end=model_end,
         endpoints=endpoints,
+        nulls=nulls,
     )
     for kind in POP_KINDS:
         if initial_files > 0:
@@ -1428,6 +1439,8 @@ def run(
         flush=True,
     )
     print(f"  queued: {initial_files} file(s) each of po, tr, wo", flush=True)
+    refused = "refused with a 400" if nulls == "refuse" else "accepted"
+    print(f"  import lines: a null in a typed field is {refused}", flush=True)
     try:
         sim.server.serve_forever()
     finally:
@@ -1469,6 +1482,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="deferred: /model/end answers 202, a wrong count fails later; immediate: 400",
     )
     parser.add_argument(
+        "--nulls", choices=("accept", "refuse"), default="accept", help="a null import field"
+    )
+    parser.add_argument(
         "--endpoint-map",
         choices=tuple(ENDPOINT_MAPS),
         default="corrected",
@@ -1490,6 +1506,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         count_lag=args.count_lag,
         model_end=args.model_end,
         endpoints=args.endpoint_map,
+        nulls=args.nulls,
     )
 
 

@@ -839,8 +839,9 @@ def test_a_count_that_never_catches_up_still_fails_the_dataset(
     waiting = run(cfg, "netstock.export")
     assert waiting.counts["waiting_for_close"] == 1
     assert sim.count("POST /model/start") == starts
-    assert exports(cfg)[-1]["state"] == "prepared"
-    assert exports(cfg)[-1]["dataset_id"] is None
+    # Nothing is kept frozen meanwhile: the next dataset is rendered afresh once it starts.
+    assert [e["state"] for e in exports(cfg)] == ["failed"]
+    assert query(cfg, "SELECT count(*) AS n FROM netstock_export_rows") == [{"n": 0}]
     assert len(query(cfg, "SELECT id FROM alerts WHERE resolved_at IS NULL")) == 1
     impatient = make_cfg(
         sim, chunk_size=2, netstock_export={"poll_timeout": 0, "failed_dataset_alert_after": 0}
@@ -1010,6 +1011,44 @@ def test_fractions_in_integer_fields_are_converted_when_configured(
     assert (po["order_quantity"], po["outstanding_quantity"]) == (11, 7)
     [reject] = query(cfg, "SELECT reference, field FROM rejects")
     assert reject == {"reference": "sup.csv:9", "field": "lead_time"}
+
+
+# --- nulls (the document types every field and says nothing of null) -------------------------
+
+
+def test_a_netstock_that_refuses_nulls_fails_the_dataset_and_null_fields_omit_sends_it(
+    clock: ManualClock, make_cfg: Callable[..., Settings]
+) -> None:
+    """The other reading: a Netstock that refuses a null in a typed field. The refused chunk
+    would be refused again every run, so its dataset is failed with an alert naming the lines
+    and Netstock's reason; with `null_fields = "omit"` the next dataset, rendered afresh,
+    leaves those fields out and completes."""
+    with NetstockSim(seed=7, clock=clock, orders_per_dataset={}, nulls="refuse") as sim:
+        cfg = make_cfg(sim, chunk_size=2, netstock_export={"poll_timeout": 0})
+        seed_host(cfg)
+        first = run(cfg, "netstock.export")
+        assert first.counts["chunks_refused"] == 1
+        [export] = exports(cfg)
+        assert export["state"] == "failed"
+        assert "(got null)" in export["message"]
+        [alert] = query(cfg, "SELECT subject, message FROM alerts WHERE resolved_at IS NULL")
+        assert alert["subject"] == "dataset_failed"
+        assert "Netstock refused lines 1-2 of 2" in alert["message"]
+        assert run(cfg, "netstock.export").counts["waiting_for_close"] == 1  # no retry loop
+        clock.advance(sim.end_timeout)  # Netstock fails and closes that dataset
+
+        omit = make_cfg(
+            sim, chunk_size=2, netstock_export={"poll_timeout": 0, "null_fields": "omit"}
+        )  # the same state directory, the option set
+        export_to_complete(omit, clock)
+        assert [e["state"] for e in exports(omit)] == ["failed", "complete"]
+        dataset_id = exports(omit)[-1]["dataset_id"]
+        assert_dataset_matches(sim, dataset_id)
+        assert sim.stats["null_refusals"] == 1
+        locations = {r["location_code"]: r for r in sim.rows(dataset_id, "locations")}
+        assert "group" not in locations["WH1"]  # no location_group: left out, not null
+        assert locations["ST1"]["group"] == "stores"
+        assert all(None not in row.values() for row in sim.rows(dataset_id, "master"))
 
 
 # --- the endpoint map ------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from syncd.jobs.netstock_export import (
     model_lines,
     row_json,
     snapshot_hash,
+    without_nulls,
 )
 from syncd.jobs.netstock_pop import (
     PopParseError,
@@ -383,3 +384,11 @@ def test_rendered_lines_are_the_mapping_as_json(tmp_path: Path, seed: int, rule:
             assert [(f"{r.file}:{r.line}", r.field, r.reason) for r in rejects] == left_out
             if model in ("stocks", "po") and rule == "reject":
                 assert left_out, model  # the data holds fractions: some rows are left out
+
+
+def test_without_nulls_drops_null_fields_only_and_keeps_numbers_exact() -> None:
+    """`null_fields = "omit"`: a null field is left out; the text "null", exact decimals and
+    the sorted keys stay as they were."""
+    line = '{"a":12345678901234567890.123456789,"b":null,"c":"null","d":0.1,"e":7}'
+    assert without_nulls(line) == '{"a":12345678901234567890.123456789,"c":"null","d":0.1,"e":7}'
+    assert without_nulls('{"a":1}') == '{"a":1}'
