@@ -27,12 +27,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
-from syncd.clock import parse_iso, utcnow
+from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import OutboxConfig, Settings
 from syncd.errors import (
     AlreadyDoneError,
@@ -182,7 +182,6 @@ class Sender:
             destination.close()
 
     def _drain(self, name: str, destination: Destination) -> None:
-        policy = self.settings.outbox
         blocked: set[str] = set()  # keys whose earlier intent is not done yet
         stop_on_reject = getattr(destination, "stop_key_on_reject", False)
         defer = getattr(destination, "defer", None)
@@ -197,6 +196,22 @@ class Sender:
                     [name],
                 )
             )
+        deferred: list[tuple[Intent, str]] = []
+        try:
+            self._drain_intents(name, destination, blocked, deferred)
+        finally:
+            self._settle_deferred(name, defer, deferred)
+
+    def _drain_intents(
+        self,
+        name: str,
+        destination: Destination,
+        blocked: set[str],
+        deferred: list[tuple[Intent, str]],
+    ) -> None:
+        policy = self.settings.outbox
+        stop_on_reject = getattr(destination, "stop_key_on_reject", False)
+        defer = getattr(destination, "defer", None)
         after_id = 0
         stopped_before = self._stops()
         while True:
@@ -216,6 +231,7 @@ class Sender:
                 if waits_for:
                     blocked.add(intent.order_key)
                     self.counts["deferred"] += 1
+                    deferred.append((intent, waits_for))
                     log.info(
                         "outbox_deferred",
                         destination=name,
@@ -231,6 +247,31 @@ class Sender:
                     blocked.add(intent.order_key)
                 if self._stops() != stopped_before:
                     return  # the destination as a whole is down: try again next drain
+
+    def _settle_deferred(self, name: str, defer: Any, deferred: list[tuple[Intent, str]]) -> None:
+        """After a drain, a deferred intent whose wait is not over is due again when the
+        next other intent of its destination is (what it waits for is among them), at
+        the latest after `max_backoff`: a wait of hours then costs no drain, `runs` row
+        or log line per sender interval. One whose wait ended in this drain stays due."""
+        if not deferred:
+            return
+        keys = {intent.order_key for intent, _ in deferred}
+        now = self.now()
+        latest = iso(now + timedelta(seconds=self.settings.outbox.max_backoff))
+        others = [
+            r[1]
+            for r in self.store.db.execute(
+                "SELECT order_key, next_attempt_at FROM outbox WHERE destination = ? "
+                "AND status = 'pending'",
+                [name],
+            )
+            if r[0] not in keys
+        ]
+        until = max(iso(now), min([*others, latest]))
+        for intent, _ in deferred:
+            waits_for = defer(self.store, intent)
+            if waits_for:
+                self.store.defer_intent(intent.id, waits_for, until)
 
     def _stops(self) -> tuple[int, int]:
         """Failures that stop a destination's drain (counted over every destination)."""

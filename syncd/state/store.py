@@ -348,6 +348,13 @@ class Store:
             [iso(), None if result is None else _data(result), intent_id],
         )
 
+    def defer_intent(self, intent_id: int, reason: str, until: str) -> None:
+        """Leave an intent pending until `until`, costing it no attempt."""
+        self.db.execute(
+            "UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
+            [_text(f"deferred: {reason}"), until, intent_id],
+        )
+
     def mark_retry(self, intent_id: int, error: str, delay: float) -> None:
         self.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "

@@ -28,6 +28,7 @@ from freezegun import freeze_time
 
 import syncd.jobs  # noqa: F401 - fills the job and destination registries
 from syncd.cli import main as cli
+from syncd.clock import iso, parse_iso
 from syncd.config import JobConfig, Settings
 from syncd.jobs import REGISTRY
 from syncd.jobs.runner import RunResult, run_job
@@ -1182,3 +1183,35 @@ def test_a_release_after_the_daemon_planned_the_order_is_refused(
     assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
     assert ds.closes(order_id) == 0
     assert not [r for r in ds.requests if r.path.startswith(f"/orders/{order_id}/")]
+
+
+def test_a_deferred_create_makes_no_drain_due_until_what_it_waits_for_is(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """While the article upload backs off, the deferred create is not due either: the
+    daemon's sender (which drains only when an intent is due) adds no `runs` row and no
+    log line per interval. It is due again with the upload, and says why it waits."""
+    cfg = make_cfg()
+    cfg.outbox.initial_backoff = cfg.outbox.max_backoff = 30.0  # the upload backs off 0..30 s
+    articles = stocked(ins)
+    load_catalog(cfg, [*articles, "NEWART3"])
+    ins.faults.rate(UPLOAD_ROUTE, "503", 1.0)
+    run(cfg, "instock.articles")
+    order_id = ds.submit_order(lines=[(articles[0], 1), ("NEWART3", 2)])
+    run(cfg, "dsorder.pull")
+    run(cfg, "outbox.send")
+    (upload,) = query(cfg, "SELECT next_attempt_at FROM outbox WHERE kind = 'articles.upload'")
+    (create,) = query(
+        cfg, "SELECT next_attempt_at, attempts, last_error FROM outbox WHERE kind = 'orders.create'"
+    )
+    assert create["attempts"] == 0
+    assert create["last_error"] == "deferred: upload of article(s) NEWART3 pending"
+    assert create["next_attempt_at"] == upload["next_attempt_at"]
+    before_upload = parse_iso(upload["next_attempt_at"]) - timedelta(milliseconds=1)
+    with Store.open(cfg.db_path, migrate=False) as store:
+        assert store.destinations_with_due_intents(iso(before_upload)) == []
+    ins.faults.clear()
+    with Store.open(cfg.db_path, migrate=False) as store:  # the upload's backoff is over
+        store.db.execute("UPDATE outbox SET next_attempt_at = ?", [iso()])
+    cycle(cfg)
+    assert ins.creates == {f"DS-{order_id}": 1}  # type: ignore[attr-defined]
