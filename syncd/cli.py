@@ -529,7 +529,8 @@ def alerts_list(show_all: bool, config_path: Path | None, as_json: bool) -> None
 @config_option
 @handle_errors
 def alerts_resolve(alert_ids: tuple[int, ...], config_path: Path | None) -> None:
-    """Mark alerts as handled. An auth alert is also cleared by a reload (SIGHUP)."""
+    """Mark alerts as handled. An alert that stops a connector (auth, site_environment,
+    site_unknown) is also cleared by a reload (SIGHUP)."""
     from syncd.clock import iso
 
     with _store(config_path) as store:

@@ -30,7 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import lifecycle, systemd
 from syncd.config import Schedule, Settings, load_settings, secret_values
-from syncd.errors import ConfigError
+from syncd.errors import CONNECTOR_STOP_ALERTS, ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
 from syncd.jobs.base import JobSpec
 from syncd.jobs.runner import run_job
@@ -197,7 +197,7 @@ class Daemon:
         resumed = 0
         try:
             with Store.open(new.db_path, migrate=False) as store:
-                resumed = store.resolve_alerts("auth")
+                resumed = sum(store.resolve_alerts(kind) for kind in CONNECTOR_STOP_ALERTS)
         except Exception as exc:  # a busy DB must not take the daemon down on reload
             log.error("config_reload_state_error", error=str(exc))
         self._reschedule()

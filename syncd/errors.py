@@ -102,8 +102,27 @@ class PermanentError(RemoteError):
     """The remote refused this item for good; it goes to rejects, not to a retry loop."""
 
 
-class AuthError(RemoteError):
+class ConnectorStoppedError(RemoteError):
+    """The connector cannot be used until its configuration is fixed and reloaded: its
+    jobs are skipped and its intents wait under an open alert of kind `alert_kind`
+    (one of CONNECTOR_STOP_ALERTS), which a reload (SIGHUP) clears."""
+
+    alert_kind = "auth"
+
+    def alert_message(self, name: str) -> str:
+        return f"{name}: {self}; fix the configuration and reload"
+
+
+class AuthError(ConnectorStoppedError):
     """Credentials were refused; refresh once, then stop the connector and alert."""
+
+    def alert_message(self, name: str) -> str:
+        return f"{name}: credentials refused ({self}); fix them and reload"
+
+
+# Alert kinds that stop a connector (jobs skipped, intents kept) until a reload:
+# refused credentials, and a configured site that is not the one the remote shows.
+CONNECTOR_STOP_ALERTS = ("auth", "site_environment", "site_unknown")
 
 
 class AlreadyDoneError(RemoteError):

@@ -36,7 +36,7 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import OutboxConfig, Settings
 from syncd.errors import (
     AlreadyDoneError,
-    AuthError,
+    ConnectorStoppedError,
     PermanentError,
     RemoteError,
     RetryableError,
@@ -292,12 +292,10 @@ class Sender:
             self.counts["already_done"] += 1
             bound.info("outbox_already_done", remote=exc.message, request_id=exc.request_id)
             return True
-        except AuthError as exc:
-            self.store.open_alert(
-                "auth", f"{name}: credentials refused ({exc}); fix them and reload", subject=name
-            )
+        except ConnectorStoppedError as exc:
+            self.store.open_alert(exc.alert_kind, exc.alert_message(name), subject=name)
             self.counts["auth_failed"] += 1
-            bound.error("outbox_auth_failed", error=str(exc))
+            bound.error("outbox_auth_failed", error=str(exc), alert=exc.alert_kind)
             return False
         except PermanentError as exc:
             with self.store.transaction():

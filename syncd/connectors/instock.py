@@ -41,7 +41,12 @@ from pydantic import (
 
 from syncd.config import InstockConfig
 from syncd.connectors.paging import CursorGuard
-from syncd.errors import AlreadyDoneError, AuthError, PermanentError, SyncdError
+from syncd.errors import (
+    AlreadyDoneError,
+    ConnectorStoppedError,
+    PermanentError,
+    SyncdError,
+)
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.logs import redactor
 
@@ -207,12 +212,21 @@ class Page:
 M = TypeVar("M", bound=BaseModel)
 
 
-class SiteEnvironmentError(AuthError):
-    """The configured site is virtual where production was configured, or the reverse.
+class SiteEnvironmentError(ConnectorStoppedError):
+    """The configured site is virtual where production was configured, or the reverse
+    (code `site_environment`), or the token does not see it at all (`site_unknown`).
 
-    Handled like refused credentials: the connector stops (an `auth` alert) until the
-    configuration is fixed and reloaded, so nothing is pushed to the wrong warehouse.
+    The connector stops under an alert of that kind (not `auth`: the credentials were
+    accepted) until the configuration is fixed and reloaded, so nothing is pushed to
+    the wrong warehouse.
     """
+
+    @property
+    def alert_kind(self) -> str:  # type: ignore[override]
+        return self.code or "site_environment"
+
+    def alert_message(self, name: str) -> str:
+        return f"{name}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -417,7 +431,8 @@ class InstockClient:
             found = next((s for s in listed if s.site_id == site_id), None)
             problem = site_problem(site_id, environment, found, listed)
             if problem:
-                raise SiteEnvironmentError(problem, connector=NAME, code="site_environment")
+                code = "site_environment" if found is not None else "site_unknown"
+                raise SiteEnvironmentError(problem, connector=NAME, code=code)
             _VERIFIED_SITES.add(key)
         return site_id
 

@@ -21,7 +21,13 @@ import structlog
 
 from syncd.config import Settings
 from syncd.connectors.paging import CHECKPOINT_PREFIX, PageLedger, page_ledger
-from syncd.errors import AuthError, ShutdownRequested, SyncdError
+from syncd.errors import (
+    CONNECTOR_STOP_ALERTS,
+    AuthError,
+    ConnectorStoppedError,
+    ShutdownRequested,
+    SyncdError,
+)
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dryrun import dry_run_world
 from syncd.state import Store
@@ -43,9 +49,15 @@ class RunResult:
     intents: list[dict[str, Any]] = field(default_factory=list)  # dry runs only
 
 
-def stopped_connectors(store: Store, spec: JobSpec) -> list[str]:
-    """Connectors of this job stopped by an open auth alert (cleared by a reload)."""
-    return [a["subject"] for a in store.open_alerts("auth") if a["subject"] in spec.connectors]
+def stopped_connectors(store: Store, spec: JobSpec) -> dict[str, str]:
+    """Connectors of this job stopped by an open alert (refused credentials, a site of the
+    other environment; cleared by a reload), with the kind of that alert."""
+    return {
+        a["subject"]: a["kind"]
+        for kind in CONNECTOR_STOP_ALERTS
+        for a in store.open_alerts(kind)
+        if a["subject"] in spec.connectors
+    }
 
 
 def run_job(
@@ -86,7 +98,8 @@ def _run(
     stopped = stopped_connectors(store, spec)
     if stopped:
         store.start_run(spec.name, run_id, trigger)
-        reason = f"connector(s) {', '.join(stopped)} stopped after an auth failure; fix and reload"
+        why = ", ".join(f"{name} (alert {kind})" for name, kind in stopped.items())
+        reason = f"connector(s) {why} stopped; fix the configuration and reload"
         store.finish_run(run_id, "skipped", {}, error=reason)
         bound.warning("job_skipped", reason=reason)
         return RunResult(spec.name, run_id, "skipped", error=reason)
@@ -118,16 +131,13 @@ def _run(
             )
     except ShutdownRequested as exc:
         status, error = "interrupted", str(exc)
-    except AuthError as exc:
+    except ConnectorStoppedError as exc:
         status, error = "failed", str(exc)
         for connector in spec.connectors:
             if connector == exc.connector:
-                store.open_alert(
-                    "auth",
-                    f"{connector}: credentials refused ({exc}); fix them and reload",
-                    subject=connector,
-                )
-        bound.error("job_auth_failed", error=error)
+                store.open_alert(exc.alert_kind, exc.alert_message(connector), subject=connector)
+        event = "job_auth_failed" if isinstance(exc, AuthError) else "job_connector_stopped"
+        bound.error(event, error=error)
     except SyncdError as exc:
         status, error = "failed", str(exc)
         _open_error_alert(store, exc, dry_run)

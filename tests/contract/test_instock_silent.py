@@ -109,16 +109,19 @@ def test_a_site_of_the_other_environment_stops_the_connector(
 ) -> None:
     """A production configuration pointed at a virtual (sandbox) site, or a sandbox one at a
     physical site, is refused before any site request: the run fails naming the site and
-    the setting, an `auth` alert stops the Instock jobs and the sender (nothing is written
-    to the wrong warehouse) until the configuration is fixed and reloaded. A matching
+    the setting, a `site_environment` alert (not `auth`: the token was accepted) says what
+    is wrong and which key to change, and stops the Instock jobs and the sender (nothing
+    is written to the wrong warehouse) until the configuration is fixed and reloaded. A
+    site the token does not see is a `site_unknown` alert naming site_id. A matching
     environment runs."""
     with InstockSim(seed=SEED, articles=30, retry_after=0) as sim:
         physical = "1.1.0-2"
         cases = [
-            ("production", sim.site_id, "virtual (sandbox) site"),
-            ("sandbox", physical, "physical (production) site"),
+            ("production", sim.site_id, "site_environment", "virtual (sandbox) site"),
+            ("sandbox", physical, "site_environment", "physical (production) site"),
+            ("sandbox", "9.9.9-9", "site_unknown", "connectors.instock.site_id = '9.9.9-9'"),
         ]
-        for n, (environment, site, words) in enumerate(cases):
+        for n, (environment, site, kind, words) in enumerate(cases):
             cfg = make_cfg(sim, name=f"env{n}")
             cfg.connectors.instock.environment = environment
             cfg.connectors.instock.site_id = site
@@ -127,11 +130,16 @@ def test_a_site_of_the_other_environment_stops_the_connector(
             sim.server.clear_log()
             failed = run(cfg, "instock.orders", expect="failed")  # the host order is queued
             assert words in (failed.error or "")
-            assert f"environment = {environment!r}" in (failed.error or "")
             (alert,) = query(cfg, "SELECT * FROM alerts WHERE resolved_at IS NULL")
-            assert (alert["kind"], alert["subject"]) == ("auth", "instock")
-            assert run(cfg, "instock.inventory", expect="skipped").error
+            assert (alert["kind"], alert["subject"]) == (kind, "instock")
+            assert words in alert["message"]
+            assert "credentials" not in alert["message"]
+            if kind == "site_environment":
+                assert f"connectors.instock.environment = {environment!r}" in alert["message"]
+            skipped = run(cfg, "instock.inventory", expect="skipped")
+            assert f"instock (alert {kind})" in (skipped.error or "")
             send(cfg)  # the sender refuses too: the order stays pending
+            assert [a["kind"] for a in query(cfg, "SELECT kind FROM alerts")] == [kind]
             assert {r.route for r in sim.requests} == {"GET /v1/sites"}
             (intent,) = query(cfg, "SELECT status FROM outbox WHERE kind = 'orders.create'")
             assert intent["status"] == "pending"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 
-from syncd.config import Schedule, Settings
+from syncd.config import Schedule, Settings, load_settings
+from syncd.daemon import Daemon
+from syncd.errors import CONNECTOR_STOP_ALERTS
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.runner import run_job
 from syncd.logs import configure_logging, redactor
@@ -107,13 +111,16 @@ def test_dry_run_reports_intents_and_changes_nothing(
     assert store.scalar("SELECT count(*) FROM runs") == 0  # not even a run row
 
 
+@pytest.mark.parametrize("kind", CONNECTOR_STOP_ALERTS)
 def test_job_is_skipped_while_its_connector_is_stopped(
-    make_settings: Any, log_stream: io.StringIO
+    make_settings: Any, log_stream: io.StringIO, kind: str
 ) -> None:
-    """After an auth failure the connector's jobs are skipped until a reload clears the alert."""
+    """After an auth failure (or a site of the other environment, or one the token does not
+    see) the connector's jobs are skipped, saying which alert stops them, until a reload
+    clears the alert."""
     settings = make_settings()
     with Store.open(settings.db_path) as store:
-        store.open_alert("auth", "refused", subject="instock")
+        store.open_alert(kind, "refused", subject="instock")
     called = []
     job = JobSpec(
         name="x.job",
@@ -122,5 +129,23 @@ def test_job_is_skipped_while_its_connector_is_stopped(
         default_schedule=Schedule(interval=60),
         connectors=("instock",),
     )
-    assert run_job(job, settings).status == "skipped"
+    skipped = run_job(job, settings)
+    assert skipped.status == "skipped"
+    assert f"instock (alert {kind})" in (skipped.error or "")
     assert called == []
+
+
+@pytest.mark.parametrize("kind", CONNECTOR_STOP_ALERTS)
+def test_a_reload_clears_every_alert_that_stops_a_connector(tmp_path: Path, kind: str) -> None:
+    """SIGHUP gives a stopped connector another try, whatever stopped it; other alerts stay."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n")
+    settings = load_settings(config)
+    with Store.open(settings.db_path) as store:
+        store.open_alert(kind, "stopped", subject="instock")
+        store.open_alert("pagination", "too many pages", subject="instock.inventory")
+    daemon = Daemon(settings, config)
+    daemon.scheduler = BackgroundScheduler()
+    daemon.handle_sighup()
+    with Store.open(settings.db_path) as store:
+        assert [a["kind"] for a in store.open_alerts()] == ["pagination"]
