@@ -555,11 +555,21 @@ def sandbox() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the generated data.")
 @click.option("--articles", default=1000, show_default=True, help="Number of articles.")
 @click.option("--token", default=None, help="Bearer token to accept [default: the sandbox's].")
-def sandbox_instock(host: str, port: int, seed: int, articles: int, token: str | None) -> None:
+@click.option(
+    "--order-list-order",
+    type=click.Choice(["created", "newest_first", "random"]),
+    default="created",
+    show_default=True,
+    help="The order GET orders lists orders in (the document does not say): created "
+    "(new orders appended), newest_first, or random.",
+)
+def sandbox_instock(
+    host: str, port: int, seed: int, articles: int, token: str | None, order_list_order: str
+) -> None:
     """Serve a seeded Instock simulator until SIGINT/SIGTERM."""
     from syncd.sandbox import instock
 
-    instock.run(host, port, seed, articles, token or instock.DEFAULT_TOKEN)
+    instock.run(host, port, seed, articles, token or instock.DEFAULT_TOKEN, order_list_order)
 
 
 @sandbox.command("dsorder")

@@ -1579,6 +1579,7 @@ def run(
     sim.start()
     print(f"instock sandbox: {sim.base_url}", flush=True)
     print(f"  sites: {', '.join(sim.state.sites)}; articles: {articles}; seed: {seed}", flush=True)
+    print(f"  orders listed: {order_list_order} (the document does not say)", flush=True)
     sim.server.serve_forever()
 
 

@@ -11,14 +11,17 @@ SQLite state files.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from syncd.config import InstockConfig, Settings
-from syncd.sandbox.instock import InstockSim
+from syncd.sandbox.instock import DEFAULT_TOKEN, ORG_ID, InstockSim
 from tests.contract.jobkit import drop, query, run
 from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
     SEED,
@@ -153,3 +156,38 @@ def test_environment_is_validated_by_check_config() -> None:
     """Only production and sandbox are environments; anything else names the key."""
     with pytest.raises(ValidationError, match="environment"):
         InstockConfig.model_validate({"environment": "staging"})
+
+
+def test_syncd_sandbox_instock_lists_orders_in_the_order_asked_for() -> None:
+    """`syncd sandbox instock --order-list-order newest_first` (a real process) lists a new
+    order first, so an operator can try syncd against that reading; its banner says which
+    reading is in force."""
+    command = [sys.executable, "-m", "syncd.cli", "sandbox", "instock", "--port", "0"]
+    command += ["--articles", "20", "--order-list-order", "newest_first"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline() for _ in range(3)]
+        base_url = banner[0].split(": ", 1)[1].strip() + "/"  # .../v1/
+        assert "orders listed: newest_first" in banner[2], banner
+        headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=10) as http:
+            site = http.get("sites").json()["sites"][0]["site_id"]
+            article = http.get("articles").json()["articles"][0]["article_id"]
+            for order_id in ("CLI-1", "CLI-2"):
+                body = {
+                    "org_id": ORG_ID,
+                    "site_id": site,
+                    "order_id": order_id,
+                    "kind": "customer",
+                    "placed_at": "2026-01-05T10:00:00Z",
+                    "attributes": {},
+                    "lines": [{"line_id": f"{order_id}-1", "article_id": article, "qty": 1}],
+                }
+                assert http.post(f"{site}/orders", json=body).status_code < 300
+            listed = http.get(f"{site}/orders", params={"page_size": 1000}).json()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ids = [o["order_id"] for o in listed["orders"]]
+    assert ids[:2] == ["CLI-2", "CLI-1"], ids
