@@ -161,6 +161,14 @@ class AnswerTooLargeError(MalformedAnswerError):
     retry_now = False
 
 
+class RedirectedError(RetryableError):
+    """A 3xx: the remote points elsewhere (an http URL moved to https, a changed path).
+    syncd follows no redirect, so a write was not done; it is retried later, not now:
+    the same request is redirected again until `base_url` is corrected."""
+
+    retry_now = False
+
+
 class DeadlineExceededError(RetryableError):
     """The request (connect + send + whole body) outlived the connector's `request_deadline`:
     a stalled or trickling answer. Retryable like any timeout."""

@@ -11,8 +11,12 @@ operation, so an answer trickling in one byte at a time would never time out:
 each request also gets an overall deadline (`request_deadline`: connect, send
 and the whole body), enforced on every socket operation by `DeadlineBackend`
 and between body chunks. The body is read in chunks into one buffer and
-refused past `max_response_bytes`, so memory is bounded by the cap. A stopping
-daemon (SIGTERM) ends a stalled read within `STOP_POLL` seconds.
+refused past `max_response_bytes`, so memory is bounded by the cap. A compressed
+body (`Content-Encoding: gzip`/`deflate`, stacked or not) is decoded here, never
+more than the cap at a time, so a small body that inflates to gigabytes stops at
+the cap too. A stopping daemon (SIGTERM) ends a stalled read within `STOP_POLL`
+seconds. Redirects are not followed (a request carries credentials): a 3xx is an
+error naming where the remote points, so `base_url` can be corrected.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import itertools
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -48,6 +53,7 @@ from syncd.errors import (
     DeadlineExceededError,
     MalformedAnswerError,
     PermanentError,
+    RedirectedError,
     RemoteError,
     RetryableError,
     ShutdownRequested,
@@ -257,8 +263,10 @@ def default_error_parser(response: httpx.Response) -> tuple[str | None, str]:
 
 def classify_status(status: int) -> type[RemoteError] | None:
     """The error class for an HTTP status, or None for success."""
-    if status < 400:
+    if status < 300:
         return None
+    if status < 400:
+        return RedirectedError  # not followed: the answer asked for is not in it
     if status in (401, 403):
         return AuthError
     if status in RETRYABLE_STATUS or status >= 500:
@@ -525,7 +533,10 @@ class HttpClient:
         )
         if error_class is None:
             return response
-        code, message = self.error_parser(response)
+        if error_class is RedirectedError:
+            code, message = "redirect", self._redirect_message(response)
+        else:
+            code, message = self.error_parser(response)
         error = error_class(
             redactor.text(message or response.reason_phrase),
             connector=self.name,
@@ -555,22 +566,46 @@ class HttpClient:
 
     def _read_body(self, response: httpx.Response, deadline: float) -> None:
         """Read the whole body into one buffer, never more than `max_response_bytes` of it
-        and never past the request's deadline; it is then `response.content` as usual."""
+        (encoded or decoded) and never past the request's deadline; it is then
+        `response.content` as usual. The content coding is undone here, chunk by chunk
+        and bounded, not by httpx, which inflates each chunk whole."""
         cap = int(self.config.max_response_bytes)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise self._too_large(response, f"Content-Length {int(declared)}")
+        try:
+            decoder = BoundedDecoder(response.headers.get("Content-Encoding", ""), cap)
+        except ValueError as exc:
+            raise self.malformed(response, str(exc)) from None
         body = io.BytesIO()
-        for chunk in response.iter_bytes():
-            if body.tell() + len(chunk) > cap:
-                raise self._too_large(response, f"more than {cap} bytes")
-            body.write(chunk)
-            if time.monotonic() >= deadline:
-                raise self._deadline_error(None, response)
-            if STOPPING.is_set():
-                raise ShutdownRequested("stopping during an HTTP read")
+        received = 0
+        try:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if received > cap:
+                    raise self._too_large(response, f"more than {cap} bytes")
+                body.write(decoder.decode(chunk))
+                if time.monotonic() >= deadline:
+                    raise self._deadline_error(None, response)
+                if STOPPING.is_set():
+                    raise ShutdownRequested("stopping during an HTTP read")
+            body.write(decoder.flush())
+        except _DecodedTooLarge:
+            raise self._too_large(
+                response, f"more than {cap} bytes once decoded ({received} bytes received)"
+            ) from None
+        except zlib.error as exc:
+            raise self.malformed(response, f"answer cannot be decoded: {exc}") from None
         # httpx keeps a read body here; `read()` cannot be used on a stream read by hand.
         response._content = body.getvalue()
+
+    def _redirect_message(self, response: httpx.Response) -> str:
+        where = response.headers.get("Location")
+        target = f" to {redactor.cut(where, 200)!r}" if where else " (no Location)"
+        return (
+            f"the remote redirects{target}; syncd does not follow redirects: check "
+            f"connectors.{self.name}.base_url (https, host, path prefix)"
+        )
 
     def _too_large(self, response: httpx.Response, size: str) -> AnswerTooLargeError:
         cap = int(self.config.max_response_bytes)
@@ -625,6 +660,71 @@ class HttpClient:
                 f"{redactor.cut(response.text, 80)!r}",
             )
         return body
+
+
+class _DecodedTooLarge(Exception):
+    """A content-coded body inflated past the cap."""
+
+
+class _Inflate:
+    """One zlib stage (gzip, or deflate with or without its zlib wrapper) whose output,
+    summed over the whole body, may not pass `cap` bytes."""
+
+    def __init__(self, coding: str, cap: int) -> None:
+        self.coding = coding
+        self.cap = cap
+        self.produced = 0
+        self.first = True
+        wbits = zlib.MAX_WBITS | 16 if coding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._inflater = zlib.decompressobj(wbits)
+
+    def decode(self, data: bytes) -> bytes:
+        first, self.first = self.first, False
+        room = self.cap - self.produced
+        try:
+            out = self._inflater.decompress(data, room + 1)
+        except zlib.error:
+            if not (first and self.coding == "deflate"):
+                raise
+            # "deflate" is often sent raw, without the zlib wrapper the RFC asks for.
+            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._inflater.decompress(data, room + 1)
+        return self._count(out)
+
+    def flush(self) -> bytes:
+        return self._count(self._inflater.flush())
+
+    def _count(self, out: bytes) -> bytes:
+        self.produced += len(out)
+        if self.produced > self.cap:  # max_length was reached: there is more than the cap
+            raise _DecodedTooLarge
+        return out
+
+
+class BoundedDecoder:
+    """Undo a `Content-Encoding` (stages applied in order, e.g. `gzip, gzip`), each stage
+    bounded to `cap` bytes of output in all, so memory never holds more than the cap
+    per stage however well the body compresses. Codings syncd did not ask for (it sends
+    `Accept-Encoding: gzip, deflate`) raise ValueError."""
+
+    def __init__(self, header: str, cap: int) -> None:
+        codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+        unknown = [c for c in codings if c not in ("identity", "gzip", "x-gzip", "deflate")]
+        if unknown:
+            raise ValueError(f"answer in a content coding syncd did not ask for: {header!r}")
+        # The header lists codings in the order applied: undo them last first.
+        self._stages = [_Inflate(c, cap) for c in reversed(codings) if c != "identity"]
+
+    def decode(self, data: bytes) -> bytes:
+        for stage in self._stages:
+            data = stage.decode(data)
+        return data
+
+    def flush(self) -> bytes:
+        data = b""
+        for stage in self._stages:
+            data = stage.decode(data) + stage.flush() if data else stage.flush()
+        return data
 
 
 def _json_kind(value: Any) -> str:

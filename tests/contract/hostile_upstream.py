@@ -141,6 +141,35 @@ def oversized(total_bytes: int, *, declare_length: bool = False, chunk: int = 1 
     return answer
 
 
+def encoded(body: bytes, coding: str) -> Answer:
+    """`body` (already compressed) sent with `Content-Encoding: coding` and its true length:
+    a gzip bomb is a small answer that decodes to gigabytes."""
+
+    def answer(handler: _Handler, query: dict[str, str]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Encoding", coding)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return answer
+
+
+def redirect(status: int, location: str, body: bytes = b"") -> Answer:
+    """A 3xx pointing elsewhere, with a body that may itself look like a good answer."""
+
+    def answer(handler: _Handler, query: dict[str, str]) -> None:
+        handler.send_response(status)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return answer
+
+
 def trickle(body: bytes, every: float, *, headers_too: bool = False) -> Answer:
     """`body` one byte every `every` seconds, after prompt headers (or trickling them too):
     each read of the client's socket succeeds, only the whole answer never comes."""

@@ -10,9 +10,13 @@ and let the next good answer through.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +32,7 @@ from syncd.errors import (
     DeadlineExceededError,
     MalformedAnswerError,
     PaginationError,
+    RedirectedError,
 )
 from syncd.jobs import REGISTRY
 from syncd.jobs.runner import RunResult, run_job
@@ -36,10 +41,12 @@ from tests.contract.hostile_upstream import (
     HostileUpstream,
     cursor_pages,
     cycle,
+    encoded,
     ever_new,
     json_answer,
     oversized,
     raw,
+    redirect,
     trickle,
 )
 
@@ -444,6 +451,89 @@ def test_a_stopping_daemon_does_not_wait_for_a_stuck_answer(
         lifecycle.STOPPING.clear()
     assert result.status == "interrupted", result
     assert elapsed < 2
+
+
+def _padded_page(size: int) -> bytes:
+    head, tail = b'{"articles": [], "has_more": false, "pad": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+@functools.cache
+def bomb(coding: str) -> bytes:
+    """16 MiB of JSON, compressed: ~16 KiB on the wire, ~200 bytes when gzipped twice."""
+    page = _padded_page(16 << 20)
+    if coding == "deflate":
+        return zlib.compress(page)
+    for _ in coding.split(", "):
+        page = gzip.compress(page)
+    return page
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "gzip, gzip"])
+def test_a_compressed_answer_that_inflates_past_the_cap_stops_at_the_cap(
+    up: HostileUpstream, coding: str
+) -> None:
+    """A gzip bomb: a small body (under the cap) that decodes to 16 MiB. Decoding stops at the
+    cap, so memory never holds much more than the cap (httpx inflated each chunk read
+    whole: all 16 MiB at once), and the answer is refused as too large."""
+    path = f"/{SITE}/inventory"
+    up.script("GET", path, encoded(bomb(coding), coding))
+    with client_for(up, max_response_bytes=CAP) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(AnswerTooLargeError, match="once decoded"):
+                list(client.inventory_pages())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 4 << 20, f"peak {peak} bytes for a {CAP}-byte cap"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "gzip, deflate", "identity"])
+def test_a_compressed_answer_within_the_cap_is_read(up: HostileUpstream, coding: str) -> None:
+    """Bounded decoding reads every coding syncd asks for, stacked or raw (deflate without
+    its zlib wrapper, as some servers send it), when the decoded answer fits the cap."""
+    page = json.dumps({"articles": [inventory_item(1)], "has_more": False}).encode()
+    body = page
+    for step in coding.split(", "):
+        if step == "gzip":
+            body = gzip.compress(body)
+        elif step == "deflate":
+            raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body = raw_deflate.compress(body) + raw_deflate.flush()
+    up.script("GET", f"/{SITE}/inventory", encoded(body, coding))
+    with client_for(up, max_response_bytes=CAP) as client:
+        [page_read] = list(client.inventory_pages())
+    assert [item["article_id"] for item in page_read.items] == ["A1"]
+
+
+def test_an_answer_in_a_coding_not_asked_for_is_malformed(up: HostileUpstream) -> None:
+    """syncd asks for gzip or deflate; a body in another coding (br) cannot be read as
+    JSON, and says why."""
+    up.script("GET", f"/{SITE}/inventory", encoded(b"\x1b\x00\x00", "br"))
+    with client_for(up) as client, pytest.raises(MalformedAnswerError, match="content coding"):
+        list(client.inventory_pages())
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_naming_where_it_points_not_an_answer(
+    up: HostileUpstream, status: int
+) -> None:
+    """A 3xx is never taken for the answer (before, a 301 whose body looked like an empty
+    page was read as one): redirects are not followed, the error names the Location and
+    the base_url to correct, and it is not repeated at once."""
+    path = f"/{SITE}/inventory"
+    body = json.dumps({"articles": [], "has_more": False}).encode()
+    up.script("GET", path, redirect(status, "https://elsewhere.example/v2/S1/inventory", body))
+    with (
+        client_for(up, retry={"max_attempts": 3}) as client,
+        pytest.raises(RedirectedError) as caught,
+    ):
+        list(client.inventory_pages())
+    assert caught.value.code == "redirect"
+    assert "https://elsewhere.example/v2/S1/inventory" in str(caught.value)
+    assert "connectors.instock.base_url" in str(caught.value)
+    assert len(up.requests(path)) == 1
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from freezegun import freeze_time
 
 from syncd.clock import iso
 from syncd.config import ConnectorConfig, OutboxConfig
-from syncd.errors import AuthError, PermanentError, RetryableError
+from syncd.errors import AuthError, PermanentError, RedirectedError, RetryableError
 from syncd.http import RateLimiter, build_client, classify_status, parse_retry_after
 from syncd.jsontext import RawJson, canonical
 from syncd.outbox import decide_after_failure
@@ -45,6 +45,8 @@ class Sleeps(list[float]):
     [
         (200, None),
         (201, None),
+        (301, RedirectedError),
+        (302, RedirectedError),
         (400, PermanentError),
         (404, PermanentError),
         (401, AuthError),
