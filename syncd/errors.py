@@ -39,6 +39,11 @@ class AlreadyRunningError(StateError):
     """Another syncd holds the single-instance lock on this state directory."""
 
 
+class RefusedError(SyncdError):
+    """An operator's command that the state does not allow (e.g. releasing an order
+    that is not held): nothing was changed; exit 1, not 75, as retrying will not help."""
+
+
 E = TypeVar("E", bound="RemoteError")
 
 

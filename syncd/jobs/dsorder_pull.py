@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
-from syncd.errors import StateError
+from syncd.errors import RefusedError
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import (
     AttributeMap,
@@ -201,10 +201,12 @@ def _sync_hold_alerts(store: Store, options: Options, now: datetime, log: Any) -
         order_id = order["order_id"]
         subjects.add(order_id)
         age = (now - parse_iso(order["pulled_at"])).total_seconds()
+        # Why first: `syncd status` shows an alert's first 100 characters.
+        reason = (order["hold_reason"] or "").removeprefix("held: ")
         message = (
-            f"DSOrder order {order_id} held for {_age(age)} (since {order['pulled_at']}): "
-            f"{order['hold_reason']}; release it with `syncd orders release {order_id} "
-            "--round|--partial|--cancel`, or fix the catalog"
+            f"DSOrder order {order_id} held for {_age(age)}: {reason}; release it with "
+            f"`syncd orders release {order_id} --round|--partial|--cancel`, or fix the "
+            f"catalog (held since {order['pulled_at']})"
         )
         store.open_alert(HELD_ALERT, message, subject=order_id)
         escalate = age >= options.hold_escalate_after
@@ -232,10 +234,10 @@ def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
             [order_id],
         )
         if not rows:
-            raise StateError(f"no DSOrder order {order_id!r} was ever pulled")
+            raise RefusedError(f"no DSOrder order {order_id!r} was ever pulled")
         order = rows[0]
         if order["state"] != "held":
-            raise StateError(f"DSOrder order {order_id} is {order['state']}, not held")
+            raise RefusedError(f"DSOrder order {order_id} is {order['state']}, not held")
         lines = store.query(
             "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ? "
             "ORDER BY line_number",
@@ -243,7 +245,7 @@ def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
         )
         if how == "cancel" or order["instock_order_id"] is None:
             if how != "cancel":
-                raise StateError(
+                raise RefusedError(
                     f"DSOrder order {order_id} maps to no valid Instock order id: "
                     "only --cancel can release it"
                 )
@@ -257,7 +259,7 @@ def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
                 for ln in lines
             }
             if not any(c.ok for c in checks.values()):
-                raise StateError(
+                raise RefusedError(
                     f"DSOrder order {order_id}: no line can be sent to Instock "
                     f"({how}); use --cancel"
                 )
