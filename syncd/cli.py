@@ -18,10 +18,10 @@ import click
 from syncd import __version__
 from syncd.config import (
     Settings,
-    check_writable,
     flatten,
     load_settings,
     redacted_dict,
+    refuse_unwritable,
     secret_values,
 )
 from syncd.errors import ConfigError, StateError, SyncdError
@@ -71,9 +71,7 @@ def _settings(config_path: Path | None, required: bool = False) -> Settings:
 
 def _refuse_unwritable(settings: Settings) -> None:
     """A state or host directory syncd could not write is a config error (78), by key."""
-    problems = check_writable(settings)
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
+    refuse_unwritable(settings)
 
 
 def _store(config_path: Path | None) -> Any:

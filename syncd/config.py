@@ -597,6 +597,15 @@ def check_writable(settings: Settings) -> list[str]:
     return problems
 
 
+def refuse_unwritable(settings: Settings) -> None:
+    """A state or host directory syncd could not write is a config error (78), by key:
+    refused at start by `run` and `once` as by `check-config`, not later as a state
+    error (75) when the lock or the DB cannot be made."""
+    problems = check_writable(settings)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
+
+
 def _not_writable(path: Path) -> str | None:
     probe = path
     while not probe.exists():

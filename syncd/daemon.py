@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import lifecycle, systemd
-from syncd.config import Schedule, Settings, load_settings, secret_values
+from syncd.config import Schedule, Settings, load_settings, refuse_unwritable, secret_values
 from syncd.errors import CONNECTOR_STOP_ALERTS, ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
 from syncd.jobs.base import JobSpec
@@ -387,6 +387,7 @@ def run_daemon(config_path: Path | None) -> int:
     lifecycle.restrict_umask()
     settings = load_settings(config_path)
     validate_jobs(settings)
+    refuse_unwritable(settings)  # 78 naming the key, before the lock or the DB is made
     configure_logging(settings.logging.level, settings.logging.format)
     redactor.set_secrets(secret_values(settings))
     return Daemon(settings, Settings.source_path or config_path).run()

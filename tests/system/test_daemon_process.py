@@ -263,6 +263,23 @@ def test_check_config_names_key_and_hides_secret(
     assert SECRET not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_syncd_run_refuses_an_unwritable_state_dir(run_cli, tmp_path, where) -> None:
+    """`syncd run` refuses a state directory it could not create or write with exit 78
+    naming daemon.state_dir, as check-config and once do (it failed later with 75, on
+    the lock or the DB)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    # /proc takes no new files, whoever asks (root included): a read-only mount.
+    state_dir = blocker / "state" if where == "under-a-file" else Path("/proc/syncd-state")
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{state_dir}"\n', encoding="utf-8")
+    result = run_cli("run", "--config", str(config))
+    assert result.returncode == EXIT_CONFIG, result
+    assert "daemon.state_dir" in result.stderr
+    assert "not writable" in result.stderr or "not a directory" in result.stderr
+
+
 def test_no_secret_in_any_output(spawn, notify, write_config, state_dir, run_cli) -> None:
     """A connector token never reaches stdout, stderr or systemd, through runs, reloads or stop."""
     config = write_config(extra=INSTOCK)
