@@ -97,6 +97,9 @@ def _table(
         echo("  ".join(v.ljust(sizes[i]) for i, v in enumerate(row)).rstrip())
 
 
+WARNINGS_SHOWN = 5  # per job in `syncd status` (all of them: --json)
+
+
 def _cell(value: Any, width: int) -> str:
     text = "" if value is None else str(value).replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -189,7 +192,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
 @handle_errors
 def status(config_path: Path | None, as_json: bool) -> None:
     """Per job: last run, result, counts, lag; pending intents, open rejects and alerts."""
-    from syncd.status import status_report
+    from syncd.status import status_report, warning_text
 
     with _store(config_path) as store:
         report = status_report(store)
@@ -201,6 +204,14 @@ def status(config_path: Path | None, as_json: bool) -> None:
         report["jobs"],
         ["job", "status", "started_at", "pulled", "pushed", "rejected", "lag_s", "error"],
     )
+    warned = [job for job in report["jobs"] if job.get("warnings")]
+    if warned:  # e.g. rows held back: nothing failed, but something was not done
+        echo("\nWarnings of the last run:")
+        for job in warned:
+            for warning in job["warnings"][:WARNINGS_SHOWN]:
+                echo(f"  {job['job']}: {_cell(warning_text(warning), 240)}")
+            if len(job["warnings"]) > WARNINGS_SHOWN:
+                echo(f"  {job['job']}: ... and {len(job['warnings']) - WARNINGS_SHOWN} more")
     echo("\nOutbox pending:")
     _table(
         [{"destination": k, **v} for k, v in report["outbox_pending"].items()],

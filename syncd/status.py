@@ -17,7 +17,7 @@ def job_summaries(store: Store) -> list[dict[str, Any]]:
     rows = store.query(
         """
         SELECT r.job, r.run_id, r.started_at, r.finished_at, r.status, r.pulled, r.pushed,
-               r.rejected, r.counts, r.error,
+               r.rejected, r.counts, r.warnings, r.error,
                (SELECT max(finished_at) FROM runs o WHERE o.job = r.job AND o.status = 'ok')
                  AS last_ok_at
         FROM runs r
@@ -28,12 +28,23 @@ def job_summaries(store: Store) -> list[dict[str, Any]]:
     now = utcnow()
     for row in rows:
         row["counts"] = json.loads(row["counts"] or "{}")
+        row["warnings"] = json.loads(row["warnings"] or "[]")
         row["lag_s"] = (
             round((now - parse_iso(row["last_ok_at"])).total_seconds(), 1)
             if row["last_ok_at"]
             else None
         )
     return rows
+
+
+def warning_text(warning: Any) -> str:
+    """One run warning as a line: its message, after what it is about (an endpoint, a job,
+    an order...), whatever shape the job gave it."""
+    if not isinstance(warning, dict):
+        return str(warning)
+    about = [f"{k} {v}" for k, v in warning.items() if k != "message" and v not in (None, "")]
+    message = str(warning.get("message", ""))
+    return f"{', '.join(about)}: {message}" if about and message else message or ", ".join(about)
 
 
 def status_report(store: Store) -> dict[str, Any]:

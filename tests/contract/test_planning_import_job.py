@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from freezegun import freeze_time
 
 import syncd.jobs  # noqa: F401 - fills the job registry
+from syncd.cli import main as cli
 from syncd.config import Settings
 from syncd.jobs.runner import RunResult
 from syncd.sandbox.import_jobs import AnswerShape, ImportJobsSim
@@ -788,3 +790,20 @@ def test_a_demand_week_is_sent_once_it_is_closed_and_never_added_twice(
     assert week["actualDemand"] == 7
     assert appending.state.stats["rows_appended"] == 0
     assert posts(appending)[post("demand-history")] == 1
+
+
+def test_held_rows_show_in_syncd_status(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Held rows fail nothing, so `syncd status` names them under the last run's warnings:
+    an operator sees why inventory never reaches the planning tool."""
+    cfg = make_cfg(sim, endpoints=["inventory"])
+    drop(cfg, "stock", STOCK, ["A1,,12,5", "A2,,4,"])
+    assert run(cfg).counts["held:inventory"] == 1
+    config = tmp_path / "status.toml"
+    config.write_text(f"[daemon]\nstate_dir = {json.dumps(str(cfg.daemon.state_dir))}\n")
+    shown = CliRunner().invoke(cli, ["status", "--config", str(config)], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert "Warnings of the last run:" in shown.output
+    [line] = [ln for ln in shown.output.splitlines() if ln.startswith("  planning.import:")]
+    assert "endpoint inventory: 1 row(s) held: the host gives no reorder_point" in line
