@@ -859,6 +859,12 @@ class Feed:
                 + (", attr.<name>" if self.csv_attributes else "")
                 + ")"
             )
+            # Column names are matched exactly: say so where only the case differs.
+            cased = [f"{n!r} -> {n.lower()!r}" for n in unknown if n.lower() in known]
+            if cased:
+                problems.append(
+                    f"column names are lower case, matched exactly: rename {', '.join(cased)}"
+                )
         return problems
 
     def csv_plan(self, header: Sequence[str]) -> list[tuple[int, str, str | None]]:

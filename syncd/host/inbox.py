@@ -391,6 +391,15 @@ def _csv_header(lines: _Lines, reader: Any, feed: Feed) -> list[str]:
             f"header row is not valid CSV: {_unreadable(exc, len(lines.taken))}"
         ) from None
     problems = feed.check_header(header)
+    if problems and len(header) == 1:
+        for mark, name in ((";", "';'"), ("\t", "tab")):
+            if mark in header[0]:
+                # An Excel "CSV" in a locale whose list separator is ';', or a tab export.
+                problems.append(
+                    f"the header holds no ',' but {name}: syncd reads comma-separated files "
+                    '(in Excel, save as "CSV UTF-8 (Comma delimited)")'
+                )
+                break
     if problems:
         raise FileRefused(
             "wrong header: " + "; ".join(problems),
@@ -610,6 +619,12 @@ def _jsonl_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
                 row = model.model_validate_json(record, strict=True)
             except ValidationError as exc:
                 field, reason = describe(exc)
+                if not isinstance(raw, dict) and record[:1] in "[{" and record[-1:] in ",]":
+                    # A JSON array (or a pretty-printed list of objects) given as JSON Lines.
+                    reason += (
+                        " (JSON Lines holds one object per line, with no enclosing [ ] "
+                        "and no ',' between lines)"
+                    )
                 yield _Bad(line, field, reason, _clip(record), key)
                 continue
             yield Accepted(line, row, _clip(record) if feed.keeps_payload else None)
@@ -620,10 +635,49 @@ def _read_rows(feed: Feed, path: Path, fmt: Format) -> Iterator[Accepted | _Bad]
     try:
         yield from rows
     except UnicodeDecodeError as exc:
-        raise FileRefused(
-            f"not UTF-8 text: {exc.reason} (byte 0x{exc.object[exc.start]:02x}); "
-            "save the file as UTF-8"
-        ) from None
+        raise _not_utf8(path, exc) from None
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> FileRefused:
+    """The refusal of a file that is not UTF-8, naming the line and byte where it stops
+    being UTF-8 (the text reader decodes ahead, so its own error cannot say)."""
+    where = _first_not_utf8(path)
+    line, byte = where if where else (None, exc.object[exc.start])
+    with path.open("rb") as fh:
+        start = fh.read(2)
+    if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        guess = "it is UTF-16, as Excel's 'Unicode Text' writes"
+    else:
+        guess = "perhaps Windows-1252 or Latin-1, as some exports write"
+    at = f"line {line}: " if line else ""
+    return FileRefused(
+        f"not UTF-8 text: {at}byte 0x{byte:02x} is not UTF-8 ({guess}); save the file as UTF-8",
+        {"line": line, "byte": f"0x{byte:02x}"},
+    )
+
+
+def _first_not_utf8(path: Path) -> tuple[int, int] | None:
+    """(line number, byte) of the first byte that is not UTF-8; line breaks counted as the
+    reader counts them (LF, CRLF, lone CR)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    line, last = 1, b""
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                # exc.object: at most 3 bytes held over from the last block (no line
+                # break among them), then this block.
+                head = exc.object[: exc.start]
+                return line + _line_breaks(head, last), exc.object[exc.start]
+            line += _line_breaks(block, last)
+            last = block[-1:]
+    return None
+
+
+def _line_breaks(data: bytes, before: bytes) -> int:
+    breaks = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    return breaks - 1 if before == b"\r" and data.startswith(b"\n") else breaks
 
 
 def file_digest(path: Path) -> tuple[str, int]:

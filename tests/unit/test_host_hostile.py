@@ -554,3 +554,81 @@ def test_a_file_that_cannot_be_read_at_all_raises_an_alert(db: Store, host: Path
     assert alert["subject"] == "articles"
     assert alert["count"] == 2
     assert "articles-2.csv" in alert["message"]
+
+
+# -- what real exports look like: the operator is told what to change --------------------
+
+
+def _refusal(db: Store, name: str) -> str:
+    [row] = [r for ref, r in rejects(db).items() if ref == name]
+    return str(row["reason"])
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "hint"),
+    [
+        # Windows-1252 'é' on line 4; line 2 ends with a lone CR, line 3 is UTF-8.
+        (b"article_id,name\r\nA1,Cafe\rA0,Caf\xc3\xa9\r\nA2,Th\xe9\r\n", 4, "Windows-1252"),
+        ("article_id,name\nA1,Café\n".encode("utf-16"), 1, "UTF-16"),
+    ],
+    ids=["windows-1252", "utf-16"],
+)
+def test_a_file_that_is_not_utf8_is_refused_naming_the_line_and_the_likely_encoding(
+    db: Store, host: Path, content: bytes, line: int, hint: str
+) -> None:
+    """A Windows-1252 or UTF-16 export is refused whole, and the reason says on which line
+    the first byte that is not UTF-8 stands and what the file probably is."""
+    drop(host, "articles-export.csv", content)
+    [result] = load(db, host)
+    assert result.status == "rejected_file"
+    reason = _refusal(db, "articles-export.csv")
+    assert f"line {line}: byte 0x" in reason, reason
+    assert hint in reason
+    assert "save the file as UTF-8" in reason
+    report = json.loads((host / "rejects" / "articles-export.csv.errors.json").read_text())
+    assert report["details"]["line"] == line
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        ("\ufeffarticle_id;qty\r\nA1;5\r\n", "holds no ',' but ';'"),
+        ("article_id\tqty\nA1\t5\n", "holds no ',' but tab"),
+        ("article_id , Qty \nA1,5\n", "rename 'Qty' -> 'qty'"),
+    ],
+    ids=["excel-semicolons", "tabs", "capitalised"],
+)
+def test_a_header_in_another_dialect_is_refused_saying_what_to_change(
+    db: Store, host: Path, header: str, hint: str
+) -> None:
+    """An Excel CSV with ';' separators (and a BOM), a tab export, or a capitalised column
+    name is refused whole with the change to make, and a good file after it loads."""
+    drop(host, "stock-1.csv", header)
+    drop(host, "locations-2.csv", "location_id,name\nW1,One\n")
+    results = {r.file: r for r in load(db, host)}
+    assert results["stock-1.csv"].status == "rejected_file"
+    assert hint in _refusal(db, "stock-1.csv")
+    assert (results["locations-2.csv"].status, results["locations-2.csv"].loaded) == (
+        "archived",
+        1,
+    )
+
+
+def test_a_json_array_given_as_json_lines_says_what_json_lines_is(db: Store, host: Path) -> None:
+    """A top-level array (on one line or pretty-printed over several) and a trailing comma
+    reject their lines, each naming the JSON Lines shape, and the valid line loads."""
+    drop(
+        host,
+        "stock.jsonl",
+        '[{"article_id": "A1", "qty": 1},\n{"article_id": "A2", "qty": 2}]\n'
+        '[{"article_id": "A3", "qty": 3}]\n'
+        '{"article_id": "A4", "qty": 4},\n'
+        '{"article_id": "A5", "qty": 5}\n',
+    )
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 4)
+    assert set(stock(db)) == {"A5"}
+    for line in (1, 2, 3, 4):
+        assert (
+            "JSON Lines holds one object per line" in rejects(db)[f"stock.jsonl:{line}"]["reason"]
+        )
