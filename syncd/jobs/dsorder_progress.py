@@ -24,7 +24,7 @@ from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import ReportLine, fulfil_report, report_changed
 from syncd.jobs.dsorder_push import DESTINATION as DSORDER
-from syncd.jobs.instock_orders import Followed, follow_orders
+from syncd.jobs.instock_orders import Followed, Refused, follow_orders
 from syncd.state import NewIntent, Store
 
 TERMINAL = ("done", "canceled")
@@ -97,7 +97,14 @@ def run(ctx: JobContext) -> None:
             between=wake_if_queued,
         ):
             ctx.counts["followed"] += 1
-            if followed is None:
+            if isinstance(followed, Refused):  # a reject says what; polled again next run
+                ctx.log.warning(
+                    "instock_order_record_rejected",
+                    order_id=ready[instock_id]["order_id"],
+                    instock_order_id=instock_id,
+                    **followed.log_fields(),
+                )
+            elif followed is None:
                 ctx.log.warning(
                     "instock_order_missing",
                     order_id=ready[instock_id]["order_id"],

@@ -397,6 +397,10 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
     )
     ids = [o["order_id"] for o in open_orders]
     for order_id, followed in follow_orders(ctx.store, client, ids, between=ctx.check_stop):
+        if isinstance(followed, Refused):
+            ctx.counts["rejected"] += 1
+            ctx.log.warning("order_record_rejected", order_id=order_id, **followed.log_fields())
+            continue
         if followed is None:
             ctx.log.warning("order_vanished", order_id=order_id)
             continue
@@ -411,6 +415,22 @@ class Followed:
     status: str
     fulfilled: dict[str, int]  # line_id -> quantity picked (done ordertasks)
     changed: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A poll whose order status or one of its ordertasks failed validation: that record is
+    a reject (source `instock:<kind>`) and the order is polled again next time."""
+
+    kind: str  # "orders" (the order status) or "ordertasks"
+    key: str  # the order_id or ordertask_id read
+    field: str
+    reason: str
+
+    def log_fields(self) -> dict[str, str]:
+        """What a log line says about it: where the reject is, which record, why."""
+        source = f"instock:{self.kind}"
+        return {"source": source, "key": self.key, "field": self.field, "reason": self.reason}
 
 
 OnChange = Callable[[Store, Followed], None]
@@ -485,7 +505,7 @@ def follow_order(
     *,
     on_poll: OnChange | None = None,
     stub: Mapping[str, Any] | None = None,
-) -> Followed | None:
+) -> Followed | Refused | None:
     """Poll one order and store what was seen (see `store_poll`)."""
     known = known_terminal_tasks(store, [order_id]).get(order_id, {})
     reread = bool(_rereads(store, [order_id]))
@@ -503,7 +523,7 @@ def follow_orders(
     on_poll: Callable[[str], OnChange | None] = lambda _: None,
     stub: Callable[[str], Mapping[str, Any] | None] = lambda _: None,
     between: Callable[[], None] = lambda: None,
-) -> Iterator[tuple[str, Followed | None]]:
+) -> Iterator[tuple[str, Followed | Refused | None]]:
     """Follow many orders: the polls run `workers` at a time (HTTP only), every result
     is stored on the caller's thread and connection, in order; `between` runs after
     each chunk (e.g. a stop check, or waking the sender for what was just queued)."""
@@ -539,8 +559,9 @@ def store_poll(
     *,
     on_poll: OnChange | None = None,
     stub: Mapping[str, Any] | None = None,
-) -> Followed | None:
-    """Store one poll's status and ordertasks, with its events; None for a 404.
+) -> Followed | Refused | None:
+    """Store one poll's status and ordertasks, with its events; None for a 404, Refused
+    for a status or ordertask that failed validation (recorded as a reject).
 
     `on_poll` runs inside the same transaction, so whatever a caller records
     from this poll (e.g. DSOrder fulfilment intents) is durable together with
@@ -560,7 +581,8 @@ def store_poll(
                 request_id=poll.bad.request_id,
                 run_id=None,
             )
-        return None
+        record = poll.bad.record
+        return Refused(poll.bad.kind, record.key or order_id, record.field, record.reason)
     rows = store.query(
         "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
         "WHERE order_id = ?",

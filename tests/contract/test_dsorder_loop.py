@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
+from structlog.testing import capture_logs
 
 import syncd.jobs  # noqa: F401 - fills the job and destination registries
 from syncd.cli import main as cli
@@ -1218,3 +1219,25 @@ def test_a_deferred_create_makes_no_drain_due_until_what_it_waits_for_is(
         store.db.execute("UPDATE outbox SET next_attempt_at = ?", [iso()])
     cycle(cfg)
     assert ins.creates == {f"DS-{order_id}": 1}  # type: ignore[attr-defined]
+
+
+def test_a_rejected_instock_status_is_logged_as_rejected_not_as_missing(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """When the Instock status of a DSOrder order fails validation, dsorder.progress logs a
+    rejected record (source, key, field) pointing at its reject, not a missing order."""
+    cfg = make_cfg()
+    (a,) = stocked(ins)[:1]
+    order_id = ds.submit_order(lines=[(a, 3)])
+    cycle(cfg)
+    instock_id = f"DS-{order_id}"
+    bad = {"order_id": instock_id, "order_status": "done", "ordertask_ids": [""], "lines": 5}
+    ins.override_record("order_status", instock_id, bad)
+    with capture_logs() as logs:
+        run(cfg, "dsorder.progress")
+    events = [e for e in logs if e.get("order_id") == order_id]
+    assert [e["event"] for e in events] == ["instock_order_record_rejected"], events
+    assert events[0]["source"] == "instock:orders"
+    assert (events[0]["key"], events[0]["field"]) == (instock_id, "lines")
+    (reject,) = query(cfg, "SELECT * FROM rejects WHERE source = 'instock:orders'")
+    assert reject["reference"].startswith(f"order_id {instock_id} ")

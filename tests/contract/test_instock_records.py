@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from syncd.config import Settings
 from syncd.jobs.instock_inventory import GUARD_ALERT
 from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
@@ -295,7 +297,12 @@ def test_bad_order_status_and_ordertask_records_are_rejected_one_by_one(
     task["lines"][0]["to_cells"][0]["qty"] = -1
     sim.override_record("ordertask", task_id, task)
 
-    second = run(cfg, "instock.orders")
+    with capture_logs() as logs:
+        second = run(cfg, "instock.orders")
+    refused = {e["order_id"]: e for e in logs if e["event"] == "order_record_rejected"}
+    assert sorted(refused) == ["HO-2", "HO-3"]  # said so, not "order_vanished"
+    assert (refused["HO-3"]["source"], refused["HO-3"]["key"]) == ("instock:ordertasks", task_id)
+    assert not [e for e in logs if e["event"] == "order_vanished"]
 
     by_source = {
         r["source"]: r for r in open_rejects(cfg, "instock:") if r["source"] != "instock:inventory"
