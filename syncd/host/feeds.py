@@ -208,6 +208,12 @@ po_history (delta by default) -> `host_po_history`
 
 In every feed a row that is present but invalid keeps the previous version of
 its key: a snapshot does not delete it as "absent".
+
+A key given twice in one file (articles, stock, locations, suppliers, sales,
+po_history): the last row of the key is loaded; an earlier row with other values
+is rejected, "superseded by line N", so a conflict in the export is seen rather
+than lost (a repeat with the same values is no conflict). Orders and purchase
+orders follow their own rules above.
 """
 
 from __future__ import annotations
@@ -903,6 +909,10 @@ class Feed:
 
     # -- staging --------------------------------------------------------------
 
+    @property
+    def superseded(self) -> str:
+        return f"temp.host_stage_{self.name}_superseded"
+
     def create_staging(self, db: Database) -> None:
         self.drop_staging(db)
         cols = ", ".join(self.columns)
@@ -910,15 +920,38 @@ class Feed:
             f"CREATE TABLE {self.stage} ({cols}, line INTEGER NOT NULL, "
             f"PRIMARY KEY ({', '.join(self.key)}))"
         )
+        # A key repeated within one file: its last row wins (stage_rows). An earlier row
+        # with other values is not silently overwritten: it becomes a reject naming the
+        # line that replaced it, so the file's lines stay accounted for.
+        table = self.stage.removeprefix("temp.")
+        old = ", ".join(f"OLD.{c}" for c in self.columns)
+        new = ", ".join(f"NEW.{c}" for c in self.columns)
+        named = " || ', ' || ".join(f"'{k} ' || quote(OLD.{k})" for k in self.key)
+        payload = ", ".join(f"'{c}', OLD.{c}" for c in self.columns)
+        key2 = f"OLD.{self.key[1]}" if len(self.key) > 1 else "''"
+        db.execute(f"CREATE TABLE {self.superseded} (line INTEGER NOT NULL)")
+        db.execute(
+            f"CREATE TEMP TRIGGER {table}_on_repeat BEFORE UPDATE ON {table} "
+            f"WHEN ({old}) IS NOT ({new}) BEGIN "
+            f"INSERT INTO {self.superseded.removeprefix('temp.')} (line) VALUES (OLD.line); "
+            f"INSERT INTO {STAGE_REJECTS.removeprefix('temp.')} "
+            "(line, field, reason, payload, key1, key2) VALUES ("
+            f"OLD.line, '{','.join(self.key)}', "
+            f"'superseded by line ' || NEW.line || ': ' || {named} || ' appears again "
+            "further down this file with other values; the last row of a key is the one "
+            f"loaded', json_object({payload}), OLD.{self.key[0]}, {key2}); END"
+        )
 
     def drop_staging(self, db: Database) -> None:
         db.execute(f"DROP TABLE IF EXISTS {self.stage}")
+        db.execute(f"DROP TABLE IF EXISTS {self.superseded}")
 
     def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
         cols = ", ".join(self.columns)
         marks = ", ".join("?" for _ in self.columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in (*self.columns, "line"))
-        # A key repeated within one file: its last row wins.
+        # A key repeated within one file: its last row wins (an earlier one with other
+        # values is rejected by the trigger made in create_staging).
         db.conn.executemany(
             f"INSERT INTO {self.stage} ({cols}, line) VALUES ({marks}, ?) "
             f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}",
@@ -926,8 +959,9 @@ class Feed:
         )
 
     def prepare(self, db: Database, ctx: MergeContext) -> int:
-        """Move staged rows that must not load to the staged rejects; returns how many."""
-        return 0
+        """Move staged rows that must not load to the staged rejects; returns how many
+        accepted rows that made (here: rows superseded by a later row of their key)."""
+        return int(db.execute(f"SELECT count(*) FROM {self.superseded}").fetchone()[0])
 
     # -- merging ---------------------------------------------------------------
 

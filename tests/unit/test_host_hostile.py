@@ -632,3 +632,29 @@ def test_a_json_array_given_as_json_lines_says_what_json_lines_is(db: Store, hos
         assert (
             "JSON Lines holds one object per line" in rejects(db)[f"stock.jsonl:{line}"]["reason"]
         )
+
+
+def test_a_key_given_twice_with_other_values_rejects_the_row_the_later_one_replaced(
+    db: Store, host: Path
+) -> None:
+    """A stock export that lists an article twice (per bin, with the location column left
+    out): the last row of a key loads, as before, but the earlier row with another
+    quantity is a reject naming the line that replaced it, not counted as loaded while
+    its value silently vanished. A repeat with the same value (`1` and `1.0`) is no
+    conflict, and a later file still replaces the row as a snapshot should."""
+    drop(host, "stock-1.csv", "article_id,qty\nA1,5\nA1,6\nA2,1\nA2,1.0\nA3,1\n")
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (4, 1)
+    assert stock(db) == {"A1": 6, "A2": 1, "A3": 1}
+    bad = rejects(db)["stock-1.csv:2"]
+    assert bad["field"] == "article_id,location"
+    assert bad["reason"].startswith("superseded by line 3: article_id 'A1'")
+    assert json.loads(bad["payload"])["qty"] == "5"
+    [loaded] = db.query("SELECT rows_loaded, rows_rejected FROM host_files")
+    assert (loaded["rows_loaded"], loaded["rows_rejected"]) == (4, 1)
+    same = '{"article_id": "A1", "qty": 7}\n'
+    drop(host, "stock-2.jsonl", same + same + '{"article_id": "A2", "qty": 2}\n')
+    drop(host, "stock-3.csv", "article_id,qty\nA1,8\nA2,2\nA3,3\n")
+    results = load(db, host)
+    assert [(r.loaded, r.rejected) for r in results] == [(3, 0), (3, 0)]
+    assert stock(db) == {"A1": 8, "A2": 2, "A3": 3}
