@@ -60,10 +60,14 @@ _SECRET_TEXT: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
 _CLASSES = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"[0-9]"))
 
 
-def _mixed(text: str) -> bool:
-    """Two of lower case, upper case and digits: a fragment of a generated credential,
-    not a word or a number that happens to occur in one (`instock`, `123456`)."""
-    return sum(1 for c in _CLASSES if c.search(text)) >= 2
+def _credential_like(text: str) -> bool:
+    """A fragment worth masking: it holds a digit, or mixes upper and lower case (a piece of
+    a generated credential; a hex key or a UUID cut after its leading digits, `68014031-`,
+    is digits only). A plain word of one case that happens to occur in a secret
+    (`instock` of `instock-sandbox-token`) stays readable: masking it would blank job
+    names, keys and messages wherever they appear."""
+    lower, upper, digit = (bool(c.search(text)) for c in _CLASSES)
+    return digit or (lower and upper)
 
 
 class _Known:
@@ -102,7 +106,7 @@ class _Known:
         parts: list[str] = []
         last = 0
         for start, end in spans:
-            if _mixed(text[start:end]):
+            if _credential_like(text[start:end]):
                 parts += [text[last:start], REDACTED]
                 last = end
         return "".join(parts) + text[last:] if parts else text
@@ -113,8 +117,8 @@ class Redactor:
 
     Known secrets (from the config, and tokens obtained at run time) are replaced
     wherever they occur; so is any run of FRAGMENT or more of their characters that
-    mixes character classes, which is what is left when a remote (or anyone) cut an
-    echoed secret. Bearer/Basic credentials, URL userinfo and secret-looking query
+    holds a digit or mixes cases, which is what is left when a remote (or anyone) cut
+    an echoed secret. A run of letters of one case is not (see `_credential_like`). Bearer/Basic credentials, URL userinfo and secret-looking query
     or form parameters are replaced whether or not the secret is known.
     """
 

@@ -59,6 +59,29 @@ def test_redact_then_cut_never_leaves_a_fragment(start: int, limit: int) -> None
     assert len(out) <= max(limit, 1)
 
 
+@pytest.mark.parametrize(
+    ("secret", "echo"),
+    [
+        ("68014031-f81e-4faa-8017-ac6fd620b129", "68014031-"),  # a UUID cut after its digits
+        ("6801403157f81e4faa8017ac6fd620b1", "6801403157"),  # a hex key, likewise
+        ("3f9a81-220194", "220194"),  # the tail of a cut
+    ],
+)
+def test_a_cut_that_leaves_only_digits_of_a_secret_is_redacted(secret: str, echo: str) -> None:
+    """Hex keys and UUIDs often start or end with six digits or more: a remote's echo cut
+    there holds no letter, and is still a piece of the secret."""
+    redactor.set_secrets([secret])
+    try:
+        out = redactor.text(f"401: invalid key '{echo}...' for order 20261204")
+    finally:
+        redactor.set_secrets([])
+    assert echo.strip("-") not in out
+    assert not {secret[i : i + 6] for i in range(len(secret) - 5)} & {
+        out[i : i + 6] for i in range(len(out) - 5)
+    }
+    assert "order 20261204" in out  # a number that is not from the secret stays
+
+
 def test_words_and_numbers_shared_with_a_secret_stay_readable(known: Redactor) -> None:
     """Fragments are redacted only when they mix classes as generated credentials do, so a
     word-like sandbox token does not blank out job names, run ids or order numbers."""
