@@ -313,7 +313,16 @@ class Daemon:
         if self.scheduler.get_job(job_id):
             self.scheduler.reschedule_job(job_id, trigger=trigger)
         else:
-            self.scheduler.add_job(self._daily, trigger, args=[spec.name], id=job_id, name=job_id)
+            # No misfire grace: with every worker busy at that moment (a long export),
+            # a late end-of-day pull still beats none (its answer's time decides).
+            self.scheduler.add_job(
+                self._daily,
+                trigger,
+                args=[spec.name],
+                id=job_id,
+                name=job_id,
+                misfire_grace_time=None,
+            )
 
     def _scheduled(self, name: str) -> None:
         self.execute(REGISTRY[name], trigger="schedule")

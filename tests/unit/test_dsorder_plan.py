@@ -502,3 +502,31 @@ def test_fulfil_report_converts_instock_units_back() -> None:
     ]
     (line,) = fulfil_report(lines, {"L1": 10050}, True)
     assert line.quantity == Decimal("100.5")
+
+
+def test_the_daemon_schedules_the_end_of_day_pull_as_a_job_of_its_own(tmp_path: Path) -> None:
+    """Besides `dsorder.pull` on its interval, the daemon has `dsorder.pull@daily`: due at
+    23:59:30 site time, never dropped for being late (all workers busy) or for a regular
+    pull still going on (it waits for it: tests/system/test_dsorder_end_of_day.py)."""
+    from syncd.daemon import Daemon
+
+    settings = Settings(
+        daemon={"site_timezone": ZONE, "state_dir": str(tmp_path / "state")},
+        connectors={
+            "dsorder": {"enabled": True, "base_url": "https://ds.example", "token": "t0ken-ds"},
+            "instock": {"enabled": True, "base_url": "https://in.example", "token": "t0ken-in"},
+        },
+    )
+    daemon = Daemon(settings, None)
+    daemon._start_scheduler()
+    try:
+        assert daemon.scheduler is not None
+        job = daemon.scheduler.get_job("dsorder.pull@daily")
+        assert job is not None
+        assert job.misfire_grace_time is None
+        assert job.next_run_time.astimezone(ZoneInfo(ZONE)).time() == time(23, 59, 30)
+        regular = daemon.scheduler.get_job("dsorder.pull")
+        assert regular is not None
+        assert regular.max_instances == 1
+    finally:
+        daemon.scheduler.shutdown(wait=False)
