@@ -10,9 +10,11 @@ and let the next good answer through.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import json
+import socket
 import threading
 import time
 import tracemalloc
@@ -534,6 +536,62 @@ def test_a_redirect_is_an_error_naming_where_it_points_not_an_answer(
     assert "https://elsewhere.example/v2/S1/inventory" in str(caught.value)
     assert "connectors.instock.base_url" in str(caught.value)
     assert len(up.requests(path)) == 1
+
+
+@contextlib.contextmanager
+def tcp_server(serve: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on loopback running `serve` on each accepted connection; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        listener.close()
+
+
+def test_a_tls_handshake_that_trickles_ends_at_the_deadline(up: HostileUpstream) -> None:
+    """A server that answers the TLS ClientHello one byte at a time (every socket read
+    succeeds, the handshake never completes) ends at the request deadline, although the
+    connect and read timeouts are 30 s: the handshake is bounded as a whole."""
+
+    def trickle_handshake(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(4096)  # the ClientHello
+            conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record follows...
+            for _ in range(60):  # ... one byte every 50 ms, for at most 3 s
+                time.sleep(0.05)
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+
+    with tcp_server(trickle_handshake) as port:
+        config = InstockConfig.model_validate(
+            {
+                "enabled": True,
+                "base_url": f"https://127.0.0.1:{port}",
+                "token": "t",
+                "site_id": SITE,
+                "retry": {"max_attempts": 1},
+                "timeouts": {"connect": 30, "read": 30},
+                "request_deadline": 0.5,
+            }
+        )
+        started = time.monotonic()
+        with InstockClient(config) as client, pytest.raises(DeadlineExceededError):
+            list(client.inventory_pages())
+        assert time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize(
