@@ -226,7 +226,7 @@ class SiteEnvironmentError(ConnectorStoppedError):
         return self.code or "site_environment"
 
     def alert_message(self, name: str) -> str:
-        return f"{name}: {self.message}"
+        return self.message  # the alert's subject names the connector
 
 
 @dataclass(frozen=True)
@@ -322,12 +322,13 @@ def site_problem(
     wanted_virtual = environment == "sandbox"
     if found.is_virtual == wanted_virtual:
         return None
-    actual = "a virtual (sandbox) site" if found.is_virtual else "a physical (production) site"
-    other = "production" if found.is_virtual else "sandbox"
+    # What is wrong and the fix first: `alerts list` shows the first 100 characters.
+    actual = "virtual" if found.is_virtual else "physical"
+    other = "sandbox" if found.is_virtual else "production"
     return (
-        f"site {site_id} is {actual} but connectors.instock.environment = {environment!r}: "
-        f"refusing to sync. Point base_url/token/site_id at the {environment} site, or set "
-        f'environment = "{other}" if this site is the one intended; then reload'
+        f'connectors.instock.environment = "{environment}" but site {site_id} is {actual}: '
+        f'set it to "{other}" if this is the site meant, or point site_id/base_url/token '
+        f"at a {environment} site; then reload"
     )
 
 

@@ -281,8 +281,8 @@ def test_inventory_guard(
     [
         ("production", False, None),
         ("sandbox", True, None),
-        ("production", True, "virtual (sandbox) site"),
-        ("sandbox", False, "physical (production) site"),
+        ("production", True, 'is virtual: set it to "sandbox" if this is the site meant'),
+        ("sandbox", False, 'is physical: set it to "production" if this is the site meant'),
         ("production", None, "not among the sites"),
     ],
 )
