@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from syncd.clock import iso
 from syncd.connectors.instock import BadRecord
 from syncd.jsontext import canonical
-from syncd.state import Store
+from syncd.state import NewReject, Store
 
 
 def reference(bad: BadRecord, key_field: str, request_id: str | None) -> str:
@@ -51,19 +51,19 @@ def record_rejects(
         ).rowcount
         if touched:
             continue
-        store.db.execute(
-            "INSERT INTO rejects (source, reference, field, reason, payload, run_id, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        # Through the store's helper, which redacts every text it writes: the reference
+        # holds the remote's key and request id.
+        store.add_rejects(
             [
-                source,
-                reference(record, key_field, request_id),
-                record.field,
-                record.reason,
-                payload,
-                run_id,
-                now,
-                now,
+                NewReject(
+                    source=source,
+                    reference=reference(record, key_field, request_id),
+                    reason=record.reason,
+                    field=record.field,
+                    payload=payload,
+                )
             ],
+            run_id=run_id,
         )
     return count
 

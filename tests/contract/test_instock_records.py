@@ -25,6 +25,7 @@ from syncd.config import Settings
 from syncd.jobs.instock_inventory import GUARD_ALERT
 from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
 from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
+from syncd.logs import redactor
 from syncd.sandbox.instock import InstockSim
 from tests.contract.jobkit import drop, query, run
 from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
@@ -116,6 +117,27 @@ def test_bad_inventory_records_are_rejected_and_the_rest_is_stored(
     again = run(cfg, "instock.inventory")
     assert again.counts["rejected"] == len(HOSTILE_INVENTORY)
     assert len(open_rejects(cfg, "instock:inventory")) == len(HOSTILE_INVENTORY)  # not repeated
+
+
+def test_a_bad_record_whose_key_echoes_the_token_is_stored_redacted(
+    sim: InstockSim, cfg: Settings
+) -> None:
+    """A reject's reference quotes the record's key, which the remote controls: a key that
+    echoes the credential is redacted there too, as in the reason and the raw record, and
+    is still a reject of its own (records listed = stored + rejected)."""
+    secret = "Tk7qW2zX9pL4mN8v"
+    redactor.set_secrets([secret])  # what `syncd run` / `once` do with the configured token
+    (article_id,) = sorted(listed_stock(sim))[:1]
+    raw = {"article_id": secret, "qty": {"free": "abc", "reserved": 0, "registered": 0}}
+    sim.override_record("inventory", article_id, raw)
+    result = run(cfg, "instock.inventory")
+    assert result.counts["rejected"] == 1
+    with db(cfg) as store:
+        dump = "\n".join(store.db.conn.iterdump())
+    assert secret[:6] not in dump
+    assert secret[-6:] not in dump
+    (reject,) = open_rejects(cfg, "instock:inventory")
+    assert reject["reference"].startswith("article_id ********** (request ")
 
 
 def test_a_bad_record_keeps_the_mirrored_quantities_of_its_article(
