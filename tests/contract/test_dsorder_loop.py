@@ -1241,3 +1241,25 @@ def test_a_rejected_instock_status_is_logged_as_rejected_not_as_missing(
     assert (events[0]["key"], events[0]["field"]) == (instock_id, "lines")
     (reject,) = query(cfg, "SELECT * FROM rejects WHERE source = 'instock:orders'")
     assert reject["reference"].startswith(f"order_id {instock_id} ")
+
+
+def test_a_site_that_agreed_no_cutoff_time_refuses_the_default_and_the_option_turns_it_off(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """The default sends the delivery date as `cutoff_time` (the document's own example of
+    an order attribute). A site that never agreed it refuses every create, loudly (a reject
+    naming the attribute, not a silent loss); `delivery_date_attribute = ""` is the fix."""
+    ins.order_attributes = frozenset()  # type: ignore[attr-defined]
+    cfg = make_cfg()
+    refused = ds.submit_order(lines=[(stocked(ins)[0], 1)])
+    cycle(cfg)
+    assert f"DS-{refused}" not in ins.state.orders
+    (reject,) = query(cfg, "SELECT reason FROM rejects WHERE source = 'outbox:instock'")
+    assert "cutoff_time is not a custom attribute configured for this site" in reject["reason"]
+
+    cfg.jobs["dsorder.pull"].options["delivery_date_attribute"] = ""
+    taken = ds.submit_order(lines=[(stocked(ins)[0], 1)])
+    cycle(cfg)
+    with ins.state.lock:
+        order = ins.state.orders[f"DS-{taken}"]
+    assert order.attributes in ({}, None)
