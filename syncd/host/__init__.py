@@ -4,36 +4,26 @@
 locations, suppliers, sales, purchase_orders, po_history; CSV or JSON Lines),
 which `load_inbox` validates row by row into the `host_*` tables, then moves to
 `archive/` (or, refused whole, to `rejects/` with an errors file). `outbox/`:
-syncd writes files for the host through the outbox sender (destination "host").
-See `feeds` for the file shapes, `inbox` for the loading rules, `outbox` for
-the written files.
+syncd writes files for the host through the outbox sender (destination "host",
+`syncd.send.host`). See `feeds` for the file shapes, `inbox` for the loading
+rules, `outbox` for how the files are written.
 """
 
 from syncd.host.dirs import HostDirs
 from syncd.host.feeds import FEEDS, FeedOptions, HostOptions, host_options
 from syncd.host.inbox import InboxFile, LoadResult, load_file, load_inbox, scan_inbox
-from syncd.host.outbox import (
-    HostOutboxDestination,
-    host_destination,
-    host_file_intent,
-    register,
-    write_atomic,
-)
+from syncd.host.outbox import write_atomic
 
 __all__ = [
     "FEEDS",
     "FeedOptions",
     "HostDirs",
     "HostOptions",
-    "HostOutboxDestination",
     "InboxFile",
     "LoadResult",
-    "host_destination",
-    "host_file_intent",
     "host_options",
     "load_file",
     "load_inbox",
-    "register",
     "scan_inbox",
     "write_atomic",
 ]

@@ -1,20 +1,10 @@
 """Files syncd writes for the host: atomic, sequence-numbered, never overwritten.
 
-A job records a file as an outbox intent (`host_file_intent`), in the
-transaction of the diff that caused it; the sender hands it to
-`HostOutboxDestination`, which writes `outbox/<stream>-<intent id:010d>.<ext>`:
-to a temporary dot-name in the same directory, flushed and fsynced, linked into
-place (never replacing an existing file), and the directory fsynced.
-
-The name is a pure function of the intent, so a replay after a crash finds its
-own file: same bytes -> `AlreadyDoneError` (done), different bytes ->
-`PermanentError` (never overwrite). A local filesystem failure (EACCES, EROFS,
-ENOSPC, the directory gone or replaced) is a `DestinationOutage`: the sender
-retries it for as long as it lasts, never gives it up, and writes no later file
-of the destination meanwhile, so a stream never has a gap. The host should
-process each name once and may delete or move files it has read: a file it took
-away before syncd recorded the send is written again under the same name, which
-the host can recognise.
+The outbox destination "host" (`syncd.send.host`) writes one file per intent,
+`outbox/<stream>-<intent id:010d>.<ext>`, through `write_atomic`: to a temporary
+dot-name in the same directory, flushed and fsynced, linked into place (never
+replacing an existing file), and the directory fsynced. The host inbox uses the
+same writer for the files it sets aside.
 
 Shapes: JSON Lines (one compact JSON object per line, UTF-8) or CSV (UTF-8, a
 header row, `\\n` line ends; empty for null, `true`/`false`, nested values as
@@ -37,12 +27,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-from syncd.config import Settings
-from syncd.errors import AlreadyDoneError, PermanentError
-from syncd.host.dirs import HostDirs
-from syncd.outbox import DestinationOutage, register_destination
-from syncd.state import Intent, NewIntent
 
 Format = Literal["csv", "jsonl"]
 EXT: dict[str, str] = {"csv": "csv", "jsonl": "jsonl"}
@@ -185,7 +169,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = False) -> W
     return WrittenFile(path, 0, size, sha256)
 
 
-def _digest_file(path: Path) -> str:
+def digest_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -193,7 +177,7 @@ def _digest_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _digest_rendered(rows: Sequence[Mapping[str, Any]], fmt: Format, columns: Any) -> str:
+def digest_rendered(rows: Sequence[Mapping[str, Any]], fmt: Format, columns: Any) -> str:
     digest = hashlib.sha256()
     for chunk in render(rows, fmt, columns):
         digest.update(chunk)
@@ -221,118 +205,3 @@ def remove_stale_temp_files(directory: Path, *, older_than: float = STALE_TEMP_S
                 stray.unlink()
                 removed += 1
     return removed
-
-
-class HostOutboxDestination:
-    """The sender's destination "host": one intent -> one file in `outbox/`."""
-
-    def __init__(self, host_dir: Path) -> None:
-        self.outbox = HostDirs(host_dir).outbox
-        remove_stale_temp_files(self.outbox)
-
-    def send(self, intent: Intent) -> Any:
-        stream, fmt, rows, columns = _payload(intent)
-        path = self.outbox / outbox_file_name(stream, intent.id, fmt)
-        try:
-            written = write_atomic(path, rows, fmt, columns=columns)
-        except FileExistsError:
-            return self._existing(path, rows, fmt, columns)
-        except ValueError as exc:
-            raise PermanentError(f"intent {intent.id}: {exc}", connector="host") from None
-        except OSError as exc:
-            raise _outage("write", path, exc) from None
-        return {
-            "file": path.name,
-            "rows": written.rows,
-            "bytes": written.size,
-            "sha256": written.sha256,
-        }
-
-    @staticmethod
-    def _existing(path: Path, rows: Sequence[Mapping[str, Any]], fmt: Format, columns: Any) -> Any:
-        try:
-            same = _digest_file(path) == _digest_rendered(rows, fmt, columns)
-        except OSError as exc:
-            raise _outage("read", path, exc) from None
-        if same:
-            raise AlreadyDoneError(
-                f"{path.name} already written with this content", connector="host"
-            )
-        raise PermanentError(
-            f"{path.name} exists with different content; it is never overwritten "
-            "(was the state DB restored from an older copy?)",
-            connector="host",
-        )
-
-    def close(self) -> None:
-        return None
-
-
-def _outage(action: str, path: Path, exc: OSError) -> DestinationOutage:
-    """A local filesystem failure (EACCES, EROFS, ENOSPC, ...) is an outage of the host
-    destination, not a fault of the intent: it is retried until the disk takes it."""
-    name = errno.errorcode.get(exc.errno or 0, "OSError")
-    return DestinationOutage(
-        f"cannot {action} {path}: {exc.strerror or exc} ({name})", connector="host"
-    )
-
-
-def _payload(intent: Intent) -> tuple[str, Format, list[Mapping[str, Any]], list[str] | None]:
-    payload = intent.payload
-    problems = []
-    if not isinstance(payload, dict):
-        raise PermanentError(f"intent {intent.id}: payload is not an object", connector="host")
-    stream, fmt, rows = payload.get("stream"), payload.get("format"), payload.get("rows")
-    columns = payload.get("columns")
-    if not isinstance(stream, str) or not STREAM.match(stream):
-        problems.append(f"stream {stream!r} is not a name like 'moves' ([a-z0-9_], up to 64)")
-    if fmt not in EXT:
-        problems.append(f"format {fmt!r} is not csv or jsonl")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        problems.append("rows must be a list of objects")
-    if columns is not None and (
-        not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
-    ):
-        problems.append("columns must be a list of names")
-    if problems:
-        raise PermanentError(f"intent {intent.id}: " + "; ".join(problems), connector="host")
-    return stream, fmt, rows, columns  # type: ignore[return-value]
-
-
-def host_file_intent(
-    stream: str,
-    rows: Sequence[Mapping[str, Any]],
-    fmt: Format,
-    key: str,
-    *,
-    columns: Sequence[str] | None = None,
-) -> NewIntent:
-    """An outbox intent for one host file; files of one stream are written in order.
-
-    `key` is the job's idempotency key (e.g. `moves:2026-11-23T10:00Z/10:15Z`):
-    recording the same key twice queues one file.
-    """
-    if not STREAM.match(stream):
-        raise ValueError(f"stream {stream!r} is not a name like 'moves' ([a-z0-9_], up to 64)")
-    if fmt not in EXT:
-        raise ValueError(f"format {fmt!r} is not csv or jsonl")
-    payload: dict[str, Any] = {"stream": stream, "format": fmt, "rows": list(rows)}
-    if columns is not None:
-        payload["columns"] = list(columns)
-    return NewIntent(
-        destination="host",
-        kind=f"file:{stream}",
-        order_key=stream,
-        idempotency_key=key,
-        payload=payload,
-    )
-
-
-def host_destination(settings: Settings) -> HostOutboxDestination:
-    """The destination factory: files go to `<settings.host_dir>/outbox/`."""
-    return HostOutboxDestination(settings.host_dir)
-
-
-def register() -> None:
-    """Make the sender deliver destination "host" intents as outbox files."""
-    register_destination("host", host_destination)

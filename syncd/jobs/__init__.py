@@ -1,17 +1,14 @@
 """Reconciliation jobs; importing this package fills the job and destination registries."""
 
-from syncd.host import outbox as _host_outbox
 from syncd.jobs import (
     dsorder_progress,
     dsorder_pull,
-    dsorder_push,
     host_inbox,
     housekeeping,
     instock_articles,
     instock_inventory,
     instock_moves,
     instock_orders,
-    instock_push,
     netstock_export,
     netstock_pop,
     oregon_siop,
@@ -19,8 +16,11 @@ from syncd.jobs import (
     planning_import,
 )
 from syncd.jobs.base import REGISTRY, JobContext, JobSpec, register, validate_jobs
+from syncd.send import dsorder as _dsorder_destination  # noqa: F401 (registers it)
+from syncd.send import host as _host_destination
+from syncd.send import instock as _instock_destination  # noqa: F401 (registers it)
 
-_host_outbox.register()
+_host_destination.register()
 
 __all__ = [
     "REGISTRY",
@@ -28,14 +28,12 @@ __all__ = [
     "JobSpec",
     "dsorder_progress",
     "dsorder_pull",
-    "dsorder_push",
     "host_inbox",
     "housekeeping",
     "instock_articles",
     "instock_inventory",
     "instock_moves",
     "instock_orders",
-    "instock_push",
     "netstock_export",
     "netstock_pop",
     "oregon_siop",

@@ -23,8 +23,8 @@ from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import ReportLine, fulfil_report, report_changed
-from syncd.jobs.dsorder_push import DESTINATION as DSORDER
 from syncd.jobs.instock_orders import Followed, Refused, follow_orders
+from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.state import NewIntent, Store
 
 TERMINAL = ("done", "canceled")

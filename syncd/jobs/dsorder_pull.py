@@ -41,9 +41,9 @@ from syncd.jobs.dsorder_plan import (
     uncovered_interval,
     unit_factor,
 )
-from syncd.jobs.dsorder_push import DESTINATION as DSORDER
-from syncd.jobs.instock_push import DESTINATION as INSTOCK
 from syncd.logs import redactor
+from syncd.send.dsorder import DESTINATION as DSORDER
+from syncd.send.instock import DESTINATION as INSTOCK
 from syncd.state import NewIntent, NewReject, Store
 
 LAST_PULL = "dsorder.last_pull"

@@ -26,8 +26,8 @@ from syncd.config import Schedule
 from syncd.connectors.instock import BULK_MAX, InstockClient, validate_article
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
-from syncd.jobs.instock_push import DESTINATION, same_article
 from syncd.readahead import read_ahead
+from syncd.send.instock import DESTINATION, same_article
 from syncd.state import NewIntent, NewReject, Store
 
 REJECT_SOURCE = "instock:articles"

@@ -36,11 +36,10 @@ from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient, InventoryItem, Page, check_records
 from syncd.errors import PermanentError, SyncdError
 from syncd.host.feeds import Format
-from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.host_files import host_file_intent_json, host_format
 from syncd.jobs.instock_records import record_rejects, resolve_fixed
 from syncd.readahead import read_ahead
+from syncd.send.host import host_file_intent, host_file_intent_json, host_format
 from syncd.state import NewIntent, Store
 
 STREAM = "instock.inventory.scan"

@@ -34,10 +34,9 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records, json_safe
 from syncd.host.feeds import Format
-from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.host_files import host_format
 from syncd.jobs.instock_records import record_rejects
+from syncd.send.host import host_file_intent, host_format
 
 STREAM = "instock.moves.watermark"
 REJECT_SOURCE = "instock:moves"

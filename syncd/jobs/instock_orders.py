@@ -50,11 +50,10 @@ from syncd.connectors.instock import (
     fulfilled_by_line,
     json_safe,
 )
-from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
-from syncd.jobs.host_files import host_format
-from syncd.jobs.instock_push import DESTINATION
 from syncd.jobs.instock_records import record_rejects, resolve_fixed
+from syncd.send.host import host_file_intent, host_format
+from syncd.send.instock import DESTINATION
 from syncd.state import NewIntent, NewReject, Store
 
 CURSOR_STREAM = "instock.orders.cursor"

@@ -50,9 +50,8 @@ from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.netstock import LINE_MODELS, NetstockClient, OutcomeUnknownError, PopKind
 from syncd.errors import PermanentError
-from syncd.host.outbox import host_file_intent
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.host_files import host_format
+from syncd.send.host import host_file_intent, host_format
 from syncd.state import NewReject, Store
 
 KINDS: tuple[PopKind, ...] = (PopKind.PO, PopKind.TR, PopKind.WO)

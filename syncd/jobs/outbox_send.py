@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from syncd.config import Schedule
 from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.outbox import Sender
+from syncd.send.sender import Sender
 
 
 def run(ctx: JobContext) -> None:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from syncd.host import host_destination, host_file_intent
-from syncd.outbox import Sender
+from syncd.send.host import host_destination, host_file_intent
+from syncd.send.sender import Sender
 from syncd.state import Store
 
 

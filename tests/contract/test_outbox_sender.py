@@ -12,8 +12,8 @@ import pytest
 from syncd.config import ConnectorConfig, Settings
 from syncd.errors import AlreadyDoneError, PermanentError
 from syncd.http import HttpClient, build_client
-from syncd.outbox import Sender
 from syncd.sandbox.base import ApiError, Request, Response, SandboxServer
+from syncd.send.sender import Sender
 from syncd.state import Intent, NewIntent, Store
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from syncd.errors import AlreadyDoneError, PermanentError
-from syncd.host import HostOutboxDestination, host_file_intent, register, write_atomic
-from syncd.outbox import DESTINATIONS
+from syncd.host import write_atomic
+from syncd.send.host import HostOutboxDestination, host_file_intent, register
+from syncd.send.sender import DESTINATIONS
 from syncd.state import Intent
 
 ROWS = [
@@ -155,11 +156,11 @@ def test_host_file_intent_orders_files_per_stream() -> None:
 
 def test_register_adds_the_host_destination(monkeypatch: pytest.MonkeyPatch) -> None:
     """register() makes 'host' a sender destination."""
-    monkeypatch.setattr("syncd.outbox.DESTINATIONS", dict(DESTINATIONS))
-    import syncd.outbox
+    monkeypatch.setattr("syncd.send.sender.DESTINATIONS", dict(DESTINATIONS))
+    import syncd.send.sender
 
     register()
-    assert "host" in syncd.outbox.DESTINATIONS
+    assert "host" in syncd.send.sender.DESTINATIONS
 
 
 def test_stale_temp_files_of_a_crashed_writer_are_removed(tmp_path: Path) -> None:

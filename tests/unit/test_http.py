@@ -17,7 +17,7 @@ from syncd.config import ConnectorConfig, OutboxConfig
 from syncd.errors import AuthError, PermanentError, RedirectedError, RetryableError
 from syncd.http import RateLimiter, build_client, classify_status, parse_retry_after
 from syncd.jsontext import RawJson, canonical
-from syncd.outbox import decide_after_failure
+from syncd.send.sender import decide_after_failure
 from syncd.state import Intent
 
 BASE = "https://remote.example.com"

@@ -29,7 +29,7 @@ from syncd.clock import iso
 from syncd.config import Settings
 from syncd.connectors.instock import InstockClient
 from syncd.errors import PermanentError, RetryableError
-from syncd.outbox import register_destination
+from syncd.send.sender import register_destination
 from syncd.state import Intent, NewReject, Store
 
 DESTINATION = "instock"

@@ -21,7 +21,7 @@ from syncd.config import Settings
 from syncd.connectors.dsorder import UNCLEAR, DSOrderClient, fulfil_lines
 from syncd.errors import AlreadyDoneError, PermanentError, RemoteError, RetryableError
 from syncd.jobs.dsorder_plan import read_back_done
-from syncd.outbox import register_destination
+from syncd.send.sender import register_destination
 from syncd.state import Intent, Store
 
 DESTINATION = "dsorder"

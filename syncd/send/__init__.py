@@ -1,0 +1,1 @@
+"""Sending data out: the outbox sender and its destinations."""
