@@ -8,10 +8,11 @@ whole truth: rows absent from it are deleted) or a **delta** (rows are upserted)
 `host.options.feeds.<feed>.mode` says which.
 
 Values: text is UTF-8 (a BOM is tolerated) and surrounding whitespace is
-trimmed; an empty CSV cell means "not given". CSV values are parsed from text
-(`5`, `true`/`false`/`yes`/`no`/`1`/`0`, `7.75`); JSON Lines values must have
-their JSON type (`"qty": 5`, not `"qty": "5"`; an attribute value must be a
-string, so a barcode keeps its leading zeros). Unknown CSV columns refuse the
+trimmed; an empty CSV cell means "not given", and a CSV line of empty cells
+(`,,,`, as a spreadsheet writes an empty row) is a blank line, skipped. CSV
+values are parsed from text (`5`, `true`/`false`/`yes`/`no`/`1`/`0`, `7.75`);
+JSON Lines values must have their JSON type (`"qty": 5`, not `"qty": "5"`; an
+attribute value must be a string, so a barcode keeps its leading zeros). Unknown CSV columns refuse the
 whole file (a misspelt column would otherwise lose data silently); unknown JSON
 keys reject the row.
 

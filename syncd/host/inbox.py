@@ -432,8 +432,8 @@ def _csv_records(
         except _UNREADABLE as exc:
             reason = _unreadable(exc, len(lines.taken))
         else:
-            if not cells:
-                continue  # a blank line
+            if all(not cell or cell.isspace() for cell in cells):
+                continue  # a blank line, or only separators (a spreadsheet's empty row)
             spanned = len(lines.taken)
             if spanned == 1:
                 yield judge(lines.taken[0][0], cells)

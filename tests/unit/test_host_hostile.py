@@ -658,3 +658,50 @@ def test_a_key_given_twice_with_other_values_rejects_the_row_the_later_one_repla
     results = load(db, host)
     assert [(r.loaded, r.rejected) for r in results] == [(3, 0), (3, 0)]
     assert stock(db) == {"A1": 8, "A2": 2, "A3": 3}
+
+
+def test_a_file_renamed_while_it_is_read_loads_once_under_its_new_name(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host renames a file while syncd reads it: nothing of the half-read file is
+    stored (no rows, no rejects, no load record), and the next scan loads the file whole
+    under its new name, every line accounted for once."""
+    path = drop(host, "stock-1.csv", "article_id,qty\nA1,1\nA2,x\nA3,3\n")
+    renamed = host / "inbox" / "stock-renamed.csv"
+    real = inbox_module._read_rows
+
+    def rename_midway(*args: Any) -> Any:
+        for number, row in enumerate(real(*args)):
+            if number == 1:
+                os.replace(path, renamed)
+            yield row
+
+    monkeypatch.setattr(inbox_module, "_read_rows", rename_midway)
+    [result] = load(db, host)
+    assert result.status == "vanished"
+    assert stock(db) == {}
+    assert rejects(db) == {}
+    assert db.query("SELECT * FROM host_files") == []
+    monkeypatch.setattr(inbox_module, "_read_rows", real)
+    settle(renamed)
+    [again] = load(db, host)
+    assert (again.file, again.status, again.loaded, again.rejected) == (
+        "stock-renamed.csv",
+        "archived",
+        2,
+        1,
+    )
+    assert set(rejects(db)) == {"stock-renamed.csv:3"}
+
+
+def test_a_spreadsheets_empty_rows_are_blank_lines_not_rejects(db: Store, host: Path) -> None:
+    """Excel writes an empty row as `,,,`: like a blank line it is no data (no reject that
+    says every column is required), while a row with one cell filled is judged."""
+    drop(
+        host,
+        "stock.csv",
+        "article_id,location,qty\r\nA1,,1\r\n,,\r\n , ,\r\n,,5\r\nA2,,2\r\n,,\r\n",
+    )
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (2, 1)
+    assert set(rejects(db)) == {"stock.csv:5"}

@@ -198,7 +198,8 @@ def rows(draw: Any, feed: str, fmt: str) -> Item:
     )
     numeric = [c for c in columns if c.kind in ("decimal", "whole") and c.required]
     if flaw == "blank":
-        return Item(draw(st.sampled_from(["", "   "])) if fmt == "jsonl" else "", False)
+        blanks = ["", "   "] if fmt == "jsonl" else ["", ",", ",,,", " , "]
+        return Item(draw(st.sampled_from(blanks)), False)
     if flaw == "number" and numeric:
         column = draw(st.sampled_from(numeric))
         values[column.name] = draw(
@@ -284,7 +285,7 @@ def data_lines(data: bytes, fmt: str) -> dict[int, str] | None:
     return {
         number: line
         for number, line in enumerate(lines[first - 1 :], start=first)
-        if (line.strip() if fmt == "jsonl" else line)
+        if line.strip(None if fmt == "jsonl" else " \t,")  # CSV: only commas is a blank row
     }
 
 
