@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -414,10 +414,10 @@ def checkpoints() -> None:
 @handle_errors
 def checkpoints_list(config_path: Path | None, as_json: bool) -> None:
     """List every stream's checkpoint."""
+    from syncd.state import queries
+
     with _store(config_path) as store:
-        rows = store.query(
-            "SELECT stream, value, updated_at, run_id FROM checkpoints ORDER BY stream"
-        )
+        rows = queries.checkpoints(store, with_run_id=True)
     _echo_json(rows) if as_json else _table(rows, ["stream", "value", "updated_at", "run_id"])
 
 
@@ -462,18 +462,15 @@ def outbox_list(
     status_: str, destination: str | None, limit: int, config_path: Path | None, as_json: bool
 ) -> None:
     """List intents (pending by default)."""
-    sql = "SELECT id, destination, kind, order_key, status, attempts, next_attempt_at, last_error, created_at, sent_at, payload FROM outbox WHERE 1 = 1"
-    params: list[Any] = []
-    if status_ != "all":
-        sql += " AND status = ?"
-        params.append(status_)
-    if destination:
-        sql += " AND destination = ?"
-        params.append(destination)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
+    from syncd.state import queries
+
     with _store(config_path) as store:
-        rows = store.query(sql, params)
+        rows = queries.intents(
+            store,
+            None if status_ == "all" else cast(queries.IntentStatus, status_),
+            destination,
+            limit,
+        )
     if as_json:
         _echo_json(rows)
     else:
@@ -521,8 +518,10 @@ def alerts() -> None:
 @handle_errors
 def alerts_list(show_all: bool, config_path: Path | None, as_json: bool) -> None:
     """List open alerts (all with --all)."""
+    from syncd.state import queries
+
     with _store(config_path) as store:
-        rows = store.query("SELECT * FROM alerts ORDER BY id") if show_all else store.open_alerts()
+        rows = queries.alerts(store, include_resolved=show_all)
     if as_json:
         _echo_json(rows)
     else:
@@ -540,15 +539,9 @@ def alerts_list(show_all: bool, config_path: Path | None, as_json: bool) -> None
 def alerts_resolve(alert_ids: tuple[int, ...], config_path: Path | None) -> None:
     """Mark alerts as handled. An alert that stops a connector (auth, site_environment,
     site_unknown) is also cleared by a reload (SIGHUP)."""
-    from syncd.clock import iso
-
     with _store(config_path) as store:
         for alert_id in alert_ids:
-            changed = store.db.execute(
-                "UPDATE alerts SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
-                [iso(), alert_id],
-            ).rowcount
-            if not changed:
+            if not store.resolve_alert(alert_id):
                 raise StateError(f"no open alert with id {alert_id}")
             echo(f"alert {alert_id}: resolved")
 

@@ -9,22 +9,12 @@ import json
 from typing import Any
 
 from syncd.clock import parse_iso, utcnow
-from syncd.state import Store
+from syncd.state import Store, queries
 
 
 def job_summaries(store: Store) -> list[dict[str, Any]]:
     """Per job: the last run, the last success and the lag since then."""
-    rows = store.query(
-        """
-        SELECT r.job, r.run_id, r.started_at, r.finished_at, r.status, r.pulled, r.pushed,
-               r.rejected, r.counts, r.warnings, r.error,
-               (SELECT max(finished_at) FROM runs o WHERE o.job = r.job AND o.status = 'ok')
-                 AS last_ok_at
-        FROM runs r
-        WHERE r.id = (SELECT max(id) FROM runs x WHERE x.job = r.job AND x.status != 'dry-run')
-        ORDER BY r.job
-        """
-    )
+    rows = queries.last_runs(store)
     now = utcnow()
     for row in rows:
         row["counts"] = json.loads(row["counts"] or "{}")
@@ -52,23 +42,11 @@ def status_report(store: Store) -> dict[str, Any]:
         "jobs": job_summaries(store),
         "outbox_pending": {
             r["destination"]: {"pending": r["n"], "oldest": r["oldest"], "retrying": r["retrying"]}
-            for r in store.query(
-                "SELECT destination, count(*) AS n, min(created_at) AS oldest, "
-                "sum(attempts > 0) AS retrying FROM outbox WHERE status = 'pending' "
-                "GROUP BY destination ORDER BY destination"
-            )
+            for r in queries.pending_intents_by_destination(store)
         },
-        "rejects_open": {
-            r["source"]: r["n"]
-            for r in store.query(
-                "SELECT source, count(*) AS n FROM rejects WHERE status IN ('open', 'retry') "
-                "GROUP BY source ORDER BY source"
-            )
-        },
-        "alerts_open": store.open_alerts(),
-        "checkpoints": store.query(
-            "SELECT stream, value, updated_at FROM checkpoints ORDER BY stream"
-        ),
+        "rejects_open": {r["source"]: r["n"] for r in queries.open_rejects_by_source(store)},
+        "alerts_open": queries.alerts(store),
+        "checkpoints": queries.checkpoints(store),
     }
 
 
@@ -76,9 +54,9 @@ def status_line(store: Store, running: list[str] | None = None) -> str:
     """One line for systemd's STATUS=: the last runs and what needs attention."""
     jobs = job_summaries(store)
     failed = [j["job"] for j in jobs if j["status"] == "failed"]
-    pending = store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") or 0
-    rejects = store.scalar("SELECT count(*) FROM rejects WHERE status IN ('open', 'retry')") or 0
-    alerts = store.open_alerts()
+    pending = queries.pending_intent_count(store)
+    rejects = queries.open_reject_count(store)
+    alerts = queries.alerts(store)
     last = max(jobs, key=lambda j: j["started_at"], default=None)
     parts = []
     if running:

@@ -521,6 +521,17 @@ class Store:
             params.append(subject)
         return self.db.execute(sql, params).rowcount
 
+    def resolve_alert(self, alert_id: int) -> bool:
+        """Resolve one alert by id (an operator's `syncd alerts resolve`); False when no
+        open alert has that id."""
+        return (
+            self.db.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
+                [iso(), alert_id],
+            ).rowcount
+            > 0
+        )
+
     def open_alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
         if kind:
             return self.query(

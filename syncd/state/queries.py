@@ -1,0 +1,89 @@
+"""Read-only reports over the core tables, for `syncd status`, systemd's STATUS= line and
+the CLI's list commands.
+
+They live here, next to the schema, so that the CLI and the status report hold no SQL
+of their own: a column renamed by a migration is renamed in this package alone. Rows
+come back as plain dicts in column order (the CLI prints them as they are, --json too).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from syncd.state.store import Store
+
+Row = dict[str, Any]
+IntentStatus = Literal["pending", "sent", "rejected", "dropped"]
+
+
+def last_runs(store: Store) -> list[Row]:
+    """Per job, its last run other than a dry run, with the time of its last success."""
+    return store.query(
+        """
+        SELECT r.job, r.run_id, r.started_at, r.finished_at, r.status, r.pulled, r.pushed,
+               r.rejected, r.counts, r.warnings, r.error,
+               (SELECT max(finished_at) FROM runs o WHERE o.job = r.job AND o.status = 'ok')
+                 AS last_ok_at
+        FROM runs r
+        WHERE r.id = (SELECT max(id) FROM runs x WHERE x.job = r.job AND x.status != 'dry-run')
+        ORDER BY r.job
+        """
+    )
+
+
+def pending_intents_by_destination(store: Store) -> list[Row]:
+    """Per destination: pending intents (n), the oldest one's creation and how many retry."""
+    return store.query(
+        "SELECT destination, count(*) AS n, min(created_at) AS oldest, "
+        "sum(attempts > 0) AS retrying FROM outbox WHERE status = 'pending' "
+        "GROUP BY destination ORDER BY destination"
+    )
+
+
+def pending_intent_count(store: Store) -> int:
+    return int(store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") or 0)
+
+
+def open_rejects_by_source(store: Store) -> list[Row]:
+    """Per source, the rejects an operator still has to look at (open or flagged retry)."""
+    return store.query(
+        "SELECT source, count(*) AS n FROM rejects WHERE status IN ('open', 'retry') "
+        "GROUP BY source ORDER BY source"
+    )
+
+
+def open_reject_count(store: Store) -> int:
+    return int(store.scalar("SELECT count(*) FROM rejects WHERE status IN ('open', 'retry')") or 0)
+
+
+def checkpoints(store: Store, *, with_run_id: bool = False) -> list[Row]:
+    """Every stream's checkpoint, by stream; the run that set it on request."""
+    columns = "stream, value, updated_at, run_id" if with_run_id else "stream, value, updated_at"
+    return store.query(f"SELECT {columns} FROM checkpoints ORDER BY stream")
+
+
+def intents(
+    store: Store, status: IntentStatus | None, destination: str | None, limit: int
+) -> list[Row]:
+    """Outbox intents, newest first; `status` None means any."""
+    sql = (
+        "SELECT id, destination, kind, order_key, status, attempts, next_attempt_at, "
+        "last_error, created_at, sent_at, payload FROM outbox WHERE 1 = 1"
+    )
+    params: list[Any] = []
+    if status is not None:
+        sql += " AND status = ?"
+        params.append(status)
+    if destination:
+        sql += " AND destination = ?"
+        params.append(destination)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    return store.query(sql, params)
+
+
+def alerts(store: Store, *, include_resolved: bool = False) -> list[Row]:
+    """Open alerts (every alert with `include_resolved`), oldest first."""
+    if include_resolved:
+        return store.query("SELECT * FROM alerts ORDER BY id")
+    return store.open_alerts()
