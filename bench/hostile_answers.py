@@ -6,6 +6,9 @@ each in its own process so that each RSS figure is that process's own:
 - big: one Instock inventory page of `--big-mb` MB (valid JSON, no Content-Length),
   read with the given `max_response_bytes`: prints the RSS growth from before the
   request to the process's peak, and how the request ended;
+- bomb: one page of `--bomb-mb` MB sent gzip-compressed (a few hundred KB on the
+  wire, `Content-Encoding: gzip`), read with the same cap: the RSS growth shows
+  whether decoding is bounded by the cap or inflates whole chunks;
 - slow: one answer sent at 1 byte/s, read with `request_deadline = --deadline`
   (one attempt): prints the wall time until the request ended, and how.
 
@@ -13,7 +16,7 @@ each in its own process so that each RSS figure is that process's own:
 before these bounds) to compare; a request still running after `--give-up`
 seconds is reported as not ended.
 
-    python bench/hostile_answers.py [--big-mb 50] [--cap 16MiB] [--deadline 10]
+    python bench/hostile_answers.py [--big-mb 50] [--bomb-mb 200] [--cap 16MiB] [--deadline 10]
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.contract.hostile_upstream import HostileUpstream, oversized, trickle  # noqa: E402
+from tests.contract.hostile_upstream import (  # noqa: E402
+    HostileUpstream,
+    encoded,
+    oversized,
+    trickle,
+)
 
 CHILD = textwrap.dedent(
     """
@@ -87,14 +96,26 @@ def child(syncd_root: Path, base_url: str, extra: dict[str, object], give_up: fl
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def gzip_page(megabytes: int) -> bytes:
+    """A page of `megabytes` MB, gzipped a block at a time: this process never holds the
+    page (a child process inherits its parent's peak RSS, which would spoil the figure)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    parts = [packer.compress(b'{"articles": [], "has_more": false, "pad": "')]
+    block = b"x" * 1_000_000
+    parts += [packer.compress(block) for _ in range(megabytes)]
+    parts += [packer.compress(b'"}'), packer.flush()]
+    return b"".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--big-mb", type=int, default=50)
-    parser.add_argument("--cap", default="16MiB", help="max_response_bytes for the big answer")
+    parser.add_argument("--bomb-mb", type=int, default=200)
+    parser.add_argument("--cap", default="16MiB", help="max_response_bytes for big and bomb")
     parser.add_argument("--deadline", type=float, default=10.0)
     parser.add_argument("--give-up", type=float, default=60.0)
     parser.add_argument("--syncd", type=Path, default=ROOT, help="checkout holding syncd/")
-    parser.add_argument("--only", choices=("big", "slow"), default=None)
+    parser.add_argument("--only", choices=("big", "bomb", "slow"), default=None)
     args = parser.parse_args()
 
     with HostileUpstream() as up:
@@ -102,6 +123,14 @@ def main() -> None:
             up.script("GET", "/S1/inventory", oversized(args.big_mb * 1_000_000))
             big = child(args.syncd, up.base_url, {"max_response_bytes": args.cap}, args.give_up)
             print(f"big {args.big_mb} MB answer, cap {args.cap}: {json.dumps(big)}")
+        if args.only in (None, "bomb"):
+            body = gzip_page(args.bomb_mb)
+            up.script("GET", "/S1/inventory", encoded(body, "gzip"))
+            bomb = child(args.syncd, up.base_url, {"max_response_bytes": args.cap}, args.give_up)
+            print(
+                f"bomb {args.bomb_mb} MB gzipped to {len(body) // 1000} KB, cap {args.cap}: "
+                f"{json.dumps(bomb)}"
+            )
         if args.only in (None, "slow"):
             body = json.dumps({"articles": [], "has_more": False}).encode() + b" " * 200
             up.script("GET", "/S1/inventory", trickle(body, 1.0))

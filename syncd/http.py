@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
@@ -584,12 +584,14 @@ class HttpClient:
                 received += len(chunk)
                 if received > cap:
                     raise self._too_large(response, f"more than {cap} bytes")
-                body.write(decoder.decode(chunk))
+                for piece in decoder.decode(chunk):
+                    body.write(piece)
                 if time.monotonic() >= deadline:
                     raise self._deadline_error(None, response)
                 if STOPPING.is_set():
                     raise ShutdownRequested("stopping during an HTTP read")
-            body.write(decoder.flush())
+            for piece in decoder.flush():
+                body.write(piece)
         except _DecodedTooLarge:
             raise self._too_large(
                 response, f"more than {cap} bytes once decoded ({received} bytes received)"
@@ -666,9 +668,13 @@ class _DecodedTooLarge(Exception):
     """A content-coded body inflated past the cap."""
 
 
+DECODE_SLICE = 1 << 20  # most bytes one decompress call may return
+
+
 class _Inflate:
     """One zlib stage (gzip, or deflate with or without its zlib wrapper) whose output,
-    summed over the whole body, may not pass `cap` bytes."""
+    summed over the whole body, may not pass `cap` bytes; it comes in slices of at most
+    DECODE_SLICE, so a body that inflates well never sits in memory twice."""
 
     def __init__(self, coding: str, cap: int) -> None:
         self.coding = coding
@@ -678,34 +684,46 @@ class _Inflate:
         wbits = zlib.MAX_WBITS | 16 if coding in ("gzip", "x-gzip") else zlib.MAX_WBITS
         self._inflater = zlib.decompressobj(wbits)
 
-    def decode(self, data: bytes) -> bytes:
-        first, self.first = self.first, False
-        room = self.cap - self.produced
-        try:
-            out = self._inflater.decompress(data, room + 1)
-        except zlib.error:
-            if not (first and self.coding == "deflate"):
-                raise
-            # "deflate" is often sent raw, without the zlib wrapper the RFC asks for.
-            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = self._inflater.decompress(data, room + 1)
-        return self._count(out)
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            limit = min(self.cap - self.produced + 1, DECODE_SLICE)
+            try:
+                out = self._inflater.decompress(data, limit)
+            except zlib.error:
+                if not (self.first and self.coding == "deflate"):
+                    raise
+                # "deflate" is often sent raw, without the zlib wrapper the RFC asks for.
+                self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                out = self._inflater.decompress(data, limit)
+            self.first = False
+            yield self._count(out)
+            data = self._inflater.unconsumed_tail
+            if not data:
+                return
 
     def flush(self) -> bytes:
         return self._count(self._inflater.flush())
 
     def _count(self, out: bytes) -> bytes:
         self.produced += len(out)
-        if self.produced > self.cap:  # max_length was reached: there is more than the cap
+        if self.produced > self.cap:
             raise _DecodedTooLarge
         return out
 
 
+def _through(stage: _Inflate, pieces: Iterable[bytes], *, flush: bool) -> Iterator[bytes]:
+    for piece in pieces:
+        yield from stage.decode(piece)
+    if flush:
+        yield stage.flush()
+
+
 class BoundedDecoder:
     """Undo a `Content-Encoding` (stages applied in order, e.g. `gzip, gzip`), each stage
-    bounded to `cap` bytes of output in all, so memory never holds more than the cap
-    per stage however well the body compresses. Codings syncd did not ask for (it sends
-    `Accept-Encoding: gzip, deflate`) raise ValueError."""
+    bounded to `cap` bytes of output in all and handing on slices of at most
+    DECODE_SLICE, so memory holds little more than the cap however well the body
+    compresses. Codings syncd did not ask for (it sends `Accept-Encoding: gzip,
+    deflate`) raise ValueError."""
 
     def __init__(self, header: str, cap: int) -> None:
         codings = [c.strip().lower() for c in header.split(",") if c.strip()]
@@ -715,16 +733,17 @@ class BoundedDecoder:
         # The header lists codings in the order applied: undo them last first.
         self._stages = [_Inflate(c, cap) for c in reversed(codings) if c != "identity"]
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        pieces: Iterable[bytes] = (data,)
         for stage in self._stages:
-            data = stage.decode(data)
-        return data
+            pieces = _through(stage, pieces, flush=False)
+        return iter(pieces)
 
-    def flush(self) -> bytes:
-        data = b""
+    def flush(self) -> Iterator[bytes]:
+        pieces: Iterable[bytes] = ()
         for stage in self._stages:
-            data = stage.decode(data) + stage.flush() if data else stage.flush()
-        return data
+            pieces = _through(stage, pieces, flush=True)
+        return iter(pieces)
 
 
 def _json_kind(value: Any) -> str:

@@ -509,6 +509,22 @@ def test_a_compressed_answer_within_the_cap_is_read(up: HostileUpstream, coding:
     assert [item["article_id"] for item in page_read.items] == ["A1"]
 
 
+@pytest.mark.parametrize("coding", ["gzip", "gzip, gzip"])
+def test_a_compressed_answer_of_many_slices_under_the_cap_is_read_whole(
+    up: HostileUpstream, coding: str
+) -> None:
+    """A 3 MiB page (decoded a slice at a time, through two stages when gzipped twice) under
+    a 4 MiB cap arrives byte for byte."""
+    page = _padded_page(3 << 20)
+    body = page
+    for _ in coding.split(", "):
+        body = gzip.compress(body)
+    up.script("GET", f"/{SITE}/inventory", encoded(body, coding))
+    with client_for(up, max_response_bytes=4 << 20) as client:
+        [read] = list(client.inventory_pages())
+    assert read.meta["pad"] == json.loads(page)["pad"]
+
+
 def test_an_answer_in_a_coding_not_asked_for_is_malformed(up: HostileUpstream) -> None:
     """syncd asks for gzip or deflate; a body in another coding (br) cannot be read as
     JSON, and says why."""
