@@ -112,6 +112,7 @@ from syncd.connectors.netstock import (
 )
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
 from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.logs import redactor
 from syncd.state import NewReject, Store
 
 ALERT_KIND = "netstock_export"
@@ -1253,6 +1254,8 @@ class _Flow:
             audit = [e.model_dump() for e in self.client.audit_log(self.dataset_id)]
         except PermanentError as exc:
             audit = [{"message": f"audit log unavailable: {exc.message}", "log_type": "error"}]
+        # Netstock's text, kept in netstock_exports beside the store's redacted columns.
+        message, audit = redactor.text(message), redactor.any(audit)
         with self.store.transaction():
             _save(
                 self.store,
@@ -1268,7 +1271,7 @@ class _Flow:
             )
         self.store.open_alert(
             ALERT_KIND,
-            f"Netstock dataset {self.dataset_id} failed: {message[:500]} (audit log in "
+            f"Netstock dataset {self.dataset_id} failed: {redactor.cut(message, 500)} (audit log in "
             f"netstock_exports id {self.export['id']})",
             subject="dataset_failed",
         )

@@ -51,6 +51,7 @@ from syncd.config import Schedule
 from syncd.connectors.netstock import LINE_MODELS, NetstockClient, OutcomeUnknownError, PopKind
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.logs import redactor
 from syncd.send.host import host_file_intent, host_format
 from syncd.state import NewReject, Store
 
@@ -308,7 +309,7 @@ def _unparseable(ctx: JobContext, row: Mapping[str, Any], reason: str) -> None:
     with store.transaction():
         store.db.execute(
             "UPDATE netstock_pops SET status = 'unparseable', error = ? WHERE id = ?",
-            [reason, row["id"]],
+            [redactor.text(reason), row["id"]],
         )
         store.add_rejects(
             [

@@ -22,6 +22,7 @@ import syncd.jobs  # noqa: F401 - fills the job and destination registries
 from syncd.config import Settings
 from syncd.jobs import netstock_pop
 from syncd.jobs.runner import RunResult
+from syncd.logs import redactor
 from syncd.sandbox.netstock import (
     DEFAULT_CLIENT_ID,
     DEFAULT_PASSWORD,
@@ -618,6 +619,22 @@ def test_processing_failure_records_the_audit_log_and_alerts(
     export_to_complete(ecfg, clock)
     assert [e["state"] for e in exports(ecfg)] == ["failed", "complete"]
     assert query(ecfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL") == []
+
+
+def test_a_failure_message_echoing_a_secret_is_stored_redacted(
+    sim: NetstockSim, ecfg: Settings, clock: ManualClock
+) -> None:
+    """Netstock's failure message and audit log are remote text: a credential they quote is
+    redacted in the export's message and audit and in the alert, whole or cut."""
+    secret = "Np4sW9rdQx7Lm2Zk"
+    redactor.set_secrets([secret])  # what `syncd run` / `once` do with the configured ones
+    sim.fail_processing("Transforming", f"login {secret} refused; retry with {secret[:9]}")
+    export_to_complete(ecfg, clock)
+    [export] = exports(ecfg)
+    alerts = query(ecfg, "SELECT message FROM alerts WHERE resolved_at IS NULL")
+    stored = "\n".join([export["message"], export["audit"], *(a["message"] for a in alerts)])
+    assert "login ********** refused" in export["message"]
+    assert not [secret[i : i + 6] for i in range(len(secret) - 5) if secret[i : i + 6] in stored]
 
 
 def test_a_foreign_open_dataset_is_not_adopted(
