@@ -29,6 +29,7 @@ from syncd.clock import iso
 from syncd.config import Settings
 from syncd.connectors.instock import InstockClient
 from syncd.errors import PermanentError, RetryableError
+from syncd.logs import redactor
 from syncd.send.sender import register_destination
 from syncd.state import Intent, NewReject, Store
 
@@ -233,7 +234,7 @@ class InstockDestination:
                 "WHERE order_id = ? AND action = ?",
                 [
                     status,
-                    str(detail) if outcome == "rejected" else None,
+                    redactor.text(str(detail)) if outcome == "rejected" else None,
                     now,
                     order_id,
                     intent.kind.removeprefix("orders."),
@@ -254,7 +255,7 @@ def _article_refused(store: Store, article_id: str, reason: str, now: str) -> No
     store.db.execute(
         "UPDATE instock_article_sync SET status = 'refused', reason = ?, updated_at = ? "
         "WHERE article_id = ?",
-        [reason, now, article_id],
+        [redactor.text(reason), now, article_id],  # Instock's answer may quote the token
     )
 
 

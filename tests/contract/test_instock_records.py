@@ -140,6 +140,23 @@ def test_a_bad_record_whose_key_echoes_the_token_is_stored_redacted(
     assert reject["reference"].startswith("article_id ********** (request ")
 
 
+def test_a_refusal_quoting_the_token_is_stored_redacted(sim: InstockSim, cfg: Settings) -> None:
+    """Instock's 400 for an order create that quotes the request's credentials: the order's
+    refusal reason (instock_order_sync), the outbox and the reject hold it redacted."""
+    redactor.set_secrets([sim.token or ""])
+    (a,) = stocked_articles(sim, 1)
+    drop(cfg, "orders", order_csv(("HO-ECHO", [(a, 1)])))
+    run(cfg, "instock.orders")
+    sim.faults.script("POST /v1/{site_id}/orders", ["echo_json"])
+    send(cfg)
+    (sync,) = query(cfg, "SELECT status, reason FROM instock_order_sync")
+    assert sync["status"] == "refused"
+    assert "Bearer **********" in sync["reason"]
+    with db(cfg) as store:
+        dump = "\n".join(store.db.conn.iterdump())
+    assert (sim.token or "") not in dump
+
+
 def test_a_bad_record_keeps_the_mirrored_quantities_of_its_article(
     sim: InstockSim, cfg: Settings
 ) -> None:
