@@ -533,6 +533,8 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
         if error["type"] == "missing":
             lines.append(f"{key}: required")
             continue
+        if loc[:1] == ["connectors"] and len(loc) > 1:  # the variable and credential names
+            reason = reason.replace("<NAME>", loc[1].upper()).replace("<connector>", loc[1])
         value = error.get("input")
         field = re.match(r"^(\w+): (.*)$", reason, re.S)
         if field and isinstance(value, dict):
@@ -541,7 +543,9 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
             key, reason = ".".join(loc), field.group(2)
             value = value.get(field.group(1))
         if any(part in SECRET_FIELDS for part in loc) or isinstance(value, dict):
-            secret = any(part in SECRET_FIELDS for part in loc) and value not in (None, "")
+            # A blank secret is shown as missing, not as a masked value that looks set.
+            blank = value is None or (isinstance(value, str) and not value.strip())
+            secret = any(part in SECRET_FIELDS for part in loc) and not blank
             shown = REDACTED if secret else None
         else:
             shown = repr(value)

@@ -161,6 +161,27 @@ def test_check_config_refuses_an_unwritable_state_dir(
     assert "daemon.state_dir" in result.stderr
 
 
+@pytest.mark.parametrize("token", ['" "', '""', None])
+def test_a_blank_or_missing_token_names_the_variable_and_credential_to_set(
+    tmp_path: Path, token: str | None
+) -> None:
+    """A blank token reads as missing (not as a masked value that looks set), and the
+    error names the connector's own variable and credential file, not a placeholder."""
+    config = tmp_path / "syncd.toml"
+    line = f"token = {token}\n" if token is not None else ""
+    config.write_text(
+        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
+        f'[connectors.instock]\nenabled = true\nbase_url = "https://i.example.com/v1"\n{line}',
+        encoding="utf-8",
+    )
+    result = check_config(config)
+    assert result.exit_code == 78, result.output
+    assert "connectors.instock.token: required (and non-empty)" in result.stderr
+    assert "SYNCD_CONNECTORS__INSTOCK__TOKEN" in result.stderr
+    assert "systemd credential (instock.token)" in result.stderr
+    assert "<" not in result.stderr
+
+
 def test_a_refused_url_is_quoted_without_its_credentials(tmp_path: Path) -> None:
     """The error naming a bad base_url quotes it with userinfo and `?token=` masked."""
     config = tmp_path / "syncd.toml"
