@@ -1,4 +1,4 @@
-"""Reconciliation jobs; importing this package fills the job and destination registries."""
+"""Reconciliation jobs; importing this package fills the job registry."""
 
 from syncd.jobs import (
     dsorder_progress,
@@ -16,11 +16,6 @@ from syncd.jobs import (
     planning_import,
 )
 from syncd.jobs.base import REGISTRY, JobContext, JobSpec, register, validate_jobs
-from syncd.send import dsorder as _dsorder_destination  # noqa: F401 (registers it)
-from syncd.send import host as _host_destination
-from syncd.send import instock as _instock_destination  # noqa: F401 (registers it)
-
-_host_destination.register()
 
 __all__ = [
     "REGISTRY",

@@ -6,7 +6,6 @@
 - `plan_order`: hold the whole order, or send the good lines, per policy.
 - `order_header`: DSOrder's dates, store and shelf life on the Instock order.
 - `fulfil_report`: the line TOTALS to report, and whether each line is finished.
-- `read_back_done`: an unclear close/fulfil answer, decided by reading the order back.
 - `uncovered_interval`: the part of a day no pull covered (the midnight gap);
   `end_of_day_time`: when the last pull of a day runs.
 """
@@ -232,19 +231,6 @@ def report_changed(
         if Decimal(qty or 0) != line.quantity or finished != line.finished:
             return True
     return False
-
-
-def read_back_done(listing: str, submitted_today: bool | None) -> bool:
-    """After an unclear answer to a close or fulfil: is the order done in DSOrder?
-
-    Listed as closed: done. Not listed although it was submitted today (the list shows
-    every order of the day that is still open): closed or gone, done. Not listed and
-    submitted on an earlier day (or the day unknown): absence says nothing. Listed
-    and open: the answer was a real failure; retry.
-    """
-    if listing == "closed":
-        return True
-    return listing == "absent" and submitted_today is True
 
 
 def uncovered_interval(

@@ -20,12 +20,23 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Settings
 from syncd.connectors.dsorder import UNCLEAR, DSOrderClient, fulfil_lines
 from syncd.errors import AlreadyDoneError, PermanentError, RemoteError, RetryableError
-from syncd.jobs.dsorder_plan import read_back_done
-from syncd.send.sender import register_destination
 from syncd.state import Intent, Store
 
 DESTINATION = "dsorder"
 log = structlog.get_logger("syncd.dsorder")
+
+
+def read_back_done(listing: str, submitted_today: bool | None) -> bool:
+    """After an unclear answer to a close or fulfil: is the order done in DSOrder?
+
+    Listed as closed: done. Not listed although it was submitted today (the list shows
+    every order of the day that is still open): closed or gone, done. Not listed and
+    submitted on an earlier day (or the day unknown): absence says nothing. Listed
+    and open: the answer was a real failure; retry.
+    """
+    if listing == "closed":
+        return True
+    return listing == "absent" and submitted_today is True
 
 
 class DSOrderDestination:
@@ -96,6 +107,3 @@ class DSOrderDestination:
                 "WHERE order_id = ?",
                 [now, now, intent.payload["order_id"]],
             )
-
-
-register_destination(DESTINATION, DSOrderDestination)

@@ -38,8 +38,10 @@ from syncd.host.outbox import (
     remove_stale_temp_files,
     write_atomic,
 )
-from syncd.send.sender import DestinationOutage, register_destination
+from syncd.send.base import DestinationOutage
 from syncd.state import Intent, NewIntent, RawJson
+
+DESTINATION = "host"
 
 
 def host_format(settings: Settings, stream: str) -> Format:
@@ -152,7 +154,7 @@ def host_file_intent(
     if columns is not None:
         payload["columns"] = list(columns)
     return NewIntent(
-        destination="host",
+        destination=DESTINATION,
         kind=f"file:{stream}",
         order_key=stream,
         idempotency_key=key,
@@ -163,8 +165,3 @@ def host_file_intent(
 def host_destination(settings: Settings) -> HostOutboxDestination:
     """The destination factory: files go to `<settings.host_dir>/outbox/`."""
     return HostOutboxDestination(settings.host_dir)
-
-
-def register() -> None:
-    """Make the sender deliver destination "host" intents as outbox files."""
-    register_destination("host", host_destination)

@@ -30,7 +30,6 @@ from syncd.config import Settings
 from syncd.connectors.instock import InstockClient
 from syncd.errors import PermanentError, RetryableError
 from syncd.logs import redactor
-from syncd.send.sender import register_destination
 from syncd.state import Intent, NewReject, Store
 
 DESTINATION = "instock"
@@ -257,10 +256,3 @@ def _article_refused(store: Store, article_id: str, reason: str, now: str) -> No
         "WHERE article_id = ?",
         [redactor.text(reason), now, article_id],  # Instock's answer may quote the token
     )
-
-
-def register() -> None:
-    register_destination(DESTINATION, InstockDestination)
-
-
-register()

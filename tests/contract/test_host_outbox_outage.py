@@ -23,8 +23,9 @@ import pytest
 import syncd.host.outbox as host_outbox
 from syncd.clock import utcnow
 from syncd.config import Settings
+from syncd.send.base import DestinationOutage
 from syncd.send.host import host_destination, host_file_intent
-from syncd.send.sender import OUTAGE_ALERT, DestinationOutage, Sender, decide_after_failure
+from syncd.send.sender import OUTAGE_ALERT, Sender, decide_after_failure
 from syncd.state import Intent, Store
 
 MAX_ATTEMPTS = 3

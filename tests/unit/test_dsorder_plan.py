@@ -38,11 +38,11 @@ from syncd.jobs.dsorder_plan import (
     fulfil_report,
     order_header,
     plan_order,
-    read_back_done,
     report_changed,
     uncovered_interval,
     unit_factor,
 )
+from syncd.send.dsorder import read_back_done
 
 CATALOG = {
     "A": CatalogEntry("A"),

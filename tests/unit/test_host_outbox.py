@@ -11,8 +11,8 @@ import pytest
 
 from syncd.errors import AlreadyDoneError, PermanentError
 from syncd.host import write_atomic
-from syncd.send.host import HostOutboxDestination, host_file_intent, register
-from syncd.send.sender import DESTINATIONS
+from syncd.send.destinations import DESTINATIONS
+from syncd.send.host import HostOutboxDestination, host_destination, host_file_intent
 from syncd.state import Intent
 
 ROWS = [
@@ -154,13 +154,9 @@ def test_host_file_intent_orders_files_per_stream() -> None:
         host_file_intent("moves", ROWS, "xml", "k")  # type: ignore[arg-type]
 
 
-def test_register_adds_the_host_destination(monkeypatch: pytest.MonkeyPatch) -> None:
-    """register() makes 'host' a sender destination."""
-    monkeypatch.setattr("syncd.send.sender.DESTINATIONS", dict(DESTINATIONS))
-    import syncd.send.sender
-
-    register()
-    assert "host" in syncd.send.sender.DESTINATIONS
+def test_the_host_destination_is_in_the_table() -> None:
+    """Destination 'host' is declared in the destinations table, as the outbox files' writer."""
+    assert DESTINATIONS["host"] is host_destination
 
 
 def test_stale_temp_files_of_a_crashed_writer_are_removed(tmp_path: Path) -> None:
