@@ -573,6 +573,10 @@ class HttpClient:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise self._too_large(response, f"Content-Length {int(declared)}")
+        if response.is_stream_consumed:  # read already (an httpx.MockTransport's answer)
+            if len(response.content) > cap:
+                raise self._too_large(response, f"more than {cap} bytes")
+            return
         try:
             decoder = BoundedDecoder(response.headers.get("Content-Encoding", ""), cap)
         except ValueError as exc:

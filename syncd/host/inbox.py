@@ -367,6 +367,14 @@ def _unreadable(exc: Exception, lines: int) -> str:
     return why
 
 
+def _nul_hint(texts: Sequence[str]) -> str:
+    """A note for a line holding NUL bytes: what a file cut short by a crash or a full disk
+    often ends with (blocks the file system allocated, never written)."""
+    if any("\x00" in text for text in texts):
+        return " (the line holds NUL bytes: was the file cut short by a crash or a full disk?)"
+    return ""
+
+
 def _loose_key(feed: Feed, header: Sequence[str], line: str | None) -> tuple[str, str] | None:
     """The key of an unreadable line, read leniently, so a snapshot keeps that key's row."""
     if not line:
@@ -475,7 +483,7 @@ def _csv_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
                 return _Bad(
                     line,
                     None,
-                    f"expected {width} fields, found {len(fields)}",
+                    f"expected {width} fields, found {len(fields)}" + _nul_hint(fields),
                     _clip(_PAYLOAD_JSON.encode(fields)),
                     feed.raw_key(raw),
                 )
@@ -619,6 +627,7 @@ def _jsonl_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
                 row = model.model_validate_json(record, strict=True)
             except ValidationError as exc:
                 field, reason = describe(exc)
+                reason += _nul_hint([record])
                 if not isinstance(raw, dict) and record[:1] in "[{" and record[-1:] in ",]":
                     # A JSON array (or a pretty-printed list of objects) given as JSON Lines.
                     reason += (

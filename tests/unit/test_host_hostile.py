@@ -705,3 +705,28 @@ def test_a_spreadsheets_empty_rows_are_blank_lines_not_rejects(db: Store, host: 
     [result] = load(db, host)
     assert (result.loaded, result.rejected) == (2, 1)
     assert set(rejects(db)) == {"stock.csv:5"}
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("stock.csv", b"article_id,qty\nA1,1\nA2,2\n" + b"\x00" * 4096),
+        (
+            "stock.jsonl",
+            b'{"article_id": "A1", "qty": 1}\n{"article_id": "A2", "qty": 2}\n' + b"\x00" * 99,
+        ),
+    ],
+    ids=["csv", "jsonl"],
+)
+def test_a_nul_filled_tail_is_one_reject_that_says_what_it_looks_like(
+    db: Store, host: Path, name: str, content: bytes
+) -> None:
+    """A file whose end is NUL bytes (blocks allocated, never written: a crash or a full disk
+    while the host wrote it) loads its rows; the NUL line is one reject saying what it
+    probably is."""
+    drop(host, name, content)
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (2, 1)
+    [bad] = rejects(db).values()
+    assert bad["reference"] == f"{name}:{4 if name.endswith('.csv') else 3}"
+    assert "NUL bytes" in bad["reason"]
