@@ -86,6 +86,7 @@ def run(ctx: JobContext) -> None:
         }
 
     with InstockClient(ctx.settings.connectors.instock) as client:
+        client.check_site()  # never report another environment's picks to DSOrder
         for instock_id, followed in follow_orders(
             store,
             client,

@@ -1263,3 +1263,28 @@ def test_a_site_that_agreed_no_cutoff_time_refuses_the_default_and_the_option_tu
     with ins.state.lock:
         order = ins.state.orders[f"DS-{taken}"]
     assert order.attributes in ({}, None)
+
+
+def test_progress_reads_no_site_of_the_other_environment(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """dsorder.progress checks the Instock site's environment before it polls: pointed at a
+    virtual site under `environment = "production"`, it reads no order status and reports
+    no picks to DSOrder; the connector is stopped with a `site_environment` alert."""
+    cfg = make_cfg()
+    (a,) = stocked(ins)[:1]
+    order_id = ds.submit_order(lines=[(a, 3)])
+    cycle(cfg)
+    ins.advance_order(f"DS-{order_id}")
+    ins.advance_order(f"DS-{order_id}")  # done: a poll would queue the fulfil and the close
+    cfg.connectors.instock.environment = "production"
+    status_route = "GET /v1/{site_id}/orders/{order_id}/status"
+    polled = ins.count(status_route)
+    failed = run(cfg, "dsorder.progress", expect="failed")
+    assert "connectors.instock.environment" in (failed.error or "")
+    assert ins.count(status_route) == polled
+    assert query(cfg, "SELECT count(*) AS n FROM outbox WHERE destination = 'dsorder'") == [
+        {"n": 0}
+    ]
+    kinds = [r["kind"] for r in query(cfg, "SELECT kind FROM alerts WHERE resolved_at IS NULL")]
+    assert kinds == ["site_environment"]
