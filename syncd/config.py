@@ -266,7 +266,7 @@ class InstockConfig(ConnectorConfig):
     site_id: str = ""  # the ASRS site; empty = the only site the token sees
     # What the site must be: a physical ASRS (production, `is_virtual: false`) or a sandbox
     # (`is_virtual: true`). Checked against /sites before the first site request; a mismatch
-    # stops the connector (an `auth` alert) until the configuration is fixed and reloaded.
+    # stops the connector (a `site_environment` alert) until the config is fixed and reloaded.
     environment: Literal["production", "sandbox"] = "production"
 
     @model_validator(mode="after")
