@@ -153,8 +153,5 @@ def take_retried_rejects(
 ) -> None:
     """`syncd rejects retry` for a job's own rejects: `forget` clears what kept the item
     back, in the same transaction that marks the reject retried; the run plans it again."""
-    for reject in ctx.store.rejects_to_retry(source):
-        with ctx.store.transaction():
-            forget(ctx.store, reject)
-            ctx.store.set_reject_status(reject["id"], "retried")
+    for _ in ctx.store.take_retried_rejects(source, forget):
         ctx.counts["retried"] += 1

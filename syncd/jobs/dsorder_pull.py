@@ -270,10 +270,11 @@ def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
             "UPDATE dsorder_orders SET released_by = ?, updated_at = ? WHERE order_id = ?",
             [how, iso(), order_id],
         )
-        for reject in store.query(
-            "SELECT id FROM rejects WHERE source = ? AND (reference = ? OR reference LIKE ?) "
-            "AND status IN ('open', 'retry')",
-            [REJECT_SOURCE, f"order {order_id}", f"order {order_id} line %"],
+        for reject in store.find_rejects(
+            REJECT_SOURCE,
+            ("open", "retry"),
+            reference=f"order {order_id}",
+            reference_prefix=f"order {order_id} line ",
         ):
             store.resolve_reject(reject["id"])
         store.resolve_alerts(HELD_ALERT, order_id)
@@ -335,10 +336,7 @@ def _reject_records(ctx: JobContext, answer: Submitted) -> None:
     store = ctx.store
     valid = {f"order {o.order_id}" for o in answer.orders}
     with store.transaction():
-        for reject in store.query(
-            "SELECT id, reference FROM rejects WHERE source = ? AND status IN ('open', 'retry')",
-            [ORDER_REJECT_SOURCE],
-        ):
+        for reject in store.find_rejects(ORDER_REJECT_SOURCE, ("open", "retry")):
             if reject["reference"] in valid:
                 store.resolve_reject(reject["id"])
         _add_rejects_once(
@@ -359,11 +357,7 @@ def _reject_records(ctx: JobContext, answer: Submitted) -> None:
             ],
         )
         # `syncd rejects retry` on such a reject: the next pull is the retry; back to open.
-        store.db.execute(
-            "UPDATE rejects SET status = 'open', updated_at = ? WHERE source = ? "
-            "AND status = 'retry'",
-            [iso(), ORDER_REJECT_SOURCE],
-        )
+        store.reopen_retry_flags(ORDER_REJECT_SOURCE)
     for bad in answer.rejects:
         ctx.log.warning(
             "dsorder_order_invalid",
@@ -600,14 +594,9 @@ def _hold(ctx: JobContext, order_id: str, reason: str, rejects: list[NewReject])
 
 def _add_rejects_once(ctx: JobContext, rejects: list[NewReject]) -> None:
     """One open reject per problem: an order planned again does not repeat them."""
-    for reject in rejects:
-        exists = ctx.store.scalar(
-            "SELECT count(*) FROM rejects WHERE source = ? AND reference = ? AND reason = ? "
-            "AND status IN ('open', 'retry')",
-            [reject.source, reject.reference, reject.reason],
-        )
-        if not exists:
-            ctx.counts["rejected"] += ctx.store.add_rejects([reject], run_id=ctx.run_id)
+    added = ctx.store.add_rejects_once(rejects, run_id=ctx.run_id)
+    if added:
+        ctx.counts["rejected"] += added
 
 
 def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Options) -> None:
@@ -643,10 +632,11 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
                 continue  # released by an operator (`syncd orders release`) meanwhile
             # Reasons that no longer hold are resolved; a reason that still holds keeps its
             # reject (and its id, which an operator may be about to retry).
-            for reject in store.query(
-                "SELECT id, reference, reason FROM rejects WHERE source = ? "
-                "AND (reference = ? OR reference LIKE ?) AND status IN ('open', 'retry')",
-                [REJECT_SOURCE, f"order {order['order_id']}", f"order {order['order_id']} line %"],
+            for reject in store.find_rejects(
+                REJECT_SOURCE,
+                ("open", "retry"),
+                reference=f"order {order['order_id']}",
+                reference_prefix=f"order {order['order_id']} line ",
             ):
                 if (reject["reference"], reject["reason"]) not in current:
                     store.resolve_reject(reject["id"])
@@ -656,10 +646,7 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
             )
         ctx.counts["released"] += int(state == "created")
     # Retry flags that did not release their order are spent: back to open.
-    store.db.execute(
-        "UPDATE rejects SET status = 'open', updated_at = ? WHERE source = ? AND status = 'retry'",
-        [iso(), REJECT_SOURCE],
-    )
+    store.reopen_retry_flags(REJECT_SOURCE)
     store.set_checkpoint(CATALOG_SEEN, catalog_version, run_id=ctx.run_id)
 
 

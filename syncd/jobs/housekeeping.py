@@ -24,25 +24,7 @@ class Options(BaseModel):
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     cutoff = iso(utcnow() - timedelta(days=options.retention_days))
-    deleted = {}
-    with ctx.store.transaction():
-        deleted["runs"] = ctx.store.db.execute(
-            "DELETE FROM runs WHERE finished_at < ? AND run_id != ?", [cutoff, ctx.run_id]
-        ).rowcount
-        # Rejects keep a reference to their intent; those intents stay.
-        deleted["outbox"] = ctx.store.db.execute(
-            "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ? "
-            "AND id NOT IN (SELECT outbox_id FROM rejects WHERE outbox_id IS NOT NULL)",
-            [cutoff],
-        ).rowcount
-        deleted["alerts"] = ctx.store.db.execute(
-            "DELETE FROM alerts WHERE resolved_at < ?", [cutoff]
-        ).rowcount
-        deleted["rejects"] = ctx.store.db.execute(
-            "DELETE FROM rejects WHERE status IN ('dropped', 'resolved', 'retried') "
-            "AND updated_at < ?",
-            [cutoff],
-        ).rowcount
+    deleted = ctx.store.purge_history(cutoff, keep_run_id=ctx.run_id)
     if not ctx.dry_run:
         ctx.store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
     for table, count in deleted.items():

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from syncd.clock import iso
 from syncd.connectors.instock import BadRecord
-from syncd.jsontext import canonical
+from syncd.jsontext import RawJson, canonical
 from syncd.state import NewReject, Store
 
 
@@ -39,30 +38,16 @@ def record_rejects(
     """Record each bad record once (an identical open reject is touched, not repeated);
     call inside the transaction that stores the rest of the page. Returns how many."""
     count = 0
-    now = iso()
     for record in bad:
         count += 1
-        payload = canonical(record.raw)
-        touched = store.db.execute(
-            "UPDATE rejects SET updated_at = ?, run_id = ? WHERE id = (SELECT id FROM rejects "
-            "WHERE source = ? AND status = 'open' AND field = ? AND reason = ? AND payload = ? "
-            "LIMIT 1)",
-            [now, run_id, source, record.field, record.reason, payload],
-        ).rowcount
-        if touched:
-            continue
-        # Through the store's helper, which redacts every text it writes: the reference
-        # holds the remote's key and request id.
-        store.add_rejects(
-            [
-                NewReject(
-                    source=source,
-                    reference=reference(record, key_field, request_id),
-                    reason=record.reason,
-                    field=record.field,
-                    payload=payload,
-                )
-            ],
+        store.refresh_or_add_reject(
+            NewReject(
+                source,
+                reference(record, key_field, request_id),
+                record.reason,
+                field=record.field,
+                payload=RawJson(canonical(record.raw)),
+            ),
             run_id=run_id,
         )
     return count
@@ -71,9 +56,7 @@ def record_rejects(
 def resolve_fixed(store: Store, source: str, key_field: str, keys: Iterable[str]) -> int:
     """Resolve the open rejects of `source` whose record (by key) was just read valid;
     call inside the transaction that stores it. Returns how many were resolved."""
-    open_rejects = store.query(
-        "SELECT id, reference FROM rejects WHERE source = ? AND status = 'open'", [source]
-    )
+    open_rejects = store.find_rejects(source, ("open",))
     if not open_rejects:
         return 0
     fixed = set(keys)

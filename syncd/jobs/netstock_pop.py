@@ -282,9 +282,7 @@ def queue_row(ctx: JobContext, row: Mapping[str, Any]) -> int:
             fmt = host_format(ctx.settings, stream)
             intent = host_file_intent(stream, parsed.rows, fmt, key, columns=parsed.columns)
             added = store.add_intents([intent], run_id=ctx.run_id)
-            outbox_id = store.scalar(
-                "SELECT id FROM outbox WHERE destination = 'host' AND idempotency_key = ?", [key]
-            )
+            outbox_id = store.intent_id("host", key)
         store.db.execute(
             "UPDATE netstock_pops SET status = ?, file_name = ?, lines = ?, outbox_id = ?, "
             "queued_at = ?, delivered_at = ?, error = NULL WHERE id = ? AND status = 'journaled'",

@@ -542,13 +542,8 @@ _KEY_WHERE: Final = (
 
 def _clear_failure(store: Store, key: Sequence[Any]) -> None:
     """Forget an item's failure; its reject, if still open, is resolved."""
-    for row in store.query(f"SELECT reject_id FROM oregon_siop_failed WHERE {_KEY_WHERE}", key):
-        if row["reject_id"] is not None:
-            store.db.execute(
-                "UPDATE rejects SET status = 'resolved', updated_at = ? "
-                "WHERE id = ? AND status IN ('open', 'retry')",
-                [iso(), row["reject_id"]],
-            )
+    rows = store.query(f"SELECT reject_id FROM oregon_siop_failed WHERE {_KEY_WHERE}", key)
+    store.resolve_open_rejects(row["reject_id"] for row in rows if row["reject_id"] is not None)
     store.db.execute(f"DELETE FROM oregon_siop_failed WHERE {_KEY_WHERE}", key)
 
 

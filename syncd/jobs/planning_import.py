@@ -1304,12 +1304,13 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
                 "SELECT EXISTS (SELECT 1 FROM planning_import_failed WHERE endpoint = ?)",
                 [endpoint],
             ):  # a failure of an earlier version is over: its reject is resolved
-                store.db.execute(
-                    "UPDATE rejects SET status = 'resolved', updated_at = ? "
-                    "WHERE status IN ('open', 'retry') AND id IN (SELECT reject_id FROM "
-                    "planning_import_failed WHERE endpoint = ? AND row_key IN "
-                    f"(SELECT row_key FROM ({taken})))",
-                    [now, endpoint, job.jobId, refused],
+                store.resolve_open_rejects(
+                    row["reject_id"]
+                    for row in store.query(
+                        "SELECT reject_id FROM planning_import_failed WHERE endpoint = ? "
+                        f"AND reject_id IS NOT NULL AND row_key IN (SELECT row_key FROM ({taken}))",
+                        [endpoint, job.jobId, refused],
+                    )
                 )
                 store.db.execute(
                     "DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key IN "
@@ -1397,13 +1398,7 @@ def _clear_failure(store: Store, endpoint: str, key: str) -> None:
         "SELECT reject_id FROM planning_import_failed WHERE endpoint = ? AND row_key = ?",
         [endpoint, key],
     )
-    for row in rows:
-        if row["reject_id"] is not None:
-            store.db.execute(
-                "UPDATE rejects SET status = 'resolved', updated_at = ? "
-                "WHERE id = ? AND status IN ('open', 'retry')",
-                [iso(), row["reject_id"]],
-            )
+    store.resolve_open_rejects(row["reject_id"] for row in rows if row["reject_id"] is not None)
     store.db.execute(
         "DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key = ?", [endpoint, key]
     )

@@ -124,11 +124,7 @@ def _run(
             spec.run(ctx)
         if dry_run:
             status = "dry-run"
-            intents = store.query(
-                "SELECT destination, kind, order_key, idempotency_key, payload FROM outbox "
-                "WHERE run_id = ? ORDER BY id",
-                [run_id],
-            )
+            intents = store.intents_of_run(run_id)
     except ShutdownRequested as exc:
         status, error = "interrupted", str(exc)
     except ConnectorStoppedError as exc:

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,6 +338,22 @@ class Store:
             ).fetchall()
         ]
 
+    def intent_id(self, destination: str, idempotency_key: str) -> int | None:
+        """The id of the intent recorded under this key (new or replayed), if any."""
+        value = self.scalar(
+            "SELECT id FROM outbox WHERE destination = ? AND idempotency_key = ?",
+            [destination, idempotency_key],
+        )
+        return None if value is None else int(value)
+
+    def intents_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        """What a run recorded to send (a dry run's report), in the order recorded."""
+        return self.query(
+            "SELECT destination, kind, order_key, idempotency_key, payload FROM outbox "
+            "WHERE run_id = ? ORDER BY id",
+            [run_id],
+        )
+
     def next_due_at(self) -> str | None:
         return self.scalar("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
 
@@ -382,6 +398,17 @@ class Store:
             )
 
     # -- rejects ------------------------------------------------------------
+    #
+    # The lifecycle of a reject, written here alone:
+    #   open      add_rejects / add_rejects_once / refresh_or_add_reject (a job, the host
+    #             inbox), or reject_intent (an outbox intent the remote refused for good:
+    #             the intent is poisoned, status 'rejected', and the reject points at it)
+    #   retry     retry_reject (an operator); an outbox intent is queued again at once
+    #             ('retried'), a job's reject is flagged for its job, which takes it
+    #             (take_retried_rejects: 'retried') or hands it back (reopen_retry_flags)
+    #   dropped   drop_reject (an operator; its poisoned intent is dropped with it)
+    #   resolved  resolve_reject / resolve_open_rejects (the job saw the item valid again)
+    #   purged    purge_history, once dropped/resolved/retried and older than retention
 
     def add_rejects(self, rejects: Iterable[NewReject], *, run_id: str | None = None) -> int:
         count = 0
@@ -411,6 +438,68 @@ class Store:
             ],
         )
         return int(cur.lastrowid or 0)
+
+    def add_rejects_once(self, rejects: Iterable[NewReject], *, run_id: str | None) -> int:
+        """One reject per problem: a reject whose source, reference and reason match one
+        still open (or flagged retry) is not added again. Returns how many were added."""
+        added = 0
+        for reject in rejects:
+            exists = self.scalar(
+                "SELECT count(*) FROM rejects WHERE source = ? AND reference = ? AND reason = ? "
+                "AND status IN ('open', 'retry')",
+                [reject.source, reject.reference, reject.reason],
+            )
+            if not exists:
+                added += self.add_rejects([reject], run_id=run_id)
+        return added
+
+    def refresh_or_add_reject(self, reject: NewReject, *, run_id: str | None) -> bool:
+        """The same record refused again: an identical open reject (source, field, reason
+        and payload) is touched (updated_at, run_id) instead of repeated. True when new."""
+        now = iso()
+        touched = self.db.execute(
+            "UPDATE rejects SET updated_at = ?, run_id = ? WHERE id = (SELECT id FROM rejects "
+            "WHERE source = ? AND status = 'open' AND field = ? AND reason = ? AND payload = ? "
+            "LIMIT 1)",
+            [
+                now,
+                run_id,
+                reject.source,
+                _text(reject.field),
+                _text(reject.reason),
+                None if reject.payload is None else _data(reject.payload),
+            ],
+        ).rowcount
+        if touched:
+            return False
+        self._insert_reject(reject, run_id=run_id)
+        return True
+
+    def find_rejects(
+        self,
+        source: str,
+        statuses: Iterable[str] = ("open",),
+        *,
+        reference: str | None = None,
+        reference_prefix: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rejects of exactly `source` in `statuses`, by id; narrowed to a reference
+        and/or (either matching) the references starting with a prefix."""
+        wanted = list(statuses)
+        sql = (
+            f"SELECT * FROM rejects WHERE source = ? AND status IN ({', '.join('?' * len(wanted))})"
+        )
+        params: list[Any] = [source, *wanted]
+        alternatives = []
+        if reference is not None:
+            alternatives.append("reference = ?")
+            params.append(reference)
+        if reference_prefix is not None:
+            alternatives.append("reference LIKE ?")
+            params.append(reference_prefix + "%")
+        if alternatives:
+            sql += f" AND ({' OR '.join(alternatives)})"
+        return self.query(sql + " ORDER BY id", params)
 
     def get_reject(self, reject_id: int) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM rejects WHERE id = ?", [reject_id])
@@ -481,6 +570,26 @@ class Store:
     def rejects_to_retry(self, source: str) -> list[dict[str, Any]]:
         return self.list_rejects(status="retry", source=source, limit=10_000)
 
+    def take_retried_rejects(
+        self, source: str, forget: Callable[[Store, dict[str, Any]], object]
+    ) -> Iterator[dict[str, Any]]:
+        """`syncd rejects retry` for a job's own rejects: `forget` clears what kept the item
+        back, in the same transaction that marks the reject retried; yields each reject
+        taken (after its transaction), and the job plans the item again."""
+        for reject in self.rejects_to_retry(source):
+            with self.transaction():
+                forget(self, reject)
+                self.set_reject_status(reject["id"], "retried")
+            yield reject
+
+    def reopen_retry_flags(self, source: str) -> int:
+        """Retry flags of `source` the job's run did not act on are spent: back to open."""
+        return self.db.execute(
+            "UPDATE rejects SET status = 'open', updated_at = ? WHERE source = ? "
+            "AND status = 'retry'",
+            [iso(), source],
+        ).rowcount
+
     def set_reject_status(self, reject_id: int, status: str) -> None:
         self.db.execute(
             "UPDATE rejects SET status = ?, updated_at = ? WHERE id = ?", [status, iso(), reject_id]
@@ -491,6 +600,47 @@ class Store:
             "UPDATE rejects SET status = 'resolved', updated_at = ? WHERE id = ?",
             [iso(), reject_id],
         )
+
+    def resolve_open_rejects(self, reject_ids: Iterable[int]) -> int:
+        """Resolve those of `reject_ids` still open or flagged retry (one an operator
+        dropped stays dropped). Returns how many were resolved."""
+        now = iso()
+        return sum(
+            self.db.execute(
+                "UPDATE rejects SET status = 'resolved', updated_at = ? "
+                "WHERE id = ? AND status IN ('open', 'retry')",
+                [now, reject_id],
+            ).rowcount
+            for reject_id in reject_ids
+        )
+
+    # -- history ------------------------------------------------------------
+
+    def purge_history(self, cutoff: str, *, keep_run_id: str) -> dict[str, int]:
+        """Delete what is older than `cutoff` and done with: finished runs (not
+        `keep_run_id`), sent intents no reject points at, resolved alerts, and rejects
+        dropped, resolved or retried. One transaction; returns the count per table."""
+        with self.transaction():
+            deleted = {
+                "runs": self.db.execute(
+                    "DELETE FROM runs WHERE finished_at < ? AND run_id != ?", [cutoff, keep_run_id]
+                ).rowcount
+            }
+            # Rejects keep a reference to their intent; those intents stay.
+            deleted["outbox"] = self.db.execute(
+                "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ? "
+                "AND id NOT IN (SELECT outbox_id FROM rejects WHERE outbox_id IS NOT NULL)",
+                [cutoff],
+            ).rowcount
+            deleted["alerts"] = self.db.execute(
+                "DELETE FROM alerts WHERE resolved_at < ?", [cutoff]
+            ).rowcount
+            deleted["rejects"] = self.db.execute(
+                "DELETE FROM rejects WHERE status IN ('dropped', 'resolved', 'retried') "
+                "AND updated_at < ?",
+                [cutoff],
+            ).rowcount
+        return deleted
 
     # -- alerts -------------------------------------------------------------
 

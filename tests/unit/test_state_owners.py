@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import syncd
-from syncd.state import NewReject, Store, queries
+from syncd.state import NewIntent, NewReject, Store, queries
 
 PACKAGE = Path(syncd.__file__).parent
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b[\s\S]*\b(FROM|INTO|SET)\b")
@@ -65,3 +65,116 @@ def test_report_queries_count_what_needs_attention(store: Store) -> None:
     store.set_checkpoint("s", "v", run_id="r")
     assert list(queries.checkpoints(store)[0]) == ["stream", "value", "updated_at"]
     assert queries.checkpoints(store, with_run_id=True)[0]["run_id"] == "r"
+
+
+CORE_WRITE = re.compile(
+    r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(runs|checkpoints|outbox|rejects|alerts)\b"
+)
+
+
+def core_table_writes() -> list[str]:
+    """Every SQL literal outside syncd/state/ that writes a core table, as path:line."""
+    return [
+        f"{path.relative_to(PACKAGE)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "state" not in path.relative_to(PACKAGE).parts[:1]
+        for line, text in sql_strings(path)
+        if CORE_WRITE.search(text)
+    ]
+
+
+def test_core_tables_are_written_only_through_syncd_state() -> None:
+    """runs, checkpoints, outbox, rejects and alerts change only through syncd.state."""
+    assert core_table_writes() == []
+
+
+def test_a_reject_repeated_is_added_once_while_open(store: Store) -> None:
+    """add_rejects_once: same source, reference and reason open or flagged retry is not
+    added again; once resolved, the problem may open a new reject."""
+    first = NewReject("s", "order 1", "bad qty")
+    assert (
+        store.add_rejects_once([first, first, NewReject("s", "order 1", "other")], run_id="r") == 2
+    )
+    store.set_reject_status(1, "retry")
+    assert store.add_rejects_once([first], run_id="r") == 0
+    store.resolve_reject(1)
+    assert store.add_rejects_once([first], run_id="r") == 1
+
+
+def test_the_same_record_refused_again_touches_its_reject(store: Store) -> None:
+    """refresh_or_add_reject: an identical open reject (field, reason, payload) gets the new
+    run id instead of a twin; a different payload opens its own."""
+    reject = NewReject(
+        "instock:articles", "article_id 1 (item 0)", "bad", field="qty", payload={"a": 1}
+    )
+    assert store.refresh_or_add_reject(reject, run_id="r1") is True
+    assert store.refresh_or_add_reject(reject, run_id="r2") is False
+    other = NewReject(
+        "instock:articles", "article_id 1 (item 0)", "bad", field="qty", payload={"a": 2}
+    )
+    assert store.refresh_or_add_reject(other, run_id="r2") is True
+    rows = store.find_rejects("instock:articles")
+    assert [(r["id"], r["run_id"]) for r in rows] == [(1, "r2"), (2, "r2")]
+
+
+def test_retry_flags_are_taken_or_handed_back(store: Store) -> None:
+    """A job takes its retry-flagged rejects (retried, after `forget` in the same
+    transaction) or hands the flags it did not act on back (open)."""
+    store.add_rejects(
+        [NewReject("job:a", "x", "r"), NewReject("job:a", "y", "r"), NewReject("job:b", "z", "r")]
+    )
+    for reject_id in (1, 2, 3):
+        store.retry_reject(reject_id)
+    forgotten: list[int] = []
+    taken = list(store.take_retried_rejects("job:a", lambda _s, r: forgotten.append(r["id"])))
+    assert [r["id"] for r in taken] == forgotten == [1, 2]
+    assert store.reopen_retry_flags("job:b") == 1
+    assert [r["status"] for r in store.list_rejects(None)] == ["retried", "retried", "open"]
+
+
+def test_resolving_leaves_a_dropped_reject_dropped(store: Store) -> None:
+    """resolve_open_rejects resolves open and retry-flagged rejects, never a dropped one."""
+    store.add_rejects(
+        [NewReject("s", "a", "r"), NewReject("s", "b", "r"), NewReject("s", "c", "r")]
+    )
+    store.drop_reject(2)
+    store.set_reject_status(3, "retry")
+    assert store.resolve_open_rejects([1, 2, 3, 99]) == 2
+    assert [r["status"] for r in store.list_rejects(None)] == ["resolved", "dropped", "resolved"]
+
+
+def test_find_rejects_matches_a_reference_or_its_prefix(store: Store) -> None:
+    """find_rejects is exact on source and narrows by reference or reference prefix."""
+    store.add_rejects(
+        [
+            NewReject("dsorder", "order 1", "r"),
+            NewReject("dsorder", "order 1 line 2", "r"),
+            NewReject("dsorder", "order 10", "r"),
+            NewReject("dsorder:x", "order 1", "r"),
+        ]
+    )
+    found = store.find_rejects("dsorder", reference="order 1", reference_prefix="order 1 line ")
+    assert [r["id"] for r in found] == [1, 2]
+    assert [r["id"] for r in store.find_rejects("dsorder")] == [1, 2, 3]
+
+
+def test_purge_history_keeps_what_is_still_needed(store: Store) -> None:
+    """purge_history deletes old finished history only: not the current run, open rejects,
+    open alerts, pending intents, or a sent intent a reject still points at."""
+    store.start_run("j", "old", "schedule")
+    store.finish_run("old", "ok", {})
+    store.start_run("j", "current", "schedule")
+    store.finish_run("current", "ok", {})
+    store.add_intents([NewIntent("d", "k", "o", "i1", {}), NewIntent("d", "k", "o", "i2", {})])
+    store.mark_sent(1)
+    store.add_rejects([NewReject("s", "a", "r"), NewReject("s", "b", "r")])
+    store.resolve_reject(1)
+    store.open_alert("a", "m", "x")
+    store.open_alert("b", "m", "y")
+    store.resolve_alerts("a")
+    deleted = store.purge_history("9999", keep_run_id="current")
+    assert deleted == {"runs": 1, "outbox": 1, "alerts": 1, "rejects": 1}
+    assert [r["run_id"] for r in store.query("SELECT run_id FROM runs")] == ["current"]
+    assert [r["idempotency_key"] for r in store.query("SELECT idempotency_key FROM outbox")] == [
+        "i2"
+    ]
