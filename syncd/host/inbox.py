@@ -671,17 +671,19 @@ def _first_not_utf8(path: Path) -> tuple[int, int] | None:
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     line, last = 1, b""
     with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
+        while True:
+            block = fh.read(1 << 20)
             try:
-                decoder.decode(block)
+                decoder.decode(block, final=not block)
             except UnicodeDecodeError as exc:
                 # exc.object: at most 3 bytes held over from the last block (no line
                 # break among them), then this block.
                 head = exc.object[: exc.start]
                 return line + _line_breaks(head, last), exc.object[exc.start]
+            if not block:
+                return None
             line += _line_breaks(block, last)
             last = block[-1:]
-    return None
 
 
 def _line_breaks(data: bytes, before: bytes) -> int:

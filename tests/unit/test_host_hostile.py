@@ -570,8 +570,10 @@ def _refusal(db: Store, name: str) -> str:
         # Windows-1252 'é' on line 4; line 2 ends with a lone CR, line 3 is UTF-8.
         (b"article_id,name\r\nA1,Cafe\rA0,Caf\xc3\xa9\r\nA2,Th\xe9\r\n", 4, "Windows-1252"),
         ("article_id,name\nA1,Café\n".encode("utf-16"), 1, "UTF-16"),
+        # Cut inside a two-byte character at the very end.
+        (b"article_id,name\nA1,Caf\xc3", 2, "save the file"),
     ],
-    ids=["windows-1252", "utf-16"],
+    ids=["windows-1252", "utf-16", "cut-character"],
 )
 def test_a_file_that_is_not_utf8_is_refused_naming_the_line_and_the_likely_encoding(
     db: Store, host: Path, content: bytes, line: int, hint: str
