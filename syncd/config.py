@@ -163,7 +163,6 @@ class ConnectorConfig(_Section):
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     rate_limit: RateLimit = RateLimit()
-    page_size: int = Field(100, ge=1, le=10_000)
     # Bounds on every request and scan (README "Requests that misbehave"): a whole request
     # (connect + send + whole body) ends by `request_deadline`; a body larger than
     # `max_response_bytes` is refused after that many bytes; a cursor walk stops after
@@ -189,6 +188,20 @@ class ConnectorConfig(_Section):
                     raise ValueError(
                         f"{name}_file: cannot read {path}: {exc.strerror or exc}"
                     ) from None
+        return data
+
+    page_size_instead: ClassVar[str] = "the API takes no page size"
+    """Why a connector without a `page_size` field refuses the key (and what to set instead)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _page_size_does_something(cls, data: Any) -> Any:
+        """`page_size` is a field only where it changes requests (Instock, oregon_siop); elsewhere
+        it was once accepted and ignored, so it is refused with the reason, not as an unknown key."""
+        if isinstance(data, dict) and "page_size" in data and "page_size" not in cls.model_fields:
+            raise ValueError(
+                f"page_size: not used by this connector ({cls.page_size_instead}); remove it"
+            )
         return data
 
     required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
@@ -278,11 +291,13 @@ class InstockConfig(ConnectorConfig):
 
 class DSOrderConfig(ConnectorConfig):
     required_secrets = (("token",),)
+    page_size_instead = "its lists are not paged"
 
 
 class NetstockConfig(ConnectorConfig):
     required_secrets = (("password",),)
     required_fields = ("username", "client_id")
+    page_size_instead = "its pops and datasets are not paged"
 
 
 class ApiKeyConnectorConfig(ConnectorConfig):
@@ -292,10 +307,12 @@ class ApiKeyConnectorConfig(ConnectorConfig):
 
 class ImportJobsConfig(ApiKeyConnectorConfig):
     required_secrets = (("api_key", "token"),)
+    page_size_instead = 'rows per import job are jobs."planning.import".options.batch_size'
 
 
 class OregonSiopConfig(ApiKeyConnectorConfig):
     required_secrets = (("api_key",),)
+    page_size: int = Field(100, ge=1, le=10_000)  # items per request (a batch); no API limit
 
 
 class Connectors(_Section):

@@ -49,7 +49,7 @@ import functools
 import math
 import operator
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal, NotRequired, TypeVar
@@ -503,16 +503,6 @@ class ImportJobsClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def batch_size(self) -> int:
-        """Rows per import request (`page_size`); the document names no limit."""
-        return self.config.page_size
-
-    def batches(self, rows: Sequence[T]) -> Iterator[Sequence[T]]:
-        """`rows` in slices of `batch_size`; row indices in errors are per slice."""
-        for start in range(0, len(rows), self.batch_size):
-            yield rows[start : start + self.batch_size]
 
     # -- plumbing -----------------------------------------------------------
 

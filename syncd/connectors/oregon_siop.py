@@ -562,7 +562,8 @@ class OregonSiopClient:
     def __init__(self, config: ConnectorConfig, *, http: HttpClient | None = None) -> None:
         self.config = config
         self.endpoint = endpoint_url(config.base_url)
-        self.batch_size = config.page_size
+        # Only OregonSiopConfig has `page_size`; a plain connector config sends batches of 100.
+        self.batch_size: int = getattr(config, "page_size", 100)
         rounds = config.options.get("max_rounds", DEFAULT_MAX_ROUNDS)
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ConfigError(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.config import ApiKeyConnectorConfig
+from syncd.config import ApiKeyConnectorConfig, OregonSiopConfig
 from syncd.connectors.oregon_siop import (
     InvalidItemError,
     OregonSiopClient,
@@ -58,7 +58,7 @@ def make_client(
     read_timeout: float = 2.0,
 ) -> OregonSiopClient:
     """A client configured the way the daemon configures it, pointed at ``sim``."""
-    config = ApiKeyConnectorConfig.model_validate(
+    config = OregonSiopConfig.model_validate(
         {
             "enabled": True,
             "base_url": base_url or sim.base_url,

@@ -142,6 +142,37 @@ def test_check_config_refuses_misspelt_options(tmp_path: Path, section: str, key
     assert "unknown key" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("connector", "instead"),
+    [
+        ("dsorder", "not paged"),
+        ("netstock", "not paged"),
+        ("import_jobs", 'jobs."planning.import".options.batch_size'),
+    ],
+)
+def test_page_size_is_refused_where_it_changes_nothing(
+    tmp_path: Path, connector: str, instead: str
+) -> None:
+    """`page_size` on a connector that does not page (once accepted and ignored) is refused,
+    naming the key and what to set instead; where it works it is still accepted."""
+    config = tmp_path / "syncd.toml"
+    state = json.dumps(str(tmp_path / "state"))
+    config.write_text(
+        f"[daemon]\nstate_dir = {state}\n[connectors.{connector}]\npage_size = 50\n",
+        encoding="utf-8",
+    )
+    result = check_config(config)
+    assert result.exit_code == 78, result.output
+    assert f"connectors.{connector}.page_size = 50: not used by this connector" in result.stderr
+    assert instead in result.stderr
+    config.write_text(
+        f"[daemon]\nstate_dir = {state}\n[connectors.instock]\npage_size = 50\n"
+        "[connectors.oregon_siop]\npage_size = 50\n",
+        encoding="utf-8",
+    )
+    assert check_config(config).exit_code == 0
+
+
 @pytest.mark.parametrize("command", ["check-config", "once"])
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])
 def test_check_config_refuses_an_unwritable_state_dir(
