@@ -487,6 +487,16 @@ def _csv_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
                     _clip(_PAYLOAD_JSON.encode(fields)),
                     feed.raw_key(raw),
                 )
+            if [cell.strip().lstrip("\ufeff") for cell in fields] == header:
+                # Two exports joined, or a spreadsheet repeating its header: in a feed of
+                # text columns this row would load as an article named "name".
+                return _Bad(
+                    line,
+                    None,
+                    "the header row again (were two files joined into one?)",
+                    _clip(_PAYLOAD_JSON.encode(fields)),
+                    None,
+                )
             data: dict[str, Any] = {}
             for index, name, nested in plan:
                 value = fields[index]

@@ -732,3 +732,18 @@ def test_a_nul_filled_tail_is_one_reject_that_says_what_it_looks_like(
     [bad] = rejects(db).values()
     assert bad["reference"] == f"{name}:{4 if name.endswith('.csv') else 3}"
     assert "NUL bytes" in bad["reason"]
+
+
+def test_a_header_repeated_inside_the_file_is_a_reject_not_an_article(
+    db: Store, host: Path
+) -> None:
+    """Two exports joined into one file (the second with its BOM): the repeated header is
+    rejected as such, where it loaded as an article "article_id" named "name"."""
+    drop(host, "articles.csv", "article_id,name\nA1,One\n\ufeffarticle_id,name\nA2,Two\n")
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (2, 1)
+    assert {r["article_id"] for r in db.query("SELECT article_id FROM host_articles")} == {
+        "A1",
+        "A2",
+    }
+    assert "header row again" in rejects(db)["articles.csv:3"]["reason"]
