@@ -27,7 +27,6 @@ The document names no authentication: the header and scheme come from config
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from syncd.config import ConnectorConfig
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.http import HttpClient, StaticAuth, build_client
+from syncd.jsontext import json_number, json_safe_spelt
 from syncd.logs import redactor
 
 NAME: Final = "dsorder"
@@ -63,11 +63,6 @@ def from_millis(value: Any) -> datetime | None:
     if not number.is_finite() or not 0 <= number <= MAX_MILLIS:
         raise ValueError(f"{value!r} is not a Unix timestamp in milliseconds")
     return datetime.fromtimestamp(int(number) / 1000, tz=UTC)
-
-
-def to_json_number(quantity: Decimal) -> int | float:
-    """A Decimal as a JSON number: integers stay exact, fractions use the shortest float."""
-    return int(quantity) if quantity == quantity.to_integral_value() else float(quantity)
 
 
 def _number(value: Any) -> Decimal:
@@ -167,19 +162,6 @@ class Submitted:
         return len(self.orders) + len(self.rejects)
 
 
-def json_safe(value: Any) -> Any:
-    """A parsed record made storable: Decimals as numbers, NaN/Infinity as text."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Decimal):
-        return to_json_number(value) if value.is_finite() else str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return json.dumps(value)  # as the answer spelt it: NaN, Infinity, -Infinity
-    return value
-
-
 def parse_orders(data: Any) -> tuple[list[DsOrder], list[RecordReject]]:
     """Validate each record on its own: one bad order never hides the others."""
     if data is None:
@@ -194,7 +176,7 @@ def parse_orders(data: Any) -> tuple[list[DsOrder], list[RecordReject]]:
             key = str(raw["order_id"]) or key
         if not isinstance(raw, dict):
             reason = f"record is {type(raw).__name__}, not an order object"
-            rejects.append(RecordReject(index, key, "(record)", reason, json_safe(raw)))
+            rejects.append(RecordReject(index, key, "(record)", reason, json_safe_spelt(raw)))
             continue
         try:
             orders.append(DsOrder.model_validate(raw))
@@ -206,7 +188,7 @@ def parse_orders(data: Any) -> tuple[list[DsOrder], list[RecordReject]]:
                 f"{e['msg'].removeprefix('Value error, ')}"
                 for e in exc.errors(include_url=False)
             )
-            rejects.append(RecordReject(index, key, field_name, reason, json_safe(raw)))
+            rejects.append(RecordReject(index, key, field_name, reason, json_safe_spelt(raw)))
     return orders, rejects
 
 
@@ -221,7 +203,7 @@ class FulfilLine:
         return {
             "line_number": self.line_number,
             "article_id": self.article_id,
-            "quantity": to_json_number(self.quantity),
+            "quantity": json_number(self.quantity),
             "finished": self.finished,
         }
 

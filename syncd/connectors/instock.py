@@ -22,7 +22,6 @@ request id are kept on the error.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +47,7 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.http import HttpClient, StaticAuth, build_client
+from syncd.jsontext import json_safe
 from syncd.logs import redactor
 
 NAME: Final = "instock"
@@ -238,17 +238,6 @@ class BadRecord:
     field: str  # dotted path of the first bad field ("qty.free", "article_id", "record")
     reason: str
     raw: Any  # the record as received, secrets redacted, non-finite numbers as text
-
-
-def json_safe(value: Any) -> Any:
-    """The raw record as valid JSON: NaN/Infinity (what `1e400` decodes to) become text."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _describe(value: Any) -> str:

@@ -75,9 +75,9 @@ the TR/WO examples): both parse to an exact `Decimal` (the JSON is decoded with
 not fit (an integer field given 2.5, "abc" or 1.7) with `InvalidLineError`, naming the line
 and field, before anything is sent. Null is allowed anywhere, unlisted fields are not checked.
 
-**Import lines** are sent as JSON text rendered once (`json_text`: compact, sorted keys,
+**Import lines** are sent as JSON text rendered once (`jsontext.json_text`: compact, sorted keys,
 non-ASCII escaped): a Decimal is an exact JSON number in the form Python prints the same
-float (`Decimal("2.50")` -> `2.5`, integral -> `5`; `decimal_text`), never rounded through a
+float (`Decimal("2.50")` -> `2.5`, integral -> `5`; `jsontext.decimal_json`), never rounded through a
 float. `import_chunk` takes mappings or `JsonLines` (lines already rendered, e.g. stored by
 the export job): the body is built around their text and sent as `RawJson`, not re-encoded.
 """
@@ -95,7 +95,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -114,7 +113,7 @@ from syncd.errors import (
     RetryableError,
 )
 from syncd.http import HttpClient, build_client
-from syncd.jsontext import RawJson
+from syncd.jsontext import RawJson, json_text
 from syncd.logs import REDACTED, redactor
 
 log = structlog.get_logger("syncd.connectors.netstock")
@@ -451,95 +450,6 @@ def parse_pop_date(value: Any) -> date | None:
         except ValueError:
             continue
     raise ValueError(f"{value!r} is not a date (expected YYYY/MM/DD)")
-
-
-def to_json_value(value: Any) -> Any:
-    """Import rows as plain JSON values: Decimal -> int or float, date/datetime -> ISO text.
-
-    Lossy for a Decimal a float cannot hold; what is sent is `json_text`'s exact rendering.
-    """
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): to_json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json_value(v) for v in value]
-    return value
-
-
-def decimal_text(value: Decimal) -> str:
-    """An exact Decimal as a JSON number, in the form Python prints the same float.
-
-    Integral -> its integer digits (`5.000` -> `5`); otherwise the digits without trailing
-    zeros (`2.50` -> `2.5`, `-9.90` -> `-9.9`), as an exponent below 1e-4 (`0.00001` ->
-    `1e-05`), so every value a float holds exactly reads as it always did, and one it does
-    not (more than ~15 significant digits) is sent exactly instead of rounded.
-    """
-    if not value.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
-    if value == value.to_integral_value():
-        return str(int(value))
-    sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)
-    end = len(digits)
-    while digits[end - 1] == 0:  # non-integral: a non-zero digit right of the point
-        end -= 1
-        exponent += 1
-    text = "".join(map(str, digits[:end]))
-    point = len(text) + exponent  # digits left of the decimal point (may be <= 0)
-    if point - 1 < -4:  # Python's float repr: 1e-05, 1.5e-07
-        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        text = f"{mantissa}e-{1 - point:02d}"
-    elif point <= 0:
-        text = "0." + "0" * -point + text
-    else:
-        text = text[:point] + "." + text[point:]
-    return "-" + text if sign else text
-
-
-def json_text(value: Any) -> str:
-    """`value` as compact JSON text with sorted keys, rendered once and sent as is.
-
-    The same text `json.dumps(to_json_value(value), sort_keys=True, separators=(",", ":"))`
-    gives (non-ASCII escaped), except that a Decimal is exact (`decimal_text`).
-    """
-    kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)
-    if value is None:
-        return "null"
-    if kind is int:
-        return int.__repr__(value)
-    if kind is Decimal:
-        return decimal_text(value)
-    return _json_other(value)
-
-
-def _json_other(value: Any) -> str:
-    if isinstance(value, str):
-        return encode_basestring_ascii(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number")
-        return float.__repr__(value)
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, datetime | date):
-        return encode_basestring_ascii(value.isoformat())
-    if isinstance(value, Mapping):
-        items = sorted(((str(k), v) for k, v in value.items()), key=lambda item: item[0])
-        return (
-            "{" + ",".join(f"{encode_basestring_ascii(k)}:{json_text(v)}" for k, v in items) + "}"
-        )
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(json_text(v) for v in value) + "]"
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @dataclass(frozen=True, slots=True)

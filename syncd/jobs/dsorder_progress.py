@@ -12,8 +12,6 @@ was picked, possibly 0; lines Instock never had are reported as 0, finished.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +22,7 @@ from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.dsorder_plan import ReportLine, fulfil_report, report_changed
 from syncd.jobs.instock_orders import Followed, Refused, follow_orders
+from syncd.jsontext import canonical_spaced, text_hash
 from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.state import NewIntent, Store
 
@@ -153,7 +152,7 @@ def _queue_fulfil(ctx: JobContext, store: Store, order_id: str, report: list[Rep
         }
         for r in report
     ]
-    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:24]
+    digest = text_hash(canonical_spaced(rows), 24)
     ctx.counts["queued"] += store.add_intents(
         [
             NewIntent(

@@ -12,7 +12,6 @@ with its size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from syncd.config import Schedule
 from syncd.connectors.instock import BULK_MAX, InstockClient, validate_article
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
+from syncd.jsontext import content_hash, text_hash
 from syncd.readahead import read_ahead
 from syncd.send.instock import DESTINATION, same_article
 from syncd.state import NewIntent, NewReject, Store
@@ -84,11 +84,6 @@ def to_instock_dimensions(row: Mapping[str, Any]) -> dict[str, str]:
         values = {k: format((Decimal(v) * factor).normalize(), "f") for k, v in values.items()}
         uom = "m"
     return {**values, "uom": uom}
-
-
-def content_hash(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def plan_article(payload: Mapping[str, Any], digest: str, sync: SyncRow | None) -> Action:
@@ -254,7 +249,7 @@ def _field_of(reason: str) -> str | None:
 
 def _upload_intent(uploads: list[tuple[dict[str, Any], str]], run_id: str) -> NewIntent:
     ids = run_id + ";" + ",".join(f"{p['article_id']}:{h}" for p, h in uploads)
-    key = hashlib.sha256(ids.encode()).hexdigest()[:32]
+    key = text_hash(ids)
     return NewIntent(
         DESTINATION,
         "articles.upload",

@@ -21,7 +21,6 @@ the host journal never receives a value that is not valid JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,10 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records, json_safe
+from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records
 from syncd.host.feeds import Format
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jobs.instock_records import record_rejects
+from syncd.jsontext import compact, json_safe, text_hash
 from syncd.send.host import host_file_intent, host_format
 
 STREAM = "instock.moves.watermark"
@@ -84,8 +84,7 @@ def next_window(
 
 def move_key(move: Mapping[str, Any]) -> str:
     """Content identity of a move (all documented fields)."""
-    canonical = json.dumps([move.get(f) for f in MOVE_FIELDS], separators=(",", ":"), default=str)
-    return hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()
+    return text_hash(compact([move.get(f) for f in MOVE_FIELDS]), None, algorithm="sha1")
 
 
 def journal_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ Three steps per run, each durable before the next:
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,10 +47,10 @@ from syncd.connectors.instock import (
     PermanentError,
     check_records,
     fulfilled_by_line,
-    json_safe,
 )
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jobs.instock_records import record_rejects, resolve_fixed
+from syncd.jsontext import content_hash, json_safe
 from syncd.send.host import host_file_intent, host_format
 from syncd.send.instock import DESTINATION
 from syncd.state import NewIntent, NewReject, Store
@@ -96,11 +95,6 @@ def order_payload(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) 
     if order.get("placed_at"):
         payload["placed_at"] = order["placed_at"]
     return payload
-
-
-def order_hash(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def plan_host_order(
@@ -184,7 +178,7 @@ def _push_host_orders(ctx: JobContext) -> None:
         for order in orders:
             order_id = order["order_id"]
             payload = order_payload(order, lines.get(order_id, []))
-            digest = order_hash(payload)
+            digest = content_hash(payload)
             sync = (
                 OrderSync(order["s_pushed_hash"], order["s_action"], order["s_status"])
                 if order["s_action"]

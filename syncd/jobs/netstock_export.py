@@ -108,10 +108,10 @@ from syncd.connectors.netstock import (
     NetstockClient,
     OutcomeUnknownError,
     configured_chunk_size,
-    json_text,
 )
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
 from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jsontext import json_text
 from syncd.logs import redactor
 from syncd.state import NewReject, Store
 

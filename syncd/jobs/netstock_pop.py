@@ -51,6 +51,7 @@ from syncd.config import Schedule
 from syncd.connectors.netstock import LINE_MODELS, NetstockClient, OutcomeUnknownError, PopKind
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jsontext import canonical
 from syncd.logs import redactor
 from syncd.send.host import host_file_intent, host_format
 from syncd.state import NewReject, Store
@@ -113,7 +114,7 @@ def _text(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict | list):
-        return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
+        return canonical(value)
     return value
 
 

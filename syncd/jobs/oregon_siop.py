@@ -53,7 +53,6 @@ batches recorded stays.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ from syncd.connectors.oregon_siop import (
 )
 from syncd.errors import ConfigError
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
+from syncd.jsontext import canonical_strict, content_hash
 from syncd.state import NewReject, Store
 
 REJECT_SOURCE: Final = "oregon:siop"
@@ -215,11 +215,6 @@ def build_item(
     if unit_of_measure:
         item["unitOfMeasure"] = unit_of_measure
     return item
-
-
-def item_hash(item: Mapping[str, Any]) -> str:
-    text = json.dumps(item, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -390,7 +385,7 @@ def _candidates(
             out.append(
                 Candidate(
                     item,
-                    item_hash(item),
+                    content_hash(item),
                     key,
                     reference(article_id, period, sources),
                     sources,
@@ -483,7 +478,7 @@ def _send(ctx: JobContext, client: OregonSiopClient, batch: Sequence[Candidate])
                 [
                     *cand.key,
                     cand.digest,
-                    json.dumps(cand.item, sort_keys=True, separators=(",", ":")),
+                    canonical_strict(cand.item),
                     now,
                     ctx.run_id,
                 ],

@@ -29,7 +29,6 @@ from syncd.connectors.netstock import (
     OutcomeUnknownError,
     PopKind,
     classify_failure,
-    json_text,
 )
 from syncd.errors import (
     AlreadyDoneError,
@@ -38,6 +37,7 @@ from syncd.errors import (
     PermanentError,
     RetryableError,
 )
+from syncd.jsontext import json_text
 from syncd.sandbox.netstock import (
     DEFAULT_CLIENT_ID,
     DEFAULT_ENDPOINTS,

@@ -22,7 +22,6 @@ from syncd.connectors.dsorder import (
     from_millis,
     options_problems,
     parse_orders,
-    to_json_number,
 )
 from syncd.daemon import daily_trigger
 from syncd.errors import AlreadyDoneError, ConfigError, PermanentError, RetryableError
@@ -42,6 +41,7 @@ from syncd.jobs.dsorder_plan import (
     uncovered_interval,
     unit_factor,
 )
+from syncd.jsontext import json_number
 from syncd.send.dsorder import read_back_done
 
 CATALOG = {
@@ -167,8 +167,8 @@ def test_millisecond_timestamps_and_decimal_quantities() -> None:
     assert order.order_date == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     assert order.details[0].quantity == Decimal("100.50")
     assert from_millis(None) is None
-    assert to_json_number(Decimal("12")) == 12
-    assert to_json_number(Decimal("100.5")) == 100.5
+    assert json_number(Decimal("12")) == 12
+    assert json_number(Decimal("100.5")) == 100.5
 
 
 GOOD_ORDER = {

@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.connectors.instock import InventoryItem, Move, Order, Site, check_records, site_problem
-from syncd.jobs.instock_articles import Action, SyncRow, article_payload, content_hash, plan_article
+from syncd.jobs.instock_articles import Action, SyncRow, article_payload, plan_article
 from syncd.jobs.instock_inventory import Options as InventoryOptions
 from syncd.jobs.instock_inventory import guard_refusal
 from syncd.jobs.instock_moves import move_key, next_window
 from syncd.jobs.instock_orders import OrderSync, plan_host_order
+from syncd.jsontext import content_hash
 
 GOOD = {
     "article_id": "A1",

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from syncd.connectors.netstock import decimal_text, json_text, to_json_value
 from syncd.jobs.netstock_export import (
     MAPPERS,
     Options,
@@ -39,6 +38,7 @@ from syncd.jobs.netstock_pop import (
     parse_pop,
     stream_for,
 )
+from syncd.jsontext import decimal_json, json_text, to_json_value
 from syncd.state import Store
 
 
@@ -250,7 +250,7 @@ def test_snapshot_hash_changes_only_with_the_data(tmp_path: Path) -> None:
     ],
 )
 def test_decimals_are_sent_exactly_in_the_float_form(text: str, wire: str) -> None:
-    assert decimal_text(Decimal(text)) == wire
+    assert decimal_json(Decimal(text)) == wire
     assert Decimal(wire) == Decimal(text)
 
 

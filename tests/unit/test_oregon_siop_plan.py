@@ -16,12 +16,12 @@ from syncd.jobs.oregon_siop import (
     Period,
     build_item,
     from_micro,
-    item_hash,
     periods,
     plan_item,
     reference,
     to_units,
 )
+from syncd.jsontext import content_hash
 
 
 @pytest.mark.parametrize(
@@ -140,8 +140,8 @@ def test_build_item(overrides: dict[str, Any], expected: dict[str, Any]) -> None
 
 def test_item_hash_ignores_key_order_and_sees_values() -> None:
     a = {"materialId": "A1", "unitsSold": 1}
-    assert item_hash(a) == item_hash({"unitsSold": 1, "materialId": "A1"})
-    assert item_hash(a) != item_hash({**a, "unitsSold": 2})
+    assert content_hash(a) == content_hash({"unitsSold": 1, "materialId": "A1"})
+    assert content_hash(a) != content_hash({**a, "unitsSold": 2})
 
 
 GOOD = {
