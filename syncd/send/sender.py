@@ -1,8 +1,9 @@
 """The outbox sender: drains push intents to their destinations.
 
-Jobs never call a remote to push; they record intents (see `Store.add_intents`)
-in the transaction of the diff that caused them. The sender then delivers them
-per destination, in id order per `order_key`, and decides each outcome:
+Jobs of the outbox pattern (see `syncd.send`) never call a remote to push; they
+record intents (see `Store.add_intents`) in the transaction of the diff that
+caused them. The sender then delivers them per destination, in id order per
+`order_key`, and decides each outcome:
 
 - success, or the remote's "already exists / already done": marked sent;
 - permanent refusal: moved to rejects with the remote's reason;

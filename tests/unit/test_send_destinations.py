@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import syncd.send
 from syncd.send.destinations import DESTINATIONS
 
 
@@ -32,3 +35,22 @@ def test_the_table_cannot_be_changed_at_run_time() -> None:
     """Registration is the table itself: nothing adds or replaces a destination later."""
     with pytest.raises(TypeError):
         DESTINATIONS["extra"] = DESTINATIONS["host"]  # type: ignore[index]
+
+
+def test_every_destination_lives_in_the_send_package() -> None:
+    """Sending has one home: each destination is defined in `syncd.send`, and nothing
+    there imports a job (jobs use the send package, not the other way round)."""
+    for name, factory in DESTINATIONS.items():
+        assert factory.__module__ == f"syncd.send.{name}", name
+    package = Path(syncd.send.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for module in names:
+                assert not module.startswith("syncd.jobs"), f"{path.name} imports {module}"
