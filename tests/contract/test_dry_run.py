@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import syncd.jobs  # noqa: F401 - fills the job and destination registries
+import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.config import Settings, load_settings
 from syncd.demo import NETSTOCK_PHASES, demo_config_path, write_inbox, write_planning_inbox
 from syncd.jobs import REGISTRY

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 from structlog.testing import capture_logs
 
-import syncd.jobs  # noqa: F401 - fills the job and destination registries
+import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.cli import main as cli
 from syncd.clock import iso, parse_iso
 from syncd.config import JobConfig, Settings

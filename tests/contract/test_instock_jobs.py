@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-import syncd.jobs  # noqa: F401 - fills the job and destination registries
+import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.config import Settings
 from syncd.jobs import REGISTRY
 from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM

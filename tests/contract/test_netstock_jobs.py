@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import syncd.jobs  # noqa: F401 - fills the job and destination registries
+import syncd.jobs  # noqa: F401 - fills the job registry
 from syncd.config import Settings
 from syncd.jobs import netstock_pop
 from syncd.jobs.runner import RunResult
