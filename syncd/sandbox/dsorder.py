@@ -77,7 +77,6 @@ State for tests: ``sim.state.orders`` (id -> ``Order`` with ``lines`` by line nu
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import math
 import random
@@ -113,7 +112,6 @@ __all__ = [
     "closed_message",
     "envelope",
     "finished_warning",
-    "main",
     "not_found_message",
     "run",
 ]
@@ -779,41 +777,3 @@ def run(
         sim.server.serve_forever()
     finally:
         sim.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m syncd.sandbox.dsorder", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help="'' switches auth off")
-    parser.add_argument("--auth-header", default="Authorization")
-    parser.add_argument("--auth-scheme", default="Bearer", help="'' sends the bare token")
-    parser.add_argument("--tz", default=DEFAULT_TZ)
-    parser.add_argument("--orders-per-minute", type=float, default=2.0)
-    parser.add_argument("--initial-orders", type=int, default=5)
-    parser.add_argument("--articles", default="20", help="a count, or comma-separated article ids")
-    parser.add_argument("--closed-wording", default="already", choices=sorted(CLOSED_WORDINGS))
-    parser.add_argument("--closed-listing", default="listed", choices=CLOSED_LISTINGS)
-    args = parser.parse_args(argv)
-    articles: Sequence[str] | int = (
-        int(args.articles) if args.articles.isdigit() else args.articles.split(",")
-    )
-    run(
-        args.host,
-        args.port,
-        args.seed,
-        args.token or None,
-        args.tz,
-        args.orders_per_minute,
-        articles,
-        auth_header=args.auth_header,
-        auth_scheme=args.auth_scheme,
-        initial_orders=args.initial_orders,
-        closed_wording=args.closed_wording,
-        closed_listing=args.closed_listing,
-    )
-
-
-if __name__ == "__main__":
-    main()

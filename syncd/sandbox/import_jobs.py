@@ -70,7 +70,6 @@ through the accessors, which first bring jobs up to ``clock()``.
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import math
 import random
@@ -78,7 +77,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
@@ -103,7 +102,6 @@ __all__ = [
     "ImportJobsState",
     "Job",
     "ManualClock",
-    "main",
     "run",
 ]
 
@@ -835,46 +833,3 @@ def run(
         sim.server.serve_forever()
     finally:
         sim.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m syncd.sandbox.import_jobs", description=__doc__
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8768)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
-    parser.add_argument(
-        "--read-only-key", default=DEFAULT_READ_ONLY_KEY, help="'' means no read-only key"
-    )
-    parser.add_argument("--pending-seconds", type=float, default=1.0)
-    parser.add_argument("--rows-per-second", type=float, default=200.0, help="0: all at once")
-    parser.add_argument("--row-index", choices=("zero", "one", "none"), default="zero")
-    parser.add_argument("--no-error-key", action="store_true")
-    parser.add_argument("--failed-count", choices=("rows", "errors"), default="rows")
-    parser.add_argument("--processed-count", choices=("all", "imported"), default="all")
-    parser.add_argument("--append", action="append", choices=sorted(KINDS), default=[])
-    parser.add_argument("--omitted", choices=("reset", "keep"), default="reset")
-    args = parser.parse_args(argv)
-    run(
-        args.host,
-        args.port,
-        args.seed,
-        args.api_key,
-        read_only_key=args.read_only_key or None,
-        pending_seconds=args.pending_seconds,
-        rows_per_second=args.rows_per_second,
-        shape=AnswerShape(
-            row_index=args.row_index,
-            error_key=not args.no_error_key,
-            failed_count=args.failed_count,
-            processed_count=args.processed_count,
-        ),
-        append=args.append,
-        omitted=args.omitted,
-    )
-
-
-if __name__ == "__main__":
-    main()

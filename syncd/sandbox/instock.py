@@ -43,7 +43,6 @@ site; adjust ``qty`` is a delta on free stock (0 empties it; going below 0 is a 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
@@ -1581,24 +1580,3 @@ def run(
     print(f"  sites: {', '.join(sim.state.sites)}; articles: {articles}; seed: {seed}", flush=True)
     print(f"  orders listed: {order_list_order} (the document does not say)", flush=True)
     sim.server.serve_forever()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m syncd.sandbox.instock", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--articles", type=int, default=1000)
-    parser.add_argument("--token", default=DEFAULT_TOKEN)
-    parser.add_argument(
-        "--order-list-order",
-        choices=ORDER_LIST_ORDERS,
-        default="created",
-        help="the order GET orders lists orders in (the document does not say)",
-    )
-    args = parser.parse_args(argv)
-    run(args.host, args.port, args.seed, args.articles, args.token, args.order_list_order)
-
-
-if __name__ == "__main__":
-    main()

@@ -107,7 +107,6 @@ State for tests: ``sim.state.datasets`` (id -> ``Dataset`` with ``models``, ``lo
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hmac
 import random
@@ -156,7 +155,7 @@ __all__ = [
     "Popped",
     "TokenRequest",
     "envelope",
-    "main",
+    "parse_phases",
     "run",
 ]
 
@@ -1447,68 +1446,9 @@ def run(
         sim.stop()
 
 
-def _phases(text: str) -> tuple[tuple[str, float], ...]:
+def parse_phases(text: str) -> tuple[tuple[str, float], ...]:
     """``"1,1,4,2"``: seconds for Importing, Importing_complete, Transforming, Copying_po_db."""
     seconds = [float(part) for part in text.split(",") if part.strip()]
     if len(seconds) != len(DEFAULT_PHASES):
-        raise argparse.ArgumentTypeError(f"give {len(DEFAULT_PHASES)} comma-separated durations")
+        raise ValueError(f"give {len(DEFAULT_PHASES)} comma-separated durations")
     return tuple((name, s) for (name, _), s in zip(DEFAULT_PHASES, seconds, strict=True))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m syncd.sandbox.netstock", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8767)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--username", default=DEFAULT_USERNAME)
-    parser.add_argument("--password", default=DEFAULT_PASSWORD)
-    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
-    parser.add_argument("--scope", default=DEFAULT_SCOPE, help="'' accepts any scope")
-    parser.add_argument("--expires-in", type=int, default=DEFAULT_EXPIRES_IN)
-    parser.add_argument("--initial-files", type=int, default=2)
-    parser.add_argument(
-        "--phases", type=_phases, default=DEFAULT_PHASES, help="seconds per phase, e.g. 1,1,4,2"
-    )
-    parser.add_argument(
-        "--count-lag",
-        type=float,
-        default=0.0,
-        help="seconds before imported lines show in actual_lines_imported (inf: never)",
-    )
-    parser.add_argument(
-        "--model-end",
-        choices=MODEL_END_MODES,
-        default="deferred",
-        help="deferred: /model/end answers 202, a wrong count fails later; immediate: 400",
-    )
-    parser.add_argument(
-        "--nulls", choices=("accept", "refuse"), default="accept", help="a null import field"
-    )
-    parser.add_argument(
-        "--endpoint-map",
-        choices=tuple(ENDPOINT_MAPS),
-        default="corrected",
-        help="import URLs: corrected (/import/master, /import/transfers) or as the document "
-        "prints them (master at /import/suppliers, transfers at /import/co)",
-    )
-    args = parser.parse_args(argv)
-    run(
-        args.host,
-        args.port,
-        args.seed,
-        username=args.username,
-        password=args.password,
-        client_id=args.client_id,
-        scope=args.scope or None,
-        expires_in=args.expires_in,
-        initial_files=args.initial_files,
-        phases=args.phases,
-        count_lag=args.count_lag,
-        model_end=args.model_end,
-        endpoints=args.endpoint_map,
-        nulls=args.nulls,
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -65,13 +65,11 @@ through ``sim.items()`` / ``sim.item(...)`` / ``sim.stats()``.
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import json
 import random
 import threading
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -92,7 +90,6 @@ __all__ = [
     "OregonSiopSim",
     "OregonSiopState",
     "Post",
-    "main",
     "render_document_style",
     "run",
 ]
@@ -573,28 +570,3 @@ def run(
         flush=True,
     )
     sim.server.serve_forever()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m syncd.sandbox.oregon_siop", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="'' switches auth off")
-    parser.add_argument("--error-style", choices=("json", "document"), default="json")
-    parser.add_argument("--conversion-errors", choices=("all", "first"), default="all")
-    args = parser.parse_args(argv)
-    run(
-        args.host,
-        args.port,
-        args.seed,
-        args.api_key or None,
-        error_style=args.error_style,
-        conversion_errors=args.conversion_errors,
-    )
-
-
-if __name__ == "__main__":
-    main()
