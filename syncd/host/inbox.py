@@ -649,7 +649,9 @@ def _jsonl_rows(feed: Feed, path: Path) -> Iterator[Accepted | _Bad]:
             yield Accepted(line, row, _clip(record) if feed.keeps_payload else None)
 
 
-def _read_rows(feed: Feed, path: Path, fmt: Format) -> Iterator[Accepted | _Bad]:
+def read_rows(feed: Feed, path: Path, fmt: Format) -> Iterator[Accepted | _Bad]:
+    """Each line of `path` parsed for `feed`: a row, or a bad line with its reason
+    (a file that is not UTF-8 raises FileRefused)."""
     rows = _csv_rows(feed, path) if fmt == "csv" else _jsonl_rows(feed, path)
     try:
         yield from rows
@@ -779,7 +781,8 @@ def store_trouble(exc: BaseException) -> bool:
     )
 
 
-def _move(path: Path, directory: Path) -> Path:
+def move_file(path: Path, directory: Path) -> Path:
+    """Move `path` into `directory` under a name not yet taken there; returns the new path."""
     target = _free_name(directory, path.name)
     os.replace(path, target)
     follow_umask(target)
@@ -898,7 +901,7 @@ def _archive_loaded(
         "SELECT * FROM host_files WHERE feed = ? AND name = ? AND sha256 = ? AND status = 'loaded'",
         [feed.name, path.name, sha256],
     )
-    moved = _move(path, dirs.archive) if path.exists() else None
+    moved = move_file(path, dirs.archive) if path.exists() else None
     bound.info("host_file_already_loaded", moved_to=str(moved), load_id=done["id"])
     return LoadResult(
         feed.name,
@@ -969,7 +972,7 @@ def _load_staged(
         create_stage_rejects(db)
         feed.create_staging(db)
         started = time.monotonic()
-        accepted, _ = _stage(store, feed, _read_rows(feed, path, fmt), fmt, batch_size)
+        accepted, _ = _stage(store, feed, read_rows(feed, path, fmt), fmt, batch_size)
         if _identity(path) != file_info["id"]:
             raise _FileChanged
         staged = time.monotonic()
@@ -1086,7 +1089,7 @@ def _archive_unchanged(
         )
         return "archived", None, "replaced by a new file of the same name after it was loaded"
     if current == expected:
-        moved = _move(path, dirs.archive)
+        moved = move_file(path, dirs.archive)
         after = _identity_now(moved)
         if after is None or after == expected:
             return "archived", moved, None

@@ -603,7 +603,7 @@ def _open_candidates(
             mapped = [(order_row(r, lines[r["order_id"]], site), r) for r in rows]
             yield [Candidate(p, _ref(r)) for p, r in mapped if p is not None]
     elif endpoint == "demand-history":
-        yield from _demand_candidates(store, options, today)
+        yield from demand_candidates(store, options, today)
     else:  # pragma: no cover - Options validates endpoints
         raise ValueError(endpoint)
 
@@ -648,7 +648,7 @@ def _closing_candidates(store: Store, endpoint: str, options: Options) -> Iterat
         yield chunk
 
 
-def _demand_candidates(store: Store, options: Options, today: date) -> Iterator[list[Candidate]]:
+def demand_candidates(store: Store, options: Options, today: date) -> Iterator[list[Candidate]]:
     first, end = demand_window(today, options.demand_weeks_back, options.include_open_week)
     if first >= end:
         return

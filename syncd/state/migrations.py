@@ -21,7 +21,7 @@ from syncd.errors import SchemaTooNewError
 migrations = Migrations("syncd")
 
 
-def _run_script(db: Database, script: str) -> None:
+def run_script(db: Database, script: str) -> None:
     """Run statements one by one inside the migration's transaction.
 
     `executescript` would COMMIT the open transaction first (Python 3.11), so a
@@ -39,7 +39,7 @@ def _run_script(db: Database, script: str) -> None:
 
 @migrations()
 def m0001_core(db: Database) -> None:
-    _run_script(
+    run_script(
         db,
         """
         -- One row per job run: what ran, when, and what it did.
@@ -228,7 +228,7 @@ def m0002_host(db: Database) -> None:
 
 @migrations()
 def m0003_instock(db: Database) -> None:
-    _run_script(
+    run_script(
         db,
         """
         -- Mirror of Instock inventory; `scan` is the last scan that listed the article
@@ -346,7 +346,7 @@ def m0003_instock(db: Database) -> None:
 
 @migrations()
 def m0004_dsorder(db: Database) -> None:
-    _run_script(
+    run_script(
         db,
         """
         -- Store orders pulled from DSOrder, and where each stands in the loop:
@@ -396,7 +396,7 @@ def m0005_planning_feeds(db: Database) -> None:
     # for weekly demand and sell-through; whole numbers stay INTEGER); money is TEXT,
     # the exact decimal the host wrote (passed through per row). Dates are ISO
     # `YYYY-MM-DD` text. `location` '' means the site as a whole, as in host_stock.
-    _run_script(
+    run_script(
         db,
         """
         -- Host locations (warehouses, stores, zones): Netstock's locations model.
@@ -513,11 +513,15 @@ def m0005_planning_feeds(db: Database) -> None:
     )
 
 
+# Migrations apply in the order they are defined here, not by their numbers, and each is
+# recorded by name: m0008_netstock runs sixth, m0007_planning_import seventh and
+# m0006_oregon_siop eighth (they were numbered on parallel branches). The names stay as they
+# are, because existing state DBs list them as applied; a new migration goes at the end.
 @migrations()
 def m0008_netstock(db: Database) -> None:
     # Netstock: the journal of destructive pops (`/file/pop_*`) and the dataset export's
     # resumable state machine (one row per dataset import, chunks recorded as sent).
-    _run_script(
+    run_script(
         db,
         """
         -- Every popped answer, raw, written (committed) before it is parsed: the server
@@ -594,7 +598,7 @@ def m0008_netstock(db: Database) -> None:
 def m0007_planning_import(db: Database) -> None:
     # Import-jobs planning API (`planning.import`): what each endpoint last accepted, the
     # jobs submitted (a pending one is polled again after a restart) and the rows each sent.
-    _run_script(
+    run_script(
         db,
         """
         -- Per endpoint and natural key: the content (hash) a COMPLETED job accepted.
@@ -657,7 +661,7 @@ def m0006_oregon_siop(db: Database) -> None:
     # period; `day` is 1 for a monthly item, as the API defaults it) what the API last
     # accepted, and what it last refused (locally or remotely) until it changes or its
     # reject is retried.
-    _run_script(
+    run_script(
         db,
         """
         CREATE TABLE oregon_siop_accepted (
@@ -697,7 +701,7 @@ def m0009_planning_import_rows(db: Database) -> None:
     # array ([row_key, row_hash, reference, payload] per row, in submitted order), instead
     # of one table row each: one write per job instead of one per row. Jobs still open keep
     # their rows.
-    _run_script(
+    run_script(
         db,
         """
         ALTER TABLE planning_import_jobs ADD COLUMN rows TEXT;
@@ -717,7 +721,7 @@ def m0010_planning_fields(db: Database) -> None:
     # point (the API's internal minimum) and reserved stock, both optional (NULL: the host
     # does not say). And, for purchase orders and customer orders, the row each endpoint
     # last accepted, so that one leaving the open set can be sent once more, closed.
-    _run_script(
+    run_script(
         db,
         """
         ALTER TABLE host_stock ADD COLUMN reorder_point NUMERIC CHECK (reorder_point >= 0);
@@ -733,7 +737,7 @@ def m0011_dsorder_units(db: Database) -> None:
     # time the order was planned (NULL: 1), so that fulfilment is reported back in
     # DSOrder's units even if the catalog changes, and the Instock quantity sent (after
     # an operator's rounding, too). How an operator released a held order.
-    _run_script(
+    run_script(
         db,
         """
         ALTER TABLE dsorder_lines ADD COLUMN unit_factor TEXT;

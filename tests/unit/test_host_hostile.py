@@ -271,14 +271,14 @@ def test_a_loaded_file_that_cannot_be_archived_is_only_moved_later(
 ) -> None:
     """A file whose rows committed but whose move to archive/ fails is not refused (its
     rows are in): an alert says so, and the next run only moves it, loading nothing twice."""
-    real = inbox_module._move
+    real = inbox_module.move_file
 
     def archive_refuses(path: Path, directory: Path) -> Path:
         if directory.name == "archive" and path.name == "stock.csv":
             raise PermissionError(13, "Permission denied")
         return real(path, directory)
 
-    monkeypatch.setattr(inbox_module, "_move", archive_refuses)
+    monkeypatch.setattr(inbox_module, "move_file", archive_refuses)
     drop(host, "stock.csv", "article_id,qty\nA1,1\n")
     drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
     first, second = load(db, host)
@@ -450,7 +450,7 @@ def test_rows_appended_while_the_file_is_moved_are_caught_in_archive(
     """A writer that still holds the file open and appends as it is moved: the archived
     copy is checked again and moved on to rejects/."""
     drop(host, "stock.csv", "article_id,qty\nA1,1\n")
-    real = inbox_module._move
+    real = inbox_module.move_file
 
     def move_and_append(path: Path, directory: Path) -> Path:
         moved = real(path, directory)
@@ -459,7 +459,7 @@ def test_rows_appended_while_the_file_is_moved_are_caught_in_archive(
                 fh.write("A2,2\n")
         return moved
 
-    monkeypatch.setattr(inbox_module, "_move", move_and_append)
+    monkeypatch.setattr(inbox_module, "move_file", move_and_append)
     [result] = load(db, host)
     assert result.status == "changed_after_load"
     assert not list((host / "archive").iterdir())
@@ -670,7 +670,7 @@ def test_a_file_renamed_while_it_is_read_loads_once_under_its_new_name(
     under its new name, every line accounted for once."""
     path = drop(host, "stock-1.csv", "article_id,qty\nA1,1\nA2,x\nA3,3\n")
     renamed = host / "inbox" / "stock-renamed.csv"
-    real = inbox_module._read_rows
+    real = inbox_module.read_rows
 
     def rename_midway(*args: Any) -> Any:
         for number, row in enumerate(real(*args)):
@@ -678,13 +678,13 @@ def test_a_file_renamed_while_it_is_read_loads_once_under_its_new_name(
                 os.replace(path, renamed)
             yield row
 
-    monkeypatch.setattr(inbox_module, "_read_rows", rename_midway)
+    monkeypatch.setattr(inbox_module, "read_rows", rename_midway)
     [result] = load(db, host)
     assert result.status == "vanished"
     assert stock(db) == {}
     assert rejects(db) == {}
     assert db.query("SELECT * FROM host_files") == []
-    monkeypatch.setattr(inbox_module, "_read_rows", real)
+    monkeypatch.setattr(inbox_module, "read_rows", real)
     settle(renamed)
     [again] = load(db, host)
     assert (again.file, again.status, again.loaded, again.rejected) == (

@@ -552,14 +552,14 @@ def test_file_growing_while_read_is_left_for_the_next_scan(
     path = drop(host, "stock.csv", "article_id,qty\nA1,1\n")
     from syncd.host import inbox
 
-    real = inbox._read_rows
+    real = inbox.read_rows
 
     def appending(*args: Any) -> Any:
         yield from real(*args)
         with path.open("a") as fh:
             fh.write("A2,2\n")
 
-    monkeypatch.setattr(inbox, "_read_rows", appending)
+    monkeypatch.setattr(inbox, "read_rows", appending)
     [result] = load(db, host)
     assert result.status == "deferred"
     assert path.exists()

@@ -183,7 +183,7 @@ def test_weekly_demand_sums_by_iso_week_channel_and_location() -> None:
 
 def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> None:
     """The job aggregates in SQL; it must agree with `weekly_demand`."""
-    from syncd.jobs.planning_import import _demand_candidates
+    from syncd.jobs.planning_import import demand_candidates
 
     sales = []
     for n, (day, art, loc, qty, channel) in enumerate(
@@ -224,7 +224,7 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
         include_open_week=True,
         upsert_endpoints=list(ORDER),
     )
-    found = [c for chunk in _demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
+    found = [c for chunk in demand_candidates(store, options, date(2025, 3, 12)) for c in chunk]
     in_window = [s for s in sales if s["sale_date"] >= "2025-02-24"]
     records = [json.loads(c.text) if c.payload is None else c.payload for c in found]
     assert records == weekly_demand(in_window, SITE)

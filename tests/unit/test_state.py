@@ -135,14 +135,14 @@ def test_failed_migration_leaves_no_half_schema(tmp_path: Path) -> None:
     """A migration that fails half-way rolls back whole (no executescript auto-commit)."""
     from sqlite_utils.migrations import Migrations
 
-    from syncd.state.migrations import _run_script
+    from syncd.state.migrations import run_script
     from syncd.state.store import connect
 
     broken = Migrations("broken")
 
     @broken()
     def m1(db: object) -> None:
-        _run_script(db, "CREATE TABLE a (x);\nCREATE TABLE b (y);\nTHIS IS NOT SQL;")  # type: ignore[arg-type]
+        run_script(db, "CREATE TABLE a (x);\nCREATE TABLE b (y);\nTHIS IS NOT SQL;")  # type: ignore[arg-type]
 
     db = connect(tmp_path / "b.db")
     with pytest.raises(Exception, match="syntax error"):
