@@ -1,6 +1,6 @@
 """Benchmark: memory for an oversized answer and time for a trickling one.
 
-Starts the hostile upstream (tests/contract/hostile_upstream.py) on loopback and,
+Starts the hostile upstream (tests/hostile_upstream.py) on loopback and,
 each in its own process so that each RSS figure is that process's own:
 
 - big: one Instock inventory page of `--big-mb` MB (valid JSON, no Content-Length),
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.contract.hostile_upstream import (  # noqa: E402
+from tests.hostile_upstream import (  # noqa: E402
     HostileUpstream,
     encoded,
     oversized,

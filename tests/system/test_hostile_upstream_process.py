@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.hostile_upstream import HostileUpstream, json_answer, trickle
+from tests.hostile_upstream import HostileUpstream, json_answer, trickle
 from tests.system.conftest import wait_until
 from tests.system.test_daemon_process import runs, start_daemon
 

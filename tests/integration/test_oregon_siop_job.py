@@ -20,8 +20,8 @@ from syncd.config import Settings
 from syncd.jobs.runner import RunResult
 from syncd.sandbox.oregon_siop import ROUTE, OregonSiopSim
 from syncd.state import Store
-from tests.contract import jobkit
-from tests.contract.jobkit import query
+from tests.integration import jobkit
+from tests.integration.jobkit import query
 
 NOW = "2027-03-15 10:00:00"  # after the real clock: inbox files must not look future
 SOLD_TO, SHIP_TO = "13035", "12256"

@@ -24,8 +24,8 @@ from syncd.config import Settings
 from syncd.jobs.runner import RunResult
 from syncd.sandbox.import_jobs import AnswerShape, ImportJobsSim
 from syncd.state import Store
-from tests.contract import jobkit
-from tests.contract.jobkit import query
+from tests.integration import jobkit
+from tests.integration.jobkit import query
 
 STATUS = "GET /api/import/status/{jobId}"
 

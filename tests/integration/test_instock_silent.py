@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from syncd.config import InstockConfig, Settings
 from syncd.sandbox.instock import DEFAULT_TOKEN, ORG_ID, InstockSim
-from tests.contract.jobkit import drop, query, run
-from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
+from tests.integration.jobkit import drop, query, run
+from tests.integration.test_instock_jobs import (  # noqa: F401 - fixtures used by name
     SEED,
     cycle,
     make_cfg,

@@ -32,7 +32,7 @@ from syncd.sandbox.netstock import (
     NetstockSim,
 )
 from syncd.state import Store
-from tests.contract.jobkit import query, run
+from tests.integration.jobkit import query, run
 
 START = 1_762_160_400.0  # 2025-11-03 09:00 UTC
 

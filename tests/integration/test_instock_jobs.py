@@ -29,7 +29,7 @@ from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
 from syncd.jobs.runner import RunResult, run_job
 from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
-from tests.contract.jobkit import csv_text, drop, query, run
+from tests.integration.jobkit import csv_text, drop, query, run
 
 SEED = 21
 INVENTORY_ROUTE = "GET /v1/{site_id}/inventory"

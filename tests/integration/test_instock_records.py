@@ -27,8 +27,8 @@ from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
 from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
 from syncd.logs import redactor
 from syncd.sandbox.instock import InstockSim
-from tests.contract.jobkit import drop, query, run
-from tests.contract.test_instock_jobs import (  # noqa: F401 - fixtures used by name
+from tests.integration.jobkit import drop, query, run
+from tests.integration.test_instock_jobs import (  # noqa: F401 - fixtures used by name
     MOVES_OPTIONS,
     Clock,
     cfg,
