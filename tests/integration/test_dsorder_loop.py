@@ -38,6 +38,7 @@ from syncd.sandbox.dsorder import DSOrderSim, finished_warning
 from syncd.sandbox.instock import InstockSim, InstockState
 from syncd.state import Store
 from syncd.status import status_line, status_report
+from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
 
 ZONE = "Europe/Amsterdam"
 DS_SEED = 11
@@ -103,9 +104,7 @@ def load_catalog(settings: Settings, articles: list[str]) -> None:
 
 
 @pytest.fixture
-def make_cfg(
-    make_settings: Any, tmp_path: Path, ins: InstockSim, ds: DSOrderSim
-) -> Callable[..., Settings]:
+def make_cfg(tmp_path: Path, ins: InstockSim, ds: DSOrderSim) -> Callable[..., Settings]:
     """Settings for both simulators and a fresh state DB with a host catalog loaded."""
 
     def make(
@@ -114,34 +113,14 @@ def make_cfg(
         read_timeout: float = 5.0,
         **pull_options: Any,
     ) -> Settings:
-        retry = {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05}
-        timeouts = {"connect": 2, "read": read_timeout}
-        settings: Settings = make_settings(
-            daemon={"state_dir": str(tmp_path / "state"), "site_timezone": ZONE},
-            connectors={
-                "instock": {
-                    "enabled": True,
-                    "base_url": ins.base_url,
-                    "token": ins.token,
-                    "site_id": ins.site_id,
-                    "environment": "sandbox",
-                    "retry": retry,
-                    "timeouts": timeouts,
-                },
-                "dsorder": {
-                    "enabled": True,
-                    "base_url": ds.base_url,
-                    "token": ds.token,
-                    "retry": retry,
-                    "timeouts": timeouts,
-                },
-            },
-            host={"dir": str(tmp_path / "host"), "settle_time": 0},
-            outbox={"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 100},
+        bounds = {"retry": fast_retry(4), "timeouts": {"connect": 2, "read": read_timeout}}
+        settings = sim_settings(
+            tmp_path,
+            {**connector_for(ins, **bounds), **connector_for(ds, **bounds)},
+            daemon={"site_timezone": ZONE},
+            outbox={**FAST_BACKOFF, "max_attempts": 100},
             jobs={"dsorder.pull": {"options": {"policy": policy, **pull_options}}},
         )
-        Store.open(settings.db_path).close()  # migrate once; jobs open it with migrate=False
-        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
         load_catalog(settings, stocked(ins) if catalog is None else catalog)
         return settings
 

@@ -26,6 +26,7 @@ from syncd.config import Settings
 from syncd.jobs import REGISTRY
 from syncd.jobs.runner import RunResult, run_job
 from syncd.state import Store
+from tests.configs import sim_settings
 from tests.hostile_upstream import (
     HostileUpstream,
     cursor_pages,
@@ -55,7 +56,7 @@ def up() -> Iterator[HostileUpstream]:
 
 
 @pytest.fixture
-def cfg(up: HostileUpstream, make_settings: Any, tmp_path: Path) -> Settings:
+def cfg(up: HostileUpstream, tmp_path: Path) -> Settings:
     bounds = {
         "enabled": True,
         "base_url": up.base_url,
@@ -66,16 +67,13 @@ def cfg(up: HostileUpstream, make_settings: Any, tmp_path: Path) -> Settings:
         "max_pages": MAX_PAGES,
         "timeouts": {"read": 30},  # per read: alone it would never end a trickle
     }
-    settings: Settings = make_settings(
-        connectors={
+    return sim_settings(
+        tmp_path,
+        {
             "instock": {**bounds, "site_id": SITE, "environment": "sandbox", "page_size": 10},
             "dsorder": bounds,
         },
-        host={"dir": str(tmp_path / "host"), "settle_time": 0},
     )
-    Store.open(settings.db_path).close()
-    (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
-    return settings
 
 
 def run(settings: Settings, job: str) -> tuple[RunResult, float]:

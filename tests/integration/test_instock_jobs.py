@@ -29,6 +29,7 @@ from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
 from syncd.jobs.runner import RunResult, run_job
 from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
+from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
 from tests.integration.jobkit import csv_text, drop, query, run
 
 SEED = 21
@@ -47,33 +48,18 @@ def sim() -> Iterator[InstockSim]:
 
 
 @pytest.fixture
-def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
+def make_cfg(tmp_path: Path) -> Callable[..., Settings]:
     """Settings pointing at a simulator, a host dir and a fresh (migrated) state DB."""
 
     def make(
         sim: InstockSim, name: str = "a", page_size: int = 100, **jobs: dict[str, Any]
     ) -> Settings:
-        root = tmp_path / name
-        settings: Settings = make_settings(
-            daemon={"state_dir": str(root / "state")},
-            connectors={
-                "instock": {
-                    "enabled": True,
-                    "base_url": sim.base_url,
-                    "token": sim.token,
-                    "site_id": sim.site_id,
-                    "environment": "sandbox",
-                    "page_size": page_size,
-                    "retry": {"max_attempts": 4, "initial_backoff": 0.01, "max_backoff": 0.05},
-                }
-            },
-            host={"dir": str(root / "host"), "settle_time": 0},
-            outbox={"initial_backoff": 0.01, "max_backoff": 0.05},
+        return sim_settings(
+            tmp_path / name,
+            connector_for(sim, page_size=page_size, retry=fast_retry(4)),
+            outbox=FAST_BACKOFF,
             jobs={job.replace("_", "."): {"options": opts} for job, opts in jobs.items()},
         )
-        Store.open(settings.db_path).close()  # migrate once; jobs open it with migrate=False
-        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        return settings
 
     return make
 

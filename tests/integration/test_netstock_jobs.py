@@ -24,14 +24,12 @@ from syncd.jobs import netstock_pop
 from syncd.jobs.runner import RunResult
 from syncd.logs import redactor
 from syncd.sandbox.netstock import (
-    DEFAULT_CLIENT_ID,
-    DEFAULT_PASSWORD,
-    DEFAULT_SCOPE,
     DEFAULT_USERNAME,
     ManualClock,
     NetstockSim,
 )
 from syncd.state import Store
+from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
 from tests.integration.jobkit import query, run
 
 START = 1_762_160_400.0  # 2025-11-03 09:00 UTC
@@ -54,7 +52,7 @@ def sim(clock: ManualClock) -> Iterator[NetstockSim]:
 
 
 @pytest.fixture
-def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
+def make_cfg(tmp_path: Path) -> Callable[..., Settings]:
     def make(
         sim: NetstockSim,
         name: str = "a",
@@ -63,35 +61,18 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
         connector: dict[str, Any] | None = None,
         **jobs: dict[str, Any],
     ) -> Settings:
-        root = tmp_path / name
-        host: dict[str, Any] = {"dir": str(root / "host"), "settle_time": 0}
-        if formats:
-            host["options"] = {"outbox_formats": formats}
-        settings: Settings = make_settings(
-            daemon={"state_dir": str(root / "state")},
-            connectors={
-                "netstock": {
-                    "enabled": True,
-                    "base_url": sim.base_url,
-                    "username": DEFAULT_USERNAME,
-                    "password": DEFAULT_PASSWORD,
-                    "client_id": DEFAULT_CLIENT_ID,
-                    "options": {
-                        "scope": DEFAULT_SCOPE,
-                        "chunk_size": chunk_size,
-                        **(connector or {}),
-                    },
-                    "retry": {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05},
-                    "timeouts": {"read": 2.0},
-                }
-            },
-            host=host,
-            outbox={"initial_backoff": 0.01, "max_backoff": 0.05},
+        return sim_settings(
+            tmp_path / name,
+            connector_for(
+                sim,
+                options={"chunk_size": chunk_size, **(connector or {})},
+                retry=fast_retry(3),
+                timeouts={"read": 2.0},
+            ),
+            host={"options": {"outbox_formats": formats}} if formats else None,
+            outbox=FAST_BACKOFF,
             jobs={job.replace("_", "."): {"options": opts} for job, opts in jobs.items()},
         )
-        Store.open(settings.db_path).close()
-        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        return settings
 
     return make
 

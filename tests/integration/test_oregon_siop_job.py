@@ -20,6 +20,7 @@ from syncd.config import Settings
 from syncd.jobs.runner import RunResult
 from syncd.sandbox.oregon_siop import ROUTE, OregonSiopSim
 from syncd.state import Store
+from tests.configs import connector_for, fast_retry, sim_settings
 from tests.integration import jobkit
 from tests.integration.jobkit import query
 
@@ -34,20 +35,11 @@ def sim() -> Iterator[OregonSiopSim]:
 
 
 @pytest.fixture
-def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
+def make_cfg(tmp_path: Path) -> Callable[..., Settings]:
     def make(sim: OregonSiopSim, name: str = "a", **options: Any) -> Settings:
-        root = tmp_path / name
-        settings: Settings = make_settings(
-            daemon={"state_dir": str(root / "state")},
-            connectors={
-                "oregon_siop": {
-                    "enabled": True,
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "retry": {"max_attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.05},
-                }
-            },
-            host={"dir": str(root / "host"), "settle_time": 0},
+        return sim_settings(
+            tmp_path / name,
+            connector_for(sim, retry=fast_retry(5)),
             jobs={
                 "oregon.siop": {
                     "options": {
@@ -59,9 +51,6 @@ def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
                 }
             },
         )
-        Store.open(settings.db_path).close()
-        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        return settings
 
     return make
 

@@ -24,6 +24,7 @@ from syncd.config import Settings
 from syncd.jobs.runner import RunResult
 from syncd.sandbox.import_jobs import AnswerShape, ImportJobsSim
 from syncd.state import Store
+from tests.configs import connector_for, fast_retry, sim_settings
 from tests.integration import jobkit
 from tests.integration.jobkit import query
 
@@ -45,31 +46,18 @@ def sim() -> Iterator[ImportJobsSim]:
 
 
 @pytest.fixture
-def make_cfg(make_settings: Any, tmp_path: Path) -> Callable[..., Settings]:
+def make_cfg(tmp_path: Path) -> Callable[..., Settings]:
     def make(
         sim: ImportJobsSim,
         name: str = "a",
         connector_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> Settings:
-        root = tmp_path / name
-        settings: Settings = make_settings(
-            daemon={"state_dir": str(root / "state")},
-            connectors={
-                "import_jobs": {
-                    "enabled": True,
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "retry": {"max_attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.05},
-                    "options": connector_options or {},
-                }
-            },
-            host={"dir": str(root / "host"), "settle_time": 0},
+        return sim_settings(
+            tmp_path / name,
+            connector_for(sim, retry=fast_retry(5), options=connector_options or {}),
             jobs={"planning.import": {"options": {"site_location": "WH", **options}}},
         )
-        Store.open(settings.db_path).close()
-        (settings.host_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        return settings
 
     return make
 
