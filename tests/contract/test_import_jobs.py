@@ -51,6 +51,7 @@ from syncd.sandbox.import_jobs import (
     ImportJobsSim,
     ManualClock,
 )
+from tests.contract.clientkit import ClientContract, Connect
 
 START = datetime(2025, 3, 10, 9, 0, tzinfo=UTC).timestamp()
 STATUS = "GET /api/import/status/{jobId}"
@@ -708,3 +709,22 @@ def test_syncd_sandbox_import_jobs_serves_the_other_readings() -> None:
     assert job["failedCount"] == 2  # two errors in one refused row
     assert {e["row"] for e in job["errors"]} == {2}  # the second row, counted from 1
     assert all("key" not in e for e in job["errors"])
+
+
+# --- what every client does ----------------------------------------------------------------
+
+
+class TestImportJobsClientContract(ClientContract):
+    """The import-jobs client against `ImportJobsSim` meets the cases every client meets."""
+
+    ROUTE = STATUS
+
+    @pytest.fixture
+    def connect(self, sim: ImportJobsSim, sleeper: Sleeper) -> Connect:
+        return lambda refused=False: make_client(
+            sim, sleeper, api_key="wrong-key" if refused else None
+        )
+
+    def call(self, client: ImportJobsClient) -> object:
+        job = client.import_suppliers([SupplierRow(externalId="S1")])
+        return client.job_status(job.jobId)

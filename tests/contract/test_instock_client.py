@@ -31,6 +31,7 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.sandbox.instock import InstockSim
+from tests.contract.clientkit import ClientContract, Connect
 
 OTHER_SITE = "1.1.0-2"
 ZERO = {"free": 0, "reserved": 0, "registered": 0}
@@ -886,3 +887,19 @@ def test_correlation_ids_sent_and_unique(sim: InstockSim, client: InstockClient)
     ids = [r.correlation_id for r in records]
     assert all(ids)
     assert len(set(ids)) == len(ids)
+
+
+# --- what every client does ----------------------------------------------------------------
+
+
+class TestInstockClientContract(ClientContract):
+    """The Instock client against `InstockSim` meets the cases every client meets."""
+
+    ROUTE = "GET /v1/sites"
+
+    @pytest.fixture
+    def connect(self, sim: InstockSim) -> Connect:
+        return lambda refused=False: make_client(sim, token="not-the-token" if refused else None)
+
+    def call(self, client: InstockClient) -> object:
+        return client.sites()

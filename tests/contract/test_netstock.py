@@ -51,6 +51,7 @@ from syncd.sandbox.netstock import (
     ManualClock,
     NetstockSim,
 )
+from tests.contract.clientkit import ClientContract, Connect
 
 START = 1_762_160_400.0  # 2025-11-03 09:00 UTC
 TOKEN_ROUTE = f"POST {TOKEN_PATH}"
@@ -938,3 +939,25 @@ def test_check_config_names_the_endpoint_map_and_its_unverified_entries(tmp_path
     bad = check('endpoint_map = "guess"')
     assert bad.exit_code == 78
     assert "connectors.netstock.options.endpoint_map" in bad.stderr
+
+
+# --- what every client does ----------------------------------------------------------------
+
+
+class TestNetstockClientContract(ClientContract):
+    """The Netstock client against `NetstockSim` meets the cases every client meets."""
+
+    ROUTE = "GET /dataset/status_legend"
+    # The token endpoint refuses a password with 400 invalid_grant (RFC 6749 5.2), and the
+    # client asks for a grant twice before it gives up with AuthError.
+    REFUSED_STATUS = 400
+    REFUSED_REQUESTS = 2
+
+    @pytest.fixture
+    def connect(self, sim: NetstockSim, clock: ManualClock) -> Connect:
+        return lambda refused=False: make_client(
+            sim, clock, password="wrong-password-123" if refused else DEFAULT_PASSWORD
+        )
+
+    def call(self, client: NetstockClient) -> object:
+        return client.status_legend()

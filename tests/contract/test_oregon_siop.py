@@ -28,6 +28,8 @@ from syncd.sandbox.oregon_siop import (
     problem_details,
     render_document_style,
 )
+from syncd.sandbox.oregon_siop import ROUTE as SIOP_ROUTE
+from tests.contract.clientkit import ClientContract, Connect
 
 PROBLEM_KEYS = {"type", "title", "status", "tracedId", "errors", "message"}
 
@@ -624,3 +626,19 @@ def test_client_and_simulator_agree_on_the_documented_limits(sim: OregonSiopSim)
     with make_client(sim) as siop:
         assert siop.submit_isolating([edge, item(year=1990)]).accepted == (0, 1)
     assert sim.stats()["items_stored"] == 2
+
+
+# --- what every client does ----------------------------------------------------------------
+
+
+class TestOregonSiopClientContract(ClientContract):
+    """The Oregon SIOP client against `OregonSiopSim` meets the cases every client meets."""
+
+    ROUTE = SIOP_ROUTE
+
+    @pytest.fixture
+    def connect(self, sim: OregonSiopSim) -> Connect:
+        return lambda refused=False: make_client(sim, api_key="wrong-key" if refused else None)
+
+    def call(self, client: OregonSiopClient) -> object:
+        return client.submit([item()])
