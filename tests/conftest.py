@@ -11,6 +11,19 @@ import pytest
 from syncd.config import Settings
 from syncd.state import Store
 
+TIERS = ("unit", "contract", "integration", "system")
+"""The folders under tests/, each a tier and a marker of the same name (see README "Development")."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker, the folder it lives in, so `-m "not system"`
+    selects the quick tiers and `-m integration` one tier."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
