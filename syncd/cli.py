@@ -248,7 +248,7 @@ def check_config(config_path: Path | None, as_json: bool) -> None:
         echo(f"# effective configuration from {Settings.source_path or 'defaults'}")
         for key, value in flatten(data):
             echo(f"{key} = {json.dumps(value, default=str)}")
-    from syncd.connectors.netstock import config_notes
+    from syncd.connectors.netstock.settings import config_notes
 
     for note in config_notes(settings.connectors.netstock):  # which endpoint map, unverified
         echo(note, err=as_json)

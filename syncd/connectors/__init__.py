@@ -10,7 +10,7 @@ def options_models() -> dict[str, type[BaseModel]]:
     a connector missing here reads none (config.NoOptions: every key is refused)."""
     from syncd.connectors.dsorder import DsOrderOptions
     from syncd.connectors.import_jobs import ImportJobsOptions
-    from syncd.connectors.netstock import NetstockOptions
+    from syncd.connectors.netstock.settings import NetstockOptions
     from syncd.connectors.oregon_siop import OregonSiopOptions
 
     return {

@@ -100,13 +100,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso
 from syncd.config import Duration, Schedule
-from syncd.connectors.netstock import (
+from syncd.connectors.netstock.answers import JsonLines
+from syncd.connectors.netstock.client import NetstockClient
+from syncd.connectors.netstock.errors import ConflictError, OutcomeUnknownError
+from syncd.connectors.netstock.settings import (
     DEFAULT_MODEL_ENDPOINTS,
     UNVERIFIED_ENDPOINTS,
-    ConflictError,
-    JsonLines,
-    NetstockClient,
-    OutcomeUnknownError,
     configured_chunk_size,
 )
 from syncd.errors import AlreadyDoneError, PermanentError, StateError

@@ -48,7 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from syncd.clock import iso
 from syncd.config import Schedule
-from syncd.connectors.netstock import LINE_MODELS, NetstockClient, OutcomeUnknownError, PopKind
+from syncd.connectors.netstock.answers import LINE_MODELS, PopKind
+from syncd.connectors.netstock.client import NetstockClient
+from syncd.connectors.netstock.errors import OutcomeUnknownError
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, register
 from syncd.jsontext import canonical

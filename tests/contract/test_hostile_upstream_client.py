@@ -282,7 +282,7 @@ def test_netstock_reads_of_the_wrong_shape_are_malformed(up: HostileUpstream, da
     """Netstock's model status, audit log and status legend: a `data` that is not an object,
     or a list field that is not a list, is a malformed answer, not an AttributeError."""
     from syncd.config import ConnectorConfig
-    from syncd.connectors.netstock import NetstockClient
+    from syncd.connectors.netstock.client import NetstockClient
     from syncd.sandbox.netstock import (
         DEFAULT_CLIENT_ID,
         DEFAULT_PASSWORD,

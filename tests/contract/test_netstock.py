@@ -19,17 +19,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import ConnectorConfig
-from syncd.connectors.netstock import (
-    DEFAULT_MODEL_ENDPOINTS,
-    ConflictError,
-    DatasetStatus,
-    InvalidLineError,
-    JsonLines,
-    NetstockClient,
-    OutcomeUnknownError,
-    PopKind,
-    classify_failure,
-)
+from syncd.connectors.netstock.answers import DatasetStatus, JsonLines, PopKind
+from syncd.connectors.netstock.client import NetstockClient
+from syncd.connectors.netstock.errors import ConflictError, OutcomeUnknownError, classify_failure
+from syncd.connectors.netstock.fields import InvalidLineError
+from syncd.connectors.netstock.settings import DEFAULT_MODEL_ENDPOINTS
 from syncd.errors import (
     AlreadyDoneError,
     AuthError,

@@ -460,7 +460,7 @@ def test_stop_at_a_checkpoint_resumes_the_same_dataset(
 ) -> None:
     import threading
 
-    from syncd.connectors.netstock import NetstockClient
+    from syncd.connectors.netstock.client import NetstockClient
 
     stopping = threading.Event()
     original = NetstockClient.import_chunk
@@ -494,7 +494,8 @@ def test_chunks_are_sent_as_frozen_and_frozen_a_chunk_per_row(
 ) -> None:
     """The rows frozen for an export hold a chunk's lines each; a chunk's body is built
     around that text (sent as is), and Netstock receives exactly those lines."""
-    from syncd.connectors.netstock import JsonLines, NetstockClient
+    from syncd.connectors.netstock.answers import JsonLines
+    from syncd.connectors.netstock.client import NetstockClient
 
     bodies: list[JsonLines] = []
     original = NetstockClient.import_chunk
@@ -548,7 +549,7 @@ def test_a_lost_chunk_answer_is_confirmed_not_resent(
 def test_a_crash_after_dataset_start_adopts_that_dataset(
     sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncd.connectors.netstock import NetstockClient
+    from syncd.connectors.netstock.client import NetstockClient
 
     original = NetstockClient.dataset_start
 
@@ -621,7 +622,7 @@ def test_a_failure_message_echoing_a_secret_is_stored_redacted(
 def test_a_foreign_open_dataset_is_not_adopted(
     sim: NetstockSim, ecfg: Settings, clock: ManualClock
 ) -> None:
-    from syncd.connectors.netstock import NetstockClient
+    from syncd.connectors.netstock.client import NetstockClient
 
     with NetstockClient(ecfg.connectors.netstock) as other:
         foreign = other.dataset_start()
@@ -640,7 +641,7 @@ def stop_after_chunks(monkeypatch: pytest.MonkeyPatch, chunks: int) -> Any:
     """A SIGTERM arrives while the `chunks`-th chunk is posted: the run ends after it."""
     import threading
 
-    from syncd.connectors.netstock import NetstockClient
+    from syncd.connectors.netstock.client import NetstockClient
 
     stopping = threading.Event()
     original = NetstockClient.import_chunk
@@ -770,7 +771,7 @@ def test_a_lagging_count_after_a_stop_waits_then_goes_on(
 def test_a_lost_answer_behind_a_lagging_count_is_waited_for_not_resent(
     sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncd.connectors.netstock import NetstockClient
+    from syncd.connectors.netstock.client import NetstockClient
 
     sim.lag_counts(15)
     original = NetstockClient.import_chunk
