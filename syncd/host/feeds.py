@@ -94,7 +94,9 @@ orders (delta by default) -> `host_orders` + `host_order_lines`
     naming the bad row) and the order keeps its previous version; a cancel still
     applies. A cancelled order stays cancelled: a later create for it is
     rejected (use a new order id). Within one file the last row of an order sets
-    its action; in JSON Lines a later record of an order replaces its lines.
+    its action; in JSON Lines a later record of an order replaces its lines. In CSV
+    a row that repeats a line id of its order is rejected (which row is meant?),
+    and so the order is held back, as JSON Lines refuses a record repeating one.
 
 The planning feeds below carry what the planning exports need (Netstock Data
 Orchestrator models locations, suppliers, master, stock_by_location, sales, po,
@@ -1043,6 +1045,8 @@ class OrdersFeed(Feed):
 
     lines_stage = "temp.host_stage_order_lines"
     recs_stage = "temp.host_stage_order_recs"
+    # CSV rows that gave a line id their order already had in this file.
+    repeats_stage = "temp.host_stage_order_line_repeats"
 
     def create_staging(self, db: Database) -> None:
         self.drop_staging(db)
@@ -1065,9 +1069,13 @@ class OrdersFeed(Feed):
         db.execute(
             "CREATE INDEX temp.host_stage_order_recs_order ON host_stage_order_recs (order_id)"
         )
+        db.execute(
+            f"CREATE TABLE {self.repeats_stage} (order_id TEXT NOT NULL, line_id TEXT NOT NULL, "
+            "first_line INTEGER NOT NULL, line INTEGER NOT NULL)"
+        )
 
     def drop_staging(self, db: Database) -> None:
-        for table in (self.stage, self.lines_stage, self.recs_stage):
+        for table in (self.stage, self.lines_stage, self.recs_stage, self.repeats_stage):
             db.execute(f"DROP TABLE IF EXISTS {table}")
 
     def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
@@ -1104,6 +1112,15 @@ class OrdersFeed(Feed):
             "ELSE attributes END, lines_line = coalesce(excluded.lines_line, lines_line)",
             orders,
         )
+        if fmt == "csv":
+            # A CSV order's lines are its create rows: a line id given twice is a conflict
+            # (JSON Lines refuses it within a record); there a later record replaces lines.
+            db.execute(
+                "CREATE TEMP TRIGGER IF NOT EXISTS host_stage_order_lines_on_repeat "
+                "BEFORE UPDATE ON host_stage_order_lines BEGIN "
+                "INSERT INTO host_stage_order_line_repeats (order_id, line_id, first_line, line) "
+                "VALUES (OLD.order_id, OLD.line_id, OLD.line, NEW.line); END"
+            )
         db.conn.executemany(
             f"INSERT INTO {self.lines_stage} (order_id, line_id, article_id, qty, line) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id, line_id) DO UPDATE SET "
@@ -1130,6 +1147,18 @@ class OrdersFeed(Feed):
         return moved
 
     def prepare(self, db: Database, ctx: MergeContext) -> int:
+        # CSV: a row repeating a line id of its order is rejected (which one is meant?),
+        # which holds the whole order back below.
+        repeated = db.execute(
+            f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
+            "SELECT r.line, 'line_id', 'line_id ' || quote(p.line_id) || ' of order ' || "
+            "p.order_id || ' is given again (first on line ' || p.first_line || '): which "
+            f"row is meant?', r.payload, r.order_id, '' FROM {self.repeats_stage} p "
+            f"JOIN {self.recs_stage} r ON r.line = p.line"
+        ).rowcount
+        db.execute(
+            f"DELETE FROM {self.recs_stage} WHERE line IN (SELECT line FROM {self.repeats_stage})"
+        )
         # JSON Lines: a later record of an order replaces the lines of an earlier one.
         db.execute(
             f"DELETE FROM {self.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
@@ -1161,7 +1190,7 @@ class OrdersFeed(Feed):
             "FROM host_orders h WHERE h.order_id = o.order_id) || '); a cancelled order "
             "is not re-opened: use a new order id'",
         )
-        return moved
+        return repeated + moved
 
     def merge(self, db: Database, ctx: MergeContext) -> tuple[int, int]:
         params = {"file": ctx.file, "load_id": ctx.load_id, "now": ctx.now}

@@ -747,3 +747,26 @@ def test_a_header_repeated_inside_the_file_is_a_reject_not_an_article(
         "A2",
     }
     assert "header row again" in rejects(db)["articles.csv:3"]["reason"]
+
+
+def test_a_csv_order_repeating_a_line_id_is_held_back_not_loaded_with_the_last_row(
+    db: Store, host: Path
+) -> None:
+    """A CSV order giving line L1 twice (qty 5, then 3) loaded the last row as if the first
+    were never there, and counted both as loaded. The repeated row is rejected naming the
+    first, the order is held back whole (as a JSON Lines record repeating a line id is
+    refused), and the order beside it loads."""
+    drop(
+        host,
+        "orders-1.csv",
+        "action,order_id,line_id,article_id,qty\n"
+        "create,O1,L1,A1,5\ncreate,O1,L2,A2,1\ncreate,O1,L1,A1,3\ncreate,O2,L1,A1,1\n",
+    )
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 3)
+    assert [r["order_id"] for r in db.query("SELECT order_id FROM host_orders")] == ["O2"]
+    found = rejects(db)
+    assert set(found) == {"orders-1.csv:2", "orders-1.csv:3", "orders-1.csv:4"}
+    assert found["orders-1.csv:4"]["field"] == "line_id"
+    assert "given again (first on line 2)" in found["orders-1.csv:4"]["reason"]
+    assert "held back" in found["orders-1.csv:2"]["reason"]
