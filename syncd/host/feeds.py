@@ -187,7 +187,8 @@ purchase_orders (snapshot by default) -> `host_purchase_orders` + `host_purchase
     As with orders, a PO is loaded whole or not at all: a rejected row holds
     back the PO's other rows (its previous version stays, and a snapshot does not
     delete it); a PO in the file has exactly the lines the file gives it; in JSON
-    Lines a later record of a PO replaces an earlier one. In delta mode POs are
+    Lines a later record of a PO replaces an earlier one, and in CSV a row repeating
+    a line_no of its PO is rejected (so the PO is held back). In delta mode POs are
     upserted and never removed, so this feed is meant to run as a snapshot.
 
 po_history (delta by default) -> `host_po_history`
@@ -1309,6 +1310,8 @@ class PurchaseOrdersFeed(Feed):
 
     lines_stage = "temp.host_stage_po_lines"
     recs_stage = "temp.host_stage_po_recs"
+    # CSV rows that gave a line number their PO already had in this file.
+    repeats_stage = "temp.host_stage_po_line_repeats"
 
     def create_staging(self, db: Database) -> None:
         self.drop_staging(db)
@@ -1329,9 +1332,13 @@ class PurchaseOrdersFeed(Feed):
             f"{header}, csv INTEGER NOT NULL, payload TEXT)"
         )
         db.execute("CREATE INDEX temp.host_stage_po_recs_po ON host_stage_po_recs (po_number)")
+        db.execute(
+            f"CREATE TABLE {self.repeats_stage} (po_number TEXT NOT NULL, line_no TEXT NOT NULL, "
+            "first_line INTEGER NOT NULL, line INTEGER NOT NULL)"
+        )
 
     def drop_staging(self, db: Database) -> None:
-        for table in (self.stage, self.lines_stage, self.recs_stage):
+        for table in (self.stage, self.lines_stage, self.recs_stage, self.repeats_stage):
             db.execute(f"DROP TABLE IF EXISTS {table}")
 
     def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
@@ -1385,6 +1392,15 @@ class PurchaseOrdersFeed(Feed):
             headers,
         )
         line_sets = ", ".join(f"{c} = excluded.{c}" for c in (*_PO_LINE[1:], "line"))
+        if fmt == "csv":
+            # A CSV PO's lines are its rows: a line number given twice is a conflict
+            # (JSON Lines refuses it within a record); there a later record replaces lines.
+            db.execute(
+                "CREATE TEMP TRIGGER IF NOT EXISTS host_stage_po_lines_on_repeat "
+                "BEFORE UPDATE ON host_stage_po_lines BEGIN "
+                "INSERT INTO host_stage_po_line_repeats (po_number, line_no, first_line, line) "
+                "VALUES (OLD.po_number, OLD.line_no, OLD.line, NEW.line); END"
+            )
         db.conn.executemany(
             f"INSERT INTO {self.lines_stage} (po_number, {', '.join(_PO_LINE)}, line) "
             f"VALUES ({', '.join('?' * (len(_PO_LINE) + 2))}) "
@@ -1430,6 +1446,18 @@ class PurchaseOrdersFeed(Feed):
         return moved
 
     def prepare(self, db: Database, ctx: MergeContext) -> int:
+        # CSV: a row repeating a line number of its PO is rejected (which one is meant?),
+        # which holds the whole PO back below.
+        repeated = db.execute(
+            f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
+            "SELECT r.line, 'line_no', 'line_no ' || quote(p.line_no) || ' of purchase order ' "
+            "|| p.po_number || ' is given again (first on line ' || p.first_line || '): which "
+            f"row is meant?', r.payload, r.po_number, '' FROM {self.repeats_stage} p "
+            f"JOIN {self.recs_stage} r ON r.line = p.line"
+        ).rowcount
+        db.execute(
+            f"DELETE FROM {self.recs_stage} WHERE line IN (SELECT line FROM {self.repeats_stage})"
+        )
         # JSON Lines: a later record of a PO replaces the lines of an earlier one.
         db.execute(
             f"DELETE FROM {self.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
@@ -1460,7 +1488,7 @@ class PurchaseOrdersFeed(Feed):
             "'purchase order ' || o.po_number || ' held back: its row at ' || :file || ':' || "
             f"{bad} || ' was rejected, and a purchase order is loaded whole or not at all'",
         )
-        return moved
+        return repeated + moved
 
     def merge(self, db: Database, ctx: MergeContext) -> tuple[int, int]:
         changed = self._upsert(db, self.table, self.stage, self.key, self.columns, ctx)

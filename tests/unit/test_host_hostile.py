@@ -770,3 +770,21 @@ def test_a_csv_order_repeating_a_line_id_is_held_back_not_loaded_with_the_last_r
     assert found["orders-1.csv:4"]["field"] == "line_id"
     assert "given again (first on line 2)" in found["orders-1.csv:4"]["reason"]
     assert "held back" in found["orders-1.csv:2"]["reason"]
+
+
+def test_a_csv_purchase_order_repeating_a_line_no_is_held_back(db: Store, host: Path) -> None:
+    """Likewise for purchase orders: line 1 of P1 given twice (10, then 20) is rejected
+    naming the first, P1 is held back whole, P2 loads."""
+    drop(
+        host,
+        "purchase_orders-1.csv",
+        "po_number,supplier_id,order_date,line_no,article_id,qty_ordered\n"
+        "P1,S1,2026-11-02,1,A1,10\nP1,S1,2026-11-02,1,A1,20\nP2,S1,2026-11-02,1,A1,5\n",
+    )
+    [result] = load(db, host)
+    assert (result.loaded, result.rejected) == (1, 2)
+    po_lines = db.query("SELECT po_number, qty_ordered FROM host_purchase_order_lines")
+    assert [(r["po_number"], r["qty_ordered"]) for r in po_lines] == [("P2", 5)]
+    found = rejects(db)
+    assert "given again (first on line 2)" in found["purchase_orders-1.csv:3"]["reason"]
+    assert "held back" in found["purchase_orders-1.csv:2"]["reason"]
