@@ -1,8 +1,12 @@
 """The state store: one SQLite file, opened once per thread.
 
-Everything durable goes through here so that the invariants hold in one place:
-a checkpoint only moves inside the transaction that stores what it covers, and
-a push intent is recorded in the transaction of the diff that caused it.
+Every write happens inside a transaction opened here (`Store.transaction`), so that
+the invariants hold in one place: a checkpoint only moves inside the transaction
+that stores what it covers, and a push intent is recorded in the transaction of
+the diff that caused it. The core tables (runs, checkpoints, outbox, rejects,
+alerts) are written through this module's methods; the jobs and the host inbox
+write their own mirror tables with SQL of their own (`store.db`) inside such a
+transaction.
 """
 
 from __future__ import annotations
