@@ -29,7 +29,7 @@ from syncd.logs import redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STATE, EXIT_CONFIG = 0, 1, 2, 75, 78
+EXIT_OK, EXIT_FAILED, EXIT_STATE, EXIT_CONFIG = 0, 1, 75, 78  # 2: a usage error (click)
 
 
 def echo(message: Any = "", err: bool = False) -> None:

@@ -618,9 +618,6 @@ class ImportJobsClient:
         """Idempotent on `externalPoNumber`: each PO replaces the stored one, lines included."""
         return self.submit("purchase-orders", purchase_orders)
 
-    def import_orders(self, orders: Sequence[OrderRow | Mapping[str, Any]]) -> ImportJob:
-        return self.submit("orders", orders)
-
     def import_demand_history(
         self, records: Sequence[DemandHistoryRow | Mapping[str, Any]]
     ) -> ImportJob:

@@ -64,7 +64,6 @@ class LineCheck:
     instock_article_id: str | None = None
     instock_qty: int | None = None  # whole Instock units the line asks for
     unit_factor: Decimal | None = None  # Instock units per DSOrder unit (None: 1)
-    roundable: bool = False  # refused only for a fraction: `release --round` can send it
 
 
 def check_line(
@@ -106,7 +105,7 @@ def check_line(
             reason = f"fractional quantity {quantity} for {unit} (whole units only)"
         if rounding:
             reason += "; rounds to 0"
-        return LineCheck(False, reason, roundable=not rounding)
+        return LineCheck(False, reason)
     return LineCheck(True, "", entry.instock_article_id, int(units), factor)
 
 

@@ -142,7 +142,7 @@ def run(ctx: JobContext) -> None:
         client.check_site()
         _mirror_orders(ctx, client, options)
         _follow_open_orders(ctx, client, options)
-    _flush_events(ctx, options)
+    _flush_events(ctx)
     if ctx.counts["queued"]:
         ctx.wake_sender()
 
@@ -491,21 +491,6 @@ def _rereads(store: Store, order_ids: Sequence[str]) -> set[str]:
     }
 
 
-def follow_order(
-    store: Store,
-    client: InstockClient,
-    order_id: str,
-    *,
-    on_poll: OnChange | None = None,
-    stub: Mapping[str, Any] | None = None,
-) -> Followed | Refused | None:
-    """Poll one order and store what was seen (see `store_poll`)."""
-    known = known_terminal_tasks(store, [order_id]).get(order_id, {})
-    reread = bool(_rereads(store, [order_id]))
-    poll = poll_order(client, order_id, known, reread=reread)
-    return store_poll(store, poll, on_poll=on_poll, stub=stub)
-
-
 def follow_orders(
     store: Store,
     client: InstockClient,
@@ -693,7 +678,7 @@ def _record_events(
     )
 
 
-def _flush_events(ctx: JobContext, options: Options) -> None:
+def _flush_events(ctx: JobContext) -> None:
     """Pending order events become one host `order-status` file, atomically."""
     store = ctx.store
     with store.transaction():

@@ -127,10 +127,6 @@ LINE_STEP: Final = 1000
 SOFT_FAULT: Final = "fail_soft"
 SOFT_FAULT_MESSAGE: Final = "Temporary error, please retry"
 
-ROUTE_SUBMITTED: Final = "GET /orders/submitted"
-ROUTE_FULFILL: Final = "POST /orders/{order_id}/fulfill"
-ROUTE_CLOSE: Final = "POST /orders/{order_id}/close"
-
 Number = int | float
 
 

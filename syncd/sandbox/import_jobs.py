@@ -11,7 +11,7 @@ Interpretations (the document is short; each choice is written down here):
   needed to POST an import, ``import:read`` or ``import:write`` to read a job (a key that can
   submit can follow its jobs). A missing or unknown key is 401 ``unauthorized``; a known key
   without the scope is 403 ``forbidden``. ``api_key`` has both scopes, ``read_only_key`` only
-  ``import:read``; ``add_key``/``revoke_key`` change them.
+  ``import:read``; ``add_key`` adds one.
 - **Request shape** (checked at once, no job made): the body must be a JSON object holding its
   array (``products``, ``levels``, ``suppliers``, ``purchaseOrders``, ``orders``, ``records``);
   otherwise 400 ``validation_error``. Other top-level keys are ignored. An empty array makes a
@@ -116,7 +116,6 @@ PROCESSING: Final = "PROCESSING"
 COMPLETED: Final = "COMPLETED"
 FAILED: Final = "FAILED"
 
-ROUTE_STATUS: Final = "GET /api/import/status/{jobId}"
 HTML_502: Final = "html_502"
 GARBLED_400: Final = "garbled_400"
 _HTML_502_BODY: Final = (
@@ -537,10 +536,6 @@ class ImportJobsSim(Simulator):
         """Accept ``key`` with exactly ``scopes`` (e.g. ``{"import:write"}``)."""
         with self.state.lock:
             self._keys[key] = frozenset(scopes)
-
-    def revoke_key(self, key: str) -> None:
-        with self.state.lock:
-            self._keys.pop(key, None)
 
     # Python-side levers
 

@@ -80,7 +80,6 @@ NO_ORDERTASKS: Final = ("",)
 
 ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
-ORDER_STATUSES: Final = ("registered", "reserved", "done", "canceled")
 ORDER_FIELDS: Final = ("org_id", "site_id", "order_id", "kind", "placed_at", "attributes", "lines")
 ORDER_LIST_ORDERS: Final = ("created", "newest_first", "random")
 """Orders list orders: by creation (new orders appended), newest first, or a stable order

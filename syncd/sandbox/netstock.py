@@ -680,22 +680,11 @@ class NetstockSim(Simulator):
         with self.state.lock:
             return self._issue(username)
 
-    def expire_tokens(self) -> None:
-        """Every token issued so far expires now (the clock is not moved)."""
-        with self.state.lock:
-            now = self.clock()
-            for record in self.state.tokens.values():
-                record.expires_at = min(record.expires_at, now)
-
     def revoke_tokens(self) -> None:
         """Every token issued so far answers 401 from now on."""
         with self.state.lock:
             for record in self.state.tokens.values():
                 record.revoked = True
-
-    def set_password(self, username: str, password: str) -> None:
-        with self.state.lock:
-            self.state.users[username] = password
 
     # levers: processing and generated orders
 
@@ -796,9 +785,6 @@ class NetstockSim(Simulator):
             for found in chosen:
                 self._advance(found, now)
             return chosen
-
-    def open_dataset(self, customer: str = DEFAULT_USERNAME) -> Dataset | None:
-        return next((d for d in self.datasets(customer) if not d.terminal), None)
 
     def model_imports(self, dataset_import_id: str) -> list[ModelImport]:
         """The dataset's model imports, judged up to the clock."""

@@ -358,9 +358,6 @@ class Store:
             [run_id],
         )
 
-    def next_due_at(self) -> str | None:
-        return self.scalar("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
-
     def mark_sent(self, intent_id: int, result: Any = None) -> None:
         self.db.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
