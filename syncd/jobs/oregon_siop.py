@@ -76,8 +76,15 @@ from syncd.errors import ConfigError
 from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jsontext import canonical_strict, content_hash
 from syncd.state import NewReject, Store
+from syncd.state.ledger import Ledger
 
 REJECT_SOURCE: Final = "oregon:siop"
+LEDGER: Final = Ledger(
+    accepted="oregon_siop_accepted",
+    failed="oregon_siop_failed",
+    key=("sold_to", "ship_to", "material_id", "year", "month", "day"),
+    hash="item_hash",
+)
 CHUNK: Final = 500  # catalog articles read (and looked up) per query
 MICRO: Final = 1_000_000  # host decimals keep up to 6 places: sums run in millionths
 STOCK_FIELDS: Final = (
@@ -330,22 +337,32 @@ def _candidates(
     }
     keys = (options.sold_to_id, options.ship_to_id)
     low = first.year * 10_000 + first.month * 100 + first.day
+    scope = {"sold_to": options.sold_to_id, "ship_to": options.ship_to_id}
+    since = "year * 10000 + month * 100 + day >= ?"
     accepted = {
         (r["material_id"], r["year"], r["month"], r["day"]): r
-        for r in store.query(
-            "SELECT material_id, year, month, day, item_hash, item FROM oregon_siop_accepted "
-            f"WHERE sold_to = ? AND ship_to = ? AND material_id IN ({marks}) "
-            "AND year * 10000 + month * 100 + day >= ?",
-            [*keys, *ids, low],
+        for r in LEDGER.rows(
+            store,
+            "accepted",
+            scope,
+            "material_id",
+            ids,
+            ("material_id", "year", "month", "day", "item_hash", "item"),
+            where=since,
+            params=[low],
         )
     }
     failed = {
         (r["material_id"], r["year"], r["month"], r["day"]): r["item_hash"]
-        for r in store.query(
-            "SELECT material_id, year, month, day, item_hash FROM oregon_siop_failed "
-            f"WHERE sold_to = ? AND ship_to = ? AND material_id IN ({marks}) "
-            "AND year * 10000 + month * 100 + day >= ?",
-            [*keys, *ids, low],
+        for r in LEDGER.rows(
+            store,
+            "failed",
+            scope,
+            "material_id",
+            ids,
+            ("material_id", "year", "month", "day", "item_hash"),
+            where=since,
+            params=[low],
         )
     }
     out: list[Candidate] = []
@@ -468,20 +485,13 @@ def _send(ctx: JobContext, client: OregonSiopClient, batch: Sequence[Candidate])
     with ctx.store.transaction():
         for index in result.accepted:
             cand = batch[index]
-            _clear_failure(ctx.store, cand.key)
-            ctx.store.db.execute(
-                "INSERT INTO oregon_siop_accepted (sold_to, ship_to, material_id, year, month, "
-                "day, item_hash, item, accepted_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (sold_to, ship_to, material_id, year, month, day) DO UPDATE SET "
-                "item_hash = excluded.item_hash, item = excluded.item, "
-                "accepted_at = excluded.accepted_at, run_id = excluded.run_id",
-                [
-                    *cand.key,
-                    cand.digest,
-                    canonical_strict(cand.item),
-                    now,
-                    ctx.run_id,
-                ],
+            LEDGER.accept(
+                ctx.store,
+                cand.key,
+                cand.digest,
+                item=canonical_strict(cand.item),
+                accepted_at=now,
+                run_id=ctx.run_id,
             )
         for index, failure in result.failures.items():
             _record_failure(ctx, batch[index], failure)
@@ -498,8 +508,6 @@ def _send(ctx: JobContext, client: OregonSiopClient, batch: Sequence[Candidate])
 def _record_failure(ctx: JobContext, cand: Candidate, failure: ItemFailure) -> None:
     """A refused item: its reject (naming material, period and host rows) and the hash it was
     refused with. An open reject of an earlier version of the item is superseded (resolved)."""
-    store = ctx.store
-    _clear_failure(store, cand.key)
     fields = [name for name in failure.errors if name]
     payload = {
         "item": cand.item,
@@ -510,47 +518,24 @@ def _record_failure(ctx: JobContext, cand: Candidate, failure: ItemFailure) -> N
         "request_id": failure.request_id,
         "host_rows": cand.sources,
     }
-    store.add_rejects(
-        [
-            NewReject(
-                REJECT_SOURCE,
-                cand.reference,
-                failure.message or "refused",
-                field=fields[0] if fields else None,
-                payload=payload,
-            )
-        ],
+    LEDGER.fail(
+        ctx.store,
+        cand.key,
+        cand.digest,
+        NewReject(
+            REJECT_SOURCE,
+            cand.reference,
+            failure.message or "refused",
+            field=fields[0] if fields else None,
+            payload=payload,
+        ),
         run_id=ctx.run_id,
     )
-    reject_id = store.scalar("SELECT last_insert_rowid()")
-    store.db.execute(
-        "INSERT INTO oregon_siop_failed (sold_to, ship_to, material_id, year, month, day, "
-        "item_hash, reject_id, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [*cand.key, cand.digest, reject_id, iso()],
-    )
-
-
-_KEY_WHERE: Final = (
-    "sold_to = ? AND ship_to = ? AND material_id = ? AND year = ? AND month = ? AND day = ?"
-)
-
-
-def _clear_failure(store: Store, key: Sequence[Any]) -> None:
-    """Forget an item's failure; its reject, if still open, is resolved."""
-    rows = store.query(f"SELECT reject_id FROM oregon_siop_failed WHERE {_KEY_WHERE}", key)
-    store.resolve_open_rejects(row["reject_id"] for row in rows if row["reject_id"] is not None)
-    store.db.execute(f"DELETE FROM oregon_siop_failed WHERE {_KEY_WHERE}", key)
 
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on an Oregon reject: its item is planned (and sent) again."""
-    take_retried_rejects(
-        ctx,
-        REJECT_SOURCE,
-        lambda store, reject: store.db.execute(
-            "DELETE FROM oregon_siop_failed WHERE reject_id = ?", [reject["id"]]
-        ),
-    )
+    take_retried_rejects(ctx, REJECT_SOURCE, LEDGER.forget_retried)
 
 
 SPEC = register(

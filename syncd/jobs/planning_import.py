@@ -121,6 +121,7 @@ from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
 from syncd.jsontext import RawJson, canonical
 from syncd.readahead import read_ahead
 from syncd.state import NewReject, Store
+from syncd.state.ledger import Ledger
 
 REJECT_SOURCE: Final = "planning:"
 LOST: Final = "LOST"
@@ -803,23 +804,24 @@ def _read_ahead(
     yield from read_ahead(read(), depth=2)
 
 
-LOOKUP_BATCH = 900  # bound variables per query, far under SQLite's limit
+LEDGER = Ledger(
+    accepted="planning_import_accepted",
+    failed="planning_import_failed",
+    key=("endpoint", "row_key"),
+    hash="row_hash",
+)
 
 
-def _lookup(store: Store, table: str, endpoint: str, keys: Sequence[str]) -> dict[str, str]:
-    """row_key -> row_hash for `keys`, queried in slices so a chunk of any size fits."""
-    found: dict[str, str] = {}
-    if not store.scalar(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE endpoint = ?)", [endpoint]):
-        return found  # e.g. a first run: nothing to look up
-    for start in range(0, len(keys), LOOKUP_BATCH):
-        part = keys[start : start + LOOKUP_BATCH]
-        marks = ",".join("?" * len(part))
-        for r in store.query(
-            f"SELECT row_key, row_hash FROM {table} WHERE endpoint = ? AND row_key IN ({marks})",
-            [endpoint, *part],
-        ):
-            found[r["row_key"]] = r["row_hash"]
-    return found
+def _lookup(
+    store: Store, which: Literal["accepted", "failed"], endpoint: str, keys: Sequence[str]
+) -> dict[str, str]:
+    """row_key -> row_hash for `keys` in the accepted or the failed rows of `endpoint`."""
+    return {
+        r["row_key"]: r["row_hash"]
+        for r in LEDGER.rows(
+            store, which, {"endpoint": endpoint}, "row_key", keys, ("row_key", "row_hash")
+        )
+    }
 
 
 def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> list[Planned]:
@@ -839,8 +841,8 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
         if closes:
             closing.add(key)
     keys = [k[0] for k in keyed]
-    accepted = _lookup(ctx.store, "planning_import_accepted", endpoint, keys)
-    failed = _lookup(ctx.store, "planning_import_failed", endpoint, keys)
+    accepted = _lookup(ctx.store, "accepted", endpoint, keys)
+    failed = _lookup(ctx.store, "failed", endpoint, keys)
     to_send = []
     actions: Counter[str] = Counter()
     may_add = endpoint not in ctx.options.upsert_endpoints
@@ -1300,31 +1302,15 @@ def _finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
                 subject=endpoint,
             )
         if job.succeeded and not mismatch:
-            if store.scalar(
-                "SELECT EXISTS (SELECT 1 FROM planning_import_failed WHERE endpoint = ?)",
-                [endpoint],
-            ):  # a failure of an earlier version is over: its reject is resolved
-                store.resolve_open_rejects(
-                    row["reject_id"]
-                    for row in store.query(
-                        "SELECT reject_id FROM planning_import_failed WHERE endpoint = ? "
-                        f"AND reject_id IS NOT NULL AND row_key IN (SELECT row_key FROM ({taken}))",
-                        [endpoint, job.jobId, refused],
-                    )
-                )
-                store.db.execute(
-                    "DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key IN "
-                    f"(SELECT row_key FROM ({taken}))",
-                    [endpoint, job.jobId, refused],
-                )
-            accepted = store.db.execute(
-                "INSERT INTO planning_import_accepted (endpoint, row_key, row_hash, job_id, "
-                f"accepted_at, payload) SELECT ?, row_key, row_hash, ?, ?, payload FROM "
-                f"({taken}) WHERE true ON CONFLICT (endpoint, row_key) DO UPDATE SET "
-                "row_hash = excluded.row_hash, job_id = excluded.job_id, "
-                "accepted_at = excluded.accepted_at, payload = excluded.payload",
-                [endpoint, job.jobId, now, job.jobId, refused],
-            ).rowcount
+            accepted = LEDGER.accept_selected(
+                store,
+                {"endpoint": endpoint},
+                taken,
+                [job.jobId, refused],
+                ("row_key", "row_hash", "payload"),
+                job_id=job.jobId,
+                accepted_at=now,
+            )
         store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, row_count = ?, processed_count = ?, "
             "failed_count = ?, errors = ?, finished_at = ?, rows = NULL WHERE job_id = ?",
@@ -1370,49 +1356,25 @@ def _record_failure(
 ) -> None:
     """A refused row: its reject (tied to the host row) and the hash it was refused with.
     An open reject of an earlier version of the row is superseded (resolved)."""
-    store = ctx.store
-    _clear_failure(store, endpoint, key)
-    store.add_rejects(
-        [
-            NewReject(
-                REJECT_SOURCE + endpoint,
-                f"{reference} {key}",
-                reason,
-                field=field,
-                payload={"job_id": job_id, "row": payload},
-            )
-        ],
+    LEDGER.fail(
+        ctx.store,
+        (endpoint, key),
+        digest,
+        NewReject(
+            REJECT_SOURCE + endpoint,
+            f"{reference} {key}",
+            reason,
+            field=field,
+            payload={"job_id": job_id, "row": payload},
+        ),
         run_id=ctx.run_id,
-    )
-    reject_id = store.scalar("SELECT last_insert_rowid()")
-    store.db.execute(
-        "INSERT INTO planning_import_failed (endpoint, row_key, row_hash, job_id, reject_id, "
-        "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [endpoint, key, digest, job_id, reject_id, iso()],
-    )
-
-
-def _clear_failure(store: Store, endpoint: str, key: str) -> None:
-    """Forget a row's failure; its reject, if still open, is resolved."""
-    rows = store.query(
-        "SELECT reject_id FROM planning_import_failed WHERE endpoint = ? AND row_key = ?",
-        [endpoint, key],
-    )
-    store.resolve_open_rejects(row["reject_id"] for row in rows if row["reject_id"] is not None)
-    store.db.execute(
-        "DELETE FROM planning_import_failed WHERE endpoint = ? AND row_key = ?", [endpoint, key]
+        job_id=job_id,
     )
 
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on a planning reject: the row is planned (and sent) again."""
-    take_retried_rejects(
-        ctx,
-        REJECT_SOURCE,
-        lambda store, reject: store.db.execute(
-            "DELETE FROM planning_import_failed WHERE reject_id = ?", [reject["id"]]
-        ),
-    )
+    take_retried_rejects(ctx, REJECT_SOURCE, LEDGER.forget_retried)
 
 
 def _resume_open_jobs(ctx: JobContext, client: ImportJobsClient, options: Options) -> set[str]:

@@ -440,6 +440,10 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
+    def add_reject(self, reject: NewReject, *, run_id: str | None) -> int:
+        """Open one reject; returns its id."""
+        return self._insert_reject(reject, run_id=run_id)
+
     def add_rejects_once(self, rejects: Iterable[NewReject], *, run_id: str | None) -> int:
         """One reject per problem: a reject whose source, reference and reason match one
         still open (or flagged retry) is not added again. Returns how many were added."""
