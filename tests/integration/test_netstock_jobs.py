@@ -416,7 +416,7 @@ def test_full_export_to_complete(sim: NetstockSim, ecfg: Settings, clock: Manual
     assert chunks == [{"n": 10, "r": sum(MODEL_ROWS.values())}]
     assert query(ecfg, "SELECT count(*) AS n FROM netstock_export_rows") == [{"n": 0}]
     # The hash of what was frozen and sent is the hash of the lines the mapping gives.
-    from syncd.jobs.netstock_export import Options, snapshot_hash
+    from syncd.jobs.netstock_dataset import Options, snapshot_hash
 
     with Store.open(ecfg.db_path, migrate=False) as store:
         assert export["snapshot_hash"] == snapshot_hash(store, Options())[0]

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from syncd.jobs.netstock_export import (
+from syncd.jobs.netstock_dataset import (
     MAPPERS,
     Options,
     Rejected,
     RowRejected,
     Whole,
-    _lines,
     ascii_escaped,
     dec,
     map_location,
@@ -27,6 +26,7 @@ from syncd.jobs.netstock_export import (
     map_stock,
     map_supplier,
     model_lines,
+    rendered_lines,
     row_json,
     snapshot_hash,
     without_nulls,
@@ -378,9 +378,9 @@ def test_rendered_lines_are_the_mapping_as_json(tmp_path: Path, seed: int, rule:
             assert list(model_lines(store, model, options)) == expected, model
             assert all(line.isascii() and "\n" not in line for line in expected)
             rejects: list[Rejected] = []
-            assert list(map(ascii_escaped, _lines(store, model, options, None, rejects))) == (
-                expected
-            )
+            assert list(
+                map(ascii_escaped, rendered_lines(store, model, options, None, rejects))
+            ) == (expected)
             assert [(f"{r.file}:{r.line}", r.field, r.reason) for r in rejects] == left_out
             if model in ("stocks", "po") and rule == "reject":
                 assert left_out, model  # the data holds fractions: some rows are left out
