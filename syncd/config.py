@@ -248,7 +248,7 @@ class ConnectorConfig(_Section):
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
-        insecure = parts.scheme == "http" and not _is_loopback(parts.hostname)
+        insecure = parts.scheme == "http" and not is_loopback(parts.hostname)
         if insecure and not self.allow_insecure_http:
             raise ValueError(
                 f"base_url: plain http to non-loopback host {parts.hostname!r} is refused; "
@@ -261,7 +261,8 @@ class ConnectorConfig(_Section):
         return value.get_secret_value() if isinstance(value, SecretStr) else None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (`127.x`, `[::1]`): plain http there leaves no host."""
     if host == "localhost":
         return True
     try:

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from syncd.config import ConnectorConfig, _is_loopback, parse_duration
+from syncd.config import ConnectorConfig, is_loopback, parse_duration
 from syncd.errors import ConfigError
 
 NAME: Final = "netstock"
@@ -178,7 +178,7 @@ class NetstockSettings:
                     f"connectors.netstock.options.token_url: {token_url!r} is not a URL"
                 )
             elif parts.scheme == "http" and not (
-                _is_loopback(parts.hostname) or config.allow_insecure_http
+                is_loopback(parts.hostname) or config.allow_insecure_http
             ):
                 problems.append(
                     "connectors.netstock.options.token_url: plain http to a non-loopback host "
