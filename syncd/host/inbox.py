@@ -1189,11 +1189,7 @@ def _refuse_file(
     )
     with store.transaction():
         # The same bytes refused again (a crash before the move): one open reject is enough.
-        seen = store.scalar(
-            "SELECT id FROM rejects WHERE source = ? AND reference = ? AND status = 'open' "
-            "AND json_extract(payload, '$.sha256') = ?",
-            [f"host:{feed.name}", name, file_info["sha256"]],
-        )
+        seen = store.open_reject_with(f"host:{feed.name}", name, "sha256", file_info["sha256"])
         if seen is None:
             store.add_rejects(
                 [

@@ -506,6 +506,18 @@ class Store:
             sql += f" AND ({' OR '.join(alternatives)})"
         return self.query(sql + " ORDER BY id", params)
 
+    def open_reject_with(
+        self, source: str, reference: str, payload_key: str, value: Any
+    ) -> int | None:
+        """The id of an open reject of `source` for `reference` whose JSON payload holds
+        `value` under `payload_key` (the same thing refused again), if there is one."""
+        found = self.scalar(
+            "SELECT id FROM rejects WHERE source = ? AND reference = ? AND status = 'open' "
+            "AND json_extract(payload, ?) = ?",
+            [source, reference, f"$.{payload_key}", value],
+        )
+        return None if found is None else int(found)
+
     def get_reject(self, reject_id: int) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM rejects WHERE id = ?", [reject_id])
         return rows[0] if rows else None

@@ -178,3 +178,14 @@ def test_purge_history_keeps_what_is_still_needed(store: Store) -> None:
     assert [r["idempotency_key"] for r in store.query("SELECT idempotency_key FROM outbox")] == [
         "i2"
     ]
+
+
+def test_the_same_refusal_is_found_by_a_payload_field(store: Store) -> None:
+    """open_reject_with finds an open reject by source, reference and one payload field,
+    and no longer once it is dropped."""
+    store.add_rejects([NewReject("host:orders", "a.csv", "file refused", payload={"sha256": "x"})])
+    assert store.open_reject_with("host:orders", "a.csv", "sha256", "x") == 1
+    assert store.open_reject_with("host:orders", "a.csv", "sha256", "y") is None
+    assert store.open_reject_with("host:orders", "b.csv", "sha256", "x") is None
+    store.drop_reject(1)
+    assert store.open_reject_with("host:orders", "a.csv", "sha256", "x") is None
