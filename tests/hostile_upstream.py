@@ -156,6 +156,26 @@ def encoded(body: bytes, coding: str) -> Answer:
     return answer
 
 
+def huge_chunk(declared: int, *, chunk: int = 1 << 16) -> Answer:
+    """HTTP/1.1 chunked encoding whose one chunk declares `declared` bytes, then streams
+    them: the size only shows by reading, and no Content-Length warns of it."""
+
+    def answer(handler: _Handler, query: dict[str, str]) -> None:
+        handler.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + b"%x\r\n" % declared
+            + b'{"articles": [], "has_more": false, "pad": "'
+        )
+        block = b"x" * chunk
+        sent = 0
+        while sent < declared and not handler.server.upstream.stopping.is_set():
+            handler.wfile.write(block)
+            sent += chunk
+
+    return answer
+
+
 def redirect(status: int, location: str, body: bytes = b"") -> Answer:
     """A 3xx pointing elsewhere, with a body that may itself look like a good answer."""
 

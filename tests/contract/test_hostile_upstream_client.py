@@ -35,6 +35,7 @@ from tests.hostile_upstream import (
     cursor_pages,
     cycle,
     encoded,
+    huge_chunk,
     json_answer,
     oversized,
     raw,
@@ -189,6 +190,23 @@ def test_a_coding_syncd_does_not_know_is_read_as_it_is(up: HostileUpstream) -> N
         up.script("GET", f"/{SITE}/inventory", encoded(b"\x1b\x00\x00", "br"))
         with pytest.raises(MalformedAnswerError):
             list(client.inventory_pages())
+
+
+def test_one_huge_chunk_of_a_chunked_answer_stops_at_the_cap(up: HostileUpstream) -> None:
+    """A chunked answer whose single chunk declares 10 GB is read only up to the cap, at
+    once and with memory near the cap, and refused as too large."""
+    up.script("GET", f"/{SITE}/inventory", huge_chunk(10**10))
+    with client_for(up, max_response_bytes=CAP) as client:
+        tracemalloc.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(AnswerTooLargeError):
+                list(client.inventory_pages())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert time.monotonic() - started < 2
+    assert peak < 4 << 20
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
