@@ -1,4 +1,9 @@
-"""The SQLite state store: schema, checkpoints, outbox, rejects, runs, alerts."""
+"""The SQLite state store: schema, checkpoints, outbox, rejects, runs, alerts.
+
+The core tables are written here alone (`store`); `queries` holds the read-only reports
+the CLI and `syncd status` print, `ledger` the accepted/failed ledger of the jobs that
+drive a remote themselves.
+"""
 
 from syncd.jsontext import RawJson
 from syncd.state.lock import StateLock

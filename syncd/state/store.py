@@ -4,8 +4,9 @@ Every write happens inside a transaction opened here (`Store.transaction`), so t
 the invariants hold in one place: a checkpoint only moves inside the transaction
 that stores what it covers, and a push intent is recorded in the transaction of
 the diff that caused it. The core tables (runs, checkpoints, outbox, rejects,
-alerts) are written through this module's methods; the jobs and the host inbox
-write their own mirror tables with SQL of their own (`store.db`) inside such a
+alerts) are written through this module's methods (the accepted/failed tables of
+planning.import and oregon.siop through `syncd.state.ledger`); the jobs and the host
+inbox write their other mirror tables with SQL of their own (`store.db`) inside such a
 transaction.
 """
 
