@@ -869,6 +869,8 @@ class Feed:
                 + (", attr.<name>" if self.csv_attributes else "")
                 + ")"
             )
+            if "" in unknown:
+                problems.append("a column without a name: is there a ',' at the end of the header?")
             # Column names are matched exactly: say so where only the case differs.
             cased = [f"{n!r} -> {n.lower()!r}" for n in unknown if n.lower() in known]
             if cased:

@@ -597,8 +597,9 @@ def test_a_file_that_is_not_utf8_is_refused_naming_the_line_and_the_likely_encod
         ("\ufeffarticle_id;qty\r\nA1;5\r\n", "holds no ',' but ';'"),
         ("article_id\tqty\nA1\t5\n", "holds no ',' but tab"),
         ("article_id , Qty \nA1,5\n", "rename 'Qty' -> 'qty'"),
+        ("article_id,qty,\nA1,5,\n", "a ',' at the end of the header"),
     ],
-    ids=["excel-semicolons", "tabs", "capitalised"],
+    ids=["excel-semicolons", "tabs", "capitalised", "trailing-comma"],
 )
 def test_a_header_in_another_dialect_is_refused_saying_what_to_change(
     db: Store, host: Path, header: str, hint: str
