@@ -91,7 +91,6 @@ from syncd.logs import redactor
 from syncd.state import Store
 
 ALERT_KIND = "netstock_export"
-OPEN_STATES = ("prepared", "importing", "processing")
 SETTLE_FIRST_POLL = 1.0  # seconds before /model/status is asked again about a lagging count
 SETTLE_MAX_POLL = 15.0  # ... doubling up to this
 
@@ -258,7 +257,7 @@ def run(ctx: JobContext) -> None:
         ]
         if guesses:
             ctx.log.info("netstock_endpoint_unverified", entries=guesses)
-        flow = _Flow(ctx, client, options, export)
+        flow = ExportFlow(ctx, client, options, export)
         try:
             flow.drive()
         except _Stop as exc:
@@ -266,7 +265,10 @@ def run(ctx: JobContext) -> None:
             ctx.warnings.append(str(exc))
 
 
-class _Flow:
+class ExportFlow:
+    """One dataset export driven through its states (prepared -> importing -> processing),
+    each step saved before the next request so a restart resumes where it stopped."""
+
     def __init__(
         self, ctx: JobContext, client: NetstockClient, options: Options, export: dict[str, Any]
     ) -> None:

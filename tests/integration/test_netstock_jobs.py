@@ -523,9 +523,9 @@ def test_chunks_are_sent_as_frozen_and_frozen_a_chunk_per_row(
 def test_a_lost_chunk_answer_is_confirmed_not_resent(
     sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncd.jobs.netstock_export import _Flow
+    from syncd.jobs.netstock_export import ExportFlow
 
-    original = _Flow.record_chunk
+    original = ExportFlow.record_chunk
     calls = {"n": 0}
 
     def crash_on_third(self: Any, index: int, rows: int, how: str) -> None:
@@ -534,7 +534,7 @@ def test_a_lost_chunk_answer_is_confirmed_not_resent(
             raise RuntimeError("killed after the chunk was sent, before it was recorded")
         original(self, index, rows, how)
 
-    monkeypatch.setattr(_Flow, "record_chunk", crash_on_third)
+    monkeypatch.setattr(ExportFlow, "record_chunk", crash_on_third)
     run(ecfg, "netstock.export", expect="failed")
     monkeypatch.undo()
 
@@ -693,7 +693,7 @@ def test_a_resume_with_another_chunk_size_sends_each_line_once(
 
 def slept(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> list[float]:
     """The export's waits pass on the simulator's clock (no real sleeping); returns them."""
-    from syncd.jobs.netstock_export import _Flow
+    from syncd.jobs.netstock_export import ExportFlow
 
     waits: list[float] = []
 
@@ -702,17 +702,17 @@ def slept(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> list[float]:
         clock.advance(seconds)
         return False
 
-    monkeypatch.setattr(_Flow, "pause", pause)
+    monkeypatch.setattr(ExportFlow, "pause", pause)
     return waits
 
 
 def test_a_lagging_count_on_resume_neither_resends_nor_fails(
     sim: NetstockSim, ecfg: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncd.jobs.netstock_export import _Flow
+    from syncd.jobs.netstock_export import ExportFlow
 
     sim.lag_counts(20)  # lines show in actual_lines_imported 20 s after they arrived
-    original = _Flow.record_chunk
+    original = ExportFlow.record_chunk
     calls = {"n": 0}
 
     def crash_on_third(self: Any, index: int, rows: int, how: str) -> None:
@@ -721,7 +721,7 @@ def test_a_lagging_count_on_resume_neither_resends_nor_fails(
             raise RuntimeError("killed after the chunk was sent, before it was recorded")
         original(self, index, rows, how)
 
-    monkeypatch.setattr(_Flow, "record_chunk", crash_on_third)
+    monkeypatch.setattr(ExportFlow, "record_chunk", crash_on_third)
     run(ecfg, "netstock.export", expect="failed")
     monkeypatch.undo()
     [export] = exports(ecfg)
