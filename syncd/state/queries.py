@@ -17,7 +17,11 @@ IntentStatus = Literal["pending", "sent", "rejected", "dropped"]
 
 
 def last_runs(store: Store) -> list[Row]:
-    """Per job, its last run other than a dry run, with the time of its last success."""
+    """Per job, its last run, with the time of its last success.
+
+    A dry run records its `runs` row in its private copy of the DB, never here; the
+    `status != 'dry-run'` filter only skips the rows dry runs left in state DBs before they
+    ran on copies."""
     return store.query(
         """
         SELECT r.job, r.run_id, r.started_at, r.finished_at, r.status, r.pulled, r.pushed,
