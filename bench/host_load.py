@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.test_host_bulk import CHILD as SYNCD_CHILD  # noqa: E402
-from tests.unit.test_host_bulk import write_articles  # noqa: E402
+from tests.integration.test_host_bulk import CHILD as SYNCD_CHILD  # noqa: E402
+from tests.integration.test_host_bulk import write_articles  # noqa: E402
 
 RAW_CHILD = textwrap.dedent(
     """

@@ -1,4 +1,8 @@
-"""Host inbox at scale: memory stays flat however many rows a file has."""
+"""Host inbox at scale: memory stays flat however many rows a file has.
+
+Marked slow: each loads tens of thousands of rows into a real SQLite file (one in a child
+interpreter); the full test command runs them, `-m "not slow"` leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import pytest
 
 from syncd.host import FEEDS, FeedOptions, load_file
 from syncd.state import Store
+
+pytestmark = pytest.mark.slow
 
 HEADER = "article_id,name,unit,whole_units,is_serial_numbered,dim_x,dim_y,dim_z,dim_uom,attr.upc\n"
 
