@@ -15,7 +15,7 @@ import pytest
 from syncd.config import ConnectorConfig
 from syncd.connectors.dsorder import DSOrderClient
 from syncd.sandbox.base import ManualClock
-from syncd.sandbox.dsorder import ROUTE_SUBMITTED, DSOrderSim
+from syncd.sandbox.dsorder import DSOrderSim
 from tests.contract.clientkit import ATTEMPTS, ClientContract, Connect
 
 START = datetime(2025, 3, 10, 9, 0, tzinfo=UTC).timestamp()
@@ -45,7 +45,7 @@ def sim() -> Iterator[DSOrderSim]:
 class TestDSOrderClientContract(ClientContract):
     """The DSOrder client against `DSOrderSim` meets the cases every client meets."""
 
-    ROUTE = ROUTE_SUBMITTED
+    ROUTE = "GET /orders/submitted"
 
     @pytest.fixture
     def connect(self, sim: DSOrderSim) -> Connect:
