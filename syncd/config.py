@@ -473,15 +473,11 @@ class Settings(BaseSettings):
 
 
 def _job_key(key: str) -> str:
-    """`state_housekeeping` -> `state.housekeeping`, using the registered job names."""
+    """`state_housekeeping` -> `state.housekeeping`: job names are `<system>.<what>` with no
+    `_` in `<system>` (tests/unit/test_job_table.py holds every job to it)."""
     key = key.lower()
     if "." in key:
         return key
-    from syncd.jobs import REGISTRY  # late: jobs import this module
-
-    for name in REGISTRY:
-        if name.replace(".", "_") == key:
-            return name
     return key.replace("_", ".", 1)
 
 

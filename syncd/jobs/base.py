@@ -1,4 +1,4 @@
-"""What a job is, and the registry the daemon and CLI read jobs from.
+"""What a job is, and the checks of the settings against a table of jobs.
 
 A job is a plain function `run(ctx)` that pulls, plans (pure), records intents
 and checkpoints through `ctx.store`, and calls `ctx.check_stop()` between
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
@@ -113,25 +113,15 @@ class JobContext:
             raise ShutdownRequested(f"{self.job}: stopping at a checkpoint")
 
 
-REGISTRY: dict[str, JobSpec] = {}
-
-
-def register(spec: JobSpec) -> JobSpec:
-    if spec.name in REGISTRY and REGISTRY[spec.name] is not spec:
-        raise ValueError(f"job {spec.name!r} registered twice")
-    REGISTRY[spec.name] = spec
-    return spec
-
-
-def validate_jobs(settings: Settings) -> None:
-    """Unknown job names and bad job, connector or host options are config errors,
-    found at start-up (and by check-config) rather than by the first run that reads them."""
+def settings_problems(settings: Settings, jobs: Mapping[str, JobSpec]) -> list[str]:
+    """Every problem (`key: reason`) of the job sections, job options, cross-section job
+    checks, connector options and host options, for the job table given."""
     problems = [
-        f"jobs.{name}: unknown job (known: {', '.join(sorted(REGISTRY))})"
+        f"jobs.{name}: unknown job (known: {', '.join(sorted(jobs))})"
         for name in settings.jobs
-        if name not in REGISTRY
+        if name not in jobs
     ]
-    for spec in REGISTRY.values():
+    for spec in jobs.values():
         try:
             spec.options(settings)
         except ConfigError as exc:
@@ -144,8 +134,7 @@ def validate_jobs(settings: Settings) -> None:
         model = models.get(name, NoOptions)
         problems.extend(options_problems(f"connectors.{name}", connector.options, model))
     problems.extend(options_problems("host", settings.host.options, HostOptions))
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
+    return problems
 
 
 def take_retried_rejects(

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient
-from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.dsorder_plan import ReportLine, fulfil_report, report_changed
-from syncd.jobs.instock_orders import Followed, Refused, follow_orders
+from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.shared.dsorder_plan import ReportLine, fulfil_report, report_changed
+from syncd.jobs.shared.instock_follow import Followed, Refused, follow_orders
 from syncd.jsontext import canonical_spaced, text_hash
 from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.state import NewIntent, Store
@@ -202,13 +202,11 @@ def _queue_close(ctx: JobContext, store: Store, order_id: str, instock_status: s
     ctx.counts["closing"] += 1
 
 
-SPEC = register(
-    JobSpec(
-        name="dsorder.progress",
-        run=run,
-        description="Follow Instock progress of DSOrder orders; report totals and close",
-        default_schedule=Schedule(interval=10),
-        connectors=("dsorder", "instock"),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="dsorder.progress",
+    run=run,
+    description="Follow Instock progress of DSOrder orders; report totals and close",
+    default_schedule=Schedule(interval=10),
+    connectors=("dsorder", "instock"),
+    options_model=Options,
 )

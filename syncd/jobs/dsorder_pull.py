@@ -26,8 +26,8 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
 from syncd.errors import RefusedError
-from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.dsorder_plan import (
+from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.shared.dsorder_plan import (
     AttributeMap,
     CatalogEntry,
     IdMapping,
@@ -671,15 +671,13 @@ def _check(settings: Settings) -> list[str]:
     return problems
 
 
-SPEC = register(
-    JobSpec(
-        name="dsorder.pull",
-        run=run,
-        description="Pull today's DSOrder store orders and queue their Instock orders",
-        default_schedule=Schedule(interval=120),
-        connectors=("dsorder", "instock"),
-        options_model=Options,
-        daily_at=_daily,
-        check=_check,
-    )
+SPEC = JobSpec(
+    name="dsorder.pull",
+    run=run,
+    description="Pull today's DSOrder store orders and queue their Instock orders",
+    default_schedule=Schedule(interval=120),
+    connectors=("dsorder", "instock"),
+    options_model=Options,
+    daily_at=_daily,
+    check=_check,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from syncd.config import Schedule
 from syncd.host.inbox import load_inbox
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec
 
 
 def run(ctx: JobContext) -> None:
@@ -31,12 +31,10 @@ def run(ctx: JobContext) -> None:
         )
 
 
-SPEC = register(
-    JobSpec(
-        name="host.inbox",
-        run=run,
-        description="Load host inbox files (catalog, stock, orders) into the host tables",
-        default_schedule=Schedule(interval=60),
-        reads_host_inbox=True,
-    )
+SPEC = JobSpec(
+    name="host.inbox",
+    run=run,
+    description="Load host inbox files (catalog, stock, orders) into the host tables",
+    default_schedule=Schedule(interval=60),
+    reads_host_inbox=True,
 )

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, utcnow
 from syncd.config import Schedule
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec
 
 
 class Options(BaseModel):
@@ -31,12 +31,10 @@ def run(ctx: JobContext) -> None:
         ctx.counts[f"deleted_{table}"] = count
 
 
-SPEC = register(
-    JobSpec(
-        name="state.housekeeping",
-        run=run,
-        description="Delete old history from the state DB (sent intents, runs, resolved alerts)",
-        default_schedule=Schedule(interval=3600),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="state.housekeeping",
+    run=run,
+    description="Delete old history from the state DB (sent intents, runs, resolved alerts)",
+    default_schedule=Schedule(interval=3600),
+    options_model=Options,
 )

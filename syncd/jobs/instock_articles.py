@@ -24,7 +24,7 @@ from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.instock import BULK_MAX, InstockClient, validate_article
 from syncd.errors import PermanentError
-from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
+from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jsontext import content_hash, text_hash
 from syncd.readahead import read_ahead
 from syncd.send.instock import DESTINATION, same_article
@@ -299,13 +299,11 @@ def _requeue_retried_rejects(ctx: JobContext) -> None:
     take_retried_rejects(ctx, REJECT_SOURCE, forget)
 
 
-SPEC = register(
-    JobSpec(
-        name="instock.articles",
-        run=run,
-        description="Upload new and changed host catalog articles to Instock",
-        default_schedule=Schedule(interval=600),
-        connectors=("instock",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="instock.articles",
+    run=run,
+    description="Upload new and changed host catalog articles to Instock",
+    default_schedule=Schedule(interval=600),
+    connectors=("instock",),
+    options_model=Options,
 )

@@ -36,8 +36,8 @@ from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient, InventoryItem, Page, check_records
 from syncd.errors import PermanentError, SyncdError
 from syncd.host.feeds import Format
-from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.instock_records import record_rejects, resolve_fixed
+from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
 from syncd.readahead import read_ahead
 from syncd.send.host import host_file_intent, host_file_intent_json, host_format
 from syncd.state import NewIntent, Store
@@ -372,13 +372,11 @@ def _reconcile(ctx: JobContext, scan: int, options: Options) -> Iterator[NewInte
         last = rows[-1]["article_id"]
 
 
-SPEC = register(
-    JobSpec(
-        name="instock.inventory",
-        run=run,
-        description="Mirror Instock inventory; host deltas and a reconciliation report",
-        default_schedule=Schedule(interval=900),
-        connectors=("instock",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="instock.inventory",
+    run=run,
+    description="Mirror Instock inventory; host deltas and a reconciliation report",
+    default_schedule=Schedule(interval=900),
+    connectors=("instock",),
+    options_model=Options,
 )

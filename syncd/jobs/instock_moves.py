@@ -33,8 +33,8 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records
 from syncd.host.feeds import Format
-from syncd.jobs.base import JobContext, JobSpec, register
-from syncd.jobs.instock_records import record_rejects
+from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.shared.instock_records import record_rejects
 from syncd.jsontext import compact, json_safe, text_hash
 from syncd.send.host import host_file_intent, host_format
 
@@ -218,13 +218,11 @@ def _journal_intents(store: Any, after_id: int, chunk: int, fmt: Format) -> Iter
         )
 
 
-SPEC = register(
-    JobSpec(
-        name="instock.moves",
-        run=run,
-        description="Journal new Instock moves to the host outbox, exactly once",
-        default_schedule=Schedule(interval=300),
-        connectors=("instock",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="instock.moves",
+    run=run,
+    description="Journal new Instock moves to the host outbox, exactly once",
+    default_schedule=Schedule(interval=300),
+    connectors=("instock",),
+    options_model=Options,
 )

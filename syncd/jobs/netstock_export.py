@@ -78,7 +78,7 @@ from syncd.connectors.netstock.settings import (
     configured_chunk_size,
 )
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.netstock_dataset import (
     REJECT_SOURCE,
     Options,
@@ -686,13 +686,11 @@ class ExportFlow:
         self.ctx.log.error("netstock_dataset_failed", dataset_import_id=self.dataset_id)
 
 
-SPEC = register(
-    JobSpec(
-        name="netstock.export",
-        run=run,
-        description="Export host data to Netstock as a dataset import, resumably, on change",
-        default_schedule=Schedule(interval=3600),
-        connectors=("netstock",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="netstock.export",
+    run=run,
+    description="Export host data to Netstock as a dataset import, resumably, on change",
+    default_schedule=Schedule(interval=3600),
+    connectors=("netstock",),
+    options_model=Options,
 )

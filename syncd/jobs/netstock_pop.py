@@ -52,7 +52,7 @@ from syncd.connectors.netstock.answers import LINE_MODELS, PopKind
 from syncd.connectors.netstock.client import NetstockClient
 from syncd.connectors.netstock.errors import OutcomeUnknownError
 from syncd.errors import PermanentError
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec
 from syncd.jsontext import canonical
 from syncd.logs import redactor
 from syncd.send.host import host_file_intent, host_format
@@ -344,13 +344,11 @@ def mark_delivered(store: Store) -> int:
         ).rowcount
 
 
-SPEC = register(
-    JobSpec(
-        name="netstock.pop",
-        run=run,
-        description="Pop Netstock generated POs/TRs/WOs into the host outbox, exactly once",
-        default_schedule=Schedule(interval=900),
-        connectors=("netstock",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="netstock.pop",
+    run=run,
+    description="Pop Netstock generated POs/TRs/WOs into the host outbox, exactly once",
+    default_schedule=Schedule(interval=900),
+    connectors=("netstock",),
+    options_model=Options,
 )

@@ -73,7 +73,7 @@ from syncd.connectors.oregon_siop import (
     validate_item,
 )
 from syncd.errors import ConfigError
-from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
+from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jsontext import canonical_strict, content_hash
 from syncd.state import NewReject, Store
 from syncd.state.ledger import Ledger
@@ -538,13 +538,11 @@ def _requeue_retried_rejects(ctx: JobContext) -> None:
     take_retried_rejects(ctx, REJECT_SOURCE, LEDGER.forget_retried)
 
 
-SPEC = register(
-    JobSpec(
-        name="oregon.siop",
-        run=run,
-        description="Send changed sell-through and stock items to Oregon Tool SIOP",
-        default_schedule=Schedule(interval=86_400),
-        connectors=("oregon_siop",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="oregon.siop",
+    run=run,
+    description="Send changed sell-through and stock items to Oregon Tool SIOP",
+    default_schedule=Schedule(interval=86_400),
+    connectors=("oregon_siop",),
+    options_model=Options,
 )

@@ -7,7 +7,7 @@ intents and otherwise on `[outbox].schedule`.
 from __future__ import annotations
 
 from syncd.config import Schedule
-from syncd.jobs.base import JobContext, JobSpec, register
+from syncd.jobs.base import JobContext, JobSpec
 from syncd.send.sender import Sender
 
 
@@ -20,11 +20,9 @@ def run(ctx: JobContext) -> None:
     ctx.warnings.extend(sender.warnings)
 
 
-SPEC = register(
-    JobSpec(
-        name="outbox.send",
-        run=run,
-        description="Deliver recorded push intents to their destinations",
-        default_schedule=Schedule(interval=30),
-    )
+SPEC = JobSpec(
+    name="outbox.send",
+    run=run,
+    description="Deliver recorded push intents to their destinations",
+    default_schedule=Schedule(interval=30),
 )

@@ -117,7 +117,7 @@ from syncd.connectors.import_jobs import (
     key_function,
 )
 from syncd.errors import PermanentError
-from syncd.jobs.base import JobContext, JobSpec, register, take_retried_rejects
+from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jsontext import RawJson, canonical
 from syncd.readahead import read_ahead
 from syncd.state import NewReject, Store
@@ -1408,13 +1408,11 @@ def _resume_open_jobs(ctx: JobContext, client: ImportJobsClient, options: Option
     return blocked
 
 
-SPEC = register(
-    JobSpec(
-        name="planning.import",
-        run=run,
-        description="Send changed host planning data to the import-jobs planning API",
-        default_schedule=Schedule(interval=3600),
-        connectors=("import_jobs",),
-        options_model=Options,
-    )
+SPEC = JobSpec(
+    name="planning.import",
+    run=run,
+    description="Send changed host planning data to the import-jobs planning API",
+    default_schedule=Schedule(interval=3600),
+    connectors=("import_jobs",),
+    options_model=Options,
 )

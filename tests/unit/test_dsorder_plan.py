@@ -26,7 +26,7 @@ from syncd.connectors.dsorder import (
 from syncd.daemon import daily_trigger
 from syncd.errors import AlreadyDoneError, ConfigError, PermanentError, RetryableError
 from syncd.jobs import REGISTRY
-from syncd.jobs.dsorder_plan import (
+from syncd.jobs.shared.dsorder_plan import (
     AttributeMap,
     CatalogEntry,
     IdMapping,
