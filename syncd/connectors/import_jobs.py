@@ -258,7 +258,7 @@ def _batch_checker(model: type[ImportRow]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[checked])  # type: ignore[valid-type]
 
 
-def check_rows(kind: str, rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+def check_rows(kind: str, rows: Sequence[Mapping[str, Any] | None]) -> dict[int, str]:
     """Why each refused row is refused (`parse_rows` rules), by index: one validation call
     for the whole batch, so checking a large batch costs little more than reading it."""
     try:
@@ -266,7 +266,7 @@ def check_rows(kind: str, rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     except ValidationError as exc:
         by_row: dict[int, list[Any]] = {}
         for error in exc.errors():
-            by_row.setdefault(error["loc"][0], []).append(error)
+            by_row.setdefault(int(error["loc"][0]), []).append(error)  # loc[0]: the list index
         return {index: _describe(errors, skip=1) for index, errors in by_row.items()}
     return {}
 
@@ -326,7 +326,7 @@ def row_key(kind: str, row: Mapping[str, Any] | ImportRow) -> str | None:
     return key_function(kind)(data)
 
 
-def _wire(row: Mapping[str, Any] | ImportRow) -> Any:
+def _wire(row: Mapping[str, Any] | ImportRow | RawJson) -> Any:
     """A typed row as JSON (None fields left out); anything else is sent as given."""
     if isinstance(row, BaseModel):
         return row.model_dump(mode="json", exclude_none=True)

@@ -605,7 +605,7 @@ class InstockClient:
         so what the caller does not give (org_id, placed_at, ...) is kept as created: it is
         read from the order first, never reset."""
         current = self.get_order(order["order_id"]).model_dump(exclude_none=True)
-        body = {
+        body: dict[str, Any] = {
             **{k: current[k] for k in ORDER_FIELDS if k in current},
             "kind": "customer",
             "site_id": self.site_id,

@@ -1082,7 +1082,9 @@ class OrdersFeed(Feed):
             db.execute(f"DROP TABLE IF EXISTS {table}")
 
     def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
-        orders, lines, recs = [], [], []
+        orders: list[tuple[Any, ...]] = []
+        lines: list[tuple[Any, ...]] = []
+        recs: list[tuple[Any, ...]] = []
         for accepted in rows:
             row = accepted.row
             placed_at = None if row.placed_at is None else iso(row.placed_at)
@@ -1344,7 +1346,9 @@ class PurchaseOrdersFeed(Feed):
             db.execute(f"DROP TABLE IF EXISTS {table}")
 
     def stage_rows(self, db: Database, rows: Sequence[Accepted], fmt: Format) -> None:
-        headers, lines, recs = [], [], []
+        headers: list[tuple[Any, ...]] = []
+        lines: list[tuple[Any, ...]] = []
+        recs: list[tuple[Any, ...]] = []
         for accepted in rows:
             row = accepted.row
             header = (

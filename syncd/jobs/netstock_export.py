@@ -193,7 +193,7 @@ def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
     own = not conn.in_transaction  # a dry run reads inside the runner's transaction
     if own:
         conn.execute("BEGIN")  # one consistent view of the host tables
-    whole, rejects = Whole(options.integer_fractions), []
+    whole, rejects = Whole(options.integer_fractions), list[Rejected]()
     try:
         wanted, models, count = _freeze(store, options, group_size(ctx, options), whole, rejects)
     except BaseException:

@@ -97,7 +97,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -419,7 +419,11 @@ def demand_text(record: Mapping[str, Any]) -> str:
     if record.keys() != _DEMAND_FIELDS or type(qty) not in (int, float):
         return canonical(record)
     return demand_json(
-        qty, record["channel"], record["locationId"], record["skuId"], record["weekStarting"]
+        cast("int | float", qty),  # its type() is checked above: a bool is neither
+        record["channel"],
+        record["locationId"],
+        record["skuId"],
+        record["weekStarting"],
     )
 
 
@@ -836,7 +840,7 @@ def _plan_chunk(ctx: JobContext, endpoint: str, chunk: Sequence[Candidate]) -> l
             held += 1
             continue
         text = rendered or canonical(payload)
-        key = known_key or key_of(payload) or f"?{reference}"
+        key = known_key or (payload is not None and key_of(payload)) or f"?{reference}"
         keyed.append((key, text_hash(text), text, payload, reference, checked))
         if closes:
             closing.add(key)

@@ -347,9 +347,10 @@ def _error_key(kind: Kind, raw: Any) -> str | None:
     if not isinstance(raw, dict):
         return None
     parts = [raw.get(name, "ALL" if name == "channel" else None) for name in kind.key_fields]
-    if any(not isinstance(part, str) or not part.strip() for part in parts):
+    texts = [part for part in parts if isinstance(part, str) and part.strip()]
+    if len(texts) != len(parts):
         return None
-    return "|".join(parts)
+    return "|".join(texts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,12 +206,10 @@ class Store:
                 raise
             conn.execute("COMMIT")
 
-    def query(
-        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
-    ) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute(sql, params).fetchall()]
 
-    def scalar(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Any:
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
@@ -236,7 +234,7 @@ class Store:
         self,
         *,
         table: str | None = None,
-        rows: Iterable[Mapping[str, Any]] = (),
+        rows: Iterable[dict[str, Any]] = (),
         pk: str | tuple[str, ...] | None = None,
         checkpoint: tuple[str, str] | None = None,
         intents: Iterable[NewIntent] = (),
@@ -251,7 +249,7 @@ class Store:
             if table is not None:
                 batch = list(rows)
                 if batch:
-                    self.db[table].upsert_all(batch, pk=pk, alter=False)  # type: ignore[union-attr]
+                    self.db.table(table).upsert_all(batch, pk=pk, alter=False)
             added = self.add_intents(intents, run_id=run_id)
             self.add_rejects(rejects, run_id=run_id)
             if checkpoint is not None:

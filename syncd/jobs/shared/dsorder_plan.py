@@ -214,9 +214,8 @@ def fulfil_report(
         factor = line.get("unit_factor")
         if factor and total:  # Instock units back to DSOrder's
             total = total / Decimal(str(factor))
-        report.append(
-            ReportLine(int(line["line_number"]), str(line["article_id"]), total, terminal)
-        )  # type: ignore[call-overload]
+        number = int(line["line_number"])  # type: ignore[call-overload]  # an INTEGER column
+        report.append(ReportLine(number, str(line["article_id"]), total, terminal))
     return report
 
 

@@ -199,7 +199,7 @@ def store_poll(
     )
     if status is None or (not rows and stub is None):
         return None
-    order = (
+    order: dict[str, Any] = (
         rows[0]
         if rows
         else {
