@@ -31,6 +31,7 @@ from syncd.errors import (
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dryrun import dry_run_world
 from syncd.state import Store
+from syncd.state.kinds import RunStatus
 
 log = structlog.get_logger("syncd.job")
 
@@ -43,7 +44,7 @@ def new_run_id(job: str) -> str:
 class RunResult:
     job: str
     run_id: str
-    status: str
+    status: RunStatus
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     intents: list[dict[str, Any]] = field(default_factory=list)  # dry runs only
@@ -117,7 +118,9 @@ def _run(
     )
     store.start_run(spec.name, run_id, trigger)  # a dry run's goes to its copy
     started = time.monotonic()
-    status, error, intents = "ok", None, []
+    status: RunStatus = "ok"
+    error: str | None = None
+    intents: list[dict[str, Any]] = []
     ledger = PageLedger(read=store.get_checkpoint)
     try:
         with page_ledger(ledger):

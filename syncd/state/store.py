@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlite_utils import Database
 
@@ -30,6 +30,7 @@ from syncd.clock import iso, iso_in
 from syncd.errors import StateError
 from syncd.jsontext import canonical
 from syncd.logs import redactor
+from syncd.state.kinds import IntentStatus, RejectStatus, RunStatus
 from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
 
 BUSY_TIMEOUT_MS = 10_000
@@ -72,7 +73,7 @@ class Intent:
     order_key: str
     idempotency_key: str
     payload: Any
-    status: str
+    status: IntentStatus
     attempts: int
     next_attempt_at: str
     last_error: str | None
@@ -267,7 +268,7 @@ class Store:
     def finish_run(
         self,
         run_id: str,
-        status: str,
+        status: RunStatus,
         counts: Mapping[str, int],
         *,
         warnings: list[Any] | None = None,
@@ -482,7 +483,7 @@ class Store:
     def find_rejects(
         self,
         source: str,
-        statuses: Iterable[str] = ("open",),
+        statuses: Iterable[RejectStatus] = ("open",),
         *,
         reference: str | None = None,
         reference_prefix: str | None = None,
@@ -522,7 +523,7 @@ class Store:
         return rows[0] if rows else None
 
     def list_rejects(
-        self, status: str | None = "open", source: str | None = None, limit: int = 100
+        self, status: RejectStatus | None = "open", source: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         sql = "SELECT * FROM rejects WHERE 1 = 1"
         params: list[Any] = []
@@ -536,7 +537,7 @@ class Store:
         params.append(limit)
         return self.query(sql, params)
 
-    def retry_reject(self, reject_id: int) -> str:
+    def retry_reject(self, reject_id: int) -> Literal["retry", "retried"]:
         """Give a reject another go: an outbox intent is queued again, other
         rejects are flagged for their job to pick up on its next run."""
         with self.transaction():
@@ -552,6 +553,7 @@ class Store:
                     f"`syncd rejects drop {reject_id}`"
                 )
             now = iso()
+            status: Literal["retry", "retried"]
             if row["outbox_id"] is not None:
                 self.db.execute(
                     "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
@@ -606,7 +608,7 @@ class Store:
             [iso(), source],
         ).rowcount
 
-    def set_reject_status(self, reject_id: int, status: str) -> None:
+    def set_reject_status(self, reject_id: int, status: RejectStatus) -> None:
         self.db.execute(
             "UPDATE rejects SET status = ?, updated_at = ? WHERE id = ?", [status, iso(), reject_id]
         )

@@ -1,0 +1,20 @@
+"""The closed sets of words the core tables store, as types: a status a job or the store
+writes is checked by mypy against the schema's CHECK constraints (a test holds the two in
+step), so a misspelt status fails the type check, not a row insert at run time."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+RunStatus = Literal["running", "ok", "failed", "interrupted", "dry-run", "skipped"]
+"""runs.status: 'running' until finished; 'interrupted' by a shutdown or a crash."""
+
+IntentStatus = Literal["pending", "sent", "rejected", "dropped"]
+"""outbox.status: 'rejected' is a poisoned intent (a reject points at it)."""
+
+RejectStatus = Literal["open", "retry", "retried", "dropped", "resolved"]
+"""rejects.status, the reject lifecycle (see the table in `syncd.state.store`)."""
+
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+INTENT_STATUSES: tuple[IntentStatus, ...] = get_args(IntentStatus)
+REJECT_STATUSES: tuple[RejectStatus, ...] = get_args(RejectStatus)
