@@ -719,7 +719,10 @@ class FeedOptions(BaseModel):
 
 
 class FeedsOptions(BaseModel):
-    """`host.options.feeds`: one section per feed (an unknown feed name is an error)."""
+    """`host.options.feeds`: one section per feed (an unknown feed name is an error).
+
+    A class, not a model built from FEEDS, so that type checkers see its fields;
+    tests/unit/test_feed_table.py holds its fields to FEEDS, name for name."""
 
     model_config = ConfigDict(extra="forbid")
 

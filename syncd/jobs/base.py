@@ -24,7 +24,7 @@ from syncd.config import (
     format_validation_errors,
     options_problems,
 )
-from syncd.connectors import options_models
+from syncd.connectors import CONNECTORS
 from syncd.errors import ConfigError, ShutdownRequested
 from syncd.host.feeds import HostOptions
 from syncd.state import Store
@@ -129,9 +129,8 @@ def settings_problems(settings: Settings, jobs: Mapping[str, JobSpec]) -> list[s
             continue
         if spec.check is not None:
             problems.extend(spec.check(settings))
-    models = options_models()
     for name, connector in settings.connectors.items():
-        model = models.get(name, NoOptions)
+        model = CONNECTORS[name].options_model
         problems.extend(options_problems(f"connectors.{name}", connector.options, model))
     problems.extend(options_problems("host", settings.host.options, HostOptions))
     return problems
