@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import httpcore
 import httpx
@@ -63,6 +63,7 @@ from syncd.lifecycle import STOPPING, interruptible_sleep
 from syncd.logs import redactor
 
 log = structlog.get_logger("syncd.http")
+_T = TypeVar("_T")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BODY_EXCERPT = 500
@@ -432,11 +433,11 @@ class HttpClient:
 
     def retry_call(
         self,
-        func: Callable[[], Any],
+        func: Callable[[], _T],
         *,
         attempts: int | None = None,
         authenticate: bool = True,
-    ) -> Any:
+    ) -> _T:
         """Call `func` under the connector's retry policy (bounded exponential backoff
         with full jitter, Retry-After honoured) and refresh credentials once on AuthError."""
         policy = self.config.retry
@@ -560,7 +561,8 @@ class HttpClient:
 
     def remote_request_id(self, response: httpx.Response) -> str | None:
         for header in self.request_id_headers:
-            if value := response.headers.get(header):
+            value: str | None = response.headers.get(header)
+            if value:
                 return value
         return None
 

@@ -175,7 +175,10 @@ def _queue_fulfil(ctx: JobContext, store: Store, order_id: str, report: list[Rep
 
 def _order_date(store: Store, order_id: str) -> str | None:
     """When the order was submitted: the sender's read-back needs its day."""
-    return store.scalar("SELECT order_date FROM dsorder_orders WHERE order_id = ?", [order_id])
+    found: str | None = store.scalar(
+        "SELECT order_date FROM dsorder_orders WHERE order_id = ?", [order_id]
+    )
+    return found
 
 
 def _queue_close(ctx: JobContext, store: Store, order_id: str, instock_status: str) -> None:

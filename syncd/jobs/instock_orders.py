@@ -38,9 +38,9 @@ from syncd.connectors.instock import (
     InstockClient,
     Order,
     Page,
-    PermanentError,
     check_records,
 )
+from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jobs.shared.instock_follow import ORDERS_REJECT_SOURCE, Refused, follow_orders
 from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed

@@ -329,7 +329,8 @@ _LOCATION = "CASE WHEN {col} IS NULL OR {col} = '' THEN :loc ELSE {col} END"
 
 
 def _render_location(row: tuple[Any, ...], _whole: Whole) -> str:
-    return row[0]  # all text: json_object in SQL
+    text: str = row[0]  # all text: json_object in SQL
+    return text
 
 
 _MASTER = _template(

@@ -121,10 +121,11 @@ def current_export(store: Store) -> dict[str, Any] | None:
 
 
 def last_success_hash(store: Store) -> str | None:
-    return store.scalar(
+    found: str | None = store.scalar(
         "SELECT snapshot_hash FROM netstock_exports WHERE state = 'complete' "
         "ORDER BY id DESC LIMIT 1"
     )
+    return found
 
 
 def group_size(ctx: JobContext, options: Options) -> int:

@@ -226,7 +226,7 @@ def number(value: Any) -> int | float | None:
     int, others rounded to 6 places; None for None or ''."""
     kind = type(value)
     if kind is int:
-        return value
+        return cast(int, value)
     if kind is float and value.is_integer():
         return int(value)
     if value is None or value == "":

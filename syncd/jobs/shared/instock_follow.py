@@ -22,9 +22,9 @@ from syncd.connectors.instock import (
     Order,
     OrderStatus,
     Ordertask,
-    PermanentError,
     fulfilled_by_line,
 )
+from syncd.errors import PermanentError
 from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
 from syncd.jsontext import json_safe
 from syncd.state import Store
