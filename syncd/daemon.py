@@ -34,11 +34,11 @@ from syncd.errors import CONNECTOR_STOP_ALERTS, ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
 from syncd.jobs.base import JobSpec
 from syncd.jobs.runner import run_job
-from syncd.logs import configure_logging, redactor
+from syncd.logs import Logger, configure_logging, redactor
 from syncd.state import StateLock, Store
 from syncd.status import status_line
 
-log = structlog.get_logger("syncd.daemon")
+log: Logger = structlog.get_logger("syncd.daemon")
 
 SENDER_JOB = "outbox.send"
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)

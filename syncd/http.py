@@ -60,9 +60,9 @@ from syncd.errors import (
 )
 from syncd.jsontext import RawJson
 from syncd.lifecycle import STOPPING, interruptible_sleep
-from syncd.logs import redactor
+from syncd.logs import Logger, redactor
 
-log = structlog.get_logger("syncd.http")
+log: Logger = structlog.get_logger("syncd.http")
 _T = TypeVar("_T")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -19,6 +19,11 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 import structlog
+from structlog.typing import FilteringBoundLogger
+
+Logger = FilteringBoundLogger
+"""What `get_logger` and `structlog.get_logger` give once `configure` has run (a filtering
+bound logger: `.bind()`, `.info()`, ...)."""
 
 REDACTED = "**********"
 FRAGMENT = 6
@@ -246,5 +251,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     root.setLevel(max(numeric, logging.WARNING))
 
 
-def get_logger(**bound: Any) -> Any:
-    return structlog.get_logger("syncd").bind(**bound)
+def get_logger(**bound: Any) -> Logger:
+    logger: Logger = structlog.get_logger("syncd")
+    return logger.bind(**bound)

@@ -75,7 +75,7 @@ from syncd.config import ConnectorConfig, Duration
 from syncd.errors import ConfigError, RetryableError
 from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client, never_sent
 from syncd.jsontext import RawJson
-from syncd.logs import redactor
+from syncd.logs import Logger, redactor
 
 NAME: Final = "import_jobs"
 STATUS_PATH: Final = "/api/import/status/{job_id}"
@@ -87,7 +87,7 @@ FAILED: Final = "FAILED"
 TERMINAL: Final = frozenset({COMPLETED, FAILED})
 
 _EXCERPT: Final = 500
-log = structlog.get_logger("syncd.connectors.import_jobs")
+log: Logger = structlog.get_logger("syncd.connectors.import_jobs")
 T = TypeVar("T")
 
 

@@ -78,9 +78,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from syncd.config import ConnectorConfig
 from syncd.errors import ConfigError, PermanentError, RetryableError
 from syncd.http import RETRYABLE_STATUS, HttpClient, StaticAuth, backoff_wait, build_client
-from syncd.logs import redactor
+from syncd.logs import Logger, redactor
 
-log = structlog.get_logger("syncd.connectors.oregon_siop")
+log: Logger = structlog.get_logger("syncd.connectors.oregon_siop")
 
 NAME: Final = "oregon_siop"
 API_PATH: Final = "/v1"

@@ -66,9 +66,10 @@ from syncd.host.feeds import (
 )
 from syncd.host.outbox import write_bytes_atomic
 from syncd.lifecycle import follow_umask
+from syncd.logs import Logger
 from syncd.state import NewReject, Store
 
-log = structlog.get_logger("syncd.host")
+log: Logger = structlog.get_logger("syncd.host")
 
 EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 IGNORED_SUFFIXES = (".tmp", ".part", ".errors.json")
@@ -894,7 +895,7 @@ def load_file(
 
 
 def _archive_loaded(
-    store: Store, feed: Feed, path: Path, dirs: HostDirs, sha256: str, bound: Any
+    store: Store, feed: Feed, path: Path, dirs: HostDirs, sha256: str, bound: Logger
 ) -> LoadResult:
     """A file loaded before (a crash kept it from moving): move it, load nothing again."""
     [done] = store.query(

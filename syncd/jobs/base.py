@@ -27,6 +27,7 @@ from syncd.config import (
 from syncd.connectors import CONNECTORS
 from syncd.errors import ConfigError, ShutdownRequested
 from syncd.host.feeds import HostOptions
+from syncd.logs import Logger
 from syncd.state import Store
 
 
@@ -97,7 +98,7 @@ class JobContext:
     run_id: str
     settings: Settings
     store: Store
-    log: Any
+    log: Logger
     options: Any = None
     # A dry run: `store` and the host directory are private copies (write freely);
     # skip only what would change a remote (a push, an import, a destructive read).

@@ -29,10 +29,11 @@ import structlog
 from syncd.config import Settings
 from syncd.errors import StateError
 from syncd.host.dirs import HostDirs
+from syncd.logs import Logger
 from syncd.state import Store
 from syncd.state.store import BUSY_TIMEOUT_MS
 
-log = structlog.get_logger("syncd.dryrun")
+log: Logger = structlog.get_logger("syncd.dryrun")
 
 
 @contextmanager

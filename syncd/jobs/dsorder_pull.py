@@ -41,7 +41,7 @@ from syncd.jobs.shared.dsorder_plan import (
     uncovered_interval,
     unit_factor,
 )
-from syncd.logs import redactor
+from syncd.logs import Logger, redactor
 from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.send.instock import DESTINATION as INSTOCK
 from syncd.state import NewIntent, NewReject, Store
@@ -185,14 +185,14 @@ def _age(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
-def sync_hold_alerts(store: Store, options: Options, now: datetime, log: Any) -> None:
+def sync_hold_alerts(store: Store, options: Options, now: datetime, log: Logger) -> None:
     """One alert per held order, saying its age and how to release it; escalated once
     it is held longer than `hold_escalate_after`; resolved when it is held no more."""
     with store.transaction():  # an order released meanwhile gets no alert back
         _sync_hold_alerts(store, options, now, log)
 
 
-def _sync_hold_alerts(store: Store, options: Options, now: datetime, log: Any) -> None:
+def _sync_hold_alerts(store: Store, options: Options, now: datetime, log: Logger) -> None:
     held = store.query(
         "SELECT order_id, pulled_at, hold_reason FROM dsorder_orders WHERE state = 'held'"
     )

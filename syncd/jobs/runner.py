@@ -30,10 +30,11 @@ from syncd.errors import (
 )
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dryrun import dry_run_world
+from syncd.logs import Logger
 from syncd.state import Store
 from syncd.state.kinds import RunStatus
 
-log = structlog.get_logger("syncd.job")
+log: Logger = structlog.get_logger("syncd.job")
 
 
 def new_run_id(job: str) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from syncd.config import Settings
 from syncd.errors import RetryableError
 from syncd.state import Intent
+
+Outcome = Literal["sent", "already_done", "rejected"]
+"""What became of an intent, as a destination's `on_outcome` hook is told."""
 
 
 class DestinationOutage(RetryableError):

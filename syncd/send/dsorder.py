@@ -20,10 +20,12 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Settings
 from syncd.connectors.dsorder import UNCLEAR, DSOrderClient, fulfil_lines
 from syncd.errors import AlreadyDoneError, PermanentError, RemoteError, RetryableError
+from syncd.logs import Logger
+from syncd.send.base import Outcome
 from syncd.state import Intent, Store
 
 DESTINATION = "dsorder"
-log = structlog.get_logger("syncd.dsorder")
+log: Logger = structlog.get_logger("syncd.dsorder")
 
 
 def read_back_done(listing: str, submitted_today: bool | None) -> bool:
@@ -99,7 +101,7 @@ class DSOrderDestination:
                 request_id=error.request_id,
             )
 
-    def on_outcome(self, store: Store, intent: Intent, outcome: str, detail: Any) -> None:
+    def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: Any) -> None:
         if intent.kind == "close" and outcome in ("sent", "already_done"):
             now = iso()
             store.db.execute(

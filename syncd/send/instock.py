@@ -30,6 +30,7 @@ from syncd.config import Settings
 from syncd.connectors.instock import InstockClient
 from syncd.errors import PermanentError, RetryableError
 from syncd.logs import redactor
+from syncd.send.base import Outcome
 from syncd.state import Intent, NewReject, Store
 
 DESTINATION = "instock"
@@ -191,7 +192,7 @@ class InstockDestination:
 
     # -- outcomes, in the outbox transaction -------------------------------
 
-    def on_outcome(self, store: Store, intent: Intent, outcome: str, detail: Any) -> None:
+    def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: Any) -> None:
         now = iso()
         payload = intent.payload
         if intent.kind == "articles.upload":

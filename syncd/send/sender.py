@@ -43,17 +43,18 @@ from syncd.errors import (
     RetryableError,
     ShutdownRequested,
 )
-from syncd.send.base import Destination, DestinationFactory, DestinationOutage
+from syncd.logs import Logger
+from syncd.send.base import Destination, DestinationFactory, DestinationOutage, Outcome
 from syncd.send.destinations import DESTINATIONS
 from syncd.state import Intent, Store
 
-log = structlog.get_logger("syncd.outbox")
+log: Logger = structlog.get_logger("syncd.outbox")
 
 OUTAGE_ALERT = "outbox_outage"
 
 
 def _record_outcome(
-    store: Store, destination: Destination, intent: Intent, outcome: str, detail: Any
+    store: Store, destination: Destination, intent: Intent, outcome: Outcome, detail: Any
 ) -> None:
     hook = getattr(destination, "on_outcome", None)
     if hook is not None:
@@ -282,7 +283,7 @@ class Sender:
         return True
 
     def _outage(
-        self, name: str, intent: Intent, exc: Exception, decision: Decision, bound: Any
+        self, name: str, intent: Intent, exc: Exception, decision: Decision, bound: Logger
     ) -> bool:
         """Keep the intent pending (it and every later intent of the destination wait)
         and keep one alert open for the destination."""
@@ -306,7 +307,7 @@ class Sender:
         return False
 
     def _retry_or_give_up(
-        self, name: str, destination: Destination, intent: Intent, exc: Exception, bound: Any
+        self, name: str, destination: Destination, intent: Intent, exc: Exception, bound: Logger
     ) -> bool:
         if not isinstance(exc, RetryableError):
             bound.exception("outbox_send_crashed")
