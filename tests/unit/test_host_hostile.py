@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +18,7 @@ from syncd.host import inbox as inbox_module
 from syncd.jobs.host_inbox import SPEC as HOST_INBOX
 from syncd.jobs.runner import run_job
 from syncd.state import Store
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Path:
-    return tmp_path / "host"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Any:
-    with Store.open(tmp_path / "s.db") as store:
-        yield store
-
-
-_clock = [time.time() - 3600]
-
-
-def drop(host: Path, name: str, content: str | bytes) -> Path:
-    """Put a settled file in the inbox; each one a second newer than the last."""
-    path = host / "inbox" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    settle(path)
-    return path
-
-
-def settle(path: Path) -> None:
-    _clock[0] += 1
-    os.utime(path, (_clock[0], _clock[0]), follow_symlinks=False)
+from tests.unit.hostkit import drop, settle
 
 
 def load(db: Store, host: Path) -> list[LoadResult]:

@@ -17,32 +17,9 @@ from syncd.errors import ConfigError
 from syncd.host import FEEDS, LoadResult, host_options, load_file, load_inbox, scan_inbox
 from syncd.host.feeds import FeedOptions
 from syncd.state import Store
+from tests.unit.hostkit import drop
 
 ARTICLES_HEADER = "article_id,name,unit,is_serial_numbered,dim_x,dim_y,dim_z,dim_uom,attr.upc\n"
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Path:
-    return tmp_path / "host"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Any:
-    with Store.open(tmp_path / "s.db") as store:
-        yield store
-
-
-_clock = [time.time() - 3600]
-
-
-def drop(host: Path, name: str, content: str | bytes) -> Path:
-    """Put a settled file in the inbox; each one a second newer than the last."""
-    path = host / "inbox" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    _clock[0] += 1
-    os.utime(path, (_clock[0], _clock[0]))
-    return path
 
 
 def load(db: Store, host: Path, **feeds: dict[str, Any]) -> list[LoadResult]:

@@ -14,6 +14,7 @@ import pytest
 from syncd.config import HostConfig
 from syncd.host import FEEDS, LoadResult, host_options, load_file, load_inbox
 from syncd.state import Store
+from tests.unit.hostkit import drop
 
 LOCATIONS_HEADER = "location_id,name,type,location_group,active\n"
 SUPPLIERS_HEADER = (
@@ -31,30 +32,6 @@ PO_HISTORY_HEADER = (
     "po_number,line_no,article_id,supplier_id,location,order_date,expected_date,"
     "receipt_date,qty_ordered,qty_received,unit_cost\n"
 )
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Path:
-    return tmp_path / "host"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Any:
-    with Store.open(tmp_path / "s.db") as store:
-        yield store
-
-
-_clock = [time.time() - 3600]
-
-
-def drop(host: Path, name: str, content: str) -> Path:
-    """Put a settled file in the inbox; each one a second newer than the last."""
-    path = host / "inbox" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
-    _clock[0] += 1
-    os.utime(path, (_clock[0], _clock[0]))
-    return path
 
 
 def jsonl(*records: dict[str, Any]) -> str:
