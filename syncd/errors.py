@@ -6,7 +6,10 @@ code that reacts (retry, reject, stop the connector) never has to parse messages
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # syncd.state imports this module
+    from syncd.state.kinds import AlertKind
 
 
 class SyncdError(Exception):
@@ -112,7 +115,7 @@ class ConnectorStoppedError(RemoteError):
     jobs are skipped and its intents wait under an open alert of kind `alert_kind`
     (one of CONNECTOR_STOP_ALERTS), which a reload (SIGHUP) clears."""
 
-    alert_kind = "auth"
+    alert_kind: AlertKind = "auth"
 
     def alert_message(self, name: str) -> str:
         return f"{name}: {self}; fix the configuration and reload"
@@ -127,7 +130,7 @@ class AuthError(ConnectorStoppedError):
 
 # Alert kinds that stop a connector (jobs skipped, intents kept) until a reload:
 # refused credentials, and a configured site that is not the one the remote shows.
-CONNECTOR_STOP_ALERTS = ("auth", "site_environment", "site_unknown")
+CONNECTOR_STOP_ALERTS: tuple[AlertKind, ...] = ("auth", "site_environment", "site_unknown")
 
 
 class AlreadyDoneError(RemoteError):
@@ -184,7 +187,7 @@ class PaginationError(PermanentError):
     pages than the scan's ceiling. The run fails and the alert `alert_kind` is opened for
     `subject` (`<connector>:<scan>`), resolved by the next complete scan of that list."""
 
-    alert_kind = "pagination"
+    alert_kind: AlertKind = "pagination"
 
     @property
     def subject(self) -> str:

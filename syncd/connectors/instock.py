@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -49,6 +49,9 @@ from syncd.errors import (
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.jsontext import json_safe
 from syncd.logs import redactor
+
+if TYPE_CHECKING:
+    from syncd.state.kinds import AlertKind
 
 NAME: Final = "instock"
 REQUEST_ID_HEADERS: Final = ("Instock-Request-ID", "Instock-Response-ID")
@@ -222,8 +225,9 @@ class SiteEnvironmentError(ConnectorStoppedError):
     """
 
     @property
-    def alert_kind(self) -> str:  # type: ignore[override]
-        return self.code or "site_environment"
+    def alert_kind(self) -> AlertKind:  # type: ignore[override]  # a property over the class's
+        # attribute; `code` is one of the two (see InstockClient.site_id).
+        return "site_unknown" if self.code == "site_unknown" else "site_environment"
 
     def alert_message(self, name: str) -> str:
         return self.message  # the alert's subject names the connector

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -68,6 +68,7 @@ from syncd.host.outbox import write_bytes_atomic
 from syncd.lifecycle import follow_umask
 from syncd.logs import Logger
 from syncd.state import NewReject, Store
+from syncd.state.kinds import AlertKind
 
 log: Logger = structlog.get_logger("syncd.host")
 
@@ -98,10 +99,10 @@ Status = Literal[
 ]
 # Alert kinds: a file refused whole (unreadable, not a regular file), one that broke
 # the loader, one that changed after it was loaded, and the snapshot guard.
-ALERT_FILE_REFUSED = "host_file_refused"
-ALERT_FILE_ERROR = "host_file_error"
-ALERT_FILE_CHANGED = "host_file_changed"
-ALERT_FEED_GUARD = "host_feed_guard"
+ALERT_FILE_REFUSED: Final = "host_file_refused"
+ALERT_FILE_ERROR: Final = "host_file_error"
+ALERT_FILE_CHANGED: Final = "host_file_changed"
+ALERT_FEED_GUARD: Final = "host_feed_guard"
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class FileRefused(Exception):
     and an alert of `alert_kind` (one per feed, or per file for `host_file_error`)."""
 
     def __init__(
-        self, reason: str, details: Any = None, *, alert_kind: str = ALERT_FILE_REFUSED
+        self, reason: str, details: Any = None, *, alert_kind: AlertKind = ALERT_FILE_REFUSED
     ) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -175,8 +175,8 @@ def run(ctx: JobContext) -> None:
         ctx.wake_sender()
 
 
-HELD_ALERT = "dsorder_order_held"
-ESCALATED_ALERT = "dsorder_order_held_escalated"
+HELD_ALERT: Final = "dsorder_order_held"
+ESCALATED_ALERT: Final = "dsorder_order_held_escalated"
 Release = Literal["round", "partial", "cancel"]
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +45,7 @@ from syncd.state import NewIntent, Store
 STREAM = "instock.inventory.scan"
 QTY = ("free", "reserved", "registered")
 REJECT_SOURCE = "instock:inventory"
-GUARD_ALERT = "instock_inventory_guard"
+GUARD_ALERT: Final = "instock_inventory_guard"
 
 
 class Options(BaseModel):

@@ -65,7 +65,7 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from syncd.clock import iso
 from syncd.config import Schedule
@@ -90,7 +90,7 @@ from syncd.jobs.netstock_dataset import (
 from syncd.logs import redactor
 from syncd.state import Store
 
-ALERT_KIND = "netstock_export"
+ALERT_KIND: Final = "netstock_export"
 SETTLE_FIRST_POLL = 1.0  # seconds before /model/status is asked again about a lagging count
 SETTLE_MAX_POLL = 15.0  # ... doubling up to this
 

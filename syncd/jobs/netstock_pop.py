@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -59,7 +59,7 @@ from syncd.send.host import host_file_intent, host_format
 from syncd.state import NewReject, Store
 
 KINDS: tuple[PopKind, ...] = (PopKind.PO, PopKind.TR, PopKind.WO)
-ALERT_KIND = "netstock_pop"
+ALERT_KIND: Final = "netstock_pop"
 
 
 class Options(BaseModel):

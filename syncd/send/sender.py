@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -50,7 +50,7 @@ from syncd.state import Intent, Store
 
 log: Logger = structlog.get_logger("syncd.outbox")
 
-OUTAGE_ALERT = "outbox_outage"
+OUTAGE_ALERT: Final = "outbox_outage"
 
 
 def _record_outcome(

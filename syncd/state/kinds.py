@@ -18,3 +18,31 @@ RejectStatus = Literal["open", "retry", "retried", "dropped", "resolved"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 INTENT_STATUSES: tuple[IntentStatus, ...] = get_args(IntentStatus)
 REJECT_STATUSES: tuple[RejectStatus, ...] = get_args(RejectStatus)
+
+AlertKind = Literal[
+    # A connector stopped until a reload (syncd.errors.CONNECTOR_STOP_ALERTS).
+    "auth",
+    "site_environment",
+    "site_unknown",
+    # A cursor walk that would never end (syncd.errors.PaginationError).
+    "pagination",
+    # The sender.
+    "outbox_destination",
+    "outbox_outage",
+    "outbox_gave_up",
+    # Jobs.
+    "dsorder_order_held",
+    "dsorder_order_held_escalated",
+    "dsorder_midnight_gap",
+    "instock_inventory_guard",
+    "netstock_export",
+    "netstock_pop",
+    "planning_import_ambiguous",
+    "planning_import_unaccounted",
+    # The host inbox.
+    "host_file_refused",
+    "host_file_error",
+    "host_file_changed",
+    "host_feed_guard",
+]
+"""alerts.kind: every kind syncd opens (the column itself is free text)."""

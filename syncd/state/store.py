@@ -30,7 +30,7 @@ from syncd.clock import iso, iso_in
 from syncd.errors import StateError
 from syncd.jsontext import canonical
 from syncd.logs import redactor
-from syncd.state.kinds import IntentStatus, RejectStatus, RunStatus
+from syncd.state.kinds import AlertKind, IntentStatus, RejectStatus, RunStatus
 from syncd.state.migrations import SCHEMA_VERSION, apply_migrations
 
 BUSY_TIMEOUT_MS = 10_000
@@ -662,7 +662,7 @@ class Store:
 
     # -- alerts -------------------------------------------------------------
 
-    def open_alert(self, kind: str, message: str, subject: str = "") -> bool:
+    def open_alert(self, kind: AlertKind, message: str, subject: str = "") -> bool:
         """Open (or refresh) the alert for (kind, subject); True when it is new."""
         now = iso()
         message = redactor.text(message)
@@ -681,7 +681,7 @@ class Store:
             )
             return True
 
-    def resolve_alerts(self, kind: str, subject: str | None = None) -> int:
+    def resolve_alerts(self, kind: AlertKind, subject: str | None = None) -> int:
         sql = "UPDATE alerts SET resolved_at = ? WHERE kind = ? AND resolved_at IS NULL"
         params: list[Any] = [iso(), kind]
         if subject is not None:
