@@ -35,10 +35,11 @@ from syncd.jobs import REGISTRY
 from syncd.jobs.runner import RunResult, run_job
 from syncd.sandbox.base import ManualClock
 from syncd.sandbox.dsorder import DSOrderSim, finished_warning
-from syncd.sandbox.instock import InstockSim, InstockState
+from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
 from syncd.status import status_line, status_report
 from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
+from tests.simkit import count_creates
 
 ZONE = "Europe/Amsterdam"
 DS_SEED = 11
@@ -51,18 +52,6 @@ LOOP_JOBS = ("dsorder.pull", "outbox.send", "dsorder.progress", "outbox.send")
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
-
-
-def count_creates(state: InstockState) -> Counter[str]:
-    """Count every order the Instock simulator creates, per order id (from now on)."""
-    creates: Counter[str] = Counter()
-
-    def add_order(order: Any) -> None:
-        creates[order.order_id] += 1
-        InstockState.add_order(state, order)
-
-    state.add_order = add_order  # type: ignore[method-assign]
-    return creates
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ import pytest
 
 from syncd.sandbox.base import ManualClock, Request, Response
 from syncd.sandbox.dsorder import DSOrderSim
-from syncd.sandbox.instock import InstockSim, InstockState
+from syncd.sandbox.instock import InstockSim
+from tests.simkit import count_creates
 from tests.system.conftest import NotifySocket, SyncdProcess, wait_until
 
 pytestmark = pytest.mark.system
@@ -71,18 +72,6 @@ class LaggingDSOrder(DSOrderSim):
         response = super()._close(request)
         time.sleep(self.lag)
         return response
-
-
-def count_creates(state: InstockState) -> Counter[str]:
-    """Orders the Instock simulator creates from now on, per order id."""
-    creates: Counter[str] = Counter()
-
-    def add_order(order: Any) -> None:
-        creates[order.order_id] += 1
-        InstockState.add_order(state, order)
-
-    state.add_order = add_order  # type: ignore[method-assign]
-    return creates
 
 
 @pytest.fixture
