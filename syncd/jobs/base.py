@@ -106,7 +106,7 @@ class JobContext:
     stopping: threading.Event = field(default_factory=threading.Event)
     wake_sender: Callable[[], None] = lambda: None
     counts: Counter[str] = field(default_factory=Counter)
-    warnings: list[Any] = field(default_factory=list)
+    warnings: list[str | dict[str, Any]] = field(default_factory=list)  # text or fields
 
     def check_stop(self) -> None:
         """Call between durable steps: a stopping daemon ends the run here."""

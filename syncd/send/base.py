@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from syncd.config import Settings
 from syncd.errors import RetryableError
@@ -39,7 +39,7 @@ class Destination(Protocol):
     remote accepted moves together with the outbox row.
     """
 
-    def send(self, intent: Intent) -> Any:
+    def send(self, intent: Intent) -> object:
         """Deliver one intent; return what to record, or raise a RemoteError subclass."""
         ...
 

@@ -11,7 +11,6 @@ the intent's result and logged.
 
 from __future__ import annotations
 
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -52,7 +51,7 @@ class DSOrderDestination:
     def close(self) -> None:
         self.client.close()
 
-    def send(self, intent: Intent) -> Any:
+    def send(self, intent: Intent) -> object:
         order_id = intent.payload["order_id"]
         try:
             if intent.kind == "fulfill":
@@ -101,7 +100,7 @@ class DSOrderDestination:
                 request_id=error.request_id,
             )
 
-    def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: Any) -> None:
+    def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: object) -> None:
         if intent.kind == "close" and outcome in ("sent", "already_done"):
             now = iso()
             store.db.execute(

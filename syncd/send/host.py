@@ -64,7 +64,7 @@ class HostOutboxDestination:
         self.outbox = HostDirs(host_dir).outbox
         remove_stale_temp_files(self.outbox)
 
-    def send(self, intent: Intent) -> Any:
+    def send(self, intent: Intent) -> object:
         stream, fmt, rows, columns = _payload(intent)
         path = self.outbox / outbox_file_name(stream, intent.id, fmt)
         try:

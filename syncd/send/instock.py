@@ -108,7 +108,7 @@ class InstockDestination:
     def close(self) -> None:
         self.client.close()
 
-    def send(self, intent: Intent) -> Any:
+    def send(self, intent: Intent) -> object:
         self.client.check_site()  # never write to a site of the other environment
         payload = intent.payload
         match intent.kind:
@@ -192,7 +192,7 @@ class InstockDestination:
 
     # -- outcomes, in the outbox transaction -------------------------------
 
-    def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: Any) -> None:
+    def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: object) -> None:
         now = iso()
         payload = intent.payload
         if intent.kind == "articles.upload":

@@ -54,7 +54,7 @@ OUTAGE_ALERT: Final = "outbox_outage"
 
 
 def _record_outcome(
-    store: Store, destination: Destination, intent: Intent, outcome: Outcome, detail: Any
+    store: Store, destination: Destination, intent: Intent, outcome: Outcome, detail: object
 ) -> None:
     hook = getattr(destination, "on_outcome", None)
     if hook is not None:
@@ -121,7 +121,7 @@ class Sender:
         self.run_id = run_id
         self.now = now
         self.counts: Counter[str] = Counter()
-        self.warnings: list[Any] = []  # what remotes said alongside a success
+        self.warnings: list[dict[str, Any]] = []  # what remotes said alongside a success
 
     def drain(self) -> Counter[str]:
         for name in self.store.destinations_with_due_intents():

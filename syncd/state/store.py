@@ -56,7 +56,7 @@ def _text(value: str | None) -> str | None:
     return None if value is None else redactor.text(value)
 
 
-def _data(value: Any) -> str:
+def _data(value: object) -> str:
     """JSON bound for the state DB (warnings, results, raw records), secrets redacted."""
     if isinstance(value, str):
         return redactor.text(value)
@@ -271,7 +271,7 @@ class Store:
         status: RunStatus,
         counts: Mapping[str, int],
         *,
-        warnings: list[Any] | None = None,
+        warnings: Sequence[object] | None = None,
         error: str | None = None,
     ) -> None:
         extra = {k: v for k, v in counts.items() if k not in ("pulled", "pushed", "rejected")}
@@ -358,7 +358,7 @@ class Store:
             [run_id],
         )
 
-    def mark_sent(self, intent_id: int, result: Any = None) -> None:
+    def mark_sent(self, intent_id: int, result: object = None) -> None:
         self.db.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
             "result = ?, last_error = NULL WHERE id = ?",
