@@ -12,6 +12,7 @@ proxy or a streaming server sends one of unknown length.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -103,6 +104,17 @@ def send(handler: _Handler, status: int, body: bytes, *, length: bool = True) ->
         handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+
+
+@contextlib.contextmanager
+def instock_upstream(site: str) -> Iterator[HostileUpstream]:
+    """A hostile upstream that answers Instock's site list with `site` (virtual): the
+    Instock client and jobs check the site's environment before anything else."""
+    with HostileUpstream() as server:
+        server.script(
+            "GET", "/sites", json_answer({"sites": [{"site_id": site, "is_virtual": True}]})
+        )
+        yield server
 
 
 # --- answers --------------------------------------------------------------------------------

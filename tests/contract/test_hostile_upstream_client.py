@@ -36,6 +36,7 @@ from tests.hostile_upstream import (
     cycle,
     encoded,
     huge_chunk,
+    instock_upstream,
     json_answer,
     oversized,
     raw,
@@ -49,11 +50,7 @@ CAP = 64 * 1024  # bytes per answer in these tests
 
 @pytest.fixture
 def up() -> Iterator[HostileUpstream]:
-    with HostileUpstream() as server:
-        # The site list, as Instock answers it for the site under test.
-        server.script(
-            "GET", "/sites", json_answer({"sites": [{"site_id": SITE, "is_virtual": True}]})
-        )
+    with instock_upstream(SITE) as server:
         yield server
 
 

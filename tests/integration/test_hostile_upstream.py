@@ -32,6 +32,7 @@ from tests.hostile_upstream import (
     cursor_pages,
     cycle,
     ever_new,
+    instock_upstream,
     json_answer,
     oversized,
     raw,
@@ -47,11 +48,7 @@ MAX_PAGES = 6
 
 @pytest.fixture
 def up() -> Iterator[HostileUpstream]:
-    with HostileUpstream() as server:
-        # The Instock jobs check the site's environment first.
-        server.script(
-            "GET", "/sites", json_answer({"sites": [{"site_id": SITE, "is_virtual": True}]})
-        )
+    with instock_upstream(SITE) as server:
         yield server
 
 
