@@ -222,7 +222,6 @@ orders follow their own rules above.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -245,6 +244,7 @@ from sqlite_utils import Database
 from syncd.clock import iso
 from syncd.config import HostConfig, format_validation_errors
 from syncd.errors import ConfigError
+from syncd.jsontext import canonical_unicode, decimal_plain
 
 Mode = Literal["snapshot", "delta"]
 Format = Literal["csv", "jsonl"]
@@ -394,20 +394,7 @@ def _date_text(value: date | None) -> str | None:
 
 
 def _decimal_or_none(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_text(value)
-
-
-def decimal_text(value: Decimal) -> str:
-    """`7.750` -> `7.75`, `12.0` -> `12`: the exact value, without exponent or trailing zeros."""
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-_ATTRIBUTES_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _attributes_json(attributes: Mapping[str, str]) -> str:
-    return _ATTRIBUTES_JSON.encode(attributes) if attributes else "{}"
+    return None if value is None else decimal_plain(value)
 
 
 class _Row(BaseModel):
@@ -445,11 +432,11 @@ class ArticleRow(_Row):
             self.unit,
             int(self.whole_units),
             int(self.is_serial_numbered),
-            None if dims is None else decimal_text(dims.x),
-            None if dims is None else decimal_text(dims.y),
-            None if dims is None else decimal_text(dims.z),
+            None if dims is None else decimal_plain(dims.x),
+            None if dims is None else decimal_plain(dims.y),
+            None if dims is None else decimal_plain(dims.z),
             None if dims is None else dims.uom,
-            _attributes_json(self.attributes),
+            canonical_unicode(self.attributes),
         )
 
 
@@ -469,7 +456,7 @@ class StockRow(_Row):
         return (
             self.article_id,
             self.location,
-            decimal_text(self.qty),
+            decimal_plain(self.qty),
             _decimal_or_none(self.reorder_point),
             _decimal_or_none(self.qty_reserved),
         )
@@ -604,7 +591,7 @@ class SaleRow(_Row):
             self.article_id,
             self.location,
             self.customer_id,
-            decimal_text(self.qty),
+            decimal_plain(self.qty),
             _decimal_or_none(self.sales_value),
             _decimal_or_none(self.cost_of_sales),
             self.channel,
@@ -697,8 +684,8 @@ class PoHistoryRow(_Row):
             self.order_date.isoformat(),
             _date_text(self.expected_date),
             _date_text(self.receipt_date),
-            decimal_text(self.qty_ordered),
-            decimal_text(self.qty_received),
+            decimal_plain(self.qty_ordered),
+            decimal_plain(self.qty_received),
             _decimal_or_none(self.unit_cost),
         )
 
@@ -1091,7 +1078,7 @@ class OrdersFeed(Feed):
         for accepted in rows:
             row = accepted.row
             placed_at = None if row.placed_at is None else iso(row.placed_at)
-            attributes = _attributes_json(row.attributes)
+            attributes = canonical_unicode(row.attributes)
             if isinstance(row, OrderRecord):
                 lines_line = accepted.line if row.action == "create" else None
                 orders.append(
@@ -1374,8 +1361,8 @@ class PurchaseOrdersFeed(Feed):
                     row.po_number,
                     ln.line_no,
                     ln.article_id,
-                    decimal_text(ln.qty_ordered),
-                    decimal_text(ln.qty_received),
+                    decimal_plain(ln.qty_ordered),
+                    decimal_plain(ln.qty_received),
                     _decimal_or_none(ln.unit_cost),
                     _date_text(ln.expected_date or default_date),
                     accepted.line,
