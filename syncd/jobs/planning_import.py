@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import json
 import queue
 import threading
@@ -118,7 +117,7 @@ from syncd.connectors.import_jobs import (
 )
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
-from syncd.jsontext import RawJson, canonical
+from syncd.jsontext import RawJson, canonical, text_hash
 from syncd.readahead import read_ahead
 from syncd.state import NewReject, Store
 from syncd.state.ledger import Ledger
@@ -454,11 +453,6 @@ def weekly_demand(sales: Sequence[Mapping[str, Any]], site_location: str) -> lis
 
 def row_hash(payload: Mapping[str, Any]) -> str:
     return text_hash(canonical(payload))
-
-
-def text_hash(text: str) -> str:
-    """The hash of a row's canonical JSON text (what `planning_import_accepted` keeps)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def plan_row(
