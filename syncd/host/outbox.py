@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from syncd.jsontext import canonical_unicode
+
 Format = Literal["csv", "jsonl"]
 EXT: dict[str, str] = {"csv": "csv", "jsonl": "jsonl"}
 STREAM = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -48,7 +50,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return canonical_unicode(value)
     return str(value)
 
 
