@@ -620,6 +620,16 @@ def journalled(settings: Settings) -> Counter[tuple[Any, ...]]:
     return Counter(tuple(r[f] for f in JOURNAL_FIELDS) for r in rows)
 
 
+def assert_watermark_one_lag_behind(cfg: Settings, clock: Clock) -> None:
+    """The moves watermark stands at the clock's now less the 60 s lag."""
+    with db(cfg) as store:
+        mark = store.get_checkpoint(MOVES_STREAM)
+    assert mark is not None
+    assert datetime.fromisoformat(mark.replace("Z", "+00:00")) == clock.now() - timedelta(
+        seconds=60
+    )
+
+
 def test_first_run_journals_the_lookback_window_once(
     timed_sim: InstockSim, clock: Clock, make_cfg: Callable[..., Settings]
 ) -> None:
@@ -634,12 +644,7 @@ def test_first_run_journals_the_lookback_window_once(
     assert journalled(cfg) == expected
     stored = query(cfg, "SELECT " + ", ".join(JOURNAL_FIELDS) + " FROM instock_moves")
     assert Counter(tuple(r.values()) for r in stored) == expected
-    with db(cfg) as store:
-        mark = store.get_checkpoint(MOVES_STREAM)
-    assert mark is not None
-    assert datetime.fromisoformat(mark.replace("Z", "+00:00")) == clock.now() - timedelta(
-        seconds=60
-    )
+    assert_watermark_one_lag_behind(cfg, clock)
 
 
 def test_overlapping_windows_never_duplicate_and_watermark_follows_the_data(
@@ -667,12 +672,7 @@ def test_overlapping_windows_never_duplicate_and_watermark_follows_the_data(
     assert run(cfg, "instock.moves").counts["journalled"] == 0
     send(cfg)
     assert journalled(cfg) == sim_moves(timed_sim)
-    with db(cfg) as store:
-        mark = store.get_checkpoint(MOVES_STREAM)
-    assert mark is not None
-    assert datetime.fromisoformat(mark.replace("Z", "+00:00")) == clock.now() - timedelta(
-        seconds=60
-    )
+    assert_watermark_one_lag_behind(cfg, clock)
 
 
 def test_identical_moves_are_both_kept(
