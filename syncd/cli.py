@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -26,6 +26,10 @@ from syncd.config import (
 )
 from syncd.errors import ConfigError, StateError, SyncdError
 from syncd.logs import redactor
+
+if TYPE_CHECKING:  # imported late (start-up time)
+    from syncd.state import Store
+    from syncd.state.kinds import RejectStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,7 +78,7 @@ def _refuse_unwritable(settings: Settings) -> None:
     refuse_unwritable(settings)
 
 
-def _store(config_path: Path | None) -> Any:
+def _store(config_path: Path | None) -> Store:
     from syncd.state import Store
 
     settings = _settings(config_path)
@@ -298,7 +302,9 @@ def rejects_list(
 ) -> None:
     """List rejects."""
     with _store(config_path) as store:
-        rows = store.list_rejects(None if status_ == "all" else status_, source, limit)
+        # click.Choice above allows only REJECT_STATUSES and "all".
+        status = None if status_ == "all" else cast("RejectStatus", status_)
+        rows = store.list_rejects(status, source, limit)
     if as_json:
         _echo_json(rows)
     else:
