@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 import syncd.jobs  # noqa: F401 - fills the job registry
+from syncd.clock import parse_iso
 from syncd.config import Settings
 from syncd.jobs import REGISTRY
 from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
@@ -625,9 +626,7 @@ def assert_watermark_one_lag_behind(cfg: Settings, clock: Clock) -> None:
     with db(cfg) as store:
         mark = store.get_checkpoint(MOVES_STREAM)
     assert mark is not None
-    assert datetime.fromisoformat(mark.replace("Z", "+00:00")) == clock.now() - timedelta(
-        seconds=60
-    )
+    assert parse_iso(mark) == clock.now() - timedelta(seconds=60)
 
 
 def test_first_run_journals_the_lookback_window_once(
@@ -731,7 +730,7 @@ def test_failed_window_keeps_the_watermark_and_is_journalled_once_later(
         stored = store.scalar("SELECT count(*) FROM instock_moves")
         pending = store.scalar("SELECT count(*) FROM outbox")
     assert mark is not None
-    watermark = datetime.fromisoformat(mark.replace("Z", "+00:00"))
+    watermark = parse_iso(mark)
     assert watermark == clock.now() - timedelta(days=30)
     assert stored == sum(sim_moves(timed_sim, until=watermark.timestamp()).values())
     assert pending == (1 if stored else 0)
