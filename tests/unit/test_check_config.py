@@ -23,6 +23,16 @@ def leaks(text: str) -> list[str]:
     )
 
 
+def write_config(tmp_path: Path, body: str) -> Path:
+    """`syncd.toml` in `tmp_path`: a `[daemon]` section with its state_dir under `tmp_path`,
+    then `body`."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n{body}", encoding="utf-8"
+    )
+    return config
+
+
 def check_config(config: Path, *command: str) -> Result:
     """`syncd check-config` (or another command) with none of the caller's SYNCD_* or
     systemd variables."""
@@ -35,12 +45,9 @@ def check_config(config: Path, *command: str) -> Result:
 def test_check_config_hides_url_credentials_and_known_secrets(tmp_path: Path) -> None:
     """check-config masks a password in base_url, secret-looking query parameters and any
     known secret value repeated elsewhere (an option), but keeps the rest readable."""
-    config = tmp_path / "syncd.toml"
-    config.write_text(
+    config = write_config(
+        tmp_path,
         f"""
-[daemon]
-state_dir = {json.dumps(str(tmp_path / "state"))}
-
 [connectors.instock]
 enabled = true
 base_url = "https://ops:{DSORDER_TOKEN}@instock.example.com/v1?token={INSTOCK_TOKEN}&page=2"
@@ -50,7 +57,6 @@ token = "{INSTOCK_TOKEN}"
 base_url = "https://netstock.example.com/api?api_key=Zx81Lq0Wmv7Rt"
 options = {{ customer_identifier = "{INSTOCK_TOKEN}" }}
 """,
-        encoding="utf-8",
     )
     result = check_config(config)
     assert result.exit_code == 0, result.output
@@ -88,18 +94,14 @@ def test_check_config_refuses_what_would_fail_every_run(
 ) -> None:
     """An enabled connector without a usable secret, or a misspelt option, exits 78 naming
     the key, instead of every job failing later with `Illegal header value`."""
-    config = tmp_path / "syncd.toml"
-    config.write_text(
+    config = write_config(
+        tmp_path,
         f"""
-[daemon]
-state_dir = {json.dumps(str(tmp_path / "state"))}
-
 [connectors.instock]
 enabled = true
 base_url = "http://127.0.0.1:9/v1"
 {toml}
 """,
-        encoding="utf-8",
     )
     result = check_config(config)
     assert result.exit_code == 78, result.output
@@ -131,11 +133,7 @@ base_url = "http://127.0.0.1:9/v1"
 def test_check_config_refuses_misspelt_options(tmp_path: Path, section: str, key: str) -> None:
     """A misspelt key in the host's, a (disabled) connector's or a job's options is refused
     by name, also where the job or connector reads no options at all."""
-    config = tmp_path / "syncd.toml"
-    config.write_text(
-        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n{section}\n",
-        encoding="utf-8",
-    )
+    config = write_config(tmp_path, f"{section}\n")
     result = check_config(config)
     assert result.exit_code == 78, result.output
     assert key in result.stderr
@@ -155,20 +153,13 @@ def test_page_size_is_refused_where_it_changes_nothing(
 ) -> None:
     """`page_size` on a connector that does not page (once accepted and ignored) is refused,
     naming the key and what to set instead; where it works it is still accepted."""
-    config = tmp_path / "syncd.toml"
-    state = json.dumps(str(tmp_path / "state"))
-    config.write_text(
-        f"[daemon]\nstate_dir = {state}\n[connectors.{connector}]\npage_size = 50\n",
-        encoding="utf-8",
-    )
+    config = write_config(tmp_path, f"[connectors.{connector}]\npage_size = 50\n")
     result = check_config(config)
     assert result.exit_code == 78, result.output
     assert f"connectors.{connector}.page_size = 50: not used by this connector" in result.stderr
     assert instead in result.stderr
-    config.write_text(
-        f"[daemon]\nstate_dir = {state}\n[connectors.instock]\npage_size = 50\n"
-        "[connectors.oregon_siop]\npage_size = 50\n",
-        encoding="utf-8",
+    write_config(
+        tmp_path, "[connectors.instock]\npage_size = 50\n[connectors.oregon_siop]\npage_size = 50\n"
     )
     assert check_config(config).exit_code == 0
 
@@ -198,12 +189,10 @@ def test_a_blank_or_missing_token_names_the_variable_and_credential_to_set(
 ) -> None:
     """A blank token reads as missing (not as a masked value that looks set), and the
     error names the connector's own variable and credential file, not a placeholder."""
-    config = tmp_path / "syncd.toml"
     line = f"token = {token}\n" if token is not None else ""
-    config.write_text(
-        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
+    config = write_config(
+        tmp_path,
         f'[connectors.instock]\nenabled = true\nbase_url = "https://i.example.com/v1"\n{line}',
-        encoding="utf-8",
     )
     result = check_config(config)
     assert result.exit_code == 78, result.output
@@ -215,18 +204,14 @@ def test_a_blank_or_missing_token_names_the_variable_and_credential_to_set(
 
 def test_a_refused_url_is_quoted_without_its_credentials(tmp_path: Path) -> None:
     """The error naming a bad base_url quotes it with userinfo and `?token=` masked."""
-    config = tmp_path / "syncd.toml"
-    config.write_text(
+    config = write_config(
+        tmp_path,
         f"""
-[daemon]
-state_dir = {json.dumps(str(tmp_path / "state"))}
-
 [connectors.instock]
 enabled = true
 token = "{INSTOCK_TOKEN}"
 base_url = "http://ops:Pw9Xq1zz@instock.example.com/v1?token={DSORDER_TOKEN}"
 """,
-        encoding="utf-8",
     )
     result = check_config(config)
     assert result.exit_code == 78, result.output
