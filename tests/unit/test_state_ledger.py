@@ -124,22 +124,15 @@ def test_rows_filter_by_scope_values_and_condition(store: Store) -> None:
 def test_accept_selected_records_a_whole_job_and_ends_its_failures(store: Store) -> None:
     """The rows a SELECT yields are accepted in one statement (refused ones left out);
     failures of those keys end, with their rejects resolved."""
-    PLANNING.fail(
-        store,
-        ("sales-orders", "A"),
-        "old",
-        NewReject("planning:sales-orders", "A", "x"),
-        run_id="r",
-        job_id=None,
-    )
-    PLANNING.fail(
-        store,
-        ("sales-orders", "B"),
-        "old",
-        NewReject("planning:sales-orders", "B", "x"),
-        run_id="r",
-        job_id=None,
-    )
+    for key in ("A", "B"):
+        PLANNING.fail(
+            store,
+            ("sales-orders", key),
+            "old",
+            NewReject("planning:sales-orders", key, "x"),
+            run_id="r",
+            job_id=None,
+        )
     rows = json.dumps([["A", "ha"], ["B", "hb"], ["C", "hc"]])
     selected = (
         "SELECT json_extract(r.value, '$[0]') AS row_key, json_extract(r.value, '$[1]') AS row_hash, "
