@@ -37,3 +37,9 @@ def drop(settings: Settings, feed: str, text: str, ext: str = "csv") -> None:
 def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
     with Store.open(settings.db_path, migrate=False) as store:
         return store.query(sql, params)
+
+
+def open_rejects(settings: Settings, source: str) -> list[dict[str, Any]]:
+    """The open rejects of `source` (see `Store.list_rejects`)."""
+    with Store.open(settings.db_path, migrate=False) as store:
+        return store.list_rejects(status="open", source=source)

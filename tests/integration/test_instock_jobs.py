@@ -31,7 +31,7 @@ from syncd.jobs.runner import RunResult, run_job
 from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
 from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
-from tests.integration.jobkit import csv_text, drop, query, run
+from tests.integration.jobkit import csv_text, drop, open_rejects, query, run
 
 SEED = 21
 INVENTORY_ROUTE = "GET /v1/{site_id}/inventory"
@@ -137,11 +137,6 @@ def stocked_articles(sim: InstockSim, n: int, minimum: int = 5) -> list[str]:
         ]
     assert len(found) >= n
     return found[:n]
-
-
-def open_rejects(settings: Settings, source: str) -> list[dict[str, Any]]:
-    with db(settings) as store:
-        return store.list_rejects(status="open", source=source)
 
 
 # --- articles ------------------------------------------------------------------------------

@@ -98,8 +98,7 @@ def load(settings: Settings, extra_articles: list[str] | None = None) -> None:
 
 
 def open_rejects(settings: Settings) -> list[dict[str, Any]]:
-    with Store.open(settings.db_path, migrate=False) as store:
-        return store.list_rejects(status="open", source="oregon:siop")
+    return jobkit.open_rejects(settings, "oregon:siop")
 
 
 def stored(sim: OregonSiopSim, material: str, month: int) -> dict[str, Any] | None:

@@ -116,8 +116,7 @@ def accepted(settings: Settings, endpoint: str) -> dict[str, str]:
 
 
 def open_rejects(settings: Settings) -> list[dict[str, Any]]:
-    with Store.open(settings.db_path, migrate=False) as store:
-        return store.list_rejects(status="open", source="planning:")
+    return jobkit.open_rejects(settings, "planning:")
 
 
 def run_warnings(settings: Settings, result: RunResult) -> list[dict[str, Any]]:
