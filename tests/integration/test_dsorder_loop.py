@@ -39,6 +39,7 @@ from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
 from syncd.status import status_line, status_report
 from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
+from tests.integration.jobkit import query
 from tests.simkit import count_creates
 
 ZONE = "Europe/Amsterdam"
@@ -128,11 +129,6 @@ def cycle(settings: Settings, rounds: int = 1, expect: str | None = "ok") -> Non
     for _ in range(rounds):
         for job in LOOP_JOBS:
             run(settings, job, expect=expect)
-
-
-def query(settings: Settings, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with Store.open(settings.db_path, migrate=False) as store:
-        return store.query(sql, params)
 
 
 def order_row(settings: Settings, order_id: str) -> dict[str, Any]:
