@@ -21,7 +21,7 @@ from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.dsorder_plan import ReportLine, fulfil_report, report_changed
-from syncd.jobs.shared.instock_follow import Followed, Refused, follow_orders
+from syncd.jobs.shared.instock_follow import Followed, OnChange, Refused, follow_orders
 from syncd.jsontext import canonical_spaced, text_hash
 from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.state import NewIntent, Store
@@ -67,7 +67,7 @@ def run(ctx: JobContext) -> None:
             queued_before[0] = ctx.counts["queued"]
             ctx.wake_sender()
 
-    def on_poll(instock_id: str) -> Any:
+    def on_poll(instock_id: str) -> OnChange:
         order = ready[instock_id]
         return lambda s, f: _on_poll(ctx, s, order, lines[order["order_id"]], f)
 
