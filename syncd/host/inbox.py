@@ -184,7 +184,10 @@ def scan_inbox(host_dir: Path, settle_time: float, *, now: float | None = None) 
             kind = classify(entry.name)
             if kind is None or not entry.is_file(follow_symlinks=False):
                 continue
-            info = entry.stat(follow_symlinks=False)
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed by the host since the listing: nothing to load
             if now - info.st_mtime < settle_time:
                 continue
             found.append(InboxFile(kind[0], Path(entry.path), kind[1], info.st_size, info.st_mtime))

@@ -759,3 +759,37 @@ def test_a_csv_purchase_order_repeating_a_line_no_is_held_back(db: Store, host: 
     found = rejects(db)
     assert "given again (first on line 2)" in found["purchase_orders-1.csv:3"]["reason"]
     assert "held back" in found["purchase_orders-1.csv:2"]["reason"]
+
+
+def test_a_file_removed_between_the_listing_and_its_stat_is_skipped_and_the_rest_load(
+    db: Store, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host may delete a file while syncd lists the inbox: that file is simply not
+    there to load, and the other files of the run still load (the stat raised
+    FileNotFoundError out of the scan and ended the whole inbox run)."""
+    drop(host, "stock-1.csv", "article_id,qty\nA1,1\n")
+    drop(host, "articles.csv", "article_id,name\nA1,Oats\n")
+    real_scandir = os.scandir
+    listings = []
+
+    class ListedThenRemoved:
+        """os.scandir whose second listing (the scan for regular files, after the one for
+        strays) is taken just before the host removes stock-1.csv."""
+
+        def __init__(self, path: Any) -> None:
+            with real_scandir(path) as it:
+                self.entries = list(it)
+            listings.append([e.name for e in self.entries])
+            if len(listings) == 2:
+                (Path(path) / "stock-1.csv").unlink()
+
+        def __enter__(self) -> list[os.DirEntry[str]]:
+            return self.entries
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(inbox_module.os, "scandir", ListedThenRemoved)
+    results = load(db, host)
+    assert "stock-1.csv" in listings[1]
+    assert [(r.file, r.status) for r in results] == [("articles.csv", "archived")]
