@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import click
 
@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # imported late (start-up time)
     from syncd.state import Store
     from syncd.state.kinds import RejectStatus
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 EXIT_OK, EXIT_FAILED, EXIT_STATE, EXIT_CONFIG = 0, 1, 75, 78  # 2: a usage error (click)
 
@@ -42,16 +43,16 @@ def echo(message: Any = "", err: bool = False) -> None:
     click.echo(redactor.text(str(message)), err=err)
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except SyncdError as exc:
             echo(f"syncd: {exc}", err=True)
             sys.exit(exc.exit_code)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 config_option = click.option(
