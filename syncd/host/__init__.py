@@ -10,7 +10,8 @@ rules, `outbox` for how the files are written.
 """
 
 from syncd.host.dirs import HostDirs
-from syncd.host.feeds import FEEDS, FeedOptions, HostOptions, host_options
+from syncd.host.feeds.merge import FEEDS
+from syncd.host.feeds.options import FeedOptions, HostOptions, host_options
 from syncd.host.inbox import InboxFile, LoadResult, load_file, load_inbox, scan_inbox
 from syncd.host.outbox import write_atomic
 

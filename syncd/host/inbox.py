@@ -52,18 +52,17 @@ from pydantic import BaseModel, ValidationError
 from syncd.clock import iso
 from syncd.config import HostConfig
 from syncd.host.dirs import HostDirs
-from syncd.host.feeds import (
+from syncd.host.feeds.fields import Format
+from syncd.host.feeds.merge import (
     FEEDS,
     STAGE_REJECTS,
     Accepted,
     Feed,
-    FeedOptions,
-    Format,
     MergeContext,
     create_stage_rejects,
     drop_stage_rejects,
-    host_options,
 )
+from syncd.host.feeds.options import FeedOptions, host_options
 from syncd.host.outbox import write_bytes_atomic
 from syncd.lifecycle import follow_umask
 from syncd.logs import Logger

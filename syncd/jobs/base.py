@@ -26,7 +26,7 @@ from syncd.config import (
 )
 from syncd.connectors import CONNECTORS
 from syncd.errors import ConfigError, ShutdownRequested
-from syncd.host.feeds import HostOptions
+from syncd.host.feeds.options import HostOptions
 from syncd.logs import Logger
 from syncd.state import Store
 

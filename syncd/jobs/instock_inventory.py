@@ -35,7 +35,7 @@ from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient, InventoryItem, Page, check_records
 from syncd.errors import PermanentError, SyncdError
-from syncd.host.feeds import Format
+from syncd.host.feeds.fields import Format
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
 from syncd.readahead import read_ahead

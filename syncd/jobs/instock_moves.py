@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records
-from syncd.host.feeds import Format
+from syncd.host.feeds.fields import Format
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.instock_records import record_rejects
 from syncd.jsontext import compact, json_safe, text_hash

@@ -300,6 +300,13 @@ def row_json(row: Mapping[str, Any]) -> str:
     return json_text(row)
 
 
+# What the export sends: the lines `row_json(map_*(row))` gives (a test holds them equal),
+# rendered once each from plain tuples. SQL does the text work (`json_quote`, `or` defaults,
+# joins; the default location is `:loc`), Python the numbers (exact Decimals) and the
+# article attributes; each line is a template filled in sorted-key order. `json_quote`
+# leaves non-ASCII characters as they are: `ascii_escaped` turns them into the \u escapes
+# `row_json` writes (the only difference), once per chunk of lines.
+
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 

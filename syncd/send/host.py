@@ -28,7 +28,8 @@ from typing import Any
 from syncd.config import Settings
 from syncd.errors import AlreadyDoneError, PermanentError
 from syncd.host.dirs import HostDirs
-from syncd.host.feeds import Format, host_options
+from syncd.host.feeds.fields import Format
+from syncd.host.feeds.options import host_options
 from syncd.host.outbox import (
     EXT,
     STREAM,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from syncd.host.feeds import FEEDS, FeedsOptions, HostOptions
+from syncd.host.feeds.merge import FEEDS
+from syncd.host.feeds.options import FeedsOptions, HostOptions
 
 
 def test_each_feed_is_keyed_by_its_own_name() -> None:

@@ -15,7 +15,7 @@ import pytest
 from syncd.config import HostConfig
 from syncd.errors import ConfigError
 from syncd.host import FEEDS, LoadResult, host_options, load_file, load_inbox, scan_inbox
-from syncd.host.feeds import FeedOptions
+from syncd.host.feeds.options import FeedOptions
 from syncd.state import Store
 from tests.unit.hostkit import drop
 
