@@ -416,21 +416,10 @@ class OrdersFeed(Feed):
 
     def prepare(self, db: Database, ctx: MergeContext) -> int:
         # CSV: a row repeating a line id of its order is rejected (which one is meant?),
-        # which holds the whole order back below.
-        repeated = db.execute(
-            f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
-            "SELECT r.line, 'line_id', 'line_id ' || quote(p.line_id) || ' of order ' || "
-            "p.order_id || ' is given again (first on line ' || p.first_line || '): which "
-            f"row is meant?', r.payload, r.order_id, '' FROM {self.repeats_stage} p "
-            f"JOIN {self.recs_stage} r ON r.line = p.line"
-        ).rowcount
-        db.execute(
-            f"DELETE FROM {self.recs_stage} WHERE line IN (SELECT line FROM {self.repeats_stage})"
-        )
-        # JSON Lines: a later record of an order replaces the lines of an earlier one.
-        db.execute(
-            f"DELETE FROM {self.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
-            f"{self.stage} o WHERE o.order_id = {self.lines_stage}.order_id)"
+        # which holds the whole order back below. JSON Lines: a later record of an
+        # order replaces the lines of an earlier one.
+        repeated = _settle_repeated_lines(
+            db, self, parent_key="order_id", line_key="line_id", noun="order"
         )
         # The first rejected row of the order (held-back rows are only ever added
         # for orders that already have one, so they never change the answer).
@@ -716,21 +705,10 @@ class PurchaseOrdersFeed(Feed):
 
     def prepare(self, db: Database, ctx: MergeContext) -> int:
         # CSV: a row repeating a line number of its PO is rejected (which one is meant?),
-        # which holds the whole PO back below.
-        repeated = db.execute(
-            f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
-            "SELECT r.line, 'line_no', 'line_no ' || quote(p.line_no) || ' of purchase order ' "
-            "|| p.po_number || ' is given again (first on line ' || p.first_line || '): which "
-            f"row is meant?', r.payload, r.po_number, '' FROM {self.repeats_stage} p "
-            f"JOIN {self.recs_stage} r ON r.line = p.line"
-        ).rowcount
-        db.execute(
-            f"DELETE FROM {self.recs_stage} WHERE line IN (SELECT line FROM {self.repeats_stage})"
-        )
-        # JSON Lines: a later record of a PO replaces the lines of an earlier one.
-        db.execute(
-            f"DELETE FROM {self.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
-            f"{self.stage} o WHERE o.po_number = {self.lines_stage}.po_number)"
+        # which holds the whole PO back below. JSON Lines: a later record of a PO
+        # replaces the lines of an earlier one.
+        repeated = _settle_repeated_lines(
+            db, self, parent_key="po_number", line_key="line_no", noun="purchase order"
         )
         # CSV: every row of a PO states the same header.
         differs = " || ".join(
@@ -779,6 +757,35 @@ class PurchaseOrdersFeed(Feed):
                 f"DELETE FROM {self.table} WHERE {self._absent(self.table)}"
             ).rowcount
         return changed, deleted
+
+
+def _settle_repeated_lines(
+    db: Database,
+    feed: OrdersFeed | PurchaseOrdersFeed,
+    *,
+    parent_key: str,
+    line_key: str,
+    noun: str,
+) -> int:
+    """Reject each CSV row that repeats a line of its parent in this file (the parent is
+    then held back whole), and keep only the lines of a parent's last JSON Lines
+    record. Returns the rows rejected."""
+    repeated = db.execute(
+        f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
+        f"SELECT r.line, '{line_key}', '{line_key} ' || quote(p.{line_key}) || "
+        f"' of {noun} ' || p.{parent_key} || ' is given again (first on line ' || "
+        "p.first_line || '): which row is meant?', r.payload, "
+        f"r.{parent_key}, '' FROM {feed.repeats_stage} p "
+        f"JOIN {feed.recs_stage} r ON r.line = p.line"
+    ).rowcount
+    db.execute(
+        f"DELETE FROM {feed.recs_stage} WHERE line IN (SELECT line FROM {feed.repeats_stage})"
+    )
+    db.execute(
+        f"DELETE FROM {feed.lines_stage} WHERE line <> (SELECT o.lines_line FROM "
+        f"{feed.stage} o WHERE o.{parent_key} = {feed.lines_stage}.{parent_key})"
+    )
+    return repeated
 
 
 def _replace_children(
