@@ -92,8 +92,11 @@ class SenderThread(threading.Thread):
         super().__init__(name="syncd-sender", daemon=True)
         self.owner = daemon
         self._wake = threading.Event()
+        self._trigger = "wake"
 
-    def wake(self) -> None:
+    def wake(self, trigger: str = "wake") -> None:
+        """Drain now; the run is recorded with `trigger` (`signal` for SIGUSR1)."""
+        self._trigger = trigger
         self._wake.set()
 
     def run(self) -> None:
@@ -101,13 +104,14 @@ class SenderThread(threading.Thread):
             interval = self.owner.settings.outbox.schedule.interval or 30
             self._wake.wait(timeout=interval)
             self._wake.clear()  # cleared before draining: a wake during a drain drains again
+            trigger, self._trigger = self._trigger, "wake"
             if self.owner.stopping.is_set():
                 return
             try:
                 with Store.open(self.owner.settings.db_path, migrate=False) as store:
                     due = store.destinations_with_due_intents()
                 if due:
-                    self.owner.execute(REGISTRY[SENDER_JOB], trigger="wake")
+                    self.owner.execute(REGISTRY[SENDER_JOB], trigger=trigger)
             except Exception:  # the sender must outlive any single failure
                 log.exception("sender_loop_error")
                 time.sleep(1)
@@ -217,12 +221,23 @@ class Daemon:
         return True
 
     def handle_sigusr1(self) -> bool:
+        """Run every enabled job now, as one-off runs recorded with trigger `signal` (the
+        jobs' own schedules are left as they were); a job already running is skipped."""
         log.info("run_all_requested", jobs=sorted(self._schedule))
         now = datetime.now(UTC)
         assert self.scheduler is not None
         for name in self._schedule:
-            self.scheduler.modify_job(name, next_run_time=now)
-        self.sender.wake()
+            self.scheduler.add_job(
+                self._signalled,
+                "date",
+                run_date=now,
+                args=[name],
+                id=f"{name}@signal",
+                name=f"{name}@signal",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+        self.sender.wake(trigger="signal")
         return True
 
     def handle_sigterm(self) -> bool:
@@ -326,6 +341,9 @@ class Daemon:
 
     def _scheduled(self, name: str) -> None:
         self.execute(REGISTRY[name], trigger="schedule")
+
+    def _signalled(self, name: str) -> None:
+        self.execute(REGISTRY[name], trigger="signal")
 
     def _daily(self, name: str) -> None:
         self.execute(REGISTRY[name], trigger="daily", wait=True)

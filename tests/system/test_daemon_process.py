@@ -152,6 +152,8 @@ def test_sigusr1_runs_every_enabled_job(spawn, notify, write_config, state_dir) 
     after = wait_until(finished_new_run, 3, "a housekeeping run caused by SIGUSR1")
     assert len(after) == len(before) + 1
     assert after[-1]["status"] == "ok"
+    assert after[-1]["trigger"] == "signal"  # as the README's runs table says
+    assert all(r["trigger"] == "schedule" for r in before)
 
 
 def test_sigterm_stops_cleanly(spawn, notify, write_config, state_dir) -> None:
