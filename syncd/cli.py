@@ -24,7 +24,7 @@ from syncd.config import (
     refuse_unwritable,
     secret_values,
 )
-from syncd.errors import ConfigError, StateError, SyncdError
+from syncd.errors import NotFoundError, SyncdError, UsageError
 from syncd.logs import redactor
 
 if TYPE_CHECKING:  # imported late (start-up time)
@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # imported late (start-up time)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-EXIT_OK, EXIT_FAILED, EXIT_STATE, EXIT_CONFIG = 0, 1, 75, 78  # 2: a usage error (click)
+# sysexits(3), the one table of exit statuses (README "Exit statuses"): each SyncdError
+# class carries its own (syncd/errors.py); click's usage errors are mapped to 64 below.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TEMPFAIL, EXIT_CONFIG = 0, 1, 64, 66, 75, 78
 
 
 def echo(message: Any = "", err: bool = False) -> None:
@@ -55,12 +57,41 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class SyncdGroup(click.Group):
+    """The root group: click's usage errors (unknown command or option, a bad value)
+    exit with EX_USAGE (64) instead of click's 2, like syncd's own usage errors."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # this instance only
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # the subcommand's name, options and arguments
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # this instance only
+            raise
+
+
+def _config_from_root(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Any:
+    """`--config` after the subcommand wins; else the one given before it (or the
+    environment's $SYNCD_CONFIG, read by the root group)."""
+    if value is not None:
+        return value
+    root = ctx.find_root()
+    return (root.obj or {}).get("config_path")
+
+
 config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SYNCD_CONFIG",
-    help="TOML config file [default: /etc/syncd/syncd.toml; env SYNCD_CONFIG].",
+    callback=_config_from_root,
+    help="TOML config file, before or after the command [default: /etc/syncd/syncd.toml; "
+    "env SYNCD_CONFIG].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -84,7 +115,9 @@ def _store(config_path: Path | None) -> Store:
 
     settings = _settings(config_path)
     if not settings.db_path.exists():
-        raise StateError(f"no state DB at {settings.db_path} yet (has syncd run with this config?)")
+        raise NotFoundError(
+            f"no state DB at {settings.db_path} yet (has syncd run with this config?)"
+        )
     return Store.open(settings.db_path, migrate=False)
 
 
@@ -114,12 +147,49 @@ def _echo_json(data: Any) -> None:
     echo(json.dumps(data, indent=2, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+MAIN_EPILOG = """\b
+Exit statuses (sysexits):
+  0   success
+  1   a job run failed, or an operation was refused
+  64  usage: unknown command, option or job, a bad value
+  66  a named thing (reject, alert, checkpoint, order, state DB) does not exist
+  75  locked or unusable now (a running daemon, a newer state DB): try again later
+  78  invalid configuration
+
+\b
+Shell completion (bash; zsh and fish alike):
+  eval "$(_SYNCD_COMPLETE=bash_source syncd)"
+
+\b
+Start from the annotated example configuration:
+  syncd config example > /etc/syncd/syncd.toml
+"""
+
+
+@click.group(
+    cls=SyncdGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=MAIN_EPILOG,
+)
 @click.version_option(__version__, prog_name="syncd")
-def main() -> None:
-    """syncd keeps the warehouse host and its remote systems in sync."""
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SYNCD_CONFIG",
+    help="TOML config file for the command [default: /etc/syncd/syncd.toml; env SYNCD_CONFIG].",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """syncd keeps the warehouse host and its remote systems in sync.
+
+    `syncd run` is the daemon (a systemd service); the other commands inspect and
+    steer its state DB, and work while it runs. Every command takes --config
+    before or after its name, and --help.
+    """
     from syncd.lifecycle import restrict_umask
 
+    ctx.obj = {"config_path": config_path}
     restrict_umask()  # before any file is made: state DB, lock, host files
 
 
@@ -133,8 +203,23 @@ def run(config_path: Path | None) -> None:
     sys.exit(run_daemon(config_path))
 
 
+def _complete_jobs(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of a job's name (`syncd once <TAB>`)."""
+    from click.shell_completion import CompletionItem
+
+    from syncd.jobs import REGISTRY
+
+    return [
+        CompletionItem(name, help=spec.description)
+        for name, spec in sorted(REGISTRY.items())
+        if name.startswith(incomplete)
+    ]
+
+
 @main.command()
-@click.argument("job")
+@click.argument("job", shell_complete=_complete_jobs)
 @click.option(
     "--dry-run", is_flag=True, help="Compute and print what would be pushed; change nothing."
 )
@@ -152,9 +237,9 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     from syncd.logs import configure_logging, redactor
     from syncd.state import StateLock, Store
 
-    settings = _settings(config_path, required=True)
     if job not in REGISTRY:
-        raise ConfigError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
+        raise UsageError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
+    settings = _settings(config_path, required=True)
     _refuse_unwritable(settings)
     configure_logging(settings.logging.level, settings.logging.format, stream=sys.stderr)
     redactor.set_secrets(secret_values(settings))
@@ -196,7 +281,12 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
 @json_option
 @handle_errors
 def status(config_path: Path | None, as_json: bool) -> None:
-    """Per job: last run, result, counts, lag; pending intents, open rejects and alerts."""
+    """The daemon, the jobs' runs, and what needs attention.
+
+    Per job: last run (how long ago), result, counts, next run, schedule and lag since
+    the last success; the daemon's pid and uptime; pending intents per destination,
+    open rejects and alerts. Local times on a terminal; ISO-8601 UTC with --json.
+    """
     from syncd.status import status_report, warning_text
 
     with _store(config_path) as store:
@@ -239,7 +329,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
 @json_option
 @handle_errors
 def check_config(config_path: Path | None, as_json: bool) -> None:
-    """Validate the config and print the effective values, secrets redacted.
+    """Validate the config; print it with secrets redacted.
 
     Also refused (78): an enabled connector without its secret, an unknown key in
     any `options`, a state (or host) directory syncd could not write.
@@ -260,11 +350,28 @@ def check_config(config_path: Path | None, as_json: bool) -> None:
     echo("configuration OK", err=True)
 
 
+@main.group("config")
+def config_group() -> None:
+    """The annotated example configuration."""
+
+
+@config_group.command("example")
+def config_example() -> None:
+    """Print the annotated example configuration: every key, its default and its unit.
+
+    It is installed with syncd (the same text as config/syncd.example.toml):
+    `syncd config example > /etc/syncd/syncd.toml`, then fill in the secrets.
+    """
+    from importlib import resources
+
+    click.echo((resources.files("syncd") / "defaults" / "syncd.example.toml").read_text(), nl=False)
+
+
 @main.command("jobs")
 @config_option
 @handle_errors
 def jobs_cmd(config_path: Path | None) -> None:
-    """List the jobs syncd knows, whether they are enabled and when they run."""
+    """The jobs syncd knows, whether enabled, and when they run."""
     from syncd.jobs import REGISTRY
 
     settings = _settings(config_path)
@@ -325,7 +432,7 @@ def rejects_show(reject_id: int, config_path: Path | None) -> None:
     with _store(config_path) as store:
         row = store.get_reject(reject_id)
     if row is None:
-        raise StateError(f"no reject with id {reject_id}")
+        raise NotFoundError(f"no reject with id {reject_id}")
     for key, value in row.items():
         echo(f"{key}: {'' if value is None else value}")
 
@@ -438,7 +545,7 @@ def checkpoints_reset(stream: str, yes: bool, config_path: Path | None) -> None:
     with _store(config_path) as store:
         current = store.get_checkpoint(stream)
         if current is None:
-            raise StateError(f"no checkpoint named {stream!r} (see `syncd checkpoints list`)")
+            raise NotFoundError(f"no checkpoint named {stream!r} (see `syncd checkpoints list`)")
         if not yes:
             click.confirm(
                 f"Reset {stream} (now {current!r})? Its next run pulls everything again", abort=True
@@ -507,7 +614,7 @@ def outbox_list(
 )
 @click.option("--seed", default=7, show_default=True, help="Seed of the simulated data.")
 def demo(duration: float, workdir: Path | None, seed: int) -> None:
-    """Run syncd against local simulators for a while and show what it did."""
+    """Run syncd against local simulators and show what it did."""
     from syncd.demo import run_demo
 
     sys.exit(run_demo(duration, workdir, seed))
@@ -515,7 +622,7 @@ def demo(duration: float, workdir: Path | None, seed: int) -> None:
 
 @main.group()
 def alerts() -> None:
-    """Inspect and resolve alerts (conditions that need an operator)."""
+    """Inspect and resolve alerts (what needs an operator)."""
 
 
 @alerts.command("list")
@@ -549,13 +656,13 @@ def alerts_resolve(alert_ids: tuple[int, ...], config_path: Path | None) -> None
     with _store(config_path) as store:
         for alert_id in alert_ids:
             if not store.resolve_alert(alert_id):
-                raise StateError(f"no open alert with id {alert_id}")
+                raise NotFoundError(f"no open alert with id {alert_id}")
             echo(f"alert {alert_id}: resolved")
 
 
 @main.group()
 def sandbox() -> None:
-    """Run a local simulator of a remote system (for trials and the demo)."""
+    """Run a local simulator of a remote system (trials, the demo)."""
 
 
 @sandbox.command("instock")

@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import random
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -65,6 +66,22 @@ OREGON_UNKNOWN_MATERIAL = "DEMO0010"
 
 def demo_config_path() -> Path:
     return Path(str(resources.files("syncd") / "defaults" / "demo.toml"))
+
+
+def syncd_command(argv0: str, executable: str) -> str:
+    """How to run this same syncd from a shell, for the hints at the end: the venv is
+    usually not activated (the README's first command runs `.venv/bin/syncd demo`), so a
+    bare `syncd` would not be found, or would be another one.
+
+    The script that was run (argv[0], resolved) if it is a `syncd` executable; else the
+    `syncd` beside this Python (the venv's bin); else this Python with `-m syncd.cli`."""
+    started = Path(argv0)
+    if started.name == "syncd" and started.is_file():
+        return shlex.quote(str(started.resolve()))
+    beside = Path(executable).parent / "syncd"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return shlex.quote(str(beside.absolute()))
+    return f"{shlex.quote(executable)} -m syncd.cli"
 
 
 def write_inbox(sim: InstockSim, inbox: Path, rng: random.Random) -> dict[str, Any]:
@@ -676,8 +693,8 @@ def run_demo(duration: float, workdir: Path | None, seed: int) -> int:
     click.echo(
         f"\nLook inside:\n"
         f"  state DB:     sqlite3 {state_dir / 'syncd.db'} '.tables'\n"
-        f"  status:       SYNCD_DAEMON__STATE_DIR={state_dir} syncd status --config "
-        f"{demo_config_path()}\n"
+        f"  status:       SYNCD_DAEMON__STATE_DIR={state_dir} "
+        f"{syncd_command(sys.argv[0], sys.executable)} status --config {demo_config_path()}\n"
         f"  host outbox:  ls {host_dir / 'outbox'}\n"
         f"  host archive: ls {host_dir / 'archive'}\n"
         f"  daemon log:   {log_path}"

@@ -42,6 +42,20 @@ class AlreadyRunningError(StateError):
     """Another syncd holds the single-instance lock on this state directory."""
 
 
+class UsageError(SyncdError):
+    """The command line names something syncd does not have (an unknown job) or asks
+    for what cannot be done as written."""
+
+    exit_code = 64  # EX_USAGE
+
+
+class NotFoundError(SyncdError):
+    """A thing the operator named (a reject, an alert, a checkpoint, an order, the state
+    DB) does not exist: 66, not 75, as trying again will not find it."""
+
+    exit_code = 66  # EX_NOINPUT
+
+
 class RefusedError(SyncdError):
     """An operator's command that the state does not allow (e.g. releasing an order
     that is not held): nothing was changed; exit 1, not 75, as retrying will not help."""

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
-from syncd.errors import RefusedError
+from syncd.errors import NotFoundError, RefusedError
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.dsorder_plan import (
     AttributeMap,
@@ -234,7 +234,7 @@ def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
             [order_id],
         )
         if not rows:
-            raise RefusedError(f"no DSOrder order {order_id!r} was ever pulled")
+            raise NotFoundError(f"no DSOrder order {order_id!r} was ever pulled")
         order = rows[0]
         if order["state"] != "held":
             raise RefusedError(f"DSOrder order {order_id} is {order['state']}, not held")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from syncd.clock import iso, iso_in
-from syncd.errors import StateError
+from syncd.errors import NotFoundError, RefusedError, StateError
 from syncd.jsontext import canonical
 from syncd.logs import redactor
 from syncd.state.kinds import AlertKind, IntentStatus, RejectStatus, RunStatus
@@ -543,11 +543,11 @@ class Store:
         with self.transaction():
             row = self.get_reject(reject_id)
             if row is None:
-                raise StateError(f"no reject with id {reject_id}")
+                raise NotFoundError(f"no reject with id {reject_id}")
             if row["status"] not in ("open", "retry"):
-                raise StateError(f"reject {reject_id} is {row['status']}, not open")
+                raise RefusedError(f"reject {reject_id} is {row['status']}, not open")
             if row["source"].startswith("host:"):
-                raise StateError(
+                raise RefusedError(
                     f"reject {reject_id} is a host row ({row['reference']}): fix it at the "
                     "source and drop a corrected file into the inbox, then "
                     f"`syncd rejects drop {reject_id}`"
@@ -573,7 +573,7 @@ class Store:
         with self.transaction():
             row = self.get_reject(reject_id)
             if row is None:
-                raise StateError(f"no reject with id {reject_id}")
+                raise NotFoundError(f"no reject with id {reject_id}")
             now = iso()
             self.db.execute(
                 "UPDATE rejects SET status = 'dropped', updated_at = ? WHERE id = ?",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.errors import AlreadyRunningError, SchemaTooNewError, StateError
+from syncd.errors import AlreadyRunningError, RefusedError, SchemaTooNewError, StateError
 from syncd.state import SCHEMA_VERSION, NewIntent, NewReject, StateLock, Store
 
 
@@ -109,7 +109,7 @@ def test_reject_retry_requeues_an_outbox_intent(store: Store) -> None:
     again = store.pending_intents("dest", 10)
     assert [i.id for i in again] == [intent.id]
     assert again[0].attempts == 0
-    with pytest.raises(StateError, match="not open"):
+    with pytest.raises(RefusedError, match="not open"):
         store.retry_reject(reject_id)
 
 
@@ -127,7 +127,7 @@ def test_host_row_reject_is_fixed_at_the_source(store: Store) -> None:
     """A bad host row cannot be retried from syncd: the message says to send a corrected file."""
     store.add_rejects([NewReject("host:articles", "articles.csv:7", "bad qty", field="qty")])
     reject_id = store.list_rejects()[0]["id"]
-    with pytest.raises(StateError, match="corrected file"):
+    with pytest.raises(RefusedError, match="corrected file"):
         store.retry_reject(reject_id)
 
 
