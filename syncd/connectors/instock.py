@@ -333,24 +333,37 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def validate_article(article: Mapping[str, Any]) -> str | None:
-    """Why Instock would refuse this article, checked before sending; None if fine."""
+def article_problem(article: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The field Instock would refuse this article for and why, checked before sending;
+    None if fine."""
     article_id = article.get("article_id")
     # fullmatch: `$` alone also matches before a trailing newline; a number is not a string id.
     if not isinstance(article_id, str) or not ARTICLE_ID_RE.fullmatch(article_id):
-        return f"article_id {article_id!r} must be a string matching {ARTICLE_ID_RE.pattern}"
+        return (
+            "article_id",
+            f"article_id {article_id!r} must be a string matching {ARTICLE_ID_RE.pattern}",
+        )
     if article.get("is_serial_numbered"):
-        return "serial-numbered articles cannot be uploaded or updated in Instock"
+        return (
+            "is_serial_numbered",
+            "serial-numbered articles cannot be uploaded or updated in Instock",
+        )
     if not str(article.get("name") or "").strip():
-        return "name is required"
+        return "name", "name is required"
     dimensions = article.get("dimensions") or {}
     if any(not isinstance(v, str) for v in dimensions.values()):
-        return "dimensions values must be strings"
+        return "dimensions", "dimensions values must be strings"
     if dimensions.get("uom") not in (None, *DIMENSION_UNITS):
-        return f"dimensions.uom must be one of {', '.join(DIMENSION_UNITS)}"
+        return "dimensions.uom", f"dimensions.uom must be one of {', '.join(DIMENSION_UNITS)}"
     if any(not isinstance(v, str) for v in (article.get("attributes") or {}).values()):
-        return "attributes values must be strings"
+        return "attributes", "attributes values must be strings"
     return None
+
+
+def validate_article(article: Mapping[str, Any]) -> str | None:
+    """Why Instock would refuse this article, checked before sending; None if fine."""
+    problem = article_problem(article)
+    return problem[1] if problem else None
 
 
 def _line_set(lines: Iterable[Any]) -> set[tuple[str, str, int]]:

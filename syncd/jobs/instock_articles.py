@@ -13,8 +13,10 @@ with its size.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from decimal import Decimal
 from typing import Any
 
@@ -22,13 +24,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso
 from syncd.config import Schedule
-from syncd.connectors.instock import BULK_MAX, InstockClient, validate_article
+from syncd.connectors.instock import BULK_MAX, InstockClient, article_problem
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jsontext import content_hash, text_hash
 from syncd.readahead import read_ahead
 from syncd.send.instock import DESTINATION, same_article
 from syncd.state import NewIntent, NewReject, Store
+from syncd.state.mirror.instock import (
+    ArticleMark,
+    ForgetArticle,
+    KnownArticle,
+    LearnArticles,
+    MarkArticles,
+    article_sync_is_empty,
+    host_articles_with_sync,
+)
+from syncd.state.plan import Plan, apply_plan
 
 REJECT_SOURCE = "instock:articles"
 # The first-run catalog bootstrap: "cursor:<next page>" while it runs, "done" after.
@@ -55,6 +67,7 @@ class SyncRow:
 class Action:
     kind: str  # "skip", "upload", "update", "refuse"
     reason: str = ""
+    field: str | None = dc_field(default=None, compare=False)  # the refused field
 
 
 def article_payload(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,9 +106,9 @@ def plan_article(payload: Mapping[str, Any], digest: str, sync: SyncRow | None) 
             return Action("skip")  # Instock already has exactly this
         if sync.host_hash == digest and sync.status in ("queued", "refused"):
             return Action("skip")  # in flight, or refused until it changes or is retried
-    reason = validate_article(payload)
-    if reason:
-        return Action("refuse", reason)
+    problem = article_problem(payload)
+    if problem:
+        return Action("refuse", problem[1], problem[0])
     if sync is None or sync.accepted_hash is None:
         return Action("upload")  # never accepted: create
     return Action("update")  # accepted before, content changed
@@ -110,59 +123,80 @@ def run(ctx: JobContext) -> None:
             _bootstrap(ctx, start)
     for batch in _host_batches(ctx.store, options.batch_size):
         ctx.check_stop()
-        uploads: list[tuple[dict[str, Any], str]] = []
-        intents: list[NewIntent] = []
-        rejects: list[NewReject] = []
-        marks: list[tuple[str, str, str, str | None]] = []
-        for row in batch:
-            payload = article_payload(row)
-            digest = content_hash(payload)
-            sync = (
-                SyncRow(row["s_host_hash"], row["s_accepted_hash"], row["s_status"])
-                if row["s_status"]
-                else None
-            )
-            action = plan_article(payload, digest, sync)
-            ctx.counts[action.kind] += 1
-            if action.kind == "skip":
-                continue
-            if action.kind == "refuse":
-                marks.append((payload["article_id"], digest, "refused", action.reason))
-                rejects.append(
-                    NewReject(
-                        REJECT_SOURCE,
-                        f"article {payload['article_id']}",
-                        action.reason,
-                        field=_field_of(action.reason),
-                        payload=payload,
-                    )
-                )
-            elif action.kind == "upload":
-                marks.append((payload["article_id"], digest, "queued", None))
-                uploads.append((payload, digest))
-            else:
-                marks.append((payload["article_id"], digest, "queued", None))
-                intents.append(
-                    NewIntent(
-                        DESTINATION,
-                        "articles.update",
-                        f"article:{payload['article_id']}",
-                        # The run id makes a re-plan (a retried reject, content that
-                        # comes back) a new intent, not a duplicate key that is dropped.
-                        f"article:{payload['article_id']}:{digest}:{ctx.run_id}",
-                        {"article": payload, "hash": digest},
-                    )
-                )
-        if uploads:
-            intents.insert(0, _upload_intent(uploads, ctx.run_id))
-        if not marks:
-            continue
-        with ctx.store.transaction():
-            _mark(ctx.store, marks)
-            ctx.counts["queued"] += ctx.store.add_intents(intents, run_id=ctx.run_id)
-            ctx.counts["rejected"] += ctx.store.add_rejects(rejects, run_id=ctx.run_id)
+        planned = plan_article_batch(batch, ctx.run_id, iso())
+        ctx.counts.update(planned.actions)
+        if planned.plan:
+            applied = apply_plan(ctx.store, planned.plan, run_id=ctx.run_id)
+            ctx.counts["queued"] += applied.intents
+            ctx.counts["rejected"] += applied.rejects
     if ctx.counts["queued"]:
         ctx.wake_sender()
+
+
+@dataclass(frozen=True)
+class ArticleBatch:
+    plan: Plan
+    actions: Counter[str]  # how many articles got each action kind
+
+
+def plan_article_batch(rows: Sequence[Mapping[str, Any]], run_id: str, now: str) -> ArticleBatch:
+    """One chunk of the host catalog (rows of `host_articles_with_sync`): the sync marks,
+    one bulk upload of the new articles, an update per changed one, a reject per refusal."""
+    actions: Counter[str] = Counter()
+    uploads: list[tuple[dict[str, Any], str]] = []
+    intents: list[NewIntent] = []
+    rejects: list[NewReject] = []
+    marks: list[ArticleMark] = []
+    for row in rows:
+        payload = article_payload(row)
+        digest = content_hash(payload)
+        sync = (
+            SyncRow(row["s_host_hash"], row["s_accepted_hash"], row["s_status"])
+            if row["s_status"]
+            else None
+        )
+        action = plan_article(payload, digest, sync)
+        actions[action.kind] += 1
+        article_id = payload["article_id"]
+        if action.kind == "skip":
+            continue
+        if action.kind == "refuse":
+            marks.append(ArticleMark(article_id, digest, "refused", action.reason))
+            rejects.append(
+                NewReject(
+                    REJECT_SOURCE,
+                    f"article {article_id}",
+                    action.reason,
+                    field=action.field,
+                    payload=payload,
+                )
+            )
+        elif action.kind == "upload":
+            marks.append(ArticleMark(article_id, digest, "queued"))
+            uploads.append((payload, digest))
+        else:
+            marks.append(ArticleMark(article_id, digest, "queued"))
+            intents.append(
+                NewIntent(
+                    DESTINATION,
+                    "articles.update",
+                    f"article:{article_id}",
+                    # The run id makes a re-plan (a retried reject, content that
+                    # comes back) a new intent, not a duplicate key that is dropped.
+                    f"article:{article_id}:{digest}:{run_id}",
+                    {"article": payload, "hash": digest},
+                )
+            )
+    if uploads:
+        intents.insert(0, _upload_intent(uploads, run_id))
+    if not marks:
+        return ArticleBatch(Plan(), actions)
+    plan = Plan(
+        intents=tuple(intents),
+        rejects=tuple(rejects),
+        changes=(MarkArticles(tuple(marks), now),),
+    )
+    return ArticleBatch(plan, actions)
 
 
 def _bootstrap_start(store: Store) -> str | None:
@@ -173,7 +207,7 @@ def _bootstrap_start(store: Store) -> str | None:
     mark = store.get_checkpoint(BOOTSTRAP_STREAM)
     if mark is not None:
         return None if mark == "done" else mark.removeprefix("cursor:")
-    if store.scalar("SELECT count(*) FROM instock_article_sync"):
+    if not article_sync_is_empty(store):
         return None  # a state from before the bootstrap existed: it knows what it pushed
     if not store.scalar("SELECT count(*) FROM host_articles"):
         return None  # nothing to learn about yet: wait for the host catalog
@@ -212,7 +246,6 @@ def _bootstrap_page(store: Store, items: list[Any], next_cursor: str | None, has
         rows = store.query(
             f"SELECT * FROM host_articles WHERE article_id IN ({marks})", list(remote)
         )
-    now = iso()
     records = []
     for row in rows:
         payload = article_payload(row)
@@ -221,30 +254,21 @@ def _bootstrap_page(store: Store, items: list[Any], next_cursor: str | None, has
         # Identical: accepted as is. Different: "accepted" under another content,
         # so the plan sends an update instead of a create.
         records.append(
-            (
+            KnownArticle(
                 row["article_id"],
                 digest if same else "",
                 digest if same else "instock:differs",
-                now,
             )
         )
-    with store.transaction():
-        store.db.conn.executemany(
-            "INSERT INTO instock_article_sync (article_id, host_hash, accepted_hash, "
-            "status, updated_at) VALUES (?, ?, ?, 'accepted', ?) "
-            "ON CONFLICT (article_id) DO NOTHING",
-            records,
-        )
-        position = f"cursor:{next_cursor}" if has_more and next_cursor else "done"
-        store.set_checkpoint(BOOTSTRAP_STREAM, position)
+    position = f"cursor:{next_cursor}" if has_more and next_cursor else "done"
+    apply_plan(
+        store,
+        Plan(
+            changes=(LearnArticles(tuple(records), iso()),),
+            checkpoints=((BOOTSTRAP_STREAM, position),),
+        ),
+    )
     return len(records)
-
-
-def _field_of(reason: str) -> str | None:
-    for field in ("article_id", "is_serial_numbered", "name"):
-        if field in reason or field.replace("_", "-") in reason:
-            return field
-    return "is_serial_numbered" if "serial" in reason else None
 
 
 def _upload_intent(uploads: list[tuple[dict[str, Any], str]], run_id: str) -> NewIntent:
@@ -261,40 +285,16 @@ def _upload_intent(uploads: list[tuple[dict[str, Any], str]], run_id: str) -> Ne
 
 def _host_batches(store: Store, size: int) -> Iterator[list[dict[str, Any]]]:
     last = ""
-    while True:
-        rows = store.query(
-            "SELECT h.*, s.host_hash AS s_host_hash, s.accepted_hash AS s_accepted_hash, "
-            "s.status AS s_status FROM host_articles h "
-            "LEFT JOIN instock_article_sync s USING (article_id) "
-            "WHERE h.article_id > ? ORDER BY h.article_id LIMIT ?",
-            [last, size],
-        )
-        if not rows:
-            return
+    while rows := host_articles_with_sync(store, last, size):
         last = rows[-1]["article_id"]
         yield rows
-
-
-def _mark(store: Store, marks: list[tuple[str, str, str, str | None]]) -> None:
-    now = iso()
-    store.db.conn.executemany(
-        "INSERT INTO instock_article_sync (article_id, host_hash, status, reason, updated_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (article_id) DO UPDATE SET "
-        "host_hash = excluded.host_hash, status = excluded.status, reason = excluded.reason, "
-        "updated_at = excluded.updated_at",
-        [(a, h, s, r, now) for a, h, s, r in marks],
-    )
 
 
 def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on an article reject: plan that article again this run."""
 
     def forget(store: Store, reject: dict[str, Any]) -> None:
-        store.db.execute(
-            "UPDATE instock_article_sync SET host_hash = '', status = 'queued' "
-            "WHERE article_id = ?",
-            [reject["reference"].removeprefix("article ")],
-        )
+        ForgetArticle(reject["reference"].removeprefix("article ")).apply(store)
 
     take_retried_rejects(ctx, REJECT_SOURCE, forget)
 

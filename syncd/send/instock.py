@@ -32,6 +32,13 @@ from syncd.errors import PermanentError, RetryableError
 from syncd.logs import redactor
 from syncd.send.base import Outcome
 from syncd.state import Intent, NewReject, Store
+from syncd.state.mirror.instock import (
+    ArticleAccepted,
+    ArticleRefused,
+    OrderOutcome,
+    queued_articles,
+    unplanned_articles,
+)
 
 DESTINATION = "instock"
 ARTICLE_FIELDS = ("article_id", "name", "is_serial_numbered", "dimensions", "attributes")
@@ -80,26 +87,8 @@ class InstockDestination:
         articles = order_articles(intent.payload["order"])
         if not articles:
             return None
-        marks = ",".join("?" * len(articles))
-        queued = [
-            r["article_id"]
-            for r in store.query(
-                f"SELECT article_id FROM instock_article_sync WHERE status = 'queued' "
-                f"AND article_id IN ({marks}) ORDER BY article_id",
-                articles,
-            )
-        ]
-        unplanned: list[str] = []
-        if self.articles_job:
-            unplanned = [
-                r["article_id"]
-                for r in store.query(
-                    f"SELECT h.article_id FROM host_articles h LEFT JOIN instock_article_sync s "
-                    f"ON s.article_id = h.article_id WHERE s.article_id IS NULL "
-                    f"AND h.article_id IN ({marks}) ORDER BY h.article_id",
-                    articles,
-                )
-            ]
+        queued = queued_articles(store, articles)
+        unplanned = unplanned_articles(store, articles) if self.articles_job else []
         self._unsettled = (intent.id, queued + unplanned)
         if queued:
             return "upload of article(s) " + ", ".join(queued) + " pending"
@@ -205,10 +194,10 @@ class InstockDestination:
                 accepted = list(result.get("accepted", hashes if not result else []))
                 refused = dict(result.get("refused", {}))
             for article_id in accepted:
-                _article_accepted(store, article_id, hashes[article_id], now)
+                ArticleAccepted(article_id, hashes[article_id], now).apply(store)
             articles = {a["article_id"]: a for a in payload["articles"]}
             for article_id, reason in refused.items():
-                _article_refused(store, article_id, reason, now)
+                _article_refused(article_id, reason, now).apply(store)
                 if outcome != "rejected":  # the sender already made a reject for the intent
                     store.add_rejects(
                         [
@@ -223,37 +212,20 @@ class InstockDestination:
         elif intent.kind == "articles.update":
             article_id = payload["article"]["article_id"]
             if outcome == "rejected":
-                _article_refused(store, article_id, str(detail), now)
+                _article_refused(article_id, str(detail), now).apply(store)
             else:
-                _article_accepted(store, article_id, payload["hash"], now)
+                ArticleAccepted(article_id, payload["hash"], now).apply(store)
         elif intent.kind.startswith("orders."):
             order_id = payload.get("order_id") or payload["order"]["order_id"]
-            status = "refused" if outcome == "rejected" else "accepted"
-            store.db.execute(
-                "UPDATE instock_order_sync SET status = ?, reason = ?, updated_at = ? "
-                "WHERE order_id = ? AND action = ?",
-                [
-                    status,
-                    redactor.text(str(detail)) if outcome == "rejected" else None,
-                    now,
-                    order_id,
-                    intent.kind.removeprefix("orders."),
-                ],
-            )
+            OrderOutcome(
+                order_id,
+                intent.kind.removeprefix("orders."),
+                "refused" if outcome == "rejected" else "accepted",
+                redactor.text(str(detail)) if outcome == "rejected" else None,
+                now,
+            ).apply(store)
 
 
-def _article_accepted(store: Store, article_id: str, content_hash: str, now: str) -> None:
-    store.db.execute(
-        "UPDATE instock_article_sync SET accepted_hash = ?, reason = NULL, updated_at = ?, "
-        "status = CASE WHEN host_hash = ? THEN 'accepted' ELSE status END "
-        "WHERE article_id = ?",
-        [content_hash, now, content_hash, article_id],
-    )
-
-
-def _article_refused(store: Store, article_id: str, reason: str, now: str) -> None:
-    store.db.execute(
-        "UPDATE instock_article_sync SET status = 'refused', reason = ?, updated_at = ? "
-        "WHERE article_id = ?",
-        [redactor.text(reason), now, article_id],  # Instock's answer may quote the token
-    )
+def _article_refused(article_id: str, reason: str, now: str) -> ArticleRefused:
+    # Instock's answer may quote the token.
+    return ArticleRefused(article_id, redactor.text(reason), now)
