@@ -8,8 +8,10 @@ come back as plain dicts in column order (the CLI prints them as they are, --jso
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from syncd.state.kinds import RejectStatus
 from syncd.state.store import Store
 
 Row = dict[str, Any]
@@ -91,3 +93,71 @@ def alerts(store: Store, *, include_resolved: bool = False) -> list[Row]:
     if include_resolved:
         return store.query("SELECT * FROM alerts ORDER BY id")
     return store.open_alerts()
+
+
+@dataclass(frozen=True)
+class RejectFilter:
+    """Which rejects an operator means (`syncd rejects list|retry|drop`); None: any.
+
+    `source` is a prefix (`host:`, `outbox:instock`), `reason` a case-insensitive part
+    of the reason, `since` an ISO-8601 UTC time the reject was created at or after,
+    `job` the job whose run recorded it."""
+
+    statuses: tuple[RejectStatus, ...] | None = ("open",)
+    source: str | None = None
+    reason: str | None = None
+    since: str | None = None
+    job: str | None = None
+    exclude_source: str | None = None  # a prefix left out (bulk retry skips host rows)
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if self.statuses is not None:
+            clauses.append(f"status IN ({', '.join('?' * len(self.statuses))})")
+            params.extend(self.statuses)
+        if self.source:
+            clauses.append("source LIKE ? ESCAPE '\\'")
+            params.append(_like_prefix(self.source))
+        if self.exclude_source:
+            clauses.append("source NOT LIKE ? ESCAPE '\\'")
+            params.append(_like_prefix(self.exclude_source))
+        if self.reason:
+            clauses.append("instr(lower(reason), lower(?)) > 0")
+            params.append(self.reason)
+        if self.since:
+            clauses.append("created_at >= ?")
+            params.append(self.since)
+        if self.job:
+            # The run that recorded it; runs deleted by housekeeping still match by the
+            # run id's shape (`<job with - for .>-<12 hex>`, jobs/runner.new_run_id).
+            clauses.append("(run_id IN (SELECT run_id FROM runs WHERE job = ?) OR run_id GLOB ?)")
+            params.extend([self.job, self.job.replace(".", "-") + "-" + "[0-9a-f]" * 12])
+        return " AND ".join(clauses), params
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def rejects(store: Store, which: RejectFilter, limit: int, offset: int = 0) -> list[Row]:
+    """A page of the rejects `which` selects, oldest first."""
+    where, params = which.where()
+    return store.query(
+        f"SELECT * FROM rejects WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+
+
+def reject_count(store: Store, which: RejectFilter) -> int:
+    where, params = which.where()
+    return int(store.scalar(f"SELECT count(*) FROM rejects WHERE {where}", params) or 0)
+
+
+def reject_ids(store: Store, which: RejectFilter) -> list[int]:
+    """Every id `which` selects, oldest first (for bulk retry and drop)."""
+    where, params = which.where()
+    return [
+        int(r["id"])
+        for r in store.query(f"SELECT id FROM rejects WHERE {where} ORDER BY id", params)
+    ]
