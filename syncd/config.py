@@ -386,6 +386,63 @@ class OutboxConfig(_Section):
     max_backoff: Duration = 900.0
 
 
+class HealthConfig(_Section):
+    """Thresholds of `syncd health` (README "Health for monitoring"); 0 turns a rule off."""
+
+    # Whether a daemon should hold the state directory: its absence is then critical.
+    expect_daemon: bool = True
+    # Failed (or crashed) runs of one job in a row, not counting interrupted or skipped ones.
+    failures_degraded: int = Field(3, ge=0)
+    failures_critical: int = Field(10, ge=0)
+    # A job's lag is the time since its last successful run. Its threshold: `lag` for that
+    # job if given, else `lag_factor` times its schedule's interval, at least `lag_min`.
+    lag_factor: float = Field(3.0, ge=1.0, le=1000.0)
+    lag_min: Duration = 600.0
+    lag: dict[str, Duration] = Field(default_factory=dict)
+    # Critical once the lag is this many times its threshold.
+    lag_critical_factor: float = Field(4.0, ge=0.0, le=1000.0)
+    # Per checkpoint stream (opt-in): the time since its checkpoint was last written.
+    stream_lag: dict[str, Duration] = Field(default_factory=dict)
+    # The oldest pending intent of a destination.
+    outbox_age_degraded: Duration = 3600.0
+    outbox_age_critical: Duration = 21600.0
+    # An open alert that stops a connector (auth, site_environment, site_unknown) is
+    # critical; any other open alert counts as this.
+    other_alerts: Literal["ok", "degraded", "critical"] = "degraded"
+
+    @model_validator(mode="after")
+    def _critical_after_degraded(self) -> HealthConfig:
+        for low, high in (
+            ("failures_degraded", "failures_critical"),
+            ("outbox_age_degraded", "outbox_age_critical"),
+        ):
+            if (
+                getattr(self, low)
+                and getattr(self, high)
+                and getattr(self, high) < getattr(self, low)
+            ):
+                raise ValueError(
+                    f"{high}: must be at least {low} ({getattr(self, low):g}), or 0 (off)"
+                )
+        if self.lag_critical_factor and self.lag_critical_factor < 1:
+            raise ValueError("lag_critical_factor: must be at least 1, or 0 (off)")
+        return self
+
+    @field_validator("lag", mode="before")
+    @classmethod
+    def _job_names(cls, value: Any) -> Any:
+        """Environment names cannot hold dots: `SYNCD_HEALTH__LAG__DSORDER_PULL` is dsorder.pull."""
+        return {_job_key(str(k)): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("lag", "stream_lag")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, seconds in value.items():
+            if seconds <= 0:
+                raise ValueError(f"{name}: a lag threshold must be more than 0 seconds")
+        return value
+
+
 class HostConfig(_Section):
     """The host (WMS/ERP) file interface: inbox/, archive/, rejects/, outbox/ under `dir`."""
 
@@ -431,6 +488,7 @@ class Settings(BaseSettings):
     logging: LoggingConfig = LoggingConfig()
     host: HostConfig = HostConfig()
     outbox: OutboxConfig = OutboxConfig()
+    health: HealthConfig = HealthConfig()
     connectors: Connectors = Connectors()
     jobs: dict[str, JobConfig] = Field(default_factory=dict)
 

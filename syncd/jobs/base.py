@@ -122,6 +122,11 @@ def settings_problems(settings: Settings, jobs: Mapping[str, JobSpec]) -> list[s
         for name in settings.jobs
         if name not in jobs
     ]
+    problems += [
+        f"health.lag.{name}: unknown job (known: {', '.join(sorted(jobs))})"
+        for name in settings.health.lag
+        if name not in jobs
+    ]
     for spec in jobs.values():
         try:
             spec.options(settings)

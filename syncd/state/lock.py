@@ -13,6 +13,8 @@ from pathlib import Path
 
 from syncd.errors import AlreadyRunningError
 
+PROC_LOCKS = Path("/proc/locks")
+
 
 class StateLock:
     def __init__(self, state_dir: Path) -> None:
@@ -50,3 +52,51 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def lock_holder(state_dir: Path, proc_locks: Path = PROC_LOCKS) -> int | None:
+    """The pid of the process holding the state directory's lock, or None: read, never
+    taken, so a check cannot make a starting daemon fail on a lock held for a moment.
+
+    Linux lists every flock in /proc/locks (`1: FLOCK ADVISORY WRITE <pid>
+    <major>:<minor>:<inode> 0 EOF`, major and minor in hex); where it cannot be read, the pid
+    the holder wrote into the lock file, if that process exists.
+    """
+    path = state_dir / "syncd.lock"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    try:
+        lines = proc_locks.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return _pid_in_file(path)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields:
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            found = (int(major, 16), int(minor, 16), int(inode))
+        except ValueError:
+            continue
+        if found == wanted:
+            return int(fields[4])
+    return None
+
+
+def _pid_in_file(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text(encoding="ascii").strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # it exists, as another user
+    return pid

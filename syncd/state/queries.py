@@ -37,6 +37,29 @@ def last_runs(store: Store) -> list[Row]:
     )
 
 
+def job_health(store: Store) -> list[Row]:
+    """Per job that has runs: its last run's status and error, the last success, the first
+    run still on record, and how many runs failed (or crashed) since the last success,
+    counting neither interrupted nor skipped runs (nor the one still running)."""
+    return store.query(
+        """
+        SELECT j.job, last.status, last.error, last.started_at, last.finished_at,
+               (SELECT max(finished_at) FROM runs o WHERE o.job = j.job AND o.status = 'ok')
+                 AS last_ok_at,
+               (SELECT min(started_at) FROM runs f WHERE f.job = j.job) AS first_started_at,
+               (SELECT count(*) FROM runs x WHERE x.job = j.job
+                  AND x.status IN ('failed', 'crashed')
+                  AND x.id > coalesce((SELECT max(id) FROM runs o
+                                       WHERE o.job = j.job AND o.status = 'ok'), 0))
+                 AS failures_in_row
+        FROM (SELECT DISTINCT job FROM runs) j
+        JOIN runs last ON last.id = (SELECT max(id) FROM runs x
+                                     WHERE x.job = j.job AND x.status != 'dry-run')
+        ORDER BY j.job
+        """
+    )
+
+
 def pending_intents_by_destination(store: Store) -> list[Row]:
     """Per destination: pending intents (n), the oldest one's creation and how many retry."""
     return store.query(
