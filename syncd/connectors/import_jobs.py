@@ -235,15 +235,31 @@ def _problem(exc: ValidationError) -> str:
     return _describe(exc.errors())
 
 
-def _describe(errors: Sequence[Any], skip: int = 0) -> str:
-    parts = []
+@dataclass(frozen=True)
+class RowProblem:
+    """One reason a row is refused, as found by the check: the field it concerns (a path
+    such as `lines[0].unitCost`; None for the row as a whole) and the message."""
+
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def _problems(errors: Sequence[Any], skip: int = 0) -> list[RowProblem]:
+    problems = []
     for error in errors:
         where = ""
         for step in error["loc"][skip:]:
             where += f"[{step}]" if isinstance(step, int) else f".{step}" if where else str(step)
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
+        problems.append(RowProblem(where or None, message))
+    return problems
+
+
+def _describe(errors: Sequence[Any], skip: int = 0) -> str:
+    return "; ".join(str(p) for p in _problems(errors, skip))
 
 
 @functools.cache
@@ -258,17 +274,28 @@ def _batch_checker(model: type[ImportRow]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[checked])  # type: ignore[valid-type]
 
 
-def check_rows(kind: str, rows: Sequence[Mapping[str, Any] | None]) -> dict[int, str]:
-    """Why each refused row is refused (`parse_rows` rules), by index: one validation call
-    for the whole batch, so checking a large batch costs little more than reading it."""
+def row_problems(
+    kind: str, rows: Sequence[Mapping[str, Any] | None]
+) -> dict[int, list[RowProblem]]:
+    """What is wrong with each refused row (`parse_rows` rules), by index, field by field:
+    one validation call for the whole batch, so checking a large batch costs little more
+    than reading it."""
     try:
         _batch_checker(endpoint(kind).row).validate_python(rows)
     except ValidationError as exc:
         by_row: dict[int, list[Any]] = {}
         for error in exc.errors():
             by_row.setdefault(int(error["loc"][0]), []).append(error)  # loc[0]: the list index
-        return {index: _describe(errors, skip=1) for index, errors in by_row.items()}
+        return {index: _problems(errors, skip=1) for index, errors in by_row.items()}
     return {}
+
+
+def check_rows(kind: str, rows: Sequence[Mapping[str, Any] | None]) -> dict[int, str]:
+    """Why each refused row is refused, by index, as one line (`row_problems` joined)."""
+    return {
+        index: "; ".join(str(p) for p in problems)
+        for index, problems in row_problems(kind, rows).items()
+    }
 
 
 def parse_rows(
