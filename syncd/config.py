@@ -8,316 +8,101 @@ and `config/syncd.example.toml` describe the same thing. Secrets are
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tempfile
 import tomllib
-from datetime import timedelta
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ByteSize,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from syncd.connectors.dsorder import DSOrderConfig
+from syncd.connectors.import_jobs import ImportJobsConfig
+from syncd.connectors.instock import InstockConfig
+from syncd.connectors.netstock.client import NetstockConfig
+from syncd.connectors.oregon_siop import OregonSiopConfig
 from syncd.errors import ConfigError
 from syncd.logs import redactor
+from syncd.sections import (
+    MIB,
+    SECRET_FIELDS,
+    AnswerSize,
+    ApiKeyConnectorConfig,
+    ConnectorConfig,
+    Duration,
+    NoOptions,
+    RateLimit,
+    RetryPolicy,
+    Schedule,
+    Timeouts,
+    is_loopback,
+    parse_duration,
+)
+from syncd.sections import Section as _Section
+
+# The connector section models and the building blocks from syncd.sections are
+# re-exported: whatever reads settings imports them from here.
+__all__ = [
+    "CONNECTORS",
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_STATE_DIR",
+    "MIB",
+    "REDACTED",
+    "SECRET_FIELDS",
+    "AnswerSize",
+    "ApiKeyConnectorConfig",
+    "ConfigError",
+    "ConnectorConfig",
+    "Connectors",
+    "DSOrderConfig",
+    "DaemonConfig",
+    "Duration",
+    "HealthConfig",
+    "HostConfig",
+    "ImportJobsConfig",
+    "InstockConfig",
+    "JobConfig",
+    "LoggingConfig",
+    "NetstockConfig",
+    "NoOptions",
+    "OregonSiopConfig",
+    "OutboxConfig",
+    "RateLimit",
+    "RetryPolicy",
+    "Schedule",
+    "Settings",
+    "Timeouts",
+    "check_writable",
+    "flatten",
+    "format_validation_errors",
+    "is_loopback",
+    "load_settings",
+    "options_problems",
+    "parse_duration",
+    "redacted_dict",
+    "refuse_unwritable",
+    "secret_values",
+]
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/syncd")
-SECRET_FIELDS = ("token", "api_key", "password", "client_secret")
 REDACTED = "**********"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Option keys whose values check-config never prints (`options.password`, `options.api_key`).
 _SECRET_OPTION = re.compile(
     r"(?i)(^|[_-])(token|api[_-]?key|apikey|password|passwd|secret|signature|cookie)$"
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as '90', '30s', '5m', '2h', '1d'."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, '30s', '5m' or '2h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError("expected a duration such as 30, '30s', '5m' or '2h'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-MIB = 1024 * 1024
-# An answer size: a number of bytes or a string such as "64MiB", "500KB".
-AnswerSize = Annotated[ByteSize, Field(ge=1024, le=4 * 1024 * MIB)]
-
-
-class _Section(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class Schedule(_Section):
-    """When a job or connector runs: every `interval`, or on a `cron` expression."""
-
-    interval: Duration | None = None
-    cron: str | None = None
-    jitter: Duration = 0.0
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            from apscheduler.triggers.cron import CronTrigger
-
-            try:
-                CronTrigger.from_crontab(value)
-            except ValueError as exc:
-                raise ValueError(f"not a valid crontab expression: {exc}") from None
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _interval_positive(cls, value: float | None) -> float | None:
-        if value is not None and value < 1:
-            raise ValueError("must be at least 1 second")
-        return value
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Schedule:
-        if self.interval is not None and self.cron is not None:
-            raise ValueError("give either 'interval' or 'cron', not both")
-        return self
-
-    def describe(self) -> str:
-        if self.cron:
-            return f"cron '{self.cron}'"
-        if self.interval:
-            return f"every {self.interval:g}s"
-        return "not scheduled"
-
-
-class Timeouts(_Section):
-    connect: Duration = 5.0
-    read: Duration = 30.0
-    write: Duration = 30.0
-    pool: Duration = 10.0
-
-
-class RetryPolicy(_Section):
-    """Bounded exponential backoff with full jitter for retryable failures."""
-
-    max_attempts: int = Field(5, ge=1, le=100)
-    initial_backoff: Duration = 0.5
-    max_backoff: Duration = 30.0
-    max_elapsed: Duration = 120.0
-
-
-class RateLimit(_Section):
-    """Token bucket; 0 requests per second means unlimited."""
-
-    per_second: float = Field(0.0, ge=0)
-    burst: int = Field(10, ge=1)
-
-
-class ConnectorConfig(_Section):
-    """Settings every remote system shares; connectors read their own extras from `options`."""
-
-    enabled: bool = False
-    base_url: str = ""
-    allow_insecure_http: bool = False
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    client_secret_file: Path | None = None
-    auth_header: str = "Authorization"
-    auth_scheme: str = "Bearer"
-    correlation_header: str = "X-Correlation-ID"
-    timeouts: Timeouts = Timeouts()
-    retry: RetryPolicy = RetryPolicy()
-    rate_limit: RateLimit = RateLimit()
-    # Bounds on every request and scan (README "Requests that misbehave"): a whole request
-    # (connect + send + whole body) ends by `request_deadline`; a body larger than
-    # `max_response_bytes` is refused after that many bytes; a cursor walk stops after
-    # `max_pages` pages (or earlier: twice the last complete scan of that list + 10).
-    request_deadline: Duration = Field(120.0, gt=0, le=3600)
-    max_response_bytes: AnswerSize = ByteSize(64 * MIB)
-    max_pages: int = Field(10_000, ge=1, le=10_000_000)
-    schedule: Schedule = Schedule()
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_secret_files(cls, data: Any) -> Any:
-        """`token_file = "/path"` reads the secret from that file (it wins over an inline value)."""
-        if not isinstance(data, dict):
-            return data
-        for name in SECRET_FIELDS:
-            path = data.get(f"{name}_file")
-            if path:
-                try:
-                    data = {**data, name: Path(path).read_text(encoding="utf-8").strip()}
-                except OSError as exc:
-                    raise ValueError(
-                        f"{name}_file: cannot read {path}: {exc.strerror or exc}"
-                    ) from None
-        return data
-
-    page_size_instead: ClassVar[str] = "the API takes no page size"
-    """Why a connector without a `page_size` field refuses the key (and what to set instead)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _page_size_does_something(cls, data: Any) -> Any:
-        """`page_size` is a field only where it changes requests (Instock, oregon_siop); elsewhere
-        it was once accepted and ignored, so it is refused with the reason, not as an unknown key."""
-        if isinstance(data, dict) and "page_size" in data and "page_size" not in cls.model_fields:
-            raise ValueError(
-                f"page_size: not used by this connector ({cls.page_size_instead}); remove it"
-            )
-        return data
-
-    required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
-    """Per entry, one of these secrets must be set (non-empty) when the connector is enabled."""
-    required_fields: ClassVar[tuple[str, ...]] = ()
-
-    @field_validator(*SECRET_FIELDS)
-    @classmethod
-    def _secret_is_usable(cls, value: SecretStr | None) -> SecretStr | None:
-        """Surrounding whitespace (a newline from `echo > file`) is dropped, as for files;
-        a control character left inside would make an illegal header: refused."""
-        if value is None:
-            return None
-        text = value.get_secret_value().strip()
-        if _CONTROL.search(text):
-            raise ValueError("contains a control character (a line break?); not usable")
-        return SecretStr(text) if text else None
-
-    @model_validator(mode="after")
-    def _secrets_present(self) -> ConnectorConfig:
-        """An enabled connector without its credential would fail every request:
-        refused here, naming the key, rather than as `Illegal header value` at run time."""
-        if not self.enabled:
-            return self
-        for name in self.required_fields:
-            if not getattr(self, name):
-                raise ValueError(f"{name}: required when the connector is enabled")
-        for names in self.required_secrets:
-            if not any(self.secret(n) for n in names):
-                raise ValueError(
-                    f"{names[0]}: required (and non-empty) when the connector is enabled; "
-                    f"set {' or '.join(names)} inline, as {names[0]}_file, in the "
-                    "environment (SYNCD_CONNECTORS__<NAME>__" + names[0].upper() + ") or as "
-                    f"a systemd credential (<connector>.{names[0]})"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _url_is_safe(self) -> ConnectorConfig:
-        if not self.enabled and not self.base_url:
-            return self
-        if self.enabled and not self.base_url:
-            raise ValueError("base_url: required when the connector is enabled")
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
-        insecure = parts.scheme == "http" and not is_loopback(parts.hostname)
-        if insecure and not self.allow_insecure_http:
-            raise ValueError(
-                f"base_url: plain http to non-loopback host {parts.hostname!r} is refused; "
-                "use https, or set allow_insecure_http = true for this connector"
-            )
-        return self
-
-    def secret(self, name: str) -> str | None:
-        value = getattr(self, name, None)
-        return value.get_secret_value() if isinstance(value, SecretStr) else None
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost` or a loopback address (`127.x`, `[::1]`): plain http there leaves no host."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class InstockConfig(ConnectorConfig):
-    required_secrets = (("token",),)
-    correlation_header: str = "Instock-Correlation-ID"
-    page_size: int = Field(1000, ge=10, le=1000)  # the API's own bounds
-    # A page holds at most 1000 records of well under 1 KiB each: 16 MiB is ten times that.
-    max_response_bytes: AnswerSize = ByteSize(16 * MIB)
-    site_id: str = ""  # the ASRS site; empty = the only site the token sees
-    # What the site must be: a physical ASRS (production, `is_virtual: false`) or a sandbox
-    # (`is_virtual: true`). Checked against /sites before the first site request; a mismatch
-    # stops the connector (a `site_environment` alert) until the config is fixed and reloaded.
-    environment: Literal["production", "sandbox"] = "production"
-
-    @model_validator(mode="after")
-    def _site_id_pattern(self) -> InstockConfig:
-        if self.site_id and not re.fullmatch(r"[A-Za-z0-9_+.:-]{1,128}", self.site_id):
-            raise ValueError(f"site_id: {self.site_id!r} is not a valid Instock site id")
-        return self
-
-
-class DSOrderConfig(ConnectorConfig):
-    required_secrets = (("token",),)
-    page_size_instead = "its lists are not paged"
-
-
-class NetstockConfig(ConnectorConfig):
-    required_secrets = (("password",),)
-    required_fields = ("username", "client_id")
-    page_size_instead = "its pops and datasets are not paged"
-
-
-class ApiKeyConnectorConfig(ConnectorConfig):
-    auth_header: str = "x-api-key"
-    auth_scheme: str = ""
-
-
-class ImportJobsConfig(ApiKeyConnectorConfig):
-    required_secrets = (("api_key", "token"),)
-    page_size_instead = 'rows per import job are jobs."planning.import".options.batch_size'
-
-
-class OregonSiopConfig(ApiKeyConnectorConfig):
-    required_secrets = (("api_key",),)
-    page_size: int = Field(100, ge=1, le=10_000)  # items per request (a batch); no API limit
-
 
 class Connectors(_Section):
-    """One section per remote system; a disabled connector is never contacted."""
+    """One section per remote system; a disabled connector is never contacted.
+
+    The one declaration of the connectors there are: a field here, typed by the section
+    model its connector module defines (which names the client and its options model).
+    `CONNECTORS` and check-config's options checks follow from these fields."""
 
     instock: InstockConfig = InstockConfig()
     dsorder: DSOrderConfig = DSOrderConfig()
@@ -327,6 +112,20 @@ class Connectors(_Section):
 
     def items(self) -> list[tuple[str, ConnectorConfig]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+
+def _connector_models() -> Mapping[str, type[ConnectorConfig]]:
+    table: dict[str, type[ConnectorConfig]] = {}
+    for name, field in Connectors.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, ConnectorConfig)):
+            raise TypeError(f"connectors.{name}: {model!r} is not a ConnectorConfig")
+        table[name] = model
+    return MappingProxyType(table)
+
+
+CONNECTORS: Mapping[str, type[ConnectorConfig]] = _connector_models()
+"""Each connector's section model by name (`.client`, `.options_model`), read off `Connectors`."""
 
 
 class JobConfig(_Section):
@@ -708,12 +507,6 @@ def options_problems(section: str, options: dict[str, Any], model: type[BaseMode
     except ValidationError as exc:
         return [f"{section}.options.{p}" for p in format_validation_errors(exc)]
     return []
-
-
-class NoOptions(BaseModel):
-    """The options of a connector that reads none: any key there is a misspelling."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

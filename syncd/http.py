@@ -46,7 +46,6 @@ from tenacity import (
 )
 
 from syncd.clock import utcnow
-from syncd.config import ConnectorConfig, RetryPolicy
 from syncd.errors import (
     AnswerTooLargeError,
     AuthError,
@@ -61,6 +60,7 @@ from syncd.errors import (
 from syncd.jsontext import RawJson
 from syncd.lifecycle import STOPPING, interruptible_sleep
 from syncd.logs import Logger, redactor
+from syncd.sections import ConnectorConfig, RetryPolicy
 
 log: Logger = structlog.get_logger("syncd.http")
 _T = TypeVar("_T")

@@ -36,11 +36,11 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from syncd.config import ConnectorConfig
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.jsontext import json_number, json_safe_spelt
 from syncd.logs import redactor
+from syncd.sections import ConnectorConfig
 
 NAME: Final = "dsorder"
 Listing = Literal["open", "closed", "absent"]
@@ -398,3 +398,12 @@ def fulfil_lines(payload: Sequence[Mapping[str, Any]]) -> list[FulfilLine]:
         )
         for r in payload
     ]
+
+
+class DSOrderConfig(ConnectorConfig):
+    """`[connectors.dsorder]`: the bearer token; `options` are `DsOrderOptions`."""
+
+    client = DSOrderClient
+    options_model = DsOrderOptions
+    required_secrets = (("token",),)
+    page_size_instead = "its lists are not paged"

@@ -71,11 +71,11 @@ from pydantic import (
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from typing_extensions import TypedDict
 
-from syncd.config import ConnectorConfig, Duration
 from syncd.errors import ConfigError, RetryableError
 from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client, never_sent
 from syncd.jsontext import RawJson
 from syncd.logs import Logger, redactor
+from syncd.sections import ApiKeyConnectorConfig, ConnectorConfig, Duration
 
 NAME: Final = "import_jobs"
 STATUS_PATH: Final = "/api/import/status/{job_id}"
@@ -717,3 +717,12 @@ class ImportJobsClient:
     ) -> ImportJob:
         """Submit one batch and wait for its job."""
         return self.wait_for_job(self.submit(kind, rows).jobId, timeout)
+
+
+class ImportJobsConfig(ApiKeyConnectorConfig):
+    """`[connectors.import_jobs]`: the API key; `options` are `ImportJobsOptions`."""
+
+    client = ImportJobsClient
+    options_model = ImportJobsOptions
+    required_secrets = (("api_key", "token"),)
+    page_size_instead = 'rows per import job are jobs."planning.import".options.batch_size'

@@ -26,19 +26,20 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 
-from syncd.config import InstockConfig
 from syncd.connectors.paging import CursorGuard
 from syncd.errors import (
     AlreadyDoneError,
@@ -49,6 +50,7 @@ from syncd.errors import (
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.jsontext import json_safe
 from syncd.logs import redactor
+from syncd.sections import MIB, AnswerSize, ConnectorConfig
 
 if TYPE_CHECKING:
     from syncd.state.kinds import AlertKind
@@ -705,3 +707,25 @@ class InstockClient:
             window=True,
             **kw,
         )
+
+
+class InstockConfig(ConnectorConfig):
+    """`[connectors.instock]`: the bearer token, page size, site and its environment."""
+
+    client = InstockClient
+    required_secrets = (("token",),)
+    correlation_header: str = "Instock-Correlation-ID"
+    page_size: int = Field(1000, ge=PAGE_MIN, le=PAGE_MAX)  # the API's own bounds
+    # A page holds at most 1000 records of well under 1 KiB each: 16 MiB is ten times that.
+    max_response_bytes: AnswerSize = ByteSize(16 * MIB)
+    site_id: str = ""  # the ASRS site; empty = the only site the token sees
+    # What the site must be: a physical ASRS (production, `is_virtual: false`) or a sandbox
+    # (`is_virtual: true`). Checked against /sites before the first site request; a mismatch
+    # stops the connector (a `site_environment` alert) until the config is fixed and reloaded.
+    environment: Literal["production", "sandbox"] = "production"
+
+    @model_validator(mode="after")
+    def _site_id_pattern(self) -> InstockConfig:
+        if self.site_id and not re.fullmatch(r"[A-Za-z0-9_+.:-]{1,128}", self.site_id):
+            raise ValueError(f"site_id: {self.site_id!r} is not a valid Instock site id")
+        return self

@@ -75,10 +75,10 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
-from syncd.config import ConnectorConfig
 from syncd.errors import ConfigError, PermanentError, RetryableError
 from syncd.http import RETRYABLE_STATUS, HttpClient, StaticAuth, backoff_wait, build_client
 from syncd.logs import Logger, redactor
+from syncd.sections import ApiKeyConnectorConfig, ConnectorConfig
 
 log: Logger = structlog.get_logger("syncd.connectors.oregon_siop")
 
@@ -736,3 +736,13 @@ class OregonSiopClient:
                 queue.appendleft(chunk[middle:])
                 queue.appendleft(chunk[:middle])
         return requests, unsent
+
+
+class OregonSiopConfig(ApiKeyConnectorConfig):
+    """`[connectors.oregon_siop]`: the API key and the batch size; `options` are
+    `OregonSiopOptions`."""
+
+    client = OregonSiopClient
+    options_model = OregonSiopOptions
+    required_secrets = (("api_key",),)
+    page_size: int = Field(100, ge=1, le=10_000)  # items per request (a batch); no API limit

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from syncd.config import (
+    CONNECTORS,
     JobConfig,
     NoOptions,
     Schedule,
@@ -24,7 +25,6 @@ from syncd.config import (
     format_validation_errors,
     options_problems,
 )
-from syncd.connectors import CONNECTORS
 from syncd.errors import ConfigError, ShutdownRequested
 from syncd.host.feeds.options import HostOptions
 from syncd.logs import Logger

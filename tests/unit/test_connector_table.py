@@ -1,4 +1,5 @@
-"""CONNECTORS is the one declaration of connectors: config, clients and options agree."""
+"""A connector is declared once, as a field of `Connectors`: its section model (defined in
+its connector module) names the client and the options model, and CONNECTORS follows."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pkgutil
 from pydantic import BaseModel
 
 import syncd.connectors
-from syncd.config import Connectors
-from syncd.connectors import CONNECTORS
+from syncd.config import CONNECTORS, Connectors, Settings, options_problems
+from syncd.sections import ConnectorConfig, NoOptions
 
 
 def _classes(suffix: str) -> dict[str, type]:
@@ -24,17 +25,37 @@ def _classes(suffix: str) -> dict[str, type]:
     return found
 
 
-def test_the_table_names_every_configured_connector() -> None:
+def test_the_table_is_read_off_the_config_sections() -> None:
     """Each `[connectors.<name>]` section has its entry, with the same section model."""
     assert list(CONNECTORS) == list(Connectors.model_fields)
-    for name, connector in CONNECTORS.items():
-        assert Connectors.model_fields[name].annotation is connector.config_model, name
+    for name, model in CONNECTORS.items():
+        assert Connectors.model_fields[name].annotation is model, name
+        assert isinstance(getattr(Settings().connectors, name), model), name
+
+
+def test_every_section_model_is_a_configured_connector() -> None:
+    """A section model a connector module defines but `Connectors` lacks could never be
+    configured: refused here."""
+    sections = {
+        key: cls
+        for key, cls in _classes("Config").items()
+        if issubclass(cls, ConnectorConfig) and "client" in vars(cls)
+    }
+    assert sorted(k for k, cls in sections.items() if cls not in CONNECTORS.values()) == []
+    assert len(sections) == len(CONNECTORS)
+
+
+def test_each_section_names_its_own_client() -> None:
+    """The client a section configures is defined next to it, in the same module."""
+    for name, model in CONNECTORS.items():
+        assert "client" in vars(model), f"{name}: its section model declares no client"
+        assert model.client.__module__ == model.__module__, name
 
 
 def test_every_client_and_options_model_is_in_the_table() -> None:
     """A connector's client or options model left out of the table would go unchecked."""
-    clients = {c.client for c in CONNECTORS.values()}
-    options = {c.options_model for c in CONNECTORS.values()}
+    clients = {model.client for model in CONNECTORS.values()}
+    options = {model.options_model for model in CONNECTORS.values()}
     assert sorted(k for k, cls in _classes("Client").items() if cls not in clients) == []
     assert (
         sorted(
@@ -44,3 +65,14 @@ def test_every_client_and_options_model_is_in_the_table() -> None:
         )
         == []
     )
+
+
+def test_a_connector_without_options_refuses_every_key() -> None:
+    """`options_model` defaults to NoOptions: a key under `connectors.instock.options` is a
+    misspelling, named by check-config."""
+    assert CONNECTORS["instock"].options_model is NoOptions
+    problems = options_problems("connectors.instock", {"pagesize": 5}, NoOptions)
+    assert problems == [
+        "connectors.instock.options.pagesize: unknown key "
+        "(check the spelling against syncd.example.toml)"
+    ]

@@ -28,7 +28,6 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
-from syncd.config import ConnectorConfig
 from syncd.connectors.netstock.answers import (
     LINE_MODELS,
     AuditEntry,
@@ -55,6 +54,7 @@ from syncd.connectors.netstock.settings import (
     GRANT_TYPE,
     MODEL_NAME_RE,
     NAME,
+    NetstockOptions,
     NetstockSettings,
 )
 from syncd.errors import (
@@ -66,6 +66,7 @@ from syncd.errors import (
 from syncd.http import HttpClient, build_client
 from syncd.jsontext import RawJson, json_text
 from syncd.logs import REDACTED, redactor
+from syncd.sections import ConnectorConfig
 
 log = structlog.get_logger("syncd.connectors.netstock")
 
@@ -557,3 +558,14 @@ def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mappi
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+class NetstockConfig(ConnectorConfig):
+    """`[connectors.netstock]`: OAuth2 password-grant credentials; `options` are
+    `NetstockOptions` (syncd/connectors/netstock/settings.py)."""
+
+    client = NetstockClient
+    options_model = NetstockOptions
+    required_secrets = (("password",),)
+    required_fields = ("username", "client_id")
+    page_size_instead = "its pops and datasets are not paged"

@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from syncd.config import ConnectorConfig, is_loopback, parse_duration
 from syncd.errors import ConfigError
+from syncd.sections import ConnectorConfig, is_loopback, parse_duration
 
 NAME: Final = "netstock"
 TOKEN_PATH: Final = "/application/o/token/"  # noqa: S105 - a URL path, not a secret
