@@ -43,7 +43,7 @@ Diff: every mapped row gets a hash of its wire JSON and a natural key (the conne
 `row_key`). It is sent when its hash differs from the one a COMPLETED job last accepted
 (`planning_import_accepted`) and from the one that last failed (`planning_import_failed`): a
 refused row waits until it changes or its reject is retried (`syncd rejects retry`). Rows
-the connector's own check refuses (`check_rows`: e.g. a PO line without unit cost) become
+the connector's own check refuses (`row_problems`: e.g. a PO line without unit cost) become
 rejects without a request. An unchanged host makes no request at all. Each row is rendered
 to its canonical JSON once: that text is hashed, kept with its job and sent as is.
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.connectors.import_jobs import (
     ImportJob,
@@ -293,3 +295,37 @@ def test_open_and_lost_jobs_are_recorded_as_such() -> None:
 
 def test_refusal_defaults_to_no_job() -> None:
     assert Refusal("k", "h", "f:1", None, "why", None).job_id is None
+
+
+_LEDGER_STATE = st.sampled_from(["none", "same", "other"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    states=st.lists(st.tuples(_LEDGER_STATE, _LEDGER_STATE), min_size=0, max_size=12),
+    may_add=st.booleans(),
+)
+def test_each_row_is_sent_once_or_counted_never_both(
+    states: list[tuple[str, str]], may_add: bool
+) -> None:
+    """Whatever the ledger holds, each row is either sent or counted as not sent; a row the
+    API has as it is is never sent, a row the ledger does not know always is."""
+    keyed = key_chunk("catalog", _catalog(*(f"A{n}" for n in range(len(states)))))
+    accepted: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for row, (acc, fail) in zip(keyed.rows, states, strict=True):
+        for table, state in ((accepted, acc), (failed, fail)):
+            if state != "none":
+                table[row.key] = row.digest if state == "same" else "other"
+    decided = plan_chunk("catalog", keyed, accepted, failed, may_add=may_add)
+    sent = {p.key for p in decided.send}
+    assert len(sent) == len(decided.send) == decided.counts["send"]
+    not_sent = sum(decided.counts[k] for k in ("unchanged", "failed", "held_changed"))
+    assert len(sent) + not_sent == len(keyed.rows)
+    for row, (acc, fail) in zip(keyed.rows, states, strict=True):
+        if acc == "same":
+            assert row.key not in sent
+        if acc == fail == "none":
+            assert row.key in sent
+        if row.key in sent:
+            assert fail != "same"

@@ -250,7 +250,7 @@ def row_hash(payload: Mapping[str, Any]) -> str:
 class Candidate(NamedTuple):
     """A mapped host row: its wire payload, where it came from (`file:line`) and, when the
     mapping made them already, its canonical JSON text and natural key. `checked`: the
-    mapping guarantees what `check_rows` would check, so it is not run for this row (its
+    mapping guarantees what `row_problems` would check, so it is not run for this row (its
     payload may then be None: `text` is the row)."""
 
     payload: dict[str, Any] | None
