@@ -277,6 +277,20 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     sys.exit(EXIT_OK if result.status in ("ok", "dry-run") else EXIT_FAILED)
 
 
+def _stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _when(text: str | None, local: bool) -> str:
+    """A stored ISO-8601 UTC time as shown: local with its zone on a terminal (where a
+    person reads it), unchanged elsewhere (where a script may)."""
+    if not text or not local:
+        return text or ""
+    from syncd.clock import parse_iso
+
+    return parse_iso(text).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
 @main.command()
 @config_option
 @json_option
@@ -284,21 +298,63 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
 def status(config_path: Path | None, as_json: bool) -> None:
     """The daemon, the jobs' runs, and what needs attention.
 
-    Per job: last run (how long ago), result, counts, next run, schedule and lag since
-    the last success; the daemon's pid and uptime; pending intents per destination,
-    open rejects and alerts. Local times on a terminal; ISO-8601 UTC with --json.
+    The daemon's pid and uptime; per job its schedule, last run (how long ago), result,
+    next run, lag since its last success and the last run's counts and warnings;
+    pending intents per destination; open rejects and alerts. Times are local with
+    their zone on a terminal, ISO-8601 UTC otherwise and with --json. Reads the state
+    DB, so it works while the daemon runs.
     """
-    from syncd.status import status_report, warning_text
+    from syncd.clock import parse_iso
+    from syncd.status import ago, duration_text, status_screen, warning_text
 
+    settings = _settings(config_path)
     with _store(config_path) as store:
-        report = status_report(store)
+        report = status_screen(store, settings)
     if as_json:
         _echo_json(report)
         return
-    echo("Jobs:")
+    local = _stdout_is_tty()
+    now = parse_iso(report["now"])
+    daemon = report["daemon"]
+    if daemon["running"]:
+        since = _when(daemon["started_at"], local)
+        up = f", up {duration_text(daemon['uptime_s'])} (since {since})" if since else ""
+        echo(f"Daemon: running, pid {daemon['pid']}{up}")
+    else:
+        echo("Daemon: not running (no syncd holds the state directory)")
+    rejects_open = sum(report["rejects_open"].values())
+    echo(
+        f"Attention: {rejects_open} open reject(s), {len(report['alerts_open'])} open "
+        f"alert(s), {sum(v['pending'] for v in report['outbox_pending'].values())} "
+        "intent(s) pending"
+    )
+    echo("\nJobs:")
+    rows = [
+        {
+            **job,
+            "last run": ago(parse_iso(job["started_at"]), now) if job["started_at"] else "never",
+            "result": job["status"] or "",
+            "next run": ago(parse_iso(job["next_run"]), now) if job["next_run"] else "",
+            "lag": duration_text(job["lag_s"]) if job.get("lag_s") is not None else "",
+            "schedule": job["schedule"] if job["enabled"] else f"disabled ({job['schedule']})",
+        }
+        for job in report["jobs"]
+    ]
     _table(
-        report["jobs"],
-        ["job", "status", "started_at", "pulled", "pushed", "rejected", "lag_s", "error"],
+        rows,
+        [
+            "job",
+            "schedule",
+            "last run",
+            "result",
+            "next run",
+            "lag",
+            "pulled",
+            "pushed",
+            "rejected",
+            "error",
+        ],
+        {"error": 80},
     )
     warned = [job for job in report["jobs"] if job.get("warnings")]
     if warned:  # e.g. rows held back: nothing failed, but something was not done
@@ -310,7 +366,10 @@ def status(config_path: Path | None, as_json: bool) -> None:
                 echo(f"  {job['job']}: ... and {len(job['warnings']) - WARNINGS_SHOWN} more")
     echo("\nOutbox pending:")
     _table(
-        [{"destination": k, **v} for k, v in report["outbox_pending"].items()],
+        [
+            {"destination": k, **v, "oldest": _when(v["oldest"], local)}
+            for k, v in report["outbox_pending"].items()
+        ],
         ["destination", "pending", "retrying", "oldest"],
     )
     echo("\nOpen rejects:")
@@ -319,7 +378,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
     )
     echo("\nOpen alerts:")
     _table(
-        report["alerts_open"],
+        [{**a, "opened_at": _when(a["opened_at"], local)} for a in report["alerts_open"]],
         ["id", "kind", "subject", "opened_at", "count", "message"],
         {"message": 100},
     )

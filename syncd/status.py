@@ -6,10 +6,18 @@ Reads only, so it works from another process while the daemon runs (WAL).
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from syncd.clock import parse_iso, utcnow
+from syncd.clock import iso, parse_iso, utcnow
 from syncd.state import Store, queries
+
+if TYPE_CHECKING:
+    from syncd.config import Schedule, Settings
 
 
 def job_summaries(store: Store) -> list[dict[str, Any]]:
@@ -70,3 +78,179 @@ def status_line(store: Store, running: list[str] | None = None) -> str:
     if alerts:
         parts.append("ALERT " + alerts[0]["message"][:120])
     return "; ".join(parts)
+
+
+# -- the screen of `syncd status` ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    """The daemon holding the state directory, as its lock file and /proc tell."""
+
+    pid: int | None
+    started_at: datetime | None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        started = self.started_at
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "started_at": iso(started) if started else None,
+            "uptime_s": round((now - started).total_seconds(), 1) if started else None,
+        }
+
+
+def daemon_state(state_dir: Path, proc: Path = Path("/proc")) -> DaemonState:
+    """The pid the lock file names, if that process is alive and is a syncd, and when it
+    started. Reads only: taking the lock to test it could make a starting daemon fail."""
+    try:
+        pid = int((state_dir / "syncd.lock").read_text().split()[0])
+        cmdline = (proc / str(pid) / "cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return DaemonState(None, None)
+    if b"syncd" not in cmdline:  # a stale lock file whose pid was reused
+        return DaemonState(None, None)
+    return DaemonState(pid, process_started(pid, proc))
+
+
+def process_started(pid: int, proc: Path = Path("/proc")) -> datetime | None:
+    """When process `pid` started (Linux: /proc/<pid>/stat field 22, in clock ticks after
+    boot, plus the boot time); None where /proc cannot say."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in (proc / "stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        hertz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(boot + ticks / hertz, UTC)
+
+
+def every(seconds: float) -> str:
+    """An interval as an operator says it: `every 10 min`, `every 30 s`, `every 2 h`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"every {int(seconds // size)} {unit}"
+    return f"every {seconds:g} s"
+
+
+def schedule_text(schedule: Schedule) -> str:
+    if schedule.cron:
+        return f"cron '{schedule.cron}'"
+    if schedule.interval:
+        return every(schedule.interval)
+    return "not scheduled"
+
+
+def duration_text(seconds: float) -> str:
+    """A span rounded to what matters: `40 s`, `3 min`, `2 h 14 min`, `3 d 4 h`."""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        hours, minutes = divmod(int(seconds // 60), 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(int(seconds // 3600), 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """`3 min ago`, `in 20 s`, `now`; "" for no moment."""
+    if moment is None:
+        return ""
+    delta = (moment - now).total_seconds()
+    if abs(delta) < 1:
+        return "now"
+    return f"in {duration_text(delta)}" if delta > 0 else f"{duration_text(delta)} ago"
+
+
+def next_run(
+    schedule: Schedule,
+    *,
+    timezone: str,
+    now: datetime,
+    daemon_started: datetime | None,
+    daily: tuple[Any, ...] = (),
+) -> datetime | None:
+    """When the running daemon runs a job next, as its scheduler does: an interval job
+    at start-up, then every interval after it (jitter and reloads aside; the sender's
+    interval counts from its last drain, and a queued intent wakes it sooner); a cron
+    job on its expression in the site's zone; fixed daily times too. None without a
+    daemon."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    if daemon_started is None:
+        return None
+    candidates: list[datetime] = []
+    if schedule.cron:
+        fire = CronTrigger.from_crontab(schedule.cron, timezone=timezone).get_next_fire_time(
+            None, now
+        )
+        if fire is not None:
+            candidates.append(fire)
+    elif schedule.interval:
+        steps = math.floor(max(0.0, (now - daemon_started).total_seconds()) / schedule.interval)
+        candidates.append(daemon_started + timedelta(seconds=(steps + 1) * schedule.interval))
+    for at in daily:
+        trigger = CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=timezone)
+        fire = trigger.get_next_fire_time(None, now)
+        if fire is not None:
+            candidates.append(fire)
+    return min(candidates).astimezone(UTC) if candidates else None
+
+
+def status_screen(store: Store, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """`syncd status --json`: `status_report` with the daemon (pid, start, uptime) and,
+    per job syncd knows, its schedule, whether enabled and its next run (ISO-8601 UTC).
+    Enabled jobs that never ran are listed too, with no run."""
+    from syncd.jobs import REGISTRY
+
+    now = now or utcnow()
+    report = status_report(store)
+    daemon = daemon_state(settings.daemon.state_dir)
+    ran = {row["job"]: row for row in report["jobs"]}
+    jobs = []
+    for name, spec in sorted(REGISTRY.items()):
+        row = ran.get(name)
+        enabled = spec.is_enabled(settings)
+        if row is None and not enabled:
+            continue
+        schedule = settings.outbox.schedule if name == "outbox.send" else spec.schedule(settings)
+        nxt = (
+            next_run(
+                schedule,
+                timezone=settings.daemon.site_timezone,
+                now=now,
+                daemon_started=daemon.started_at,
+                daily=spec.daily_times(settings),
+            )
+            if enabled
+            else None
+        )
+        jobs.append(
+            {
+                **(row or {"job": name, "status": None, "started_at": None}),
+                "enabled": enabled,
+                "schedule": schedule_text(schedule)
+                + (
+                    " and daily at " + ", ".join(t.isoformat() for t in spec.daily_times(settings))
+                    if spec.daily_times(settings)
+                    else ""
+                ),
+                "next_run": iso(nxt) if nxt else None,
+            }
+        )
+    report["jobs"] = jobs
+    report["daemon"] = daemon.as_dict(now)
+    report["now"] = iso(now)
+    return report

@@ -113,3 +113,19 @@ def test_planning_section(demo: tuple[subprocess.CompletedProcess[str], Path]) -
     assert completed >= 1
     assert datasets >= 1
     assert list((workdir / "host" / "outbox").glob("netstock_po-*"))
+
+
+def test_status_hint_runs_as_printed(demo: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """The `status:` hint names a syncd that exists (the venv is not activated after the
+    README's first command, so a bare `syncd` may not be found): pasted into a shell as
+    printed, it shows the demo's state."""
+    done, workdir = demo
+    hint = _line(done.stdout, "status:").split("status:", 1)[1].strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env["PATH"] = "/usr/bin:/bin"  # no venv on the PATH
+    shown = subprocess.run(
+        ["/bin/sh", "-c", hint], capture_output=True, text=True, env=env, timeout=30, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "Daemon: not running" in shown.stdout
+    assert str(workdir) in hint
