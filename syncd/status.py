@@ -105,14 +105,12 @@ class DaemonState:
 
 
 def daemon_state(state_dir: Path, proc: Path = Path("/proc")) -> DaemonState:
-    """The pid the lock file names, if that process is alive and is a syncd, and when it
-    started. Reads only: taking the lock to test it could make a starting daemon fail."""
-    try:
-        pid = int((state_dir / "syncd.lock").read_text().split()[0])
-        cmdline = (proc / str(pid) / "cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return DaemonState(None, None)
-    if b"syncd" not in cmdline:  # a stale lock file whose pid was reused
+    """The process holding the state directory's lock (`lock_holder`: read, never taken)
+    and when it started."""
+    from syncd.state.lock import lock_holder
+
+    pid = lock_holder(state_dir, proc / "locks")
+    if pid is None:
         return DaemonState(None, None)
     return DaemonState(pid, process_started(pid, proc))
 

@@ -68,17 +68,23 @@ def test_next_run_follows_the_scheduler() -> None:
     assert next_run(ten, timezone="UTC", now=NOW, daemon_started=None) is None
 
 
-def test_daemon_state_from_the_lock_file_and_proc(tmp_path: Path) -> None:
-    """The lock file's pid counts as the daemon only while that process is a syncd; a
-    stale pid (gone, or reused by another program) reads as not running."""
+def test_daemon_state_is_the_lock_holder(tmp_path: Path) -> None:
+    """The daemon is the process /proc/locks says holds the lock file's flock, with the
+    start /proc gives it; a lock file no process holds means no daemon."""
     proc = tmp_path / "proc"
     (proc / "4242").mkdir(parents=True)
-    (tmp_path / "syncd.lock").write_text("4242\n")
-    (proc / "4242" / "cmdline").write_bytes(b"/usr/bin/python3\0-m\0syncd.cli\0run\0")
-    assert daemon_state(tmp_path, proc).pid == 4242
-    (proc / "4242" / "cmdline").write_bytes(b"/usr/sbin/nginx\0")
-    assert not daemon_state(tmp_path, proc).running
-    (tmp_path / "syncd.lock").write_text("99999999\n")
+    lock = tmp_path / "syncd.lock"
+    lock.write_text("4242\n")
+    st = lock.stat()
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    (proc / "locks").write_text(f"1: FLOCK  ADVISORY  WRITE 4242 {where} 0 EOF\n")
+    (proc / "stat").write_text("cpu  1 2 3\nbtime 1764800000\n")
+    fields = " ".join(["S", *["0"] * 18, str(100 * os.sysconf("SC_CLK_TCK")), "0"])
+    (proc / "4242" / "stat").write_text(f"4242 (python3 (syncd)) {fields}\n")
+    state = daemon_state(tmp_path, proc)
+    assert state.pid == 4242
+    assert state.started_at == datetime.fromtimestamp(1764800100, UTC)
+    (proc / "locks").write_text("")
     assert not daemon_state(tmp_path, proc).running
 
 
