@@ -3,6 +3,7 @@ answer means, unsure and lost jobs. Plain values in and out: no server, no datab
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -329,3 +330,22 @@ def test_each_row_is_sent_once_or_counted_never_both(
             assert row.key in sent
         if row.key in sent:
             assert fail != "same"
+
+
+def test_the_job_modules_write_no_table_themselves() -> None:
+    """planning.import writes its tables (jobs, ledger) and the core tables only through
+    syncd/state/: no SQL statement in its modules inserts, updates or deletes."""
+    from tests.unit.test_state_owners import PACKAGE, sql_strings
+
+    modules = [
+        PACKAGE / "jobs" / "planning_import.py",
+        *(PACKAGE / "jobs" / "planning").glob("*.py"),
+    ]
+    writes = [
+        f"{path.name}:{line}"
+        for path in modules
+        for line, text in sql_strings(path)
+        if re.search(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\b", text)
+    ]
+    assert len(modules) > 5
+    assert writes == []

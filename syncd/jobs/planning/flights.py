@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from syncd.clock import iso
 from syncd.connectors.import_jobs import (
@@ -36,6 +36,10 @@ from syncd.state.mirror.planning_import import (
     record_job,
     record_submitting,
 )
+
+FlightEvent = Literal["posted", "done", "unsure", "failed"]
+"""What a helper reports: a job submitted and recorded (`posted`), its final answer (`done`),
+a submit whose answer was lost (`unsure`), an error of the submit or the wait (`failed`)."""
 
 
 class _Cancelled(Exception):
@@ -64,7 +68,7 @@ class Flights:
     ) -> None:
         self.ctx, self.client, self.options, self.endpoint = ctx, client, options, endpoint
         self.may_add = endpoint not in options.upsert_endpoints  # a re-send may count twice
-        self.events: queue.SimpleQueue[tuple[str, _Flight, Any]] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[tuple[FlightEvent, _Flight, Any]] = queue.SimpleQueue()
         self.pool = ThreadPoolExecutor(options.jobs_in_flight, thread_name_prefix="import-job")
         self.flying = 0
         self.blocked = False  # a job stayed open past job_timeout: send no more
@@ -176,7 +180,7 @@ class Flights:
             raise _Cancelled()
 
     # the job's thread: SQLite
-    def _handle(self, kind: str, flight: _Flight, value: Any) -> None:
+    def _handle(self, kind: FlightEvent, flight: _Flight, value: Any) -> None:
         if kind == "posted":
             if self.recorder is None:
                 self._record(self.ctx.store, value, flight)
