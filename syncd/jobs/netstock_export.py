@@ -52,6 +52,13 @@ the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again);
 
 `ctx.check_stop()` runs between remote steps, so a stopping daemon leaves at a checkpoint.
 
+**Shape.** This module is the driver: each step is decided by a pure function of
+`syncd.jobs.netstock_export_plan` (from the journal's values, Netstock's answers and `now`),
+done (the client call), and recorded by applying the `Plan` that function returned
+(`syncd.state.plan.apply_plan`, one transaction). The three tables are written only by
+`syncd.state.mirror.netstock_export`. A step that cannot go on returns `Blocked` (logged as
+`netstock_export_blocked` and kept as a run warning) instead of raising.
+
 Every configured model is sent, an empty one as start + end(0) (a full snapshot: no open
 POs is news); when every model is empty nothing is sent at all.
 """
@@ -61,23 +68,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import json
 import time
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any, Final
 
-from syncd.clock import iso
+from syncd.clock import iso, utcnow
 from syncd.config import Schedule
-from syncd.connectors.netstock.answers import JsonLines
+from syncd.connectors.netstock.answers import JsonLines, ModelState
 from syncd.connectors.netstock.client import NetstockClient
 from syncd.connectors.netstock.errors import ConflictError, OutcomeUnknownError
-from syncd.connectors.netstock.settings import (
-    DEFAULT_MODEL_ENDPOINTS,
-    UNVERIFIED_ENDPOINTS,
-    configured_chunk_size,
-)
+from syncd.connectors.netstock.settings import configured_chunk_size
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
+from syncd.jobs import netstock_export_plan as plan
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.netstock_dataset import (
     REJECT_SOURCE,
@@ -87,45 +87,14 @@ from syncd.jobs.netstock_dataset import (
     ascii_escaped,
     rendered_lines,
 )
+from syncd.jobs.netstock_export_plan import Blocked, FailDataset
 from syncd.logs import redactor
 from syncd.state import Store
+from syncd.state.mirror import netstock_export as journal
+from syncd.state.mirror.netstock_export import ChunkHow, Export, FrozenWriter
+from syncd.state.plan import Plan, apply_plan
 
-ALERT_KIND: Final = "netstock_export"
-SETTLE_FIRST_POLL = 1.0  # seconds before /model/status is asked again about a lagging count
-SETTLE_MAX_POLL = 15.0  # ... doubling up to this
-
-
-def _load(store: Store, export_id: int) -> dict[str, Any]:
-    [row] = store.query("SELECT * FROM netstock_exports WHERE id = ?", [export_id])
-    row["models"] = json.loads(row["models"])
-    return row
-
-
-def _save(store: Store, export: Mapping[str, Any], **changes: Any) -> None:
-    fields = {**changes, "updated_at": iso()}
-    if "models" in fields:
-        fields["models"] = json.dumps(fields["models"], separators=(",", ":"))
-    sets = ", ".join(f"{k} = ?" for k in fields)
-    store.db.execute(
-        f"UPDATE netstock_exports SET {sets} WHERE id = ?",
-        [*fields.values(), export["id"]],
-    )
-
-
-def current_export(store: Store) -> dict[str, Any] | None:
-    found = store.scalar(
-        "SELECT id FROM netstock_exports WHERE state IN ('prepared', 'importing', 'processing') "
-        "ORDER BY id LIMIT 1"
-    )
-    return _load(store, int(found)) if found is not None else None
-
-
-def last_success_hash(store: Store) -> str | None:
-    found: str | None = store.scalar(
-        "SELECT snapshot_hash FROM netstock_exports WHERE state = 'complete' "
-        "ORDER BY id DESC LIMIT 1"
-    )
-    return found
+ALERT_KIND = plan.ALERT_KIND
 
 
 def group_size(ctx: JobContext, options: Options) -> int:
@@ -133,16 +102,20 @@ def group_size(ctx: JobContext, options: Options) -> int:
     return options.chunk_size or configured_chunk_size(ctx.settings.connectors.netstock)
 
 
-def _freeze(
-    store: Store, options: Options, group: int, whole: Whole, rejects: list[Rejected]
-) -> tuple[str, list[dict[str, Any]], int]:
-    """Render every model once into temp.netstock_frozen, `group` lines per row (joined
-    with newlines: a rendered line never holds one), hashing the same text; rows that
-    cannot be sent go to `rejects` (not hashed: what is hashed is what is sent)."""
+def freeze(
+    frozen: FrozenWriter,
+    store: Store,
+    options: Options,
+    group: int,
+    whole: Whole,
+    rejects: list[Rejected],
+) -> tuple[str, list[tuple[str, int]]]:
+    """Render every model once into the frozen snapshot, `group` lines per row (joined with
+    newlines: a rendered line never holds one), hashing the same text; returns the hash and
+    each model's line count. Rows that cannot be sent go to `rejects` (not hashed: what is
+    hashed is what is sent)."""
     digest = hashlib.sha256()
-    insert = "INSERT INTO temp.netstock_frozen (model, seq, row) VALUES (?, ?, ?)"
-    models: list[dict[str, Any]] = []
-    total = 0
+    counts: list[tuple[str, int]] = []
     for model in options.models:
         digest.update(f"\x1e{model}\x1f".encode())
         lines = rendered_lines(store, model, options, whole, rejects)
@@ -151,30 +124,21 @@ def _freeze(
             text = ascii_escaped("\n".join(batch))
             digest.update(text.encode())
             digest.update(b"\n")
-            store.db.conn.execute(insert, (model, seq, text))
+            frozen.add(model, seq, text)
             seq += len(batch)
-        models.append(
-            {"model": model, "rows": seq, "state": "pending", "lines_sent": 0, "chunks": 0}
-        )
-        total += seq
-    return digest.hexdigest(), models, total
+        counts.append((model, seq))
+    return digest.hexdigest(), counts
 
 
 def record_rejects(store: Store, rejects: list[Rejected], run_id: str | None) -> int:
     """Record the rows left out, each once: one already open (the same row, field and
     reason, from an earlier export of the same data) is not added again."""
-    found = store.list_rejects("open", REJECT_SOURCE, limit=len(rejects) + 1_000_000)
-    known = {(r["source"], r["reference"], r["field"], r["reason"]) for r in found}
-    new = [
-        reject
-        for reject in map(Rejected.as_reject, rejects)
-        if (reject.source, reject.reference, reject.field, reject.reason) not in known
-    ]
-    with store.transaction():
-        return store.add_rejects(new, run_id=run_id)
+    known = store.list_rejects("open", REJECT_SOURCE, limit=len(rejects) + 1_000_000)
+    new = plan.new_rejects(map(Rejected.as_reject, rejects), known)
+    return apply_plan(store, Plan(rejects=new), run_id=run_id).rejects
 
 
-def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
+def prepare(ctx: JobContext, options: Options) -> Export | None:
     """Render the snapshot once: its hash decides, its text is what will be sent.
 
     The lines go to a temp table in one read transaction (one consistent view of the host
@@ -183,63 +147,30 @@ def prepare(ctx: JobContext, options: Options) -> dict[str, Any] | None:
     export row, in one short transaction.
     """
     store = ctx.store
-    conn = store.db.conn
-    conn.execute("DROP TABLE IF EXISTS temp.netstock_frozen")
-    conn.execute(
-        "CREATE TEMP TABLE netstock_frozen (model TEXT NOT NULL, seq INTEGER NOT NULL, "
-        "row TEXT NOT NULL, PRIMARY KEY (model, seq))"
-    )
-    # The temp table lives as long as the run's connection (dropping it page by page would
-    # cost as much as writing it): closing the store discards it.
-    own = not conn.in_transaction  # a dry run reads inside the runner's transaction
-    if own:
-        conn.execute("BEGIN")  # one consistent view of the host tables
     whole, rejects = Whole(options.integer_fractions), list[Rejected]()
-    try:
-        wanted, models, count = _freeze(store, options, group_size(ctx, options), whole, rejects)
-    except BaseException:
-        if own and conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    if own:
-        conn.execute("COMMIT")
+    with journal.frozen_snapshot(store) as frozen:
+        wanted, counts = freeze(frozen, store, options, group_size(ctx, options), whole, rejects)
     if whole.converted:
         ctx.counts["fractions_converted"] += whole.converted
     if rejects:
         ctx.counts["rejected"] += len(rejects)
         if not ctx.dry_run:
             record_rejects(store, rejects, ctx.run_id)
-    if count == 0:
-        ctx.counts["empty"] += 1
+    lines = sum(count for _model, count in counts)
+    decision = plan.snapshot_decision(
+        lines, wanted, journal.last_success_hash(store) if lines else None
+    )
+    if decision != "prepare":
+        ctx.counts[decision] += 1
         return None
-    if wanted == last_success_hash(store):
-        ctx.counts["unchanged"] += 1
-        return None
-    now = iso()
-    with store.transaction():
-        cursor = store.db.execute(
-            "INSERT INTO netstock_exports (state, snapshot_hash, models, rows, created_at, "
-            "updated_at, run_id) VALUES ('prepared', ?, ?, ?, ?, ?, ?)",
-            [wanted, json.dumps(models, separators=(",", ":")), count, now, now, ctx.run_id],
-        )
-        export_id = int(cursor.lastrowid or 0)
-        store.db.execute(
-            "INSERT INTO netstock_export_rows (export_id, model, seq, row) "
-            "SELECT ?, model, seq, row FROM temp.netstock_frozen ORDER BY model, seq",
-            [export_id],
-        )
+    apply_plan(store, plan.prepared(wanted, counts, ctx.run_id, iso()), run_id=ctx.run_id)
     ctx.counts["prepared"] += 1
-    return _load(store, export_id)
-
-
-class _Stop(Exception):
-    """The export cannot go on this run (an alert says why)."""
+    return journal.current_export(store)
 
 
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
-    store = ctx.store
-    export = current_export(store)
+    export = journal.current_export(ctx.store)
     if export is None:
         export = prepare(ctx, options)
         if export is None:
@@ -250,28 +181,24 @@ def run(ctx: JobContext) -> None:
         return
     ctx.check_stop()
     with NetstockClient(ctx.settings.connectors.netstock) as client:
-        guesses = [
-            f"{m} -> {client.endpoint_for(m)}"
-            for m in options.models
-            if m in UNVERIFIED_ENDPOINTS
-            and client.model_endpoints.get(m) == DEFAULT_MODEL_ENDPOINTS.get(m)
-        ]
+        guesses = plan.unverified_endpoints(options.models, client.model_endpoints)
         if guesses:
-            ctx.log.info("netstock_endpoint_unverified", entries=guesses)
-        flow = ExportFlow(ctx, client, options, export)
-        try:
-            flow.drive()
-        except _Stop as exc:
-            ctx.log.warning("netstock_export_blocked", reason=str(exc))
-            ctx.warnings.append(str(exc))
+            entries = [f"{m} -> {client.endpoint_for(m)}" for m in guesses]
+            ctx.log.info("netstock_endpoint_unverified", entries=entries)
+        blocked = ExportFlow(ctx, client, options, export).drive()
+        if blocked is not None:
+            ctx.log.warning("netstock_export_blocked", reason=blocked.reason)
+            ctx.warnings.append(blocked.reason)
 
 
 class ExportFlow:
-    """One dataset export driven through its states (prepared -> importing -> processing),
-    each step saved before the next request so a restart resumes where it stopped."""
+    """One dataset export driven through its states (prepared -> importing -> processing):
+    each step decided by `netstock_export_plan`, done, and recorded before the next
+    request, so a restart resumes where it stopped. A step that cannot go on returns
+    `Blocked` (its plan recorded), which ends the drive."""
 
     def __init__(
-        self, ctx: JobContext, client: NetstockClient, options: Options, export: dict[str, Any]
+        self, ctx: JobContext, client: NetstockClient, options: Options, export: Export
     ) -> None:
         self.ctx = ctx
         self.store = ctx.store
@@ -283,161 +210,143 @@ class ExportFlow:
 
     # bookkeeping
 
-    def save(self, **changes: Any) -> None:
-        with self.store.transaction():
-            _save(self.store, self.export, **changes)
-        self.export = _load(self.store, self.export["id"])
+    def record(self, decided: Plan) -> None:
+        apply_plan(self.store, decided, run_id=self.ctx.run_id)
+
+    def record_and_reload(self, decided: Plan) -> None:
+        self.record(decided)
+        self.export = journal.load_export(self.store, self.export.id)
+
+    def record_model(self, changed: tuple[Export, Plan]) -> None:
+        export, decided = changed
+        self.record(decided)
+        self.export = export  # what was committed: no need to read it back
+
+    def block(self, blocked: Blocked) -> Blocked:
+        self.record(blocked.plan)
+        return blocked
 
     @property
     def dataset_id(self) -> str:
-        return str(self.export["dataset_id"])
+        return str(self.export.dataset_id)
 
-    def drive(self) -> None:
-        if self.export["state"] == "prepared":
-            self.start_dataset()
-        if self.export["state"] == "importing":
-            self.import_models()
-        if self.export["state"] == "processing":
+    def drive(self) -> Blocked | None:
+        if self.export.state == "prepared" and (blocked := self.start_dataset()):
+            return blocked
+        if self.export.state == "importing" and (blocked := self.import_models()):
+            return blocked
+        if self.export.state == "processing":
             self.wait_for_processing()
+        return None
 
     # prepared -> importing
 
-    def start_dataset(self) -> None:
-        attempted = self.export["start_attempted_at"] is not None
-        self.save(start_attempted_at=self.export["start_attempted_at"] or iso())
+    def start_dataset(self) -> Blocked | None:
+        attempted = self.export.start_attempted_at is not None
+        self.record_and_reload(plan.start_attempted(self.export, iso()))
         try:
             dataset_id = self.client.dataset_start()
             self.fresh = True
         except ConflictError as exc:
-            dataset_id = exc.dataset_import_id
-            if dataset_id is not None:
-                self._closing(dataset_id)
-            ours = dataset_id is not None and (attempted or self._empty(dataset_id))
-            if not ours:
-                message = (
-                    f"a Netstock dataset import ({dataset_id or 'id not given'}) is open for "
-                    "this user and was not started by this syncd; it must complete (or be "
-                    "closed in Netstock) before syncd can export"
-                )
-                self.store.open_alert(ALERT_KIND, message, subject="dataset_open")
-                raise _Stop(message) from None
+            adopted = self.open_dataset(exc.dataset_import_id, attempted)
+            if isinstance(adopted, Blocked):
+                return self.block(adopted)
+            dataset_id = adopted
             self.ctx.counts["adopted"] += 1
             self.ctx.log.warning("netstock_dataset_adopted", dataset_import_id=dataset_id)
-        self.save(dataset_id=dataset_id, state="importing", started_at=iso())
+        self.record_and_reload(plan.dataset_started(self.export, dataset_id, iso()))
         self.ctx.counts["datasets_started"] += 1
         self.ctx.check_stop()
+        return None
 
-    def _empty(self, dataset_id: str) -> bool:
-        """Opened but never used: what our own start looks like when its answer was lost
-        and the client's retry met the dataset it had just opened."""
-        return not self.client.model_status(dataset_id)
-
-    def _closing(self, dataset_id: str) -> None:
-        """Stop if the open dataset is one syncd already failed: its /model/end answered 202
-        and Netstock fails it only after its timeout period. It must not be adopted (it is
-        doomed); the next run tries again. An alert after `failed_dataset_alert_after`."""
-        row = self.store.query(
-            "SELECT id, finished_at FROM netstock_exports WHERE dataset_id = ? AND state = "
-            "'failed'",
-            [dataset_id],
-        )
-        if not row:
-            return
-        message = (
-            f"Netstock dataset {dataset_id}, which syncd failed (netstock_exports id "
-            f"{row[0]['id']}), is still open: Netstock closes it when its model end's timeout "
-            "period is over; a new dataset starts after that"
-        )
-        self.ctx.counts["waiting_for_close"] += 1
-        finished = datetime.fromisoformat(str(row[0]["finished_at"]).replace("Z", "+00:00"))
-        limit = self.options.failed_dataset_alert_after
-        if (datetime.now(UTC) - finished).total_seconds() > limit:
-            self.store.open_alert(
-                ALERT_KIND,
-                f"{message}; it has stayed open for more than {limit:g} s since: close it in "
-                "Netstock",
-                subject="dataset_open",
+    def open_dataset(self, dataset_id: str | None, attempted: bool) -> str | Blocked:
+        """Netstock holds a dataset open for this user: one syncd failed (wait for it to
+        close), ours (adopted: its id), or someone else's."""
+        if dataset_id is not None:
+            failed = journal.failed_export(self.store, dataset_id)
+            waiting = plan.waiting_for_close(
+                self.export, dataset_id, failed, utcnow(), self.options.failed_dataset_alert_after
             )
-        # Netstock opened nothing for this export (it names the failed dataset): drop it, so
-        # that the next run freezes the data afresh, with the options then in force.
-        with self.store.transaction():
-            self.store.db.execute(
-                "DELETE FROM netstock_export_rows WHERE export_id = ?", [self.export["id"]]
-            )
-            self.store.db.execute("DELETE FROM netstock_exports WHERE id = ?", [self.export["id"]])
-        raise _Stop(message)
+            if waiting is not None:
+                self.ctx.counts["waiting_for_close"] += 1
+                return waiting
+        empty = False
+        if dataset_id is not None and plan.must_check_empty(dataset_id, attempted):
+            empty = not self.client.model_status(dataset_id)
+        return plan.adopt_open_dataset(dataset_id, attempted, empty)
 
     # importing -> processing
 
-    def server_models(self) -> dict[str, Any]:
+    def server_models(self) -> dict[str, ModelState]:
         """The latest import of each model type, as /model/status reports it."""
-        found: dict[str, Any] = {}
+        found: dict[str, ModelState] = {}
         for state in self.client.model_status(self.dataset_id):
             found[state.model] = state
         return found
 
-    def import_models(self) -> None:
+    def import_models(self) -> Blocked | None:
         if not self.fresh:  # resuming: has it moved on without us?
-            status = self.client.dataset_status(self.dataset_id)
-            if status.is_terminal or status.status.is_processing:
-                self.save(state="processing", status_text=status.status_text)
-                return
+            moved = plan.moved_on(self.export, self.client.dataset_status(self.dataset_id), iso())
+            if moved is not None:
+                self.record_and_reload(moved)
+                return None
         server = self.server_models()
-        for index in range(len(self.export["models"])):
+        for index, entry in enumerate(self.export.models):
             self.ctx.check_stop()
-            entry = self.export["models"][index]
-            if entry["state"] == "ended":
-                continue
-            remote = server.get(entry["model"])
-            if entry["state"] == "pending":
-                self.start_model(index, remote)
-            if self.export["models"][index]["state"] == "open":
-                self.send_model(index, remote)
+            if blocked := self.import_model(index, server.get(entry.model)):
+                return blocked
         with contextlib.suppress(AlreadyDoneError):  # a replay: our earlier call went through
             self.client.start_processing(self.dataset_id)
-        self.save(state="processing", processing_at=iso())
+        self.record_and_reload(plan.processing_started(self.export, iso()))
         self.ctx.check_stop()
+        return None
 
-    def update_model(self, index: int, **changes: Any) -> None:
-        models = self.export["models"]
-        models[index] = {**models[index], **changes}
-        _save(self.store, self.export, models=models)
+    def import_model(self, index: int, remote: ModelState | None) -> Blocked | None:
+        step = plan.model_step(self.export.models[index], remote)
+        if step in ("open", "adopt_open"):
+            if step == "open":
+                with contextlib.suppress(ConflictError):  # open already: our start went through
+                    self.client.model_start(self.dataset_id, self.export.models[index].model)
+            self.record_model(plan.model_opened(self.export, index, iso()))
+            self.ctx.counts["models_started"] += 1
+            step = plan.model_step(self.export.models[index], remote)
+        if step == "ended_remotely" and remote is not None:
+            if plan.remote_count_differs(self.export.models[index], remote):
+                self.ctx.log.error("netstock_model_count", model=self.export.models[index].model)
+            self.record_model(plan.model_ended_remotely(self.export, index, iso()))
+            return None
+        if step == "check_count" and remote is not None:
+            blocked = self.reconcile(index, remote.actual_lines_imported)
+            if blocked is not None:
+                return blocked
+        if step == "done":
+            return None
+        return self.send_model(index)
 
-    def start_model(self, index: int, remote: Any) -> None:
-        model = self.export["models"][index]["model"]
-        if remote is None:
-            with contextlib.suppress(ConflictError):  # open already: our start went through
-                self.client.model_start(self.dataset_id, model)
-        with self.store.transaction():
-            self.update_model(index, state="open")
-        self.export = _load(self.store, self.export["id"])
-        self.ctx.counts["models_started"] += 1
-
-    def send_model(self, index: int, remote: Any) -> None:
-        entry = self.export["models"][index]
-        model, total = entry["model"], entry["rows"]
-        if remote is not None and remote.marked_to_end:
-            self._ended(index, remote)
-            return
-        if remote is not None:
-            self.reconcile(index, remote.actual_lines_imported)
-        while self.export["models"][index]["lines_sent"] < total:
+    def send_model(self, index: int) -> Blocked | None:
+        model, total = self.export.models[index].model, self.export.models[index].rows
+        while chunk := plan.next_chunk(self.export.models[index], self.chunk_size):
             self.ctx.check_stop()
-            entry = self.export["models"][index]
-            lines = self.chunk_lines(model, entry["lines_sent"], total)
+            lines = self.chunk_lines(model, chunk.first, chunk.count)
             try:
                 self.client.import_chunk(self.dataset_id, model, lines)
             except PermanentError as exc:
-                if exc.status == 404:
-                    self.no_endpoint(model, exc)
-                if exc.status in (400, 422):
-                    self.refused(index, lines.count, exc)
+                refusal = plan.chunk_refusal(exc.status)
+                if refusal == "no_endpoint":
+                    guess = plan.endpoint_guess(model, self.client.model_endpoints)
+                    endpoint = self.client.endpoint_for(model)
+                    return self.block(plan.no_endpoint(model, endpoint, guess, exc.message))
+                if refusal == "refused":
+                    self.ctx.counts["chunks_refused"] += 1
+                    entry = self.export.models[index]
+                    return self.fail(plan.refused_chunk(entry, lines.count, exc.message))
                 raise
             except OutcomeUnknownError:
                 self.ctx.counts["outcome_unknown"] += 1
                 remote = self.server_models().get(model)
                 count = remote.actual_lines_imported if remote else 0
-                self.reconcile(index, count, in_flight=True)
+                if blocked := self.reconcile(index, count, in_flight=True):
+                    return blocked
                 continue
             self.record_chunk(index, lines.count, "answer")
         try:
@@ -445,155 +354,53 @@ class ExportFlow:
         except AlreadyDoneError:
             pass
         except PermanentError as exc:
-            if exc.code == "line_count_mismatch":
-                self.fail(f"model {model}: {exc.message}")
-                raise _Stop(f"dataset {self.dataset_id} failed: {exc.message}") from None
-            raise
-        with self.store.transaction():
-            self.update_model(index, state="ended")
-        self.export = _load(self.store, self.export["id"])
+            failure = plan.end_refused(self.dataset_id, model, exc.code, exc.message)
+            if failure is None:
+                raise
+            return self.fail(failure)
+        self.record_model(plan.model_ended(self.export, index, iso()))
         self.ctx.counts["models_ended"] += 1
+        return None
 
-    def refused(self, index: int, count: int, exc: PermanentError) -> None:
-        """Netstock refuses a chunk's lines (a 400: e.g. a null where it wants a value). The
-        frozen lines would be refused again every run, so this dataset is failed (its model
-        ended with the intended count, as for a lost chunk) and the next cycle sends a fresh
-        one, rendered with the options then in force (e.g. `null_fields = "omit"`)."""
-        entry = self.export["models"][index]
-        first = entry["lines_sent"]
-        message = (
-            f"model {entry['model']}: Netstock refused lines {first + 1}-{first + count} "
-            f"of {entry['rows']} ({exc.message}); ending the model with the intended count "
-            "fails this dataset, and the next cycle sends a fresh one"
-        )
-        self.ctx.counts["chunks_refused"] += 1
-        with contextlib.suppress(PermanentError):
-            self.client.model_end(self.dataset_id, entry["model"], entry["rows"])
-        self.fail(message)
-        raise _Stop(message) from None
-
-    def no_endpoint(self, model: str, exc: PermanentError) -> None:
-        """Netstock has no such import URL: the model -> endpoint map is wrong for this
-        tenant. Say which entry, whether it was a guess, and how to change it; the export
-        stays where it is until the map is fixed."""
-        endpoint = self.client.endpoint_for(model)
-        guess = (
-            UNVERIFIED_ENDPOINTS.get(model)
-            if self.client.model_endpoints.get(model) == (DEFAULT_MODEL_ENDPOINTS.get(model))
-            else None
-        )
-        message = (
-            f"Netstock answered 404 for {endpoint} (model {model}): {exc.message}. "
-            + (f"That URL is an unverified correction ({guess}). " if guess else "")
-            + f"Set connectors.netstock.options.model_endpoints.{model} to the tenant's URL"
-            + (' or endpoint_map = "document"' if guess else "")
-            + "; the export resumes from here"
-        )
-        self.store.open_alert(ALERT_KIND, message, subject=f"endpoint:{model}")
-        raise _Stop(message) from None
-
-    def _ended(self, index: int, remote: Any) -> None:
-        """The server ended the model (our end's answer was lost): check the count."""
-        entry = self.export["models"][index]
-        if remote.minimum_expected_lines not in (None, entry["rows"]):
-            self.ctx.log.error("netstock_model_count", model=entry["model"])
-        with self.store.transaction():
-            self.update_model(index, state="ended", lines_sent=entry["rows"])
-        self.export = _load(self.store, self.export["id"])
-
-    def chunk_lines(self, model: str, first: int, total: int) -> JsonLines:
-        """The next chunk's lines as stored (normally one frozen row: rows hold a chunk's
-        worth of newline-joined lines), joined with ',' for the request body."""
-        wanted = min(self.chunk_size, total - first)
-        cursor = self.store.db.conn.cursor()
-        cursor.row_factory = None
-        found = cursor.execute(
-            "SELECT seq, row FROM netstock_export_rows WHERE export_id = ?1 AND model = ?2 "
-            "AND seq >= (SELECT coalesce(max(seq), 0) FROM netstock_export_rows "
-            "WHERE export_id = ?1 AND model = ?2 AND seq <= ?3) AND seq < ?4 ORDER BY seq",
-            [self.export["id"], model, first, first + wanted],
-        ).fetchall()
-        parts: list[str] = []
-        position, missing = first, wanted
-        for seq, text in found:
-            held = text.count("\n") + 1
-            skip = position - seq
-            take = min(held - skip, missing)
-            if take <= 0:
-                continue
-            if skip == 0 and take == held:
-                parts.append(text)
-            else:
-                parts.append("\n".join(text.split("\n")[skip : skip + take]))
-            position += take
-            missing -= take
-            if not missing:
-                break
-        if missing:
+    def chunk_lines(self, model: str, first: int, count: int) -> JsonLines:
+        """The next chunk's lines as frozen, joined with ',' for the request body."""
+        found = journal.frozen_rows(self.store, self.export.id, model, first, first + count)
+        lines = plan.assemble_chunk(found, first, count)
+        if isinstance(lines, plan.FrozenGap):
             raise StateError(
-                f"netstock export {self.export['id']}: frozen lines {position}.."
-                f"{first + wanted - 1} of model {model} are missing from netstock_export_rows"
+                f"netstock export {self.export.id}: frozen lines {lines.position}.."
+                f"{first + count - 1} of model {model} are missing from netstock_export_rows"
             )
-        return JsonLines("\n".join(parts).replace("\n", ","), wanted)
+        return lines
 
-    def record_chunk(self, index: int, rows: int, how: str) -> None:
-        entry = self.export["models"][index]
-        with self.store.transaction():
-            self.store.db.execute(
-                "INSERT INTO netstock_export_chunks (dataset_id, model, chunk_no, rows, "
-                "first_seq, sent_at, how) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    self.dataset_id,
-                    entry["model"],
-                    entry["chunks"],
-                    rows,
-                    entry["lines_sent"],
-                    iso(),
-                    how,
-                ],
-            )
-            models = list(self.export["models"])
-            models[index] = {
-                **entry,
-                "lines_sent": entry["lines_sent"] + rows,
-                "chunks": entry["chunks"] + 1,
-            }
-            _save(self.store, self.export, models=models)
-        self.export["models"] = models  # what was committed: no need to read it back
+    def record_chunk(self, index: int, rows: int, how: ChunkHow) -> None:
+        self.record_model(plan.chunk_recorded(self.export, index, rows, how, iso()))
         self.ctx.counts["chunks_sent" if how == "answer" else "chunks_confirmed"] += 1
         self.ctx.counts["lines_sent"] += rows
 
-    def reconcile(self, index: int, actual: int, *, in_flight: bool = False) -> None:
+    def reconcile(self, index: int, actual: int, *, in_flight: bool = False) -> Blocked | None:
         """Bring lines_sent in line with the server's count, or fail the dataset.
 
         `in_flight`: the next chunk was just posted and its outcome is unknown, so the count
         is given the settle time to show it too before the chunk is taken as not arrived.
         """
-        entry = self.export["models"][index]
-        sent = entry["lines_sent"]
-        pending = min(self.chunk_size, entry["rows"] - sent)
-        expected = sent + pending if in_flight else sent
+        entry = self.export.models[index]
+        expected = plan.expected_count(entry, self.chunk_size, in_flight=in_flight)
         if actual < expected:  # Netstock may not count all it accepted yet: let it settle
-            actual = self.settle(entry["model"], actual, expected)
-        if actual == sent:
-            return
-        if actual == sent + pending and pending > 0:
-            self.record_chunk(index, pending, "confirmed")  # the answer was lost, not the chunk
-            return
-        message = (
-            f"model {entry['model']}: Netstock holds {actual} lines, syncd recorded {sent} "
-            f"(+ one chunk of up to {pending}); ending it with the intended count fails this "
-            "dataset so the next cycle sends a clean one"
-        )
-        with contextlib.suppress(PermanentError):
-            self.client.model_end(self.dataset_id, entry["model"], entry["rows"])
-        self.fail(message)
-        raise _Stop(message)
+            actual = self.settle(entry.model, actual, expected)
+        verdict = plan.judge_count(entry, self.chunk_size, actual)
+        if isinstance(verdict, plan.LostAnswer):
+            self.record_chunk(
+                index, verdict.rows, "confirmed"
+            )  # the answer was lost, not the chunk
+            return None
+        if isinstance(verdict, FailDataset):
+            return self.fail(verdict)
+        return None
 
     def settle(self, model: str, actual: int, expected: int) -> int:
         """A count below what was sent: poll /model/status with backoff (`count_settle_time`
-        at most) until the count reaches `expected` and holds between two polls (a chunk
-        whose answer was lost shows up behind the others); returns the last count seen."""
+        at most) until the count settles (`plan.count_settled`); returns the last count seen."""
         budget = self.options.count_settle_time
         if budget <= 0:
             return actual
@@ -601,16 +408,13 @@ class ExportFlow:
         self.ctx.log.warning(
             "netstock_count_lagging", model=model, remote_lines=actual, expected=expected
         )
-        waited, delay, previous = 0.0, SETTLE_FIRST_POLL, actual
-        while waited < budget:
-            step = min(delay, budget - waited)
+        previous = actual
+        for step in plan.settle_steps(budget):
             if self.pause(step):
                 self.ctx.check_stop()
-            waited += step
-            delay = min(delay * 2, SETTLE_MAX_POLL)
             remote = self.server_models().get(model)
             count = remote.actual_lines_imported if remote is not None else 0
-            if count >= expected and count == previous:
+            if plan.count_settled(count, previous, expected):
                 self.ctx.log.info("netstock_count_settled", model=model, remote_lines=count)
                 return count
             previous = count
@@ -629,62 +433,37 @@ class ExportFlow:
         deadline = time.monotonic() + self.options.poll_timeout
         while True:
             status = self.client.dataset_status(self.dataset_id)
-            if status.is_success:
-                self.complete(status.status_text)
+            verdict = plan.processing_verdict(status)
+            if isinstance(verdict, plan.Completed):
+                self.record(plan.completed(self.export, verdict.status_text, iso()))
+                self.ctx.counts["datasets_completed"] += 1
+                self.ctx.log.info("netstock_dataset_complete", dataset_import_id=self.dataset_id)
                 return
-            if status.is_failure:
-                self.fail(status.message or f"dataset ended {status.status_text} without success")
+            if isinstance(verdict, FailDataset):
+                self.fail(verdict)
                 return
-            self.save(status_text=status.status_text)
+            self.record_and_reload(plan.status_seen(self.export, verdict.status_text, iso()))
             if time.monotonic() >= deadline or self.ctx.stopping.wait(self.options.poll_interval):
                 self.ctx.counts["processing"] += 1
                 return
 
-    def complete(self, status_text: str) -> None:
-        with self.store.transaction():
-            _save(
-                self.store,
-                self.export,
-                state="complete",
-                status_text=status_text,
-                success=1,
-                finished_at=iso(),
-            )
-            self.store.db.execute(
-                "DELETE FROM netstock_export_rows WHERE export_id = ?", [self.export["id"]]
-            )
-            self.store.resolve_alerts(ALERT_KIND)
-        self.ctx.counts["datasets_completed"] += 1
-        self.ctx.log.info("netstock_dataset_complete", dataset_import_id=self.dataset_id)
-
-    def fail(self, message: str) -> None:
+    def fail(self, failure: FailDataset) -> Blocked | None:
+        """End the model named (Netstock then fails the dataset too), keep Netstock's audit
+        log with the failure, and open the alert."""
+        if failure.end_model is not None:
+            model, count = failure.end_model
+            with contextlib.suppress(PermanentError):
+                self.client.model_end(self.dataset_id, model, count)
         try:
             audit = [e.model_dump() for e in self.client.audit_log(self.dataset_id)]
         except PermanentError as exc:
             audit = [{"message": f"audit log unavailable: {exc.message}", "log_type": "error"}]
         # Netstock's text, kept in netstock_exports beside the store's redacted columns.
-        message, audit = redactor.text(message), redactor.any(audit)
-        with self.store.transaction():
-            _save(
-                self.store,
-                self.export,
-                state="failed",
-                success=0,
-                message=message,
-                audit=json.dumps(audit, default=str),
-                finished_at=iso(),
-            )
-            self.store.db.execute(
-                "DELETE FROM netstock_export_rows WHERE export_id = ?", [self.export["id"]]
-            )
-        self.store.open_alert(
-            ALERT_KIND,
-            f"Netstock dataset {self.dataset_id} failed: {redactor.cut(message, 500)} (audit log in "
-            f"netstock_exports id {self.export['id']})",
-            subject="dataset_failed",
-        )
+        message, audit = redactor.text(failure.message), redactor.any(audit)
+        self.record(plan.failed(self.export, message, audit, iso()))
         self.ctx.counts["datasets_failed"] += 1
         self.ctx.log.error("netstock_dataset_failed", dataset_import_id=self.dataset_id)
+        return None if failure.reason is None else Blocked(failure.reason)
 
 
 SPEC = JobSpec(
