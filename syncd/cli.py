@@ -236,6 +236,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     from syncd.jobs import REGISTRY
     from syncd.jobs.runner import run_job
     from syncd.logs import configure_logging, redactor
+    from syncd.metrics.expose import Exposure
     from syncd.state import StateLock, Store
 
     if job not in REGISTRY:
@@ -259,6 +260,8 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
             with Store.open(settings.db_path) as store:  # create or migrate first
                 store.mark_abandoned_runs()  # a killed `once` left its run 'running'
         result = run_job(REGISTRY[job], settings, trigger="cli", dry_run=dry_run)
+        if not dry_run:
+            Exposure(lambda: settings).write_textfile()  # metrics.textfile, if set
     finally:
         lock.release()
     if dry_run:

@@ -17,7 +17,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from syncd.connectors.dsorder import DSOrderConfig
@@ -67,6 +74,7 @@ __all__ = [
     "InstockConfig",
     "JobConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "NetstockConfig",
     "NoOptions",
     "OregonSiopConfig",
@@ -86,6 +94,7 @@ __all__ = [
     "redacted_dict",
     "refuse_unwritable",
     "secret_values",
+    "split_listen",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.toml")
@@ -250,6 +259,84 @@ class HostConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:9464` for IPv6) -> (host, port); ValueError naming what is wrong."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464 or [::1]:9464)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+class MetricsConfig(_Section):
+    """Prometheus metrics: a node_exporter textfile and/or an HTTP `/metrics` endpoint."""
+
+    # The textfile collector's file, rewritten atomically after every run; its directory
+    # is node_exporter's --collector.textfile.directory. None: no file.
+    textfile: Path | None = None
+    # Octal mode of the textfile; world-readable by default (node_exporter runs as
+    # another user, and the file holds no secret). No execute or set-id bits.
+    textfile_mode: int = 0o644
+    # `host:port` of the `/metrics` endpoint; None: no HTTP server.
+    listen: str | None = None
+    # A non-loopback `listen` exposes the metrics to the network: an explicit opt-in.
+    allow_non_loopback: bool = False
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path (systemd starts syncd in /)")
+        if value.suffix != ".prom":
+            raise ValueError(
+                "must end in .prom: node_exporter's textfile collector reads only *.prom files"
+            )
+        return value
+
+    @field_validator("textfile_mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> int:
+        if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value.strip()):
+            value = int(value.strip().replace("o", ""), 8)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError('expected an octal mode as a string, e.g. "0644" or "0640"')
+        if value & ~0o666:
+            raise ValueError(
+                f"{value:04o} sets execute or set-id bits; a metrics file needs at most 0666"
+            )
+        if not value & 0o400:
+            raise ValueError(f"{value:04o} leaves the file unreadable even by its owner")
+        return value
+
+    @field_serializer("textfile_mode")
+    def _show_octal(self, value: int) -> str:
+        return f"{value:04o}"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> MetricsConfig:
+        if self.listen is None or self.allow_non_loopback:
+            return self
+        host, _port = split_listen(self.listen)
+        if not is_loopback(host):
+            raise ValueError(
+                f"listen: {self.listen!r} is not a loopback address; the metrics would be "
+                "open to the network. Use 127.0.0.1 or [::1] (and a reverse proxy or "
+                "Prometheus on this host), or set metrics.allow_non_loopback = true"
+            )
+        return self
+
+
 class _CredentialsDirectorySource(PydanticBaseSettingsSource):
     """systemd LoadCredential: `$CREDENTIALS_DIRECTORY/<connector>.<secret>` files."""
 
@@ -288,6 +375,7 @@ class Settings(BaseSettings):
     host: HostConfig = HostConfig()
     outbox: OutboxConfig = OutboxConfig()
     health: HealthConfig = HealthConfig()
+    metrics: MetricsConfig = MetricsConfig()
     connectors: Connectors = Connectors()
     jobs: dict[str, JobConfig] = Field(default_factory=dict)
 
@@ -465,8 +553,11 @@ def check_writable(settings: Settings) -> list[str]:
     places = [("daemon.state_dir", settings.daemon.state_dir)]
     if settings.host.dir is not None:
         places.append(("host.dir", settings.host.dir))
+    if settings.metrics.textfile is not None:  # its directory: the file is renamed into it
+        places.append(("metrics.textfile", settings.metrics.textfile))
     for key, path in places:
-        reason = _not_writable(Path(path))
+        probe = Path(path).parent if key == "metrics.textfile" else Path(path)
+        reason = _not_writable(probe)
         if reason:
             problems.append(f"{key} = {str(path)!r}: {reason}")
     return problems

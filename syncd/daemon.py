@@ -35,6 +35,7 @@ from syncd.jobs import REGISTRY, validate_jobs
 from syncd.jobs.base import JobSpec
 from syncd.jobs.runner import run_job
 from syncd.logs import Logger, configure_logging, redactor
+from syncd.metrics.expose import Exposure
 from syncd.state import StateLock, Store
 from syncd.status import status_line
 
@@ -130,6 +131,7 @@ class Daemon:
         self._active_lock = threading.Lock()
         self._job_locks: dict[str, threading.Lock] = {}  # one run of a job at a time
         self._schedule: dict[str, str] = {}
+        self.metrics = Exposure(lambda: self.settings)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -142,6 +144,7 @@ class Daemon:
                 abandoned = store.mark_abandoned_runs()
             if abandoned:
                 log.warning("runs_interrupted_by_crash", count=abandoned)
+            self._start_metrics()
             self._start_scheduler()
             self.sender.start()
             log.info(
@@ -155,7 +158,20 @@ class Daemon:
             self._main_loop()
             return 0
         finally:
+            self.metrics.close()
             self.lock.release()
+
+    def _start_metrics(self) -> None:
+        """`/metrics` if configured (a port that cannot be bound is a configuration error
+        naming the key), and a first textfile before any run ends."""
+        try:
+            self.metrics.start_server()
+        except OSError as exc:
+            listen = self.settings.metrics.listen
+            raise ConfigError(
+                f"metrics.listen = {listen!r}: cannot listen there: {exc.strerror or exc}"
+            ) from None
+        self.metrics.write_textfile()
 
     def _main_loop(self) -> None:
         watchdog = systemd.watchdog_interval()
@@ -195,6 +211,7 @@ class Daemon:
             systemd.notify("READY=1", "STATUS=reload failed, running on previous config")
             return True
         old_schedule, old_daemon = self._schedule, self.settings.daemon
+        old_listen = self.settings.metrics.listen
         self.settings = new
         configure_logging(new.logging.level, new.logging.format)
         redactor.set_secrets(secret_values(new))
@@ -211,6 +228,8 @@ class Daemon:
             for key in ("max_workers", "misfire_grace_time")
             if getattr(old_daemon, key) != getattr(new.daemon, key)
         ]
+        if old_listen != new.metrics.listen:
+            needs_restart.append("metrics.listen")
         log.info(
             "config_reloaded",
             changes=changes or ["no schedule changes"],
@@ -394,6 +413,7 @@ class Daemon:
                 self._active[spec.name] -= 1
                 if not self._active[spec.name]:
                     del self._active[spec.name]
+            self.metrics.write_textfile()  # never raises
             with contextlib.suppress(Exception):
                 systemd.notify(f"STATUS={self.status()}")
 

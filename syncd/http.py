@@ -45,6 +45,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from syncd import metrics
 from syncd.clock import utcnow
 from syncd.errors import (
     AnswerTooLargeError,
@@ -312,6 +313,31 @@ def never_sent(exc: BaseException) -> bool:
     return isinstance(details, dict) and details.get("sent") is False
 
 
+def http_outcome(exc: RemoteError) -> str:
+    """The outcome label of a failed exchange (`syncd_http_requests_total`): its class, or
+    for a failure without an answer, whether it timed out or could not connect."""
+    if isinstance(exc, AuthError):
+        return "auth"
+    if isinstance(exc, RedirectedError):
+        return "redirect"
+    if isinstance(exc, DeadlineExceededError):
+        return "timeout"
+    if isinstance(exc, AnswerTooLargeError):
+        return "too_large"
+    if isinstance(exc, MalformedAnswerError):
+        return "malformed"
+    if isinstance(exc, RetryableError):
+        no_answer = exc.status is None and exc.code in ("timeout", "connection")
+        return exc.code if no_answer and exc.code else "retryable"
+    if isinstance(exc, PermanentError):
+        return "permanent"
+    return "error"
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
 class HttpClient:
     """An httpx.Client with syncd's retry, rate limit, tracing and error rules."""
 
@@ -446,7 +472,7 @@ class HttpClient:
             | stop_after_delay(policy.max_elapsed),
             wait=backoff_wait(policy),
             retry=retry_if_exception(should_retry(policy)),
-            sleep=self.sleep,
+            sleep=self._wait_before_retry,
             reraise=True,
         )
         refreshed = False
@@ -460,6 +486,10 @@ class HttpClient:
                 refreshed = True
                 log.info("auth_refreshed", connector=self.name)
 
+    def _wait_before_retry(self, seconds: float) -> None:
+        metrics.retry_wait(self.name, seconds)
+        self.sleep(seconds)
+
     def _send_once(
         self,
         method: str,
@@ -471,7 +501,36 @@ class HttpClient:
         authenticate: bool,
         ok_statuses: Sequence[int],
     ) -> httpx.Response:
-        self.rate_limiter.acquire()
+        """One request under the rate limit, counted by status class and outcome."""
+        metrics.rate_limit_wait(self.name, self.rate_limiter.acquire())
+        started = time.monotonic()
+        try:
+            response = self._exchange(
+                method, path, params, json_body, data, headers, authenticate, ok_statuses
+            )
+        except RemoteError as exc:
+            metrics.http_request(self.name, exc.status, http_outcome(exc), _since(started))
+            raise
+        except ShutdownRequested:
+            metrics.http_request(self.name, None, "interrupted", _since(started))
+            raise
+        except Exception:
+            metrics.http_request(self.name, None, "error", _since(started))
+            raise
+        metrics.http_request(self.name, response.status_code, "ok", _since(started))
+        return response
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        authenticate: bool,
+        ok_statuses: Sequence[int],
+    ) -> httpx.Response:
         send_headers = {self.config.correlation_header: self.correlation_id()}
         if authenticate and self.auth is not None:
             send_headers.update(self.auth.headers())

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from syncd import metrics
 from syncd.config import Settings
 from syncd.connectors.paging import CHECKPOINT_PREFIX, PageLedger, page_ledger
 from syncd.errors import (
@@ -31,7 +32,7 @@ from syncd.errors import (
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dryrun import dry_run_world
 from syncd.logs import Logger
-from syncd.state import Store
+from syncd.state import Store, queries
 from syncd.state.kinds import RunStatus
 
 log: Logger = structlog.get_logger("syncd.job")
@@ -103,6 +104,8 @@ def _run(
         why = ", ".join(f"{name} (alert {kind})" for name, kind in stopped.items())
         reason = f"connector(s) {why} stopped; fix the configuration and reload"
         store.finish_run(run_id, "skipped", {}, error=reason)
+        if not dry_run:
+            metrics.observe_run(spec.name, "skipped", None, {})
         bound.warning("job_skipped", reason=reason)
         return RunResult(spec.name, run_id, "skipped", error=reason)
 
@@ -147,6 +150,10 @@ def _run(
     _save_page_history(store, ledger, run_id, dry_run)
     counts = dict(ctx.counts)
     store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=error)
+    duration = time.monotonic() - started
+    if not dry_run:
+        metrics.intents_queued(queries.queued_by_destination(store, run_id))
+        metrics.observe_run(spec.name, status, duration, counts)
     if status == "ok" and ctx.counts.get("queued"):
         wake_sender()
     # The canonical line: one event per run with everything an operator greps for.
@@ -157,7 +164,7 @@ def _run(
         "job_finished",
         status=status,
         trigger=trigger,
-        duration_s=round(time.monotonic() - started, 3),
+        duration_s=round(duration, 3),
         error=error,
         **counts,
     )

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import structlog
 
+from syncd import metrics
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import OutboxConfig, Settings
 from syncd.errors import (
@@ -253,6 +254,7 @@ class Sender:
                 _record_outcome(self.store, destination, intent, "already_done", detail)
                 self.store.mark_sent(intent.id, detail)
             self.counts["already_done"] += 1
+            metrics.intent_outcome(name, "already_done")
             bound.info("outbox_already_done", remote=exc.message, request_id=exc.request_id)
             return True
         except ConnectorStoppedError as exc:
@@ -265,6 +267,7 @@ class Sender:
                 _record_outcome(self.store, destination, intent, "rejected", str(exc))
                 reject_id = self.store.reject_intent(intent, str(exc), run_id=self.run_id)
             self.counts["rejected"] += 1
+            metrics.intent_outcome(name, "rejected")
             bound.warning("outbox_rejected", reason=str(exc), reject_id=reject_id)
             return True
         except Exception as exc:
@@ -275,6 +278,7 @@ class Sender:
             if self.store.resolve_alerts(OUTAGE_ALERT, subject=name):
                 bound.info("outbox_outage_over")
         self.counts["pushed"] += 1
+        metrics.intent_outcome(name, "sent")
         if isinstance(result, dict) and result.get("warnings"):
             self.warnings.append(
                 {"destination": name, "intent_id": intent.id, "warnings": result["warnings"]}
@@ -298,6 +302,7 @@ class Sender:
             )
         self.counts["outage"] += 1
         self.counts["retried"] += 1
+        metrics.intent_outcome(name, "retried")
         bound.error(
             "outbox_outage",
             error=str(exc),
@@ -317,6 +322,7 @@ class Sender:
         if decision.action == "retry":
             self.store.mark_retry(intent.id, str(exc), decision.delay)
             self.counts["retried"] += 1
+            metrics.intent_outcome(name, "retried")
             bound.warning(
                 "outbox_retry_later",
                 error=str(exc),
@@ -335,5 +341,6 @@ class Sender:
         )
         self.counts["rejected"] += 1
         self.counts["gave_up"] += 1
+        metrics.intent_outcome(name, "given_up")
         bound.error("outbox_gave_up", reason=decision.reason, reject_id=reject_id)
         return True

@@ -748,6 +748,20 @@ def m0011_dsorder_units(db: Database) -> None:
     )
 
 
+@migrations()
+def m0012_metrics_indexes(db: Database) -> None:
+    # The metrics read the last run of each status per job and the intents of one run at
+    # every scrape and after every run: indexed, so that costs a few lookups however
+    # many runs and sent intents the retention period keeps.
+    run_script(
+        db,
+        """
+        CREATE INDEX runs_job_status ON runs (job, status, id);
+        CREATE INDEX outbox_run ON outbox (run_id);
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

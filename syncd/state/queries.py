@@ -184,3 +184,92 @@ def reject_ids(store: Store, which: RejectFilter) -> list[int]:
         int(r["id"])
         for r in store.query(f"SELECT id FROM rejects WHERE {where} ORDER BY id", params)
     ]
+
+
+# -- metrics (syncd.metrics.state reads these at every scrape: each is one indexed pass) --
+
+
+def job_run_stats(store: Store) -> list[Row]:
+    """Per job: the last finished run's status and end, the last success's end, and how
+    many runs failed since that success (all of them when there was none)."""
+    return store.query(
+        """
+        SELECT j.job,
+               (SELECT status FROM runs x WHERE x.job = j.job
+                  AND x.status NOT IN ('running', 'dry-run') ORDER BY x.id DESC LIMIT 1)
+                 AS last_status,
+               (SELECT finished_at FROM runs x WHERE x.job = j.job
+                  AND x.status NOT IN ('running', 'dry-run') ORDER BY x.id DESC LIMIT 1)
+                 AS last_finished_at,
+               (SELECT finished_at FROM runs x WHERE x.job = j.job AND x.status = 'ok'
+                  ORDER BY x.id DESC LIMIT 1) AS last_ok_at,
+               (SELECT count(*) FROM runs x WHERE x.job = j.job AND x.status = 'failed'
+                  AND x.id > coalesce((SELECT max(id) FROM runs o
+                                       WHERE o.job = j.job AND o.status = 'ok'), 0))
+                 AS failures_since_ok
+        FROM (SELECT DISTINCT job FROM runs) j
+        ORDER BY j.job
+        """
+    )
+
+
+def outbox_by_destination(store: Store) -> list[Row]:
+    """Per destination with intents waiting: pending (n), the oldest pending one's creation,
+    pending ones that already failed once (retrying), and intents rejected for good that an
+    operator has not retried or dropped (rejected)."""
+    return store.query(
+        "SELECT destination, sum(status = 'pending') AS n, "
+        "min(CASE WHEN status = 'pending' THEN created_at END) AS oldest, "
+        "sum(status = 'pending' AND attempts > 0) AS retrying, "
+        "sum(status = 'rejected') AS rejected "
+        "FROM outbox WHERE status IN ('pending', 'rejected') "
+        "GROUP BY destination ORDER BY destination"
+    )
+
+
+def queued_by_destination(store: Store, run_id: str) -> dict[str, int]:
+    """The intents a run recorded, per destination (replays of known intents are not new
+    rows, so they are not counted)."""
+    return {
+        r["destination"]: int(r["n"])
+        for r in store.query(
+            "SELECT destination, count(*) AS n FROM outbox WHERE run_id = ? GROUP BY destination",
+            [run_id],
+        )
+    }
+
+
+def open_alerts_by_kind(store: Store) -> list[Row]:
+    return store.query(
+        "SELECT kind, count(*) AS n FROM alerts WHERE resolved_at IS NULL "
+        "GROUP BY kind ORDER BY kind"
+    )
+
+
+def dsorder_orders_by_state(store: Store) -> list[Row]:
+    """DSOrder orders per loop state (held, created, closing, closed)."""
+    return store.query(
+        "SELECT state, count(*) AS n FROM dsorder_orders GROUP BY state ORDER BY state"
+    )
+
+
+def done_to_closed(store: Store, bounds: tuple[float, ...]) -> Row:
+    """Seconds from Instock's terminal status (done or canceled, Instock's own status
+    timestamp) to the DSOrder close syncd recorded, over every closed order whose Instock
+    side is mirrored: count, sum, and how many took at most each bound (cumulative)."""
+    buckets = ", ".join(
+        f"coalesce(sum(s <= {float(b)!r}), 0) AS le_{i}" for i, b in enumerate(bounds)
+    )
+    rows = store.query(
+        f"""
+        SELECT count(s) AS n, coalesce(sum(s), 0.0) AS total{", " + buckets if buckets else ""}
+        FROM (
+            SELECT max(0.0, (julianday(d.closed_at) - julianday(i.status_at)) * 86400.0) AS s
+            FROM dsorder_orders d JOIN instock_orders i ON i.order_id = d.instock_order_id
+            WHERE d.state = 'closed' AND d.closed_at IS NOT NULL
+              AND i.order_status IN ('done', 'canceled')
+              AND julianday(i.status_at) IS NOT NULL
+        )
+        """
+    )
+    return rows[0]
