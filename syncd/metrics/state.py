@@ -22,13 +22,14 @@ from prometheus_client.registry import Collector
 from syncd.clock import utcnow
 from syncd.errors import StateError
 from syncd.logs import Logger
-from syncd.state import Store, queries
+from syncd.state import Store, kinds, queries
 
 log: Logger = structlog.get_logger("syncd.metrics")
 
 # Instock done (or canceled) -> DSOrder closed: seconds to a day.
 DONE_TO_CLOSED_BUCKETS: Final = (5.0, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
-RUN_STATUSES: Final = ("ok", "failed", "interrupted", "skipped")
+# Every status a finished run can have (the schema's, less running and dry-run).
+RUN_STATUSES: Final = tuple(s for s in kinds.RUN_STATUSES if s not in ("running", "dry-run"))
 ORDER_STATES: Final = ("held", "created", "closing", "closed")
 
 
@@ -101,7 +102,7 @@ def _job_families(runs: list[dict[str, Any]]) -> list[Metric]:
     )
     failing = GaugeMetricFamily(
         "syncd_job_consecutive_failures",
-        "Runs of the job that failed since its last successful run.",
+        "Runs of the job that failed (or crashed) since its last successful run.",
         labels=["job"],
     )
     for r in runs:

@@ -191,7 +191,8 @@ def reject_ids(store: Store, which: RejectFilter) -> list[int]:
 
 def job_run_stats(store: Store) -> list[Row]:
     """Per job: the last finished run's status and end, the last success's end, and how
-    many runs failed since that success (all of them when there was none)."""
+    many runs failed (or crashed) since that success (all of them when there was none);
+    `job_health`'s count, for the metrics."""
     return store.query(
         """
         SELECT j.job,
@@ -203,7 +204,8 @@ def job_run_stats(store: Store) -> list[Row]:
                  AS last_finished_at,
                (SELECT finished_at FROM runs x WHERE x.job = j.job AND x.status = 'ok'
                   ORDER BY x.id DESC LIMIT 1) AS last_ok_at,
-               (SELECT count(*) FROM runs x WHERE x.job = j.job AND x.status = 'failed'
+               (SELECT count(*) FROM runs x WHERE x.job = j.job
+                  AND x.status IN ('failed', 'crashed')
                   AND x.id > coalesce((SELECT max(id) FROM runs o
                                        WHERE o.job = j.job AND o.status = 'ok'), 0))
                  AS failures_since_ok
