@@ -1,54 +1,55 @@
-"""Reconciliation jobs, declared once in `JOBS`: the daemon and the CLI read no other list.
+"""Reconciliation jobs, found by walking this package: the daemon and the CLI read `JOBS`.
 
-A job module declares its `SPEC`; a module here that declares one but is missing
-from `JOBS` fails tests/unit/test_job_table.py rather than silently never running.
-Job modules import no other job module: what two jobs share lives in
-`syncd/jobs/shared/`.
+A job is declared once, by its module: `SPEC = JobSpec(...)` in a module directly in
+`syncd/jobs/`. There is no list to add it to, so none to forget. Every such module must
+declare one, except the machinery jobs run on (`NOT_JOBS`); importing this package fails,
+naming the module, if one does not. A subpackage (`shared/`, `planning/`) holds pieces of
+jobs and is a job only if its `__init__` declares a `SPEC`. Job modules import no other
+job module: what two jobs share lives in `syncd/jobs/shared/`.
+
+`JOBS` is in the order of job names: check-config lists the problems of the job
+sections in that order, as `syncd jobs` and the daemon list the jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import pkgutil
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from syncd.config import Settings
 from syncd.errors import ConfigError
-from syncd.jobs import (
-    dsorder_progress,
-    dsorder_pull,
-    host_inbox,
-    housekeeping,
-    instock_articles,
-    instock_inventory,
-    instock_moves,
-    instock_orders,
-    netstock_export,
-    netstock_pop,
-    oregon_siop,
-    outbox_send,
-    planning_import,
-)
 from syncd.jobs.base import JobContext, JobSpec, settings_problems
 
-# In this order check-config lists the problems of each job's options.
-JOBS: tuple[JobSpec, ...] = (
-    instock_orders.SPEC,
-    dsorder_progress.SPEC,
-    dsorder_pull.SPEC,
-    host_inbox.SPEC,
-    housekeeping.SPEC,
-    instock_articles.SPEC,
-    instock_inventory.SPEC,
-    instock_moves.SPEC,
-    netstock_export.SPEC,
-    netstock_pop.SPEC,
-    oregon_siop.SPEC,
-    outbox_send.SPEC,
-    planning_import.SPEC,
-)
+NOT_JOBS = frozenset({"base", "dryrun", "runner", "netstock_dataset"})
+"""The modules directly in syncd/jobs/ that are not jobs (they declare no `SPEC`)."""
+
+
+def discover(package: str, path: Iterable[str], not_jobs: frozenset[str]) -> tuple[JobSpec, ...]:
+    """The `SPEC` of every module of `package` (and of each subpackage that has one),
+    by job name; a plain module outside `not_jobs` without a `SPEC` is refused."""
+    specs: list[JobSpec] = []
+    for info in pkgutil.iter_modules(path):
+        if info.name in not_jobs:
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if isinstance(spec, JobSpec):
+            specs.append(spec)
+        elif spec is not None or not info.ispkg:
+            raise TypeError(
+                f"{module.__name__}: a job module declares SPEC = JobSpec(...); a module that "
+                f"is not a job goes into {package}.shared (or, if machinery, into NOT_JOBS)"
+            )
+    return tuple(sorted(specs, key=lambda spec: spec.name))
+
+
+JOBS: tuple[JobSpec, ...] = discover(__name__, __path__, NOT_JOBS)
 
 
 def _by_name(jobs: tuple[JobSpec, ...]) -> Mapping[str, JobSpec]:
+    """The jobs by name; two modules declaring the same job name are refused."""
     table: dict[str, JobSpec] = {}
     for spec in jobs:
         if spec.name in table:
@@ -68,4 +69,4 @@ def validate_jobs(settings: Settings) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems)
 
 
-__all__ = ["JOBS", "REGISTRY", "JobContext", "JobSpec", "validate_jobs"]
+__all__ = ["JOBS", "NOT_JOBS", "REGISTRY", "JobContext", "JobSpec", "discover", "validate_jobs"]

@@ -1,13 +1,21 @@
-"""The job table is the one declaration of jobs, and the jobs package keeps its arrows."""
+"""A job is declared once, by its module's SPEC: the table is found, not listed, and the jobs
+package keeps its arrows."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 import syncd.jobs
-from syncd.config import load_settings
-from syncd.jobs import JOBS, REGISTRY
+from syncd.config import Settings, load_settings
+from syncd.errors import ConfigError
+from syncd.jobs import JOBS, NOT_JOBS, REGISTRY, discover, validate_jobs
 from syncd.jobs.base import JobSpec
 
 
@@ -21,7 +29,7 @@ def _job_modules() -> dict[str, JobSpec]:
 
 
 def test_every_job_module_is_in_the_table() -> None:
-    """A module declaring a JobSpec but missing from JOBS would never run: refused here."""
+    """Every module declaring a JobSpec is in JOBS, once, by name."""
     modules = _job_modules()
     missing = sorted(m for m, spec in modules.items() if spec not in JOBS)
     assert missing == []
@@ -50,3 +58,93 @@ def test_environment_job_keys_name_every_job(monkeypatch, tmp_path) -> None:
     settings = load_settings(config)
     assert sorted(settings.jobs) == sorted(REGISTRY)
     assert not any(settings.jobs[name].enabled for name in REGISTRY)
+
+
+def test_every_module_is_a_job_or_named_machinery() -> None:
+    """Each module directly in syncd/jobs/ declares a SPEC, or is one of NOT_JOBS (which
+    declare none); subpackages are pieces of jobs."""
+    for info in pkgutil.iter_modules(syncd.jobs.__path__):
+        module = importlib.import_module(f"syncd.jobs.{info.name}")
+        has_spec = isinstance(getattr(module, "SPEC", None), JobSpec)
+        if info.name in NOT_JOBS:
+            assert not has_spec, info.name
+            assert not info.ispkg, info.name
+        elif not info.ispkg:
+            assert has_spec, info.name
+
+
+def test_the_table_is_in_job_name_order() -> None:
+    """The order check-config lists job problems in: by job name, not by module or import."""
+    assert [spec.name for spec in JOBS] == sorted(REGISTRY)
+
+
+def test_check_config_lists_job_problems_by_job_name() -> None:
+    """Two jobs with a misspelt option: their problems come in job-name order."""
+    settings = Settings(
+        jobs={
+            "instock.orders": {"options": {"no_such_option": 1}},
+            "dsorder.pull": {"options": {"no_such_option": 1}},
+        }
+    )
+    with pytest.raises(ConfigError) as caught:
+        validate_jobs(settings)
+    jobs = [p.split(".options.")[0] for p in caught.value.problems if ".options." in p]
+    assert jobs == ["jobs.dsorder.pull", "jobs.instock.orders"]
+
+
+def _package(root: Path, name: str, files: dict[str, str]) -> list[str]:
+    package = root / name
+    package.mkdir()
+    for file, source in {"__init__.py": "", **files}.items():
+        (package / file).parent.mkdir(parents=True, exist_ok=True)
+        (package / file).write_text(textwrap.dedent(source))
+    return [str(package)]
+
+
+SPEC_SOURCE = """
+    from syncd.config import Schedule
+    from syncd.jobs.base import JobSpec
+    SPEC = JobSpec(name={name!r}, run=print, description="", default_schedule=Schedule())
+"""
+
+
+@pytest.fixture
+def importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path for a throwaway package (forgotten again afterwards)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("fakejobs")]:
+        del sys.modules[name]
+
+
+def test_a_new_job_module_is_found_without_a_list(importable: Path) -> None:
+    """A module that declares a SPEC is a job by being there; machinery and a
+    subpackage of pieces are not; the table is in job-name order."""
+    path = _package(
+        importable,
+        "fakejobs",
+        {
+            "zeta_pull.py": SPEC_SOURCE.format(name="zeta.pull"),
+            "acme_push.py": SPEC_SOURCE.format(name="acme.push"),
+            "machinery.py": "X = 1\n",
+            "pieces/__init__.py": "",
+            "pieces/helper.py": "Y = 2\n",
+        },
+    )
+    specs = discover("fakejobs", path, frozenset({"machinery"}))
+    assert [spec.name for spec in specs] == ["acme.push", "zeta.pull"]
+
+
+def test_a_job_module_without_a_spec_is_refused(importable: Path) -> None:
+    """A module that forgot its SPEC (or misspelt it) fails at import, naming the module,
+    rather than its job silently never running."""
+    path = _package(
+        importable,
+        "fakejobs",
+        {
+            "acme_push.py": SPEC_SOURCE.format(name="acme.push"),
+            "acme_pull.py": SPEC_SOURCE.format(name="acme.pull").replace("SPEC =", "SPECS ="),
+        },
+    )
+    with pytest.raises(TypeError, match=r"fakejobs\.acme_pull: a job module declares SPEC"):
+        discover("fakejobs", path, frozenset())
