@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from syncd.clock import parse_iso
 from syncd.jobs import netstock_export_plan as plan
@@ -79,3 +80,22 @@ def test_a_dropped_export_leaves_nothing(db: Store) -> None:
     apply_plan(db, blocked.plan)
     assert db.query("SELECT id FROM netstock_exports") == []
     assert db.query("SELECT * FROM netstock_export_rows") == []
+
+
+def test_only_the_journal_module_writes_the_export_tables() -> None:
+    """netstock_exports, netstock_export_rows, netstock_export_chunks (and the frozen
+    snapshot's temp table) change only through syncd/state/mirror/netstock_export.py."""
+    from tests.unit.test_state_owners import PACKAGE, sql_strings
+
+    writes = re.compile(
+        r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|CREATE\s+TEMP\s+TABLE)\s+(temp\.)?"
+        r"netstock_(exports|export_rows|export_chunks|frozen)\b"
+    )
+    writers = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if "migrations" not in path.name
+        for _line, text in sql_strings(path)
+        if writes.search(text)
+    }
+    assert writers == {"state/mirror/netstock_export.py"}
