@@ -262,17 +262,18 @@ class ExportFlow:
     def open_dataset(self, dataset_id: str | None, attempted: bool) -> str | Blocked:
         """Netstock holds a dataset open for this user: one syncd failed (wait for it to
         close), ours (adopted: its id), or someone else's."""
-        if dataset_id is not None:
-            failed = journal.failed_export(self.store, dataset_id)
-            waiting = plan.waiting_for_close(
-                self.export, dataset_id, failed, utcnow(), self.options.failed_dataset_alert_after
-            )
-            if waiting is not None:
-                self.ctx.counts["waiting_for_close"] += 1
-                return waiting
-        empty = False
-        if dataset_id is not None and plan.must_check_empty(dataset_id, attempted):
-            empty = not self.client.model_status(dataset_id)
+        if dataset_id is None:  # the answer names none: it cannot be taken for ours
+            return plan.adopt_open_dataset(None, attempted, empty=False)
+        failed = journal.failed_export(self.store, dataset_id)
+        waiting = plan.waiting_for_close(
+            self.export, dataset_id, failed, utcnow(), self.options.failed_dataset_alert_after
+        )
+        if waiting is not None:
+            self.ctx.counts["waiting_for_close"] += 1
+            return waiting
+        empty = plan.must_check_empty(dataset_id, attempted) and not self.client.model_status(
+            dataset_id
+        )
         return plan.adopt_open_dataset(dataset_id, attempted, empty)
 
     # importing -> processing
