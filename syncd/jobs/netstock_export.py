@@ -53,7 +53,7 @@ the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again);
 `ctx.check_stop()` runs between remote steps, so a stopping daemon leaves at a checkpoint.
 
 **Shape.** This module is the driver: each step is decided by a pure function of
-`syncd.jobs.netstock_export_plan` (from the journal's values, Netstock's answers and `now`),
+`syncd.jobs.netstock.export_plan` (from the journal's values, Netstock's answers and `now`),
 done (the client call), and recorded by applying the `Plan` that function returned
 (`syncd.state.plan.apply_plan`, one transaction). The three tables are written only by
 `syncd.state.mirror.netstock_export`. A step that cannot go on returns `Blocked` (logged as
@@ -77,8 +77,9 @@ from syncd.connectors.netstock.client import NetstockClient
 from syncd.connectors.netstock.errors import ConflictError, OutcomeUnknownError
 from syncd.connectors.netstock.settings import configured_chunk_size
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
-from syncd.jobs import netstock_export_plan as plan
 from syncd.jobs.base import JobContext, JobSpec
+from syncd.jobs.netstock import export_plan as plan
+from syncd.jobs.netstock.export_plan import Blocked, FailDataset
 from syncd.jobs.netstock_dataset import (
     REJECT_SOURCE,
     Options,
@@ -87,7 +88,6 @@ from syncd.jobs.netstock_dataset import (
     ascii_escaped,
     rendered_lines,
 )
-from syncd.jobs.netstock_export_plan import Blocked, FailDataset
 from syncd.logs import redactor
 from syncd.state import Store
 from syncd.state.mirror import netstock_export as journal
@@ -193,7 +193,7 @@ def run(ctx: JobContext) -> None:
 
 class ExportFlow:
     """One dataset export driven through its states (prepared -> importing -> processing):
-    each step decided by `netstock_export_plan`, done, and recorded before the next
+    each step decided by `export_plan`, done, and recorded before the next
     request, so a restart resumes where it stopped. A step that cannot go on returns
     `Blocked` (its plan recorded), which ends the drive."""
 

@@ -6,7 +6,7 @@ import json
 import re
 
 from syncd.clock import parse_iso
-from syncd.jobs import netstock_export_plan as plan
+from syncd.jobs.netstock import export_plan as plan
 from syncd.state import Store
 from syncd.state.mirror import netstock_export as journal
 from syncd.state.mirror.netstock_export import ModelEntry

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from syncd.clock import iso
 from syncd.connectors.netstock.answers import DatasetState, DatasetStatus, JsonLines, ModelState
-from syncd.jobs import netstock_export_plan as plan
-from syncd.jobs.netstock_export_plan import (
+from syncd.jobs.netstock import export_plan as plan
+from syncd.jobs.netstock.export_plan import (
     Blocked,
     ChunkRange,
     Completed,
