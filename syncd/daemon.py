@@ -190,6 +190,7 @@ class Daemon:
                 systemd.notify("WATCHDOG=1")
             if time.monotonic() >= next_status:
                 systemd.notify(f"STATUS={self.status()}")
+                self.metrics.write_textfile()  # ages and lags move between runs too
                 next_status = time.monotonic() + 15
 
     def _on_signal(self, signum: int, _frame: Any) -> None:

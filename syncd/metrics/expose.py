@@ -1,6 +1,6 @@
 """The two ways syncd's metrics leave the process: a node_exporter textfile and `/metrics`.
 
-- `[metrics] textfile`: after every run (and at start-up) the whole exposition is
+- `[metrics] textfile`: at start-up, every 15 s and after every run the exposition is
   written to a temporary file in the same directory, flushed, given its mode
   (`textfile_mode`, 0644 by default so node_exporter, running as another user, can
   read it) and renamed over the file: the textfile collector never reads half a file.
