@@ -112,7 +112,7 @@ from syncd.jobs.planning.plan import (
     plan_chunk,
     plan_row,
 )
-from syncd.jobs.planning.record import record_refusals
+from syncd.jobs.planning.record import record_refusals, report_held, report_held_changed
 from syncd.jobs.planning.rows import (
     HOLD_FORECAST,
     HOLD_REORDER_POINT,
@@ -182,35 +182,17 @@ def run(ctx: JobContext) -> None:
             _sync_endpoint(ctx, client, options, endpoint, today)
 
 
-def _hold_warning(ctx: JobContext, endpoint: str, count: int, reason: str) -> None:
-    ctx.counts[f"held:{endpoint}"] = count
-    ctx.warnings.append({"endpoint": endpoint, "message": f"{count} row(s) held: {reason}"})
-    ctx.log.warning("planning_import_rows_held", endpoint=endpoint, rows=count)
-
-
 def _sync_endpoint(
     ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
 ) -> None:
     if endpoint == "demand-history" and options.on_missing_forecast == "hold":
-        held = demand_record_count(ctx.store, options, today)
-        if held:
-            _hold_warning(ctx, endpoint, held, HOLD_FORECAST)
+        report_held(ctx, endpoint, demand_record_count(ctx.store, options, today), HOLD_FORECAST)
         return
     try:
         _send_endpoint(ctx, client, options, endpoint, today)
     finally:
-        held = ctx.counts.get(f"held:{endpoint}", 0)
-        if held:
-            _hold_warning(ctx, endpoint, held, HOLD_REORDER_POINT)
-        changed = ctx.counts.pop("held_changed", 0)
-        if changed:
-            message = (
-                f"{changed} row(s) changed after the API accepted them, held: {endpoint} is "
-                "not in upsert_endpoints, so sending them again could count them twice"
-            )
-            ctx.warnings.append({"endpoint": endpoint, "message": message})
-            ctx.counts[f"held_changed:{endpoint}"] = changed
-            ctx.log.warning("planning_import_changes_held", endpoint=endpoint, rows=changed)
+        report_held(ctx, endpoint, ctx.counts.get(f"held:{endpoint}", 0), HOLD_REORDER_POINT)
+        report_held_changed(ctx, endpoint, ctx.counts.pop("held_changed", 0))
 
 
 def _send_endpoint(

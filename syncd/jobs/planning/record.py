@@ -86,3 +86,25 @@ def wait_failed(
     ctx.counts["jobs_lost"] += 1
     ctx.warnings.append({"endpoint": endpoint, "job_id": job_id, "message": message})
     return True
+
+
+def report_held(ctx: JobContext, endpoint: str, count: int, reason: str) -> None:
+    """Rows of an endpoint not sent as they are (`held:<endpoint>`), with why: a warning."""
+    if not count:
+        return
+    ctx.counts[f"held:{endpoint}"] = count
+    ctx.warnings.append({"endpoint": endpoint, "message": f"{count} row(s) held: {reason}"})
+    ctx.log.warning("planning_import_rows_held", endpoint=endpoint, rows=count)
+
+
+def report_held_changed(ctx: JobContext, endpoint: str, count: int) -> None:
+    """Rows changed after the API accepted them, held because the endpoint may add them."""
+    if not count:
+        return
+    message = (
+        f"{count} row(s) changed after the API accepted them, held: {endpoint} is "
+        "not in upsert_endpoints, so sending them again could count them twice"
+    )
+    ctx.warnings.append({"endpoint": endpoint, "message": message})
+    ctx.counts[f"held_changed:{endpoint}"] = count
+    ctx.log.warning("planning_import_changes_held", endpoint=endpoint, rows=count)
