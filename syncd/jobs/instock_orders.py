@@ -1,9 +1,13 @@
 """`instock.orders`: host customer orders -> Instock, Instock order status -> host.
 
-Three steps per run, each durable before the next:
+Three steps per run, each durable before the next. Each step reads plain data, a pure
+planner decides (`plan_host_orders`, `plan_order_page`, `plan_poll` in
+`syncd.jobs.shared.instock_follow`, `plan_order_status_file`) and `apply_plan` writes
+the result in one transaction; the mirror tables change only through
+`syncd.state.mirror.instock`.
 
 1. Push: host orders (inbox feed `orders`) are planned against
-   `instock_order_sync` and the mirror by `plan_host_order` (pure): create new
+   `instock_order_sync` and the mirror by `plan_host_order`: create new
    ones (the order id is the natural key; "already exists" after a crash counts
    as done), update changed ones while Instock still has them `registered`,
    cancel cancelled ones while `registered`; anything else is a reject with
@@ -24,9 +28,11 @@ Three steps per run, each durable before the next:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import field as dc_field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +41,7 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import (
     ORDER_ID_RE,
+    BadRecord,
     InstockClient,
     Order,
     Page,
@@ -43,11 +50,25 @@ from syncd.connectors.instock import (
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jobs.shared.instock_follow import ORDERS_REJECT_SOURCE, Refused, follow_orders
-from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
+from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
 from syncd.jsontext import content_hash, json_safe
 from syncd.send.host import host_file_intent, host_format
 from syncd.send.instock import DESTINATION
 from syncd.state import NewIntent, NewReject, Store
+from syncd.state.mirror.instock import (
+    DropOrderEvents,
+    ForgetRefusedHostOrder,
+    HostOrderMark,
+    ListedOrder,
+    MarkHostOrders,
+    MirrorOrders,
+    host_order_lines,
+    host_orders_with_sync,
+    known_order_ids,
+    open_host_side_orders,
+    pending_order_events,
+)
+from syncd.state.plan import Plan, apply_plan
 
 CURSOR_STREAM = "instock.orders.cursor"
 FULL_SCAN_STREAM = "instock.orders.full_scan"  # when the whole list was last read
@@ -75,6 +96,19 @@ class OrderSync:
 class Action:
     kind: str  # skip, create, update, cancel, refuse, done
     reason: str = ""
+    field: str | None = dc_field(default=None, compare=False)  # the refused field, if one
+
+
+@dataclass(frozen=True)
+class HostOrder:
+    """A host order as planned: its Instock payload, what syncd pushed of it (None: never)
+    and its status in Instock's mirror (None: not listed yet)."""
+
+    order_id: str
+    status: str  # the host's: open, cancelled
+    payload: dict[str, Any]
+    sync: OrderSync | None
+    instock_status: str | None
 
 
 def order_payload(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -100,7 +134,9 @@ def plan_host_order(
 ) -> Action:
     """What to do with one host order, given what was pushed and what Instock shows."""
     if not ORDER_ID_RE.match(order_id):
-        return Action("refuse", f"order_id {order_id!r} must be 1..128 of [a-zA-Z0-9_+.:-]")
+        return Action(
+            "refuse", f"order_id {order_id!r} must be 1..128 of [a-zA-Z0-9_+.:-]", "order_id"
+        )
     if host_status == "cancelled":
         if sync is None or sync.action == "cancel":
             return Action("skip")  # never sent, or cancel already planned
@@ -128,6 +164,156 @@ def plan_host_order(
     return Action("update")
 
 
+@dataclass(frozen=True)
+class PushPlan:
+    plan: Plan
+    actions: Counter[str]  # how many orders got each action kind
+
+
+def plan_host_orders(orders: Sequence[HostOrder], run_id: str, now: str) -> PushPlan:
+    """One batch of host orders: the sync marks, the create/update/cancel intents (key
+    `order:<id>`, in host order) and a reject for each order that cannot be pushed."""
+    actions: Counter[str] = Counter()
+    intents: list[NewIntent] = []
+    rejects: list[NewReject] = []
+    marks: list[HostOrderMark] = []
+    for order in orders:
+        order_id, payload, sync = order.order_id, order.payload, order.sync
+        digest = content_hash(payload)
+        action = plan_host_order(order.status, digest, sync, order.instock_status, order_id)
+        actions[f"orders_{action.kind}"] += 1
+        pushed = sync.pushed_hash if sync else None
+        match action.kind:
+            case "skip":
+                continue
+            case "create" | "update":
+                marks.append(HostOrderMark(order_id, digest, action.kind, "queued"))
+                intents.append(
+                    NewIntent(
+                        DESTINATION,
+                        f"orders.{action.kind}",
+                        f"order:{order_id}",
+                        # With the run id, content that comes back (A -> B -> A -> B)
+                        # is a new intent, not a duplicate key that is dropped.
+                        f"order:{order_id}:{action.kind}:{digest}:{run_id}",
+                        {"order": payload},
+                    )
+                )
+            case "cancel":
+                marks.append(HostOrderMark(order_id, pushed, "cancel", "queued"))
+                intents.append(
+                    NewIntent(
+                        DESTINATION,
+                        "orders.cancel",
+                        f"order:{order_id}",
+                        f"order:{order_id}:cancel",
+                        {"order_id": order_id},
+                    )
+                )
+            case "done":
+                marks.append(HostOrderMark(order_id, pushed, "cancel", "accepted"))
+            case "refuse":
+                kind = "cancel" if order.status == "cancelled" else "update"
+                marks.append(HostOrderMark(order_id, digest, kind, "refused", action.reason))
+                rejects.append(
+                    NewReject(
+                        REJECT_SOURCE,
+                        f"order {order_id}",
+                        action.reason,
+                        field=action.field,
+                        payload=payload,
+                    )
+                )
+    if not marks:
+        return PushPlan(Plan(), actions)
+    plan = Plan(
+        intents=tuple(intents),
+        rejects=tuple(rejects),
+        changes=(MarkHostOrders(tuple(marks), now),),
+    )
+    return PushPlan(plan, actions)
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """One page of Instock's orders list: what to write, and how many orders it listed,
+    stored, rejected, and did not know before."""
+
+    plan: Plan
+    listed: int
+    stored: int
+    rejected: int
+    new: int
+
+
+def plan_order_page(
+    good: Sequence[Order],
+    bad: Sequence[BadRecord],
+    request_id: str | None,
+    known: Collection[str],
+    position: str | None,
+    *,
+    run_id: str,
+    now: str,
+) -> PagePlan:
+    """Mirror a page's good orders and reject its bad ones (each with the field validation
+    named; `check_records` splits a page), resolving the rejects of orders now read valid;
+    with the tail cursor (`position`, None to leave it). `known`: which of the good orders
+    the mirror has."""
+    listed = tuple(
+        ListedOrder(
+            o.order_id,
+            o.kind or "customer",
+            o.placed_at,
+            json.dumps(json_safe(o.attributes)),
+            json.dumps(json_safe([ln.model_dump() for ln in o.lines])),
+        )
+        for o in good
+    )
+    ids = tuple(o.order_id for o in listed)
+    rejects = bad_record_rejects(REJECT_SOURCE, bad, key_field="order_id", request_id=request_id)
+    plan = Plan(
+        changes=(
+            MirrorOrders(listed, now),
+            RefreshRejects(rejects, run_id),
+            ResolveFixed(REJECT_SOURCE, "order_id", ids),
+        ),
+        checkpoints=() if position is None else ((CURSOR_STREAM, position),),
+    )
+    new = len(ids) - len(set(ids) & set(known))
+    return PagePlan(plan, len(good) + len(bad), len(listed), len(rejects), new)
+
+
+def full_scan_due(last_full: str | None, interval: float, now: datetime) -> bool:
+    """Whether this run reads the whole orders list (never read whole, or `interval`
+    seconds since it was)."""
+    return last_full is None or parse_iso(last_full) + timedelta(seconds=interval) <= now
+
+
+def plan_order_status_file(events: Sequence[Mapping[str, Any]], fmt: Any, run_id: str) -> Plan:
+    """Pending order events (rows of `pending_order_events`, oldest first) -> one host
+    `order_status` file intent, and the events dropped with it."""
+    if not events:
+        return Plan()
+    first, last = events[0]["id"], events[-1]["id"]
+    rows = []
+    for event in events:
+        row = {k: v for k, v in event.items() if k != "id"}
+        # The order's attributes as Instock has them now (e.g. a reception's ASN).
+        row["attributes"] = json.loads(row["attributes"] or "{}")
+        rows.append(row)
+    intent = host_file_intent(
+        "order_status",
+        rows,
+        fmt,
+        # Event ids are reused once the table is emptied (no AUTOINCREMENT): the run id
+        # keeps a later flush from colliding with an earlier key, which would drop its
+        # file while the events are deleted.
+        key=f"order_status:{run_id}:{first}-{last}",
+    )
+    return Plan(intents=(intent,), changes=(DropOrderEvents(last),))
+
+
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     if options.push_host_orders:
@@ -148,14 +334,7 @@ def _requeue_retried_rejects(ctx: JobContext) -> None:
     """`syncd rejects retry` on a host-order reject: plan that order again this run."""
 
     def forget(store: Store, reject: dict[str, Any]) -> None:
-        # The order is compared afresh with Instock (a refused cancel is planned
-        # again as "pushed, not cancelled").
-        store.db.execute(
-            "UPDATE instock_order_sync SET pushed_hash = NULL, "
-            "action = CASE WHEN action = 'cancel' THEN 'update' ELSE action END "
-            "WHERE order_id = ? AND status = 'refused'",
-            [reject["reference"].removeprefix("order ")],
-        )
+        ForgetRefusedHostOrder(reject["reference"].removeprefix("order ")).apply(store)
 
     take_retried_rejects(ctx, REJECT_SOURCE, forget)
 
@@ -165,108 +344,32 @@ def _push_host_orders(ctx: JobContext) -> None:
     _requeue_retried_rejects(ctx)
     for orders in _host_order_batches(store, 500):
         ctx.check_stop()
-        intents: list[NewIntent] = []
-        rejects: list[NewReject] = []
-        marks: list[tuple[str, str | None, str, str, str | None]] = []
-        lines = _lines_for(store, [o["order_id"] for o in orders])
-        for order in orders:
-            order_id = order["order_id"]
-            payload = order_payload(order, lines.get(order_id, []))
-            digest = content_hash(payload)
-            sync = (
-                OrderSync(order["s_pushed_hash"], order["s_action"], order["s_status"])
-                if order["s_action"]
-                else None
-            )
-            action = plan_host_order(order["status"], digest, sync, order["m_status"], order_id)
-            ctx.counts[f"orders_{action.kind}"] += 1
-            match action.kind:
-                case "skip":
-                    continue
-                case "create" | "update":
-                    marks.append((order_id, digest, action.kind, "queued", None))
-                    intents.append(
-                        NewIntent(
-                            DESTINATION,
-                            f"orders.{action.kind}",
-                            f"order:{order_id}",
-                            # With the run id, content that comes back (A -> B -> A -> B)
-                            # is a new intent, not a duplicate key that is dropped.
-                            f"order:{order_id}:{action.kind}:{digest}:{ctx.run_id}",
-                            {"order": payload},
-                        )
-                    )
-                case "cancel":
-                    marks.append(
-                        (order_id, sync.pushed_hash if sync else None, "cancel", "queued", None)
-                    )
-                    intents.append(
-                        NewIntent(
-                            DESTINATION,
-                            "orders.cancel",
-                            f"order:{order_id}",
-                            f"order:{order_id}:cancel",
-                            {"order_id": order_id},
-                        )
-                    )
-                case "done":
-                    marks.append(
-                        (order_id, sync.pushed_hash if sync else None, "cancel", "accepted", None)
-                    )
-                case "refuse":
-                    kind = "cancel" if order["status"] == "cancelled" else "update"
-                    marks.append((order_id, digest, kind, "refused", action.reason))
-                    rejects.append(
-                        NewReject(
-                            REJECT_SOURCE, f"order {order_id}", action.reason, payload=payload
-                        )
-                    )
-        if marks:
-            with store.transaction():
-                _mark(store, marks)
-                ctx.counts["queued"] += store.add_intents(intents, run_id=ctx.run_id)
-                ctx.counts["rejected"] += store.add_rejects(rejects, run_id=ctx.run_id)
+        planned = plan_host_orders(orders, ctx.run_id, iso())
+        ctx.counts.update(planned.actions)
+        if planned.plan:
+            applied = apply_plan(store, planned.plan, run_id=ctx.run_id)
+            ctx.counts["queued"] += applied.intents
+            ctx.counts["rejected"] += applied.rejects
 
 
-def _host_order_batches(store: Store, size: int) -> Iterator[list[dict[str, Any]]]:
+def _host_order_batches(store: Store, size: int) -> Iterator[list[HostOrder]]:
+    """The host orders in id order, `size` at a time, read with their lines and sync rows."""
     last = ""
-    while True:
-        rows = store.query(
-            "SELECT h.*, s.pushed_hash AS s_pushed_hash, s.action AS s_action, "
-            "s.status AS s_status, m.order_status AS m_status FROM host_orders h "
-            "LEFT JOIN instock_order_sync s USING (order_id) "
-            "LEFT JOIN instock_orders m USING (order_id) "
-            "WHERE h.order_id > ? ORDER BY h.order_id LIMIT ?",
-            [last, size],
-        )
-        if not rows:
-            return
+    while rows := host_orders_with_sync(store, last, size):
         last = rows[-1]["order_id"]
-        yield rows
-
-
-def _lines_for(store: Store, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    marks = ",".join("?" * len(order_ids))
-    lines: dict[str, list[dict[str, Any]]] = {}
-    for row in store.query(
-        f"SELECT order_id, line_id, article_id, qty FROM host_order_lines "
-        f"WHERE order_id IN ({marks})",
-        order_ids,
-    ):
-        lines.setdefault(row["order_id"], []).append(row)
-    return lines
-
-
-def _mark(store: Store, marks: list[tuple[str, str | None, str, str, str | None]]) -> None:
-    now = iso()
-    store.db.conn.executemany(
-        "INSERT INTO instock_order_sync "
-        "(order_id, source, pushed_hash, action, status, reason, updated_at) "
-        "VALUES (?, 'host', ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
-        "pushed_hash = excluded.pushed_hash, action = excluded.action, "
-        "status = excluded.status, reason = excluded.reason, updated_at = excluded.updated_at",
-        [(o, h, a, s, r, now) for o, h, a, s, r in marks],
-    )
+        lines = host_order_lines(store, [r["order_id"] for r in rows])
+        yield [
+            HostOrder(
+                row["order_id"],
+                row["status"],
+                order_payload(row, lines.get(row["order_id"], [])),
+                OrderSync(row["s_pushed_hash"], row["s_action"], row["s_status"])
+                if row["s_action"]
+                else None,
+                row["m_status"],
+            )
+            for row in rows
+        ]
 
 
 # -- 2. mirror ---------------------------------------------------------------
@@ -276,16 +379,11 @@ def _mirror_orders(ctx: JobContext, client: InstockClient, options: Options) -> 
     """Find new orders whatever the list order: head, tail, and now and then everything."""
     store = ctx.store
     now = utcnow()
-    last_full = store.get_checkpoint(FULL_SCAN_STREAM)
-    full = (
-        last_full is None
-        or parse_iso(last_full) + timedelta(seconds=options.full_scan_interval) <= now
-    )
+    full = full_scan_due(store.get_checkpoint(FULL_SCAN_STREAM), options.full_scan_interval, now)
     if not full:
         _walk_head(ctx, client)
     if _walk_tail(ctx, client, "" if full else store.get_checkpoint(CURSOR_STREAM) or "") and full:
-        with store.transaction():
-            store.set_checkpoint(FULL_SCAN_STREAM, iso(now), run_id=ctx.run_id)
+        apply_plan(store, Plan(checkpoints=((FULL_SCAN_STREAM, iso(now)),)), run_id=ctx.run_id)
         ctx.counts["orders_full_scans"] += 1
 
 
@@ -301,7 +399,6 @@ def _walk_head(ctx: JobContext, client: InstockClient) -> None:
 def _walk_tail(ctx: JobContext, client: InstockClient, cursor: str) -> bool:
     """From `cursor` to the end of the list (append-ordered lists; from "" the whole list);
     the cursor is kept with each page. True when the end was reached."""
-    store = ctx.store
     try:
         for page in client.order_pages(start_cursor=cursor or None):
             # The last page is read again next run: new orders may be appended after it.
@@ -313,60 +410,26 @@ def _walk_tail(ctx: JobContext, client: InstockClient, cursor: str) -> bool:
         if not cursor or exc.status != 400:
             raise
         ctx.log.warning("orders_cursor_rejected", error=str(exc))
-        store.set_checkpoint(CURSOR_STREAM, "", run_id=ctx.run_id)
+        apply_plan(ctx.store, Plan(checkpoints=((CURSOR_STREAM, ""),)), run_id=ctx.run_id)
         return False
     return True
 
 
 def _store_order_page(ctx: JobContext, page: Page, position: str | None) -> int:
-    """Mirror one page's good orders and reject its bad ones, in one transaction with the
-    tail cursor (`position`, None to leave it); returns how many orders were new."""
+    """Mirror one page in one transaction with the tail cursor (`position`, None to leave
+    it); returns how many orders were new."""
     store = ctx.store
-    now = iso()
     good, bad = check_records(page.items, Order, "order_id")
-    rows = [
-        (
-            o.order_id,
-            o.kind or "customer",
-            o.placed_at,
-            json.dumps(json_safe(o.attributes)),
-            json.dumps(json_safe([ln.model_dump() for ln in o.lines])),
-            now,
-        )
-        for o in good
-    ]
     with store.transaction():
-        ids = [r[0] for r in rows]
-        known = (
-            store.scalar(
-                f"SELECT count(*) FROM instock_orders WHERE order_id IN ({','.join('?' * len(ids))})",
-                ids,
-            )
-            if ids
-            else 0
+        known = known_order_ids(store, [o.order_id for o in good])
+        planned = plan_order_page(
+            good, bad, page.request_id, known, position, run_id=ctx.run_id, now=iso()
         )
-        store.db.conn.executemany(
-            "INSERT INTO instock_orders "
-            "(order_id, kind, placed_at, attributes, lines, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
-            "kind = excluded.kind, placed_at = excluded.placed_at, "
-            "attributes = excluded.attributes, lines = excluded.lines",
-            rows,
-        )
-        ctx.counts["rejected"] += record_rejects(
-            store,
-            REJECT_SOURCE,
-            bad,
-            key_field="order_id",
-            request_id=page.request_id,
-            run_id=ctx.run_id,
-        )
-        resolve_fixed(store, REJECT_SOURCE, "order_id", ids)
-        if position is not None:
-            store.set_checkpoint(CURSOR_STREAM, position, run_id=ctx.run_id)
-    ctx.counts["pulled"] += len(page.items)
-    ctx.counts["stored"] += len(rows)
-    return len(ids) - int(known or 0)
+        apply_plan(store, planned.plan, run_id=ctx.run_id)
+    ctx.counts["rejected"] += planned.rejected
+    ctx.counts["pulled"] += planned.listed
+    ctx.counts["stored"] += planned.stored
+    return planned.new
 
 
 # -- 3. follow ---------------------------------------------------------------
@@ -374,15 +437,7 @@ def _store_order_page(ctx: JobContext, page: Page, position: str | None) -> int:
 
 def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
     # Orders of the DSOrder loop are followed by dsorder.progress, at its own pace.
-    open_orders = ctx.store.query(
-        "SELECT order_id FROM instock_orders "
-        "WHERE (order_status IS NULL OR order_status NOT IN ('done', 'canceled')) "
-        "AND order_id NOT IN (SELECT instock_order_id FROM dsorder_orders "
-        "WHERE instock_order_id IS NOT NULL) "
-        "ORDER BY updated_at, order_id LIMIT ?",
-        [options.follow_limit],
-    )
-    ids = [o["order_id"] for o in open_orders]
+    ids = open_host_side_orders(ctx.store, options.follow_limit)
     for order_id, followed in follow_orders(ctx.store, client, ids, between=ctx.check_stop):
         if isinstance(followed, Refused):
             ctx.counts["rejected"] += 1
@@ -399,36 +454,13 @@ def _flush_events(ctx: JobContext) -> None:
     """Pending order events become one host `order-status` file, atomically."""
     store = ctx.store
     with store.transaction():
-        rows = store.query(
-            "SELECT e.id, e.order_id, e.kind, e.order_status, e.status_at, e.line_id, "
-            "e.article_id, e.requested, e.fulfilled, o.attributes "
-            "FROM instock_order_events e LEFT JOIN instock_orders o USING (order_id) "
-            "ORDER BY e.id"
-        )
-        if not rows:
+        events = pending_order_events(store)
+        plan = plan_order_status_file(events, host_format(ctx.settings, "order_status"), ctx.run_id)
+        if not plan:
             return
-        first, last = rows[0]["id"], rows[-1]["id"]
-        for row in rows:
-            del row["id"]
-            # The order's attributes as Instock has them now (e.g. a reception's ASN).
-            row["attributes"] = json.loads(row["attributes"] or "{}")
-        added = store.add_intents(
-            [
-                host_file_intent(
-                    "order_status",
-                    rows,
-                    host_format(ctx.settings, "order_status"),
-                    # Event ids are reused once the table is emptied (no AUTOINCREMENT):
-                    # the run id keeps a later flush from colliding with an earlier key,
-                    # which would drop its file while the events are deleted.
-                    key=f"order_status:{ctx.run_id}:{first}-{last}",
-                )
-            ],
-            run_id=ctx.run_id,
-        )
-        store.db.execute("DELETE FROM instock_order_events WHERE id <= ?", [last])
-    ctx.counts["queued"] += added
-    ctx.counts["events"] += len(rows)
+        applied = apply_plan(store, plan, run_id=ctx.run_id)
+    ctx.counts["queued"] += applied.intents
+    ctx.counts["events"] += len(events)
 
 
 SPEC = JobSpec(

@@ -17,6 +17,7 @@ from typing import Any
 
 from syncd.clock import iso
 from syncd.connectors.instock import (
+    BadRecord,
     BadRecordError,
     InstockClient,
     Order,
@@ -25,9 +26,22 @@ from syncd.connectors.instock import (
     fulfilled_by_line,
 )
 from syncd.errors import PermanentError
-from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
+from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
 from syncd.jsontext import json_safe
 from syncd.state import Store
+from syncd.state.mirror.instock import (
+    AddOrderEvents,
+    OrderEvent,
+    OrdertaskRow,
+    RecordOrderStatus,
+    SetOrderAttributes,
+    StoreOrdertasks,
+    StubOrder,
+    mirrored_order,
+    reception_orders,
+    terminal_ordertasks,
+)
+from syncd.state.plan import Change, Plan, apply_plan
 
 ORDERS_REJECT_SOURCE = "instock:orders"
 
@@ -61,30 +75,37 @@ OnChange = Callable[[Store, Followed], None]
 
 
 @dataclass(frozen=True)
+class BadRead:
+    """A status or ordertask record that failed validation, as the client found it."""
+
+    kind: str  # "orders" or "ordertasks"
+    key_field: str
+    record: BadRecord
+    request_id: str | None
+
+    @classmethod
+    def of(cls, exc: BadRecordError) -> BadRead:
+        return cls(exc.kind, exc.key_field, exc.record, exc.request_id)
+
+
+@dataclass(frozen=True)
 class Poll:
     """What one poll of an order read from Instock (no database involved)."""
 
     order_id: str
     status: OrderStatus | None  # None: Instock answered 404, or a record was bad
     tasks: list[Ordertask]
-    bad: BadRecordError | None = None  # the status or an ordertask failed validation
+    bad: BadRead | None = None  # the status or an ordertask failed validation
     order: Order | None = None  # the order read again (a reception order found done)
 
 
 def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, dict[str, Ordertask]]:
     """Stored ordertasks that are done/canceled: immutable, so never fetched again."""
     known: dict[str, dict[str, Ordertask]] = {}
-    for start in range(0, len(order_ids), 500):
-        chunk = list(order_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        for row in store.query(
-            "SELECT ordertask_id, order_id, ordertask_status, lines FROM instock_ordertasks "
-            f"WHERE order_id IN ({marks}) AND ordertask_status IN ('done', 'canceled')",
-            chunk,
-        ):
-            known.setdefault(row["order_id"], {})[row["ordertask_id"]] = Ordertask.model_validate(
-                {**row, "lines": json.loads(row["lines"])}
-            )
+    for row in terminal_ordertasks(store, order_ids):
+        known.setdefault(row["order_id"], {})[row["ordertask_id"]] = Ordertask.model_validate(
+            {**row, "lines": json.loads(row["lines"])}
+        )
     return known
 
 
@@ -100,26 +121,12 @@ def poll_order(
         if reread and status.order_status == "done":
             order = client.get_order(order_id)
     except BadRecordError as exc:
-        return Poll(order_id, None, [], bad=exc)
+        return Poll(order_id, None, [], bad=BadRead.of(exc))
     except PermanentError as exc:
         if exc.status == 404:
             return Poll(order_id, None, [])
         raise
     return Poll(order_id, status, tasks, order=order)
-
-
-def _rereads(store: Store, order_ids: Sequence[str]) -> set[str]:
-    """The orders to read again once done: reception orders (the ASN is added at decanting)."""
-    if not order_ids:
-        return set()
-    marks = ",".join("?" * len(order_ids))
-    return {
-        row["order_id"]
-        for row in store.query(
-            f"SELECT order_id FROM instock_orders WHERE kind = 'reception' AND order_id IN ({marks})",
-            list(order_ids),
-        )
-    }
 
 
 def follow_orders(
@@ -140,7 +147,7 @@ def follow_orders(
         for start in range(0, len(order_ids), chunk):
             ids = list(order_ids[start : start + chunk])
             known = known_terminal_tasks(store, ids)
-            rereads = _rereads(store, ids)
+            rereads = reception_orders(store, ids)
             context = contextvars.copy_context()
             futures = [
                 pool.submit(
@@ -162,46 +169,48 @@ def follow_orders(
             between()
 
 
-def store_poll(
-    store: Store,
-    poll: Poll,
-    *,
-    on_poll: OnChange | None = None,
-    stub: Mapping[str, Any] | None = None,
-) -> Followed | Refused | None:
-    """Store one poll's status and ordertasks, with its events; None for a 404, Refused
-    for a status or ordertask that failed validation (recorded as a reject).
+@dataclass(frozen=True)
+class PollPlan:
+    """What one poll decides: its result for the caller and the writes that record it
+    (empty when nothing moved since the last poll, or for a 404)."""
 
-    `on_poll` runs inside the same transaction, so whatever a caller records
-    from this poll (e.g. DSOrder fulfilment intents) is durable together with
-    the mirror row it was derived from. `stub` creates the mirror row for an
-    order syncd created but has not listed yet.
+    result: Followed | Refused | None
+    plan: Plan
+
+
+def plan_poll(
+    poll: Poll,
+    mirrored: Mapping[str, Any] | None,
+    stub: Mapping[str, Any] | None,
+    now: str,
+) -> PollPlan:
+    """Compare one poll with the order's mirror row (`mirrored`: order_id, kind, lines,
+    order_status, fulfilled, as stored; None when not mirrored) and decide what to write.
+
+    A bad status or ordertask is that record's reject (the order is polled again next
+    time); a 404, or an order neither mirrored nor created by syncd (`stub`: its `lines`),
+    is None. A change of status or of fulfilled quantities is recorded with one order
+    event per line; the status's lines replace the listed ones (the list page can be
+    stale: an order updated after it left the last page is never listed again).
     """
     order_id, status, tasks = poll.order_id, poll.status, poll.tasks
     if poll.bad is not None:
-        # One bad status or ordertask: that order is rejected for this poll (and polled
-        # again next time); the other orders go on.
-        with store.transaction():
-            record_rejects(
-                store,
-                f"instock:{poll.bad.kind}",
-                [poll.bad.record],
-                key_field=poll.bad.key_field,
-                request_id=poll.bad.request_id,
-                run_id=None,
-            )
         record = poll.bad.record
-        return Refused(poll.bad.kind, record.key or order_id, record.field, record.reason)
-    rows = store.query(
-        "SELECT order_id, kind, lines, order_status, fulfilled FROM instock_orders "
-        "WHERE order_id = ?",
-        [order_id],
-    )
-    if status is None or (not rows and stub is None):
-        return None
+        rejects = bad_record_rejects(
+            f"instock:{poll.bad.kind}",
+            [record],
+            key_field=poll.bad.key_field,
+            request_id=poll.bad.request_id,
+        )
+        return PollPlan(
+            Refused(poll.bad.kind, record.key or order_id, record.field, record.reason),
+            Plan(changes=(RefreshRejects(rejects, None),)),
+        )
+    if status is None or (mirrored is None and stub is None):
+        return PollPlan(None, Plan())
     order: dict[str, Any] = (
-        rows[0]
-        if rows
+        dict(mirrored)
+        if mirrored is not None
         else {
             "order_id": order_id,
             "kind": "customer",
@@ -212,98 +221,106 @@ def store_poll(
     )
     fulfilled = fulfilled_by_line(tasks)
     if status.lines:
-        # The status carries the order's current lines; the mirrored list page can be stale
-        # (an order updated after it left the last page is never listed again).
         current = [
             {"line_id": ln.line_id, "article_id": ln.article_id, "qty": ln.qty.requested}
             for ln in status.lines
         ]
-        order = {**order, "lines": json.dumps(current)}
+        order["lines"] = json.dumps(current)
     changed = status.order_status != order["order_status"] or fulfilled != json.loads(
         order["fulfilled"]
     )
     followed = Followed(status.order_status, fulfilled, changed)
-    if rows and not changed and order["lines"] == rows[0]["lines"]:
-        # Nothing moved since the last poll: no write (most polls of open orders).
-        return followed
-    now = iso()
-    with store.transaction():
-        if not rows:
-            store.db.execute(
-                "INSERT INTO instock_orders (order_id, kind, lines, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (order_id) DO NOTHING",
-                [order_id, order["kind"], order["lines"], now],
-            )
-        if poll.order is not None:
-            store.db.execute(
-                "UPDATE instock_orders SET attributes = ? WHERE order_id = ?",
-                [json.dumps(json_safe(poll.order.attributes)), order_id],
-            )
-        resolve_fixed(store, ORDERS_REJECT_SOURCE, "order_id", [order_id])
-        resolve_fixed(store, "instock:ordertasks", "ordertask_id", status.task_ids)
-        store.db.execute(
-            "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
-            "fulfilled = ?, lines = ?, updated_at = ? WHERE order_id = ?",
-            [
-                status.order_status,
-                status.timestamp,
-                json.dumps(status.task_ids),
-                json.dumps(fulfilled, sort_keys=True),
-                order["lines"],
-                now,
+    if mirrored is not None and not changed and order["lines"] == mirrored["lines"]:
+        return PollPlan(followed, Plan())  # nothing moved since the last poll: no write
+    changes: list[Change] = []
+    if mirrored is None:
+        changes.append(StubOrder(order_id, order["kind"], order["lines"], now))
+    if poll.order is not None:
+        changes.append(SetOrderAttributes(order_id, json.dumps(json_safe(poll.order.attributes))))
+    changes += [
+        ResolveFixed(ORDERS_REJECT_SOURCE, "order_id", (order_id,)),
+        ResolveFixed("instock:ordertasks", "ordertask_id", tuple(status.task_ids)),
+        RecordOrderStatus(
+            order_id,
+            status.order_status,
+            status.timestamp,
+            json.dumps(status.task_ids),
+            json.dumps(fulfilled, sort_keys=True),
+            order["lines"],
+            now,
+        ),
+    ]
+    if tasks:
+        changes.append(
+            StoreOrdertasks(
                 order_id,
-            ],
+                tuple(
+                    OrdertaskRow(
+                        task.ordertask_id,
+                        task.ordertask_status,
+                        json.dumps([ln.model_dump() for ln in task.lines]),
+                    )
+                    for task in tasks
+                ),
+                now,
+            )
         )
-        store.db.conn.executemany(
-            "INSERT INTO instock_ordertasks "
-            "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
-            "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
-            "updated_at = excluded.updated_at",
-            [
-                (
-                    task.ordertask_id,
-                    order_id,
-                    task.ordertask_status,
-                    json.dumps([ln.model_dump() for ln in task.lines]),
-                    now,
-                )
-                for task in tasks
-            ],
+    if changed:
+        changes.append(
+            AddOrderEvents(
+                order_events(order, status.order_status, status.timestamp, fulfilled), now
+            )
         )
-        if changed:
-            _record_events(store, order, status.order_status, status.timestamp, fulfilled)
-        if on_poll is not None:
-            on_poll(store, followed)
-    return followed
+    return PollPlan(followed, Plan(changes=tuple(changes)))
 
 
-def _record_events(
-    store: Store,
+def order_events(
     order: Mapping[str, Any],
     status: str,
     status_at: str | None,
     fulfilled: Mapping[str, int],
-) -> None:
-    now = iso()
+) -> tuple[OrderEvent, ...]:
+    """A status change as one event per line of the order (one line-less event for an
+    order without lines)."""
     lines = json.loads(order["lines"] or "[]") or [
         {"line_id": None, "article_id": None, "qty": None}
     ]
-    store.db.conn.executemany(
-        "INSERT INTO instock_order_events (order_id, kind, order_status, status_at, line_id, "
-        "article_id, requested, fulfilled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                order["order_id"],
-                order["kind"],
-                status,
-                status_at,
-                ln["line_id"],
-                ln["article_id"],
-                ln["qty"],
-                fulfilled.get(ln["line_id"], 0) if ln["line_id"] else 0,
-                now,
-            )
-            for ln in lines
-        ],
+    return tuple(
+        OrderEvent(
+            order["order_id"],
+            order["kind"],
+            status,
+            status_at,
+            ln["line_id"],
+            ln["article_id"],
+            ln["qty"],
+            fulfilled.get(ln["line_id"], 0) if ln["line_id"] else 0,
+        )
+        for ln in lines
     )
+
+
+def store_poll(
+    store: Store,
+    poll: Poll,
+    *,
+    on_poll: OnChange | None = None,
+    stub: Mapping[str, Any] | None = None,
+) -> Followed | Refused | None:
+    """Plan one poll against the mirror and apply it; None for a 404, Refused for a status
+    or ordertask that failed validation (recorded as a reject).
+
+    `on_poll` runs inside the same transaction when the poll wrote something, so whatever
+    a caller records from this poll (e.g. DSOrder fulfilment intents) is durable together
+    with the mirror row it was derived from. `stub` creates the mirror row for an order
+    syncd created but has not listed yet.
+    """
+    mirrored = None if poll.bad is not None else mirrored_order(store, poll.order_id)
+    planned = plan_poll(poll, mirrored, stub, iso())
+    if not planned.plan:
+        return planned.result
+    with store.transaction():
+        apply_plan(store, planned.plan)
+        if on_poll is not None and isinstance(planned.result, Followed):
+            on_poll(store, planned.result)
+    return planned.result

@@ -12,6 +12,7 @@ once the record is read valid, its open reject is resolved.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from syncd.connectors.instock import BadRecord
 from syncd.jsontext import RawJson, canonical
@@ -26,6 +27,48 @@ def reference(bad: BadRecord, key_field: str, request_id: str | None) -> str:
     return f"{key_field} {bad.key} ({where})"
 
 
+def bad_record_rejects(
+    source: str, bad: Iterable[BadRecord], *, key_field: str, request_id: str | None
+) -> tuple[NewReject, ...]:
+    """The reject of each bad record: its key and where it came from, the bad field and the
+    reason as validation found them, the raw record."""
+    return tuple(
+        NewReject(
+            source,
+            reference(record, key_field, request_id),
+            record.reason,
+            field=record.field,
+            payload=RawJson(canonical(record.raw)),
+        )
+        for record in bad
+    )
+
+
+@dataclass(frozen=True)
+class RefreshRejects:
+    """A plan's change: add each reject, or touch its identical open twin (a record still
+    bad when read again), under `run_id`."""
+
+    rejects: tuple[NewReject, ...]
+    run_id: str | None
+
+    def apply(self, store: Store) -> None:
+        for reject in self.rejects:
+            store.refresh_or_add_reject(reject, run_id=self.run_id)
+
+
+@dataclass(frozen=True)
+class ResolveFixed:
+    """A plan's change: resolve the open rejects of `source` whose record was read valid."""
+
+    source: str
+    key_field: str
+    keys: tuple[str, ...]
+
+    def apply(self, store: Store) -> None:
+        resolve_fixed(store, self.source, self.key_field, self.keys)
+
+
 def record_rejects(
     store: Store,
     source: str,
@@ -37,20 +80,9 @@ def record_rejects(
 ) -> int:
     """Record each bad record once (an identical open reject is touched, not repeated);
     call inside the transaction that stores the rest of the page. Returns how many."""
-    count = 0
-    for record in bad:
-        count += 1
-        store.refresh_or_add_reject(
-            NewReject(
-                source,
-                reference(record, key_field, request_id),
-                record.reason,
-                field=record.field,
-                payload=RawJson(canonical(record.raw)),
-            ),
-            run_id=run_id,
-        )
-    return count
+    rejects = bad_record_rejects(source, bad, key_field=key_field, request_id=request_id)
+    RefreshRejects(rejects, run_id).apply(store)
+    return len(rejects)
 
 
 def resolve_fixed(store: Store, source: str, key_field: str, keys: Iterable[str]) -> int:
