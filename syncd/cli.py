@@ -243,7 +243,12 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
         raise UsageError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
     settings = _settings(config_path, required=True)
     _refuse_unwritable(settings)
-    configure_logging(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    configure_logging(
+        settings.logging.level,
+        settings.logging.format,
+        stream=sys.stderr,
+        priority_prefix=settings.logging.priority_prefix,
+    )
     redactor.set_secrets(secret_values(settings))
     lock = StateLock(settings.daemon.state_dir)
     if not dry_run:

@@ -173,6 +173,9 @@ class DaemonConfig(_Section):
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # Each line's syslog priority as a `<N>` prefix, which journald reads (journalctl -p):
+    # "auto" when the output is the journal (JOURNAL_STREAM), "always", or "never".
+    priority_prefix: Literal["auto", "always", "never"] = "auto"
 
 
 class OutboxConfig(_Section):

@@ -28,7 +28,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import lifecycle, systemd
+from syncd import lifecycle, schedlog, systemd
 from syncd.config import Schedule, Settings, load_settings, refuse_unwritable, secret_values
 from syncd.errors import CONNECTOR_STOP_ALERTS, ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
@@ -214,7 +214,9 @@ class Daemon:
         old_schedule, old_daemon = self._schedule, self.settings.daemon
         old_listen = self.settings.metrics.listen
         self.settings = new
-        configure_logging(new.logging.level, new.logging.format)
+        configure_logging(
+            new.logging.level, new.logging.format, priority_prefix=new.logging.priority_prefix
+        )
         redactor.set_secrets(secret_values(new))
         resumed = 0
         try:
@@ -300,6 +302,7 @@ class Daemon:
             },
             timezone=UTC,
         )
+        schedlog.install(self.scheduler)  # its per-tick skip warnings, folded
         self.scheduler.start()
         self._reschedule()
 
@@ -436,6 +439,10 @@ def run_daemon(config_path: Path | None) -> int:
     settings = load_settings(config_path)
     validate_jobs(settings)
     refuse_unwritable(settings)  # 78 naming the key, before the lock or the DB is made
-    configure_logging(settings.logging.level, settings.logging.format)
+    configure_logging(
+        settings.logging.level,
+        settings.logging.format,
+        priority_prefix=settings.logging.priority_prefix,
+    )
     redactor.set_secrets(secret_values(settings))
     return Daemon(settings, Settings.source_path or config_path).run()

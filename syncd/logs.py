@@ -1,5 +1,9 @@
 """structlog set-up: JSON lines for journald, a readable console on a TTY.
 
+When the output is the journal (JOURNAL_STREAM, or on request), each line starts with its
+syslog priority (`<3>` for an error, sd-daemon(3)), which journald strips and stores as
+PRIORITY=, so `journalctl -p warning -u syncd` filters.
+
 Job context (`job`, `run_id`) is bound through contextvars, so every event a
 job emits carries it without threading a logger through every call. Every
 event passes through the redactor last, so a secret that slips into a message
@@ -10,12 +14,13 @@ DB (the store's write helpers) and the CLI's output.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 from urllib.parse import quote
 
 import structlog
@@ -209,8 +214,61 @@ def _keep_prefix(match: re.Match[str]) -> str:
 redactor = Redactor()
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog (and stdlib logging from libraries) once per process."""
+SYSLOG_PRIORITIES = {
+    "critical": 2,  # SD_CRIT
+    "exception": 3,
+    "error": 3,  # SD_ERR
+    "warning": 4,  # SD_WARNING
+    "warn": 4,
+    "info": 6,  # SD_INFO
+    "debug": 7,  # SD_DEBUG
+}
+"""Log level -> syslog priority, the `<N>` prefix of sd-daemon(3) that journald reads."""
+
+PriorityPrefix = Literal["auto", "always", "never"]
+
+
+def stream_is_journal(stream: TextIO) -> bool:
+    """The stream is connected to the journal: systemd sets JOURNAL_STREAM to the
+    `<device>:<inode>` (decimal) of the stdout/stderr it connected (systemd.exec(5)); a
+    process whose output was redirected elsewhere since keeps the variable, so the file
+    descriptor is compared, not only the variable's presence."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not device or not inode:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+    return (str(st.st_dev), str(st.st_ino)) == (device, inode)
+
+
+class PriorityPrefixed:
+    """Wraps a renderer: every line it writes starts with `<N>`, the event's syslog
+    priority, so `journalctl -p warning` filters syncd's lines (a multi-line console
+    event, a traceback, carries it on each line)."""
+
+    def __init__(self, renderer: Any) -> None:
+        self.renderer = renderer
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        level = str(event.get("level") or name).lower()
+        prefix = f"<{SYSLOG_PRIORITIES.get(level, 6)}>"
+        text = str(self.renderer(logger, name, event))
+        return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    priority_prefix: PriorityPrefix = "auto",
+) -> None:
+    """Configure structlog (and stdlib logging from libraries) once per process.
+
+    `priority_prefix`: `auto` prefixes each line with its syslog priority when the
+    stream is the journal (`stream_is_journal`), `always` and `never` as they say.
+    """
     stream = stream or sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Any] = [
@@ -223,6 +281,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         renderer = structlog.processors.JSONRenderer(default=str)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    if priority_prefix == "always" or (priority_prefix == "auto" and stream_is_journal(stream)):
+        renderer = PriorityPrefixed(renderer)
     # A traceback is text like any other: made a string first, so the redactor sees it
     # (a console renderer would otherwise format it after the redactor ran).
     tail: list[Any] = [structlog.processors.format_exc_info, redactor, renderer]

@@ -61,7 +61,7 @@ def status_report(store: Store) -> dict[str, Any]:
 def status_line(store: Store, running: list[str] | None = None) -> str:
     """One line for systemd's STATUS=: the last runs and what needs attention."""
     jobs = job_summaries(store)
-    failed = [j["job"] for j in jobs if j["status"] == "failed"]
+    failed = [j["job"] for j in jobs if j["status"] in ("failed", "crashed")]
     pending = queries.pending_intent_count(store)
     rejects = queries.open_reject_count(store)
     alerts = queries.alerts(store)

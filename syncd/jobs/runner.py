@@ -1,7 +1,9 @@
 """Runs one job once: a `runs` row, bound log context, one summary line.
 
 A job's failure is recorded and logged here and never propagates to the
-scheduler, so one broken job cannot stop the daemon.
+scheduler, so one broken job cannot stop the daemon. Every run ends with one
+`job_finished` line; a run that raised an unexpected exception (a bug) ends with
+status `crashed` and the whole traceback in that line's `traceback` field.
 
 A dry run runs the same code against private copies of the state DB and host
 inbox (`syncd.jobs.dryrun`): it records nothing in the real state DB, not even
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +127,7 @@ def _run(
     started = time.monotonic()
     status: RunStatus = "ok"
     error: str | None = None
+    trace: str | None = None
     intents: list[dict[str, Any]] = []
     ledger = PageLedger(read=store.get_checkpoint)
     try:
@@ -144,12 +148,12 @@ def _run(
     except SyncdError as exc:
         status, error = "failed", str(exc)
         _open_error_alert(store, exc, dry_run)
-    except Exception as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        bound.exception("job_crashed")
+    except Exception as exc:  # a bug: recorded and logged as 'crashed', never raised on
+        status, error = "crashed", f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc)).rstrip()
     _save_page_history(store, ledger, run_id, dry_run)
     counts = dict(ctx.counts)
-    store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=error)
+    store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=_stored(error, trace))
     duration = time.monotonic() - started
     if not dry_run:
         metrics.intents_queued(queries.queued_by_destination(store, run_id))
@@ -167,8 +171,14 @@ def _run(
         duration_s=round(duration, 3),
         error=error,
         **counts,
+        **({"traceback": trace} if trace else {}),
     )
     return RunResult(spec.name, run_id, status, counts, error, intents)
+
+
+def _stored(error: str | None, trace: str | None) -> str | None:
+    """A crash keeps its traceback after the one-line error, in the run's `error` column."""
+    return f"{error}\n{trace}" if trace else error
 
 
 def _open_error_alert(store: Store, exc: SyncdError, dry_run: bool) -> None:

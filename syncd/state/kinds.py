@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-RunStatus = Literal["running", "ok", "failed", "interrupted", "dry-run", "skipped"]
-"""runs.status: 'running' until finished; 'interrupted' by a shutdown or a crash."""
+RunStatus = Literal["running", "ok", "failed", "crashed", "interrupted", "dry-run", "skipped"]
+"""runs.status: 'running' until finished; 'failed' by a classified error (a remote, the
+input, the config); 'crashed' by an unexpected exception (a bug: the traceback is in
+`error`); 'interrupted' by a shutdown or a process that died."""
 
 IntentStatus = Literal["pending", "sent", "rejected", "dropped"]
 """outbox.status: 'rejected' is a poisoned intent (a reject points at it)."""

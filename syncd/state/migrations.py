@@ -762,6 +762,43 @@ def m0012_metrics_indexes(db: Database) -> None:
     )
 
 
+@migrations()
+def m0013_run_crashed(db: Database) -> None:
+    # A run whose job raised an unexpected exception (a bug, not a remote's or the input's
+    # fault) is 'crashed', apart from 'failed' (a classified error). SQLite cannot change a
+    # CHECK constraint in place: the table is rebuilt with the same columns and rows, and
+    # its indexes made again (m0001's and m0012's). Rows written before this keep 'failed'.
+    run_script(
+        db,
+        """
+        CREATE TABLE runs_new (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL UNIQUE,
+            job TEXT NOT NULL,
+            trigger TEXT NOT NULL DEFAULT 'schedule',
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'ok', 'failed', 'crashed', 'interrupted', 'dry-run', 'skipped')),
+            pulled INTEGER NOT NULL DEFAULT 0,
+            pushed INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            counts TEXT NOT NULL DEFAULT '{}',   -- JSON: further per-job counters
+            warnings TEXT NOT NULL DEFAULT '[]', -- JSON: warnings remotes returned
+            error TEXT                           -- a crash: the exception and its traceback
+        );
+        INSERT INTO runs_new (id, run_id, job, trigger, started_at, finished_at, status, pulled,
+                              pushed, rejected, counts, warnings, error)
+            SELECT id, run_id, job, trigger, started_at, finished_at, status, pulled, pushed,
+                   rejected, counts, warnings, error FROM runs;
+        DROP TABLE runs;
+        ALTER TABLE runs_new RENAME TO runs;
+        CREATE INDEX runs_job_started ON runs (job, started_at);
+        CREATE INDEX runs_job_status ON runs (job, status, id);
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -164,7 +164,7 @@ def test_crash_after_the_journal_write_loses_nothing(
         raise RuntimeError("killed after the journal write")
 
     monkeypatch.setattr(netstock_pop, "queue_row", crash)
-    run(cfg, "netstock.pop", expect="failed")
+    run(cfg, "netstock.pop", expect="crashed")  # the simulated kill is an unexpected exception
     # The first answer was popped (gone from Netstock) and exists only in the journal.
     assert len(sim.popped("po")) == 1
     assert len(sim.queued("po")) == 1
@@ -192,7 +192,7 @@ def test_crash_after_queueing_duplicates_nothing(
         raise RuntimeError("killed after queueing")
 
     monkeypatch.setattr(netstock_pop, "queue_row", queue_then_crash)
-    run(cfg, "netstock.pop", expect="failed")
+    run(cfg, "netstock.pop", expect="crashed")  # the simulated kill is an unexpected exception
     monkeypatch.undo()
     # A second queueing of the same journal row adds nothing (same idempotency key).
     run(cfg, "netstock.pop")
@@ -535,7 +535,7 @@ def test_a_lost_chunk_answer_is_confirmed_not_resent(
         original(self, index, rows, how)
 
     monkeypatch.setattr(ExportFlow, "record_chunk", crash_on_third)
-    run(ecfg, "netstock.export", expect="failed")
+    run(ecfg, "netstock.export", expect="crashed")  # the simulated kill is an unexpected exception
     monkeypatch.undo()
 
     export_to_complete(ecfg, clock)
@@ -558,7 +558,7 @@ def test_a_crash_after_dataset_start_adopts_that_dataset(
         raise RuntimeError("killed before the dataset id was recorded")
 
     monkeypatch.setattr(NetstockClient, "dataset_start", start_then_crash)
-    run(ecfg, "netstock.export", expect="failed")
+    run(ecfg, "netstock.export", expect="crashed")  # the simulated kill is an unexpected exception
     monkeypatch.undo()
     result = run(ecfg, "netstock.export")
     assert result.counts["adopted"] == 1
@@ -722,7 +722,7 @@ def test_a_lagging_count_on_resume_neither_resends_nor_fails(
         original(self, index, rows, how)
 
     monkeypatch.setattr(ExportFlow, "record_chunk", crash_on_third)
-    run(ecfg, "netstock.export", expect="failed")
+    run(ecfg, "netstock.export", expect="crashed")  # the simulated kill is an unexpected exception
     monkeypatch.undo()
     [export] = exports(ecfg)
     dataset_id = export["dataset_id"]

@@ -69,24 +69,51 @@ def test_no_secret_reaches_the_log(
         raise RuntimeError(f"remote said: token {SECRET} invalid")
 
     result = run_job(spec(run), settings)
-    assert result.status == "failed"
+    assert result.status == "crashed"
     text = log_stream.getvalue()
     assert SECRET not in text
     assert "**********" in text
 
 
-def test_failed_job_is_recorded_and_does_not_raise(
+def test_crashed_job_is_recorded_and_does_not_raise(
     settings: Settings, store: Store, log_stream: io.StringIO
 ) -> None:
-    """A crashing job is recorded as failed with its error; the caller carries on."""
+    """A job that raises an unexpected exception is recorded as crashed with its error and
+    traceback; the caller carries on."""
 
     def run(ctx: JobContext) -> None:
         raise KeyError("missing")
 
     result = run_job(spec(run), settings)
+    assert (result.status, result.error) == ("crashed", "KeyError: 'missing'")
     row = store.query("SELECT status, error FROM runs WHERE run_id = ?", [result.run_id])[0]
-    assert row["status"] == "failed"
-    assert "KeyError" in row["error"]
+    assert row["status"] == "crashed"
+    first, *trace = row["error"].splitlines()
+    assert first == "KeyError: 'missing'"
+    assert trace[0] == "Traceback (most recent call last):"
+    assert any("in run" in line for line in trace)
+
+
+def test_a_crash_ends_with_one_job_finished_line_holding_the_traceback(
+    settings: Settings, store: Store, log_stream: io.StringIO
+) -> None:
+    """A crash logs what any run logs: one job_finished line (level error, status
+    crashed), the traceback in one field of it, redacted like the rest; no other line."""
+
+    def run(ctx: JobContext) -> None:
+        ctx.log.info("working")
+        {}["key-" + SECRET]  # a KeyError: the bug under test
+
+    result = run_job(spec(run), settings)
+    lines = [e for e in events(log_stream) if e.get("run_id") == result.run_id]
+    assert [e["event"] for e in lines] == ["working", "job_finished"]
+    finished = lines[-1]
+    assert (finished["status"], finished["level"]) == ("crashed", "error")
+    assert finished["error"].startswith("KeyError: ")
+    assert finished["traceback"].startswith("Traceback (most recent call last):")
+    assert finished["traceback"].splitlines()[-1].startswith("KeyError: ")
+    assert "exception" not in finished
+    assert SECRET not in log_stream.getvalue()
 
 
 def test_dry_run_reports_intents_and_changes_nothing(

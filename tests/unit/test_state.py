@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,41 @@ def test_open_import_jobs_keep_their_rows_across_the_m0009_upgrade(tmp_path: Pat
         ["A1", "h", "a.csv:3", {"externalId": "A1"}],
     ]
     assert jobs["J2"] is None
+
+
+def test_runs_keep_their_rows_across_the_run_crashed_upgrade(tmp_path: Path) -> None:
+    """The runs table rebuilt to allow 'crashed' keeps every row, id and index; a state DB
+    written before it still opens, and takes a crashed run afterwards."""
+    from sqlite_utils.migrations import Migrations
+
+    from syncd.state.migrations import migrations
+    from syncd.state.store import connect
+
+    old = Migrations("syncd")  # the same set, up to the migration that allows 'crashed'
+    for step in migrations._migrations:
+        if step.name.endswith("_run_crashed"):
+            break
+        old._migrations.append(step)
+    db = connect(tmp_path / "s.db")
+    old.apply(db)
+    db.execute(
+        "INSERT INTO runs (id, run_id, job, trigger, started_at, finished_at, status, pulled, "
+        "error) VALUES (7, 'r7', 'instock.orders', 'signal', 'a', 'b', 'failed', 3, 'boom')"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE runs SET status = 'crashed' WHERE id = 7")
+    db.close()
+    with Store.open(tmp_path / "s.db") as store:
+        row = store.query("SELECT * FROM runs")[0]
+        assert (row["id"], row["run_id"], row["trigger"], row["status"], row["pulled"]) == (
+            7,
+            "r7",
+            "signal",
+            "failed",
+            3,
+        )
+        store.start_run("instock.orders", "r8", "schedule")
+        store.finish_run("r8", "crashed", {}, error="KeyError: 'x'")
+        assert store.scalar("SELECT status FROM runs WHERE run_id = 'r8'") == "crashed"
+        indexes = store.query("SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert {"runs_job_started", "runs_job_status"} <= {r["name"] for r in indexes}
