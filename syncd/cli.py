@@ -237,16 +237,20 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     from syncd.jobs.runner import run_job
     from syncd.logs import configure_logging, redactor
     from syncd.metrics.expose import Exposure
+    from syncd.progress import TerminalProgress, no_progress
     from syncd.state import StateLock, Store
 
     if job not in REGISTRY:
         raise UsageError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
     settings = _settings(config_path, required=True)
     _refuse_unwritable(settings)
+    # A person at a terminal sees long work move (stderr); piped, nothing changes.
+    progress = TerminalProgress(sys.stderr) if _stderr_is_tty() else no_progress
+    log_stream = progress.log_stream() if isinstance(progress, TerminalProgress) else sys.stderr
     configure_logging(
         settings.logging.level,
         settings.logging.format,
-        stream=sys.stderr,
+        stream=log_stream,
         priority_prefix=settings.logging.priority_prefix,
     )
     redactor.set_secrets(secret_values(settings))
@@ -264,7 +268,13 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
         if not dry_run:  # a dry run works on a copy: it neither creates nor migrates the DB
             with Store.open(settings.db_path) as store:  # create or migrate first
                 store.mark_abandoned_runs()  # a killed `once` left its run 'running'
-        result = run_job(REGISTRY[job], settings, trigger="cli", dry_run=dry_run)
+        try:
+            result = run_job(
+                REGISTRY[job], settings, trigger="cli", dry_run=dry_run, progress=progress
+            )
+        finally:
+            if isinstance(progress, TerminalProgress):
+                progress.close()
         if not dry_run:
             Exposure(lambda: settings).write_textfile()  # metrics.textfile, if set
     finally:
@@ -287,6 +297,10 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
 
 def _stdout_is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
 
 
 def _when(text: str | None, local: bool) -> str:

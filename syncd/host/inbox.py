@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -66,6 +66,7 @@ from syncd.host.feeds.options import FeedOptions, host_options
 from syncd.host.outbox import write_bytes_atomic
 from syncd.lifecycle import follow_umask
 from syncd.logs import Logger
+from syncd.progress import Progress, no_progress
 from syncd.state import NewReject, Store
 from syncd.state.kinds import AlertKind
 
@@ -793,6 +794,23 @@ def move_file(path: Path, directory: Path) -> Path:
     return target
 
 
+T = TypeVar("T")
+PROGRESS_EVERY = 1000  # rows between two progress reports of a file being read
+
+
+def _reported(rows: Iterable[T], stage: str, progress: Progress) -> Iterator[T]:
+    """`rows` as they are, reporting how many were read every PROGRESS_EVERY."""
+    if progress is no_progress:
+        yield from rows
+        return
+    count = 0
+    for count, row in enumerate(rows, 1):
+        if count % PROGRESS_EVERY == 0:
+            progress(stage, count)
+        yield row
+    progress(stage, count)
+
+
 def _stage(
     store: Store, feed: Feed, rows: Iterable[Accepted | _Bad], fmt: Format, batch_size: int
 ) -> tuple[int, int]:
@@ -858,6 +876,7 @@ def load_file(
     *,
     host_dir: Path | None = None,
     batch_size: int = 5000,
+    progress: Progress = no_progress,
 ) -> LoadResult:
     """Load one inbox file into its host table and move it (see the module docstring).
 
@@ -873,7 +892,7 @@ def load_file(
     try:
         file_info["id"] = _identity(path)
         file_info["sha256"], file_info["size"] = file_digest(path)
-        return _load_new(store, feed, path, dirs, options, file_info, run_id, batch_size)
+        return _load_new(store, feed, path, dirs, options, file_info, run_id, batch_size, progress)
     except _AlreadyLoaded:
         return _archive_loaded(store, feed, path, dirs, file_info["sha256"], bound)
     except _FileChanged:
@@ -928,6 +947,7 @@ def _load_new(
     file_info: dict[str, Any],
     run_id: str | None,
     batch_size: int,
+    progress: Progress = no_progress,
 ) -> LoadResult:
     """Load a file not loaded before (raises _AlreadyLoaded when it was)."""
     fmt, mode, size = file_info["format"], file_info["mode"], file_info["size"]
@@ -951,7 +971,7 @@ def _load_new(
             # Python's reader would take these bytes for an empty file.
             raise FileRefused("not UTF-8 text: only part of a byte order mark")
         return _load_staged(
-            store, feed, path, dirs, options, mode, fmt, file_info, run_id, batch_size
+            store, feed, path, dirs, options, mode, fmt, file_info, run_id, batch_size, progress
         )
     except FileRefused as refused:
         return _refuse_file(store, feed, path, dirs, refused, file_info, run_id)
@@ -968,6 +988,7 @@ def _load_staged(
     file_info: dict[str, Any],
     run_id: str | None,
     batch_size: int,
+    progress: Progress = no_progress,
 ) -> LoadResult:
     db = store.db
     name = path.name
@@ -976,7 +997,8 @@ def _load_staged(
         create_stage_rejects(db)
         feed.create_staging(db)
         started = time.monotonic()
-        accepted, _ = _stage(store, feed, read_rows(feed, path, fmt), fmt, batch_size)
+        rows = _reported(read_rows(feed, path, fmt), f"inbox {name} rows", progress)
+        accepted, _ = _stage(store, feed, rows, fmt, batch_size)
         if _identity(path) != file_info["id"]:
             raise _FileChanged
         staged = time.monotonic()
@@ -1248,6 +1270,7 @@ def load_inbox(
     feeds: Sequence[str] | None = None,
     *,
     now: float | None = None,
+    progress: Progress = no_progress,
 ) -> list[LoadResult]:
     """Load every settled inbox file of the enabled (or named) feeds, oldest first.
 
@@ -1279,6 +1302,7 @@ def load_inbox(
             run_id,
             host_dir=host_dir,
             batch_size=options.batch_size,
+            progress=progress,
         )
         results.append(_guarded(store, item.feed, item.path, run_id, load))
     return results

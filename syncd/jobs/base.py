@@ -28,6 +28,7 @@ from syncd.config import (
 from syncd.errors import ConfigError, ShutdownRequested
 from syncd.host.feeds.options import HostOptions
 from syncd.logs import Logger
+from syncd.progress import Progress, no_progress
 from syncd.state import Store
 
 
@@ -107,6 +108,8 @@ class JobContext:
     wake_sender: Callable[[], None] = lambda: None
     counts: Counter[str] = field(default_factory=Counter)
     warnings: list[str | dict[str, Any]] = field(default_factory=list)  # text or fields
+    # Long work reports here (`syncd once` at a terminal draws it; elsewhere a no-op).
+    progress: Progress = no_progress
 
     def check_stop(self) -> None:
         """Call between durable steps: a stopping daemon ends the run here."""

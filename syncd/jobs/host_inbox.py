@@ -12,7 +12,9 @@ from syncd.jobs.base import JobContext, JobSpec
 
 
 def run(ctx: JobContext) -> None:
-    results = load_inbox(ctx.store, ctx.settings.host_dir, ctx.settings.host, ctx.run_id)
+    results = load_inbox(
+        ctx.store, ctx.settings.host_dir, ctx.settings.host, ctx.run_id, progress=ctx.progress
+    )
     for result in results:
         ctx.counts["files"] += 1
         ctx.counts[f"files_{result.status}"] += 1

@@ -38,6 +38,7 @@ from syncd.state.mirror.instock import (
     LearnArticles,
     MarkArticles,
     article_sync_is_empty,
+    host_article_count,
     host_articles_with_sync,
 )
 from syncd.state.plan import Plan, apply_plan
@@ -121,6 +122,7 @@ def run(ctx: JobContext) -> None:
         start = _bootstrap_start(ctx.store)
         if start is not None:
             _bootstrap(ctx, start)
+    total, planned_so_far = host_article_count(ctx.store), 0
     for batch in _host_batches(ctx.store, options.batch_size):
         ctx.check_stop()
         planned = plan_article_batch(batch, ctx.run_id, iso())
@@ -129,6 +131,8 @@ def run(ctx: JobContext) -> None:
             applied = apply_plan(ctx.store, planned.plan, run_id=ctx.run_id)
             ctx.counts["queued"] += applied.intents
             ctx.counts["rejected"] += applied.rejects
+        planned_so_far += len(batch)
+        ctx.progress("instock.articles: host articles planned", planned_so_far, total)
     if ctx.counts["queued"]:
         ctx.wake_sender()
 
@@ -226,6 +230,7 @@ def _bootstrap(ctx: JobContext, cursor: str) -> None:
             for page in read_ahead(client.article_pages(start_cursor=cursor or None)):
                 ctx.check_stop()
                 known += _bootstrap_page(store, page.items, page.next_cursor, page.has_more)
+                ctx.progress("instock.articles: Instock catalog read (articles known)", known)
         except PermanentError as exc:
             if not cursor or exc.status != 400:
                 raise

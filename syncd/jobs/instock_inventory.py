@@ -104,6 +104,7 @@ def run(ctx: JobContext) -> None:
             pages = client.inventory_pages(start_cursor=position.cursor or None)
             for page in read_ahead(pages):
                 position = _apply_page(ctx, position, page)
+                ctx.progress("instock.inventory: stock records read", ctx.counts["pulled"])
                 if page.has_more:
                     ctx.check_stop()
         except PermanentError as exc:

@@ -15,7 +15,9 @@ def run(ctx: JobContext) -> None:
     if ctx.dry_run:  # a dry run must not push: say which destinations a drain would serve
         ctx.counts["destinations_due"] = len(ctx.store.destinations_with_due_intents())
         return
-    sender = Sender(ctx.store, ctx.settings, stopping=ctx.stopping, run_id=ctx.run_id)
+    sender = Sender(
+        ctx.store, ctx.settings, stopping=ctx.stopping, run_id=ctx.run_id, progress=ctx.progress
+    )
     ctx.counts.update(sender.drain())
     ctx.warnings.extend(sender.warnings)
 

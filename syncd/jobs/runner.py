@@ -35,6 +35,7 @@ from syncd.errors import (
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dryrun import dry_run_world
 from syncd.logs import Logger
+from syncd.progress import Progress, no_progress
 from syncd.state import Store, queries
 from syncd.state.kinds import RunStatus
 
@@ -74,6 +75,7 @@ def run_job(
     dry_run: bool = False,
     stopping: threading.Event | None = None,
     wake_sender: Callable[[], None] = lambda: None,
+    progress: Progress = no_progress,
 ) -> RunResult:
     run_id = new_run_id(spec.name)
     with structlog.contextvars.bound_contextvars(job=spec.name, run_id=run_id):
@@ -82,10 +84,14 @@ def run_job(
                 dry_run_world(settings, with_inbox=spec.reads_host_inbox) as world,
                 Store.open(world.db_path, migrate=False) as store,
             ):
-                return _run(spec, world, store, run_id, trigger, True, stopping, wake_sender)
+                return _run(
+                    spec, world, store, run_id, trigger, True, stopping, wake_sender, progress
+                )
         store = Store.open(settings.db_path, migrate=False)
         try:
-            return _run(spec, settings, store, run_id, trigger, dry_run, stopping, wake_sender)
+            return _run(
+                spec, settings, store, run_id, trigger, dry_run, stopping, wake_sender, progress
+            )
         finally:
             store.close()
 
@@ -99,6 +105,7 @@ def _run(
     dry_run: bool,
     stopping: threading.Event | None,
     wake_sender: Callable[[], None],
+    progress: Progress = no_progress,
 ) -> RunResult:
     bound = log.bind()
     stopped = stopped_connectors(store, spec)
@@ -122,6 +129,7 @@ def _run(
         dry_run=dry_run,
         stopping=stopping or threading.Event(),
         wake_sender=(lambda: None) if dry_run else wake_sender,
+        progress=progress,
     )
     store.start_run(spec.name, run_id, trigger)  # a dry run's goes to its copy
     started = time.monotonic()

@@ -45,6 +45,7 @@ from syncd.errors import (
     ShutdownRequested,
 )
 from syncd.logs import Logger
+from syncd.progress import Progress, no_progress
 from syncd.send.base import Destination, DestinationFactory, DestinationOutage, Outcome
 from syncd.send.destinations import DESTINATIONS
 from syncd.state import Intent, Store
@@ -114,8 +115,10 @@ class Sender:
         stopping: threading.Event | None = None,
         run_id: str | None = None,
         now: Callable[[], datetime] = utcnow,
+        progress: Progress = no_progress,
     ) -> None:
         self.store = store
+        self.progress = progress
         self.settings = settings
         self.destinations = DESTINATIONS if destinations is None else destinations
         self.stopping = stopping or threading.Event()
@@ -178,12 +181,16 @@ class Sender:
         defer = getattr(destination, "defer", None)
         after_id = 0
         stopped_before = self._stops()
+        stage, seen = f"outbox.send: {name} pending intents gone through", 0
+        total = self.store.pending_intent_count(name) if self.progress is not no_progress else 0
         while True:
             batch = self.store.pending_intents(name, policy.batch_size, after_id)
             if not batch:
                 return
             for intent in batch:
                 after_id = intent.id
+                seen += 1
+                self.progress(stage, seen, max(total, seen))
                 if intent.order_key in blocked:
                     continue
                 if parse_iso(intent.next_attempt_at) > self.now():

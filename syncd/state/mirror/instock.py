@@ -151,6 +151,11 @@ def host_articles_with_sync(store: Store, after: str, limit: int) -> list[dict[s
     )
 
 
+def host_article_count(store: Store) -> int:
+    """How many articles the host catalog holds (the total of a planning pass)."""
+    return int(store.scalar("SELECT count(*) FROM host_articles") or 0)
+
+
 def queued_articles(store: Store, article_ids: Sequence[str]) -> list[str]:
     """Of these articles, those with an upload or update pending, in id order."""
     return [
