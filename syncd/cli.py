@@ -548,6 +548,7 @@ def _interactive() -> bool:
     default="open",
     show_default=True,
     type=click.Choice(["open", "retry", "retried", "dropped", "resolved", "all"]),
+    help="Only rejects in this status (retry: flagged for their job's next run).",
 )
 @reject_filters
 @click.option(
@@ -907,9 +908,10 @@ def outbox() -> None:
     default="pending",
     show_default=True,
     type=click.Choice(["pending", "sent", "rejected", "dropped", "all"]),
+    help="Only intents in this status.",
 )
-@click.option("--destination")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--destination", help="Only intents for this destination, e.g. instock or host.")
+@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
 @config_option
 @json_option
 @handle_errors
@@ -1085,7 +1087,9 @@ def sandbox_instock(
     help="Whether a closed order stays in /orders/submitted, and with a status.",
 )
 @click.option("--no-auth", is_flag=True, help="Accept requests without a token.")
-@click.option("--auth-header", default="Authorization", show_default=True)
+@click.option(
+    "--auth-header", default="Authorization", show_default=True, help="Header carrying the token."
+)
 @click.option("--auth-scheme", default="Bearer", show_default=True, help="'' takes a bare token.")
 @click.option("--initial-orders", default=5, show_default=True, help="Orders submitted at start.")
 @click.option(

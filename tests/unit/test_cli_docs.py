@@ -34,3 +34,14 @@ def test_command_has_help_and_readme_entry(path: str, command: click.Command) ->
     assert any(all(word in line for word in words) for line in lines), (
         f"{path} is not documented in README.md"
     )
+
+
+@pytest.mark.parametrize(("path", "command"), commands(main), ids=str)
+def test_every_option_says_what_it_does(path: str, command: click.Command) -> None:
+    """`--help` is the manual: every option of every command has its own help text."""
+    bare = [
+        "/".join(p.opts)
+        for p in command.params
+        if isinstance(p, click.Option) and not (p.help or "").strip()
+    ]
+    assert bare == [], f"{path}: options without help: {bare}"

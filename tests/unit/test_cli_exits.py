@@ -224,3 +224,35 @@ def test_demo_hints_name_the_syncd_that_ran(tmp_path: Path) -> None:
     assert syncd_command(str(script), sys.executable) == str(script.resolve())
     assert syncd_command("/somewhere/syncd/cli.py", str(python)) == str(script)
     assert syncd_command("-m", "/usr/bin/python3.11") == "/usr/bin/python3.11 -m syncd.cli"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs"],
+        ["status"],
+        ["rejects", "list", "--status", "all"],
+        ["rejects", "show", "1"],
+        ["outbox", "list"],
+        ["alerts", "list"],
+        ["checkpoints", "list"],
+    ],
+    ids=str,
+)
+def test_every_listing_verb_prints_json(config: Path, args: list[str]) -> None:
+    """Every listing verb takes --json and prints JSON only on stdout, its times as
+    ISO-8601 UTC text."""
+    result = CliRunner(env=clean_env()).invoke(main, [*args, "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data or data == []
+    times = [v for v in _leaves(data) if isinstance(v, str) and v[:2] == "20" and "T" in v]
+    assert all(t.endswith("Z") for t in times), times
+
+
+def _leaves(data: object) -> list[object]:
+    if isinstance(data, dict):
+        return [leaf for v in data.values() for leaf in _leaves(v)]
+    if isinstance(data, list):
+        return [leaf for v in data for leaf in _leaves(v)]
+    return [data]
