@@ -52,7 +52,8 @@ the stored text (`JsonLines`, sent as `RawJson`, never parsed or encoded again);
 
 `ctx.check_stop()` runs between remote steps, so a stopping daemon leaves at a checkpoint.
 
-**Shape.** This module is the driver: each step is decided by a pure function of
+**Shape.** The snapshot (render, hash, freeze) is `syncd.jobs.netstock.snapshot`. This
+module is the exchange's driver: each step is decided by a pure function of
 `syncd.jobs.netstock.export_plan` (from the journal's values, Netstock's answers and `now`),
 done (the client call), and recorded by applying the `Plan` that function returned
 (`syncd.state.plan.apply_plan`, one transaction). The three tables are written only by
@@ -66,8 +67,6 @@ POs is news); when every model is empty nothing is sent at all.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
 import time
 
 from syncd.clock import iso, utcnow
@@ -75,97 +74,16 @@ from syncd.config import Schedule
 from syncd.connectors.netstock.answers import JsonLines, ModelState
 from syncd.connectors.netstock.client import NetstockClient
 from syncd.connectors.netstock.errors import ConflictError, OutcomeUnknownError
-from syncd.connectors.netstock.settings import configured_chunk_size
 from syncd.errors import AlreadyDoneError, PermanentError, StateError
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.netstock import export_plan as plan
 from syncd.jobs.netstock.export_plan import Blocked, FailDataset
-from syncd.jobs.netstock_dataset import (
-    REJECT_SOURCE,
-    Options,
-    Rejected,
-    Whole,
-    ascii_escaped,
-    rendered_lines,
-)
+from syncd.jobs.netstock.snapshot import prepare
+from syncd.jobs.netstock_dataset import Options
 from syncd.logs import redactor
-from syncd.state import Store
 from syncd.state.mirror import netstock_export as journal
-from syncd.state.mirror.netstock_export import ChunkHow, Export, FrozenWriter
+from syncd.state.mirror.netstock_export import ChunkHow, Export
 from syncd.state.plan import Plan, apply_plan
-
-ALERT_KIND = plan.ALERT_KIND
-
-
-def group_size(ctx: JobContext, options: Options) -> int:
-    """Lines per frozen row: the chunk size, so that a chunk is one stored text."""
-    return options.chunk_size or configured_chunk_size(ctx.settings.connectors.netstock)
-
-
-def freeze(
-    frozen: FrozenWriter,
-    store: Store,
-    options: Options,
-    group: int,
-    whole: Whole,
-    rejects: list[Rejected],
-) -> tuple[str, list[tuple[str, int]]]:
-    """Render every model once into the frozen snapshot, `group` lines per row (joined with
-    newlines: a rendered line never holds one), hashing the same text; returns the hash and
-    each model's line count. Rows that cannot be sent go to `rejects` (not hashed: what is
-    hashed is what is sent)."""
-    digest = hashlib.sha256()
-    counts: list[tuple[str, int]] = []
-    for model in options.models:
-        digest.update(f"\x1e{model}\x1f".encode())
-        lines = rendered_lines(store, model, options, whole, rejects)
-        seq = 0
-        while batch := list(itertools.islice(lines, group)):
-            text = ascii_escaped("\n".join(batch))
-            digest.update(text.encode())
-            digest.update(b"\n")
-            frozen.add(model, seq, text)
-            seq += len(batch)
-        counts.append((model, seq))
-    return digest.hexdigest(), counts
-
-
-def record_rejects(store: Store, rejects: list[Rejected], run_id: str | None) -> int:
-    """Record the rows left out, each once: one already open (the same row, field and
-    reason, from an earlier export of the same data) is not added again."""
-    known = store.list_rejects("open", REJECT_SOURCE, limit=len(rejects) + 1_000_000)
-    new = plan.new_rejects(map(Rejected.as_reject, rejects), known)
-    return apply_plan(store, Plan(rejects=new), run_id=run_id).rejects
-
-
-def prepare(ctx: JobContext, options: Options) -> Export | None:
-    """Render the snapshot once: its hash decides, its text is what will be sent.
-
-    The lines go to a temp table in one read transaction (one consistent view of the host
-    tables, no write lock on the state DB while rendering); only a snapshot that differs
-    from the last successful one is copied (SQL) into netstock_export_rows, with its
-    export row, in one short transaction.
-    """
-    store = ctx.store
-    whole, rejects = Whole(options.integer_fractions), list[Rejected]()
-    with journal.frozen_snapshot(store) as frozen:
-        wanted, counts = freeze(frozen, store, options, group_size(ctx, options), whole, rejects)
-    if whole.converted:
-        ctx.counts["fractions_converted"] += whole.converted
-    if rejects:
-        ctx.counts["rejected"] += len(rejects)
-        if not ctx.dry_run:
-            record_rejects(store, rejects, ctx.run_id)
-    lines = sum(count for _model, count in counts)
-    decision = plan.snapshot_decision(
-        lines, wanted, journal.last_success_hash(store) if lines else None
-    )
-    if decision != "prepare":
-        ctx.counts[decision] += 1
-        return None
-    apply_plan(store, plan.prepared(wanted, counts, ctx.run_id, iso()), run_id=ctx.run_id)
-    ctx.counts["prepared"] += 1
-    return journal.current_export(store)
 
 
 def run(ctx: JobContext) -> None:

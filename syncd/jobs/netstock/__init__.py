@@ -1,1 +1,2 @@
-"""Pieces of the Netstock jobs (not a job): `export_plan`, netstock.export's pure decisions."""
+"""Pieces of netstock.export (not a job): `snapshot` renders and freezes what is sent,
+`export_plan` holds its pure decisions; the job module drives the exchange."""
