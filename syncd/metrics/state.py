@@ -9,6 +9,7 @@ other state family, never a failed scrape.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,7 +47,24 @@ class StateRows:
     done_to_closed: dict[str, Any] = field(default_factory=dict)
 
 
-def read_rows(store: Store) -> StateRows:
+class LoopCache:
+    """The done-to-closed figures, kept while the number of closed orders stays the same:
+    they read every closed order (about 0.14 s for 52,000 on this machine), the count is
+    an index count, and a closed order does not change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: tuple[int, dict[str, Any]] | None = None
+
+    def get(self, store: Store) -> dict[str, Any]:
+        closed = queries.closed_order_count(store)
+        with self._lock:
+            if self._kept is None or self._kept[0] != closed:
+                self._kept = (closed, queries.done_to_closed(store, DONE_TO_CLOSED_BUCKETS))
+            return self._kept[1]
+
+
+def read_rows(store: Store, loop: LoopCache | None = None) -> StateRows:
     return StateRows(
         runs=queries.job_run_stats(store),
         outbox=queries.outbox_by_destination(store),
@@ -54,7 +72,7 @@ def read_rows(store: Store) -> StateRows:
         alerts=queries.open_alerts_by_kind(store),
         checkpoints=queries.checkpoints(store),
         orders=queries.dsorder_orders_by_state(store),
-        done_to_closed=queries.done_to_closed(store, DONE_TO_CLOSED_BUCKETS),
+        done_to_closed=(loop or LoopCache()).get(store),
     )
 
 
@@ -218,6 +236,7 @@ class StateCollector(Collector):
     def __init__(self, path: Callable[[], Path], now: Callable[[], datetime] = utcnow) -> None:
         self._path = path
         self._now = now
+        self._loop = LoopCache()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -241,7 +260,7 @@ class StateCollector(Collector):
         with Store.open(path, migrate=False) as store:
             store.db.execute("BEGIN")  # one snapshot for every family
             try:
-                return read_rows(store)
+                return read_rows(store, self._loop)
             finally:
                 store.db.execute("ROLLBACK")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from syncd.state.kinds import RejectStatus
+from syncd.state.kinds import RUN_STATUSES, RejectStatus
 from syncd.state.store import Store
 
 Row = dict[str, Any]
@@ -189,43 +189,66 @@ def reject_ids(store: Store, which: RejectFilter) -> list[int]:
 # -- metrics (syncd.metrics.state reads these at every scrape: each is one indexed pass) --
 
 
+def _distinct(table: str, column: str) -> str:
+    """A CTE `d(v)` of the distinct values of an indexed column, one index seek each
+    (SQLite's DISTINCT would read every index entry: a run every 10 s for the retention
+    period is hundreds of thousands)."""
+    return (
+        f"d(v) AS (SELECT min({column}) FROM {table} UNION ALL "
+        f"SELECT (SELECT min({column}) FROM {table} WHERE {column} > d.v) FROM d "
+        "WHERE d.v IS NOT NULL)"
+    )
+
+
+_FINISHED = tuple(s for s in RUN_STATUSES if s not in ("running", "dry-run"))
+
+
 def job_run_stats(store: Store) -> list[Row]:
     """Per job: the last finished run's status and end, the last success's end, and how
     many runs failed (or crashed) since that success (all of them when there was none);
-    `job_health`'s count, for the metrics."""
+    `job_health`'s count, for the metrics. Index seeks on runs (job, status, id) only."""
+    last = ", ".join(
+        f"coalesce((SELECT max(id) FROM runs WHERE job = d.v AND status = '{status}'), 0)"
+        for status in _FINISHED
+    )
     return store.query(
-        """
-        SELECT j.job,
-               (SELECT status FROM runs x WHERE x.job = j.job
-                  AND x.status NOT IN ('running', 'dry-run') ORDER BY x.id DESC LIMIT 1)
-                 AS last_status,
-               (SELECT finished_at FROM runs x WHERE x.job = j.job
-                  AND x.status NOT IN ('running', 'dry-run') ORDER BY x.id DESC LIMIT 1)
-                 AS last_finished_at,
-               (SELECT finished_at FROM runs x WHERE x.job = j.job AND x.status = 'ok'
-                  ORDER BY x.id DESC LIMIT 1) AS last_ok_at,
-               (SELECT count(*) FROM runs x WHERE x.job = j.job
-                  AND x.status IN ('failed', 'crashed')
-                  AND x.id > coalesce((SELECT max(id) FROM runs o
-                                       WHERE o.job = j.job AND o.status = 'ok'), 0))
+        f"""
+        WITH RECURSIVE {_distinct("runs", "job")},
+        ids AS (
+            SELECT d.v AS job, max({last}, 0) AS last_id,
+                   (SELECT max(id) FROM runs WHERE job = d.v AND status = 'ok') AS ok_id
+            FROM d WHERE d.v IS NOT NULL
+        )
+        SELECT ids.job, l.status AS last_status, l.finished_at AS last_finished_at,
+               o.finished_at AS last_ok_at,
+               (SELECT count(*) FROM runs x WHERE x.job = ids.job
+                  AND x.status IN ('failed', 'crashed') AND x.id > coalesce(ids.ok_id, 0))
                  AS failures_since_ok
-        FROM (SELECT DISTINCT job FROM runs) j
-        ORDER BY j.job
+        FROM ids LEFT JOIN runs l ON l.id = ids.last_id LEFT JOIN runs o ON o.id = ids.ok_id
+        ORDER BY ids.job
         """
     )
 
 
 def outbox_by_destination(store: Store) -> list[Row]:
-    """Per destination with intents waiting: pending (n), the oldest pending one's creation,
-    pending ones that already failed once (retrying), and intents rejected for good that an
-    operator has not retried or dropped (rejected)."""
+    """Per destination that has had intents: pending (n), the oldest pending one's
+    creation, pending ones that already failed once (retrying), and intents rejected for
+    good that an operator has not retried or dropped (rejected). Index ranges on outbox
+    (destination, status, id): sent intents are never read."""
     return store.query(
-        "SELECT destination, sum(status = 'pending') AS n, "
-        "min(CASE WHEN status = 'pending' THEN created_at END) AS oldest, "
-        "sum(status = 'pending' AND attempts > 0) AS retrying, "
-        "sum(status = 'rejected') AS rejected "
-        "FROM outbox WHERE status IN ('pending', 'rejected') "
-        "GROUP BY destination ORDER BY destination"
+        f"""
+        WITH RECURSIVE {_distinct("outbox", "destination")}
+        SELECT d.v AS destination,
+               (SELECT count(*) FROM outbox WHERE destination = d.v AND status = 'pending')
+                 AS n,
+               (SELECT min(created_at) FROM outbox
+                  WHERE destination = d.v AND status = 'pending') AS oldest,
+               (SELECT count(*) FROM outbox
+                  WHERE destination = d.v AND status = 'pending' AND attempts > 0) AS retrying,
+               (SELECT count(*) FROM outbox WHERE destination = d.v AND status = 'rejected')
+                 AS rejected
+        FROM d WHERE d.v IS NOT NULL ORDER BY d.v
+        """
     )
 
 
@@ -255,6 +278,12 @@ def dsorder_orders_by_state(store: Store) -> list[Row]:
     )
 
 
+def closed_order_count(store: Store) -> int:
+    """DSOrder orders closed (an index count): the done-to-closed figures change only when
+    it does, so a reader may keep them until then."""
+    return int(store.scalar("SELECT count(*) FROM dsorder_orders WHERE state = 'closed'") or 0)
+
+
 def done_to_closed(store: Store, bounds: tuple[float, ...]) -> Row:
     """Seconds from Instock's terminal status (done or canceled, Instock's own status
     timestamp) to the DSOrder close syncd recorded, over every closed order whose Instock
@@ -262,16 +291,18 @@ def done_to_closed(store: Store, bounds: tuple[float, ...]) -> Row:
     buckets = ", ".join(
         f"coalesce(sum(s <= {float(b)!r}), 0) AS le_{i}" for i, b in enumerate(bounds)
     )
+    # MATERIALIZED: the seconds are worked out once per order, not once per bucket.
     rows = store.query(
         f"""
-        SELECT count(s) AS n, coalesce(sum(s), 0.0) AS total{", " + buckets if buckets else ""}
-        FROM (
+        WITH t AS MATERIALIZED (
             SELECT max(0.0, (julianday(d.closed_at) - julianday(i.status_at)) * 86400.0) AS s
             FROM dsorder_orders d JOIN instock_orders i ON i.order_id = d.instock_order_id
             WHERE d.state = 'closed' AND d.closed_at IS NOT NULL
               AND i.order_status IN ('done', 'canceled')
               AND julianday(i.status_at) IS NOT NULL
         )
+        SELECT count(s) AS n, coalesce(sum(s), 0.0) AS total{", " + buckets if buckets else ""}
+        FROM t
         """
     )
     return rows[0]

@@ -288,3 +288,58 @@ def test_status_class_of_odd_statuses() -> None:
         "5xx",
         "none",
     ]
+
+
+# --- the state DB reads ------------------------------------------------------------------
+
+
+def test_job_run_stats_reads_last_status_last_success_and_failures_in_a_row(
+    tmp_path: Path,
+) -> None:
+    """Per job, from index seeks: the last finished run (a running one does not count),
+    the last success, and the failures after it (all of them when none succeeded); an
+    outbox destination with nothing waiting reads as 0, not absent."""
+    from syncd.state import NewIntent, Store, queries
+
+    with Store.open(tmp_path / "syncd.db") as store:
+        history = {
+            "a.one": ["ok", "failed", "ok", "failed", "interrupted", "failed", "running"],
+            "b.two": ["failed", "failed"],
+            "c.three": ["failed", "ok", "skipped"],
+        }
+        for job, statuses in history.items():
+            for n, status in enumerate(statuses):
+                run_id = f"{job}-{n}"
+                store.start_run(job, run_id, "test")
+                if status != "running":
+                    store.finish_run(run_id, status, {})  # type: ignore[arg-type]
+        with store.transaction():
+            store.add_intents([NewIntent("host", "moves", "k", "i1", {})])
+            store.add_intents([NewIntent("dsorder", "close", "k", "i2", {})])
+        store.db.execute("UPDATE outbox SET status = 'sent' WHERE destination = 'host'")
+        stats = {r["job"]: r for r in queries.job_run_stats(store)}
+        outbox = {r["destination"]: r for r in queries.outbox_by_destination(store)}
+    assert {j: (r["last_status"], r["failures_since_ok"]) for j, r in stats.items()} == {
+        "a.one": ("failed", 2),
+        "b.two": ("failed", 2),
+        "c.three": ("skipped", 0),
+    }
+    assert stats["b.two"]["last_ok_at"] is None
+    assert stats["a.one"]["last_ok_at"] is not None
+    assert (outbox["host"]["n"], outbox["host"]["oldest"]) == (0, None)
+    assert outbox["dsorder"]["n"] == 1
+
+
+def test_once_writes_the_textfile_and_a_dry_run_does_not(tmp_path: Path) -> None:
+    """`syncd once JOB` leaves the textfile with its run counted; `--dry-run` changes
+    nothing anywhere, the textfile included."""
+    textfile = tmp_path / "node" / "syncd.prom"
+    config = write_config(tmp_path, f'[metrics]\ntextfile = "{textfile}"\n')
+    dry = check_config(config, "once", "--dry-run", "state.housekeeping")
+    assert dry.exit_code == 0, dry.output
+    assert not textfile.exists()
+    real = check_config(config, "once", "state.housekeeping")
+    assert real.exit_code == 0, real.output
+    text = textfile.read_text()
+    assert 'syncd_runs_total{job="state.housekeeping",status="ok"}' in text
+    assert "syncd_state_db_up 1.0" in text
