@@ -172,3 +172,18 @@ def test_the_checks_see_a_wrong_name(tmp_path: Path) -> None:
     assert doc_paths(doc) == ["syncd/nowhere.py"]
     assert not resolves("syncd.state.store.NoSuchThing")
     assert resolves("syncd.state.store.Store.add_intents")
+
+
+def test_the_add_a_connector_count_is_the_files_it_lists(text: str) -> None:
+    """The bold count under "Add a connector" is the number of files it lists, each named
+    by the steps (of that section, or of "Add a job" for the job), at most five."""
+    connector = text.split("## Add a connector", 1)[1].split("\n## ", 1)[0]
+    job = text.split("## Add a job", 1)[1].split("\n## ", 1)[0]
+    steps, paragraph = connector.split("**Files outside tests and docs**", 1)
+    listed_text, count_text = paragraph.split("= **", 1)
+    listed = re.findall(r"`(syncd/[^`]+)`", listed_text)
+    count = int(count_text.split("**", 1)[0])
+    assert len(listed) == len(set(listed)) == count
+    assert count <= 5
+    named = set(re.findall(r"`(syncd/[^`]+)`", steps + job.replace("<system>", "acme")))
+    assert [path for path in listed if path not in named] == []

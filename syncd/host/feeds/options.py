@@ -4,9 +4,10 @@ against the feeds there are.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from syncd.config import HostConfig, format_validation_errors
 from syncd.errors import ConfigError
@@ -26,22 +27,23 @@ class FeedOptions(BaseModel):
     allow_mass_delete: bool = False
 
 
-class FeedsOptions(BaseModel):
-    """`host.options.feeds`: one section per feed (an unknown feed name is an error).
-
-    A class, not a model built from FEEDS, so that type checkers see its fields;
-    tests/unit/test_feed_table.py holds its fields to FEEDS, name for name."""
+class _FeedSections(BaseModel):
+    """`host.options.feeds`: one section per feed in FEEDS (an unknown feed name is an error)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    articles: FeedOptions = FeedOptions()
-    stock: FeedOptions = FeedOptions()
-    orders: FeedOptions = FeedOptions()
-    locations: FeedOptions = FeedOptions()
-    suppliers: FeedOptions = FeedOptions()
-    sales: FeedOptions = FeedOptions()
-    purchase_orders: FeedOptions = FeedOptions()
-    po_history: FeedOptions = FeedOptions()
+
+def feeds_options_model(feeds: Iterable[str]) -> type[_FeedSections]:
+    """The model of `host.options.feeds`, a `FeedOptions` field per feed name: a feed is
+    declared once, in FEEDS, and gets its options section from there."""
+    fields: dict[str, Any] = {name: (FeedOptions, FeedOptions()) for name in feeds}
+    return create_model("FeedsOptions", __base__=_FeedSections, __module__=__name__, **fields)
+
+
+if TYPE_CHECKING:  # its fields are read by feed name (`HostOptions.feed`), never as attributes
+    FeedsOptions = _FeedSections
+else:
+    FeedsOptions = feeds_options_model(FEEDS)
 
 
 class HostOptions(BaseModel):
