@@ -15,41 +15,51 @@ raised as an alert naming the interval (status, logs, sd_notify STATUS).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
-from syncd.connectors.dsorder import DsOrder, DSOrderClient, Submitted, options_problems
-from syncd.errors import NotFoundError, RefusedError
+from syncd.connectors.dsorder import DSOrderClient, Submitted, options_problems
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.dsorder_plan import (
+    ESCALATED_ALERT,
+    HELD_ALERT,
+    ORDER_REJECT_SOURCE,
+    REJECT_SOURCE,
     AttributeMap,
     CatalogEntry,
     IdMapping,
     LineCheck,
-    OrderFacts,
-    Policy,
+    OpenReject,
+    OrderDecision,
+    PullRules,
     check_line,
     end_of_day_time,
-    order_header,
-    plan_order,
+    held_for,
+    midnight_gap_alert,
+    plan_hold_alerts,
+    plan_invalid_records,
+    plan_new_order,
+    plan_release,
+    plan_replan,
     uncovered_interval,
     unit_factor,
 )
-from syncd.logs import Logger, redactor
-from syncd.send.dsorder import DESTINATION as DSORDER
-from syncd.send.instock import DESTINATION as INSTOCK
-from syncd.state import NewIntent, NewReject, Store
+from syncd.logs import Logger
+from syncd.state import Store
+from syncd.state.mirror import dsorder as orders
+from syncd.state.mirror.dsorder import Release
+from syncd.state.plan import Applied, Plan, apply_plan
 
 LAST_PULL = "dsorder.last_pull"
 CATALOG_SEEN = "dsorder.catalog_load_id"
-REJECT_SOURCE = "dsorder:lines"
-ORDER_REJECT_SOURCE = "dsorder:orders"
 
 
 class Options(BaseModel):
@@ -137,6 +147,9 @@ class Options(BaseModel):
             shelf_life_attribute=self.shelf_life_attribute,
         )
 
+    def rules(self) -> PullRules:
+        return PullRules(self.mapping(), self.attributes(), self.policy)
+
 
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
@@ -158,7 +171,7 @@ def run(ctx: JobContext) -> None:
     # Held orders first: an order taken below is planned against this same catalog and
     # must not be planned (and its rejects re-issued) a second time in this run.
     _replan_held(ctx, catalog, options)
-    known = {r["order_id"] for r in store.query("SELECT order_id FROM dsorder_orders")}
+    known = orders.known_order_ids(store)
     # The accounting rule: every listed record is stored (new or known) or rejected.
     ctx.counts["pulled"] = answer.listed
     ctx.counts["invalid"] = len(answer.rejects)
@@ -168,196 +181,119 @@ def run(ctx: JobContext) -> None:
         if order.order_id in known:
             continue
         ctx.check_stop()
-        _take_new_order(ctx, order, catalog, options)
-    store.set_checkpoint(LAST_PULL, iso(now), run_id=ctx.run_id)
+        checks = _checks(
+            [(ln.line_number, ln.article_id, ln.quantity) for ln in order.details], catalog
+        )
+        _record(ctx, plan_new_order(order, checks, options.rules(), utcnow()))
+    apply_plan(store, Plan(checkpoints=((LAST_PULL, iso(now)),)), run_id=ctx.run_id)
     sync_hold_alerts(ctx.store, options, utcnow(), ctx.log)
     if ctx.counts["queued"]:
         ctx.wake_sender()
 
 
-HELD_ALERT: Final = "dsorder_order_held"
-ESCALATED_ALERT: Final = "dsorder_order_held_escalated"
-Release = Literal["round", "partial", "cancel"]
+def _checks(
+    lines: Iterable[tuple[int, str, Decimal]], catalog: Mapping[str, CatalogEntry]
+) -> dict[int, LineCheck]:
+    """Line number -> can Instock take it (checked before a plan's transaction begins)."""
+    return {number: check_line(article, qty, catalog) for number, article, qty in lines}
 
 
-def _age(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+def _record(ctx: JobContext, decided: OrderDecision) -> Applied:
+    """Apply one order's plan; count and log what it decided."""
+    applied = apply_plan(ctx.store, decided.plan, run_id=ctx.run_id)
+    if decided.action == "create":
+        ctx.counts["queued"] += applied.intents
+    if applied.rejects:
+        ctx.counts["rejected"] += applied.rejects
+    if decided.action == "hold":
+        ctx.counts["held"] += 1
+        ctx.log.warning("dsorder_order_held", order_id=decided.order_id, reason=decided.reason)
+    else:
+        ctx.counts["created"] += 1
+        ctx.log.info(
+            "dsorder_order_taken",
+            order_id=decided.order_id,
+            instock_order_id=decided.instock_order_id,
+            lines=decided.lines,
+            note=decided.reason or None,
+        )
+    return applied
 
 
 def sync_hold_alerts(store: Store, options: Options, now: datetime, log: Logger) -> None:
     """One alert per held order, saying its age and how to release it; escalated once
     it is held longer than `hold_escalate_after`; resolved when it is held no more."""
     with store.transaction():  # an order released meanwhile gets no alert back
-        _sync_hold_alerts(store, options, now, log)
-
-
-def _sync_hold_alerts(store: Store, options: Options, now: datetime, log: Logger) -> None:
-    held = store.query(
-        "SELECT order_id, pulled_at, hold_reason FROM dsorder_orders WHERE state = 'held'"
-    )
-    subjects = set()
-    for order in held:
-        order_id = order["order_id"]
-        subjects.add(order_id)
-        age = (now - parse_iso(order["pulled_at"])).total_seconds()
-        # Why first: `syncd status` shows an alert's first 100 characters.
-        reason = (order["hold_reason"] or "").removeprefix("held: ")
-        message = (
-            f"DSOrder order {order_id} held for {_age(age)}: {reason}; release it with "
-            f"`syncd orders release {order_id} --round|--partial|--cancel`, or fix the "
-            f"catalog (held since {order['pulled_at']})"
-        )
-        store.open_alert(HELD_ALERT, message, subject=order_id)
-        escalate = age >= options.hold_escalate_after
-        if escalate and store.open_alert(ESCALATED_ALERT, "ESCALATED: " + message, order_id):
-            log.error("dsorder_order_hold_escalated", order_id=order_id, age_s=round(age))
-    for kind in (HELD_ALERT, ESCALATED_ALERT):
-        for alert in store.open_alerts(kind):
-            if alert["subject"] not in subjects:
-                store.resolve_alerts(kind, alert["subject"])
+        held = orders.held_orders(store)
+        open_alerts = [
+            (kind, alert["subject"])
+            for kind in (HELD_ALERT, ESCALATED_ALERT)
+            for alert in store.open_alerts(kind)
+        ]
+        plan = plan_hold_alerts(held, open_alerts, options.hold_escalate_after, now)
+        applied = apply_plan(store, plan)
+    ages = {h.order_id: held_for(h, now) for h in held}
+    for alert in applied.opened_alerts:
+        if alert.kind == ESCALATED_ALERT:
+            log.error(
+                "dsorder_order_hold_escalated",
+                order_id=alert.subject,
+                age_s=round(ages[alert.subject]),
+            )
 
 
 def release_held_order(ctx: JobContext, order_id: str, how: Release) -> str:
-    """An operator's decision for a held order, applied at once in one transaction:
-    `round` sends fractional lines rounded half up to whole Instock units (and leaves out
-    lines that cannot be sent at all), `partial` sends only the lines Instock can take,
-    `cancel` sends nothing to Instock and reports every line as 0, finished, then closes
-    the order in DSOrder. Returns what was done; refuses an order that is not held."""
+    """An operator's decision for a held order (see `plan_release`), applied at once in
+    one transaction. Returns what was done; refuses an order that is not held."""
     options: Options = ctx.options
     store = ctx.store
     # Read and decided under the write lock: a running daemon's pull may plan the same
     # held order at this moment, and only one of the two may act on it.
     with store.transaction():
-        rows = store.query(
-            "SELECT order_id, instock_order_id, state FROM dsorder_orders WHERE order_id = ?",
-            [order_id],
-        )
-        if not rows:
-            raise NotFoundError(f"no DSOrder order {order_id!r} was ever pulled")
-        order = rows[0]
-        if order["state"] != "held":
-            raise RefusedError(f"DSOrder order {order_id} is {order['state']}, not held")
-        lines = store.query(
-            "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ? "
-            "ORDER BY line_number",
-            [order_id],
-        )
-        if how == "cancel" or order["instock_order_id"] is None:
-            if how != "cancel":
-                raise RefusedError(
-                    f"DSOrder order {order_id} maps to no valid Instock order id: "
-                    "only --cancel can release it"
-                )
-            outcome = _cancel_held(ctx, order_id, lines)
+        order = orders.get_order(store, order_id)
+        lines = orders.order_lines(store, order_id) if order else []
+        catalog = _catalog(store, options) if order and how != "cancel" else {}
+        decided = plan_release(order_id, order, lines, catalog, how, options.rules(), utcnow())
+        if decided.taken is not None:
+            _record(ctx, replace(decided.taken, plan=decided.plan))
         else:
-            catalog = _catalog(store, options)
-            checks = {
-                ln["line_number"]: check_line(
-                    ln["article_id"], Decimal(ln["quantity"]), catalog, rounding=how == "round"
-                )
-                for ln in lines
-            }
-            if not any(c.ok for c in checks.values()):
-                raise RefusedError(
-                    f"DSOrder order {order_id}: no line can be sent to Instock "
-                    f"({how}); use --cancel"
-                )
-            _apply_plan(ctx, order_id, order["instock_order_id"], checks, options, "partial")
-            sent = sum(c.ok for c in checks.values())
-            outcome = f"sent to Instock with {sent} of {len(checks)} line(s) ({how})"
-        store.db.execute(
-            "UPDATE dsorder_orders SET released_by = ?, updated_at = ? WHERE order_id = ?",
-            [how, iso(), order_id],
-        )
-        for reject in store.find_rejects(
+            ctx.counts["queued"] += apply_plan(store, decided.plan, run_id=ctx.run_id).intents
+        # Every reject of the order is settled by the release, those the plan just
+        # added for lines left out included.
+        settled = _open_rejects(store, order_id)
+        apply_plan(store, Plan(resolved_rejects=tuple(r.id for r in settled)))
+    ctx.log.warning("dsorder_order_released", order_id=order_id, how=how, outcome=decided.outcome)
+    ctx.wake_sender()
+    return decided.outcome
+
+
+def _open_rejects(store: Store, order_id: str) -> list[OpenReject]:
+    """The open (or retry-flagged) rejects of an order and of its lines."""
+    return [
+        OpenReject(r["id"], r["reference"], r["reason"])
+        for r in store.find_rejects(
             REJECT_SOURCE,
             ("open", "retry"),
             reference=f"order {order_id}",
             reference_prefix=f"order {order_id} line ",
-        ):
-            store.resolve_reject(reject["id"])
-        store.resolve_alerts(HELD_ALERT, order_id)
-        store.resolve_alerts(ESCALATED_ALERT, order_id)
-    ctx.log.warning("dsorder_order_released", order_id=order_id, how=how, outcome=outcome)
-    ctx.wake_sender()
-    return outcome
-
-
-def _cancel_held(ctx: JobContext, order_id: str, lines: list[dict[str, Any]]) -> str:
-    """Nothing goes to Instock: every line reported as 0, finished, then the close."""
-    store = ctx.store
-    now = iso()
-    rows = [
-        {
-            "line_number": ln["line_number"],
-            "article_id": ln["article_id"],
-            "quantity": "0",
-            "finished": True,
-        }
-        for ln in lines
+        )
     ]
-    order_date = store.scalar(
-        "SELECT order_date FROM dsorder_orders WHERE order_id = ?", [order_id]
-    )
-    ctx.counts["queued"] += store.add_intents(
-        [
-            NewIntent(
-                DSORDER,
-                "fulfill",
-                f"order:{order_id}",
-                f"fulfill:{order_id}:cancelled",
-                {"order_id": order_id, "order_date": order_date, "lines": rows},
-            ),
-            NewIntent(
-                DSORDER,
-                "close",
-                f"order:{order_id}",
-                f"close:{order_id}",
-                {"order_id": order_id, "order_date": order_date, "instock_status": "cancelled"},
-            ),
-        ],
-        run_id=ctx.run_id,
-    )
-    store.db.execute(
-        "UPDATE dsorder_lines SET reported_qty = '0', reported_finished = 1 WHERE order_id = ?",
-        [order_id],
-    )
-    store.db.execute(
-        "UPDATE dsorder_orders SET state = 'closing', updated_at = ? WHERE order_id = ?",
-        [now, order_id],
-    )
-    return "not sent to Instock; every line reported as 0 and the order closed in DSOrder"
 
 
 def _reject_records(ctx: JobContext, answer: Submitted) -> None:
     """Invalid records become rejects (once while they stay the same); a record that was
     invalid and is listed valid now resolves its reject."""
     store = ctx.store
-    valid = {f"order {o.order_id}" for o in answer.orders}
     with store.transaction():
-        for reject in store.find_rejects(ORDER_REJECT_SOURCE, ("open", "retry")):
-            if reject["reference"] in valid:
-                store.resolve_reject(reject["id"])
-        _add_rejects_once(
-            ctx,
-            [
-                NewReject(
-                    ORDER_REJECT_SOURCE,
-                    f"order {bad.key}",
-                    f"DSOrder listed an invalid order: {redactor.text(bad.reason)}",
-                    field=bad.field,
-                    payload={
-                        "request_id": answer.request_id,
-                        "index": bad.index,
-                        "record": redactor.any(bad.raw),
-                    },
-                )
-                for bad in answer.rejects
-            ],
-        )
+        open_rejects = [
+            OpenReject(r["id"], r["reference"], r["reason"])
+            for r in store.find_rejects(ORDER_REJECT_SOURCE, ("open", "retry"))
+        ]
+        applied = apply_plan(store, plan_invalid_records(answer, open_rejects), run_id=ctx.run_id)
         # `syncd rejects retry` on such a reject: the next pull is the retry; back to open.
         store.reopen_retry_flags(ORDER_REJECT_SOURCE)
+    if applied.rejects:
+        ctx.counts["rejected"] += applied.rejects
     for bad in answer.rejects:
         ctx.log.warning(
             "dsorder_order_invalid",
@@ -368,7 +304,7 @@ def _reject_records(ctx: JobContext, answer: Submitted) -> None:
         )
 
 
-def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:
+def _check_midnight_gap(ctx: JobContext, now: datetime, options: Options) -> None:
     last = ctx.store.get_checkpoint(LAST_PULL)
     gap = uncovered_interval(
         parse_iso(last) if last else None,
@@ -380,12 +316,7 @@ def _check_midnight_gap(ctx: JobContext, now: Any, options: Options) -> None:
     if gap is None:
         return
     start, end = gap
-    message = (
-        f"DSOrder orders submitted between {start.isoformat()} and {end.isoformat()} were "
-        "never pulled (DSOrder lists only today's orders; syncd was down or failing across "
-        "midnight): check them in DSOrder and enter them by hand"
-    )
-    ctx.store.open_alert("dsorder_midnight_gap", message, subject=start.date().isoformat())
+    apply_plan(ctx.store, Plan(alerts=(midnight_gap_alert(start, end),)))
     ctx.log.error("dsorder_midnight_gap", start=start.isoformat(), end=end.isoformat())
 
 
@@ -420,185 +351,6 @@ def _catalog(store: Store, options: Options) -> dict[str, CatalogEntry]:
     return catalog
 
 
-def _take_new_order(
-    ctx: JobContext, order: DsOrder, catalog: dict[str, CatalogEntry], options: Options
-) -> None:
-    mapping = options.mapping()
-    instock_id = mapping.instock_order_id(order.order_id)
-    checks = {
-        line.line_number: check_line(line.article_id, line.quantity, catalog)
-        for line in order.details
-    }
-    now = iso()
-    with ctx.store.transaction():
-        ctx.store.db.execute(
-            "INSERT INTO dsorder_orders (order_id, supplier_id, store_id, order_date, "
-            "delivery_date, xdock_delivery_date, supplier_schedule_title, raw, instock_order_id, "
-            "state, pulled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)",
-            [
-                order.order_id,
-                order.supplier_id,
-                order.store_id,
-                iso(order.order_date),
-                iso(order.delivery_date),
-                iso(order.xdock_delivery_date) if order.xdock_delivery_date else None,
-                order.supplier_schedule_title,
-                order.model_dump_json(),
-                instock_id,
-                now,
-                now,
-            ],
-        )
-        ctx.store.db.conn.executemany(
-            "INSERT INTO dsorder_lines (order_id, line_number, article_id, quantity, status) "
-            "VALUES (?, ?, ?, ?, 'rejected')",
-            [
-                (order.order_id, ln.line_number, ln.article_id, str(ln.quantity))
-                for ln in order.details
-            ],
-        )
-        if instock_id is None:
-            reason = (
-                f"order id {order.order_id!r} maps to an id Instock refuses "
-                f"(template {options.order_id_template!r})"
-            )
-            _hold(
-                ctx,
-                order.order_id,
-                reason,
-                [NewReject(REJECT_SOURCE, f"order {order.order_id}", reason)],
-            )
-            return
-        _apply_plan(ctx, order.order_id, instock_id, checks, options)
-
-
-def _apply_plan(
-    ctx: JobContext,
-    order_id: str,
-    instock_id: str,
-    checks: dict[int, LineCheck],
-    options: Options,
-    policy: Policy | None = None,
-) -> None:
-    """Inside the caller's transaction: map lines, then create or hold."""
-    store, mapping = ctx.store, options.mapping()
-    plan = plan_order(checks, policy or options.policy)
-    rejects = [
-        NewReject(
-            REJECT_SOURCE,
-            f"order {order_id} line {n}",
-            c.reason,
-            field="quantity" if "quantity" in c.reason else "article_id",
-        )
-        for n, c in sorted(checks.items())
-        if not c.ok
-    ]
-    for number, check in checks.items():
-        store.db.execute(
-            "UPDATE dsorder_lines SET status = ?, reason = ?, instock_line_id = ?, "
-            "instock_article_id = ?, instock_qty = ?, unit_factor = ? "
-            "WHERE order_id = ? AND line_number = ?",
-            [
-                "ok" if check.ok else "rejected",
-                check.reason or None,
-                mapping.line_id(instock_id, number) if check.ok else None,
-                check.instock_article_id,
-                check.instock_qty if check.ok else None,
-                str(check.unit_factor) if check.ok and check.unit_factor is not None else None,
-                order_id,
-                number,
-            ],
-        )
-    if plan.action == "hold":
-        _hold(ctx, order_id, plan.reason, rejects)
-        return
-    lines = store.query(
-        "SELECT instock_line_id, instock_article_id, instock_qty FROM dsorder_lines "
-        "WHERE order_id = ? AND status = 'ok' ORDER BY line_number",
-        [order_id],
-    )
-    payload = {
-        "order_id": instock_id,
-        **order_header(_facts(store, order_id), options.attributes()),
-        "lines": [
-            {
-                "line_id": ln["instock_line_id"],
-                "article_id": ln["instock_article_id"],
-                "qty": int(ln["instock_qty"]),
-            }
-            for ln in lines
-        ],
-    }
-    now = iso()
-    store.db.execute(
-        "UPDATE dsorder_orders SET state = 'created', hold_reason = ?, updated_at = ? "
-        "WHERE order_id = ?",
-        [plan.reason or None, now, order_id],
-    )
-    store.db.execute(
-        "INSERT INTO instock_order_sync (order_id, source, pushed_hash, action, status, "
-        "updated_at) VALUES (?, 'dsorder', NULL, 'create', 'queued', ?) "
-        "ON CONFLICT (order_id) DO NOTHING",
-        [instock_id, now],
-    )
-    ctx.counts["queued"] += store.add_intents(
-        [
-            NewIntent(
-                INSTOCK,
-                "orders.create",
-                f"order:{instock_id}",
-                f"order:{instock_id}:create",
-                {"order": payload},
-            )
-        ],
-        run_id=ctx.run_id,
-    )
-    _add_rejects_once(ctx, rejects)
-    ctx.counts["created"] += 1
-    ctx.log.info(
-        "dsorder_order_taken",
-        order_id=order_id,
-        instock_order_id=instock_id,
-        lines=len(lines),
-        note=plan.reason or None,
-    )
-
-
-def _facts(store: Store, order_id: str) -> OrderFacts:
-    row = store.query(
-        "SELECT order_id, store_id, order_date, delivery_date, "
-        "(SELECT max(json_extract(d.value, '$.min_purchase_shelf_life')) "
-        " FROM json_each(raw, '$.details') d) AS shelf_life "
-        "FROM dsorder_orders WHERE order_id = ?",
-        [order_id],
-    )[0]
-    return OrderFacts(
-        row["order_id"],
-        row["store_id"],
-        parse_iso(row["order_date"]),
-        parse_iso(row["delivery_date"]),
-        parse_iso(row["shelf_life"]) if row["shelf_life"] else None,
-    )
-
-
-def _hold(ctx: JobContext, order_id: str, reason: str, rejects: list[NewReject]) -> None:
-    ctx.store.db.execute(
-        "UPDATE dsorder_orders SET state = 'held', hold_reason = ?, updated_at = ? "
-        "WHERE order_id = ?",
-        [reason, iso(), order_id],
-    )
-    _add_rejects_once(ctx, rejects)
-    ctx.counts["held"] += 1
-    ctx.log.warning("dsorder_order_held", order_id=order_id, reason=reason)
-
-
-def _add_rejects_once(ctx: JobContext, rejects: list[NewReject]) -> None:
-    """One open reject per problem: an order planned again does not repeat them."""
-    added = ctx.store.add_rejects_once(rejects, run_id=ctx.run_id)
-    if added:
-        ctx.counts["rejected"] += added
-
-
 def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Options) -> None:
     """Held orders get another plan when the catalog changed or an operator asked."""
     store = ctx.store
@@ -607,47 +359,27 @@ def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Opt
     )
     retry_refs = {r["reference"].split(" line ")[0] for r in store.rejects_to_retry(REJECT_SOURCE)}
     catalog_changed = store.get_checkpoint(CATALOG_SEEN) != catalog_version
-    held = store.query("SELECT order_id, instock_order_id FROM dsorder_orders WHERE state = 'held'")
-    for order in held:
-        if not catalog_changed and f"order {order['order_id']}" not in retry_refs:
+    for held in orders.held_orders(store):
+        if not catalog_changed and f"order {held.order_id}" not in retry_refs:
             continue
-        if order["instock_order_id"] is None:
+        if held.instock_order_id is None:
             continue
-        lines = store.query(
-            "SELECT line_number, article_id, quantity FROM dsorder_lines WHERE order_id = ?",
-            [order["order_id"]],
+        lines = orders.order_lines(store, held.order_id)
+        checks = _checks(
+            [(ln.line_number, ln.article_id, Decimal(ln.quantity)) for ln in lines], catalog
         )
-        checks = {
-            ln["line_number"]: check_line(ln["article_id"], Decimal(ln["quantity"]), catalog)
-            for ln in lines
-        }
-        current = {
-            (f"order {order['order_id']} line {n}", c.reason) for n, c in checks.items() if not c.ok
-        }
         with store.transaction():
-            state = store.scalar(
-                "SELECT state FROM dsorder_orders WHERE order_id = ?", [order["order_id"]]
-            )
-            if state != "held":
+            order = orders.get_order(store, held.order_id)
+            if order is None or order.state != "held":
                 continue  # released by an operator (`syncd orders release`) meanwhile
-            # Reasons that no longer hold are resolved; a reason that still holds keeps its
-            # reject (and its id, which an operator may be about to retry).
-            for reject in store.find_rejects(
-                REJECT_SOURCE,
-                ("open", "retry"),
-                reference=f"order {order['order_id']}",
-                reference_prefix=f"order {order['order_id']} line ",
-            ):
-                if (reject["reference"], reject["reason"]) not in current:
-                    store.resolve_reject(reject["id"])
-            _apply_plan(ctx, order["order_id"], order["instock_order_id"], checks, options)
-            state = store.scalar(
-                "SELECT state FROM dsorder_orders WHERE order_id = ?", [order["order_id"]]
-            )
-        ctx.counts["released"] += int(state == "created")
+            open_rejects = _open_rejects(store, held.order_id)
+            decided = plan_replan(order, checks, open_rejects, options.rules(), utcnow())
+            _record(ctx, decided)
+        ctx.counts["released"] += int(decided.action == "create")
     # Retry flags that did not release their order are spent: back to open.
-    store.reopen_retry_flags(REJECT_SOURCE)
-    store.set_checkpoint(CATALOG_SEEN, catalog_version, run_id=ctx.run_id)
+    with store.transaction():
+        store.reopen_retry_flags(REJECT_SOURCE)
+        apply_plan(store, Plan(checkpoints=((CATALOG_SEEN, catalog_version),)), run_id=ctx.run_id)
 
 
 def _daily(settings: Settings) -> tuple[time, ...]:

@@ -22,6 +22,7 @@ from syncd.errors import AlreadyDoneError, PermanentError, RemoteError, Retryabl
 from syncd.logs import Logger
 from syncd.send.base import Outcome
 from syncd.state import Intent, Store
+from syncd.state.mirror.dsorder import MarkClosed
 
 DESTINATION = "dsorder"
 log: Logger = structlog.get_logger("syncd.dsorder")
@@ -102,9 +103,4 @@ class DSOrderDestination:
 
     def on_outcome(self, store: Store, intent: Intent, outcome: Outcome, detail: object) -> None:
         if intent.kind == "close" and outcome in ("sent", "already_done"):
-            now = iso()
-            store.db.execute(
-                "UPDATE dsorder_orders SET state = 'closed', closed_at = ?, updated_at = ? "
-                "WHERE order_id = ?",
-                [now, now, intent.payload["order_id"]],
-            )
+            MarkClosed(intent.payload["order_id"], iso()).apply(store)

@@ -1,0 +1,341 @@
+"""Owner of `dsorder_orders` and `dsorder_lines`: the only module that writes them.
+
+An order is stored when dsorder.pull first sees it (`held`, every line `rejected`, until
+the plan made in the same transaction maps its lines), then moves on:
+`held` -> `created` (its Instock create queued) -> `closing` (final totals and close
+queued, by dsorder.progress or an operator's cancel) -> `closed` (the `dsorder`
+destination saw the close done). A line keeps what syncd made of it (Instock line,
+article, whole units, unit factor) and the last fulfilment total queued for it.
+
+Every write is a frozen `Change` value (see `syncd.state.plan`): a planner returns it, a
+test compares it, `apply` runs inside the caller's transaction. The reads are here too,
+so every statement on these two tables is in this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from syncd.state.store import Store
+
+OrderState = Literal["held", "created", "closing", "closed"]
+Release = Literal["round", "partial", "cancel"]
+
+# -- reads ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as stored, with what a plan needs of it (`shelf_life`: the latest
+    `min_purchase_shelf_life` of its lines as DSOrder sent them, None when none has one)."""
+
+    order_id: str
+    instock_order_id: str | None
+    state: OrderState
+    store_id: str
+    order_date: str
+    delivery_date: str
+    shelf_life: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldOrder:
+    order_id: str
+    instock_order_id: str | None
+    pulled_at: str
+    hold_reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    line_number: int
+    article_id: str
+    quantity: str  # exact decimal text, as DSOrder sent it
+    status: Literal["ok", "rejected"] = "rejected"
+    instock_line_id: str | None = None
+    instock_article_id: str | None = None
+    instock_qty: int | None = None
+    unit_factor: str | None = None
+    reported_qty: str | None = None
+    reported_finished: bool = False
+
+
+@dataclass(frozen=True)
+class FollowedOrder:
+    """A `created` order for dsorder.progress, with the status of its Instock create."""
+
+    order_id: str
+    instock_order_id: str
+    order_date: str
+    sync_status: str | None  # instock_order_sync.status: queued, accepted, refused (None: none)
+
+
+def known_order_ids(store: Store) -> set[str]:
+    return {r["order_id"] for r in store.query("SELECT order_id FROM dsorder_orders")}
+
+
+def held_orders(store: Store) -> list[HeldOrder]:
+    return [
+        HeldOrder(r["order_id"], r["instock_order_id"], r["pulled_at"], r["hold_reason"])
+        for r in store.query(
+            "SELECT order_id, instock_order_id, pulled_at, hold_reason FROM dsorder_orders "
+            "WHERE state = 'held'"
+        )
+    ]
+
+
+def get_order(store: Store, order_id: str) -> StoredOrder | None:
+    rows = store.query(
+        "SELECT order_id, instock_order_id, state, store_id, order_date, delivery_date, "
+        "(SELECT max(json_extract(d.value, '$.min_purchase_shelf_life')) "
+        " FROM json_each(raw, '$.details') d) AS shelf_life "
+        "FROM dsorder_orders WHERE order_id = ?",
+        [order_id],
+    )
+    return StoredOrder(**rows[0]) if rows else None
+
+
+def order_lines(store: Store, order_id: str) -> list[StoredLine]:
+    rows = store.query(
+        "SELECT line_number, article_id, quantity, status, instock_line_id, instock_article_id, "
+        "instock_qty, unit_factor, reported_qty, reported_finished FROM dsorder_lines "
+        "WHERE order_id = ? ORDER BY line_number",
+        [order_id],
+    )
+    return [StoredLine(**{**r, "reported_finished": bool(r["reported_finished"])}) for r in rows]
+
+
+def orders_to_follow(store: Store, limit: int) -> list[FollowedOrder]:
+    """`created` orders, those whose Instock create was accepted first, polled longest ago
+    first (a poll refreshes the Instock mirror row's updated_at; never polled sorts
+    first): with more open orders than `limit`, every order gets its turn and queued
+    creates take no one's place."""
+    rows = store.query(
+        "SELECT d.order_id, d.instock_order_id, d.order_date, s.status AS sync_status "
+        "FROM dsorder_orders d "
+        "LEFT JOIN instock_order_sync s ON s.order_id = d.instock_order_id "
+        "LEFT JOIN instock_orders m ON m.order_id = d.instock_order_id "
+        "WHERE d.state = 'created' "
+        "ORDER BY s.status IS NOT 'accepted', m.updated_at, d.updated_at, d.order_id LIMIT ?",
+        [limit],
+    )
+    return [FollowedOrder(**r) for r in rows]
+
+
+# -- changes --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewLine:
+    line_number: int
+    article_id: str
+    quantity: str  # exact decimal text
+
+
+@dataclass(frozen=True)
+class InsertOrder:
+    """A newly pulled order with its lines: `held`, every line `rejected`, until the plan
+    of the same transaction maps its lines (`MapLines`) and decides (`MarkCreated`,
+    `HoldOrder`)."""
+
+    order_id: str
+    supplier_id: str
+    store_id: str
+    order_date: str
+    delivery_date: str
+    xdock_delivery_date: str | None
+    supplier_schedule_title: str | None
+    raw: str  # the order as DSOrder sent it (JSON)
+    instock_order_id: str | None
+    lines: tuple[NewLine, ...]
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "INSERT INTO dsorder_orders (order_id, supplier_id, store_id, order_date, "
+            "delivery_date, xdock_delivery_date, supplier_schedule_title, raw, instock_order_id, "
+            "state, pulled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)",
+            [
+                self.order_id,
+                self.supplier_id,
+                self.store_id,
+                self.order_date,
+                self.delivery_date,
+                self.xdock_delivery_date,
+                self.supplier_schedule_title,
+                self.raw,
+                self.instock_order_id,
+                self.at,
+                self.at,
+            ],
+        )
+        store.db.conn.executemany(
+            "INSERT INTO dsorder_lines (order_id, line_number, article_id, quantity, status) "
+            "VALUES (?, ?, ?, ?, 'rejected')",
+            [(self.order_id, ln.line_number, ln.article_id, ln.quantity) for ln in self.lines],
+        )
+
+
+@dataclass(frozen=True)
+class LineMapping:
+    """What a plan made of one line: sent to Instock (`ok`, with its Instock line, article,
+    whole units and unit factor) or not (`reason`)."""
+
+    line_number: int
+    ok: bool
+    reason: str | None = None
+    instock_line_id: str | None = None
+    instock_article_id: str | None = None
+    instock_qty: int | None = None
+    unit_factor: str | None = None
+
+
+@dataclass(frozen=True)
+class MapLines:
+    order_id: str
+    lines: tuple[LineMapping, ...]
+
+    def apply(self, store: Store) -> None:
+        store.db.conn.executemany(
+            "UPDATE dsorder_lines SET status = ?, reason = ?, instock_line_id = ?, "
+            "instock_article_id = ?, instock_qty = ?, unit_factor = ? "
+            "WHERE order_id = ? AND line_number = ?",
+            [
+                (
+                    "ok" if ln.ok else "rejected",
+                    ln.reason,
+                    ln.instock_line_id,
+                    ln.instock_article_id,
+                    ln.instock_qty,
+                    ln.unit_factor,
+                    self.order_id,
+                    ln.line_number,
+                )
+                for ln in self.lines
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class HoldOrder:
+    """Kept back from Instock, saying why (an operator or a catalog change releases it)."""
+
+    order_id: str
+    reason: str
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "UPDATE dsorder_orders SET state = 'held', hold_reason = ?, updated_at = ? "
+            "WHERE order_id = ?",
+            [self.reason, self.at, self.order_id],
+        )
+
+
+@dataclass(frozen=True)
+class MarkCreated:
+    """Its Instock create is queued; `note` names the lines sent without (policy partial)."""
+
+    order_id: str
+    note: str | None
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "UPDATE dsorder_orders SET state = 'created', hold_reason = ?, updated_at = ? "
+            "WHERE order_id = ?",
+            [self.note, self.at, self.order_id],
+        )
+
+
+@dataclass(frozen=True)
+class MarkClosing:
+    """The final totals and the close are queued."""
+
+    order_id: str
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "UPDATE dsorder_orders SET state = 'closing', updated_at = ? WHERE order_id = ?",
+            [self.at, self.order_id],
+        )
+
+
+@dataclass(frozen=True)
+class MarkClosed:
+    """DSOrder closed it (or answered "already closed")."""
+
+    order_id: str
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "UPDATE dsorder_orders SET state = 'closed', closed_at = ?, updated_at = ? "
+            "WHERE order_id = ?",
+            [self.at, self.at, self.order_id],
+        )
+
+
+@dataclass(frozen=True)
+class MarkReleased:
+    """How an operator released a held order (`syncd orders release`)."""
+
+    order_id: str
+    how: Release
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "UPDATE dsorder_orders SET released_by = ?, updated_at = ? WHERE order_id = ?",
+            [self.how, self.at, self.order_id],
+        )
+
+
+@dataclass(frozen=True)
+class ReportedLine:
+    line_number: int
+    quantity: str  # the total queued for /fulfill, exact decimal text
+    finished: bool
+
+
+@dataclass(frozen=True)
+class RecordReported:
+    """The fulfilment totals just queued, so the next report sends only a difference."""
+
+    order_id: str
+    lines: tuple[ReportedLine, ...]
+
+    def apply(self, store: Store) -> None:
+        store.db.conn.executemany(
+            "UPDATE dsorder_lines SET reported_qty = ?, reported_finished = ? "
+            "WHERE order_id = ? AND line_number = ?",
+            [(ln.quantity, int(ln.finished), self.order_id, ln.line_number) for ln in self.lines],
+        )
+
+
+__all__ = [
+    "FollowedOrder",
+    "HeldOrder",
+    "HoldOrder",
+    "InsertOrder",
+    "LineMapping",
+    "MapLines",
+    "MarkClosed",
+    "MarkClosing",
+    "MarkCreated",
+    "MarkReleased",
+    "NewLine",
+    "OrderState",
+    "RecordReported",
+    "Release",
+    "ReportedLine",
+    "StoredLine",
+    "StoredOrder",
+    "get_order",
+    "held_orders",
+    "known_order_ids",
+    "order_lines",
+    "orders_to_follow",
+]

@@ -1,0 +1,439 @@
+"""The plans of dsorder.pull and dsorder.progress, as values: no server, no state DB.
+
+Each case builds the plain data a job reads (a DSOrder order, stored orders and lines,
+open rejects and alerts, an Instock poll) and checks the `Plan` decided from it: which
+rows change, which intents and rejects it records (with their field), which alerts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from syncd.clock import iso
+from syncd.connectors.dsorder import DsOrder, RecordReject, Submitted
+from syncd.errors import NotFoundError, RefusedError
+from syncd.jobs.shared.dsorder_plan import (
+    ESCALATED_ALERT,
+    HELD_ALERT,
+    ORDER_REJECT_SOURCE,
+    REJECT_SOURCE,
+    AttributeMap,
+    CatalogEntry,
+    IdMapping,
+    LineCheck,
+    OpenReject,
+    PullRules,
+    check_line,
+    midnight_gap_alert,
+    plan_hold_alerts,
+    plan_invalid_records,
+    plan_new_order,
+    plan_progress,
+    plan_release,
+    plan_replan,
+    uncovered_interval,
+)
+from syncd.state import NewReject
+from syncd.state.mirror.dsorder import (
+    FollowedOrder,
+    HeldOrder,
+    HoldOrder,
+    InsertOrder,
+    LineMapping,
+    MapLines,
+    MarkClosing,
+    MarkCreated,
+    MarkReleased,
+    RecordReported,
+    ReportedLine,
+    StoredLine,
+    StoredOrder,
+)
+from syncd.state.mirror.instock import QueueDSOrderCreate
+from syncd.state.plan import OpenAlert, Plan, ResolveAlerts
+
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+AT = iso(NOW)
+CATALOG = {
+    "A": CatalogEntry("INS-A"),
+    "B": CatalogEntry("INS-B", whole_units=False),
+    "KG": CatalogEntry("INS-KG", units_per_order_unit=Decimal(100)),
+}
+RULES = PullRules(IdMapping(), AttributeMap(), "hold")
+MS = 1_772_400_000_000  # 2026-03-01T21:20:00Z in DSOrder's milliseconds
+
+
+def ds_order(*lines: tuple[int, str, Any], order_id: str = "100034") -> DsOrder:
+    return DsOrder.model_validate(
+        {
+            "order_id": order_id,
+            "supplier_id": "SU-2",
+            "store_id": "ST-1",
+            "order_date": MS,
+            "delivery_date": MS + 86_400_000,
+            "details": [
+                {"line_number": n, "article_id": a, "quantity": q, "min_purchase_shelf_life": MS}
+                for n, a, q in lines
+            ],
+        }
+    )
+
+
+def checks_of(order: DsOrder) -> dict[int, LineCheck]:
+    return {ln.line_number: check_line(ln.article_id, ln.quantity, CATALOG) for ln in order.details}
+
+
+def of_type(plan: Plan, kind: type) -> list[Any]:
+    return [c for c in plan.changes if isinstance(c, kind)]
+
+
+# --- dsorder.pull: a new order ---------------------------------------------------------
+
+
+def test_a_new_order_whose_lines_all_fit_is_stored_and_its_instock_create_queued() -> None:
+    """Stored (held, lines rejected) then mapped and created in the same plan: one create
+    intent keyed by the Instock id, with whole units and the delivery date as cutoff."""
+    order = ds_order((1000, "A", 3), (2000, "KG", Decimal("1.5")))
+    decided = plan_new_order(order, checks_of(order), RULES, NOW)
+    plan = decided.plan
+    assert (decided.action, decided.instock_order_id, decided.lines) == ("create", "DS-100034", 2)
+    insert, mapped, created, queued = plan.changes
+    assert isinstance(insert, InsertOrder)
+    assert (insert.order_date, insert.instock_order_id, insert.at) == (
+        "2026-03-01T21:20:00.000Z",
+        "DS-100034",
+        AT,
+    )
+    assert [(ln.line_number, ln.quantity) for ln in insert.lines] == [(1000, "3"), (2000, "1.5")]
+    assert mapped == MapLines(
+        "100034",
+        (
+            LineMapping(1000, True, None, "DS-100034-1000", "INS-A", 3, None),
+            LineMapping(2000, True, None, "DS-100034-2000", "INS-KG", 150, "100"),
+        ),
+    )
+    assert created == MarkCreated("100034", None, AT)
+    assert queued == QueueDSOrderCreate("DS-100034", AT)
+    (intent,) = plan.intents
+    assert (intent.destination, intent.kind, intent.order_key, intent.idempotency_key) == (
+        "instock",
+        "orders.create",
+        "order:DS-100034",
+        "order:DS-100034:create",
+    )
+    assert intent.payload == {
+        "order": {
+            "order_id": "DS-100034",
+            "placed_at": "2026-03-01T21:20:00Z",
+            "attributes": {"cutoff_time": "2026-03-02T21:20:00Z"},
+            "lines": [
+                {"line_id": "DS-100034-1000", "article_id": "INS-A", "qty": 3},
+                {"line_id": "DS-100034-2000", "article_id": "INS-KG", "qty": 150},
+            ],
+        }
+    }
+    assert plan.rejects == plan.rejects_once == ()
+    assert plan.checkpoints == ()
+
+
+def test_a_line_instock_cannot_take_holds_the_order_with_a_reject_naming_its_field() -> None:
+    """Policy hold: no intent; the order is held saying why, and each bad line is a reject
+    (once) carrying the field at fault as check_line found it, not read from the text."""
+    order = ds_order((1000, "A", 2), (2000, "B", Decimal("0.5")), (3000, "quantity-7", 1))
+    decided = plan_new_order(order, checks_of(order), RULES, NOW)
+    assert decided.action == "hold"
+    assert decided.plan.intents == ()
+    (hold,) = of_type(decided.plan, HoldOrder)
+    assert hold.reason.startswith("held: line 2000: fractional quantity 0.5")
+    assert "line 3000: article quantity-7 is not in the host catalog" in hold.reason
+    assert [(r.source, r.reference, r.field) for r in decided.plan.rejects_once] == [
+        (REJECT_SOURCE, "order 100034 line 2000", "quantity"),
+        (REJECT_SOURCE, "order 100034 line 3000", "article_id"),  # the id says "quantity"
+    ]
+    assert of_type(decided.plan, MarkCreated) == []
+    assert decided.plan.rejects == ()
+
+
+def test_policy_partial_sends_the_good_lines_and_notes_the_rest() -> None:
+    order = ds_order((1000, "A", 2), (2000, "Z", 1))
+    decided = plan_new_order(order, checks_of(order), PullRules(policy="partial"), NOW)
+    assert (decided.action, decided.lines) == ("create", 1)
+    (created,) = of_type(decided.plan, MarkCreated)
+    assert created.note == "sent without: line 2000: article Z is not in the host catalog"
+    assert [ln["line_id"] for ln in decided.plan.intents[0].payload["order"]["lines"]] == [
+        "DS-100034-1000"
+    ]
+    assert [r.field for r in decided.plan.rejects_once] == ["article_id"]
+
+
+def test_an_order_id_instock_refuses_holds_the_order_as_a_whole() -> None:
+    """An id that maps outside Instock's id pattern: stored, held, one reject on the order."""
+    order = ds_order((1000, "A", 2), order_id="100 034")
+    decided = plan_new_order(order, checks_of(order), RULES, NOW)
+    insert, hold = decided.plan.changes
+    assert isinstance(insert, InsertOrder)
+    assert insert.instock_order_id is None
+    assert isinstance(hold, HoldOrder)
+    assert "maps to an id Instock refuses" in hold.reason
+    assert [r.reference for r in decided.plan.rejects_once] == ["order 100 034"]
+    assert decided.plan.intents == ()
+
+
+# --- dsorder.pull: a held order planned again, an operator's release --------------------
+
+
+def stored(state: str = "held", instock: str | None = "DS-7") -> StoredOrder:
+    return StoredOrder(
+        "7", instock, state, "ST-1", "2026-03-01T21:20:00.000Z", "2026-03-02T21:20:00.000Z"
+    )  # type: ignore[arg-type]
+
+
+LINES = [StoredLine(1000, "A", "2"), StoredLine(2000, "B", "0.5")]
+
+
+def test_a_replan_resolves_reasons_gone_and_keeps_the_reject_still_deserved() -> None:
+    catalog = {**CATALOG, "B": CatalogEntry("INS-B", whole_units=False)}
+    checks = {
+        ln.line_number: check_line(ln.article_id, Decimal(ln.quantity), catalog) for ln in LINES
+    }
+    still = checks[2000].reason
+    open_rejects = [
+        OpenReject(11, "order 7 line 2000", "article B is not in the host catalog"),
+        OpenReject(12, "order 7 line 2000", still),
+    ]
+    decided = plan_replan(stored(), checks, open_rejects, RULES, NOW)
+    assert decided.plan.resolved_rejects == (11,)
+    assert decided.action == "hold"
+    assert [r.reason for r in decided.plan.rejects_once] == [still]  # 12 stays: not repeated
+
+
+def test_a_replan_with_every_line_fitting_creates_the_order() -> None:
+    checks = {1000: check_line("A", Decimal(2), CATALOG)}
+    decided = plan_replan(
+        stored(), checks, [OpenReject(3, "order 7 line 1000", "gone")], RULES, NOW
+    )
+    assert decided.action == "create"
+    assert decided.plan.resolved_rejects == (3,)
+    assert [i.idempotency_key for i in decided.plan.intents] == ["order:DS-7:create"]
+
+
+def test_release_cancel_reports_zero_finished_then_closes() -> None:
+    decided = plan_release("7", stored(), LINES, {}, "cancel", RULES, NOW)
+    fulfil, close = decided.plan.intents
+    assert (fulfil.kind, fulfil.idempotency_key, fulfil.order_key) == (
+        "fulfill",
+        "fulfill:7:cancelled",
+        "order:7",
+    )
+    assert fulfil.payload["lines"] == [
+        {"line_number": 1000, "article_id": "A", "quantity": "0", "finished": True},
+        {"line_number": 2000, "article_id": "B", "quantity": "0", "finished": True},
+    ]
+    assert (close.kind, close.payload["instock_status"]) == ("close", "cancelled")
+    assert decided.plan.changes == (
+        RecordReported("7", (ReportedLine(1000, "0", True), ReportedLine(2000, "0", True))),
+        MarkClosing("7", AT),
+        MarkReleased("7", "cancel", AT),
+    )
+    assert decided.plan.alerts == (
+        ResolveAlerts(HELD_ALERT, "7"),
+        ResolveAlerts(ESCALATED_ALERT, "7"),
+    )
+    assert decided.taken is None
+
+
+def test_release_round_sends_fractions_rounded_half_up() -> None:
+    decided = plan_release("7", stored(), LINES, CATALOG, "round", RULES, NOW)
+    assert decided.outcome == "sent to Instock with 2 of 2 line(s) (round)"
+    lines = decided.plan.intents[0].payload["order"]["lines"]
+    assert [(ln["article_id"], ln["qty"]) for ln in lines] == [("INS-A", 2), ("INS-B", 1)]
+    assert MarkReleased("7", "round", AT) in decided.plan.changes
+
+
+@pytest.mark.parametrize(
+    ("order", "how", "catalog", "error", "says"),
+    [
+        (None, "cancel", {}, NotFoundError, "no DSOrder order '7' was ever pulled"),
+        (stored("created"), "cancel", {}, RefusedError, "DSOrder order 7 is created, not held"),
+        (stored(instock=None), "partial", CATALOG, RefusedError, "only --cancel can release it"),
+        (stored(), "partial", {}, RefusedError, "no line can be sent to Instock (partial)"),
+    ],
+)
+def test_release_refuses_naming_why(
+    order: StoredOrder | None,
+    how: Any,
+    catalog: dict[str, CatalogEntry],
+    error: type[Exception],
+    says: str,
+) -> None:
+    """Nothing is planned for an order never pulled, not held, or not releasable that way."""
+    with pytest.raises(error) as refused:
+        plan_release("7", order, LINES, catalog, how, RULES, NOW)
+    assert says in str(refused.value)
+
+
+# --- dsorder.pull: invalid records, hold alerts, the midnight gap -----------------------
+
+
+def submitted(orders: list[DsOrder], bad: list[RecordReject]) -> Submitted:
+    return Submitted(orders, bad, [], request_id="req-1")
+
+
+def test_invalid_records_are_rejected_once_and_resolved_when_listed_valid() -> None:
+    bad = RecordReject(3, "55", "details.0.quantity", "not a number", {"order_id": "55"})
+    first = plan_invalid_records(submitted([], [bad, bad]), [])
+    (reject,) = first.rejects  # the same record twice in one answer: one reject
+    assert reject == NewReject(
+        ORDER_REJECT_SOURCE,
+        "order 55",
+        "DSOrder listed an invalid order: not a number",
+        field="details.0.quantity",
+        payload={"request_id": "req-1", "index": 3, "record": {"order_id": "55"}},
+    )
+    still = [OpenReject(9, reject.reference, reject.reason)]
+    assert plan_invalid_records(submitted([], [bad]), still) == Plan()
+    fixed = plan_invalid_records(submitted([ds_order((1, "A", 1), order_id="55")], []), still)
+    assert fixed == Plan(resolved_rejects=(9,))
+
+
+def held(order_id: str, hours: float, reason: str = "held: line 1: x") -> HeldOrder:
+    return HeldOrder(order_id, f"DS-{order_id}", iso(NOW - timedelta(hours=hours)), reason)
+
+
+def test_hold_alerts_say_age_and_how_escalate_late_and_resolve_when_released() -> None:
+    plan = plan_hold_alerts(
+        [held("1", 0.5), held("2", 5)],
+        [(HELD_ALERT, "1"), (HELD_ALERT, "gone"), (ESCALATED_ALERT, "gone")],
+        4 * 3600,
+        NOW,
+    )
+    opened = [a for a in plan.alerts if isinstance(a, OpenAlert)]
+    assert [(a.kind, a.subject) for a in opened] == [
+        (HELD_ALERT, "1"),
+        (HELD_ALERT, "2"),
+        (ESCALATED_ALERT, "2"),
+    ]
+    assert opened[0].message.startswith("DSOrder order 1 held for 30m: line 1: x; release it")
+    assert opened[2].message.startswith("ESCALATED: DSOrder order 2 held for 5h00m")
+    assert [a for a in plan.alerts if isinstance(a, ResolveAlerts)] == [
+        ResolveAlerts(HELD_ALERT, "gone"),
+        ResolveAlerts(ESCALATED_ALERT, "gone"),
+    ]
+
+
+ZONE = "Europe/Amsterdam"
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "gap"),
+    [
+        # The end-of-day pull at 23:59:30 local covered the day: no alert after midnight.
+        ("2026-03-01T22:59:30+00:00", "2026-03-01T23:01:00+00:00", None),
+        # Last pull 22:00 local, next one after midnight: 22:00 to midnight is uncovered.
+        ("2026-03-01T21:00:00+00:00", "2026-03-01T23:05:00+00:00", ("2026-03-01", 2)),
+        # Down for a whole day: from the last pull to the midnight starting today.
+        ("2026-03-01T21:00:00+00:00", "2026-03-02T23:05:00+00:00", ("2026-03-01", 26)),
+    ],
+)
+def test_a_day_whose_end_no_pull_saw_is_one_alert_per_first_day(
+    last: str, now: str, gap: tuple[str, int] | None
+) -> None:
+    found = uncovered_interval(
+        datetime.fromisoformat(last),
+        datetime.fromisoformat(now),
+        ZONE,
+        end_of_day=timedelta(seconds=30),
+    )
+    if gap is None:
+        assert found is None
+        return
+    assert found is not None
+    alert = midnight_gap_alert(*found)
+    assert (alert.kind, alert.subject) == ("dsorder_midnight_gap", gap[0])
+    assert (found[1] - found[0]) == timedelta(hours=gap[1])
+    assert "check them in DSOrder and enter them by hand" in alert.message
+
+
+# --- dsorder.progress ------------------------------------------------------------------
+
+FOLLOWED = FollowedOrder("7", "DS-7", "2026-03-01T21:20:00.000Z", "accepted")
+
+
+def line(n: int, *, reported: str | None = None, finished: bool = False, **kw: Any) -> StoredLine:
+    base: dict[str, Any] = {
+        "status": "ok",
+        "instock_line_id": f"DS-7-{n}",
+        "instock_article_id": "INS-A",
+        "instock_qty": 5,
+    }
+    return StoredLine(
+        n, "A", "5", reported_qty=reported, reported_finished=finished, **{**base, **kw}
+    )
+
+
+def test_progress_queues_nothing_while_nothing_was_picked() -> None:
+    decided = plan_progress(FOLLOWED, [line(1000)], "in_progress", {}, NOW)
+    assert decided.plan == Plan()
+    assert not decided.fulfil
+    assert not decided.close
+
+
+def test_progress_reports_totals_once_per_change() -> None:
+    lines = [line(1000), line(2000, status="rejected", instock_line_id=None)]
+    decided = plan_progress(FOLLOWED, lines, "in_progress", {"DS-7-1000": 3}, NOW)
+    (intent,) = decided.plan.intents
+    assert (intent.kind, intent.order_key) == ("fulfill", "order:7")
+    assert intent.idempotency_key.startswith("fulfill:7:")
+    assert intent.payload == {
+        "order_id": "7",
+        "order_date": "2026-03-01T21:20:00.000Z",
+        "lines": [
+            {"line_number": 1000, "article_id": "A", "quantity": "3", "finished": False},
+            {"line_number": 2000, "article_id": "A", "quantity": "0", "finished": False},
+        ],
+    }
+    assert decided.plan.changes == (
+        RecordReported("7", (ReportedLine(1000, "3", False), ReportedLine(2000, "0", False))),
+    )
+    assert (decided.fulfil, decided.close) == (True, False)
+    # The same totals after they were recorded: nothing new to say.
+    again = [line(1000, reported="3"), line(2000, status="rejected", reported="0")]
+    assert plan_progress(FOLLOWED, again, "in_progress", {"DS-7-1000": 3}, NOW).plan == Plan()
+
+
+@pytest.mark.parametrize("status", ["done", "canceled"])
+def test_progress_finishes_every_line_then_closes_once_instock_is_terminal(status: str) -> None:
+    decided = plan_progress(FOLLOWED, [line(1000, reported="3")], status, {"DS-7-1000": 3}, NOW)
+    fulfil, close = decided.plan.intents
+    assert fulfil.payload["lines"] == [
+        {"line_number": 1000, "article_id": "A", "quantity": "3", "finished": True}
+    ]
+    assert (close.kind, close.idempotency_key, close.order_key) == ("close", "close:7", "order:7")
+    assert close.payload == {
+        "order_id": "7",
+        "order_date": "2026-03-01T21:20:00.000Z",
+        "instock_status": status,
+    }
+    assert decided.plan.changes[-1] == MarkClosing("7", AT)
+    assert (decided.fulfil, decided.close) == (True, True)
+
+
+def test_progress_closes_without_a_new_report_when_the_final_totals_were_sent() -> None:
+    """Totals already reported finished (e.g. a poll whose close did not commit): only the
+    close, with the same idempotency key as before."""
+    decided = plan_progress(
+        FOLLOWED, [line(1000, reported="5", finished=True)], "done", {"DS-7-1000": 5}, NOW
+    )
+    assert [i.kind for i in decided.plan.intents] == ["close"]
+    assert decided.plan.changes == (MarkClosing("7", AT),)
+    assert (decided.fulfil, decided.close) == (False, True)
+
+
+def test_progress_reports_instock_units_back_in_dsorder_units() -> None:
+    kg = line(1000, unit_factor="100", instock_qty=150)
+    decided = plan_progress(FOLLOWED, [kg], "in_progress", {"DS-7-1000": 75}, NOW)
+    assert decided.plan.intents[0].payload["lines"][0]["quantity"] == "0.75"

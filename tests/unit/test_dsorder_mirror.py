@@ -1,0 +1,127 @@
+"""`dsorder_orders` and `dsorder_lines` have one owner, syncd/state/mirror/dsorder.py: the
+plans of the order loop, applied to a real state file, read back through it."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from syncd.clock import iso
+from syncd.connectors.dsorder import DsOrder
+from syncd.jobs.shared.dsorder_plan import (
+    CatalogEntry,
+    PullRules,
+    check_line,
+    plan_new_order,
+    plan_progress,
+    plan_release,
+)
+from syncd.state import Store
+from syncd.state.mirror import dsorder as orders
+from syncd.state.plan import apply_plan
+from tests.unit.test_state_owners import PACKAGE, sql_strings
+
+OWNER = "state/mirror/dsorder.py"
+WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(dsorder_orders|dsorder_lines)\b")
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+def test_only_the_owner_writes_the_dsorder_tables() -> None:
+    """Every INSERT, UPDATE or DELETE on dsorder_orders / dsorder_lines in syncd/ is in the
+    owner module (the jobs, the destination and the CLI go through its changes)."""
+    writers = sorted(
+        {
+            str(path.relative_to(PACKAGE))
+            for path in PACKAGE.rglob("*.py")
+            for _, text in sql_strings(path)
+            if WRITE.search(text)
+        }
+    )
+    assert writers == [OWNER]
+    assert (PACKAGE / OWNER).is_file()
+
+
+def order(order_id: str = "41") -> DsOrder:
+    return DsOrder.model_validate(
+        {
+            "order_id": order_id,
+            "supplier_id": "SU-1",
+            "store_id": "ST-1",
+            "order_date": 1_772_400_000_000,
+            "delivery_date": 1_772_486_400_000,
+            "details": [
+                {"line_number": 1, "article_id": "A", "quantity": 4},
+                {"line_number": 2, "article_id": "Z", "quantity": 2.5},
+            ],
+        }
+    )
+
+
+def test_a_planned_order_is_stored_followed_and_closed_through_the_owner(db: Store) -> None:
+    """New order (policy partial) -> rows as planned; a terminal poll -> totals recorded and
+    `closing`; the close done -> `closed`. What the owner reads back is what was planned."""
+    pulled = order()
+    catalog = {"A": CatalogEntry("INS-A")}
+    checks = {
+        ln.line_number: check_line(ln.article_id, ln.quantity, catalog) for ln in pulled.details
+    }
+    taken = plan_new_order(pulled, checks, PullRules(policy="partial"), NOW)
+    applied = apply_plan(db, taken.plan, run_id="r1")
+    assert (applied.intents, applied.rejects) == (1, 1)
+    stored = orders.get_order(db, "41")
+    assert stored is not None
+    assert (stored.state, stored.instock_order_id, stored.order_date) == (
+        "created",
+        "DS-41",
+        "2026-03-01T21:20:00.000Z",
+    )
+    lines = orders.order_lines(db, "41")
+    assert [(ln.status, ln.instock_line_id, ln.instock_qty) for ln in lines] == [
+        ("ok", "DS-41-1", 4),
+        ("rejected", None, None),
+    ]
+    assert lines[1].quantity == "2.5"
+    assert orders.known_order_ids(db) == {"41"}
+    assert db.scalar("SELECT status FROM instock_order_sync WHERE order_id = 'DS-41'") == "queued"
+
+    followed = orders.FollowedOrder("41", "DS-41", stored.order_date, "accepted")
+    closing = plan_progress(followed, lines, "done", {"DS-41-1": 3}, NOW)
+    apply_plan(db, closing.plan)
+    after = orders.order_lines(db, "41")
+    assert [(ln.reported_qty, ln.reported_finished) for ln in after] == [("3", True), ("0", True)]
+    assert orders.get_order(db, "41").state == "closing"  # type: ignore[union-attr]
+    assert orders.orders_to_follow(db, 10) == []
+
+    with db.transaction():
+        orders.MarkClosed("41", iso(NOW)).apply(db)
+    row = db.query("SELECT state, closed_at FROM dsorder_orders WHERE order_id = '41'")[0]
+    assert row == {"state": "closed", "closed_at": "2026-03-02T09:30:00.000Z"}
+
+
+def test_a_cancelled_release_is_stored_as_planned(db: Store) -> None:
+    """A held order released with --cancel: lines reported 0 finished, `closing`, and how it
+    was released."""
+    pulled = order("42")
+    checks = {ln.line_number: check_line(ln.article_id, ln.quantity, {}) for ln in pulled.details}
+    apply_plan(db, plan_new_order(pulled, checks, PullRules(), NOW).plan)
+    held = orders.held_orders(db)
+    assert [(h.order_id, h.pulled_at) for h in held] == [("42", iso(NOW))]
+    assert (held[0].hold_reason or "").startswith("held: line 1: article A is not in the host")
+    released = plan_release(
+        "42",
+        orders.get_order(db, "42"),
+        orders.order_lines(db, "42"),
+        {},
+        "cancel",
+        PullRules(),
+        NOW,
+    )
+    assert apply_plan(db, released.plan).intents == 2
+    assert [(ln.reported_qty, ln.reported_finished) for ln in orders.order_lines(db, "42")] == [
+        ("0", True),
+        ("0", True),
+    ]
+    row = db.query("SELECT state, released_by FROM dsorder_orders WHERE order_id = '42'")[0]
+    assert row == {"state": "closing", "released_by": "cancel"}
+    assert Decimal(orders.order_lines(db, "42")[1].quantity) == Decimal("2.5")
