@@ -659,6 +659,7 @@ def run_demo(duration: float, workdir: Path | None, seed: int) -> int:
             "SYNCD_CONNECTORS__OREGON_SIOP__BASE_URL": oregon.base_url,
             "SYNCD_DAEMON__STATE_DIR": str(state_dir),
             "SYNCD_HOST__DIR": str(host_dir),
+            "SYNCD_METRICS__TEXTFILE": str(base / "metrics" / "syncd.prom"),
         }
         log_path = base / "syncd.log"
         warehouse = Warehouse(sim, seed)
@@ -697,6 +698,7 @@ def run_demo(duration: float, workdir: Path | None, seed: int) -> int:
         f"{syncd_command(sys.argv[0], sys.executable)} status --config {demo_config_path()}\n"
         f"  host outbox:  ls {host_dir / 'outbox'}\n"
         f"  host archive: ls {host_dir / 'archive'}\n"
-        f"  daemon log:   {log_path}"
+        f"  daemon log:   {log_path}\n"
+        f"  metrics:      {base / 'metrics' / 'syncd.prom'} (the node_exporter textfile)"
     )
     return 0 if code == 0 else 1

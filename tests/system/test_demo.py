@@ -129,3 +129,28 @@ def test_status_hint_runs_as_printed(demo: tuple[subprocess.CompletedProcess[str
     assert shown.returncode == 0, shown.stderr
     assert "Daemon: not running" in shown.stdout
     assert str(workdir) in hint
+
+
+def test_metrics_textfile(demo: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """The demo's daemon leaves its node_exporter textfile: whole, with runs counted by job
+    and status, DSOrder orders closed, and HTTP requests to the simulators."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    done, workdir = demo
+    textfile = workdir / "metrics" / "syncd.prom"
+    assert str(textfile) in done.stdout
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(textfile.read_text())
+        for s in family.samples
+    }
+    assert samples[("syncd_runs_total", (("job", "dsorder.pull"), ("status", "ok")))] >= 1
+    assert samples[("syncd_dsorder_orders", (("state", "closed"),))] >= 1
+    assert samples[("syncd_dsorder_done_to_closed_seconds_count", ())] >= 1
+    assert samples[("syncd_state_db_up", ())] == 1
+    requests = sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "syncd_http_requests_total" and ("connector", "instock") in labels
+    )
+    assert requests > 0
