@@ -115,11 +115,10 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon up for 2 h 14 min at NOW, as the lock and /proc would tell."""
     up = DaemonState(4242, NOW - timedelta(hours=2, minutes=14))
     monkeypatch.setattr(status, "daemon_state", lambda _state_dir: up)
-    with freeze_time(NOW):
-        yield
 
 
 @pytest.fixture
@@ -132,7 +131,9 @@ def amsterdam(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def run_status(config: Path, *args: str) -> Result:
-    result = CliRunner(env=clean_env()).invoke(main, ["status", *args, "--config", str(config)])
+    """`syncd status` at NOW."""
+    with freeze_time(NOW):  # around the command only: pytest's own timing stays real
+        result = CliRunner(env=clean_env()).invoke(main, ["status", *args, "--config", str(config)])
     assert result.exit_code == 0, result.output
     return result
 
