@@ -40,6 +40,7 @@ from syncd.jobs.shared.dsorder_plan import (
     OpenReject,
     OrderDecision,
     PullRules,
+    catalog_entries,
     check_line,
     end_of_day_time,
     held_for,
@@ -50,7 +51,6 @@ from syncd.jobs.shared.dsorder_plan import (
     plan_release,
     plan_replan,
     uncovered_interval,
-    unit_factor,
 )
 from syncd.logs import Logger
 from syncd.state import Store
@@ -322,41 +322,15 @@ def _check_midnight_gap(ctx: JobContext, now: datetime, options: Options) -> Non
 
 def _catalog(store: Store, options: Options) -> dict[str, CatalogEntry]:
     """DSOrder article id -> Instock article id (identity by default) from the host catalog."""
-    # Attribute names are quoted in the JSON path: a name may hold dots or spaces.
-    columns = (
-        "article_id, whole_units, is_serial_numbered, "
-        "json_extract(attributes, '$.\"' || ? || '\"') AS factor"
-    )
     conversion = options.unit_conversion_attribute or ""
-    if options.article_attribute:
-        rows = store.query(
-            f"SELECT json_extract(attributes, '$.\"' || ? || '\"') AS ds_id, {columns} "
-            "FROM host_articles WHERE ds_id IS NOT NULL",
-            [options.article_attribute, conversion],
-        )
-    else:
-        rows = store.query(
-            f"SELECT article_id AS ds_id, {columns} FROM host_articles", [conversion]
-        )
-    catalog = {}
-    for r in rows:
-        factor, problem = unit_factor(r["factor"], conversion) if conversion else (None, "")
-        catalog[str(r["ds_id"])] = CatalogEntry(
-            r["article_id"],
-            bool(r["whole_units"]),
-            bool(r["is_serial_numbered"]),
-            factor,
-            problem,
-        )
-    return catalog
+    rows = orders.host_catalog(store, options.article_attribute, conversion)
+    return catalog_entries(rows, conversion)
 
 
 def _replan_held(ctx: JobContext, catalog: dict[str, CatalogEntry], options: Options) -> None:
     """Held orders get another plan when the catalog changed or an operator asked."""
     store = ctx.store
-    catalog_version = str(
-        store.scalar("SELECT coalesce(max(id), 0) FROM host_files WHERE feed = 'articles'") or 0
-    )
+    catalog_version = orders.catalog_version(store)
     retry_refs = {r["reference"].split(" line ")[0] for r in store.rejects_to_retry(REJECT_SOURCE)}
     catalog_changed = store.get_checkpoint(CATALOG_SEEN) != catalog_version
     for held in orders.held_orders(store):

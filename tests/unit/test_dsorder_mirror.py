@@ -12,6 +12,7 @@ from syncd.connectors.dsorder import DsOrder
 from syncd.jobs.shared.dsorder_plan import (
     CatalogEntry,
     PullRules,
+    catalog_entries,
     check_line,
     plan_new_order,
     plan_progress,
@@ -125,3 +126,31 @@ def test_a_cancelled_release_is_stored_as_planned(db: Store) -> None:
     row = db.query("SELECT state, released_by FROM dsorder_orders WHERE order_id = '42'")[0]
     assert row == {"state": "closing", "released_by": "cancel"}
     assert Decimal(orders.order_lines(db, "42")[1].quantity) == Decimal("2.5")
+
+
+def test_the_host_catalog_is_read_by_dsorder_article_id_with_its_unit_factor(db: Store) -> None:
+    """By the article's own id, or by an attribute (articles without it left out); the
+    conversion attribute's value becomes a factor, or the reason it cannot."""
+    rows = [
+        ("A", 1, 0, '{"ds": "D-A", "units per kg": "100"}'),
+        ("B", 0, 1, '{"units per kg": "-2"}'),
+        ("C", 1, 0, "{}"),
+    ]
+    with db.transaction():
+        for article_id, whole, serial, attributes in rows:
+            db.db.execute(
+                "INSERT INTO host_articles (article_id, name, whole_units, is_serial_numbered, "
+                "attributes, file, line, load_id, loaded_at) VALUES (?, ?, ?, ?, ?, 'f', 1, 1, 't')",
+                [article_id, article_id, whole, serial, attributes],
+            )
+    assert orders.catalog_version(db) == "0"
+    own = catalog_entries(orders.host_catalog(db, None, "units per kg"), "units per kg")
+    assert own == {
+        "A": CatalogEntry("A", True, False, Decimal(100)),
+        "B": CatalogEntry(
+            "B", False, True, None, "catalog attribute units per kg = '-2' is not a positive number"
+        ),
+        "C": CatalogEntry("C"),
+    }
+    by_attribute = orders.host_catalog(db, "ds", "")
+    assert catalog_entries(by_attribute, "") == {"D-A": CatalogEntry("A")}

@@ -39,6 +39,7 @@ from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.send.instock import DESTINATION as INSTOCK
 from syncd.state import NewIntent, NewReject
 from syncd.state.mirror.dsorder import (
+    CatalogRow,
     FollowedOrder,
     HeldOrder,
     HoldOrder,
@@ -165,6 +166,18 @@ def unit_factor(value: object, attribute: str) -> tuple[Decimal | None, str]:
     if not factor.is_finite() or factor <= 0:
         return None, f"catalog attribute {attribute} = {value!r} is not a positive number"
     return factor, ""
+
+
+def catalog_entries(rows: Sequence[CatalogRow], conversion: str) -> dict[str, CatalogEntry]:
+    """The host catalog by DSOrder article id, each with its unit factor (or why it has none
+    usable) from the `conversion` attribute ("" : no conversion)."""
+    catalog = {}
+    for row in rows:
+        factor, problem = unit_factor(row.factor, conversion) if conversion else (None, "")
+        catalog[row.dsorder_article_id] = CatalogEntry(
+            row.article_id, row.whole_units, row.serial_numbered, factor, problem
+        )
+    return catalog
 
 
 @dataclass(frozen=True)

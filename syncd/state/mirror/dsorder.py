@@ -9,7 +9,8 @@ article, whole units, unit factor) and the last fulfilment total queued for it.
 
 Every write is a frozen `Change` value (see `syncd.state.plan`): a planner returns it, a
 test compares it, `apply` runs inside the caller's transaction. The reads are here too,
-so every statement on these two tables is in this file.
+so every statement on these two tables is in this file. The host catalog as DSOrder's
+orders need it (`host_catalog`, `catalog_version`) is read here too.
 """
 
 from __future__ import annotations
@@ -121,6 +122,57 @@ def orders_to_follow(store: Store, limit: int) -> list[FollowedOrder]:
         [limit],
     )
     return [FollowedOrder(**r) for r in rows]
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """A host catalog article as dsorder.pull reads it (host_articles, written by host.inbox)."""
+
+    dsorder_article_id: str  # the article's id in DSOrder (its own id, or an attribute's value)
+    article_id: str
+    whole_units: bool
+    serial_numbered: bool
+    factor: object  # the unit conversion attribute's value as stored (None: absent)
+
+
+def host_catalog(
+    store: Store, article_attribute: str | None, conversion_attribute: str
+) -> list[CatalogRow]:
+    """The host catalog keyed by DSOrder's article id: the article's own id, or the value of
+    `article_attribute` (articles without it are left out); `factor` is the value of
+    `conversion_attribute` ("" reads none)."""
+    # Attribute names are quoted in the JSON path: a name may hold dots or spaces.
+    columns = (
+        "article_id, whole_units, is_serial_numbered, "
+        "json_extract(attributes, '$.\"' || ? || '\"') AS factor"
+    )
+    if article_attribute:
+        rows = store.query(
+            f"SELECT json_extract(attributes, '$.\"' || ? || '\"') AS ds_id, {columns} "
+            "FROM host_articles WHERE ds_id IS NOT NULL",
+            [article_attribute, conversion_attribute],
+        )
+    else:
+        rows = store.query(
+            f"SELECT article_id AS ds_id, {columns} FROM host_articles", [conversion_attribute]
+        )
+    return [
+        CatalogRow(
+            str(r["ds_id"]),
+            r["article_id"],
+            bool(r["whole_units"]),
+            bool(r["is_serial_numbered"]),
+            r["factor"],
+        )
+        for r in rows
+    ]
+
+
+def catalog_version(store: Store) -> str:
+    """The id of the last host catalog file loaded ("0": none), so a change is noticed."""
+    return str(
+        store.scalar("SELECT coalesce(max(id), 0) FROM host_files WHERE feed = 'articles'") or 0
+    )
 
 
 # -- changes --------------------------------------------------------------------
@@ -316,6 +368,7 @@ class RecordReported:
 
 
 __all__ = [
+    "CatalogRow",
     "FollowedOrder",
     "HeldOrder",
     "HoldOrder",
@@ -333,8 +386,10 @@ __all__ = [
     "ReportedLine",
     "StoredLine",
     "StoredOrder",
+    "catalog_version",
     "get_order",
     "held_orders",
+    "host_catalog",
     "known_order_ids",
     "order_lines",
     "orders_to_follow",
