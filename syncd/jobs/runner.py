@@ -164,8 +164,7 @@ def _run(
     store.finish_run(run_id, status, counts, warnings=ctx.warnings, error=_stored(error, trace))
     duration = time.monotonic() - started
     if not dry_run:
-        metrics.intents_queued(queries.queued_by_destination(store, run_id))
-        metrics.observe_run(spec.name, status, duration, counts)
+        _count_run(store, spec.name, run_id, status, duration, counts)
     if status == "ok" and ctx.counts.get("queued"):
         wake_sender()
     # The canonical line: one event per run with everything an operator greps for.
@@ -187,6 +186,18 @@ def _run(
 def _stored(error: str | None, trace: str | None) -> str | None:
     """A crash keeps its traceback after the one-line error, in the run's `error` column."""
     return f"{error}\n{trace}" if trace else error
+
+
+def _count_run(
+    store: Store, job: str, run_id: str, status: str, seconds: float, counts: dict[str, int]
+) -> None:
+    """The run in the metrics: its status, duration and rows, and the intents it recorded
+    per destination (read back from the outbox). Counting never fails a run."""
+    metrics.observe_run(job, status, seconds, counts)
+    try:
+        metrics.intents_queued(queries.queued_by_destination(store, run_id))
+    except Exception as exc:
+        log.warning("metrics_not_counted", error=str(exc))
 
 
 def _open_error_alert(store: Store, exc: SyncdError, dry_run: bool) -> None:

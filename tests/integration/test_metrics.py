@@ -389,3 +389,25 @@ def test_a_taken_metrics_port_stops_the_start_naming_the_key(loop_settings: Sett
         with pytest.raises(ConfigError, match=r"metrics.listen = '127.0.0.1:\d+': cannot listen"):
             daemon._start_metrics()
         assert daemon.metrics.server is None
+
+
+def test_a_count_that_fails_never_fails_the_run(
+    loop_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading back a run's intents for the metrics can meet a busy DB: the run still ends
+    ok, counted, with one `metrics_not_counted` line."""
+    import sqlite3
+
+    from structlog.testing import capture_logs
+
+    from syncd.state import queries
+
+    def busy(_store: Store, _run_id: str) -> dict[str, int]:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(queries, "queued_by_destination", busy)
+    before = counter("syncd_runs_total", job="state.housekeeping", status="ok")
+    with capture_logs() as logs:
+        run(loop_settings, "state.housekeeping")
+    assert counter("syncd_runs_total", job="state.housekeeping", status="ok") == before + 1
+    assert [e["event"] for e in logs].count("metrics_not_counted") == 1
