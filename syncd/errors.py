@@ -49,6 +49,12 @@ class UsageError(SyncdError):
     exit_code = 64  # EX_USAGE
 
 
+class UnavailableError(SyncdError):
+    """What a command needs is not installed (an optional extra such as Datasette)."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
 class NotFoundError(SyncdError):
     """A thing the operator named (a reject, an alert, a checkpoint, an order, the state
     DB) does not exist: 66, not 75, as trying again will not find it."""
