@@ -343,3 +343,45 @@ def test_once_writes_the_textfile_and_a_dry_run_does_not(tmp_path: Path) -> None
     text = textfile.read_text()
     assert 'syncd_runs_total{job="state.housekeeping",status="ok"}' in text
     assert "syncd_state_db_up 1.0" in text
+
+
+def test_a_reload_applies_a_new_textfile_and_says_listen_needs_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGHUP: a changed `metrics.textfile` is written from the next write on; a changed
+    `metrics.listen` is named under `needs_restart` (the server keeps its socket)."""
+    import json
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from structlog.testing import capture_logs
+
+    from syncd.config import load_settings
+    from syncd.daemon import Daemon
+    from syncd.state import Store
+
+    config = tmp_path / "syncd.toml"
+    state = json.dumps(str(tmp_path / "state"))
+
+    def write(textfile: Path, port: int) -> None:
+        config.write_text(
+            f'[daemon]\nstate_dir = {state}\n[metrics]\ntextfile = "{textfile}"\n'
+            f'listen = "127.0.0.1:{port}"\n'
+        )
+
+    write(tmp_path / "a" / "syncd.prom", 9464)
+    settings = load_settings(config)
+    Store.open(settings.db_path).close()
+    daemon = Daemon(settings, config)
+    daemon.scheduler = BackgroundScheduler()
+    daemon.metrics.write_textfile()
+    write(tmp_path / "b" / "syncd.prom", 9465)
+    # The reload configures logging anew, which would take capture_logs' processor away.
+    monkeypatch.setattr("syncd.daemon.configure_logging", lambda *_a, **_k: None)
+    with capture_logs() as logs:
+        daemon.handle_sighup()
+    reloaded = [e for e in logs if e["event"] == "config_reloaded"]
+    assert reloaded, logs
+    assert reloaded[0]["needs_restart"] == ["metrics.listen"]
+    daemon.metrics.write_textfile()
+    assert (tmp_path / "a" / "syncd.prom").exists()
+    assert (tmp_path / "b" / "syncd.prom").exists()
