@@ -149,6 +149,10 @@ def _pull_window(
         rejected.extend((page.request_id, b) for b in bad)
         count += len(page.items)
         ctx.counts["stored"] += len(rows)
+        ctx.progress(
+            "instock.moves: moves read (a backfill goes window by window)",
+            ctx.counts["pulled"] + count,
+        )
         ctx.check_stop()
     return count, rejected
 
