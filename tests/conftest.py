@@ -51,6 +51,17 @@ def _fresh_redactor() -> Iterator[None]:
     redactor.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tokens() -> Iterator[None]:
+    """Netstock tokens are cached per process across runs: one test's token (from a simulator
+    whose port a later one may reuse) must not be offered to another test's simulator."""
+    from syncd.connectors.netstock.auth import TOKENS
+
+    TOKENS.clear()
+    yield
+    TOKENS.clear()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Any:
     def make(**sections: Any) -> Settings:

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from syncd.config import ConnectorConfig
 from syncd.connectors.netstock.answers import DatasetStatus, JsonLines, PopKind
+from syncd.connectors.netstock.auth import TOKENS
 from syncd.connectors.netstock.client import NetstockClient
 from syncd.connectors.netstock.errors import ConflictError, OutcomeUnknownError, classify_failure
 from syncd.connectors.netstock.fields import InvalidLineError
@@ -264,6 +265,108 @@ def test_refused_credentials_are_an_auth_error_and_secrets_are_never_logged(
     text = json.dumps(logs, default=str) + str(info.value) + shown
     for secret in ("wrong-password-123", DEFAULT_PASSWORD, CLIENT_SECRET, *tokens):
         assert secret not in text
+
+
+# --- the token across runs (each run builds its own client, as the jobs do) -----------------
+
+
+def test_one_token_serves_many_runs_until_it_nears_expiry(
+    sim: NetstockSim, clock: ManualClock
+) -> None:
+    """Twenty runs within the token's lifetime make one token request; past the renewal
+    margin the next run fetches a second one, and the runs after it reuse that."""
+    for _ in range(20):
+        with make_client(sim, clock) as run:
+            run.status_legend()
+            clock.advance(5)  # 100 s in all: well inside 300 - 60
+    assert sim.count(TOKEN_ROUTE) == 1
+    clock.advance(300 - 60 - 100 + 1)  # inside the renewal margin
+    for _ in range(5):
+        with make_client(sim, clock) as run:
+            run.status_legend()
+    assert sim.count(TOKEN_ROUTE) == 2
+    assert all(r.status != 401 for r in sim.requests)
+
+
+def test_a_401_on_a_cached_token_renews_it_once_for_every_later_run(
+    sim: NetstockSim, clock: ManualClock
+) -> None:
+    """A run whose cached token is refused renews it once and succeeds; later runs use the
+    new token without another request."""
+    with make_client(sim, clock) as first:
+        first.status_legend()
+    sim.revoke_tokens()
+    with make_client(sim, clock) as second:
+        assert second.status_legend()
+        assert (second.auth.fetches, second.auth.refreshes) == (1, 1)
+    for _ in range(5):
+        with make_client(sim, clock) as later:
+            later.status_legend()
+            assert later.auth.fetches == 0
+    assert sim.count(TOKEN_ROUTE) == 2
+    assert [r.status for r in sim.requests if r.path == "/dataset/status_legend"] == [
+        200,
+        401,
+        200,
+        *[200] * 5,
+    ]
+
+
+def test_changed_credentials_never_reuse_the_cached_token(
+    sim: NetstockSim, clock: ManualClock
+) -> None:
+    """A reload with another password, client secret, scope or token URL fetches its own
+    token: a wrong new password fails although the old token is still valid."""
+    with make_client(sim, clock) as before:
+        before.status_legend()
+    with (
+        make_client(sim, clock, password="changed-password-1") as changed,
+        pytest.raises(AuthError),
+    ):
+        changed.status_legend()
+    assert sim.count(TOKEN_ROUTE) == 3  # refused, and refused again on the one renewal
+    sim.client_secret = CLIENT_SECRET  # the identity server now wants a client secret
+    config = ConnectorConfig.model_validate(
+        {
+            "enabled": True,
+            "base_url": sim.base_url,
+            "username": DEFAULT_USERNAME,
+            "password": DEFAULT_PASSWORD,
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "options": {"scope": DEFAULT_SCOPE},
+        }
+    )
+    with NetstockClient(config, clock=clock) as after:
+        after.status_legend()
+        assert after.auth.fetches == 1
+    assert sim.state.token_requests[-1].fields[-1] == "client_secret"
+    sim.client_secret, sim.scope = None, "other_scope"
+    with make_client(sim, clock, scope="other_scope") as rescoped:
+        rescoped.status_legend()
+        assert rescoped.auth.fetches == 1
+    assert sim.state.token_requests[-1].scope == "other_scope"
+    with NetstockSim(seed=6, clock=clock, expires_in=300) as identity:
+        moved = make_client(sim, clock, token_url=f"{identity.base_url}{TOKEN_PATH}")
+        with moved:
+            moved.token()
+        assert identity.count(TOKEN_ROUTE) == 1
+    assert sim.count(TOKEN_ROUTE) == 5
+
+
+def test_the_token_cache_keeps_no_secret_and_judges_a_grant_by_its_own_clock(
+    sim: NetstockSim, clock: ManualClock
+) -> None:
+    """The cache is keyed by a digest, never the password; a client on another clock
+    cannot take a grant stamped by this one."""
+    with make_client(sim, clock) as run:
+        run.status_legend()
+    shown = repr(TOKENS) + repr(list(TOKENS._entries))
+    assert DEFAULT_PASSWORD not in shown
+    assert all(t not in shown for t in sim.state.tokens)
+    with make_client(sim, ManualClock(START)) as other:
+        other.status_legend()
+        assert other.auth.fetches == 1
 
 
 # --- the envelope --------------------------------------------------------------------------

@@ -24,7 +24,9 @@ from syncd.jobs import netstock_pop
 from syncd.jobs.runner import RunResult
 from syncd.logs import redactor
 from syncd.sandbox.netstock import (
+    DEFAULT_EXPIRES_IN,
     DEFAULT_USERNAME,
+    TOKEN_PATH,
     ManualClock,
     NetstockSim,
 )
@@ -33,6 +35,7 @@ from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
 from tests.integration.jobkit import query, run
 
 START = 1_762_160_400.0  # 2025-11-03 09:00 UTC
+TOKEN_ROUTE = f"POST {TOKEN_PATH}"
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
@@ -135,6 +138,34 @@ def test_pops_land_as_host_files_exactly_once_with_exact_decimals(
     assert all(r["delivered_at"] for r in journal)
     assert send(cfg).get("pushed", 0) == 0
     assert len(list((cfg.host_dir / "outbox").iterdir())) == 4
+
+
+def test_runs_share_one_token_renewed_once_when_refused_and_never_across_a_reload(
+    sim: NetstockSim, cfg: Settings, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The token outlives a run (the README's "cached"): 15 runs make one token request.
+    When the server refuses it (its lifetime passed on the simulator's clock), the next run
+    renews it once and succeeds, and later runs reuse the new one. A reload with another
+    password never runs on the old token."""
+    for _ in range(15):
+        run(cfg, "netstock.pop")
+    assert sim.count(TOKEN_ROUTE) == 1
+    clock.advance(DEFAULT_EXPIRES_IN + 1)
+    sim.add_file("po", [PO_LINE])
+    assert run(cfg, "netstock.pop").counts["popped"] == 1
+    for _ in range(5):
+        run(cfg, "netstock.pop")
+    assert sim.count(TOKEN_ROUTE) == 2
+    assert sum(r.status == 401 for r in sim.requests) == 1
+
+    reloaded = sim_settings(
+        tmp_path / "reloaded",
+        connector_for(sim, password="a-changed-password-9", retry=fast_retry(3)),
+    )
+    failed = run(reloaded, "netstock.pop", expect="failed")
+    assert "refused" in (failed.error or "")
+    assert sim.count(TOKEN_ROUTE) > 2
+    assert "a-changed-password-9" not in (failed.error or "")
 
 
 @pytest.mark.parametrize("style", ["string", "number"])

@@ -41,7 +41,14 @@ from syncd.connectors.netstock.answers import (
     PopLine,
     PopResult,
 )
-from syncd.connectors.netstock.auth import NetstockAuth, TokenGrant
+from syncd.connectors.netstock.auth import (
+    TOKENS,
+    NetstockAuth,
+    TokenCache,
+    TokenGrant,
+    TokenKey,
+    secret_digest,
+)
 from syncd.connectors.netstock.errors import (
     OutcomeUnknownError,
     classify_failure,
@@ -97,6 +104,7 @@ class NetstockClient:
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        tokens: TokenCache = TOKENS,
     ) -> None:
         self.config = config
         self.settings = NetstockSettings.from_config(config)
@@ -110,6 +118,8 @@ class NetstockClient:
             margin=self.settings.renew_margin,
             header=config.auth_header,
             scheme=config.auth_scheme,
+            key=self._token_key(),
+            cache=tokens,
         )
         if http is None:
             kwargs: dict[str, Any] = {"sleep": sleep}
@@ -133,6 +143,19 @@ class NetstockClient:
         self.close()
 
     # -- token --------------------------------------------------------------------------------
+
+    def _token_key(self) -> TokenKey:
+        """Whose token this client uses: a reload changing any of these fetches a new one."""
+        return TokenKey(
+            base_url=str(self.config.base_url),
+            token_url=self.settings.token_url,
+            client_id=self.settings.client_id,
+            username=self.settings.username,
+            scope=self.settings.scope,
+            secrets=secret_digest(
+                self.config.secret("password") or "", self.config.secret("client_secret") or ""
+            ),
+        )
 
     def _token_form(self) -> dict[str, str]:
         form = {
