@@ -6,7 +6,10 @@ rules` on them when promtool can be fetched."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ RULE_TESTS = ROOT / "contrib" / "prometheus" / "syncd-alerts.test.yml"
 DASHBOARD = ROOT / "contrib" / "grafana" / "syncd-dashboard.json"
 # Not syncd's: Prometheus' own scrape health and node_exporter's textfile collector.
 FOREIGN = {"up", "node_textfile_mtime_seconds"}
+# .ci/run fetches promtool and names it here; a promtool on PATH does as well.
+PROMTOOL = os.environ.get("SYNCD_PROMTOOL") or shutil.which("promtool")
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or"}
 _KEYWORDS |= {"unless", "offset", "bool", "inf", "nan"}
 _SUFFIXES = {
@@ -161,3 +166,38 @@ def test_the_dashboard_is_importable() -> None:
     for panel in data["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+
+
+@pytest.mark.skipif(not PROMTOOL, reason="no promtool (.ci/run fetches one: SYNCD_PROMTOOL)")
+def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
+    """Every dashboard query is valid PromQL once Grafana's variables are given values:
+    promtool checks them as recording rules."""
+    grafana = {"$__rate_interval": "5m", "$__range": "6h", "$instance": ".*"}
+    exprs = []
+    for query in dashboard_exprs():
+        expr = query
+        for variable, value in grafana.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, query
+        exprs.append(expr)
+    rules = tmp_path / "dashboard.yml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "dashboard",
+                        "rules": [
+                            {"record": f"syncd:dashboard_query:{i}", "expr": e}
+                            for i, e in enumerate(exprs)
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    assert PROMTOOL is not None
+    done = subprocess.run(
+        [PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
