@@ -26,7 +26,7 @@ DASHBOARD = ROOT / "contrib" / "grafana" / "syncd-dashboard.json"
 # Not syncd's: Prometheus' own scrape health and node_exporter's textfile collector.
 FOREIGN = {"up", "node_textfile_mtime_seconds"}
 # .ci/run fetches promtool and names it here; a promtool on PATH does as well.
-PROMTOOL = os.environ.get("SYNCD_PROMTOOL") or shutil.which("promtool")
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or"}
 _KEYWORDS |= {"unless", "offset", "bool", "inf", "nan"}
 _SUFFIXES = {
@@ -168,7 +168,7 @@ def test_the_dashboard_is_importable() -> None:
             assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
 
 
-@pytest.mark.skipif(not PROMTOOL, reason="no promtool (.ci/run fetches one: SYNCD_PROMTOOL)")
+@pytest.mark.skipif(not PROMTOOL, reason="no promtool (.ci/run fetches one: PROMTOOL)")
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     """Every dashboard query is valid PromQL once Grafana's variables are given values:
     promtool checks them as recording rules."""
