@@ -20,7 +20,7 @@ from syncd.clock import utcnow
 from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec
-from syncd.jobs.shared.dsorder_plan import TERMINAL, plan_progress
+from syncd.jobs.dsorder.progress_plan import TERMINAL, plan_progress
 from syncd.jobs.shared.instock_follow import Followed, OnChange, Refused, follow_orders
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders

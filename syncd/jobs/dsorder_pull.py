@@ -28,21 +28,15 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule, Settings
 from syncd.connectors.dsorder import DSOrderClient, Submitted, options_problems
 from syncd.jobs.base import JobContext, JobSpec
-from syncd.jobs.shared.dsorder_plan import (
+from syncd.jobs.dsorder.pull_plan import (
     ESCALATED_ALERT,
     HELD_ALERT,
     ORDER_REJECT_SOURCE,
     REJECT_SOURCE,
-    AttributeMap,
-    CatalogEntry,
-    IdMapping,
-    LineCheck,
     OpenReject,
     OrderDecision,
     PullRules,
     catalog_entries,
-    check_line,
-    end_of_day_time,
     held_for,
     midnight_gap_alert,
     plan_hold_alerts,
@@ -50,6 +44,14 @@ from syncd.jobs.shared.dsorder_plan import (
     plan_new_order,
     plan_release,
     plan_replan,
+)
+from syncd.jobs.shared.dsorder_plan import (
+    AttributeMap,
+    CatalogEntry,
+    IdMapping,
+    LineCheck,
+    check_line,
+    end_of_day_time,
     uncovered_interval,
 )
 from syncd.logs import Logger

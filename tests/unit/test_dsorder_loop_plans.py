@@ -16,25 +16,27 @@ import pytest
 from syncd.clock import iso
 from syncd.connectors.dsorder import DsOrder, RecordReject, Submitted
 from syncd.errors import NotFoundError, RefusedError
-from syncd.jobs.shared.dsorder_plan import (
+from syncd.jobs.dsorder.progress_plan import plan_progress
+from syncd.jobs.dsorder.pull_plan import (
     ESCALATED_ALERT,
     HELD_ALERT,
     ORDER_REJECT_SOURCE,
     REJECT_SOURCE,
-    AttributeMap,
-    CatalogEntry,
-    IdMapping,
-    LineCheck,
     OpenReject,
     PullRules,
-    check_line,
     midnight_gap_alert,
     plan_hold_alerts,
     plan_invalid_records,
     plan_new_order,
-    plan_progress,
     plan_release,
     plan_replan,
+)
+from syncd.jobs.shared.dsorder_plan import (
+    AttributeMap,
+    CatalogEntry,
+    IdMapping,
+    LineCheck,
+    check_line,
     uncovered_interval,
 )
 from syncd.state import NewReject

@@ -9,15 +9,9 @@ from decimal import Decimal
 
 from syncd.clock import iso
 from syncd.connectors.dsorder import DsOrder
-from syncd.jobs.shared.dsorder_plan import (
-    CatalogEntry,
-    PullRules,
-    catalog_entries,
-    check_line,
-    plan_new_order,
-    plan_progress,
-    plan_release,
-)
+from syncd.jobs.dsorder.progress_plan import plan_progress
+from syncd.jobs.dsorder.pull_plan import PullRules, catalog_entries, plan_new_order, plan_release
+from syncd.jobs.shared.dsorder_plan import CatalogEntry, check_line
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
 from syncd.state.plan import apply_plan
