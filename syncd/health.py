@@ -106,13 +106,27 @@ class HealthReport:
         return sorted(bad, key=lambda f: -LEVELS.index(f.level))
 
     def summary(self) -> str:
-        """The first line a Nagios/Icinga check shows: state, then what is wrong."""
+        """The first line a Nagios/Icinga check shows: state, then what is wrong, short
+        (open alerts of one kind counted together; the lines after it say it all)."""
         problems = self.problems
         if not problems:
             return f"SYNCD OK - {len(self.findings)} checks ok"
-        shown = "; ".join(f"{f.subject}: {f.message}" for f in problems[:3])
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        return f"SYNCD {NAGIOS_WORDS[self.level]} - {shown}{more}"
+        items: list[str] = []
+        alerts: dict[str, list[Finding]] = {}
+        for f in problems:
+            if f.rule == "alert":
+                alerts.setdefault(f.subject.split()[1], []).append(f)
+        counted: set[str] = set()
+        for f in problems:
+            kind = f.subject.split()[1] if f.rule == "alert" else ""
+            if kind and len(alerts[kind]) > 1:
+                if kind not in counted:
+                    counted.add(kind)
+                    items.append(f"{len(alerts[kind])} open {kind} alerts")
+                continue
+            items.append(f"{f.subject}: {_short(f.message, 80)}")
+        more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+        return f"SYNCD {NAGIOS_WORDS[self.level]} - {'; '.join(items[:3])}{more}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +135,11 @@ class HealthReport:
             "summary": self.summary(),
             "checks": [asdict(f) for f in self.findings],
         }
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def worst(levels: Iterable[Level]) -> Level:

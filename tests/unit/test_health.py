@@ -413,3 +413,17 @@ def test_unknown_job_in_lag_is_a_config_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check-config", "--config", str(path)])
     assert result.exit_code == 78
     assert "health.lag.instock.order: unknown job" in result.output
+
+
+def test_summary_stays_short_and_counts_alerts_of_a_kind() -> None:
+    """Eight held-order alerts make one item of the first line, not eight long ones."""
+    held = tuple(
+        AlertFacts(i, "dsorder_order_held", f"1000{i}", "held: " + "x" * 300, "t")
+        for i in range(8)
+    )
+    report = evaluate(facts(daemon_pid=None, alerts=held), POLICY)
+    first = report.summary()
+    assert first == (
+        "SYNCD CRITICAL - daemon: not running (no process holds the state lock); "
+        "8 open dsorder_order_held alerts"
+    )
