@@ -418,8 +418,7 @@ def test_unknown_job_in_lag_is_a_config_error(tmp_path: Path) -> None:
 def test_summary_stays_short_and_counts_alerts_of_a_kind() -> None:
     """Eight held-order alerts make one item of the first line, not eight long ones."""
     held = tuple(
-        AlertFacts(i, "dsorder_order_held", f"1000{i}", "held: " + "x" * 300, "t")
-        for i in range(8)
+        AlertFacts(i, "dsorder_order_held", f"1000{i}", "held: " + "x" * 300, "t") for i in range(8)
     )
     report = evaluate(facts(daemon_pid=None, alerts=held), POLICY)
     first = report.summary()
