@@ -911,23 +911,39 @@ def outbox() -> None:
     help="Only intents in this status.",
 )
 @click.option("--destination", help="Only intents for this destination, e.g. instock or host.")
-@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows per page, newest first.",
+)
+@click.option(
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Rows to skip (the next page: --offset 100).",
+)
 @config_option
 @json_option
 @handle_errors
 def outbox_list(
-    status_: str, destination: str | None, limit: int, config_path: Path | None, as_json: bool
+    status_: str,
+    destination: str | None,
+    limit: int,
+    offset: int,
+    config_path: Path | None,
+    as_json: bool,
 ) -> None:
-    """List intents (pending by default)."""
+    """List intents (pending by default), newest first, a page at a time, and how many
+    match in all (on stderr with --json)."""
     from syncd.state import queries
 
+    status = None if status_ == "all" else cast(queries.IntentStatus, status_)
     with _store(config_path) as store:
-        rows = queries.intents(
-            store,
-            None if status_ == "all" else cast(queries.IntentStatus, status_),
-            destination,
-            limit,
-        )
+        rows = queries.intents(store, status, destination, limit, offset)
+        total = queries.intent_count(store, status, destination)
     if as_json:
         _echo_json(rows)
     else:
@@ -945,6 +961,9 @@ def outbox_list(
             ],
             {"last_error": 60},
         )
+    note = page_note(len(rows), total, limit, offset)
+    if note:
+        echo(note, err=as_json)
 
 
 @main.command()

@@ -91,24 +91,37 @@ def checkpoints(store: Store, *, with_run_id: bool = False) -> list[Row]:
     return store.query(f"SELECT {columns} FROM checkpoints ORDER BY stream")
 
 
-def intents(
-    store: Store, status: IntentStatus | None, destination: str | None, limit: int
-) -> list[Row]:
-    """Outbox intents, newest first; `status` None means any."""
-    sql = (
-        "SELECT id, destination, kind, order_key, status, attempts, next_attempt_at, "
-        "last_error, created_at, sent_at, payload FROM outbox WHERE 1 = 1"
-    )
-    params: list[Any] = []
+def _intent_where(status: IntentStatus | None, destination: str | None) -> tuple[str, list[Any]]:
+    sql, params = "1 = 1", list[Any]()
     if status is not None:
         sql += " AND status = ?"
         params.append(status)
     if destination:
         sql += " AND destination = ?"
         params.append(destination)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
-    return store.query(sql, params)
+    return sql, params
+
+
+def intents(
+    store: Store,
+    status: IntentStatus | None,
+    destination: str | None,
+    limit: int,
+    offset: int = 0,
+) -> list[Row]:
+    """Outbox intents, newest first; `status` None means any."""
+    where, params = _intent_where(status, destination)
+    return store.query(
+        "SELECT id, destination, kind, order_key, status, attempts, next_attempt_at, "
+        f"last_error, created_at, sent_at, payload FROM outbox WHERE {where} "
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+
+
+def intent_count(store: Store, status: IntentStatus | None, destination: str | None) -> int:
+    where, params = _intent_where(status, destination)
+    return int(store.scalar(f"SELECT count(*) FROM outbox WHERE {where}", params) or 0)
 
 
 def alerts(store: Store, *, include_resolved: bool = False) -> list[Row]:

@@ -142,3 +142,15 @@ def test_ids_still_work_and_ids_with_filters_are_refused(config: Path) -> None:
     mixed = invoke(config, "rejects", "retry", "999", str(HOST + 1))
     assert mixed.exit_code == 66, mixed.output
     assert f"reject {HOST + 1}: queued for sending again" in mixed.output
+
+
+def test_outbox_list_pages_the_same_way(config: Path) -> None:
+    """`outbox list` says how many intents match and how to see the next page."""
+    result = invoke(config, "outbox", "list", "--status", "rejected", "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert f"showing 1-5 of {OUTBOX}; --offset 5 for the next 5, --limit {OUTBOX} for all" in (
+        result.output
+    )
+    rest = invoke(config, "outbox", "list", "--status", "rejected", "--offset", "10", "--json")
+    assert len(json.loads(rest.stdout)) == OUTBOX - 10
+    assert f"showing 11-{OUTBOX} of {OUTBOX}" in rest.stderr
