@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import HostConfig, Settings
-from syncd.host import FEEDS, LoadResult, load_inbox
+from syncd.host import FEEDS, LoadResult, load_inbox, reading
 from syncd.host import inbox as inbox_module
 from syncd.jobs.host_inbox import SPEC as HOST_INBOX
 from syncd.jobs.runner import run_job
@@ -92,14 +92,14 @@ def test_two_stray_quotes_that_make_one_invalid_row_cost_only_the_first_line(
 def test_a_quoted_field_is_bounded_in_lines(db: Store, host: Path) -> None:
     """A quoted field may not run on for more than MAX_RECORD_LINES lines: past that its
     first line is rejected and every following line is read on its own."""
-    span = inbox_module.MAX_RECORD_LINES + 5
+    span = reading.MAX_RECORD_LINES + 5
     body = 'A1,"open\n' + "".join(f"A{i},{i}\n" for i in range(2, span)) + 'x",1\nB1,1\n'
     drop(host, "stock.csv", "article_id,qty\n" + body)
     [result] = load(db, host)
     data_lines = body.count("\n")
     assert result.loaded + result.rejected == data_lines
     first = rejects(db)["stock.csv:2"]
-    assert f"not closed within {inbox_module.MAX_RECORD_LINES} lines" in first["reason"]
+    assert f"not closed within {reading.MAX_RECORD_LINES} lines" in first["reason"]
     assert {"A2", f"A{span - 1}", "B1"} <= set(stock(db))
 
 
@@ -109,7 +109,7 @@ def test_a_line_at_the_bound_is_judged_as_a_line_and_a_longer_one_is_skipped(
     """A line of exactly MAX_LINE_CHARS characters is an ordinary row, judged on its
     cells (here one larger than the CSV field limit), not taken for a runaway quote; a
     longer one is rejected unread; the rows after both load."""
-    limit = inbox_module.MAX_LINE_CHARS
+    limit = reading.MAX_LINE_CHARS
     at_bound = "A1," + "x" * (limit - 3)
     over = "A2," + "y" * (limit + 10)
     drop(
