@@ -53,6 +53,9 @@ class FileRefused(Exception):
 
 @dataclass(frozen=True)
 class BadRow:
+    """A row that is not loaded: its file line, field(s) and reason, the row as read
+    (clipped) and, where it could be read, its key (column, value)."""
+
     line: int
     field: str | None
     reason: str

@@ -63,13 +63,15 @@ def test_environment_job_keys_name_every_job(monkeypatch, tmp_path) -> None:
 # The modules directly in syncd/jobs/ that are not jobs, and so declare no SPEC: the
 # machinery jobs run on, and pure pieces of one job. Any other module without a SPEC is a
 # job module that forgot it (it would never run).
-NOT_JOBS = {"base", "dryrun", "runner", "netstock_dataset", "netstock_export_plan"}
+NOT_JOBS = {"base", "dryrun", "runner", "netstock_dataset"}
 
 
 def test_every_module_is_a_job_or_named_machinery() -> None:
     """Each plain module directly in syncd/jobs/ declares a SPEC, or is one of NOT_JOBS
     (which declare none); subpackages (shared/, planning/) are pieces of jobs."""
     forgot, declares = [], []
+    names = {info.name for info in pkgutil.iter_modules(syncd.jobs.__path__)}
+    assert sorted(NOT_JOBS - names) == [], "NOT_JOBS names a module that is gone"
     for info in pkgutil.iter_modules(syncd.jobs.__path__):
         module = importlib.import_module(f"syncd.jobs.{info.name}")
         has_spec = isinstance(getattr(module, "SPEC", None), JobSpec)
