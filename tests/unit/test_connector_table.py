@@ -76,3 +76,18 @@ def test_a_connector_without_options_refuses_every_key() -> None:
         "connectors.instock.options.pagesize: unknown key "
         "(check the spelling against syncd.example.toml)"
     ]
+
+
+def test_each_connector_module_names_itself_as_configured() -> None:
+    """A connector module's `NAME` (used in its logs and errors) is its `Connectors`
+    field: one name per connector, spelt once as a key."""
+    for name, model in CONNECTORS.items():
+        assert name == importlib.import_module(model.__module__).NAME, model.__module__
+
+
+def test_every_job_names_configured_connectors() -> None:
+    """A job's `connectors` are configured connectors (its schedule and switch read them)."""
+    from syncd.jobs import JOBS
+
+    unknown = sorted((s.name, c) for s in JOBS for c in s.connectors if c not in CONNECTORS)
+    assert unknown == []
