@@ -51,7 +51,7 @@ from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jobs.shared.instock_follow import ORDERS_REJECT_SOURCE, Refused, follow_orders
 from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
-from syncd.jsontext import content_hash, json_safe
+from syncd.jsontext import canonical, content_hash, json_safe, text_hash
 from syncd.send.host import host_file_intent, host_format
 from syncd.send.instock import DESTINATION
 from syncd.state import NewIntent, NewReject, Store
@@ -69,9 +69,11 @@ from syncd.state.mirror.instock import (
     pending_order_events,
 )
 from syncd.state.plan import Plan, apply_plan
+from syncd.state.windows import RecordWindow
 
 CURSOR_STREAM = "instock.orders.cursor"
 FULL_SCAN_STREAM = "instock.orders.full_scan"  # when the whole list was last read
+LEDGER_STREAM = "instock.orders"  # the orders list walk in the window ledger
 REJECT_SOURCE = ORDERS_REJECT_SOURCE
 
 
@@ -255,11 +257,15 @@ def plan_order_page(
     *,
     run_id: str,
     now: str,
+    cursor_before: str | None = None,
+    started_at: str | None = None,
+    content: str | None = None,
 ) -> PagePlan:
     """Mirror a page's good orders and reject its bad ones (each with the field validation
     named; `check_records` splits a page), resolving the rejects of orders now read valid;
-    with the tail cursor (`position`, None to leave it). `known`: which of the good orders
-    the mirror has."""
+    with the tail cursor (`position`, None to leave it) and the page's window ledger row
+    (the cursor it was read from, `cursor_before`; the hash of its records, `content`).
+    `known`: which of the good orders the mirror has."""
     listed = tuple(
         ListedOrder(
             o.order_id,
@@ -272,11 +278,28 @@ def plan_order_page(
     )
     ids = tuple(o.order_id for o in listed)
     rejects = bad_record_rejects(REJECT_SOURCE, bad, key_field="order_id", request_id=request_id)
+    ledger = RecordWindow(
+        LEDGER_STREAM,
+        "instock.orders",
+        run_id,
+        "cursor",
+        started_at or now,
+        now,
+        # A page that moves no checkpoint (the head) moved no cursor either.
+        cursor_before=None if position is None else (cursor_before or ""),
+        cursor_after=position,
+        listed=len(good) + len(bad),
+        stored=len(listed),
+        rejected=len(rejects),
+        content_hash=content,
+        request_ids=(request_id,) if request_id else (),
+    )
     plan = Plan(
         changes=(
             MirrorOrders(listed, now),
             RefreshRejects(rejects, run_id),
             ResolveFixed(REJECT_SOURCE, "order_id", ids),
+            ledger,
         ),
         checkpoints=() if position is None else ((CURSOR_STREAM, position),),
     )
@@ -389,8 +412,10 @@ def _mirror_orders(ctx: JobContext, client: InstockClient, options: Options) -> 
 
 def _walk_head(ctx: JobContext, client: InstockClient) -> None:
     """From the top until a page holds no order the mirror lacks (newest-first lists)."""
+    started = iso()
     for page in client.order_pages():
-        new = _store_order_page(ctx, page, None)
+        new = _store_order_page(ctx, page, None, started=started)
+        started = iso()
         ctx.check_stop()
         if not new:
             return
@@ -399,11 +424,13 @@ def _walk_head(ctx: JobContext, client: InstockClient) -> None:
 def _walk_tail(ctx: JobContext, client: InstockClient, cursor: str) -> bool:
     """From `cursor` to the end of the list (append-ordered lists; from "" the whole list);
     the cursor is kept with each page. True when the end was reached."""
+    started = iso()
     try:
         for page in client.order_pages(start_cursor=cursor or None):
             # The last page is read again next run: new orders may be appended after it.
             position = page.next_cursor if page.has_more else cursor
-            _store_order_page(ctx, page, position or "")
+            _store_order_page(ctx, page, position or "", cursor_before=cursor, started=started)
+            started = iso()
             cursor = position or ""
             ctx.check_stop()
     except PermanentError as exc:
@@ -415,15 +442,32 @@ def _walk_tail(ctx: JobContext, client: InstockClient, cursor: str) -> bool:
     return True
 
 
-def _store_order_page(ctx: JobContext, page: Page, position: str | None) -> int:
+def _store_order_page(
+    ctx: JobContext,
+    page: Page,
+    position: str | None,
+    *,
+    cursor_before: str | None = None,
+    started: str | None = None,
+) -> int:
     """Mirror one page in one transaction with the tail cursor (`position`, None to leave
-    it); returns how many orders were new."""
+    it) and its ledger row; returns how many orders were new."""
     store = ctx.store
     good, bad = check_records(page.items, Order, "order_id")
+    content = text_hash(canonical(page.items))
     with store.transaction():
         known = known_order_ids(store, [o.order_id for o in good])
         planned = plan_order_page(
-            good, bad, page.request_id, known, position, run_id=ctx.run_id, now=iso()
+            good,
+            bad,
+            page.request_id,
+            known,
+            position,
+            run_id=ctx.run_id,
+            now=iso(),
+            cursor_before=cursor_before,
+            started_at=started,
+            content=content,
         )
         apply_plan(store, planned.plan, run_id=ctx.run_id)
     ctx.counts["rejected"] += planned.rejected

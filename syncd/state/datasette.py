@@ -115,6 +115,56 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "resolved_at": f"resolved, {TS}; null while open",
         },
     ),
+    "pull_windows": (
+        "The window ledger: one row per page or window a pull stored, written in the "
+        "transaction of its data (`syncd coverage` reads it); compacted by "
+        "state.housekeeping into pull_window_days.",
+        {
+            "id": "row id (write order)",
+            "stream": "what was pulled, e.g. instock.orders",
+            "job": "the job that pulled it",
+            "run_id": "runs.run_id of the run",
+            "kind": "window (a time window), cursor (a cursor walk's page), scan (a full scan)",
+            "window_from": f"a time window's start, {TS}",
+            "window_to": f"a time window's end, {TS}",
+            "cursor_before": "a cursor walk: the checkpoint before the page ('' = from the start)",
+            "cursor_after": "a cursor walk: the checkpoint after it (null: moved none)",
+            "lag_s": "the lag the window kept behind now, seconds",
+            "overlap_s": "the overlap the window re-read before the watermark, seconds",
+            "pages": "pages read",
+            "listed": "records the pages listed",
+            "stored": "records stored",
+            "rejected": "records rejected (see rejects)",
+            "content_hash": "hash of the records as listed",
+            "request_ids": "JSON array: the remote request ids of the pages (at most 20)",
+            "request_ids_more": "request ids beyond those kept",
+            "started_at": f"first request, {TS}",
+            "ended_at": f"stored at, {TS}",
+        },
+    ),
+    "pull_window_days": (
+        "Compacted window ledger: one row per stream and day older than "
+        "state.housekeeping's ledger_days, keeping the union of the day's windows so "
+        "gaps stay visible.",
+        {
+            "stream": "pull_windows.stream",
+            "day": "UTC day, YYYY-MM-DD (of each row's ended_at)",
+            "job": "the job that pulled it",
+            "kind": "window, cursor or scan",
+            "windows": "ledger rows compacted",
+            "pages": "pages read",
+            "listed": "records listed",
+            "stored": "records stored",
+            "rejected": "records rejected",
+            "covered": "JSON array of [from, to]: the union of what the rows covered",
+            "min_overlap_s": "least overlap seen between consecutive windows, seconds",
+            "overlap_s": "largest configured overlap, seconds",
+            "lag_s": "largest lag, seconds",
+            "cursor_after": "a cursor stream: the checkpoint its last row left",
+            "last_ended_at": f"when that row ended, {TS}",
+            "content_hash": "hash of the rows' content hashes, in order",
+        },
+    ),
     "_sqlite_migrations": (
         "Schema migrations applied to this file, by name (PRAGMA user_version counts them).",
         {

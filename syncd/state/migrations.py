@@ -799,6 +799,65 @@ def m0013_run_crashed(db: Database) -> None:
     )
 
 
+@migrations()
+def m0014_pull_windows(db: Database) -> None:
+    # The window ledger: one row per page (or window) a pull stored, written in the
+    # transaction of the data it covers, so `syncd coverage` can prove which periods a
+    # stream's pulls covered and name each gap. A time-window pull fills window_from /
+    # window_to; a cursor walk fills cursor_before / cursor_after (the stream's checkpoint
+    # before and after the row; both NULL: a page that moved no checkpoint). Compacted by
+    # state.housekeeping into pull_window_days, which keeps each day's covered intervals
+    # (so a gap stays visible forever).
+    run_script(
+        db,
+        """
+        CREATE TABLE pull_windows (
+            id INTEGER PRIMARY KEY,
+            stream TEXT NOT NULL,
+            job TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('window', 'cursor', 'scan')),
+            window_from TEXT,
+            window_to TEXT,
+            cursor_before TEXT,
+            cursor_after TEXT,
+            lag_s REAL,
+            overlap_s REAL,
+            pages INTEGER NOT NULL DEFAULT 1,
+            listed INTEGER NOT NULL DEFAULT 0,
+            stored INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            content_hash TEXT,
+            request_ids TEXT NOT NULL DEFAULT '[]',  -- JSON: at most 20, see request_ids_more
+            request_ids_more INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            ended_at TEXT NOT NULL
+        );
+        CREATE INDEX pull_windows_stream ON pull_windows (stream, ended_at);
+
+        CREATE TABLE pull_window_days (
+            stream TEXT NOT NULL,
+            day TEXT NOT NULL,
+            job TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            windows INTEGER NOT NULL,
+            pages INTEGER NOT NULL,
+            listed INTEGER NOT NULL,
+            stored INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            covered TEXT NOT NULL,  -- JSON: [[from, to], ...] the union of the day's windows
+            min_overlap_s REAL,
+            overlap_s REAL,
+            lag_s REAL,
+            cursor_after TEXT,      -- a cursor stream: the checkpoint its last row left
+            last_ended_at TEXT,     -- ... and when that row ended
+            content_hash TEXT NOT NULL,  -- hash of the day's rows' content hashes, in order
+            PRIMARY KEY (stream, day)
+        );
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

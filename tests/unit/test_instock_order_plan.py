@@ -46,6 +46,7 @@ from syncd.state.mirror.instock import (
     StoreOrdertasks,
     StubOrder,
 )
+from syncd.state.windows import RecordWindow
 
 NOW = "2026-12-04T12:00:00Z"
 PAYLOAD = {
@@ -141,9 +142,18 @@ def test_a_list_page_mirrors_good_orders_and_rejects_bad_ones_with_their_field()
         {"order_id": "O3"},
     ]
     good, bad = check_records(items, Order, "order_id")
-    page = plan_order_page(good, bad, "req-7", {"O3"}, "cur-2", run_id="r", now=NOW)
+    page = plan_order_page(
+        good, bad, "req-7", {"O3"}, "cur-2", run_id="r", now=NOW, cursor_before="cur-1",
+        started_at="2026-12-04T11:59:59.000Z", content="h1",
+    )  # fmt: skip
     assert (page.listed, page.stored, page.rejected, page.new) == (3, 2, 1, 1)
-    mirror, refresh, resolve = page.plan.changes
+    mirror, refresh, resolve, ledger = page.plan.changes
+    # The page's window ledger row travels in the same plan (one transaction with the data).
+    assert ledger == RecordWindow(
+        "instock.orders", "instock.orders", "r", "cursor", "2026-12-04T11:59:59.000Z", NOW,
+        cursor_before="cur-1", cursor_after="cur-2", listed=3, stored=2, rejected=1,
+        content_hash="h1", request_ids=("req-7",),
+    )  # fmt: skip
     assert isinstance(mirror, MirrorOrders)
     assert [(o.order_id, o.kind, o.attributes) for o in mirror.orders] == [
         ("O1", "reception", '{"asn": "X"}'),
@@ -159,6 +169,9 @@ def test_a_list_page_mirrors_good_orders_and_rejects_bad_ones_with_their_field()
     head = plan_order_page(good, bad, None, set(), None, run_id="r", now=NOW)
     assert head.plan.checkpoints == ()
     assert head.new == 2
+    head_ledger = head.plan.changes[-1]
+    assert isinstance(head_ledger, RecordWindow)
+    assert (head_ledger.cursor_before, head_ledger.cursor_after) == (None, None)
 
 
 def test_a_full_scan_is_due_first_and_then_every_interval() -> None:

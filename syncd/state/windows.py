@@ -1,0 +1,207 @@
+"""Owner of the window ledger (`pull_windows`, `pull_window_days`): the only module that
+writes them, and the reads `syncd coverage` works from.
+
+A pull adds its ledger row as a `RecordWindow` change in the `Plan` (or transaction) that
+stores the page or window's data and moves its checkpoint, so a row exists exactly when
+its data does: a crash before the commit loses both, and the window is pulled again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from syncd.clock import parse_iso
+from syncd.coverage import (
+    TODAY_ONLY_STREAMS,
+    Coverage,
+    DaySummary,
+    FailedRun,
+    Interval,
+    LedgerRow,
+    stream_coverage,
+)
+from syncd.state.store import Store
+
+MAX_REQUEST_IDS = 20  # per row; the rest are counted in request_ids_more
+FAILED_STATUSES = ("failed", "crashed", "interrupted")
+
+
+@dataclass(frozen=True)
+class RecordWindow:
+    """One ledger row: what a page or window of a pull covered and what it stored."""
+
+    stream: str
+    job: str
+    run_id: str
+    kind: str  # window, cursor, scan
+    started_at: str
+    ended_at: str
+    window_from: str | None = None
+    window_to: str | None = None
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    lag_s: float | None = None
+    overlap_s: float | None = None
+    pages: int = 1
+    listed: int = 0
+    stored: int = 0
+    rejected: int = 0
+    content_hash: str | None = None
+    request_ids: tuple[str, ...] = ()
+
+    def apply(self, store: Store) -> None:
+        ids = [r for r in self.request_ids if r]
+        store.db.execute(
+            "INSERT INTO pull_windows (stream, job, run_id, kind, window_from, window_to, "
+            "cursor_before, cursor_after, lag_s, overlap_s, pages, listed, stored, rejected, "
+            "content_hash, request_ids, request_ids_more, started_at, ended_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                self.stream,
+                self.job,
+                self.run_id,
+                self.kind,
+                self.window_from,
+                self.window_to,
+                self.cursor_before,
+                self.cursor_after,
+                self.lag_s,
+                self.overlap_s,
+                self.pages,
+                self.listed,
+                self.stored,
+                self.rejected,
+                self.content_hash,
+                json.dumps(ids[:MAX_REQUEST_IDS]),
+                max(0, len(ids) - MAX_REQUEST_IDS),
+                self.started_at,
+                self.ended_at,
+            ],
+        )
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else parse_iso(text)
+
+
+def ledger_streams(store: Store, stream: str | None = None) -> list[dict[str, Any]]:
+    """Each stream with its job (live rows and compacted days), in name order."""
+    where = "WHERE stream = :stream" if stream else ""
+    return store.query(
+        f"SELECT stream, max(job) AS job FROM (SELECT stream, job FROM pull_windows {where} "
+        f"UNION ALL SELECT stream, job FROM pull_window_days {where}) "
+        "GROUP BY stream ORDER BY stream",
+        {"stream": stream},
+    )
+
+
+def ledger_rows(store: Store, stream: str, since: str | None = None) -> list[LedgerRow]:
+    """A stream's live ledger rows in the order they were written; with `since`, those
+    that cover anything after it (and, for a cursor walk, the row before, to chain to)."""
+    since = since or ""
+    first = store.scalar(
+        "SELECT min(id) FROM pull_windows WHERE stream = ? AND coalesce(window_to, ended_at) >= ?",
+        [stream, since],
+    )
+    if first is None:
+        return []
+    before = store.scalar(
+        "SELECT max(id) FROM pull_windows WHERE stream = ? AND id < ? AND cursor_after IS NOT NULL",
+        [stream, first],
+    )
+    rows = store.query(
+        "SELECT run_id, kind, started_at, ended_at, window_from, window_to, cursor_before, "
+        "cursor_after, overlap_s FROM pull_windows WHERE stream = ? AND id >= ? ORDER BY id",
+        [stream, before if before is not None else first],
+    )
+    return [
+        LedgerRow(
+            r["run_id"],
+            r["kind"],
+            parse_iso(r["started_at"]),
+            parse_iso(r["ended_at"]),
+            _dt(r["window_from"]),
+            _dt(r["window_to"]),
+            r["cursor_before"],
+            r["cursor_after"],
+            r["overlap_s"],
+        )
+        for r in rows
+    ]
+
+
+def ledger_days(store: Store, stream: str, since: str | None = None) -> list[DaySummary]:
+    """A stream's compacted days (oldest first) from `since`'s day on."""
+    rows = store.query(
+        "SELECT * FROM pull_window_days WHERE stream = ? AND day >= ? ORDER BY day",
+        [stream, (since or "")[:10]],
+    )
+    return [
+        DaySummary(
+            r["day"],
+            tuple(Interval(parse_iso(a), parse_iso(b)) for a, b in json.loads(r["covered"])),
+            r["windows"],
+            r["overlap_s"],
+            r["min_overlap_s"],
+            r["cursor_after"],
+            _dt(r["last_ended_at"]),
+        )
+        for r in rows
+    ]
+
+
+def failed_runs(store: Store, job: str, since: str | None = None) -> list[FailedRun]:
+    """The job's runs that failed, crashed or were interrupted (still on record)."""
+    marks = ",".join("?" * len(FAILED_STATUSES))
+    rows = store.query(
+        f"SELECT run_id, status, started_at FROM runs WHERE job = ? AND status IN ({marks}) "
+        "AND started_at >= ? ORDER BY started_at",
+        [job, *FAILED_STATUSES, since or ""],
+    )
+    return [FailedRun(r["run_id"], r["status"], parse_iso(r["started_at"])) for r in rows]
+
+
+def coverage_report(
+    store: Store,
+    stream: str | None = None,
+    *,
+    since: str | None = None,
+    now: datetime | None = None,
+    site_timezone: str = "UTC",
+) -> list[Coverage]:
+    """The coverage of each stream in the ledger (or of `stream`), from `since` on."""
+    reports = []
+    for entry in ledger_streams(store, stream):
+        name = entry["stream"]
+        reports.append(
+            stream_coverage(
+                name,
+                ledger_rows(store, name, since),
+                failed_runs(store, entry["job"], since),
+                days=ledger_days(store, name, since),
+                since=None if since is None else parse_iso(since),
+                now=now,
+                midnight_zone=site_timezone if name in TODAY_ONLY_STREAMS else None,
+            )
+        )
+    return reports
+
+
+def window_counts(store: Store, stream: str) -> list[dict[str, Any]]:
+    """The live rows of a stream, oldest first (tests and `--json` detail)."""
+    return store.query("SELECT * FROM pull_windows WHERE stream = ? ORDER BY id", [stream])
+
+
+__all__ = [
+    "MAX_REQUEST_IDS",
+    "RecordWindow",
+    "coverage_report",
+    "failed_runs",
+    "ledger_days",
+    "ledger_rows",
+    "ledger_streams",
+    "window_counts",
+]
