@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.clock import iso
 from syncd.connectors.dsorder import DsOrder, RecordReject, Submitted
@@ -181,7 +183,9 @@ def test_an_order_id_instock_refuses_holds_the_order_as_a_whole() -> None:
     assert insert.instock_order_id is None
     assert isinstance(hold, HoldOrder)
     assert "maps to an id Instock refuses" in hold.reason
-    assert [r.reference for r in decided.plan.rejects_once] == ["order 100 034"]
+    assert [(r.reference, r.field) for r in decided.plan.rejects_once] == [
+        ("order 100 034", "order_id")
+    ]
     assert decided.plan.intents == ()
 
 
@@ -439,3 +443,53 @@ def test_progress_reports_instock_units_back_in_dsorder_units() -> None:
     kg = line(1000, unit_factor="100", instock_qty=150)
     decided = plan_progress(FOLLOWED, [kg], "in_progress", {"DS-7-1000": 75}, NOW)
     assert decided.plan.intents[0].payload["lines"][0]["quantity"] == "0.75"
+
+
+# --- the accounting rule, for any order -------------------------------------------------
+
+PROPERTY_CATALOG = {
+    **CATALOG,
+    "S": CatalogEntry("INS-S", serial_numbered=True),
+    "X": CatalogEntry("INS-X", conversion_problem="catalog attribute f = 'x' is not a number"),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B", "KG", "S", "X", "unknown"]),
+            st.decimals(min_value=Decimal("-1"), max_value=Decimal(50), places=2),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    policy=st.sampled_from(["hold", "partial"]),
+)
+def test_every_line_is_sent_or_rejected_with_a_field_never_both(
+    lines: list[tuple[str, Decimal]], policy: Any
+) -> None:
+    """Each line of a new order is mapped once; a created order's payload holds exactly
+    its good lines; every bad line is one reject with its field; a held order sends
+    nothing, a created one is one create intent."""
+    order = ds_order(*((1000 * (i + 1), a, q) for i, (a, q) in enumerate(lines)))
+    checks = {
+        ln.line_number: check_line(ln.article_id, ln.quantity, PROPERTY_CATALOG)
+        for ln in order.details
+    }
+    decided = plan_new_order(order, checks, PullRules(policy=policy), NOW)
+    (mapped,) = of_type(decided.plan, MapLines)
+    assert sorted(m.line_number for m in mapped.lines) == sorted(checks)
+    good = {n for n, c in checks.items() if c.ok}
+    rejected = {int(r.reference.rsplit(" ", 1)[1]): r.field for r in decided.plan.rejects_once}
+    assert set(rejected) == set(checks) - good
+    assert all(f in ("article_id", "quantity") for f in rejected.values())
+    if decided.action == "create":
+        (intent,) = decided.plan.intents
+        sent = {int(ln["line_id"].rsplit("-", 1)[1]) for ln in intent.payload["order"]["lines"]}
+        assert sent == good
+        assert not (set(rejected) & sent)
+        assert policy == "partial" or not rejected
+    else:
+        assert decided.plan.intents == ()
+        assert rejected or not good

@@ -153,7 +153,9 @@ def plan_new_order(
         return OrderDecision(
             Plan(
                 changes=(insert, HoldOrder(order.order_id, reason, at)),
-                rejects_once=(NewReject(REJECT_SOURCE, f"order {order.order_id}", reason),),
+                rejects_once=(
+                    NewReject(REJECT_SOURCE, f"order {order.order_id}", reason, field="order_id"),
+                ),
             ),
             order.order_id,
             "hold",
