@@ -11,6 +11,10 @@ Held orders are planned again when the host catalog changes and on
 The time of the last successful pull is the checkpoint `dsorder.last_pull`.
 DSOrder only shows today's orders, so a day whose end no pull covered is
 raised as an alert naming the interval (status, logs, sd_notify STATUS).
+
+The decisions are pure (`syncd.jobs.dsorder.pull_plan`): this module reads (DSOrder's
+list, the stored orders through `syncd.state.mirror.dsorder`, rejects, alerts), plans,
+and applies each plan with `apply_plan`, one transaction per order.
 """
 
 from __future__ import annotations
@@ -196,7 +200,8 @@ def run(ctx: JobContext) -> None:
 def _checks(
     lines: Iterable[tuple[int, str, Decimal]], catalog: Mapping[str, CatalogEntry]
 ) -> dict[int, LineCheck]:
-    """Line number -> can Instock take it (checked before a plan's transaction begins)."""
+    """Line number -> can Instock take it. Done before the plan's transaction begins, which
+    then re-reads the order: a release an operator committed meanwhile is seen there."""
     return {number: check_line(article, qty, catalog) for number, article, qty in lines}
 
 
