@@ -1,8 +1,8 @@
 """Benchmark: loading a large host articles file, syncd against a raw csv+sqlite loop.
 
-Both run as their own processes on the same generated file, alternating, after a
-warm-up round that is not counted (the first read of a fresh file pays for the
-page cache). The raw loop is the least a loader can do: `csv.reader`, one
+Both run as their own processes on the same generated file, alternating which
+goes first (`bench/rounds.py`), after a warm-up round that is not counted (the
+first read of a fresh file pays for the page cache). The raw loop is the least a loader can do: `csv.reader`, one
 `executemany` upsert per 5,000 rows, one transaction. syncd's `load_file` also
 checks every field against the feed's grammar and bounds, records rejects,
 hashes the file and applies the snapshot (deletions, mass-delete guard).
@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from rounds import Figures, interleave, machine_load, ratios, spread_of, warm_up  # noqa: E402
 
 from tests.integration.test_host_bulk import CHILD as SYNCD_CHILD  # noqa: E402
 from tests.integration.test_host_bulk import write_articles  # noqa: E402
@@ -98,40 +101,35 @@ def main() -> None:
         work = Path(tmp)
         path = work / "articles-big.csv"
         write_articles(path, args.rows)
-        figures: dict[str, list[dict]] = {"raw": [], "syncd": []}
-        run(RAW_CHILD, path, work, "warm-raw")
-        run(SYNCD_CHILD, path, work, "warm-syncd")
-        for round_no in range(1, args.rounds + 1):
-            for name, child in (("raw", RAW_CHILD), ("syncd", SYNCD_CHILD)):
-                f = run(child, path, work, f"{name}-{round_no}")
+
+        def contender(child: str) -> Callable[[str], Figures]:
+            def measure(tag: str) -> Figures:
+                f = run(child, path, work, tag)
                 assert f["loaded"] == args.rows, f
                 f["rows_s"] = args.rows / f["seconds"]
-                figures[name].append(f)
-                print(
-                    f"round {round_no} {name:5}: {f['rows_s']:9,.0f} rows/s "
-                    f"({f['seconds']:.1f} s), RSS growth {f['rss_growth_mib']:.1f} MiB",
-                    flush=True,
-                )
+                return f
 
-        def summary(name: str, key: str) -> tuple[float, float, float]:
-            values = [f[key] for f in figures[name]]
-            return statistics.median(values), min(values), max(values)
+            return measure
 
-        print(f"\n{args.rows:,} rows, median of {args.rounds} rounds (min..max):")
-        for name in ("raw", "syncd"):
-            rate, lo, hi = summary(name, "rows_s")
-            rss, rlo, rhi = summary(name, "rss_growth_mib")
-            print(
-                f"  {name:5}: {rate:9,.0f} rows/s ({lo:,.0f}..{hi:,.0f}), "
-                f"RSS growth {rss:.1f} MiB ({rlo:.1f}..{rhi:.1f})"
-            )
-        ratios = [
-            s["rows_s"] / r["rows_s"] for r, s in zip(figures["raw"], figures["syncd"], strict=True)
-        ]
-        print(
-            f"  syncd / raw: {statistics.median(ratios):.2f} "
-            f"({min(ratios):.2f}..{max(ratios):.2f}, per round)"
+        contenders = {"raw": contender(RAW_CHILD), "syncd": contender(SYNCD_CHILD)}
+        print(machine_load(), flush=True)
+        warm_up(contenders)
+        series = interleave(
+            contenders,
+            args.rounds,
+            show=lambda _r, _n, f: (
+                f"{f['rows_s']:9,.0f} rows/s ({f['seconds']:.1f} s), "
+                f"RSS growth {f['rss_growth_mib']:.1f} MiB"
+            ),
         )
+        print(f"\n{args.rows:,} rows, median of {args.rounds} rounds (min..max); {machine_load()}:")
+        for name in ("raw", "syncd"):
+            print(
+                f"  {name:5}: {series[name].spread('rows_s')} rows/s, "
+                f"RSS growth {series[name].spread('rss_growth_mib', '.1f')} MiB"
+            )
+        per_round = ratios(series["syncd"], "rows_s", series["raw"], "rows_s")
+        print(f"  syncd / raw: {spread_of(per_round)} (per round)")
 
 
 if __name__ == "__main__":

@@ -1,43 +1,63 @@
 """Benchmark: Instock inventory pull, syncd vs a minimal raw httpx + sqlite3 loop.
 
-For each size (default 100k and 1M articles) it starts the Instock simulator in
-its own process, then measures in separate processes, so that each peak RSS is
-that process's own:
+For each size (default 100k and 1M articles) it starts the Instock simulator in its own
+process, warms it up (one raw loop and one syncd first cycle, not counted: the first scan
+of a fresh simulator is much slower than the next), then runs `--rounds` rounds, raw and
+syncd alternating which goes first (`bench/rounds.py`). Each contender is its own process,
+so each peak RSS (`ru_maxrss` from `os.wait4`) is that whole process's own:
 
 - raw: GET every inventory page with one httpx.Client, executemany into SQLite,
   commit per page (the floor any client pays on this machine, in this run);
-- syncd: `syncd once instock.inventory` (first cycle: every row is new);
-- syncd again: a second cycle with nothing changed; it must queue 0 intents and
+- syncd first cycle: `syncd once instock.inventory` on a fresh state DB (every row is new;
+  it queues the inventory deltas for the host), then `syncd once outbox.send` renders them;
+- syncd unchanged cycle: the same job again, nothing changed: it must queue 0 intents and
   the sender then writes no host outbox file.
 
-Prints rows/s, the ratio to the raw loop, and peak RSS. Targets: ratio >= 0.8,
-RSS(1M) <= 1.2 x RSS(100k), second cycle 0 intents and 0 files.
+Rows/s are timed without process start-up (the raw loop times itself; syncd's job seconds
+come from its `runs` table). Prints every round, then per contender the median and the
+spread (min..max), the per-round ratios to the raw loop, and the machine's load average.
+`--profile` then runs one more first cycle under cProfile and prints where the time goes.
 
-    python bench/instock_pull.py [--sizes 100000 1000000] [--page-size 1000]
+Targets (issue 15): first cycle >= 0.9 x raw, unchanged cycle >= 0.95 x raw, peak RSS
+<= 2 x raw and (1M) <= 1.2 x syncd's own at 100k; unchanged cycle 0 intents, 0 files.
+
+    python bench/instock_pull.py [--sizes 100000 1000000] [--page-size 1000] [--rounds 3]
+                                 [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
+import pstats
+import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rounds import (
+    Figures,
+    Series,
+    free_port,
+    interleave,
+    machine_load,
+    ratios,
+    run_measured,
+    spread_of,
+    warm_up,
+)
+
 TOKEN = "instock-sandbox-token"  # the simulator's built-in credential
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+MIRROR_COUNT = "SELECT count(*) FROM instock_inventory"
 
 
 def start_simulator(articles: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -56,8 +76,8 @@ def start_simulator(articles: int) -> tuple[subprocess.Popen[bytes], str]:
             "--seed",
             "7",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 600
@@ -69,19 +89,6 @@ def start_simulator(articles: int) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("simulator did not start")
-
-
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB (from wait4), and stdout of one child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[:4]} failed:\n{out}\n{err[-3000:]}")
-    return elapsed, usage.ru_maxrss, out
 
 
 RAW_LOOP = textwrap.dedent(
@@ -115,6 +122,7 @@ RAW_LOOP = textwrap.dedent(
 
 
 def write_config(work: Path, base: str, page_size: int) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     config = work / "syncd.toml"
     config.write_text(
         textwrap.dedent(
@@ -152,6 +160,12 @@ def job_seconds(db: Path) -> float:
     return (parse_iso(finished) - parse_iso(started)).total_seconds()
 
 
+def mirrored_rows(db: Path) -> int:
+    """Rows the inventory mirror holds after a cycle (the rows the pull stored)."""
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(MIRROR_COUNT).fetchone()[0])
+
+
 def count_pending(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return int(
@@ -159,79 +173,156 @@ def count_pending(db: Path) -> int:
         )
 
 
-def bench_size(articles: int, page_size: int) -> dict[str, float]:
+def count_files(work: Path) -> int:
+    outbox = work / "host" / "outbox"
+    return len(list(outbox.glob("*"))) if outbox.exists() else 0
+
+
+def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
     sim, base = start_simulator(articles)
+    syncd = [sys.executable, "-m", "syncd.cli"]
     try:
         with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
-            work = Path(tmp)
-            raw_s, raw_rss, raw_out = run_measured(
-                [sys.executable, "-c", RAW_LOOP, base, TOKEN, str(work / "raw.db"), str(page_size)]
-            )
-            rows_text, raw_loop_s = raw_out.split()
-            rows, raw_loop_s = int(rows_text), float(raw_loop_s)
-            config = write_config(work, base, page_size)
-            syncd = [sys.executable, "-m", "syncd.cli"]
-            first_s, first_rss, _ = run_measured(
-                [*syncd, "once", "instock.inventory", "--config", str(config)]
-            )
-            db = work / "state" / "syncd.db"
-            queued_first = count_pending(db)
-            first_job_s = job_seconds(db)
-            run_measured([*syncd, "once", "outbox.send", "--config", str(config)])
-            files_first = len(list((work / "host" / "outbox").glob("*")))
-            _, second_rss, _ = run_measured(
-                [*syncd, "once", "instock.inventory", "--config", str(config)]
-            )
-            queued_second = count_pending(db)
-            second_job_s = job_seconds(db)
-            run_measured([*syncd, "once", "outbox.send", "--config", str(config)])
-            files_second = len(list((work / "host" / "outbox").glob("*"))) - files_first
+            root = Path(tmp)
+
+            def raw(tag: str) -> Figures:
+                db = root / f"{tag}.db"
+                m = run_measured(
+                    [sys.executable, "-c", RAW_LOOP, base, TOKEN, str(db), str(args.page_size)]
+                )
+                db.unlink()
+                rows_text, loop_s = m.stdout.split()
+                rows = int(rows_text)
+                return {"rows": rows, "rows_s": rows / float(loop_s), "rss_mib": m.rss_mib}
+
+            def syncd_cycles(tag: str) -> Figures:
+                work = root / tag
+                config = write_config(work, base, args.page_size)
+                db = work / "state" / "syncd.db"
+                once = [*syncd, "once", "instock.inventory", "--config", str(config)]
+                send = [*syncd, "once", "outbox.send", "--config", str(config)]
+                first = run_measured(once)
+                first_s, queued_first = job_seconds(db), count_pending(db)
+                sent = run_measured(send)
+                files_first = count_files(work)
+                second = run_measured(once)
+                second_s, queued_second = job_seconds(db), count_pending(db)
+                run_measured(send)
+                files_second = count_files(work) - files_first
+                rows = mirrored_rows(db)
+                shutil.rmtree(work)
+                return {
+                    "rows": rows,
+                    "rows_s": rows / first_s,
+                    "second_rows_s": rows / second_s,
+                    "rss_mib": first.rss_mib,
+                    "second_rss_mib": second.rss_mib,
+                    "send_s": sent.wall_s,
+                    "queued_first": queued_first,
+                    "files_first": files_first,
+                    "queued_second": queued_second,
+                    "files_second": files_second,
+                }
+
+            contenders = {"raw": raw, "syncd": syncd_cycles}
+            print(f"\n== {articles:,} articles, page {args.page_size}; {machine_load()}")
+            warm_up(contenders)
+            series = interleave(contenders, args.rounds, show=show_round)
+            if args.profile:
+                profile_first_cycle(root, base, args)
     finally:
         sim.terminate()
         sim.wait(10)
-    result = {
-        "articles": articles,
-        "rows": rows,
-        "raw_rows_s": rows / raw_loop_s,
-        "syncd_rows_s": rows / first_job_s,
-        "ratio": raw_loop_s / first_job_s,
-        "second_rows_s": rows / second_job_s,
-        "second_ratio": raw_loop_s / second_job_s,
-        "wall_ratio": raw_s / first_s,
-        "raw_rss_mib": raw_rss / 1024,
-        "syncd_rss_mib": max(first_rss, second_rss) / 1024,
-        "queued_first": queued_first,
-        "files_first": files_first,
-        "queued_second": queued_second,
-        "files_second": files_second,
-    }
-    print(
-        f"{articles:>9,} articles {rows:>9,} rows | raw loop {result['raw_rows_s']:>9,.0f} rows/s "
-        f"| syncd first cycle {result['syncd_rows_s']:>9,.0f} rows/s (x{result['ratio']:.2f} of raw; "
-        f"x{result['wall_ratio']:.2f} counting process start-up) "
-        f"| unchanged cycle {result['second_rows_s']:>9,.0f} rows/s (x{result['second_ratio']:.2f}) "
-        f"| peak RSS raw {result['raw_rss_mib']:.0f} MiB, syncd {result['syncd_rss_mib']:.0f} MiB "
-        f"| first cycle {queued_first} intents -> {files_first} files "
-        f"| second cycle {queued_second} intents -> {files_second} files",
-        flush=True,
+    return summarise(articles, series)
+
+
+def show_round(_round: int, name: str, f: Figures) -> str:
+    if name == "raw":
+        return f"{f['rows']:,} rows, {f['rows_s']:,.0f} rows/s, peak RSS {f['rss_mib']:.0f} MiB"
+    return (
+        f"first cycle {f['rows_s']:,.0f} rows/s ({f['queued_first']} intents -> "
+        f"{f['files_first']} files, send {f['send_s']:.1f} s), unchanged cycle "
+        f"{f['second_rows_s']:,.0f} rows/s ({f['queued_second']} intents -> "
+        f"{f['files_second']} files), peak RSS {f['rss_mib']:.0f} / {f['second_rss_mib']:.0f} MiB"
     )
-    return result
+
+
+def summarise(articles: int, series: dict[str, Series]) -> dict[str, Any]:
+    raw, syncd = series["raw"], series["syncd"]
+    first = ratios(syncd, "rows_s", raw, "rows_s")
+    second = ratios(syncd, "second_rows_s", raw, "rows_s")
+    rss = ratios(syncd, "rss_mib", raw, "rss_mib")
+    n = len(raw.rounds)
+    print(f"-- {articles:,} articles, median of {n} rounds (min..max); {machine_load()}")
+    print(f"   raw loop            {raw.spread('rows_s')} rows/s, RSS {raw.spread('rss_mib')} MiB")
+    print(
+        f"   syncd first cycle   {syncd.spread('rows_s')} rows/s, x{spread_of(first)} of raw "
+        "(target >= 0.90)"
+    )
+    print(
+        f"   syncd unchanged     {syncd.spread('second_rows_s')} rows/s, x{spread_of(second)} "
+        "of raw (target >= 0.95)"
+    )
+    print(
+        f"   syncd peak RSS      {syncd.spread('rss_mib')} MiB first, "
+        f"{syncd.spread('second_rss_mib')} MiB unchanged; x{spread_of(rss)} of raw (target <= 2)"
+    )
+    last = syncd.rounds[-1]
+    print(
+        f"   unchanged cycle     {last['queued_second']} intents -> {last['files_second']} files "
+        "(target 0 and 0)"
+    )
+    return {
+        "articles": articles,
+        "first_ratio": statistics.median(first),
+        "second_ratio": statistics.median(second),
+        "syncd_rss_mib": max(syncd.median("rss_mib"), syncd.median("second_rss_mib")),
+    }
+
+
+def profile_first_cycle(root: Path, base: str, args: argparse.Namespace) -> None:
+    """One more first cycle under cProfile (in the job's own process); the top entries."""
+    work = root / "profile"
+    config = write_config(work, base, args.page_size)
+    out = root / "first-cycle.prof"
+    run_measured(
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            str(out),
+            "-m",
+            "syncd.cli",
+            "once",
+            "instock.inventory",
+            "--config",
+            str(config),
+        ]
+    )
+    stats = pstats.Stats(str(out))
+    print(f"-- first cycle under cProfile (job {job_seconds(work / 'state' / 'syncd.db'):.1f} s):")
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+    if args.keep_profile:
+        shutil.copy(out, args.keep_profile)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="profile one more first cycle")
+    parser.add_argument("--keep-profile", type=Path, help="copy the cProfile output here")
     args = parser.parse_args()
-    results = [bench_size(n, args.page_size) for n in args.sizes]
+    results = [bench_size(n, args) for n in args.sizes]
     if len(results) >= 2:
         growth = results[-1]["syncd_rss_mib"] / results[0]["syncd_rss_mib"]
         print(
-            f"peak RSS growth {results[0]['articles']:,} -> {results[-1]['articles']:,}: x{growth:.2f} "
-            "(target <= 1.2)"
+            f"syncd peak RSS {results[0]['articles']:,} -> {results[-1]['articles']:,}: "
+            f"x{growth:.2f} (target <= 1.2)"
         )
-    worst = min(min(r["ratio"], r["second_ratio"]) for r in results)
-    print(f"worst throughput ratio to raw: {worst:.2f} (target >= 0.80)")
 
 
 if __name__ == "__main__":
