@@ -37,6 +37,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -281,31 +282,52 @@ def summarise(articles: int, series: dict[str, Series]) -> dict[str, Any]:
 
 
 def profile_first_cycle(root: Path, base: str, args: argparse.Namespace) -> None:
-    """One more first cycle under cProfile (in the job's own process); the top entries."""
+    """One more first cycle, profiled: with py-spy (every thread, sampled, idle waits left
+    out) when it is installed, else cProfile (the main thread only: not the page reader)."""
     work = root / "profile"
     config = write_config(work, base, args.page_size)
-    out = root / "first-cycle.prof"
-    run_measured(
-        [
-            sys.executable,
-            "-m",
-            "cProfile",
-            "-o",
-            str(out),
-            "-m",
-            "syncd.cli",
-            "once",
-            "instock.inventory",
-            "--config",
-            str(config),
-        ]
-    )
-    stats = pstats.Stats(str(out))
-    print(f"-- first cycle under cProfile (job {job_seconds(work / 'state' / 'syncd.db'):.1f} s):")
-    stats.sort_stats("tottime").print_stats(25)
-    stats.sort_stats("cumulative").print_stats(40)
+    job = ["-m", "syncd.cli", "once", "instock.inventory", "--config", str(config)]
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy:
+        out = root / "first-cycle.txt"
+        run_measured(
+            [spy, "record", "-r", "250", "-f", "raw", "-o", str(out), "--", sys.executable, *job]
+        )
+        seconds = job_seconds(work / "state" / "syncd.db")
+        print(f"-- first cycle under py-spy, all threads (job {seconds:.1f} s):")
+        print_collapsed(out.read_text())
+    else:
+        out = root / "first-cycle.prof"
+        run_measured([sys.executable, "-m", "cProfile", "-o", str(out), *job])
+        seconds = job_seconds(work / "state" / "syncd.db")
+        print(f"-- first cycle under cProfile, main thread only (job {seconds:.1f} s):")
+        stats = pstats.Stats(str(out))
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
     if args.keep_profile:
         shutil.copy(out, args.keep_profile)
+
+
+def print_collapsed(text: str, top: int = 25) -> None:
+    """Self and inclusive shares of the sampled frames (py-spy's collapsed stacks)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";")]
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    print(f"   {total} samples; self time:")
+    for frame, count in own.most_common(top):
+        print(f"   {100 * count / total:5.1f}%  {frame}")
+    print("   inclusive (syncd frames):")
+    shown = [(f, c) for f, c in inclusive.most_common() if "syncd/" in f]
+    for frame, count in shown[:top]:
+        print(f"   {100 * count / total:5.1f}%  {frame}")
 
 
 def main() -> None:
