@@ -84,7 +84,16 @@ class Simulator:
         else:
             extra = ["--phases", "0,0,0,0", "--initial-files", "0"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"syncd.sandbox.{kind}", "--port", str(self.port), *extra],
+            [
+                sys.executable,
+                "-m",
+                "syncd.cli",
+                "sandbox",
+                kind.replace("_", "-"),
+                "--port",
+                str(self.port),
+                *extra,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
