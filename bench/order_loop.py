@@ -27,9 +27,15 @@ from /proc at the last close; wait4 totals after exit) and peak RSS, plus correc
     python bench/order_loop.py [--orders 1000] [--lines 10] [--progress-interval 2]
                                [--pull-interval 5] [--baseline-orders N (default: --orders)]
                                [--disable JOB ...] [--timeout 600] [--keep]
+                               [--rounds 3] [--no-warm-up]
+
+Each loop runs once uncounted (``--no-warm-up`` skips it), then ``--rounds`` rounds (default
+3) alternate raw and syncd, the first of a round swapping each time (``bench/rounds.py``),
+each on fresh simulators; the summary gives the median of the rounds with the spread
+(min..max) and syncd's per-round ratios to the raw loop.
 
 ``--disable instock.moves`` (repeatable) turns a syncd job off, to see what it costs the
-loop. A default run takes about 30-40 s on 2 cores.
+loop. One loop takes about 30-40 s on 2 cores; a default run (8 loops) 5 minutes.
 
 Orders are submitted "now" in Europe/Amsterdam: a run that crosses local midnight loses
 them from DSOrder's list (the midnight gap), so do not start one at 23:55 there.
@@ -64,6 +70,18 @@ from syncd.demo import demo_config_path
 from syncd.sandbox.base import Request, Response
 from syncd.sandbox.dsorder import DSOrderSim
 from syncd.sandbox.instock import InstockSim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rounds import (
+    Figures,
+    Series,
+    interleave,
+    machine_load,
+    ratios,
+    spread_of,
+    warm_up,
+)
 
 SITE_TZ = "Europe/Amsterdam"
 ARTICLES = 150  # Instock catalog size; ~147 of them are not serial-numbered and get stock
@@ -159,11 +177,6 @@ class World:
     def closed_count(self) -> int:
         with self.dsorder.state.lock:
             return sum(1 for o in self.dsorder.state.orders.values() if o.closed)
-
-
-def _rfc3339_ms(millis: int) -> str:
-    """Unix milliseconds as Instock's RFC 3339 (what syncd sends as cutoff_time)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(millis / 1000))
 
 
 def build_world(n_orders: int, n_lines: int, seed: int, done_rate: float = 0.0) -> World:
@@ -701,7 +714,6 @@ RAW_LOOP = textwrap.dedent(
                 conn.execute("INSERT INTO orders VALUES (?, ?, ?, 'new')",
                              (order["order_id"], instock_id, json.dumps(lines)))
                 body = {"order_id": instock_id, "kind": "customer", "site_id": site,
-                        "attributes": {"cutoff_time": _rfc3339_ms(order["delivery_date"])},
                         "lines": [{"line_id": f"{instock_id}-{n}", "article_id": a, "qty": int(q)}
                                   for n, a, q in lines]}
                 ins.post(f"/{site}/orders", json=body).raise_for_status()
@@ -772,6 +784,8 @@ def run_raw(args: argparse.Namespace, work: Path) -> LoopResult:
                 exited = stop_process(proc)
             else:
                 proc.returncode = exited.code
+        if exited.code not in (0, None, -signal.SIGTERM) and proc.stderr is not None:
+            print(f"raw loop exited {exited.code}:\n{proc.stderr.read().decode()[-2000:]}")
         result = LoopResult(
             "raw loop",
             args.baseline_orders,
@@ -883,6 +897,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per loop")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, raw and syncd alternating")
+    parser.add_argument(
+        "--warm-up",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one uncounted run of each first",
+    )
     parser.add_argument(
         "--done-rate",
         type=float,
@@ -895,23 +916,80 @@ def main() -> None:
     if args.progress_interval < 1 or args.pull_interval < 1:
         parser.error("syncd intervals are at least 1 second")
     work = Path(tempfile.mkdtemp(prefix="syncd-order-loop-"))
-    print(f"order loop bench: work directory {work}", flush=True)
+    print(f"order loop bench: work directory {work}; {machine_load()}", flush=True)
     results: list[LoopResult] = []
+
+    def contender(
+        run: Callable[[argparse.Namespace, Path], LoopResult],
+    ) -> Callable[[str], Figures]:
+        def measure(tag: str) -> Figures:
+            (work / tag).mkdir()
+            result = run(args, work / tag)
+            result.label = f"{result.label} ({tag})"
+            if not tag.startswith("warm-"):
+                results.append(result)
+            return round_figures(result)
+
+        return measure
+
+    contenders: dict[str, Callable[[str], Figures]] = {}
+    if args.baseline_orders > 0:
+        contenders["raw"] = contender(run_raw)
+    contenders["syncd"] = contender(run_syncd)
+    series: dict[str, Series] = {}
     try:
-        if args.baseline_orders > 0:
-            print(f"raw loop: {args.baseline_orders} orders", flush=True)
-            results.append(run_raw(args, work))
-        print(f"syncd: {args.orders} orders", flush=True)
-        results.append(run_syncd(args, work))
+        if args.warm_up:
+            warm_up(contenders)
+        series = interleave(
+            contenders,
+            args.rounds,
+            show=lambda _r, _n, f: (
+                f"p95 {f['p95']:.2f} s, wall {f['wall']:.1f} s, CPU/order {f['cpu_ms']:.1f} ms, "
+                f"peak RSS {f['rss']:.0f} MiB, {'ok' if f['ok'] else 'FAILED'}"
+            ),
+        )
     finally:
         if results:
             report(results, args)
+        if series:
+            summary(series, args)
         if args.keep:
             print(f"\nkept {work}")
         else:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
+
+
+def round_figures(r: LoopResult) -> Figures:
+    return {
+        "p95": percentile(r.latencies, 0.95),
+        "p50": percentile(r.latencies, 0.50),
+        "wall": r.wall_s,
+        "cpu_ms": r.cpu_at_done_s / r.orders * 1000,
+        "rss": r.exited.maxrss_mib,
+        "ok": bool(r.finished) and all(c[1] for c in r.checks),
+    }
+
+
+def summary(series: dict[str, Series], args: argparse.Namespace) -> None:
+    """Medians of the rounds with the spread (min..max), and syncd's ratios to the raw loop."""
+    target = args.progress_interval + 1.0
+    print(f"\nMedian of {args.rounds} rounds (min..max), alternating; {machine_load()}")
+    for name, s in series.items():
+        print(
+            f"  {name:>5}: p95 {s.spread('p95', '.2f')} s (target <= {target:g} s), "
+            f"p50 {s.spread('p50', '.2f')} s, wall {s.spread('wall', '.1f')} s, "
+            f"CPU/order {s.spread('cpu_ms', '.1f')} ms, peak RSS {s.spread('rss', '.0f')} MiB, "
+            f"all checks ok in {sum(bool(f['ok']) for f in s.rounds)}/{len(s.rounds)} rounds"
+        )
+    if "raw" in series and args.baseline_orders == args.orders:
+        p95 = ratios(series["syncd"], "p95", series["raw"], "p95")
+        cpu = ratios(series["syncd"], "cpu_ms", series["raw"], "cpu_ms")
+        print(
+            f"  syncd / raw per round: p95 x{spread_of(p95)} (target <= 1), "
+            f"CPU/order x{spread_of(cpu)} (target <= 1.5)"
+        )
 
 
 if __name__ == "__main__":
