@@ -60,6 +60,12 @@ from syncd.state.mirror.dsorder import (
 from syncd.state.mirror.instock import QueueDSOrderCreate
 from syncd.state.plan import AlertChange, OpenAlert, Plan, ResolveAlerts
 
+REJECT_SOURCE = "dsorder:lines"  # a line (or an order id) Instock cannot take
+ORDER_REJECT_SOURCE = "dsorder:orders"  # a record of DSOrder's list that is not a valid order
+HELD_ALERT: Final = "dsorder_order_held"
+ESCALATED_ALERT: Final = "dsorder_order_held_escalated"
+MIDNIGHT_GAP_ALERT: Final = "dsorder_midnight_gap"
+
 
 def catalog_entries(rows: Sequence[CatalogRow], conversion: str) -> dict[str, CatalogEntry]:
     """The host catalog by DSOrder article id, each with its unit factor (or why it has none
@@ -71,13 +77,6 @@ def catalog_entries(rows: Sequence[CatalogRow], conversion: str) -> dict[str, Ca
             row.article_id, row.whole_units, row.serial_numbered, factor, problem
         )
     return catalog
-
-
-REJECT_SOURCE = "dsorder:lines"  # a line (or an order id) Instock cannot take
-ORDER_REJECT_SOURCE = "dsorder:orders"  # a record of DSOrder's list that is not a valid order
-HELD_ALERT: Final = "dsorder_order_held"
-ESCALATED_ALERT: Final = "dsorder_order_held_escalated"
-MIDNIGHT_GAP_ALERT: Final = "dsorder_midnight_gap"
 
 
 @dataclass(frozen=True)
