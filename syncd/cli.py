@@ -910,7 +910,7 @@ def checkpoints_reset(stream: str, yes: bool, config_path: Path | None) -> None:
 def coverage(
     stream: str | None, since: str | None, config_path: Path | None, as_json: bool
 ) -> None:
-    """Prove what each stream's pulls covered, and list every gap with its cause.
+    """Each stream's covered period and its gaps, with causes.
 
     Reads the window ledger (each page or window a pull stored): per stream the period
     covered, the overlap configured and seen between consecutive windows, and each gap

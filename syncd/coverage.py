@@ -198,25 +198,35 @@ def stream_coverage(
     since: datetime | None = None,
     now: datetime | None = None,
     midnight_zone: str | None = None,
+    kept_gaps: Sequence[Gap] = (),
 ) -> Coverage:
     """The coverage of one stream: `rows` in the order they were written (id order), the
     compacted `days` before them, the job's failed runs. `midnight_zone`: the time zone
-    of a stream that lists only today (its midnights are gaps' `midnight` cause)."""
+    of a stream that lists only today (its midnights are gaps' `midnight` cause).
+    `kept_gaps`: gaps recorded when their rows were compacted, whose cause is taken when
+    the runs that explained it are no longer on record."""
     prior = days[-1] if days else None
     pieces = [_Piece(i, i.start) for d in days for i in d.covered] + _pieces(rows, prior)
     kind = rows[-1].kind if rows else "window"
     merged = union(p.interval for p in pieces)
     if not merged:
         return Coverage(stream, kind, None, None, 0, ())
-    start = merged[0].start if since is None else max(since, merged[0].start)
-    if start == _BEGINNING:
-        start = min(p.started_at for p in pieces)
+    first = merged[0].start
+    if first == _BEGINNING:  # a walk from the start of a list: the period begins at the
+        # first moment the ledger knows of
+        first = min(
+            [p.interval.start for p in pieces if p.interval.start > _BEGINNING]
+            + [p.started_at for p in pieces if p.started_at > _BEGINNING]
+            + [merged[0].end]
+        )
+    start = first if since is None else max(since, first)
     end = merged[-1].end
     last_row_end = max((r.ended_at for r in rows), default=end)
     late = tuple(f for f in failures if f.started_at > last_row_end)
     if late and now is not None and now > end:
         end = now
     zone = ZoneInfo(midnight_zone) if midnight_zone else None
+    known = {g.start: g for g in kept_gaps}
     gaps: list[Gap] = []
     for hole in complement(merged, start, end):
         # The wall-clock span the gap stayed open: until the pull that covered its end began.
@@ -230,6 +240,9 @@ def stream_coverage(
             cause = "failed-run"
         else:
             cause = "checkpoint-reset"
+        kept = known.get(hole.start)
+        if kept is not None and not runs and cause == "checkpoint-reset":
+            cause, runs = kept.cause, kept.runs  # found while its runs were on record
         gaps.append(Gap(hole.start, hole.end, cause, runs))
     configured, least, short = _overlaps(rows)
     for day in days:
@@ -248,6 +261,25 @@ def stream_coverage(
         least,
         short,
         tuple(merged),
+    )
+
+
+def summarize_day(day: str, rows: Sequence[LedgerRow], prior: DaySummary | None) -> DaySummary:
+    """One day of a stream's ledger rows (in write order) as a compacted day: the union of
+    what they covered (chained to the `prior` day's last cursor), their overlaps, and for
+    a cursor stream the last checkpoint left."""
+    pieces = _pieces(rows, prior)
+    configured, least, _ = _overlaps(rows)
+    chained = [r for r in rows if r.kind == "cursor" and r.cursor_after is not None]
+    last = chained[-1] if chained else None
+    return DaySummary(
+        day,
+        tuple(union(p.interval for p in pieces)),
+        len(rows),
+        configured,
+        least,
+        last.cursor_after if last else (prior.cursor_after if prior else None),
+        last.ended_at if last else (prior.last_ended_at if prior else None),
     )
 
 
@@ -317,5 +349,6 @@ __all__ = [
     "coverage_json",
     "coverage_text",
     "stream_coverage",
+    "summarize_day",
     "union",
 ]

@@ -165,6 +165,18 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "content_hash": "hash of the rows' content hashes, in order",
         },
     ),
+    "coverage_gaps": (
+        "Gaps in a stream's window ledger found when state.housekeeping compacted it, kept "
+        "forever with their cause (the runs table is purged after retention_days).",
+        {
+            "stream": "pull_windows.stream",
+            "gap_from": f"first moment not covered, {TS}",
+            "gap_to": f"covered again from, {TS}",
+            "cause": "midnight, failed-run or checkpoint-reset (see `syncd coverage`)",
+            "runs": "JSON array: runs.run_id of the job's failed runs while it was open",
+            "found_at": f"compacted at, {TS}",
+        },
+    ),
     "_sqlite_migrations": (
         "Schema migrations applied to this file, by name (PRAGMA user_version counts them).",
         {

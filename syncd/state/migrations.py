@@ -858,6 +858,27 @@ def m0014_pull_windows(db: Database) -> None:
     )
 
 
+@migrations()
+def m0015_coverage_gaps(db: Database) -> None:
+    # The gaps state.housekeeping found in the ledger rows it compacted, with their cause
+    # and failed runs: kept forever, as the runs that explain a gap are purged after
+    # retention_days while the gap itself must stay provable.
+    run_script(
+        db,
+        """
+        CREATE TABLE coverage_gaps (
+            stream TEXT NOT NULL,
+            gap_from TEXT NOT NULL,
+            gap_to TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            runs TEXT NOT NULL DEFAULT '[]',  -- JSON: the failed runs while it was open
+            found_at TEXT NOT NULL,
+            PRIMARY KEY (stream, gap_from)
+        );
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

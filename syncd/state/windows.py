@@ -13,16 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from syncd.clock import parse_iso
+from syncd.clock import iso, parse_iso
 from syncd.coverage import (
     TODAY_ONLY_STREAMS,
     Coverage,
     DaySummary,
     FailedRun,
+    Gap,
     Interval,
     LedgerRow,
     stream_coverage,
+    summarize_day,
+    union,
 )
+from syncd.jsontext import text_hash
 from syncd.state.store import Store
 
 MAX_REQUEST_IDS = 20  # per row; the rest are counted in request_ids_more
@@ -117,20 +121,21 @@ def ledger_rows(store: Store, stream: str, since: str | None = None) -> list[Led
         "cursor_after, overlap_s FROM pull_windows WHERE stream = ? AND id >= ? ORDER BY id",
         [stream, before if before is not None else first],
     )
-    return [
-        LedgerRow(
-            r["run_id"],
-            r["kind"],
-            parse_iso(r["started_at"]),
-            parse_iso(r["ended_at"]),
-            _dt(r["window_from"]),
-            _dt(r["window_to"]),
-            r["cursor_before"],
-            r["cursor_after"],
-            r["overlap_s"],
-        )
-        for r in rows
-    ]
+    return [_ledger_row(r) for r in rows]
+
+
+def _ledger_row(r: dict[str, Any]) -> LedgerRow:
+    return LedgerRow(
+        r["run_id"],
+        r["kind"],
+        parse_iso(r["started_at"]),
+        parse_iso(r["ended_at"]),
+        _dt(r["window_from"]),
+        _dt(r["window_to"]),
+        r["cursor_before"],
+        r["cursor_after"],
+        r["overlap_s"],
+    )
 
 
 def ledger_days(store: Store, stream: str, since: str | None = None) -> list[DaySummary]:
@@ -185,9 +190,120 @@ def coverage_report(
                 since=None if since is None else parse_iso(since),
                 now=now,
                 midnight_zone=site_timezone if name in TODAY_ONLY_STREAMS else None,
+                kept_gaps=kept_gaps(store, name),
             )
         )
     return reports
+
+
+def kept_gaps(store: Store, stream: str) -> list[Gap]:
+    """The gaps recorded when the stream's rows were compacted."""
+    return [
+        Gap(
+            parse_iso(r["gap_from"]),
+            parse_iso(r["gap_to"]),
+            r["cause"],
+            tuple(json.loads(r["runs"])),
+        )
+        for r in store.query(
+            "SELECT gap_from, gap_to, cause, runs FROM coverage_gaps WHERE stream = ? "
+            "ORDER BY gap_from",
+            [stream],
+        )
+    ]
+
+
+def compact_ledger(store: Store, before_day: str, *, site_timezone: str = "UTC") -> int:
+    """Fold the ledger rows of the UTC days before `before_day` (YYYY-MM-DD) into
+    `pull_window_days`, record the gaps they show in `coverage_gaps` (with their cause,
+    while the runs that explain it are on record), and delete them. One transaction per
+    stream; returns the rows compacted."""
+    compacted = 0
+    for entry in store.query(
+        "SELECT stream, max(job) AS job FROM pull_windows WHERE ended_at < ? GROUP BY stream "
+        "ORDER BY stream",
+        [before_day],
+    ):
+        stream, job = entry["stream"], entry["job"]
+        with store.transaction():
+            rows = store.query(
+                "SELECT * FROM pull_windows WHERE stream = ? AND ended_at < ? ORDER BY id",
+                [stream, before_day],
+            )
+            days = ledger_days(store, stream)
+            coverage = stream_coverage(
+                stream,
+                [_ledger_row(r) for r in rows],
+                failed_runs(store, job),
+                days=days,
+                midnight_zone=site_timezone if stream in TODAY_ONLY_STREAMS else None,
+                kept_gaps=kept_gaps(store, stream),
+            )
+            for gap in coverage.gaps:
+                store.db.execute(
+                    "INSERT OR IGNORE INTO coverage_gaps (stream, gap_from, gap_to, cause, runs, "
+                    "found_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [stream, iso(gap.start), iso(gap.end), gap.cause, json.dumps(gap.runs), iso()],
+                )
+            by_day: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_day.setdefault(row["ended_at"][:10], []).append(row)
+            prior = days[-1] if days else None
+            for day, day_rows in sorted(by_day.items()):
+                prior = _store_day(store, stream, job, day, day_rows, prior)
+            store.db.execute(
+                "DELETE FROM pull_windows WHERE stream = ? AND ended_at < ?", [stream, before_day]
+            )
+            compacted += len(rows)
+    return compacted
+
+
+def _store_day(
+    store: Store,
+    stream: str,
+    job: str,
+    day: str,
+    rows: list[dict[str, Any]],
+    prior: DaySummary | None,
+) -> DaySummary:
+    summary = summarize_day(day, [_ledger_row(r) for r in rows], prior)
+    total = {k: sum(r[k] for r in rows) for k in ("pages", "listed", "stored", "rejected")}
+    covered = list(summary.covered)
+    digest = text_hash("\n".join(r["content_hash"] or "" for r in rows))
+    old = store.query("SELECT * FROM pull_window_days WHERE stream = ? AND day = ?", [stream, day])
+    windows = len(rows)
+    if old:  # rows of a day compacted before (a clock that went back): merge
+        covered = union(
+            covered
+            + [Interval(parse_iso(a), parse_iso(b)) for a, b in json.loads(old[0]["covered"])]
+        )
+        total = {k: v + old[0][k] for k, v in total.items()}
+        windows += old[0]["windows"]
+        digest = text_hash(old[0]["content_hash"] + digest)
+    store.db.execute(
+        "INSERT OR REPLACE INTO pull_window_days (stream, day, job, kind, windows, pages, listed, "
+        "stored, rejected, covered, min_overlap_s, overlap_s, lag_s, cursor_after, last_ended_at, "
+        "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            stream,
+            day,
+            job,
+            rows[-1]["kind"],
+            windows,
+            total["pages"],
+            total["listed"],
+            total["stored"],
+            total["rejected"],
+            json.dumps([[iso(i.start), iso(i.end)] for i in covered]),
+            summary.min_overlap_s,
+            summary.overlap_s,
+            max((r["lag_s"] for r in rows if r["lag_s"] is not None), default=None),
+            summary.cursor_after,
+            None if summary.last_ended_at is None else iso(summary.last_ended_at),
+            digest,
+        ],
+    )
+    return summary
 
 
 def window_counts(store: Store, stream: str) -> list[dict[str, Any]]:
@@ -198,8 +314,10 @@ def window_counts(store: Store, stream: str) -> list[dict[str, Any]]:
 __all__ = [
     "MAX_REQUEST_IDS",
     "RecordWindow",
+    "compact_ledger",
     "coverage_report",
     "failed_runs",
+    "kept_gaps",
     "ledger_days",
     "ledger_rows",
     "ledger_streams",
