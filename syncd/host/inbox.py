@@ -52,12 +52,15 @@ from syncd.host.dirs import HostDirs
 from syncd.host.feeds.fields import Format
 from syncd.host.feeds.merge import (
     FEEDS,
-    STAGE_REJECTS,
     Accepted,
     Feed,
     MergeContext,
     create_stage_rejects,
     drop_stage_rejects,
+    stage_rejects,
+    staged_reject_count,
+    staged_reject_sample,
+    staged_rejects,
 )
 from syncd.host.feeds.options import FeedOptions, host_options
 from syncd.host.files import (
@@ -78,6 +81,7 @@ from syncd.lifecycle import follow_umask
 from syncd.logs import Logger
 from syncd.progress import Progress, no_progress
 from syncd.state import NewReject, Store
+from syncd.state.mirror import host as host_files
 
 log: Logger = structlog.get_logger("syncd.host")
 SAMPLE_ERRORS = 20  # row errors quoted in a refused file's errors.json
@@ -193,11 +197,7 @@ def _stage(
             if good:
                 feed.stage_rows(db, good, fmt)
             if bad:
-                db.conn.executemany(
-                    f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    bad,
-                )
+                stage_rejects(db, bad)
         good.clear()
         bad.clear()
 
@@ -216,10 +216,7 @@ def _stage(
 
 
 def _staged_rejects(store: Store, feed: str, name: str) -> Iterator[NewReject]:
-    cursor = store.db.execute(
-        f"SELECT line, field, reason, payload FROM {STAGE_REJECTS} ORDER BY line"
-    )
-    for line, field, reason, payload in cursor:
+    for line, field, reason, payload in staged_rejects(store.db):
         yield NewReject(
             source=f"host:{feed}",
             reference=f"{name}:{line}",
@@ -230,9 +227,7 @@ def _staged_rejects(store: Store, feed: str, name: str) -> Iterator[NewReject]:
 
 
 def _sample_errors(store: Store) -> list[dict[str, Any]]:
-    return store.query(
-        f"SELECT line, field, reason FROM {STAGE_REJECTS} ORDER BY line LIMIT {SAMPLE_ERRORS}"
-    )
+    return staged_reject_sample(store.db, SAMPLE_ERRORS)
 
 
 def load_file(
@@ -288,10 +283,8 @@ def _archive_loaded(
     store: Store, feed: Feed, path: Path, dirs: HostDirs, sha256: str, bound: Logger
 ) -> LoadResult:
     """A file loaded before (a crash kept it from moving): move it, load nothing again."""
-    [done] = store.query(
-        "SELECT * FROM host_files WHERE feed = ? AND name = ? AND sha256 = ? AND status = 'loaded'",
-        [feed.name, path.name, sha256],
-    )
+    done = host_files.loaded_file(store, feed.name, path.name, sha256)
+    assert done is not None  # _AlreadyLoaded is raised only when it exists
     moved = move_file(path, dirs.archive) if path.exists() else None
     bound.info("host_file_already_loaded", moved_to=str(moved), load_id=done["id"])
     return LoadResult(
@@ -319,10 +312,7 @@ def _load_new(
 ) -> LoadResult:
     """Load a file not loaded before (raises _AlreadyLoaded when it was)."""
     fmt, mode, size = file_info["format"], file_info["mode"], file_info["size"]
-    if store.scalar(
-        "SELECT 1 FROM host_files WHERE feed = ? AND name = ? AND sha256 = ? AND status = 'loaded'",
-        [feed.name, path.name, file_info["sha256"]],
-    ):
+    if host_files.loaded_file(store, feed.name, path.name, file_info["sha256"]):
         raise _AlreadyLoaded
     kind = classify(path.name)
     try:
@@ -373,15 +363,20 @@ def _load_staged(
         with store.transaction():
             now = iso()
             # First statement writes: the transaction holds the write lock from here on.
-            cur = db.execute(
-                "INSERT INTO host_files (feed, name, sha256, size, format, mode, status, "
-                "loaded_at, run_id) VALUES (?, ?, ?, ?, ?, ?, 'loaded', ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                [feed.name, name, file_info["sha256"], file_info["size"], fmt, mode, now, run_id],
+            load_id = host_files.record_loaded(
+                store,
+                feed=feed.name,
+                name=name,
+                sha256=file_info["sha256"],
+                size=file_info["size"],
+                fmt=fmt,
+                mode=mode,
+                at=now,
+                run_id=run_id,
             )
-            if not cur.rowcount:  # pragma: no cover - two loads of one file raced
+            if load_id is None:  # pragma: no cover - two loads of one file raced
                 raise _AlreadyLoaded
-            ctx = MergeContext(load_id=int(cur.lastrowid or 0), file=name, mode=mode, now=now)
+            ctx = MergeContext(load_id=load_id, file=name, mode=mode, now=now)
             held_back = feed.prepare(db, ctx)
             if mode == "snapshot":
                 existing, absent = feed.guard_counts(db)
@@ -396,9 +391,7 @@ def _load_staged(
                             "existing_rows": existing,
                             "would_delete": absent,
                             "rows_in_file": accepted - held_back,
-                            "rows_rejected": db.execute(
-                                f"SELECT count(*) FROM {STAGE_REJECTS}"
-                            ).fetchone()[0],
+                            "rows_rejected": staged_reject_count(db),
                             "max_delete_fraction": fraction,
                             "row_errors": _sample_errors(store),
                         },
@@ -407,10 +400,13 @@ def _load_staged(
             changed, deleted = feed.merge(db, ctx)
             rejected = store.add_rejects(_staged_rejects(store, feed.name, name), run_id=run_id)
             loaded = accepted - held_back
-            db.execute(
-                "UPDATE host_files SET rows_loaded = ?, rows_rejected = ?, rows_changed = ?, "
-                "rows_deleted = ? WHERE id = ?",
-                [loaded, rejected, changed, deleted, ctx.load_id],
+            host_files.set_counts(
+                store,
+                ctx.load_id,
+                loaded=loaded,
+                rejected=rejected,
+                changed=changed,
+                deleted=deleted,
             )
             store.resolve_alerts(ALERT_FEED_GUARD, subject=feed.name)
         committed = time.monotonic()
@@ -596,20 +592,17 @@ def _refuse_file(
                 ],
                 run_id=run_id,
             )
-            store.db.execute(
-                "INSERT INTO host_files (feed, name, sha256, size, format, mode, status, reason, "
-                "loaded_at, run_id) VALUES (?, ?, ?, ?, ?, ?, 'rejected', ?, ?, ?)",
-                [
-                    feed.name,
-                    name,
-                    file_info["sha256"],
-                    file_info["size"],
-                    file_info["format"],
-                    file_info["mode"],
-                    refused.reason,
-                    iso(),
-                    run_id,
-                ],
+            host_files.record_refused(
+                store,
+                feed=feed.name,
+                name=name,
+                sha256=file_info["sha256"],
+                size=file_info["size"],
+                fmt=file_info["format"],
+                mode=file_info["mode"],
+                reason=refused.reason,
+                at=iso(),
+                run_id=run_id,
             )
         per_file = refused.alert_kind == ALERT_FILE_ERROR
         store.open_alert(

@@ -45,7 +45,7 @@ def run(ctx: JobContext) -> None:
     cutoff = iso(utcnow() - timedelta(days=options.retention_days))
     deleted = ctx.store.purge_history(cutoff, keep_run_id=ctx.run_id)
     if not ctx.dry_run:
-        ctx.store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        ctx.store.checkpoint_wal()
     for table, count in deleted.items():
         ctx.counts[f"deleted_{table}"] = count
     before_day = (utcnow() - timedelta(days=options.ledger_days)).date().isoformat()

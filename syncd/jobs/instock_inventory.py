@@ -41,6 +41,7 @@ from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
 from syncd.readahead import read_ahead
 from syncd.send.host import host_file_intent, host_file_intent_json, host_format
 from syncd.state import NewIntent, Store
+from syncd.state.mirror import instock_inventory as mirror
 
 STREAM = "instock.inventory.scan"
 QTY = ("free", "reserved", "registered")
@@ -97,7 +98,7 @@ def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
     position = load_position(store.get_checkpoint(STREAM))
-    _ensure_page_table(store)
+    mirror.open_page_table(store)
     with InstockClient(ctx.settings.connectors.instock) as client:
         client.check_site()
         try:
@@ -118,13 +119,6 @@ def run(ctx: JobContext) -> None:
     _settle_scan(ctx, position, options)
 
 
-def _ensure_page_table(store: Store) -> None:
-    store.db.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS inventory_page ("
-        "article_id TEXT PRIMARY KEY, free INTEGER, reserved INTEGER, registered INTEGER)"
-    )
-
-
 def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
     """Store one page's good records, reject its bad ones, move the cursor: one transaction."""
     store = ctx.store
@@ -141,48 +135,7 @@ def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
     )
     now = iso()
     with store.transaction():
-        store.db.execute("DELETE FROM temp.inventory_page")
-        store.db.conn.executemany(
-            "INSERT OR REPLACE INTO temp.inventory_page VALUES (?, ?, ?, ?)", rows
-        )
-        # Changed rows keep the values from before the scan touched them.
-        store.db.execute(
-            """
-            INSERT INTO instock_inventory_deltas
-                (article_id, free_before, reserved_before, registered_before,
-                 free, reserved, registered, scan)
-            SELECT p.article_id, coalesce(m.free, 0), coalesce(m.reserved, 0),
-                   coalesce(m.registered, 0), p.free, p.reserved, p.registered, ?
-            FROM temp.inventory_page p LEFT JOIN instock_inventory m USING (article_id)
-            WHERE m.article_id IS NULL OR m.free != p.free OR m.reserved != p.reserved
-               OR m.registered != p.registered
-            ON CONFLICT (article_id) DO UPDATE SET
-                free = excluded.free, reserved = excluded.reserved,
-                registered = excluded.registered
-            """,
-            [scan],
-        )
-        store.db.execute(
-            """
-            INSERT INTO instock_inventory (article_id, free, reserved, registered, scan, updated_at)
-            SELECT article_id, free, reserved, registered, ?, ? FROM temp.inventory_page WHERE true
-            ON CONFLICT (article_id) DO UPDATE SET
-                free = excluded.free, reserved = excluded.reserved,
-                registered = excluded.registered, scan = excluded.scan,
-                updated_at = CASE WHEN instock_inventory.free != excluded.free
-                    OR instock_inventory.reserved != excluded.reserved
-                    OR instock_inventory.registered != excluded.registered
-                    THEN excluded.updated_at ELSE instock_inventory.updated_at END
-            """,
-            [scan, now],
-        )
-        if listed_bad:
-            # Listed, so not absent; their quantities are unknown: the mirror keeps its own.
-            marks = ",".join("?" * len(listed_bad))
-            store.db.execute(
-                f"UPDATE instock_inventory SET scan = ? WHERE article_id IN ({marks})",
-                [scan, *listed_bad],
-            )
+        mirror.StorePage(scan, rows, listed_bad, now).apply(store)
         rejected = record_rejects(
             store,
             REJECT_SOURCE,
@@ -224,12 +177,8 @@ def guard_refusal(existing: int, absent: int, options: Options) -> str | None:
 def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
     store = ctx.store
     scan = position.scan
-    existing, absent = store.db.execute(
-        "SELECT count(*), coalesce(sum(scan < ?), 0) FROM instock_inventory "
-        "WHERE free != 0 OR reserved != 0 OR registered != 0",
-        [scan],
-    ).fetchone()
-    refusal = guard_refusal(int(existing), int(absent), options)
+    existing, absent = mirror.absent_counts(store, scan)
+    refusal = guard_refusal(existing, absent, options)
     if refusal is not None and not position.unkeyed:
         # The scan's changes stay in instock_inventory_deltas; the next scan (same number,
         # from the top) adds to them, and the scan that passes sends them all.
@@ -246,60 +195,26 @@ def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
                 "rejected: articles absent from this scan keep their quantities"
             )
         # Absent from the list means zero: those rows drop to zero, with a delta.
-        store.db.execute(
-            """
-            INSERT INTO instock_inventory_deltas
-                (article_id, free_before, reserved_before, registered_before,
-                 free, reserved, registered, scan)
-            SELECT article_id, free, reserved, registered, 0, 0, 0, ?
-            FROM instock_inventory
-            WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0) AND ?
-            ON CONFLICT (article_id) DO UPDATE SET free = 0, reserved = 0, registered = 0
-            """,
-            [scan, scan, not position.unkeyed],
-        )
-        store.db.execute(
-            "UPDATE instock_inventory SET free = 0, reserved = 0, registered = 0, updated_at = ? "
-            "WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0) AND ?",
-            [iso(), scan, not position.unkeyed],
-        )
+        mirror.ZeroAbsent(scan, iso(), allowed=not position.unkeyed).apply(store)
         added = 0
         for intent in _delta_intents(
             store, scan, options, host_format(ctx.settings, "inventory_deltas")
         ):  # one chunk in memory at a time
             added += store.add_intents([intent], run_id=ctx.run_id)
-        deltas = store.scalar("SELECT count(*) FROM instock_inventory_deltas")
-        store.db.execute("DELETE FROM instock_inventory_deltas")
+        deltas = mirror.delta_count(store)
+        mirror.ClearDeltas().apply(store)
         if options.reconcile:
             for intent in _reconcile(ctx, scan, options):
                 added += store.add_intents([intent], run_id=ctx.run_id)
         store.set_checkpoint(STREAM, dump_position(Position(scan + 1)), run_id=ctx.run_id)
         store.resolve_alerts(GUARD_ALERT, subject="instock.inventory")
-    ctx.counts["deltas"] += int(deltas or 0)
+    ctx.counts["deltas"] += deltas
     ctx.counts["queued"] += added
 
 
 def _delta_intents(store: Store, scan: int, options: Options, fmt: Format) -> Iterator[NewIntent]:
     """One intent per chunk of deltas, each rendered to JSON inside SQLite."""
-    last, chunk_no = "", 0
-    while True:
-        rows_json, last_id = store.db.execute(
-            """
-            SELECT json_group_array(json_object(
-                       'article_id', article_id, 'free_before', free_before, 'free', free,
-                       'free_delta', free - free_before, 'reserved_before', reserved_before,
-                       'reserved', reserved, 'registered_before', registered_before,
-                       'registered', registered, 'on_hand', free + reserved)),
-                   max(article_id)
-            FROM (SELECT * FROM instock_inventory_deltas WHERE article_id > ?
-                  ORDER BY article_id LIMIT ?)
-            """,
-            [last, options.file_chunk],
-        ).fetchone()
-        if last_id is None:
-            return
-        last = last_id
-        chunk_no += 1
+    for chunk_no, rows_json in enumerate(mirror.delta_chunks(store, options.file_chunk), 1):
         yield host_file_intent_json(
             "inventory_deltas", rows_json, fmt, key=f"inventory_deltas:{scan}:{chunk_no}"
         )
@@ -308,56 +223,17 @@ def _delta_intents(store: Store, scan: int, options: Options, fmt: Format) -> It
 def _reconcile(ctx: JobContext, scan: int, options: Options) -> Iterator[NewIntent]:
     """Host book stock vs Instock on hand (free + reserved); a file only when it changed."""
     store = ctx.store
-    if not store.scalar("SELECT count(*) FROM host_stock"):
+    if not mirror.host_stock_loaded(store):
         ctx.log.info("reconcile_skipped", reason="no host stock loaded yet")
         return
-    store.db.execute("DROP TABLE IF EXISTS temp.discrepancies")
-    store.db.execute(
-        """
-        CREATE TEMP TABLE discrepancies AS
-        SELECT article_id, host_qty, instock_qty, instock_qty - host_qty AS difference FROM (
-            SELECT h.article_id, h.qty AS host_qty,
-                   coalesce(m.free + m.reserved, 0) AS instock_qty
-            FROM (SELECT article_id, sum(qty) AS qty FROM host_stock GROUP BY article_id) h
-            LEFT JOIN instock_inventory m USING (article_id)
-            UNION ALL
-            SELECT m.article_id, 0, m.free + m.reserved
-            FROM instock_inventory m
-            WHERE m.free + m.reserved != 0
-              AND m.article_id NOT IN (SELECT article_id FROM host_stock)
-        ) WHERE host_qty != instock_qty
-        """
-    )
-    changed = store.scalar(
-        """
-        SELECT (SELECT count(*) FROM (
-                    SELECT article_id, host_qty, instock_qty FROM temp.discrepancies
-                    EXCEPT SELECT article_id, host_qty, instock_qty
-                    FROM instock_stock_discrepancies))
-             + (SELECT count(*) FROM (
-                    SELECT article_id, host_qty, instock_qty FROM instock_stock_discrepancies
-                    EXCEPT SELECT article_id, host_qty, instock_qty FROM temp.discrepancies))
-        """
-    )
-    count = store.scalar("SELECT count(*) FROM temp.discrepancies")
-    ctx.counts["discrepancies"] = int(count or 0)
+    changed, count = mirror.compare_with_host(store)
+    ctx.counts["discrepancies"] = count
     if not changed:
         return
-    now = iso()
-    store.db.execute("DELETE FROM instock_stock_discrepancies")
-    store.db.execute(
-        "INSERT INTO instock_stock_discrepancies "
-        "(article_id, host_qty, instock_qty, difference, scan, found_at) "
-        "SELECT article_id, host_qty, instock_qty, difference, ?, ? FROM temp.discrepancies",
-        [scan, now],
-    )
+    mirror.StoreDiscrepancies(scan, iso()).apply(store)
     last, chunk_no = "", 0
     while True:
-        rows = store.query(
-            "SELECT article_id, host_qty, instock_qty, difference FROM instock_stock_discrepancies "
-            "WHERE article_id > ? ORDER BY article_id LIMIT ?",
-            [last, options.file_chunk],
-        )
+        rows = mirror.discrepancies(store, last, options.file_chunk)
         if not rows and chunk_no:
             return
         chunk_no += 1

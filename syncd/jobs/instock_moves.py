@@ -37,20 +37,17 @@ from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.instock_records import record_rejects
 from syncd.jsontext import compact, json_safe, text_hash
 from syncd.send.host import host_file_intent, host_format
+from syncd.state import NewIntent, Store
+from syncd.state.mirror.instock_moves import (
+    MOVE_FIELDS,
+    journal_window,
+    journalled_after,
+    open_window,
+    stage_moves,
+)
 
 STREAM = "instock.moves.watermark"
 REJECT_SOURCE = "instock:moves"
-MOVE_FIELDS = (
-    "article_id",
-    "qty",
-    "move_timestamp",
-    "user_id",
-    "order_id",
-    "from_cell_id",
-    "to_cell_id",
-    "from_account_id",
-    "to_account_id",
-)
 
 
 class Options(BaseModel):
@@ -128,24 +125,14 @@ def _pull_window(
 ) -> tuple[int, list[tuple[str | None, BadRecord]]]:
     """Every page of the window into `temp.moves_window`; the bad moves, with the request
     id of the answer each came in, are returned for the commit to reject."""
-    db = ctx.store.db
-    db.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS moves_window ("
-        "seq INTEGER PRIMARY KEY, move_key TEXT NOT NULL, "
-        + ", ".join(f"{f}" for f in MOVE_FIELDS)
-        + ", extra TEXT)"
-    )
-    db.execute("DELETE FROM temp.moves_window")
+    store = ctx.store
+    open_window(store)
     count = 0
     rejected: list[tuple[str | None, BadRecord]] = []
     for page in client.move_pages(window.start, window.end):
         good, bad = check_records(page.items, Move, "article_id")
         rows = [_window_row(m) for m in good]
-        db.conn.executemany(
-            "INSERT INTO temp.moves_window (move_key, " + ", ".join(MOVE_FIELDS) + ", extra) "
-            "VALUES (" + ", ".join("?" * (len(MOVE_FIELDS) + 2)) + ")",
-            rows,
-        )
+        stage_moves(store, rows)
         rejected.extend((page.request_id, b) for b in bad)
         count += len(page.items)
         ctx.counts["stored"] += len(rows)
@@ -187,33 +174,20 @@ def _commit_window(
                 request_id=request_id,
                 run_id=ctx.run_id,
             )
-        before = store.scalar("SELECT coalesce(max(id), 0) FROM instock_moves")
-        cols = ", ".join(MOVE_FIELDS)
-        store.db.execute(
-            f"INSERT OR IGNORE INTO instock_moves (move_key, occurrence, {cols}, extra, "
-            "pulled_at, run_id) "
-            f"SELECT move_key, row_number() OVER (PARTITION BY move_key ORDER BY seq), {cols}, "
-            "extra, ?, ? FROM temp.moves_window ORDER BY move_timestamp, seq",
-            [iso(), ctx.run_id],
-        )
-        new = store.scalar("SELECT count(*) FROM instock_moves WHERE id > ?", [before])
+        before, new = journal_window(store, iso(), ctx.run_id)
         added = 0
         for intent in _journal_intents(store, before, options.journal_chunk, fmt):
             added += store.add_intents([intent], run_id=ctx.run_id)
         store.set_checkpoint(STREAM, iso(window.end), run_id=ctx.run_id)
     if added:
         ctx.counts["queued"] += added
-    return int(new or 0)
+    return new
 
 
-def _journal_intents(store: Any, after_id: int, chunk: int, fmt: Format) -> Iterable[Any]:
+def _journal_intents(store: Store, after_id: int, chunk: int, fmt: Format) -> Iterable[NewIntent]:
     last = after_id
     while True:
-        rows = store.query(
-            "SELECT id, " + ", ".join(MOVE_FIELDS) + " FROM instock_moves WHERE id > ? "
-            "ORDER BY id LIMIT ?",
-            [last, chunk],
-        )
+        rows = journalled_after(store, last, chunk)
         if not rows:
             return
         first, last = rows[0]["id"], rows[-1]["id"]

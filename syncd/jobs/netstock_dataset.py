@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncd.config import Duration
 from syncd.jsontext import json_text
 from syncd.state import NewReject, Store
+from syncd.state.mirror.host import host_tuples
 
 REJECT_SOURCE = "netstock:export:"  # + model
 DEFAULT_MODELS = ("locations", "master", "stocks", "suppliers", "sales", "po", "pohist")
@@ -552,10 +553,10 @@ def rendered_lines(
     whose integer field cannot be sent is left out (and appended to `rejects`)."""
     renderer = RENDERERS[model]
     whole = whole or Whole(options.integer_fractions)
-    cursor = store.db.conn.cursor()
-    cursor.row_factory = None
-    cursor.execute(
-        renderer.sql, {"loc": options.default_location, "since": f"-{options.sales_days} days"}
+    cursor = host_tuples(
+        store,
+        renderer.sql,
+        {"loc": options.default_location, "since": f"-{options.sales_days} days"},
     )
     lines: Iterator[str]
     if not renderer.located:  # nothing to check: render at C speed

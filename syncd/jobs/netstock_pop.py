@@ -56,7 +56,8 @@ from syncd.jobs.base import JobContext, JobSpec
 from syncd.jsontext import canonical
 from syncd.logs import redactor
 from syncd.send.host import host_file_intent, host_format
-from syncd.state import NewReject, Store
+from syncd.state import NewReject
+from syncd.state.mirror import netstock_pop as pops
 
 KINDS: tuple[PopKind, ...] = (PopKind.PO, PopKind.TR, PopKind.WO)
 ALERT_KIND: Final = "netstock_pop"
@@ -175,7 +176,7 @@ def _line_row(
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
-    mark_delivered(store)
+    pops.mark_delivered(store)
     queue_journaled(ctx)  # what a crash left between journal and queue
     if ctx.dry_run:  # a pop removes what it returns: a dry run makes none, and says so
         ctx.counts["pops_not_made"] = len(options.kinds)
@@ -205,7 +206,7 @@ def run(ctx: JobContext) -> None:
                     break  # the queue is empty
             else:
                 ctx.log.info("netstock_pop_bounded", kind=str(kind), max_pops=options.max_pops)
-    mark_delivered(store)
+    pops.mark_delivered(store)
 
 
 def lost_pop(
@@ -244,13 +245,7 @@ def _journal(ctx: JobContext, kind: PopKind | str, ids: list[int]) -> Any:
     def write(raw: str) -> None:
         if not carries_data(raw):
             return
-        with ctx.store.transaction():
-            cursor = ctx.store.db.execute(
-                "INSERT INTO netstock_pops (kind, raw, popped_at, status, run_id) "
-                "VALUES (?, ?, ?, 'journaled', ?)",
-                [PopKind(kind).value, raw, iso(), ctx.run_id],
-            )
-        ids.append(int(cursor.lastrowid or 0))
+        ids.append(pops.journal_pop(ctx.store, PopKind(kind).value, raw, iso(), ctx.run_id))
 
     return write
 
@@ -259,9 +254,7 @@ def queue_journaled(ctx: JobContext) -> int:
     """Parse every journaled answer and queue its host file; returns files queued."""
     store = ctx.store
     queued = 0
-    rows = store.query(
-        "SELECT id, kind, raw FROM netstock_pops WHERE status = 'journaled' ORDER BY id"
-    )
+    rows = pops.journaled_pops(store)
     for row in rows:
         queued += queue_row(ctx, row)
     return queued
@@ -286,19 +279,7 @@ def queue_row(ctx: JobContext, row: Mapping[str, Any]) -> int:
             intent = host_file_intent(stream, parsed.rows, fmt, key, columns=parsed.columns)
             added = store.add_intents([intent], run_id=ctx.run_id)
             outbox_id = store.intent_id("host", key)
-        store.db.execute(
-            "UPDATE netstock_pops SET status = ?, file_name = ?, lines = ?, outbox_id = ?, "
-            "queued_at = ?, delivered_at = ?, error = NULL WHERE id = ? AND status = 'journaled'",
-            [
-                "queued" if parsed.rows else "delivered",  # a file without lines: nothing to write
-                parsed.file_name,
-                len(parsed.rows),
-                outbox_id,
-                iso(),
-                None if parsed.rows else iso(),
-                row["id"],
-            ],
-        )
+        pops.PopQueued(row["id"], parsed.file_name, len(parsed.rows), outbox_id, iso()).apply(store)
     if added:
         ctx.counts["queued"] += added
         ctx.counts[f"lines_{kind.value}"] += len(parsed.rows)
@@ -308,10 +289,7 @@ def queue_row(ctx: JobContext, row: Mapping[str, Any]) -> int:
 def _unparseable(ctx: JobContext, row: Mapping[str, Any], reason: str) -> None:
     store = ctx.store
     with store.transaction():
-        store.db.execute(
-            "UPDATE netstock_pops SET status = 'unparseable', error = ? WHERE id = ?",
-            [redactor.text(reason), row["id"]],
-        )
+        pops.PopUnparseable(row["id"], redactor.text(reason)).apply(store)
         store.add_rejects(
             [
                 NewReject(
@@ -331,17 +309,6 @@ def _unparseable(ctx: JobContext, row: Mapping[str, Any], reason: str) -> None:
         subject=str(row["kind"]),
     )
     ctx.log.error("netstock_pop_unparseable", id=row["id"], kind=row["kind"], reason=reason)
-
-
-def mark_delivered(store: Store) -> int:
-    """Journal rows whose host file was written: delivered, at the sender's time."""
-    with store.transaction():
-        return store.db.execute(
-            "UPDATE netstock_pops SET status = 'delivered', delivered_at = ("
-            "  SELECT sent_at FROM outbox WHERE outbox.id = netstock_pops.outbox_id) "
-            "WHERE status = 'queued' AND outbox_id IN ("
-            "  SELECT id FROM outbox WHERE destination = 'host' AND status = 'sent')"
-        ).rowcount
 
 
 SPEC = JobSpec(

@@ -76,17 +76,11 @@ from syncd.errors import ConfigError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jsontext import canonical_strict, content_hash
 from syncd.state import NewReject, Store
-from syncd.state.ledger import Ledger
+from syncd.state.mirror import oregon_siop as host
+from syncd.state.mirror.oregon_siop import LEDGER, MICRO
 
 REJECT_SOURCE: Final = "oregon:siop"
-LEDGER: Final = Ledger(
-    accepted="oregon_siop_accepted",
-    failed="oregon_siop_failed",
-    key=("sold_to", "ship_to", "material_id", "year", "month", "day"),
-    hash="item_hash",
-)
 CHUNK: Final = 500  # catalog articles read (and looked up) per query
-MICRO: Final = 1_000_000  # host decimals keep up to 6 places: sums run in millionths
 STOCK_FIELDS: Final = (
     "onHand",
     "unitsOnHand",
@@ -247,24 +241,6 @@ def plan_item(
 # --- host reads (chunked by article: memory does not grow with the catalog) ------------------
 
 
-def _micro(column: str) -> str:
-    """A NUMERIC host quantity in exact integer millionths."""
-    return (
-        f"(CASE typeof({column}) WHEN 'integer' THEN {column} * {MICRO} "
-        f"ELSE CAST(round({column} * {MICRO}) AS INTEGER) END)"
-    )
-
-
-_REF = "min(file || ':' || printf('%09d', line))"
-
-
-def _ref(packed: str | None) -> str | None:
-    if not packed:
-        return None
-    file, _, line = packed.rpartition(":")
-    return f"{file}:{int(line)}"
-
-
 @dataclass(frozen=True)
 class Candidate:
     """A planned item with its natural key and the host rows it came from."""
@@ -282,11 +258,7 @@ def _articles(store: Store, options: Options) -> Iterator[list[dict[str, Any]]]:
     last = ""
     attribute = options.material_attribute
     while True:
-        rows = store.query(
-            "SELECT article_id, attributes, file, line FROM host_articles WHERE article_id > ? "
-            "ORDER BY article_id LIMIT ?",
-            [last, CHUNK],
-        )
+        rows = host.catalog_after(store, last, CHUNK)
         if not rows:
             return
         last = rows[-1]["article_id"]
@@ -305,36 +277,16 @@ def _candidates(
 ) -> list[Candidate]:
     store = ctx.store
     ids = [r["article_id"] for r in chunk]
-    marks = ",".join("?" * len(ids))
-    bucket = "sale_date" if options.granularity == "day" else "substr(sale_date, 1, 7)"
     first, end = min(p.start for p in spans), max(p.end for p in spans)
+    by_day = options.granularity == "day"
     sales = {
         (r["article_id"], r["period"]): r
-        for r in store.query(
-            f"SELECT article_id, {bucket} AS period, sum({_micro('qty')}) AS micro, "
-            f"count(*) AS rows, {_REF} AS ref FROM host_sales WHERE article_id IN ({marks}) "
-            "AND sale_date >= ? AND sale_date < ? GROUP BY 1, 2",
-            [*ids, first.isoformat(), end.isoformat()],
+        for r in host.sales_by_period(
+            store, ids, by_day=by_day, start=first.isoformat(), end=end.isoformat()
         )
     }
-    stock = {
-        r["article_id"]: r
-        for r in store.query(
-            f"SELECT article_id, sum({_micro('qty')}) AS micro, count(*) AS rows, {_REF} AS ref "
-            f"FROM host_stock WHERE article_id IN ({marks}) GROUP BY 1",
-            ids,
-        )
-    }
-    outstanding = f"max({_micro('qty_ordered')} - {_micro('qty_received')}, 0)"
-    orders = {
-        r["article_id"]: r
-        for r in store.query(
-            f"SELECT article_id, sum({outstanding}) AS micro, "
-            "group_concat(DISTINCT po_number) AS pos "
-            f"FROM host_purchase_order_lines WHERE article_id IN ({marks}) GROUP BY 1",
-            ids,
-        )
-    }
+    stock = {r["article_id"]: r for r in host.stock_by_article(store, ids)}
+    orders = {r["article_id"]: r for r in host.on_order_by_article(store, ids)}
     keys = (options.sold_to_id, options.ship_to_id)
     low = first.year * 10_000 + first.month * 100 + first.day
     scope = {"sold_to": options.sold_to_id, "ship_to": options.ship_to_id}
@@ -394,9 +346,9 @@ def _candidates(
             )
             sources: dict[str, Any] = {"host_articles": f"{article['file']}:{article['line']}"}
             if sale:
-                sources["host_sales"] = {"first": _ref(sale["ref"]), "rows": sale["rows"]}
+                sources["host_sales"] = {"first": host.first_row(sale["ref"]), "rows": sale["rows"]}
             if current and held:
-                sources["host_stock"] = {"first": _ref(held["ref"]), "rows": held["rows"]}
+                sources["host_stock"] = {"first": host.first_row(held["ref"]), "rows": held["rows"]}
             if current and ordered:
                 sources["host_purchase_orders"] = sorted(str(ordered["pos"]).split(","))
             out.append(

@@ -669,6 +669,11 @@ class Store:
             ).rowcount
         return deleted
 
+    def checkpoint_wal(self) -> None:
+        """Copy what the write-ahead log holds into the DB file without waiting for readers
+        (PASSIVE), so the -wal file does not grow between SQLite's own checkpoints."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     # -- alerts -------------------------------------------------------------
 
     def open_alert(self, kind: AlertKind, message: str, subject: str = "") -> bool:

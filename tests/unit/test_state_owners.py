@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import syncd
@@ -189,3 +190,152 @@ def test_the_same_refusal_is_found_by_a_payload_field(store: Store) -> None:
     assert store.open_reject_with("host:orders", "b.csv", "sha256", "x") is None
     store.drop_reject(1)
     assert store.open_reject_with("host:orders", "a.csv", "sha256", "x") is None
+
+
+# -- every table of the state DB has one writer ------------------------------------------------
+
+STORE = "state/store.py"
+MERGE = "host/feeds/merge.py"  # FEEDS: each feed's staging and merge into its host_* tables
+LEDGER_MODULE = "state/ledger.py"  # Ledger writes the accepted/failed tables its owner names
+MIRROR = "state/mirror/"
+
+OWNERS: dict[str, str] = {
+    **dict.fromkeys(("runs", "checkpoints", "outbox", "rejects", "alerts"), STORE),
+    **dict.fromkeys(("dsorder_orders", "dsorder_lines"), MIRROR + "dsorder.py"),
+    **dict.fromkeys(
+        (
+            "instock_orders",
+            "instock_order_sync",
+            "instock_article_sync",
+            "instock_ordertasks",
+            "instock_order_events",
+        ),
+        MIRROR + "instock.py",
+    ),
+    **dict.fromkeys(
+        (
+            "instock_inventory",
+            "instock_inventory_deltas",
+            "instock_stock_discrepancies",
+            "inventory_page",
+        ),
+        MIRROR + "instock_inventory.py",
+    ),
+    **dict.fromkeys(("instock_moves", "moves_window"), MIRROR + "instock_moves.py"),
+    **dict.fromkeys(
+        ("netstock_exports", "netstock_export_rows", "netstock_export_chunks", "netstock_frozen"),
+        MIRROR + "netstock_export.py",
+    ),
+    "netstock_pops": MIRROR + "netstock_pop.py",
+    **dict.fromkeys(
+        ("planning_import_jobs", "planning_import_accepted", "planning_import_failed"),
+        MIRROR + "planning_import.py",
+    ),
+    **dict.fromkeys(("oregon_siop_accepted", "oregon_siop_failed"), MIRROR + "oregon_siop.py"),
+    "host_files": MIRROR + "host.py",
+    **dict.fromkeys(
+        (
+            "host_articles",
+            "host_stock",
+            "host_orders",
+            "host_order_lines",
+            "host_locations",
+            "host_suppliers",
+            "host_sales",
+            "host_purchase_orders",
+            "host_purchase_order_lines",
+            "host_po_history",
+        ),
+        MERGE,
+    ),
+}
+# Written through `syncd.state.ledger.Ledger`, whose statements name the table by a value:
+# the owner is the one module that names the table (its `LEDGER`).
+LEDGER_TABLES = (
+    "planning_import_accepted",
+    "planning_import_failed",
+    "oregon_siop_accepted",
+    "oregon_siop_failed",
+)
+WRITE_STATEMENT = re.compile(
+    r"\b(?:INSERT(?:\s+OR\s+[A-Z]+)?\s+INTO|REPLACE\s+INTO|UPDATE(?!\s+(?:SET|ON)\b)|DELETE\s+FROM)"
+    r"\s+(?:temp\.|main\.)?(\w+|\{\})"
+)
+
+
+def _literals(path: Path) -> Iterator[str]:
+    """Every string literal of a module, an f-string's replacement fields as `{}`."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.JoinedStr):
+            yield "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+
+
+def table_writes() -> set[tuple[str, str]]:
+    """(module, table) for every INSERT, UPDATE or DELETE in a SQL literal of syncd/
+    (migrations aside); `{}` stands for a table named by a value."""
+    return {
+        (path.relative_to(PACKAGE).as_posix(), table)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).as_posix() != "state/migrations.py"
+        for text in _literals(path)
+        if SQL.search(text)
+        for table in WRITE_STATEMENT.findall(text)
+    }
+
+
+def test_every_table_of_the_schema_has_an_owner(db: Store) -> None:
+    """A table a migration adds is given its one owning module here."""
+    tables = {
+        r["name"]
+        for r in db.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        # SQLite's own, and sqlite-utils' record of the migrations applied
+        if not r["name"].startswith(("sqlite_", "_sqlite_"))
+    }
+    assert tables - set(OWNERS) == set()
+
+
+def test_each_table_is_written_only_by_its_owner() -> None:
+    """Every statement that writes a table of the state DB is in that table's owner; a table
+    named by a value is written only by the FEEDS merge (host tables and their staging) or
+    by the Ledger (the accepted/failed tables)."""
+    wrong = sorted(
+        f"{module} writes {table}"
+        for module, table in table_writes()
+        if not (
+            module in (MERGE, LEDGER_MODULE)
+            if table == "{}"
+            else module == (MERGE if table.startswith("host_stage_") else OWNERS.get(table))
+        )
+    )
+    assert wrong == []
+    writes = table_writes()
+    named_by_value = set(LEDGER_TABLES) | {t for t, owner in OWNERS.items() if owner == MERGE}
+    stale = sorted(
+        f"{owner} writes no {table}"
+        for table, owner in OWNERS.items()
+        if table not in named_by_value and (owner, table) not in writes
+    )
+    assert stale == []
+
+
+def ledger_declarations() -> dict[str, list[str]]:
+    """For each table a `Ledger(accepted=..., failed=...)` of syncd/ names, the modules."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Ledger"):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg in ("accepted", "failed") and isinstance(
+                    keyword.value, ast.Constant
+                ):
+                    module = path.relative_to(PACKAGE).as_posix()
+                    found.setdefault(str(keyword.value.value), []).append(module)
+    return found
+
+
+def test_a_ledger_table_is_declared_once_by_its_owner() -> None:
+    """Each accepted/failed table has one `Ledger`, in its owner (the only way it is written)."""
+    assert ledger_declarations() == {table: [OWNERS[table]] for table in LEDGER_TABLES}

@@ -65,6 +65,32 @@ def drop_stage_rejects(db: Database) -> None:
     db.execute(f"DROP TABLE IF EXISTS {STAGE_REJECTS}")
 
 
+def stage_rejects(db: Database, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rejected rows as (line, field, reason, payload, key1, key2), in one `executemany`."""
+    db.conn.executemany(
+        f"INSERT INTO {STAGE_REJECTS} (line, field, reason, payload, key1, key2) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def staged_rejects(db: Database) -> Iterable[tuple[int, str | None, str, str | None]]:
+    """The staged rejects as (line, field, reason, payload), in line order, streamed."""
+    return db.execute(f"SELECT line, field, reason, payload FROM {STAGE_REJECTS} ORDER BY line")
+
+
+def staged_reject_count(db: Database) -> int:
+    return int(db.execute(f"SELECT count(*) FROM {STAGE_REJECTS}").fetchone()[0])
+
+
+def staged_reject_sample(db: Database, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` staged rejects by line: line, field, reason."""
+    cursor = db.execute(
+        f"SELECT line, field, reason FROM {STAGE_REJECTS} ORDER BY line LIMIT {int(limit)}"
+    )
+    return [dict(zip(("line", "field", "reason"), row, strict=True)) for row in cursor]
+
+
 class Feed:
     """A feed that lands in one table keyed by `key` (articles, stock).
 
