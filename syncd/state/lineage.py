@@ -1,0 +1,422 @@
+"""`syncd trace KEY`: every state DB row that mentions a key, as one timeline.
+
+Two halves: read functions that turn rows into plain `TraceEvent`s (I/O, SQL here
+and nowhere in the CLI), and `assemble`, a pure function that orders them. Equal
+times are ordered by the stage of the loop (pulled before created before sent...),
+so a chain whose steps share a timestamp still reads in causal order. Events from a
+remote's clock (order status, moves) are placed at the time syncd recorded them, with the
+remote's time in the details: two clocks never interleave the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from syncd.state.store import Store
+
+KeyType = Literal["dsorder-order", "instock-order", "article", "file", "move"]
+KEY_TYPES: tuple[KeyType, ...] = ("dsorder-order", "instock-order", "file", "move", "article")
+
+# Causal rank of each event kind: the tie-break for events with the same time.
+STAGES: dict[str, int] = {
+    "host.file": 0,
+    "host.row": 1,
+    "dsorder.pulled": 2,
+    "dsorder.line": 3,
+    "reject": 4,
+    "hold": 5,
+    "alert": 6,
+    "intent.queued": 7,
+    "intent.sent": 8,
+    "intent.refused": 8,
+    "instock.order": 9,
+    "instock.synced": 9,
+    "article.synced": 9,
+    "instock.status": 10,
+    "instock.ordertask": 11,
+    "instock.event": 12,
+    "move": 13,
+    "inventory": 14,
+    "fulfil": 15,
+    "close": 16,
+    "dsorder.closed": 17,
+}
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One thing that happened to the key: when (ISO-8601 UTC), what, and its row."""
+
+    at: str
+    event: str
+    details: str
+    source: str  # table:rowid, so the same row read twice is shown once
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def assemble(events: Iterable[TraceEvent]) -> list[TraceEvent]:
+    """Order events by time, then by stage of the loop, then by source; drop repeats
+    (one row found through two links) and events with no time."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[TraceEvent] = []
+    for ev in events:
+        if not ev.at or (ev.source, ev.event) in seen:
+            continue
+        seen.add((ev.source, ev.event))
+        kept.append(ev)
+    return sorted(kept, key=lambda e: (_norm(e.at), STAGES.get(e.event, 50), e.source))
+
+
+def _norm(at: str) -> str:
+    """'2026-12-04T19:51:01Z' and '...T19:51:01.000Z' compare as the same instant."""
+    text = at.rstrip("Z").replace("+00:00", "")
+    if "." not in text:
+        text += ".000"
+    return text
+
+
+def to_json(events: list[TraceEvent]) -> list[dict[str, Any]]:
+    return [asdict(e) for e in events]
+
+
+def detect(store: Store, key: str) -> list[KeyType]:
+    """The kinds of thing `key` names in this state DB, most specific first."""
+    probes: dict[KeyType, str] = {
+        "dsorder-order": "SELECT 1 FROM dsorder_orders WHERE order_id = ?",
+        "instock-order": "SELECT 1 FROM instock_orders WHERE order_id = :k "
+        "UNION SELECT 1 FROM instock_order_sync WHERE order_id = :k "
+        "UNION SELECT 1 FROM host_orders WHERE order_id = :k",
+        "file": "SELECT 1 FROM host_files WHERE name = ?",
+        "move": "SELECT 1 FROM instock_moves WHERE move_key = ? OR CAST(id AS TEXT) = ?",
+        "article": "SELECT 1 FROM host_articles WHERE article_id = :k "
+        "UNION SELECT 1 FROM instock_article_sync WHERE article_id = :k "
+        "UNION SELECT 1 FROM instock_inventory WHERE article_id = :k",
+    }
+    found: list[KeyType] = []
+    for kind in KEY_TYPES:
+        sql = probes[kind]
+        params: Any = {"k": key} if ":k" in sql else [key] * sql.count("?")
+        if store.query(sql, params):
+            found.append(kind)
+    return found
+
+
+def trace(store: Store, key: str, kind: KeyType) -> list[TraceEvent]:
+    """Every event about `key` read as `kind`, in time order."""
+    readers: dict[str, Any] = {
+        "dsorder-order": _dsorder_order,
+        "instock-order": _instock_order,
+        "article": _article,
+        "file": _file,
+        "move": _move,
+    }
+    return assemble(readers[kind](store, key))
+
+
+def _intents(store: Store, order_key: str) -> list[TraceEvent]:
+    events = []
+    for r in store.query(
+        "SELECT * FROM outbox WHERE order_key = ? "
+        "OR substr(idempotency_key, 1, length(?)) = ? ORDER BY id",
+        [order_key, order_key + ":", order_key + ":"],
+    ):
+        src = f"outbox:{r['id']}"
+        kind = r["kind"]
+        what = f"{r['destination']} {kind} (intent {r['id']}, key {r['idempotency_key']})"
+        events.append(TraceEvent(r["created_at"], "intent.queued", what, src, r))
+        if r["status"] == "sent" and r["sent_at"]:
+            event = {"fulfill": "fulfil", "close": "close"}.get(kind, "intent.sent")
+            detail = (
+                f"{r['destination']} {kind} sent (intent {r['id']}, {r['attempts']} attempt(s))"
+            )
+            if event == "fulfil":
+                detail += ": " + _fulfil_totals(r["payload"])
+            if r["result"]:
+                detail += f"; answer {r['result']}"
+            events.append(TraceEvent(r["sent_at"], event, detail, src, r))
+        elif r["status"] in ("rejected", "dropped"):
+            detail = (
+                f"{r['destination']} {kind} {r['status']} (intent {r['id']}): {r['last_error']}"
+            )
+            events.append(TraceEvent(r["next_attempt_at"], "intent.refused", detail, src, r))
+    return events
+
+
+def _fulfil_totals(payload: str) -> str:
+    try:
+        lines = json.loads(payload).get("lines", [])
+    except (ValueError, AttributeError):
+        return "?"
+    return ", ".join(
+        f"line {ln.get('line_number')} {ln.get('quantity')}{' finished' if ln.get('finished') else ''}"
+        for ln in lines
+    )
+
+
+def _rejects(store: Store, where: str, params: list[Any]) -> list[TraceEvent]:
+    return [
+        TraceEvent(
+            r["created_at"],
+            "reject",
+            f"{r['source']} {r['reference']}: {r['field'] or '-'}: {r['reason']} [{r['status']}]",
+            f"rejects:{r['id']}",
+            r,
+        )
+        for r in store.query(f"SELECT * FROM rejects WHERE {where} ORDER BY id", params)
+    ]
+
+
+def _alerts(store: Store, subject: str) -> list[TraceEvent]:
+    return [
+        TraceEvent(
+            r["opened_at"],
+            "alert",
+            f"{r['kind']}: {r['message']}"
+            + (f" (resolved {r['resolved_at']})" if r["resolved_at"] else " (open)"),
+            f"alerts:{r['id']}",
+            r,
+        )
+        for r in store.query("SELECT * FROM alerts WHERE subject = ? ORDER BY id", [subject])
+    ]
+
+
+def _dsorder_order(store: Store, order_id: str) -> list[TraceEvent]:
+    events: list[TraceEvent] = []
+    instock_id = None
+    for r in store.query("SELECT * FROM dsorder_orders WHERE order_id = ?", [order_id]):
+        instock_id = r["instock_order_id"]
+        data = {k: v for k, v in r.items() if k != "raw"}
+        events.append(
+            TraceEvent(
+                r["pulled_at"],
+                "dsorder.pulled",
+                f"DSOrder order {order_id} pulled (store {r['store_id']}, delivery "
+                f"{r['delivery_date']}); now {r['state']}",
+                f"dsorder_orders:{order_id}",
+                data,
+            )
+        )
+        if r["state"] == "held" or r["hold_reason"]:
+            events.append(
+                TraceEvent(
+                    r["updated_at"], "hold", r["hold_reason"] or "held", f"hold:{order_id}", data
+                )
+            )
+        if r["closed_at"]:
+            events.append(
+                TraceEvent(
+                    r["closed_at"], "dsorder.closed", "closed in DSOrder", f"closed:{order_id}"
+                )
+            )
+        for ln in store.query(
+            "SELECT * FROM dsorder_lines WHERE order_id = ? ORDER BY line_number", [order_id]
+        ):
+            detail = (
+                f"line {ln['line_number']}: article {ln['article_id']} qty {ln['quantity']} -> "
+                f"{ln['instock_line_id'] or '-'} [{ln['status']}]"
+                + (f" {ln['reason']}" if ln["reason"] else "")
+            )
+            events.append(
+                TraceEvent(
+                    r["pulled_at"],
+                    "dsorder.line",
+                    detail,
+                    f"dsorder_lines:{order_id}:{ln['line_number']}",
+                    ln,
+                )
+            )
+    events += _intents(store, f"order:{order_id}")
+    events += _rejects(
+        store, "reference = ? OR reference LIKE ?", [f"order {order_id}", f"order {order_id} %"]
+    )
+    events += _alerts(store, order_id)
+    if instock_id:
+        events += _instock_order(store, instock_id, with_dsorder=False)
+    return events
+
+
+def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> list[TraceEvent]:
+    events: list[TraceEvent] = []
+    if with_dsorder:
+        for r in store.query(
+            "SELECT order_id FROM dsorder_orders WHERE instock_order_id = ?", [order_id]
+        ):
+            events += _dsorder_order(store, r["order_id"])
+    for r in store.query("SELECT * FROM host_orders WHERE order_id = ?", [order_id]):
+        events.append(
+            TraceEvent(
+                r["loaded_at"],
+                "host.row",
+                f"host order {order_id} from {r['file']}:{r['line']} [{r['status']}]",
+                f"host_orders:{order_id}",
+                r,
+            )
+        )
+    for r in store.query("SELECT * FROM instock_order_sync WHERE order_id = ?", [order_id]):
+        detail = f"Instock order {order_id} {r['action']} from {r['source']}: {r['status']}"
+        if r["reason"]:
+            detail += f" ({r['reason']})"
+        events.append(TraceEvent(r["updated_at"], "instock.synced", detail, f"sync:{order_id}", r))
+    for r in store.query("SELECT * FROM instock_orders WHERE order_id = ?", [order_id]):
+        if r["order_status"]:
+            events.append(
+                TraceEvent(
+                    r["updated_at"],
+                    "instock.status",
+                    f"Instock order {order_id} ({r['kind']}, placed {r['placed_at']}) status "
+                    f"{r['order_status']} at {r['status_at']} (Instock's clock); fulfilled {r['fulfilled']}",
+                    f"instock_status:{order_id}",
+                    r,
+                )
+            )
+    for r in store.query(
+        "SELECT * FROM instock_ordertasks WHERE order_id = ? ORDER BY ordertask_id", [order_id]
+    ):
+        events.append(
+            TraceEvent(
+                r["updated_at"],
+                "instock.ordertask",
+                f"ordertask {r['ordertask_id']} {r['ordertask_status']}",
+                f"instock_ordertasks:{r['ordertask_id']}",
+                r,
+            )
+        )
+    for r in store.query(
+        "SELECT * FROM instock_order_events WHERE order_id = ? ORDER BY id", [order_id]
+    ):
+        events.append(
+            TraceEvent(
+                r["created_at"],
+                "instock.event",
+                f"{r['kind']} {r['order_status']}"
+                + (
+                    f" line {r['line_id']} {r['fulfilled']}/{r['requested']}"
+                    if r["line_id"]
+                    else ""
+                ),
+                f"instock_order_events:{r['id']}",
+                r,
+            )
+        )
+    for r in store.query(
+        "SELECT * FROM instock_moves WHERE order_id = ? ORDER BY move_timestamp, id", [order_id]
+    ):
+        events.append(_move_event(r))
+    events += _intents(store, f"order:{order_id}")
+    events += _rejects(store, "reference LIKE ?", [f"% order:{order_id}"])
+    events += _alerts(store, order_id)
+    return events
+
+
+def _move_event(r: dict[str, Any]) -> TraceEvent:
+    return TraceEvent(
+        r["pulled_at"],
+        "move",
+        f"move {r['id']} at {r['move_timestamp']}: {r['qty']} x {r['article_id']} {r['from_cell_id']} -> "
+        f"{r['to_cell_id']} ({r['from_account_id']} -> {r['to_account_id']}) order "
+        f"{r['order_id'] or '-'}; pulled {r['pulled_at']} by {r['run_id']}",
+        f"instock_moves:{r['id']}",
+        r,
+    )
+
+
+def _move(store: Store, key: str) -> list[TraceEvent]:
+    rows = store.query(
+        "SELECT * FROM instock_moves WHERE move_key = ? OR CAST(id AS TEXT) = ? ORDER BY id",
+        [key, key],
+    )
+    events = [_move_event(r) for r in rows]
+    for r in rows:
+        events.append(
+            TraceEvent(
+                r["pulled_at"],
+                "move",
+                f"move {r['id']} pulled by run {r['run_id']}",
+                f"pulled:{r['id']}",
+                r,
+            )
+        )
+    return events
+
+
+def _article(store: Store, article_id: str) -> list[TraceEvent]:
+    events: list[TraceEvent] = []
+    for r in store.query("SELECT * FROM host_articles WHERE article_id = ?", [article_id]):
+        events.append(
+            TraceEvent(
+                r["loaded_at"],
+                "host.row",
+                f"host article {article_id} '{r['name']}' from {r['file']}:{r['line']} "
+                f"(load {r['load_id']})",
+                f"host_articles:{article_id}",
+                r,
+            )
+        )
+    for r in store.query("SELECT * FROM instock_article_sync WHERE article_id = ?", [article_id]):
+        detail = f"pushed to Instock: {r['status']}" + (f" ({r['reason']})" if r["reason"] else "")
+        events.append(
+            TraceEvent(r["updated_at"], "article.synced", detail, f"article_sync:{article_id}", r)
+        )
+    for r in store.query("SELECT * FROM instock_inventory WHERE article_id = ?", [article_id]):
+        events.append(
+            TraceEvent(
+                r["updated_at"],
+                "inventory",
+                f"Instock stock free {r['free']} reserved {r['reserved']} registered "
+                f"{r['registered']} (scan {r['scan']})",
+                f"instock_inventory:{article_id}",
+                r,
+            )
+        )
+    events += _intents(store, f"article:{article_id}")
+    events += _rejects(
+        store,
+        "reference = ? OR (payload LIKE ? AND source LIKE 'host:%')",
+        [f"article {article_id}", f"%{article_id}%"],
+    )
+    return events
+
+
+def _file(store: Store, name: str) -> list[TraceEvent]:
+    events: list[TraceEvent] = []
+    for r in store.query("SELECT * FROM host_files WHERE name = ? ORDER BY id", [name]):
+        detail = (
+            f"{r['feed']} file {name} {r['status']}: {r['rows_loaded']} rows loaded, "
+            f"{r['rows_rejected']} rejected, {r['rows_changed']} changed"
+            + (f" ({r['reason']})" if r["reason"] else "")
+        )
+        events.append(TraceEvent(r["loaded_at"], "host.file", detail, f"host_files:{r['id']}", r))
+    for r in store.query(
+        "SELECT order_id, file, line, status, loaded_at FROM host_orders WHERE file = ? ORDER BY line",
+        [name],
+    ):
+        events.append(
+            TraceEvent(
+                r["loaded_at"],
+                "host.row",
+                f"line {r['line']}: order {r['order_id']} [{r['status']}]",
+                f"host_orders:{r['order_id']}",
+                r,
+            )
+        )
+        events += _intents(store, f"order:{r['order_id']}")
+    for table, key in (("host_articles", "article_id"), ("host_stock", "article_id")):
+        for r in store.query(
+            f"SELECT {key}, file, line, loaded_at FROM {table} WHERE file = ? ORDER BY line", [name]
+        ):
+            events.append(
+                TraceEvent(
+                    r["loaded_at"],
+                    "host.row",
+                    f"line {r['line']}: {table.removeprefix('host_')} {r[key]}",
+                    f"{table}:{r[key]}:{r['line']}",
+                    r,
+                )
+            )
+            if table == "host_articles":
+                events += _intents(store, f"article:{r[key]}")
+    events += _rejects(store, "reference = ? OR reference LIKE ?", [name, f"{name}:%"])
+    return events

@@ -1,0 +1,99 @@
+"""`syncd trace KEY` on a loop run against both simulators: each key type shows its chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from click.testing import CliRunner
+from freezegun import freeze_time
+
+from syncd.cli import main as cli
+from syncd.config import Settings
+from syncd.sandbox.dsorder import DSOrderSim
+from syncd.sandbox.instock import InstockSim
+from tests.integration.jobkit import query
+from tests.integration.test_dsorder_loop import (  # noqa: F401 - fixtures
+    cycle,
+    ds,
+    ins,
+    make_cfg,
+    run,
+    stocked,
+)
+
+
+def trace(cfg: Settings, key: str, *extra: str) -> tuple[int, list[dict[str, Any]]]:
+    env = {"SYNCD_DAEMON__STATE_DIR": str(cfg.daemon.state_dir)}
+    result = CliRunner().invoke(cli, ["trace", key, "--json", *extra], env=env, obj=cfg)
+    return result.exit_code, json.loads(result.output) if result.exit_code == 0 else []
+
+
+def events(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["event"] for r in rows]
+
+
+def test_trace_follows_each_key_type_through_the_loop(
+    ins: InstockSim,  # noqa: F811
+    ds: DSOrderSim,  # noqa: F811
+    make_cfg: Callable[..., Settings],  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    cfg = make_cfg(policy="hold")
+    monkeypatch.setattr("syncd.cli._settings", lambda *_a, **_k: cfg)
+    a, b = stocked(ins)[:2]
+    good = ds.submit_order(lines=[(a, 2), (b, 1)])
+    bad = ds.submit_order(lines=[(a, 1), (b, 2.5)])
+    cycle(cfg)
+    ins.advance_order(f"DS-{good}")
+    assert ins.advance_order(f"DS-{good}") == "done"
+    with freeze_time(datetime.now(UTC) + timedelta(minutes=2), tick=True):
+        run(cfg, "instock.moves")  # past the moves pull's lag
+    cycle(cfg)
+
+    code, rows = trace(cfg, good)
+    assert code == 0
+    seen = events(rows)
+    chain = ["dsorder.pulled", "intent.sent", "instock.status", "fulfil", "close"]
+    assert "move" in seen  # placed when pulled (here: two minutes on, past the lag)
+    positions = [seen.index(e) for e in chain]
+    assert positions == sorted(positions), seen
+    assert any(r["event"] == "intent.sent" and "orders.create" in r["details"] for r in rows)
+    assert times_ordered(rows)
+
+    code, held = trace(cfg, bad)
+    assert code == 0
+    hold = [r for r in held if r["event"] == "hold"]
+    assert hold
+    assert "fractional quantity 2.5" in hold[0]["details"]
+    assert any(r["event"] == "reject" and "line 2000" in r["details"] for r in held)
+    assert "intent.sent" not in events(held)
+
+    code, inst = trace(cfg, f"DS-{good}")
+    assert code == 0
+    assert {"move", "instock.status", "dsorder.pulled"} <= set(events(inst))
+
+    code, art = trace(cfg, a)
+    assert code == 0
+    assert "host.row" in events(art)
+    file_name = query(cfg, "SELECT file FROM host_articles WHERE article_id = ?", [a])[0]["file"]
+    code, fil = trace(cfg, file_name)
+    assert code == 0
+    assert events(fil)[0] == "host.file"
+    assert any(f"articles {a}" in r["details"] for r in fil)
+
+    move_id = query(cfg, "SELECT id FROM instock_moves WHERE order_id = ?", [f"DS-{good}"])[0]
+    code, mv = trace(cfg, str(move_id["id"]), "--type", "move")
+    assert code == 0
+    assert events(mv)[0] == "move"
+
+    assert trace(cfg, "NOTHING-HERE")[0] == 66
+
+
+def times_ordered(rows: list[dict[str, Any]]) -> bool:
+    from syncd.state.lineage import _norm
+
+    stamps = [_norm(r["at"]) for r in rows]
+    return stamps == sorted(stamps)

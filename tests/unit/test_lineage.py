@@ -1,0 +1,53 @@
+"""The trace timeline assembler: time order, causal tie-break, one event per row."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncd.state.lineage import STAGES, TraceEvent, assemble
+
+
+def ev(at: str, event: str, source: str = "x") -> TraceEvent:
+    return TraceEvent(at, event, "", source)
+
+
+def test_equal_times_follow_the_loop_order() -> None:
+    t = "2026-12-04T10:00:00Z"
+    got = assemble(
+        [
+            ev(t, "close", "c"),
+            ev(t, "move", "m"),
+            ev(t, "dsorder.pulled", "p"),
+            ev(t, "fulfil", "f"),
+        ]
+    )
+    assert [e.event for e in got] == ["dsorder.pulled", "move", "fulfil", "close"]
+
+
+def test_second_and_millisecond_stamps_compare_as_instants() -> None:
+    got = assemble([ev("2026-12-04T10:00:01Z", "a", "1"), ev("2026-12-04T10:00:00.500Z", "b", "2")])
+    assert [e.source for e in got] == ["2", "1"]
+
+
+def test_a_row_found_twice_is_shown_once_and_timeless_rows_are_left_out() -> None:
+    t = "2026-12-04T10:00:00Z"
+    got = assemble(
+        [ev(t, "move", "instock_moves:1"), ev(t, "move", "instock_moves:1"), ev("", "x")]
+    )
+    assert len(got) == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 59), st.sampled_from(sorted(STAGES)), st.integers(0, 5)),
+        max_size=20,
+    )
+)
+def test_output_is_sorted_and_keeps_every_distinct_row(items: list[tuple[int, str, int]]) -> None:
+    evs = [ev(f"2026-12-04T10:00:{s:02d}Z", e, f"r{n}") for s, e, n in items]
+    got = assemble(evs)
+    assert len(got) == len({(e.source, e.event) for e in evs})
+    keys = [(e.at, STAGES[e.event], e.source) for e in got]
+    assert keys == sorted(keys)
