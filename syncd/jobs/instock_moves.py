@@ -21,9 +21,10 @@ the host journal never receives a value that is not valid JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,8 +46,10 @@ from syncd.state.mirror.instock_moves import (
     open_window,
     stage_moves,
 )
+from syncd.state.windows import RecordWindow
 
 STREAM = "instock.moves.watermark"
+LEDGER_STREAM = "instock.moves"  # its windows in the window ledger
 REJECT_SOURCE = "instock:moves"
 
 
@@ -109,8 +112,8 @@ def run(ctx: JobContext) -> None:
             )
             if window is None:
                 return
-            pulled, bad = _pull_window(ctx, client, window)
-            new = _commit_window(ctx, window, options, bad)
+            pulled, bad, read = _pull_window(ctx, client, window)
+            new = _commit_window(ctx, window, options, bad, read)
             ctx.counts["pulled"] += pulled
             ctx.counts["journalled"] += new
             ctx.log.info(
@@ -120,15 +123,27 @@ def run(ctx: JobContext) -> None:
                 return  # caught up: the next run takes the next window (a backfill goes on)
 
 
+@dataclass
+class WindowRead:
+    """What reading a window's pages gave, for its window ledger row."""
+
+    started_at: str
+    pages: int = 0
+    stored: int = 0
+    request_ids: list[str] = field(default_factory=list)
+    digest: Any = field(default_factory=hashlib.sha256)  # over the moves' content keys
+
+
 def _pull_window(
     ctx: JobContext, client: InstockClient, window: Window
-) -> tuple[int, list[tuple[str | None, BadRecord]]]:
+) -> tuple[int, list[tuple[str | None, BadRecord]], WindowRead]:
     """Every page of the window into `temp.moves_window`; the bad moves, with the request
     id of the answer each came in, are returned for the commit to reject."""
     store = ctx.store
     open_window(store)
     count = 0
     rejected: list[tuple[str | None, BadRecord]] = []
+    read = WindowRead(iso())
     for page in client.move_pages(window.start, window.end):
         good, bad = check_records(page.items, Move, "article_id")
         rows = [_window_row(m) for m in good]
@@ -136,12 +151,17 @@ def _pull_window(
         rejected.extend((page.request_id, b) for b in bad)
         count += len(page.items)
         ctx.counts["stored"] += len(rows)
+        read.pages += 1
+        read.stored += len(rows)
+        if page.request_id:  # the ledger keeps the first ones and counts the rest
+            read.request_ids.append(page.request_id)
+        read.digest.update("\n".join(r[0] for r in rows).encode())
         ctx.progress(
             "instock.moves: moves read (a backfill goes window by window)",
             ctx.counts["pulled"] + count,
         )
         ctx.check_stop()
-    return count, rejected
+    return count, rejected, read
 
 
 def _window_row(move: Move) -> tuple[Any, ...]:
@@ -159,9 +179,10 @@ def _commit_window(
     window: Window,
     options: Options,
     bad: Sequence[tuple[str | None, BadRecord]] = (),
+    read: WindowRead | None = None,
 ) -> int:
-    """Insert new moves, reject bad ones, queue the journal files and advance the watermark,
-    atomically."""
+    """Insert new moves, reject bad ones, queue the journal files, write the window's
+    ledger row and advance the watermark, atomically."""
     store = ctx.store
     fmt = host_format(ctx.settings, "moves")
     with store.transaction():
@@ -178,6 +199,25 @@ def _commit_window(
         added = 0
         for intent in _journal_intents(store, before, options.journal_chunk, fmt):
             added += store.add_intents([intent], run_id=ctx.run_id)
+        if read is not None:
+            RecordWindow(
+                LEDGER_STREAM,
+                "instock.moves",
+                ctx.run_id,
+                "window",
+                read.started_at,
+                iso(),
+                iso(window.start),
+                iso(window.end),
+                lag_s=options.lag,
+                overlap_s=options.overlap,
+                pages=read.pages,
+                listed=read.stored + len(bad),
+                stored=read.stored,
+                rejected=len(bad),
+                content_hash=read.digest.hexdigest()[:32],
+                request_ids=tuple(read.request_ids),
+            ).apply(store)
         store.set_checkpoint(STREAM, iso(window.end), run_id=ctx.run_id)
     if added:
         ctx.counts["queued"] += added

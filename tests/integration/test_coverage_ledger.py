@@ -5,18 +5,25 @@ each page a pull stores leaves one ledger row with its counts and request id, an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from syncd.clock import utcnow
 from syncd.config import Settings
+from syncd.coverage import Coverage
 from syncd.sandbox.instock import InstockSim, Line, Order
 from syncd.state import Store
 from syncd.state.windows import coverage_report, window_counts
 from tests.configs import connector_for, fast_retry, sim_settings
+from tests.integration import test_instock_jobs as instock_suite
 from tests.integration.jobkit import run
+from tests.integration.test_instock_jobs import MOVES_OPTIONS, Clock
+
+# The Instock job suite's fixtures: one clock for the simulator and instock.moves.
+clock = instock_suite.clock
+make_cfg = instock_suite.make_cfg
 
 ORDERS_LIST = "GET /v1/{site_id}/orders"
 
@@ -89,3 +96,40 @@ def test_a_failed_run_is_a_gap_until_a_run_resumes_from_the_cursor(
     assert gaps(cfg) == [("failed-run", (failed.run_id,))]
     run(cfg, "instock.orders")
     assert gaps(cfg) == []
+
+
+MOVES_LIST = "GET /v1/{site_id}/moves"
+
+
+def test_moves_windows_are_in_the_ledger_with_their_overlap(
+    clock: Clock, make_cfg: Callable[..., Settings]
+) -> None:
+    """A 40-day backfill in one-day windows overlapping by six hours: one ledger row per
+    window, whose stored counts add up to what the run stored, covering the period with the
+    configured overlap and no gap; a failed run is a gap naming it until the next run
+    resumes from the watermark."""
+    with InstockSim(seed=21, articles=60, retry_after=0, clock=clock) as sim:
+        cfg = make_cfg(sim, page_size=100, instock_moves=MOVES_OPTIONS)
+        first = run(cfg, "instock.moves")
+        with Store.open(cfg.db_path, migrate=False) as store:
+            rows = window_counts(store, "instock.moves")
+        assert len(rows) >= 40
+        assert sum(r["stored"] for r in rows) == first.counts["stored"]
+        assert sum(r["listed"] for r in rows) == first.counts["pulled"]
+        assert all(r["pages"] == len(json.loads(r["request_ids"])) for r in rows)
+        [report] = reports(cfg)
+        assert report.gaps == ()
+        assert report.overlap_s == report.min_overlap_s == 6 * 3600
+        clock.t += 3600
+        sim.faults.script(MOVES_LIST, ["500"] * 5)
+        failed = run(cfg, "instock.moves", expect="failed")
+        assert [(g.cause, g.runs) for g in reports(cfg)[0].gaps] == [
+            ("failed-run", (failed.run_id,))
+        ]
+        run(cfg, "instock.moves")
+        assert reports(cfg)[0].gaps == ()
+
+
+def reports(cfg: Settings) -> list[Coverage]:
+    with Store.open(cfg.db_path, migrate=False) as store:
+        return coverage_report(store, "instock.moves", now=utcnow())
