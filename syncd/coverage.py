@@ -30,6 +30,8 @@ from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from syncd.clock import iso
+
 GapCause = Literal["midnight", "failed-run", "checkpoint-reset"]
 # Streams of a remote that lists only the site's current day (a midnight inside a gap is
 # its cause): DSOrder's submitted orders.
@@ -291,7 +293,7 @@ def coverage_json(cov: Coverage) -> dict[str, object]:
     """A stream's coverage as JSON-ready data (ISO-8601 UTC times)."""
 
     def t(moment: datetime | None) -> str | None:
-        return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return None if moment is None else iso(moment)
 
     return {
         "stream": cov.stream,

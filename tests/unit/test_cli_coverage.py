@@ -77,7 +77,7 @@ def test_since_after_the_gap_exits_0(config: Path) -> None:
         config, "coverage", "instock.moves", "--since", "2026-12-01T12:00:00Z", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)[0]["from"] == "2026-12-01T12:00:00Z"
+    assert json.loads(result.stdout)[0]["from"] == "2026-12-01T12:00:00.000Z"
 
 
 def test_an_unknown_stream_is_named(config: Path) -> None:
