@@ -232,6 +232,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     Refused (75) while a daemon runs on the same state: send it SIGUSR1 instead.
     `--dry-run` works alongside a running daemon.
     """
+    from syncd import ratebudget
     from syncd.errors import AlreadyRunningError
     from syncd.jobs import REGISTRY
     from syncd.jobs.runner import run_job
@@ -239,6 +240,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
     from syncd.metrics.expose import Exposure
     from syncd.progress import TerminalProgress, no_progress
     from syncd.state import StateLock, Store
+    from syncd.state.ratebudget import BudgetTable
 
     if job not in REGISTRY:
         raise UsageError(f"unknown job {job!r} (known: {', '.join(sorted(REGISTRY))})")
@@ -268,6 +270,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
         if not dry_run:  # a dry run works on a copy: it neither creates nor migrates the DB
             with Store.open(settings.db_path) as store:  # create or migrate first
                 store.mark_abandoned_runs()  # a killed `once` left its run 'running'
+            ratebudget.install(BudgetTable(settings.db_path))  # the daemon's budget, kept
         try:
             result = run_job(
                 REGISTRY[job], settings, trigger="cli", dry_run=dry_run, progress=progress
@@ -278,6 +281,7 @@ def once(job: str, dry_run: bool, config_path: Path | None) -> None:
         if not dry_run:
             Exposure(lambda: settings).write_textfile()  # metrics.textfile, if set
     finally:
+        ratebudget.uninstall()
         lock.release()
     if dry_run:
         echo(
@@ -327,7 +331,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
     DB, so it works while the daemon runs.
     """
     from syncd.clock import parse_iso
-    from syncd.status import ago, duration_text, status_screen, warning_text
+    from syncd.status import ago, duration_text, status_screen, throttled_text, warning_text
 
     settings = _settings(config_path)
     with _store(config_path) as store:
@@ -350,6 +354,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
         f"alert(s), {sum(v['pending'] for v in report['outbox_pending'].values())} "
         "intent(s) pending"
     )
+    for row in report["throttled"]:  # a 429's Retry-After: every request of it waits
+        echo(f"Rate limit: {throttled_text(row)}")
     echo("\nJobs:")
     rows = [
         {

@@ -28,7 +28,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import lifecycle, schedlog, systemd
+from syncd import lifecycle, ratebudget, schedlog, systemd
 from syncd.config import Schedule, Settings, load_settings, refuse_unwritable, secret_values
 from syncd.errors import CONNECTOR_STOP_ALERTS, ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
@@ -37,6 +37,7 @@ from syncd.jobs.runner import run_job
 from syncd.logs import Logger, configure_logging, redactor
 from syncd.metrics.expose import Exposure
 from syncd.state import StateLock, Store
+from syncd.state.ratebudget import BudgetTable
 from syncd.status import status_line
 
 log: Logger = structlog.get_logger("syncd.daemon")
@@ -144,6 +145,8 @@ class Daemon:
                 abandoned = store.mark_abandoned_runs()
             if abandoned:
                 log.warning("runs_interrupted_by_crash", count=abandoned)
+            # One rate budget per connector for every job and the sender, kept in the state DB.
+            ratebudget.install(BudgetTable(self.settings.db_path))
             self._start_metrics()
             self._start_scheduler()
             self.sender.start()
@@ -158,6 +161,7 @@ class Daemon:
             self._main_loop()
             return 0
         finally:
+            ratebudget.uninstall()  # the budgets as they are now, written
             self.metrics.close()
             self.lock.release()
 

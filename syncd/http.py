@@ -30,6 +30,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol, TypeVar
 
@@ -61,6 +62,7 @@ from syncd.errors import (
 from syncd.jsontext import RawJson
 from syncd.lifecycle import STOPPING, interruptible_sleep
 from syncd.logs import Logger, redactor
+from syncd.ratebudget import Throttled, budget_for
 from syncd.sections import ConnectorConfig, RetryPolicy
 
 log: Logger = structlog.get_logger("syncd.http")
@@ -217,39 +219,6 @@ class StaticAuth:
         return False  # nothing to renew: a refused static secret needs an operator
 
 
-class RateLimiter:
-    """Token bucket shared by the threads of one connector."""
-
-    def __init__(
-        self,
-        per_second: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.per_second = per_second
-        self.capacity = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping if needed; returns the seconds waited."""
-        if self.per_second <= 0:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.per_second)
-            self._last = now
-            self._tokens -= 1.0
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.per_second
-        if wait:
-            self._sleep(wait)
-        return wait
-
-
 def default_error_parser(response: httpx.Response) -> tuple[str | None, str]:
     """(code, message) from a JSON error body, never failing on a broken one."""
     try:
@@ -361,9 +330,11 @@ class HttpClient:
         self._counter = itertools.count(1)
         # Outside a job run, ids stay unique across clients and restarts.
         self._fallback_prefix = f"syncd-{uuid.uuid4().hex[:12]}"
-        self.rate_limiter = RateLimiter(
-            config.rate_limit.per_second, config.rate_limit.burst, sleep=sleep
-        )
+        # One budget per connector, shared with its other jobs and the sender.
+        self.budget = budget_for(name, config.rate_limit)
+        # Per thread: the end of the park this thread's own 429 set, which its retry
+        # sleeps out as that 429's Retry-After (so it is not waited for twice).
+        self._parks = threading.local()
         t = config.timeouts
         self.client = httpx.Client(
             base_url=config.base_url,
@@ -467,6 +438,7 @@ class HttpClient:
         """Call `func` under the connector's retry policy (bounded exponential backoff
         with full jitter, Retry-After honoured) and refresh credentials once on AuthError."""
         policy = self.config.retry
+        self._parks.sat_out = 0.0  # a new call: any park met before is waited for again
         retrying = Retrying(
             stop=stop_after_attempt(attempts or policy.max_attempts)
             | stop_after_delay(policy.max_elapsed),
@@ -502,7 +474,7 @@ class HttpClient:
         ok_statuses: Sequence[int],
     ) -> httpx.Response:
         """One request under the rate limit, counted by status class and outcome."""
-        metrics.rate_limit_wait(self.name, self.rate_limiter.acquire())
+        self._wait_for_budget(method, path)
         started = time.monotonic()
         try:
             response = self._exchange(
@@ -519,6 +491,28 @@ class HttpClient:
             raise
         metrics.http_request(self.name, response.status_code, "ok", _since(started))
         return response
+
+    def _wait_for_budget(self, method: str, path: str) -> None:
+        """Wait for this request's slot in the connector's budget, never past the request's
+        deadline: past it, a RetryableError (code `throttled`) says when to come back,
+        and nothing is sent."""
+        deadline = self.config.request_deadline
+        try:
+            wait = self.budget.acquire(deadline, getattr(self._parks, "sat_out", 0.0))
+        except Throttled as exc:
+            ready = datetime.fromtimestamp(exc.ready_at, UTC)
+            raise RetryableError(
+                f"{exc.reason}: not sent, throttled until {ready:%Y-%m-%dT%H:%M:%SZ} "
+                f"(beyond connectors.{self.name}.request_deadline = {deadline:g}s)",
+                connector=self.name,
+                code="throttled",
+                retry_after=max(0.0, exc.ready_at - time.time()),
+                details={"sent": False},
+            ) from None
+        if wait > 0:
+            log.debug("rate_budget_wait", connector=self.name, path=path, seconds=wait)
+            self.sleep(wait)
+        metrics.rate_limit_wait(self.name, wait)
 
     def _exchange(
         self,
@@ -605,6 +599,10 @@ class HttpClient:
             request_id=request_id,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
+        if status == 429:  # every request of this connector waits, not this one alone
+            self._parks.sat_out = self.budget.throttled(
+                error.retry_after, f"429 to {method} {path}, request id {request_id or '-'}"
+            )
         log.warning(
             "http_error",
             connector=self.name,

@@ -120,7 +120,9 @@ class RetryPolicy(Section):
 
 
 class RateLimit(Section):
-    """Token bucket; 0 requests per second means unlimited."""
+    """The token bucket one connector's jobs and sender share (syncd/ratebudget.py): at
+    most `burst` requests at once, `per_second` sustained; 0 requests per second means
+    unlimited. Each connector sets its own default."""
 
     per_second: float = Field(0.0, ge=0)
     burst: int = Field(10, ge=1)
@@ -169,6 +171,17 @@ class ConnectorConfig(Section):
     max_pages: int = Field(10_000, ge=1, le=10_000_000)
     schedule: Schedule = Schedule()
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rate_limit_defaults(cls, data: Any) -> Any:
+        """A `rate_limit` table naming one key keeps this connector's default for the other
+        (a burst alone must not turn a connector's default rate into "unlimited")."""
+        if isinstance(data, dict) and isinstance(data.get("rate_limit"), dict):
+            default = cls.model_fields["rate_limit"].default
+            if isinstance(default, RateLimit):
+                data = {**data, "rate_limit": {**default.model_dump(), **data["rate_limit"]}}
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -55,7 +55,25 @@ def status_report(store: Store) -> dict[str, Any]:
         "rejects_open": {r["source"]: r["n"] for r in queries.open_rejects_by_source(store)},
         "alerts_open": queries.alerts(store),
         "checkpoints": queries.checkpoints(store),
+        "throttled": throttled(store),
     }
+
+
+def throttled(store: Store) -> list[dict[str, Any]]:
+    """Connectors a 429 parked: until when (ISO-8601 UTC) and the answer that did it."""
+    return [
+        {
+            "connector": row["connector"],
+            "until": iso(datetime.fromtimestamp(row["parked_until"], UTC)),
+            "reason": row["park_reason"],
+        }
+        for row in queries.throttled_connectors(store, utcnow().timestamp())
+    ]
+
+
+def throttled_text(row: dict[str, Any]) -> str:
+    """`instock throttled until 12:00:05Z (429 to GET /v1/..., request id ...)`."""
+    return f"{row['connector']} throttled until {row['until'][11:19]}Z ({row['reason']})"
 
 
 def status_line(store: Store, running: list[str] | None = None) -> str:
@@ -75,6 +93,9 @@ def status_line(store: Store, running: list[str] | None = None) -> str:
     if failed:
         parts.append("failed: " + ",".join(failed))
     parts.append(f"outbox {pending}, rejects {rejects}, alerts {len(alerts)}")
+    parts.extend(
+        f"{row['connector']} throttled until {row['until'][11:19]}Z" for row in throttled(store)
+    )
     if alerts:
         parts.append("ALERT " + alerts[0]["message"][:120])
     return "; ".join(parts)

@@ -53,7 +53,15 @@ def connector_for(sim: Simulator, **extra: Any) -> dict[str, dict[str, Any]]:
         options = {"scope": DEFAULT_SCOPE}
     else:
         raise TypeError(f"no connector for simulator {type(sim).__name__}")
-    section: dict[str, Any] = {"enabled": True, "base_url": sim.base_url, **auth, **extra}
+    # Unthrottled unless a test sets `rate_limit`: the connectors' default budgets would
+    # only slow tests that are about something else (tests/integration/test_rate_budget.py).
+    section: dict[str, Any] = {
+        "enabled": True,
+        "base_url": sim.base_url,
+        "rate_limit": {"per_second": 0},
+        **auth,
+        **extra,
+    }
     if options or "options" in extra:
         section["options"] = {**options, **extra.get("options", {})}
     return {name: section}

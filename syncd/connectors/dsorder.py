@@ -40,7 +40,7 @@ from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.jsontext import json_number, json_safe_spelt
 from syncd.logs import redactor
-from syncd.sections import ConnectorConfig
+from syncd.sections import ConnectorConfig, RateLimit
 
 NAME: Final = "dsorder"
 Listing = Literal["open", "closed", "absent"]
@@ -407,3 +407,5 @@ class DSOrderConfig(ConnectorConfig):
     options_model = DsOrderOptions
     required_secrets = (("token",),)
     page_size_instead = "its lists are not paged"
+    # The document states no rate limit: README "Where the DSOrder document is silent".
+    rate_limit: RateLimit = RateLimit(per_second=5, burst=10)

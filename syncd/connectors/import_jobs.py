@@ -75,7 +75,7 @@ from syncd.errors import ConfigError, RetryableError
 from syncd.http import HttpClient, StaticAuth, backoff_wait, build_client, never_sent
 from syncd.jsontext import RawJson
 from syncd.logs import Logger, redactor
-from syncd.sections import ApiKeyConnectorConfig, ConnectorConfig, Duration
+from syncd.sections import ApiKeyConnectorConfig, ConnectorConfig, Duration, RateLimit
 
 NAME: Final = "import_jobs"
 STATUS_PATH: Final = "/api/import/status/{job_id}"
@@ -726,3 +726,5 @@ class ImportJobsConfig(ApiKeyConnectorConfig):
     options_model = ImportJobsOptions
     required_secrets = (("api_key", "token"),)
     page_size_instead = 'rows per import job are jobs."planning.import".options.batch_size'
+    # The document states no rate limit: README "Where the import-jobs document is silent".
+    rate_limit: RateLimit = RateLimit(per_second=5, burst=10)

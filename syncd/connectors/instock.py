@@ -50,7 +50,7 @@ from syncd.errors import (
 from syncd.http import HttpClient, StaticAuth, build_client
 from syncd.jsontext import json_safe
 from syncd.logs import redactor
-from syncd.sections import MIB, AnswerSize, ConnectorConfig
+from syncd.sections import MIB, AnswerSize, ConnectorConfig, RateLimit
 
 if TYPE_CHECKING:
     from syncd.state.kinds import AlertKind
@@ -715,6 +715,8 @@ class InstockConfig(ConnectorConfig):
     client = InstockClient
     required_secrets = (("token",),)
     correlation_header: str = "Instock-Correlation-ID"
+    # The document states no rate limit: README "Where the Instock document is silent".
+    rate_limit: RateLimit = RateLimit(per_second=20, burst=40)
     page_size: int = Field(1000, ge=PAGE_MIN, le=PAGE_MAX)  # the API's own bounds
     # A page holds at most 1000 records of well under 1 KiB each: 16 MiB is ten times that.
     max_response_bytes: AnswerSize = ByteSize(16 * MIB)

@@ -78,7 +78,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from syncd.errors import ConfigError, PermanentError, RetryableError
 from syncd.http import RETRYABLE_STATUS, HttpClient, StaticAuth, backoff_wait, build_client
 from syncd.logs import Logger, redactor
-from syncd.sections import ApiKeyConnectorConfig, ConnectorConfig
+from syncd.sections import ApiKeyConnectorConfig, ConnectorConfig, RateLimit
 
 log: Logger = structlog.get_logger("syncd.connectors.oregon_siop")
 
@@ -746,3 +746,5 @@ class OregonSiopConfig(ApiKeyConnectorConfig):
     options_model = OregonSiopOptions
     required_secrets = (("api_key",),)
     page_size: int = Field(100, ge=1, le=10_000)  # items per request (a batch); no API limit
+    # The document states no rate limit: README "Where the Oregon Tool document is silent".
+    rate_limit: RateLimit = RateLimit(per_second=5, burst=10)

@@ -9,6 +9,8 @@ Faults are configured per route key: a concrete request (``"GET /v1/1.1.0-1/inve
 route pattern (``"GET /v1/{site_id}/inventory"``) or ``"*"`` for every route, looked up in
 that order. A script is consumed one request at a time (``["429", "503", "ok"]``); a rate
 fires with probability ``p`` from a seeded ``random.Random``, so runs are reproducible.
+``SandboxServer.rate_limit(n)`` answers 429 (with Retry-After) past n requests a second,
+as an API gateway would, on every route of every simulator.
 
 A simulator can add its own fault kinds (``SandboxServer(extra_faults={"fail_soft": make})``):
 each maps to a factory whose response replaces the real answer, before auth and the handler,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import re
 import signal
@@ -32,6 +35,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -442,6 +446,9 @@ class SandboxServer:
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._rate_lock = threading.Lock()
+        self._rate_limit: tuple[int, float, bool] | None = None
+        self._admitted: deque[float] = deque()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -624,6 +631,8 @@ class SandboxServer:
                     if path_known
                     else self.error(404, "resource_not_found", f"No route for {method} {path}.")
                 )
+            elif (limited := self._over_rate_limit()) is not None:
+                fault, response = "rate_limited", limited
             else:
                 concrete = f"{method} {path}"
                 fault = self.faults.pick((concrete, route.key, "*"))
@@ -685,6 +694,36 @@ class SandboxServer:
             self.errors.append(text)
             sys.stderr.write(f"{self.name}: handler for {route.key} failed\n{text}")
             return self.error(500, "internal_server_error", "Unexpected error occurred.")
+
+    def rate_limit(
+        self, per_second: int | None, *, window: float = 1.0, http_date: bool = False
+    ) -> None:
+        """Answer 429 past `per_second` requests in any `window` seconds (a sliding window,
+        as an API gateway counts), with a Retry-After of the seconds until a slot frees
+        (an HTTP date instead with `http_date`); None lifts the limit. Requests it refuses
+        do not count against the window; they are logged with fault `rate_limited`."""
+        with self._rate_lock:
+            self._rate_limit = None if per_second is None else (per_second, window, http_date)
+            self._admitted.clear()
+
+    def _over_rate_limit(self) -> Response | None:
+        with self._rate_lock:
+            if self._rate_limit is None:
+                return None
+            limit, window, http_date = self._rate_limit
+            now = time.time()
+            while self._admitted and self._admitted[0] <= now - window:
+                self._admitted.popleft()
+            if len(self._admitted) < limit:
+                self._admitted.append(now)
+                return None
+            free_at = self._admitted[0] + window
+        response = self.error(429, "too_many_requests", "Rate limit exceeded.")
+        if http_date:
+            response.headers["Retry-After"] = formatdate(math.ceil(free_at), usegmt=True)
+        else:
+            response.headers["Retry-After"] = str(max(1, math.ceil(free_at - now)))
+        return response
 
     def _deny(self, request: Request) -> Response | None:
         if self._token_expired:

@@ -177,6 +177,19 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "found_at": f"compacted at, {TS}",
         },
     ),
+    "rate_budget": (
+        "Per connector, the one token bucket its jobs and the sender share "
+        "(connectors.<name>.rate_limit), and the park a 429 with Retry-After set; written "
+        "at most once a second and on a 429, so a restart keeps both.",
+        {
+            "connector": "connector name: instock, dsorder, netstock, import_jobs, oregon_siop",
+            "tokens": "tokens left at `at` (negative: requests already promised a slot)",
+            "at": "when `tokens` was true, seconds since the epoch (UTC)",
+            "parked_until": "no request of this connector before this moment, seconds since "
+            "the epoch; 0 or past: not throttled",
+            "park_reason": "the 429 that parked it: the request and the remote's request id",
+        },
+    ),
     "_sqlite_migrations": (
         "Schema migrations applied to this file, by name (PRAGMA user_version counts them).",
         {

@@ -879,6 +879,27 @@ def m0015_coverage_gaps(db: Database) -> None:
     )
 
 
+
+@migrations()
+def m0016_rate_budget(db: Database) -> None:
+    # One row per connector: its token bucket (tokens at wall-clock `at`, seconds since the
+    # epoch; negative = requests already promised a slot) and, after a 429 with Retry-After,
+    # the moment every request of that connector waits for. Written by
+    # syncd/state/ratebudget.py at most once a second per connector (and on a 429), so a
+    # restart neither resets the budget nor forgets the park.
+    run_script(
+        db,
+        """
+        CREATE TABLE rate_budget (
+            connector TEXT PRIMARY KEY,
+            tokens REAL NOT NULL,
+            at REAL NOT NULL,
+            parked_until REAL NOT NULL DEFAULT 0,
+            park_reason TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    )
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -319,3 +319,13 @@ def done_to_closed(store: Store, bounds: tuple[float, ...]) -> Row:
         """
     )
     return rows[0]
+
+
+def throttled_connectors(store: Store, now: float) -> list[Row]:
+    """Connectors parked by a 429's Retry-After past `now` (seconds since the epoch): every
+    request of theirs waits until `parked_until`."""
+    return store.query(
+        "SELECT connector, parked_until, park_reason FROM rate_budget "
+        "WHERE parked_until > ? ORDER BY connector",
+        (now,),
+    )

@@ -15,8 +15,10 @@ from freezegun import freeze_time
 from syncd.clock import iso
 from syncd.config import ConnectorConfig, OutboxConfig
 from syncd.errors import AuthError, PermanentError, RedirectedError, RetryableError
-from syncd.http import RateLimiter, build_client, classify_status, parse_retry_after
+from syncd.http import build_client, classify_status, parse_retry_after
 from syncd.jsontext import RawJson, canonical
+from syncd.ratebudget import RateBudget
+from syncd.sections import RateLimit
 from syncd.send.sender import decide_after_failure
 from syncd.state import Intent
 
@@ -224,9 +226,11 @@ def test_rate_limiter_spaces_requests() -> None:
         slept.append(s)
         now[0] += s
 
-    limiter = RateLimiter(per_second=2, burst=2, clock=lambda: now[0], sleep=sleep)
+    budget = RateBudget("test", RateLimit(per_second=2, burst=2), clock=lambda: now[0])
     for _ in range(5):
-        limiter.acquire()
+        wait = budget.acquire(max_wait=60)
+        if wait:
+            sleep(wait)
     assert slept == pytest.approx([0.5, 0.5, 0.5])
 
 

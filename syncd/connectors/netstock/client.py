@@ -73,7 +73,7 @@ from syncd.errors import (
 from syncd.http import HttpClient, build_client
 from syncd.jsontext import RawJson, json_text
 from syncd.logs import REDACTED, redactor
-from syncd.sections import ConnectorConfig
+from syncd.sections import ConnectorConfig, RateLimit
 
 log = structlog.get_logger("syncd.connectors.netstock")
 
@@ -592,3 +592,5 @@ class NetstockConfig(ConnectorConfig):
     required_secrets = (("password",),)
     required_fields = ("username", "client_id")
     page_size_instead = "its pops and datasets are not paged"
+    # The document states no rate limit: README "Where the Netstock document is silent".
+    rate_limit: RateLimit = RateLimit(per_second=5, burst=10)
