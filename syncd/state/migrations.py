@@ -879,7 +879,6 @@ def m0015_coverage_gaps(db: Database) -> None:
     )
 
 
-
 @migrations()
 def m0016_rate_budget(db: Database) -> None:
     # One row per connector: its token bucket (tokens at wall-clock `at`, seconds since the
@@ -899,6 +898,7 @@ def m0016_rate_budget(db: Database) -> None:
         );
         """,
     )
+
 
 SCHEMA_VERSION = len(migrations._migrations)
 
