@@ -21,6 +21,7 @@ error naming where the remote points, so `base_url` can be corrected.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import itertools
@@ -73,6 +74,30 @@ _BODY_EXCERPT = 500
 STOP_POLL = 0.5  # longest single wait on a socket, so a stop request is seen promptly
 
 # The running request's deadline (time.monotonic()), read by DeadlineBackend's streams.
+# Remote request ids of the requests made inside `collect_request_ids()` (the sender
+# records them with a delivered intent: the lineage of what was sent).
+_REQUEST_IDS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "syncd_request_ids", default=None
+)
+
+
+def _collect_request_id(request_id: str | None) -> None:
+    collected = _REQUEST_IDS.get()
+    if collected is not None and request_id and len(collected) < 20:
+        collected.append(request_id)
+
+
+@contextlib.contextmanager
+def collect_request_ids() -> Iterator[list[str]]:
+    """Gather the remote request id of every answer received inside the block."""
+    ids: list[str] = []
+    token = _REQUEST_IDS.set(ids)
+    try:
+        yield ids
+    finally:
+        _REQUEST_IDS.reset(token)
+
+
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "syncd_request_deadline", default=None
 )
@@ -573,6 +598,7 @@ class HttpClient:
             _DEADLINE.reset(token)
         elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         request_id = self.remote_request_id(response)
+        _collect_request_id(request_id)
         status = response.status_code
         error_class = None if status in ok_statuses else classify_status(status)
         log.debug(

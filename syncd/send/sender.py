@@ -44,6 +44,7 @@ from syncd.errors import (
     RetryableError,
     ShutdownRequested,
 )
+from syncd.http import collect_request_ids
 from syncd.logs import Logger
 from syncd.progress import Progress, no_progress
 from syncd.send.base import Destination, DestinationFactory, DestinationOutage, Outcome
@@ -254,7 +255,8 @@ class Sender:
             destination=name, intent_id=intent.id, kind=intent.kind, key=intent.order_key
         )
         try:
-            result = destination.send(intent)
+            with collect_request_ids() as request_ids:
+                result = destination.send(intent)
         except AlreadyDoneError as exc:
             with self.store.transaction():
                 detail = {"already_done": exc.message}
@@ -281,7 +283,7 @@ class Sender:
             return self._retry_or_give_up(name, destination, intent, exc, bound)
         with self.store.transaction():
             _record_outcome(self.store, destination, intent, "sent", result)
-            self.store.mark_sent(intent.id, result)
+            self.store.mark_sent(intent.id, result, request_ids=request_ids)
             if self.store.resolve_alerts(OUTAGE_ALERT, subject=name):
                 bound.info("outbox_outage_over")
         self.counts["pushed"] += 1

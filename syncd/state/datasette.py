@@ -79,6 +79,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "created_at": f"queued at, {TS}",
             "sent_at": f"delivered at, {TS}",
             "run_id": "runs.run_id of the run that queued it",
+            "request_ids": "JSON list: the remote's request ids of the delivering attempt",
         },
     ),
     "rejects": (

@@ -67,10 +67,10 @@ def assemble(events: Iterable[TraceEvent]) -> list[TraceEvent]:
             continue
         seen.add((ev.source, ev.event))
         kept.append(ev)
-    return sorted(kept, key=lambda e: (_norm(e.at), STAGES.get(e.event, 50), e.source))
+    return sorted(kept, key=lambda e: (instant_key(e.at), STAGES.get(e.event, 50), e.source))
 
 
-def _norm(at: str) -> str:
+def instant_key(at: str) -> str:
     """'2026-12-04T19:51:01Z' and '...T19:51:01.000Z' compare as the same instant."""
     text = at.rstrip("Z").replace("+00:00", "")
     if "." not in text:
@@ -134,6 +134,8 @@ def _intents(store: Store, order_key: str) -> list[TraceEvent]:
             )
             if event == "fulfil":
                 detail += ": " + _fulfil_totals(r["payload"])
+            if r.get("request_ids"):
+                detail += f"; request id {', '.join(json.loads(r['request_ids']))}"
             if r["result"]:
                 detail += f"; answer {r['result']}"
             events.append(TraceEvent(r["sent_at"], event, detail, src, r))

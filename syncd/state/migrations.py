@@ -900,6 +900,14 @@ def m0016_rate_budget(db: Database) -> None:
     )
 
 
+@migrations()
+def m0017_outbox_request_ids(db: Database) -> None:
+    # Lineage of what was sent: the remote request ids (X-Request-ID) of the answers to
+    # the attempt that delivered an intent, so `syncd trace` can name them. NULL for
+    # intents sent before this column, and for host outbox files (no remote).
+    db.execute("ALTER TABLE outbox ADD COLUMN request_ids TEXT")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -367,11 +367,18 @@ class Store:
             [run_id],
         )
 
-    def mark_sent(self, intent_id: int, result: object = None) -> None:
+    def mark_sent(
+        self, intent_id: int, result: object = None, request_ids: Sequence[str] = ()
+    ) -> None:
         self.db.execute(
             "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
-            "result = ?, last_error = NULL WHERE id = ?",
-            [iso(), None if result is None else _data(result), intent_id],
+            "result = ?, last_error = NULL, request_ids = ? WHERE id = ?",
+            [
+                iso(),
+                None if result is None else _data(result),
+                json.dumps(list(request_ids)) if request_ids else None,
+                intent_id,
+            ],
         )
 
     def defer_intent(self, intent_id: int, reason: str, until: str) -> None:

@@ -60,7 +60,12 @@ def test_trace_follows_each_key_type_through_the_loop(
     assert "move" in seen  # placed when pulled (here: two minutes on, past the lag)
     positions = [seen.index(e) for e in chain]
     assert positions == sorted(positions), seen
-    assert any(r["event"] == "intent.sent" and "orders.create" in r["details"] for r in rows)
+    sent = [r for r in rows if r["event"] == "intent.sent" and "orders.create" in r["details"]]
+    assert len(sent) == 1
+    # The remote request id of the answer that delivered it is kept with the intent.
+    request_ids = json.loads(sent[0]["data"]["request_ids"])
+    assert request_ids
+    assert all(rid in sent[0]["details"] for rid in request_ids)
     assert times_ordered(rows)
 
     code, held = trace(cfg, bad)
@@ -93,7 +98,7 @@ def test_trace_follows_each_key_type_through_the_loop(
 
 
 def times_ordered(rows: list[dict[str, Any]]) -> bool:
-    from syncd.state.lineage import _norm
+    from syncd.state.lineage import instant_key
 
-    stamps = [_norm(r["at"]) for r in rows]
+    stamps = [instant_key(r["at"]) for r in rows]
     return stamps == sorted(stamps)
