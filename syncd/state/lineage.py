@@ -40,6 +40,7 @@ STAGES: dict[str, int] = {
     "instock.event": 12,
     "move": 13,
     "inventory": 14,
+    "host.outbox": 14,
     "fulfil": 15,
     "close": 16,
     "dsorder.closed": 17,
@@ -308,8 +309,36 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
     ):
         events.append(_move_event(r))
     events += _intents(store, f"order:{order_id}")
+    events += _host_outbox(store, order_id)
     events += _rejects(store, "reference LIKE ?", [f"% order:{order_id}"])
     events += _alerts(store, order_id)
+    return events
+
+
+def _host_outbox(store: Store, value: str) -> list[TraceEvent]:
+    """Host outbox files (order status, moves) whose rows name `value` as a JSON string."""
+    needle = "%" + json.dumps(value) + "%"
+    rows = store.query(
+        "SELECT id, kind, status, result, created_at, sent_at FROM outbox "
+        "WHERE destination = 'host' AND payload LIKE ? ORDER BY id",
+        [needle],
+    )
+    events = []
+    for r in rows:
+        try:
+            name = json.loads(r["result"] or "{}").get("file") or "(not written yet)"
+        except ValueError:
+            name = "?"
+        events.append(
+            TraceEvent(
+                r["sent_at"] or r["created_at"],
+                "host.outbox",
+                f"{r['kind'].removeprefix('file:')} row in host outbox file {name} "
+                f"(intent {r['id']}, {r['status']})",
+                f"outbox:{r['id']}",
+                r,
+            )
+        )
     return events
 
 

@@ -52,6 +52,8 @@ def test_trace_follows_each_key_type_through_the_loop(
     with freeze_time(datetime.now(UTC) + timedelta(minutes=2), tick=True):
         run(cfg, "instock.moves")  # past the moves pull's lag
     cycle(cfg)
+    run(cfg, "instock.orders")  # writes the status changes to the host outbox
+    run(cfg, "outbox.send")
 
     code, rows = trace(cfg, good)
     assert code == 0
@@ -75,6 +77,10 @@ def test_trace_follows_each_key_type_through_the_loop(
     assert "fractional quantity 2.5" in hold[0]["details"]
     assert any(r["event"] == "reject" and "line 2000" in r["details"] for r in held)
     assert "intent.sent" not in events(held)
+
+    # What went to the host about it: the order status file (and the moves file).
+    files = [r for r in rows if r["event"] == "host.outbox"]
+    assert any("order_status row in host outbox file order_status-" in r["details"] for r in files)
 
     code, inst = trace(cfg, f"DS-{good}")
     assert code == 0
