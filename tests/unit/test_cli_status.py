@@ -187,3 +187,24 @@ def test_status_without_a_daemon(config: Path) -> None:
     report = json.loads(run_status(config, "--json").output)
     assert report["daemon"]["running"] is False
     assert {j["next_run"] for j in report["jobs"]} == {None}
+
+
+def test_status_shows_a_connector_throttled_until_its_retry_after(
+    config: Path, tmp_path: Path
+) -> None:
+    """A 429's park in the state DB is a line of `syncd status` (and its JSON) until it
+    passes; a park already over is not shown."""
+    from syncd.ratebudget import Bucket
+    from syncd.state.ratebudget import BudgetTable
+
+    table = BudgetTable(tmp_path / "state" / "syncd.db")
+    until = (NOW + timedelta(seconds=30)).timestamp()
+    table.save("instock", Bucket(0.0, NOW.timestamp(), until, "429 to GET /v1/x, request id r1"))
+    table.save("dsorder", Bucket(0.0, NOW.timestamp(), NOW.timestamp() - 1, "over"))
+    table.close()
+    out = run_status(config).output
+    assert "Rate limit: instock throttled until" in out
+    assert "(429 to GET /v1/x, request id r1)" in out
+    assert "dsorder throttled" not in out
+    report = json.loads(run_status(config, "--json").output)
+    assert [row["connector"] for row in report["throttled"]] == ["instock"]
