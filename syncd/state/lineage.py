@@ -91,7 +91,9 @@ def detect(store: Store, key: str) -> list[KeyType]:
         "UNION SELECT 1 FROM instock_order_sync WHERE order_id = :k "
         "UNION SELECT 1 FROM host_orders WHERE order_id = :k",
         "file": "SELECT 1 FROM host_files WHERE name = ?",
-        "move": "SELECT 1 FROM instock_moves WHERE move_key = ? OR CAST(id AS TEXT) = ?",
+        # Both by index: move_key leads the UNIQUE index, id is the rowid.
+        "move": "SELECT 1 FROM instock_moves WHERE move_key = ? UNION ALL "
+        "SELECT 1 FROM instock_moves WHERE id = ?",
         "article": "SELECT 1 FROM host_articles WHERE article_id = :k "
         "UNION SELECT 1 FROM instock_article_sync WHERE article_id = :k "
         "UNION SELECT 1 FROM instock_inventory WHERE article_id = :k",
@@ -99,10 +101,15 @@ def detect(store: Store, key: str) -> list[KeyType]:
     found: list[KeyType] = []
     for kind in KEY_TYPES:
         sql = probes[kind]
-        params: Any = {"k": key} if ":k" in sql else [key] * sql.count("?")
+        params: Any = {"k": key} if ":k" in sql else [key, _rowid(key)][: sql.count("?")]
         if store.query(sql, params):
             found.append(kind)
     return found
+
+
+def _rowid(key: str) -> int:
+    """A move id as the integer the rowid index needs (-1: not a number, matches none)."""
+    return int(key) if key.isdigit() and len(key) < 19 else -1
 
 
 def trace(store: Store, key: str, kind: KeyType) -> list[TraceEvent]:
@@ -356,21 +363,11 @@ def _move_event(r: dict[str, Any]) -> TraceEvent:
 
 def _move(store: Store, key: str) -> list[TraceEvent]:
     rows = store.query(
-        "SELECT * FROM instock_moves WHERE move_key = ? OR CAST(id AS TEXT) = ? ORDER BY id",
-        [key, key],
+        "SELECT * FROM instock_moves WHERE move_key = ? UNION "
+        "SELECT * FROM instock_moves WHERE id = ? ORDER BY id",
+        [key, _rowid(key)],
     )
-    events = [_move_event(r) for r in rows]
-    for r in rows:
-        events.append(
-            TraceEvent(
-                r["pulled_at"],
-                "move",
-                f"move {r['id']} pulled by run {r['run_id']}",
-                f"pulled:{r['id']}",
-                r,
-            )
-        )
-    return events
+    return [_move_event(r) for r in rows]
 
 
 def _article(store: Store, article_id: str) -> list[TraceEvent]:
