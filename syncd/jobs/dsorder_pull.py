@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -58,13 +58,16 @@ from syncd.jobs.shared.dsorder_plan import (
     end_of_day_time,
     uncovered_interval,
 )
+from syncd.jsontext import canonical, text_hash
 from syncd.logs import Logger
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
 from syncd.state.mirror.dsorder import Release
 from syncd.state.plan import Applied, Plan, apply_plan
+from syncd.state.windows import RecordWindow
 
 LAST_PULL = "dsorder.last_pull"
+LEDGER_STREAM = "dsorder.submitted"  # each pull of today's list in the window ledger
 CATALOG_SEEN = "dsorder.catalog_load_id"
 
 
@@ -160,7 +163,7 @@ class Options(BaseModel):
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
-    now = utcnow()
+    now = started = utcnow()
     with DSOrderClient(ctx.settings.connectors.dsorder) as client:
         answer = client.submitted_orders()
     received = utcnow()
@@ -191,10 +194,45 @@ def run(ctx: JobContext) -> None:
             [(ln.line_number, ln.article_id, ln.quantity) for ln in order.details], catalog
         )
         _record(ctx, plan_new_order(order, checks, options.rules(), utcnow()))
-    apply_plan(store, Plan(checkpoints=((LAST_PULL, iso(now)),)), run_id=ctx.run_id)
+    covered = submitted_window(
+        now,
+        ctx.settings.daemon.site_timezone,
+        timedelta(seconds=max(options.midnight_tolerance, options.end_of_day_pull)),
+    )
+    ledger = RecordWindow(
+        LEDGER_STREAM,
+        "dsorder.pull",
+        ctx.run_id,
+        "window",
+        iso(started),
+        iso(),
+        iso(covered[0]),
+        iso(covered[1]),
+        listed=answer.listed,
+        stored=len(answer.orders),
+        rejected=len(answer.rejects),
+        content_hash=text_hash(canonical([o.model_dump(mode="json") for o in answer.orders])),
+        request_ids=(answer.request_id,) if answer.request_id else (),
+    )
+    apply_plan(
+        store, Plan(changes=(ledger,), checkpoints=((LAST_PULL, iso(now)),)), run_id=ctx.run_id
+    )
     sync_hold_alerts(ctx.store, options, utcnow(), ctx.log)
     if ctx.counts["queued"]:
         ctx.wake_sender()
+
+
+def submitted_window(now: datetime, zone: str, end_of_day: timedelta) -> tuple[datetime, datetime]:
+    """What a pull of today's list at `now` covered, for the window ledger: the local day
+    from its midnight to `now`, or to the next midnight when `now` is within `end_of_day`
+    of it (the end-of-day pull counts as seeing the whole day, as the midnight-gap alert
+    says)."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    start = datetime.combine(local.date(), time(0), tz)
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tz)
+    end = midnight if midnight.astimezone(UTC) - now.astimezone(UTC) <= end_of_day else now
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def _checks(

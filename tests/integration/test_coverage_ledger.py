@@ -13,10 +13,12 @@ import pytest
 from syncd.clock import utcnow
 from syncd.config import Settings
 from syncd.coverage import Coverage
+from syncd.sandbox.dsorder import DSOrderSim
 from syncd.sandbox.instock import InstockSim, Line, Order
 from syncd.state import Store
 from syncd.state.windows import coverage_report, window_counts
 from tests.configs import connector_for, fast_retry, sim_settings
+from tests.integration import test_dsorder_loop as dsorder_suite
 from tests.integration import test_instock_jobs as instock_suite
 from tests.integration.jobkit import run
 from tests.integration.test_instock_jobs import MOVES_OPTIONS, Clock
@@ -133,3 +135,31 @@ def test_moves_windows_are_in_the_ledger_with_their_overlap(
 def reports(cfg: Settings) -> list[Coverage]:
     with Store.open(cfg.db_path, migrate=False) as store:
         return coverage_report(store, "instock.moves", now=utcnow())
+
+
+ins = dsorder_suite.ins
+ds = dsorder_suite.ds
+make_dsorder_cfg = dsorder_suite.make_cfg
+
+
+def test_dsorder_pulls_are_in_the_ledger_and_cover_the_day(
+    ins: InstockSim, ds: DSOrderSim, make_dsorder_cfg: Callable[..., Settings]
+) -> None:
+    """Each pull of today's list leaves one row covering the site's day up to the pull,
+    with what it listed and its request id; successive pulls leave no gap."""
+    cfg = make_dsorder_cfg()
+    article = dsorder_suite.stocked(ins)[0]
+    ds.submit_order(lines=[(article, 2)])
+    first = run(cfg, "dsorder.pull")
+    ds.submit_order(lines=[(article, 1)])
+    run(cfg, "dsorder.pull")
+    with Store.open(cfg.db_path, migrate=False) as store:
+        rows = window_counts(store, "dsorder.submitted")
+        [report] = coverage_report(
+            store, "dsorder.submitted", now=utcnow(), site_timezone=cfg.daemon.site_timezone
+        )
+    assert [r["listed"] for r in rows] == [first.counts["pulled"], first.counts["pulled"] + 1]
+    assert all(r["stored"] + r["rejected"] == r["listed"] for r in rows)
+    assert all(len(json.loads(r["request_ids"])) == 1 for r in rows)
+    assert rows[0]["window_from"] == rows[1]["window_from"]  # the site's midnight
+    assert report.gaps == ()

@@ -224,3 +224,15 @@ def test_union_and_complement_partition_the_period(spans: list[tuple[int, int]])
     )
     total = sum((e - s).total_seconds() for s, e in pieces)
     assert total == (at(400) - at(0)).total_seconds()
+
+
+def test_a_dsorder_pull_covers_its_local_day_up_to_the_pull() -> None:
+    """A pull at 15:00 in Berlin covers from Berlin's midnight; the end-of-day pull (within
+    its lead of midnight) covers the whole day, so it leaves no midnight gap."""
+    from syncd.jobs.dsorder_pull import submitted_window
+
+    zone, lead = "Europe/Berlin", timedelta(seconds=120)
+    now = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
+    assert submitted_window(now, zone, lead) == (datetime(2026, 11, 30, 23, 0, tzinfo=UTC), now)
+    late = datetime(2026, 12, 1, 22, 59, tzinfo=UTC)
+    assert submitted_window(late, zone, lead)[1] == datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
