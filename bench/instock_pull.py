@@ -141,6 +141,9 @@ def write_config(work: Path, base: str, page_size: int) -> Path:
             site_id = "1.1.0-1"
             environment = "sandbox"
             page_size = {page_size}
+            # The pull's own speed is measured, not the default budget's 20 requests/s;
+            # the budget's bookkeeping is still paid on every request.
+            rate_limit = {{ per_second = 100000, burst = 100000 }}
             [jobs."instock.inventory".options]
             reconcile = false
             """
