@@ -73,6 +73,25 @@ class Decision:
     reason: str = ""
 
 
+CLEAR_RETRY_CODES = frozenset({"throttled", "article_not_yet_uploaded"})
+
+
+def ended_unclear(exc: BaseException) -> bool:
+    """After a failed attempt: may the remote have applied it anyway?
+
+    Yes for a timeout or a dropped connection once the request was on its way, a 5xx,
+    an answer no pattern recognises, or a fault of our own mid-send. No where the
+    request provably never left (`details.sent` False), was throttled (429) or was
+    answered "not yet"."""
+    if isinstance(exc, DestinationOutage):
+        return False
+    if not isinstance(exc, RemoteError):
+        return True
+    if isinstance(exc.details, dict) and exc.details.get("sent") is False:
+        return False
+    return exc.status != 429 and exc.code not in CLEAR_RETRY_CODES
+
+
 def decide_after_failure(
     intent: Intent,
     error: Exception,
@@ -254,6 +273,8 @@ class Sender:
         bound = log.bind(
             destination=name, intent_id=intent.id, kind=intent.kind, key=intent.order_key
         )
+        if not intent.unclear and name != "host":
+            self.store.mark_attempt_started(intent.id)
         try:
             with collect_request_ids() as request_ids:
                 result = destination.send(intent)
@@ -301,7 +322,7 @@ class Sender:
         """Keep the intent pending (it and every later intent of the destination wait)
         and keep one alert open for the destination."""
         with self.store.transaction():
-            self.store.mark_retry(intent.id, str(exc), decision.delay)
+            self.store.mark_retry(intent.id, str(exc), decision.delay, unclear=False)
             self.store.open_alert(
                 OUTAGE_ALERT,
                 f"{name}: cannot deliver ({exc}); intent {intent.id} ({intent.kind} "
@@ -329,7 +350,8 @@ class Sender:
         if isinstance(exc, DestinationOutage):
             return self._outage(name, intent, exc, decision, bound)
         if decision.action == "retry":
-            self.store.mark_retry(intent.id, str(exc), decision.delay)
+            unclear = name != "host" and ended_unclear(exc)
+            self.store.mark_retry(intent.id, str(exc), decision.delay, unclear=unclear)
             self.counts["retried"] += 1
             metrics.intent_outcome(name, "retried")
             bound.warning(

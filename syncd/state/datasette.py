@@ -80,6 +80,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "sent_at": f"delivered at, {TS}",
             "run_id": "runs.run_id of the run that queued it",
             "request_ids": "JSON list: the remote's request ids of the delivering attempt",
+            "unclear": "1: an attempt started and ended without a clear answer (or never "
+            "ended): the remote may have applied it",
         },
     ),
     "rejects": (

@@ -908,6 +908,15 @@ def m0017_outbox_request_ids(db: Database) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN request_ids TEXT")
 
 
+@migrations()
+def m0018_outbox_unclear(db: Database) -> None:
+    # Read back before resending: 1 while an attempt is in flight (set before the send,
+    # so a crash mid-send leaves it set) and after an attempt that ended without a clear
+    # answer (timeout after sending, dropped connection, 5xx); the next attempt reads the
+    # remote first. 0 for rows written before this column: they are sent as before.
+    db.execute("ALTER TABLE outbox ADD COLUMN unclear INTEGER NOT NULL DEFAULT 0")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -78,6 +78,8 @@ class Intent:
     next_attempt_at: str
     last_error: str | None
     created_at: str
+    unclear: bool = False
+    """The last attempt started and ended without a clear answer (or never ended)."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Intent:
@@ -93,6 +95,7 @@ class Intent:
             next_attempt_at=row["next_attempt_at"],
             last_error=row["last_error"],
             created_at=row["created_at"],
+            unclear=bool(row["unclear"]),
         )
 
 
@@ -388,11 +391,18 @@ class Store:
             [_text(f"deferred: {reason}"), until, intent_id],
         )
 
-    def mark_retry(self, intent_id: int, error: str, delay: float) -> None:
+    def mark_attempt_started(self, intent_id: int) -> None:
+        """Before a send: until the attempt ends clearly, what it did is unknown (a crash
+        mid-send leaves the mark, and the next attempt reads the remote first)."""
+        self.db.execute("UPDATE outbox SET unclear = 1 WHERE id = ? AND unclear = 0", [intent_id])
+
+    def mark_retry(
+        self, intent_id: int, error: str, delay: float, *, unclear: bool = False
+    ) -> None:
         self.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
-            "WHERE id = ?",
-            [_text(error), iso_in(delay), intent_id],
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+            "unclear = ? WHERE id = ?",
+            [_text(error), iso_in(delay), int(unclear), intent_id],
         )
 
     def reject_intent(self, intent: Intent, reason: str, *, run_id: str | None = None) -> int:

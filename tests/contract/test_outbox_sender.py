@@ -259,3 +259,47 @@ def test_a_rejected_intent_can_hold_back_the_rest_of_its_key(
             store.scalar("SELECT status FROM outbox WHERE idempotency_key = 'update:K'") == "sent"
         )
     assert orders.applied["L"] == [0]
+
+
+def _unclear(store: Store) -> dict[str, int]:
+    rows = store.query("SELECT idempotency_key, unclear FROM outbox WHERE kind = 'create'")
+    return {r["idempotency_key"]: r["unclear"] for r in rows}
+
+
+def test_an_attempt_without_a_clear_answer_is_marked_for_read_back(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """A timeout after sending (the remote applied it) and a 503 leave the intent marked
+    unclear; a 429 (provably not applied) does not; a later clear answer clears it."""
+    server, orders = api
+    settings = make_settings(outbox={"initial_backoff": 0.01, "max_backoff": 0.01})
+    server.faults.script("POST /orders", ["slow", "503", "429"])
+    with Store.open(settings.db_path) as store:
+        for key in ("A", "B", "C"):
+            store.add_intents([NewIntent("orders", "create", key, key, {"order_id": key})])
+        make_sender(store, settings, server).drain()
+        assert _unclear(store) == {"A": 1, "B": 1, "C": 0}
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") == 3
+    assert orders.orders == {}  # nothing was answered: the slow create lands after the timeout
+
+
+def test_a_crash_mid_send_leaves_the_intent_marked_unclear(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark is written before the request: a process that dies while the request is
+    in flight leaves it set, so the next attempt knows the outcome is unknown."""
+    server, _ = api
+    settings = make_settings()
+
+    class Killed(BaseException):
+        pass
+
+    with Store.open(settings.db_path) as store:
+        store.add_intents([NewIntent("orders", "create", "A", "A", {"order_id": "A"})])
+        sender = make_sender(store, settings, server)
+        with monkeypatch.context() as m:
+            m.setattr(OrdersDestination, "send", lambda *_: (_ for _ in ()).throw(Killed()))
+            with pytest.raises(Killed):
+                sender.drain()
+        assert _unclear(store) == {"A": 1}
+        assert store.pending_intents("orders", 10)[0].unclear is True
