@@ -130,6 +130,16 @@ class PermanentError(RemoteError):
     """The remote refused this item for good; it goes to rejects, not to a retry loop."""
 
 
+class DivergedError(PermanentError):
+    """A read-back after an unclear attempt found the remote record changed otherwise than
+    intended: refused for good, and the reject keeps `reject_payload` (both versions and
+    the fields that differ) instead of the intent's payload alone."""
+
+    def __init__(self, message: str, *, reject_payload: Any, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reject_payload = reject_payload
+
+
 class ConnectorStoppedError(RemoteError):
     """The connector cannot be used until its configuration is fixed and reloaded: its
     jobs are skipped and its intents wait under an open alert of kind `alert_kind`

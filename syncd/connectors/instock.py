@@ -591,7 +591,7 @@ class InstockClient:
         except PermanentError as exc:
             if exc.code != "resource_cannot_be_created":
                 raise
-            existing = self._existing_order(order["order_id"])
+            existing = self.find_order(order["order_id"])
             if existing is None:
                 raise
             if _line_set(existing.lines) == _line_set(order.get("lines") or []):
@@ -603,7 +603,8 @@ class InstockClient:
                 f"order id {order['order_id']} already exists in Instock with other lines",
             ) from exc
 
-    def _existing_order(self, order_id: str) -> Order | None:
+    def find_order(self, order_id: str) -> Order | None:
+        """The order by id, or None when Instock answers 404 (not there)."""
         try:
             return self.get_order(order_id)
         except PermanentError as exc:

@@ -80,6 +80,12 @@ INTENTS_RETRIED: Final = Counter(
     ["destination"],
     registry=REGISTRY,
 )
+READBACKS: Final = Counter(
+    "syncd_readback_total",
+    "Read-backs before resending an intent whose last attempt ended unclear, by outcome.",
+    ["destination", "outcome"],
+    registry=REGISTRY,
+)
 INTENTS_REJECTED: Final = Counter(
     "syncd_outbox_intents_rejected_total",
     "Intents the remote refused for good (moved to rejects), by destination.",
@@ -176,6 +182,11 @@ def intents_queued(by_destination: Mapping[str, int]) -> None:
     for destination, n in by_destination.items():
         if n > 0:
             INTENTS_QUEUED.labels(destination).inc(n)
+
+
+def readback(destination: str, outcome: str) -> None:
+    """One read-back before resending: applied, not_applied or diverged."""
+    READBACKS.labels(destination, outcome).inc()
 
 
 def intent_outcome(destination: str, outcome: str) -> None:

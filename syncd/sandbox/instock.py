@@ -82,6 +82,11 @@ ARTICLE_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.]+$")
 ORDER_ID_RE: Final = re.compile(r"^[a-zA-Z0-9_+.:-]{1,128}$")
 ORDER_FIELDS: Final = ("org_id", "site_id", "order_id", "kind", "placed_at", "attributes", "lines")
 ORDER_LIST_ORDERS: Final = ("created", "newest_first", "random")
+DUPLICATE_ORDER_IDS: Final = ("refuse", "accept")
+"""What a create with an order id Instock already has gets. The document does not say the
+order id is unique (only that `resource_cannot_be_created` may mean "already exists"):
+``refuse`` answers that; ``accept`` (a test-only reading) takes the order again, as a
+second order kept in ``InstockState.duplicate_orders``."""
 """Orders list orders: by creation (new orders appended), newest first, or a stable order
 unrelated to time (a hash of the order id, as a list sorted by a random key would be)."""
 TERMINAL: Final = frozenset({"done", "canceled"})
@@ -233,6 +238,7 @@ class InstockState:
         self.article_ids: list[str] = []  # sorted, the list order of GET /articles
         self.inventory: dict[str, dict[str, Stock]] = {s: {} for s in self.sites}
         self.orders: dict[str, Order] = {}
+        self.duplicate_orders: list[Order] = []  # accepted again under a known order id
         self.site_orders: dict[str, list[str]] = {s: [] for s in self.sites}
         self.ordertasks: dict[str, OrderTask] = {}
         self.moves: dict[str, list[Move]] = {s: [] for s in self.sites}
@@ -574,11 +580,15 @@ class InstockSim(Simulator):
         slow_seconds: float = 2.0,
         order_list_order: str = "created",
         order_attributes: Iterable[str] | None = DEFAULT_ORDER_ATTRIBUTES,
+        duplicate_order_ids: str = "refuse",
     ) -> None:
         if not sites:
             raise ValueError("at least one site is needed")
         if order_list_order not in ORDER_LIST_ORDERS:
             raise ValueError(f"order_list_order must be one of {', '.join(ORDER_LIST_ORDERS)}")
+        if duplicate_order_ids not in DUPLICATE_ORDER_IDS:
+            raise ValueError(f"duplicate_order_ids must be one of {', '.join(DUPLICATE_ORDER_IDS)}")
+        self.duplicate_order_ids = duplicate_order_ids
         self.clock = clock
         self.order_attributes = None if order_attributes is None else frozenset(order_attributes)
         # The document does not say in which order GET orders lists them (see ORDER_LIST_ORDERS);
@@ -913,9 +923,15 @@ class InstockSim(Simulator):
         order = _parse_order_body(request.json, site_id, self.clock())
         _check_order_attribute_names(order.attributes, self.order_attributes)
         with self.state.lock:
-            if order.order_id in self.state.orders:
+            duplicate = order.order_id in self.state.orders
+            if duplicate and self.duplicate_order_ids == "refuse":
                 raise ApiError(400, "resource_cannot_be_created", "order_id already exists.")
             self._require_articles(order.lines)
+            if duplicate:  # the "accept" reading: a second order under the same id
+                order.status_changed_at = self.clock()
+                self.state.duplicate_orders.append(order)
+                self._register_demand(order, +1)
+                return Response(200, _OK_BODY)
             order.status_changed_at = self.clock()
             self.state.add_order(order)
             self._register_demand(order, +1)

@@ -17,6 +17,12 @@ A refused bulk upload is split in halves until the bad articles are isolated;
 only they are refused (with Instock's reason), the rest is accepted. An
 article that "cannot be created" because it already exists (a replay after a
 crash, or created by someone else) is compared and updated if it differs.
+
+An order create whose last attempt ended without a clear answer (`intent.unclear`)
+is read back by order id before it is sent again, and `readback.compare` decides:
+found as intended -> done (as an "already exists" answer); not found -> sent;
+found with other values -> rejected, the reject holding both versions. Without the
+read, a remote that accepted a duplicate order id would get the order twice.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from syncd import metrics
 from syncd.clock import iso
 from syncd.config import Settings
 from syncd.connectors.instock import InstockClient
-from syncd.errors import PermanentError, RetryableError
+from syncd.errors import AlreadyDoneError, DivergedError, PermanentError, RetryableError
 from syncd.logs import redactor
 from syncd.send.base import Outcome
+from syncd.send.readback import compare
 from syncd.state import Intent, NewReject, Store
 from syncd.state.mirror.instock import (
     ArticleAccepted,
@@ -107,6 +115,8 @@ class InstockDestination:
                 self.client.update_article(payload["article"])
                 return None
             case "orders.create":
+                if intent.unclear:
+                    self._read_back_create(intent.payload["order"])
                 self._create_order(intent)
                 return None
             case "orders.update":
@@ -116,6 +126,30 @@ class InstockDestination:
                 self.client.cancel_order(payload["order_id"])
                 return None
         raise PermanentError(f"unknown intent kind {intent.kind!r}", connector=DESTINATION)
+
+    def _read_back_create(self, order: Mapping[str, Any]) -> None:
+        """An earlier attempt may have created the order: read it by id first. Returns
+        when it is not there (send it); raises AlreadyDoneError / DivergedError else."""
+        order_id = order["order_id"]
+        remote = self.client.find_order(order_id)
+        found = None if remote is None else remote.model_dump(exclude_none=True)
+        decision = compare("orders.create", order, found)
+        metrics.readback(DESTINATION, decision.verdict)
+        if decision.verdict == "applied":
+            raise AlreadyDoneError(
+                f"order {order_id} found in Instock as intended (read back after an "
+                "attempt without a clear answer)",
+                connector=DESTINATION,
+            )
+        if decision.verdict == "diverged":
+            fields = ", ".join(d.field for d in decision.differences)
+            raise DivergedError(
+                f"order {order_id} found in Instock with other {fields} than intended (read "
+                "back after an attempt without a clear answer); the reject holds both versions",
+                connector=DESTINATION,
+                code="read_back_diverged",
+                reject_payload=decision.reject_payload(dict(order), found),
+            )
 
     def _create_order(self, intent: Intent) -> None:
         try:

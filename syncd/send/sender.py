@@ -39,6 +39,7 @@ from syncd.config import OutboxConfig, Settings
 from syncd.errors import (
     AlreadyDoneError,
     ConnectorStoppedError,
+    DivergedError,
     PermanentError,
     RemoteError,
     RetryableError,
@@ -295,7 +296,12 @@ class Sender:
         except PermanentError as exc:
             with self.store.transaction():
                 _record_outcome(self.store, destination, intent, "rejected", str(exc))
-                reject_id = self.store.reject_intent(intent, str(exc), run_id=self.run_id)
+                reject_id = self.store.reject_intent(
+                    intent,
+                    str(exc),
+                    run_id=self.run_id,
+                    payload=exc.reject_payload if isinstance(exc, DivergedError) else None,
+                )
             self.counts["rejected"] += 1
             metrics.intent_outcome(name, "rejected")
             bound.warning("outbox_rejected", reason=str(exc), reject_id=reject_id)

@@ -405,8 +405,12 @@ class Store:
             [_text(error), iso_in(delay), int(unclear), intent_id],
         )
 
-    def reject_intent(self, intent: Intent, reason: str, *, run_id: str | None = None) -> int:
-        """Move an intent to rejects with the remote's reason; returns the reject id."""
+    def reject_intent(
+        self, intent: Intent, reason: str, *, run_id: str | None = None, payload: Any = None
+    ) -> int:
+        """Move an intent to rejects with the remote's reason; returns the reject id. The
+        reject keeps `payload` when given (e.g. both versions of a diverged read-back),
+        else the intent's payload."""
         with self.transaction():
             self.db.execute(
                 "UPDATE outbox SET status = 'rejected', attempts = attempts + 1, last_error = ? "
@@ -418,7 +422,7 @@ class Store:
                     source=f"outbox:{intent.destination}",
                     reference=f"outbox:{intent.id} {intent.kind} {intent.order_key}",
                     reason=reason,
-                    payload=intent.payload,
+                    payload=intent.payload if payload is None else payload,
                 ),
                 run_id=run_id,
                 outbox_id=intent.id,

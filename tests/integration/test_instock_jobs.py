@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 import syncd.jobs  # noqa: F401 - fills the job registry
-from syncd.clock import parse_iso
+from syncd import metrics
+from syncd.clock import iso, parse_iso
 from syncd.config import Settings
 from syncd.jobs import REGISTRY
 from syncd.jobs.instock_inventory import STREAM as INVENTORY_STREAM
@@ -1217,3 +1218,139 @@ def test_first_run_learns_the_existing_catalog_without_failed_uploads(
     assert sim.count("POST /v1/articles") == 0
     assert result.counts["update"] == 1
     assert result.counts["skip"] == len(rows) - 1
+
+
+# --- read back before resending ------------------------------------------------------------
+
+
+def reads_of(sim: InstockSim, order_id: str) -> int:
+    return sim.count(f"GET /v1/{sim.site_id}/orders/{order_id}")
+
+
+@pytest.fixture
+def dup_sim() -> Iterator[InstockSim]:
+    """Instock taking a second create of a known order id as a second order, so that only
+    syncd's read-back (never an "already exists" answer) keeps an order from doubling."""
+    with InstockSim(seed=SEED, articles=30, retry_after=0, duplicate_order_ids="accept") as s:
+        yield s
+
+
+@pytest.fixture
+def dup_cfg(dup_sim: InstockSim, tmp_path: Path) -> Settings:
+    """One HTTP attempt per outbox attempt: the client's own retry of a POST whose answer
+    was cut is not what these tests are about (each outbox attempt is)."""
+    return sim_settings(
+        tmp_path / "dup",
+        connector_for(dup_sim, page_size=100, retry=fast_retry(1)),
+        outbox=FAST_BACKOFF,
+    )
+
+
+def readbacks(outcome: str) -> float:
+    sample = metrics.REGISTRY.get_sample_value(
+        "syncd_readback_total", {"destination": "instock", "outcome": outcome}
+    )
+    return sample or 0.0
+
+
+def _due_now(settings: Settings) -> None:
+    """The retry's backoff over (without waiting for it)."""
+    with db(settings) as store:
+        store.db.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending'",
+            [iso(datetime(2000, 1, 1, tzinfo=UTC))],
+        )
+
+
+def _outbox_create(settings: Settings) -> dict[str, Any]:
+    (row,) = query(settings, "SELECT status, unclear FROM outbox WHERE kind = 'orders.create'")
+    return row
+
+
+def test_create_applied_but_answer_lost_is_read_back_and_marked_done(
+    dup_sim: InstockSim, dup_cfg: Settings
+) -> None:
+    """Instock creates the order and the answer is cut: the next attempt reads the order
+    back, finds it as intended and marks the intent done without a second create."""
+    sim, cfg = dup_sim, dup_cfg
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-R1", [(a, 2), (b, 1)])))
+    run(cfg, "instock.orders")
+    sim.faults.script(ORDERS_ROUTE, ["drop"] * 10)
+    assert send(cfg)["retried"] == 1
+    assert _outbox_create(cfg) == {"status": "pending", "unclear": 1}
+    with sim.state.lock:
+        assert "HO-R1" in sim.state.orders  # applied, answer lost
+    posts, applied = sim.count(ORDERS_ROUTE), readbacks("applied")
+    _due_now(cfg)
+
+    assert send(cfg)["already_done"] == 1
+    assert readbacks("applied") == applied + 1
+    assert sim.count(ORDERS_ROUTE) == posts  # no second create
+    assert reads_of(sim, "HO-R1") == 1
+    assert _outbox_create(cfg)["status"] == "sent"
+    with sim.state.lock:
+        assert sim.state.duplicate_orders == []
+    assert instock_lines(sim, "HO-R1") == [("HO-R1-1", a, 2), ("HO-R1-2", b, 1)]
+    assert sim.stock(a).registered == 2
+    assert sync_row(cfg, "HO-R1") == {"action": "create", "status": "accepted", "reason": None}
+    assert open_rejects(cfg, "") == []
+
+
+def test_create_refused_before_applying_is_read_back_and_sent(
+    dup_sim: InstockSim, dup_cfg: Settings
+) -> None:
+    """A 503 (Instock did not apply it, syncd cannot know): the next attempt reads back,
+    finds no order and sends the create once."""
+    sim, cfg = dup_sim, dup_cfg
+    (a,) = stocked_articles(sim, 1)
+    drop(cfg, "orders", order_csv(("HO-R2", [(a, 1)])))
+    run(cfg, "instock.orders")
+    sim.faults.script(ORDERS_ROUTE, ["503"] * 10)
+    assert send(cfg)["retried"] == 1
+    assert _outbox_create(cfg) == {"status": "pending", "unclear": 1}
+    with sim.state.lock:
+        assert "HO-R2" not in sim.state.orders
+    sim.faults.clear()
+    _due_now(cfg)
+    not_applied = readbacks("not_applied")
+
+    assert send(cfg)["pushed"] == 1
+    assert readbacks("not_applied") == not_applied + 1
+    assert reads_of(sim, "HO-R2") == 1
+    assert _outbox_create(cfg)["status"] == "sent"
+    with sim.state.lock:
+        assert sim.state.duplicate_orders == []
+    assert instock_lines(sim, "HO-R2") == [("HO-R2-1", a, 1)]
+
+
+def test_create_found_changed_on_read_back_is_rejected_with_both_versions(
+    dup_sim: InstockSim, dup_cfg: Settings
+) -> None:
+    """The order is applied, the answer lost, and the order changed in Instock before the
+    next attempt: a reject holding the intended and the found order, nothing sent again."""
+    sim, cfg = dup_sim, dup_cfg
+    (a,) = stocked_articles(sim, 1)
+    drop(cfg, "orders", order_csv(("HO-R3", [(a, 2)])))
+    run(cfg, "instock.orders")
+    sim.faults.script(ORDERS_ROUTE, ["drop"] * 10)
+    assert send(cfg)["retried"] == 1
+    with sim.state.lock:
+        sim.state.orders["HO-R3"].lines[0].qty = 5
+    posts, diverged = sim.count(ORDERS_ROUTE), readbacks("diverged")
+    _due_now(cfg)
+
+    assert send(cfg)["rejected"] == 1
+    assert readbacks("diverged") == diverged + 1
+    assert sim.count(ORDERS_ROUTE) == posts
+    with sim.state.lock:
+        assert sim.state.duplicate_orders == []
+    (reject,) = open_rejects(cfg, "outbox:instock")
+    assert "HO-R3" in reject["reason"]
+    assert "lines" in reject["reason"]
+    payload = reject["payload"]
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    assert payload["intended"]["lines"][0]["qty"] == 2
+    assert payload["found"]["lines"][0]["qty"] == 5
+    assert [d["field"] for d in payload["differences"]] == ["lines"]
+    assert sync_row(cfg, "HO-R3")["status"] == "refused"
