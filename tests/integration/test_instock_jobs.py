@@ -792,9 +792,24 @@ def test_host_order_is_created_once_even_when_the_create_is_replayed(
     assert instock_lines(sim, "HO-1") == [("HO-1-1", a, 2), ("HO-1-2", b, 1)]
     assert sim.stock(a).registered == 2
 
-    # The crash: Instock has the order, the outbox row was never marked sent.
+    # The crash: Instock has the order, the outbox row was never marked sent (and keeps
+    # the `unclear` mark set before the request left): read back by id, not posted again.
     with db(cfg) as store:
-        store.db.execute("UPDATE outbox SET status = 'pending' WHERE kind = 'orders.create'")
+        store.db.execute(
+            "UPDATE outbox SET status = 'pending', unclear = 1 WHERE kind = 'orders.create'"
+        )
+    assert send(cfg)["already_done"] == 1
+    assert sim.count(ORDERS_ROUTE) == 1
+    assert sim.count(f"GET /v1/{sim.site_id}/orders/HO-1") == 1
+    assert sim.stock(a).registered == 2  # not registered twice
+    assert sync_row(cfg, "HO-1") == {"action": "create", "status": "accepted", "reason": None}
+
+    # A replay without the mark (a row from before it existed) is posted, and Instock's
+    # "already exists" for the same lines is recognised as already done.
+    with db(cfg) as store:
+        store.db.execute(
+            "UPDATE outbox SET status = 'pending', unclear = 0 WHERE kind = 'orders.create'"
+        )
     assert send(cfg)["already_done"] == 1
     assert sim.count(ORDERS_ROUTE) == 2
     assert sim.stock(a).registered == 2  # not registered twice
