@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import io
 import itertools
+import ssl
 import threading
 import time
 import uuid
@@ -192,9 +194,17 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context, built once per process: building it loads the CA
+    bundle (about 20 ms of CPU), which every client of every run would otherwise pay again.
+    A changed CA bundle is read on the daemon's next start."""
+    return httpx.create_ssl_context()
+
+
 def bounded_transport() -> httpx.HTTPTransport:
     """httpx's own transport, its connection pool on a DeadlineBackend."""
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(verify=default_ssl_context())
     pool = transport._pool  # httpx builds the pool itself and offers no backend argument
     if isinstance(pool, httpcore.ConnectionPool):
         pool._network_backend = DeadlineBackend(pool._network_backend)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from syncd.errors import AlreadyDoneError, PermanentError, RetryableError
 from syncd.http import HttpClient, StaticAuth, build_client
-from syncd.jsontext import json_number, json_safe_spelt
+from syncd.jsontext import canonical, json_number, json_safe_spelt, text_hash
 from syncd.logs import redactor
 from syncd.sections import ConnectorConfig, RateLimit
 
@@ -150,16 +150,50 @@ class RecordReject:
 
 @dataclass
 class Submitted:
-    """`GET /orders/submitted`: valid orders, refused records, warnings, request id."""
+    """`GET /orders/submitted`: valid orders, refused records, warnings, request id;
+    `unchanged`: ids of orders listed exactly as last stored (not validated again);
+    `hashes`: order id -> `raw_hash` of its record, for the validated and the unchanged."""
 
     orders: list[DsOrder]
     rejects: list[RecordReject]
     warnings: list[str]
     request_id: str | None = None
+    unchanged: list[str] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def listed(self) -> int:
-        return len(self.orders) + len(self.rejects)
+        return len(self.orders) + len(self.rejects) + len(self.unchanged)
+
+
+def raw_hash(raw: Mapping[str, Any]) -> str:
+    """The identity of a listed order's content: the hash of its record's canonical text,
+    so the same order listed again (in any key order) is recognised without validating it."""
+    return text_hash(canonical(raw))
+
+
+def parse_submitted(
+    data: Any, known: Mapping[str, str] | None = None
+) -> tuple[list[DsOrder], list[RecordReject], list[str], dict[str, str]]:
+    """`parse_orders`, except that a record whose order id is in `known` with the same
+    `raw_hash` is only counted as unchanged (its id listed), not validated again."""
+    if known is None or not isinstance(data, list):
+        orders, rejects = parse_orders(data)
+        return orders, rejects, [], {}
+    unchanged: list[str] = []
+    hashes: dict[str, str] = {}
+    rest: list[tuple[int, Any]] = []
+    for index, raw in enumerate(data):
+        if isinstance(raw, dict) and isinstance(raw.get("order_id"), str | int):
+            key = str(raw["order_id"])
+            digest = raw_hash(raw)
+            hashes[key] = digest
+            if known.get(key) == digest:
+                unchanged.append(key)
+                continue
+        rest.append((index, raw))
+    orders, rejects = _parse(rest)
+    return orders, rejects, unchanged, hashes
 
 
 def parse_orders(data: Any) -> tuple[list[DsOrder], list[RecordReject]]:
@@ -168,9 +202,14 @@ def parse_orders(data: Any) -> tuple[list[DsOrder], list[RecordReject]]:
         return [], []
     if not isinstance(data, list):
         raise ValueError(f"data is {type(data).__name__}, not a list of orders")
+    return _parse(enumerate(data))
+
+
+def _parse(records: Iterable[tuple[int, Any]]) -> tuple[list[DsOrder], list[RecordReject]]:
+    """Validate each (index in the answer, record) on its own."""
     orders: list[DsOrder] = []
     rejects: list[RecordReject] = []
-    for index, raw in enumerate(data):
+    for index, raw in records:
         key = f"#{index}"
         if isinstance(raw, dict) and isinstance(raw.get("order_id"), str | int):
             key = str(raw["order_id"]) or key
@@ -347,12 +386,14 @@ class DSOrderClient:
             raise error
         return Answer(envelope.get("data"), warnings, request_id)
 
-    def submitted_orders(self) -> Submitted:
+    def submitted_orders(self, known: Mapping[str, str] | None = None) -> Submitted:
         """Today's submitted orders (site day as DSOrder sees it), each validated on its
-        own: invalid records come back as `rejects`, never as a failed pull."""
+        own: invalid records come back as `rejects`, never as a failed pull. An order
+        listed with the `raw_hash` that `known` (order id -> hash) has for it is returned
+        in `unchanged` instead, unvalidated."""
         answer = self._call_with_retry("GET", "/orders/submitted")
         try:
-            orders, rejects = parse_orders(answer.data)
+            orders, rejects, unchanged, hashes = parse_submitted(answer.data, known)
         except ValueError as exc:
             raise RetryableError(
                 f"malformed submitted orders: {exc}",
@@ -360,7 +401,7 @@ class DSOrderClient:
                 code="malformed_response",
                 request_id=answer.request_id,
             ) from None
-        return Submitted(orders, rejects, answer.warnings, answer.request_id)
+        return Submitted(orders, rejects, answer.warnings, answer.request_id, unchanged, hashes)
 
     def _call_with_retry(self, method: str, path: str) -> Answer:
         """Reads retry a malformed or soft-failed answer like any transient fault."""

@@ -62,7 +62,7 @@ from syncd.jsontext import canonical, text_hash
 from syncd.logs import Logger
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
-from syncd.state.mirror.dsorder import Release
+from syncd.state.mirror.dsorder import RecordRawHash, Release
 from syncd.state.plan import Applied, Plan, apply_plan
 from syncd.state.windows import RecordWindow
 
@@ -164,8 +164,11 @@ def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
     now = started = utcnow()
+    # Orders listed exactly as last stored are counted, not validated or planned again:
+    # an unchanged day costs a hash per order (README "DSOrder").
+    stored_hashes = orders.raw_hashes(store)
     with DSOrderClient(ctx.settings.connectors.dsorder) as client:
-        answer = client.submitted_orders()
+        answer = client.submitted_orders(stored_hashes)
     received = utcnow()
     zone = ZoneInfo(ctx.settings.daemon.site_timezone)
     if received.astimezone(zone).date() != now.astimezone(zone).date():
@@ -181,19 +184,30 @@ def run(ctx: JobContext) -> None:
     # must not be planned (and its rejects re-issued) a second time in this run.
     _replan_held(ctx, catalog, options)
     known = orders.known_order_ids(store)
-    # The accounting rule: every listed record is stored (new or known) or rejected.
+    # The accounting rule: every listed record is stored (new or known), unchanged since
+    # it was stored (counted, not validated again) or rejected.
     ctx.counts["pulled"] = answer.listed
     ctx.counts["invalid"] = len(answer.rejects)
+    ctx.counts["unchanged"] = len(answer.unchanged)
     _reject_records(ctx, answer)
     for order in answer.orders:
         ctx.counts["stored"] += 1
+        digest = answer.hashes.get(order.order_id)
+        hashed = (RecordRawHash(order.order_id, digest),) if digest else ()
         if order.order_id in known:
+            if hashed:
+                # Listed with other content than when first stored (or stored before
+                # hashes): the stored order stays as planned; the new hash is kept so the
+                # next pull skips it.
+                ctx.counts["changed"] += int(order.order_id in stored_hashes)
+                apply_plan(store, Plan(changes=hashed), run_id=ctx.run_id)
             continue
         ctx.check_stop()
         checks = _checks(
             [(ln.line_number, ln.article_id, ln.quantity) for ln in order.details], catalog
         )
-        _record(ctx, plan_new_order(order, checks, options.rules(), utcnow()))
+        decided = plan_new_order(order, checks, options.rules(), utcnow())
+        _record(ctx, replace(decided, plan=decided.plan + Plan(changes=hashed)))
     covered = submitted_window(
         now,
         ctx.settings.daemon.site_timezone,
@@ -209,9 +223,9 @@ def run(ctx: JobContext) -> None:
         iso(covered[0]),
         iso(covered[1]),
         listed=answer.listed,
-        stored=len(answer.orders),
+        stored=len(answer.orders) + len(answer.unchanged),
         rejected=len(answer.rejects),
-        content_hash=text_hash(canonical([o.model_dump(mode="json") for o in answer.orders])),
+        content_hash=_listing_hash(answer),
         request_ids=(answer.request_id,) if answer.request_id else (),
     )
     apply_plan(
@@ -220,6 +234,12 @@ def run(ctx: JobContext) -> None:
     sync_hold_alerts(ctx.store, options, utcnow(), ctx.log)
     if ctx.counts["queued"]:
         ctx.wake_sender()
+
+
+def _listing_hash(answer: Submitted) -> str:
+    """The identity of the valid orders listed: their record hashes, in order id order."""
+    valid = [o.order_id for o in answer.orders] + answer.unchanged
+    return text_hash(canonical(sorted(answer.hashes.get(i, "") for i in valid)))
 
 
 def submitted_window(now: datetime, zone: str, end_of_day: timedelta) -> tuple[datetime, datetime]:

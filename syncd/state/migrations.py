@@ -917,6 +917,15 @@ def m0018_outbox_unclear(db: Database) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN unclear INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations()
+def m0019_dsorder_raw_hash(db: Database) -> None:
+    # The hash of each order's record as DSOrder last listed it (`raw_hash` of its
+    # canonical JSON text): dsorder.pull takes an order listed again unchanged without
+    # validating it. NULL for orders stored before this column: validated once more,
+    # then hashed.
+    db.execute("ALTER TABLE dsorder_orders ADD COLUMN raw_hash TEXT")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

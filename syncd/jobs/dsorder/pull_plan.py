@@ -381,6 +381,7 @@ def plan_invalid_records(answer: Submitted, open_rejects: Sequence[OpenReject]) 
     not while an identical one is open); a record that was invalid and is listed valid
     now resolves its reject."""
     valid = {f"order {o.order_id}" for o in answer.orders}
+    valid |= {f"order {order_id}" for order_id in answer.unchanged}
     resolved = tuple(r.id for r in open_rejects if r.reference in valid)
     still_open = {(r.reference, r.reason) for r in open_rejects if r.id not in resolved}
     new = []

@@ -76,6 +76,16 @@ def known_order_ids(store: Store) -> set[str]:
     return {r["order_id"] for r in store.query("SELECT order_id FROM dsorder_orders")}
 
 
+def raw_hashes(store: Store) -> dict[str, str]:
+    """Order id -> hash of its record as last listed (orders stored before hashes: none)."""
+    return {
+        r["order_id"]: r["raw_hash"]
+        for r in store.query(
+            "SELECT order_id, raw_hash FROM dsorder_orders WHERE raw_hash IS NOT NULL"
+        )
+    }
+
+
 def held_orders(store: Store) -> list[HeldOrder]:
     return [
         HeldOrder(r["order_id"], r["instock_order_id"], r["pulled_at"], r["hold_reason"])
@@ -346,6 +356,20 @@ class MarkReleased:
 
 
 @dataclass(frozen=True)
+class RecordRawHash:
+    """The hash of the order's record as DSOrder listed it this time (see `raw_hashes`)."""
+
+    order_id: str
+    raw_hash: str
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            "UPDATE dsorder_orders SET raw_hash = ? WHERE order_id = ?",
+            [self.raw_hash, self.order_id],
+        )
+
+
+@dataclass(frozen=True)
 class ReportedLine:
     line_number: int
     quantity: str  # the total queued for /fulfill, exact decimal text
@@ -381,6 +405,7 @@ __all__ = [
     "MarkReleased",
     "NewLine",
     "OrderState",
+    "RecordRawHash",
     "RecordReported",
     "Release",
     "ReportedLine",
@@ -393,4 +418,5 @@ __all__ = [
     "known_order_ids",
     "order_lines",
     "orders_to_follow",
+    "raw_hashes",
 ]
