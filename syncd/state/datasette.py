@@ -493,6 +493,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "supplier_schedule_title": "DSOrder's schedule title",
             "raw": "JSON: the order as DSOrder sent it",
             "instock_order_id": "the Instock order made from it",
+            "raw_hash": "hash of the order as last listed by DSOrder; an order listed unchanged is counted, not validated again",
             "state": "held, created, closing, closed (see the table)",
             "hold_reason": "why it is held",
             "pulled_at": f"first pulled, {TS}",
