@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,24 +54,34 @@ def scan_inbox(host_dir: Path, settle_time: float, *, now: float | None = None) 
     Ignored: dot files, `*.tmp`/`*.part`, names that match no feed, and files
     modified less than `settle_time` seconds ago (the host may still be writing).
     """
+    found = [
+        InboxFile(kind[0], Path(entry.path), kind[1], info.st_size, info.st_mtime)
+        for entry, kind, info in _settled_feed_entries(host_dir, settle_time, now)
+        if stat.S_ISREG(info.st_mode)
+    ]
+    return sorted(found, key=lambda f: (f.mtime, f.path.name))
+
+
+def _settled_feed_entries(
+    host_dir: Path, settle_time: float, now: float | None
+) -> Iterator[tuple[os.DirEntry[str], tuple[str, Format], os.stat_result]]:
+    """Each `inbox/` entry named like a feed file, with its lstat, once settled (its
+    mtime at least `settle_time` seconds old). Links are never followed."""
     inbox = HostDirs(host_dir).inbox
     if not inbox.is_dir():
-        return []
+        return
     now = time.time() if now is None else now
-    found = []
     with os.scandir(inbox) as entries:
         for entry in entries:
             kind = classify(entry.name)
-            if kind is None or not entry.is_file(follow_symlinks=False):
+            if kind is None:
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed by the host since the listing: nothing to load
-            if now - info.st_mtime < settle_time:
-                continue
-            found.append(InboxFile(kind[0], Path(entry.path), kind[1], info.st_size, info.st_mtime))
-    return sorted(found, key=lambda f: (f.mtime, f.path.name))
+            if now - info.st_mtime >= settle_time:
+                yield entry, kind, info
 
 
 @dataclass(frozen=True)
@@ -100,30 +111,18 @@ def scan_strays(
 ) -> list[StrayEntry]:
     """Entries in `inbox/` named like a feed file that are not regular files
     (settled like files are). They are never opened or followed."""
-    inbox = HostDirs(host_dir).inbox
-    if not inbox.is_dir():
-        return []
-    now = time.time() if now is None else now
     found = []
-    with os.scandir(inbox) as entries:
-        for entry in entries:
-            kind = classify(entry.name)
-            if kind is None or entry.is_file(follow_symlinks=False):
-                continue
+    for entry, kind, info in _settled_feed_entries(host_dir, settle_time, now):
+        if stat.S_ISREG(info.st_mode):
+            continue
+        what = _entry_kind(info.st_mode)
+        target = None
+        if what == "symlink":
             try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if now - info.st_mtime < settle_time:
-                continue
-            what = _entry_kind(info.st_mode)
-            target = None
-            if what == "symlink":
-                try:
-                    target = os.readlink(entry.path)
-                except OSError:
-                    target = None
-            found.append(StrayEntry(kind[0], Path(entry.path), what, target))
+                target = os.readlink(entry.path)
+            except OSError:
+                target = None
+        found.append(StrayEntry(kind[0], Path(entry.path), what, target))
     return sorted(found, key=lambda e: e.path.name)
 
 
