@@ -6,6 +6,7 @@ SyncdError becomes a one-line message and its exit status here, in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -31,6 +32,7 @@ from syncd.logs import redactor
 if TYPE_CHECKING:  # imported late (start-up time)
     from syncd.state import Store
     from syncd.state.kinds import RejectStatus
+    from syncd.state.queries import RejectFilter
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -649,7 +651,7 @@ def _bulk_ids(
     verb: str,
     reject_ids: tuple[int, ...],
     every: bool,
-    which: Any,
+    which: RejectFilter,
     yes: bool,
     store: Store,
 ) -> list[int]:
@@ -658,7 +660,7 @@ def _bulk_ids(
     from syncd.state import queries
 
     filtered = every or any(
-        getattr(which, k) is not None for k in ("job", "source", "reason", "since")
+        value is not None for value in (which.job, which.source, which.reason, which.since)
     )
     if reject_ids and filtered:
         raise UsageError(f"{verb}: name rejects by id or by filters, not both")
@@ -729,14 +731,7 @@ def rejects_retry(
             0
             if reject_ids or host_rows is None
             else queries.reject_count(
-                store,
-                queries.RejectFilter(
-                    statuses=("open", "retry"),
-                    source=host_rows,
-                    reason=reason,
-                    since=since,
-                    job=job,
-                ),
+                store, dataclasses.replace(which, source=host_rows, exclude_source=None)
             )
         )
     if not reject_ids:
