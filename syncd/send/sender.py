@@ -50,7 +50,7 @@ from syncd.logs import Logger
 from syncd.progress import Progress, no_progress
 from syncd.send.base import Destination, DestinationFactory, DestinationOutage, Outcome
 from syncd.send.destinations import DESTINATIONS
-from syncd.state import Intent, Store
+from syncd.state import Intent, Store, queries
 
 log: Logger = structlog.get_logger("syncd.outbox")
 
@@ -203,7 +203,11 @@ class Sender:
         after_id = 0
         stopped_before = self._stops()
         stage, seen = f"outbox.send: {name} pending intents gone through", 0
-        total = self.store.pending_intent_count(name) if self.progress is not no_progress else 0
+        total = (
+            queries.pending_intent_count(self.store, name)
+            if self.progress is not no_progress
+            else 0
+        )
         while True:
             batch = self.store.pending_intents(name, policy.batch_size, after_id)
             if not batch:

@@ -69,8 +69,17 @@ def pending_intents_by_destination(store: Store) -> list[Row]:
     )
 
 
-def pending_intent_count(store: Store) -> int:
-    return int(store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") or 0)
+def pending_intent_count(store: Store, destination: str | None = None) -> int:
+    """Intents waiting to be sent, of one destination or of all."""
+    if destination is None:
+        return int(store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") or 0)
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM outbox WHERE destination = ? AND status = 'pending'",
+            [destination],
+        )
+        or 0
+    )
 
 
 def open_rejects_by_source(store: Store) -> list[Row]:

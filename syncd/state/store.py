@@ -335,15 +335,6 @@ class Store:
         ).fetchall()
         return [Intent.from_row(r) for r in rows]
 
-    def pending_intent_count(self, destination: str) -> int:
-        return int(
-            self.scalar(
-                "SELECT count(*) FROM outbox WHERE destination = ? AND status = 'pending'",
-                [destination],
-            )
-            or 0
-        )
-
     def destinations_with_due_intents(self, now: str | None = None) -> list[str]:
         return [
             r[0]
