@@ -293,9 +293,18 @@ def backoff_wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     return wait
 
 
-def should_retry(policy: RetryPolicy) -> Callable[[BaseException], bool]:
+def should_retry(
+    policy: RetryPolicy, *, idempotent: bool = True
+) -> Callable[[BaseException], bool]:
+    """Which failures the client repeats within one call. A write that is not idempotent
+    (a create: sent twice, it may count twice) is repeated only after a failure that proves
+    the remote did not act on it; otherwise the failure goes back to the caller, who reads
+    the remote before deciding to send again (see syncd/send/readback.py)."""
+
     def check(exc: BaseException) -> bool:
         if not isinstance(exc, RetryableError):
+            return False
+        if not idempotent and not not_applied(exc):
             return False
         if not getattr(exc, "retry_now", True):
             return False  # e.g. an answer too large: the same request brings it again
@@ -315,6 +324,13 @@ def never_sent(exc: BaseException) -> bool:
     """The request failed before it reached the remote (connect error or timeout)."""
     details = getattr(exc, "details", None)
     return isinstance(details, dict) and details.get("sent") is False
+
+
+def not_applied(exc: BaseException) -> bool:
+    """The failure proves the remote did not act on the request: it never left (connect
+    failure, throttled by our own budget) or was refused unprocessed (429). A timeout or a
+    dropped connection after sending, a 5xx or a cut answer prove nothing."""
+    return never_sent(exc) or (isinstance(exc, RemoteError) and exc.status == 429)
 
 
 def http_outcome(exc: RemoteError) -> str:
@@ -404,11 +420,14 @@ class HttpClient:
         retry: bool = True,
         authenticate: bool = True,
         ok_statuses: Sequence[int] = (),
+        idempotent: bool = True,
     ) -> httpx.Response:
         """Send with retries; return a success response or raise a classified RemoteError.
 
         `ok_statuses` lets a connector read an error status itself (e.g. a 400
-        whose body says "already exists").
+        whose body says "already exists"). `idempotent=False` for a write that must not be
+        sent twice: it is repeated only after a failure that proves it was not applied
+        (`not_applied`).
         """
 
         def once() -> httpx.Response:
@@ -418,7 +437,7 @@ class HttpClient:
 
         if not retry:
             return once()  # the caller runs its own retry_call around this
-        return self.retry_call(once, authenticate=authenticate)
+        return self.retry_call(once, authenticate=authenticate, idempotent=idempotent)
 
     def request_json(
         self,
@@ -469,16 +488,18 @@ class HttpClient:
         *,
         attempts: int | None = None,
         authenticate: bool = True,
+        idempotent: bool = True,
     ) -> _T:
         """Call `func` under the connector's retry policy (bounded exponential backoff
-        with full jitter, Retry-After honoured) and refresh credentials once on AuthError."""
+        with full jitter, Retry-After honoured) and refresh credentials once on AuthError.
+        `idempotent=False`: repeat only after a failure that proves nothing was applied."""
         policy = self.config.retry
         self._parks.sat_out = 0.0  # a new call: any park met before is waited for again
         retrying = Retrying(
             stop=stop_after_attempt(attempts or policy.max_attempts)
             | stop_after_delay(policy.max_elapsed),
             wait=backoff_wait(policy),
-            retry=retry_if_exception(should_retry(policy)),
+            retry=retry_if_exception(should_retry(policy, idempotent=idempotent)),
             sleep=self._wait_before_retry,
             reraise=True,
         )

@@ -478,11 +478,15 @@ class InstockClient:
 
         return self.http.retry_call(once)
 
-    def _send(self, method: str, path: str, body: Any = None) -> Any:
+    def _send(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
         """A write. Instock answers JSON (`"Successful operation."`, `""`); an answer that
         is not JSON is a cut-off or foreign answer, not proof the write happened: it is
-        raised as retryable, and the replay is recognised by the natural key."""
-        response = self.http.request(method, path, json_body=body)
+        raised as retryable, and the replay is recognised by the natural key.
+
+        `idempotent=False` (a create, a step, a delta): never repeated here after a failure
+        that may have been applied (timeout after sending, dropped connection, 5xx); the
+        sender marks the intent unclear and its next attempt reads the remote first."""
+        response = self.http.request(method, path, json_body=body, idempotent=idempotent)
         if not response.content:
             return None
         return self.http.json(response)
@@ -571,10 +575,19 @@ class InstockClient:
     def get_article(self, article_id: str) -> Article:
         return Article.model_validate(self._get(f"/articles/{article_id}"))
 
+    def find_article(self, article_id: str) -> Article | None:
+        """The article by id, or None when Instock answers 404 (not there)."""
+        try:
+            return self.get_article(article_id)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def upload_articles(self, articles: Sequence[Mapping[str, Any]]) -> None:
         if not 1 <= len(articles) <= BULK_MAX:
             raise ValueError(f"a bulk upload takes 1..{BULK_MAX} articles, got {len(articles)}")
-        self._send("POST", "/articles", {"articles": list(articles)})
+        self._send("POST", "/articles", {"articles": list(articles)}, idempotent=False)
 
     def update_article(self, article: Mapping[str, Any]) -> None:
         self._send("PUT", f"/articles/{article['article_id']}", dict(article))
@@ -587,7 +600,7 @@ class InstockClient:
         lines is a collision, refused for good rather than silently taken as ours."""
         body = {"kind": "customer", "site_id": self.site_id, **order}
         try:
-            self._send("POST", f"/{self.site_id}/orders", body)
+            self._send("POST", f"/{self.site_id}/orders", body, idempotent=False)
         except PermanentError as exc:
             if exc.code != "resource_cannot_be_created":
                 raise
@@ -620,13 +633,14 @@ class InstockClient:
             f"/{self.site_id}/orders/{order_id}", Order, "orders", "order_id", order_id
         )
 
-    def update_order(self, order: Mapping[str, Any]) -> None:
+    def update_order(self, order: Mapping[str, Any], *, current: Order | None = None) -> None:
         """Update a registered customer order. The document wants every parameter on a PUT,
         so what the caller does not give (org_id, placed_at, ...) is kept as created: it is
-        read from the order first, never reset."""
-        current = self.get_order(order["order_id"]).model_dump(exclude_none=True)
+        read from the order first (or taken from `current`, just read), never reset."""
+        record = current if current is not None else self.get_order(order["order_id"])
+        kept = record.model_dump(exclude_none=True)
         body: dict[str, Any] = {
-            **{k: current[k] for k in ORDER_FIELDS if k in current},
+            **{k: kept[k] for k in ORDER_FIELDS if k in kept},
             "kind": "customer",
             "site_id": self.site_id,
             **order,
@@ -637,10 +651,19 @@ class InstockClient:
         path = f"/{self.site_id}/orders/{order_id}/status"
         return self._get_record(path, OrderStatus, "orders", "order_id", order_id)
 
+    def find_order_status(self, order_id: str) -> OrderStatus | None:
+        """The order's status, or None when Instock answers 404 (no such order)."""
+        try:
+            return self.order_status(order_id)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def advance_order(self, order_id: str, to_cell_id: str | None = None) -> None:
         """Debug endpoint (virtual sites): registered -> reserved -> done."""
         body = {"to_cell_id": to_cell_id} if to_cell_id else {}
-        self._send("POST", f"/{self.site_id}/orders/{order_id}/status", body)
+        self._send("POST", f"/{self.site_id}/orders/{order_id}/status", body, idempotent=False)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel a registered order; an order already canceled is 'already done'."""
@@ -681,7 +704,8 @@ class InstockClient:
 
     def adjust_inventory(self, adjustments: Sequence[Mapping[str, Any]]) -> None:
         """Debug endpoint (virtual sites)."""
-        self._send("PUT", f"/{self.site_id}/inventory", {"adjustments": list(adjustments)})
+        body = {"adjustments": list(adjustments)}
+        self._send("PUT", f"/{self.site_id}/inventory", body, idempotent=False)
 
     # -- moves --------------------------------------------------------------
 

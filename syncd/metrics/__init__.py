@@ -184,9 +184,10 @@ def intents_queued(by_destination: Mapping[str, int]) -> None:
             INTENTS_QUEUED.labels(destination).inc(n)
 
 
-def readback(destination: str, outcome: str) -> None:
-    """One read-back before resending: applied, not_applied or diverged."""
-    READBACKS.labels(destination, outcome).inc()
+def readback(destination: str, outcome: str, n: int = 1) -> None:
+    """Read-backs before resending (`n` of them, one per record read): applied, not_applied
+    or diverged."""
+    READBACKS.labels(destination, outcome).inc(n)
 
 
 def intent_outcome(destination: str, outcome: str) -> None:

@@ -10,7 +10,9 @@ route pattern (``"GET /v1/{site_id}/inventory"``) or ``"*"`` for every route, lo
 that order. A script is consumed one request at a time (``["429", "503", "ok"]``); a rate
 fires with probability ``p`` from a seeded ``random.Random``, so runs are reproducible.
 ``SandboxServer.rate_limit(n)`` answers 429 (with Retry-After) past n requests a second,
-as an API gateway would, on every route of every simulator.
+as an API gateway would, on every route of every simulator. ``apply_then_drop`` and
+``drop_before_apply`` (``LOST_ANSWER_FAULTS``) hang up without any answer, after or instead of
+applying the request: the two cases a write whose answer was lost may be in.
 
 A simulator can add its own fault kinds (``SandboxServer(extra_faults={"fail_soft": make})``):
 each maps to a factory whose response replaces the real answer, before auth and the handler,
@@ -59,8 +61,20 @@ ECHO_FAULTS: Final[frozenset[str]] = frozenset(
   where a client cutting an excerpt would cut the secret in half.
 """
 
+LOST_ANSWER_FAULTS: Final[frozenset[str]] = frozenset({"apply_then_drop", "drop_before_apply"})
+"""A write whose caller hears nothing at all: the connection is closed without a byte of answer.
+
+- ``apply_then_drop``: the handler runs (the write happens), then the answer is lost;
+- ``drop_before_apply``: the request is read and dropped; the handler never runs.
+
+From the caller's side both look the same (a connection closed after the request was sent),
+which is the point: only a read of the remote can tell them apart. (``drop`` also applies,
+but sends half an answer; ``500``/``503`` do not apply but do answer.) Logged with status 0."""
+
 FAULT_KINDS: Final[frozenset[str]] = (
-    frozenset({"429", "500", "503", "slow", "drop", "malformed", "token_expired"}) | ECHO_FAULTS
+    frozenset({"429", "500", "503", "slow", "drop", "malformed", "token_expired"})
+    | ECHO_FAULTS
+    | LOST_ANSWER_FAULTS
 )
 """What a route can be made to do instead of (or on top of) answering normally; a server can
 add its own kinds with ``extra_faults``."""
@@ -637,6 +651,8 @@ class SandboxServer:
                 concrete = f"{method} {path}"
                 fault = self.faults.pick((concrete, route.key, "*"))
                 response = self._answer(route, fault, method, path, params, query, headers, body)
+                if fault in LOST_ANSWER_FAULTS:
+                    response = Response(0)  # nothing goes back
         correlation = next((headers[k] for k in self.correlation_headers if k in headers), None)
         record = RequestRecord(
             method=method,
@@ -657,6 +673,9 @@ class SandboxServer:
             self._counts[f"{method} {path}"] += 1
             if route is not None and route.pattern != path:
                 self._counts[route.key] += 1
+        if fault in LOST_ANSWER_FAULTS:
+            self._hang_up(h)
+            return
         self._write(h, response, request_id, drop=fault == "drop")
 
     def _answer(
@@ -673,6 +692,8 @@ class SandboxServer:
         """Faults first (as a gateway would), then auth, then the JSON body, then the handler."""
         if fault in ECHO_FAULTS:
             return self._echo_response(fault, headers, body)
+        if fault == "drop_before_apply":
+            return Response(0)
         faulted = self._fault_response(fault)
         if faulted is not None:
             return faulted
@@ -816,6 +837,13 @@ class SandboxServer:
         if length < 0 or length > _MAX_BODY:
             raise _BadRequestError("Invalid Content-Length.")
         return h.rfile.read(length) if length else b""
+
+    @staticmethod
+    def _hang_up(h: _Handler) -> None:
+        """Close the connection without a byte of answer (a lost-answer fault)."""
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            h.connection.shutdown(socket.SHUT_RDWR)
 
     def _write(self, h: _Handler, response: Response, request_id: str, *, drop: bool) -> None:
         try:

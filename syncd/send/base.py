@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
+from syncd import metrics
 from syncd.config import Settings
 from syncd.errors import RetryableError
+from syncd.send.readback import Verdict
 from syncd.state import Intent
 
 Outcome = Literal["sent", "already_done", "rejected"]
@@ -33,6 +36,9 @@ class Destination(Protocol):
     the upload of its articles). A deferred intent costs no attempt; its key waits
     until the next drain.
 
+    A destination that reads the remote back after an unclear attempt holds `readbacks`
+    (a `ReadBacks`); the sender adds what it counted to its run's counts.
+
     A destination may also define `on_outcome(store, intent, outcome, detail)`;
     the sender calls it inside the transaction that records the outcome
     ("sent", "already_done" or "rejected"), so a job's own record of what the
@@ -44,6 +50,35 @@ class Destination(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+READBACK_COUNTS: Final[dict[Verdict, str]] = {
+    "applied": "readback_applied",
+    "not_applied": "readback_resent",
+    "diverged": "readback_diverged",
+}
+"""A read-back verdict -> the run count it adds to: resolved by the read (done, not sent
+again), resent, or diverged (rejected with both versions)."""
+
+
+class ReadBacks:
+    """The read-backs a destination made during one drain: each verdict counts in
+    `syncd_readback_total` at once and in the `outbox.send` run's counts (`take`)."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self._counts: Counter[str] = Counter()
+
+    def count(self, verdict: Verdict, n: int = 1) -> None:
+        if n <= 0:
+            return
+        metrics.readback(self.destination, verdict, n)
+        self._counts[READBACK_COUNTS[verdict]] += n
+
+    def take(self) -> Counter[str]:
+        """The counts since the last take, as run counts (`readback_applied`, ...)."""
+        counts, self._counts = self._counts, Counter()
+        return counts
 
 
 DestinationFactory = Callable[[Settings], Destination]

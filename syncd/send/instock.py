@@ -18,11 +18,17 @@ only they are refused (with Instock's reason), the rest is accepted. An
 article that "cannot be created" because it already exists (a replay after a
 crash, or created by someone else) is compared and updated if it differs.
 
-An order create whose last attempt ended without a clear answer (`intent.unclear`)
-is read back by order id before it is sent again, and `readback.compare` decides:
-found as intended -> done (as an "already exists" answer); not found -> sent;
-found with other values -> rejected, the reject holding both versions. Without the
-read, a remote that accepted a duplicate order id would get the order twice.
+A write whose last attempt ended without a clear answer (`intent.unclear`: a timeout
+or dropped connection after sending, a 5xx, a kill -9 mid-send) is read back by its
+natural key before it is sent again, and `readback.compare` decides for every kind:
+found as intended -> done (as an "already exists" answer); not applied -> sent; found
+otherwise -> rejected, the reject holding both versions. What is read: the order by id
+(create, update), its status (cancel), each article of a bulk by id (upload: the found
+ones are done, the missing ones sent, the others refused one by one), the article
+(update). Without the read, a remote that took a duplicate order id, or a lost answer to
+a bulk, would depend on "already exists" answers the document does not promise. The
+client repeats none of these creates itself after a possibly applied failure
+(`idempotent=False` in the connector): the next attempt reads first.
 """
 
 from __future__ import annotations
@@ -31,14 +37,13 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from syncd import metrics
 from syncd.clock import iso
 from syncd.config import Settings
-from syncd.connectors.instock import InstockClient
+from syncd.connectors.instock import InstockClient, Order
 from syncd.errors import AlreadyDoneError, DivergedError, PermanentError, RetryableError
 from syncd.logs import redactor
-from syncd.send.base import Outcome
-from syncd.send.readback import compare
+from syncd.send.base import Outcome, ReadBacks
+from syncd.send.readback import Decision, compare
 from syncd.state import Intent, NewReject, Store
 from syncd.state.mirror.instock import (
     ArticleAccepted,
@@ -87,6 +92,7 @@ class InstockDestination:
         # Articles of the create about to be sent that Instock may not know yet
         # (worked out in `defer`, just before `send`): a 404 for them is "not yet".
         self._unsettled: tuple[int, list[str]] = (0, [])
+        self.readbacks = ReadBacks(DESTINATION)
 
     def defer(self, store: Store, intent: Intent) -> str | None:
         """An order create waits while an upload of one of its articles is pending."""
@@ -108,48 +114,111 @@ class InstockDestination:
     def send(self, intent: Intent) -> object:
         self.client.check_site()  # never write to a site of the other environment
         payload = intent.payload
+        unclear = intent.unclear
         match intent.kind:
             case "articles.upload":
+                if unclear:
+                    return self._upload_read_back(payload["articles"])
                 return self._upload(payload["articles"])
             case "articles.update":
-                self.client.update_article(payload["article"])
+                article = payload["article"]
+                if unclear:
+                    found = self.client.find_article(article["article_id"])
+                    self._settle(
+                        intent.kind,
+                        f"article {article['article_id']}",
+                        article,
+                        None if found is None else found.model_dump(),
+                    )
+                self.client.update_article(article)
                 return None
             case "orders.create":
-                if intent.unclear:
-                    self._read_back_create(intent.payload["order"])
+                if unclear:
+                    self._read_back_order(intent.kind, payload["order"])
                 self._create_order(intent)
                 return None
             case "orders.update":
-                self.client.update_order(payload["order"])
+                current = self._read_back_order(intent.kind, payload["order"]) if unclear else None
+                self.client.update_order(payload["order"], current=current)
                 return None
             case "orders.cancel":
+                if unclear:
+                    status = self.client.find_order_status(payload["order_id"])
+                    self._settle(
+                        intent.kind,
+                        f"order {payload['order_id']}",
+                        {"order_status": "canceled"},
+                        None if status is None else {"order_status": status.order_status},
+                    )
                 self.client.cancel_order(payload["order_id"])
                 return None
         raise PermanentError(f"unknown intent kind {intent.kind!r}", connector=DESTINATION)
 
-    def _read_back_create(self, order: Mapping[str, Any]) -> None:
-        """An earlier attempt may have created the order: read it by id first. Returns
-        when it is not there (send it); raises AlreadyDoneError / DivergedError else."""
-        order_id = order["order_id"]
-        remote = self.client.find_order(order_id)
+    # -- read back before resending ------------------------------------------
+
+    def _read_back_order(self, kind: str, order: Mapping[str, Any]) -> Order | None:
+        """An earlier attempt may have applied the create / update: read the order by id.
+        Returns the order read (None: not there) when it is to be sent; raises
+        AlreadyDoneError / DivergedError else."""
+        remote = self.client.find_order(order["order_id"])
         found = None if remote is None else remote.model_dump(exclude_none=True)
-        decision = compare("orders.create", order, found)
-        metrics.readback(DESTINATION, decision.verdict)
+        self._settle(kind, f"order {order['order_id']}", order, found)
+        return remote
+
+    def _settle(
+        self, kind: str, what: str, intended: Mapping[str, Any], found: dict[str, Any] | None
+    ) -> None:
+        """Count the verdict; return when the write is to be sent, raise else."""
+        decision = compare(kind, intended, found)
+        self.readbacks.count(decision.verdict)
         if decision.verdict == "applied":
             raise AlreadyDoneError(
-                f"order {order_id} found in Instock as intended (read back after an "
-                "attempt without a clear answer)",
+                f"{what} found in Instock as intended (read back after an attempt "
+                "without a clear answer)",
                 connector=DESTINATION,
+                code="read_back_applied",
             )
         if decision.verdict == "diverged":
-            fields = ", ".join(d.field for d in decision.differences)
             raise DivergedError(
-                f"order {order_id} found in Instock with other {fields} than intended (read "
-                "back after an attempt without a clear answer); the reject holds both versions",
+                f"{what}: {_diverged(decision)} (read back after an attempt without a clear "
+                "answer); the reject holds both versions",
                 connector=DESTINATION,
                 code="read_back_diverged",
-                reject_payload=decision.reject_payload(dict(order), found),
+                reject_payload=decision.reject_payload(dict(intended), found),
             )
+
+    def _upload_read_back(self, articles: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """A bulk whose last attempt was unclear: each article read by id first. Found as
+        intended: accepted, not sent again; not there: uploaded (in one bulk, split on
+        refusal as usual); found otherwise: refused, its reject holding both versions."""
+        accepted: list[str] = []
+        refused: dict[str, str] = {}
+        diverged: dict[str, Any] = {}
+        missing: list[Mapping[str, Any]] = []
+        for article in articles:
+            article_id = article["article_id"]
+            remote = self.client.find_article(article_id)
+            found = None if remote is None else remote.model_dump()
+            decision = compare("articles.upload", article, found)
+            self.readbacks.count(decision.verdict)
+            if decision.verdict == "applied":
+                accepted.append(article_id)
+            elif decision.verdict == "not_applied":
+                missing.append(article)
+            else:
+                refused[article_id] = (
+                    f"article {article_id}: {_diverged(decision)} (read back after an "
+                    "attempt without a clear answer)"
+                )
+                diverged[article_id] = decision.reject_payload(dict(article), found)
+        if missing:
+            sent = self._upload(missing)
+            accepted.extend(sent["accepted"])
+            refused.update(sent["refused"])
+        result: dict[str, Any] = {"accepted": accepted, "refused": refused}
+        if diverged:
+            result["diverged"] = diverged
+        return result
 
     def _create_order(self, intent: Intent) -> None:
         try:
@@ -229,7 +298,9 @@ class InstockDestination:
                 refused = dict(result.get("refused", {}))
             for article_id in accepted:
                 ArticleAccepted(article_id, hashes[article_id], now).apply(store)
-            articles = {a["article_id"]: a for a in payload["articles"]}
+            articles: dict[str, Any] = {a["article_id"]: a for a in payload["articles"]}
+            if isinstance(detail, dict):  # both versions of an article found otherwise
+                articles.update(detail.get("diverged") or {})
             for article_id, reason in refused.items():
                 _article_refused(article_id, reason, now).apply(store)
                 if outcome != "rejected":  # the sender already made a reject for the intent
@@ -258,6 +329,11 @@ class InstockDestination:
                 redactor.text(str(detail)) if outcome == "rejected" else None,
                 now,
             ).apply(store)
+
+
+def _diverged(decision: Decision) -> str:
+    fields = ", ".join(d.field for d in decision.differences)
+    return f"{decision.reason} ({fields})" if fields else decision.reason
 
 
 def _article_refused(article_id: str, reason: str, now: str) -> ArticleRefused:

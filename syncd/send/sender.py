@@ -18,7 +18,12 @@ caused them. The sender then delivers them per destination, in id order per
 
 A kill -9 between "sent" and "marked sent" replays the intent; destinations are
 called with natural keys and totals, and connectors map "already done" answers
-to `AlreadyDoneError`, so the end state is the same.
+to `AlreadyDoneError`, so the end state is the same. An attempt that may have been
+applied without syncd hearing so (a kill mid-send, a timeout or dropped connection
+after sending, a 5xx) leaves the intent `unclear`, and the destination reads the
+remote back before the next attempt sends anything (`syncd.send.readback`); what the
+reads decided counts in the run (`readback_applied`, `readback_resent`,
+`readback_diverged`).
 """
 
 from __future__ import annotations
@@ -48,7 +53,13 @@ from syncd.errors import (
 from syncd.http import collect_request_ids
 from syncd.logs import Logger
 from syncd.progress import Progress, no_progress
-from syncd.send.base import Destination, DestinationFactory, DestinationOutage, Outcome
+from syncd.send.base import (
+    Destination,
+    DestinationFactory,
+    DestinationOutage,
+    Outcome,
+    ReadBacks,
+)
 from syncd.send.destinations import DESTINATIONS
 from syncd.state import Intent, Store, queries
 
@@ -167,6 +178,9 @@ class Sender:
         try:
             self._drain(name, destination)
         finally:
+            readbacks = getattr(destination, "readbacks", None)
+            if isinstance(readbacks, ReadBacks):
+                self.counts.update(readbacks.take())
             destination.close()
 
     def _drain(self, name: str, destination: Destination) -> None:
@@ -360,7 +374,9 @@ class Sender:
         if isinstance(exc, DestinationOutage):
             return self._outage(name, intent, exc, decision, bound)
         if decision.action == "retry":
-            unclear = name != "host" and ended_unclear(exc)
+            # Once unclear, an intent stays so until it is done: a clear failure of a later
+            # attempt (its read-back refused, say) says nothing of what the earlier one did.
+            unclear = name != "host" and (intent.unclear or ended_unclear(exc))
             self.store.mark_retry(intent.id, str(exc), decision.delay, unclear=unclear)
             self.counts["retried"] += 1
             metrics.intent_outcome(name, "retried")

@@ -30,6 +30,7 @@ from syncd.errors import (
     RetryableError,
     SyncdError,
 )
+from syncd.http import never_sent
 from syncd.sandbox.instock import InstockSim
 from tests.contract.clientkit import ClientContract, Connect
 
@@ -402,19 +403,50 @@ def test_existing_article_upload_refused(sim: InstockSim, client: InstockClient)
     assert existing in caught.value.message
 
 
-def test_bulk_upload_with_lost_answer_reports_already_existing(
+def test_bulk_upload_with_lost_answer_is_not_sent_again(
     sim: InstockSim, client: InstockClient
 ) -> None:
-    """A retried upload whose first answer was lost fails as resource_cannot_be_created, once."""
-    # The push layer relies on this code to compare and accept articles that already exist.
+    """A bulk upload whose answer was lost (applied, then the connection dropped) is not
+    repeated by the client: once sent, a repeat could count twice where the API takes it.
+    The failure goes back unclear (retryable, not marked unsent) for a read-back."""
     sim.faults.script("POST /v1/articles", ["drop"])
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(RetryableError) as caught:
         client.upload_articles([new_article("LOST1"), new_article("LOST2")])
-    assert caught.value.code == "resource_cannot_be_created"
-    assert "already exists" in caught.value.message
-    assert "LOST1" in caught.value.message
-    assert sim.count("POST /v1/articles") == 2
+    assert caught.value.code == "connection"
+    assert not never_sent(caught.value)
+    assert sim.count("POST /v1/articles") == 1
     assert client.get_article("LOST2").name == "Article LOST2"
+
+
+@pytest.mark.parametrize("fault", ["apply_then_drop", "drop_before_apply", "503", "slow"])
+def test_a_create_is_never_repeated_by_the_client_after_it_may_have_been_applied(
+    sim: InstockSim, client: InstockClient, fault: str
+) -> None:
+    """Lost answer (applied or not), 5xx, timeout after sending: one POST each, whatever
+    the retry policy allows; only the caller's read-back may decide to send again."""
+    sim.faults.script("POST /v1/articles", [fault])
+    sim.faults.script(f"POST /v1/{sim.site_id}/orders", [fault])
+    (a,) = stocked_articles(sim, 1)
+    with pytest.raises(RetryableError):
+        client.upload_articles([new_article("ONCE1")])
+    with pytest.raises(RetryableError):
+        client.create_order(order_body("ORD-ONCE", (a, 1)))
+    deadline = time.monotonic() + 5  # a slow answer is logged once it is written
+    while sim.count(f"POST /v1/{sim.site_id}/orders") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.count("POST /v1/articles") == 1
+    assert sim.count(f"POST /v1/{sim.site_id}/orders") == 1
+
+
+def test_a_create_refused_unprocessed_is_repeated_by_the_client(
+    sim: InstockSim, client: InstockClient
+) -> None:
+    """A 429 proves the create was not processed: the client repeats it as before."""
+    (a,) = stocked_articles(sim, 1)
+    sim.faults.script(f"POST /v1/{sim.site_id}/orders", ["429"])
+    client.create_order(order_body("ORD-429", (a, 1)))
+    assert sim.count(f"POST /v1/{sim.site_id}/orders") == 2
+    assert sim.state.site_orders[sim.site_id].count("ORD-429") == 1
 
 
 def test_update_article_without_moves(sim: InstockSim, client: InstockClient) -> None:
@@ -508,15 +540,18 @@ def test_duplicate_create_is_already_done(sim: InstockSim, client: InstockClient
     assert sim.stock(a).registered == 1
 
 
-def test_create_with_lost_answer_is_already_done_not_doubled(
+def test_create_with_lost_answer_is_not_repeated_by_the_client(
     sim: InstockSim, client: InstockClient
 ) -> None:
-    """A create whose answer is dropped is retried and recognised as done, never doubled."""
+    """A create whose answer is dropped is not sent again here (an outbox read-back settles
+    it), so it is never doubled, even where Instock would take the id twice."""
     (a,) = stocked_articles(sim, 1)
+    sim.duplicate_order_ids = "accept"
     sim.faults.script(f"POST /v1/{sim.site_id}/orders", ["drop"])
-    with pytest.raises(AlreadyDoneError):
+    with pytest.raises(RetryableError):
         client.create_order(order_body("ORD-DROP", (a, 2)))
     assert sim.state.site_orders[sim.site_id].count("ORD-DROP") == 1
+    assert sim.state.duplicate_orders == []
     assert sim.stock(a).registered == 2
 
 

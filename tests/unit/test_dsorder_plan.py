@@ -42,7 +42,6 @@ from syncd.jobs.shared.dsorder_plan import (
     unit_factor,
 )
 from syncd.jsontext import json_number
-from syncd.send.dsorder import read_back_done
 
 CATALOG = {
     "A": CatalogEntry("A"),
@@ -353,22 +352,6 @@ def test_patterns_are_configurable_and_a_bad_one_is_a_config_error() -> None:
         p.startswith("connectors.dsorder.options.closed_patterns: '(unclosed'") for p in problems
     )
     assert any(p.startswith("connectors.dsorder.options.colour:") for p in problems)
-
-
-@pytest.mark.parametrize(
-    ("listing", "today", "done"),
-    [
-        ("closed", True, True),
-        ("closed", False, True),
-        ("absent", True, True),  # today's orders are listed while open: gone means closed
-        ("absent", False, False),  # an earlier day's order is never listed: says nothing
-        ("absent", None, False),
-        ("open", True, False),
-    ],
-)
-def test_read_back_done(listing: str, today: bool | None, done: bool) -> None:
-    """An unclear answer is settled by the order's place in today's submitted list."""
-    assert read_back_done(listing, today) is done
 
 
 FACTS = OrderFacts(
