@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from syncd.errors import SyncdError
 from syncd.host.feeds.fields import Format
 from syncd.host.feeds.merge import Accepted, Feed
 from syncd.state.kinds import AlertKind
@@ -38,9 +39,12 @@ _PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False)
 ALERT_FILE_REFUSED: Final = "host_file_refused"
 
 
-class FileRefused(Exception):
+class FileRefused(SyncdError):
     """The file as a whole cannot be loaded; it goes to rejects/ with this reason,
-    and an alert of `alert_kind` (one per feed, or per file for `host_file_error`)."""
+    and an alert of `alert_kind` (one per feed, or per file for `host_file_error`).
+
+    Under `SyncdError` so that one escaping the inbox's own handling still reaches the
+    runner as a classified failure, not an unexpected one."""
 
     def __init__(
         self, reason: str, details: Any = None, *, alert_kind: AlertKind = ALERT_FILE_REFUSED
