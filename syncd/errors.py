@@ -152,7 +152,12 @@ class ConnectorStoppedError(RemoteError):
 
 
 class AuthError(ConnectorStoppedError):
-    """Credentials were refused; refresh once, then stop the connector and alert."""
+    """Credentials were refused; refresh once, then stop the connector and alert.
+
+    `refreshable` is False when the refusal came from fetching new credentials (a token
+    endpoint refusing the password): a refresh would send the same password again."""
+
+    refreshable: bool = True
 
     def alert_message(self, name: str) -> str:
         return f"{name}: credentials refused ({self}); fix them and reload"

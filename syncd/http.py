@@ -507,9 +507,15 @@ class HttpClient:
         while True:
             try:
                 return retrying(func)
-            except AuthError:
+            except AuthError as exc:
                 # Refresh once; a second refusal stops the connector upstream.
-                if refreshed or not authenticate or self.auth is None or not self.auth.refresh():
+                if (
+                    refreshed
+                    or not exc.refreshable
+                    or not authenticate
+                    or self.auth is None
+                    or not self.auth.refresh()
+                ):
                     raise
                 refreshed = True
                 log.info("auth_refreshed", connector=self.name)

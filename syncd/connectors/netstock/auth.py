@@ -32,7 +32,7 @@ import structlog
 
 from syncd.connectors.netstock.errors import recast
 from syncd.connectors.netstock.settings import DEFAULT_RENEW_MARGIN
-from syncd.errors import RetryableError
+from syncd.errors import AuthError, RetryableError
 from syncd.logs import redactor
 
 log = structlog.get_logger("syncd.connectors.netstock")
@@ -200,6 +200,9 @@ class NetstockAuth:
             if not self._valid(grant):
                 try:
                     grant = self._obtain(retry=False)
+                except AuthError as exc:
+                    exc.refreshable = False  # fetching again would resend a refused password
+                    raise
                 except RetryableError as exc:
                     # Nothing was sent yet: the caller may retry even a non-idempotent call.
                     raise recast(
