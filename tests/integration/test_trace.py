@@ -42,7 +42,7 @@ def test_trace_follows_each_key_type_through_the_loop(
     monkeypatch: Any,
 ) -> None:
     cfg = make_cfg(policy="hold")
-    monkeypatch.setattr("syncd.cli._settings", lambda *_a, **_k: cfg)
+    monkeypatch.setattr("syncd.cli.common.settings_for", lambda *_a, **_k: cfg)
     a, b = stocked(ins)[:2]
     good = ds.submit_order(lines=[(a, 2), (b, 1)])
     bad = ds.submit_order(lines=[(a, 1), (b, 2.5)])

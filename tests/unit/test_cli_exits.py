@@ -222,7 +222,7 @@ def test_demo_hints_name_the_syncd_that_ran(tmp_path: Path) -> None:
     script.chmod(0o755)
     python = bin_dir / "python"
     assert syncd_command(str(script), sys.executable) == str(script.resolve())
-    assert syncd_command("/somewhere/syncd/cli.py", str(python)) == str(script)
+    assert syncd_command("/somewhere/syncd/cli/__main__.py", str(python)) == str(script)
     assert syncd_command("-m", "/usr/bin/python3.11") == "/usr/bin/python3.11 -m syncd.cli"
 
 

@@ -103,7 +103,7 @@ def test_bulk_drop_asks_at_a_terminal_with_the_count(
 ) -> None:
     """At a terminal, a drop by filter says how many and asks; no changes nothing (1);
     yes drops exactly those, and --yes does not ask."""
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr(cli.rejects, "_interactive", lambda: True)
     declined = invoke(config, "rejects", "drop", "--job", "host.inbox", stdin="n\n")
     assert declined.exit_code == 1
     assert f"Drop {HOST} reject(s)?" in declined.output

@@ -143,7 +143,7 @@ def test_status_text_on_a_terminal(
 ) -> None:
     """On a terminal: pid and uptime, what needs attention, per job the schedule in words,
     the last run as `3 min ago`, the next one, and times local with their zone."""
-    monkeypatch.setattr(cli, "_stdout_is_tty", lambda: True)
+    monkeypatch.setattr(cli.status, "stdout_is_tty", lambda: True)
     out = run_status(config).output
     assert "Daemon: running, pid 4242, up 2 h 14 min (since 2026-12-04 16:46:00 CET)" in out
     assert "Attention: 2 open reject(s), 1 open alert(s), 0 intent(s) pending" in out
