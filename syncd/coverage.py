@@ -4,7 +4,10 @@ Pure functions over plain data (the ledger rows of `pull_windows`, the daily sum
 housekeeping left, and the stream's failed runs), read by `syncd.state.windows`.
 
 What a ledger row covers:
-- a time-window pull (`kind` window or scan): `[window_from, window_to]`;
+- a time-window pull (`kind` window): `[window_from, window_to]`;
+- a full scan (`kind` scan, instock.inventory): a snapshot that replaces the one before,
+  so it covers from the end of the previous scan (or its own start, for the first) to its
+  end: scans that follow each other leave no gap, only failed runs after the last one do;
 - a cursor walk (`kind` cursor): a row that moved the stream's checkpoint from
   `cursor_before` to `cursor_after`. A walk from the start of the list (`cursor_before`
   empty or NULL) saw everything listed up to its end; a row that continues the previous
@@ -37,6 +40,7 @@ GapCause = Literal["midnight", "failed-run", "checkpoint-reset"]
 # its cause): DSOrder's submitted orders.
 TODAY_ONLY_STREAMS = frozenset({"dsorder.submitted"})
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+SCANS_SHOWN = 10  # the latest scans `coverage_text` lists (all are in `coverage_json`)
 
 
 @dataclass(frozen=True, order=True)
@@ -90,6 +94,22 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class ScanSummary:
+    """One settled scan of a scan stream, as its ledger row tells it."""
+
+    scan: int | None
+    run_id: str
+    started_at: datetime
+    ended_at: datetime
+    pages: int
+    listed: int
+    stored: int
+    rejected: int
+    content_hash: str | None
+    request_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Coverage:
     stream: str
     kind: str
@@ -101,6 +121,7 @@ class Coverage:
     min_overlap_s: float | None = None  # the least overlap seen between consecutive windows
     short_overlaps: int = 0  # consecutive windows overlapping less than configured
     covered: tuple[Interval, ...] = field(default=(), compare=False)
+    scans: tuple[ScanSummary, ...] = ()  # a scan stream: its live scans, oldest first
 
 
 def union(intervals: Iterable[Interval]) -> list[Interval]:
@@ -146,6 +167,11 @@ def _pieces(rows: Sequence[LedgerRow], prior: DaySummary | None) -> list[_Piece]
     if prior is not None and prior.last_ended_at is not None:
         last = (prior.last_ended_at, prior.cursor_after)
     for row in rows:
+        if row.kind == "scan" and row.window_from is not None and row.window_to is not None:
+            start = row.window_from if last is None else min(last[0], row.window_from)
+            pieces.append(_Piece(Interval(start, row.window_to), row.started_at))
+            last = (row.window_to, None)
+            continue
         if row.kind != "cursor":
             if row.window_from is not None and row.window_to is not None:
                 pieces.append(_Piece(Interval(row.window_from, row.window_to), row.started_at))
@@ -176,7 +202,7 @@ def _overlaps(rows: Sequence[LedgerRow]) -> tuple[float | None, float | None, in
     windows = [
         (r.window_from, r.window_to, r.overlap_s)
         for r in rows
-        if r.kind != "cursor" and r.window_from is not None and r.window_to is not None
+        if r.kind == "window" and r.window_from is not None and r.window_to is not None
     ]
     configured = max((o for _, _, o in windows if o is not None), default=None)
     least: float | None = None
@@ -274,6 +300,8 @@ def summarize_day(day: str, rows: Sequence[LedgerRow], prior: DaySummary | None)
     configured, least, _ = _overlaps(rows)
     chained = [r for r in rows if r.kind == "cursor" and r.cursor_after is not None]
     last = chained[-1] if chained else None
+    scans = [r for r in rows if r.kind == "scan" and r.window_to is not None]
+    last_end = last.ended_at if last else (scans[-1].window_to if scans else None)
     return DaySummary(
         day,
         tuple(union(p.interval for p in pieces)),
@@ -281,7 +309,7 @@ def summarize_day(day: str, rows: Sequence[LedgerRow], prior: DaySummary | None)
         configured,
         least,
         last.cursor_after if last else (prior.cursor_after if prior else None),
-        last.ended_at if last else (prior.last_ended_at if prior else None),
+        last_end if last_end is not None else (prior.last_ended_at if prior else None),
     )
 
 
@@ -314,6 +342,27 @@ def coverage_json(cov: Coverage) -> dict[str, object]:
             }
             for g in cov.gaps
         ],
+        **(
+            {
+                "scans": [
+                    {
+                        "scan": sc.scan,
+                        "run_id": sc.run_id,
+                        "from": t(sc.started_at),
+                        "to": t(sc.ended_at),
+                        "pages": sc.pages,
+                        "listed": sc.listed,
+                        "stored": sc.stored,
+                        "rejected": sc.rejected,
+                        "content_hash": sc.content_hash,
+                        "request_ids": list(sc.request_ids),
+                    }
+                    for sc in cov.scans
+                ]
+            }
+            if cov.kind == "scan"
+            else {}
+        ),
     }
 
 
@@ -326,11 +375,22 @@ def coverage_text(cov: Coverage, when: Callable[[datetime], str]) -> list[str]:
         f"{cov.stream} ({cov.kind}, {cov.windows} rows): {when(cov.start)} .. {when(cov.end)}: "
         f"{verdict}"
     ]
-    if cov.kind != "cursor":
+    if cov.kind == "window":
         lines.append(
             f"  overlap: configured {_seconds(cov.overlap_s)}, least seen "
             f"{_seconds(cov.min_overlap_s)}, {cov.short_overlaps} window(s) short of it"
         )
+    if cov.kind == "scan":
+        shown = cov.scans[-SCANS_SHOWN:]
+        if len(cov.scans) > len(shown):
+            lines.append(f"  ({len(cov.scans) - len(shown)} earlier scan(s): see --json)")
+        for sc in shown:
+            took = timedelta(seconds=round((sc.ended_at - sc.started_at).total_seconds()))
+            lines.append(
+                f"  scan {sc.scan if sc.scan is not None else '?'} {when(sc.started_at)} .. "
+                f"{when(sc.ended_at)} ({took}): {sc.pages} pages, {sc.listed} listed, "
+                f"{sc.stored} stored, {sc.rejected} rejected, hash {sc.content_hash or '-'}"
+            )
     for gap in cov.gaps:
         runs = f" (runs {', '.join(gap.runs)})" if gap.runs else ""
         span = timedelta(seconds=round((gap.end - gap.start).total_seconds()))
@@ -347,6 +407,7 @@ __all__ = [
     "GapCause",
     "Interval",
     "LedgerRow",
+    "ScanSummary",
     "complement",
     "coverage_json",
     "coverage_text",

@@ -20,13 +20,22 @@ record without a usable `article_id` could be any article, so that scan zeroes
 nothing. A scan that would zero more than `max_delete_fraction` of the
 non-zero mirror (an empty 200 answer, a truncated list) is refused: the mirror
 is kept, nothing is sent, an alert is opened and the next run scans again.
+
+Each settled scan is one window ledger row (stream `instock.inventory`, kind `scan`, its
+number in `scan`): when it started and ended, its pages, records listed, stored and
+rejected, the request ids of its pages and a hash of what it stored, so "the mirror as of
+scan N" has an answer (every mirror row keeps the number of the scan that last listed
+it). The tally rides in the checkpoint with the cursor, page by page, so a scan resumed
+after a crash counts each page once; a refused scan leaves no ledger row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import marshal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,8 +51,10 @@ from syncd.readahead import read_ahead
 from syncd.send.host import host_file_intent, host_file_intent_json, host_format
 from syncd.state import NewIntent, Store
 from syncd.state.mirror import instock_inventory as mirror
+from syncd.state.windows import MAX_REQUEST_IDS, RecordWindow
 
 STREAM = "instock.inventory.scan"
+LEDGER_STREAM = "instock.inventory"  # its scans in the window ledger
 QTY = ("free", "reserved", "registered")
 REJECT_SOURCE = "instock:inventory"
 GUARD_ALERT: Final = "instock_inventory_guard"
@@ -70,28 +81,125 @@ class InventoryGuardError(SyncdError):
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What the scan has read so far, for its ledger row. `digest` chains the pages:
+    sha256(previous digest + the page's stored rows), the rows (article_id, free,
+    reserved, registered) in list order, serialized by `marshal` format 2 (cheap, and the
+    same bytes for the same values), so two scans that stored the same list hash alike."""
+
+    started_at: str = ""
+    pages: int = 0
+    listed: int = 0
+    stored: int = 0
+    rejected: int = 0
+    digest: str = ""
+    request_ids: tuple[str, ...] = ()
+    request_ids_more: int = 0
+
+
+def tally_page(
+    tally: Tally,
+    rows: Sequence[mirror.StockRow],
+    listed: int,
+    rejected: int,
+    request_id: str | None,
+    now: str,
+) -> Tally:
+    """The tally after one more page (pure)."""
+    digest = hashlib.sha256(tally.digest.encode() + marshal.dumps(list(rows), 2)).hexdigest()
+    ids, more = tally.request_ids, tally.request_ids_more
+    if request_id:
+        if len(ids) < MAX_REQUEST_IDS:
+            ids = (*ids, request_id)
+        else:
+            more += 1
+    return Tally(
+        tally.started_at or now,
+        tally.pages + 1,
+        tally.listed + listed,
+        tally.stored + len(rows),
+        tally.rejected + rejected,
+        digest,
+        ids,
+        more,
+    )
+
+
+@dataclass(frozen=True)
 class Position:
-    """Where the scan stands: its number, the next cursor, and how many records without a
-    usable article_id it rejected so far (any of them makes "absent means zero" unsafe)."""
+    """Where the scan stands: its number, the next cursor, how many records without a
+    usable article_id it rejected so far (any of them makes "absent means zero" unsafe),
+    and its tally for the ledger."""
 
     scan: int = 1
     cursor: str = ""
     unkeyed: int = 0
+    tally: Tally = field(default_factory=Tally)
 
 
 def load_position(raw: str | None) -> Position:
-    """The checkpoint; a new store starts scan 1 at the top."""
+    """The checkpoint; a new store starts scan 1 at the top. A checkpoint written before
+    the tally was kept starts an empty one (that scan's row counts from there)."""
     if not raw:
         return Position()
     data = json.loads(raw)
-    return Position(int(data["scan"]), str(data.get("cursor") or ""), int(data.get("unkeyed", 0)))
+    t = data.get("tally") or {}
+    tally = Tally(
+        str(t.get("started_at", "")),
+        int(t.get("pages", 0)),
+        int(t.get("listed", 0)),
+        int(t.get("stored", 0)),
+        int(t.get("rejected", 0)),
+        str(t.get("digest", "")),
+        tuple(str(r) for r in t.get("request_ids", ())),
+        int(t.get("request_ids_more", 0)),
+    )
+    return Position(
+        int(data["scan"]), str(data.get("cursor") or ""), int(data.get("unkeyed", 0)), tally
+    )
 
 
 def dump_position(position: Position) -> str:
     data: dict[str, Any] = {"scan": position.scan, "cursor": position.cursor}
     if position.unkeyed:
         data["unkeyed"] = position.unkeyed
+    if position.tally.pages:
+        t = position.tally
+        data["tally"] = {
+            "started_at": t.started_at,
+            "pages": t.pages,
+            "listed": t.listed,
+            "stored": t.stored,
+            "rejected": t.rejected,
+            "digest": t.digest,
+            "request_ids": list(t.request_ids),
+            "request_ids_more": t.request_ids_more,
+        }
     return json.dumps(data)
+
+
+def scan_ledger_row(position: Position, run_id: str, now: str) -> RecordWindow:
+    """The settled scan's ledger row: it covers its own span, from its first page to now."""
+    t = position.tally
+    started = t.started_at or now
+    return RecordWindow(
+        LEDGER_STREAM,
+        "instock.inventory",
+        run_id,
+        "scan",
+        started,
+        now,
+        window_from=started,
+        window_to=now,
+        pages=t.pages,
+        listed=t.listed,
+        stored=t.stored,
+        rejected=t.rejected,
+        content_hash=t.digest[:32] or None,
+        request_ids=t.request_ids,
+        request_ids_more=t.request_ids_more,
+        scan=position.scan,
+    )
 
 
 def run(ctx: JobContext) -> None:
@@ -128,11 +236,6 @@ def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
         (item.article_id, item.qty.free, item.qty.reserved, item.qty.registered) for item in good
     ]
     listed_bad = sorted({b.key for b in bad if b.key is not None})
-    after = Position(
-        scan,
-        page.next_cursor or "" if page.has_more else "",
-        position.unkeyed + sum(1 for b in bad if b.key is None),
-    )
     now = iso()
     with store.transaction():
         mirror.StorePage(scan, rows, listed_bad, now).apply(store)
@@ -146,6 +249,12 @@ def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
         )
         ctx.counts["rejects_resolved"] += resolve_fixed(
             store, REJECT_SOURCE, "article_id", (row[0] for row in rows)
+        )
+        after = Position(
+            scan,
+            page.next_cursor or "" if page.has_more else "",
+            position.unkeyed + sum(1 for b in bad if b.key is None),
+            tally_page(position.tally, rows, len(page.items), rejected, page.request_id, now),
         )
         store.set_checkpoint(STREAM, dump_position(after), run_id=ctx.run_id)
     ctx.counts["pulled"] += len(page.items)
@@ -206,6 +315,7 @@ def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
         if options.reconcile:
             for intent in _reconcile(ctx, scan, options):
                 added += store.add_intents([intent], run_id=ctx.run_id)
+        scan_ledger_row(position, ctx.run_id, iso()).apply(store)
         store.set_checkpoint(STREAM, dump_position(Position(scan + 1)), run_id=ctx.run_id)
         store.resolve_alerts(GUARD_ALERT, subject="instock.inventory")
     ctx.counts["deltas"] += deltas

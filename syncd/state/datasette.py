@@ -143,6 +143,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "request_ids_more": "request ids beyond those kept",
             "started_at": f"first request, {TS}",
             "ended_at": f"stored at, {TS}",
+            "scan": "kind scan: the scan's number (instock_inventory.scan); else null",
         },
     ),
     "pull_window_days": (
@@ -363,7 +364,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "free": "free units",
             "reserved": "reserved units",
             "registered": "registered (announced, not yet stored) units",
-            "scan": "number of the last inventory scan that listed it",
+            "scan": "number of the last inventory scan that listed it (its ledger row: "
+            "pull_windows.scan of stream instock.inventory)",
             "updated_at": f"last change, {TS}",
         },
     ),
@@ -410,6 +412,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "extra": "JSON: further fields of the move",
             "pulled_at": f"pulled at, {TS}",
             "run_id": "runs.run_id of the instock.moves run",
+            "request_id": "Instock's request id of the page it came in (its ledger row: "
+            "the pull_windows row listing it)",
         },
     ),
     "instock_article_sync": (
@@ -437,6 +441,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "ordertask_ids": "JSON array of its ordertask ids",
             "fulfilled": "JSON object: line_id -> units picked (done ordertasks)",
             "updated_at": f"last change, {TS}",
+            "list_request_id": "Instock's request id of the orders list page that last "
+            "listed it (its ledger row: the pull_windows row listing it)",
+            "status_request_id": "Instock's request id of the status poll that last changed it",
         },
     ),
     "instock_ordertasks": (
@@ -447,6 +454,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "ordertask_status": "Instock's ordertask status",
             "lines": "JSON array: its lines (to_cells, qty in whole units)",
             "updated_at": f"last change, {TS}",
+            "request_id": "Instock's request id of the read that last changed it",
         },
     ),
     "instock_order_events": (
@@ -500,6 +508,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "closed_at": f"closed in DSOrder, {TS}",
             "updated_at": f"last change, {TS}",
             "released_by": "how an operator released a held order: round, partial, cancel",
+            "request_id": "DSOrder's request id of the list answer it was first stored from "
+            "(its ledger row: the pull_windows row listing it)",
         },
     ),
     "dsorder_lines": (

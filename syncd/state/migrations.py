@@ -926,6 +926,26 @@ def m0019_dsorder_raw_hash(db: Database) -> None:
     db.execute("ALTER TABLE dsorder_orders ADD COLUMN raw_hash TEXT")
 
 
+@migrations()
+def m0020_pull_lineage(db: Database) -> None:
+    # Lineage of pulled records: the remote request id of the answer each came in, so
+    # `syncd trace` names it and finds its window ledger row (the pull_windows row that
+    # lists that request id). An inventory scan is one ledger row (kind 'scan') with its
+    # number in pull_windows.scan, the number instock_inventory.scan keeps per article.
+    # NULL for rows stored before these columns.
+    run_script(
+        db,
+        """
+        ALTER TABLE pull_windows ADD COLUMN scan INTEGER;
+        ALTER TABLE dsorder_orders ADD COLUMN request_id TEXT;
+        ALTER TABLE instock_orders ADD COLUMN list_request_id TEXT;
+        ALTER TABLE instock_orders ADD COLUMN status_request_id TEXT;
+        ALTER TABLE instock_ordertasks ADD COLUMN request_id TEXT;
+        ALTER TABLE instock_moves ADD COLUMN request_id TEXT;
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -9,7 +9,7 @@ its data does: a crash before the commit loses both, and the window is pulled ag
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from syncd.coverage import (
     Gap,
     Interval,
     LedgerRow,
+    ScanSummary,
     stream_coverage,
     summarize_day,
     union,
@@ -55,14 +56,16 @@ class RecordWindow:
     rejected: int = 0
     content_hash: str | None = None
     request_ids: tuple[str, ...] = ()
+    request_ids_more: int = 0  # request ids already left out by the caller (a long scan)
+    scan: int | None = None  # kind scan: the scan's number (instock_inventory.scan)
 
     def apply(self, store: Store) -> None:
         ids = [r for r in self.request_ids if r]
         store.db.execute(
             "INSERT INTO pull_windows (stream, job, run_id, kind, window_from, window_to, "
             "cursor_before, cursor_after, lag_s, overlap_s, pages, listed, stored, rejected, "
-            "content_hash, request_ids, request_ids_more, started_at, ended_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "content_hash, request_ids, request_ids_more, started_at, ended_at, scan) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 self.stream,
                 self.job,
@@ -80,9 +83,10 @@ class RecordWindow:
                 self.rejected,
                 self.content_hash,
                 json.dumps(ids[:MAX_REQUEST_IDS]),
-                max(0, len(ids) - MAX_REQUEST_IDS),
+                max(0, len(ids) - MAX_REQUEST_IDS) + self.request_ids_more,
                 self.started_at,
                 self.ended_at,
+                self.scan,
             ],
         )
 
@@ -181,19 +185,46 @@ def coverage_report(
     reports = []
     for entry in ledger_streams(store, stream):
         name = entry["stream"]
-        reports.append(
-            stream_coverage(
-                name,
-                ledger_rows(store, name, since),
-                failed_runs(store, entry["job"], since),
-                days=ledger_days(store, name, since),
-                since=None if since is None else parse_iso(since),
-                now=now,
-                midnight_zone=site_timezone if name in TODAY_ONLY_STREAMS else None,
-                kept_gaps=kept_gaps(store, name),
-            )
+        cov = stream_coverage(
+            name,
+            ledger_rows(store, name, since),
+            failed_runs(store, entry["job"], since),
+            days=ledger_days(store, name, since),
+            since=None if since is None else parse_iso(since),
+            now=now,
+            midnight_zone=site_timezone if name in TODAY_ONLY_STREAMS else None,
+            kept_gaps=kept_gaps(store, name),
         )
+        if cov.kind == "scan":
+            cov = replace(cov, scans=tuple(scans(store, name, since)))
+        reports.append(cov)
     return reports
+
+
+def scans(store: Store, stream: str, since: str | None = None) -> list[ScanSummary]:
+    """A scan stream's live scans that ended at or after `since`, oldest first."""
+    rows = store.query(
+        "SELECT scan, run_id, started_at, ended_at, pages, listed, stored, rejected, "
+        "content_hash, request_ids FROM pull_windows "
+        "WHERE stream = ? AND kind = 'scan' AND ended_at >= ? ORDER BY id",
+        [stream, since or ""],
+    )
+    return [_scan_summary(r) for r in rows]
+
+
+def _scan_summary(r: dict[str, Any]) -> ScanSummary:
+    return ScanSummary(
+        r["scan"],
+        r["run_id"],
+        parse_iso(r["started_at"]),
+        parse_iso(r["ended_at"]),
+        r["pages"],
+        r["listed"],
+        r["stored"],
+        r["rejected"],
+        r["content_hash"],
+        tuple(json.loads(r["request_ids"] or "[]")),
+    )
 
 
 def kept_gaps(store: Store, stream: str) -> list[Gap]:
@@ -306,6 +337,31 @@ def _store_day(
     return summary
 
 
+def ledger_row_of(store: Store, stream: str, request_id: str) -> dict[str, Any] | None:
+    """The live ledger row of `stream` whose pages include the answer `request_id` (a
+    pulled record's lineage); None when compacted, never written (a pull that did not
+    finish), or past the request ids a row keeps."""
+    rows = store.query(
+        "SELECT w.id, w.stream, w.run_id, w.kind, w.window_from, w.window_to, "
+        "w.cursor_before, w.cursor_after, w.started_at, w.ended_at, w.scan "
+        "FROM pull_windows w, json_each(w.request_ids) j "
+        "WHERE w.stream = ? AND j.value = ? ORDER BY w.id LIMIT 1",
+        [stream, request_id],
+    )
+    return rows[0] if rows else None
+
+
+def scan_ledger_row(store: Store, stream: str, scan: int) -> dict[str, Any] | None:
+    """The live ledger row of scan number `scan` of a scan stream."""
+    rows = store.query(
+        "SELECT id, stream, run_id, kind, window_from, window_to, started_at, ended_at, scan, "
+        "pages, listed, stored, rejected, content_hash FROM pull_windows "
+        "WHERE stream = ? AND kind = 'scan' AND scan = ? ORDER BY id DESC LIMIT 1",
+        [stream, scan],
+    )
+    return rows[0] if rows else None
+
+
 def window_counts(store: Store, stream: str) -> list[dict[str, Any]]:
     """The live rows of a stream, oldest first (tests and `--json` detail)."""
     return store.query("SELECT * FROM pull_windows WHERE stream = ? ORDER BY id", [stream])
@@ -319,7 +375,10 @@ __all__ = [
     "failed_runs",
     "kept_gaps",
     "ledger_days",
+    "ledger_row_of",
     "ledger_rows",
     "ledger_streams",
+    "scan_ledger_row",
+    "scans",
     "window_counts",
 ]

@@ -14,6 +14,7 @@ from syncd.coverage import (
     LedgerRow,
     complement,
     stream_coverage,
+    summarize_day,
     union,
 )
 
@@ -236,3 +237,34 @@ def test_a_dsorder_pull_covers_its_local_day_up_to_the_pull() -> None:
     assert submitted_window(now, zone, lead) == (datetime(2026, 11, 30, 23, 0, tzinfo=UTC), now)
     late = datetime(2026, 12, 1, 22, 59, tzinfo=UTC)
     assert submitted_window(late, zone, lead)[1] == datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
+
+
+def scan(start: float, end: float, run: str = "r") -> LedgerRow:
+    return LedgerRow(run, "scan", at(start), at(end), at(start), at(end))
+
+
+def test_scans_that_follow_each_other_leave_no_gap() -> None:
+    """A scan is a snapshot that replaces the last: the time between two scans is covered
+    by the older one, so fifteen minutes between scans is no gap (and no overlap count)."""
+    rows = [scan(0, 2), scan(15, 17), scan(30, 33)]
+    cov = stream_coverage("instock.inventory", rows, [FailedRun("r-x", "failed", at(20))])
+    assert cov.gaps == ()
+    assert (cov.start, cov.end, cov.kind) == (at(0), at(33), "scan")
+    assert (cov.overlap_s, cov.short_overlaps) == (None, 0)
+
+
+def test_failed_scans_after_the_last_one_leave_the_mirror_stale() -> None:
+    """Runs that failed after the last settled scan: from its end to now is a gap."""
+    rows = [scan(0, 2), scan(15, 17)]
+    cov = stream_coverage("s", rows, [FailedRun("r-bad", "crashed", at(30))], now=at(45))
+    [gap] = cov.gaps
+    assert (gap.start, gap.end, gap.cause, gap.runs) == (at(17), at(45), "failed-run", ("r-bad",))
+
+
+def test_a_compacted_scan_day_chains_to_the_next_scan() -> None:
+    """The first scan after a compacted day covers from that day's last scan on."""
+    day = summarize_day("2026-12-01", [scan(0, 2), scan(15, 17)], None)
+    assert day.last_ended_at == at(17)
+    cov = stream_coverage("s", [scan(600, 602)], days=[day])
+    assert cov.gaps == ()
+    assert (cov.start, cov.end) == (at(0), at(602))

@@ -295,3 +295,37 @@ def test_site_environment(environment: str, virtual: bool | None, problem: str |
     assert (got is None) == (problem is None)
     if problem:
         assert problem in (got or "")
+
+
+def test_a_scan_tally_survives_the_checkpoint_and_hashes_content_not_identity() -> None:
+    """The tally rides in the checkpoint JSON unchanged; the same stored rows give the same
+    digest whatever objects hold them, other rows or another page order another one; past
+    the ledger's request id limit the rest are counted."""
+    from syncd.jobs.instock_inventory import (
+        Position,
+        Tally,
+        dump_position,
+        load_position,
+        tally_page,
+    )
+    from syncd.state.windows import MAX_REQUEST_IDS
+
+    page_a = [("100000000001", 3, 0, 1), ("100000000002", 0, 2, 0)]
+    page_b = [("100000000003", 5, 0, 0)]
+    copy_a = [("".join(["1000000", "00001"]), 3, 0, 1), (str(100000000002), 0, 2, 0)]
+    t = tally_page(Tally(), page_a, 3, 1, "rid-1", "2026-12-05T06:00:00.000Z")
+    t = tally_page(t, page_b, 1, 0, None, "2026-12-05T06:00:01.000Z")
+    same = tally_page(tally_page(Tally(), copy_a, 3, 1, "x", "t"), page_b, 1, 0, None, "t")
+    swapped = tally_page(tally_page(Tally(), page_b, 1, 0, None, "t"), page_a, 3, 1, None, "t")
+    assert t.digest == same.digest != swapped.digest
+    assert (t.started_at, t.pages, t.listed, t.stored, t.rejected) == (
+        "2026-12-05T06:00:00.000Z", 2, 4, 3, 1,
+    )  # fmt: skip
+    assert t.request_ids == ("rid-1",)
+    position = Position(4, "cursor-9", 0, t)
+    assert load_position(dump_position(position)) == position
+    assert load_position('{"scan": 4, "cursor": "c"}') == Position(4, "c")  # an older one
+    many = Tally()
+    for n in range(MAX_REQUEST_IDS + 3):
+        many = tally_page(many, [], 0, 0, f"r{n}", "t")
+    assert (len(many.request_ids), many.request_ids_more) == (MAX_REQUEST_IDS, 3)
