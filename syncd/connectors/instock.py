@@ -34,6 +34,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -98,6 +99,13 @@ class _Model(BaseModel):
     """Unknown fields are tolerated and kept: the API may grow."""
 
     model_config = ConfigDict(extra="allow")
+    _request_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def answer_request_id(self) -> str | None:
+        """Instock's request id of the answer this record was read from by itself (a GET
+        of one record); None for a record of a list page (the `Page` has it)."""
+        return self._request_id
 
 
 class Site(_Model):
@@ -453,7 +461,7 @@ class InstockClient:
         """GET one record and validate it; a bad one raises BadRecordError naming it."""
         body, request_id = self._get_traced(path)
         try:
-            return model.model_validate(body)
+            found = model.model_validate(body)
         except ValidationError as exc:
             record = replace(bad_record(0, body, key_field, exc), key=key)
             raise BadRecordError(
@@ -465,6 +473,9 @@ class InstockClient:
                 kind=kind,
                 key_field=key_field,
             ) from None
+        if isinstance(found, _Model):
+            found._request_id = request_id
+        return found
 
     def _get_traced(
         self, path: str, params: Mapping[str, Any] | None = None

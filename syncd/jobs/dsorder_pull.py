@@ -206,7 +206,7 @@ def run(ctx: JobContext) -> None:
         checks = _checks(
             [(ln.line_number, ln.article_id, ln.quantity) for ln in order.details], catalog
         )
-        decided = plan_new_order(order, checks, options.rules(), utcnow())
+        decided = plan_new_order(order, checks, options.rules(), utcnow(), answer.request_id)
         _record(ctx, replace(decided, plan=decided.plan + Plan(changes=hashed)))
     covered = submitted_window(
         now,

@@ -146,7 +146,7 @@ def _pull_window(
     read = WindowRead(iso())
     for page in client.move_pages(window.start, window.end):
         good, bad = check_records(page.items, Move, "article_id")
-        rows = [_window_row(m) for m in good]
+        rows = [_window_row(m, page.request_id) for m in good]
         stage_moves(store, rows)
         rejected.extend((page.request_id, b) for b in bad)
         count += len(page.items)
@@ -164,13 +164,14 @@ def _pull_window(
     return count, rejected, read
 
 
-def _window_row(move: Move) -> tuple[Any, ...]:
+def _window_row(move: Move, request_id: str | None) -> tuple[Any, ...]:
     data = move.model_dump()
     extra = {k: v for k, v in data.items() if k not in MOVE_FIELDS}
     return (
         move_key(data),
         *(data.get(f) for f in MOVE_FIELDS),
         json.dumps(json_safe(extra)) if extra else None,
+        request_id,
     )
 
 

@@ -296,7 +296,7 @@ def plan_order_page(
     )
     plan = Plan(
         changes=(
-            MirrorOrders(listed, now),
+            MirrorOrders(listed, now, request_id),
             RefreshRejects(rejects, run_id),
             ResolveFixed(REJECT_SOURCE, "order_id", ids),
             ledger,

@@ -16,6 +16,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from syncd.state.store import Store
+from syncd.state.windows import ledger_row_of, scan_ledger_row
+
+# The window ledger streams whose rows pulled records point at (by request id or scan).
+DSORDER_STREAM = "dsorder.submitted"
+INSTOCK_ORDERS_STREAM = "instock.orders"
+MOVES_STREAM = "instock.moves"
+INVENTORY_STREAM = "instock.inventory"
 
 KeyType = Literal["dsorder-order", "instock-order", "article", "file", "move"]
 KEY_TYPES: tuple[KeyType, ...] = ("dsorder-order", "instock-order", "file", "move", "article")
@@ -33,6 +40,7 @@ STAGES: dict[str, int] = {
     "intent.sent": 8,
     "intent.refused": 8,
     "instock.order": 9,
+    "instock.listed": 9,
     "instock.synced": 9,
     "article.synced": 9,
     "instock.status": 10,
@@ -81,6 +89,28 @@ def instant_key(at: str) -> str:
 
 def to_json(events: list[TraceEvent]) -> list[dict[str, Any]]:
     return [asdict(e) for e in events]
+
+
+def lineage(store: Store, stream: str, request_id: str | None) -> tuple[str, int | None]:
+    """Where a pulled record came from, as words and its ledger row id: the remote's
+    request id of the answer it came in, and the window ledger row that lists it."""
+    if not request_id:
+        return "request id not kept (stored before lineage was)", None
+    row = ledger_row_of(store, stream, request_id)
+    if row is None:
+        return (
+            f"request id {request_id}; no live ledger row of {stream} lists it "
+            "(compacted, or its pull did not finish)",
+            None,
+        )
+    if row["kind"] == "cursor":
+        span = "a page of its cursor walk"
+    else:
+        span = f"{row['kind']} {row['window_from']} .. {row['window_to']}"
+    return (
+        f"request id {request_id}, ledger row {row['id']} ({stream} {span}, run {row['run_id']})",
+        int(row["id"]),
+    )
 
 
 def detect(store: Store, key: str) -> list[KeyType]:
@@ -199,12 +229,13 @@ def _dsorder_order(store: Store, order_id: str) -> list[TraceEvent]:
     for r in store.query("SELECT * FROM dsorder_orders WHERE order_id = ?", [order_id]):
         instock_id = r["instock_order_id"]
         data = {k: v for k, v in r.items() if k != "raw"}
+        origin, data["ledger_row"] = lineage(store, DSORDER_STREAM, r["request_id"])
         events.append(
             TraceEvent(
                 r["pulled_at"],
                 "dsorder.pulled",
                 f"DSOrder order {order_id} pulled (store {r['store_id']}, delivery "
-                f"{r['delivery_date']}); now {r['state']}",
+                f"{r['delivery_date']}); now {r['state']}; {origin}",
                 f"dsorder_orders:{order_id}",
                 data,
             )
@@ -240,7 +271,9 @@ def _dsorder_order(store: Store, order_id: str) -> list[TraceEvent]:
             )
     events += _intents(store, f"order:{order_id}")
     events += _rejects(
-        store, "reference = ? OR reference LIKE ?", [f"order {order_id}", f"order {order_id} %"]
+        store,
+        "reference = ? OR substr(reference, 1, length(?)) = ?",
+        [f"order {order_id}", *[f"order {order_id} "] * 2],
     )
     events += _alerts(store, order_id)
     if instock_id:
@@ -271,13 +304,30 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
             detail += f" ({r['reason']})"
         events.append(TraceEvent(r["updated_at"], "instock.synced", detail, f"sync:{order_id}", r))
     for r in store.query("SELECT * FROM instock_orders WHERE order_id = ?", [order_id]):
+        if r["list_request_id"]:
+            origin, row_id = lineage(store, INSTOCK_ORDERS_STREAM, r["list_request_id"])
+            ledger = store.query(
+                "SELECT ended_at FROM pull_windows WHERE id = ?", [row_id]
+            )  # listed when its page was stored
+            events.append(
+                TraceEvent(
+                    ledger[0]["ended_at"] if ledger else r["updated_at"],
+                    "instock.listed",
+                    f"Instock order {order_id} ({r['kind']}) listed by Instock's orders list; "
+                    f"{origin}",
+                    f"instock_listed:{order_id}",
+                    {**r, "ledger_row": row_id},
+                )
+            )
         if r["order_status"]:
+            poll = f"; status request id {r['status_request_id']}" if r["status_request_id"] else ""
             events.append(
                 TraceEvent(
                     r["updated_at"],
                     "instock.status",
                     f"Instock order {order_id} ({r['kind']}, placed {r['placed_at']}) status "
-                    f"{r['order_status']} at {r['status_at']} (Instock's clock); fulfilled {r['fulfilled']}",
+                    f"{r['order_status']} at {r['status_at']} (Instock's clock); fulfilled "
+                    f"{r['fulfilled']}{poll}",
                     f"instock_status:{order_id}",
                     r,
                 )
@@ -289,7 +339,8 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
             TraceEvent(
                 r["updated_at"],
                 "instock.ordertask",
-                f"ordertask {r['ordertask_id']} {r['ordertask_status']}",
+                f"ordertask {r['ordertask_id']} {r['ordertask_status']}"
+                + (f"; request id {r['request_id']}" if r["request_id"] else ""),
                 f"instock_ordertasks:{r['ordertask_id']}",
                 r,
             )
@@ -314,21 +365,24 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
     for r in store.query(
         "SELECT * FROM instock_moves WHERE order_id = ? ORDER BY move_timestamp, id", [order_id]
     ):
-        events.append(_move_event(r))
+        events.append(_move_event(store, r))
     events += _intents(store, f"order:{order_id}")
     events += _host_outbox(store, order_id)
-    events += _rejects(store, "reference LIKE ?", [f"% order:{order_id}"])
+    events += _rejects(store, "substr(reference, -length(?)) = ?", [f" order:{order_id}"] * 2)
     events += _alerts(store, order_id)
     return events
 
 
 def _host_outbox(store: Store, value: str) -> list[TraceEvent]:
     """Host outbox files (order status, moves) whose rows name `value` as a JSON string."""
-    needle = "%" + json.dumps(value) + "%"
+    # instr: a literal, case-sensitive match (LIKE would take % and _ in an id as
+    # wildcards and ignore case); as ASCII-escaped JSON and as UTF-8 JSON text.
+    quoted, utf8 = json.dumps(value), json.dumps(value, ensure_ascii=False)
     rows = store.query(
         "SELECT id, kind, status, result, created_at, sent_at FROM outbox "
-        "WHERE destination = 'host' AND payload LIKE ? ORDER BY id",
-        [needle],
+        "WHERE destination = 'host' AND (instr(payload, ?) > 0 OR instr(payload, ?) > 0) "
+        "ORDER BY id",
+        [quoted, utf8],
     )
     events = []
     for r in rows:
@@ -349,15 +403,16 @@ def _host_outbox(store: Store, value: str) -> list[TraceEvent]:
     return events
 
 
-def _move_event(r: dict[str, Any]) -> TraceEvent:
+def _move_event(store: Store, r: dict[str, Any]) -> TraceEvent:
+    origin, row_id = lineage(store, MOVES_STREAM, r["request_id"])
     return TraceEvent(
         r["pulled_at"],
         "move",
         f"move {r['id']} at {r['move_timestamp']}: {r['qty']} x {r['article_id']} {r['from_cell_id']} -> "
         f"{r['to_cell_id']} ({r['from_account_id']} -> {r['to_account_id']}) order "
-        f"{r['order_id'] or '-'}; pulled {r['pulled_at']} by {r['run_id']}",
+        f"{r['order_id'] or '-'}; pulled {r['pulled_at']} by {r['run_id']}; {origin}",
         f"instock_moves:{r['id']}",
-        r,
+        {**r, "ledger_row": row_id},
     )
 
 
@@ -367,7 +422,7 @@ def _move(store: Store, key: str) -> list[TraceEvent]:
         "SELECT * FROM instock_moves WHERE id = ? ORDER BY id",
         [key, _rowid(key)],
     )
-    return [_move_event(r) for r in rows]
+    return [_move_event(store, r) for r in rows]
 
 
 def _article(store: Store, article_id: str) -> list[TraceEvent]:
@@ -389,21 +444,29 @@ def _article(store: Store, article_id: str) -> list[TraceEvent]:
             TraceEvent(r["updated_at"], "article.synced", detail, f"article_sync:{article_id}", r)
         )
     for r in store.query("SELECT * FROM instock_inventory WHERE article_id = ?", [article_id]):
+        scan = scan_ledger_row(store, INVENTORY_STREAM, r["scan"])
+        origin = (
+            f"scan {r['scan']}, ledger row {scan['id']} ({scan['started_at']} .. "
+            f"{scan['ended_at']}, {scan['pages']} pages, {scan['stored']} stored, hash "
+            f"{scan['content_hash']}, run {scan['run_id']})"
+            if scan
+            else f"scan {r['scan']} (no live ledger row: in progress, or compacted)"
+        )
         events.append(
             TraceEvent(
                 r["updated_at"],
                 "inventory",
                 f"Instock stock free {r['free']} reserved {r['reserved']} registered "
-                f"{r['registered']} (scan {r['scan']})",
+                f"{r['registered']}; listed by {origin}",
                 f"instock_inventory:{article_id}",
-                r,
+                {**r, "ledger_row": scan["id"] if scan else None},
             )
         )
     events += _intents(store, f"article:{article_id}")
     events += _rejects(
         store,
-        "reference = ? OR (payload LIKE ? AND source LIKE 'host:%')",
-        [f"article {article_id}", f"%{article_id}%"],
+        "reference = ? OR (instr(payload, ?) > 0 AND substr(source, 1, 5) = 'host:')",
+        [f"article {article_id}", article_id],
     )
     return events
 
@@ -446,5 +509,7 @@ def _file(store: Store, name: str) -> list[TraceEvent]:
             )
             if table == "host_articles":
                 events += _intents(store, f"article:{r[key]}")
-    events += _rejects(store, "reference = ? OR reference LIKE ?", [name, f"{name}:%"])
+    events += _rejects(
+        store, "reference = ? OR substr(reference, 1, length(?)) = ?", [name, *[f"{name}:"] * 2]
+    )
     return events

@@ -53,6 +53,7 @@ def test_trace_follows_each_key_type_through_the_loop(
         run(cfg, "instock.moves")  # past the moves pull's lag
     cycle(cfg)
     run(cfg, "instock.orders")  # writes the status changes to the host outbox
+    run(cfg, "instock.inventory")
     run(cfg, "outbox.send")
 
     code, rows = trace(cfg, good)
@@ -101,6 +102,78 @@ def test_trace_follows_each_key_type_through_the_loop(
     assert events(mv)[0] == "move"
 
     assert trace(cfg, "NOTHING-HERE")[0] == 66
+
+
+def ledger_ids(cfg: Settings, stream: str) -> dict[str, int]:
+    """request id -> the id of the ledger row of `stream` that lists it."""
+    rows = query(cfg, "SELECT id, request_ids FROM pull_windows WHERE stream = ?", [stream])
+    return {rid: r["id"] for r in rows for rid in json.loads(r["request_ids"])}
+
+
+def test_every_pulled_record_in_a_trace_names_its_request_id_and_ledger_row(
+    ins: InstockSim,  # noqa: F811
+    ds: DSOrderSim,  # noqa: F811
+    make_cfg: Callable[..., Settings],  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    """On a loop run: the DSOrder order names the request id of the list answer it came
+    in and that pull's ledger row; the Instock order the orders list page (request id,
+    ledger row) and its status poll's request id; each ordertask its read; each move its
+    page and window; an article's stock the inventory scan (ledger row, hash) that listed
+    it. Each request id is one the simulator answered."""
+    cfg = make_cfg()
+    monkeypatch.setattr("syncd.cli._settings", lambda *_a, **_k: cfg)
+    a, b = stocked(ins)[:2]
+    order = ds.submit_order(lines=[(a, 2), (b, 1)])
+    cycle(cfg)
+    assert ins.advance_order(f"DS-{order}")
+    assert ins.advance_order(f"DS-{order}") == "done"
+    with freeze_time(datetime.now(UTC) + timedelta(minutes=2), tick=True):
+        run(cfg, "instock.moves")
+    cycle(cfg)
+    run(cfg, "instock.orders")
+    run(cfg, "instock.inventory")
+    answered = {r.request_id for r in ins.requests} | {r.request_id for r in ds.requests}
+
+    code, rows = trace(cfg, order)
+    assert code == 0
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_event.setdefault(r["event"], []).append(r)
+
+    [pulled] = by_event["dsorder.pulled"]
+    rid = pulled["data"]["request_id"]
+    assert rid in answered
+    assert pulled["data"]["ledger_row"] == ledger_ids(cfg, "dsorder.submitted")[rid]
+    assert f"request id {rid}, ledger row {pulled['data']['ledger_row']}" in pulled["details"]
+
+    [listed] = by_event["instock.listed"]
+    rid = listed["data"]["list_request_id"]
+    assert rid in answered
+    assert listed["data"]["ledger_row"] == ledger_ids(cfg, "instock.orders")[rid]
+    [status] = by_event["instock.status"]
+    assert status["data"]["status_request_id"] in answered
+    assert f"status request id {status['data']['status_request_id']}" in status["details"]
+    tasks = by_event["instock.ordertask"]
+    assert tasks
+    assert all(t["data"]["request_id"] in answered for t in tasks)
+
+    moves = by_event["move"]
+    assert moves
+    windows = ledger_ids(cfg, "instock.moves")
+    for move in moves:
+        assert move["data"]["request_id"] in answered
+        assert move["data"]["ledger_row"] == windows[move["data"]["request_id"]]
+
+    code, art = trace(cfg, a)
+    assert code == 0
+    [stock] = [r for r in art if r["event"] == "inventory"]
+    [scan] = query(cfg, "SELECT * FROM pull_windows WHERE kind = 'scan' ORDER BY id DESC LIMIT 1")
+    assert stock["data"]["scan"] == scan["scan"]
+    assert stock["data"]["ledger_row"] == scan["id"]
+    assert f"hash {scan['content_hash']}" in stock["details"]
+    [host] = [r for r in art if r["event"] == "host.row"]
+    assert f"from {host['data']['file']}:{host['data']['line']}" in host["details"]
 
 
 def times_ordered(rows: list[dict[str, Any]]) -> bool:

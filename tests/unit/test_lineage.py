@@ -51,3 +51,15 @@ def test_output_is_sorted_and_keeps_every_distinct_row(items: list[tuple[int, st
     assert len(got) == len({(e.source, e.event) for e in evs})
     keys = [(e.at, STAGES[e.event], e.source) for e in got]
     assert keys == sorted(keys)
+
+
+def test_trace_reads_the_ledger_streams_the_jobs_write() -> None:
+    """The state layer cannot import the jobs: their stream names are repeated, and must
+    stay equal, or a pulled record's ledger row is never found."""
+    from syncd.jobs import dsorder_pull, instock_inventory, instock_moves, instock_orders
+    from syncd.state import lineage
+
+    assert lineage.DSORDER_STREAM == dsorder_pull.LEDGER_STREAM
+    assert lineage.INSTOCK_ORDERS_STREAM == instock_orders.LEDGER_STREAM
+    assert lineage.MOVES_STREAM == instock_moves.LEDGER_STREAM
+    assert lineage.INVENTORY_STREAM == instock_inventory.LEDGER_STREAM

@@ -120,10 +120,15 @@ def facts_of(order: StoredOrder) -> OrderFacts:
 
 
 def plan_new_order(
-    order: DsOrder, checks: Mapping[int, LineCheck], rules: PullRules, now: datetime
+    order: DsOrder,
+    checks: Mapping[int, LineCheck],
+    rules: PullRules,
+    now: datetime,
+    request_id: str | None = None,
 ) -> OrderDecision:
-    """An order seen for the first time: stored with its lines, and in the same plan either
-    its Instock create or its hold with rejects naming line, field and reason."""
+    """An order seen for the first time: stored with its lines (and `request_id`, of the
+    list answer it came in), and in the same plan either its Instock create or its hold
+    with rejects naming line, field and reason."""
     at = iso(now)
     instock_id = rules.mapping.instock_order_id(order.order_id)
     shelf_lives = [ln.min_purchase_shelf_life for ln in order.details]
@@ -142,6 +147,7 @@ def plan_new_order(
             NewLine(ln.line_number, ln.article_id, str(ln.quantity)) for ln in order.details
         ),
         at=at,
+        request_id=request_id,
     )
     if instock_id is None:
         # No line can be sent under an id Instock refuses: the order is held as a whole.

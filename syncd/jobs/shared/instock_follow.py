@@ -248,6 +248,7 @@ def plan_poll(
             json.dumps(fulfilled, sort_keys=True),
             order["lines"],
             now,
+            status.answer_request_id,
         ),
     ]
     if tasks:
@@ -259,6 +260,7 @@ def plan_poll(
                         task.ordertask_id,
                         task.ordertask_status,
                         json.dumps([ln.model_dump() for ln in task.lines]),
+                        task.answer_request_id,
                     )
                     for task in tasks
                 ),

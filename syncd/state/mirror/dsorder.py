@@ -212,12 +212,14 @@ class InsertOrder:
     instock_order_id: str | None
     lines: tuple[NewLine, ...]
     at: str
+    request_id: str | None = None  # DSOrder's, of the list answer: the order's lineage
 
     def apply(self, store: Store) -> None:
         store.db.execute(
             "INSERT INTO dsorder_orders (order_id, supplier_id, store_id, order_date, "
             "delivery_date, xdock_delivery_date, supplier_schedule_title, raw, instock_order_id, "
-            "state, pulled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)",
+            "state, pulled_at, updated_at, request_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?, ?)",
             [
                 self.order_id,
                 self.supplier_id,
@@ -230,6 +232,7 @@ class InsertOrder:
                 self.instock_order_id,
                 self.at,
                 self.at,
+                self.request_id,
             ],
         )
         store.db.conn.executemany(

@@ -313,16 +313,18 @@ class MirrorOrders:
 
     orders: tuple[ListedOrder, ...]
     at: str
+    request_id: str | None = None  # of the list page: the order's lineage
 
     def apply(self, store: Store) -> None:
         store.db.conn.executemany(
             "INSERT INTO instock_orders "
-            "(order_id, kind, placed_at, attributes, lines, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
+            "(order_id, kind, placed_at, attributes, lines, updated_at, list_request_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET "
             "kind = excluded.kind, placed_at = excluded.placed_at, "
-            "attributes = excluded.attributes, lines = excluded.lines",
+            "attributes = excluded.attributes, lines = excluded.lines, "
+            "list_request_id = coalesce(excluded.list_request_id, list_request_id)",
             [
-                (o.order_id, o.kind, o.placed_at, o.attributes, o.lines, self.at)
+                (o.order_id, o.kind, o.placed_at, o.attributes, o.lines, self.at, self.request_id)
                 for o in self.orders
             ],
         )
@@ -370,11 +372,13 @@ class RecordOrderStatus:
     fulfilled: str
     lines: str
     at: str
+    request_id: str | None = None  # of the status answer: the change's lineage
 
     def apply(self, store: Store) -> None:
         store.db.execute(
             "UPDATE instock_orders SET order_status = ?, status_at = ?, ordertask_ids = ?, "
-            "fulfilled = ?, lines = ?, updated_at = ? WHERE order_id = ?",
+            "fulfilled = ?, lines = ?, updated_at = ?, status_request_id = ? "
+            "WHERE order_id = ?",
             [
                 self.order_status,
                 self.status_at,
@@ -382,6 +386,7 @@ class RecordOrderStatus:
                 self.fulfilled,
                 self.lines,
                 self.at,
+                self.request_id,
                 self.order_id,
             ],
         )
@@ -392,6 +397,7 @@ class OrdertaskRow:
     ordertask_id: str
     ordertask_status: str
     lines: str  # JSON text
+    request_id: str | None = None  # of the answer it was read from
 
 
 @dataclass(frozen=True)
@@ -403,12 +409,13 @@ class StoreOrdertasks:
     def apply(self, store: Store) -> None:
         store.db.conn.executemany(
             "INSERT INTO instock_ordertasks "
-            "(ordertask_id, order_id, ordertask_status, lines, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
+            "(ordertask_id, order_id, ordertask_status, lines, updated_at, request_id) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ordertask_id) DO UPDATE SET "
             "ordertask_status = excluded.ordertask_status, lines = excluded.lines, "
-            "updated_at = excluded.updated_at",
+            "updated_at = excluded.updated_at, "
+            "request_id = coalesce(excluded.request_id, request_id)",
             [
-                (t.ordertask_id, self.order_id, t.ordertask_status, t.lines, self.at)
+                (t.ordertask_id, self.order_id, t.ordertask_status, t.lines, self.at, t.request_id)
                 for t in self.tasks
             ],
         )

@@ -35,17 +35,18 @@ def open_window(store: Store) -> None:
     """An empty `temp.moves_window` on this connection (created on first use)."""
     store.db.execute(
         "CREATE TEMP TABLE IF NOT EXISTS moves_window ("
-        f"seq INTEGER PRIMARY KEY, move_key TEXT NOT NULL, {_COLS}, extra TEXT)"
+        f"seq INTEGER PRIMARY KEY, move_key TEXT NOT NULL, {_COLS}, extra TEXT, "
+        "request_id TEXT)"
     )
     store.db.execute("DELETE FROM temp.moves_window")
 
 
 def stage_moves(store: Store, rows: Iterable[tuple[Any, ...]]) -> None:
-    """One page's moves into the window, as (move_key, *MOVE_FIELDS, extra) tuples, in one
-    `executemany`."""
+    """One page's moves into the window, as (move_key, *MOVE_FIELDS, extra, request_id)
+    tuples (the request id of the page they came in), in one `executemany`."""
     store.db.conn.executemany(
-        f"INSERT INTO temp.moves_window (move_key, {_COLS}, extra) "
-        "VALUES (" + ", ".join("?" * (len(MOVE_FIELDS) + 2)) + ")",
+        f"INSERT INTO temp.moves_window (move_key, {_COLS}, extra, request_id) "
+        "VALUES (" + ", ".join("?" * (len(MOVE_FIELDS) + 3)) + ")",
         rows,
     )
 
@@ -57,9 +58,9 @@ def journal_window(store: Store, at: str, run_id: str | None) -> tuple[int, int]
     before = int(store.scalar("SELECT coalesce(max(id), 0) FROM instock_moves") or 0)
     store.db.execute(
         f"INSERT OR IGNORE INTO instock_moves (move_key, occurrence, {_COLS}, extra, "
-        "pulled_at, run_id) "
+        "pulled_at, run_id, request_id) "
         f"SELECT move_key, row_number() OVER (PARTITION BY move_key ORDER BY seq), {_COLS}, "
-        "extra, ?, ? FROM temp.moves_window ORDER BY move_timestamp, seq",
+        "extra, ?, ?, request_id FROM temp.moves_window ORDER BY move_timestamp, seq",
         [at, run_id],
     )
     new = store.scalar("SELECT count(*) FROM instock_moves WHERE id > ?", [before])
