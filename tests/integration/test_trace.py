@@ -122,7 +122,7 @@ def test_every_pulled_record_in_a_trace_names_its_request_id_and_ledger_row(
     page and window; an article's stock the inventory scan (ledger row, hash) that listed
     it. Each request id is one the simulator answered."""
     cfg = make_cfg()
-    monkeypatch.setattr("syncd.cli._settings", lambda *_a, **_k: cfg)
+    monkeypatch.setattr("syncd.cli.common.settings_for", lambda *_a, **_k: cfg)
     a, b = stocked(ins)[:2]
     order = ds.submit_order(lines=[(a, 2), (b, 1)])
     cycle(cfg)
