@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from syncd.clock import parse_iso, utcnow
+from syncd.clock import duration_text, parse_iso, utcnow
 from syncd.config import HealthConfig, Schedule, Settings
 from syncd.errors import CONNECTOR_STOP_ALERTS
 
@@ -150,17 +150,6 @@ def _age(now: datetime, since: datetime | None) -> float | None:
     return None if since is None else max(0.0, (now - since).total_seconds())
 
 
-def _fmt(seconds: float) -> str:
-    """A duration as an operator reads it: 45s, 12m, 3.5h, 2.1d."""
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
 # -- the rules ------------------------------------------------------------------
 
 
@@ -168,7 +157,7 @@ def daemon_rule(facts: HealthFacts, policy: HealthConfig) -> Finding:
     """No daemon holds the state directory: critical when one is expected."""
     if facts.daemon_pid is not None:
         up = _age(facts.now, facts.daemon_since)
-        since = f", up {_fmt(up)}" if up is not None else ""
+        since = f", up {duration_text(up)}" if up is not None else ""
         return Finding("daemon", "daemon", "ok", f"running (pid {facts.daemon_pid}{since})")
     if not policy.expect_daemon:
         return Finding("daemon", "daemon", "ok", "not running (not expected: expect_daemon off)")
@@ -227,7 +216,7 @@ def job_lag_rule(job: JobFacts, facts: HealthFacts, policy: HealthConfig) -> Fin
         return Finding("job_lag", job.name, "ok", "has not run yet", None, threshold)
     level = _lag_level(lag, threshold, policy)
     return Finding(
-        "job_lag", job.name, level, f"{_fmt(lag)} {what} (limit {_fmt(threshold)})", lag, threshold
+        "job_lag", job.name, level, f"{duration_text(lag)} {what} (limit {duration_text(threshold)})", lag, threshold
     )
 
 
@@ -244,7 +233,7 @@ def stream_lag_rule(stream: StreamFacts, facts: HealthFacts, policy: HealthConfi
         "stream_lag",
         stream.name,
         level,
-        f"{_fmt(lag)} {what} (limit {_fmt(threshold)})",
+        f"{duration_text(lag)} {what} (limit {duration_text(threshold)})",
         lag,
         threshold,
     )
@@ -263,7 +252,7 @@ def outbox_rule(box: OutboxFacts, facts: HealthFacts, policy: HealthConfig) -> F
         "outbox_age",
         f"outbox {box.destination}",
         level,
-        f"{box.pending} pending, the oldest {_fmt(age)} old",
+        f"{box.pending} pending, the oldest {duration_text(age)} old",
         age,
         threshold,
     )

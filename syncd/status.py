@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncd.clock import iso, parse_iso, utcnow
+from syncd.clock import ago, duration_text, iso, parse_iso, utcnow
 from syncd.state import Store, queries
 
 if TYPE_CHECKING:
@@ -167,30 +167,6 @@ def schedule_text(schedule: Schedule) -> str:
     if schedule.interval:
         return every(schedule.interval)
     return "not scheduled"
-
-
-def duration_text(seconds: float) -> str:
-    """A span rounded to what matters: `40 s`, `3 min`, `2 h 14 min`, `3 d 4 h`."""
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 86400:
-        hours, minutes = divmod(int(seconds // 60), 60)
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(int(seconds // 3600), 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def ago(moment: datetime | None, now: datetime) -> str:
-    """`3 min ago`, `in 20 s`, `now`; "" for no moment."""
-    if moment is None:
-        return ""
-    delta = (moment - now).total_seconds()
-    if abs(delta) < 1:
-        return "now"
-    return f"in {duration_text(delta)}" if delta > 0 else f"{duration_text(delta)} ago"
 
 
 def next_run(

@@ -371,7 +371,7 @@ def test_old_outbox_and_lag(tmp_path: Path, config: Path) -> None:
             store.add_intents([NewIntent("instock", "orders.create", "order:1", "k1", {})])
         code, output = health(config)
         assert code == 1, output
-        assert "outbox instock: 1 pending, the oldest 2.0h old" in output.splitlines()[0]
+        assert "outbox instock: 1 pending, the oldest 2 h old" in output.splitlines()[0]
         with freeze_time(datetime.now(UTC) - timedelta(hours=7)):
             store.add_intents([NewIntent("dsorder", "close", "order:2", "k2", {})])
     code, output = health(config)
