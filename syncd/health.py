@@ -216,7 +216,12 @@ def job_lag_rule(job: JobFacts, facts: HealthFacts, policy: HealthConfig) -> Fin
         return Finding("job_lag", job.name, "ok", "has not run yet", None, threshold)
     level = _lag_level(lag, threshold, policy)
     return Finding(
-        "job_lag", job.name, level, f"{duration_text(lag)} {what} (limit {duration_text(threshold)})", lag, threshold
+        "job_lag",
+        job.name,
+        level,
+        f"{duration_text(lag)} {what} (limit {duration_text(threshold)})",
+        lag,
+        threshold,
     )
 
 

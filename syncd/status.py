@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncd.clock import ago, duration_text, iso, parse_iso, utcnow
+from syncd.clock import iso, parse_iso, utcnow
 from syncd.state import Store, queries
 
 if TYPE_CHECKING:

@@ -36,8 +36,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
     their zone on a terminal, ISO-8601 UTC otherwise and with --json. Reads the state
     DB, so it works while the daemon runs.
     """
-    from syncd.clock import parse_iso
-    from syncd.status import ago, duration_text, status_screen, throttled_text, warning_text
+    from syncd.clock import ago, duration_text, parse_iso
+    from syncd.status import status_screen, throttled_text, warning_text
 
     settings = settings_for(config_path)
     with open_store(config_path) as store:

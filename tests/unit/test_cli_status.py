@@ -17,10 +17,11 @@ from freezegun import freeze_time
 import syncd.jobs  # noqa: F401  # every options model built before the clock is frozen
 from syncd import cli, status
 from syncd.cli import main
+from syncd.clock import ago
 from syncd.config import Schedule
 from syncd.state import Store
 from syncd.state.store import NewReject
-from syncd.status import DaemonState, ago, daemon_state, every, next_run, process_started
+from syncd.status import DaemonState, daemon_state, every, next_run, process_started
 from tests.unit.test_cli_exits import clean_env
 
 NOW = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
