@@ -17,19 +17,15 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import lifecycle, ratebudget, schedlog, systemd
-from syncd.config import Schedule, Settings, load_settings, refuse_unwritable, secret_values
+from syncd.config import Settings, load_settings, refuse_unwritable, secret_values
 from syncd.errors import CONNECTOR_STOP_ALERTS, ConfigError
 from syncd.jobs import REGISTRY, validate_jobs
 from syncd.jobs.base import JobSpec
@@ -39,27 +35,12 @@ from syncd.metrics.expose import Exposure
 from syncd.state import StateLock, Store
 from syncd.state.ratebudget import BudgetTable
 from syncd.status import status_line
+from syncd.triggers import build_trigger, daily_trigger
 
 log: Logger = structlog.get_logger("syncd.daemon")
 
 SENDER_JOB = "outbox.send"
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
-def build_trigger(schedule: Schedule, timezone: str) -> Any:
-    if schedule.cron:
-        return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
-    return IntervalTrigger(
-        seconds=schedule.interval or 3600, jitter=schedule.jitter or None, timezone=UTC
-    )
-
-
-def daily_trigger(times: tuple[dt_time, ...], timezone: str) -> Any:
-    """Fixed local times of day (wall clock of `timezone`, DST included)."""
-    fixed = [
-        CronTrigger(hour=t.hour, minute=t.minute, second=t.second, timezone=timezone) for t in times
-    ]
-    return fixed[0] if len(fixed) == 1 else OrTrigger(fixed)
 
 
 def daily_job_id(name: str) -> str:

@@ -6,15 +6,15 @@ Reads only, so it works from another process while the daemon runs (WAL).
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.state import Store, queries
+from syncd.triggers import next_fire
 
 if TYPE_CHECKING:
     from syncd.config import Schedule, Settings
@@ -177,31 +177,12 @@ def next_run(
     daemon_started: datetime | None,
     daily: tuple[Any, ...] = (),
 ) -> datetime | None:
-    """When the running daemon runs a job next, as its scheduler does: an interval job
-    at start-up, then every interval after it (jitter and reloads aside; the sender's
-    interval counts from its last drain, and a queued intent wakes it sooner); a cron
-    job on its expression in the site's zone; fixed daily times too. None without a
-    daemon."""
-    from apscheduler.triggers.cron import CronTrigger
-
+    """When the running daemon runs a job next, from the daemon's own triggers (the
+    sender's interval counts from its last drain, and a queued intent wakes it sooner).
+    None without a daemon."""
     if daemon_started is None:
         return None
-    candidates: list[datetime] = []
-    if schedule.cron:
-        fire = CronTrigger.from_crontab(schedule.cron, timezone=timezone).get_next_fire_time(
-            None, now
-        )
-        if fire is not None:
-            candidates.append(fire)
-    elif schedule.interval:
-        steps = math.floor(max(0.0, (now - daemon_started).total_seconds()) / schedule.interval)
-        candidates.append(daemon_started + timedelta(seconds=(steps + 1) * schedule.interval))
-    for at in daily:
-        trigger = CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=timezone)
-        fire = trigger.get_next_fire_time(None, now)
-        if fire is not None:
-            candidates.append(fire)
-    return min(candidates).astimezone(UTC) if candidates else None
+    return next_fire(schedule, timezone=timezone, now=now, started=daemon_started, daily=daily)
 
 
 def status_screen(store: Store, settings: Settings, now: datetime | None = None) -> dict[str, Any]:

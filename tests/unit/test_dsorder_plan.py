@@ -23,7 +23,7 @@ from syncd.connectors.dsorder import (
     options_problems,
     parse_orders,
 )
-from syncd.daemon import daily_trigger
+from syncd.triggers import daily_trigger
 from syncd.errors import AlreadyDoneError, ConfigError, PermanentError, RetryableError
 from syncd.jobs import REGISTRY
 from syncd.jobs.shared.dsorder_plan import (
