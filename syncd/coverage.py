@@ -62,6 +62,7 @@ class LedgerRow:
     cursor_before: str | None = None
     cursor_after: str | None = None
     overlap_s: float | None = None
+    backfill: bool = False  # written by `syncd backfill`: a window beside the live pull
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Coverage:
     overlap_s: float | None = None  # the largest overlap the pulls were configured with
     min_overlap_s: float | None = None  # the least overlap seen between consecutive windows
     short_overlaps: int = 0  # consecutive windows overlapping less than configured
+    backfills: int = 0  # of `windows`, the rows backfills wrote
     covered: tuple[Interval, ...] = field(default=(), compare=False)
     scans: tuple[ScanSummary, ...] = ()  # a scan stream: its live scans, oldest first
 
@@ -172,7 +174,7 @@ def _pieces(rows: Sequence[LedgerRow], prior: DaySummary | None) -> list[_Piece]
             pieces.append(_Piece(Interval(start, row.window_to), row.started_at))
             last = (row.window_to, None)
             continue
-        if row.kind != "cursor":
+        if row.kind != "cursor" or row.backfill:  # a backfill's row is a window of its own
             if row.window_from is not None and row.window_to is not None:
                 pieces.append(_Piece(Interval(row.window_from, row.window_to), row.started_at))
             continue
@@ -202,7 +204,10 @@ def _overlaps(rows: Sequence[LedgerRow]) -> tuple[float | None, float | None, in
     windows = [
         (r.window_from, r.window_to, r.overlap_s)
         for r in rows
-        if r.kind == "window" and r.window_from is not None and r.window_to is not None
+        if r.kind == "window"
+        and not r.backfill  # a past period pulled again: not a step of the live windows
+        and r.window_from is not None
+        and r.window_to is not None
     ]
     configured = max((o for _, _, o in windows if o is not None), default=None)
     least: float | None = None
@@ -235,7 +240,8 @@ def stream_coverage(
     the runs that explained it are no longer on record."""
     prior = days[-1] if days else None
     pieces = [_Piece(i, i.start) for d in days for i in d.covered] + _pieces(rows, prior)
-    kind = rows[-1].kind if rows else "window"
+    live = [r for r in rows if not r.backfill]
+    kind = live[-1].kind if live else rows[-1].kind if rows else "window"
     merged = union(p.interval for p in pieces)
     if not merged:
         return Coverage(stream, kind, None, None, 0, ())
@@ -288,6 +294,7 @@ def stream_coverage(
         configured,
         least,
         short,
+        sum(r.backfill for r in rows),
         tuple(merged),
     )
 
@@ -332,6 +339,7 @@ def coverage_json(cov: Coverage) -> dict[str, object]:
         "overlap_s": cov.overlap_s,
         "min_overlap_s": cov.min_overlap_s,
         "short_overlaps": cov.short_overlaps,
+        "backfills": cov.backfills,
         "gaps": [
             {
                 "from": t(g.start),
@@ -371,10 +379,8 @@ def coverage_text(cov: Coverage, when: Callable[[datetime], str]) -> list[str]:
     if cov.start is None or cov.end is None:
         return [f"{cov.stream}: no ledger rows in the period"]
     verdict = "no gap" if not cov.gaps else f"{len(cov.gaps)} gap(s)"
-    lines = [
-        f"{cov.stream} ({cov.kind}, {cov.windows} rows): {when(cov.start)} .. {when(cov.end)}: "
-        f"{verdict}"
-    ]
+    rows = f"{cov.windows} rows" + (f", {cov.backfills} by backfills" if cov.backfills else "")
+    lines = [f"{cov.stream} ({cov.kind}, {rows}): {when(cov.start)} .. {when(cov.end)}: {verdict}"]
     if cov.kind == "window":
         lines.append(
             f"  overlap: configured {_seconds(cov.overlap_s)}, least seen "

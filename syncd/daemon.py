@@ -348,7 +348,15 @@ class Daemon:
             )
 
     def _scheduled(self, name: str) -> None:
-        self.execute(REGISTRY[name], trigger="schedule")
+        spec = REGISTRY[name]
+        if spec.due is not None:
+            try:
+                with Store.open(self.settings.db_path, migrate=False) as store:
+                    if not spec.due(store):
+                        return
+            except Exception:  # a busy or broken DB: the run itself says what is wrong
+                log.exception("job_due_check_failed", job=name)
+        self.execute(spec, trigger="schedule")
 
     def _signalled(self, name: str) -> None:
         self.execute(REGISTRY[name], trigger="signal")

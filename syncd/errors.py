@@ -49,6 +49,13 @@ class UsageError(SyncdError):
     exit_code = 64  # EX_USAGE
 
 
+class BusyError(SyncdError):
+    """What was asked is being done already (a backfill of the same stream requested or
+    running): nothing was changed; 75, as asking again once it ends will work."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
 class UnavailableError(SyncdError):
     """What a command needs is not installed (an optional extra such as Datasette)."""
 

@@ -48,6 +48,9 @@ class JobSpec:
     # Problems across sections that a job needs to be right (`key: reason`), found at
     # start-up, by check-config and on reload like any other invalid configuration.
     check: Callable[[Settings], list[str]] | None = None
+    # Whether a scheduled run has work (read from the state DB): a job polled often for
+    # rare work (backfill requests) records a run only when it has some.
+    due: Callable[[Store], bool] | None = None
 
     def config(self, settings: Settings) -> JobConfig:
         return settings.jobs.get(self.name) or JobConfig(enabled=self.enabled_by_default)

@@ -22,8 +22,7 @@ the host journal never receives a value that is not valid JSON.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,20 +32,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import BadRecord, InstockClient, Move, check_records
-from syncd.host.feeds.fields import Format
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.instock_records import record_rejects
-from syncd.jsontext import compact, json_safe, text_hash
-from syncd.send.host import host_file_intent, host_format
-from syncd.state import NewIntent, Store
+from syncd.jobs.shared.moves_journal import (
+    journal_intents,
+    journal_row,
+    move_key,
+    window_row,
+)
+from syncd.send.host import host_format
 from syncd.state.mirror.instock_moves import (
     MOVE_FIELDS,
     journal_window,
-    journalled_after,
     open_window,
     stage_moves,
 )
 from syncd.state.windows import RecordWindow
+
+__all__ = ["MOVE_FIELDS", "journal_row", "move_key", "next_window"]
 
 STREAM = "instock.moves.watermark"
 LEDGER_STREAM = "instock.moves"  # its windows in the window ledger
@@ -80,15 +83,6 @@ def next_window(
     if end <= watermark:
         return None
     return Window(watermark - timedelta(seconds=overlap), end, capped=capped_end < closed_until)
-
-
-def move_key(move: Mapping[str, Any]) -> str:
-    """Content identity of a move (all documented fields)."""
-    return text_hash(compact([move.get(f) for f in MOVE_FIELDS]), None, algorithm="sha1")
-
-
-def journal_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {f: row[f] for f in MOVE_FIELDS}
 
 
 def run(ctx: JobContext) -> None:
@@ -146,7 +140,7 @@ def _pull_window(
     read = WindowRead(iso())
     for page in client.move_pages(window.start, window.end):
         good, bad = check_records(page.items, Move, "article_id")
-        rows = [_window_row(m, page.request_id) for m in good]
+        rows = [window_row(m, page.request_id) for m in good]
         stage_moves(store, rows)
         rejected.extend((page.request_id, b) for b in bad)
         count += len(page.items)
@@ -162,17 +156,6 @@ def _pull_window(
         )
         ctx.check_stop()
     return count, rejected, read
-
-
-def _window_row(move: Move, request_id: str | None) -> tuple[Any, ...]:
-    data = move.model_dump()
-    extra = {k: v for k, v in data.items() if k not in MOVE_FIELDS}
-    return (
-        move_key(data),
-        *(data.get(f) for f in MOVE_FIELDS),
-        json.dumps(json_safe(extra)) if extra else None,
-        request_id,
-    )
 
 
 def _commit_window(
@@ -198,7 +181,7 @@ def _commit_window(
             )
         before, new = journal_window(store, iso(), ctx.run_id)
         added = 0
-        for intent in _journal_intents(store, before, options.journal_chunk, fmt):
+        for intent in journal_intents(store, before, options.journal_chunk, fmt):
             added += store.add_intents([intent], run_id=ctx.run_id)
         if read is not None:
             RecordWindow(
@@ -223,18 +206,6 @@ def _commit_window(
     if added:
         ctx.counts["queued"] += added
     return new
-
-
-def _journal_intents(store: Store, after_id: int, chunk: int, fmt: Format) -> Iterable[NewIntent]:
-    last = after_id
-    while True:
-        rows = journalled_after(store, last, chunk)
-        if not rows:
-            return
-        first, last = rows[0]["id"], rows[-1]["id"]
-        yield host_file_intent(
-            "moves", [journal_row(r) for r in rows], fmt, key=f"moves:{first}-{last}"
-        )
 
 
 SPEC = JobSpec(

@@ -144,6 +144,45 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "started_at": f"first request, {TS}",
             "ended_at": f"stored at, {TS}",
             "scan": "kind scan: the scan's number (instock_inventory.scan); else null",
+            "backfill_id": "backfills.id of the backfill that wrote it (null: the live pull)",
+        },
+    ),
+    "backfills": (
+        "`syncd backfill`: each re-pull of a past period of a stream beside its live cursor; "
+        "requested by the CLI, run by the backfill.requests job.",
+        {
+            "id": "backfill id",
+            "stream": "instock.moves, instock.orders or dsorder.pull",
+            "period_from": f"the period's start, {TS}",
+            "period_to": f"the period's end, {TS}",
+            "dry_run": "1: only the differences are recorded, nothing applied",
+            "status": "requested, running, done, failed or cancelled",
+            "cursor": "its own checkpoint: moves, the end of the last committed window; "
+            "orders, the list cursor of the next page; 'end' once its last step committed",
+            "steps": "steps committed (windows, pages, orders)",
+            "found": "records found in the period",
+            "missing": "of them, records syncd lacked",
+            "changed": "of them, records syncd held otherwise",
+            "applied": "records journalled or updated (0 in a dry run)",
+            "rejected": "invalid records rejected (see rejects)",
+            "error": "why it failed, or the last error of a run that will resume it",
+            "run_id": "runs.run_id of the last run that worked on it",
+            "requested_at": f"asked for at, {TS}",
+            "started_at": f"first picked up at, {TS}",
+            "updated_at": f"last changed at, {TS}",
+            "finished_at": f"ended at (done, failed, cancelled), {TS}",
+        },
+    ),
+    "backfill_differences": (
+        "What each backfill found missing or changed (the first 1000 per backfill; "
+        "backfills has the exact counts).",
+        {
+            "backfill_id": "backfills.id",
+            "seq": "order found",
+            "kind": "missing or changed",
+            "key": "move key, order id",
+            "detail": "JSON: the missing record, or {field: [held, listed]}",
+            "applied": "1: journalled or updated; 0: a dry run, or taken by the live pull",
         },
     ),
     "pull_window_days": (

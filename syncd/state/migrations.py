@@ -946,6 +946,58 @@ def m0020_pull_lineage(db: Database) -> None:
     )
 
 
+@migrations()
+def m0021_backfills(db: Database) -> None:
+    # `syncd backfill`: a request per re-pull of a past period of one stream, beside its
+    # live cursor. The CLI inserts it (`requested`); the daemon's backfill job runs it
+    # (`running`, its own checkpoint in `cursor`, committed with what each step applied)
+    # and ends it (`done`, `failed`, `cancelled`). One requested or running backfill per
+    # stream (the partial unique index). `backfill_differences` keeps what each found
+    # missing or changed (bounded per backfill; the counts are exact). `pull_windows`
+    # rows a backfill wrote carry its id, so coverage counts them apart from live pulls.
+    run_script(
+        db,
+        """
+        CREATE TABLE backfills (
+            id INTEGER PRIMARY KEY,
+            stream TEXT NOT NULL,
+            period_from TEXT NOT NULL,
+            period_to TEXT NOT NULL,
+            dry_run INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'requested'
+                CHECK (status IN ('requested', 'running', 'done', 'failed', 'cancelled')),
+            cursor TEXT,
+            steps INTEGER NOT NULL DEFAULT 0,
+            found INTEGER NOT NULL DEFAULT 0,
+            missing INTEGER NOT NULL DEFAULT 0,
+            changed INTEGER NOT NULL DEFAULT 0,
+            applied INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            run_id TEXT,
+            requested_at TEXT NOT NULL,
+            started_at TEXT,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE UNIQUE INDEX backfills_one_active ON backfills (stream)
+            WHERE status IN ('requested', 'running');
+
+        CREATE TABLE backfill_differences (
+            backfill_id INTEGER NOT NULL REFERENCES backfills (id),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('missing', 'changed')),
+            key TEXT NOT NULL,
+            detail TEXT NOT NULL,  -- JSON: the record (missing) or {field: [held, listed]}
+            applied INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (backfill_id, seq)
+        );
+
+        ALTER TABLE pull_windows ADD COLUMN backfill_id INTEGER;
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -58,14 +58,16 @@ class RecordWindow:
     request_ids: tuple[str, ...] = ()
     request_ids_more: int = 0  # request ids already left out by the caller (a long scan)
     scan: int | None = None  # kind scan: the scan's number (instock_inventory.scan)
+    backfill_id: int | None = None  # written by a backfill (syncd backfill), not the live pull
 
     def apply(self, store: Store) -> None:
         ids = [r for r in self.request_ids if r]
         store.db.execute(
             "INSERT INTO pull_windows (stream, job, run_id, kind, window_from, window_to, "
             "cursor_before, cursor_after, lag_s, overlap_s, pages, listed, stored, rejected, "
-            "content_hash, request_ids, request_ids_more, started_at, ended_at, scan) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "content_hash, request_ids, request_ids_more, started_at, ended_at, scan, "
+            "backfill_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 self.stream,
                 self.job,
@@ -87,6 +89,7 @@ class RecordWindow:
                 self.started_at,
                 self.ended_at,
                 self.scan,
+                self.backfill_id,
             ],
         )
 
@@ -122,7 +125,8 @@ def ledger_rows(store: Store, stream: str, since: str | None = None) -> list[Led
     )
     rows = store.query(
         "SELECT run_id, kind, started_at, ended_at, window_from, window_to, cursor_before, "
-        "cursor_after, overlap_s FROM pull_windows WHERE stream = ? AND id >= ? ORDER BY id",
+        "cursor_after, overlap_s, backfill_id FROM pull_windows WHERE stream = ? AND id >= ? "
+        "ORDER BY id",
         [stream, before if before is not None else first],
     )
     return [_ledger_row(r) for r in rows]
@@ -139,6 +143,7 @@ def _ledger_row(r: dict[str, Any]) -> LedgerRow:
         r["cursor_before"],
         r["cursor_after"],
         r["overlap_s"],
+        r.get("backfill_id") is not None,
     )
 
 
@@ -319,7 +324,7 @@ def _store_day(
             stream,
             day,
             job,
-            rows[-1]["kind"],
+            next((r["kind"] for r in reversed(rows) if r["backfill_id"] is None), rows[-1]["kind"]),
             windows,
             total["pages"],
             total["listed"],

@@ -204,6 +204,7 @@ MIRROR = "state/mirror/"
 OWNERS: dict[str, str] = {
     **dict.fromkeys(("runs", "checkpoints", "outbox", "rejects", "alerts"), STORE),
     **dict.fromkeys(("pull_windows", "pull_window_days", "coverage_gaps"), "state/windows.py"),
+    **dict.fromkeys(("backfills", "backfill_differences"), "state/backfills.py"),
     "rate_budget": "state/ratebudget.py",
     **dict.fromkeys(("dsorder_orders", "dsorder_lines"), MIRROR + "dsorder.py"),
     **dict.fromkeys(

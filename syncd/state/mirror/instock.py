@@ -484,6 +484,20 @@ def known_order_ids(store: Store, order_ids: Sequence[str]) -> set[str]:
     return known
 
 
+def listed_fields(store: Store, order_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The listed fields the mirror holds of these orders (kind, placed_at, attributes and
+    lines as JSON text), by order id: what a backfill compares a listing with."""
+    held: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(order_ids):
+        for r in store.query(
+            "SELECT order_id, kind, placed_at, attributes, lines FROM instock_orders "
+            f"WHERE order_id IN ({_marks(chunk)})",
+            chunk,
+        ):
+            held[r["order_id"]] = r
+    return held
+
+
 def mirrored_order(store: Store, order_id: str) -> dict[str, Any] | None:
     """The mirror row a poll compares with: order_id, kind, lines, order_status, fulfilled."""
     rows = store.query(

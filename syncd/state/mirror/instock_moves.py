@@ -73,3 +73,37 @@ def journalled_after(store: Store, after_id: int, limit: int) -> list[dict[str, 
         f"SELECT id, {_COLS} FROM instock_moves WHERE id > ? ORDER BY id LIMIT ?",
         [after_id, limit],
     )
+
+
+def held_occurrences(store: Store, keys: Iterable[str]) -> set[tuple[str, int]]:
+    """Which (move_key, occurrence) of these keys the journal holds (its unique index)."""
+    held: set[tuple[str, int]] = set()
+    unique = sorted(set(keys))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        held.update(
+            (r["move_key"], r["occurrence"])
+            for r in store.query(
+                "SELECT move_key, occurrence FROM instock_moves WHERE move_key IN ("
+                + ", ".join("?" * len(chunk))
+                + ")",
+                chunk,
+            )
+        )
+    return held
+
+
+def journal_moves(
+    store: Store, rows: Iterable[tuple[Any, ...]], at: str, run_id: str | None
+) -> tuple[int, int]:
+    """Journal moves given with their occurrence, as (move_key, occurrence, *MOVE_FIELDS,
+    extra, request_id) tuples in journal order; one the journal holds is ignored. Returns
+    (the journal's last id before, moves added). Run it in the caller's transaction."""
+    before = int(store.scalar("SELECT coalesce(max(id), 0) FROM instock_moves") or 0)
+    store.db.conn.executemany(
+        f"INSERT OR IGNORE INTO instock_moves (move_key, occurrence, {_COLS}, extra, request_id, "
+        "pulled_at, run_id) VALUES (" + ", ".join("?" * (len(MOVE_FIELDS) + 6)) + ")",
+        [(*row, at, run_id) for row in rows],
+    )
+    new = store.scalar("SELECT count(*) FROM instock_moves WHERE id > ?", [before])
+    return before, int(new or 0)
