@@ -27,8 +27,9 @@ EXIT_CODES: dict[Level, int] = {"ok": 0, "degraded": 1, "critical": 2}
 EXIT_UNKNOWN = 3
 """The check itself could not run (a bad config, an unreadable state DB): Nagios UNKNOWN."""
 NAGIOS_WORDS: dict[Level, str] = {"ok": "OK", "degraded": "WARNING", "critical": "CRITICAL"}
-NO_LAG_JOBS = frozenset({"outbox.send"})
-"""Jobs that run only when there is work (the sender): their age is the outbox rule's."""
+NO_LAG_JOBS = frozenset({"outbox.send", "backfill.requests"})
+"""Jobs that run only when there is work (the sender: its age is the outbox rule's; the
+backfill job: only while `syncd backfill` requests wait)."""
 
 
 @dataclass(frozen=True)
