@@ -42,9 +42,11 @@ from syncd.jobs.dsorder.pull_plan import (
     PullRules,
     catalog_entries,
     held_for,
+    line_changes,
     midnight_gap_alert,
     plan_hold_alerts,
     plan_invalid_records,
+    plan_listed_again,
     plan_new_order,
     plan_release,
     plan_replan,
@@ -198,9 +200,16 @@ def run(ctx: JobContext) -> None:
             if hashed:
                 # Listed with other content than when first stored (or stored before
                 # hashes): the stored order stays as planned; the new hash is kept so the
-                # next pull skips it.
+                # next pull skips it, and other lines than it was taken with are an alert.
                 ctx.counts["changed"] += int(order.order_id in stored_hashes)
-                apply_plan(store, Plan(changes=hashed), run_id=ctx.run_id)
+                changes = line_changes(orders.order_lines(store, order.order_id), order)
+                if changes:
+                    ctx.counts["lines_changed"] += 1
+                    ctx.log.warning(
+                        "dsorder_order_changed", order_id=order.order_id, changes=changes
+                    )
+                plan = Plan(changes=hashed) + plan_listed_again(order.order_id, changes)
+                apply_plan(store, plan, run_id=ctx.run_id)
             continue
         ctx.check_stop()
         checks = _checks(

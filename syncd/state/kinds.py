@@ -36,6 +36,7 @@ AlertKind = Literal[
     "dsorder_order_held",
     "dsorder_order_held_escalated",
     "dsorder_midnight_gap",
+    "dsorder_order_changed",
     "instock_inventory_guard",
     "netstock_export",
     "netstock_pop",

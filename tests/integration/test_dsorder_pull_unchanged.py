@@ -76,6 +76,35 @@ def test_an_unchanged_pull_plans_and_writes_nothing_but_counts(
     assert (last.counts.get("stored", 0), last.counts.get("unchanged", 0)) == (0, 4)
 
 
+def test_an_order_listed_again_with_other_lines_is_an_alert_not_a_second_order(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """The document never says an order may change once submitted: syncd keeps the order
+    as taken (no second Instock order, no changed lines) and opens one alert per changed
+    order naming each line change; another schedule title alone opens none."""
+    articles = loop.stocked(ins)
+    cfg = make_cfg(catalog=articles)
+    amended = ds.submit_order(lines=[(articles[0], 2), (articles[1], 1)])
+    retitled = ds.submit_order(lines=[(articles[0], 1)])
+    loop.run(cfg, "dsorder.pull")
+    with ds.state.lock:
+        ds.state.orders[amended].lines[1000].quantity = 5
+        del ds.state.orders[amended].lines[2000]
+        ds.state.orders[retitled].supplier_schedule_title = "Tuesday run"
+    result = loop.run(cfg, "dsorder.pull")
+    assert (result.counts.get("changed", 0), result.counts.get("lines_changed", 0)) == (2, 1)
+    assert result.counts.get("queued", 0) == 0
+    alerts = query(cfg, "SELECT kind, subject, message FROM alerts WHERE resolved_at IS NULL")
+    changed = [a for a in alerts if a["kind"] == "dsorder_order_changed"]
+    assert [a["subject"] for a in changed] == [amended]
+    assert "line 1000 quantity 2 -> 5" in changed[0]["message"]
+    assert f"line 2000 removed ({articles[1]} x 1)" in changed[0]["message"]
+    lines = query(cfg, f"SELECT quantity FROM dsorder_lines WHERE order_id = '{amended}'")
+    assert [r["quantity"] for r in lines] == ["2", "1"]  # kept as taken
+    again = loop.run(cfg, "dsorder.pull")
+    assert again.counts.get("unchanged", 0) == 2  # the new listing is not alerted twice
+
+
 def test_held_order_follows_the_catalog_while_its_listing_is_unchanged(
     ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
 ) -> None:

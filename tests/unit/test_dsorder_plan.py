@@ -23,7 +23,6 @@ from syncd.connectors.dsorder import (
     options_problems,
     parse_orders,
 )
-from syncd.triggers import daily_trigger
 from syncd.errors import AlreadyDoneError, ConfigError, PermanentError, RetryableError
 from syncd.jobs import REGISTRY
 from syncd.jobs.shared.dsorder_plan import (
@@ -42,6 +41,7 @@ from syncd.jobs.shared.dsorder_plan import (
     unit_factor,
 )
 from syncd.jsontext import json_number
+from syncd.triggers import daily_trigger
 
 CATALOG = {
     "A": CatalogEntry("A"),
@@ -513,3 +513,46 @@ def test_the_daemon_schedules_the_end_of_day_pull_as_a_job_of_its_own(tmp_path: 
         assert regular.max_instances == 1
     finally:
         daemon.scheduler.shutdown(wait=False)
+
+
+def test_line_changes_name_each_changed_line_and_ignore_number_spelling() -> None:
+    """Quantities compare as numbers (stored "2.0" is a listed 2); an added, removed, re-articled or
+    re-quantified line is each named once, in line order; no change opens no alert."""
+    from syncd.jobs.dsorder.pull_plan import line_changes, plan_listed_again
+    from syncd.state.mirror.dsorder import StoredLine
+
+    stored = [StoredLine(1000, "A", "2.0"), StoredLine(2000, "B", "1"), StoredLine(3000, "C", "4")]
+    same = DsOrder.model_validate(
+        {
+            "order_id": "1",
+            "supplier_id": "S",
+            "store_id": "7",
+            "order_date": 0,
+            "delivery_date": 0,
+            "details": [
+                {"line_number": 1000, "article_id": "A", "quantity": 2},
+                {"line_number": 2000, "article_id": "B", "quantity": 1.00},
+                {"line_number": 3000, "article_id": "C", "quantity": 4},
+            ],
+        }
+    )
+    assert line_changes(stored, same) == []
+    assert plan_listed_again("1", []).alerts == ()
+    other = same.model_copy(
+        update={
+            "details": [
+                same.details[0].model_copy(update={"quantity": Decimal("3")}),
+                same.details[1].model_copy(update={"article_id": "B2"}),
+                same.details[0].model_copy(update={"line_number": 4000}),
+            ]
+        }
+    )
+    assert line_changes(stored, other) == [
+        "line 1000 quantity 2.0 -> 3",
+        "line 2000 article B -> B2",
+        "line 3000 removed (C x 4)",
+        "line 4000 added (A x 2)",
+    ]
+    (alert,) = plan_listed_again("1", line_changes(stored, other)).alerts
+    assert alert.subject == "1"
+    assert "line 4000 added" in alert.message

@@ -6,6 +6,8 @@
 - `plan_release`: an operator's `syncd orders release` (round, partial, cancel);
 - `plan_invalid_records`: records of DSOrder's list that are not valid orders;
 - `plan_hold_alerts`, `midnight_gap_alert`: the alerts the pull keeps;
+- `line_changes`, `plan_listed_again`: an order listed with other lines than it was taken
+  with -> an alert for the operator (the order stays as taken);
 - `catalog_entries`: the host catalog rows as line checks need them.
 
 The writes to `dsorder_orders` / `dsorder_lines` are `Change` values of their owner,
@@ -65,6 +67,7 @@ ORDER_REJECT_SOURCE = "dsorder:orders"  # a record of DSOrder's list that is not
 HELD_ALERT: Final = "dsorder_order_held"
 ESCALATED_ALERT: Final = "dsorder_order_held_escalated"
 MIDNIGHT_GAP_ALERT: Final = "dsorder_midnight_gap"
+CHANGED_ALERT: Final = "dsorder_order_changed"
 
 
 def catalog_entries(rows: Sequence[CatalogRow], conversion: str) -> dict[str, CatalogEntry]:
@@ -460,3 +463,43 @@ def plan_hold_alerts(
             if subject not in subjects:
                 alerts.append(ResolveAlerts(kind, subject))
     return Plan(alerts=tuple(alerts))
+
+
+def line_changes(stored: Sequence[StoredLine], listed: DsOrder) -> list[str]:
+    """How the lines of an order as listed now differ from the lines it was taken with
+    (article and quantity by line number, quantities as numbers): what an operator
+    must amend in Instock by hand if the change is real. Empty: no line changed."""
+    before = {line.line_number: (line.article_id, Decimal(line.quantity)) for line in stored}
+    after = {line.line_number: (line.article_id, line.quantity) for line in listed.details}
+    changes = []
+    for number in sorted(before.keys() | after.keys()):
+        was, now = before.get(number), after.get(number)
+        if was is None:
+            assert now is not None
+            changes.append(f"line {number} added ({now[0]} x {now[1]})")
+        elif now is None:
+            changes.append(f"line {number} removed ({was[0]} x {was[1]})")
+        elif was[0] != now[0]:
+            changes.append(f"line {number} article {was[0]} -> {now[0]}")
+        elif was[1] != now[1]:
+            changes.append(f"line {number} quantity {was[1]} -> {now[1]}")
+    return changes
+
+
+def plan_listed_again(order_id: str, changes: Sequence[str]) -> Plan:
+    """An order DSOrder lists with other lines than syncd took it with: syncd keeps the
+    order as taken (the DSOrder document never says an order may change, and a second
+    Instock order would double the pick), and opens an alert naming each change so
+    that it is not missed. A listing whose lines are unchanged (another schedule title,
+    say) needs no one."""
+    if not changes:
+        return Plan()
+    shown = "; ".join(changes[:10]) + (
+        f"; and {len(changes) - 10} more" if len(changes) > 10 else ""
+    )
+    message = (
+        f"DSOrder order {order_id} is listed with other lines than it was taken with: "
+        f"{shown}. The order was not changed; amend its Instock order by hand if needed, "
+        "then resolve this alert"
+    )
+    return Plan(alerts=(OpenAlert(CHANGED_ALERT, message, subject=order_id),))
