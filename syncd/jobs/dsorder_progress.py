@@ -1,39 +1,67 @@
 """`dsorder.progress`: Instock progress -> DSOrder fulfilment totals -> close.
 
-Every open DSOrder order with an Instock order is polled in Instock (status,
-ordertasks). When the picked quantities change, a fulfil intent with the line
-TOTALS (never increments) is recorded in the same transaction as the poll
-result; when the Instock order is done or canceled, the final totals go with
-`finished: true` and a close intent follows (same order key, so in that
-order). The sender is woken at once, so the close request leaves within one
-poll interval of the order becoming done. A canceled order closes with what
-was picked, possibly 0; lines Instock never had are reported as 0, finished.
+An open DSOrder order's Instock order is polled (status, ordertasks) when it moved: each
+run reads the Instock moves stream since the last read (moves carry `order_id`) and polls
+only the orders that moved since their last poll, so the requests grow with what changed,
+not with how many orders are open. A slow sweep polls, each run, at most `sweep_limit` of
+the orders not polled for `sweep_interval`, oldest first: what shows no move (a
+cancellation, a status change the moves do not show, a move missed) is still seen.
+`follow = "all"` polls every open order each run instead (the cost grows with the open
+orders), for a site whose moves carry no order id.
+
+When the picked quantities change, a fulfil intent with the line TOTALS (never
+increments) is recorded in the same transaction as the poll result; when the Instock
+order is done or canceled, the final totals go with `finished: true` and a close intent
+follows (same order key, so in that order). The sender is woken at once, so the close
+request leaves within one poll interval of the order's move being read. A canceled order
+closes with what was picked, possibly 0; lines Instock never had are reported as 0,
+finished.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.clock import utcnow
-from syncd.config import Schedule
+from syncd.clock import iso, utcnow
+from syncd.config import Duration, Schedule
 from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec
-from syncd.jobs.dsorder.progress_plan import TERMINAL, plan_progress
+from syncd.jobs.dsorder.progress_plan import (
+    TERMINAL,
+    moves_window,
+    newest_moves,
+    plan_progress,
+    polls_due,
+    sweep_before,
+)
 from syncd.jobs.shared.instock_follow import Followed, OnChange, Refused, follow_orders
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
-from syncd.state.mirror.dsorder import FollowedOrder, StoredLine
+from syncd.state.mirror.dsorder import FollowedOrder, MarkPolled, RecordMoves, StoredLine
 from syncd.state.plan import apply_plan
 
-__all__ = ["SPEC", "TERMINAL", "Options", "run"]
+__all__ = ["MOVES_READ", "SPEC", "TERMINAL", "Options", "run"]
+
+MOVES_READ = "dsorder.progress.moves_read"  # checkpoint: where the last moves read ended
 
 
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    follow_limit: int = Field(5000, ge=1, description="open orders polled per run at most")
+    follow: Literal["moves", "all"] = Field(
+        "moves", description="poll the orders that moved (and the sweep), or every open order"
+    )
+    follow_limit: int = Field(5000, ge=1, description="orders polled per run at most")
+    sweep_interval: Duration = Field(
+        600.0, gt=0, description="an order not polled for this long is swept (polled anyway)"
+    )
+    sweep_limit: int = Field(10, ge=1, le=10_000, description="orders swept per run at most")
+    moves_overlap: Duration = Field(
+        60.0, ge=0, le=86400, description="each moves read starts this long before the last"
+    )
     workers: int = Field(4, ge=1, le=32, description="Instock polls in flight at once")
     chunk: int = Field(16, ge=1, le=1000, description="orders stored between sender wake-ups")
 
@@ -41,17 +69,78 @@ class Options(BaseModel):
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     store = ctx.store
-    following = orders.orders_to_follow(store, options.follow_limit)
-    # A refused create (see its reject) leaves the order open in DSOrder until an
-    # operator retries or drops that reject; a queued one is still in the outbox.
-    ctx.counts["create_refused"] += sum(o.sync_status == "refused" for o in following)
-    ready = {o.instock_order_id: o for o in following if o.sync_status == "accepted"}
-    if not ready:
-        return
-    lines = {o.order_id: orders.order_lines(store, o.order_id) for o in ready.values()}
-    queued_before = [0]
+    with InstockClient(ctx.settings.connectors.instock) as client:
+        client.check_site()  # never report another environment's picks to DSOrder
+        if options.follow == "all":
+            following = orders.orders_to_follow(store, options.follow_limit)
+            # A refused create (see its reject) leaves the order open in DSOrder until an
+            # operator retries or drops that reject; a queued one is still in the outbox.
+            ctx.counts["create_refused"] += sum(o.sync_status == "refused" for o in following)
+            due = [o for o in following if o.sync_status == "accepted"]
+            _poll(ctx, client, due)
+            return
+        read_until = store.get_checkpoint(MOVES_READ)
+        end = _read_moves(ctx, client, read_until)
+        ctx.counts["create_refused"] += orders.refused_creates(store)
+        if read_until is None:
+            # No moves read before: what moved earlier is unknown, so everything is polled
+            # once; the read is checkpointed only after that pass.
+            following = orders.orders_to_follow(store, options.follow_limit)
+            due = [o for o in following if o.sync_status == "accepted"]
+        else:
+            moved = orders.moved_orders_due(store, options.follow_limit)
+            swept = orders.orders_to_sweep(
+                store, sweep_before(utcnow(), options.sweep_interval), options.sweep_limit
+            )
+            due = polls_due(moved, swept)
+            ctx.counts["moved"] += len(moved)
+            ctx.counts["swept"] += len(due) - len(moved)
+        _poll(ctx, client, due)
+        if read_until is None:
+            store.set_checkpoint(MOVES_READ, end, run_id=ctx.run_id)
 
-    def wake_if_queued() -> None:
+
+def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> str:
+    """Read the moves since the last read and record which open orders moved; the
+    checkpoint moves on in the same transaction (but not before the first full pass)."""
+    window = moves_window(read_until, utcnow(), ctx.options.moves_overlap)
+    pairs: list[tuple[object, object]] = []
+    for page in client.move_pages(window.start, window.end):
+        pairs.extend(
+            (m.get("order_id"), m.get("move_timestamp")) for m in page.items if isinstance(m, dict)
+        )
+        ctx.check_stop()
+    ctx.counts["moves_read"] += len(pairs)
+    newest = newest_moves(pairs)
+    end = iso(window.end)
+    with ctx.store.transaction():
+        if newest:
+            RecordMoves(tuple(sorted(newest.items()))).apply(ctx.store)
+        if read_until is not None:
+            ctx.store.set_checkpoint(MOVES_READ, end, run_id=ctx.run_id)
+    return end
+
+
+def _poll(ctx: JobContext, client: InstockClient, due: list[FollowedOrder]) -> None:
+    """Poll the chosen orders: results stored as they come (with the fulfil and close
+    intents they decide), each chunk marked polled, the sender woken for what was queued."""
+    options: Options = ctx.options
+    store = ctx.store
+    if not due:
+        return
+    ready = {o.instock_order_id: o for o in due}
+    queued_before = [0]
+    polled: list[tuple[str, str | None]] = []
+
+    @cache
+    def lines_of(order_id: str) -> list[StoredLine]:
+        return orders.order_lines(store, order_id)
+
+    def after_chunk() -> None:
+        if polled:
+            with store.transaction():
+                MarkPolled(tuple(polled), iso()).apply(store)
+            polled.clear()
         # Closes leave as soon as their chunk is stored, not at the end of the pass.
         ctx.check_stop()
         if ctx.counts["queued"] > queued_before[0]:
@@ -60,7 +149,7 @@ def run(ctx: JobContext) -> None:
 
     def on_poll(instock_id: str) -> OnChange:
         order = ready[instock_id]
-        return lambda s, f: _on_poll(ctx, s, order, lines[order.order_id], f)
+        return lambda s, f: _on_poll(ctx, s, order, lines_of(order.order_id), f)
 
     def stub(instock_id: str) -> dict[str, Any]:
         return {
@@ -70,38 +159,37 @@ def run(ctx: JobContext) -> None:
                     "article_id": ln.instock_article_id,
                     "qty": ln.instock_qty or ln.quantity,
                 }
-                for ln in lines[ready[instock_id].order_id]
+                for ln in lines_of(ready[instock_id].order_id)
                 if ln.status == "ok"
             ]
         }
 
-    with InstockClient(ctx.settings.connectors.instock) as client:
-        client.check_site()  # never report another environment's picks to DSOrder
-        for instock_id, followed in follow_orders(
-            store,
-            client,
-            list(ready),
-            workers=options.workers,
-            chunk=options.chunk,
-            on_poll=on_poll,
-            stub=stub,
-            between=wake_if_queued,
-        ):
-            ctx.counts["followed"] += 1
-            if isinstance(followed, Refused):  # a reject says what; polled again next run
-                ctx.log.warning(
-                    "instock_order_record_rejected",
-                    order_id=ready[instock_id].order_id,
-                    instock_order_id=instock_id,
-                    **followed.log_fields(),
-                )
-            elif followed is None:
-                ctx.log.warning(
-                    "instock_order_missing",
-                    order_id=ready[instock_id].order_id,
-                    instock_order_id=instock_id,
-                )
-    wake_if_queued()
+    for instock_id, followed in follow_orders(
+        store,
+        client,
+        list(ready),
+        workers=options.workers,
+        chunk=options.chunk,
+        on_poll=on_poll,
+        stub=stub,
+        between=after_chunk,
+    ):
+        ctx.counts["followed"] += 1
+        order = ready[instock_id]
+        if isinstance(followed, Refused):  # a reject says what; polled again next run
+            ctx.log.warning(
+                "instock_order_record_rejected",
+                order_id=order.order_id,
+                instock_order_id=instock_id,
+                **followed.log_fields(),
+            )
+            continue
+        if followed is None:
+            ctx.log.warning(
+                "instock_order_missing", order_id=order.order_id, instock_order_id=instock_id
+            )
+        polled.append((order.order_id, order.moved_at))
+    after_chunk()
 
 
 def _on_poll(

@@ -89,6 +89,12 @@ order id is unique (only that `resource_cannot_be_created` may mean "already exi
 second order kept in ``InstockState.duplicate_orders``."""
 """Orders list orders: by creation (new orders appended), newest first, or a stable order
 unrelated to time (a hash of the order id, as a list sorted by a random key would be)."""
+PICK_MOVES: Final = ("at_done", "before_done")
+"""When a customer order's pick moves are written. The document says moves carry the
+order_id but not which status changes come with moves: ``at_done`` (default) writes them
+when the order turns done (the picks complete it; reservation and cancellation write
+none); ``before_done`` (the other reading) writes them, with the ordertasks done, on one
+step while the order stays reserved, and the next step turns it done with no move."""
 TERMINAL: Final = frozenset({"done", "canceled"})
 _OK_BODY: Final = dumps("Successful operation.")
 _EMPTY_BODY: Final = dumps("")
@@ -134,6 +140,7 @@ class Order:
     ordertask_ids: list[str] = field(default_factory=list)
     reserved: dict[str, int] = field(default_factory=dict)  # line_id -> reserved qty
     status_changed_at: float = 0.0
+    picked: bool = False  # pick moves written (``pick_moves="before_done"``: still reserved)
 
     def as_json(self, org_id: str) -> dict[str, Any]:
         return {
@@ -581,6 +588,7 @@ class InstockSim(Simulator):
         order_list_order: str = "created",
         order_attributes: Iterable[str] | None = DEFAULT_ORDER_ATTRIBUTES,
         duplicate_order_ids: str = "refuse",
+        pick_moves: str = "at_done",
     ) -> None:
         if not sites:
             raise ValueError("at least one site is needed")
@@ -588,7 +596,10 @@ class InstockSim(Simulator):
             raise ValueError(f"order_list_order must be one of {', '.join(ORDER_LIST_ORDERS)}")
         if duplicate_order_ids not in DUPLICATE_ORDER_IDS:
             raise ValueError(f"duplicate_order_ids must be one of {', '.join(DUPLICATE_ORDER_IDS)}")
+        if pick_moves not in PICK_MOVES:
+            raise ValueError(f"pick_moves must be one of {', '.join(PICK_MOVES)}")
         self.duplicate_order_ids = duplicate_order_ids
+        self.pick_moves = pick_moves
         self.clock = clock
         self.order_attributes = None if order_attributes is None else frozenset(order_attributes)
         # The document does not say in which order GET orders lists them (see ORDER_LIST_ORDERS);
@@ -639,6 +650,8 @@ class InstockSim(Simulator):
             order = self.state.orders[order_id]
             if order.status == "registered":
                 self._cancel_registered(order)
+            elif order.status == "reserved" and order.picked:
+                raise ValueError(f"order {order_id} is picked (pick_moves='before_done')")
             elif order.status == "reserved":
                 now = self.clock()
                 for line in order.lines:
@@ -1109,7 +1122,9 @@ class InstockSim(Simulator):
         order.status_changed_at = self.clock()
 
     def _advance(self, order: Order, to_cell_id: str | None) -> str:
-        """registered -> reserved (or canceled when short) -> done. Caller holds the lock."""
+        """registered -> reserved (or canceled when short) -> done; under
+        ``pick_moves="before_done"`` reserved -> reserved and picked -> done. Caller holds
+        the lock."""
         now = self.clock()
         state = self.state
         if order.status == "registered":
@@ -1132,34 +1147,43 @@ class InstockSim(Simulator):
                     state.touched(order.site_id, line.article_id)
                 self._plan_ordertasks(order, to_cell_id)
                 order.status = "reserved"
+        elif order.status == "reserved" and order.picked:
+            order.status = "done"  # pick_moves="before_done": picked on an earlier step
         elif order.status == "reserved":
-            ts = int(now)
-            for ordertask_id in order.ordertask_ids:
-                task = state.ordertasks[ordertask_id]
-                for line in task.lines:
-                    for cell in line["to_cells"]:
-                        state.add_move(
-                            order.site_id,
-                            line["article_id"],
-                            cell["qty"],
-                            ts,
-                            user_id="robot-01",
-                            order_id=order.order_id,
-                            from_cell_id=storage_cell(line["article_id"]),
-                            to_cell_id=cell["to_cell_id"],
-                            from_account_id="stock",
-                            to_account_id="customer",
-                        )
-                task.status = "done"
-            for line in order.lines:
-                stock = state.stock(order.site_id, line.article_id)
-                stock.reserved -= order.reserved.get(line.line_id, 0)
-                state.touched(order.site_id, line.article_id)
-            order.status = "done"
+            self._pick(order, int(now))
+            if self.pick_moves == "at_done":
+                order.status = "done"
         else:
             raise ValueError(f"order {order.order_id} is already {order.status}")
         order.status_changed_at = now
         return order.status
+
+    def _pick(self, order: Order, ts: int) -> None:
+        """The robots pick a reserved order: a move per ``to_cells`` entry carrying its
+        order_id, every ordertask done, the reservation consumed. Caller holds the lock."""
+        state = self.state
+        for ordertask_id in order.ordertask_ids:
+            task = state.ordertasks[ordertask_id]
+            for line in task.lines:
+                for cell in line["to_cells"]:
+                    state.add_move(
+                        order.site_id,
+                        line["article_id"],
+                        cell["qty"],
+                        ts,
+                        user_id="robot-01",
+                        order_id=order.order_id,
+                        from_cell_id=storage_cell(line["article_id"]),
+                        to_cell_id=cell["to_cell_id"],
+                        from_account_id="stock",
+                        to_account_id="customer",
+                    )
+            task.status = "done"
+        for line in order.lines:
+            stock = state.stock(order.site_id, line.article_id)
+            stock.reserved -= order.reserved.get(line.line_id, 0)
+            state.touched(order.site_id, line.article_id)
+        order.picked = True
 
     def _plan_ordertasks(self, order: Order, to_cell_id: str | None) -> None:
         """Two lines per ordertask; odd lines of qty >= 2 split over two port cells."""

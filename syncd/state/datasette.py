@@ -549,6 +549,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "released_by": "how an operator released a held order: round, partial, cancel",
             "request_id": "DSOrder's request id of the list answer it was first stored from "
             "(its ledger row: the pull_windows row listing it)",
+            "moved_at": f"newest Instock move seen for its Instock order (dsorder.progress), {TS}",
+            "polled_moved_at": "moved_at when the order was last polled: polled again once "
+            "moved_at passes it",
+            "polled_at": f"last polled in Instock by dsorder.progress (the sweep takes the oldest), {TS}",
         },
     ),
     "dsorder_lines": (

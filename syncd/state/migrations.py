@@ -998,6 +998,18 @@ def m0021_backfills(db: Database) -> None:
     )
 
 
+@migrations()
+def m0022_dsorder_follow(db: Database) -> None:
+    # dsorder.progress follows an order from the Instock moves stream: `moved_at`, the
+    # newest Instock move timestamp seen for its Instock order (UTC ISO text);
+    # `polled_moved_at`, what `moved_at` was when the order was last polled (the order is
+    # polled again once `moved_at` passes it); `polled_at`, when it was last polled (the
+    # slow sweep polls the orders polled longest ago). NULL: never seen moving / polled.
+    db.execute("ALTER TABLE dsorder_orders ADD COLUMN moved_at TEXT")
+    db.execute("ALTER TABLE dsorder_orders ADD COLUMN polled_moved_at TEXT")
+    db.execute("ALTER TABLE dsorder_orders ADD COLUMN polled_at TEXT")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -460,6 +460,39 @@ def test_short_stock_on_advance_cancels_the_order(sim: InstockSim, client: httpx
     assert sim.fulfilled("short-1") == {"short-1-1": 0}
 
 
+def test_pick_moves_before_done_moves_while_reserved_then_done_without_a_move(
+    sim: InstockSim, client: httpx.Client
+) -> None:
+    """`pick_moves="before_done"` (the document does not say which status changes come with
+    moves): the picks move on a step that leaves the order reserved with its ordertasks
+    done, and the next step turns it done with no move. A cancellation never moves."""
+    sim.pick_moves = "before_done"
+    article = stocked_article(sim, minimum=5)
+    create_order(client, sim, order_body("pk-1", (article, 3)))
+    create_order(client, sim, order_body("pk-2", (article, 1)))
+
+    def moves_of(order_id: str) -> list[dict[str, Any]]:
+        listed = walk(client, f"/{sim.site_id}/moves", "moves", **WINDOW)
+        return [m for m in listed if m["order_id"] == order_id]
+
+    assert advance(client, sim, "pk-1").status_code == 201
+    assert moves_of("pk-1") == []  # reserved: no move
+    assert advance(client, sim, "pk-1").status_code == 201
+    assert status_of(client, sim, "pk-1")["order_status"] == "reserved"
+    assert sum(m["qty"] for m in moves_of("pk-1")) == 3
+    assert sim.fulfilled("pk-1") == {"pk-1-1": 3}
+    assert advance(client, sim, "pk-1").status_code == 201
+    assert status_of(client, sim, "pk-1")["order_status"] == "done"
+    assert sum(m["qty"] for m in moves_of("pk-1")) == 3  # done: no further move
+    assert sim.stock(article).reserved == 0
+
+    assert advance(client, sim, "pk-2").status_code == 201
+    sim.cancel_order("pk-2")
+    assert moves_of("pk-2") == []
+    with pytest.raises(ValueError, match="pick_moves"):
+        InstockSim(pick_moves="sometimes")
+
+
 def test_update_only_while_registered(sim: InstockSim, client: httpx.Client) -> None:
     """PUT replaces a registered customer order; once reserved, or for other kinds, it is a 400."""
     article = stocked_article(sim, minimum=5)

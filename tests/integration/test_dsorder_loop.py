@@ -50,6 +50,9 @@ FULFILL_ROUTE = "POST /orders/{order_id}/fulfill"
 CLOSE_ROUTE = "POST /orders/{order_id}/close"
 SUBMITTED_ROUTE = "GET /orders/submitted"
 LOOP_JOBS = ("dsorder.pull", "outbox.send", "dsorder.progress", "outbox.send")
+STATUS_ROUTE = "GET /v1/{site_id}/orders/{order_id}/status"
+MOVES_ROUTE = "GET /v1/{site_id}/moves"
+SWEEP_INTERVAL = 600  # dsorder.progress's default sweep_interval
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
@@ -225,12 +228,26 @@ def test_order_is_created_once_advanced_fulfilled_with_picked_totals_and_closed_
     assert ds.order(order_id).close_attempts == 1
 
 
+def sweep_due(cfg: Settings, rounds: int = 1) -> None:
+    """Cycles run as if the sweep interval had passed since the last poll."""
+    later = datetime.now(UTC) + timedelta(seconds=SWEEP_INTERVAL + 1)
+    with freeze_time(later, tick=True):
+        cycle(cfg, rounds)
+
+
+def status_polls(ins: InstockSim, since: int = 0) -> list[str]:
+    """The Instock orders whose status was read (request log entries from `since` on)."""
+    return [r.path.split("/")[4] for r in ins.requests[since:] if r.route == STATUS_ROUTE]
+
+
 @pytest.mark.parametrize("when", ["short_stock", "floor_cancel"])
 def test_canceled_instock_order_closes_with_what_was_picked(
     when: str, ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
 ) -> None:
     """A canceled Instock order (short stock, or canceled by the floor while reserved) is
-    reported with what was picked, here 0 on every line, finished, and closed once."""
+    reported with what was picked, here 0 on every line, finished, and closed once. A
+    cancellation writes no move, so the slow sweep finds it: not before the order has gone
+    `sweep_interval` unpolled, then at once."""
     cfg = make_cfg()
     a, b = stocked(ins)[:2]
     qty_a = ins.stock(a).free + 1 if when == "short_stock" else 2
@@ -241,12 +258,99 @@ def test_canceled_instock_order_closes_with_what_was_picked(
     else:
         assert ins.advance_order(f"DS-{order_id}") == "reserved"
         ins.cancel_order(f"DS-{order_id}")
+    assert ins.moves_for_order(f"DS-{order_id}") == []
+    before = len(ins.requests)
     cycle(cfg)
+    assert status_polls(ins, before) == []  # no move, not swept yet: not polled
+    assert ds.closes(order_id) == 0
+    sweep_due(cfg)
+    assert status_polls(ins, before) == [f"DS-{order_id}"]
     assert picked(ins, order_id) == {1000: 0, 2000: 0}
     assert reported(ds, order_id) == {1000: (0, True), 2000: (0, True)}
     assert ds.closes(order_id) == 1
     assert order_row(cfg, order_id)["state"] == "closed"
     assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
+
+
+def test_progress_polls_only_the_orders_that_moved_and_sweeps_the_rest_slowly(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """With five orders open, a run reads the moves once and polls only the order whose
+    picks moved (it closes); orders that only changed status without a move (reserved) are
+    left to the sweep, which takes at most `sweep_limit` per run, longest unpolled first."""
+    cfg = make_cfg()
+    cfg.jobs["dsorder.progress"] = JobConfig(options={"sweep_limit": 2})
+    a = stocked(ins)[0]
+    ids = [ds.submit_order(lines=[(a, 1)]) for _ in range(5)]
+    cycle(cfg)  # created; the first run polls every open order once (nothing read before)
+    for order_id in ids:
+        assert ins.advance_order(f"DS-{order_id}") == "reserved"  # no move
+    assert ins.advance_order(f"DS-{ids[2]}") == "done"  # picks: moves carrying its id
+    before, moves_before = len(ins.requests), ins.count(MOVES_ROUTE)
+    cycle(cfg)
+    assert status_polls(ins, before) == [f"DS-{ids[2]}"]
+    assert ins.count(MOVES_ROUTE) == moves_before + 1
+    assert ds.closes(ids[2]) == 1
+    assert reported(ds, ids[2]) == {1000: (1, True)}
+    before = len(ins.requests)
+    cycle(cfg, rounds=2)  # nothing moved: nothing polled
+    assert status_polls(ins, before) == []
+
+    before = len(ins.requests)
+    sweep_due(cfg)
+    swept = status_polls(ins, before)
+    assert len(swept) == 2
+    assert set(swept) <= {f"DS-{o}" for o in ids if o != ids[2]}
+    sweep_due(cfg)
+    assert len(set(status_polls(ins, before))) == 4  # the other two next: every order in turn
+    assert all(ds.closes(o) == 0 for o in ids if o != ids[2])
+
+
+def test_picks_moved_before_done_are_reported_and_the_sweep_closes_the_order(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Under the other reading of the moves (`pick_moves="before_done"`: the picks move
+    while the order is still reserved, and it turns done later with no move), the picked
+    totals are reported when the moves are read, and the slow sweep sees the order done and
+    closes it once, finished, with the same totals."""
+    ins.pick_moves = "before_done"
+    cfg = make_cfg()
+    a, b = stocked(ins)[:2]
+    order_id = ds.submit_order(lines=[(a, 3), (b, 2)])
+    cycle(cfg)
+    assert ins.advance_order(f"DS-{order_id}") == "reserved"
+    assert ins.advance_order(f"DS-{order_id}") == "reserved"  # picked: the moves
+    assert ins.moves_for_order(f"DS-{order_id}")
+    cycle(cfg)
+    assert reported(ds, order_id) == {1000: (3, False), 2000: (2, False)}
+    assert ds.closes(order_id) == 0
+    assert ins.advance_order(f"DS-{order_id}") == "done"  # no move
+    cycle(cfg)
+    assert ds.closes(order_id) == 0
+    sweep_due(cfg)
+    assert reported(ds, order_id) == {1000: (3, True), 2000: (2, True)}
+    assert ds.closes(order_id) == 1
+    assert order_row(cfg, order_id)["state"] == "closed"
+
+
+def test_follow_all_polls_every_open_order_each_run_and_reads_no_moves(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """`follow = "all"` (a site whose moves carry no order id) polls every open order every
+    run, moved or not, and reads no moves."""
+    cfg = make_cfg()
+    cfg.jobs["dsorder.progress"] = JobConfig(options={"follow": "all"})
+    a = stocked(ins)[0]
+    ids = [ds.submit_order(lines=[(a, 1)]) for _ in range(3)]
+    cycle(cfg)
+    before = len(ins.requests)
+    cycle(cfg, rounds=2)
+    assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids for _ in "12")
+    assert ins.count(MOVES_ROUTE) == 0
+    ins.advance_order(f"DS-{ids[0]}")
+    ins.cancel_order(f"DS-{ids[0]}")
+    cycle(cfg)
+    assert ds.closes(ids[0]) == 1
 
 
 def test_progress_takes_turns_when_more_orders_are_open_than_it_polls_per_run(
@@ -652,6 +756,9 @@ def test_faults_on_both_sides_converge(
     DSOrder's soft failure), rounds of pull/progress/send converge: every order created in
     Instock once, its totals right, closed in DSOrder once."""
     cfg = make_cfg(read_timeout=0.25)
+    # Cancellations write no move: a sweep every fraction of a second finds them within
+    # the rounds here (a moved order is polled at once; a failed moves read is read again).
+    cfg.jobs["dsorder.progress"] = JobConfig(options={"sweep_interval": 0.2, "sweep_limit": 100})
     articles = stocked(ins, minimum=100)
     rng = random.Random(FAULT_SEED)
 
@@ -1195,6 +1302,8 @@ def test_a_rejected_instock_status_is_logged_as_rejected_not_as_missing(
     order_id = ds.submit_order(lines=[(a, 3)])
     cycle(cfg)
     instock_id = f"DS-{order_id}"
+    ins.advance_order(instock_id)
+    assert ins.advance_order(instock_id) == "done"  # it moved: polled on the next run
     bad = {"order_id": instock_id, "order_status": "done", "ordertask_ids": [""], "lines": 5}
     ins.override_record("order_status", instock_id, bad)
     with capture_logs() as logs:

@@ -198,6 +198,8 @@ options = {{ policy = "{policy}" }}
 
 [jobs."dsorder.progress"]
 schedule = {{ interval = "1s" }}
+# Short-stock cancellations write no move: the sweep finds them within seconds here.
+options = {{ sweep_interval = "2s" }}
 
 [jobs."host.inbox"]
 schedule = {{ interval = "1s" }}

@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from syncd.clock import iso
 from syncd.connectors.dsorder import DsOrder, RecordReject, Submitted
 from syncd.errors import NotFoundError, RefusedError
-from syncd.jobs.dsorder.progress_plan import plan_progress
+from syncd.jobs.dsorder.progress_plan import (
+    moves_window,
+    newest_moves,
+    plan_progress,
+    polls_due,
+    sweep_before,
+)
 from syncd.jobs.dsorder.pull_plan import (
     ESCALATED_ALERT,
     HELD_ALERT,
@@ -493,3 +499,51 @@ def test_every_line_is_sent_or_rejected_with_a_field_never_both(
     else:
         assert decided.plan.intents == ()
         assert rejected or not good
+
+
+# --- dsorder.progress: which orders to poll -------------------------------------------------
+
+
+def test_the_moves_window_starts_an_overlap_before_the_last_read_and_ends_now() -> None:
+    now = datetime(2026, 3, 2, 9, 30, 7, 654000, tzinfo=UTC)
+    first = moves_window(None, now, 60)
+    assert (first.start, first.end) == (
+        now.replace(microsecond=0) - timedelta(seconds=60),
+        now.replace(microsecond=0),
+    )
+    later = moves_window("2026-03-02T09:29:57.000Z", now, 60)
+    assert later.start == datetime(2026, 3, 2, 9, 28, 57, tzinfo=UTC)
+    assert later.end == datetime(2026, 3, 2, 9, 30, 7, tzinfo=UTC)
+    # A last read stamped after now (the clock stepped back) never makes the window inverted.
+    ahead = moves_window("2026-03-02T10:00:00.000Z", now, 0)
+    assert ahead.start == ahead.end
+
+
+def test_newest_moves_keeps_the_newest_move_per_order_and_skips_what_is_no_order() -> None:
+    moves = [
+        ("DS-1", "2026-03-02T09:00:01Z"),
+        ("DS-1", "2026-03-02T10:00:02+01:00"),  # 09:00:02 UTC: the newest of DS-1
+        ("DS-1", "2026-03-02T08:59:59Z"),
+        ("DS-2", "2026-03-02T09:00:00Z"),
+        (None, "2026-03-02T09:00:00Z"),  # an adjustment with no order
+        ("", "2026-03-02T09:00:00Z"),
+        ("DS-3", "yesterday"),  # a bad move: instock.moves rejects it; here it is skipped
+        ("DS-4", 17),
+        (5, "2026-03-02T09:00:00Z"),
+    ]
+    assert newest_moves(moves) == {
+        "DS-1": "2026-03-02T09:00:02.000Z",
+        "DS-2": "2026-03-02T09:00:00.000Z",
+    }
+
+
+def test_polls_due_are_the_moved_orders_then_the_sweep_without_repeats() -> None:
+    def followed(order_id: str) -> FollowedOrder:
+        return FollowedOrder(order_id, f"DS-{order_id}", "2026-03-02T09:00:00.000Z", "accepted")
+
+    moved = [followed("2"), followed("1")]
+    swept = [followed("3"), followed("1"), followed("4")]
+    assert [o.order_id for o in polls_due(moved, swept)] == ["2", "1", "3", "4"]
+    assert polls_due([], []) == []
+    now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    assert sweep_before(now, 600) == "2026-03-02T09:20:00.000Z"

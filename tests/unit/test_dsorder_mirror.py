@@ -14,6 +14,7 @@ from syncd.jobs.dsorder.pull_plan import PullRules, catalog_entries, plan_new_or
 from syncd.jobs.shared.dsorder_plan import CatalogEntry, check_line
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
+from syncd.state.mirror.instock import OrderOutcome
 from syncd.state.plan import apply_plan
 from tests.unit.test_state_owners import PACKAGE, sql_strings
 
@@ -148,3 +149,66 @@ def test_the_host_catalog_is_read_by_dsorder_article_id_with_its_unit_factor(db:
     }
     by_attribute = orders.host_catalog(db, "ds", "")
     assert catalog_entries(by_attribute, "") == {"D-A": CatalogEntry("A")}
+
+
+def created_order(db: Store, order_id: str, accepted: bool = True) -> None:
+    """A created order (policy partial, line A only), its Instock create accepted."""
+    catalog = {"A": CatalogEntry("INS-A")}
+    pulled = order(order_id)
+    checks = {
+        ln.line_number: check_line(ln.article_id, ln.quantity, catalog) for ln in pulled.details
+    }
+    apply_plan(db, plan_new_order(pulled, checks, PullRules(policy="partial"), NOW).plan)
+    if accepted:
+        with db.transaction():
+            OrderOutcome(f"DS-{order_id}", "create", "accepted", None, iso(NOW)).apply(db)
+
+
+def test_moves_make_an_order_due_until_it_is_polled_and_the_sweep_takes_the_oldest(
+    db: Store,
+) -> None:
+    """`RecordMoves` keeps the newest move per open order (never going back, never for an
+    order not `created`); an order is due while its newest move is past the one seen at its
+    last poll; the sweep takes orders polled (never polled: changed) longest ago, at most
+    `limit`, and only accepted creates."""
+    for oid in ("1", "2", "3"):
+        created_order(db, oid)
+    created_order(db, "4", accepted=False)
+    t1, t2, t0 = "2026-03-02T09:00:01.000Z", "2026-03-02T09:00:02.000Z", "2026-03-02T08:00:00.000Z"
+    with db.transaction():
+        orders.RecordMoves((("DS-1", t2), ("DS-4", t1), ("DS-9", t1))).apply(db)
+        orders.RecordMoves((("DS-1", t1), ("DS-2", t1))).apply(db)  # older: DS-1 keeps t2
+    due = orders.moved_orders_due(db, 10)
+    assert [(o.order_id, o.moved_at) for o in due] == [("2", t1), ("1", t2)]  # oldest move first
+    assert orders.moved_orders_due(db, 1)[0].order_id == "2"
+    with db.transaction():
+        orders.MarkPolled((("1", t2), ("2", t1)), "2026-03-02T09:40:00.000Z").apply(db)
+    assert orders.moved_orders_due(db, 10) == []
+    with db.transaction():
+        orders.RecordMoves((("DS-2", t2),)).apply(db)
+    assert [o.order_id for o in orders.moved_orders_due(db, 10)] == ["2"]
+
+    # Sweep: 3 never polled (its updated_at is NOW, 09:30), 1 and 2 polled at 09:40.
+    later = "2026-03-02T10:00:00.000Z"
+    assert [o.order_id for o in orders.orders_to_sweep(db, later, 10)] == ["3", "1", "2"]
+    assert [o.order_id for o in orders.orders_to_sweep(db, later, 1)] == ["3"]
+    assert orders.orders_to_sweep(db, t0, 10) == []
+    with db.transaction():
+        orders.MarkPolled((("3", None),), "2026-03-02T09:45:00.000Z").apply(db)
+    assert [o.order_id for o in orders.orders_to_sweep(db, later, 10)] == ["1", "2", "3"]
+    # A poll of an order with no move recorded leaves its move mark as it was.
+    assert db.query("SELECT polled_moved_at FROM dsorder_orders WHERE order_id = '3'") == [
+        {"polled_moved_at": None}
+    ]
+    assert orders.refused_creates(db) == 0
+    with db.transaction():
+        OrderOutcome("DS-4", "create", "refused", "no", iso(NOW)).apply(db)
+    assert orders.refused_creates(db) == 1
+    # A closing order takes no more moves and is due no more.
+    with db.transaction():
+        orders.MarkClosing("2", iso(NOW)).apply(db)
+        orders.RecordMoves((("DS-2", "2026-03-02T09:59:00.000Z"),)).apply(db)
+    assert orders.moved_orders_due(db, 10) == []
+    assert db.query("SELECT moved_at FROM dsorder_orders WHERE order_id = '2'") == [
+        {"moved_at": t2}
+    ]

@@ -1,14 +1,15 @@
-"""dsorder.progress's decision after each poll of an order's Instock order, as a `Plan`
-(pure): the line totals when they changed since last queued, then the close once Instock
-is done or canceled. Totals come from `syncd.jobs.shared.dsorder_plan.fulfil_report`."""
+"""dsorder.progress's decisions (pure): which orders to poll this run (those whose Instock
+order moved since their last poll, then the slow sweep), and after each poll, as a `Plan`,
+the line totals when they changed since last queued, then the close once Instock is done
+or canceled. Totals come from `syncd.jobs.shared.dsorder_plan.fulfil_report`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from syncd.clock import iso
+from syncd.clock import iso, parse_iso
 from syncd.jobs.shared.dsorder_plan import fulfil_report, report_changed
 from syncd.jsontext import canonical_spaced, text_hash
 from syncd.send.dsorder import DESTINATION as DSORDER
@@ -23,6 +24,51 @@ from syncd.state.mirror.dsorder import (
 from syncd.state.plan import Plan
 
 TERMINAL = ("done", "canceled")  # Instock order statuses after which the order is closed
+
+
+@dataclass(frozen=True)
+class MovesWindow:
+    """The closed window of Instock moves to read: [start, end], whole seconds."""
+
+    start: datetime
+    end: datetime
+
+
+def moves_window(read_until: str | None, now: datetime, overlap: float) -> MovesWindow:
+    """From `overlap` before where the last read ended (a move listed late, stamped before
+    it, is still seen) to now; the first read (`read_until` None) looks `overlap` back."""
+    end = now.replace(microsecond=0)
+    since = parse_iso(read_until) if read_until else end
+    return MovesWindow(min(since, end) - timedelta(seconds=overlap), end)
+
+
+def newest_moves(moves: Iterable[tuple[object, object]]) -> dict[str, str]:
+    """(order_id, move_timestamp) pairs -> the newest move per order id, as UTC ISO text
+    (comparable as text); moves without an order id are no order's progress."""
+    newest: dict[str, str] = {}
+    for order_id, stamp in moves:
+        if not order_id or not isinstance(order_id, str) or not isinstance(stamp, str):
+            continue  # a bad move is instock.moves' reject; here it is no one's progress
+        try:
+            at = iso(parse_iso(stamp))
+        except ValueError:
+            continue
+        if at > newest.get(order_id, ""):
+            newest[order_id] = at
+    return newest
+
+
+def sweep_before(now: datetime, interval: float) -> str:
+    """The sweep polls orders last polled before this."""
+    return iso(now - timedelta(seconds=interval))
+
+
+def polls_due(
+    moved: Sequence[FollowedOrder], swept: Sequence[FollowedOrder]
+) -> list[FollowedOrder]:
+    """The orders to poll this run: every moved one, then the sweep's not already among them."""
+    chosen = {o.order_id for o in moved}
+    return [*moved, *(o for o in swept if o.order_id not in chosen)]
 
 
 @dataclass(frozen=True)

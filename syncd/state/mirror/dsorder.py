@@ -70,6 +70,7 @@ class FollowedOrder:
     instock_order_id: str
     order_date: str
     sync_status: str | None  # instock_order_sync.status: queued, accepted, refused (None: none)
+    moved_at: str | None = None  # newest Instock move seen for it (see `RecordMoves`)
 
 
 def known_order_ids(store: Store) -> set[str]:
@@ -132,6 +133,47 @@ def orders_to_follow(store: Store, limit: int) -> list[FollowedOrder]:
         [limit],
     )
     return [FollowedOrder(**r) for r in rows]
+
+
+def moved_orders_due(store: Store, limit: int) -> list[FollowedOrder]:
+    """`created` orders whose create was accepted and whose Instock order moved since it
+    was last polled (`moved_at` past `polled_moved_at`), the oldest move first."""
+    rows = store.query(
+        "SELECT d.order_id, d.instock_order_id, d.order_date, s.status AS sync_status, "
+        "d.moved_at FROM dsorder_orders d "
+        "JOIN instock_order_sync s ON s.order_id = d.instock_order_id AND s.status = 'accepted' "
+        "WHERE d.state = 'created' AND d.moved_at > coalesce(d.polled_moved_at, '') "
+        "ORDER BY d.moved_at, d.order_id LIMIT ?",
+        [limit],
+    )
+    return [FollowedOrder(**r) for r in rows]
+
+
+def orders_to_sweep(store: Store, polled_before: str, limit: int) -> list[FollowedOrder]:
+    """`created` orders whose create was accepted, last polled (never polled: last
+    changed) before `polled_before`, the longest ago first, at most `limit`: the slow
+    sweep for what shows no move (a cancellation, a stall)."""
+    rows = store.query(
+        "SELECT d.order_id, d.instock_order_id, d.order_date, s.status AS sync_status, "
+        "d.moved_at FROM dsorder_orders d "
+        "JOIN instock_order_sync s ON s.order_id = d.instock_order_id AND s.status = 'accepted' "
+        "WHERE d.state = 'created' AND coalesce(d.polled_at, d.updated_at) < ? "
+        "ORDER BY coalesce(d.polled_at, d.updated_at), d.order_id LIMIT ?",
+        [polled_before, limit],
+    )
+    return [FollowedOrder(**r) for r in rows]
+
+
+def refused_creates(store: Store) -> int:
+    """`created` orders whose Instock create was refused (each has its reject)."""
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM dsorder_orders d JOIN instock_order_sync s "
+            "ON s.order_id = d.instock_order_id WHERE d.state = 'created' "
+            "AND s.status = 'refused'"
+        )
+        or 0
+    )
 
 
 @dataclass(frozen=True)
@@ -373,6 +415,37 @@ class RecordRawHash:
 
 
 @dataclass(frozen=True)
+class RecordMoves:
+    """Instock orders seen moving: (Instock order id, newest move timestamp, UTC ISO text).
+    `moved_at` only grows; orders that are not `created` (or not ours) are left alone."""
+
+    moved: tuple[tuple[str, str], ...]
+
+    def apply(self, store: Store) -> None:
+        store.db.conn.executemany(
+            "UPDATE dsorder_orders SET moved_at = ? WHERE instock_order_id = ? "
+            "AND state = 'created' AND coalesce(moved_at, '') < ?",
+            [(at, instock_id, at) for instock_id, at in self.moved],
+        )
+
+
+@dataclass(frozen=True)
+class MarkPolled:
+    """Orders just polled: (order id, its `moved_at` as it was when chosen for the poll),
+    at `at`. A move recorded after that choice keeps the order due."""
+
+    polled: tuple[tuple[str, str | None], ...]
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.conn.executemany(
+            "UPDATE dsorder_orders SET polled_at = ?, "
+            "polled_moved_at = coalesce(?, polled_moved_at) WHERE order_id = ?",
+            [(self.at, moved_at, order_id) for order_id, moved_at in self.polled],
+        )
+
+
+@dataclass(frozen=True)
 class ReportedLine:
     line_number: int
     quantity: str  # the total queued for /fulfill, exact decimal text
@@ -405,9 +478,11 @@ __all__ = [
     "MarkClosed",
     "MarkClosing",
     "MarkCreated",
+    "MarkPolled",
     "MarkReleased",
     "NewLine",
     "OrderState",
+    "RecordMoves",
     "RecordRawHash",
     "RecordReported",
     "Release",
@@ -419,7 +494,10 @@ __all__ = [
     "held_orders",
     "host_catalog",
     "known_order_ids",
+    "moved_orders_due",
     "order_lines",
     "orders_to_follow",
+    "orders_to_sweep",
     "raw_hashes",
+    "refused_creates",
 ]
