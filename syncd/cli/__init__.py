@@ -16,6 +16,7 @@ import click
 from syncd import __version__
 from syncd.cli import (
     alerts,
+    backfill,
     checkpoints,
     config,
     coverage,
@@ -109,6 +110,7 @@ for command in (
     orders.orders,
     checkpoints.checkpoints,
     coverage.coverage,
+    backfill.backfill,
     trace.trace,
     outbox.outbox,
     demo.demo,

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +26,6 @@ from typing import Any
 import pytest
 
 from syncd.clock import iso, parse_iso
-from syncd.config import load_settings
 from syncd.jobs import REGISTRY
 from syncd.sandbox.base import Request, Response
 from syncd.sandbox.instock import InstockSim
@@ -41,6 +41,7 @@ from tests.system.crashkit import (
     syncd,
     syncd_env,
     take_snapshot,
+    trial_env,
     wrap_routes,
     write_hook,
 )
@@ -175,6 +176,34 @@ def recent_moves(sim: InstockSim, n: int = 3) -> None:
         sim.adjust_inventory(article, 2)
 
 
+def command(
+    config: Path, stream: str, start: datetime, end: datetime, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`syncd backfill STREAM --from --to ...` as a process."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "syncd.cli",
+            "backfill",
+            stream,
+            "--from",
+            iso(start),
+            "--to",
+            iso(end),
+            *extra,
+            "--config",
+            str(config),
+        ],
+        env=trial_env(),
+        check=False,
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def ask(root: Path, start: datetime, end: datetime) -> None:
     """The request `syncd backfill` writes while a daemon holds the lock."""
     with Store.open(root / "state" / "syncd.db", migrate=False) as store:
@@ -210,11 +239,13 @@ def test_a_daemon_runs_a_request_and_resumes_it_after_kill_9(
         )
         now = datetime.now(UTC).replace(microsecond=0)
         period = (now - timedelta(days=31), now)
-        settings = load_settings(config)
-        from syncd.backfill import start_backfill
-
-        asked = start_backfill(settings, "instock.moves", *period, dry_run=False)
-        assert (asked.where, asked.backfill.status) == ("daemon", "requested")
+        asked = command(config, "instock.moves", *period, "--no-wait")
+        assert asked.returncode == 0, asked.stderr
+        assert "requested: the running daemon's backfill.requests job takes it" in asked.stderr
+        again_asked = command(config, "instock.moves", *period)
+        assert again_asked.returncode == 75, again_asked.stderr
+        assert "backfill 1 (" in again_asked.stderr
+        assert "one backfill per stream at a time" in again_asked.stderr
         wait_until(lambda: backfill_row(tmp_path)["steps"] >= 4, 60, "four windows committed")
         daemon.kill()  # SIGKILL
         killed = backfill_row(tmp_path)
@@ -369,3 +400,40 @@ def test_kill_9_during_a_backfill_loses_and_duplicates_nothing(
         f"lost {sum(r['lost'] for r in results)}, duplicated {sum(r['duplicated'] for r in results)}"
     )
     assert kills >= len(results) // 2
+
+
+def test_the_command_runs_here_without_a_daemon(sim: InstockSim, tmp_path: Path) -> None:
+    """No daemon: `syncd backfill` takes the lock and runs the request itself. A dry run
+    prints the differences and changes nothing; the real run journals them (exit 0)."""
+    config = write_config(tmp_path, sim)
+    recent_moves(sim)
+    time.sleep(1.5)
+    run_ok(config, "instock.moves")
+    now = datetime.now(UTC).replace(microsecond=0)
+    period = (now - timedelta(days=31), now)
+    before = journal(tmp_path)
+    dry = command(config, "instock.moves", *period, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    first = dry.stdout.splitlines()[0]
+    assert first.startswith("backfill 1 instock.moves ")
+    assert ": done; found " in first
+    assert "nothing applied (dry run)" in first
+    assert "  missing " in dry.stdout
+    assert "(not applied)" in dry.stdout
+    assert journal(tmp_path) == before
+    real = command(config, "instock.moves", *period, "--json")
+    assert real.returncode == 0, real.stderr
+    answer = json.loads(real.stdout)
+    assert (answer["status"], answer["dry_run"]) == ("done", False)
+    assert answer["applied"] == answer["missing"] > 0
+    assert sum(journal(tmp_path).values()) == sum(before.values()) + answer["applied"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "syncd.cli", "backfill", "--list", "--config", str(config)],
+        env=trial_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count(" done ") == 2, listed.stdout
