@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from syncd.clock import iso
 from syncd.config import ConnectorConfig, OutboxConfig
 from syncd.errors import AuthError, PermanentError, RedirectedError, RetryableError
-from syncd.http import build_client, classify_status, parse_retry_after
+from syncd.http import build_client, classify_status, not_applied, parse_retry_after, should_retry
 from syncd.jsontext import RawJson, canonical
 from syncd.ratebudget import RateBudget
 from syncd.sections import RateLimit
@@ -270,3 +270,43 @@ def test_rendered_json_body_is_sent_as_is() -> None:
     assert first.headers["Content-Type"] == "application/json"
     assert json.loads(second.content) == {"rows": []}
     assert canonical({"b": 1, "a": Decimal("1.50")}) == '{"a":"1.50","b":1}'
+
+
+@pytest.mark.parametrize(
+    ("error", "idempotent_retry", "create_retry"),
+    [
+        (RetryableError("503", connector="x", status=503), True, False),
+        (RetryableError("timed out", connector="x", code="timeout"), True, False),
+        (RetryableError("cut", connector="x", code="connection"), True, False),
+        (RetryableError("busy", connector="x", status=429), True, True),
+        (
+            RetryableError("refused", connector="x", code="connection", details={"sent": False}),
+            True,
+            True,
+        ),
+        (PermanentError("bad", connector="x", status=400), False, False),
+    ],
+)
+def test_a_create_is_repeated_only_after_a_failure_that_proves_it_was_not_applied(
+    error: Exception, idempotent_retry: bool, create_retry: bool
+) -> None:
+    """`idempotent=False`: a 5xx, a timeout or a cut connection after sending may have been
+    applied, so the client hands it back (the outbox reads back first); a 429 or a request
+    that never left is repeated as for any write."""
+    policy = config().retry
+    assert should_retry(policy)(error) is idempotent_retry
+    assert should_retry(policy, idempotent=False)(error) is create_retry
+    assert not_applied(error) is create_retry
+
+
+@respx.mock
+def test_a_lost_create_is_sent_once_by_the_client() -> None:
+    """Over a mocked transport: an idempotent write is repeated after a 503, a create is not."""
+    route = respx.post(f"{BASE}/orders").mock(return_value=httpx.Response(503))
+    client = build_client("test", config(), sleep=Sleeps())
+    with pytest.raises(RetryableError):
+        client.request("POST", "/orders", json_body={"a": 1}, idempotent=False)
+    assert route.call_count == 1
+    with pytest.raises(RetryableError):
+        client.request("POST", "/orders", json_body={"a": 1})
+    assert route.call_count == 1 + 4
