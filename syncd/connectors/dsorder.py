@@ -419,13 +419,16 @@ class DSOrderClient:
         """Read an order back from today's submitted list: `closed` when listed as closed
         (a `status` of "closed" or `closed: true`, fields the document does not name),
         `open` when listed otherwise (or listed but unreadable), `absent` when not listed."""
+        return self.listings().get(order_id, "absent")
+
+    def listings(self) -> dict[str, Listing]:
+        """Every order of today's submitted list: `closed` or `open` (as `order_listing`);
+        an order not in it is `absent`. One read for many read-backs."""
         answer = self.submitted_orders()
+        listed: dict[str, Listing] = {bad.key: "open" for bad in answer.rejects}
         for order in answer.orders:
-            if order.order_id == order_id:
-                return "closed" if order.is_closed() else "open"
-        if any(bad.key == order_id for bad in answer.rejects):
-            return "open"
-        return "absent"
+            listed[order.order_id] = "closed" if order.is_closed() else "open"
+        return listed
 
 
 def fulfil_lines(payload: Sequence[Mapping[str, Any]]) -> list[FulfilLine]:

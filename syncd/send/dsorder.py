@@ -25,7 +25,7 @@ import structlog
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Settings
-from syncd.connectors.dsorder import UNCLEAR, DSOrderClient, fulfil_lines
+from syncd.connectors.dsorder import UNCLEAR, DSOrderClient, Listing, fulfil_lines
 from syncd.errors import AlreadyDoneError, PermanentError, RemoteError, RetryableError
 from syncd.logs import Logger
 from syncd.send.base import Outcome, ReadBacks
@@ -45,6 +45,7 @@ class DSOrderDestination:
         self.client = DSOrderClient(settings.connectors.dsorder)
         self.zone = ZoneInfo(settings.daemon.site_timezone)
         self.readbacks = ReadBacks(DESTINATION)
+        self._listings: dict[str, Listing] | None = None  # today's list, read once a drain
 
     def close(self) -> None:
         self.client.close()
@@ -55,7 +56,7 @@ class DSOrderDestination:
             raise PermanentError(f"unknown intent kind {intent.kind!r}", connector=DESTINATION)
         if intent.unclear:
             # A failed read raises: retried later, still unclear.
-            self._read_back(intent, self.client.order_listing(order_id), None)
+            self._read_back(intent, self._listing_before_send(order_id), None)
         try:
             if intent.kind == "fulfill":
                 warnings = self.client.fulfill(order_id, fulfil_lines(intent.payload["lines"]))
@@ -74,6 +75,15 @@ class DSOrderDestination:
         if warnings:
             log.warning("dsorder_warnings", order_id=order_id, kind=intent.kind, warnings=warnings)
         return {"warnings": warnings} if warnings else None
+
+    def _listing_before_send(self, order_id: str) -> str:
+        """The order's place in today's list, read once per drain for every unclear intent
+        of it: the list read at the first one is newer than any earlier attempt of the
+        others (an intent is tried at most once a drain). After an unclear answer the list
+        is read afresh (`order_listing`)."""
+        if self._listings is None:
+            self._listings = self.client.listings()
+        return self._listings.get(order_id, "absent")
 
     def _read_back(self, intent: Intent, listing: str, error: RetryableError | None) -> None:
         """Raise AlreadyDoneError when `compare` finds the order done; return otherwise

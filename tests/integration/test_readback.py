@@ -465,3 +465,33 @@ def test_an_unclear_dsorder_write_is_read_back_from_todays_list(
         assert {n: (ln.fulfilled, ln.finished) for n, ln in lines.items()} == {1000: (2, True)}
     assert query(cfg, "SELECT state FROM dsorder_orders") == [{"state": "closed"}]
     assert query(cfg, "SELECT * FROM rejects") == []
+
+
+def test_unclear_dsorder_intents_of_one_drain_share_one_read_of_the_list(
+    sim: InstockSim, ds: DSOrderSim, loop_cfg: Settings
+) -> None:
+    """Three orders whose close answers were lost after DSOrder closed them: the next drain
+    reads today's list once for all three, and marks each done without closing again."""
+    cfg = loop_cfg
+    ds.closed_listing = "status"
+    with sim.state.lock:
+        article = sorted(a for a in sim.state.articles if sim.stock(a).free >= 30)[0]
+    orders = [ds.submit_order(lines=[(article, 1)]) for _ in range(3)]
+    for job in ("dsorder.pull", "outbox.send"):
+        run(cfg, job)
+    for order_id in orders:
+        sim.advance_order(f"DS-{order_id}")
+        sim.advance_order(f"DS-{order_id}")
+    ds.faults.script(ROUTES["close"], ["apply_then_drop"] * 3 * CLIENT_ATTEMPTS)
+    run(cfg, "dsorder.progress")
+    assert send(cfg)[0]["retried"] == 3
+    ds.faults.clear()
+    due_now(cfg)
+    lists, closes = ds.count("GET /orders/submitted"), ds.count(ROUTES["close"])
+
+    counts, stored = send(cfg)
+    assert ds.count("GET /orders/submitted") == lists + 1
+    assert ds.count(ROUTES["close"]) == closes
+    assert counts["already_done"] == 3
+    assert stored["readback_applied"] == 3
+    assert all(ds.closes(o) == 1 for o in orders)
