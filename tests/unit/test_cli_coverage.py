@@ -94,3 +94,36 @@ def test_request_ids_are_bounded(tmp_path: Path) -> None:
         [row] = window_counts(store, "s")
     assert json.loads(row["request_ids"]) == list(ids[:MAX_REQUEST_IDS])
     assert row["request_ids_more"] == 5
+
+
+def test_a_scan_stream_lists_its_scans(tmp_path: Path) -> None:
+    """instock.inventory: twelve scans 15 minutes apart are no gap; the text lists the last
+    ten with their pages, counts and hash and says how many earlier ones --json has;
+    --json has every scan with its number, request ids and hash."""
+    path = tmp_path / "syncd.toml"
+    path.write_text(f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n")
+    with Store.open(tmp_path / "state" / "syncd.db") as store, store.transaction():
+        for n in range(1, 13):
+            start, end = f"2026-12-01T{8 + n // 4:02d}:{(n % 4) * 15:02d}:00.000Z", None
+            end = start.replace(":00.000Z", ":40.000Z")
+            RecordWindow(
+                "instock.inventory", "instock.inventory", f"i{n}", "scan", start, end,
+                start, end, pages=3, listed=25, stored=24, rejected=1,
+                content_hash=f"h{n:031d}", request_ids=(f"r{n}a", f"r{n}b", f"r{n}c"), scan=n,
+            ).apply(store)  # fmt: skip
+    result = invoke(path, "coverage", "instock.inventory")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("instock.inventory (scan, 12 rows): ")
+    assert lines[0].endswith(": no gap")
+    assert lines[1] == "  (2 earlier scan(s): see --json)"
+    assert lines[2] == (
+        "  scan 3 2026-12-01T08:45:00.000Z .. 2026-12-01T08:45:40.000Z (0:00:40): 3 pages, "
+        f"25 listed, 24 stored, 1 rejected, hash h{3:031d}"
+    )
+    assert len(lines) == 12
+    result = invoke(path, "coverage", "instock.inventory", "--json")
+    [stream] = json.loads(result.stdout)
+    assert [s["scan"] for s in stream["scans"]] == list(range(1, 13))
+    assert stream["scans"][0]["request_ids"] == ["r1a", "r1b", "r1c"]
+    assert stream["gaps"] == []
