@@ -99,12 +99,18 @@ class _Model(BaseModel):
     """Unknown fields are tolerated and kept: the API may grow."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class _Fetched(_Model):
+    """A record read by itself (a GET of one record): it keeps Instock's request id of
+    the answer (lineage). Only these models carry the private attribute: pydantic runs a
+    Python hook per instance for it, too slow for every record of a list page (whose
+    `Page` has the request id)."""
+
     _request_id: str | None = PrivateAttr(default=None)
 
     @property
     def answer_request_id(self) -> str | None:
-        """Instock's request id of the answer this record was read from by itself (a GET
-        of one record); None for a record of a list page (the `Page` has it)."""
         return self._request_id
 
 
@@ -176,7 +182,7 @@ class OrderStatusLine(_Model):
     qty: StatusQty = StatusQty()
 
 
-class OrderStatus(_Model):
+class OrderStatus(_Fetched):
     order_id: Id
     order_status: StrictStr
     timestamp: str | None = None
@@ -203,7 +209,7 @@ class OrdertaskLine(_Model):
     to_cells: list[ToCell] = Field(default_factory=list)
 
 
-class Ordertask(_Model):
+class Ordertask(_Fetched):
     ordertask_id: Id
     order_id: StrictStr | None = None
     ordertask_status: StrictStr
@@ -473,7 +479,7 @@ class InstockClient:
                 kind=kind,
                 key_field=key_field,
             ) from None
-        if isinstance(found, _Model):
+        if isinstance(found, _Fetched):
             found._request_id = request_id
         return found
 
