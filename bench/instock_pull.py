@@ -21,13 +21,20 @@ spread (min..max), the per-round ratios to the raw loop, and the machine's load 
 Targets (issue 15): first cycle >= 0.9 x raw, unchanged cycle >= 0.95 x raw, peak RSS
 <= 2 x raw and (1M) <= 1.2 x syncd's own at 100k; unchanged cycle 0 intents, 0 files.
 
+`--before REF` adds a third contender: the same syncd cycles run by the code of git
+commit REF (its source exported with `git archive` and put first on PYTHONPATH), in the
+same rounds, so a change's cost is measured against the code before it on the same
+simulator and machine state (issue 13: the window ledger and lineage may cost the pull at
+most 5% of rows/s).
+
     python bench/instock_pull.py [--sizes 100000 1000000] [--page-size 1000] [--rounds 3]
-                                 [--profile]
+                                 [--profile] [--before REF]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pstats
 import shutil
 import sqlite3
@@ -199,19 +206,19 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
                 rows = int(rows_text)
                 return {"rows": rows, "rows_s": rows / float(loop_s), "rss_mib": m.rss_mib}
 
-            def syncd_cycles(tag: str) -> Figures:
+            def syncd_cycles(tag: str, env: dict[str, str] | None = None) -> Figures:
                 work = root / tag
                 config = write_config(work, base, args.page_size)
                 db = work / "state" / "syncd.db"
                 once = [*syncd, "once", "instock.inventory", "--config", str(config)]
                 send = [*syncd, "once", "outbox.send", "--config", str(config)]
-                first = run_measured(once)
+                first = run_measured(once, env)
                 first_s, queued_first = job_seconds(db), count_pending(db)
-                sent = run_measured(send)
+                sent = run_measured(send, env)
                 files_first = count_files(work)
-                second = run_measured(once)
+                second = run_measured(once, env)
                 second_s, queued_second = job_seconds(db), count_pending(db)
-                run_measured(send)
+                run_measured(send, env)
                 files_second = count_files(work) - files_first
                 rows = mirrored_rows(db)
                 shutil.rmtree(work)
@@ -228,7 +235,10 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
                     "files_second": files_second,
                 }
 
-            contenders = {"raw": raw, "syncd": syncd_cycles}
+            contenders: dict[str, Any] = {"raw": raw, "syncd": syncd_cycles}
+            if args.before:
+                env = {**os.environ, "PYTHONPATH": str(export_commit(args.before, root))}
+                contenders["before"] = lambda tag: syncd_cycles(tag, env)
             print(f"\n== {articles:,} articles, page {args.page_size}; {machine_load()}")
             warm_up(contenders)
             series = interleave(contenders, args.rounds, show=show_round)
@@ -238,6 +248,31 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
         sim.terminate()
         sim.wait(10)
     return summarise(articles, series)
+
+
+def export_commit(ref: str, root: Path) -> Path:
+    """The source tree of commit `ref` under `root`/before-src (git archive, no worktree),
+    checked to be the code `python -m syncd.cli` imports with it first on PYTHONPATH."""
+    repo = Path(__file__).resolve().parent.parent
+    dest = root / "before-src"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", ref, "syncd"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    found = subprocess.run(
+        [sys.executable, "-c", "import syncd; print(syncd.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(dest)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not found.startswith(str(dest)):
+        raise SystemExit(f"--before {ref}: python imports syncd from {found}, not {dest}")
+    print(f"before: syncd at {ref} from {dest}")
+    return dest
 
 
 def show_round(_round: int, name: str, f: Figures) -> str:
@@ -276,6 +311,18 @@ def summarise(articles: int, series: dict[str, Series]) -> dict[str, Any]:
         f"   unchanged cycle     {last['queued_second']} intents -> {last['files_second']} files "
         "(target 0 and 0)"
     )
+    if "before" in series:
+        before = series["before"]
+        was = ratios(syncd, "rows_s", before, "rows_s")
+        was_second = ratios(syncd, "second_rows_s", before, "second_rows_s")
+        print(
+            f"   before (--before)   {before.spread('rows_s')} rows/s first, "
+            f"{before.spread('second_rows_s')} rows/s unchanged"
+        )
+        print(
+            f"   syncd / before      x{spread_of(was)} first cycle, x{spread_of(was_second)} "
+            "unchanged (target >= 0.95: the change costs at most 5% of rows/s)"
+        )
     return {
         "articles": articles,
         "first_ratio": statistics.median(first),
@@ -340,7 +387,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="profile one more first cycle")
     parser.add_argument("--keep-profile", type=Path, help="copy the cProfile output here")
+    parser.add_argument(
+        "--before", metavar="REF", help="also run the syncd of this git commit, same rounds"
+    )
     args = parser.parse_args()
+    # Children run from the temp directory: started in a checkout, `python -m` would put
+    # its ./syncd ahead of PYTHONPATH (the --before code).
+    os.chdir(tempfile.gettempdir())
     results = [bench_size(n, args) for n in args.sizes]
     if len(results) >= 2:
         growth = results[-1]["syncd_rss_mib"] / results[0]["syncd_rss_mib"]
