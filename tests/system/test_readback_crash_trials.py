@@ -17,20 +17,24 @@ order created more than once, a second order under a known id). Both must be 0. 
 trials' figures (trials, kills, lost, duplicated, and how the read-backs decided) are
 printed and written to `readback-crash-trials.json` under pytest's temporary directory.
 
-Reproduce with `CRASH_TRIALS_SEED=<seed>`; `READBACK_TRIALS=<n>` sets the number of trials.
+Reproduce with `CRASH_TRIALS_SEED=<seed>`; `READBACK_TRIALS=<n>` and
+`READBACK_DAEMON_TRIALS=<n>` set the number of trials.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,7 @@ pytestmark = pytest.mark.system
 
 TRIALS_SEED = int(os.environ.get("CRASH_TRIALS_SEED", "20261205"))
 TRIALS = int(os.environ.get("READBACK_TRIALS", "8"))
+DAEMON_TRIALS = int(os.environ.get("READBACK_DAEMON_TRIALS", "4"))
 SIM_SEED = 5
 NEW_ARTICLES = 24
 ORDERS = 8
@@ -123,7 +128,25 @@ class Scenario:
         )
 
 
-def write_config(root: Path, sim: InstockSim) -> Path:
+DAEMON_JOBS = """
+[jobs."host.inbox"]
+schedule = { interval = "1s" }
+
+[jobs."instock.articles"]
+schedule = { interval = "1s" }
+
+[jobs."instock.orders"]
+schedule = { interval = "1s" }
+
+[jobs."instock.inventory"]
+enabled = false
+
+[jobs."instock.moves"]
+enabled = false
+"""
+
+
+def write_config(root: Path, sim: InstockSim, *, daemon: bool = False) -> Path:
     path = root / "syncd.toml"
     path.write_text(
         f"""
@@ -140,6 +163,7 @@ dir = {json.dumps(str(root / "host"))}
 settle_time = "0s"
 
 [outbox]
+schedule = {{ interval = "{"1s" if daemon else "1h"}" }}
 initial_backoff = "20ms"
 max_backoff = "100ms"
 max_attempts = 1000
@@ -154,7 +178,8 @@ environment = "sandbox"
 page_size = 100
 timeouts = {{ connect = "2s", read = "10s" }}
 retry = {{ max_attempts = 4, initial_backoff = "20ms", max_backoff = "100ms", max_elapsed = "5s" }}
-""",
+"""
+        + (DAEMON_JOBS if daemon else ""),
         encoding="utf-8",
     )
     return path
@@ -205,15 +230,16 @@ class Outcome:
     lost: list[str]
     duplicated: list[str]
     readbacks: Counter[str]
-    sends: int
+    victims: int  # processes meant to be killed: outbox.send runs, or daemon starts
 
 
-def trial(n: int, root: Path, hook: Path) -> Outcome:
-    rng = random.Random(f"{TRIALS_SEED}:{n}")
+def lossy_sim(root: Path, seed: str) -> tuple[InstockSim, Scenario, Counter[str], Owner]:
+    """A started Instock that accepts duplicate order ids, loses answers at random on every
+    write route, counts applied writes and fires the owner's trap; the trial's host dir."""
     root.mkdir()
     (root / "host" / "inbox").mkdir(parents=True)
     sim = InstockSim(seed=SIM_SEED, articles=40, retry_after=0, duplicate_order_ids="accept")
-    sim.faults._rng = random.Random(f"{TRIALS_SEED}:faults:{n}")
+    sim.faults._rng = random.Random(seed)
     scenario = Scenario.build(sim)
     applied = count_applied(sim)
     owner = Owner()
@@ -222,6 +248,12 @@ def trial(n: int, root: Path, hook: Path) -> Outcome:
         for kind, p in LOSS_RATE.items():
             sim.faults.rate(route, kind, p)
     sim.start()
+    return sim, scenario, applied, owner
+
+
+def trial(n: int, root: Path, hook: Path) -> Outcome:
+    rng = random.Random(f"{TRIALS_SEED}:{n}")
+    sim, scenario, applied, owner = lossy_sim(root, f"{TRIALS_SEED}:faults:{n}")
     kills, sends, plan = 0, 0, []
     try:
         config = write_config(root, sim)
@@ -276,9 +308,87 @@ def trial(n: int, root: Path, hook: Path) -> Outcome:
         finally:
             worker.close()
         name = f"seed {TRIALS_SEED} trial {n}: sends [{' '.join(plan)}]"
-        return judge(name, sim, scenario, applied, db, kills, sends)
+        victims = sum(how != "-" for how in plan)
+        return judge(name, sim, scenario, applied, db, kills, victims)
     finally:
         sim.stop()
+
+
+DAEMON_KILLS = 3
+
+
+def daemon_trial(n: int, root: Path, hook: Path) -> Outcome:
+    """`syncd run` (every job and the sender on 1 s) killed with SIGKILL three times: at a
+    write Instock handles (after applying it, or before), or at a random moment; started
+    again each time, the second orders file dropped after the first kill; then left to
+    settle (answers no longer lost) and stopped with SIGTERM."""
+    rng = random.Random(f"{TRIALS_SEED}:daemon:{n}")
+    sim, scenario, applied, owner = lossy_sim(root, f"{TRIALS_SEED}:daemon-faults:{n}")
+    kills, plan = 0, []
+    try:
+        config = write_config(root, sim, daemon=True)
+        db = root / "state" / "syncd.db"
+        inbox = root / "host" / "inbox"
+        (inbox / "articles-0001.csv").write_text(scenario.articles_csv)
+        (inbox / "orders-0001.csv").write_text(scenario.orders_csv)
+        for round_ in range(DAEMON_KILLS):
+            how = rng.choice(("applied", "before", "timer"))
+            with daemon(root, config, hook) as proc:
+                if how == "timer":
+                    delay = rng.uniform(1.5, 5.0)  # start-up (imports) included
+                    plan.append(f"timer {delay:.1f}s")
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=delay)
+                else:
+                    trap = Trap(tuple(WRITES), rng.randint(1, 4), how, proc=proc)  # type: ignore[arg-type]
+                    plan.append(f"{how} #{trap.occurrence}")
+                    owner.trap = trap
+                    deadline = time.monotonic() + 20
+                    while not trap.fired and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    owner.trap = None
+                    if trap.fired:
+                        proc.wait(timeout=10)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(timeout=10)
+                kills += proc.returncode == -signal.SIGKILL
+            if round_ == 0:
+                (inbox / "orders-0002.csv").write_text(scenario.orders2_csv)
+        sim.faults.clear()  # settle: whatever is still pending goes out cleanly
+        with daemon(root, config, hook) as proc:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                if any(inbox.glob("*.csv")) or pending(db):
+                    continue
+                if not judge("", sim, scenario, applied, db, 0, 0).lost:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+        name = f"seed {TRIALS_SEED} daemon trial {n}: kills [{', '.join(plan)}]"
+        return judge(name, sim, scenario, applied, db, kills, DAEMON_KILLS)
+    finally:
+        sim.stop()
+
+
+@contextlib.contextmanager
+def daemon(root: Path, config: Path, hook: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with (root / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd.cli", "run", "--config", str(config)],
+            env=syncd_env(hook),
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
 
 
 def judge(
@@ -288,7 +398,7 @@ def judge(
     applied: Counter[str],
     db: Path,
     kills: int,
-    sends: int,
+    victims: int,
 ) -> Outcome:
     lost: list[str] = []
     duplicated: list[str] = []
@@ -322,37 +432,61 @@ def judge(
     for row in db_rows(db, "SELECT counts FROM runs WHERE job = 'outbox.send'"):
         counts = json.loads(row["counts"] or "{}")
         readbacks.update({k: v for k, v in counts.items() if k.startswith("readback_")})
-    return Outcome(name, kills, lost, duplicated, readbacks, sends)
+    return Outcome(name, kills, lost, duplicated, readbacks, victims)
 
 
-@pytest.mark.timeout(900)  # trials start a few dozen processes each
-def test_ambiguous_writes_survive_lost_answers_and_kill_9(tmp_path: Path) -> None:
-    """Every trial ends with each write applied exactly once: none lost, none duplicated."""
-    hook = write_hook(tmp_path / "hook")
-    outcomes = gather(
-        [functools.partial(trial, n, tmp_path / f"trial-{n}", hook) for n in range(TRIALS)]
-    )
+def report(name: str, tmp_path: Path, trials: list[Callable[[], Outcome]]) -> dict[str, Any]:
+    """Run the trials two at a time; print and record the figures; fail on any lost or
+    duplicated write, or a trial that broke."""
+    outcomes = gather(trials)
     failed = [str(o) for ok, o in outcomes if not ok]
     done = [o for ok, o in outcomes if ok and isinstance(o, Outcome)]
     figures: dict[str, Any] = {
         "seed": TRIALS_SEED,
         "trials": len(outcomes),
         "completed": len(done),
-        "sends": sum(o.sends for o in done),
+        "victims": sum(o.victims for o in done),
         "kills": sum(o.kills for o in done),
         "lost": sum(len(o.lost) for o in done),
         "duplicated": sum(len(o.duplicated) for o in done),
         "readbacks": dict(sum((o.readbacks for o in done), Counter())),
     }
-    (tmp_path / "readback-crash-trials.json").write_text(json.dumps(figures, indent=2))
+    (tmp_path / f"{name}.json").write_text(json.dumps(figures, indent=2))
     print(
         "\n"
         + "\n".join(f"{o.trial}: kills {o.kills}, lost {o.lost}, dup {o.duplicated}" for o in done)
     )
-    print(f"readback crash trials: {json.dumps(figures)}")
+    print(f"{name}: {json.dumps(figures)}")
     assert not failed, "\n\n".join(failed)
     bad = [o for o in done if o.lost or o.duplicated]
     assert not bad, "\n".join(f"{o.trial}: lost {o.lost}; duplicated {o.duplicated}" for o in bad)
+    return figures
+
+
+@pytest.mark.timeout(900)  # trials start a few dozen processes each
+def test_ambiguous_writes_survive_lost_answers_and_kill_9(tmp_path: Path) -> None:
+    """`syncd once` trials: each write applied exactly once, none lost, none duplicated."""
+    hook = write_hook(tmp_path / "hook")
+    figures = report(
+        "readback-crash-trials",
+        tmp_path,
+        [functools.partial(trial, n, tmp_path / f"trial-{n}", hook) for n in range(TRIALS)],
+    )
     assert figures["kills"] >= TRIALS  # the trials did kill
     assert figures["readbacks"].get("readback_applied", 0) > 0
     assert figures["readbacks"].get("readback_resent", 0) > 0
+
+
+@pytest.mark.timeout(900)
+def test_ambiguous_writes_survive_kill_9_of_the_daemon(tmp_path: Path) -> None:
+    """`syncd run` killed three times a trial around lost answers: none lost, none duplicated."""
+    hook = write_hook(tmp_path / "hook")
+    figures = report(
+        "readback-daemon-crash-trials",
+        tmp_path,
+        [
+            functools.partial(daemon_trial, n, tmp_path / f"daemon-{n}", hook)
+            for n in range(DAEMON_TRIALS)
+        ],
+    )
+    assert figures["kills"] >= DAEMON_TRIALS
