@@ -27,6 +27,7 @@ from syncd.errors import AlreadyRunningError
 from syncd.jobs import REGISTRY
 from syncd.jobs.backfill.plan import check_request
 from syncd.jobs.runner import RunResult, run_job
+from syncd.jsontext import canonical
 from syncd.progress import Progress, no_progress
 from syncd.state import StateLock, Store
 from syncd.state.backfills import (
@@ -142,16 +143,31 @@ def difference_lines(found: list[dict[str, Any]], limit: int = 20) -> list[str]:
     lines = []
     for diff in found[:limit]:
         mark = "" if diff["applied"] else " (not applied)"
-        lines.append(f"  {diff['kind']} {diff['key']}: {_detail(diff['detail'])}{mark}")
+        key = diff["key"][:12] if len(diff["key"]) == 40 else diff["key"]  # a move's sha1
+        lines.append(f"  {diff['kind']} {key}: {_detail(diff['detail'])}{mark}")
     if len(found) > limit:
         lines.append(f"  ... and {len(found) - limit} more (--json shows them all)")
     return lines
 
 
 def _detail(detail: Any) -> str:
-    if isinstance(detail, dict):
-        return ", ".join(f"{k}={v}" for k, v in detail.items())
-    return str(detail)
+    """A difference for a person: a move by its time, article, quantity and cells; a
+    changed record field by field (held -> listed); else its fields."""
+    if not isinstance(detail, dict):
+        return str(detail)
+    if "move_timestamp" in detail:
+        text = (
+            f"{detail['move_timestamp']} article {detail['article_id']} qty {detail['qty']} "
+            f"{detail.get('from_cell_id')} -> {detail.get('to_cell_id')}"
+        )
+        if detail.get("order_id"):
+            text += f" order {detail['order_id']}"
+        if detail.get("occurrence", 1) > 1:
+            text += f" (identical move #{detail['occurrence']})"
+        return text
+    if all(isinstance(v, list) and len(v) == 2 for v in detail.values()):
+        return "; ".join(f"{k} {canonical(v[0])} -> {canonical(v[1])}" for k, v in detail.items())
+    return ", ".join(f"{k}={v}" for k, v in detail.items())
 
 
 __all__ = [

@@ -59,7 +59,8 @@ Exit statuses (sysexits):
   1   a job run failed, or an operation was refused
   64  usage: unknown command, option or job, a bad value
   66  a named thing (reject, alert, checkpoint, order, state DB) does not exist
-  75  locked or unusable now (a running daemon, a newer state DB): try again later
+  75  locked or unusable now (a running daemon, a newer state DB, a backfill of the
+      stream pending): try again later
   78  invalid configuration
 
 \b
