@@ -11,8 +11,9 @@ different, in the transaction that moves its cursor:
   mirror lacks or holds otherwise get their listed fields in the mirror;
 - dsorder.pull: today's list (all DSOrder can still list); an order submitted in the
   period and never stored is taken as dsorder.pull takes it (stored, its Instock create
-  queued or it is held), one transaction per order; a changed one is shown and its new
-  hash kept, as the live pull does (the order keeps its plan).
+  queued or it is held), one transaction per order; a changed one is treated as the live
+  pull treats it: its new hash kept, the order as taken, and other lines than it was
+  taken with an alert naming each change (`dsorder_order_changed`).
 The live checkpoints and schedules are never touched. Each committed step writes a
 window ledger row carrying the backfill's id (`syncd coverage` counts them). A dry run
 (`--dry-run`) records only the differences in the backfill's own rows.
@@ -45,7 +46,12 @@ from syncd.jobs.backfill.plan import (
     next_moves_step,
 )
 from syncd.jobs.base import JobContext, JobSpec
-from syncd.jobs.dsorder.pull_plan import catalog_entries, plan_new_order
+from syncd.jobs.dsorder.pull_plan import (
+    catalog_entries,
+    line_changes,
+    plan_listed_again,
+    plan_new_order,
+)
 from syncd.jobs.shared.dsorder_plan import check_line
 from syncd.jobs.shared.instock_records import record_rejects
 from syncd.jobs.shared.moves_journal import journal_intents, window_row
@@ -400,9 +406,20 @@ def _submitted(ctx: JobContext, backfill: Backfill) -> None:
             ).apply(store)
         _progress(ctx, backfill, n, len(diff.missing))
     with store.transaction():
-        changes = [RecordRawHash(i, pair[1]) for i, pair in diff.changed.items() if pair[1]]
+        found_changed, plan = [], Plan()
+        for order_id, pair in diff.changed.items():
+            # As dsorder.pull does: the order stays as taken (its Instock order exists),
+            # the new hash is kept, and other lines than it was taken with are an alert.
+            lines = line_changes(dsorders.order_lines(store, order_id), by_id[order_id])
+            found_changed.append(
+                Difference("changed", order_id, {"raw_hash": pair, "lines": lines})
+            )
+            if pair[1]:
+                plan += Plan(changes=(RecordRawHash(order_id, pair[1]),))
+            plan += plan_listed_again(order_id, lines)
         if not backfill.dry_run:
-            apply_plan(store, Plan(changes=tuple(changes)), run_id=ctx.run_id)
+            applied = apply_plan(store, plan, run_id=ctx.run_id)
+            ctx.counts["alerts"] += len(applied.opened_alerts)
             _ledger_row(
                 ctx,
                 backfill,
@@ -419,10 +436,8 @@ def _submitted(ctx: JobContext, backfill: Backfill) -> None:
             END,
             found=len(diff.in_period),
             changed=len(diff.changed),
-            applied=0 if backfill.dry_run else len(changes),
-            differences=[
-                Difference("changed", i, {"raw_hash": pair}) for i, pair in diff.changed.items()
-            ],
+            applied=0 if backfill.dry_run else len(diff.changed),
+            differences=found_changed,
             applied_differences=not backfill.dry_run,
         ).apply(store)
     if ctx.counts["queued"]:

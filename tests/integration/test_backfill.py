@@ -338,12 +338,16 @@ def test_dsorder_orders_missing_today_are_taken_once_and_earlier_days_refused(
 ) -> None:
     """DSOrder lists only today: a period reaching into yesterday is refused, naming the
     site's day; within today, an order the live pull never stored is taken as the pull
-    takes it (stored, its Instock create queued once), and a second backfill takes none."""
-    cfg = make_cfg(catalog=loop.stocked(ins))
-    article = loop.stocked(ins)[0]
-    first = ds.submit_order(lines=[(article, 2)])
+    takes it (stored, its Instock create queued once), an order listed with other lines
+    is kept as taken and alerted as the pull alerts it, and a second backfill does
+    nothing more."""
+    articles = loop.stocked(ins)
+    cfg = make_cfg(catalog=articles)
+    first = ds.submit_order(lines=[(articles[0], 2), (articles[1], 1)])
     loop.run(cfg, "dsorder.pull")
-    second = ds.submit_order(lines=[(article, 1)])  # the pulls that would see it failed
+    second = ds.submit_order(lines=[(articles[0], 1)])  # the pulls that would see it failed
+    with ds.state.lock:
+        ds.state.orders[first].lines[1000].quantity = 5
     now = datetime.now(UTC)
     with pytest.raises(UsageError, match="lists only the orders submitted today"):
         start_backfill(cfg, "dsorder.pull", now - timedelta(days=1), now, dry_run=False)
@@ -351,16 +355,29 @@ def test_dsorder_orders_missing_today_are_taken_once_and_earlier_days_refused(
     start = max(now - timedelta(hours=1), _local_midnight(ds))
     outcome = start_backfill(cfg, "dsorder.pull", start, now, dry_run=False)
     done = outcome.backfill
-    assert (done.status, done.found, done.missing, done.applied) == ("done", 2, 1, 1)
-    assert [(d["kind"], d["key"]) for d in outcome.differences] == [("missing", second)]
+    assert (done.status, done.found, done.missing, done.changed, done.applied) == (
+        "done",
+        2,
+        1,
+        1,
+        2,
+    )
+    found = {(d["kind"], d["key"]): d["detail"] for d in outcome.differences}
+    assert set(found) == {("missing", second), ("changed", first)}
+    assert found[("changed", first)]["lines"] == ["line 1000 quantity 2 -> 5"]
     orders = {r["order_id"]: r for r in query(cfg, "SELECT * FROM dsorder_orders")}
     assert set(orders) == {first, second}
+    kept = query(cfg, "SELECT quantity FROM dsorder_lines WHERE order_id = ?", [first])
+    assert [r["quantity"] for r in kept] == ["2", "1"]  # kept as taken
+    alerts = query(cfg, "SELECT subject FROM alerts WHERE kind = 'dsorder_order_changed'")
+    assert [a["subject"] for a in alerts] == [first]
     creates = query(cfg, "SELECT idempotency_key FROM outbox WHERE kind = 'orders.create'")
     assert len(creates) == 2
     assert checkpoints(cfg) == live
     again = start_backfill(cfg, "dsorder.pull", start, now, dry_run=False).backfill
-    assert (again.found, again.missing, again.applied) == (2, 0, 0)
+    assert (again.found, again.missing, again.changed, again.applied) == (2, 0, 0, 0)
     assert len(query(cfg, "SELECT id FROM outbox WHERE kind = 'orders.create'")) == 2
+    assert len(query(cfg, "SELECT id FROM alerts WHERE kind = 'dsorder_order_changed'")) == 1
 
 
 def _local_midnight(ds: DSOrderSim) -> datetime:
