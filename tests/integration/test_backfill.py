@@ -383,3 +383,33 @@ def test_dsorder_orders_missing_today_are_taken_once_and_earlier_days_refused(
 def _local_midnight(ds: DSOrderSim) -> datetime:
     local = ds.now_local()
     return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def test_a_running_backfill_cancelled_stops_before_its_next_window(
+    cfg: Settings, clock: Clock
+) -> None:
+    """`syncd backfill --cancel` while the job runs it: the window in hand is committed,
+    no further one is read, and the backfill stays cancelled (not done)."""
+    from syncd.jobs import REGISTRY
+    from syncd.jobs.runner import run_job
+    from syncd.state.backfills import cancel_backfill, request_backfill
+
+    now = clock.now()
+    with Store.open(cfg.db_path, migrate=False) as store:
+        asked = request_backfill(
+            store, "instock.moves", iso(now - timedelta(hours=20)), iso(now), dry_run=False
+        )
+
+    def cancel_after_the_first(_stage: str, done: int, _total: int | None = None) -> None:
+        if done == 1:  # from another connection, as the command does
+            with Store.open(cfg.db_path, migrate=False) as other:
+                cancel_backfill(other, asked.id)
+
+    result = run_job(
+        REGISTRY["backfill.requests"], cfg, trigger="test", progress=cancel_after_the_first
+    )
+    assert (result.status, result.counts.get("backfills_cancelled")) == ("ok", 1)
+    with Store.open(cfg.db_path, migrate=False) as store:
+        ended = get_backfill(store, asked.id)
+    assert (ended.status, ended.steps) == ("cancelled", 1)  # of 5 four-hour windows
+    assert ended.cursor == iso(now - timedelta(hours=16))

@@ -437,3 +437,30 @@ def test_the_command_runs_here_without_a_daemon(sim: InstockSim, tmp_path: Path)
     )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count(" done ") == 2, listed.stdout
+
+
+def test_the_command_shows_progress_on_a_terminal(sim: InstockSim, tmp_path: Path) -> None:
+    """At a terminal, `syncd backfill` run here draws its windows against their number
+    (31 one-day windows) before the result line."""
+    from tests.system.test_progress_process import run_on_a_terminal
+
+    config = write_config(tmp_path, sim)
+    now = datetime.now(UTC).replace(microsecond=0)
+    args = [
+        sys.executable,
+        "-m",
+        "syncd.cli",
+        "backfill",
+        "instock.moves",
+        "--from",
+        iso(now - timedelta(days=31)),
+        "--to",
+        iso(now),
+        "--config",
+        str(config),
+    ]
+    code, out = run_on_a_terminal(args, trial_env(COLUMNS="120"))
+    assert code == 0, out
+    assert "backfill 1 instock.moves" in out
+    assert "31/31" in out, out
+    assert out.index("31/31") < out.index(": done; found ")
