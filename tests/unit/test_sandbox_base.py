@@ -212,6 +212,20 @@ def test_drop_cuts_the_body_after_the_handler_ran(app: App, client: httpx.Client
     assert client.get("/v1/big").status_code == 200
 
 
+@pytest.mark.parametrize(("fault", "created"), [("apply_then_drop", 1), ("drop_before_apply", 0)])
+def test_a_lost_answer_hangs_up_without_a_byte_after_or_instead_of_applying(
+    app: App, client: httpx.Client, fault: str, created: int
+) -> None:
+    """Both lost-answer faults close the connection with no answer at all, so the caller
+    cannot tell them apart; only the first one ran the handler. Logged with status 0."""
+    app.server.faults.script("POST /v1/things", [fault])
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        client.post("/v1/things", json={})
+    assert app.created == created
+    assert [(r.status, r.fault) for r in app.server.requests] == [(0, fault)]
+    assert client.post("/v1/things", json={}).json() == {"created": created + 1}
+
+
 def test_malformed_is_200_with_broken_json(app: App, client: httpx.Client) -> None:
     """A malformed answer has a success status and a JSON content type but cannot be parsed."""
     app.server.faults.script("*", ["malformed"])
