@@ -1,8 +1,9 @@
 """One way to talk HTTP, shared by every connector.
 
 A connector gets an `HttpClient` from `build_client`: timeouts, bounded retries
-with exponential backoff and full jitter (tenacity), `Retry-After`, a token
-bucket rate limit, a correlation id on every request, the remote's request id
+with exponential backoff and full jitter (tenacity; a write that is not idempotent,
+such as a create, only after a failure that proves it was not applied), `Retry-After`,
+a token bucket rate limit, a correlation id on every request, the remote's request id
 in every log line, and secrets scrubbed from logs and error messages. Each
 failure leaves here already classified as retryable, permanent or auth.
 
