@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -67,6 +68,7 @@ from syncd.state.backfills import (
     finish_backfill,
     note_error,
     pending_backfills,
+    restart_walk,
 )
 from syncd.state.mirror import dsorder as dsorders
 from syncd.state.mirror.dsorder import RecordRawHash
@@ -288,64 +290,74 @@ def _listed(order: Order) -> ListedOrder:
 
 
 def _orders(ctx: JobContext, backfill: Backfill) -> None:
-    period_from, period_to = parse_iso(backfill.period_from), parse_iso(backfill.period_to)
-    cursor, done = backfill.cursor or "", backfill.steps
     with InstockClient(ctx.settings.connectors.instock) as client:
         client.check_site()
+        try:
+            _walk_orders(ctx, client, backfill)
+        except PermanentError as exc:
+            if not backfill.cursor or exc.status != 400:
+                raise
+            # A cursor kept across a crash or a long stop may no longer be accepted: walk
+            # the list again from its start (what was applied stays applied).
+            ctx.log.warning("backfill_cursor_rejected", backfill=backfill.id, error=str(exc))
+            restart_walk(ctx.store, backfill)
+            _walk_orders(ctx, client, replace(backfill, cursor=None, steps=0))
+
+
+def _walk_orders(ctx: JobContext, client: InstockClient, backfill: Backfill) -> None:
+    period_from, period_to = parse_iso(backfill.period_from), parse_iso(backfill.period_to)
+    cursor, done = backfill.cursor or "", backfill.steps
+    _between_steps(ctx, backfill)
+    started = iso()
+    for page in client.order_pages(start_cursor=cursor or None):
+        good, bad = check_records(page.items, Order, "order_id")
+        listed = {o.order_id: _listed(o) for o in good}
+        cursor = page.next_cursor if page.has_more and page.next_cursor else END
+        with ctx.store.transaction():
+            held = listed_fields(ctx.store, list(listed))
+            diff = diff_orders([o.__dict__ for o in listed.values()], held, period_from, period_to)
+            diffs = [
+                Difference("missing", i, {"placed_at": listed[i].placed_at}) for i in diff.missing
+            ] + [Difference("changed", i, fields) for i, fields in diff.changed.items()]
+            write = [listed[i] for i in (*diff.missing, *diff.changed)]
+            if not backfill.dry_run:
+                if write:
+                    MirrorOrders(tuple(write), iso()).apply(ctx.store)
+                whole = cursor == END
+                _ledger_row(
+                    ctx,
+                    backfill,
+                    started,
+                    # The walk covers the period once it has read the whole list.
+                    (backfill.period_from, backfill.period_to) if whole else None,
+                    pages=1,
+                    listed=len(page.items),
+                    stored=len(good),
+                    rejected=len(bad),
+                    content=text_hash(canonical(page.items))[:32],
+                    request_ids=(page.request_id,) if page.request_id else (),
+                ).apply(ctx.store)
+            RecordStep(
+                backfill.id,
+                cursor,
+                found=diff.in_period,
+                missing=len(diff.missing),
+                changed=len(diff.changed),
+                applied=0 if backfill.dry_run else len(write),
+                differences=diffs,
+                applied_differences=not backfill.dry_run,
+            ).apply(ctx.store)
+        done += 1
+        ctx.counts["found"] += diff.in_period
+        ctx.counts["missing"] += len(diff.missing)
+        ctx.counts["changed"] += len(diff.changed)
+        ctx.counts["mirrored"] += 0 if backfill.dry_run else len(write)
+        ctx.counts["invalid"] += len(bad)
+        _progress(ctx, backfill, done)
+        if cursor == END:
+            return
         _between_steps(ctx, backfill)
         started = iso()
-        for page in client.order_pages(start_cursor=cursor or None):
-            good, bad = check_records(page.items, Order, "order_id")
-            listed = {o.order_id: _listed(o) for o in good}
-            cursor = page.next_cursor if page.has_more and page.next_cursor else END
-            with ctx.store.transaction():
-                held = listed_fields(ctx.store, list(listed))
-                diff = diff_orders(
-                    [o.__dict__ for o in listed.values()], held, period_from, period_to
-                )
-                diffs = [
-                    Difference("missing", i, {"placed_at": listed[i].placed_at})
-                    for i in diff.missing
-                ] + [Difference("changed", i, fields) for i, fields in diff.changed.items()]
-                write = [listed[i] for i in (*diff.missing, *diff.changed)]
-                if not backfill.dry_run:
-                    if write:
-                        MirrorOrders(tuple(write), iso()).apply(ctx.store)
-                    whole = cursor == END
-                    _ledger_row(
-                        ctx,
-                        backfill,
-                        started,
-                        # The walk covers the period once it has read the whole list.
-                        (backfill.period_from, backfill.period_to) if whole else None,
-                        pages=1,
-                        listed=len(page.items),
-                        stored=len(good),
-                        rejected=len(bad),
-                        content=text_hash(canonical(page.items))[:32],
-                        request_ids=(page.request_id,) if page.request_id else (),
-                    ).apply(ctx.store)
-                RecordStep(
-                    backfill.id,
-                    cursor,
-                    found=diff.in_period,
-                    missing=len(diff.missing),
-                    changed=len(diff.changed),
-                    applied=0 if backfill.dry_run else len(write),
-                    differences=diffs,
-                    applied_differences=not backfill.dry_run,
-                ).apply(ctx.store)
-            done += 1
-            ctx.counts["found"] += diff.in_period
-            ctx.counts["missing"] += len(diff.missing)
-            ctx.counts["changed"] += len(diff.changed)
-            ctx.counts["mirrored"] += 0 if backfill.dry_run else len(write)
-            ctx.counts["invalid"] += len(bad)
-            _progress(ctx, backfill, done)
-            if cursor == END:
-                return
-            _between_steps(ctx, backfill)
-            started = iso()
 
 
 # -- dsorder.pull ----------------------------------------------------------------------------

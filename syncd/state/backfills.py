@@ -225,6 +225,23 @@ def finish_backfill(
         )
 
 
+def restart_walk(store: Store, backfill: Backfill) -> None:
+    """Walk again from the start (the remote refused the backfill's cursor): what it
+    applied stays applied, and so counted; `found` restarts, as the new walk finds every
+    record again (a dry run, which applied nothing, restarts all counts and differences)."""
+    with store.transaction():
+        if backfill.dry_run:
+            store.db.execute(
+                "DELETE FROM backfill_differences WHERE backfill_id = ?", [backfill.id]
+            )
+        store.db.execute(
+            "UPDATE backfills SET cursor = NULL, found = 0, updated_at = ?"
+            + (", missing = 0, changed = 0" if backfill.dry_run else "")
+            + " WHERE id = ?",
+            [iso(), backfill.id],
+        )
+
+
 def note_error(store: Store, backfill_id: int, error: str) -> None:
     """The last error of a backfill that stays running (resumed by the next run)."""
     with store.transaction():
@@ -280,4 +297,5 @@ __all__ = [
     "note_error",
     "pending_backfills",
     "request_backfill",
+    "restart_walk",
 ]

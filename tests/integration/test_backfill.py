@@ -413,3 +413,41 @@ def test_a_running_backfill_cancelled_stops_before_its_next_window(
         ended = get_backfill(store, asked.id)
     assert (ended.status, ended.steps) == ("cancelled", 1)  # of 5 four-hour windows
     assert ended.cursor == iso(now - timedelta(hours=16))
+
+
+def test_an_orders_backfill_whose_cursor_is_refused_walks_again_from_the_start(
+    cfg: Settings, sim: InstockSim, clock: Clock
+) -> None:
+    """A backfill left running with a cursor Instock no longer accepts (a 400) walks the
+    list again from its start and ends with the counts of one whole walk."""
+    from syncd.jobs import REGISTRY
+    from syncd.jobs.runner import run_job
+    from syncd.state.backfills import request_backfill
+
+    articles = stocked(sim, 1)
+    sim.receive([(articles[0], 1)], order_id="RCV-C1")
+    now = clock.now()
+    with Store.open(cfg.db_path, migrate=False) as store:
+        asked = request_backfill(
+            store, "instock.orders", iso(now - timedelta(days=40)), iso(now), dry_run=False
+        )
+        with store.transaction():  # as a kill would leave it, with a stale cursor
+            store.db.execute(
+                "UPDATE backfills SET status = 'running', cursor = 'c3RhbGU', found = 7 "
+                "WHERE id = ?",
+                [asked.id],
+            )
+    result = run_job(REGISTRY["backfill.requests"], cfg, trigger="test")
+    assert result.status == "ok", result.error
+    with Store.open(cfg.db_path, migrate=False) as store:
+        done = get_backfill(store, asked.id)
+    with sim.state.lock:
+        placed = [o.placed_at for o in sim.state.orders.values()]
+    in_period = sum(1 for p in placed if now - timedelta(days=40) <= parse_iso(p) <= now)
+    assert (done.status, done.found, done.missing, done.applied) == (
+        "done",
+        in_period,
+        in_period,
+        in_period,
+    )
+    assert "RCV-C1" in {r["order_id"] for r in query(cfg, "SELECT order_id FROM instock_orders")}
