@@ -45,6 +45,7 @@ from syncd.jobs.backfill.plan import (
     missing_moves,
     move_detail,
     next_moves_step,
+    submitted_since,
 )
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dsorder.pull_plan import (
@@ -378,7 +379,7 @@ def _submitted(ctx: JobContext, backfill: Backfill) -> None:
     diff = diff_submitted(
         [(o.order_id, o.order_date, answer.hashes.get(o.order_id)) for o in answer.orders],
         stored,
-        period_from,
+        submitted_since(period_from, ctx.settings.daemon.site_timezone),
         period_to,
     )
     by_id = {o.order_id: o for o in answer.orders}

@@ -18,6 +18,7 @@ from syncd.jobs.backfill.plan import (
     missing_moves,
     move_detail,
     next_moves_step,
+    submitted_since,
 )
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -140,6 +141,19 @@ def test_dsorder_orders_submitted_in_the_period() -> None:
     assert diff.in_period == ("1", "2", "3", "5")
     assert diff.missing == ("1",)
     assert diff.changed == {"2": ["h2", "h2-new"]}
+
+
+def test_a_dsorder_period_from_the_sites_midnight_takes_the_whole_day_listed() -> None:
+    """From the site's midnight, `order_date` does not filter: an order dated midnight
+    UTC (the date-only reading) of a site in New York (midnight at 05:00 UTC) is taken;
+    from any other moment, `order_date` is read as the submission instant."""
+    zone = "America/New_York"
+    midnight = datetime(2026, 12, 5, 5, 0, tzinfo=UTC)
+    assert submitted_since(midnight, zone) is None
+    assert submitted_since(midnight + H, zone) == midnight + H
+    date_only = [("7", datetime(2026, 12, 5, 0, 0, tzinfo=UTC), "h7")]
+    assert diff_submitted(date_only, {}, submitted_since(midnight, zone), T0).missing == ("7",)
+    assert diff_submitted(date_only, {}, midnight + H, T0).missing == ()
 
 
 # --- coverage -------------------------------------------------------------------------------

@@ -163,6 +163,16 @@ def diff_orders(
     return OrderDiff(in_period, tuple(missing), changed)
 
 
+def submitted_since(period_from: datetime, site_timezone: str) -> datetime | None:
+    """Where a DSOrder period's `order_date` filter starts: nowhere (None) when the period
+    starts at the site's midnight, so the whole day listed is taken whatever `order_date`
+    means (the document says only "date of order": a date-only value, say UTC midnight
+    of a day that began earlier or later in the site's zone, is then no reason to leave
+    an order out); else the period's start, `order_date` read as the submission instant."""
+    local = period_from.astimezone(ZoneInfo(site_timezone))
+    return None if local.time() == time(0) else period_from
+
+
 @dataclass(frozen=True)
 class SubmittedDiff:
     """Today's DSOrder list against the stored orders, for a period of today."""
@@ -175,16 +185,17 @@ class SubmittedDiff:
 def diff_submitted(
     listed: Sequence[tuple[str, datetime, str | None]],
     stored: Mapping[str, str | None],
-    period_from: datetime,
+    period_from: datetime | None,
     period_to: datetime,
 ) -> SubmittedDiff:
     """Listed valid orders (order id, order_date, raw hash) submitted within the period
-    (order_date is the submission instant) against the stored ones (order id -> raw hash,
+    (order_date is the submission instant; `period_from` None: every order of the day up
+    to `period_to`, see `submitted_since`) against the stored ones (order id -> raw hash,
     None for an order stored before hashes were kept: not known to differ)."""
     in_period, missing = [], []
     changed: dict[str, list[str | None]] = {}
     for order_id, order_date, digest in listed:
-        if not period_from <= order_date <= period_to:
+        if order_date > period_to or (period_from is not None and order_date < period_from):
             continue
         in_period.append(order_id)
         if order_id not in stored:
