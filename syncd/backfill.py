@@ -25,7 +25,7 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Settings
 from syncd.errors import AlreadyRunningError
 from syncd.jobs import REGISTRY
-from syncd.jobs.backfill.plan import check_request
+from syncd.jobs.backfill.plan import check_connector, check_request
 from syncd.jobs.runner import RunResult, run_job
 from syncd.jsontext import canonical
 from syncd.progress import Progress, no_progress
@@ -64,6 +64,7 @@ def start_backfill(
     no daemon holds the state lock, else leave it to the daemon's job. `BusyError` while
     a backfill of the stream is requested or running."""
     check_request(stream, start, end, utcnow(), settings.daemon.site_timezone)
+    check_connector(settings, stream)
     lock = StateLock(settings.daemon.state_dir)
     try:
         lock.acquire()

@@ -35,10 +35,17 @@ from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.dsorder import DSOrderClient
 from syncd.connectors.instock import BadRecord, InstockClient, Move, Order, check_records
-from syncd.errors import PermanentError, RetryableError, ShutdownRequested, SyncdError
+from syncd.errors import (
+    ConnectorStoppedError,
+    PermanentError,
+    RetryableError,
+    ShutdownRequested,
+    SyncdError,
+)
 from syncd.jobs.backfill.plan import (
     LEDGER_STREAMS,
     LIVE_JOBS,
+    check_connector,
     check_request,
     diff_orders,
     diff_submitted,
@@ -124,6 +131,7 @@ def _run_one(ctx: JobContext, backfill: Backfill) -> None:
             max(utcnow(), parse_iso(backfill.period_to)),
             ctx.settings.daemon.site_timezone,
         )
+        check_connector(ctx.settings, backfill.stream)
         if backfill.cursor != END:
             RUNNERS[backfill.stream](ctx, backfill)
     except ShutdownRequested:
@@ -132,9 +140,9 @@ def _run_one(ctx: JobContext, backfill: Backfill) -> None:
         ctx.counts["backfills_cancelled"] += 1
         log.warning("backfill_cancelled")
         return
-    except RetryableError as exc:
-        # The remote is away for now: the backfill stays running and the next run
-        # resumes it; the run fails, as any pull does.
+    except (RetryableError, ConnectorStoppedError) as exc:
+        # The remote is away for now (or refuses the credentials until a reload): the
+        # backfill stays running and the next run resumes it; the run fails, as a pull does.
         note_error(store, backfill.id, str(exc))
         raise
     except Exception as exc:

@@ -23,7 +23,7 @@ from syncd import backfill as backfill_cli
 from syncd.backfill import start_backfill
 from syncd.clock import iso, parse_iso
 from syncd.config import Settings
-from syncd.errors import BusyError, UsageError
+from syncd.errors import BusyError, ConfigError, UsageError
 from syncd.jobs import backfill_requests, instock_moves
 from syncd.jobs.instock_moves import STREAM as MOVES_STREAM
 from syncd.sandbox.dsorder import DSOrderSim
@@ -276,6 +276,9 @@ def test_periods_that_cannot_be_backfilled_are_refused(cfg: Settings, clock: Clo
     for stream, start, end, reason in cases:
         with pytest.raises(UsageError, match=reason):
             start_backfill(cfg, stream, start, end, dry_run=False)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with pytest.raises(ConfigError, match=r"connectors\.dsorder\.enabled is false"):
+        start_backfill(cfg, "dsorder.pull", midnight, now, dry_run=False)
     assert query(cfg, "SELECT count(*) AS n FROM backfills")[0]["n"] == 0
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from syncd.clock import iso, parse_iso
-from syncd.errors import UsageError
+from syncd.config import Settings
+from syncd.errors import ConfigError, UsageError
 from syncd.state.mirror.instock_moves import MOVE_FIELDS
 
 # The streams a backfill re-pulls: name -> the window ledger stream its rows go to.
@@ -55,6 +56,15 @@ def check_request(
                 "lists only the orders submitted today, so an earlier period cannot be pulled "
                 "again"
             )
+
+
+def check_connector(settings: Settings, stream: str) -> None:
+    """A stream's connector must be enabled for its backfill (ConfigError naming the key)."""
+    connector = LIVE_JOBS[stream][1]
+    if not getattr(settings.connectors, connector).enabled:
+        raise ConfigError(
+            f"connectors.{connector}.enabled is false: a {stream} backfill reads {connector}"
+        )
 
 
 @dataclass(frozen=True)
