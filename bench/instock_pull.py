@@ -246,7 +246,11 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
                 profile_first_cycle(root, base, args)
     finally:
         sim.terminate()
-        sim.wait(10)
+        try:
+            sim.wait(60)  # a 1M-article simulator on a busy machine takes its time
+        except subprocess.TimeoutExpired:
+            sim.kill()
+            sim.wait()
     return summarise(articles, series)
 
 

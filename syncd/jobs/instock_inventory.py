@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso
 from syncd.config import Schedule
-from syncd.connectors.instock import InstockClient, InventoryItem, Page, check_records
+from syncd.connectors.instock import InstockClient, Page, inventory_rows
 from syncd.errors import PermanentError, SyncdError
 from syncd.host.feeds.fields import Format
 from syncd.jobs.base import JobContext, JobSpec
@@ -231,10 +231,7 @@ def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
     """Store one page's good records, reject its bad ones, move the cursor: one transaction."""
     store = ctx.store
     scan = position.scan
-    good, bad = check_records(page.items, InventoryItem, "article_id")
-    rows = [
-        (item.article_id, item.qty.free, item.qty.reserved, item.qty.registered) for item in good
-    ]
+    rows, bad = inventory_rows(page.items)
     listed_bad = sorted({b.key for b in bad if b.key is not None})
     now = iso()
     with store.transaction():

@@ -156,6 +156,9 @@ class Store:
     def __init__(self, db: Database, path: Path | None = None) -> None:
         self.db = db
         self.path = path
+        # Looked up once: resolving the path for every transaction was a share of a
+        # page-per-transaction pull's time.
+        self._lock = _write_lock(path)
 
     @classmethod
     def open(cls, path: Path, *, migrate: bool = True) -> Store:
@@ -200,7 +203,7 @@ class Store:
         # Writers of this process queue on a lock first: SQLite's own busy handler
         # sleeps in steps of milliseconds, which adds up when jobs and the sender
         # write at the same time. Other processes (the CLI) still meet busy_timeout.
-        with _write_lock(self.path):
+        with self._lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self

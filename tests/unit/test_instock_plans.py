@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.connectors.instock import InventoryItem, Move, Order, Site, check_records, site_problem
+from syncd.connectors.instock import (
+    INT64_MAX,
+    InventoryItem,
+    Move,
+    Order,
+    Site,
+    check_records,
+    inventory_rows,
+    site_problem,
+)
 from syncd.jobs.instock_articles import Action, SyncRow, article_payload, plan_article
 from syncd.jobs.instock_inventory import Options as InventoryOptions
 from syncd.jobs.instock_inventory import guard_refusal
@@ -213,6 +222,10 @@ def test_a_bad_inventory_record_names_its_field_and_value(
     assert (found.index, found.field) == (0, field)
     assert word in found.reason.lower()
     json.dumps(found.raw, allow_nan=False)  # the raw record is kept as valid JSON
+    # The inventory pull's own check: the same verdict and the same reject.
+    rows, fast_bad = inventory_rows([record, {"article_id": "B", "qty": QTY}])
+    assert rows == [("B", 1, 0, 0)]
+    assert fast_bad == bad
 
 
 def test_a_bad_records_secrets_are_redacted() -> None:
@@ -252,6 +265,51 @@ def test_every_record_is_stored_or_rejected(items: list[Any]) -> None:
         assert [b.index for b in bad] == sorted({b.index for b in bad})
         for b in bad:
             json.dumps(b.raw, allow_nan=False)
+
+
+def _as_checked(items: list[Any]) -> tuple[list[Any], list[Any]]:
+    good, bad = check_records(items, InventoryItem, "article_id")
+    rows = [(g.article_id, g.qty.free, g.qty.reserved, g.qty.registered) for g in good]
+    return rows, bad
+
+
+EDGE_COUNT = st.sampled_from([INT64_MAX + 1, -1, True, False, 1.0, "1", None])
+COUNT = st.integers(0, INT64_MAX) | EDGE_COUNT
+ARTICLE_ID = st.text(min_size=1, max_size=3) | st.sampled_from(
+    ["", "x" * 1024, "x" * 1025, 42, None, True]
+)
+NEAR_VALID = st.fixed_dictionaries(
+    {
+        "article_id": ARTICLE_ID,
+        "qty": st.fixed_dictionaries({"free": COUNT, "reserved": COUNT, "registered": COUNT})
+        | st.fixed_dictionaries({}, optional={"free": COUNT, "reserved": COUNT})
+        | JSONISH,
+    },
+    optional={"name": JSONISH},
+)
+
+
+EDGES = [0, INT64_MAX, INT64_MAX + 1, -1, True, False, 1.0, "1", None]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{"article_id": "A", "qty": {**QTY, name: value}} for name in QTY for value in EDGES]
+    + [{"article_id": "A", "qty": {k: v for k, v in QTY.items() if k != name}} for name in QTY]
+    + [{"article_id": a, "qty": QTY} for a in ("", "x" * 1024, "x" * 1025, 42, None, True)]
+    + [{"qty": QTY}, {"article_id": "A"}, {"article_id": "A", "qty": [1, 0, 0]}, [], "A"],
+)
+def test_the_inventory_check_at_each_edge(record: Any) -> None:
+    """Each edge of each field: inventory_rows and InventoryItem agree."""
+    assert inventory_rows([record]) == _as_checked([record])
+
+
+@settings(max_examples=400, deadline=None)
+@given(items=st.lists(NEAR_VALID | JSONISH, max_size=6))
+def test_the_inventory_check_gives_the_models_verdicts(items: list[Any]) -> None:
+    """inventory_rows (the pull's fast check) stores and rejects exactly what InventoryItem
+    does, with the same rejects: its shortcut never takes a record the model refuses."""
+    assert inventory_rows(items) == _as_checked(items)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ def open_page_table(store: Store) -> None:
     """Create this connection's page table (once per connection; a temp table is private)."""
     store.db.execute(
         "CREATE TEMP TABLE IF NOT EXISTS inventory_page ("
-        "article_id TEXT PRIMARY KEY, free INTEGER, reserved INTEGER, registered INTEGER)"
+        "article_id TEXT PRIMARY KEY, free INTEGER, reserved INTEGER, registered INTEGER"
+        ") WITHOUT ROWID"
     )
 
 
