@@ -31,6 +31,36 @@ def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
         assert store.scalar("SELECT count(*) FROM _sqlite_migrations") == applied
 
 
+def test_inventory_tables_move_to_without_rowid_keeping_their_rows(tmp_path: Path) -> None:
+    """m0020 rebuilds the inventory mirror and its deltas as WITHOUT ROWID tables without
+    the index on scan; every row (a scan's pending deltas too) is kept as it was."""
+    from sqlite_utils import Database
+
+    from syncd.state.migrations import m0020_inventory_without_rowid, migrations
+
+    db = Database(tmp_path / "old.db")
+    for migration in migrations._migrations:
+        if migration.fn is m0020_inventory_without_rowid:
+            break
+        migration.fn(db)
+    mirror = [("A1", 3, 1, 0, 4, "2026-12-01T00:00:00.000Z"), ("B2", 0, 0, 5, 3, "x")]
+    deltas = [("A1", 1, 1, 0, 3, 1, 0, 4)]
+    db.conn.executemany("INSERT INTO instock_inventory VALUES (?, ?, ?, ?, ?, ?)", mirror)
+    db.conn.executemany(
+        "INSERT INTO instock_inventory_deltas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", deltas
+    )
+    m0020_inventory_without_rowid(db)
+    assert db.execute("SELECT * FROM instock_inventory ORDER BY 1").fetchall() == mirror
+    assert db.execute("SELECT * FROM instock_inventory_deltas").fetchall() == deltas
+    schema = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    assert "WITHOUT ROWID" in schema["instock_inventory"]
+    assert "WITHOUT ROWID" in schema["instock_inventory_deltas"]
+    indexes = db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'instock_inventory'"
+    ).fetchall()
+    assert indexes == []  # the primary key is the table itself
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     """A file written by a newer syncd is refused with a clear message, untouched."""
     with Store.open(tmp_path / "s.db") as store:
