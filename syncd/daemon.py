@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,48 @@ class SenderThread(threading.Thread):
                 time.sleep(1)
 
 
+# Seconds between two refreshes of the metrics textfile and STATUS= after runs.
+REFRESH_INTERVAL = 5.0
+
+
+class RefreshGate:
+    """When to refresh the metrics textfile and STATUS= (the whole exposition, state DB
+    gauges included, written and fsynced): after a run, unless the last refresh is less
+    than `interval` seconds old; then the main loop's next tick does it (`due`), so a run's
+    outcome shows at most a tick later. With schedules of a few seconds, a refresh per run
+    was most of an idle daemon's CPU. Thread-safe: runs end in worker threads."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self._due = False
+
+    def after_run(self) -> bool:
+        """A run ended: True if the caller refreshes now (and `refreshed` is recorded)."""
+        with self._lock:
+            now = self.clock()
+            if self._last is not None and now - self._last < self.interval:
+                self._due = True
+                return False
+            self._last, self._due = now, False
+            return True
+
+    def take_due(self) -> bool:
+        """At a tick: True (once) if a run ended since the last refresh; the caller refreshes."""
+        with self._lock:
+            if not self._due:
+                return False
+            self._last, self._due = self.clock(), False
+            return True
+
+    def refreshed(self) -> None:
+        """A refresh happened for another reason (the 15 s one): it counts as the last."""
+        with self._lock:
+            self._last, self._due = self.clock(), False
+
+
 class Daemon:
     def __init__(self, settings: Settings, config_path: Path | None) -> None:
         self.settings = settings
@@ -114,6 +157,7 @@ class Daemon:
         self._job_locks: dict[str, threading.Lock] = {}  # one run of a job at a time
         self._schedule: dict[str, str] = {}
         self.metrics = Exposure(lambda: self.settings)
+        self.refresh_gate = RefreshGate(REFRESH_INTERVAL)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -174,9 +218,11 @@ class Daemon:
             if watchdog:
                 systemd.notify("WATCHDOG=1")
             if time.monotonic() >= next_status:
-                systemd.notify(f"STATUS={self.status()}")
-                self.metrics.write_textfile()  # ages and lags move between runs too
+                self.refresh_gate.refreshed()
+                self._refresh()  # ages and lags move between runs too
                 next_status = time.monotonic() + 15
+            elif self.refresh_gate.take_due():
+                self._refresh()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.signals.put(signum)  # SimpleQueue.put is reentrant: safe in a handler
@@ -410,7 +456,16 @@ class Daemon:
                 self._active[spec.name] -= 1
                 if not self._active[spec.name]:
                     del self._active[spec.name]
-            self.metrics.write_textfile()  # never raises
+            self._after_run()
+
+    def _after_run(self) -> None:
+        if self.refresh_gate.after_run():
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Write the metrics textfile and send STATUS= (never raises)."""
+        self.metrics.write_textfile()  # never raises
+        if systemd.enabled():
             with contextlib.suppress(Exception):
                 systemd.notify(f"STATUS={self.status()}")
 

@@ -6,6 +6,11 @@ import os
 import socket
 
 
+def enabled() -> bool:
+    """Whether notify() reaches anyone: a STATUS= line not built is a state DB read saved."""
+    return bool(os.environ.get("NOTIFY_SOCKET"))
+
+
 def notify(*states: str) -> bool:
     """Send `READY=1`, `STATUS=...` etc. to systemd; False when not under systemd."""
     address = os.environ.get("NOTIFY_SOCKET")
