@@ -32,15 +32,15 @@ def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
 
 
 def test_inventory_tables_move_to_without_rowid_keeping_their_rows(tmp_path: Path) -> None:
-    """m0020 rebuilds the inventory mirror and its deltas as WITHOUT ROWID tables without
+    """m0023 rebuilds the inventory mirror and its deltas as WITHOUT ROWID tables without
     the index on scan; every row (a scan's pending deltas too) is kept as it was."""
     from sqlite_utils import Database
 
-    from syncd.state.migrations import m0020_inventory_without_rowid, migrations
+    from syncd.state.migrations import m0023_inventory_without_rowid, migrations
 
     db = Database(tmp_path / "old.db")
     for migration in migrations._migrations:
-        if migration.fn is m0020_inventory_without_rowid:
+        if migration.fn is m0023_inventory_without_rowid:
             break
         migration.fn(db)
     mirror = [("A1", 3, 1, 0, 4, "2026-12-01T00:00:00.000Z"), ("B2", 0, 0, 5, 3, "x")]
@@ -49,7 +49,7 @@ def test_inventory_tables_move_to_without_rowid_keeping_their_rows(tmp_path: Pat
     db.conn.executemany(
         "INSERT INTO instock_inventory_deltas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", deltas
     )
-    m0020_inventory_without_rowid(db)
+    m0023_inventory_without_rowid(db)
     assert db.execute("SELECT * FROM instock_inventory ORDER BY 1").fetchall() == mirror
     assert db.execute("SELECT * FROM instock_inventory_deltas").fetchall() == deltas
     schema = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
