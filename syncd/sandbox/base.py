@@ -69,7 +69,9 @@ LOST_ANSWER_FAULTS: Final[frozenset[str]] = frozenset({"apply_then_drop", "drop_
 
 From the caller's side both look the same (a connection closed after the request was sent),
 which is the point: only a read of the remote can tell them apart. (``drop`` also applies,
-but sends half an answer; ``500``/``503`` do not apply but do answer.) Logged with status 0."""
+but sends half an answer; ``500``/``503`` do not apply but do answer.) The request log keeps
+the status the handler answered (never sent) for ``apply_then_drop``, 0 for
+``drop_before_apply``."""
 
 FAULT_KINDS: Final[frozenset[str]] = (
     frozenset({"429", "500", "503", "slow", "drop", "malformed", "token_expired"})
@@ -651,8 +653,6 @@ class SandboxServer:
                 concrete = f"{method} {path}"
                 fault = self.faults.pick((concrete, route.key, "*"))
                 response = self._answer(route, fault, method, path, params, query, headers, body)
-                if fault in LOST_ANSWER_FAULTS:
-                    response = Response(0)  # nothing goes back
         correlation = next((headers[k] for k in self.correlation_headers if k in headers), None)
         record = RequestRecord(
             method=method,

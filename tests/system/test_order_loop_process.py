@@ -429,6 +429,75 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
     print(context)
 
 
+LOSSY_KILLS = 10
+LOSS_RATE = {"apply_then_drop": 0.15, "drop_before_apply": 0.1}
+
+
+def test_lost_answers_and_kill_9_in_the_loop_lose_and_duplicate_nothing(
+    ins: LaggingInstock,
+    ds: LaggingDSOrder,
+    setup_syncd: Callable[..., tuple[Path, Path]],
+    spawn: Callable[..., SyncdProcess],
+    notify: NotifySocket,
+) -> None:
+    """Ambiguous writes in the order loop: Instock takes a duplicate order id as a second
+    order, and the create, fulfil and close routes lose answers at random, after applying
+    the write or before; `syncd run` is killed at random moments besides. Each order is
+    still created once, closed once, with the totals Instock picked: the read-back before
+    resending (not an "already exists" answer) keeps the creates single."""
+    rng = random.Random(SEED + 10)
+    order_rng = random.Random(SEED + 12)
+    articles = stocked(ins, minimum=60)
+    config, state_dir = setup_syncd("partial", articles)
+    ins.lag = ds.lag = WRITE_LAG
+    ins.duplicate_order_ids = "accept"
+    ds.closed_listing = "status"  # a closed order shows as such when read back
+    for sim, route in ((ins, CREATE_ROUTE), (ds, FULFILL_ROUTE), (ds, CLOSE_ROUTE)):
+        sim.faults._rng = random.Random(SEED + 13)
+        for kind, p in LOSS_RATE.items():
+            sim.faults.rate(route, kind, p)
+
+    def submit() -> str:
+        lines = [(a, order_rng.randint(1, 6)) for a in order_rng.sample(articles, 2)]
+        return ds.submit_order(lines=lines)
+
+    orders = [submit() for _ in range(6)]
+    stores = Stores(submit, period=0.5)
+    floor = Floor(ins, SEED + 11)
+    stores.start()
+    floor.start()
+    try:
+        for _ in range(LOSSY_KILLS):
+            mark = notify.mark()
+            daemon = spawn(config)
+            notify.wait_for("READY=1", timeout=20, since=mark)
+            time.sleep(rng.uniform(0.05, 1.6))
+            daemon.kill()
+        stores.stop()
+        orders += stores.submitted
+        daemon = start(spawn, notify, config)
+        wait_until(lambda: settled(ins, ds, state_dir, orders), 60, "the loop to settle")
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait_exit(15) == 0
+    finally:
+        stores.stop()
+        floor.stop()
+    lost = Counter(r.fault for s in (ins, ds) for r in s.requests if r.fault in LOSS_RATE)
+    context = f"ORDER_LOOP_SEED={SEED}; answers lost: {dict(lost)}"
+    with ins.state.lock:
+        assert ins.state.duplicate_orders == [], context
+    states = check_end_state(ins, ds, state_dir, orders, "partial")
+    assert all(s == "closed" for s in states.values()), context
+    assert lost["apply_then_drop"], context
+    assert lost["drop_before_apply"], context
+    resolved: Counter[str] = Counter()
+    for row in db_rows(state_dir, "SELECT counts FROM runs WHERE job = 'outbox.send'"):
+        counts = json.loads(row["counts"] or "{}")
+        resolved.update({k: v for k, v in counts.items() if k.startswith("readback_")})
+    assert resolved["readback_applied"], f"{context}; read-backs {dict(resolved)}"
+    print(f"{context}; orders {len(orders)}; read-backs {dict(resolved)}")
+
+
 def unrecorded_work(ins: InstockSim, ds: DSOrderSim, state_dir: Path) -> list[str]:
     """After a kill: creates and closes the remotes applied that syncd has not recorded."""
     found = []
