@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from syncd import metrics
+from syncd.send.base import ReadBacks
 from syncd.send.readback import KINDS, compare
 
 ORDER: dict[str, Any] = {
@@ -106,3 +108,22 @@ def test_every_kind_is_decided_and_an_unknown_one_is_refused() -> None:
         assert compare(kind, ORDER, None).verdict in ("applied", "not_applied", "diverged")
     with pytest.raises(ValueError, match=r"orders\.delete"):
         compare("orders.delete", ORDER, None)
+
+
+def test_read_backs_count_per_verdict_for_the_run_and_the_metric() -> None:
+    """A drain's verdicts become run counts (resolved by read, resent, diverged), taken
+    once; every one also counts in syncd_readback_total."""
+
+    def metric(outcome: str) -> float:
+        labels = {"destination": "unit-test", "outcome": outcome}
+        return metrics.REGISTRY.get_sample_value("syncd_readback_total", labels) or 0.0
+
+    tally = ReadBacks("unit-test")
+    tally.count("applied")
+    tally.count("applied", 2)
+    tally.count("not_applied")
+    tally.count("diverged")
+    tally.count("diverged", 0)
+    assert tally.take() == {"readback_applied": 3, "readback_resent": 1, "readback_diverged": 1}
+    assert tally.take() == {}
+    assert (metric("applied"), metric("not_applied"), metric("diverged")) == (3, 1, 1)
