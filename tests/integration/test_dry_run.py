@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import syncd.jobs  # noqa: F401 - fills the job registry
+from syncd.clock import iso
 from syncd.config import Settings, load_settings
 from syncd.demo import NETSTOCK_PHASES, demo_config_path, write_inbox, write_planning_inbox
 from syncd.jobs import REGISTRY
@@ -43,6 +44,7 @@ from syncd.sandbox.instock import InstockSim
 from syncd.sandbox.netstock import NetstockSim
 from syncd.sandbox.oregon_siop import OregonSiopSim
 from syncd.state import Store
+from syncd.state.backfills import request_backfill
 from tests.system.conftest import clean_env
 
 ZONE = "Europe/Amsterdam"
@@ -243,6 +245,15 @@ def test_every_job_dry_runs_without_a_trace(world: World) -> None:
     check("netstock.pop")
     assert len(world.netstock.queued("po")) == 1  # still there: a pop is never made dry
     check("oregon.siop")
+    # A backfill request waiting (`syncd backfill` wrote it): the dry run takes it on the
+    # copy; the real request stays requested.
+    with Store.open(world.settings.db_path, migrate=False) as store:
+        now = datetime.now(ZoneInfo("UTC")).replace(microsecond=0)
+        request_backfill(
+            store, "instock.moves", iso(now - timedelta(days=2)), iso(now), dry_run=False
+        )
+    backfilled = check("backfill.requests")
+    assert backfilled.counts.get("backfills_done") == 1, backfilled.counts
     check("state.housekeeping")
 
     # A second inbox round: a file refused whole would go to rejects/, a good one to archive/.
