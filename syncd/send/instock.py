@@ -33,6 +33,7 @@ client repeats none of these creates itself after a possibly applied failure
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -43,7 +44,7 @@ from syncd.connectors.instock import InstockClient, Order
 from syncd.errors import AlreadyDoneError, DivergedError, PermanentError, RetryableError
 from syncd.logs import redactor
 from syncd.send.base import Outcome, ReadBacks
-from syncd.send.readback import Decision, compare
+from syncd.send.readback import Decision, Verdict, compare
 from syncd.state import Intent, NewReject, Store
 from syncd.state.mirror.instock import (
     ArticleAccepted,
@@ -195,12 +196,13 @@ class InstockDestination:
         refused: dict[str, str] = {}
         diverged: dict[str, Any] = {}
         missing: list[Mapping[str, Any]] = []
+        verdicts: Counter[Verdict] = Counter()
         for article in articles:
             article_id = article["article_id"]
             remote = self.client.find_article(article_id)
             found = None if remote is None else remote.model_dump()
             decision = compare("articles.upload", article, found)
-            self.readbacks.count(decision.verdict)
+            verdicts[decision.verdict] += 1
             if decision.verdict == "applied":
                 accepted.append(article_id)
             elif decision.verdict == "not_applied":
@@ -211,6 +213,8 @@ class InstockDestination:
                     "attempt without a clear answer)"
                 )
                 diverged[article_id] = decision.reject_payload(dict(article), found)
+        for verdict, n in verdicts.items():  # counted once every article was read
+            self.readbacks.count(verdict, n)
         if missing:
             sent = self._upload(missing)
             accepted.extend(sent["accepted"])
