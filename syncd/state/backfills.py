@@ -51,7 +51,8 @@ class Backfill:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Backfill:
-        return cls(**{**row, "dry_run": bool(row["dry_run"])})
+        known = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "dry_run": bool(row["dry_run"])})
 
     @property
     def active(self) -> bool:
