@@ -216,7 +216,13 @@ def run(ctx: JobContext) -> None:
             [(ln.line_number, ln.article_id, ln.quantity) for ln in order.details], catalog
         )
         decided = plan_new_order(order, checks, options.rules(), utcnow(), answer.request_id)
-        _record(ctx, replace(decided, plan=decided.plan + Plan(changes=hashed)))
+        with store.transaction():
+            if orders.get_order(store, order.order_id) is not None:
+                # Taken since `known` was read (a backfill of dsorder.pull runs beside
+                # this job): it is known now, and taking it again would fail or double it.
+                ctx.log.info("dsorder_order_taken_meanwhile", order_id=order.order_id)
+                continue
+            _record(ctx, replace(decided, plan=decided.plan + Plan(changes=hashed)))
     covered = submitted_window(
         now,
         ctx.settings.daemon.site_timezone,

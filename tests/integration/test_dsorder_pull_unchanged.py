@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from syncd.config import Settings
 from syncd.sandbox.dsorder import DSOrderSim
 from syncd.sandbox.instock import InstockSim
@@ -149,3 +151,29 @@ def test_an_order_listed_invalid_then_as_stored_resolves_its_reject(
     back = loop.run(cfg, "dsorder.pull")
     assert (back.counts.get("unchanged", 0), back.counts.get("invalid", 0)) == (1, 0)
     assert query(cfg, reject_sql) == [{"status": "resolved"}]
+
+
+def test_an_order_taken_meanwhile_is_not_taken_again(
+    ins: InstockSim,
+    ds: DSOrderSim,
+    make_cfg: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backfill of dsorder.pull runs beside the live pull and may take an order after
+    the pull read which orders it knows: the pull sees it known in its own transaction
+    and neither fails nor queues a second Instock create."""
+    from syncd.state.mirror import dsorder as mirror
+
+    articles = loop.stocked(ins)
+    cfg = make_cfg(catalog=articles)
+    order_id = ds.submit_order(lines=[(articles[0], 2)])
+    assert loop.run(cfg, "dsorder.pull").counts.get("queued", 0) == 1
+    # As the pull would see it had the backfill taken the order after these reads:
+    monkeypatch.setattr(mirror, "known_order_ids", lambda store: set())
+    monkeypatch.setattr(mirror, "raw_hashes", lambda store: {})
+    again = loop.run(cfg, "dsorder.pull")
+    assert again.status == "ok"
+    assert again.counts.get("queued", 0) == 0
+    creates = query(cfg, "SELECT id FROM outbox WHERE kind = 'orders.create'")
+    assert len(creates) == 1
+    assert loop.order_row(cfg, order_id)["state"] in {"created", "queued"}
