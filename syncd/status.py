@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.state import Store, queries
+from syncd.state.backfills import active_backfills
 from syncd.triggers import next_fire
 
 if TYPE_CHECKING:
@@ -56,7 +57,19 @@ def status_report(store: Store) -> dict[str, Any]:
         "alerts_open": queries.alerts(store),
         "checkpoints": queries.checkpoints(store),
         "throttled": throttled(store),
+        "backfills": [b.as_json() for b in active_backfills(store)],
     }
+
+
+def backfill_text(row: dict[str, Any]) -> str:
+    """`#3 instock.moves 2026-12-01T00:00Z..2026-12-02T00:00Z running: 12 steps, 4 missing,
+    0 changed, 4 applied` (a dry run says so)."""
+    period = f"{row['period_from'][:16]}Z..{row['period_to'][:16]}Z"
+    dry = " (dry run)" if row["dry_run"] else ""
+    return (
+        f"#{row['id']} {row['stream']} {period} {row['status']}{dry}: {row['steps']} steps, "
+        f"{row['missing']} missing, {row['changed']} changed, {row['applied']} applied"
+    )
 
 
 def throttled(store: Store) -> list[dict[str, Any]]:

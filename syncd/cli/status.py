@@ -37,7 +37,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
     DB, so it works while the daemon runs.
     """
     from syncd.clock import ago, duration_text, parse_iso
-    from syncd.status import status_screen, throttled_text, warning_text
+    from syncd.status import backfill_text, status_screen, throttled_text, warning_text
 
     settings = settings_for(config_path)
     with open_store(config_path) as store:
@@ -62,6 +62,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
     )
     for row in report["throttled"]:  # a 429's Retry-After: every request of it waits
         echo(f"Rate limit: {throttled_text(row)}")
+    for row in report["backfills"]:  # requested or running (syncd backfill --show ID)
+        echo(f"Backfill: {backfill_text(row)}")
     echo("\nJobs:")
     rows = [
         {

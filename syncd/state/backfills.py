@@ -92,6 +92,14 @@ def active_backfill(store: Store, stream: str) -> Backfill | None:
     return Backfill.from_row(rows[0]) if rows else None
 
 
+def active_backfills(store: Store) -> list[Backfill]:
+    """Backfills requested or running, oldest first (at most one per stream)."""
+    rows = store.query(
+        "SELECT * FROM backfills WHERE status IN ('requested', 'running') ORDER BY id"
+    )
+    return [Backfill.from_row(r) for r in rows]
+
+
 def list_backfills(store: Store, limit: int = 20) -> list[Backfill]:
     """The latest backfills, newest first."""
     rows = store.query("SELECT * FROM backfills ORDER BY id DESC LIMIT ?", [limit])

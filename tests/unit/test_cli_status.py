@@ -209,3 +209,30 @@ def test_status_shows_a_connector_throttled_until_its_retry_after(
     assert "dsorder throttled" not in out
     report = json.loads(run_status(config, "--json").output)
     assert [row["connector"] for row in report["throttled"]] == ["instock"]
+
+
+def test_status_shows_backfills_requested_or_running(config: Path, tmp_path: Path) -> None:
+    """A backfill waiting for the daemon or under way is a line of `syncd status` (and its
+    JSON) with its period and counts; a finished one is not."""
+    from syncd.state.backfills import cancel_backfill, request_backfill
+
+    with Store.open(tmp_path / "state" / "syncd.db") as store:
+        done = request_backfill(
+            store, "dsorder.pull", "2026-12-04T00:00:00.000Z", NOW.isoformat(), dry_run=False
+        )
+        cancel_backfill(store, done.id)
+        waiting = request_backfill(
+            store,
+            "instock.moves",
+            "2026-12-01T00:00:00.000Z",
+            "2026-12-02T00:00:00.000Z",
+            dry_run=True,
+        )
+    out = run_status(config).output
+    assert (
+        f"Backfill: #{waiting.id} instock.moves 2026-12-01T00:00Z..2026-12-02T00:00Z "
+        "requested (dry run): 0 steps, 0 missing, 0 changed, 0 applied"
+    ) in out
+    assert "dsorder.pull" not in "".join(ln for ln in out.splitlines() if "Backfill" in ln)
+    report = json.loads(run_status(config, "--json").output)
+    assert [(b["id"], b["status"]) for b in report["backfills"]] == [(waiting.id, "requested")]
