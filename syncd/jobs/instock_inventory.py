@@ -301,7 +301,10 @@ def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
                 "rejected: articles absent from this scan keep their quantities"
             )
         # Absent from the list means zero: those rows drop to zero, with a delta.
-        mirror.ZeroAbsent(scan, iso(), allowed=not position.unkeyed).apply(store)
+        # `absent` counted exactly the rows it would zero: none (the usual case) saves two
+        # passes over the mirror.
+        if absent:
+            mirror.ZeroAbsent(scan, iso(), allowed=not position.unkeyed).apply(store)
         added = 0
         for intent in _delta_intents(
             store, scan, options, host_format(ctx.settings, "inventory_deltas")
