@@ -24,6 +24,7 @@ from tests.system.conftest import wait_until
 pytestmark = pytest.mark.system
 
 HOUSEKEEPING = "state.housekeeping"
+BACKFILLS = "backfill.requests"  # always on; runs only while a backfill is requested
 SECRET = "sekrit-123"
 OTHER_SECRET = "sekrit-456-not-yet-known"
 EXIT_STATE, EXIT_CONFIG = 75, 78
@@ -83,7 +84,7 @@ def test_ready_and_status_after_startup(spawn, notify, write_config) -> None:
     assert "outbox 0, rejects 0, alerts 0" in status[0]  # a real status, not "unavailable"
     started = daemon.wait_event("daemon_started")
     assert started["pid"] == daemon.pid
-    assert started["jobs"] == {HOUSEKEEPING: "every 3600s"}
+    assert started["jobs"] == {HOUSEKEEPING: "every 3600s", BACKFILLS: "every 15s"}
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_sigusr1_runs_every_enabled_job(spawn, notify, write_config, state_dir) 
 
     daemon.send(signal.SIGUSR1)
     requested = daemon.wait_event("run_all_requested")
-    assert requested["jobs"] == [HOUSEKEEPING]
+    assert requested["jobs"] == [BACKFILLS, HOUSEKEEPING]
 
     def finished_new_run() -> list[dict[str, Any]] | None:
         rows = runs(state_dir)
