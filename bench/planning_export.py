@@ -173,6 +173,9 @@ def write_config(work: Path, import_jobs: str, netstock: str, args: argparse.Nam
             enabled = true
             base_url = "{import_jobs}"
             api_key = "{IMPORT_JOBS_KEY}"
+            # syncd's own speed is measured, not the default budget's 5 requests/s (the
+            # raw loop has none); the budget's bookkeeping is still paid on every request.
+            rate_limit = {{ per_second = 100000, burst = 100000 }}
             [connectors.import_jobs.options]
             poll_interval = 0.01
             [connectors.netstock]
@@ -181,6 +184,7 @@ def write_config(work: Path, import_jobs: str, netstock: str, args: argparse.Nam
             username = "{NETSTOCK_USER}"
             password = "{NETSTOCK_PASSWORD}"
             client_id = "{NETSTOCK_CLIENT}"
+            rate_limit = {{ per_second = 100000, burst = 100000 }}
             [connectors.netstock.options]
             chunk_size = {args.chunk_size}
             scope = "dataorchestrator"
@@ -501,9 +505,37 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, float]:
             warm_up(contenders)
             series = interleave(contenders, args.rounds, show=show)
             result |= summarise(articles, key, label, series, args.rounds)
+        if args.profile:
+            profile_demand(template, db, config, work, args)
         if args.keep:
             shutil.copy2(db, Path(args.keep) / f"syncd-{articles}.db")
     return result
+
+
+def profile_demand(
+    template: Path, db: Path, config: Path, work: Path, args: argparse.Namespace
+) -> None:
+    """One more syncd demand-history run under py-spy (every thread, sampled), printed as
+    self and inclusive shares (bench/instock_pull.py's `print_collapsed`)."""
+    from instock_pull import print_collapsed
+
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    restore(template, db)
+    out = work / "demand.txt"
+    job = ["-m", "syncd.cli", "once", "planning.import", "--config", str(config)]
+
+    def cmd(base: str) -> list[str]:
+        write_config(work, base, "http://127.0.0.1:9", args)
+        return [spy, "record", "-r", "250", "-f", "raw", "-o", str(out), "--", sys.executable, *job]
+
+    f = measure("import_jobs", cmd)
+    seconds, _, _ = last_run(db, "planning.import")
+    print(
+        f"-- demand history under py-spy, all threads (job {seconds:.1f} s, CPU {f['cpu']:.1f} s):"
+    )
+    print_collapsed(out.read_text(), top=35)
 
 
 def table(results: list[dict[str, float]]) -> None:
@@ -549,6 +581,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tmp", default=None, help="where the work directories go")
     parser.add_argument("--keep", default=None, help="copy each state DB into this directory")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one more syncd demand-history run"
+    )
     args = parser.parse_args()
     results = [bench_size(n, args) for n in args.sizes]
     table(results)
