@@ -35,8 +35,9 @@ def trace(key: str, key_type: str | None, config_path: Path | None, as_json: boo
     """Show everything the state DB holds about KEY, in time order.
 
     KEY is a DSOrder order id, an Instock order id, an article id, a host file name or
-    a move (id or move_key). On a terminal: a timeline (local time, event, details);
-    piped or with --json: a JSON list. Exit 66 when nothing mentions KEY.
+    a move (id or move_key). On a terminal: a timeline (local time, event, details; a
+    pulled record's request id and ledger row on a "from" line under it); piped or with
+    --json: a JSON list (`origin`). Exit 66 when nothing mentions KEY.
     """
     from syncd.state.lineage import detect
     from syncd.state.lineage import to_json as trace_json
@@ -55,8 +56,9 @@ def trace(key: str, key_type: str | None, config_path: Path | None, as_json: boo
         + (f"; also a {', '.join(kinds[1:])}: --type" if kinds[1:] else "")
         + ")"
     )
-    table(
-        [{"time": when(e.at, True), "event": e.event, "details": e.details} for e in events],
-        ["time", "event", "details"],
-        {"details": 160},
-    )
+    rows = []
+    for e in events:
+        rows.append({"time": when(e.at, True), "event": e.event, "details": e.details})
+        if e.origin:  # a line of its own, so a long detail never cuts it off
+            rows.append({"time": "", "event": "", "details": f"  from {e.origin}"})
+    table(rows, ["time", "event", "details"], {"details": 160})

@@ -64,6 +64,8 @@ class TraceEvent:
     details: str
     source: str  # table:rowid, so the same row read twice is shown once
     data: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Where a pulled record came from: the remote's request id and its ledger row.
+    origin: str = field(default="", compare=False)
 
 
 def assemble(events: Iterable[TraceEvent]) -> list[TraceEvent]:
@@ -103,14 +105,16 @@ def lineage(store: Store, stream: str, request_id: str | None) -> tuple[str, int
             "(compacted, or its pull did not finish)",
             None,
         )
-    if row["kind"] == "cursor":
-        span = "a page of its cursor walk"
-    else:
-        span = f"{row['kind']} {row['window_from']} .. {row['window_to']}"
+    what = "a page" if row["kind"] == "cursor" else row["kind"]
     return (
-        f"request id {request_id}, ledger row {row['id']} ({stream} {span}, run {row['run_id']})",
+        f"request id {request_id}, ledger row {row['id']} ({stream} {what}, run {row['run_id']})",
         int(row["id"]),
     )
+
+
+def _polled(request_id: str | None, what: str) -> str:
+    """A record read by itself (no ledger row: polls follow orders, they cover no window)."""
+    return f"{what}, request id {request_id}" if request_id else ""
 
 
 def detect(store: Store, key: str) -> list[KeyType]:
@@ -235,9 +239,10 @@ def _dsorder_order(store: Store, order_id: str) -> list[TraceEvent]:
                 r["pulled_at"],
                 "dsorder.pulled",
                 f"DSOrder order {order_id} pulled (store {r['store_id']}, delivery "
-                f"{r['delivery_date']}); now {r['state']}; {origin}",
+                f"{r['delivery_date']}); now {r['state']}",
                 f"dsorder_orders:{order_id}",
                 data,
+                origin,
             )
         )
         if r["state"] == "held" or r["hold_reason"]:
@@ -313,23 +318,23 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
                 TraceEvent(
                     ledger[0]["ended_at"] if ledger else r["updated_at"],
                     "instock.listed",
-                    f"Instock order {order_id} ({r['kind']}) listed by Instock's orders list; "
-                    f"{origin}",
+                    f"Instock order {order_id} ({r['kind']}) listed by Instock's orders list",
                     f"instock_listed:{order_id}",
                     {**r, "ledger_row": row_id},
+                    origin,
                 )
             )
         if r["order_status"]:
-            poll = f"; status request id {r['status_request_id']}" if r["status_request_id"] else ""
             events.append(
                 TraceEvent(
                     r["updated_at"],
                     "instock.status",
                     f"Instock order {order_id} ({r['kind']}, placed {r['placed_at']}) status "
                     f"{r['order_status']} at {r['status_at']} (Instock's clock); fulfilled "
-                    f"{r['fulfilled']}{poll}",
+                    f"{r['fulfilled']}",
                     f"instock_status:{order_id}",
                     r,
+                    _polled(r["status_request_id"], "status poll"),
                 )
             )
     for r in store.query(
@@ -339,10 +344,10 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
             TraceEvent(
                 r["updated_at"],
                 "instock.ordertask",
-                f"ordertask {r['ordertask_id']} {r['ordertask_status']}"
-                + (f"; request id {r['request_id']}" if r["request_id"] else ""),
+                f"ordertask {r['ordertask_id']} {r['ordertask_status']}",
                 f"instock_ordertasks:{r['ordertask_id']}",
                 r,
+                _polled(r["request_id"], "ordertask read"),
             )
         )
     for r in store.query(
@@ -410,9 +415,10 @@ def _move_event(store: Store, r: dict[str, Any]) -> TraceEvent:
         "move",
         f"move {r['id']} at {r['move_timestamp']}: {r['qty']} x {r['article_id']} {r['from_cell_id']} -> "
         f"{r['to_cell_id']} ({r['from_account_id']} -> {r['to_account_id']}) order "
-        f"{r['order_id'] or '-'}; pulled {r['pulled_at']} by {r['run_id']}; {origin}",
+        f"{r['order_id'] or '-'}; pulled {r['pulled_at']} by {r['run_id']}",
         f"instock_moves:{r['id']}",
         {**r, "ledger_row": row_id},
+        origin,
     )
 
 
@@ -446,9 +452,8 @@ def _article(store: Store, article_id: str) -> list[TraceEvent]:
     for r in store.query("SELECT * FROM instock_inventory WHERE article_id = ?", [article_id]):
         scan = scan_ledger_row(store, INVENTORY_STREAM, r["scan"])
         origin = (
-            f"scan {r['scan']}, ledger row {scan['id']} ({scan['started_at']} .. "
-            f"{scan['ended_at']}, {scan['pages']} pages, {scan['stored']} stored, hash "
-            f"{scan['content_hash']}, run {scan['run_id']})"
+            f"scan {r['scan']}, ledger row {scan['id']} (ended {scan['ended_at']}, "
+            f"{scan['pages']} pages, {scan['stored']} stored, hash {scan['content_hash']})"
             if scan
             else f"scan {r['scan']} (no live ledger row: in progress, or compacted)"
         )
@@ -457,9 +462,10 @@ def _article(store: Store, article_id: str) -> list[TraceEvent]:
                 r["updated_at"],
                 "inventory",
                 f"Instock stock free {r['free']} reserved {r['reserved']} registered "
-                f"{r['registered']}; listed by {origin}",
+                f"{r['registered']}, as last listed by scan {r['scan']}",
                 f"instock_inventory:{article_id}",
                 {**r, "ledger_row": scan["id"] if scan else None},
+                origin,
             )
         )
     events += _intents(store, f"article:{article_id}")

@@ -145,7 +145,7 @@ def test_every_pulled_record_in_a_trace_names_its_request_id_and_ledger_row(
     rid = pulled["data"]["request_id"]
     assert rid in answered
     assert pulled["data"]["ledger_row"] == ledger_ids(cfg, "dsorder.submitted")[rid]
-    assert f"request id {rid}, ledger row {pulled['data']['ledger_row']}" in pulled["details"]
+    assert f"request id {rid}, ledger row {pulled['data']['ledger_row']}" in pulled["origin"]
 
     [listed] = by_event["instock.listed"]
     rid = listed["data"]["list_request_id"]
@@ -153,7 +153,7 @@ def test_every_pulled_record_in_a_trace_names_its_request_id_and_ledger_row(
     assert listed["data"]["ledger_row"] == ledger_ids(cfg, "instock.orders")[rid]
     [status] = by_event["instock.status"]
     assert status["data"]["status_request_id"] in answered
-    assert f"status request id {status['data']['status_request_id']}" in status["details"]
+    assert status["origin"] == f"status poll, request id {status['data']['status_request_id']}"
     tasks = by_event["instock.ordertask"]
     assert tasks
     assert all(t["data"]["request_id"] in answered for t in tasks)
@@ -171,9 +171,16 @@ def test_every_pulled_record_in_a_trace_names_its_request_id_and_ledger_row(
     [scan] = query(cfg, "SELECT * FROM pull_windows WHERE kind = 'scan' ORDER BY id DESC LIMIT 1")
     assert stock["data"]["scan"] == scan["scan"]
     assert stock["data"]["ledger_row"] == scan["id"]
-    assert f"hash {scan['content_hash']}" in stock["details"]
+    assert f"hash {scan['content_hash']}" in stock["origin"]
     [host] = [r for r in art if r["event"] == "host.row"]
     assert f"from {host['data']['file']}:{host['data']['line']}" in host["details"]
+
+    # On a terminal each origin is a line of its own under its event, never cut off.
+    monkeypatch.setattr("syncd.cli.trace.stdout_is_tty", lambda: True)
+    env = {"SYNCD_DAEMON__STATE_DIR": str(cfg.daemon.state_dir)}
+    text = CliRunner().invoke(cli, ["trace", order], env=env).output.splitlines()
+    at = next(n for n, line in enumerate(text) if "dsorder.pulled" in line)
+    assert text[at + 1].split() == ["from", *pulled["origin"].split()]
 
 
 def times_ordered(rows: list[dict[str, Any]]) -> bool:
