@@ -93,9 +93,9 @@ def to_json(events: list[TraceEvent]) -> list[dict[str, Any]]:
     return [asdict(e) for e in events]
 
 
-def lineage(store: Store, stream: str, request_id: str | None) -> tuple[str, int | None]:
-    """Where a pulled record came from, as words and its ledger row id: the remote's
-    request id of the answer it came in, and the window ledger row that lists it."""
+def lineage(store: Store, stream: str, request_id: str | None) -> tuple[str, dict[str, Any] | None]:
+    """Where a pulled record came from, as words, and its ledger row: the remote's request
+    id of the answer it came in, and the window ledger row that lists it."""
     if not request_id:
         return "request id not kept (stored before lineage was)", None
     row = ledger_row_of(store, stream, request_id)
@@ -108,8 +108,12 @@ def lineage(store: Store, stream: str, request_id: str | None) -> tuple[str, int
     what = "a page" if row["kind"] == "cursor" else row["kind"]
     return (
         f"request id {request_id}, ledger row {row['id']} ({stream} {what}, run {row['run_id']})",
-        int(row["id"]),
+        row,
     )
+
+
+def _row_id(row: dict[str, Any] | None) -> int | None:
+    return None if row is None else int(row["id"])
 
 
 def _polled(request_id: str | None, what: str) -> str:
@@ -233,7 +237,8 @@ def _dsorder_order(store: Store, order_id: str) -> list[TraceEvent]:
     for r in store.query("SELECT * FROM dsorder_orders WHERE order_id = ?", [order_id]):
         instock_id = r["instock_order_id"]
         data = {k: v for k, v in r.items() if k != "raw"}
-        origin, data["ledger_row"] = lineage(store, DSORDER_STREAM, r["request_id"])
+        origin, ledger = lineage(store, DSORDER_STREAM, r["request_id"])
+        data["ledger_row"] = _row_id(ledger)
         events.append(
             TraceEvent(
                 r["pulled_at"],
@@ -310,17 +315,15 @@ def _instock_order(store: Store, order_id: str, with_dsorder: bool = True) -> li
         events.append(TraceEvent(r["updated_at"], "instock.synced", detail, f"sync:{order_id}", r))
     for r in store.query("SELECT * FROM instock_orders WHERE order_id = ?", [order_id]):
         if r["list_request_id"]:
-            origin, row_id = lineage(store, INSTOCK_ORDERS_STREAM, r["list_request_id"])
-            ledger = store.query(
-                "SELECT ended_at FROM pull_windows WHERE id = ?", [row_id]
-            )  # listed when its page was stored
+            origin, ledger = lineage(store, INSTOCK_ORDERS_STREAM, r["list_request_id"])
             events.append(
                 TraceEvent(
-                    ledger[0]["ended_at"] if ledger else r["updated_at"],
+                    # listed when its page was stored (the row's end)
+                    ledger["ended_at"] if ledger else r["updated_at"],
                     "instock.listed",
                     f"Instock order {order_id} ({r['kind']}) listed by Instock's orders list",
                     f"instock_listed:{order_id}",
-                    {**r, "ledger_row": row_id},
+                    {**r, "ledger_row": _row_id(ledger)},
                     origin,
                 )
             )
@@ -409,7 +412,7 @@ def _host_outbox(store: Store, value: str) -> list[TraceEvent]:
 
 
 def _move_event(store: Store, r: dict[str, Any]) -> TraceEvent:
-    origin, row_id = lineage(store, MOVES_STREAM, r["request_id"])
+    origin, ledger = lineage(store, MOVES_STREAM, r["request_id"])
     return TraceEvent(
         r["pulled_at"],
         "move",
@@ -417,7 +420,7 @@ def _move_event(store: Store, r: dict[str, Any]) -> TraceEvent:
         f"{r['to_cell_id']} ({r['from_account_id']} -> {r['to_account_id']}) order "
         f"{r['order_id'] or '-'}; pulled {r['pulled_at']} by {r['run_id']}",
         f"instock_moves:{r['id']}",
-        {**r, "ledger_row": row_id},
+        {**r, "ledger_row": _row_id(ledger)},
         origin,
     )
 
