@@ -123,3 +123,29 @@ def test_ledger_days_beyond_retention_is_refused_by_name(tmp_path: Path) -> None
     assert result.exit_code == 78, result.output
     assert "ledger_days" in result.stderr
     assert "must not exceed retention_days" in result.stderr
+
+
+def test_compacted_scans_stay_without_a_gap_and_leave_the_live_scans_listed(
+    tmp_path: Path,
+) -> None:
+    """Inventory scans on three days, the first two compacted: still no gap (the first live
+    scan chains to the last compacted one), only the live scans listed, the rows counted."""
+    with Store.open(tmp_path / "syncd.db") as st:
+        with st.transaction():
+            n = 0
+            for day in (DAY1, DAY2, DAY3):
+                for hour in ("06", "12", "18"):
+                    n += 1
+                    start, end = f"{day}T{hour}:00:00.000Z", f"{day}T{hour}:05:00.000Z"
+                    RecordWindow(
+                        "instock.inventory", "instock.inventory", f"i{n}", "scan", start, end,
+                        start, end, pages=2, listed=9, stored=9, content_hash=f"h{n}", scan=n,
+                    ).apply(st)  # fmt: skip
+        assert compact_ledger(st, DAY3) == 6
+        [cov] = coverage_report(st, "instock.inventory", now=parse_iso(f"{DAY3}T20:00:00Z"))
+    assert cov.gaps == ()
+    assert cov.windows == 9
+    assert [s.scan for s in cov.scans] == [7, 8, 9]
+    assert (cov.start, cov.end) == (
+        parse_iso(f"{DAY1}T06:00:00.000Z"), parse_iso(f"{DAY3}T18:05:00.000Z"),
+    )  # fmt: skip
