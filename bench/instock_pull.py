@@ -25,7 +25,9 @@ Targets (issue 15): first cycle >= 0.9 x raw, unchanged cycle >= 0.95 x raw, pea
 commit REF (its source exported with `git archive` and put first on PYTHONPATH), in the
 same rounds, so a change's cost is measured against the code before it on the same
 simulator and machine state (issue 13: the window ledger and lineage may cost the pull at
-most 5% of rows/s).
+most 5% of rows/s). Each syncd cycle also reports its process's CPU seconds per 1M rows
+(`ru_utime + ru_stime`, start-up included), steadier than rows/s when other work shares
+the cores.
 
     python bench/instock_pull.py [--sizes 100000 1000000] [--page-size 1000] [--rounds 3]
                                  [--profile] [--before REF]
@@ -228,6 +230,10 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
                     "second_rows_s": rows / second_s,
                     "rss_mib": first.rss_mib,
                     "second_rss_mib": second.rss_mib,
+                    # CPU seconds of the whole process (start-up included) per 1M rows: on
+                    # a loaded machine a steadier measure of the work than wall time.
+                    "cpu_per_m": first.cpu_s / rows * 1e6,
+                    "second_cpu_per_m": second.cpu_s / rows * 1e6,
                     "send_s": sent.wall_s,
                     "queued_first": queued_first,
                     "files_first": files_first,
@@ -286,7 +292,8 @@ def show_round(_round: int, name: str, f: Figures) -> str:
         f"first cycle {f['rows_s']:,.0f} rows/s ({f['queued_first']} intents -> "
         f"{f['files_first']} files, send {f['send_s']:.1f} s), unchanged cycle "
         f"{f['second_rows_s']:,.0f} rows/s ({f['queued_second']} intents -> "
-        f"{f['files_second']} files), peak RSS {f['rss_mib']:.0f} / {f['second_rss_mib']:.0f} MiB"
+        f"{f['files_second']} files), peak RSS {f['rss_mib']:.0f} / {f['second_rss_mib']:.0f} MiB, "
+        f"CPU {f['cpu_per_m']:.1f} / {f['second_cpu_per_m']:.1f} s per 1M rows"
     )
 
 
@@ -319,6 +326,8 @@ def summarise(articles: int, series: dict[str, Series]) -> dict[str, Any]:
         before = series["before"]
         was = ratios(syncd, "rows_s", before, "rows_s")
         was_second = ratios(syncd, "second_rows_s", before, "second_rows_s")
+        cpu = ratios(syncd, "cpu_per_m", before, "cpu_per_m")
+        cpu_second = ratios(syncd, "second_cpu_per_m", before, "second_cpu_per_m")
         print(
             f"   before (--before)   {before.spread('rows_s')} rows/s first, "
             f"{before.spread('second_rows_s')} rows/s unchanged"
@@ -326,6 +335,16 @@ def summarise(articles: int, series: dict[str, Series]) -> dict[str, Any]:
         print(
             f"   syncd / before      x{spread_of(was)} first cycle, x{spread_of(was_second)} "
             "unchanged (target >= 0.95: the change costs at most 5% of rows/s)"
+        )
+        print(
+            f"   CPU s per 1M rows   syncd {syncd.spread('cpu_per_m', ',.1f')} first, "
+            f"{syncd.spread('second_cpu_per_m', ',.1f')} unchanged; before "
+            f"{before.spread('cpu_per_m', ',.1f')} first, "
+            f"{before.spread('second_cpu_per_m', ',.1f')} unchanged"
+        )
+        print(
+            f"   CPU syncd / before  x{spread_of(cpu, '.3f')} first cycle, "
+            f"x{spread_of(cpu_second, '.3f')} unchanged (<= 1.05: at most 5% more work per row)"
         )
     return {
         "articles": articles,
