@@ -124,8 +124,8 @@ def orders_to_follow(store: Store, limit: int) -> list[FollowedOrder]:
     first): with more open orders than `limit`, every order gets its turn and queued
     creates take no one's place."""
     rows = store.query(
-        "SELECT d.order_id, d.instock_order_id, d.order_date, s.status AS sync_status "
-        "FROM dsorder_orders d "
+        "SELECT d.order_id, d.instock_order_id, d.order_date, s.status AS sync_status, "
+        "d.moved_at FROM dsorder_orders d "
         "LEFT JOIN instock_order_sync s ON s.order_id = d.instock_order_id "
         "LEFT JOIN instock_orders m ON m.order_id = d.instock_order_id "
         "WHERE d.state = 'created' "
