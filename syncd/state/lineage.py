@@ -78,7 +78,13 @@ def assemble(events: Iterable[TraceEvent]) -> list[TraceEvent]:
             continue
         seen.add((ev.source, ev.event))
         kept.append(ev)
-    return sorted(kept, key=lambda e: (instant_key(e.at), STAGES.get(e.event, 50), e.source))
+    return sorted(kept, key=lambda e: (instant_key(e.at), STAGES.get(e.event, 50), source_key(e)))
+
+
+def source_key(event: TraceEvent) -> tuple[str, int, str]:
+    """`outbox:7` before `outbox:10`: a row id compares as a number, not as text."""
+    table, _, rest = event.source.partition(":")
+    return (table, int(rest), "") if rest.isdigit() else (table, -1, rest)
 
 
 def instant_key(at: str) -> str:
@@ -93,12 +99,15 @@ def to_json(events: list[TraceEvent]) -> list[dict[str, Any]]:
     return [asdict(e) for e in events]
 
 
-def lineage(store: Store, stream: str, request_id: str | None) -> tuple[str, dict[str, Any] | None]:
+def lineage(
+    store: Store, stream: str, request_id: str | None, run_id: str | None = None
+) -> tuple[str, dict[str, Any] | None]:
     """Where a pulled record came from, as words, and its ledger row: the remote's request
-    id of the answer it came in, and the window ledger row that lists it."""
+    id of the answer it came in, and the window ledger row that lists it (or, past the
+    ids a row keeps, the row of `run_id` that left ids out)."""
     if not request_id:
         return "request id not kept (stored before lineage was)", None
-    row = ledger_row_of(store, stream, request_id)
+    row = ledger_row_of(store, stream, request_id, run_id)
     if row is None:
         return (
             f"request id {request_id}; no live ledger row of {stream} lists it "
@@ -412,7 +421,7 @@ def _host_outbox(store: Store, value: str) -> list[TraceEvent]:
 
 
 def _move_event(store: Store, r: dict[str, Any]) -> TraceEvent:
-    origin, ledger = lineage(store, MOVES_STREAM, r["request_id"])
+    origin, ledger = lineage(store, MOVES_STREAM, r["request_id"], r["run_id"])
     return TraceEvent(
         r["pulled_at"],
         "move",

@@ -342,18 +342,33 @@ def _store_day(
     return summary
 
 
-def ledger_row_of(store: Store, stream: str, request_id: str) -> dict[str, Any] | None:
+_LINEAGE_COLUMNS = (
+    "w.id, w.stream, w.run_id, w.kind, w.window_from, w.window_to, w.cursor_before, "
+    "w.cursor_after, w.started_at, w.ended_at, w.scan, w.request_ids_more"
+)
+
+
+def ledger_row_of(
+    store: Store, stream: str, request_id: str, run_id: str | None = None
+) -> dict[str, Any] | None:
     """The live ledger row of `stream` whose pages include the answer `request_id` (a
-    pulled record's lineage); None when compacted, never written (a pull that did not
-    finish), or past the request ids a row keeps."""
+    pulled record's lineage). A row keeps its first 20 request ids: with `run_id` (the
+    run that stored the record), a record of a later page is found in the one row of
+    that run that left ids out. None when compacted, never written (a pull that did not
+    finish), or not decidable (that run left ids out of several rows)."""
     rows = store.query(
-        "SELECT w.id, w.stream, w.run_id, w.kind, w.window_from, w.window_to, "
-        "w.cursor_before, w.cursor_after, w.started_at, w.ended_at, w.scan "
-        "FROM pull_windows w, json_each(w.request_ids) j "
+        f"SELECT {_LINEAGE_COLUMNS} FROM pull_windows w, json_each(w.request_ids) j "
         "WHERE w.stream = ? AND j.value = ? ORDER BY w.id LIMIT 1",
         [stream, request_id],
     )
-    return rows[0] if rows else None
+    if rows or run_id is None:
+        return rows[0] if rows else None
+    capped = store.query(
+        f"SELECT {_LINEAGE_COLUMNS} FROM pull_windows w "
+        "WHERE w.stream = ? AND w.run_id = ? AND w.request_ids_more > 0 ORDER BY w.id LIMIT 2",
+        [stream, run_id],
+    )
+    return capped[0] if len(capped) == 1 else None
 
 
 def scan_ledger_row(store: Store, stream: str, scan: int) -> dict[str, Any] | None:

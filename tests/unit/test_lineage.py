@@ -63,3 +63,10 @@ def test_trace_reads_the_ledger_streams_the_jobs_write() -> None:
     assert lineage.INSTOCK_ORDERS_STREAM == instock_orders.LEDGER_STREAM
     assert lineage.MOVES_STREAM == instock_moves.LEDGER_STREAM
     assert lineage.INVENTORY_STREAM == instock_inventory.LEDGER_STREAM
+
+
+def test_equal_times_and_stages_order_row_ids_as_numbers() -> None:
+    """Intents 7..10 queued in one instant come out 7, 8, 9, 10 (not 10 first, as text)."""
+    t = "2026-12-04T10:00:00Z"
+    got = assemble([ev(t, "intent.queued", f"outbox:{n}") for n in (10, 8, 7, 9)])
+    assert [e.source for e in got] == ["outbox:7", "outbox:8", "outbox:9", "outbox:10"]

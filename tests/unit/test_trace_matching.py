@@ -50,3 +50,42 @@ def test_wildcards_and_case_in_an_id_match_only_that_id(tmp_path: Path) -> None:
             fil = sources(trace(store, f"orders-{oid}.csv", "file"))
             n = ids.index(oid)
             assert fil == {reject_of[f"orders-{oid}.csv:{n + 2}"]}, oid
+
+
+def test_a_move_past_the_request_ids_a_window_keeps_finds_its_run_s_capped_window(
+    tmp_path: Path,
+) -> None:
+    """A window of 25 pages keeps 20 request ids: a move of page 23 is traced to the one
+    window of its run that left ids out; with two such windows in the run it is not
+    guessed."""
+    from syncd.state.windows import RecordWindow
+
+    ids = tuple(f"{n:032x}" for n in range(25))
+    with Store.open(tmp_path / "syncd.db") as store:
+        with store.transaction():
+            RecordWindow(
+                "instock.moves", "instock.moves", "run-1", "window",
+                "2026-12-05T07:00:00.000Z", "2026-12-05T07:00:05.000Z",
+                "2026-12-04T07:00:00.000Z", "2026-12-05T06:59:00.000Z",
+                pages=25, request_ids=ids,
+            ).apply(store)  # fmt: skip
+            store.db.execute(
+                "INSERT INTO instock_moves (move_key, occurrence, article_id, qty, "
+                "move_timestamp, pulled_at, run_id, request_id) "
+                "VALUES ('k', 1, 'A1', 1, '2026-12-05T06:00:00Z', '2026-12-05T07:00:05.000Z', "
+                "'run-1', ?)",
+                [ids[22]],
+            )
+        [move] = trace(store, "k", "move")
+        assert move.data["ledger_row"] == 1
+        assert move.origin.startswith(f"request id {ids[22]}, ledger row 1 (instock.moves")
+        with store.transaction():
+            RecordWindow(
+                "instock.moves", "instock.moves", "run-1", "window",
+                "2026-12-05T07:01:00.000Z", "2026-12-05T07:01:05.000Z",
+                "2026-12-05T06:50:00.000Z", "2026-12-05T07:00:00.000Z",
+                pages=21, request_ids=tuple(f"{n:031x}f" for n in range(21)),
+            ).apply(store)  # fmt: skip
+        [move] = trace(store, "k", "move")
+        assert move.data["ledger_row"] is None
+        assert "no live ledger row" in move.origin
