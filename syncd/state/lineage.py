@@ -482,11 +482,20 @@ def _article(store: Store, article_id: str) -> list[TraceEvent]:
         )
     events += _intents(store, f"article:{article_id}")
     events += _rejects(
-        store,
-        "reference = ? OR (instr(payload, ?) > 0 AND substr(source, 1, 5) = 'host:')",
-        [f"article {article_id}", article_id],
+        store, HOST_ROW_OF_ARTICLE, [f"article {article_id}", article_id, article_id]
     )
     return events
+
+
+# A host reject keeps its row as a JSON object of its columns (a readable row) or as the
+# raw line (an unreadable one): the article is its `article_id` column, or a whole
+# comma-separated cell of the line; never a substring ("12" is not "A123").
+HOST_ROW_OF_ARTICLE = (
+    "reference = ? OR (substr(source, 1, 5) = 'host:' AND CASE WHEN json_valid(payload) "
+    "THEN json_extract(payload, '$.article_id') IS ? "
+    "ELSE instr(',' || replace(replace(payload, '\"', ''), ' ', '') || ',', ',' || ? || ',') > 0 "
+    "END)"
+)
 
 
 def _file(store: Store, name: str) -> list[TraceEvent]:

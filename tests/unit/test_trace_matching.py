@@ -89,3 +89,23 @@ def test_a_move_past_the_request_ids_a_window_keeps_finds_its_run_s_capped_windo
         [move] = trace(store, "k", "move")
         assert move.data["ledger_row"] is None
         assert "no live ledger row" in move.origin
+
+
+def test_an_article_s_host_rejects_are_its_own_not_ids_containing_it(tmp_path: Path) -> None:
+    """A host reject is the article's when its row's article_id column (a readable row)
+    or a whole cell of its raw line (an unreadable one) is the id: "12" does not pull in
+    the rows of "A123" or "120"."""
+    with Store.open(tmp_path / "syncd.db") as store, store.transaction():
+        store.add_rejects(
+            [
+                NewReject("host:articles", "articles.csv:2", "bad", payload='{"article_id": "12"}'),
+                NewReject("host:articles", "articles.csv:3", "bad", payload='{"article_id": "A123"}'),
+                NewReject("host:stock", "stock.csv:4", "bad", payload='{"article_id": "120"}'),
+                NewReject("host:orders", "orders.csv:5", "bad", payload='O1,"12",3,"x'),
+                NewReject("host:orders", "orders.csv:6", "bad", payload='O2,A123,3,"x'),
+                NewReject("host:orders", "orders.csv:7", "bad", payload=None),
+            ]
+        )  # fmt: skip
+    with Store.open(tmp_path / "syncd.db") as store:
+        refs = {e.data["reference"] for e in trace(store, "12", "article") if e.event == "reject"}
+    assert refs == {"articles.csv:2", "orders.csv:5"}
