@@ -33,7 +33,7 @@ from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from syncd.clock import iso
+from syncd.clock import duration_text, iso
 
 GapCause = Literal["midnight", "failed-run", "checkpoint-reset"]
 # Streams of a remote that lists only the site's current day (a midnight inside a gap is
@@ -381,7 +381,14 @@ def coverage_text(cov: Coverage, when: Callable[[datetime], str]) -> list[str]:
     verdict = "no gap" if not cov.gaps else f"{len(cov.gaps)} gap(s)"
     rows = f"{cov.windows} rows" + (f", {cov.backfills} by backfills" if cov.backfills else "")
     lines = [f"{cov.stream} ({cov.kind}, {rows}): {when(cov.start)} .. {when(cov.end)}: {verdict}"]
-    if cov.kind == "window":
+    if cov.kind == "window" and cov.overlap_s is None and cov.min_overlap_s is not None:
+        # A stream that re-reads its period from the start (DSOrder's day): no overlap is
+        # configured, and consecutive pulls overlap by hours; said as such.
+        lines.append(
+            "  overlap: none configured (each pull reads its period from the start); "
+            f"consecutive pulls overlap by at least {duration_text(cov.min_overlap_s)}"
+        )
+    elif cov.kind == "window":
         lines.append(
             f"  overlap: configured {_seconds(cov.overlap_s)}, least seen "
             f"{_seconds(cov.min_overlap_s)}, {cov.short_overlaps} window(s) short of it"

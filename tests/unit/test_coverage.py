@@ -268,3 +268,24 @@ def test_a_compacted_scan_day_chains_to_the_next_scan() -> None:
     cov = stream_coverage("s", [scan(600, 602)], days=[day])
     assert cov.gaps == ()
     assert (cov.start, cov.end) == (at(0), at(602))
+
+
+def test_a_stream_without_a_configured_overlap_says_so_in_words() -> None:
+    """DSOrder's pulls read the day from its midnight: no overlap is configured, and the
+    text says how much consecutive pulls overlap rather than a bare count of seconds."""
+    from syncd.coverage import coverage_text
+
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        LedgerRow("r", "window", t, t, day, t)
+        for t in (day + timedelta(hours=8), day + timedelta(hours=8, minutes=5))
+    ]
+    lines = coverage_text(stream_coverage("dsorder.submitted", rows), lambda t: t.isoformat())
+    assert lines[1] == (
+        "  overlap: none configured (each pull reads its period from the start); "
+        "consecutive pulls overlap by at least 8 h"
+    )
+    configured = coverage_text(
+        stream_coverage("instock.moves", [window(0, 60), window(50, 120)]), str
+    )
+    assert configured[1].startswith("  overlap: configured 600 s, least seen 600 s")
