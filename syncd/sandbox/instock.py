@@ -89,6 +89,12 @@ order id is unique (only that `resource_cannot_be_created` may mean "already exi
 second order kept in ``InstockState.duplicate_orders``."""
 """Orders list orders: by creation (new orders appended), newest first, or a stable order
 unrelated to time (a hash of the order id, as a list sorted by a random key would be)."""
+PLACED_AT_TEXTS: Final = ("as_sent", "normalized")
+"""How an order's `placed_at` reads back. The document types it "RFC 3339 date-time" and
+shows whole seconds with a Z, but does not say the text sent is kept: ``as_sent``
+(default) echoes it; ``normalized`` (the other reading) keeps the instant only and
+answers it as whole seconds UTC with a Z (``...07:38:39.000+00:00`` reads back as
+``...07:38:39Z``)."""
 PICK_MOVES: Final = ("at_done", "before_done")
 """When a customer order's pick moves are written. The document says moves carry the
 order_id but not which status changes come with moves: ``at_done`` (default) writes them
@@ -589,6 +595,7 @@ class InstockSim(Simulator):
         order_attributes: Iterable[str] | None = DEFAULT_ORDER_ATTRIBUTES,
         duplicate_order_ids: str = "refuse",
         pick_moves: str = "at_done",
+        placed_at_text: str = "as_sent",
     ) -> None:
         if not sites:
             raise ValueError("at least one site is needed")
@@ -598,6 +605,9 @@ class InstockSim(Simulator):
             raise ValueError(f"duplicate_order_ids must be one of {', '.join(DUPLICATE_ORDER_IDS)}")
         if pick_moves not in PICK_MOVES:
             raise ValueError(f"pick_moves must be one of {', '.join(PICK_MOVES)}")
+        if placed_at_text not in PLACED_AT_TEXTS:
+            raise ValueError(f"placed_at_text must be one of {', '.join(PLACED_AT_TEXTS)}")
+        self.placed_at_text = placed_at_text
         self.duplicate_order_ids = duplicate_order_ids
         self.pick_moves = pick_moves
         self.clock = clock
@@ -931,9 +941,15 @@ class InstockSim(Simulator):
 
     # orders
 
+    def _placed_at_kept(self, order: Order) -> Order:
+        """`placed_at` as this simulator keeps it (see PLACED_AT_TEXTS)."""
+        if self.placed_at_text == "normalized":
+            order.placed_at = rfc3339(parse_rfc3339(order.placed_at))
+        return order
+
     def _create_order(self, request: Request) -> Response:
         site_id = self._site(request)
-        order = _parse_order_body(request.json, site_id, self.clock())
+        order = self._placed_at_kept(_parse_order_body(request.json, site_id, self.clock()))
         _check_order_attribute_names(order.attributes, self.order_attributes)
         with self.state.lock:
             duplicate = order.order_id in self.state.orders
@@ -1042,7 +1058,7 @@ class InstockSim(Simulator):
                 raise _bad(f"A complete order record is required, missing {', '.join(missing)}.")
             if body["org_id"] != self.state.org_id:
                 raise _bad("org_id in the body does not match the organization.")
-            new = _parse_order_body(body, site_id, self.clock())
+            new = self._placed_at_kept(_parse_order_body(body, site_id, self.clock()))
             _check_order_attribute_names(new.attributes, self.order_attributes)
             self._require_articles(new.lines)
             self._register_demand(order, -1)

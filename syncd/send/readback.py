@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -77,6 +78,18 @@ def _lines(lines: Any) -> dict[str, tuple[str, Any]]:
     return out
 
 
+def _instant(value: Any) -> Any:
+    """An RFC 3339 time as the instant it names: Instock need not echo the text sent
+    ("...39.000Z" and "...39+00:00" are one time); text that is not one compares as is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _dims(value: Any) -> dict[str, Any]:
     return {k: (v if k == "uom" else _number(v)) for k, v in (value or {}).items()}
 
@@ -95,6 +108,8 @@ def _field_differences(
             equal = _lines(mine) == _lines(theirs)
         elif field == "dimensions":
             equal = _dims(mine) == _dims(theirs)
+        elif field == "placed_at":
+            equal = _instant(mine) == _instant(theirs)
         else:
             equal = (mine or None) == (theirs or None)
         if not equal:

@@ -495,3 +495,37 @@ def test_unclear_dsorder_intents_of_one_drain_share_one_read_of_the_list(
     assert counts["already_done"] == 3
     assert stored["readback_applied"] == 3
     assert all(ds.closes(o) == 1 for o in orders)
+
+
+def test_an_order_read_back_with_its_placed_at_rewritten_is_applied(tmp_path: Path) -> None:
+    """The document does not say Instock keeps the `placed_at` text it was sent; under the
+    other reading (the same instant answered as whole seconds with a Z) a lost create is
+    still recognised as applied, not rejected as diverged."""
+    with InstockSim(
+        seed=SEED, articles=30, retry_after=0, duplicate_order_ids="accept",
+        placed_at_text="normalized",
+    ) as sim:  # fmt: skip
+        cfg = sim_settings(
+            tmp_path / "n",
+            connector_for(sim, page_size=100, retry=fast_retry(CLIENT_ATTEMPTS)),
+            outbox=FAST_BACKOFF,
+        )
+        (a,) = stocked_articles(sim, 1)
+        header = ORDERS_HEADER + ",placed_at"
+        drop(
+            cfg, "orders", csv_text(header, [f"create,RB-T,RB-T-1,{a},2,2026-12-04T07:38:39+01:00"])
+        )
+        run(cfg, "instock.orders")
+        route = ROUTES["orders.create"]
+        applied = count_applied(sim.server, route, order_key)
+        lose_answers(sim.server, route, "apply_then_drop")
+        send(cfg)
+        with sim.state.lock:
+            assert sim.state.orders["RB-T"].placed_at == "2026-12-04T06:38:39Z"
+        sim.faults.clear()
+        due_now(cfg)
+        counts, _ = send(cfg)
+        assert applied["RB-T"] == 1
+        assert counts["readback_applied"] == 1, counts
+        assert intent(cfg, "orders.create")["status"] == "sent"
+        assert open_rejects(cfg, "") == []
