@@ -95,10 +95,16 @@ def _dims(value: Any) -> dict[str, Any]:
 
 
 def _field_differences(
-    intended: Mapping[str, Any], found: Mapping[str, Any], fields: Sequence[str]
+    intended: Mapping[str, Any],
+    found: Mapping[str, Any],
+    fields: Sequence[str],
+    *,
+    own_attributes: bool = False,
 ) -> tuple[Difference, ...]:
     """Fields the intent sets that the remote shows otherwise (fields the intent leaves
-    out are the remote's own and never count)."""
+    out are the remote's own and never count). With `own_attributes` (a create) only the
+    attributes the intent sets count: attributes Instock adds of its own (as it does at
+    decanting) do not make a created record someone else's."""
     diffs: list[Difference] = []
     for field in fields:
         if field not in intended:
@@ -108,6 +114,11 @@ def _field_differences(
             equal = _lines(mine) == _lines(theirs)
         elif field == "dimensions":
             equal = _dims(mine) == _dims(theirs)
+        elif field == "attributes" and own_attributes:
+            theirs = theirs or {}
+            equal = all(
+                key in theirs and theirs[key] == value for key, value in (mine or {}).items()
+            )
         elif field == "placed_at":
             equal = _instant(mine) == _instant(theirs)
         else:
@@ -129,7 +140,7 @@ def _record(
         if create:
             return Decision("not_applied", reason="not found")
         return Decision("diverged", (Difference("exists", True, False),), "gone from the remote")
-    diffs = _field_differences(intended, found, fields)
+    diffs = _field_differences(intended, found, fields, own_attributes=create)
     if not diffs:
         return Decision("applied", reason="found as intended")
     if create:

@@ -31,6 +31,28 @@ def test_create_found_as_intended_is_done_whatever_the_remote_adds() -> None:
     assert compare("orders.create", ORDER, found).verdict == "applied"
 
 
+def test_create_found_with_attributes_of_instock_s_own_is_done() -> None:
+    """Attributes the remote adds to a created order do not make it someone else's; an
+    attribute the intent set, found with another value or missing, does."""
+    intended = {**ORDER, "attributes": {"wave": "1"}}
+    extra = _order(attributes={"wave": "1", "dock": "3"})
+    assert compare("orders.create", intended, extra).verdict == "applied"
+    assert compare("orders.create", intended, _order(attributes={"wave": "2"})).verdict == (
+        "diverged"
+    )
+    assert compare("orders.create", intended, _order(attributes={})).verdict == "diverged"
+    # an update sets the whole record: another attribute found is not what it meant
+    assert compare("orders.update", intended, extra).verdict == "not_applied"
+
+
+def test_create_found_with_its_placed_at_written_otherwise_is_done() -> None:
+    """`placed_at` compares as the instant it names, whatever RFC 3339 text Instock keeps."""
+    for text in ("2026-12-04T08:00:00.000Z", "2026-12-04T09:00:00+01:00"):
+        assert compare("orders.create", ORDER, _order(placed_at=text)).verdict == "applied"
+    later = _order(placed_at="2026-12-04T08:00:01Z")
+    assert compare("orders.create", ORDER, later).verdict == "diverged"
+
+
 def test_create_found_otherwise_diverges_with_the_field_and_both_values() -> None:
     lines = [{"line_id": "o-1-1", "article_id": "A", "qty": 3}]
     decision = compare("orders.create", ORDER, _order(lines=lines))
