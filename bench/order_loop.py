@@ -27,7 +27,7 @@ from /proc at the last close; wait4 totals after exit) and peak RSS, plus correc
     python bench/order_loop.py [--orders 1000] [--lines 10] [--progress-interval 2]
                                [--pull-interval 5] [--baseline-orders N (default: --orders)]
                                [--disable JOB ...] [--timeout 600] [--keep]
-                               [--rounds 3] [--no-warm-up]
+                               [--rounds 3] [--no-warm-up] [--rate-limit 100000]
 
 Each loop runs once uncounted (``--no-warm-up`` skips it), then ``--rounds`` rounds (default
 3) alternate raw and syncd, the first of a round swapping each time (``bench/rounds.py``),
@@ -35,7 +35,11 @@ each on fresh simulators; the summary gives the median of the rounds with the sp
 (min..max) and syncd's per-round ratios to the raw loop.
 
 ``--disable instock.moves`` (repeatable) turns a syncd job off, to see what it costs the
-loop. One loop takes about 30-40 s on 2 cores; a default run (8 loops) 5 minutes.
+loop. ``--rate-limit`` (default 100,000 a second) is syncd's Instock and DSOrder
+``rate_limit``: the raw loop has none, and at syncd's defaults (Instock 20 requests a
+second, shared by every job and the sender) the budget, not the work, bounds a burst:
+1,000 orders x 10 lines need about 7,000 Instock requests (a create, a status and five
+ordertasks each), 350 s at 20 a second. ``--rate-limit 0`` keeps the defaults. One loop takes about 30-40 s on 2 cores; a default run (8 loops) 5 minutes.
 
 Orders are submitted "now" in Europe/Amsterdam: a run that crosses local midnight loses
 them from DSOrder's list (the midnight gap), so do not start one at 23:55 there.
@@ -289,6 +293,10 @@ def write_config(work: Path, world: World, args: argparse.Namespace) -> Path:
     config["connectors"]["dsorder"]["base_url"] = world.dsorder.base_url
     config["jobs"]["dsorder.pull"]["schedule"] = {"interval": float(args.pull_interval)}
     config["jobs"]["dsorder.progress"]["schedule"] = {"interval": float(args.progress_interval)}
+    if args.rate_limit > 0:  # the raw loop has none: by default neither is throttled
+        for connector in ("instock", "dsorder"):
+            limit = {"per_second": args.rate_limit, "burst": 2 * args.rate_limit}
+            config["connectors"][connector]["rate_limit"] = limit
     for job in args.disable:  # for diagnosis: e.g. --disable instock.moves
         config["jobs"].setdefault(job, {})["enabled"] = False
     path = work / "syncd.toml"
@@ -896,6 +904,13 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per loop")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=100_000.0,
+        help="syncd's Instock and DSOrder rate_limit per second (the raw loop has none); "
+        "0 keeps syncd's defaults (Instock 20/s, DSOrder 5/s), which then bound the loop",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, raw and syncd alternating")
     parser.add_argument(
