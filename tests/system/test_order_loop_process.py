@@ -7,6 +7,10 @@ its inbox. The crash test kills it with SIGKILL at seeded random moments, restar
 judges the end state from the simulators' request logs and state: each order created in
 Instock once, closed in DSOrder once, with the totals Instock picked.
 
+Both connectors run unthrottled (`rate_limit = { per_second = 0 }`): the default budgets
+(DSOrder 5 requests a second) would bound how fast the loop settles after the kills, which
+these tests do not judge (tests/integration/test_rate_budget.py does).
+
 Reproduce a crash-trial failure with `ORDER_LOOP_SEED=<seed>` (printed in its message).
 """
 
@@ -184,6 +188,7 @@ site_id = "{ins.site_id}"
 environment = "sandbox"
 retry = {retry}
 timeouts = {timeouts}
+rate_limit = {{ per_second = 0 }}
 
 [connectors.dsorder]
 enabled = true
@@ -191,6 +196,7 @@ base_url = "{ds.base_url}"
 token = "{ds.token}"
 retry = {retry}
 timeouts = {timeouts}
+rate_limit = {{ per_second = 0 }}
 
 [jobs."dsorder.pull"]
 schedule = {{ interval = "1s" }}
@@ -409,7 +415,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
         stores.stop()
         orders += stores.submitted
         daemon = start(spawn, notify, config)
-        wait_until(lambda: settled(ins, ds, state_dir, orders), 40, "the loop to settle")
+        wait_until(lambda: settled(ins, ds, state_dir, orders), 90, "the loop to settle")
         daemon.send(signal.SIGTERM)
         assert daemon.wait_exit(15) == 0
     finally:
