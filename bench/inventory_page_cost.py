@@ -3,7 +3,7 @@
 The pull benchmark (bench/instock_pull.py --before) compares whole processes against a
 simulator; on a shared, loaded machine its rounds spread by +-15%, too wide to see a cost
 of a few percent. This one times only the job's storing thread: `--pages` pages of
-`--page-size` generated inventory records, stored by `instock_inventory._apply_page` into
+`--page-size` generated inventory records, stored by `instock_inventory.apply_page` into
 a fresh state DB (validation, the mirror and deltas SQL, the commit), once with the scan
 tally and once with `tally_page` replaced by a no-op, alternating, `--rounds` times. It
 prints the CPU seconds (`time.process_time`) per round of each side, the minimum (the run
@@ -64,7 +64,7 @@ def store_all(tmp: Path, tag: str, listed: list[Page], tally: bool) -> float:
         position = job.Position()
         started = time.process_time()
         for page in listed:
-            position = job._apply_page(ctx, position, page)
+            position = job.apply_page(ctx, position, page)
         return time.process_time() - started
     finally:
         job.tally_page = original

@@ -212,7 +212,7 @@ def run(ctx: JobContext) -> None:
         try:
             pages = client.inventory_pages(start_cursor=position.cursor or None)
             for page in read_ahead(pages):
-                position = _apply_page(ctx, position, page)
+                position = apply_page(ctx, position, page)
                 ctx.progress("instock.inventory: stock records read", ctx.counts["pulled"])
                 if page.has_more:
                     ctx.check_stop()
@@ -227,7 +227,7 @@ def run(ctx: JobContext) -> None:
     _settle_scan(ctx, position, options)
 
 
-def _apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
+def apply_page(ctx: JobContext, position: Position, page: Page) -> Position:
     """Store one page's good records, reject its bad ones, move the cursor: one transaction."""
     store = ctx.store
     scan = position.scan
