@@ -1,4 +1,4 @@
-"""Benchmark: the CPU an unchanged `dsorder.pull` costs (issue 15, goal 3: < 50 ms for
+"""Benchmark: the CPU an unchanged `dsorder.pull` costs (target: < 50 ms for
 1,000 orders).
 
 In one process: a DSOrder simulator with N orders of L lines submitted today, an Instock

@@ -16,7 +16,7 @@ it counts what the daemon still does:
   rows added to `runs` (the one table an idle daemon is expected to grow);
 - the daemon's CPU as a share of one core, from /proc/<pid>/stat (all its threads).
 
-Targets (issue 15): 0 host outbox writes, 0 push requests, CPU below 2 % of one core,
+Targets: 0 host outbox writes, 0 push requests, CPU below 2 % of one core,
 DB growth only from run rows.
 
     python bench/idle.py [--minutes 10] [--settle 90] [--seed 7]

@@ -18,13 +18,13 @@ come from its `runs` table). Prints every round, then per contender the median a
 spread (min..max), the per-round ratios to the raw loop, and the machine's load average.
 `--profile` then runs one more first cycle under cProfile and prints where the time goes.
 
-Targets (issue 15): first cycle >= 0.9 x raw, unchanged cycle >= 0.95 x raw, peak RSS
+Targets: first cycle >= 0.9 x raw, unchanged cycle >= 0.95 x raw, peak RSS
 <= 2 x raw and (1M) <= 1.2 x syncd's own at 100k; unchanged cycle 0 intents, 0 files.
 
 `--before REF` adds a third contender: the same syncd cycles run by the code of git
 commit REF (its source exported with `git archive` and put first on PYTHONPATH), in the
 same rounds, so a change's cost is measured against the code before it on the same
-simulator and machine state (issue 13: the window ledger and lineage may cost the pull at
+simulator and machine state (the window ledger and lineage may cost the pull at
 most 5% of rows/s). Each syncd cycle also reports its process's CPU seconds per 1M rows
 (`ru_utime + ru_stime`, start-up included), steadier than rows/s when other work shares
 the cores.

@@ -10,7 +10,7 @@ sent, so both DBs hold the same pending host file intents.
 
 Then each DB is checkpointed (WAL truncated) and measured: the file, and per table and
 index (SQLite's dbstat) the bytes of its pages; the tables only one side has are named.
-Prints both, the ratio after / before (issue 13's target: <= 1.10), the same without the
+Prints both, the ratio after / before (target: <= 1.10), the same without the
 outbox (the first scan's pending delta files, the same on both sides and most of the
 file) and the load average.
 A run repeated gives the same sizes to a few pages: no rounds are needed for a size.
