@@ -189,13 +189,17 @@ def trapped(
         if hit and trap.moment == "before":
             trap.kill()
             raise ApiError(503, "service_unavailable", "the caller is dead")
-        response = handler(request)
-        time.sleep(owner.lag)
-        if hit:
-            if trap.moment == "applied":
-                trap.kill()
-            else:
-                threading.Timer(trap.delay, trap.kill).start()
+        try:
+            response = handler(request)
+            time.sleep(owner.lag)
+        finally:
+            # Also when the handler refused the request (an error answer is handled too):
+            # a trap that fired must kill, or the trial waits on a process left running.
+            if hit:
+                if trap.moment == "applied":
+                    trap.kill()
+                else:
+                    threading.Timer(trap.delay, trap.kill).start()
         return response
 
     return handle
