@@ -102,6 +102,7 @@ ONCE_TRIALS = {
     "instock.orders": 4,
 }
 RUN_TRIALS = 3
+SETTLE_SECONDS = 120
 # Floor activity between the stages: a second orders file (one order changed, one cancelled,
 # one new) while the other orders are reserved; then every open order advances (to done).
 EVENTS = ("orders_update", "advance")
@@ -915,8 +916,11 @@ def daemon(root: Path, config: Path, hook: Path) -> Iterator[subprocess.Popen[by
 
 
 def settle(db: Path, host: Path, proc: subprocess.Popen[bytes], trial: str) -> None:
-    """Wait until the inbox is empty, nothing is pending and every job ran after the last intent."""
-    deadline = time.monotonic() + 60
+    """Wait until the inbox is empty, nothing is pending and every job ran after the last intent.
+
+    The simulated warehouse keeps moving while the daemon catches up after its kills, so
+    settling can take a while on a busy machine; 120 s bounds it, not a target."""
+    deadline = time.monotonic() + SETTLE_SECONDS
     jobs = [j for j in JOBS if j != "outbox.send"]
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"{trial}: syncd run exited with {proc.returncode}"
@@ -940,4 +944,4 @@ def settle(db: Path, host: Path, proc: subprocess.Popen[bytes], trial: str) -> N
         started = {r["job"]: r["started"] for r in ok}
         if all(started.get(j, "") > marks["last"] for j in jobs):
             return
-    pytest.fail(f"{trial}: syncd run did not settle within 60 s")
+    pytest.fail(f"{trial}: syncd run did not settle within {SETTLE_SECONDS} s")
