@@ -482,7 +482,7 @@ def test_lost_answers_and_kill_9_in_the_loop_lose_and_duplicate_nothing(
         stores.stop()
         orders += stores.submitted
         daemon = start(spawn, notify, config)
-        wait_until(lambda: settled(ins, ds, state_dir, orders), 60, "the loop to settle")
+        wait_until(lambda: settled(ins, ds, state_dir, orders), 120, "the loop to settle")
         daemon.send(signal.SIGTERM)
         assert daemon.wait_exit(15) == 0
     finally:
