@@ -24,13 +24,54 @@ def sandbox() -> None:
     help="The order GET orders lists orders in (the document does not say): created "
     "(new orders appended), newest_first, or random.",
 )
+@click.option(
+    "--pick-moves",
+    type=click.Choice(["at_done", "before_done"]),
+    default="at_done",
+    show_default=True,
+    help="When a customer order's pick moves are written (the document does not say): as "
+    "it turns done, or a step before, while it is still reserved.",
+)
+@click.option(
+    "--placed-at-text",
+    type=click.Choice(["as_sent", "normalized"]),
+    default="as_sent",
+    show_default=True,
+    help="How an order's placed_at reads back (the document does not say): the text sent, "
+    "or the instant as whole seconds UTC with a Z.",
+)
+@click.option(
+    "--duplicate-order-ids",
+    type=click.Choice(["refuse", "accept"]),
+    default="refuse",
+    show_default=True,
+    help="A create with an order id Instock has: refused as existing, or taken again.",
+)
 def sandbox_instock(
-    host: str, port: int, seed: int, articles: int, token: str | None, order_list_order: str
+    host: str,
+    port: int,
+    seed: int,
+    articles: int,
+    token: str | None,
+    order_list_order: str,
+    pick_moves: str,
+    placed_at_text: str,
+    duplicate_order_ids: str,
 ) -> None:
     """Serve a seeded Instock simulator until SIGINT/SIGTERM."""
     from syncd.sandbox import instock
 
-    instock.run(host, port, seed, articles, token or instock.DEFAULT_TOKEN, order_list_order)
+    instock.run(
+        host,
+        port,
+        seed,
+        articles,
+        token or instock.DEFAULT_TOKEN,
+        order_list_order,
+        pick_moves=pick_moves,
+        placed_at_text=placed_at_text,
+        duplicate_order_ids=duplicate_order_ids,
+    )
 
 
 @sandbox.command("dsorder")

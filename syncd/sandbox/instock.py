@@ -1620,6 +1620,10 @@ def run(
     articles: int = 1000,
     token: str = DEFAULT_TOKEN,
     order_list_order: str = "created",
+    *,
+    pick_moves: str = "at_done",
+    placed_at_text: str = "as_sent",
+    duplicate_order_ids: str = "refuse",
 ) -> None:
     """Serve a seeded Instock simulator in the foreground until SIGINT/SIGTERM."""
     sim = InstockSim(
@@ -1629,9 +1633,17 @@ def run(
         host=host,
         port=port,
         order_list_order=order_list_order,
+        pick_moves=pick_moves,
+        placed_at_text=placed_at_text,
+        duplicate_order_ids=duplicate_order_ids,
     )
     sim.start()
     print(f"instock sandbox: {sim.base_url}", flush=True)
     print(f"  sites: {', '.join(sim.state.sites)}; articles: {articles}; seed: {seed}", flush=True)
-    print(f"  orders listed: {order_list_order} (the document does not say)", flush=True)
+    print(
+        f"  orders listed: {order_list_order}; pick moves: {pick_moves}; placed_at: "
+        f"{placed_at_text}; duplicate order ids: {duplicate_order_ids} "
+        "(readings where the document does not say)",
+        flush=True,
+    )
     sim.server.serve_forever()

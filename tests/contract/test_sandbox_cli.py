@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from syncd.sandbox import import_jobs
+from syncd.sandbox import import_jobs, instock
 
 
 @contextmanager
@@ -94,3 +94,25 @@ def test_import_jobs_takes_its_keys() -> None:
         )
     assert taken.status_code == 404, taken.text
     assert refused.status_code == 401
+
+
+def test_instock_takes_the_other_readings() -> None:
+    """--placed-at-text, --pick-moves and --duplicate-order-ids reach the Instock simulator:
+    a placed_at sent with an offset reads back as whole seconds UTC with a Z."""
+    args = ["instock", "--articles", "20", "--placed-at-text", "normalized"]
+    args += ["--pick-moves", "before_done", "--duplicate-order-ids", "accept"]
+    with sandbox(*args) as (url, banner):
+        headers = {"Authorization": f"Bearer {instock.DEFAULT_TOKEN}"}
+        site = banner[1].split("sites: ")[1].split(",")[0].strip()
+        articles = httpx.get(f"{url}/articles", headers=headers, timeout=10).json()["articles"]
+        body = {
+            "order_id": "SB-1",
+            "placed_at": "2026-12-04T08:38:39.250+01:00",
+            "lines": [{"line_id": "SB-1-1", "article_id": articles[0]["article_id"], "qty": 1}],
+        }
+        created = httpx.post(f"{url}/{site}/orders", json=body, headers=headers, timeout=10)
+        assert created.status_code < 300, created.text
+        again = httpx.post(f"{url}/{site}/orders", json=body, headers=headers, timeout=10)
+        assert again.status_code < 300, again.text  # duplicate ids accepted
+        order = httpx.get(f"{url}/{site}/orders/SB-1", headers=headers, timeout=10).json()
+    assert order["placed_at"] == "2026-12-04T07:38:39Z"
