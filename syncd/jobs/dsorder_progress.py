@@ -4,8 +4,10 @@ An open DSOrder order's Instock order is polled (status, ordertasks) when it mov
 run reads the Instock moves stream since the last read (moves carry `order_id`) and polls
 only the orders that moved since their last poll, so the requests grow with what changed,
 not with how many orders are open. A slow sweep polls, each run, at most `sweep_limit` of
-the orders not polled for `sweep_interval`, oldest first: what shows no move (a
-cancellation, a status change the moves do not show, a move missed) is still seen.
+the orders not polled for `sweep_interval`, oldest first, paced so that each run takes the
+open orders' share of the time since the previous run (no waves of `sweep_limit` when many
+orders fell due at once): what shows no move (a cancellation, a status change the moves
+do not show, a move missed) is still seen.
 `follow = "all"` polls every open order each run instead (the cost grows with the open
 orders), for a site whose moves carry no order id.
 
@@ -20,12 +22,13 @@ finished.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.clock import iso, utcnow
+from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import InstockClient
 from syncd.jobs.base import JobContext, JobSpec
@@ -36,9 +39,10 @@ from syncd.jobs.dsorder.progress_plan import (
     plan_progress,
     polls_due,
     sweep_before,
+    sweep_quota,
 )
 from syncd.jobs.shared.instock_follow import Followed, OnChange, Refused, follow_orders
-from syncd.state import Store
+from syncd.state import Store, queries
 from syncd.state.mirror import dsorder as orders
 from syncd.state.mirror.dsorder import FollowedOrder, MarkPolled, RecordMoves, StoredLine
 from syncd.state.plan import apply_plan
@@ -89,15 +93,26 @@ def run(ctx: JobContext) -> None:
             due = [o for o in following if o.sync_status == "accepted"]
         else:
             moved = orders.moved_orders_due(store, options.follow_limit)
-            swept = orders.orders_to_sweep(
-                store, sweep_before(utcnow(), options.sweep_interval), options.sweep_limit
+            now = utcnow()
+            quota = sweep_quota(
+                orders.sweepable_count(store),
+                _since_previous_run(ctx, now),
+                options.sweep_interval,
+                options.sweep_limit,
             )
+            swept = orders.orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
             due = polls_due(moved, swept)
             ctx.counts["moved"] += len(moved)
             ctx.counts["swept"] += len(due) - len(moved)
         _poll(ctx, client, due)
         if read_until is None:
             store.set_checkpoint(MOVES_READ, end, run_id=ctx.run_id)
+
+
+def _since_previous_run(ctx: JobContext, now: datetime) -> float | None:
+    """Seconds since this job's previous run started (None: none recorded)."""
+    started = queries.previous_run_started(ctx.store, ctx.job, ctx.run_id)
+    return (now - parse_iso(started)).total_seconds() if started else None
 
 
 def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> str:

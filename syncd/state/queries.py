@@ -37,6 +37,16 @@ def last_runs(store: Store) -> list[Row]:
     )
 
 
+def previous_run_started(store: Store, job: str, run_id: str) -> str | None:
+    """When the run of `job` before `run_id` started (None: it is the first)."""
+    value = store.scalar(
+        "SELECT max(started_at) FROM runs WHERE job = ? AND run_id != ? "
+        "AND started_at <= (SELECT started_at FROM runs WHERE run_id = ?)",
+        [job, run_id, run_id],
+    )
+    return str(value) if value else None
+
+
 def job_health(store: Store) -> list[Row]:
     """Per job that has runs: its last run's status and error, the last success, the first
     run still on record, and how many runs failed (or crashed) since the last success,

@@ -228,9 +228,9 @@ def test_order_is_created_once_advanced_fulfilled_with_picked_totals_and_closed_
     assert ds.order(order_id).close_attempts == 1
 
 
-def sweep_due(cfg: Settings, rounds: int = 1) -> None:
-    """Cycles run as if the sweep interval had passed since the last poll."""
-    later = datetime.now(UTC) + timedelta(seconds=SWEEP_INTERVAL + 1)
+def sweep_due(cfg: Settings, rounds: int = 1, intervals: int = 1) -> None:
+    """Cycles run as if `intervals` sweep intervals had passed since the last poll."""
+    later = datetime.now(UTC) + intervals * timedelta(seconds=SWEEP_INTERVAL + 1)
     with freeze_time(later, tick=True):
         cycle(cfg, rounds)
 
@@ -301,9 +301,38 @@ def test_progress_polls_only_the_orders_that_moved_and_sweeps_the_rest_slowly(
     swept = status_polls(ins, before)
     assert len(swept) == 2
     assert set(swept) <= {f"DS-{o}" for o in ids if o != ids[2]}
-    sweep_due(cfg)
+    sweep_due(cfg, intervals=2)
     assert len(set(status_polls(ins, before))) == 4  # the other two next: every order in turn
     assert all(ds.closes(o) == 0 for o in ids if o != ids[2])
+
+
+def test_the_sweep_is_paced_over_its_interval_not_sent_in_a_wave(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """Six orders polled together fall due together; runs 10 s apart then sweep each the
+    open orders' share of those 10 s (one here), not `sweep_limit` at once, and the ones
+    left wait for the next runs."""
+    cfg = make_cfg()
+    cfg.jobs["dsorder.progress"] = JobConfig(options={"sweep_limit": 10})
+    a = stocked(ins)[0]
+    ids = [ds.submit_order(lines=[(a, 1)]) for _ in range(6)]
+    cycle(cfg)  # created and polled once, together
+    start = datetime.now(UTC)
+    with freeze_time(start + timedelta(seconds=SWEEP_INTERVAL - 9)):
+        cycle(cfg)  # nothing due yet
+    before = len(ins.requests)
+    with freeze_time(start + timedelta(seconds=SWEEP_INTERVAL + 1)):
+        cycle(cfg)  # all six due, 10 s since the last run: ceil(6 * 10 / 600) = 1
+    assert len(status_polls(ins, before)) == 1
+    with freeze_time(start + timedelta(seconds=SWEEP_INTERVAL + 11)):
+        cycle(cfg)
+    assert len(status_polls(ins, before)) == 2
+    swept = set(status_polls(ins, before))
+    with freeze_time(start + timedelta(seconds=2 * SWEEP_INTERVAL + 1)):
+        cycle(cfg)  # a whole interval since the last run: the bound, so the rest at once
+    assert set(status_polls(ins, before)) == {f"DS-{o}" for o in ids}
+    assert len(status_polls(ins, before)) == 6  # each once
+    assert len(swept) == 2
 
 
 def test_picks_moved_before_done_are_reported_and_the_sweep_closes_the_order(

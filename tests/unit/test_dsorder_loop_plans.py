@@ -7,6 +7,7 @@ rows change, which intents and rejects it records (with their field), which aler
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,7 @@ from syncd.jobs.dsorder.progress_plan import (
     plan_progress,
     polls_due,
     sweep_before,
+    sweep_quota,
 )
 from syncd.jobs.dsorder.pull_plan import (
     ESCALATED_ALERT,
@@ -547,3 +549,33 @@ def test_polls_due_are_the_moved_orders_then_the_sweep_without_repeats() -> None
     assert polls_due([], []) == []
     now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
     assert sweep_before(now, 600) == "2026-03-02T09:20:00.000Z"
+
+
+def test_sweep_quota_is_the_open_orders_share_of_the_time_since_the_last_run() -> None:
+    # 200 open orders, a run every 10 s, each swept once per 600 s: 4 a run (3.33 rounded
+    # up), not 10 at once when they all fell due together.
+    assert sweep_quota(200, 10, 600, 10) == 4
+    assert sweep_quota(2000, 10, 600, 10) == 10  # the bound
+    assert sweep_quota(5, 1, 600, 10) == 1  # at least one: a due order is never starved
+    assert sweep_quota(0, 10, 600, 10) == 0
+    assert sweep_quota(7, None, 600, 10) == 7  # no previous run known: the bound
+    assert sweep_quota(70, 900, 600, 10) == 10  # a whole interval since: the bound
+    assert sweep_quota(70, -5, 600, 10) == 1  # a clock step back is no negative share
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    open_orders=st.integers(0, 100_000),
+    every=st.floats(0.5, 3600),
+    interval=st.floats(1, 86_400),
+    limit=st.integers(1, 10_000),
+)
+def test_sweep_quota_over_one_interval_covers_every_open_order_or_runs_at_the_bound(
+    open_orders: int, every: float, interval: float, limit: int
+) -> None:
+    """Paced, the runs of one interval still sweep every open order (none waits longer
+    than before on average), unless the bound holds every run; never more than the bound."""
+    quota = sweep_quota(open_orders, every, interval, limit)
+    assert 0 <= quota <= min(limit, open_orders)
+    runs = math.ceil(interval / every)  # the runs that span one interval
+    assert quota * runs >= open_orders or quota == limit

@@ -5,6 +5,7 @@ or canceled. Totals come from `syncd.jobs.shared.dsorder_plan.fulfil_report`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -61,6 +62,23 @@ def newest_moves(moves: Iterable[tuple[object, object]]) -> dict[str, str]:
 def sweep_before(now: datetime, interval: float) -> str:
     """The sweep polls orders last polled before this."""
     return iso(now - timedelta(seconds=interval))
+
+
+def sweep_quota(open_orders: int, since_last_run: float | None, interval: float, limit: int) -> int:
+    """How many orders this run sweeps: the open orders' share of the time since the
+    previous run (each open order once per `interval`), at least one, at most `limit`.
+
+    Orders created or polled together fall due together; sweeping them `limit` at a time
+    would send the sweep's requests in waves, one interval apart. Paced, a site with few
+    open orders sweeps a few each run and one with many runs at the bound, as before; over
+    an interval the quota adds up to every open order, so none waits longer on average.
+    With no previous run known the bound applies."""
+    if open_orders <= 0:
+        return 0
+    if since_last_run is None or since_last_run >= interval:
+        return min(limit, open_orders)
+    share = math.ceil(open_orders * max(since_last_run, 0.0) / interval)
+    return max(1, min(limit, share))
 
 
 def polls_due(

@@ -164,6 +164,18 @@ def orders_to_sweep(store: Store, polled_before: str, limit: int) -> list[Follow
     return [FollowedOrder(**r) for r in rows]
 
 
+def sweepable_count(store: Store) -> int:
+    """`created` orders whose create was accepted: the ones the sweep takes turns over."""
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM dsorder_orders d JOIN instock_order_sync s "
+            "ON s.order_id = d.instock_order_id AND s.status = 'accepted' "
+            "WHERE d.state = 'created'"
+        )
+        or 0
+    )
+
+
 def refused_creates(store: Store) -> int:
     """`created` orders whose Instock create was refused (each has its reject)."""
     return int(
