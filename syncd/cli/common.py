@@ -167,6 +167,36 @@ def parse_since(_ctx: click.Context, _param: click.Parameter, value: str | None)
     return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
+offset_option = click.option(
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Rows to skip (the next page: --offset 100).",
+)
+
+
+def echo_page(
+    rows: list[dict[str, Any]],
+    total: int,
+    limit: int,
+    offset: int,
+    *,
+    as_json: bool,
+    columns: list[str],
+    widths: dict[str, int],
+) -> None:
+    """One page of a listing, as a table or JSON rows, then the line saying which rows of
+    how many it shows (on stderr with --json, so that stdout stays one JSON document)."""
+    if as_json:
+        echo_json(rows)
+    else:
+        table(rows, columns, widths)
+    note = page_note(len(rows), total, limit, offset)
+    if note:
+        echo(note, err=as_json)
+
+
 def page_note(shown: int, total: int, limit: int, offset: int) -> str:
     """Says which rows of how many a page shows and how to see the others; "" when the
     page shows them all."""

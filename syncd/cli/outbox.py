@@ -9,13 +9,11 @@ import click
 
 from syncd.cli.common import (
     config_option,
-    echo,
-    echo_json,
+    echo_page,
     handle_errors,
     json_option,
+    offset_option,
     open_store,
-    page_note,
-    table,
 )
 
 
@@ -41,13 +39,7 @@ def outbox() -> None:
     type=click.IntRange(min=1),
     help="Rows per page, newest first.",
 )
-@click.option(
-    "--offset",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Rows to skip (the next page: --offset 100).",
-)
+@offset_option
 @config_option
 @json_option
 @handle_errors
@@ -67,23 +59,21 @@ def outbox_list(
     with open_store(config_path) as store:
         rows = queries.intents(store, status, destination, limit, offset)
         total = queries.intent_count(store, status, destination)
-    if as_json:
-        echo_json(rows)
-    else:
-        table(
-            rows,
-            [
-                "id",
-                "destination",
-                "kind",
-                "order_key",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "last_error",
-            ],
-            {"last_error": 60},
-        )
-    note = page_note(len(rows), total, limit, offset)
-    if note:
-        echo(note, err=as_json)
+    echo_page(
+        rows,
+        total,
+        limit,
+        offset,
+        as_json=as_json,
+        columns=[
+            "id",
+            "destination",
+            "kind",
+            "order_key",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+        ],
+        widths={"last_error": 60},
+    )

@@ -18,12 +18,12 @@ from syncd.cli.common import (
     config_option,
     echo,
     echo_json,
+    echo_page,
     handle_errors,
     json_option,
+    offset_option,
     open_store,
-    page_note,
     parse_since,
-    table,
 )
 from syncd.errors import NotFoundError, SyncdError, UsageError
 
@@ -90,13 +90,7 @@ def _interactive() -> bool:
 @click.option(
     "--limit", default=100, show_default=True, type=click.IntRange(min=1), help="Rows per page."
 )
-@click.option(
-    "--offset",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Rows to skip (the next page: --offset 100).",
-)
+@offset_option
 @config_option
 @json_option
 @handle_errors
@@ -127,17 +121,15 @@ def rejects_list(
     with open_store(config_path) as store:
         rows = queries.rejects(store, which, limit, offset)
         total = queries.reject_count(store, which)
-    if as_json:
-        echo_json(rows)
-    else:
-        table(
-            rows,
-            ["id", "status", "source", "reference", "field", "reason", "created_at"],
-            {"reason": 80},
-        )
-    note = page_note(len(rows), total, limit, offset)
-    if note:
-        echo(note, err=as_json)
+    echo_page(
+        rows,
+        total,
+        limit,
+        offset,
+        as_json=as_json,
+        columns=["id", "status", "source", "reference", "field", "reason", "created_at"],
+        widths={"reason": 80},
+    )
 
 
 @rejects.command("show")
