@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +215,27 @@ def wrap_routes(
 
 
 # --- running syncd ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def daemon(root: Path, config: Path, hook: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`syncd run` with the counting hook, its output in `root/daemon.log`; killed (if it
+    still runs) and reaped on the way out, so no trial leaves a daemon behind."""
+    with (root / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd.cli", "run", "--config", str(config)],
+            env=syncd_env(hook),
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
 
 
 def syncd(config: Path, job: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

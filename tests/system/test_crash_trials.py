@@ -49,7 +49,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ from syncd.sandbox.instock import InstockSim, InstockState
 from tests.system.crashkit import (
     Worker,
     canon,
+    daemon,
     db_rows,
     describe,
     restore,
@@ -894,25 +894,6 @@ def test_kill_run(reference: Reference, tmp_path: Path) -> None:
             for n in range(RUN_TRIALS)
         ]
     )
-
-
-@contextlib.contextmanager
-def daemon(root: Path, config: Path, hook: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with (root / "daemon.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd.cli", "run", "--config", str(config)],
-            env=syncd_env(hook),
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def settle(db: Path, host: Path, proc: subprocess.Popen[bytes], trial: str) -> None:

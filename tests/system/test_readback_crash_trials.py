@@ -31,10 +31,9 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from syncd.sandbox.instock import InstockSim
 from tests.system.crashkit import (
     Trap,
     Worker,
+    daemon,
     db_rows,
     gather,
     run_killed,
@@ -370,25 +370,6 @@ def daemon_trial(n: int, root: Path, hook: Path) -> Outcome:
         return judge(name, sim, scenario, applied, db, kills, DAEMON_KILLS)
     finally:
         sim.stop()
-
-
-@contextlib.contextmanager
-def daemon(root: Path, config: Path, hook: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with (root / "daemon.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd.cli", "run", "--config", str(config)],
-            env=syncd_env(hook),
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def judge(
