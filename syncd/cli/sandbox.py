@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import click
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def serve_options(port: int, seed_help: str) -> Callable[[F], F]:
+    """--host, --port and --seed, which every simulator takes (only the default port and
+    what the seed generates differ)."""
+
+    def add(command: F) -> F:
+        for option in (
+            click.option("--seed", default=0, show_default=True, help=seed_help),
+            click.option(
+                "--port", default=port, show_default=True, help="Port (0 picks a free one)."
+            ),
+            click.option(
+                "--host", default="127.0.0.1", show_default=True, help="Loopback address to bind."
+            ),
+        ):
+            command = option(command)
+        return command
+
+    return add
 
 
 @click.group()
@@ -11,9 +36,7 @@ def sandbox() -> None:
 
 
 @sandbox.command("instock")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=8765, show_default=True, help="Port (0 picks a free one).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the generated data.")
+@serve_options(port=8765, seed_help="Seed of the generated data.")
 @click.option("--articles", default=1000, show_default=True, help="Number of articles.")
 @click.option("--token", default=None, help="Bearer token to accept [default: the sandbox's].")
 @click.option(
@@ -75,9 +98,7 @@ def sandbox_instock(
 
 
 @sandbox.command("dsorder")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=8766, show_default=True, help="Port (0 picks a free one).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the generated orders.")
+@serve_options(port=8766, seed_help="Seed of the generated orders.")
 @click.option("--tz", default="Europe/Amsterdam", show_default=True, help="Site time zone.")
 @click.option("--orders-per-minute", default=2.0, show_default=True, help="0 stops the generator.")
 @click.option("--token", default=None, help="Token to accept [default: the sandbox's].")
@@ -142,9 +163,7 @@ def sandbox_dsorder(
 
 
 @sandbox.command("netstock")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=8767, show_default=True, help="Port (0 picks a free one).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the generated orders.")
+@serve_options(port=8767, seed_help="Seed of the generated orders.")
 @click.option(
     "--count-lag",
     default=0.0,
@@ -231,9 +250,7 @@ def sandbox_netstock(
 
 
 @sandbox.command("import-jobs")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=8768, show_default=True, help="Port (0 picks a free one).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the simulated data.")
+@serve_options(port=8768, seed_help="Seed of the simulated data.")
 @click.option(
     "--row-index",
     type=click.Choice(["zero", "one", "none"]),
@@ -330,9 +347,7 @@ def sandbox_import_jobs(
 
 
 @sandbox.command("oregon-siop")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=8769, show_default=True, help="Port (0 picks a free one).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the simulated data.")
+@serve_options(port=8769, seed_help="Seed of the simulated data.")
 @click.option("--api-key", default=None, help="Key to accept [default: the sandbox's].")
 @click.option("--no-auth", is_flag=True, help="Accept requests without a key.")
 @click.option(
