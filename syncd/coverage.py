@@ -63,6 +63,7 @@ class LedgerRow:
     cursor_after: str | None = None
     overlap_s: float | None = None
     backfill: bool = False  # written by `syncd backfill`: a window beside the live pull
+    pulls: int = 1  # the pulls the row stands for (later ones that found the same extend it)
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ def stream_coverage(
         kind,
         start,
         end,
-        len(rows) + sum(d.windows for d in days),
+        sum(r.pulls for r in rows) + sum(d.windows for d in days),
         tuple(gaps),
         configured,
         least,
@@ -312,7 +313,7 @@ def summarize_day(day: str, rows: Sequence[LedgerRow], prior: DaySummary | None)
     return DaySummary(
         day,
         tuple(union(p.interval for p in pieces)),
-        len(rows),
+        sum(r.pulls for r in rows),
         configured,
         least,
         last.cursor_after if last else (prior.cursor_after if prior else None),

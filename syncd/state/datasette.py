@@ -126,7 +126,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "id": "row id (write order)",
             "stream": "what was pulled, e.g. instock.orders",
             "job": "the job that pulled it",
-            "run_id": "runs.run_id of the run",
+            "run_id": "runs.run_id of the run (the first of the pulls an extended row stands for)",
             "kind": "window (a time window), cursor (a cursor walk's page), scan (a full scan)",
             "window_from": f"a time window's start, {TS}",
             "window_to": f"a time window's end, {TS}",
@@ -145,6 +145,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "ended_at": f"stored at, {TS}",
             "scan": "kind scan: the scan's number (instock_inventory.scan); else null",
             "backfill_id": "backfills.id of the backfill that wrote it (null: the live pull)",
+            "pulls": "the pulls the row stands for: a later pull that found the same content, "
+            "contiguous, extends it (started_at stays, ended_at, counts and request ids grow)",
         },
     ),
     "backfills": (

@@ -1048,6 +1048,15 @@ def m0023_inventory_without_rowid(db: Database) -> None:
     )
 
 
+@migrations()
+def m0024_pull_window_pulls(db: Database) -> None:
+    # A pull that found exactly what the stream's previous ledger row found (the same
+    # content hash, contiguous with it, nothing rejected) extends that row instead of
+    # adding one, so an idle stream adds no rows: `pulls` counts the pulls a row stands
+    # for (1: a row of its own), and its pages/listed/stored are their sums.
+    db.execute("ALTER TABLE pull_windows ADD COLUMN pulls INTEGER NOT NULL DEFAULT 1")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

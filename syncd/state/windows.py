@@ -9,6 +9,7 @@ its data does: a crash before the commit loses both, and the window is pulled ag
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from syncd.state.store import Store
 
 MAX_REQUEST_IDS = 20  # per row; the rest are counted in request_ids_more
 FAILED_STATUSES = ("failed", "crashed", "interrupted")
+EXTEND_LOOKBACK = 200  # rows looked back for the one an unchanged pull extends
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class RecordWindow:
 
     def apply(self, store: Store) -> None:
         ids = [r for r in self.request_ids if r]
+        if self.backfill_id is None:
+            previous = _previous_row(store, self)
+            if previous is not None and extends(previous, self):
+                _extend(store, previous, self, ids)
+                return
         store.db.execute(
             "INSERT INTO pull_windows (stream, job, run_id, kind, window_from, window_to, "
             "cursor_before, cursor_after, lag_s, overlap_s, pages, listed, stored, rejected, "
@@ -92,6 +99,96 @@ class RecordWindow:
                 self.backfill_id,
             ],
         )
+
+
+_EXTEND_COLUMNS = (
+    "id, kind, window_from, window_to, cursor_before, cursor_after, overlap_s, rejected, scan, "
+    "content_hash, request_ids, request_ids_more"
+)
+
+
+def _previous_row(store: Store, new: RecordWindow) -> dict[str, Any] | None:
+    """The live row `new` would follow in the coverage: the stream's last row of the live
+    pull of the same kind (for a cursor page, the last that moved a cursor, or the last
+    look at the head, which covers nothing, for one that moved none)."""
+    if new.kind in ("window", "scan"):
+        shape = f"kind = '{new.kind}'"
+    elif new.cursor_before is None and new.cursor_after is None:
+        shape = "kind = 'cursor' AND cursor_before IS NULL AND cursor_after IS NULL"
+    else:
+        shape = "kind = 'cursor' AND cursor_after IS NOT NULL"
+    # Among the table's last EXTEND_LOOKBACK rows only (a bounded walk down the rowid; `+`
+    # keeps SQLite off the stream index, whose rows it would all visit): an older row is
+    # not extended, the pull adds its own, which the next one can extend.
+    rows = store.query(
+        f"SELECT {_EXTEND_COLUMNS} FROM pull_windows WHERE id > (SELECT coalesce(max(id), 0) "
+        "FROM pull_windows) - ? AND +stream = ? AND job = ? AND backfill_id IS NULL "
+        f"AND {shape} ORDER BY id DESC LIMIT 1",
+        [EXTEND_LOOKBACK, new.stream, new.job],
+    )
+    return rows[0] if rows else None
+
+
+def extends(previous: Mapping[str, Any], new: RecordWindow) -> bool:
+    """Whether `new` adds nothing to the coverage but what extending `previous` (a row of
+    `_previous_row`) to its end says: the same content (hash), nothing rejected by either,
+    and contiguous with it -- a time window that starts inside the previous one (by at
+    least the configured overlap, so no short overlap is hidden), the next scan (a scan
+    covers from the end of the one before), or a cursor page read from where the previous
+    row left the cursor that did not move it (or two looks at the head, which cover
+    nothing). The union of what both cover is then the extended row. Lineage holds: the
+    same content means the same records, each listed again by the newer pull."""
+    if (
+        new.content_hash is None
+        or previous["content_hash"] != new.content_hash
+        or new.rejected
+        or previous["rejected"]
+        or previous["kind"] != new.kind
+    ):
+        return False
+    if new.kind == "cursor":
+        if new.cursor_before is None and new.cursor_after is None:
+            return previous["cursor_before"] is None and previous["cursor_after"] is None
+        return bool(new.cursor_before == new.cursor_after == previous["cursor_after"])
+    new_from, new_to = _dt(new.window_from), _dt(new.window_to)
+    old_from, old_to = _dt(previous["window_from"]), _dt(previous["window_to"])
+    if new_from is None or new_to is None or old_from is None or old_to is None:
+        return False
+    if new.kind == "scan":
+        return old_from <= new_from and old_to <= new_to
+    if not old_from <= new_from <= old_to <= new_to or previous["overlap_s"] != new.overlap_s:
+        return False
+    return new.overlap_s is None or (old_to - new_from).total_seconds() >= new.overlap_s
+
+
+def _extend(store: Store, previous: Mapping[str, Any], new: RecordWindow, ids: list[str]) -> None:
+    """Fold `new` into `previous`: its end, window end, lag, cursor and scan number (every
+    record of a scan points at the last scan listing it); counts summed; the request
+    ids kept are the row's first and the newest (a record points at the request that first
+    or last listed it), the others counted in request_ids_more."""
+    kept = json.loads(previous["request_ids"] or "[]") + ids
+    more = previous["request_ids_more"] + new.request_ids_more
+    if len(kept) > MAX_REQUEST_IDS:
+        more += len(kept) - MAX_REQUEST_IDS
+        kept = kept[: MAX_REQUEST_IDS - 1] + kept[-1:]
+    store.db.execute(
+        "UPDATE pull_windows SET ended_at = ?, window_to = ?, lag_s = ?, cursor_after = ?, "
+        "pages = pages + ?, listed = listed + ?, stored = stored + ?, pulls = pulls + 1, "
+        "request_ids = ?, request_ids_more = ?, scan = coalesce(?, scan) WHERE id = ?",
+        [
+            new.ended_at,
+            new.window_to,
+            new.lag_s,
+            new.cursor_after,
+            new.pages,
+            new.listed,
+            new.stored,
+            json.dumps(kept),
+            more,
+            new.scan,
+            previous["id"],
+        ],
+    )
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -125,7 +222,8 @@ def ledger_rows(store: Store, stream: str, since: str | None = None) -> list[Led
     )
     rows = store.query(
         "SELECT run_id, kind, started_at, ended_at, window_from, window_to, cursor_before, "
-        "cursor_after, overlap_s, backfill_id FROM pull_windows WHERE stream = ? AND id >= ? "
+        "cursor_after, overlap_s, backfill_id, pulls FROM pull_windows WHERE stream = ? "
+        "AND id >= ? "
         "ORDER BY id",
         [stream, before if before is not None else first],
     )
@@ -144,6 +242,7 @@ def _ledger_row(r: dict[str, Any]) -> LedgerRow:
         r["cursor_after"],
         r["overlap_s"],
         r.get("backfill_id") is not None,
+        r.get("pulls", 1),
     )
 
 
@@ -307,7 +406,7 @@ def _store_day(
     covered = list(summary.covered)
     digest = text_hash("\n".join(r["content_hash"] or "" for r in rows))
     old = store.query("SELECT * FROM pull_window_days WHERE stream = ? AND day = ?", [stream, day])
-    windows = len(rows)
+    windows = sum(r["pulls"] for r in rows)
     if old:  # rows of a day compacted before (a clock that went back): merge
         covered = union(
             covered
@@ -392,6 +491,7 @@ __all__ = [
     "RecordWindow",
     "compact_ledger",
     "coverage_report",
+    "extends",
     "failed_runs",
     "kept_gaps",
     "ledger_days",

@@ -107,20 +107,25 @@ def test_moves_windows_are_in_the_ledger_with_their_overlap(
     clock: Clock, make_cfg: Callable[..., Settings]
 ) -> None:
     """A 40-day backfill in one-day windows overlapping by six hours: one ledger row per
-    window, whose stored counts add up to what the run stored, covering the period with the
-    configured overlap and no gap; a failed run is a gap naming it until the next run
-    resumes from the watermark."""
+    window (consecutive empty windows fold into one row counting them), whose stored counts
+    add up to what the run stored, covering the period with the configured overlap and no
+    gap; a failed run is a gap naming it until the next run resumes from the watermark."""
     with InstockSim(seed=21, articles=60, retry_after=0, clock=clock) as sim:
         cfg = make_cfg(sim, page_size=100, instock_moves=MOVES_OPTIONS)
         first = run(cfg, "instock.moves")
         with Store.open(cfg.db_path, migrate=False) as store:
             rows = window_counts(store, "instock.moves")
-        assert len(rows) >= 40
+        assert sum(r["pulls"] for r in rows) >= 40
+        assert any(r["pulls"] > 1 for r in rows)  # the days without a move
+        assert all(r["listed"] == 0 for r in rows if r["pulls"] > 1)
         assert sum(r["stored"] for r in rows) == first.counts["stored"]
         assert sum(r["listed"] for r in rows) == first.counts["pulled"]
-        assert all(r["pages"] == len(json.loads(r["request_ids"])) for r in rows)
+        assert all(
+            r["pages"] == len(json.loads(r["request_ids"])) + r["request_ids_more"] for r in rows
+        )
         [report] = reports(cfg)
         assert report.gaps == ()
+        assert report.windows == sum(r["pulls"] for r in rows)
         assert report.overlap_s == report.min_overlap_s == 6 * 3600
         clock.t += 3600
         sim.faults.script(MOVES_LIST, ["500"] * 5)
@@ -177,32 +182,38 @@ def test_inventory_scans_are_ledger_rows_that_say_what_each_scan_stored(
     sim: InstockSim, make_cfg: Callable[..., Settings]
 ) -> None:
     """Each settled scan is one row (kind scan, its number): its pages, what it listed,
-    the request id of each page; the same list hashes alike, a changed one not; the mirror
-    rows name the scan that listed them; coverage lists the scans and finds no gap."""
+    the request id of each page; a scan that lists what the one before listed (the same
+    hash) extends its row (pulls 2, the newer scan's number, counts and request ids of
+    both), a changed one has its own; the mirror rows name the scan that listed them;
+    coverage lists the scans and finds no gap."""
     cfg = make_cfg(sim, page_size=10)
     listed = instock_suite.listed_stock(sim)
     assert len(listed) > 20  # three pages
     mark = len(sim.requests)
     first = run(cfg, "instock.inventory")
     page_ids = [r.request_id for r in sim.requests[mark:] if r.route == INVENTORY_ROUTE]
+    first_hash = scan_rows(cfg)[0]["content_hash"]
+    assert first_hash
+    mark = len(sim.requests)
     run(cfg, "instock.inventory")  # nothing changed
+    again_ids = [r.request_id for r in sim.requests[mark:] if r.route == INVENTORY_ROUTE]
     sim.adjust_inventory(next(iter(listed)), 5)
     run(cfg, "instock.inventory")
     rows = scan_rows(cfg)
-    assert [(r["kind"], r["scan"]) for r in rows] == [("scan", 1), ("scan", 2), ("scan", 3)]
+    assert [(r["kind"], r["scan"], r["pulls"]) for r in rows] == [("scan", 2, 2), ("scan", 3, 1)]
     one = rows[0]
     assert one["run_id"] == first.run_id
     assert (one["pages"], one["listed"], one["stored"], one["rejected"]) == (
-        len(page_ids), len(listed), len(listed), 0,
+        2 * len(page_ids), 2 * len(listed), 2 * len(listed), 0,
     )  # fmt: skip
-    assert json.loads(str(one["request_ids"])) == page_ids
+    assert json.loads(str(one["request_ids"])) == page_ids + again_ids
     assert (one["window_from"], one["window_to"]) == (one["started_at"], one["ended_at"])
-    assert rows[0]["content_hash"] == rows[1]["content_hash"] != rows[2]["content_hash"]
+    assert first_hash == rows[0]["content_hash"] != rows[1]["content_hash"]
     with Store.open(cfg.db_path, migrate=False) as store:
         assert store.scalar("SELECT min(scan) FROM instock_inventory") == 3
         [report] = coverage_report(store, "instock.inventory", now=utcnow())
-    assert (report.kind, report.gaps) == ("scan", ())
-    assert [s.scan for s in report.scans] == [1, 2, 3]
+    assert (report.kind, report.gaps, report.windows) == ("scan", (), 3)
+    assert [s.scan for s in report.scans] == [2, 3]
 
 
 def test_a_scan_resumed_after_an_interruption_is_one_row_counting_each_page_once(
