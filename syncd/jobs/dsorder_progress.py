@@ -22,15 +22,17 @@ finished.
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.instock import InstockClient
+from syncd.connectors.instock import BadRecordError, InstockClient, OrderStatus
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dsorder.progress_plan import (
     TERMINAL,
@@ -40,10 +42,12 @@ from syncd.jobs.dsorder.progress_plan import (
     polls_due,
     sweep_before,
     sweep_quota,
+    sweep_unchanged,
 )
 from syncd.jobs.shared.instock_follow import Followed, OnChange, Refused, follow_orders
 from syncd.state import Store, queries
 from syncd.state.mirror import dsorder as orders
+from syncd.state.mirror import instock as instock_mirror
 from syncd.state.mirror.dsorder import FollowedOrder, MarkPolled, RecordMoves, StoredLine
 from syncd.state.plan import apply_plan
 
@@ -90,29 +94,65 @@ def run(ctx: JobContext) -> None:
             # No moves read before: what moved earlier is unknown, so everything is polled
             # once; the read is checkpointed only after that pass.
             following = orders.orders_to_follow(store, options.follow_limit)
-            due = [o for o in following if o.sync_status == "accepted"]
-        else:
-            moved = orders.moved_orders_due(store, options.follow_limit)
-            now = utcnow()
-            quota = sweep_quota(
-                orders.sweepable_count(store),
-                _since_previous_run(ctx, now),
-                options.sweep_interval,
-                options.sweep_limit,
-            )
-            swept = orders.orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
-            due = polls_due(moved, swept)
-            ctx.counts["moved"] += len(moved)
-            ctx.counts["swept"] += len(due) - len(moved)
-        _poll(ctx, client, due)
-        if read_until is None:
+            _poll(ctx, client, [o for o in following if o.sync_status == "accepted"])
             store.set_checkpoint(MOVES_READ, end, run_id=ctx.run_id)
+            return
+        moved = orders.moved_orders_due(store, options.follow_limit)
+        now = utcnow()
+        quota = sweep_quota(
+            orders.sweepable_count(store),
+            _since_previous_run(ctx, now),
+            options.sweep_interval,
+            options.sweep_limit,
+        )
+        moved_ids = {o.order_id for o in moved}
+        swept = [
+            o
+            for o in orders.orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
+            if o.order_id not in moved_ids
+        ]
+        statuses, whole = _sweep(ctx, client, swept)
+        ctx.counts["moved"] += len(moved)
+        ctx.counts["swept"] += len(swept)
+        _poll(ctx, client, polls_due(moved, whole), statuses)
 
 
 def _since_previous_run(ctx: JobContext, now: datetime) -> float | None:
     """Seconds since this job's previous run started (None: none recorded)."""
     started = queries.previous_run_started(ctx.store, ctx.job, ctx.run_id)
     return (now - parse_iso(started)).total_seconds() if started else None
+
+
+def _sweep(
+    ctx: JobContext, client: InstockClient, swept: list[FollowedOrder]
+) -> tuple[dict[str, OrderStatus], list[FollowedOrder]]:
+    """Read only the status of each swept order; an order whose status and ordertasks are
+    as last polled is marked polled (one request, not a status and every ordertask), the
+    others are returned for the whole poll with the answers read here."""
+    if not swept:
+        return {}, []
+    ids = [o.instock_order_id for o in swept]
+    with ThreadPoolExecutor(ctx.options.workers, thread_name_prefix="instock-sweep") as pool:
+        answers = dict(zip(ids, pool.map(partial(_status_or_none, client), ids), strict=True))
+    unchanged, whole = sweep_unchanged(
+        swept,
+        instock_mirror.followed_states(ctx.store, ids),
+        {i: (a.order_status, json.dumps(a.task_ids)) if a else None for i, a in answers.items()},
+    )
+    if unchanged:
+        with ctx.store.transaction():
+            MarkPolled(tuple((o.order_id, o.moved_at) for o in unchanged), iso()).apply(ctx.store)
+    ctx.counts["swept_unchanged"] += len(unchanged)
+    return {i: a for i, a in answers.items() if a is not None}, whole
+
+
+def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
+    """The order's status; None when it cannot be compared (404, a bad record): the whole
+    poll then records what is wrong."""
+    try:
+        return client.find_order_status(order_id)
+    except BadRecordError:
+        return None
 
 
 def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> str:
@@ -136,7 +176,12 @@ def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) 
     return end
 
 
-def _poll(ctx: JobContext, client: InstockClient, due: list[FollowedOrder]) -> None:
+def _poll(
+    ctx: JobContext,
+    client: InstockClient,
+    due: list[FollowedOrder],
+    statuses: dict[str, OrderStatus] | None = None,
+) -> None:
     """Poll the chosen orders: results stored as they come (with the fulfil and close
     intents they decide), each chunk marked polled, the sender woken for what was queued."""
     options: Options = ctx.options
@@ -188,6 +233,7 @@ def _poll(ctx: JobContext, client: InstockClient, due: list[FollowedOrder]) -> N
         on_poll=on_poll,
         stub=stub,
         between=after_chunk,
+        statuses=statuses,
     ):
         ctx.counts["followed"] += 1
         order = ready[instock_id]

@@ -52,6 +52,7 @@ SUBMITTED_ROUTE = "GET /orders/submitted"
 LOOP_JOBS = ("dsorder.pull", "outbox.send", "dsorder.progress", "outbox.send")
 STATUS_ROUTE = "GET /v1/{site_id}/orders/{order_id}/status"
 MOVES_ROUTE = "GET /v1/{site_id}/moves"
+ORDERTASK_ROUTE = "GET /v1/{site_id}/ordertasks/{ordertask_id}"
 SWEEP_INTERVAL = 600  # dsorder.progress's default sweep_interval
 
 
@@ -333,6 +334,36 @@ def test_the_sweep_is_paced_over_its_interval_not_sent_in_a_wave(
     assert set(status_polls(ins, before)) == {f"DS-{o}" for o in ids}
     assert len(status_polls(ins, before)) == 6  # each once
     assert len(swept) == 2
+
+
+def test_the_sweep_reads_only_the_status_of_an_order_unchanged_since_its_last_poll(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """A swept order whose status and ordertasks are as last polled costs one status read
+    (no ordertask reads); one that changed without a move gets the whole poll, its status
+    not read twice; a cancellation found so still closes once."""
+    cfg = make_cfg()
+    a = stocked(ins)[0]
+    ids = [ds.submit_order(lines=[(a, 1)]) for _ in range(3)]
+    cycle(cfg)  # created and polled: registered, no ordertasks
+    for order_id in ids:
+        assert ins.advance_order(f"DS-{order_id}") == "reserved"  # ordertasks, no move
+    before = len(ins.requests)
+    sweep_due(cfg)  # status changed: the whole poll, ordertasks read
+    assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids)
+    tasks_read = sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:])
+    assert tasks_read == 3
+    before = len(ins.requests)
+    sweep_due(cfg, intervals=2)  # nothing changed: one status read each, nothing else
+    assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids)
+    assert sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:]) == 0
+    ins.cancel_order(f"DS-{ids[0]}")
+    before = len(ins.requests)
+    sweep_due(cfg, intervals=3)
+    assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids)  # once each
+    assert ds.closes(ids[0]) == 1
+    assert reported(ds, ids[0]) == {1000: (0, True)}
+    assert all(ds.closes(o) == 0 for o in ids[1:])
 
 
 def test_picks_moved_before_done_are_reported_and_the_sweep_closes_the_order(

@@ -26,6 +26,7 @@ from syncd.jobs.dsorder.progress_plan import (
     polls_due,
     sweep_before,
     sweep_quota,
+    sweep_unchanged,
 )
 from syncd.jobs.dsorder.pull_plan import (
     ESCALATED_ALERT,
@@ -549,6 +550,31 @@ def test_polls_due_are_the_moved_orders_then_the_sweep_without_repeats() -> None
     assert polls_due([], []) == []
     now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
     assert sweep_before(now, 600) == "2026-03-02T09:20:00.000Z"
+
+
+def test_sweep_unchanged_splits_by_the_status_answer_against_the_last_poll() -> None:
+    def followed(n: str) -> FollowedOrder:
+        return FollowedOrder(n, f"DS-{n}", "2026-03-02T09:00:00.000Z", "accepted")
+
+    swept = [followed(n) for n in "123456"]
+    stored = {
+        "DS-1": ("reserved", '["t1"]'),
+        "DS-2": ("reserved", '["t1"]'),
+        "DS-3": ("registered", "[]"),
+        "DS-5": ("done", '["t5"]'),
+        "DS-6": ("reserved", '["t6"]'),
+    }
+    answered: dict[str, tuple[str, str] | None] = {
+        "DS-1": ("reserved", '["t1"]'),  # as last polled
+        "DS-2": ("reserved", '["t1", "t2"]'),  # a new ordertask
+        "DS-3": ("canceled", "[]"),  # canceled without a move
+        "DS-4": ("reserved", "[]"),  # never polled: nothing to compare with
+        "DS-5": ("done", '["t5"]'),  # done but still open here: the whole poll decides
+        "DS-6": None,  # a bad record or a 404
+    }
+    unchanged, whole = sweep_unchanged(swept, stored, answered)
+    assert [o.order_id for o in unchanged] == ["1"]
+    assert [o.order_id for o in whole] == ["2", "3", "4", "5", "6"]
 
 
 def test_sweep_quota_is_the_open_orders_share_of_the_time_since_the_last_run() -> None:

@@ -81,6 +81,29 @@ def sweep_quota(open_orders: int, since_last_run: float | None, interval: float,
     return max(1, min(limit, share))
 
 
+def sweep_unchanged(
+    swept: Sequence[FollowedOrder],
+    stored: Mapping[str, tuple[str, str]],
+    answered: Mapping[str, tuple[str, str] | None],
+) -> tuple[list[FollowedOrder], list[FollowedOrder]]:
+    """Split the swept orders by their status answer: (unchanged, to poll whole).
+
+    An order is unchanged when Instock answers the status and ordertask ids (JSON text)
+    the last poll stored: its picks write moves, so what the sweep looks for (a
+    cancellation, a turn to done without a move, new ordertasks) would show in the status.
+    An order without a stored poll or without a usable answer (a bad record, a 404) gets
+    the whole poll, which records the reject or the missing order; so does one stored as
+    done or canceled and still open here (its close is decided by the whole poll)."""
+    unchanged: list[FollowedOrder] = []
+    whole: list[FollowedOrder] = []
+    for order in swept:
+        answer = answered.get(order.instock_order_id)
+        known = stored.get(order.instock_order_id)
+        same = answer is not None and answer == known and answer[0] not in TERMINAL
+        (unchanged if same else whole).append(order)
+    return unchanged, whole
+
+
 def polls_due(
     moved: Sequence[FollowedOrder], swept: Sequence[FollowedOrder]
 ) -> list[FollowedOrder]:

@@ -110,13 +110,19 @@ def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, di
 
 
 def poll_order(
-    client: InstockClient, order_id: str, known: Mapping[str, Ordertask], *, reread: bool = False
+    client: InstockClient,
+    order_id: str,
+    known: Mapping[str, Ordertask],
+    *,
+    reread: bool = False,
+    status: OrderStatus | None = None,
 ) -> Poll:
     """Status and ordertasks of one order, and with `reread` the order itself once it is
-    done (attributes added during decanting); safe to run in a worker thread."""
+    done (attributes added during decanting); safe to run in a worker thread. `status`:
+    the order's status already read this run (not read again)."""
     order = None
     try:
-        status = client.order_status(order_id)
+        status = status or client.order_status(order_id)
         tasks = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
         if reread and status.order_status == "done":
             order = client.get_order(order_id)
@@ -139,10 +145,13 @@ def follow_orders(
     on_poll: Callable[[str], OnChange | None] = lambda _: None,
     stub: Callable[[str], Mapping[str, Any] | None] = lambda _: None,
     between: Callable[[], None] = lambda: None,
+    statuses: Mapping[str, OrderStatus] | None = None,
 ) -> Iterator[tuple[str, Followed | Refused | None]]:
     """Follow many orders: the polls run `workers` at a time (HTTP only), every result
     is stored on the caller's thread and connection, in order; `between` runs after
-    each chunk (e.g. a stop check, or waking the sender for what was just queued)."""
+    each chunk (e.g. a stop check, or waking the sender for what was just queued).
+    `statuses`: answers already read this run, used instead of reading them again."""
+    statuses = statuses or {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instock-poll") as pool:
         for start in range(0, len(order_ids), chunk):
             ids = list(order_ids[start : start + chunk])
@@ -152,7 +161,7 @@ def follow_orders(
             futures = [
                 pool.submit(
                     context.copy().run,
-                    partial(poll_order, reread=oid in rereads),
+                    partial(poll_order, reread=oid in rereads, status=statuses.get(oid)),
                     client,
                     oid,
                     known.get(oid, {}),

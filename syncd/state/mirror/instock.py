@@ -508,6 +508,20 @@ def mirrored_order(store: Store, order_id: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+def followed_states(store: Store, order_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Of these orders, the status and ordertask ids (JSON text) the last poll stored; an
+    order never polled is absent."""
+    states: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(order_ids):
+        for row in store.query(
+            "SELECT order_id, order_status, ordertask_ids FROM instock_orders "
+            f"WHERE order_status IS NOT NULL AND order_id IN ({_marks(chunk)})",
+            chunk,
+        ):
+            states[row["order_id"]] = (row["order_status"], row["ordertask_ids"] or "[]")
+    return states
+
+
 def reception_orders(store: Store, order_ids: Sequence[str]) -> set[str]:
     """Of these orders, the reception orders."""
     if not order_ids:
