@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 
 class RawJson(str):
@@ -220,6 +220,10 @@ def json_safe_spelt(value: Any) -> Any:
 
 # -- hashes ---------------------------------------------------------------------------------
 
+# the constructors themselves: `hashlib.new` looks the name up on every call (a hot path
+# hashes every row it plans)
+_HASHES: Final = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+
 
 def text_hash(
     text: str, length: int | None = 32, *, algorithm: Literal["sha256", "sha1"] = "sha256"
@@ -228,7 +232,7 @@ def text_hash(
 
     sha256 everywhere, except the identity of an Instock move, stored as sha1 before this
     module existed (not a security use: a content identity)."""
-    digest = hashlib.new(algorithm, text.encode(), usedforsecurity=False).hexdigest()
+    digest = _HASHES[algorithm](text.encode(), usedforsecurity=False).hexdigest()
     return digest if length is None else digest[:length]
 
 

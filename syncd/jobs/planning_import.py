@@ -36,8 +36,8 @@ Six endpoints, each fed from host tables by a pure mapping function:
   so a growing week re-sent each run would be counted again); `include_open_week` opts in to
   the current week, re-sent each run it grew. The host has no forecast and the API sets a
   missing `forecastedDemand` to `actualDemand`: records are held (`held:demand-history`)
-  unless `on_missing_forecast = "api_default"`. The reference of a demand record is its
-  first sales row (file:line).
+  unless `on_missing_forecast = "api_default"`. The reference of a demand record is the
+  first of its sales rows loaded (file:line).
 
 Diff: every mapped row gets a hash of its wire JSON and a natural key (the connector's
 `row_key`). It is sent when its hash differs from the one a COMPLETED job last accepted

@@ -231,6 +231,10 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
     assert found[records.index(next(r for r in records if r["skuId"] == "A1"))].reference == (
         "sales-1.csv:2"
     )
+    # a record of two sales names the first loaded: A2's week holds lines 6 and 7
+    assert found[records.index(next(r for r in records if r["skuId"] == "A2"))].reference == (
+        "sales-1.csv:6"
+    )
     assert [c.text for c in found] == [canonical(r) for r in records]
     assert any(c.payload is None for c in found)  # the fast path was taken
     assert any(c.payload is not None and c.checked for c in found)  # ... and the other
@@ -240,6 +244,36 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
     assert check_rows("demand-history", checked) == {}
     [blank] = [c for c in found if not c.checked]
     assert check_rows("demand-history", [blank.payload]) == {0: "skuId: must not be empty"}
+
+
+def test_a_weekly_record_names_the_first_sales_row_loaded_into_it(store: Store) -> None:
+    """The reference (what a reject of the record names) is the week's sales row loaded
+    first, whatever its file is called; later rows of the week add to the quantity."""
+    from syncd.jobs.planning_import import demand_candidates
+
+    loaded = [("sales-b.csv", 7, "2025-03-04", 2), ("sales-a.csv", 3, "2025-03-05", 5)]
+    loaded += [("sales-a.csv", 2, "2025-03-06", 1)]
+    with store.transaction():
+        store.db["host_sales"].insert_all(  # type: ignore[union-attr]
+            {
+                "transaction_id": f"T{n}",
+                "line_id": "1",
+                "sale_date": day,
+                "article_id": "A1",
+                "location": "",
+                "qty": qty,
+                "channel": "",
+                "file": file,
+                "line": line,
+                "load_id": n + 1,
+                "loaded_at": "2025-03-12T00:00:00.000Z",
+            }
+            for n, (file, line, day, qty) in enumerate(loaded)
+        )
+    options = Options(site_location=SITE, demand_weeks_back=1, upsert_endpoints=list(ORDER))
+    [[record]] = list(demand_candidates(store, options, date(2025, 3, 12)))
+    assert record.reference == "sales-b.csv:7"
+    assert json.loads(record.text or "")["actualDemand"] == 8
 
 
 def test_plan_row_holds_a_change_an_api_may_add_twice() -> None:

@@ -204,20 +204,19 @@ def demand_candidates(store: Store, options: Options, today: date) -> Iterator[l
         last = articles[-1]
         marks = ",".join("?" * len(articles))
         # SQLite: 'weekday 0' moves to the next Sunday (or stays), -6 days is its Monday.
-        # The reference is the group's first sales row: the least `file:<line, 9 digits>`,
-        # given back as `file:<line>`.
-        first = "min(file || ':' || printf('%09d', line))"
+        # The reference is the group's first sales row as loaded (the least rowid: with one
+        # min(), SQLite takes `file` and `line` from the row that gives it, so the reference
+        # costs no text per sale, only one per record).
         rows = store.db.conn.execute(
             "SELECT article_id, location, coalesce(nullif(channel, ''), 'ALL'), "
-            "date(sale_date, 'weekday 0', '-6 days'), total(qty), "
-            f"substr({first}, 1, length({first}) - 9) || CAST(substr({first}, -9) AS INTEGER) "
-            f"FROM host_sales WHERE article_id IN ({marks}) AND sale_date >= ? "
-            "AND sale_date < ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            "date(sale_date, 'weekday 0', '-6 days'), total(qty), min(rowid), "
+            f"file || ':' || line FROM host_sales WHERE article_id IN ({marks}) "
+            "AND sale_date >= ? AND sale_date < ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             [*articles, *window],
         )
         site = options.site_location
         chunk = []
-        for a, loc, c, w, q, ref in rows:
+        for a, loc, c, w, q, _, ref in rows:
             location = loc or site
             # A record is valid by construction (text ids, an ISO Monday, a finite number)
             # unless an id is blank: only then is it checked (and refused) like other rows.
@@ -228,7 +227,7 @@ def demand_candidates(store: Store, options: Options, today: date) -> Iterator[l
                 # the common case, a whole quantity (total() gives a float): rendered from
                 # its parts as demand_record + demand_text would (tested), without the dict
                 text = demand_json(int(q) if q > 0 else 0, c, location, a, week)
-                chunk.append(Candidate(None, ref, text, key, checked=True))
+                chunk.append(Candidate(None, ref, text, key, True))
                 continue
             record = demand_record(a, loc, c, w, q, site)
             chunk.append(Candidate(record, ref, demand_text(record), key, checked=valid))

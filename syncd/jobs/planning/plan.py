@@ -68,18 +68,9 @@ def plan_row(
 # --- which rows to send ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Keyed:
-    """A mapped row with its natural key (`?<reference>` when it has none), its canonical
-    JSON text and that text's hash."""
-
-    key: str
-    digest: str
-    text: str
-    payload: dict[str, Any] | None
-    reference: str
-    checked: bool  # the mapping guarantees what the local check checks
-    closing: bool  # it closes a row that left the open set (adds nothing)
+Keyed = Planned
+"""A mapped row, keyed (`?<reference>` when it has no natural key), rendered and hashed:
+the row `plan_chunk` sends is this same tuple (one is made for every row planned)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +94,7 @@ def key_chunk(endpoint: str, chunk: Sequence[Candidate]) -> KeyedChunk:
             continue
         text = rendered or canonical(payload)
         key = known_key or (payload is not None and key_of(payload)) or f"?{reference}"
-        rows.append(Keyed(key, text_hash(text), text, payload, reference, checked, closes))
+        rows.append(Keyed(key, text_hash(text), RawJson(text), reference, payload, checked, closes))
     return KeyedChunk(tuple(rows), held)
 
 
@@ -143,10 +134,15 @@ def plan_chunk(
     to_send: list[Keyed] = []
     actions: Counter[str] = Counter()
     for row in chunk.rows:
+        accepted_hash = accepted.get(row.key)
+        failed_hash = failed.get(row.key)
+        if accepted_hash is None and failed_hash is None:  # never sent: plan_row's "send"
+            to_send.append(row)
+            continue
         action = plan_row(
             row.digest,
-            accepted.get(row.key),
-            failed.get(row.key),
+            accepted_hash,
+            failed_hash,
             may_add=may_add and not row.closing,  # a closing row adds nothing
         )
         if action == "send":
@@ -168,7 +164,7 @@ def plan_chunk(
             first = found_here[0].field if found_here else None
             refusals.append(Refusal(row.key, row.digest, row.reference, row.payload, reason, first))
             continue
-        send.append(Planned(row.key, row.digest, RawJson(row.text), row.reference))
+        send.append(row)
     if refusals:
         actions["refused"] += len(refusals)
         actions["rejected"] += len(refusals)

@@ -263,12 +263,17 @@ class Candidate(NamedTuple):
 
 
 class Planned(NamedTuple):
-    """A row to send: rendered once (`text`: hashed, kept with its job and sent as is)."""
+    """A row keyed and rendered once (`text`: hashed, kept with its job and sent as is),
+    with what planning it needs (a tuple: the hot path makes one per row, and the rows
+    to send are these same tuples)."""
 
     key: str
     digest: str
     text: RawJson
     reference: str
+    payload: dict[str, Any] | None = None  # None: `text` is the row
+    checked: bool = True  # the mapping guarantees what the local check checks
+    closing: bool = False  # it closes a row that left the open set (adds nothing)
 
 
 def job_rows(batch: Sequence[Planned]) -> str:
