@@ -17,9 +17,13 @@ the result in one transaction; the mirror tables change only through
    the cursor of the last page seen (new orders appended at the end), and the
    head until a page holds no order it does not know (new orders first), and
    every `full_scan_interval` the whole list (any other order).
-3. Follow: every order not yet `done`/`canceled` is polled for its status and
-   ordertasks; a change of status or of fulfilled quantities is recorded as
-   order events in the same transaction, and the events become one host
+3. Follow: the open orders (not yet `done`/`canceled`, not the DSOrder loop's) are
+   polled for status and ordertasks when the Instock moves stream shows them moving
+   (each run reads the moves since the last read; moves carry `order_id`), when never
+   polled, and by a paced slow sweep of the longest unpolled (`sweep_interval`): the
+   requests grow with what changed, not with the open orders. `follow = "all"` polls
+   every open order each run instead. A change of status or of fulfilled quantities is
+   recorded as order events in the same transaction, and the events become one host
    outbox file per run. A reception order found done is read again (retrieve
    order): attributes added during decanting (e.g. the ASN) reach the mirror,
    and every `order_status` row carries its order's attributes.
@@ -33,7 +37,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,22 +53,35 @@ from syncd.connectors.instock import (
 )
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
-from syncd.jobs.shared.instock_follow import ORDERS_REJECT_SOURCE, Refused, follow_orders
+from syncd.jobs.shared.instock_follow import (
+    ORDERS_REJECT_SOURCE,
+    Refused,
+    follow_orders,
+    moves_window,
+    newest_moves,
+    sweep_before,
+    sweep_quota,
+)
 from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
 from syncd.jsontext import canonical, content_hash, json_safe, text_hash
 from syncd.send.host import host_file_intent, host_format
 from syncd.send.instock import DESTINATION
-from syncd.state import NewIntent, NewReject, Store
+from syncd.state import NewIntent, NewReject, Store, queries
 from syncd.state.mirror.instock import (
     DropOrderEvents,
     ForgetRefusedHostOrder,
     HostOrderMark,
     ListedOrder,
     MarkHostOrders,
+    MarkOrdersPolled,
     MirrorOrders,
+    RecordOrderMoves,
     host_order_lines,
+    host_orders_to_sweep,
     host_orders_with_sync,
     known_order_ids,
+    moved_host_orders_due,
+    open_host_side_count,
     open_host_side_orders,
     pending_order_events,
 )
@@ -73,6 +90,7 @@ from syncd.state.windows import RecordWindow
 
 CURSOR_STREAM = "instock.orders.cursor"
 FULL_SCAN_STREAM = "instock.orders.full_scan"  # when the whole list was last read
+MOVES_READ = "instock.orders.moves_read"  # checkpoint: where the last moves read ended
 LEDGER_STREAM = "instock.orders"  # the orders list walk in the window ledger
 REJECT_SOURCE = ORDERS_REJECT_SOURCE
 
@@ -81,7 +99,17 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     push_host_orders: bool = Field(True, description="create/update/cancel host orders")
+    follow: Literal["moves", "all"] = Field(
+        "moves", description="poll the orders that moved (and the sweep), or every open order"
+    )
     follow_limit: int = Field(500, ge=1, description="open orders polled per run at most")
+    sweep_interval: Duration = Field(
+        600.0, gt=0, description="an order not polled for this long is swept (polled anyway)"
+    )
+    sweep_limit: int = Field(10, ge=1, le=10_000, description="orders swept per run at most")
+    moves_overlap: Duration = Field(
+        60.0, ge=0, le=86400, description="each moves read starts this long before the last"
+    )
     full_scan_interval: Duration = Field(
         3600.0, ge=0, description="read the whole orders list at least this often (0: every run)"
     )
@@ -481,17 +509,70 @@ def _store_order_page(
 
 def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
     # Orders of the DSOrder loop are followed by dsorder.progress, at its own pace.
-    ids = open_host_side_orders(ctx.store, options.follow_limit)
-    for order_id, followed in follow_orders(ctx.store, client, ids, between=ctx.check_stop):
-        if isinstance(followed, Refused):
+    store = ctx.store
+    if options.follow == "all":
+        due: list[tuple[str, str | None]] = [
+            (i, None) for i in open_host_side_orders(store, options.follow_limit)
+        ]
+    else:
+        _read_moves(ctx, client, options)
+        moved = moved_host_orders_due(store, options.follow_limit)
+        now = utcnow()
+        started = queries.previous_run_started(store, ctx.job, ctx.run_id)
+        quota = sweep_quota(
+            open_host_side_count(store),
+            (now - parse_iso(started)).total_seconds() if started else None,
+            options.sweep_interval,
+            options.sweep_limit,
+        )
+        chosen = {order_id for order_id, _ in moved}
+        swept = [
+            o
+            for o in host_orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
+            if o[0] not in chosen
+        ]
+        due = moved + swept
+        ctx.counts["moved"] += len(moved)
+        ctx.counts["swept"] += len(swept)
+    moved_at = dict(due)
+    polled: list[tuple[str, str | None]] = []
+
+    def after_chunk() -> None:
+        if polled and options.follow == "moves":
+            with store.transaction():
+                MarkOrdersPolled(tuple(polled), iso()).apply(store)
+        polled.clear()
+        ctx.check_stop()
+
+    for order_id, followed in follow_orders(store, client, list(moved_at), between=after_chunk):
+        if isinstance(followed, Refused):  # a reject says what; polled again next run
             ctx.counts["rejected"] += 1
             ctx.log.warning("order_record_rejected", order_id=order_id, **followed.log_fields())
             continue
+        polled.append((order_id, moved_at[order_id]))
         if followed is None:
             ctx.log.warning("order_vanished", order_id=order_id)
             continue
         ctx.counts["followed"] += 1
         ctx.counts["status_changes"] += int(followed.changed)
+
+
+def _read_moves(ctx: JobContext, client: InstockClient, options: Options) -> None:
+    """Read the Instock moves since the last read and record which orders moved, with the
+    read's checkpoint, in one transaction (a crash reads the same window again)."""
+    window = moves_window(ctx.store.get_checkpoint(MOVES_READ), utcnow(), options.moves_overlap)
+    pairs: list[tuple[object, object]] = []
+    for page in client.move_pages(window.start, window.end):
+        pairs.extend(
+            (m.get("order_id"), m.get("move_timestamp")) for m in page.items if isinstance(m, dict)
+        )
+        ctx.check_stop()
+    ctx.counts["moves_read"] += len(pairs)
+    newest = newest_moves(pairs)
+    with ctx.store.transaction():
+        if newest:
+            RecordOrderMoves(tuple(sorted(newest.items()))).apply(ctx.store)
+        ctx.store.set_checkpoint(MOVES_READ, iso(window.end), run_id=ctx.run_id)
 
 
 def _flush_events(ctx: JobContext) -> None:

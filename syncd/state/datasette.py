@@ -485,6 +485,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "list_request_id": "Instock's request id of the orders list page that last "
             "listed it (its ledger row: the pull_windows row listing it)",
             "status_request_id": "Instock's request id of the status poll that last changed it",
+            "moved_at": f"newest Instock move of the order instock.orders read, {TS}",
+            "polled_moved_at": "moved_at as it was at instock.orders' last poll (polled "
+            "again once moved_at passes it)",
+            "polled_at": f"instock.orders' last poll of it, {TS}; null: never (polled at once)",
         },
     ),
     "instock_ordertasks": (

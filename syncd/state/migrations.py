@@ -1057,6 +1057,18 @@ def m0024_pull_window_pulls(db: Database) -> None:
     db.execute("ALTER TABLE pull_windows ADD COLUMN pulls INTEGER NOT NULL DEFAULT 1")
 
 
+@migrations()
+def m0025_instock_orders_follow(db: Database) -> None:
+    # instock.orders follows the host's orders from the Instock moves stream, as
+    # dsorder.progress follows the loop's: `moved_at`, the newest move timestamp seen for
+    # the order (UTC ISO text); `polled_moved_at`, what `moved_at` was when it was last
+    # polled (polled again once `moved_at` passes it); `polled_at`, when it was last
+    # polled (never: polled at once; the slow sweep takes the longest unpolled).
+    db.execute("ALTER TABLE instock_orders ADD COLUMN moved_at TEXT")
+    db.execute("ALTER TABLE instock_orders ADD COLUMN polled_moved_at TEXT")
+    db.execute("ALTER TABLE instock_orders ADD COLUMN polled_at TEXT")
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

@@ -778,6 +778,55 @@ def cycle(settings: Settings) -> RunResult:
     return result
 
 
+def test_orders_are_polled_when_never_polled_when_they_move_and_by_the_sweep(
+    sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """`follow = "moves"` (the default): an open order is polled once when first mirrored,
+    then only when the moves stream shows it moving (a pick) or when the sweep finds it
+    unpolled for `sweep_interval`; an idle run polls no order. A reservation (no move) is
+    seen by the sweep, a pick by the moves."""
+    cfg = make_cfg(sim, instock_orders={"sweep_interval": 3600})
+    a, b = stocked_articles(sim, 2)
+    drop(cfg, "orders", order_csv(("HO-M1", [(a, 1)]), ("HO-M2", [(b, 1)])))
+    cycle(cfg)  # created
+    cycle(cfg)  # mirrored and polled once: registered
+
+    def polls() -> dict[str, int]:
+        return {
+            o: sim.count(f"GET /v1/{sim.site_id}/orders/{o}/status") for o in ("HO-M1", "HO-M2")
+        }
+
+    def status(order_id: str) -> str:
+        rows = query(cfg, "SELECT order_status FROM instock_orders WHERE order_id = ?", [order_id])
+        return str(rows[0]["order_status"])
+
+    assert all(n >= 1 for n in polls().values())
+    assert (status("HO-M1"), status("HO-M2")) == ("registered", "registered")
+    before = polls()
+    idle = cycle(cfg)
+    assert polls() == before
+    assert (idle.counts["moved"], idle.counts["swept"]) == (0, 0)
+
+    assert sim.advance_order("HO-M1") == "reserved"  # no move: not polled yet
+    cycle(cfg)
+    assert polls() == before
+    assert status("HO-M1") == "registered"
+    assert sim.advance_order("HO-M1") == "done"  # picked: moves carrying its order id
+    moved = cycle(cfg)
+    assert moved.counts["moved"] == 1
+    assert polls() == {"HO-M1": before["HO-M1"] + 1, "HO-M2": before["HO-M2"]}
+    assert status("HO-M1") == "done"
+
+    assert sim.advance_order("HO-M2") == "reserved"  # no move: the sweep sees it
+    sweeping = make_cfg(sim, instock_orders={"sweep_interval": 0.001})  # the same state DB
+    swept = cycle(sweeping)
+    assert (swept.counts["moved"], swept.counts["swept"]) == (0, 1)
+    assert status("HO-M2") == "reserved"
+    events = [r for f in outbox_rows(cfg, "order_status") for r in f]
+    assert [r["order_status"] for r in events if r["order_id"] == "HO-M2"][-1] == "reserved"
+    assert [r["order_status"] for r in events if r["order_id"] == "HO-M1"][-1] == "done"
+
+
 def test_host_order_is_created_once_even_when_the_create_is_replayed(
     sim: InstockSim, cfg: Settings
 ) -> None:
@@ -821,10 +870,14 @@ def test_host_order_is_created_once_even_when_the_create_is_replayed(
     assert open_rejects(cfg, "") == []
 
 
-def test_update_is_sent_while_registered_and_refused_after(sim: InstockSim, cfg: Settings) -> None:
+def test_update_is_sent_while_registered_and_refused_after(
+    sim: InstockSim, make_cfg: Callable[..., Settings]
+) -> None:
     """A changed host order is sent as an update while Instock has it registered; once
     fulfilment started it becomes a reject saying updates are accepted only while registered
-    (from syncd's own mirror, or from Instock's answer when the mirror had not seen it yet)."""
+    (from syncd's own mirror, or from Instock's answer when the mirror had not seen it yet).
+    The mirror sees the reservation (no move) each run with `follow = "all"`."""
+    cfg = make_cfg(sim, instock_orders={"follow": "all"})
     a, b = stocked_articles(sim, 2)
     drop(cfg, "orders", order_csv(("HO-U1", [(a, 1)]), ("HO-U2", [(a, 1)])))
     cycle(cfg)
@@ -974,12 +1027,15 @@ def test_order_with_unknown_article_is_rejected_with_instocks_reason(
     assert sync_row(cfg, "HO-X1") == {"action": "create", "status": "accepted", "reason": None}
 
 
+@pytest.mark.parametrize("follow", ["all", "moves"])
 def test_order_status_file_lists_changes_with_requested_and_fulfilled(
-    sim: InstockSim, cfg: Settings
+    sim: InstockSim, make_cfg: Callable[..., Settings], follow: str
 ) -> None:
     """Each status change of an order is written to the host order_status file, one row per
     line with the requested and the fulfilled quantity (Instock's, as `sim.fulfilled` says),
-    and a run without a change writes nothing."""
+    and a run without a change writes nothing. Following the moves, the reservation (no
+    move) is seen by the sweep (here due at every run), the picks by the moves."""
+    cfg = make_cfg(sim, instock_orders={"follow": follow, "sweep_interval": 0.001})
     a, b, c = stocked_articles(sim, 3)
     lines = [(a, 1), (b, 3), (c, 2)]
     drop(cfg, "orders", order_csv(("HO-S1", lines)))

@@ -5,13 +5,19 @@ or canceled. Totals come from `syncd.jobs.shared.dsorder_plan.fulfil_report`."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from syncd.clock import iso, parse_iso
+from syncd.clock import iso
 from syncd.jobs.shared.dsorder_plan import fulfil_report, report_changed
+from syncd.jobs.shared.instock_follow import (
+    MovesWindow,
+    moves_window,
+    newest_moves,
+    sweep_before,
+    sweep_quota,
+)
 from syncd.jsontext import canonical_spaced, text_hash
 from syncd.send.dsorder import DESTINATION as DSORDER
 from syncd.state import NewIntent
@@ -25,60 +31,6 @@ from syncd.state.mirror.dsorder import (
 from syncd.state.plan import Plan
 
 TERMINAL = ("done", "canceled")  # Instock order statuses after which the order is closed
-
-
-@dataclass(frozen=True)
-class MovesWindow:
-    """The closed window of Instock moves to read: [start, end], whole seconds."""
-
-    start: datetime
-    end: datetime
-
-
-def moves_window(read_until: str | None, now: datetime, overlap: float) -> MovesWindow:
-    """From `overlap` before where the last read ended (a move listed late, stamped before
-    it, is still seen) to now; the first read (`read_until` None) looks `overlap` back."""
-    end = now.replace(microsecond=0)
-    since = parse_iso(read_until) if read_until else end
-    return MovesWindow(min(since, end) - timedelta(seconds=overlap), end)
-
-
-def newest_moves(moves: Iterable[tuple[object, object]]) -> dict[str, str]:
-    """(order_id, move_timestamp) pairs -> the newest move per order id, as UTC ISO text
-    (comparable as text); moves without an order id are no order's progress."""
-    newest: dict[str, str] = {}
-    for order_id, stamp in moves:
-        if not order_id or not isinstance(order_id, str) or not isinstance(stamp, str):
-            continue  # a bad move is instock.moves' reject; here it is no one's progress
-        try:
-            at = iso(parse_iso(stamp))
-        except ValueError:
-            continue
-        if at > newest.get(order_id, ""):
-            newest[order_id] = at
-    return newest
-
-
-def sweep_before(now: datetime, interval: float) -> str:
-    """The sweep polls orders last polled before this."""
-    return iso(now - timedelta(seconds=interval))
-
-
-def sweep_quota(open_orders: int, since_last_run: float | None, interval: float, limit: int) -> int:
-    """How many orders this run sweeps: the open orders' share of the time since the
-    previous run (each open order once per `interval`), at least one, at most `limit`.
-
-    Orders created or polled together fall due together; sweeping them `limit` at a time
-    would send the sweep's requests in waves, one interval apart. Paced, a site with few
-    open orders sweeps a few each run and one with many runs at the bound, as before; over
-    an interval the quota adds up to every open order, so none waits longer on average.
-    With no previous run known the bound applies."""
-    if open_orders <= 0:
-        return 0
-    if since_last_run is None or since_last_run >= interval:
-        return min(limit, open_orders)
-    share = math.ceil(open_orders * max(since_last_run, 0.0) / interval)
-    return max(1, min(limit, share))
 
 
 def sweep_unchanged(
@@ -173,3 +125,19 @@ def plan_progress(
             changes=(MarkClosing(order_id, iso(now)),),
         )
     return ProgressDecision(plan, changed, terminal)
+
+
+# The moves and sweep pieces live in syncd.jobs.shared.instock_follow (instock.orders
+# follows the same way); dsorder.progress names them from here.
+__all__ = [
+    "TERMINAL",
+    "MovesWindow",
+    "ProgressDecision",
+    "moves_window",
+    "newest_moves",
+    "plan_progress",
+    "polls_due",
+    "sweep_before",
+    "sweep_quota",
+    "sweep_unchanged",
+]

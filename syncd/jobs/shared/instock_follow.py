@@ -2,20 +2,25 @@
 
 instock.orders follows the orders the host sent; dsorder.progress follows the orders of
 the DSOrder loop, at its own pace, and records its fulfilment intents in the same
-transaction as the poll (`on_poll`).
+transaction as the poll (`on_poll`). Both choose what to poll the same way: the orders
+the Instock moves stream shows moving since their last poll (`moves_window`,
+`newest_moves`), plus a paced slow sweep of the longest unpolled (`sweep_quota`,
+`sweep_before`), so requests grow with what changed, not with the open orders.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from syncd.clock import iso
+from syncd.clock import iso, parse_iso
 from syncd.connectors.instock import (
     BadRecord,
     BadRecordError,
@@ -176,6 +181,60 @@ def follow_orders(
                     ),
                 )
             between()
+
+
+@dataclass(frozen=True)
+class MovesWindow:
+    """The closed window of Instock moves to read: [start, end], whole seconds."""
+
+    start: datetime
+    end: datetime
+
+
+def moves_window(read_until: str | None, now: datetime, overlap: float) -> MovesWindow:
+    """From `overlap` before where the last read ended (a move listed late, stamped before
+    it, is still seen) to now; the first read (`read_until` None) looks `overlap` back."""
+    end = now.replace(microsecond=0)
+    since = parse_iso(read_until) if read_until else end
+    return MovesWindow(min(since, end) - timedelta(seconds=overlap), end)
+
+
+def newest_moves(moves: Iterable[tuple[object, object]]) -> dict[str, str]:
+    """(order_id, move_timestamp) pairs -> the newest move per order id, as UTC ISO text
+    (comparable as text); moves without an order id are no order's progress."""
+    newest: dict[str, str] = {}
+    for order_id, stamp in moves:
+        if not order_id or not isinstance(order_id, str) or not isinstance(stamp, str):
+            continue  # a bad move is instock.moves' reject; here it is no one's progress
+        try:
+            at = iso(parse_iso(stamp))
+        except ValueError:
+            continue
+        if at > newest.get(order_id, ""):
+            newest[order_id] = at
+    return newest
+
+
+def sweep_before(now: datetime, interval: float) -> str:
+    """The sweep polls orders last polled before this."""
+    return iso(now - timedelta(seconds=interval))
+
+
+def sweep_quota(open_orders: int, since_last_run: float | None, interval: float, limit: int) -> int:
+    """How many orders this run sweeps: the open orders' share of the time since the
+    previous run (each open order once per `interval`), at least one, at most `limit`.
+
+    Orders created or polled together fall due together; sweeping them `limit` at a time
+    would send the sweep's requests in waves, one interval apart. Paced, a site with few
+    open orders sweeps a few each run and one with many runs at the bound, as before; over
+    an interval the quota adds up to every open order, so none waits longer on average.
+    With no previous run known the bound applies."""
+    if open_orders <= 0:
+        return 0
+    if since_last_run is None or since_last_run >= interval:
+        return min(limit, open_orders)
+    share = math.ceil(open_orders * max(since_last_run, 0.0) / interval)
+    return max(1, min(limit, share))
 
 
 @dataclass(frozen=True)

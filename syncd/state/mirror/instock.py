@@ -548,20 +548,92 @@ def terminal_ordertasks(store: Store, order_ids: Sequence[str]) -> list[dict[str
     return rows
 
 
+# The open orders instock.orders follows: not done/canceled, not the DSOrder loop's.
+_HOST_SIDE_OPEN = (
+    "(order_status IS NULL OR order_status NOT IN ('done', 'canceled')) "
+    "AND order_id NOT IN (SELECT instock_order_id FROM dsorder_orders "
+    "WHERE instock_order_id IS NOT NULL)"
+)
+
+
 def open_host_side_orders(store: Store, limit: int) -> list[str]:
     """Orders not yet done/canceled that are not part of the DSOrder loop, least recently
     updated first (dsorder.progress follows the loop's orders at its own pace)."""
     return [
         r["order_id"]
         for r in store.query(
-            "SELECT order_id FROM instock_orders "
-            "WHERE (order_status IS NULL OR order_status NOT IN ('done', 'canceled')) "
-            "AND order_id NOT IN (SELECT instock_order_id FROM dsorder_orders "
-            "WHERE instock_order_id IS NOT NULL) "
+            f"SELECT order_id FROM instock_orders WHERE {_HOST_SIDE_OPEN} "
             "ORDER BY updated_at, order_id LIMIT ?",
             [limit],
         )
     ]
+
+
+def moved_host_orders_due(store: Store, limit: int) -> list[tuple[str, str | None]]:
+    """(order id, moved_at) of the open host-side orders never polled, or whose Instock
+    order moved since their last poll (`moved_at` past `polled_moved_at`), never polled
+    first, then the oldest move."""
+    return [
+        (r["order_id"], r["moved_at"])
+        for r in store.query(
+            f"SELECT order_id, moved_at FROM instock_orders WHERE {_HOST_SIDE_OPEN} "
+            "AND (polled_at IS NULL OR moved_at > coalesce(polled_moved_at, '')) "
+            "ORDER BY polled_at IS NOT NULL, moved_at, order_id LIMIT ?",
+            [limit],
+        )
+    ]
+
+
+def host_orders_to_sweep(
+    store: Store, polled_before: str, limit: int
+) -> list[tuple[str, str | None]]:
+    """(order id, moved_at) of the open host-side orders last polled before
+    `polled_before`, the longest ago first: the slow sweep for what shows no move."""
+    return [
+        (r["order_id"], r["moved_at"])
+        for r in store.query(
+            f"SELECT order_id, moved_at FROM instock_orders WHERE {_HOST_SIDE_OPEN} "
+            "AND polled_at < ? ORDER BY polled_at, order_id LIMIT ?",
+            [polled_before, limit],
+        )
+    ]
+
+
+def open_host_side_count(store: Store) -> int:
+    """The open host-side orders: the ones the sweep takes turns over."""
+    return int(store.scalar(f"SELECT count(*) FROM instock_orders WHERE {_HOST_SIDE_OPEN}") or 0)
+
+
+@dataclass(frozen=True)
+class RecordOrderMoves:
+    """Instock orders seen moving: (order id, newest move timestamp, UTC ISO text).
+    `moved_at` only grows; orders not mirrored, or done/canceled, are left alone."""
+
+    moved: tuple[tuple[str, str], ...]
+
+    def apply(self, store: Store) -> None:
+        store.db.conn.executemany(
+            "UPDATE instock_orders SET moved_at = ? WHERE order_id = ? "
+            "AND coalesce(moved_at, '') < ? "
+            "AND (order_status IS NULL OR order_status NOT IN ('done', 'canceled'))",
+            [(at, order_id, at) for order_id, at in self.moved],
+        )
+
+
+@dataclass(frozen=True)
+class MarkOrdersPolled:
+    """Orders instock.orders just polled: (order id, its `moved_at` when chosen for the
+    poll), at `at`. A move recorded after that choice keeps the order due."""
+
+    polled: tuple[tuple[str, str | None], ...]
+    at: str
+
+    def apply(self, store: Store) -> None:
+        store.db.conn.executemany(
+            "UPDATE instock_orders SET polled_at = ?, "
+            "polled_moved_at = coalesce(?, polled_moved_at) WHERE order_id = ?",
+            [(self.at, moved_at, order_id) for order_id, moved_at in self.polled],
+        )
 
 
 def pending_order_events(store: Store) -> list[dict[str, Any]]:
