@@ -18,11 +18,13 @@ the result in one transaction; the mirror tables change only through
    head until a page holds no order it does not know (new orders first), and
    every `full_scan_interval` the whole list (any other order).
 3. Follow: the open orders (not yet `done`/`canceled`, not the DSOrder loop's) are
-   polled for status and ordertasks when the Instock moves stream shows them moving
-   (each run reads the moves since the last read; moves carry `order_id`), when never
-   polled, and by a paced slow sweep of the longest unpolled (`sweep_interval`): the
-   requests grow with what changed, not with the open orders. `follow = "all"` polls
-   every open order each run instead. A change of status or of fulfilled quantities is
+   polled for status and ordertasks, every one each run (`follow = "all"`, the
+   default: a change that writes no move, such as Instock cancelling for short stock,
+   reaches the host at the next run), or with `follow = "moves"` when the Instock moves
+   stream shows them moving (moves carry `order_id`), when never polled, when Instock
+   accepted syncd's update or cancel since, and by a paced slow sweep of the longest
+   unpolled (`sweep_interval`): the requests grow with what changed, not with the open
+   orders. A change of status or of fulfilled quantities is
    recorded as order events in the same transaction, and the events become one host
    outbox file per run. A reception order found done is read again (retrieve
    order): attributes added during decanting (e.g. the ASN) reach the mirror,
@@ -99,8 +101,9 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     push_host_orders: bool = Field(True, description="create/update/cancel host orders")
-    follow: Literal["moves", "all"] = Field(
-        "moves", description="poll the orders that moved (and the sweep), or every open order"
+    follow: Literal["all", "moves"] = Field(
+        "all",
+        description="poll every open order each run, or the orders that moved (and the sweep)",
     )
     follow_limit: int = Field(500, ge=1, description="open orders polled per run at most")
     sweep_interval: Duration = Field(

@@ -37,7 +37,9 @@ Diff: each item's hash is that of its wire JSON. It is sent when it differs from
 accepted for its key (`oregon_siop_accepted`) and from the one last refused
 (`oregon_siop_failed`): a refused item waits until it changes or its reject is retried
 (`syncd rejects retry` -> status 'retry' -> this job plans it again). An unchanged host makes
-no request at all. Items the connector's `validate_item` refuses (e.g. a material id longer
+no request at all, and once a run compared every item and wrote nothing, the next runs skip
+until an input changes (`syncd.jobs.shared.unchanged`: a host file, a retried reject, the
+options, the day). Items the connector's `validate_item` refuses (e.g. a material id longer
 than 18) become rejects without a request.
 
 Sending: per `options.batch_size` items, one `submit_isolating` call (the client splits by the
@@ -74,6 +76,7 @@ from syncd.connectors.oregon_siop import (
 )
 from syncd.errors import ConfigError
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
+from syncd.jobs.shared.unchanged import InputsCheck
 from syncd.jsontext import canonical_strict, content_hash
 from syncd.state import NewReject, Store
 from syncd.state.mirror import oregon_siop as host
@@ -391,9 +394,16 @@ def run(ctx: JobContext) -> None:
     zone = ZoneInfo(ctx.settings.daemon.site_timezone)
     today = utcnow().astimezone(zone).date()
     spans = periods(today, options.granularity, options.periods_back)
+    connector = ctx.settings.connectors.oregon_siop
+    inputs = InputsCheck.begin(
+        ctx, REJECT_SOURCE, today.isoformat(), connector.model_dump(mode="json")
+    )
+    if inputs.unchanged:  # compared in full since, found nothing, nothing changed
+        ctx.counts["skipped_unchanged"] += 1
+        return
     if not ctx.dry_run:
         _requeue_retried_rejects(ctx)
-    with OregonSiopClient(ctx.settings.connectors.oregon_siop) as client:
+    with OregonSiopClient(connector) as client:
         pending: list[Candidate] = []
         for chunk in _articles(ctx.store, options):
             ctx.check_stop()
@@ -403,6 +413,7 @@ def run(ctx: JobContext) -> None:
                 _send(ctx, client, batch)
         if pending:
             _send(ctx, client, pending)
+    inputs.finish(ctx)
 
 
 def _plan(ctx: JobContext, candidates: Sequence[Candidate]) -> list[Candidate]:

@@ -94,7 +94,7 @@ from datetime import date
 
 from syncd.clock import utcnow
 from syncd.config import Schedule
-from syncd.connectors.import_jobs import ImportJobsClient
+from syncd.connectors.import_jobs import PENDING, PROCESSING, ImportJobsClient
 from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jobs.planning.flights import Flights, resume_open_jobs
 from syncd.jobs.planning.hostrows import (
@@ -135,7 +135,14 @@ from syncd.jobs.planning.rows import (
     week_starting,
     weekly_demand,
 )
-from syncd.state.mirror.planning_import import LEDGER, forget_retried, known_hashes
+from syncd.jobs.shared.unchanged import InputsCheck
+from syncd.state.mirror.planning_import import (
+    LEDGER,
+    SUBMITTING,
+    forget_retried,
+    jobs_with_status,
+    known_hashes,
+)
 
 __all__ = [  # the job, and the pure pieces its tests name
     "LEDGER",
@@ -170,7 +177,18 @@ __all__ = [  # the job, and the pure pieces its tests name
 def run(ctx: JobContext) -> None:
     options: Options = ctx.options
     today = utcnow().date()
-    with ImportJobsClient(ctx.settings.connectors.import_jobs) as client:
+    connector = ctx.settings.connectors.import_jobs
+    # Skipped while nothing changed since a run that compared every row and wrote
+    # nothing; never while an import job is open (it is polled).
+    open_jobs = jobs_with_status(ctx.store, SUBMITTING, PENDING, PROCESSING)
+    inputs = InputsCheck.begin(
+        ctx, REJECT_SOURCE, today.isoformat(), connector.model_dump(mode="json"),
+        open_work=bool(open_jobs),
+    )  # fmt: skip
+    if inputs.unchanged:
+        ctx.counts["skipped_unchanged"] += 1
+        return
+    with ImportJobsClient(connector) as client:
         if not ctx.dry_run:
             take_retried_rejects(ctx, REJECT_SOURCE, forget_retried)
         blocked = set() if ctx.dry_run else resume_open_jobs(ctx, client, options)
@@ -180,6 +198,8 @@ def run(ctx: JobContext) -> None:
                 ctx.counts["endpoints_waiting"] += 1
                 continue
             _sync_endpoint(ctx, client, options, endpoint, today)
+    if not blocked:
+        inputs.finish(ctx)
 
 
 def _sync_endpoint(

@@ -609,6 +609,21 @@ class Store:
                     [row["outbox_id"]],
                 )
 
+    def has_rejects(self, status: RejectStatus, source: str) -> bool:
+        """Whether any reject whose source starts with `source` (as `list_rejects` matches
+        it) has `status` (index rejects_status)."""
+        return bool(
+            self.scalar(
+                "SELECT EXISTS (SELECT 1 FROM rejects WHERE status = ? AND source LIKE ?)",
+                [status, source + "%"],
+            )
+        )
+
+    def changes_made(self) -> int:
+        """Rows this connection inserted, updated or deleted since it opened (SQLite's
+        total_changes): a run that moved it wrote something."""
+        return int(self.db.conn.total_changes)
+
     def rejects_to_retry(self, source: str) -> list[dict[str, Any]]:
         return self.list_rejects(status="retry", source=source, limit=10_000)
 

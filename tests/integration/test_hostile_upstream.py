@@ -70,9 +70,6 @@ def cfg(up: HostileUpstream, tmp_path: Path) -> Settings:
             "instock": {**bounds, "site_id": SITE, "environment": "sandbox", "page_size": 10},
             "dsorder": bounds,
         },
-        # The order flows are about the orders and ordertasks answers: each run polls the
-        # open order, as instock.orders did before it followed the moves stream.
-        jobs={"instock.orders": {"options": {"follow": "all"}}},
     )
 
 

@@ -781,11 +781,11 @@ def cycle(settings: Settings) -> RunResult:
 def test_orders_are_polled_when_never_polled_when_they_move_and_by_the_sweep(
     sim: InstockSim, make_cfg: Callable[..., Settings]
 ) -> None:
-    """`follow = "moves"` (the default): an open order is polled once when first mirrored,
-    then only when the moves stream shows it moving (a pick) or when the sweep finds it
-    unpolled for `sweep_interval`; an idle run polls no order. A reservation (no move) is
-    seen by the sweep, a pick by the moves."""
-    cfg = make_cfg(sim, instock_orders={"sweep_interval": 3600})
+    """`follow = "moves"`: an open order is polled once when first mirrored, then only
+    when the moves stream shows it moving (a pick) or when the sweep finds it unpolled
+    for `sweep_interval`; an idle run polls no order. A reservation (no move) is seen by
+    the sweep, a pick by the moves."""
+    cfg = make_cfg(sim, instock_orders={"follow": "moves", "sweep_interval": 3600})
     a, b = stocked_articles(sim, 2)
     drop(cfg, "orders", order_csv(("HO-M1", [(a, 1)]), ("HO-M2", [(b, 1)])))
     cycle(cfg)  # created
@@ -818,7 +818,7 @@ def test_orders_are_polled_when_never_polled_when_they_move_and_by_the_sweep(
     assert status("HO-M1") == "done"
 
     assert sim.advance_order("HO-M2") == "reserved"  # no move: the sweep sees it
-    sweeping = make_cfg(sim, instock_orders={"sweep_interval": 0.001})  # the same state DB
+    sweeping = make_cfg(sim, instock_orders={"follow": "moves", "sweep_interval": 0.001})
     swept = cycle(sweeping)
     assert (swept.counts["moved"], swept.counts["swept"]) == (0, 1)
     assert status("HO-M2") == "reserved"
@@ -870,14 +870,10 @@ def test_host_order_is_created_once_even_when_the_create_is_replayed(
     assert open_rejects(cfg, "") == []
 
 
-def test_update_is_sent_while_registered_and_refused_after(
-    sim: InstockSim, make_cfg: Callable[..., Settings]
-) -> None:
+def test_update_is_sent_while_registered_and_refused_after(sim: InstockSim, cfg: Settings) -> None:
     """A changed host order is sent as an update while Instock has it registered; once
     fulfilment started it becomes a reject saying updates are accepted only while registered
-    (from syncd's own mirror, or from Instock's answer when the mirror had not seen it yet).
-    The mirror sees the reservation (no move) each run with `follow = "all"`."""
-    cfg = make_cfg(sim, instock_orders={"follow": "all"})
+    (from syncd's own mirror, or from Instock's answer when the mirror had not seen it yet)."""
     a, b = stocked_articles(sim, 2)
     drop(cfg, "orders", order_csv(("HO-U1", [(a, 1)]), ("HO-U2", [(a, 1)])))
     cycle(cfg)

@@ -152,6 +152,54 @@ def test_first_run_sends_every_item_and_a_second_run_sends_nothing(
         assert "to_send" not in second.counts
 
 
+def test_unchanged_inputs_skip_the_comparison_and_every_changed_input_is_still_sent(
+    sim: OregonSiopSim, cfg: Settings, make_cfg: Callable[..., Settings]
+) -> None:
+    """A run that compared every item and wrote nothing lets the next runs skip while no
+    input changed (no host file, same options, same day, no retried reject); a new host
+    file, a changed option and a new day are each compared again, and what changed is
+    sent."""
+    with freeze_time(NOW, tick=True):
+        load(cfg)
+        run(cfg)  # sends every item
+        compared = run(cfg)  # compares, finds nothing, writes nothing
+        assert (
+            compared.counts.get("unchanged", 0),
+            compared.counts.get("skipped_unchanged", 0),
+        ) == (4, 0)
+        skipped = run(cfg)
+        assert skipped.counts.get("skipped_unchanged", 0) == 1
+        assert "unchanged" not in skipped.counts
+        assert sim.count(ROUTE) == 1
+
+        drop(cfg, "sales", SALES, ["T5,1,2027-02-27,A2,,4"])  # a late sale in February
+        changed = run(cfg)
+        assert (changed.counts.get("pushed", 0), changed.counts.get("skipped_unchanged", 0)) == (
+            1,
+            0,
+        )
+        assert sim.count(ROUTE) == 2
+        february = stored(sim, "A2", 2)
+        assert february is not None
+        assert february["unitsSold"] == 4
+        assert run(cfg).counts.get("unchanged", 0) == 4  # the run before sent: compared again
+        assert run(cfg).counts.get("skipped_unchanged", 0) == 1
+
+        drop(cfg, "stock", STOCK, ["A1,,12", "A1,B-01,0.5", "A2,,4"])  # loaded, same rows
+        assert run(cfg).counts.get("unchanged", 0) == 4
+        assert run(cfg).counts.get("skipped_unchanged", 0) == 1
+
+        wider = make_cfg(sim, periods_back=2)  # an option changed: a third month to send
+        assert run(wider).counts.get("pushed", 0) == 2
+        assert run(wider).counts.get("unchanged", 0) == 6
+        assert run(wider).counts.get("skipped_unchanged", 0) == 1
+    with freeze_time("2027-04-01 10:00:00", tick=True):  # a new month: April is current
+        moved_on = run(wider)
+        assert moved_on.counts.get("skipped_unchanged", 0) == 0
+        assert moved_on.counts.get("pushed", 0) >= 2
+        assert stored(sim, "A1", 4) is not None
+
+
 def test_a_changed_sale_resends_only_its_item(sim: OregonSiopSim, cfg: Settings) -> None:
     with freeze_time(NOW, tick=True):
         load(cfg)

@@ -368,6 +368,36 @@ def test_jobs_in_flight_stay_recorded_when_one_stays_open_and_are_all_resumed(
         assert sorted(sim.records("catalog")) == [(f"A{n}",) for n in range(6)]
 
 
+def test_unchanged_inputs_skip_the_comparison_but_never_an_open_job(
+    make_cfg: Callable[..., Settings],
+) -> None:
+    """While an import job is open every run polls it; once a run compared every row and
+    wrote nothing, the next runs skip (no request) until a host file arrives, whose
+    changed row is then sent."""
+    with ImportJobsSim(seed=4, auto=False) as sim:
+        cfg = make_cfg(sim, endpoints=["catalog"], job_timeout=0.1)
+        drop(cfg, "articles", ARTICLES, [f"A{n},Article {n}" for n in range(3)])
+        assert run(cfg).counts.get("jobs_submitted") == 1
+        for _ in range(2):  # the job stays open: polled each run, never skipped
+            waiting = run(cfg)
+            assert waiting.counts.get("jobs_resumed") == 1
+            assert "skipped_unchanged" not in waiting.counts
+        sim.process_jobs()
+        assert run(cfg).counts.get("jobs_completed") == 1
+        assert run(cfg).counts.get("unchanged") == 3  # compared, nothing to send
+        before = len(sim.requests)
+        skipped = run(cfg)
+        assert skipped.counts.get("skipped_unchanged") == 1
+        assert len(sim.requests) == before
+
+        drop(cfg, "articles", ARTICLES, ["A0,Article 0", "A1,Renamed", "A2,Article 2"])
+        changed = run(cfg)
+        assert (changed.counts.get("jobs_submitted"), changed.counts.get("unchanged")) == (1, 2)
+        sim.process_jobs()
+        run(cfg)
+        assert sim.records("catalog")[("A1",)]["name"] == "Renamed"
+
+
 def test_a_failed_job_accepts_nothing_and_is_sent_again(
     sim: ImportJobsSim, make_cfg: Callable[..., Settings]
 ) -> None:

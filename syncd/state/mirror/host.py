@@ -25,6 +25,14 @@ def loaded_file(store: Store, feed: str, name: str, sha256: str) -> dict[str, An
     return rows[0] if rows else None
 
 
+def newest_host_file(store: Store) -> tuple[int, str] | None:
+    """(id, loaded_at) of the newest `host_files` row: it changes with every host file
+    loaded or refused, so with every change of the host tables (an id reused after a
+    purge comes with another time)."""
+    rows = store.query("SELECT id, loaded_at FROM host_files ORDER BY id DESC LIMIT 1")
+    return (rows[0]["id"], rows[0]["loaded_at"]) if rows else None
+
+
 def record_loaded(
     store: Store,
     *,

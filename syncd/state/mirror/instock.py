@@ -570,14 +570,17 @@ def open_host_side_orders(store: Store, limit: int) -> list[str]:
 
 
 def moved_host_orders_due(store: Store, limit: int) -> list[tuple[str, str | None]]:
-    """(order id, moved_at) of the open host-side orders never polled, or whose Instock
-    order moved since their last poll (`moved_at` past `polled_moved_at`), never polled
-    first, then the oldest move."""
+    """(order id, moved_at) of the open host-side orders never polled, whose Instock order
+    moved since their last poll (`moved_at` past `polled_moved_at`), or that Instock
+    accepted a create, update or cancel of from syncd since (a cancel writes no move):
+    never polled first, then the oldest move."""
     return [
         (r["order_id"], r["moved_at"])
         for r in store.query(
-            f"SELECT order_id, moved_at FROM instock_orders WHERE {_HOST_SIDE_OPEN} "
-            "AND (polled_at IS NULL OR moved_at > coalesce(polled_moved_at, '')) "
+            f"SELECT order_id, moved_at FROM instock_orders o WHERE {_HOST_SIDE_OPEN} "
+            "AND (polled_at IS NULL OR moved_at > coalesce(polled_moved_at, '') "
+            "OR EXISTS (SELECT 1 FROM instock_order_sync s WHERE s.order_id = o.order_id "
+            "AND s.status = 'accepted' AND s.updated_at > o.polled_at)) "
             "ORDER BY polled_at IS NOT NULL, moved_at, order_id LIMIT ?",
             [limit],
         )
