@@ -90,6 +90,7 @@ the accepted/failed ledger).
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 from syncd.clock import utcnow
@@ -106,6 +107,7 @@ from syncd.jobs.planning.hostrows import (
 from syncd.jobs.planning.options import ORDER, UPSERT_ENDPOINTS, Options
 from syncd.jobs.planning.plan import (
     REJECT_SOURCE,
+    KeyedChunk,
     count_mismatch,
     key_chunk,
     match_errors,
@@ -116,7 +118,6 @@ from syncd.jobs.planning.record import record_refusals, report_held, report_held
 from syncd.jobs.planning.rows import (
     HOLD_FORECAST,
     HOLD_REORDER_POINT,
-    Candidate,
     Planned,
     catalog_row,
     closed_row,
@@ -221,13 +222,17 @@ def _send_endpoint(
     pending: list[Planned] = []
     if ctx.dry_run:
         for chunk in candidates(ctx.store, endpoint, options, today):
-            ctx.counts[f"to_send:{endpoint}"] += len(_plan_chunk(ctx, endpoint, chunk))
+            keyed = key_chunk(endpoint, chunk)
+            ctx.counts[f"to_send:{endpoint}"] += len(_plan_chunk(ctx, endpoint, keyed))
         return
     flights = Flights(ctx, client, options, endpoint)
     try:
-        for chunk in read_ahead_candidates(ctx.store, endpoint, options, today):
+        # each chunk read, mapped, rendered and hashed in the read-ahead thread
+        for keyed in read_ahead_candidates(
+            ctx.store, endpoint, options, today, functools.partial(key_chunk, endpoint)
+        ):
             ctx.check_stop()
-            pending.extend(_plan_chunk(ctx, endpoint, chunk))
+            pending.extend(_plan_chunk(ctx, endpoint, keyed))
             while len(pending) >= options.batch_size:
                 batch, pending = pending[: options.batch_size], pending[options.batch_size :]
                 if not flights.send(batch):
@@ -240,10 +245,9 @@ def _send_endpoint(
         flights.close()
 
 
-def _plan_chunk(ctx: JobContext, endpoint: str, chunk: list[Candidate]) -> list[Planned]:
-    """Decide a chunk (`plan.plan_chunk`) against the ledger's hashes of its keys; rows the
-    local check refuses are recorded as rejects without a request."""
-    keyed = key_chunk(endpoint, chunk)
+def _plan_chunk(ctx: JobContext, endpoint: str, keyed: KeyedChunk) -> list[Planned]:
+    """Decide a keyed chunk (`plan.plan_chunk`) against the ledger's hashes of its keys;
+    rows the local check refuses are recorded as rejects without a request."""
     decided = plan_chunk(
         endpoint,
         keyed,

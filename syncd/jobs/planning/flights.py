@@ -1,6 +1,6 @@
 """The import jobs of `planning.import` on their way: submit, record, poll, and the jobs a
-run left open or unsure. HTTP happens here (helper threads); each outcome is recorded by
-`record` on the job's own thread and connection."""
+run left open or unsure. HTTP happens here (helper threads); a finished job is recorded by
+`record` on the helpers' connection, anything else on the job's own thread and connection."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ from syncd.connectors.import_jobs import (
 from syncd.errors import PermanentError
 from syncd.jobs.base import JobContext
 from syncd.jobs.planning.options import Options
-from syncd.jobs.planning.record import finish, hold_unsure, wait_failed
+from syncd.jobs.planning.record import (
+    finish,
+    hold_unsure,
+    record_finished,
+    report_finished,
+    wait_failed,
+)
 from syncd.jobs.planning.rows import Planned, job_rows
 from syncd.state import Store
 from syncd.state.mirror.planning_import import (
@@ -37,9 +43,10 @@ from syncd.state.mirror.planning_import import (
     record_submitting,
 )
 
-FlightEvent = Literal["posted", "done", "unsure", "failed"]
-"""What a helper reports: a job submitted and recorded (`posted`), its final answer (`done`),
-a submit whose answer was lost (`unsure`), an error of the submit or the wait (`failed`)."""
+FlightEvent = Literal["posted", "done", "recorded", "unsure", "failed"]
+"""What a helper reports: a job submitted and recorded (`posted`), its final answer (`done`:
+to record; `recorded`: recorded by the helper already), a submit whose answer was lost
+(`unsure`), an error of the submit, the wait or the record (`failed`)."""
 
 
 class _Cancelled(Exception):
@@ -59,8 +66,11 @@ class Flights:
     Helper threads submit and poll while the next batch is planned here. Submits go one at
     a time, and each job is recorded (on the helpers' own connection) before the next
     submit starts: a crash leaves at most one job the API made and syncd does not know,
-    exactly as with one job at a time. Polls run side by side; each outcome comes back
-    through one queue and is recorded here, on the job's thread and connection.
+    exactly as with one job at a time. Polls run side by side; a finished job is recorded
+    by its helper (`record.record_finished`, one transaction, one helper at a time on the
+    helpers' connection) while this thread plans, and every outcome comes back through
+    one queue to be counted here; the rare others (still open, lost, unsure) are recorded
+    here, on the job's thread and connection.
     """
 
     def __init__(
@@ -74,8 +84,10 @@ class Flights:
         self.blocked = False  # a job stayed open past job_timeout: send no more
         self.cancel = threading.Event()
         self.submitting = threading.Lock()  # one submit (and its record) at a time
-        # the helpers record submitted jobs on their own connection (an in-memory store has
-        # only one: then the job's thread records them, from the queue)
+        self.recording = threading.Lock()  # one helper at a time on the recorder
+        # the helpers record submitted and finished jobs on their own connection, so that
+        # SQLite writes a job's outcome while this thread plans the next batch (an
+        # in-memory store has only one: then the job's thread records them, from the queue)
         path = ctx.store.path
         self.recorder = Store.open(path, migrate=False) if path is not None else None
 
@@ -133,15 +145,16 @@ class Flights:
                     # recorded before the POST: a crash before its answer is recorded leaves
                     # this, and the next run holds the rows instead of sending them again
                     flight.local_id = f"{SUBMITTING.lower()}:{uuid.uuid4()}"
-                    record_submitting(
-                        self.recorder,
-                        flight.local_id,
-                        self.endpoint,
-                        len(flight.batch),
-                        job_rows(flight.batch),
-                        run_id=self.ctx.run_id,
-                        at=iso(),
-                    )
+                    with self.recording:
+                        record_submitting(
+                            self.recorder,
+                            flight.local_id,
+                            self.endpoint,
+                            len(flight.batch),
+                            job_rows(flight.batch),
+                            run_id=self.ctx.run_id,
+                            at=iso(),
+                        )
                 try:
                     job = self.client.submit(
                         self.endpoint,
@@ -152,11 +165,13 @@ class Flights:
                     raise
                 except BaseException:
                     if flight.local_id is not None and self.recorder is not None:
-                        forget_submitting(self.recorder, flight.local_id)
+                        with self.recording:
+                            forget_submitting(self.recorder, flight.local_id)
                         flight.local_id = None
                     raise
                 if self.recorder is not None:
-                    self._record(self.recorder, job, flight, replaces=flight.local_id)
+                    with self.recording:
+                        self._record(self.recorder, job, flight, replaces=flight.local_id)
         except UnsureSubmitError as exc:
             self.events.put(("unsure", flight, exc))
             return
@@ -170,10 +185,17 @@ class Flights:
             final = self.client.wait_for_job(
                 job.jobId, timeout=self.options.job_timeout, sleep=self._sleep
             )
+            if self.recorder is None:
+                self.events.put(("done", flight, final))
+                return
+            with self.recording:
+                decided = record_finished(
+                    self.recorder, self.endpoint, final, self.ctx.run_id, len(flight.batch)
+                )
         except BaseException as exc:
             self.events.put(("failed", flight, exc))
             return
-        self.events.put(("done", flight, final))
+        self.events.put(("recorded", flight, (final, decided)))
 
     def _sleep(self, seconds: float) -> None:
         if self.cancel.wait(seconds) or self.ctx.stopping.is_set():
@@ -189,7 +211,9 @@ class Flights:
             self.ctx.counts[f"sent:{self.endpoint}"] += len(flight.batch)
             return
         self.flying -= 1
-        if kind == "done":
+        if kind == "recorded":
+            report_finished(self.ctx, self.endpoint, *value)
+        elif kind == "done":
             finish(self.ctx, self.endpoint, value)
         elif kind == "unsure":
             rows = [[p.key, p.digest, p.reference, json.loads(p.text)] for p in flight.batch]

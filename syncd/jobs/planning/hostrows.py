@@ -5,9 +5,9 @@ then, for POs and orders, the rows the API holds that have left the host's open 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from syncd.jobs.planning.options import CLOSING, Options
 from syncd.jobs.planning.rows import (
@@ -28,6 +28,8 @@ from syncd.jobs.planning.rows import (
 )
 from syncd.readahead import read_ahead
 from syncd.state import Store
+
+_T = TypeVar("_T")
 
 CHUNK: Final = 500  # host rows read (and accepted/failed looked up) per query
 DEMAND_CHUNK: Final = 20  # articles per demand query (x weeks records): small, so planning
@@ -249,16 +251,21 @@ def demand_record_count(store: Store, options: Options, today: date) -> int:
 
 
 def read_ahead_candidates(
-    store: Store, endpoint: str, options: Options, today: date
-) -> Iterator[list[Candidate]]:
-    """`candidates` read in a helper thread on its own connection: SQLite aggregates the
+    store: Store,
+    endpoint: str,
+    options: Options,
+    today: date,
+    prepare: Callable[[list[Candidate]], _T],
+) -> Iterator[_T]:
+    """`candidates`, each chunk passed through `prepare` (e.g. keyed and hashed), both in a
+    helper thread on its own connection: SQLite aggregates and the helper prepares the
     next chunk while this thread plans and records the last one."""
     if store.path is None:  # an in-memory store has no second connection
-        yield from candidates(store, endpoint, options, today)
+        yield from map(prepare, candidates(store, endpoint, options, today))
         return
 
-    def read() -> Iterator[list[Candidate]]:
+    def read() -> Iterator[_T]:
         with Store.open(store.path, migrate=False) as reader:  # type: ignore[arg-type]
-            yield from candidates(reader, endpoint, options, today)
+            yield from map(prepare, candidates(reader, endpoint, options, today))
 
     yield from read_ahead(read(), depth=2)

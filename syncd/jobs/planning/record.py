@@ -11,6 +11,7 @@ from syncd.clock import iso
 from syncd.connectors.import_jobs import ImportJob, JobTimeoutError
 from syncd.jobs.base import JobContext
 from syncd.jobs.planning.plan import (
+    Finished,
     Refusal,
     finish_plan,
     is_clean,
@@ -20,6 +21,7 @@ from syncd.jobs.planning.plan import (
     unsure_plan,
     wait_outcome,
 )
+from syncd.state import Store
 from syncd.state.mirror.planning_import import job_row_count, job_rows
 from syncd.state.plan import apply_plan
 
@@ -33,15 +35,28 @@ def record_refusals(ctx: JobContext, endpoint: str, refusals: Sequence[Refusal])
 
 
 def finish(ctx: JobContext, endpoint: str, job: ImportJob) -> None:
-    """Record a terminal job in one transaction: accepted rows, rejects, counts. The job's
-    rows stay in SQLite (accepted ones are copied over from the job's JSON in one
-    statement); they are read into Python only when some were refused or the counts do
-    not add up."""
-    store = ctx.store
-    sent = job_row_count(store, job.jobId)
+    """Record a terminal job in one transaction (`record_finished`), then report it."""
+    report_finished(ctx, endpoint, job, record_finished(ctx.store, endpoint, job, ctx.run_id))
+
+
+def record_finished(
+    store: Store, endpoint: str, job: ImportJob, run_id: str | None, sent: int | None = None
+) -> Finished:
+    """Decide a terminal job and record it on `store` in one transaction: accepted rows,
+    rejects, counts. The job's rows stay in SQLite (accepted ones are copied over from the
+    job's JSON in one statement); they are read into Python only when some were refused or
+    the counts do not add up. `sent`: the rows the job was sent, when known (else read).
+    Touches no `JobContext`: a helper thread records on its own connection."""
+    if sent is None:
+        sent = job_row_count(store, job.jobId)
     rows = [] if is_clean(job, sent) else job_rows(store, job.jobId)
-    decided = finish_plan(endpoint, job, sent, rows, now=iso(), run_id=ctx.run_id)
-    apply_plan(store, decided.plan, run_id=ctx.run_id)
+    decided = finish_plan(endpoint, job, sent, rows, now=iso(), run_id=run_id)
+    apply_plan(store, decided.plan, run_id=run_id)
+    return decided
+
+
+def report_finished(ctx: JobContext, endpoint: str, job: ImportJob, decided: Finished) -> None:
+    """A recorded job in the run's counts, warnings and log (on the job's thread)."""
     ctx.counts.update(decided.counts)
     if decided.warning is not None:
         ctx.warnings.append({"endpoint": endpoint, "job_id": job.jobId, "message": decided.warning})
