@@ -193,24 +193,26 @@ def run(ctx: JobContext) -> None:
         if not ctx.dry_run:
             take_retried_rejects(ctx, REJECT_SOURCE, forget_retried)
         blocked = set() if ctx.dry_run else resume_open_jobs(ctx, client, options)
+        helpers_wrote = False  # the import jobs' helpers record on their own connection
         for endpoint in options.endpoints:
             ctx.check_stop()
             if endpoint in blocked:
                 ctx.counts["endpoints_waiting"] += 1
                 continue
-            _sync_endpoint(ctx, client, options, endpoint, today)
+            helpers_wrote |= _sync_endpoint(ctx, client, options, endpoint, today)
     if not blocked:
-        inputs.finish(ctx)
+        inputs.finish(ctx, wrote_elsewhere=helpers_wrote)
 
 
 def _sync_endpoint(
     ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
-) -> None:
+) -> bool:
+    """Send what changed of one endpoint; True when the helpers recorded anything."""
     if endpoint == "demand-history" and options.on_missing_forecast == "hold":
         report_held(ctx, endpoint, demand_record_count(ctx.store, options, today), HOLD_FORECAST)
-        return
+        return False
     try:
-        _send_endpoint(ctx, client, options, endpoint, today)
+        return _send_endpoint(ctx, client, options, endpoint, today)
     finally:
         report_held(ctx, endpoint, ctx.counts.get(f"held:{endpoint}", 0), HOLD_REORDER_POINT)
         report_held_changed(ctx, endpoint, ctx.counts.pop("held_changed", 0))
@@ -218,13 +220,13 @@ def _sync_endpoint(
 
 def _send_endpoint(
     ctx: JobContext, client: ImportJobsClient, options: Options, endpoint: str, today: date
-) -> None:
+) -> bool:
     pending: list[Planned] = []
     if ctx.dry_run:
         for chunk in candidates(ctx.store, endpoint, options, today):
             keyed = key_chunk(endpoint, chunk)
             ctx.counts[f"to_send:{endpoint}"] += len(_plan_chunk(ctx, endpoint, keyed))
-        return
+        return False
     flights = Flights(ctx, client, options, endpoint)
     try:
         # each chunk read, mapped, rendered and hashed in the read-ahead thread
@@ -236,13 +238,14 @@ def _send_endpoint(
             while len(pending) >= options.batch_size:
                 batch, pending = pending[: options.batch_size], pending[options.batch_size :]
                 if not flights.send(batch):
-                    return  # a job is still open: the next run resumes it
+                    return True  # a job is still open: the next run resumes it
             flights.handle_ready()
         if pending:
             flights.send(pending)
         flights.drain()
     finally:
         flights.close()
+    return flights.wrote
 
 
 def _plan_chunk(ctx: JobContext, endpoint: str, keyed: KeyedChunk) -> list[Planned]:

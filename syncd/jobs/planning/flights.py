@@ -90,6 +90,7 @@ class Flights:
         # in-memory store has only one: then the job's thread records them, from the queue)
         path = ctx.store.path
         self.recorder = Store.open(path, migrate=False) if path is not None else None
+        self.wrote = False  # the recorder wrote something (known once closed)
 
     def send(self, batch: Sequence[Planned]) -> bool:
         """Hand a batch to a helper (after waiting for room); False once a job stayed open."""
@@ -133,6 +134,7 @@ class Flights:
                 )
         self.pool.shutdown(wait=True)
         if self.recorder is not None:
+            self.wrote = self.recorder.changes_made() > 0
             self.recorder.close()
 
     # helper thread: HTTP, and the record of each submitted job

@@ -70,9 +70,14 @@ class InputsCheck:
         unchanged = fingerprint is not None and fingerprint == last
         return cls(ctx.job, fingerprint, store.changes_made(), unchanged)
 
-    def finish(self, ctx: JobContext) -> None:
-        """The run compared everything: remember its inputs if it wrote nothing."""
-        if self.fingerprint is None or ctx.store.changes_made() != self.changes_before:
+    def finish(self, ctx: JobContext, *, wrote_elsewhere: bool = False) -> None:
+        """The run compared everything: remember its inputs if it wrote nothing (on the
+        job's connection, nor, `wrote_elsewhere`, on a helper's own)."""
+        if (
+            self.fingerprint is None
+            or wrote_elsewhere
+            or ctx.store.changes_made() != self.changes_before
+        ):
             return
         with _LOCK:
             _COMPARED[self.job] = self.fingerprint
