@@ -139,6 +139,9 @@ class Flights:
 
     # helper thread: HTTP, and the record of each submitted job
     def _fly(self, flight: _Flight) -> None:
+        # rendered before the submit lock: it is the one step of every job done in turn
+        rows = job_rows(flight.batch) if self.recorder is not None else ""
+        texts = [p.text for p in flight.batch]
         try:
             with self.submitting:
                 if self.cancel.is_set():
@@ -153,15 +156,13 @@ class Flights:
                             flight.local_id,
                             self.endpoint,
                             len(flight.batch),
-                            job_rows(flight.batch),
+                            rows,
                             run_id=self.ctx.run_id,
                             at=iso(),
                         )
                 try:
                     job = self.client.submit(
-                        self.endpoint,
-                        [p.text for p in flight.batch],
-                        resend_when_unsure=not self.may_add,
+                        self.endpoint, texts, resend_when_unsure=not self.may_add
                     )
                 except UnsureSubmitError:
                     raise
@@ -173,7 +174,7 @@ class Flights:
                     raise
                 if self.recorder is not None:
                     with self.recording:
-                        self._record(self.recorder, job, flight, replaces=flight.local_id)
+                        self._record(self.recorder, job, flight, rows, flight.local_id)
         except UnsureSubmitError as exc:
             self.events.put(("unsure", flight, exc))
             return
@@ -207,7 +208,7 @@ class Flights:
     def _handle(self, kind: FlightEvent, flight: _Flight, value: Any) -> None:
         if kind == "posted":
             if self.recorder is None:
-                self._record(self.ctx.store, value, flight)
+                self._record(self.ctx.store, value, flight, job_rows(flight.batch))
             flight.job_id = value.jobId
             self.ctx.counts["jobs_submitted"] += 1
             self.ctx.counts[f"sent:{self.endpoint}"] += len(flight.batch)
@@ -229,9 +230,10 @@ class Flights:
             self.blocked = True
 
     def _record(
-        self, store: Store, job: ImportJob, flight: _Flight, replaces: str | None = None
+        self, store: Store, job: ImportJob, flight: _Flight, rows: str, replaces: str | None = None
     ) -> None:
-        """A submitted job with the keys, hashes and host references of the rows it carries.
+        """A submitted job with the keys, hashes and host references of the rows it carries
+        (`rows`: `job_rows` of its batch).
 
         Recorded as soon as the 202 is in (replacing its SUBMITTING record, if any): a crash
         before this re-sends the batch next run where the endpoint upserts (a second job, no
@@ -242,7 +244,7 @@ class Flights:
             job.status,
             self.endpoint,
             len(flight.batch),
-            job_rows(flight.batch),
+            rows,
             run_id=self.ctx.run_id,
             at=iso(),
             replaces=replaces,
