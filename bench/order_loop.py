@@ -28,11 +28,21 @@ from /proc at the last close; wait4 totals after exit) and peak RSS, plus correc
                                [--pull-interval 5] [--baseline-orders N (default: --orders)]
                                [--disable JOB ...] [--timeout 600] [--keep]
                                [--rounds 3] [--no-warm-up] [--rate-limit 100000]
+                               [--profile DIR [--profile-wall]]
 
 Each loop runs once uncounted (``--no-warm-up`` skips it), then ``--rounds`` rounds (default
 3) alternate raw and syncd, the first of a round swapping each time (``bench/rounds.py``),
 each on fresh simulators; the summary gives the median of the rounds with the spread
-(min..max) and syncd's per-round ratios to the raw loop.
+(min..max) and syncd's per-round ratios to the raw loop. ``--rounds 1`` (for iterating)
+runs each loop once and prints its figures, no medians.
+
+``--profile DIR`` records each syncd process with py-spy (100 Hz, collapsed stacks, one
+file a run): by default only the thread holding the GIL (the daemon's Python CPU);
+``--profile-wall`` every thread, idle ones included (where threads wait).
+
+The jobs whose remotes have no simulator here (planning.import, netstock.*, oregon.siop)
+are off: they would only fail to connect every few seconds (or reach whatever listens on
+the demo's ports).
 
 ``--disable instock.moves`` (repeatable) turns a syncd job off, to see what it costs the
 loop. ``--rate-limit`` (default 100,000 a second) is syncd's Instock and DSOrder
@@ -89,6 +99,11 @@ from rounds import (
 
 SITE_TZ = "Europe/Amsterdam"
 ARTICLES = 150  # Instock catalog size; ~147 of them are not serial-numbered and get stock
+UNSIMULATED = (
+    "planning",
+    "netstock",
+    "oregon",
+)  # jobs whose remotes this bench has no simulator for
 CLOSE_ROUTE = "POST /orders/{order_id}/close"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -297,6 +312,11 @@ def write_config(work: Path, world: World, args: argparse.Namespace) -> Path:
         for connector in ("instock", "dsorder"):
             limit = {"per_second": args.rate_limit, "burst": 2 * args.rate_limit}
             config["connectors"][connector]["rate_limit"] = limit
+    # The planning exports' remotes are not simulated here: their jobs would only fail to
+    # connect every few seconds (or talk to whatever listens on the demo's ports).
+    for job, body in config["jobs"].items():
+        if job.split(".")[0] in UNSIMULATED:
+            body["enabled"] = False
     for job in args.disable:  # for diagnosis: e.g. --disable instock.moves
         config["jobs"].setdefault(job, {})["enabled"] = False
     path = work / "syncd.toml"
@@ -566,10 +586,13 @@ def run_syncd(args: argparse.Namespace, work: Path) -> LoopResult:
                 env=env,
             )
             print(f"  [syncd] pid {proc.pid}, config {config}, log {log_path}", flush=True)
+            spy = profile_process(proc.pid, args.profile, work.name, not args.profile_wall)
             finished, cpu_at_done, exited = watch(world, proc, "syncd", args.timeout)
             _, _, hwm = proc_cpu_rss(proc.pid)
             if exited is None:
                 exited = stop_process(proc)
+            if spy is not None:
+                spy.wait(30)
             if not math.isnan(hwm):
                 exited.maxrss_mib = max(exited.maxrss_mib, hwm)
         result = LoopResult(
@@ -593,6 +616,36 @@ def run_syncd(args: argparse.Namespace, work: Path) -> LoopResult:
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
         result.extra += ["daemon log tail:", *(f"    {line[:200]}" for line in tail)]
     return result
+
+
+def profile_process(
+    pid: int, into: Path | None, tag: str, gil: bool = True
+) -> subprocess.Popen[bytes] | None:
+    """py-spy record of the daemon in collapsed-stack form (`--format raw`), one file a
+    run; it ends by itself when the daemon does."""
+    if into is None:
+        return None
+    into.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    out = into / f"syncd-{tag}.txt"
+    print(f"  [syncd] py-spy record -> {out}", flush=True)
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            *(["--gil"] if gil else ["--idle", "--threads"]),
+            "-p",
+            str(pid),
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def moves_windows(world: World) -> str:
@@ -890,7 +943,7 @@ def report(results: list[LoopResult], args: argparse.Namespace) -> None:
         print("  " + line)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--lines", type=int, default=10)
@@ -912,12 +965,29 @@ def main() -> None:
         "0 keeps syncd's defaults (Instock 20/s, DSOrder 5/s), which then bound the loop",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, raw and syncd alternating")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds, raw and syncd alternating; 1: one of each, no medians (for iterating)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy record each syncd process (100 Hz, the thread holding the GIL: its Python CPU) into DIR",
+    )
     parser.add_argument(
         "--warm-up",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="one uncounted run of each first",
+    )
+    parser.add_argument(
+        "--profile-wall",
+        action="store_true",
+        help="with --profile: every thread's wall time, idle included (where threads wait)",
     )
     parser.add_argument(
         "--done-rate",
@@ -930,6 +1000,11 @@ def main() -> None:
         args.baseline_orders = args.orders
     if args.progress_interval < 1 or args.pull_interval < 1:
         parser.error("syncd intervals are at least 1 second")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="syncd-order-loop-"))
     print(f"order loop bench: work directory {work}; {machine_load()}", flush=True)
     results: list[LoopResult] = []
@@ -955,6 +1030,10 @@ def main() -> None:
     try:
         if args.warm_up:
             warm_up(contenders)
+        if args.rounds == 1:  # iterating: one of each, no medians
+            for name, measure in contenders.items():
+                print(f"[{name}] {measure(f'{name}-1')}", flush=True)
+            return
         series = interleave(
             contenders,
             args.rounds,

@@ -23,19 +23,22 @@ finished.
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from functools import cache, partial
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.instock import BadRecordError, InstockClient, OrderStatus
+from syncd.connectors.instock import PAGE_MAX, BadRecordError, InstockClient, OrderStatus
+from syncd.errors import PaginationError
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dsorder.progress_plan import (
     TERMINAL,
+    catch_up_next,
     moves_window,
     newest_moves,
     plan_progress,
@@ -44,7 +47,13 @@ from syncd.jobs.dsorder.progress_plan import (
     sweep_quota,
     sweep_unchanged,
 )
-from syncd.jobs.shared.instock_follow import Followed, OnChange, Refused, follow_orders
+from syncd.jobs.shared.instock_follow import (
+    Followed,
+    FollowResult,
+    OnChange,
+    Refused,
+    follow_orders,
+)
 from syncd.state import Store, queries
 from syncd.state.mirror import dsorder as orders
 from syncd.state.mirror import instock as instock_mirror
@@ -72,6 +81,12 @@ class Options(BaseModel):
     )
     workers: int = Field(4, ge=1, le=32, description="Instock polls in flight at once")
     chunk: int = Field(16, ge=1, le=1000, description="orders stored between sender wake-ups")
+    catch_up: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="passes run at once after a pass that outlasted the interval (a burst)",
+    )
 
 
 def run(ctx: JobContext) -> None:
@@ -87,17 +102,36 @@ def run(ctx: JobContext) -> None:
             due = [o for o in following if o.sync_status == "accepted"]
             _poll(ctx, client, due)
             return
-        read_until = store.get_checkpoint(MOVES_READ)
-        end = _read_moves(ctx, client, read_until)
         ctx.counts["create_refused"] += orders.refused_creates(store)
-        if read_until is None:
-            # No moves read before: what moved earlier is unknown, so everything is polled
-            # once; the read is checkpointed only after that pass.
-            following = orders.orders_to_follow(store, options.follow_limit)
-            _poll(ctx, client, [o for o in following if o.sync_status == "accepted"])
+        interval = SPEC.schedule(ctx.settings).interval
+        for passes in range(options.catch_up + 1):
+            if passes:
+                ctx.check_stop()
+                ctx.counts["catch_up_passes"] += 1
+            started = time.monotonic()
+            moved = _follow_moves(ctx, client, sweep=passes == 0)
+            if not catch_up_next(moved, time.monotonic() - started, interval):
+                break
+
+
+def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep: bool) -> int:
+    """One pass: read the moves since the last read, poll the orders that moved (and,
+    with `sweep`, the slow sweep's); returns how many moved orders it polled."""
+    options: Options = ctx.options
+    store = ctx.store
+    read_until = store.get_checkpoint(MOVES_READ)
+    end, whole_read = _read_moves(ctx, client, read_until)
+    if read_until is None:
+        # No moves read before: what moved earlier is unknown, so everything is polled
+        # once; the read is checkpointed only after that pass (and a whole read).
+        following = orders.orders_to_follow(store, options.follow_limit)
+        _poll(ctx, client, [o for o in following if o.sync_status == "accepted"])
+        if whole_read:
             store.set_checkpoint(MOVES_READ, end, run_id=ctx.run_id)
-            return
-        moved = orders.moved_orders_due(store, options.follow_limit)
+        return 0
+    moved = orders.moved_orders_due(store, options.follow_limit)
+    swept: list[FollowedOrder] = []
+    if sweep:
         now = utcnow()
         quota = sweep_quota(
             orders.sweepable_count(store),
@@ -111,10 +145,11 @@ def run(ctx: JobContext) -> None:
             for o in orders.orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
             if o.order_id not in moved_ids
         ]
-        statuses, whole = _sweep(ctx, client, swept)
-        ctx.counts["moved"] += len(moved)
-        ctx.counts["swept"] += len(swept)
-        _poll(ctx, client, polls_due(moved, whole), statuses)
+    statuses, whole = _sweep(ctx, client, swept)
+    ctx.counts["moved"] += len(moved)
+    ctx.counts["swept"] += len(swept)
+    _poll(ctx, client, polls_due(moved, whole), statuses)
+    return len(moved)
 
 
 def _since_previous_run(ctx: JobContext, now: datetime) -> float | None:
@@ -155,25 +190,48 @@ def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
         return None
 
 
-def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> str:
+def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> tuple[str, bool]:
     """Read the moves since the last read and record which open orders moved; the
-    checkpoint moves on in the same transaction (but not before the first full pass)."""
+    checkpoint moves on in the same transaction (but not before the first full pass).
+    Returns where the read ended and whether it was whole.
+
+    A read that reaches the walk's page ceiling (a burst of picks many times larger than
+    any window read before) is cut there: the moves read (the newest, the list is newest
+    first) still say which orders to poll now, since a move only says "poll this order";
+    the checkpoint stays, so the next read covers the whole window again, under the
+    higher ceiling the cut walk left. The pagination alert opens as for a failed walk."""
     window = moves_window(read_until, utcnow(), ctx.options.moves_overlap)
     pairs: list[tuple[object, object]] = []
-    for page in client.move_pages(window.start, window.end):
-        pairs.extend(
-            (m.get("order_id"), m.get("move_timestamp")) for m in page.items if isinstance(m, dict)
-        )
-        ctx.check_stop()
+    whole = True
+    try:
+        # The largest page the API allows: a burst of picks is thousands of moves a
+        # minute, and this read repeats the overlap every run (the connector's page_size
+        # is the other jobs' choice).
+        for page in client.move_pages(window.start, window.end, page_size=PAGE_MAX):
+            pairs.extend(
+                (m.get("order_id"), m.get("move_timestamp"))
+                for m in page.items
+                if isinstance(m, dict)
+            )
+            ctx.check_stop()
+    except PaginationError as exc:
+        if exc.code != "page_ceiling":
+            raise
+        whole = False
+        if not ctx.dry_run:  # as for a failed walk: resolved by the next whole one
+            ctx.store.open_alert(exc.alert_kind, str(exc), subject=exc.subject)
+        ctx.counts["moves_read_cut"] += 1
+        ctx.warnings.append({"moves_read_cut": str(exc), "moves_read": len(pairs)})
+        ctx.log.warning("dsorder_moves_read_cut", error=str(exc), moves_read=len(pairs))
     ctx.counts["moves_read"] += len(pairs)
     newest = newest_moves(pairs)
     end = iso(window.end)
     with ctx.store.transaction():
         if newest:
             RecordMoves(tuple(sorted(newest.items()))).apply(ctx.store)
-        if read_until is not None:
+        if read_until is not None and whole:
             ctx.store.set_checkpoint(MOVES_READ, end, run_id=ctx.run_id)
-    return end
+    return end, whole
 
 
 def _poll(
@@ -182,25 +240,40 @@ def _poll(
     due: list[FollowedOrder],
     statuses: dict[str, OrderStatus] | None = None,
 ) -> None:
-    """Poll the chosen orders: results stored as they come (with the fulfil and close
-    intents they decide), each chunk marked polled, the sender woken for what was queued."""
+    """Poll the chosen orders: each chunk's results stored in one transaction with the
+    fulfil and close intents they decide and the chunk's orders marked polled, then the
+    sender woken for what was queued."""
     options: Options = ctx.options
     store = ctx.store
     if not due:
         return
     ready = {o.instock_order_id: o for o in due}
+    position = {o.order_id: n for n, o in enumerate(due)}
     queued_before = [0]
-    polled: list[tuple[str, str | None]] = []
+    lines: dict[str, list[StoredLine]] = {}
 
-    @cache
     def lines_of(order_id: str) -> list[StoredLine]:
-        return orders.order_lines(store, order_id)
+        """An order's lines, read with those of the orders polled after it in its chunk
+        (one query a chunk, not one an order)."""
+        if order_id not in lines:
+            lines.clear()
+            at = position[order_id]
+            ids = [o.order_id for o in due[at : at + options.chunk]]
+            lines.update(orders.lines_of_orders(store, ids))
+        return lines[order_id]
+
+    def mark_polled(store: Store, results: list[FollowResult]) -> None:
+        # Inside the chunk's transaction; a refused record (see its reject) is polled
+        # again next run.
+        polled = [
+            (ready[instock_id].order_id, ready[instock_id].moved_at)
+            for instock_id, followed in results
+            if not isinstance(followed, Refused)
+        ]
+        if polled:
+            MarkPolled(tuple(polled), iso()).apply(store)
 
     def after_chunk() -> None:
-        if polled:
-            with store.transaction():
-                MarkPolled(tuple(polled), iso()).apply(store)
-            polled.clear()
         # Closes leave as soon as their chunk is stored, not at the end of the pass.
         ctx.check_stop()
         if ctx.counts["queued"] > queued_before[0]:
@@ -233,6 +306,7 @@ def _poll(
         on_poll=on_poll,
         stub=stub,
         between=after_chunk,
+        record=mark_polled,
         statuses=statuses,
     ):
         ctx.counts["followed"] += 1
@@ -244,13 +318,10 @@ def _poll(
                 instock_order_id=instock_id,
                 **followed.log_fields(),
             )
-            continue
-        if followed is None:
+        elif followed is None:
             ctx.log.warning(
                 "instock_order_missing", order_id=order.order_id, instock_order_id=instock_id
             )
-        polled.append((order.order_id, order.moved_at))
-    after_chunk()
 
 
 def _on_poll(

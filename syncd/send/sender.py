@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -135,6 +135,34 @@ def _backoff_ceiling(policy: OutboxConfig, attempts: int) -> float:
     return float(min(policy.max_backoff, policy.initial_backoff * 2**exponent))
 
 
+Record = Callable[[], None]  # a write an intent's outcome owes the state DB
+TURN: Final = 16  # intents of one destination looked at before the next one's turn
+
+
+@dataclass
+class _Drain:
+    """One destination's part of a drain: where it is in its queue, the keys that wait."""
+
+    name: str
+    destination: Destination
+    blocked: set[str] = field(default_factory=set)  # keys whose earlier intent is not done
+    deferred: list[tuple[Intent, str]] = field(default_factory=list)
+    batch: deque[Intent] = field(default_factory=deque)  # read, not looked at yet
+    carry: deque[Intent] = field(default_factory=deque)  # put off to the next turn
+    after_id: int = 0
+    active: bool = True  # False once the destination stopped (auth failure, outage)
+    seen: int = 0
+    total: int = 0
+
+    @property
+    def stop_on_reject(self) -> bool:
+        return bool(getattr(self.destination, "stop_key_on_reject", False))
+
+    @property
+    def defer(self) -> Any:
+        return getattr(self.destination, "defer", None)
+
+
 class Sender:
     """Drains due intents; one instance per thread (it holds a Store)."""
 
@@ -160,11 +188,34 @@ class Sender:
         self.warnings: list[dict[str, Any]] = []  # what remotes said alongside a success
 
     def drain(self) -> Counter[str]:
-        for name in self.store.destinations_with_due_intents():
-            self.drain_destination(name)
-        return self.counts
+        """Every destination with due intents, `TURN` intents of each in turn: a long queue
+        for one (a burst of order creates) does not hold back another's (the closes of
+        orders already done). A destination whose intents fall due during the drain joins
+        it; the drain ends when a whole round finds nothing more to look at."""
+        drains: dict[str, _Drain | None] = {}
+        try:
+            while True:
+                for name in self.store.destinations_with_due_intents():
+                    if name not in drains:
+                        drains[name] = self._open(name)
+                moved = [self._turn(d) for d in drains.values() if d is not None and d.active]
+                if not any(moved):
+                    return self.counts
+        finally:
+            self._close_all([d for d in drains.values() if d is not None])
 
     def drain_destination(self, name: str) -> None:
+        """Drain one destination only, until nothing more is due."""
+        drain = self._open(name)
+        if drain is None:
+            return
+        try:
+            while drain.active and self._turn(drain):
+                pass
+        finally:
+            self._close_all([drain])
+
+    def _open(self, name: str) -> _Drain | None:
         factory = self.destinations.get(name)
         if factory is None:
             self.store.open_alert(
@@ -173,24 +224,13 @@ class Sender:
                 subject=name,
             )
             log.error("outbox_no_destination", destination=name)
-            return
+            return None
         destination = factory(self.settings)
-        try:
-            self._drain(name, destination)
-        finally:
-            readbacks = getattr(destination, "readbacks", None)
-            if isinstance(readbacks, ReadBacks):
-                self.counts.update(readbacks.take())
-            destination.close()
-
-    def _drain(self, name: str, destination: Destination) -> None:
-        blocked: set[str] = set()  # keys whose earlier intent is not done yet
-        stop_on_reject = getattr(destination, "stop_key_on_reject", False)
-        defer = getattr(destination, "defer", None)
-        if stop_on_reject:
+        drain = _Drain(name, destination)
+        if drain.stop_on_reject:
             # e.g. DSOrder: no close after a refused fulfilment, until an operator
             # retries that reject (it is sent again) or drops it (the rest goes on).
-            blocked.update(
+            drain.blocked.update(
                 r[0]
                 for r in self.store.db.execute(
                     "SELECT DISTINCT order_key FROM outbox WHERE destination = ? "
@@ -198,65 +238,156 @@ class Sender:
                     [name],
                 )
             )
-        deferred: list[tuple[Intent, str]] = []
-        try:
-            self._drain_intents(name, destination, blocked, deferred)
-        finally:
-            self._settle_deferred(name, defer, deferred)
+        if self.progress is not no_progress:
+            drain.total = queries.pending_intent_count(self.store, name)
+        return drain
 
-    def _drain_intents(
-        self,
-        name: str,
-        destination: Destination,
-        blocked: set[str],
-        deferred: list[tuple[Intent, str]],
-    ) -> None:
-        policy = self.settings.outbox
-        stop_on_reject = getattr(destination, "stop_key_on_reject", False)
-        defer = getattr(destination, "defer", None)
-        after_id = 0
-        stopped_before = self._stops()
-        stage, seen = f"outbox.send: {name} pending intents gone through", 0
-        total = (
-            queries.pending_intent_count(self.store, name)
-            if self.progress is not no_progress
-            else 0
+    def _close_all(self, drains: list[_Drain]) -> None:
+        """Settle each destination's deferred intents, count its read-backs, close it;
+        every one of them, whatever fails."""
+        if not drains:
+            return
+        first, rest = drains[0], drains[1:]
+        try:
+            try:
+                self._settle_deferred(first.name, first.defer, first.deferred)
+            finally:
+                readbacks = getattr(first.destination, "readbacks", None)
+                if isinstance(readbacks, ReadBacks):
+                    self.counts.update(readbacks.take())
+                first.destination.close()
+        finally:
+            self._close_all(rest)
+
+    def _turn(self, drain: _Drain) -> bool:
+        """Look at up to `TURN` more intents of one destination, in id order per key, and
+        deliver the ones that may go; False when there was none to look at.
+
+        The durable steps of a turn are two transactions, not two per intent: before the
+        first request, every intent about to be tried is marked attempted (what a kill -9
+        mid-send leaves behind: the next attempt reads the remote back first), and after
+        the last answer every outcome is recorded at once (an intent is marked sent only
+        after its answer). A turn tries one intent per key: a later intent of the same key
+        (the close after its order's totals) waits for the next turn, when the earlier
+        one's outcome is recorded. A turn holds intents of one kind where the destination
+        defers some (an order create waits for its articles' uploads), so the next turn's
+        deferral checks see this turn's outcomes."""
+        chosen: list[Intent] = []
+        keys: set[str] = set()
+        later: list[Intent] = []
+        looked = 0
+        while looked < TURN and drain.active:
+            intent = self._next_intent(drain)
+            if intent is None:
+                break
+            if drain.defer is not None and chosen and intent.kind != chosen[0].kind:
+                drain.carry.appendleft(intent)
+                break
+            looked += 1
+            if intent.order_key in keys:
+                later.append(intent)
+            elif self._may_go(drain, intent):
+                chosen.append(intent)
+                keys.add(intent.order_key)
+        if later:
+            drain.carry = deque(sorted([*later, *drain.carry], key=lambda i: i.id))
+        if chosen:
+            self._deliver_all(drain, chosen)
+        return looked > 0
+
+    def _next_intent(self, drain: _Drain) -> Intent | None:
+        """The next intent of the destination: one a turn put off first, else the next of
+        its queue (read `outbox.batch_size` at a time)."""
+        if drain.carry:
+            return drain.carry.popleft()
+        if not drain.batch:
+            size = self.settings.outbox.batch_size
+            drain.batch = deque(self.store.pending_intents(drain.name, size, drain.after_id))
+            if not drain.batch:
+                return None
+        intent = drain.batch.popleft()
+        drain.after_id = intent.id
+        drain.seen += 1
+        self.progress(
+            f"outbox.send: {drain.name} pending intents gone through",
+            drain.seen,
+            max(drain.total, drain.seen),
         )
-        while True:
-            batch = self.store.pending_intents(name, policy.batch_size, after_id)
-            if not batch:
-                return
-            for intent in batch:
-                after_id = intent.id
-                seen += 1
-                self.progress(stage, seen, max(total, seen))
-                if intent.order_key in blocked:
-                    continue
-                if parse_iso(intent.next_attempt_at) > self.now():
-                    blocked.add(intent.order_key)
+        return intent
+
+    def _may_go(self, drain: _Drain, intent: Intent) -> bool:
+        """Whether to try the intent now: not while its key waits (an earlier intent of it
+        is not done), before it is due, or while the destination defers it."""
+        name, blocked = drain.name, drain.blocked
+        if intent.order_key in blocked:
+            return False
+        if parse_iso(intent.next_attempt_at) > self.now():
+            blocked.add(intent.order_key)
+            return False
+        if self.stopping.is_set():
+            raise ShutdownRequested("outbox: stopping between intents")
+        waits_for = drain.defer(self.store, intent) if drain.defer is not None else None
+        if waits_for:
+            blocked.add(intent.order_key)
+            self.counts["deferred"] += 1
+            drain.deferred.append((intent, waits_for))
+            log.info(
+                "outbox_deferred",
+                destination=name,
+                intent_id=intent.id,
+                kind=intent.kind,
+                key=intent.order_key,
+                waits_for=waits_for,
+            )
+            return False
+        return True
+
+    def _deliver_all(self, drain: _Drain, chosen: list[Intent]) -> None:
+        """Try the chosen intents in order; an intent whose key an earlier failure of this
+        turn blocked, or every one after the destination stopped, is left as it was.
+
+        The host destination writes files whose replay the host may see twice: its
+        outcomes are recorded one by one, right after each write, as before."""
+        name = drain.name
+        batched = name != "host"
+        marked = [i.id for i in chosen if batched and not i.unclear]
+        if marked:
+            with self.store.transaction():
+                self.store.mark_attempts_started(marked)
+        records: list[Record] = []
+        tried: set[int] = set()
+        try:
+            for intent in chosen:
+                if intent.order_key in drain.blocked or not drain.active:
                     continue
                 if self.stopping.is_set():
                     raise ShutdownRequested("outbox: stopping between intents")
-                waits_for = defer(self.store, intent) if defer is not None else None
-                if waits_for:
-                    blocked.add(intent.order_key)
-                    self.counts["deferred"] += 1
-                    deferred.append((intent, waits_for))
-                    log.info(
-                        "outbox_deferred",
-                        destination=name,
-                        intent_id=intent.id,
-                        kind=intent.kind,
-                        key=intent.order_key,
-                        waits_for=waits_for,
-                    )
-                    continue
+                tried.add(intent.id)
                 rejected_before = self.counts["rejected"]
-                finished = self._deliver(name, destination, intent)
-                if not finished or (stop_on_reject and self.counts["rejected"] > rejected_before):
-                    blocked.add(intent.order_key)
+                stopped_before = self._stops()
+                finished = self._deliver(name, drain.destination, intent, records)
+                if not batched:
+                    self._record(records, [])
+                if not finished or (
+                    drain.stop_on_reject and self.counts["rejected"] > rejected_before
+                ):
+                    drain.blocked.add(intent.order_key)
                 if self._stops() != stopped_before:
-                    return  # the destination as a whole is down: try again next drain
+                    drain.active = False  # the destination is down: try again next drain
+        finally:
+            self._record(records, [i for i in marked if i not in tried])
+
+    def _record(self, records: list[Record], untried: list[int]) -> None:
+        """The outcomes owed to the state DB, in one transaction; intents marked attempted
+        but never tried get their mark back off."""
+        if not records and not untried:
+            return
+        with self.store.transaction():
+            for record in records:
+                record()
+            if untried:
+                self.store.clear_attempt_marks(untried)
+        records.clear()
 
     def _settle_deferred(self, name: str, defer: Any, deferred: list[tuple[Intent, str]]) -> None:
         """After a drain, a deferred intent whose wait is not over is due again when the
@@ -287,50 +418,67 @@ class Sender:
         """Failures that stop a destination's drain (counted over every destination)."""
         return self.counts["auth_failed"], self.counts["outage"]
 
-    def _deliver(self, name: str, destination: Destination, intent: Intent) -> bool:
-        """Try one intent; True when it is finished (sent or rejected)."""
+    def _deliver(
+        self, name: str, destination: Destination, intent: Intent, records: list[Record]
+    ) -> bool:
+        """Try one intent; True when it is finished (sent or rejected). What its outcome
+        writes goes to `records`, for the caller to commit."""
         bound = log.bind(
             destination=name, intent_id=intent.id, kind=intent.kind, key=intent.order_key
         )
-        if not intent.unclear and name != "host":
-            self.store.mark_attempt_started(intent.id)
         try:
             with collect_request_ids() as request_ids:
                 result = destination.send(intent)
         except AlreadyDoneError as exc:
-            with self.store.transaction():
-                detail = {"already_done": exc.message}
+            detail = {"already_done": exc.message}
+
+            def already_done() -> None:
                 _record_outcome(self.store, destination, intent, "already_done", detail)
                 self.store.mark_sent(intent.id, detail)
+
+            records.append(already_done)
             self.counts["already_done"] += 1
             metrics.intent_outcome(name, "already_done")
             bound.info("outbox_already_done", remote=exc.message, request_id=exc.request_id)
             return True
         except ConnectorStoppedError as exc:
-            self.store.open_alert(exc.alert_kind, exc.alert_message(name), subject=name)
+            stopped = exc
+
+            def auth_failed() -> None:
+                self.store.open_alert(stopped.alert_kind, stopped.alert_message(name), name)
+
+            records.append(auth_failed)
             self.counts["auth_failed"] += 1
             bound.error("outbox_auth_failed", error=str(exc), alert=exc.alert_kind)
             return False
         except PermanentError as exc:
-            with self.store.transaction():
-                _record_outcome(self.store, destination, intent, "rejected", str(exc))
+            refused = exc
+
+            def rejected() -> None:
+                _record_outcome(self.store, destination, intent, "rejected", str(refused))
                 reject_id = self.store.reject_intent(
                     intent,
-                    str(exc),
+                    str(refused),
                     run_id=self.run_id,
-                    payload=exc.reject_payload if isinstance(exc, DivergedError) else None,
+                    payload=refused.reject_payload if isinstance(refused, DivergedError) else None,
                 )
+                bound.warning("outbox_rejected", reason=str(refused), reject_id=reject_id)
+
+            records.append(rejected)
             self.counts["rejected"] += 1
             metrics.intent_outcome(name, "rejected")
-            bound.warning("outbox_rejected", reason=str(exc), reject_id=reject_id)
             return True
         except Exception as exc:
-            return self._retry_or_give_up(name, destination, intent, exc, bound)
-        with self.store.transaction():
+            return self._retry_or_give_up(name, destination, intent, exc, bound, records)
+        ids = list(request_ids)
+
+        def sent() -> None:
             _record_outcome(self.store, destination, intent, "sent", result)
-            self.store.mark_sent(intent.id, result, request_ids=request_ids)
+            self.store.mark_sent(intent.id, result, request_ids=ids)
             if self.store.resolve_alerts(OUTAGE_ALERT, subject=name):
                 bound.info("outbox_outage_over")
+
+        records.append(sent)
         self.counts["pushed"] += 1
         metrics.intent_outcome(name, "sent")
         if isinstance(result, dict) and result.get("warnings"):
@@ -341,19 +489,27 @@ class Sender:
         return True
 
     def _outage(
-        self, name: str, intent: Intent, exc: Exception, decision: Decision, bound: Logger
+        self,
+        name: str,
+        intent: Intent,
+        exc: Exception,
+        decision: Decision,
+        bound: Logger,
+        records: list[Record],
     ) -> bool:
         """Keep the intent pending (it and every later intent of the destination wait)
         and keep one alert open for the destination."""
-        with self.store.transaction():
+        message = (
+            f"{name}: cannot deliver ({exc}); intent {intent.id} ({intent.kind} "
+            f"{intent.order_key}) and everything after it wait, retried every "
+            f"{self.settings.outbox.max_backoff:g}s at most, never given up"
+        )
+
+        def outage() -> None:
             self.store.mark_retry(intent.id, str(exc), decision.delay, unclear=False)
-            self.store.open_alert(
-                OUTAGE_ALERT,
-                f"{name}: cannot deliver ({exc}); intent {intent.id} ({intent.kind} "
-                f"{intent.order_key}) and everything after it wait, retried every "
-                f"{self.settings.outbox.max_backoff:g}s at most, never given up",
-                subject=name,
-            )
+            self.store.open_alert(OUTAGE_ALERT, message, subject=name)
+
+        records.append(outage)
         self.counts["outage"] += 1
         self.counts["retried"] += 1
         metrics.intent_outcome(name, "retried")
@@ -366,38 +522,50 @@ class Sender:
         return False
 
     def _retry_or_give_up(
-        self, name: str, destination: Destination, intent: Intent, exc: Exception, bound: Logger
+        self,
+        name: str,
+        destination: Destination,
+        intent: Intent,
+        exc: Exception,
+        bound: Logger,
+        records: list[Record],
     ) -> bool:
         if not isinstance(exc, RetryableError):
             bound.exception("outbox_send_crashed")
         decision = decide_after_failure(intent, exc, self.settings.outbox, self.now())
         if isinstance(exc, DestinationOutage):
-            return self._outage(name, intent, exc, decision, bound)
+            return self._outage(name, intent, exc, decision, bound, records)
         if decision.action == "retry":
             # Once unclear, an intent stays so until it is done: a clear failure of a later
             # attempt (its read-back refused, say) says nothing of what the earlier one did.
             unclear = name != "host" and (intent.unclear or ended_unclear(exc))
-            self.store.mark_retry(intent.id, str(exc), decision.delay, unclear=unclear)
+            error = str(exc)
+            records.append(
+                lambda: self.store.mark_retry(intent.id, error, decision.delay, unclear=unclear)
+            )
             self.counts["retried"] += 1
             metrics.intent_outcome(name, "retried")
             bound.warning(
                 "outbox_retry_later",
-                error=str(exc),
+                error=error,
                 delay_s=round(decision.delay, 2),
                 attempts=intent.attempts + 1,
             )
             return False
-        with self.store.transaction():
+
+        def gave_up() -> None:
             _record_outcome(self.store, destination, intent, "rejected", decision.reason)
             reject_id = self.store.reject_intent(intent, decision.reason, run_id=self.run_id)
-        self.store.open_alert(
-            "outbox_gave_up",
-            f"{name}: intent {intent.id} ({intent.kind} {intent.order_key}) {decision.reason}; "
-            f"see `syncd rejects show {reject_id}`",
-            subject=name,
-        )
+            self.store.open_alert(
+                "outbox_gave_up",
+                f"{name}: intent {intent.id} ({intent.kind} {intent.order_key}) "
+                f"{decision.reason}; see `syncd rejects show {reject_id}`",
+                subject=name,
+            )
+            bound.error("outbox_gave_up", reason=decision.reason, reject_id=reject_id)
+
+        records.append(gave_up)
         self.counts["rejected"] += 1
         self.counts["gave_up"] += 1
         metrics.intent_outcome(name, "given_up")
-        bound.error("outbox_gave_up", reason=decision.reason, reject_id=reject_id)
         return True

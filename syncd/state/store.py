@@ -385,10 +385,22 @@ class Store:
             [_text(f"deferred: {reason}"), until, intent_id],
         )
 
-    def mark_attempt_started(self, intent_id: int) -> None:
+    def mark_attempts_started(self, intent_ids: Sequence[int]) -> None:
         """Before a send: until the attempt ends clearly, what it did is unknown (a crash
-        mid-send leaves the mark, and the next attempt reads the remote first)."""
-        self.db.execute("UPDATE outbox SET unclear = 1 WHERE id = ? AND unclear = 0", [intent_id])
+        mid-send leaves the mark, and the next attempt reads the remote first). Marked for
+        the intents a sender turn is about to try, one after another."""
+        self.db.conn.executemany(
+            "UPDATE outbox SET unclear = 1 WHERE id = ? AND unclear = 0",
+            [(i,) for i in intent_ids],
+        )
+
+    def clear_attempt_marks(self, intent_ids: Sequence[int]) -> None:
+        """Take the mark back off intents marked attempted that were not tried after all
+        (an earlier intent of their key failed, the destination stopped, a shutdown)."""
+        self.db.conn.executemany(
+            "UPDATE outbox SET unclear = 0 WHERE id = ? AND status = 'pending'",
+            [(i,) for i in intent_ids],
+        )
 
     def mark_retry(
         self, intent_id: int, error: str, delay: float, *, unclear: bool = False

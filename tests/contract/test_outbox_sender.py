@@ -13,7 +13,7 @@ from syncd.config import ConnectorConfig, Settings
 from syncd.errors import AlreadyDoneError, PermanentError
 from syncd.http import HttpClient, build_client
 from syncd.sandbox.base import ApiError, Request, Response, SandboxServer
-from syncd.send.sender import Sender
+from syncd.send.sender import TURN, Sender
 from syncd.state import Intent, NewIntent, Store
 
 
@@ -303,3 +303,107 @@ def test_a_crash_mid_send_leaves_the_intent_marked_unclear(
                 sender.drain()
         assert _unclear(store) == {"A": 1}
         assert store.pending_intents("orders", 10)[0].unclear is True
+
+
+def two_destinations(
+    store: Store, settings: Settings, server: SandboxServer, sent: list[str]
+) -> Sender:
+    """Destinations `a` and `b` on the same remote, recording the order of what they sent."""
+    sender = make_sender(store, settings, server)
+    orders = sender.destinations["orders"]
+
+    def recording(name: str) -> Any:
+        def factory(s: Settings) -> Any:
+            destination = orders(s)
+            send = destination.send
+
+            def send_and_note(intent: Intent) -> Any:
+                result = send(intent)
+                sent.append(f"{name}:{intent.order_key}")
+                return result
+
+            destination.send = send_and_note
+            return destination
+
+        return factory
+
+    sender.destinations = {"a": recording("a"), "b": recording("b")}
+    return sender
+
+
+def test_a_long_queue_for_one_destination_does_not_hold_back_another(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """Destinations take turns of `TURN` intents: the one intent for `b` goes after the
+    first turn of `a`'s 40, not after all of them."""
+    server, orders = api
+    settings = make_settings()
+    sent: list[str] = []
+    with Store.open(settings.db_path) as store:
+        store.add_intents(
+            NewIntent("a", "create", f"A{n}", f"create:A{n}", {"order_id": f"A{n}"})
+            for n in range(40)
+        )
+        store.add_intents([NewIntent("b", "create", "B", "create:B", {"order_id": "B"})])
+        two_destinations(store, settings, server, sent).drain()
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status = 'sent'") == 41
+    assert sent.index("b:B") == TURN
+    assert len(orders.orders) == 41
+
+
+def test_a_destination_whose_intents_fall_due_mid_drain_joins_the_drain(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """An intent queued for `b` while `a`'s long queue is being sent (a job queueing the
+    close of an order just done) goes in the same drain, not after it."""
+    server, _ = api
+    settings = make_settings()
+    sent: list[str] = []
+    with Store.open(settings.db_path) as store:
+        store.add_intents(
+            NewIntent("a", "create", f"A{n}", f"create:A{n}", {"order_id": f"A{n}"})
+            for n in range(40)
+        )
+        sender = two_destinations(store, settings, server, sent)
+        factory_a = sender.destinations["a"]
+
+        def queueing_b(s: Settings) -> Any:
+            destination = factory_a(s)
+            send = destination.send
+
+            def send_then_queue(intent: Intent) -> Any:
+                result = send(intent)
+                if intent.order_key == "A3":
+                    with Store.open(settings.db_path) as other:  # another job's connection
+                        other.add_intents(
+                            [NewIntent("b", "create", "B", "create:B", {"order_id": "B"})]
+                        )
+                return result
+
+            destination.send = send_then_queue
+            return destination
+
+        sender.destinations["a"] = queueing_b
+        sender.drain()
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") == 0
+    assert sent.index("b:B") < 40
+    assert sent[-1] == "a:A39"
+
+
+def test_intents_a_turn_marked_but_never_tried_are_not_left_unclear(
+    api: tuple[SandboxServer, OrdersApi], make_settings: Any
+) -> None:
+    """A turn marks the intents it is about to try in one transaction; when the destination
+    stops after the first (a refused credential), the others get their mark back off, so
+    their next attempt sends without reading the remote first (the one tried keeps its mark,
+    as an attempt did before turns)."""
+    server, _ = api
+    settings = make_settings()
+    server.faults.script("*", ["token_expired"])
+    with Store.open(settings.db_path) as store:
+        for key in ("A", "B", "C"):
+            store.add_intents([NewIntent("orders", "create", key, key, {"order_id": key})])
+        make_sender(store, settings, server).drain()
+        assert store.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'") == 3
+        assert _unclear(store) == {"A": 1, "B": 0, "C": 0}
+        assert server.count("POST /orders") == 1

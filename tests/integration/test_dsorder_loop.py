@@ -32,6 +32,7 @@ from syncd.cli import main as cli
 from syncd.clock import iso, parse_iso
 from syncd.config import JobConfig, Settings
 from syncd.jobs import REGISTRY
+from syncd.jobs.dsorder_progress import MOVES_READ
 from syncd.jobs.runner import RunResult, run_job
 from syncd.sandbox.base import ManualClock
 from syncd.sandbox.dsorder import DSOrderSim, finished_warning
@@ -391,6 +392,48 @@ def test_picks_moved_before_done_are_reported_and_the_sweep_closes_the_order(
     assert reported(ds, order_id) == {1000: (3, True), 2000: (2, True)}
     assert ds.closes(order_id) == 1
     assert order_row(cfg, order_id)["state"] == "closed"
+
+
+def test_a_moves_read_cut_at_its_page_ceiling_still_polls_what_it_read(
+    tmp_path: Path, ins: InstockSim, ds: DSOrderSim
+) -> None:
+    """A burst of moves past the walk's page ceiling: the read stops there, the orders
+    whose moves it read (the newest) are polled and closed in the same run, the run is
+    ok with the cut counted and the pagination alert open, and the checkpoint stays
+    where it was, so the next read covers the whole window again."""
+    bounds = {"retry": fast_retry(4), "max_pages": 2}  # at most 2 pages of 1,000 moves
+    cfg = sim_settings(
+        tmp_path,
+        {**connector_for(ins, **bounds), **connector_for(ds, retry=fast_retry(4))},
+        daemon={"site_timezone": ZONE},
+        outbox={**FAST_BACKOFF, "max_attempts": 100},
+    )
+    a = stocked(ins)[0]
+    load_catalog(cfg, stocked(ins))
+    order_id = ds.submit_order(lines=[(a, 1)])
+    cycle(cfg)  # created; the first run reads the moves and polls every open order
+    read_until = query(cfg, "SELECT value FROM checkpoints WHERE stream = ?", [MOVES_READ])
+    with ins.state.lock:  # 2,500 moves of someone else's orders, a second ago
+        for n in range(2500):
+            fields = {"user_id": "u", "order_id": f"OTHER-{n}", "from_cell_id": "c1"}
+            fields |= {"to_cell_id": "c2", "from_account_id": "x", "to_account_id": "y"}
+            ins.state.add_move(ins.site_id, a, 1, int(time.time()) - 1, **fields)
+    assert ins.advance_order(f"DS-{order_id}") == "reserved"
+    assert ins.advance_order(f"DS-{order_id}") == "done"  # its picks: the newest moves
+    moves_before = ins.count(MOVES_ROUTE)
+    result = run(cfg, "dsorder.progress")
+    assert ins.count(MOVES_ROUTE) == moves_before + 2  # stopped at the ceiling
+    assert result.counts["moves_read_cut"] == 1
+    assert result.counts["moves_read"] == 2000
+    assert result.counts["followed"] == 1
+    run(cfg, "outbox.send")
+    assert ds.closes(order_id) == 1
+    assert reported(ds, order_id) == {1000: (1, True)}
+    assert query(cfg, "SELECT value FROM checkpoints WHERE stream = ?", [MOVES_READ]) == read_until
+    alerts = query(
+        cfg, "SELECT subject FROM alerts WHERE kind = 'pagination' AND resolved_at IS NULL"
+    )
+    assert alerts == [{"subject": "instock:moves"}]
 
 
 def test_follow_all_polls_every_open_order_each_run_and_reads_no_moves(

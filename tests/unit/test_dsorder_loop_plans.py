@@ -20,6 +20,7 @@ from syncd.clock import iso
 from syncd.connectors.dsorder import DsOrder, RecordReject, Submitted
 from syncd.errors import NotFoundError, RefusedError
 from syncd.jobs.dsorder.progress_plan import (
+    catch_up_next,
     moves_window,
     newest_moves,
     plan_progress,
@@ -605,3 +606,13 @@ def test_sweep_quota_over_one_interval_covers_every_open_order_or_runs_at_the_bo
     assert 0 <= quota <= min(limit, open_orders)
     runs = math.ceil(interval / every)  # the runs that span one interval
     assert quota * runs >= open_orders or quota == limit
+
+
+def test_a_pass_that_outlasts_the_interval_is_followed_by_another_at_once() -> None:
+    """Catch-up passes: only after a pass that polled moved orders and took at least the
+    job's interval; never on a cron schedule."""
+    assert catch_up_next(moved=5, took=2.5, interval=2.0)
+    assert catch_up_next(moved=5, took=2.0, interval=2.0)
+    assert not catch_up_next(moved=5, took=1.9, interval=2.0)  # the next tick comes soon
+    assert not catch_up_next(moved=0, took=9.0, interval=2.0)  # a sweep only: nothing waits
+    assert not catch_up_next(moved=5, took=9.0, interval=None)  # cron: no catching up

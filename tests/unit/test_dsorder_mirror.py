@@ -212,3 +212,18 @@ def test_moves_make_an_order_due_until_it_is_polled_and_the_sweep_takes_the_olde
     assert db.query("SELECT moved_at FROM dsorder_orders WHERE order_id = '2'") == [
         {"moved_at": t2}
     ]
+
+
+def test_the_lines_of_several_orders_read_at_once_are_each_orders_own(db: Store) -> None:
+    """`lines_of_orders` (one query for a chunk of polls) gives every order what
+    `order_lines` gives it, and an order without lines (or unknown) an empty list."""
+    for order_id in ("41", "42"):
+        created_order(db, order_id)
+    both = orders.lines_of_orders(db, ["42", "41", "99"])
+    assert both == {
+        "41": orders.order_lines(db, "41"),
+        "42": orders.order_lines(db, "42"),
+        "99": [],
+    }
+    assert [ln.line_number for ln in both["41"]] == [1, 2]
+    assert orders.lines_of_orders(db, []) == {}

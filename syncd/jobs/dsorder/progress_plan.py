@@ -6,7 +6,7 @@ or canceled. Totals come from `syncd.jobs.shared.dsorder_plan.fulfil_report`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from syncd.clock import iso
@@ -64,6 +64,13 @@ def polls_due(
     return [*moved, *(o for o in swept if o.order_id not in chosen)]
 
 
+def catch_up_next(moved: int, took: float, interval: float | None) -> bool:
+    """After a pass: run the next at once (not at the next tick) when it polled orders
+    that moved and outlasted the job's interval, so the ticks it overran would have found
+    more moved orders waiting (a burst of picks); never for a cron schedule."""
+    return moved > 0 and interval is not None and took >= interval
+
+
 @dataclass(frozen=True)
 class ProgressDecision:
     plan: Plan
@@ -82,7 +89,7 @@ def plan_progress(
     what was last queued (all finished once Instock is done or canceled), then the close."""
     order_id = order.order_id
     terminal = instock_status in TERMINAL
-    report = fulfil_report([asdict(ln) for ln in lines], fulfilled, terminal)
+    report = fulfil_report([vars(ln) for ln in lines], fulfilled, terminal)  # flat: no copy
     previous = {ln.line_number: (ln.reported_qty, ln.reported_finished) for ln in lines}
     plan = Plan()
     changed = report_changed(report, previous)

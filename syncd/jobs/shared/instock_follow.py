@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -140,6 +141,9 @@ def poll_order(
     return Poll(order_id, status, tasks, order=order)
 
 
+FollowResult = tuple[str, "Followed | Refused | None"]
+
+
 def follow_orders(
     store: Store,
     client: InstockClient,
@@ -151,10 +155,13 @@ def follow_orders(
     stub: Callable[[str], Mapping[str, Any] | None] = lambda _: None,
     between: Callable[[], None] = lambda: None,
     statuses: Mapping[str, OrderStatus] | None = None,
-) -> Iterator[tuple[str, Followed | Refused | None]]:
-    """Follow many orders: the polls run `workers` at a time (HTTP only), every result
-    is stored on the caller's thread and connection, in order; `between` runs after
-    each chunk (e.g. a stop check, or waking the sender for what was just queued).
+    record: Callable[[Store, list[FollowResult]], None] = lambda _s, _r: None,
+) -> Iterator[FollowResult]:
+    """Follow many orders: the polls run `workers` at a time (HTTP only); a chunk's results
+    are stored on the caller's thread and connection, in order, in one transaction once
+    the whole chunk is answered (with `record`, e.g. the caller's own mark of what it
+    polled); then yielded, and `between` runs (e.g. a stop check, or waking the sender for
+    what was just queued). `stub` is asked only for an order not mirrored yet.
     `statuses`: answers already read this run, used instead of reading them again."""
     statuses = statuses or {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instock-poll") as pool:
@@ -173,13 +180,16 @@ def follow_orders(
                 )
                 for oid in ids
             ]
-            for order_id, future in zip(ids, futures, strict=True):
-                yield (
-                    order_id,
-                    store_poll(
-                        store, future.result(), on_poll=on_poll(order_id), stub=stub(order_id)
-                    ),
-                )
+            polls = [future.result() for future in futures]
+            results: list[FollowResult] = []
+            with store.transaction():
+                for order_id, poll in zip(ids, polls, strict=True):
+                    result = store_poll(
+                        store, poll, on_poll=on_poll(order_id), stub=partial(stub, order_id)
+                    )
+                    results.append((order_id, result))
+                record(store, results)
+            yield from results
             between()
 
 
@@ -203,14 +213,17 @@ def newest_moves(moves: Iterable[tuple[object, object]]) -> dict[str, str]:
     """(order_id, move_timestamp) pairs -> the newest move per order id, as UTC ISO text
     (comparable as text); moves without an order id are no order's progress."""
     newest: dict[str, str] = {}
+    seen: dict[str, str | None] = {}  # stamp as listed -> as UTC ISO text (a burst shares few)
     for order_id, stamp in moves:
         if not order_id or not isinstance(order_id, str) or not isinstance(stamp, str):
             continue  # a bad move is instock.moves' reject; here it is no one's progress
-        try:
-            at = iso(parse_iso(stamp))
-        except ValueError:
-            continue
-        if at > newest.get(order_id, ""):
+        if stamp not in seen:
+            try:
+                seen[stamp] = iso(parse_iso(stamp))
+            except ValueError:
+                seen[stamp] = None
+        at = seen[stamp]
+        if at is not None and at > newest.get(order_id, ""):
             newest[order_id] = at
     return newest
 
@@ -375,21 +388,23 @@ def store_poll(
     poll: Poll,
     *,
     on_poll: OnChange | None = None,
-    stub: Mapping[str, Any] | None = None,
+    stub: Callable[[], Mapping[str, Any] | None] = lambda: None,
 ) -> Followed | Refused | None:
     """Plan one poll against the mirror and apply it; None for a 404, Refused for a status
     or ordertask that failed validation (recorded as a reject).
 
     `on_poll` runs inside the same transaction when the poll wrote something, so whatever
     a caller records from this poll (e.g. DSOrder fulfilment intents) is durable together
-    with the mirror row it was derived from. `stub` creates the mirror row for an order
-    syncd created but has not listed yet.
+    with the mirror row it was derived from. `stub` gives the lines of an order syncd
+    created but has not listed yet, for its mirror row (asked only when there is none).
     """
     mirrored = None if poll.bad is not None else mirrored_order(store, poll.order_id)
-    planned = plan_poll(poll, mirrored, stub, iso())
+    wanted = mirrored is None and poll.bad is None and poll.status is not None
+    planned = plan_poll(poll, mirrored, stub() if wanted else None, iso())
     if not planned.plan:
         return planned.result
-    with store.transaction():
+    # Inside a caller's transaction (a chunk of polls) that one is all or nothing already.
+    with nullcontext() if store.db.conn.in_transaction else store.transaction():
         apply_plan(store, planned.plan)
         if on_poll is not None and isinstance(planned.result, Followed):
             on_poll(store, planned.result)

@@ -15,6 +15,7 @@ orders need it (`host_catalog`, `catalog_version`) is read here too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,6 +117,24 @@ def order_lines(store: Store, order_id: str) -> list[StoredLine]:
         [order_id],
     )
     return [StoredLine(**{**r, "reported_finished": bool(r["reported_finished"])}) for r in rows]
+
+
+def lines_of_orders(store: Store, order_ids: Sequence[str]) -> dict[str, list[StoredLine]]:
+    """`order_lines` of several orders in one query (every id asked for is a key)."""
+    found: dict[str, list[StoredLine]] = {order_id: [] for order_id in order_ids}
+    if not order_ids:
+        return found
+    marks = ", ".join("?" * len(order_ids))
+    for r in store.query(
+        "SELECT order_id, line_number, article_id, quantity, status, instock_line_id, "
+        "instock_article_id, instock_qty, unit_factor, reported_qty, reported_finished "
+        f"FROM dsorder_lines WHERE order_id IN ({marks}) ORDER BY order_id, line_number",
+        list(order_ids),
+    ):
+        order_id = r.pop("order_id")
+        r["reported_finished"] = bool(r["reported_finished"])
+        found[order_id].append(StoredLine(**r))
+    return found
 
 
 def orders_to_follow(store: Store, limit: int) -> list[FollowedOrder]:
@@ -506,6 +525,7 @@ __all__ = [
     "held_orders",
     "host_catalog",
     "known_order_ids",
+    "lines_of_orders",
     "moved_orders_due",
     "order_lines",
     "orders_to_follow",
