@@ -77,10 +77,7 @@ the row `plan_chunk` sends is this same tuple (one is made for every row planned
 class KeyedChunk:
     rows: tuple[Keyed, ...]
     held: int  # rows not sent as they are (they would reset what the planner owns)
-
-    @property
-    def keys(self) -> list[str]:
-        return [r.key for r in self.rows]
+    keys: tuple[str, ...]  # the rows' keys, in order (made with them, where they are made)
 
 
 def key_chunk(endpoint: str, chunk: Sequence[Candidate]) -> KeyedChunk:
@@ -95,7 +92,7 @@ def key_chunk(endpoint: str, chunk: Sequence[Candidate]) -> KeyedChunk:
         text = rendered or canonical(payload)
         key = known_key or (payload is not None and key_of(payload)) or f"?{reference}"
         rows.append(Keyed(key, text_hash(text), RawJson(text), reference, payload, checked, closes))
-    return KeyedChunk(tuple(rows), held)
+    return KeyedChunk(tuple(rows), held, tuple(r.key for r in rows))
 
 
 @dataclass(frozen=True)
