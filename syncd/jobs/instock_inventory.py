@@ -8,7 +8,10 @@ rows were recorded with the mirror they updated, no delta is lost or doubled.
 
 When the list ends, one transaction settles the scan: articles the list no
 longer shows drop to zero (the API omits all-zero articles: absent means zero,
-not deleted), the collected deltas become host outbox files, the reconciliation
+not deleted), the collected deltas are frozen under the scan's number and named,
+a range of `file_chunk` at a time, by host outbox file intents (the host
+destination renders each file from its range when it writes it, and releases
+the range in the transaction that records the file written), the reconciliation
 against host book stock is refreshed (a file only when it changed), and the
 checkpoint moves to the next scan. An unchanged inventory writes no file.
 
@@ -44,12 +47,11 @@ from syncd.clock import iso
 from syncd.config import Schedule
 from syncd.connectors.instock import InstockClient, Page, inventory_rows
 from syncd.errors import PermanentError, SyncdError
-from syncd.host.feeds.fields import Format
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.shared.instock_records import record_rejects, resolve_fixed
 from syncd.readahead import read_ahead
-from syncd.send.host import host_file_intent, host_file_intent_json, host_format
-from syncd.state import NewIntent, Store
+from syncd.send.host import delta_file_intent, host_file_intent, host_format
+from syncd.state import NewIntent
 from syncd.state.mirror import instock_inventory as mirror
 from syncd.state.windows import MAX_REQUEST_IDS, RecordWindow
 
@@ -306,12 +308,14 @@ def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
         if absent:
             mirror.ZeroAbsent(scan, iso(), allowed=not position.unkeyed).apply(store)
         added = 0
-        for intent in _delta_intents(
-            store, scan, options, host_format(ctx.settings, "inventory_deltas")
-        ):  # one chunk in memory at a time
-            added += store.add_intents([intent], run_id=ctx.run_id)
-        deltas = mirror.delta_count(store)
-        mirror.ClearDeltas().apply(store)
+        fmt = host_format(ctx.settings, "inventory_deltas")
+        for chunk_no, part in enumerate(mirror.delta_files(store, scan, options.file_chunk), 1):
+            # The intent names its share of the frozen deltas; the file is rendered from
+            # them when it is written (and they are released then), never copied here.
+            key = f"inventory_deltas:{scan}:{chunk_no}"
+            added += store.add_intents([delta_file_intent(part, fmt, key)], run_id=ctx.run_id)
+        deltas = mirror.delta_count(store, scan)
+        mirror.PruneDeltas(scan).apply(store)
         if options.reconcile:
             for intent in _reconcile(ctx, scan, options):
                 added += store.add_intents([intent], run_id=ctx.run_id)
@@ -320,14 +324,6 @@ def _settle_scan(ctx: JobContext, position: Position, options: Options) -> None:
         store.resolve_alerts(GUARD_ALERT, subject="instock.inventory")
     ctx.counts["deltas"] += deltas
     ctx.counts["queued"] += added
-
-
-def _delta_intents(store: Store, scan: int, options: Options, fmt: Format) -> Iterator[NewIntent]:
-    """One intent per chunk of deltas, each rendered to JSON inside SQLite."""
-    for chunk_no, rows_json in enumerate(mirror.delta_chunks(store, options.file_chunk), 1):
-        yield host_file_intent_json(
-            "inventory_deltas", rows_json, fmt, key=f"inventory_deltas:{scan}:{chunk_no}"
-        )
 
 
 def _reconcile(ctx: JobContext, scan: int, options: Options) -> Iterator[NewIntent]:

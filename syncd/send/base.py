@@ -39,6 +39,11 @@ class Destination(Protocol):
     A destination that reads the remote back after an unclear attempt holds `readbacks`
     (a `ReadBacks`); the sender adds what it counted to its run's counts.
 
+    A destination may define `expand(store, intent) -> Intent`: the intent as `send`
+    takes it, when its payload names rows kept in the state DB instead of carrying them
+    (it may raise `PermanentError` when they are gone). Outcomes, rejects and hooks see
+    the intent as stored.
+
     A destination may also define `on_outcome(store, intent, outcome, detail)`;
     the sender calls it inside the transaction that records the outcome
     ("sent", "already_done" or "rejected"), so a job's own record of what the

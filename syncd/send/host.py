@@ -14,13 +14,20 @@ of the destination meanwhile, so a stream never has a gap. The host should
 process each name once and may delete or move files it has read: a file it took
 away before syncd recorded the send is written again under the same name, which
 the host can recognise.
+
+An intent may carry its rows or name them: `rows_from` names a frozen range of rows
+kept in the state DB (`instock_inventory_deltas` of a settled scan: `DeltaFile`), so
+a job that queues hundreds of thousands of rows writes no copy of them into the
+outbox. The sender has the destination `expand` such an intent (the rows read from
+the state DB, in the order the file has them) before `send`, and `on_outcome`
+releases the range in the transaction that marks the file written; a rejected file
+keeps its rows (a retry renders the same bytes). Either way the file is the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +47,8 @@ from syncd.host.outbox import (
     write_atomic,
 )
 from syncd.send.base import DestinationOutage
-from syncd.state import Intent, NewIntent, RawJson
+from syncd.state import Intent, NewIntent, Store
+from syncd.state.mirror import instock_inventory
 
 DESTINATION = "host"
 
@@ -50,12 +58,22 @@ def host_format(settings: Settings, stream: str) -> Format:
     return host_options(settings.host).outbox_format_for(stream)
 
 
-def host_file_intent_json(stream: str, rows_json: str, fmt: Format, key: str) -> NewIntent:
-    """Like `host_file_intent`, with the rows already a JSON array (rendered by SQLite),
-    so a large chunk never becomes Python objects on its way to the outbox."""
-    intent = host_file_intent(stream, [], fmt, key=key)
-    head = json.dumps({"stream": stream, "format": fmt}, separators=(",", ":"))[:-1]
-    return dataclasses.replace(intent, payload=RawJson(f'{head},"rows":{rows_json}}}'))
+def delta_file_intent(part: instock_inventory.DeltaFile, fmt: Format, key: str) -> NewIntent:
+    """Like `host_file_intent` for a file of `inventory_deltas`, naming its rows (a frozen
+    range of a settled scan's deltas) instead of carrying them."""
+    intent = host_file_intent("inventory_deltas", [], fmt, key=key)
+    payload = {"stream": "inventory_deltas", "format": fmt, "rows_from": part.as_json()}
+    return dataclasses.replace(intent, payload=payload)
+
+
+def _rows_from(intent: Intent) -> instock_inventory.DeltaFile | None:
+    payload = intent.payload
+    if not isinstance(payload, dict) or "rows_from" not in payload:
+        return None
+    try:
+        return instock_inventory.DeltaFile.from_json(payload["rows_from"])
+    except ValueError as exc:
+        raise PermanentError(f"intent {intent.id}: {exc}", connector="host") from None
 
 
 class HostOutboxDestination:
@@ -64,6 +82,23 @@ class HostOutboxDestination:
     def __init__(self, host_dir: Path) -> None:
         self.outbox = HostDirs(host_dir).outbox
         remove_stale_temp_files(self.outbox)
+
+    def expand(self, store: Store, intent: Intent) -> Intent:
+        """The intent with its rows, read from the state DB when it names them."""
+        part = _rows_from(intent)
+        if part is None:
+            return intent
+        try:
+            rows = instock_inventory.delta_file_rows(store, part)
+        except ValueError as exc:
+            raise PermanentError(f"intent {intent.id}: {exc}", connector="host") from None
+        return dataclasses.replace(intent, payload={**intent.payload, "rows": rows})
+
+    def on_outcome(self, store: Store, intent: Intent, outcome: str, detail: object) -> None:
+        """A written file's named rows are released with the record that it is written."""
+        part = _rows_from(intent)
+        if part is not None and outcome in ("sent", "already_done"):
+            instock_inventory.ReleaseDeltaFile(part).apply(store)
 
     def send(self, intent: Intent) -> object:
         stream, fmt, rows, columns = _payload(intent)

@@ -426,9 +426,13 @@ class Sender:
         bound = log.bind(
             destination=name, intent_id=intent.id, kind=intent.kind, key=intent.order_key
         )
+        expand = getattr(destination, "expand", None)
         try:
+            # An intent that names its rows in the state DB is sent with them; the outcome
+            # is recorded against the intent as stored.
+            sending = intent if expand is None else expand(self.store, intent)
             with collect_request_ids() as request_ids:
-                result = destination.send(intent)
+                result = destination.send(sending)
         except AlreadyDoneError as exc:
             detail = {"already_done": exc.message}
 

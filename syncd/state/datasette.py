@@ -411,8 +411,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "instock_inventory_deltas": (
-        "Changes the inventory scan in progress has seen; emptied when the scan settles.",
+        "Changes each inventory scan has seen: the scan in progress adds to its own; a "
+        "settled scan's are frozen and named by host inventory_deltas file intents (a range "
+        "each, outbox payload rows_from), and deleted when that file is written.",
         {
+            "scan": "the scan that saw the change (instock_inventory.scan)",
             "article_id": "Instock article id",
             "free_before": "free units before",
             "reserved_before": "reserved units before",
@@ -420,7 +423,6 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "free": "free units now",
             "reserved": "reserved units now",
             "registered": "registered units now",
-            "scan": "scan number",
         },
     ),
     "instock_stock_discrepancies": (

@@ -1069,6 +1069,33 @@ def m0025_instock_orders_follow(db: Database) -> None:
     db.execute("ALTER TABLE instock_orders ADD COLUMN polled_at TEXT")
 
 
+@migrations()
+def m0026_inventory_deltas_by_scan(db: Database) -> None:
+    # A settled scan's deltas stay where they are, frozen under their scan number, until
+    # the host files that name them are written (the outbox intents carry a range of them,
+    # not a copy): so the key is (scan, article_id), and the next scan's deltas go beside
+    # them. Same columns, same rows.
+    run_script(
+        db,
+        """
+        CREATE TABLE instock_inventory_deltas_new (
+            scan INTEGER NOT NULL,
+            article_id TEXT NOT NULL,
+            free_before INTEGER NOT NULL, reserved_before INTEGER NOT NULL,
+            registered_before INTEGER NOT NULL,
+            free INTEGER NOT NULL, reserved INTEGER NOT NULL, registered INTEGER NOT NULL,
+            PRIMARY KEY (scan, article_id)
+        ) WITHOUT ROWID;
+        INSERT INTO instock_inventory_deltas_new
+            SELECT scan, article_id, free_before, reserved_before, registered_before,
+                   free, reserved, registered
+            FROM instock_inventory_deltas;
+        DROP TABLE instock_inventory_deltas;
+        ALTER TABLE instock_inventory_deltas_new RENAME TO instock_inventory_deltas;
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 

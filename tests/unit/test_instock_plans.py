@@ -304,6 +304,22 @@ def test_the_inventory_check_at_each_edge(record: Any) -> None:
     assert inventory_rows([record]) == _as_checked([record])
 
 
+@pytest.mark.parametrize(
+    "record",
+    [{"article_id": "A", "qty": {**QTY, name: value}} for name in QTY for value in EDGES]
+    + [{"article_id": a, "qty": QTY} for a in ("", "x" * 1025, 42, None, True)]
+    + [{"qty": QTY}, {"article_id": "A", "qty": [1, 0, 0]}, [], "A", None],
+)
+def test_one_edge_record_in_a_full_page_of_plain_ones(record: Any) -> None:
+    """A page of plain records is checked column by column: one record at an edge among
+    a thousand plain ones, wherever it stands, still gets the model's verdict, and the
+    plain ones are stored in list order."""
+    plain = [{"article_id": f"P{n}", "qty": {**QTY, "free": n}} for n in range(999)]
+    for at in (0, 500, 999):
+        items = [*plain[:at], record, *plain[at:]]
+        assert inventory_rows(items) == _as_checked(items)
+
+
 @settings(max_examples=400, deadline=None)
 @given(items=st.lists(NEAR_VALID | JSONISH, max_size=6))
 def test_the_inventory_check_gives_the_models_verdicts(items: list[Any]) -> None:

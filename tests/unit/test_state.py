@@ -61,6 +61,40 @@ def test_inventory_tables_move_to_without_rowid_keeping_their_rows(tmp_path: Pat
     assert indexes == []  # the primary key is the table itself
 
 
+def test_inventory_deltas_are_keyed_by_scan_keeping_their_rows(tmp_path: Path) -> None:
+    """m0026 keys the inventory deltas by (scan, article_id), so a settled scan's deltas can
+    wait for their host files beside the next scan's; the pending deltas are kept."""
+    from sqlite_utils import Database
+
+    from syncd.state.migrations import m0026_inventory_deltas_by_scan, migrations
+
+    db = Database(tmp_path / "old.db")
+    for migration in migrations._migrations:
+        if migration.fn is m0026_inventory_deltas_by_scan:
+            break
+        migration.fn(db)
+    deltas = [("A1", 1, 1, 0, 3, 1, 0, 4), ("B2", 0, 0, 0, 2, 0, 0, 4)]
+    db.conn.executemany(
+        "INSERT INTO instock_inventory_deltas VALUES (?, ?, ?, ?, ?, ?, ?, ?)", deltas
+    )
+    m0026_inventory_deltas_by_scan(db)
+    columns = "article_id, free_before, reserved_before, registered_before, free, reserved, "
+    got = db.execute(
+        f"SELECT {columns} registered, scan FROM instock_inventory_deltas ORDER BY 1"
+    ).fetchall()
+    assert got == deltas
+    db.execute(  # the same article, the next scan: a row of its own
+        "INSERT INTO instock_inventory_deltas (scan, article_id, free_before, reserved_before, "
+        "registered_before, free, reserved, registered) VALUES (5, 'A1', 3, 1, 0, 0, 0, 0)"
+    )
+    assert db.execute("SELECT count(*) FROM instock_inventory_deltas").fetchone()[0] == 3
+    schema = db.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'instock_inventory_deltas'"
+    ).fetchone()[0]
+    assert "WITHOUT ROWID" in schema
+    assert "PRIMARY KEY (scan, article_id)" in schema
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     """A file written by a newer syncd is refused with a clear message, untouched."""
     with Store.open(tmp_path / "s.db") as store:

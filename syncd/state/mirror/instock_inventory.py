@@ -2,8 +2,11 @@
 
 - `instock_inventory`: Instock's stock per article as the last scans listed it (`scan`
   is the number of the scan that last listed the article; absent means zero).
-- `instock_inventory_deltas`: per article, the quantities before the current scan first
-  changed it and after; turned into host `inventory_deltas` files when the scan settles.
+- `instock_inventory_deltas`: per scan and article, the quantities before that scan first
+  changed it and after. The scan in progress adds to its own; a settled scan's deltas are
+  frozen and named, a range at a time, by host `inventory_deltas` file intents
+  (`DeltaFile`), whose rows the host destination reads from here when it writes the file
+  and releases (deletes) in the transaction that marks the file written.
 - `instock_stock_discrepancies`: the last reconciliation against host book stock.
 - `temp.inventory_page` (per connection): one page of the list, staged so the mirror and
   the deltas are written by set-based statements, not row by row.
@@ -57,14 +60,14 @@ class StorePage:
         db.execute(
             """
             INSERT INTO instock_inventory_deltas
-                (article_id, free_before, reserved_before, registered_before,
-                 free, reserved, registered, scan)
-            SELECT p.article_id, coalesce(m.free, 0), coalesce(m.reserved, 0),
-                   coalesce(m.registered, 0), p.free, p.reserved, p.registered, ?
+                (scan, article_id, free_before, reserved_before, registered_before,
+                 free, reserved, registered)
+            SELECT ?, p.article_id, coalesce(m.free, 0), coalesce(m.reserved, 0),
+                   coalesce(m.registered, 0), p.free, p.reserved, p.registered
             FROM temp.inventory_page p LEFT JOIN instock_inventory m USING (article_id)
             WHERE m.article_id IS NULL OR m.free != p.free OR m.reserved != p.reserved
                OR m.registered != p.registered
-            ON CONFLICT (article_id) DO UPDATE SET
+            ON CONFLICT (scan, article_id) DO UPDATE SET
                 free = excluded.free, reserved = excluded.reserved,
                 registered = excluded.registered
             """,
@@ -116,12 +119,12 @@ class ZeroAbsent:
         store.db.execute(
             """
             INSERT INTO instock_inventory_deltas
-                (article_id, free_before, reserved_before, registered_before,
-                 free, reserved, registered, scan)
-            SELECT article_id, free, reserved, registered, 0, 0, 0, ?
+                (scan, article_id, free_before, reserved_before, registered_before,
+                 free, reserved, registered)
+            SELECT ?, article_id, free, reserved, registered, 0, 0, 0
             FROM instock_inventory
             WHERE scan < ? AND (free != 0 OR reserved != 0 OR registered != 0) AND ?
-            ON CONFLICT (article_id) DO UPDATE SET free = 0, reserved = 0, registered = 0
+            ON CONFLICT (scan, article_id) DO UPDATE SET free = 0, reserved = 0, registered = 0
             """,
             [self.scan, self.scan, self.allowed],
         )
@@ -132,40 +135,132 @@ class ZeroAbsent:
         )
 
 
-def delta_chunks(store: Store, chunk: int) -> Iterator[str]:
-    """The deltas in article order, `chunk` at a time, each chunk a JSON array of the host
-    file's rows rendered inside SQLite (one chunk in memory at a time)."""
-    last = ""
-    while True:
-        rows_json, last_id = store.db.execute(
-            """
-            SELECT json_group_array(json_object(
-                       'article_id', article_id, 'free_before', free_before, 'free', free,
-                       'free_delta', free - free_before, 'reserved_before', reserved_before,
-                       'reserved', reserved, 'registered_before', registered_before,
-                       'registered', registered, 'on_hand', free + reserved)),
-                   max(article_id)
-            FROM (SELECT * FROM instock_inventory_deltas WHERE article_id > ?
-                  ORDER BY article_id LIMIT ?)
-            """,
-            [last, chunk],
-        ).fetchone()
-        if last_id is None:
-            return
-        last = last_id
-        yield str(rows_json)
+DELTA_SOURCE = "instock_inventory_deltas"
+"""The name a host file intent gives this table's rows by (`DeltaFile.source`)."""
 
-
-def delta_count(store: Store) -> int:
-    return int(store.scalar("SELECT count(*) FROM instock_inventory_deltas") or 0)
+# The host file's columns, in its order (CSV header, JSON key order).
+_DELTA_ROW = """
+    SELECT article_id, free_before, free, free - free_before AS free_delta, reserved_before,
+           reserved, registered_before, registered, free + reserved AS on_hand
+    FROM instock_inventory_deltas
+    WHERE scan = ? AND article_id > ? AND article_id <= ?
+    ORDER BY article_id
+"""
 
 
 @dataclass(frozen=True)
-class ClearDeltas:
-    """The scan's deltas are in host file intents: start the next scan with none."""
+class DeltaFile:
+    """One host file's share of a settled scan's deltas: those of scan `scan` with
+    `after` < article_id <= `through` (`rows` of them), in article order. Frozen once the
+    scan settled (the next scan's deltas go under its own number), so the file's bytes are
+    the same however often it is rendered; released when the file is written."""
+
+    scan: int
+    after: str
+    through: str
+    rows: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": DELTA_SOURCE,
+            "scan": self.scan,
+            "after": self.after,
+            "through": self.through,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeltaFile:
+        """Raises ValueError when `data` is not what `as_json` wrote."""
+        if not isinstance(data, dict) or data.get("source") != DELTA_SOURCE:
+            raise ValueError(f"rows_from is not a range of {DELTA_SOURCE}")
+        scan, after, through, rows = (data.get(k) for k in ("scan", "after", "through", "rows"))
+        if not (
+            type(scan) is int
+            and type(rows) is int
+            and isinstance(after, str)
+            and isinstance(through, str)
+        ):
+            raise ValueError(f"rows_from {data!r}: scan, after, through, rows mistyped")
+        return cls(scan, after, through, rows)
+
+
+def delta_files(store: Store, scan: int, chunk: int) -> Iterator[DeltaFile]:
+    """Scan `scan`'s deltas cut into files of `chunk` rows in article order: only the
+    bounds are read (one pass over the keys), never the rows."""
+    after = ""
+    while True:
+        through = store.scalar(
+            "SELECT article_id FROM instock_inventory_deltas WHERE scan = ? AND article_id > ? "
+            "ORDER BY article_id LIMIT 1 OFFSET ?",
+            [scan, after, chunk - 1],
+        )
+        if through is not None:
+            yield DeltaFile(scan, after, str(through), chunk)
+            after = str(through)
+            continue
+        count, last = store.db.execute(
+            "SELECT count(*), max(article_id) FROM instock_inventory_deltas "
+            "WHERE scan = ? AND article_id > ?",
+            [scan, after],
+        ).fetchone()
+        if count:
+            yield DeltaFile(scan, after, str(last), int(count))
+        return
+
+
+def delta_file_rows(store: Store, part: DeltaFile) -> list[dict[str, Any]]:
+    """The host file's rows of `part`. Raises ValueError when they are not all there (the
+    file could no longer be written as it was planned)."""
+    rows = store.query(_DELTA_ROW, [part.scan, part.after, part.through])
+    if len(rows) != part.rows:
+        raise ValueError(
+            f"scan {part.scan}'s inventory deltas ({part.after!r}, {part.through!r}] hold "
+            f"{len(rows)} rows, not the {part.rows} the file was planned with"
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class ReleaseDeltaFile:
+    """The file of `part` is written: its deltas are no longer needed."""
+
+    part: DeltaFile
 
     def apply(self, store: Store) -> None:
-        store.db.execute("DELETE FROM instock_inventory_deltas")
+        store.db.execute(
+            "DELETE FROM instock_inventory_deltas WHERE scan = ? AND article_id > ? "
+            "AND article_id <= ?",
+            [self.part.scan, self.part.after, self.part.through],
+        )
+
+
+def delta_count(store: Store, scan: int) -> int:
+    """Deltas scan `scan` has recorded."""
+    return int(
+        store.scalar("SELECT count(*) FROM instock_inventory_deltas WHERE scan = ?", [scan]) or 0
+    )
+
+
+@dataclass(frozen=True)
+class PruneDeltas:
+    """Deltas of scans before `scan` that no host file intent still waiting to be written
+    (pending, or rejected and so retriable) names: left by an intent an operator dropped."""
+
+    scan: int
+
+    def apply(self, store: Store) -> None:
+        store.db.execute(
+            """
+            DELETE FROM instock_inventory_deltas
+            WHERE scan < ? AND scan NOT IN (
+                SELECT json_extract(payload, '$.rows_from.scan') FROM outbox
+                WHERE destination = 'host' AND kind = 'file:inventory_deltas'
+                  AND status IN ('pending', 'rejected')
+                  AND json_extract(payload, '$.rows_from.scan') IS NOT NULL)
+            """,
+            [self.scan],
+        )
 
 
 # -- reconciliation against host book stock ------------------------------------
