@@ -33,14 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, parse_iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.instock import PAGE_MAX, BadRecordError, InstockClient, OrderStatus
-from syncd.errors import PaginationError
+from syncd.connectors.instock import BadRecordError, InstockClient, OrderStatus
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dsorder.progress_plan import (
     TERMINAL,
     catch_up_next,
     moves_window,
-    newest_moves,
     plan_progress,
     polls_due,
     sweep_before,
@@ -53,6 +51,7 @@ from syncd.jobs.shared.instock_follow import (
     OnChange,
     Refused,
     follow_orders,
+    read_moves,
 )
 from syncd.state import Store, queries
 from syncd.state.mirror import dsorder as orders
@@ -193,38 +192,10 @@ def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
 def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> tuple[str, bool]:
     """Read the moves since the last read and record which open orders moved; the
     checkpoint moves on in the same transaction (but not before the first full pass).
-    Returns where the read ended and whether it was whole.
-
-    A read that reaches the walk's page ceiling (a burst of picks many times larger than
-    any window read before) is cut there: the moves read (the newest, the list is newest
-    first) still say which orders to poll now, since a move only says "poll this order";
-    the checkpoint stays, so the next read covers the whole window again, under the
-    higher ceiling the cut walk left. The pagination alert opens as for a failed walk."""
+    Returns where the read ended and whether it was whole (a read cut at the page
+    ceiling leaves the checkpoint: `read_moves`)."""
     window = moves_window(read_until, utcnow(), ctx.options.moves_overlap)
-    pairs: list[tuple[object, object]] = []
-    whole = True
-    try:
-        # The largest page the API allows: a burst of picks is thousands of moves a
-        # minute, and this read repeats the overlap every run (the connector's page_size
-        # is the other jobs' choice).
-        for page in client.move_pages(window.start, window.end, page_size=PAGE_MAX):
-            pairs.extend(
-                (m.get("order_id"), m.get("move_timestamp"))
-                for m in page.items
-                if isinstance(m, dict)
-            )
-            ctx.check_stop()
-    except PaginationError as exc:
-        if exc.code != "page_ceiling":
-            raise
-        whole = False
-        if not ctx.dry_run:  # as for a failed walk: resolved by the next whole one
-            ctx.store.open_alert(exc.alert_kind, str(exc), subject=exc.subject)
-        ctx.counts["moves_read_cut"] += 1
-        ctx.warnings.append({"moves_read_cut": str(exc), "moves_read": len(pairs)})
-        ctx.log.warning("dsorder_moves_read_cut", error=str(exc), moves_read=len(pairs))
-    ctx.counts["moves_read"] += len(pairs)
-    newest = newest_moves(pairs)
+    newest, whole = read_moves(ctx, client, window)
     end = iso(window.end)
     with ctx.store.transaction():
         if newest:

@@ -60,7 +60,7 @@ from syncd.jobs.shared.instock_follow import (
     Refused,
     follow_orders,
     moves_window,
-    newest_moves,
+    read_moves,
     sweep_before,
     sweep_quota,
 )
@@ -562,20 +562,15 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
 
 def _read_moves(ctx: JobContext, client: InstockClient, options: Options) -> None:
     """Read the Instock moves since the last read and record which orders moved, with the
-    read's checkpoint, in one transaction (a crash reads the same window again)."""
+    read's checkpoint, in one transaction (a crash reads the same window again); a read
+    cut at the page ceiling records what it read and leaves the checkpoint."""
     window = moves_window(ctx.store.get_checkpoint(MOVES_READ), utcnow(), options.moves_overlap)
-    pairs: list[tuple[object, object]] = []
-    for page in client.move_pages(window.start, window.end):
-        pairs.extend(
-            (m.get("order_id"), m.get("move_timestamp")) for m in page.items if isinstance(m, dict)
-        )
-        ctx.check_stop()
-    ctx.counts["moves_read"] += len(pairs)
-    newest = newest_moves(pairs)
+    newest, whole = read_moves(ctx, client, window)
     with ctx.store.transaction():
         if newest:
             RecordOrderMoves(tuple(sorted(newest.items()))).apply(ctx.store)
-        ctx.store.set_checkpoint(MOVES_READ, iso(window.end), run_id=ctx.run_id)
+        if whole:
+            ctx.store.set_checkpoint(MOVES_READ, iso(window.end), run_id=ctx.run_id)
 
 
 def _flush_events(ctx: JobContext) -> None:

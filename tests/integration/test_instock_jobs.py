@@ -827,6 +827,48 @@ def test_orders_are_polled_when_never_polled_when_they_move_and_by_the_sweep(
     assert [r["order_status"] for r in events if r["order_id"] == "HO-M1"][-1] == "done"
 
 
+def test_a_moves_read_cut_at_its_page_ceiling_still_polls_the_orders_it_read(
+    sim: InstockSim, tmp_path: Path
+) -> None:
+    """`follow = "moves"` under a burst of moves past the walk's page ceiling: the read
+    stops there, the order whose picks it read (the newest moves) is polled in the same
+    run, the cut is counted and alerted, and the checkpoint stays where it was, so the next
+    read covers the whole window again."""
+    cfg = sim_settings(
+        tmp_path,
+        connector_for(sim, page_size=100, retry=fast_retry(4), max_pages=2),
+        outbox=FAST_BACKOFF,
+        jobs={"instock.orders": {"options": {"follow": "moves", "sweep_interval": 3600}}},
+    )
+    (a,) = stocked_articles(sim, 1)
+    drop(cfg, "orders", order_csv(("HO-B1", [(a, 1)])))
+    cycle(cfg)  # created
+    cycle(cfg)  # mirrored and polled once
+    checkpoint = "SELECT value FROM checkpoints WHERE stream = 'instock.orders.moves_read'"
+    read_until = query(cfg, checkpoint)
+    with sim.state.lock:  # 2,500 moves of someone else's orders, a second ago
+        for n in range(2500):
+            fields = {"user_id": "u", "order_id": f"OTHER-{n}", "from_cell_id": "c1"}
+            fields |= {"to_cell_id": "c2", "from_account_id": "x", "to_account_id": "y"}
+            sim.state.add_move(sim.site_id, a, 1, int(time.time()) - 1, **fields)
+    assert sim.advance_order("HO-B1") == "reserved"
+    assert sim.advance_order("HO-B1") == "done"  # its picks: the newest moves
+    moves_route = f"GET /v1/{sim.site_id}/moves"
+    moves_before = sim.count(moves_route)
+    result = run(cfg, "instock.orders")
+    assert sim.count(moves_route) == moves_before + 2  # 1,000 a page, stopped at the ceiling
+    assert result.counts["moves_read_cut"] == 1
+    assert result.counts["moves_read"] == 2000
+    assert result.counts["moved"] == 1
+    rows = query(cfg, "SELECT order_status FROM instock_orders WHERE order_id = 'HO-B1'")
+    assert rows == [{"order_status": "done"}]
+    assert query(cfg, checkpoint) == read_until
+    alerts = query(
+        cfg, "SELECT subject FROM alerts WHERE kind = 'pagination' AND resolved_at IS NULL"
+    )
+    assert alerts == [{"subject": "instock:moves"}]
+
+
 def test_host_order_is_created_once_even_when_the_create_is_replayed(
     sim: InstockSim, cfg: Settings
 ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from syncd.clock import iso, parse_iso
 from syncd.connectors.instock import (
+    PAGE_MAX,
     BadRecord,
     BadRecordError,
     InstockClient,
@@ -31,7 +32,8 @@ from syncd.connectors.instock import (
     Ordertask,
     fulfilled_by_line,
 )
-from syncd.errors import PermanentError
+from syncd.errors import PaginationError, PermanentError
+from syncd.jobs.base import JobContext
 from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
 from syncd.jsontext import json_safe
 from syncd.state import Store
@@ -226,6 +228,41 @@ def newest_moves(moves: Iterable[tuple[object, object]]) -> dict[str, str]:
         if at is not None and at > newest.get(order_id, ""):
             newest[order_id] = at
     return newest
+
+
+def read_moves(
+    ctx: JobContext, client: InstockClient, window: MovesWindow
+) -> tuple[dict[str, str], bool]:
+    """Read the moves of `window`, the largest pages the API allows: the newest move per
+    order id, and whether the read was whole.
+
+    A burst of picks is thousands of moves a minute, and each read repeats the overlap.
+    A read that reaches the walk's page ceiling is cut there: the moves read (the newest:
+    the list is newest first) still say which orders to poll now, since a move only says
+    "poll this order"; the caller keeps its checkpoint, so the next read covers the whole
+    window again under the higher ceiling the cut walk left. The pagination alert opens
+    as for a failed walk."""
+    pairs: list[tuple[object, object]] = []
+    whole = True
+    try:
+        for page in client.move_pages(window.start, window.end, page_size=PAGE_MAX):
+            pairs.extend(
+                (m.get("order_id"), m.get("move_timestamp"))
+                for m in page.items
+                if isinstance(m, dict)
+            )
+            ctx.check_stop()
+    except PaginationError as exc:
+        if exc.code != "page_ceiling":
+            raise
+        whole = False
+        if not ctx.dry_run:  # as for a failed walk: resolved by the next whole one
+            ctx.store.open_alert(exc.alert_kind, str(exc), subject=exc.subject)
+        ctx.counts["moves_read_cut"] += 1
+        ctx.warnings.append({"moves_read_cut": str(exc), "moves_read": len(pairs)})
+        ctx.log.warning("moves_read_cut", error=str(exc), moves_read=len(pairs))
+    ctx.counts["moves_read"] += len(pairs)
+    return newest_moves(pairs), whole
 
 
 def sweep_before(now: datetime, interval: float) -> str:
