@@ -15,7 +15,8 @@ so each peak RSS (`ru_maxrss` from `os.wait4`) is that whole process's own:
 
 Rows/s are timed without process start-up (the raw loop times itself; syncd's job seconds
 come from its `runs` table). Prints every round, then per contender the median and the
-spread (min..max), the per-round ratios to the raw loop, and the machine's load average.
+spread (min..max), the per-round ratios to the raw loop, each side's CPU seconds per 1M rows
+(whole process) and their ratio, and the machine's load average.
 `--profile` then runs one more first cycle under cProfile and prints where the time goes.
 
 Targets: first cycle >= 0.9 x raw, unchanged cycle >= 0.95 x raw, peak RSS
@@ -206,7 +207,12 @@ def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
                 db.unlink()
                 rows_text, loop_s = m.stdout.split()
                 rows = int(rows_text)
-                return {"rows": rows, "rows_s": rows / float(loop_s), "rss_mib": m.rss_mib}
+                return {
+                    "rows": rows,
+                    "rows_s": rows / float(loop_s),
+                    "rss_mib": m.rss_mib,
+                    "cpu_per_m": m.cpu_s / rows * 1e6,
+                }
 
             def syncd_cycles(tag: str, env: dict[str, str] | None = None) -> Figures:
                 work = root / tag
@@ -287,7 +293,10 @@ def export_commit(ref: str, root: Path) -> Path:
 
 def show_round(_round: int, name: str, f: Figures) -> str:
     if name == "raw":
-        return f"{f['rows']:,} rows, {f['rows_s']:,.0f} rows/s, peak RSS {f['rss_mib']:.0f} MiB"
+        return (
+            f"{f['rows']:,} rows, {f['rows_s']:,.0f} rows/s, peak RSS {f['rss_mib']:.0f} MiB, "
+            f"CPU {f['cpu_per_m']:.1f} s per 1M rows"
+        )
     return (
         f"first cycle {f['rows_s']:,.0f} rows/s ({f['queued_first']} intents -> "
         f"{f['files_first']} files, send {f['send_s']:.1f} s), unchanged cycle "
@@ -316,6 +325,14 @@ def summarise(articles: int, series: dict[str, Series]) -> dict[str, Any]:
     print(
         f"   syncd peak RSS      {syncd.spread('rss_mib')} MiB first, "
         f"{syncd.spread('second_rss_mib')} MiB unchanged; x{spread_of(rss)} of raw (target <= 2)"
+    )
+    cpu_first = ratios(syncd, "cpu_per_m", raw, "cpu_per_m")
+    cpu_second = ratios(syncd, "second_cpu_per_m", raw, "cpu_per_m")
+    print(
+        f"   CPU s per 1M rows   raw {raw.spread('cpu_per_m', ',.1f')}, syncd "
+        f"{syncd.spread('cpu_per_m', ',.1f')} first, {syncd.spread('second_cpu_per_m', ',.1f')} "
+        f"unchanged: x{spread_of(cpu_first)} and x{spread_of(cpu_second)} of raw (whole "
+        "processes, start-up included: what bounds rows/s when the cores are shared)"
     )
     last = syncd.rounds[-1]
     print(
