@@ -256,10 +256,19 @@ def _csv(rows: list[list[str]]) -> str:
     return "".join(out)
 
 
-def write_config(root: Path, sim: InstockSim, *, interval: str = "1h") -> Path:
-    """syncd.toml for one trial; `interval` is every job's (and the sender's) in `syncd run`."""
+def write_config(root: Path, sim: InstockSim, *, interval: str = "1h", follow: str = "all") -> Path:
+    """syncd.toml for one trial; `interval` is every job's (and the sender's) in `syncd run`.
+
+    `follow = "moves"`: instock.orders follows the moves stream and sweeps every open order
+    each run (a sweep interval of 1 ms, no bound): the same orders are seen as under "all",
+    through the moves checkpoint, the sweep's marks and its status reads."""
     jobs = "\n".join(
         f'[jobs."{job}"]\nschedule = {{ interval = "{interval}" }}'
+        + (
+            '\noptions = { follow = "moves", sweep_interval = "1ms", sweep_limit = 10000 }'
+            if job == "instock.orders" and follow == "moves"
+            else ""
+        )
         for job in JOBS
         if job not in ("outbox.send", "instock.moves")
     )
@@ -544,6 +553,7 @@ class Reference:
     script: list[Step]
     end: dict[str, Any]
     seconds: float
+    follow: str = "all"  # instock.orders' `follow` in every config of the run and its trials
 
     def candidates(self, job: str) -> list[Step]:
         return [s for s in self.script if s.kind == "job" and s.name == job and s.work]
@@ -572,8 +582,18 @@ def seed_host(root: Path, scenario: Scenario) -> None:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     """The uncrashed run: passes until one queues nothing new, per stage; snapshots."""
+    return build_reference(tmp_path_factory, "all")
+
+
+@pytest.fixture(scope="module")
+def reference_following_moves(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """The same uncrashed run with instock.orders following the moves (and its sweep)."""
+    return build_reference(tmp_path_factory, "moves")
+
+
+def build_reference(tmp_path_factory: pytest.TempPathFactory, follow: str) -> Reference:
     started = time.monotonic()
-    base = tmp_path_factory.mktemp("crash-reference")
+    base = tmp_path_factory.mktemp(f"crash-reference-{follow}")
     root, hook = base / "run", base / "hook"
     root.mkdir()
     write_hook(hook)
@@ -582,7 +602,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         seed_host(root, scenario)
         db = root / "state" / "syncd.db"
         script: list[Step] = []
-        worker = Worker(root, write_config(root, sim), hook)
+        worker = Worker(root, write_config(root, sim, follow=follow), hook)
         try:
             for stage in range(len(EVENTS) + 1):
                 if stage:
@@ -618,7 +638,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         finally:
             worker.close()
         end = observe(sim, root)
-    ref = Reference(root, hook, scenario, script, end, time.monotonic() - started)
+    ref = Reference(root, hook, scenario, script, end, time.monotonic() - started, follow)
     sanity_check(ref)
     print(f"\nreference: {len(script)} steps in {ref.seconds:.1f}s")
     if os.environ.get("CRASH_TRIALS_SHOW"):
@@ -767,7 +787,7 @@ def once_trial(ref: Reference, root: Path, job: str, n: int) -> str:
     root.mkdir()
     sim = start_trial(step, root)
     try:
-        config = write_config(root, sim)
+        config = write_config(root, sim, follow=ref.follow)
         db = root / "state" / "syncd.db"
         before = len(runs_of(db, job))
         with (root / "killed.log").open("wb") as log:
@@ -846,7 +866,7 @@ def run_trial(ref: Reference, root: Path, n: int) -> str:
     root.mkdir()
     sim = start_trial(ref.script[0], root)
     try:
-        config = write_config(root, sim, interval="1s")
+        config = write_config(root, sim, interval="1s", follow=ref.follow)
         db = root / "state" / "syncd.db"
         for job, delay in kills:
             before = len(runs_of(db, job))
@@ -862,7 +882,7 @@ def run_trial(ref: Reference, root: Path, n: int) -> str:
             proc.wait(timeout=15)
         cut = db_rows(db, "SELECT job FROM runs WHERE error LIKE 'process ended%'")
         trial += f" ({len(cut)} runs cut short: {sorted({r['job'] for r in cut})})"
-        worker = Worker(root, write_config(root, sim), ref.hook)
+        worker = Worker(root, write_config(root, sim, follow=ref.follow), ref.hook)
         try:
             continue_script(ref, ref.stage_a_end, sim, root, worker)
         finally:
@@ -881,6 +901,24 @@ def test_kill_once(reference: Reference, tmp_path: Path, job: str) -> None:
     run_trials(
         [
             functools.partial(once_trial, reference, tmp_path / f"trial-{n}", job, n)
+            for n in range(ONCE_TRIALS[job])
+        ]
+    )
+
+
+def test_kill_once_following_moves(reference_following_moves: Reference, tmp_path: Path) -> None:
+    """kill -9 `syncd once instock.orders` under `follow = "moves"`, then go on: the same
+    end state as its own uncrashed run."""
+    ref, job = reference_following_moves, "instock.orders"
+    swept = db_rows(
+        ref.root / "state" / "syncd.db",
+        "SELECT sum(json_extract(counts, '$.swept')) AS n FROM runs WHERE job = ?",
+        [job],
+    )
+    assert swept[0]["n"], "the reference never swept: follow = 'moves' was not in effect"
+    run_trials(
+        [
+            functools.partial(once_trial, ref, tmp_path / f"trial-{n}", job, n)
             for n in range(ONCE_TRIALS[job])
         ]
     )
