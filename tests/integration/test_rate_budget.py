@@ -160,8 +160,14 @@ def test_a_429_parks_every_job_of_the_connector_until_retry_after(
     while not [r for r in sim.server.requests if r.status == 429]:
         assert time.monotonic() < deadline, "no 429 was answered"
         time.sleep(0.01)
-    with Store.open(settings.db_path, migrate=False) as store:
-        report, line = status_report(store), status_line(store)
+    # The simulator logs the 429 as it answers; the client parks the connector once the answer
+    # has reached it, a moment later.
+    while True:
+        with Store.open(settings.db_path, migrate=False) as store:
+            report, line = status_report(store), status_line(store)
+        if report["throttled"] or time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
     assert [row["connector"] for row in report["throttled"]] == ["instock"]
     assert "instock throttled until" in line
     # The restart: a new process loads the park and waits for it too.
