@@ -7,7 +7,9 @@ not with how many orders are open. A slow sweep polls, each run, at most `sweep_
 the orders not polled for `sweep_interval`, oldest first, paced so that each run takes the
 open orders' share of the time since the previous run (no waves of `sweep_limit` when many
 orders fell due at once): what shows no move (a cancellation, a status change the moves
-do not show, a move missed) is still seen.
+do not show, a move missed) is still seen. The sweep reads the status alone and the
+ordertasks only of an order it finds done or canceled (`split_sweep`): an open order's
+picks write moves, so its open ordertasks have nothing to report yet.
 `follow = "all"` polls every open order each run instead (the cost grows with the open
 orders), for a site whose moves carry no order id.
 
@@ -24,14 +26,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.clock import iso, parse_iso, utcnow
+from syncd.clock import iso, utcnow
 from syncd.config import Duration, Schedule
 from syncd.connectors.instock import BadRecordError, InstockClient, OrderStatus
 from syncd.jobs.base import JobContext, JobSpec
@@ -41,9 +43,9 @@ from syncd.jobs.dsorder.progress_plan import (
     moves_window,
     plan_progress,
     polls_due,
+    split_sweep,
     sweep_before,
     sweep_quota,
-    sweep_unchanged,
 )
 from syncd.jobs.shared.instock_follow import (
     Followed,
@@ -52,8 +54,9 @@ from syncd.jobs.shared.instock_follow import (
     Refused,
     follow_orders,
     read_moves,
+    since_previous_run,
 )
-from syncd.state import Store, queries
+from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
 from syncd.state.mirror import instock as instock_mirror
 from syncd.state.mirror.dsorder import FollowedOrder, MarkPolled, RecordMoves, StoredLine
@@ -134,7 +137,7 @@ def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep: bool) -> int
         now = utcnow()
         quota = sweep_quota(
             orders.sweepable_count(store),
-            _since_previous_run(ctx, now),
+            since_previous_run(ctx, now),
             options.sweep_interval,
             options.sweep_limit,
         )
@@ -144,40 +147,40 @@ def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep: bool) -> int
             for o in orders.orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
             if o.order_id not in moved_ids
         ]
-    statuses, whole = _sweep(ctx, client, swept)
+    statuses, whole, status_only = _sweep(ctx, client, swept)
     ctx.counts["moved"] += len(moved)
     ctx.counts["swept"] += len(swept)
-    _poll(ctx, client, polls_due(moved, whole), statuses)
+    _poll(ctx, client, polls_due(moved, [*whole, *status_only]), statuses, status_only)
     return len(moved)
-
-
-def _since_previous_run(ctx: JobContext, now: datetime) -> float | None:
-    """Seconds since this job's previous run started (None: none recorded)."""
-    started = queries.previous_run_started(ctx.store, ctx.job, ctx.run_id)
-    return (now - parse_iso(started)).total_seconds() if started else None
 
 
 def _sweep(
     ctx: JobContext, client: InstockClient, swept: list[FollowedOrder]
-) -> tuple[dict[str, OrderStatus], list[FollowedOrder]]:
-    """Read only the status of each swept order; an order whose status and ordertasks are
-    as last polled is marked polled (one request, not a status and every ordertask), the
-    others are returned for the whole poll with the answers read here."""
+) -> tuple[dict[str, OrderStatus], list[FollowedOrder], list[FollowedOrder]]:
+    """Read only the status of each swept order (`split_sweep` says what follows): an
+    order as last polled is marked polled here; returned are the answers read, the orders
+    to poll whole and those whose status answer is recorded without their ordertasks."""
     if not swept:
-        return {}, []
+        return {}, [], []
     ids = [o.instock_order_id for o in swept]
     with ThreadPoolExecutor(ctx.options.workers, thread_name_prefix="instock-sweep") as pool:
         answers = dict(zip(ids, pool.map(partial(_status_or_none, client), ids), strict=True))
-    unchanged, whole = sweep_unchanged(
+    split = split_sweep(
         swept,
         instock_mirror.followed_states(ctx.store, ids),
         {i: (a.order_status, json.dumps(a.task_ids)) if a else None for i, a in answers.items()},
     )
-    if unchanged:
+    if split.unchanged:
         with ctx.store.transaction():
-            MarkPolled(tuple((o.order_id, o.moved_at) for o in unchanged), iso()).apply(ctx.store)
-    ctx.counts["swept_unchanged"] += len(unchanged)
-    return {i: a for i, a in answers.items() if a is not None}, whole
+            marks = tuple((o.order_id, o.moved_at) for o in split.unchanged)
+            MarkPolled(marks, iso()).apply(ctx.store)
+    ctx.counts["swept_unchanged"] += len(split.unchanged)
+    ctx.counts["swept_status_only"] += len(split.status_only)
+    return (
+        {i: a for i, a in answers.items() if a is not None},
+        split.whole,
+        split.status_only,
+    )
 
 
 def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
@@ -210,10 +213,12 @@ def _poll(
     client: InstockClient,
     due: list[FollowedOrder],
     statuses: dict[str, OrderStatus] | None = None,
+    status_only: Sequence[FollowedOrder] = (),
 ) -> None:
     """Poll the chosen orders: each chunk's results stored in one transaction with the
     fulfil and close intents they decide and the chunk's orders marked polled, then the
-    sender woken for what was queued."""
+    sender woken for what was queued. `status_only`: of them, those whose status answer
+    (in `statuses`) is recorded without reading their ordertasks."""
     options: Options = ctx.options
     store = ctx.store
     if not due:
@@ -279,6 +284,7 @@ def _poll(
         between=after_chunk,
         record=mark_polled,
         statuses=statuses,
+        status_only={o.instock_order_id for o in status_only},
     ):
         ctx.counts["followed"] += 1
         order = ready[instock_id]

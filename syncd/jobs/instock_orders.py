@@ -61,6 +61,7 @@ from syncd.jobs.shared.instock_follow import (
     follow_orders,
     moves_window,
     read_moves,
+    since_previous_run,
     sweep_before,
     sweep_quota,
 )
@@ -68,7 +69,7 @@ from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_
 from syncd.jsontext import canonical, content_hash, json_safe, text_hash
 from syncd.send.host import host_file_intent, host_format
 from syncd.send.instock import DESTINATION
-from syncd.state import NewIntent, NewReject, Store, queries
+from syncd.state import NewIntent, NewReject, Store
 from syncd.state.mirror.instock import (
     DropOrderEvents,
     ForgetRefusedHostOrder,
@@ -521,10 +522,9 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
         _read_moves(ctx, client, options)
         moved = moved_host_orders_due(store, options.follow_limit)
         now = utcnow()
-        started = queries.previous_run_started(store, ctx.job, ctx.run_id)
         quota = sweep_quota(
             open_host_side_count(store),
-            (now - parse_iso(started)).total_seconds() if started else None,
+            since_previous_run(ctx, now),
             options.sweep_interval,
             options.sweep_limit,
         )

@@ -38,6 +38,7 @@ from syncd.sandbox.base import ManualClock
 from syncd.sandbox.dsorder import DSOrderSim, finished_warning
 from syncd.sandbox.instock import InstockSim
 from syncd.state import Store
+from syncd.state.mirror.instock import followed_states
 from syncd.status import status_line, status_report
 from tests.configs import FAST_BACKOFF, connector_for, fast_retry, sim_settings
 from tests.integration.jobkit import query
@@ -340,9 +341,9 @@ def test_the_sweep_is_paced_over_its_interval_not_sent_in_a_wave(
 def test_the_sweep_reads_only_the_status_of_an_order_unchanged_since_its_last_poll(
     ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
 ) -> None:
-    """A swept order whose status and ordertasks are as last polled costs one status read
-    (no ordertask reads); one that changed without a move gets the whole poll, its status
-    not read twice; a cancellation found so still closes once."""
+    """A swept order costs one status read while it is open: as last polled, or changed
+    without a move (reserved: ordertasks, nothing picked), its ordertasks are not read;
+    one found canceled gets the whole poll, its status not read twice, and closes once."""
     cfg = make_cfg()
     a = stocked(ins)[0]
     ids = [ds.submit_order(lines=[(a, 1)]) for _ in range(3)]
@@ -350,10 +351,13 @@ def test_the_sweep_reads_only_the_status_of_an_order_unchanged_since_its_last_po
     for order_id in ids:
         assert ins.advance_order(f"DS-{order_id}") == "reserved"  # ordertasks, no move
     before = len(ins.requests)
-    sweep_due(cfg)  # status changed: the whole poll, ordertasks read
+    sweep_due(cfg)  # status changed: recorded from the status read, ordertasks not read
     assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids)
-    tasks_read = sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:])
-    assert tasks_read == 3
+    assert sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:]) == 0
+    with Store.open(cfg.db_path, migrate=False) as store:
+        assert {
+            o: states[0] for o, states in followed_states(store, [f"DS-{o}" for o in ids]).items()
+        } == {f"DS-{o}": "reserved" for o in ids}
     before = len(ins.requests)
     sweep_due(cfg, intervals=2)  # nothing changed: one status read each, nothing else
     assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids)
@@ -362,9 +366,40 @@ def test_the_sweep_reads_only_the_status_of_an_order_unchanged_since_its_last_po
     before = len(ins.requests)
     sweep_due(cfg, intervals=3)
     assert sorted(status_polls(ins, before)) == sorted(f"DS-{o}" for o in ids)  # once each
+    tasks_read = sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:])
+    assert tasks_read == 1  # the canceled order's, for its final totals
     assert ds.closes(ids[0]) == 1
     assert reported(ds, ids[0]) == {1000: (0, True)}
     assert all(ds.closes(o) == 0 for o in ids[1:])
+
+
+def test_an_order_first_seen_by_the_sweep_is_read_whole_once_it_moves(
+    ins: InstockSim, ds: DSOrderSim, make_cfg: Callable[..., Settings]
+) -> None:
+    """An order created after the first pass and reserved without a move is first polled
+    by the sweep: one status read, its ordertasks left unread; once picked, its moves make
+    it polled whole, and it closes once with the picked totals."""
+    cfg = make_cfg()
+    a, b = stocked(ins)[:2]
+    cycle(cfg)  # the first pass: nothing open yet
+    order_id = ds.submit_order(lines=[(a, 3), (b, 2)])
+    cycle(cfg)  # created in Instock; not moved, not swept: not polled
+    assert ins.creates[f"DS-{order_id}"] == 1  # type: ignore[attr-defined]
+    assert ins.advance_order(f"DS-{order_id}") == "reserved"  # ordertasks, no move
+    before = len(ins.requests)
+    sweep_due(cfg)
+    assert status_polls(ins, before) == [f"DS-{order_id}"]
+    assert sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:]) == 0
+    assert ds.count(FULFILL_ROUTE) == 0
+    assert ds.closes(order_id) == 0
+    assert ins.advance_order(f"DS-{order_id}") == "done"  # picked: the moves
+    before = len(ins.requests)
+    cycle(cfg)
+    assert status_polls(ins, before) == [f"DS-{order_id}"]
+    assert sum(r.route == ORDERTASK_ROUTE for r in ins.requests[before:]) >= 1
+    assert reported(ds, order_id) == {1000: (3, True), 2000: (2, True)}
+    assert ds.closes(order_id) == 1
+    assert order_row(cfg, order_id)["state"] == "closed"
 
 
 def test_picks_moved_before_done_are_reported_and_the_sweep_closes_the_order(

@@ -20,14 +20,15 @@ from syncd.clock import iso
 from syncd.connectors.dsorder import DsOrder, RecordReject, Submitted
 from syncd.errors import NotFoundError, RefusedError
 from syncd.jobs.dsorder.progress_plan import (
+    TERMINAL,
     catch_up_next,
     moves_window,
     newest_moves,
     plan_progress,
     polls_due,
+    split_sweep,
     sweep_before,
     sweep_quota,
-    sweep_unchanged,
 )
 from syncd.jobs.dsorder.pull_plan import (
     ESCALATED_ALERT,
@@ -553,29 +554,63 @@ def test_polls_due_are_the_moved_orders_then_the_sweep_without_repeats() -> None
     assert sweep_before(now, 600) == "2026-03-02T09:20:00.000Z"
 
 
-def test_sweep_unchanged_splits_by_the_status_answer_against_the_last_poll() -> None:
+def test_split_sweep_reads_ordertasks_only_of_orders_found_done_or_canceled() -> None:
     def followed(n: str) -> FollowedOrder:
         return FollowedOrder(n, f"DS-{n}", "2026-03-02T09:00:00.000Z", "accepted")
 
-    swept = [followed(n) for n in "123456"]
+    swept = [followed(n) for n in "12345678"]
     stored = {
         "DS-1": ("reserved", '["t1"]'),
         "DS-2": ("reserved", '["t1"]'),
         "DS-3": ("registered", "[]"),
         "DS-5": ("done", '["t5"]'),
         "DS-6": ("reserved", '["t6"]'),
+        "DS-7": ("reserved", '["t7"]'),
+        "DS-8": ("registered", "[]"),
     }
     answered: dict[str, tuple[str, str] | None] = {
         "DS-1": ("reserved", '["t1"]'),  # as last polled
-        "DS-2": ("reserved", '["t1", "t2"]'),  # a new ordertask
-        "DS-3": ("canceled", "[]"),  # canceled without a move
-        "DS-4": ("reserved", "[]"),  # never polled: nothing to compare with
+        "DS-2": ("reserved", '["t1", "t2"]'),  # a new ordertask: recorded from the status
+        "DS-3": ("canceled", "[]"),  # canceled without a move: the final totals
+        "DS-4": ("reserved", '["t4"]'),  # never polled: its status recorded
         "DS-5": ("done", '["t5"]'),  # done but still open here: the whole poll decides
-        "DS-6": None,  # a bad record or a 404
+        "DS-6": None,  # a bad record or a 404: the whole poll records which
+        "DS-7": ("done", '["t7"]'),  # done without a move
+        "DS-8": ("reserved", '["t8"]'),  # reserved since the last poll, no move
     }
-    unchanged, whole = sweep_unchanged(swept, stored, answered)
-    assert [o.order_id for o in unchanged] == ["1"]
-    assert [o.order_id for o in whole] == ["2", "3", "4", "5", "6"]
+    split = split_sweep(swept, stored, answered)
+    assert [o.order_id for o in split.unchanged] == ["1"]
+    assert [o.order_id for o in split.status_only] == ["2", "4", "8"]
+    assert [o.order_id for o in split.whole] == ["3", "5", "6", "7"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    answers=st.lists(
+        st.tuples(
+            st.sampled_from(["registered", "reserved", "done", "canceled", None]),
+            st.sampled_from(["registered", "reserved", "done", "canceled", None]),
+            st.sampled_from(["[]", '["t"]']),
+        ),
+        max_size=30,
+    )
+)
+def test_split_sweep_places_every_swept_order_once_and_never_skips_an_end(
+    answers: list[tuple[str | None, str | None, str]],
+) -> None:
+    """Each swept order lands in exactly one group, and an order answering done or
+    canceled is always polled whole (its final totals need its ordertasks)."""
+    swept = [
+        FollowedOrder(str(n), f"DS-{n}", "2026-03-02", "accepted") for n in range(len(answers))
+    ]
+    stored = {f"DS-{n}": (s, t) for n, (s, _a, t) in enumerate(answers) if s is not None}
+    answered = {f"DS-{n}": (a, t) if a else None for n, (_s, a, t) in enumerate(answers)}
+    split = split_sweep(swept, stored, answered)
+    groups = [*split.unchanged, *split.status_only, *split.whole]
+    assert sorted(o.order_id for o in groups) == sorted(o.order_id for o in swept)
+    ended = {o.order_id for o in swept if (answered[o.instock_order_id] or ("",))[0] in TERMINAL}
+    assert ended <= {o.order_id for o in split.whole}
+    assert not {o.order_id for o in split.status_only} & ended
 
 
 def test_sweep_quota_is_the_open_orders_share_of_the_time_since_the_last_run() -> None:

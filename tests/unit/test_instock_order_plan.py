@@ -240,6 +240,28 @@ def test_an_ordertask_done_reports_the_picked_quantity() -> None:
     assert open_task.result == Followed("registered", {}, False)
 
 
+def test_a_status_read_alone_keeps_the_stored_picks_and_ordertasks() -> None:
+    """The sweep's status read of an open order: the status and its ordertask ids are
+    recorded, the fulfilled totals stay as the last whole poll stored them (no ordertask
+    was read, so none is stored and no ordertask reject is resolved)."""
+    picked = {**MIRRORED, "fulfilled": '{"1": 2}'}
+    planned = plan_poll(
+        Poll("O1", status("reserved", ["T1", "T2"]), [], tasks_read=False), picked, None, NOW
+    )
+    assert planned.result == Followed("reserved", {"1": 2}, True)
+    record = next(c for c in planned.plan.changes if isinstance(c, RecordOrderStatus))
+    assert (record.ordertask_ids, record.fulfilled) == ('["T1", "T2"]', '{"1": 2}')
+    assert not any(isinstance(c, StoreOrdertasks) for c in planned.plan.changes)
+    resolved = [c for c in planned.plan.changes if isinstance(c, ResolveFixed)]
+    assert resolved == [ResolveFixed("instock:orders", "order_id", ("O1",))]
+    events = planned.plan.changes[-1]
+    assert isinstance(events, AddOrderEvents)
+    assert [(e.order_status, e.fulfilled) for e in events.events] == [("reserved", 2)]
+    # read whole, the same answer without done ordertasks would say nothing was picked
+    whole = plan_poll(Poll("O1", status("reserved", ["T1", "T2"]), []), picked, None, NOW)
+    assert whole.result == Followed("reserved", {}, True)
+
+
 def test_an_order_created_but_not_listed_gets_its_row_and_a_reread_its_attributes() -> None:
     reread = Order(order_id="O1", attributes={"asn": "Z"})
     planned = plan_poll(

@@ -33,27 +33,45 @@ from syncd.state.plan import Plan
 TERMINAL = ("done", "canceled")  # Instock order statuses after which the order is closed
 
 
-def sweep_unchanged(
+@dataclass(frozen=True)
+class SweepSplit:
+    """The swept orders by what their status answer asks for."""
+
+    unchanged: list[FollowedOrder]  # as last polled: marked polled, nothing else
+    status_only: list[FollowedOrder]  # the status answer recorded; ordertasks not read
+    whole: list[FollowedOrder]  # the whole poll: status and ordertasks
+
+
+def split_sweep(
     swept: Sequence[FollowedOrder],
     stored: Mapping[str, tuple[str, str]],
     answered: Mapping[str, tuple[str, str] | None],
-) -> tuple[list[FollowedOrder], list[FollowedOrder]]:
-    """Split the swept orders by their status answer: (unchanged, to poll whole).
+) -> SweepSplit:
+    """Split the swept orders by their status answer (status and ordertask ids, JSON text)
+    against what the last poll stored.
 
-    An order is unchanged when Instock answers the status and ordertask ids (JSON text)
-    the last poll stored: its picks write moves, so what the sweep looks for (a
-    cancellation, a turn to done without a move, new ordertasks) would show in the status.
-    An order without a stored poll or without a usable answer (a bad record, a 404) gets
-    the whole poll, which records the reject or the missing order; so does one stored as
-    done or canceled and still open here (its close is decided by the whole poll)."""
+    What the sweep looks for shows in the status: a cancellation, a turn to done without a
+    move, new ordertasks. An order answering as last polled is unchanged. One not done or
+    canceled, never polled or changed, has its status recorded from this answer with its
+    ordertasks left unread: its picks write moves (read each run), so nothing was picked
+    that a move has not announced, and reading its open ordertasks (most of a poll's
+    requests) would find nothing to report. An order answering done or canceled gets the
+    whole poll (its ordertasks give the final totals), as does one without a usable answer
+    (a bad record, a 404: the whole poll records which) or stored done or canceled and
+    still open here (its close is decided by the whole poll)."""
     unchanged: list[FollowedOrder] = []
+    status_only: list[FollowedOrder] = []
     whole: list[FollowedOrder] = []
     for order in swept:
         answer = answered.get(order.instock_order_id)
         known = stored.get(order.instock_order_id)
-        same = answer is not None and answer == known and answer[0] not in TERMINAL
-        (unchanged if same else whole).append(order)
-    return unchanged, whole
+        if answer is None or answer[0] in TERMINAL or (known and known[0] in TERMINAL):
+            whole.append(order)
+        elif answer == known:
+            unchanged.append(order)
+        else:
+            status_only.append(order)
+    return SweepSplit(unchanged, status_only, whole)
 
 
 def polls_due(
@@ -140,11 +158,12 @@ __all__ = [
     "TERMINAL",
     "MovesWindow",
     "ProgressDecision",
+    "SweepSplit",
     "moves_window",
     "newest_moves",
     "plan_progress",
     "polls_due",
+    "split_sweep",
     "sweep_before",
     "sweep_quota",
-    "sweep_unchanged",
 ]

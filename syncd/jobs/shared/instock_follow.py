@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ from syncd.errors import PaginationError, PermanentError
 from syncd.jobs.base import JobContext
 from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
 from syncd.jsontext import json_safe
-from syncd.state import Store
+from syncd.state import Store, queries
 from syncd.state.mirror.instock import (
     AddOrderEvents,
     OrderEvent,
@@ -105,6 +105,7 @@ class Poll:
     tasks: list[Ordertask]
     bad: BadRead | None = None  # the status or an ordertask failed validation
     order: Order | None = None  # the order read again (a reception order found done)
+    tasks_read: bool = True  # False: the status alone was read (the sweep's status read)
 
 
 def known_terminal_tasks(store: Store, order_ids: Sequence[str]) -> dict[str, dict[str, Ordertask]]:
@@ -124,14 +125,20 @@ def poll_order(
     *,
     reread: bool = False,
     status: OrderStatus | None = None,
+    tasks: bool = True,
 ) -> Poll:
     """Status and ordertasks of one order, and with `reread` the order itself once it is
     done (attributes added during decanting); safe to run in a worker thread. `status`:
-    the order's status already read this run (not read again)."""
+    the order's status already read this run (not read again). `tasks=False`: the
+    status alone (its ordertasks are left as last polled)."""
+    if not tasks and status is not None:
+        return Poll(order_id, status, [], tasks_read=False)
     order = None
     try:
         status = status or client.order_status(order_id)
-        tasks = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
+        if not tasks:
+            return Poll(order_id, status, [], tasks_read=False)
+        read = [known.get(t) or client.get_ordertask(t) for t in status.task_ids]
         if reread and status.order_status == "done":
             order = client.get_order(order_id)
     except BadRecordError as exc:
@@ -140,7 +147,7 @@ def poll_order(
         if exc.status == 404:
             return Poll(order_id, None, [])
         raise
-    return Poll(order_id, status, tasks, order=order)
+    return Poll(order_id, status, read, order=order)
 
 
 FollowResult = tuple[str, "Followed | Refused | None"]
@@ -157,6 +164,7 @@ def follow_orders(
     stub: Callable[[str], Mapping[str, Any] | None] = lambda _: None,
     between: Callable[[], None] = lambda: None,
     statuses: Mapping[str, OrderStatus] | None = None,
+    status_only: Collection[str] = (),
     record: Callable[[Store, list[FollowResult]], None] = lambda _s, _r: None,
 ) -> Iterator[FollowResult]:
     """Follow many orders: the polls run `workers` at a time (HTTP only); a chunk's results
@@ -164,7 +172,8 @@ def follow_orders(
     the whole chunk is answered (with `record`, e.g. the caller's own mark of what it
     polled); then yielded, and `between` runs (e.g. a stop check, or waking the sender for
     what was just queued). `stub` is asked only for an order not mirrored yet.
-    `statuses`: answers already read this run, used instead of reading them again."""
+    `statuses`: answers already read this run, used instead of reading them again;
+    `status_only`: orders whose ordertasks are not read (`poll_order`'s `tasks=False`)."""
     statuses = statuses or {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instock-poll") as pool:
         for start in range(0, len(order_ids), chunk):
@@ -175,7 +184,12 @@ def follow_orders(
             futures = [
                 pool.submit(
                     context.copy().run,
-                    partial(poll_order, reread=oid in rereads, status=statuses.get(oid)),
+                    partial(
+                        poll_order,
+                        reread=oid in rereads,
+                        status=statuses.get(oid),
+                        tasks=oid not in status_only,
+                    ),
                     client,
                     oid,
                     known.get(oid, {}),
@@ -270,6 +284,13 @@ def sweep_before(now: datetime, interval: float) -> str:
     return iso(now - timedelta(seconds=interval))
 
 
+def since_previous_run(ctx: JobContext, now: datetime) -> float | None:
+    """Seconds since this job's previous run started (None: none recorded), for the
+    sweep's pacing (`sweep_quota`)."""
+    started = queries.previous_run_started(ctx.store, ctx.job, ctx.run_id)
+    return (now - parse_iso(started)).total_seconds() if started else None
+
+
 def sweep_quota(open_orders: int, since_last_run: float | None, interval: float, limit: int) -> int:
     """How many orders this run sweeps: the open orders' share of the time since the
     previous run (each open order once per `interval`), at least one, at most `limit`.
@@ -309,7 +330,9 @@ def plan_poll(
     time); a 404, or an order neither mirrored nor created by syncd (`stub`: its `lines`),
     is None. A change of status or of fulfilled quantities is recorded with one order
     event per line; the status's lines replace the listed ones (the list page can be
-    stale: an order updated after it left the last page is never listed again).
+    stale: an order updated after it left the last page is never listed again). A poll
+    that read the status alone (`tasks_read` False) records it and keeps the fulfilled
+    quantities and ordertasks as stored.
     """
     order_id, status, tasks = poll.order_id, poll.status, poll.tasks
     if poll.bad is not None:
@@ -337,7 +360,8 @@ def plan_poll(
             "fulfilled": "{}",
         }
     )
-    fulfilled = fulfilled_by_line(tasks)
+    # A status read alone says nothing of the ordertasks: what they fulfilled stays as stored.
+    fulfilled = fulfilled_by_line(tasks) if poll.tasks_read else json.loads(order["fulfilled"])
     if status.lines:
         current = [
             {"line_id": ln.line_id, "article_id": ln.article_id, "qty": ln.qty.requested}
@@ -355,9 +379,10 @@ def plan_poll(
         changes.append(StubOrder(order_id, order["kind"], order["lines"], now))
     if poll.order is not None:
         changes.append(SetOrderAttributes(order_id, json.dumps(json_safe(poll.order.attributes))))
+    changes.append(ResolveFixed(ORDERS_REJECT_SOURCE, "order_id", (order_id,)))
+    if poll.tasks_read:  # an ordertask's reject is resolved by reading it, not its order
+        changes.append(ResolveFixed("instock:ordertasks", "ordertask_id", tuple(status.task_ids)))
     changes += [
-        ResolveFixed(ORDERS_REJECT_SOURCE, "order_id", (order_id,)),
-        ResolveFixed("instock:ordertasks", "ordertask_id", tuple(status.task_ids)),
         RecordOrderStatus(
             order_id,
             status.order_status,
