@@ -355,6 +355,20 @@ def http_outcome(exc: RemoteError) -> str:
     return "error"
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One request as a connector asked for it, sent as is by every attempt."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json_body: Any = None
+    data: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] | None = None
+    authenticate: bool = True
+    ok_statuses: Sequence[int] = ()
+
+
 def _since(started: float) -> float:
     return time.monotonic() - started
 
@@ -431,10 +445,10 @@ class HttpClient:
         (`not_applied`).
         """
 
+        call = _Call(method, path, params, json_body, data, headers, authenticate, ok_statuses)
+
         def once() -> httpx.Response:
-            return self._send_once(
-                method, path, params, json_body, data, headers, authenticate, ok_statuses
-            )
+            return self._send_once(call)
 
         if not retry:
             return once()  # the caller runs its own retry_call around this
@@ -451,11 +465,8 @@ class HttpClient:
         """Send and decode in one retried step: a malformed (cut-off) body is retried like
         any other transient fault, within the same attempt budget. For reads and for
         queries sent as POST; a write's malformed answer goes back to the outbox instead."""
-        return self.retry_call(
-            lambda: self.json(
-                self._send_once(method, path, params, json_body, None, None, True, ())
-            )
-        )
+        call = _Call(method, path, params, json_body)
+        return self.retry_call(lambda: self.json(self._send_once(call)))
 
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
         return self.request_json("GET", path, params=params)
@@ -471,8 +482,10 @@ class HttpClient:
         """Like `request_json` for an answer that must be a JSON object: `[]`, `null` or a
         string is malformed (retried, then raised), never an AttributeError further on."""
 
+        call = _Call(method, path, params, json_body)
+
         def once() -> tuple[dict[str, Any], httpx.Response]:
-            response = self._send_once(method, path, params, json_body, None, None, True, ())
+            response = self._send_once(call)
             return self.json_object(response), response
 
         result: tuple[dict[str, Any], httpx.Response] = self.retry_call(once)
@@ -525,24 +538,12 @@ class HttpClient:
         metrics.retry_wait(self.name, seconds)
         self.sleep(seconds)
 
-    def _send_once(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        data: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
-        authenticate: bool,
-        ok_statuses: Sequence[int],
-    ) -> httpx.Response:
+    def _send_once(self, call: _Call) -> httpx.Response:
         """One request under the rate limit, counted by status class and outcome."""
-        self._wait_for_budget(method, path)
+        self._wait_for_budget(call.method, call.path)
         started = time.monotonic()
         try:
-            response = self._exchange(
-                method, path, params, json_body, data, headers, authenticate, ok_statuses
-            )
+            response = self._exchange(call)
         except RemoteError as exc:
             metrics.http_request(self.name, exc.status, http_outcome(exc), _since(started))
             raise
@@ -577,21 +578,12 @@ class HttpClient:
             self.sleep(wait)
         metrics.rate_limit_wait(self.name, wait)
 
-    def _exchange(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        data: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
-        authenticate: bool,
-        ok_statuses: Sequence[int],
-    ) -> httpx.Response:
+    def _exchange(self, call: _Call) -> httpx.Response:
+        method, path, json_body = call.method, call.path, call.json_body
         send_headers = {self.config.correlation_header: self.correlation_id()}
-        if authenticate and self.auth is not None:
+        if call.authenticate and self.auth is not None:
             send_headers.update(self.auth.headers())
-        send_headers.update(headers or {})
+        send_headers.update(call.headers or {})
         content = None
         if isinstance(json_body, RawJson):  # rendered once by the caller: sent as is
             content, json_body = json_body.encode(), None
@@ -603,10 +595,10 @@ class HttpClient:
             request = self.client.build_request(
                 method,
                 path,
-                params=params,
+                params=call.params,
                 content=content,
                 json=json_body,
-                data=data,
+                data=call.data,
                 headers=send_headers,
             )
             response = self.client.send(request, stream=True)
@@ -638,7 +630,7 @@ class HttpClient:
         request_id = self.remote_request_id(response)
         _collect_request_id(request_id)
         status = response.status_code
-        error_class = None if status in ok_statuses else classify_status(status)
+        error_class = None if status in call.ok_statuses else classify_status(status)
         log.debug(
             "http_request",
             connector=self.name,
