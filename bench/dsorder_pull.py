@@ -19,6 +19,8 @@ To compare with an older syncd, run this file with that checkout first on PYTHON
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import tempfile
@@ -59,6 +61,11 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--lines", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the rounds: where one unchanged pull's time goes",
+    )
     args = parser.parse_args()
     articles = [f"ART-{n:06d}" for n in range(1, 201)]
     with (
@@ -102,6 +109,10 @@ def main() -> int:
         median = statistics.median(t[0] for t in timed)
         verdict = "met" if median < TARGET_MS else "NOT met"
         print(f"target: job thread < {TARGET_MS:.0f} ms for 1,000 orders: {verdict}")
+        if args.profile:  # the job's thread only: the simulator serves from its own
+            profile = cProfile.Profile()
+            profile.runcall(pull)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     return 0
 
 

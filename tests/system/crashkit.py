@@ -214,6 +214,79 @@ def wrap_routes(
     router._routes = [dataclasses.replace(r, handler=wrap(r.handler)) for r in router._routes]
 
 
+# --- the trial's config ----------------------------------------------------------------------
+
+
+class InstockAt(Protocol):
+    """Where an Instock simulator listens and what it accepts."""
+
+    base_url: str
+    token: str
+    site_id: str
+
+
+INSTOCK = """
+timeouts = { connect = "2s", read = "20s" }
+retry = { max_attempts = 4, initial_backoff = "100ms", max_backoff = "1s", max_elapsed = "10s" }
+"""  # the Instock connector's timeouts and retries of a trial that waits on a daemon
+
+
+def trial_outbox(interval: str) -> str:
+    """The sender every `interval`, backing off 100 ms .. 1 s."""
+    return f"""
+schedule = {{ interval = "{interval}" }}
+initial_backoff = "100ms"
+max_backoff = "1s"
+"""
+
+
+def write_trial_config(
+    root: Path,
+    sim: InstockAt,
+    *,
+    outbox: str,
+    instock: str,
+    jobs: str = "",
+    log_level: str = "warning",
+) -> Path:
+    """`root/syncd.toml` of an Instock trial: state and host under `root`, JSON logs, host
+    files taken at once, the Instock connector on `sim` (a sandbox site, 100 a page).
+    `outbox` and `instock` are the rest of those tables (TOML lines), `jobs` the job
+    tables; each trial file says what it runs and how fast."""
+    path = root / "syncd.toml"
+    path.write_text(
+        f"""
+[daemon]
+state_dir = {json.dumps(str(root / "state"))}
+shutdown_timeout = "5s"
+
+[logging]
+level = "{log_level}"
+format = "json"
+
+[host]
+dir = {json.dumps(str(root / "host"))}
+settle_time = "0s"
+
+[outbox]
+{outbox.strip()}
+
+[connectors.instock]
+enabled = true
+base_url = "{sim.base_url}"
+token = "{sim.token}"
+site_id = "{sim.site_id}"
+environment = "sandbox"
+page_size = 100
+{instock.strip()}
+
+{jobs.strip()}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
 # --- running syncd ----------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from syncd.state import Store
 from syncd.state.backfills import request_backfill
 from tests.system.conftest import wait_until
 from tests.system.crashkit import (
+    INSTOCK,
     db_rows,
     describe,
     restore,
@@ -42,8 +43,10 @@ from tests.system.crashkit import (
     syncd_env,
     take_snapshot,
     trial_env,
+    trial_outbox,
     wrap_routes,
     write_hook,
+    write_trial_config,
 )
 
 pytestmark = pytest.mark.system
@@ -71,37 +74,7 @@ def write_config(root: Path, sim: InstockSim, *, interval: str = "1h", live: boo
         for job in REGISTRY
         if job not in ("outbox.send", "backfill.requests", "instock.moves")
     )
-    path = root / "syncd.toml"
-    path.write_text(
-        f"""
-[daemon]
-state_dir = {json.dumps(str(root / "state"))}
-shutdown_timeout = "5s"
-
-[logging]
-level = "info"
-format = "json"
-
-[host]
-dir = {json.dumps(str(root / "host"))}
-settle_time = "0s"
-
-[outbox]
-schedule = {{ interval = "{interval}" }}
-initial_backoff = "100ms"
-max_backoff = "1s"
-
-[connectors.instock]
-enabled = true
-base_url = "{sim.base_url}"
-token = "{sim.token}"
-site_id = "{sim.site_id}"
-environment = "sandbox"
-page_size = 100
-rate_limit = {{ per_second = 0 }}
-timeouts = {{ connect = "2s", read = "20s" }}
-retry = {{ max_attempts = 4, initial_backoff = "100ms", max_backoff = "1s", max_elapsed = "10s" }}
-
+    jobs = f"""
 {off}
 
 [jobs."instock.moves"]
@@ -112,8 +85,14 @@ options = {{ lag = "1s", overlap = "10m", initial_lookback = "1d", max_window = 
 [jobs."backfill.requests"]
 schedule = {{ interval = "{interval}" }}
 options = {{ moves_step = "1d" }}
-""",
-        encoding="utf-8",
+"""
+    path = write_trial_config(
+        root,
+        sim,
+        outbox=trial_outbox(interval),
+        instock="rate_limit = { per_second = 0 }\n" + INSTOCK,
+        jobs=jobs,
+        log_level="info",
     )
     (root / "host" / "inbox").mkdir(parents=True, exist_ok=True)
     return path

@@ -58,6 +58,7 @@ import pytest
 from syncd.clock import parse_iso
 from syncd.sandbox.instock import InstockSim, InstockState
 from tests.system.crashkit import (
+    INSTOCK,
     Worker,
     canon,
     daemon,
@@ -67,7 +68,9 @@ from tests.system.crashkit import (
     run_trials,
     syncd_env,
     take_snapshot,
+    trial_outbox,
     write_hook,
+    write_trial_config,
 )
 
 pytestmark = pytest.mark.system
@@ -272,37 +275,7 @@ def write_config(root: Path, sim: InstockSim, *, interval: str = "1h", follow: s
         for job in JOBS
         if job not in ("outbox.send", "instock.moves")
     )
-    path = root / "syncd.toml"
-    path.write_text(
-        f"""
-[daemon]
-state_dir = {json.dumps(str(root / "state"))}
-shutdown_timeout = "5s"
-
-[logging]
-level = "warning"
-format = "json"
-
-[host]
-dir = {json.dumps(str(root / "host"))}
-settle_time = "0s"
-
-[outbox]
-schedule = {{ interval = "{interval}" }}
-initial_backoff = "100ms"
-max_backoff = "1s"
-
-[connectors.instock]
-enabled = true
-base_url = "{sim.base_url}"
-token = "{sim.token}"
-site_id = "{sim.site_id}"
-environment = "sandbox"
-page_size = 100
-timeouts = {{ connect = "2s", read = "20s" }}
-retry = {{ max_attempts = 4, initial_backoff = "100ms", max_backoff = "1s", max_elapsed = "10s" }}
-
-{jobs}
+    jobs += f"""
 
 [jobs."instock.moves"]
 schedule = {{ interval = "{interval}" }}
@@ -310,10 +283,8 @@ options = {{ lag = "1s", overlap = "2h", initial_lookback = "40d", max_window = 
 
 [jobs."state.housekeeping"]
 schedule = {{ interval = "1h" }}
-""",
-        encoding="utf-8",
-    )
-    return path
+"""
+    return write_trial_config(root, sim, outbox=trial_outbox(interval), instock=INSTOCK, jobs=jobs)
 
 
 def apply_event(name: str, sim: InstockSim, host: Path, scenario: Scenario) -> None:

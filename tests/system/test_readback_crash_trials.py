@@ -52,6 +52,7 @@ from tests.system.crashkit import (
     trapped,
     wrap_routes,
     write_hook,
+    write_trial_config,
 )
 
 pytestmark = pytest.mark.system
@@ -147,42 +148,20 @@ enabled = false
 
 
 def write_config(root: Path, sim: InstockSim, *, daemon: bool = False) -> Path:
-    path = root / "syncd.toml"
-    path.write_text(
-        f"""
-[daemon]
-state_dir = {json.dumps(str(root / "state"))}
-shutdown_timeout = "5s"
-
-[logging]
-level = "warning"
-format = "json"
-
-[host]
-dir = {json.dumps(str(root / "host"))}
-settle_time = "0s"
-
-[outbox]
+    outbox = f"""
 schedule = {{ interval = "{"1s" if daemon else "1h"}" }}
 initial_backoff = "20ms"
 max_backoff = "100ms"
 max_attempts = 1000
 max_age = "1h"
-
-[connectors.instock]
-enabled = true
-base_url = "{sim.base_url}"
-token = "{sim.token}"
-site_id = "{sim.site_id}"
-environment = "sandbox"
-page_size = 100
-timeouts = {{ connect = "2s", read = "10s" }}
-retry = {{ max_attempts = 4, initial_backoff = "20ms", max_backoff = "100ms", max_elapsed = "5s" }}
 """
-        + (DAEMON_JOBS if daemon else ""),
-        encoding="utf-8",
+    instock = """
+timeouts = { connect = "2s", read = "10s" }
+retry = { max_attempts = 4, initial_backoff = "20ms", max_backoff = "100ms", max_elapsed = "5s" }
+"""
+    return write_trial_config(
+        root, sim, outbox=outbox, instock=instock, jobs=DAEMON_JOBS if daemon else ""
     )
-    return path
 
 
 def count_applied(sim: InstockSim) -> Counter[str]:
