@@ -104,21 +104,23 @@ def run(ctx: JobContext) -> None:
             due = [o for o in following if o.sync_status == "accepted"]
             _poll(ctx, client, due)
             return
-        ctx.counts["create_refused"] += orders.refused_creates(store)
+        sweepable, refused = orders.create_counts(store)
+        ctx.counts["create_refused"] += refused
         interval = SPEC.schedule(ctx.settings).interval
         for passes in range(options.catch_up + 1):
             if passes:
                 ctx.check_stop()
                 ctx.counts["catch_up_passes"] += 1
             started = time.monotonic()
-            moved = _follow_moves(ctx, client, sweep=passes == 0)
+            moved = _follow_moves(ctx, client, sweep_over=None if passes else sweepable)
             if not catch_up_next(moved, time.monotonic() - started, interval):
                 break
 
 
-def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep: bool) -> int:
+def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep_over: int | None) -> int:
     """One pass: read the moves since the last read, poll the orders that moved (and,
-    with `sweep`, the slow sweep's); returns how many moved orders it polled."""
+    with `sweep_over`, the open orders the sweep takes turns over, the slow sweep's);
+    returns how many moved orders it polled."""
     options: Options = ctx.options
     store = ctx.store
     read_until = store.get_checkpoint(MOVES_READ)
@@ -133,10 +135,10 @@ def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep: bool) -> int
         return 0
     moved = orders.moved_orders_due(store, options.follow_limit)
     swept: list[FollowedOrder] = []
-    if sweep:
+    if sweep_over is not None:
         now = utcnow()
         quota = sweep_quota(
-            orders.sweepable_count(store),
+            sweep_over,
             since_previous_run(ctx, now),
             options.sweep_interval,
             options.sweep_limit,

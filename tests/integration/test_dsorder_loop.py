@@ -1238,8 +1238,13 @@ def test_a_held_order_raises_an_alert_with_its_age_that_escalates(
     """A held order opens an alert saying how long it has been held and how to release it,
     shown by `syncd status`; past `hold_escalate_after` a second, escalated alert opens."""
     cfg = make_cfg(hold_escalate_after="1h")
+    # Mid-morning of the stores' today, so the hour of pulls never crosses their midnight
+    # (a pull past it would open the midnight gap alert as well).
+    clock: ManualClock = ds.clock  # type: ignore[assignment]
+    today = datetime.fromtimestamp(clock(), ZoneInfo(ZONE)).replace(tzinfo=None)
+    clock.set(local(today, 10).timestamp())
     order_id = ds.submit_order(lines=[(stocked(ins)[0], 100.5)])
-    start = datetime.now(UTC)
+    start = local(today, 10).astimezone(UTC)
     with freeze_time(start):
         run(cfg, "dsorder.pull")
     with freeze_time(start + timedelta(minutes=40)):

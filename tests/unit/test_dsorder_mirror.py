@@ -200,10 +200,10 @@ def test_moves_make_an_order_due_until_it_is_polled_and_the_sweep_takes_the_olde
     assert db.query("SELECT polled_moved_at FROM dsorder_orders WHERE order_id = '3'") == [
         {"polled_moved_at": None}
     ]
-    assert orders.refused_creates(db) == 0
+    assert orders.create_counts(db)[1] == 0
     with db.transaction():
         OrderOutcome("DS-4", "create", "refused", "no", iso(NOW)).apply(db)
-    assert orders.refused_creates(db) == 1
+    assert orders.create_counts(db)[1] == 1
     # A closing order takes no more moves and is due no more.
     with db.transaction():
         orders.MarkClosing("2", iso(NOW)).apply(db)
@@ -212,6 +212,30 @@ def test_moves_make_an_order_due_until_it_is_polled_and_the_sweep_takes_the_olde
     assert db.query("SELECT moved_at FROM dsorder_orders WHERE order_id = '2'") == [
         {"moved_at": t2}
     ]
+
+
+def test_each_run_reads_only_the_moved_and_the_due_orders_through_their_indexes(
+    db: Store,
+) -> None:
+    """The queries a dsorder.progress run makes to choose what to poll go through the
+    partial indexes of m0027, not a scan of every open order (the planner, without
+    statistics, would take the `state` index: so the queries name theirs; a rewrite of
+    their WHERE that no longer implies the index's fails at once)."""
+    captured: list[str] = []
+    db.db.conn.set_trace_callback(captured.append)
+    try:
+        orders.moved_orders_due(db, 10)
+        orders.orders_to_sweep(db, "2026-03-02T10:00:00.000Z", 10)
+    finally:
+        db.db.conn.set_trace_callback(None)
+    run_sql = [q for q in captured if "FROM dsorder_orders d" in q]
+    assert len(run_sql) == 2
+    for sql, index in zip(
+        run_sql, ("dsorder_orders_moved_due", "dsorder_orders_sweep_due"), strict=True
+    ):
+        plan = [r["detail"] for r in db.query("EXPLAIN QUERY PLAN " + sql)]
+        assert any(f"USING INDEX {index}" in step for step in plan), plan
+        assert not any("dsorder_orders_state" in step for step in plan), plan
 
 
 def test_the_lines_of_several_orders_read_at_once_are_each_orders_own(db: Store) -> None:
