@@ -1143,7 +1143,9 @@ def test_by_default_the_order_carries_placed_at_and_cutoff_time_and_no_other_att
         ds.state.orders[order_id].submitted_at = ds.clock()
     cycle(cfg)
     order = instock_order(ins, order_id)
-    placed = datetime.fromtimestamp(ds.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # the instant DSOrder lists (whole milliseconds), in whole seconds
+    listed = ds.state.orders[order_id].order_date / 1000
+    placed = datetime.fromtimestamp(listed, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert order["placed_at"] == placed
     assert order["attributes"] == {"cutoff_time": "2026-12-05T05:00:00Z"}
 
