@@ -24,18 +24,15 @@ finished.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.clock import iso, utcnow
 from syncd.config import Duration, Schedule
-from syncd.connectors.instock import BadRecordError, InstockClient, OrderStatus
+from syncd.connectors.instock import InstockClient, OrderStatus
 from syncd.jobs.base import JobContext, JobSpec
 from syncd.jobs.dsorder.progress_plan import (
     TERMINAL,
@@ -52,8 +49,10 @@ from syncd.jobs.shared.instock_follow import (
     FollowResult,
     OnChange,
     Refused,
+    compared,
     follow_orders,
     read_moves,
+    read_statuses,
     since_previous_run,
 )
 from syncd.state import Store
@@ -165,13 +164,8 @@ def _sweep(
     if not swept:
         return {}, [], []
     ids = [o.instock_order_id for o in swept]
-    with ThreadPoolExecutor(ctx.options.workers, thread_name_prefix="instock-sweep") as pool:
-        answers = dict(zip(ids, pool.map(partial(_status_or_none, client), ids), strict=True))
-    split = split_sweep(
-        swept,
-        instock_mirror.followed_states(ctx.store, ids),
-        {i: (a.order_status, json.dumps(a.task_ids)) if a else None for i, a in answers.items()},
-    )
+    answers = read_statuses(client, ids, ctx.options.workers)
+    split = split_sweep(swept, instock_mirror.followed_states(ctx.store, ids), compared(answers))
     if split.unchanged:
         with ctx.store.transaction():
             marks = tuple((o.order_id, o.moved_at) for o in split.unchanged)
@@ -183,15 +177,6 @@ def _sweep(
         split.whole,
         split.status_only,
     )
-
-
-def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
-    """The order's status; None when it cannot be compared (404, a bad record): the whole
-    poll then records what is wrong."""
-    try:
-        return client.find_order_status(order_id)
-    except BadRecordError:
-        return None
 
 
 def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> tuple[str, bool]:

@@ -23,8 +23,9 @@ the result in one transaction; the mirror tables change only through
    reaches the host at the next run), or with `follow = "moves"` when the Instock moves
    stream shows them moving (moves carry `order_id`), when never polled, when Instock
    accepted syncd's update or cancel since, and by a paced slow sweep of the longest
-   unpolled (`sweep_interval`): the requests grow with what changed, not with the open
-   orders. A change of status or of fulfilled quantities is
+   unpolled (`sweep_interval`; a status read, the ordertasks only of an order found done
+   or canceled: `split_by_status`): the requests grow with what changed, not with the
+   open orders. A change of status or of fulfilled quantities is
    recorded as order events in the same transaction, and the events become one host
    outbox file per run. A reception order found done is read again (retrieve
    order): attributes added during decanting (e.g. the ASN) reach the mirror,
@@ -50,6 +51,7 @@ from syncd.connectors.instock import (
     BadRecord,
     InstockClient,
     Order,
+    OrderStatus,
     Page,
     check_records,
 )
@@ -58,10 +60,13 @@ from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jobs.shared.instock_follow import (
     ORDERS_REJECT_SOURCE,
     Refused,
+    compared,
     follow_orders,
     moves_window,
     read_moves,
+    read_statuses,
     since_previous_run,
+    split_by_status,
     sweep_before,
     sweep_quota,
 )
@@ -79,6 +84,7 @@ from syncd.state.mirror.instock import (
     MarkOrdersPolled,
     MirrorOrders,
     RecordOrderMoves,
+    followed_states,
     host_order_lines,
     host_orders_to_sweep,
     host_orders_with_sync,
@@ -514,6 +520,8 @@ def _store_order_page(
 def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options) -> None:
     # Orders of the DSOrder loop are followed by dsorder.progress, at its own pace.
     store = ctx.store
+    statuses: dict[str, OrderStatus] = {}
+    status_only: set[str] = set()
     if options.follow == "all":
         due: list[tuple[str, str | None]] = [
             (i, None) for i in open_host_side_orders(store, options.follow_limit)
@@ -534,7 +542,8 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
             for o in host_orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
             if o[0] not in chosen
         ]
-        due = moved + swept
+        statuses, status_only, unchanged = _sweep(ctx, client, swept)
+        due = moved + [o for o in swept if o[0] not in unchanged]
         ctx.counts["moved"] += len(moved)
         ctx.counts["swept"] += len(swept)
     moved_at = dict(due)
@@ -547,7 +556,14 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
         polled.clear()
         ctx.check_stop()
 
-    for order_id, followed in follow_orders(store, client, list(moved_at), between=after_chunk):
+    for order_id, followed in follow_orders(
+        store,
+        client,
+        list(moved_at),
+        between=after_chunk,
+        statuses=statuses,
+        status_only=status_only,
+    ):
         if isinstance(followed, Refused):  # a reject says what; polled again next run
             ctx.counts["rejected"] += 1
             ctx.log.warning("order_record_rejected", order_id=order_id, **followed.log_fields())
@@ -558,6 +574,29 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
             continue
         ctx.counts["followed"] += 1
         ctx.counts["status_changes"] += int(followed.changed)
+
+
+def _sweep(
+    ctx: JobContext, client: InstockClient, swept: list[tuple[str, str | None]]
+) -> tuple[dict[str, OrderStatus], set[str], set[str]]:
+    """Read only the status of each swept order (`split_by_status` says what follows): an
+    order as last polled is marked polled here. Returns the answers read, the orders whose
+    answer is recorded without reading their ordertasks, and the unchanged ones."""
+    if not swept:
+        return {}, set(), set()
+    ids = [order_id for order_id, _ in swept]
+    answers = read_statuses(client, ids, 4)
+    unchanged, status_only, _whole = split_by_status(
+        ids, followed_states(ctx.store, ids), compared(answers)
+    )
+    if unchanged:
+        moved_at = dict(swept)
+        with ctx.store.transaction():
+            marks = tuple((order_id, moved_at[order_id]) for order_id in unchanged)
+            MarkOrdersPolled(marks, iso()).apply(ctx.store)
+    ctx.counts["swept_unchanged"] += len(unchanged)
+    ctx.counts["swept_status_only"] += len(status_only)
+    return {i: a for i, a in answers.items() if a is not None}, set(status_only), set(unchanged)
 
 
 def _read_moves(ctx: JobContext, client: InstockClient, options: Options) -> None:

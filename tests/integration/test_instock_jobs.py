@@ -819,12 +819,26 @@ def test_orders_are_polled_when_never_polled_when_they_move_and_by_the_sweep(
 
     assert sim.advance_order("HO-M2") == "reserved"  # no move: the sweep sees it
     sweeping = make_cfg(sim, instock_orders={"follow": "moves", "sweep_interval": 0.001})
+    tasks_before = sim.count("GET /v1/{site_id}/ordertasks/{ordertask_id}")
     swept = cycle(sweeping)
     assert (swept.counts["moved"], swept.counts["swept"]) == (0, 1)
+    assert swept.counts["swept_status_only"] == 1
+    # reserved, nothing picked: its status read alone, its ordertasks not read
+    assert sim.count("GET /v1/{site_id}/ordertasks/{ordertask_id}") == tasks_before
     assert status("HO-M2") == "reserved"
     events = [r for f in outbox_rows(cfg, "order_status") for r in f]
     assert [r["order_status"] for r in events if r["order_id"] == "HO-M2"][-1] == "reserved"
     assert [r["order_status"] for r in events if r["order_id"] == "HO-M1"][-1] == "done"
+    unchanged = cycle(sweeping)  # as last polled: one status read, marked polled
+    assert unchanged.counts["swept_unchanged"] == 1
+    assert sim.advance_order("HO-M2") == "done"  # picked: read whole, with its picks
+    cycle(sweeping)
+    assert sim.count("GET /v1/{site_id}/ordertasks/{ordertask_id}") > tasks_before
+    assert status("HO-M2") == "done"
+    events = [r for f in outbox_rows(cfg, "order_status") for r in f]
+    done = [r for r in events if r["order_id"] == "HO-M2" and r["order_status"] == "done"]
+    assert done
+    assert [r["fulfilled"] for r in done] == [r["requested"] for r in done]
 
 
 def test_a_moves_read_cut_at_its_page_ceiling_still_polls_the_orders_it_read(

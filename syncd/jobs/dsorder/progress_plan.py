@@ -12,9 +12,11 @@ from datetime import datetime
 from syncd.clock import iso
 from syncd.jobs.shared.dsorder_plan import fulfil_report, report_changed
 from syncd.jobs.shared.instock_follow import (
+    ENDED,
     MovesWindow,
     moves_window,
     newest_moves,
+    split_by_status,
     sweep_before,
     sweep_quota,
 )
@@ -30,7 +32,7 @@ from syncd.state.mirror.dsorder import (
 )
 from syncd.state.plan import Plan
 
-TERMINAL = ("done", "canceled")  # Instock order statuses after which the order is closed
+TERMINAL = ENDED  # Instock order statuses after which the order is closed
 
 
 @dataclass(frozen=True)
@@ -48,30 +50,12 @@ def split_sweep(
     answered: Mapping[str, tuple[str, str] | None],
 ) -> SweepSplit:
     """Split the swept orders by their status answer (status and ordertask ids, JSON text)
-    against what the last poll stored.
-
-    What the sweep looks for shows in the status: a cancellation, a turn to done without a
-    move, new ordertasks. An order answering as last polled is unchanged. One not done or
-    canceled, never polled or changed, has its status recorded from this answer with its
-    ordertasks left unread: its picks write moves (read each run), so nothing was picked
-    that a move has not announced, and reading its open ordertasks (most of a poll's
-    requests) would find nothing to report. An order answering done or canceled gets the
-    whole poll (its ordertasks give the final totals), as does one without a usable answer
-    (a bad record, a 404: the whole poll records which) or stored done or canceled and
-    still open here (its close is decided by the whole poll)."""
-    unchanged: list[FollowedOrder] = []
-    status_only: list[FollowedOrder] = []
-    whole: list[FollowedOrder] = []
-    for order in swept:
-        answer = answered.get(order.instock_order_id)
-        known = stored.get(order.instock_order_id)
-        if answer is None or answer[0] in TERMINAL or (known and known[0] in TERMINAL):
-            whole.append(order)
-        elif answer == known:
-            unchanged.append(order)
-        else:
-            status_only.append(order)
-    return SweepSplit(unchanged, status_only, whole)
+    against what the last poll stored: `split_by_status`, which says why."""
+    by_id = {o.instock_order_id: o for o in swept}
+    unchanged, status_only, whole = split_by_status(list(by_id), stored, answered)
+    return SweepSplit(
+        [by_id[i] for i in unchanged], [by_id[i] for i in status_only], [by_id[i] for i in whole]
+    )
 
 
 def polls_due(

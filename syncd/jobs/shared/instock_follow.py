@@ -308,6 +308,66 @@ def sweep_quota(open_orders: int, since_last_run: float | None, interval: float,
     return max(1, min(limit, share))
 
 
+ENDED = ("done", "canceled")  # Instock order statuses after which nothing more is picked
+
+
+def read_statuses(
+    client: InstockClient, order_ids: Sequence[str], workers: int
+) -> dict[str, OrderStatus | None]:
+    """The sweep's read: each order's status alone, `workers` at a time; None where it
+    cannot be compared (a 404, a bad record): the whole poll then records which."""
+    if not order_ids:
+        return {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="instock-sweep") as pool:
+        context = contextvars.copy_context()
+        answers = pool.map(lambda oid: context.copy().run(_status_or_none, client, oid), order_ids)
+        return dict(zip(order_ids, answers, strict=True))
+
+
+def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
+    try:
+        return client.find_order_status(order_id)
+    except BadRecordError:
+        return None
+
+
+def compared(answers: Mapping[str, OrderStatus | None]) -> dict[str, tuple[str, str] | None]:
+    """Status answers as `followed_states` stores them: status and ordertask ids (JSON)."""
+    return {i: (a.order_status, json.dumps(a.task_ids)) if a else None for i, a in answers.items()}
+
+
+def split_by_status(
+    order_ids: Sequence[str],
+    stored: Mapping[str, tuple[str, str]],
+    answered: Mapping[str, tuple[str, str] | None],
+) -> tuple[list[str], list[str], list[str]]:
+    """Split swept orders by their status answer against what their last poll stored
+    (`followed_states`: status and ordertask ids as JSON text; `answered` the same of each
+    answer, `compared`): (unchanged, status only, whole).
+
+    What the sweep looks for shows in the status: a cancellation, a turn to done without a
+    move, new ordertasks. An order answering as last polled is unchanged. One not done or
+    canceled, never polled or changed, has its status recorded from this answer with its
+    ordertasks left unread: its picks write moves (read each run), so nothing was picked
+    that a move has not announced, and reading its open ordertasks (most of a poll's
+    requests) would find nothing to report. An order answering done or canceled gets the
+    whole poll (its ordertasks give the final totals), as does one without a usable answer
+    or stored done or canceled and still followed here."""
+    unchanged: list[str] = []
+    status_only: list[str] = []
+    whole: list[str] = []
+    for order_id in order_ids:
+        answer = answered.get(order_id)
+        known = stored.get(order_id)
+        if answer is None or answer[0] in ENDED or (known and known[0] in ENDED):
+            whole.append(order_id)
+        elif answer == known:
+            unchanged.append(order_id)
+        else:
+            status_only.append(order_id)
+    return unchanged, status_only, whole
+
+
 @dataclass(frozen=True)
 class PollPlan:
     """What one poll decides: its result for the caller and the writes that record it
