@@ -1096,6 +1096,25 @@ def m0026_inventory_deltas_by_scan(db: Database) -> None:
     )
 
 
+@migrations()
+def m0027_follow_indexes(db: Database) -> None:
+    # dsorder.progress picks, every run, the open orders that moved since their last poll
+    # and the ones the sweep is due to read: partial indexes over just those, so a run reads
+    # what is due instead of every open order (bench/follow_queries.py). The WHERE clauses
+    # repeat the queries' own terms (`moved_orders_due`, `orders_to_sweep`, which name
+    # these indexes): SQLite uses a partial index only for a query whose WHERE implies its.
+    run_script(
+        db,
+        """
+        CREATE INDEX dsorder_orders_moved_due ON dsorder_orders (moved_at, order_id)
+            WHERE state = 'created' AND moved_at > coalesce(polled_moved_at, '');
+        CREATE INDEX dsorder_orders_sweep_due
+            ON dsorder_orders (coalesce(polled_at, updated_at), order_id)
+            WHERE state = 'created';
+        """,
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 
@@ -1114,22 +1133,3 @@ def apply_migrations(db: Database) -> int:
         migrations.apply(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return SCHEMA_VERSION
-
-
-@migrations()
-def m0027_follow_indexes(db: Database) -> None:
-    # dsorder.progress picks, every run, the open orders that moved since their last poll
-    # and the ones the sweep is due to read: partial indexes over just those, so a run reads
-    # what is due instead of every open order (bench/follow_queries.py). The WHERE clauses
-    # repeat the queries' own terms (`moved_orders_due`, `orders_to_sweep`, which name
-    # these indexes): SQLite uses a partial index only for a query whose WHERE implies its.
-    run_script(
-        db,
-        """
-        CREATE INDEX dsorder_orders_moved_due ON dsorder_orders (moved_at, order_id)
-            WHERE state = 'created' AND moved_at > coalesce(polled_moved_at, '');
-        CREATE INDEX dsorder_orders_sweep_due
-            ON dsorder_orders (coalesce(polled_at, updated_at), order_id)
-            WHERE state = 'created';
-        """,
-    )

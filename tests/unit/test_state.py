@@ -19,6 +19,9 @@ def test_fresh_db_has_core_tables_wal_and_version(tmp_path: Path) -> None:
         assert store.scalar("PRAGMA foreign_keys") == 1
         assert store.scalar("PRAGMA busy_timeout") >= 1000
         assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
+        # the version counts every migration the file went through (one defined after
+        # SCHEMA_VERSION is computed would leave the version behind the schema)
+        assert store.scalar("SELECT count(*) FROM _sqlite_migrations") == SCHEMA_VERSION
 
 
 def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
