@@ -11,7 +11,7 @@ the same URL of the same simulator:
 - `connector`: `InstockClient.get_article(id)` (the HTTP layer plus the connector's record
   validation, as a job reads one record).
 
-The Instock simulator runs in a child process (`syncd sandbox instock`), so its CPU is not
+The Instock simulator runs in a child process (`syncd sandbox instock`, `rounds.start_instock`), so its CPU is not
 counted; each contender's CPU is `time.thread_time()` around `--requests` GETs of one
 article, so the figure is the sending thread's alone. Each contender runs once uncounted,
 then `--rounds` rounds alternate the order (`bench/rounds.py`); the summary gives the
@@ -28,7 +28,6 @@ import argparse
 import cProfile
 import io
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -39,36 +38,23 @@ import httpx
 from syncd.config import InstockConfig
 from syncd.connectors.instock import InstockClient
 from syncd.logs import configure_logging
-from syncd.sandbox.instock import DEFAULT_TOKEN
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rounds import Figures, free_port, interleave, machine_load, ratios, spread_of, warm_up
-
-
-def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
-    """`syncd sandbox instock` on a free port; returns it and its base URL once it answers."""
-    port = free_port()
-    syncd = Path(sys.executable).with_name("syncd")
-    proc = subprocess.Popen(
-        [str(syncd), "sandbox", "instock", "--port", str(port), "--articles", "100"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/sites", headers=auth(), timeout=1)
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the Instock simulator did not answer within 30 s")
+from rounds import (
+    INSTOCK_TOKEN,
+    Figures,
+    interleave,
+    machine_load,
+    ratios,
+    spread_of,
+    start_instock,
+    warm_up,
+)
 
 
 def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+    return {"Authorization": f"Bearer {INSTOCK_TOKEN}"}
 
 
 def main() -> None:
@@ -78,7 +64,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     configure_logging("info", "json", io.StringIO())
-    proc, base = start_simulator()
+    proc, base = start_instock(100, wait=30)
     try:
         site = httpx.get(f"{base}/sites", headers=auth()).json()["sites"][0]["site_id"]
         listed = httpx.get(f"{base}/articles", headers=auth(), params={"limit": 1}).json()
@@ -88,7 +74,7 @@ def main() -> None:
             {
                 "enabled": True,
                 "base_url": base,
-                "token": DEFAULT_TOKEN,
+                "token": INSTOCK_TOKEN,
                 "site_id": site,
                 "rate_limit": {"per_second": 0},  # the budget's arithmetic, never a wait
             }

@@ -46,60 +46,27 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rounds import (
+    INSTOCK_TOKEN,
     Figures,
     Series,
-    free_port,
     interleave,
     machine_load,
     ratios,
     run_measured,
     spread_of,
+    start_instock,
     warm_up,
 )
 
-TOKEN = "instock-sandbox-token"  # the simulator's built-in credential
+TOKEN = INSTOCK_TOKEN
 MIRROR_COUNT = "SELECT count(*) FROM instock_inventory"
-
-
-def start_simulator(articles: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "syncd.cli",
-            "sandbox",
-            "instock",
-            "--port",
-            str(port),
-            "--articles",
-            str(articles),
-            "--seed",
-            "7",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/sites", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=1)
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("simulator did not start")
 
 
 RAW_LOOP = textwrap.dedent(
@@ -193,7 +160,7 @@ def count_files(work: Path) -> int:
 
 
 def bench_size(articles: int, args: argparse.Namespace) -> dict[str, Any]:
-    sim, base = start_simulator(articles)
+    sim, base = start_instock(articles)
     syncd = [sys.executable, "-m", "syncd.cli"]
     try:
         with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:

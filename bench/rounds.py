@@ -21,11 +21,14 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 Figures = dict[str, Any]
 
@@ -34,6 +37,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+INSTOCK_TOKEN = "instock-sandbox-token"  # the Instock simulator's built-in credential
+
+
+def start_instock(articles: int, *, wait: float = 600) -> tuple[subprocess.Popen[bytes], str]:
+    """`syncd sandbox instock` (seed 7) on a free port, in a process of its own so its CPU
+    is not the measured one's; returns it and its base URL once it answers (a large
+    simulator takes a while to generate)."""
+    port = free_port()
+    serve = ["sandbox", "instock", "--port", str(port), "--articles", str(articles)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncd.cli", *serve, "--seed", "7"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(
+                f"{base}/sites", headers={"Authorization": f"Bearer {INSTOCK_TOKEN}"}, timeout=1
+            )
+            return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"the Instock simulator did not answer within {wait:g} s")
 
 
 @dataclass(frozen=True)
