@@ -8,7 +8,7 @@ the orders not polled for `sweep_interval`, oldest first, paced so that each run
 open orders' share of the time since the previous run (no waves of `sweep_limit` when many
 orders fell due at once): what shows no move (a cancellation, a status change the moves
 do not show, a move missed) is still seen. The sweep reads the status alone and the
-ordertasks only of an order it finds done or canceled (`split_sweep`): an open order's
+ordertasks only of an order it finds done or canceled (`split_by_status`): an open order's
 picks write moves, so its open ordertasks have nothing to report yet.
 `follow = "all"` polls every open order each run instead (the cost grows with the open
 orders), for a site whose moves carry no order id.
@@ -25,7 +25,7 @@ finished.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +40,6 @@ from syncd.jobs.dsorder.progress_plan import (
     moves_window,
     plan_progress,
     polls_due,
-    split_sweep,
     sweep_before,
     sweep_quota,
 )
@@ -49,15 +48,13 @@ from syncd.jobs.shared.instock_follow import (
     FollowResult,
     OnChange,
     Refused,
-    compared,
     follow_orders,
     read_moves,
-    read_statuses,
     since_previous_run,
+    sweep_statuses,
 )
 from syncd.state import Store
 from syncd.state.mirror import dsorder as orders
-from syncd.state.mirror import instock as instock_mirror
 from syncd.state.mirror.dsorder import FollowedOrder, MarkPolled, RecordMoves, StoredLine
 from syncd.state.plan import apply_plan
 
@@ -148,35 +145,27 @@ def _follow_moves(ctx: JobContext, client: InstockClient, *, sweep_over: int | N
             for o in orders.orders_to_sweep(store, sweep_before(now, options.sweep_interval), quota)
             if o.order_id not in moved_ids
         ]
-    statuses, whole, status_only = _sweep(ctx, client, swept)
+    statuses, polled, status_only = _sweep(ctx, client, swept)
     ctx.counts["moved"] += len(moved)
     ctx.counts["swept"] += len(swept)
-    _poll(ctx, client, polls_due(moved, [*whole, *status_only]), statuses, status_only)
+    _poll(ctx, client, polls_due(moved, polled), statuses, status_only)
     return len(moved)
 
 
 def _sweep(
     ctx: JobContext, client: InstockClient, swept: list[FollowedOrder]
-) -> tuple[dict[str, OrderStatus], list[FollowedOrder], list[FollowedOrder]]:
-    """Read only the status of each swept order (`split_sweep` says what follows): an
-    order as last polled is marked polled here; returned are the answers read, the orders
-    to poll whole and those whose status answer is recorded without their ordertasks."""
-    if not swept:
-        return {}, [], []
-    ids = [o.instock_order_id for o in swept]
-    answers = read_statuses(client, ids, ctx.options.workers)
-    split = split_sweep(swept, instock_mirror.followed_states(ctx.store, ids), compared(answers))
-    if split.unchanged:
+) -> tuple[dict[str, OrderStatus], list[FollowedOrder], set[str]]:
+    """Read only the status of each swept order (`sweep_statuses`): an order as last
+    polled is marked polled here; returned are the answers read, the orders to poll (whole,
+    then those whose status answer is recorded alone) and the latter's Instock ids."""
+    by_id = {o.instock_order_id: o for o in swept}
+    read = sweep_statuses(ctx, client, list(by_id), ctx.options.workers)
+    if read.unchanged:
         with ctx.store.transaction():
-            marks = tuple((o.order_id, o.moved_at) for o in split.unchanged)
+            marks = tuple((by_id[i].order_id, by_id[i].moved_at) for i in read.unchanged)
             MarkPolled(marks, iso()).apply(ctx.store)
-    ctx.counts["swept_unchanged"] += len(split.unchanged)
-    ctx.counts["swept_status_only"] += len(split.status_only)
-    return (
-        {i: a for i, a in answers.items() if a is not None},
-        split.whole,
-        split.status_only,
-    )
+    polled = [by_id[i] for i in (*read.whole, *read.status_only)]
+    return read.statuses, polled, set(read.status_only)
 
 
 def _read_moves(ctx: JobContext, client: InstockClient, read_until: str | None) -> tuple[str, bool]:
@@ -200,12 +189,12 @@ def _poll(
     client: InstockClient,
     due: list[FollowedOrder],
     statuses: dict[str, OrderStatus] | None = None,
-    status_only: Sequence[FollowedOrder] = (),
+    status_only: Collection[str] = (),
 ) -> None:
     """Poll the chosen orders: each chunk's results stored in one transaction with the
     fulfil and close intents they decide and the chunk's orders marked polled, then the
-    sender woken for what was queued. `status_only`: of them, those whose status answer
-    (in `statuses`) is recorded without reading their ordertasks."""
+    sender woken for what was queued. `status_only`: the Instock ids of those whose status
+    answer (in `statuses`) is recorded without reading their ordertasks."""
     options: Options = ctx.options
     store = ctx.store
     if not due:
@@ -271,7 +260,7 @@ def _poll(
         between=after_chunk,
         record=mark_polled,
         statuses=statuses,
-        status_only={o.instock_order_id for o in status_only},
+        status_only=status_only,
     ):
         ctx.counts["followed"] += 1
         order = ready[instock_id]

@@ -24,7 +24,7 @@ the result in one transaction; the mirror tables change only through
    stream shows them moving (moves carry `order_id`), when never polled, when Instock
    accepted syncd's update or cancel since, and by a paced slow sweep of the longest
    unpolled (`sweep_interval`; a status read, the ordertasks only of an order found done
-   or canceled: `split_by_status`): the requests grow with what changed, not with the
+   or canceled: `sweep_statuses`): the requests grow with what changed, not with the
    open orders. A change of status or of fulfilled quantities is
    recorded as order events in the same transaction, and the events become one host
    outbox file per run. A reception order found done is read again (retrieve
@@ -60,15 +60,13 @@ from syncd.jobs.base import JobContext, JobSpec, take_retried_rejects
 from syncd.jobs.shared.instock_follow import (
     ORDERS_REJECT_SOURCE,
     Refused,
-    compared,
     follow_orders,
     moves_window,
     read_moves,
-    read_statuses,
     since_previous_run,
-    split_by_status,
     sweep_before,
     sweep_quota,
+    sweep_statuses,
 )
 from syncd.jobs.shared.instock_records import RefreshRejects, ResolveFixed, bad_record_rejects
 from syncd.jsontext import canonical, content_hash, json_safe, text_hash
@@ -84,7 +82,6 @@ from syncd.state.mirror.instock import (
     MarkOrdersPolled,
     MirrorOrders,
     RecordOrderMoves,
-    followed_states,
     host_order_lines,
     host_orders_to_sweep,
     host_orders_with_sync,
@@ -579,24 +576,16 @@ def _follow_open_orders(ctx: JobContext, client: InstockClient, options: Options
 def _sweep(
     ctx: JobContext, client: InstockClient, swept: list[tuple[str, str | None]]
 ) -> tuple[dict[str, OrderStatus], set[str], set[str]]:
-    """Read only the status of each swept order (`split_by_status` says what follows): an
-    order as last polled is marked polled here. Returns the answers read, the orders whose
-    answer is recorded without reading their ordertasks, and the unchanged ones."""
-    if not swept:
-        return {}, set(), set()
-    ids = [order_id for order_id, _ in swept]
-    answers = read_statuses(client, ids, 4)
-    unchanged, status_only, _whole = split_by_status(
-        ids, followed_states(ctx.store, ids), compared(answers)
-    )
-    if unchanged:
-        moved_at = dict(swept)
+    """Read only the status of each swept order (`sweep_statuses`): an order as last
+    polled is marked polled here. Returns the answers read, the orders whose answer is
+    recorded without reading their ordertasks, and the unchanged ones."""
+    moved_at = dict(swept)
+    read = sweep_statuses(ctx, client, list(moved_at), 4)
+    if read.unchanged:
         with ctx.store.transaction():
-            marks = tuple((order_id, moved_at[order_id]) for order_id in unchanged)
+            marks = tuple((order_id, moved_at[order_id]) for order_id in read.unchanged)
             MarkOrdersPolled(marks, iso()).apply(ctx.store)
-    ctx.counts["swept_unchanged"] += len(unchanged)
-    ctx.counts["swept_status_only"] += len(status_only)
-    return {i: a for i, a in answers.items() if a is not None}, set(status_only), set(unchanged)
+    return read.statuses, set(read.status_only), set(read.unchanged)
 
 
 def _read_moves(ctx: JobContext, client: InstockClient, options: Options) -> None:

@@ -26,7 +26,6 @@ from syncd.jobs.dsorder.progress_plan import (
     newest_moves,
     plan_progress,
     polls_due,
-    split_sweep,
     sweep_before,
     sweep_quota,
 )
@@ -52,6 +51,7 @@ from syncd.jobs.shared.dsorder_plan import (
     check_line,
     uncovered_interval,
 )
+from syncd.jobs.shared.instock_follow import split_by_status
 from syncd.state import NewReject
 from syncd.state.mirror.dsorder import (
     FollowedOrder,
@@ -554,11 +554,8 @@ def test_polls_due_are_the_moved_orders_then_the_sweep_without_repeats() -> None
     assert sweep_before(now, 600) == "2026-03-02T09:20:00.000Z"
 
 
-def test_split_sweep_reads_ordertasks_only_of_orders_found_done_or_canceled() -> None:
-    def followed(n: str) -> FollowedOrder:
-        return FollowedOrder(n, f"DS-{n}", "2026-03-02T09:00:00.000Z", "accepted")
-
-    swept = [followed(n) for n in "12345678"]
+def test_the_sweep_reads_ordertasks_only_of_orders_found_done_or_canceled() -> None:
+    swept = [f"DS-{n}" for n in "12345678"]
     stored = {
         "DS-1": ("reserved", '["t1"]'),
         "DS-2": ("reserved", '["t1"]'),
@@ -578,10 +575,10 @@ def test_split_sweep_reads_ordertasks_only_of_orders_found_done_or_canceled() ->
         "DS-7": ("done", '["t7"]'),  # done without a move
         "DS-8": ("reserved", '["t8"]'),  # reserved since the last poll, no move
     }
-    split = split_sweep(swept, stored, answered)
-    assert [o.order_id for o in split.unchanged] == ["1"]
-    assert [o.order_id for o in split.status_only] == ["2", "4", "8"]
-    assert [o.order_id for o in split.whole] == ["3", "5", "6", "7"]
+    unchanged, status_only, whole = split_by_status(swept, stored, answered)
+    assert unchanged == ["DS-1"]
+    assert status_only == ["DS-2", "DS-4", "DS-8"]
+    assert whole == ["DS-3", "DS-5", "DS-6", "DS-7"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -595,22 +592,19 @@ def test_split_sweep_reads_ordertasks_only_of_orders_found_done_or_canceled() ->
         max_size=30,
     )
 )
-def test_split_sweep_places_every_swept_order_once_and_never_skips_an_end(
+def test_the_sweep_places_every_swept_order_once_and_never_skips_an_end(
     answers: list[tuple[str | None, str | None, str]],
 ) -> None:
     """Each swept order lands in exactly one group, and an order answering done or
     canceled is always polled whole (its final totals need its ordertasks)."""
-    swept = [
-        FollowedOrder(str(n), f"DS-{n}", "2026-03-02", "accepted") for n in range(len(answers))
-    ]
+    swept = [f"DS-{n}" for n in range(len(answers))]
     stored = {f"DS-{n}": (s, t) for n, (s, _a, t) in enumerate(answers) if s is not None}
     answered = {f"DS-{n}": (a, t) if a else None for n, (_s, a, t) in enumerate(answers)}
-    split = split_sweep(swept, stored, answered)
-    groups = [*split.unchanged, *split.status_only, *split.whole]
-    assert sorted(o.order_id for o in groups) == sorted(o.order_id for o in swept)
-    ended = {o.order_id for o in swept if (answered[o.instock_order_id] or ("",))[0] in TERMINAL}
-    assert ended <= {o.order_id for o in split.whole}
-    assert not {o.order_id for o in split.status_only} & ended
+    unchanged, status_only, whole = split_by_status(swept, stored, answered)
+    assert sorted([*unchanged, *status_only, *whole]) == sorted(swept)
+    ended = {o for o in swept if (answered[o] or ("",))[0] in TERMINAL}
+    assert ended <= set(whole)
+    assert not set(status_only) & ended
 
 
 def test_sweep_quota_is_the_open_orders_share_of_the_time_since_the_last_run() -> None:

@@ -12,11 +12,10 @@ from datetime import datetime
 from syncd.clock import iso
 from syncd.jobs.shared.dsorder_plan import fulfil_report, report_changed
 from syncd.jobs.shared.instock_follow import (
-    ENDED,
+    TERMINAL,  # Instock order statuses after which the order is closed
     MovesWindow,
     moves_window,
     newest_moves,
-    split_by_status,
     sweep_before,
     sweep_quota,
 )
@@ -31,31 +30,6 @@ from syncd.state.mirror.dsorder import (
     StoredLine,
 )
 from syncd.state.plan import Plan
-
-TERMINAL = ENDED  # Instock order statuses after which the order is closed
-
-
-@dataclass(frozen=True)
-class SweepSplit:
-    """The swept orders by what their status answer asks for."""
-
-    unchanged: list[FollowedOrder]  # as last polled: marked polled, nothing else
-    status_only: list[FollowedOrder]  # the status answer recorded; ordertasks not read
-    whole: list[FollowedOrder]  # the whole poll: status and ordertasks
-
-
-def split_sweep(
-    swept: Sequence[FollowedOrder],
-    stored: Mapping[str, tuple[str, str]],
-    answered: Mapping[str, tuple[str, str] | None],
-) -> SweepSplit:
-    """Split the swept orders by their status answer (status and ordertask ids, JSON text)
-    against what the last poll stored: `split_by_status`, which says why."""
-    by_id = {o.instock_order_id: o for o in swept}
-    unchanged, status_only, whole = split_by_status(list(by_id), stored, answered)
-    return SweepSplit(
-        [by_id[i] for i in unchanged], [by_id[i] for i in status_only], [by_id[i] for i in whole]
-    )
 
 
 def polls_due(
@@ -142,12 +116,10 @@ __all__ = [
     "TERMINAL",
     "MovesWindow",
     "ProgressDecision",
-    "SweepSplit",
     "moves_window",
     "newest_moves",
     "plan_progress",
     "polls_due",
-    "split_sweep",
     "sweep_before",
     "sweep_quota",
 ]

@@ -45,6 +45,7 @@ from syncd.state.mirror.instock import (
     SetOrderAttributes,
     StoreOrdertasks,
     StubOrder,
+    followed_states,
     mirrored_order,
     reception_orders,
     terminal_ordertasks,
@@ -131,8 +132,6 @@ def poll_order(
     done (attributes added during decanting); safe to run in a worker thread. `status`:
     the order's status already read this run (not read again). `tasks=False`: the
     status alone (its ordertasks are left as last polled)."""
-    if not tasks and status is not None:
-        return Poll(order_id, status, [], tasks_read=False)
     order = None
     try:
         status = status or client.order_status(order_id)
@@ -308,20 +307,48 @@ def sweep_quota(open_orders: int, since_last_run: float | None, interval: float,
     return max(1, min(limit, share))
 
 
-ENDED = ("done", "canceled")  # Instock order statuses after which nothing more is picked
+TERMINAL = ("done", "canceled")  # Instock order statuses after which nothing more is picked
 
 
-def read_statuses(
-    client: InstockClient, order_ids: Sequence[str], workers: int
-) -> dict[str, OrderStatus | None]:
-    """The sweep's read: each order's status alone, `workers` at a time; None where it
-    cannot be compared (a 404, a bad record): the whole poll then records which."""
+@dataclass(frozen=True)
+class SweepRead:
+    """The sweep's status reads, by what each answer asks for (`split_by_status`); the
+    ids are Instock order ids. The unchanged are the caller's to mark polled."""
+
+    statuses: dict[str, OrderStatus]  # the usable answers, not to be read again
+    unchanged: list[str]
+    status_only: list[str]
+    whole: list[str]
+
+
+def sweep_statuses(
+    ctx: JobContext, client: InstockClient, order_ids: Sequence[str], workers: int
+) -> SweepRead:
+    """Read the status alone of each swept order, `workers` at a time, and split them
+    against what their last poll stored; counted as `swept_unchanged` and
+    `swept_status_only`. An answer that cannot be compared (a 404, a bad record) is
+    None: the whole poll then records which."""
     if not order_ids:
-        return {}
+        return SweepRead({}, [], [], [])
     with ThreadPoolExecutor(workers, thread_name_prefix="instock-sweep") as pool:
         context = contextvars.copy_context()
-        answers = pool.map(lambda oid: context.copy().run(_status_or_none, client, oid), order_ids)
-        return dict(zip(order_ids, answers, strict=True))
+        answers = dict(
+            zip(
+                order_ids,
+                pool.map(lambda oid: context.copy().run(_status_or_none, client, oid), order_ids),
+                strict=True,
+            )
+        )
+    compared = {
+        i: (a.order_status, json.dumps(a.task_ids)) if a else None for i, a in answers.items()
+    }
+    unchanged, status_only, whole = split_by_status(
+        order_ids, followed_states(ctx.store, order_ids), compared
+    )
+    ctx.counts["swept_unchanged"] += len(unchanged)
+    ctx.counts["swept_status_only"] += len(status_only)
+    statuses = {i: a for i, a in answers.items() if a is not None}
+    return SweepRead(statuses, unchanged, status_only, whole)
 
 
 def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
@@ -331,11 +358,6 @@ def _status_or_none(client: InstockClient, order_id: str) -> OrderStatus | None:
         return None
 
 
-def compared(answers: Mapping[str, OrderStatus | None]) -> dict[str, tuple[str, str] | None]:
-    """Status answers as `followed_states` stores them: status and ordertask ids (JSON)."""
-    return {i: (a.order_status, json.dumps(a.task_ids)) if a else None for i, a in answers.items()}
-
-
 def split_by_status(
     order_ids: Sequence[str],
     stored: Mapping[str, tuple[str, str]],
@@ -343,7 +365,7 @@ def split_by_status(
 ) -> tuple[list[str], list[str], list[str]]:
     """Split swept orders by their status answer against what their last poll stored
     (`followed_states`: status and ordertask ids as JSON text; `answered` the same of each
-    answer, `compared`): (unchanged, status only, whole).
+    answer, None for one that cannot be compared): (unchanged, status only, whole).
 
     What the sweep looks for shows in the status: a cancellation, a turn to done without a
     move, new ordertasks. An order answering as last polled is unchanged. One not done or
@@ -359,7 +381,7 @@ def split_by_status(
     for order_id in order_ids:
         answer = answered.get(order_id)
         known = stored.get(order_id)
-        if answer is None or answer[0] in ENDED or (known and known[0] in ENDED):
+        if answer is None or answer[0] in TERMINAL or (known and known[0] in TERMINAL):
             whole.append(order_id)
         elif answer == known:
             unchanged.append(order_id)
