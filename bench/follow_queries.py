@@ -1,7 +1,7 @@
 """Benchmark: what choosing the orders to poll costs dsorder.progress per run, by open orders.
 
 Each `follow = "moves"` run asks the state DB which open orders moved since their last poll
-(`moved_orders_due`), how many orders the sweep takes turns over (`sweepable_count`, with
+(`moved_orders_due`), how many orders the sweep takes turns over (`create_counts`, with
 the refused creates in the same scan), and which are due for the sweep (`orders_to_sweep`).
 A site with 20,000 open orders runs this every 10 s, so it should cost what changed, not
 what is open.
