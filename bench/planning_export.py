@@ -524,18 +524,21 @@ def profile_demand(
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
     restore(template, db)
     out = work / "demand.txt"
-    job = ["-m", "syncd.cli", "once", "planning.import", "--config", str(config)]
+    job = [sys.executable, "-m", "syncd.cli", "once", "planning.import", "--config", str(config)]
 
     def cmd(base: str) -> list[str]:
         write_config(work, base, "http://127.0.0.1:9", args)
-        return [spy, "record", "-r", "250", "-f", "raw", "-o", str(out), "--", sys.executable, *job]
+        gil = ["--gil"] if args.profile_gil else []
+        return [spy, "record", "-r", "250", *gil, "-f", "raw", "-o", str(out), "--", *job]
 
     f = measure("import_jobs", cmd)
     seconds, _, _ = last_run(db, "planning.import")
-    print(
-        f"-- demand history under py-spy, all threads (job {seconds:.1f} s, CPU {f['cpu']:.1f} s):"
-    )
+    threads = "the thread holding the GIL" if args.profile_gil else "all threads"
+    print(f"-- demand history under py-spy, {threads} (job {seconds:.1f} s, CPU {f['cpu']:.1f} s):")
     print_collapsed(out.read_text(), top=35)
+    if args.keep:
+        which = "gil" if args.profile_gil else "all"
+        shutil.copy2(out, Path(args.keep) / f"demand-profile-{which}.txt")
 
 
 def table(results: list[dict[str, float]]) -> None:
@@ -583,6 +586,11 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="copy each state DB into this directory")
     parser.add_argument(
         "--profile", action="store_true", help="profile one more syncd demand-history run"
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (where Python's time goes)",
     )
     args = parser.parse_args()
     results = [bench_size(n, args) for n in args.sizes]

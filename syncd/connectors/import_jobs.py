@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any, Final, Literal, NotRequired, TypeVar
+from typing import Annotated, Any, Final, Literal, NotRequired, TypeVar, cast
 
 import httpx
 import structlog
@@ -569,9 +569,10 @@ class ImportJobsClient:
     def submit(
         self,
         kind: str,
-        rows: Sequence[Mapping[str, Any] | ImportRow | RawJson],
+        rows: Sequence[Mapping[str, Any] | ImportRow | RawJson] | Sequence[str],
         *,
         resend_when_unsure: bool = True,
+        rendered: bool = False,
     ) -> ImportJob:
         """POST one batch; returns the job envelope (normally PENDING).
 
@@ -581,18 +582,18 @@ class ImportJobsClient:
 
         Typed rows are sent without their None fields; mappings are sent as given (check them
         with `parse_rows`/`check_rows` first); rows already rendered as JSON (`RawJson`, all of
-        them) are joined into the body as they are. 429/5xx/timeouts are retried by the HTTP
-        layer and a malformed 202 body here: a re-sent batch only makes a second job (see the
-        module doc).
+        them, or any texts with `rendered=True`) are joined into the body as they are.
+        429/5xx/timeouts are retried by the HTTP layer and a malformed 202 body here: a
+        re-sent batch only makes a second job (see the module doc).
         """
         spec = endpoint(kind)
         if not rows:
             raise ValueError(f"{kind}: nothing to import")
         body: Any
-        if isinstance(rows[0], RawJson):  # rendered by the caller (all of them): sent as is
-            body = RawJson(f'{{"{spec.key}":[{",".join(rows)}]}}')  # type: ignore[arg-type]
+        if rendered or isinstance(rows[0], RawJson):  # by the caller (all of them): as is
+            body = RawJson(f'{{"{spec.key}":[{",".join(cast("Sequence[str]", rows))}]}}')
         else:
-            body = {spec.key: [_wire(r) for r in rows]}
+            body = {spec.key: [_wire(cast("Mapping[str, Any] | ImportRow", r)) for r in rows]}
 
         def post() -> ImportJob:
             return self._job(self.http.request("POST", spec.path, json_body=body))

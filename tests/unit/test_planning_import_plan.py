@@ -11,6 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from syncd.connectors.import_jobs import ImportJob, check_rows, parse_rows, row_key
+from syncd.jobs.planning.plan import key_chunk
+from syncd.jobs.planning.rows import Candidate
 from syncd.jobs.planning_import import (
     ORDER,
     Options,
@@ -34,7 +36,7 @@ from syncd.jobs.planning_import import (
     week_starting,
     weekly_demand,
 )
-from syncd.jsontext import canonical
+from syncd.jsontext import canonical, text_hash
 from syncd.state import Store
 
 SITE = "WH"
@@ -236,6 +238,12 @@ def test_sql_weekly_aggregation_matches_the_python_reference(store: Store) -> No
         "sales-1.csv:6"
     )
     assert [c.text for c in found] == [canonical(r) for r in records]
+    # each record comes keyed and hashed as `key_chunk` would key and hash it
+    assert [c.digest for c in found] == [text_hash(canonical(r)) for r in records]
+    assert [
+        r.key for r in key_chunk("demand-history", [Candidate(p, "x") for p in records]).rows
+    ] == [c.key for c in found]
+    assert key_chunk("demand-history", found).rows == tuple(found)  # passed as it is
     assert any(c.payload is None for c in found)  # the fast path was taken
     assert any(c.payload is not None and c.checked for c in found)  # ... and the other
     # a record marked checked passes check_rows and has row_key's key; a blank id is not

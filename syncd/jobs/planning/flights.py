@@ -162,7 +162,7 @@ class Flights:
                         )
                 try:
                     job = self.client.submit(
-                        self.endpoint, texts, resend_when_unsure=not self.may_add
+                        self.endpoint, texts, resend_when_unsure=not self.may_add, rendered=True
                     )
                 except UnsureSubmitError:
                     raise

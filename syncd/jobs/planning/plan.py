@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from syncd.connectors.import_jobs import (
     ImportJob,
@@ -28,8 +28,7 @@ from syncd.connectors.import_jobs import (
 )
 from syncd.errors import PermanentError
 from syncd.jobs.planning.options import CLOSING
-from syncd.jobs.planning.rows import Candidate, Planned
-from syncd.jsontext import RawJson, canonical, text_hash
+from syncd.jobs.planning.rows import Candidate, Planned, keyed
 from syncd.state import NewReject
 from syncd.state.mirror.planning_import import (
     AMBIGUOUS,
@@ -80,18 +79,21 @@ class KeyedChunk:
     keys: tuple[str, ...]  # the rows' keys, in order (made with them, where they are made)
 
 
-def key_chunk(endpoint: str, chunk: Sequence[Candidate]) -> KeyedChunk:
-    """Each row rendered once (the text that is hashed, kept and sent) and keyed."""
+def key_chunk(endpoint: str, chunk: Sequence[Candidate] | Sequence[Planned]) -> KeyedChunk:
+    """Each row rendered once (the text that is hashed, kept and sent) and keyed (`keyed`).
+    A chunk read keyed already (demand history's: `hostrows.demand_candidates`) passes as
+    it is."""
+    if chunk and type(chunk[0]) is Planned:
+        done = cast("tuple[Planned, ...]", tuple(chunk))
+        return KeyedChunk(done, 0, tuple(r.key for r in done))
     key_of = key_function(endpoint)
     rows = []
     held = 0
-    for payload, reference, rendered, known_key, checked, why, closes in chunk:
-        if why is not None:
+    for candidate in cast("Sequence[Candidate]", chunk):
+        if candidate.held is not None:
             held += 1
             continue
-        text = rendered or canonical(payload)
-        key = known_key or (payload is not None and key_of(payload)) or f"?{reference}"
-        rows.append(Keyed(key, text_hash(text), RawJson(text), reference, payload, checked, closes))
+        rows.append(keyed(key_of, candidate))
     return KeyedChunk(tuple(rows), held, tuple(r.key for r in rows))
 
 

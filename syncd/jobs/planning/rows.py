@@ -5,14 +5,14 @@ travels in (`Candidate`, then `Planned`)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final, NamedTuple, cast
 
 from syncd.jobs.planning.options import Options
-from syncd.jsontext import RawJson, canonical, text_hash
+from syncd.jsontext import canonical, text_hash
 
 _PLACES: Final = Decimal("0.000001")  # host decimals keep up to 6 places
 
@@ -263,17 +263,27 @@ class Candidate(NamedTuple):
 
 
 class Planned(NamedTuple):
-    """A row keyed and rendered once (`text`: hashed, kept with its job and sent as is),
-    with what planning it needs (a tuple: the hot path makes one per row, and the rows
-    to send are these same tuples)."""
+    """A row keyed and rendered once (`text`: its canonical JSON, hashed, kept with its job
+    and sent as is), with what planning it needs (a tuple: the hot path makes one per row,
+    and the rows to send are these same tuples)."""
 
     key: str
     digest: str
-    text: RawJson
+    text: str
     reference: str
     payload: dict[str, Any] | None = None  # None: `text` is the row
     checked: bool = True  # the mapping guarantees what the local check checks
     closing: bool = False  # it closes a row that left the open set (adds nothing)
+
+
+def keyed(key_of: Callable[[Mapping[str, Any]], str | None], candidate: Candidate) -> Planned:
+    """A candidate rendered (unless it came rendered), hashed (`text_hash`) and keyed: its
+    natural key (`key_of`, the endpoint's `key_function`), else `?<reference>` (a row
+    without one is refused when planned)."""
+    payload, reference, rendered, known_key, checked, _, closes = candidate
+    text = rendered or canonical(payload)
+    key = known_key or (payload is not None and key_of(payload)) or f"?{reference}"
+    return Planned(key, text_hash(text), text, reference, payload, checked, closes)
 
 
 def job_rows(batch: Sequence[Planned]) -> str:
