@@ -47,12 +47,13 @@ the connector's own check refuses (`row_problems`: e.g. a PO line without unit c
 rejects without a request. An unchanged host makes no request at all. Each row is rendered
 to its canonical JSON once: that text is hashed, kept with its job and sent as is.
 
-Per batch of `batch_size` changed rows: submit (POST, 202 + job), then at once record the job
-id with the keys, hashes, host references and payloads of the rows it carries
-(`planning_import_jobs.rows`, one JSON array per job), then poll the job with backoff until
-COMPLETED or FAILED, then in one transaction: accepted rows recorded, each row-level error a
-reject (source `planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field
-and message), job counts stored. Rows are recorded as accepted only when the job accounts
+Per batch of `batch_size` changed rows: record the keys, hashes, host references and
+payloads of the rows it carries (`planning_import_batches.rows`, one JSON array per batch),
+submit (POST, 202 + job), then at once record the job id, naming the batch
+(`planning_import_jobs`), then poll the job with backoff until COMPLETED or FAILED, then in
+one transaction: accepted rows recorded, each row-level error a reject (source
+`planning:<endpoint>`, reference `<host file>:<line> <key>`, the error's field and message),
+job counts stored, the batch deleted. Rows are recorded as accepted only when the job accounts
 for every row it was sent (`count_mismatch`); otherwise each is a reject and an alert opens.
 
 Re-sends. For the endpoints in `options.upsert_endpoints` (default catalog, suppliers,

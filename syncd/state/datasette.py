@@ -685,7 +685,19 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "submitted_at": f"submitted at, {TS}",
             "finished_at": f"finished at, {TS}",
             "run_id": "runs.run_id of the submitting run",
-            "rows": "JSON array of [row_key, row_hash, reference, payload] while open",
+            "batch_id": "planning_import_batches.batch_id: its rows, while it is open",
+        },
+    ),
+    "planning_import_batches": (
+        "The rows of each import job still open (or about to be submitted), deleted when "
+        "its outcome is recorded.",
+        {
+            "batch_id": "local id (never changes)",
+            "endpoint": "endpoint",
+            "row_count": "rows in it (count)",
+            "rows": "JSON array of [row_key, row_hash, reference, payload]",
+            "prepared_at": f"written at, {TS}",
+            "run_id": "runs.run_id of the run that wrote it",
         },
     ),
     # -- Oregon Tool SIOP ------------------------------------------------------------

@@ -213,6 +213,18 @@ class Store:
                 raise
             conn.execute("COMMIT")
 
+    def write_one(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in a transaction of its own (SQLite makes a lone statement atomic),
+        in one call instead of three (BEGIN, the statement, COMMIT): each call lets go of
+        the GIL and waits to take it back, which is what a step done in turn while other
+        threads compute pays for. Returns the rows it changed. Inside a transaction it is
+        simply part of it."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            return conn.execute(sql, params).rowcount
+        with self._lock:
+            return conn.execute(sql, params).rowcount
+
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute(sql, params).fetchall()]
 

@@ -196,7 +196,8 @@ def test_first_run_sends_every_endpoint_and_a_second_run_sends_nothing(
     jobs = query(cfg, "SELECT status, row_count, finished_at FROM planning_import_jobs")
     assert len(jobs) == 6
     assert all(j["status"] == "COMPLETED" and j["finished_at"] for j in jobs)
-    assert not query(cfg, "SELECT * FROM planning_import_jobs WHERE rows IS NOT NULL")
+    assert not query(cfg, "SELECT * FROM planning_import_jobs WHERE batch_id IS NOT NULL")
+    assert not query(cfg, "SELECT * FROM planning_import_batches")  # each job's rows went
 
     before = len(sim.requests)
     with freeze_time("2025-03-12 10:00:00", tick=True):
@@ -314,7 +315,11 @@ def test_a_job_pending_at_a_crash_is_resumed_without_a_new_submit(
         drop(cfg, "articles", ARTICLES, ["A1,One", "A2,Two"])
         first = run(cfg)
         assert first.counts["jobs_open"] == 1
-        [job] = query(cfg, "SELECT * FROM planning_import_jobs")
+        [job] = query(
+            cfg,
+            "SELECT j.*, b.rows FROM planning_import_jobs j "
+            "JOIN planning_import_batches b ON b.batch_id = j.batch_id",
+        )
         assert job["status"] == "PENDING"
         assert job["finished_at"] is None
         assert len(json.loads(job["rows"])) == 2  # kept with the open job
@@ -334,6 +339,7 @@ def test_a_job_pending_at_a_crash_is_resumed_without_a_new_submit(
         [job] = query(cfg, "SELECT * FROM planning_import_jobs")
         assert job["status"] == "COMPLETED"
         assert job["processed_count"] == 2
+        assert not query(cfg, "SELECT * FROM planning_import_batches")  # its rows went
         assert resumed.counts["unchanged"] == 2
 
 
@@ -349,7 +355,11 @@ def test_jobs_in_flight_stay_recorded_when_one_stays_open_and_are_all_resumed(
         first = run(cfg)
         assert first.counts["jobs_submitted"] == 3
         assert posts(sim)[post("catalog")] == 3
-        jobs = query(cfg, "SELECT status, rows FROM planning_import_jobs")
+        jobs = query(
+            cfg,
+            "SELECT j.status, b.rows FROM planning_import_jobs j "
+            "JOIN planning_import_batches b ON b.batch_id = j.batch_id",
+        )
         assert [j["status"] for j in jobs] == ["PENDING"] * 3
         assert all(len(json.loads(j["rows"])) == 1 for j in jobs)
 
@@ -752,12 +762,41 @@ def test_a_lost_answer_for_orders_is_held_not_sent_twice(
     assert all("not sent again" in r["reason"] for r in rejects)
     [job] = query(cfg, "SELECT status FROM planning_import_jobs WHERE endpoint = 'orders'")
     assert job["status"] == "AMBIGUOUS"
+    assert not query(cfg, "SELECT * FROM planning_import_batches")  # held as rejects instead
     with Store.open(cfg.db_path, migrate=False) as store:
         [alert] = store.open_alerts("planning_import_ambiguous")
     assert alert["subject"] == "orders"
     run(cfg)
     assert appending.state.stats["orders_jobs"] == 1
     assert appending.state.stats["rows_appended"] == 0
+
+
+@pytest.mark.parametrize("endpoint", ["catalog", "orders"])
+def test_a_batch_written_by_a_run_that_stopped_before_its_submit_is_dropped_and_sent(
+    sim: ImportJobsSim, make_cfg: Callable[..., Settings], endpoint: str
+) -> None:
+    """A batch's rows are written before its submit; a run stopped in between leaves them
+    named by no job. For an endpoint that may add rows the POST comes only after its
+    SUBMITTING record, so such a batch was never sent; for an upserting one a re-send is
+    a second job, no duplicate data. Either way the next run drops the batch and sends
+    its rows once."""
+    from syncd.state.mirror.planning_import import prepare_batch
+
+    cfg = make_cfg(sim, endpoints=[endpoint])
+    drop(cfg, "articles", ARTICLES, ["A1,One"])
+    if endpoint == "orders":
+        drop(cfg, "orders", ORDERS, ["create,O1,1,A1,2"])
+    with Store.open(cfg.db_path, migrate=False) as store:
+        row = ["A1" if endpoint == "catalog" else "O1", "h" * 32, "x.csv:2", '{"x":1}']
+        prepare_batch(
+            store, "b-1", endpoint, 1, json.dumps([row]), run_id="stopped", at="2025-03-12"
+        )
+    result = run(cfg)
+    assert not query(cfg, "SELECT * FROM planning_import_batches")
+    assert result.counts["jobs_submitted"] == 1
+    assert "ambiguous" not in result.counts  # not held: it was never sent
+    assert posts(sim)[post(endpoint)] == 1
+    assert set(accepted(cfg, endpoint)) == {"A1" if endpoint == "catalog" else "O1"}
 
 
 def test_a_changed_order_is_held_where_orders_may_be_added_twice(

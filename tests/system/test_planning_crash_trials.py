@@ -407,11 +407,14 @@ def observe_planning(sim: CrashingImportJobs, root: Path) -> dict[str, Any]:
 
 
 def rows_left(db: Path) -> int:
-    """Rows kept with a job whose outcome is not recorded: in `planning_import_sent`, or (from
-    m0009 on) in the job row's `rows`, cleared when its outcome is recorded."""
+    """Rows kept with a job whose outcome is not recorded: in `planning_import_sent`, (from
+    m0009 on) in the job row's `rows`, cleared when its outcome is recorded, or (from m0028
+    on) a batch in `planning_import_batches`, deleted then, or when no job names it."""
     tables = {r["name"] for r in db_rows(db, "SELECT name FROM sqlite_master")}
     if "planning_import_sent" in tables:
         return db_rows(db, "SELECT count(*) AS n FROM planning_import_sent")[0]["n"]
+    if "planning_import_batches" in tables:
+        return db_rows(db, "SELECT count(*) AS n FROM planning_import_batches")[0]["n"]
     sql = "SELECT count(*) AS n FROM planning_import_jobs WHERE rows IS NOT NULL"
     return db_rows(db, sql)[0]["n"]
 

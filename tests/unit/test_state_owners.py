@@ -233,7 +233,12 @@ OWNERS: dict[str, str] = {
     ),
     "netstock_pops": MIRROR + "netstock_pop.py",
     **dict.fromkeys(
-        ("planning_import_jobs", "planning_import_accepted", "planning_import_failed"),
+        (
+            "planning_import_jobs",
+            "planning_import_batches",
+            "planning_import_accepted",
+            "planning_import_failed",
+        ),
         MIRROR + "planning_import.py",
     ),
     **dict.fromkeys(("oregon_siop_accepted", "oregon_siop_failed"), MIRROR + "oregon_siop.py"),

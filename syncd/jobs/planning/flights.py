@@ -4,14 +4,15 @@ run left open or unsure. HTTP happens here (helper threads); a finished job is r
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import queue
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from syncd.clock import iso
@@ -38,7 +39,9 @@ from syncd.state import Store
 from syncd.state.mirror.planning_import import (
     SUBMITTING,
     forget_submitting,
+    forget_unsent_batches,
     jobs_with_status,
+    prepare_batch,
     record_job,
     record_submitting,
 )
@@ -49,6 +52,38 @@ to record; `recorded`: recorded by the helper already), a submit whose answer wa
 (`unsure`), an error of the submit, the wait or the record (`failed`)."""
 
 
+class _Turns:
+    """A lock whose urgent holders go first: while one waits, no other holder takes it.
+
+    The helpers' connection is written by the submit steps (small, in the step every job
+    takes in turn) and by the records of batches and finished jobs (larger, and in no
+    hurry): with a plain lock a submit step waited for every record queued before it."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition(threading.Lock())
+        self._held = False
+        self._urgent = 0  # urgent holders waiting
+
+    @contextlib.contextmanager
+    def hold(self, *, urgent: bool = False) -> Iterator[None]:
+        with self._ready:
+            if urgent:
+                self._urgent += 1
+                while self._held:
+                    self._ready.wait()
+                self._urgent -= 1
+            else:
+                while self._held or self._urgent:
+                    self._ready.wait()
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._held = False
+                self._ready.notify_all()
+
+
 class _Cancelled(Exception):
     """A helper's job wait ended because the run is ending; the job stays recorded open."""
 
@@ -56,6 +91,7 @@ class _Cancelled(Exception):
 @dataclass
 class _Flight:
     batch: Sequence[Planned]
+    batch_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # its rows' record
     job_id: str | None = None  # set once the job is recorded
     local_id: str | None = None  # its SUBMITTING record, before the POST (may_add only)
 
@@ -63,9 +99,10 @@ class _Flight:
 class Flights:
     """The batches of one endpoint on their way, up to `options.jobs_in_flight` jobs at once.
 
-    Helper threads submit and poll while the next batch is planned here. Submits go one at
-    a time, and each job is recorded (on the helpers' own connection) before the next
-    submit starts: a crash leaves at most one job the API made and syncd does not know,
+    Helper threads submit and poll while the next batch is planned here. Each batch's rows
+    are written (`prepare_batch`) before its turn to submit. Submits go one at a time, and
+    each job is recorded (a small row naming its batch, on the helpers' own connection)
+    before the next submit starts: a crash leaves at most one job the API made and syncd does not know,
     exactly as with one job at a time. Polls run side by side; a finished job is recorded
     by its helper (`record.record_finished`, one transaction, one helper at a time on the
     helpers' connection) while this thread plans, and every outcome comes back through
@@ -84,7 +121,7 @@ class Flights:
         self.blocked = False  # a job stayed open past job_timeout: send no more
         self.cancel = threading.Event()
         self.submitting = threading.Lock()  # one submit (and its record) at a time
-        self.recording = threading.Lock()  # one helper at a time on the recorder
+        self.recording = _Turns()  # one helper at a time on the recorder, submit steps first
         # the helpers record submitted and finished jobs on their own connection, so that
         # SQLite writes a job's outcome while this thread plans the next batch (an
         # in-memory store has only one: then the job's thread records them, from the queue)
@@ -134,29 +171,42 @@ class Flights:
                 )
         self.pool.shutdown(wait=True)
         if self.recorder is not None:
+            forget_unsent_batches(self.recorder)  # batches whose submit never was
             self.wrote = self.recorder.changes_made() > 0
             self.recorder.close()
 
     # helper thread: HTTP, and the record of each submitted job
     def _fly(self, flight: _Flight) -> None:
-        # rendered before the submit lock: it is the one step of every job done in turn
-        rows = job_rows(flight.batch) if self.recorder is not None else ""
         texts = [p.text for p in flight.batch]
         try:
+            if self.recorder is not None:
+                # the batch's rows, written before the submit lock: the steps every job
+                # takes in turn then write only small job rows that name them
+                rows = job_rows(flight.batch)
+                with self.recording.hold():
+                    prepare_batch(
+                        self.recorder,
+                        flight.batch_id,
+                        self.endpoint,
+                        len(flight.batch),
+                        rows,
+                        run_id=self.ctx.run_id,
+                        at=iso(),
+                    )
             with self.submitting:
                 if self.cancel.is_set():
                     raise _Cancelled()
                 if self.may_add and self.recorder is not None:
                     # recorded before the POST: a crash before its answer is recorded leaves
                     # this, and the next run holds the rows instead of sending them again
-                    flight.local_id = f"{SUBMITTING.lower()}:{uuid.uuid4()}"
-                    with self.recording:
+                    flight.local_id = f"{SUBMITTING.lower()}:{flight.batch_id}"
+                    with self.recording.hold(urgent=True):
                         record_submitting(
                             self.recorder,
                             flight.local_id,
                             self.endpoint,
                             len(flight.batch),
-                            rows,
+                            flight.batch_id,
                             run_id=self.ctx.run_id,
                             at=iso(),
                         )
@@ -168,13 +218,13 @@ class Flights:
                     raise
                 except BaseException:
                     if flight.local_id is not None and self.recorder is not None:
-                        with self.recording:
+                        with self.recording.hold(urgent=True):
                             forget_submitting(self.recorder, flight.local_id)
                         flight.local_id = None
-                    raise
+                    raise  # its batch, named by no job, goes when the flights close
                 if self.recorder is not None:
-                    with self.recording:
-                        self._record(self.recorder, job, flight, rows, flight.local_id)
+                    with self.recording.hold(urgent=True):
+                        self._record(self.recorder, job, flight, flight.local_id)
         except UnsureSubmitError as exc:
             self.events.put(("unsure", flight, exc))
             return
@@ -191,7 +241,7 @@ class Flights:
             if self.recorder is None:
                 self.events.put(("done", flight, final))
                 return
-            with self.recording:
+            with self.recording.hold():
                 decided = record_finished(
                     self.recorder, self.endpoint, final, self.ctx.run_id, len(flight.batch)
                 )
@@ -208,7 +258,16 @@ class Flights:
     def _handle(self, kind: FlightEvent, flight: _Flight, value: Any) -> None:
         if kind == "posted":
             if self.recorder is None:
-                self._record(self.ctx.store, value, flight, job_rows(flight.batch))
+                prepare_batch(
+                    self.ctx.store,
+                    flight.batch_id,
+                    self.endpoint,
+                    len(flight.batch),
+                    job_rows(flight.batch),
+                    run_id=self.ctx.run_id,
+                    at=iso(),
+                )
+                self._record(self.ctx.store, value, flight)
             flight.job_id = value.jobId
             self.ctx.counts["jobs_submitted"] += 1
             self.ctx.counts[f"sent:{self.endpoint}"] += len(flight.batch)
@@ -230,10 +289,10 @@ class Flights:
             self.blocked = True
 
     def _record(
-        self, store: Store, job: ImportJob, flight: _Flight, rows: str, replaces: str | None = None
+        self, store: Store, job: ImportJob, flight: _Flight, replaces: str | None = None
     ) -> None:
-        """A submitted job with the keys, hashes and host references of the rows it carries
-        (`rows`: `job_rows` of its batch).
+        """A submitted job, naming its batch (the keys, hashes and host references of the
+        rows it carries, written before its submit).
 
         Recorded as soon as the 202 is in (replacing its SUBMITTING record, if any): a crash
         before this re-sends the batch next run where the endpoint upserts (a second job, no
@@ -244,7 +303,7 @@ class Flights:
             job.status,
             self.endpoint,
             len(flight.batch),
-            rows,
+            flight.batch_id,
             run_id=self.ctx.run_id,
             at=iso(),
             replaces=replaces,
@@ -277,6 +336,7 @@ def resume_open_jobs(ctx: JobContext, client: ImportJobsClient, options: Options
             unsure["job_id"],
             "syncd stopped after sending an import and before recording its answer",
         )
+    forget_unsent_batches(ctx.store)  # a run stopped before submitting them: not sent
     blocked: set[str] = set()
     for job in jobs_with_status(ctx.store, PENDING, PROCESSING):
         ctx.check_stop()

@@ -1,11 +1,15 @@
-"""The tables of `planning.import`: its accepted/failed ledger and `planning_import_jobs`,
-the import jobs it submitted (written only here).
+"""The tables of `planning.import`: its accepted/failed ledger, `planning_import_jobs`
+(the import jobs it submitted) and `planning_import_batches` (the rows of each job still
+open), written only here.
 
-A job row is written before the POST of a batch that may add rows (`SUBMITTING`, under a
-local id), or right after the 202 (the remote job id, PENDING), with the batch's rows as
-one JSON array of `[row_key, row_hash, reference, payload]` (`rows`); it ends COMPLETED or
-FAILED (answered), LOST (the API no longer knows it) or AMBIGUOUS (it may or may not have
-been imported), and its rows are then dropped (`rows` NULL).
+A batch's rows are written first, before its submit, as one JSON array of
+`[row_key, row_hash, reference, payload]` under a local id that never changes
+(`batch_id`). The job row is small and names its batch: it is written before the POST of
+a batch that may add rows (`SUBMITTING`, under a local id), or right after the 202 (the
+remote job id, PENDING); it ends COMPLETED or FAILED (answered), LOST (the API no longer
+knows it) or AMBIGUOUS (it may or may not have been imported), and its batch is then
+deleted. A batch no job names (a run stopped between writing it and its submit, or its
+submit failed) is deleted by `forget_unsent_batches`: its rows were not sent.
 """
 
 from __future__ import annotations
@@ -29,11 +33,28 @@ SUBMITTING: Final = "SUBMITTING"  # recorded before the POST of an import that m
 AMBIGUOUS: Final = "AMBIGUOUS"  # ... whose answer was lost: its rows are held as rejects
 _INSERT: Final = (
     "INSERT INTO planning_import_jobs (job_id, endpoint, status, row_count, submitted_at, "
-    "run_id, rows) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "run_id, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DROP_BATCH: Final = (
+    "DELETE FROM planning_import_batches WHERE batch_id = "
+    "(SELECT batch_id FROM planning_import_jobs WHERE job_id = ?)"
 )
 
 
 # --- writes outside a plan: the submit steps, each its own transaction ------------------------
+
+
+def prepare_batch(
+    store: Store, batch_id: str, endpoint: str, row_count: int, rows: str, *, run_id: str, at: str
+) -> None:
+    """A batch's rows (`job_rows` of it), written before its submit: the steps of the submit
+    itself then write only small job rows that name it."""
+    with store.transaction():
+        store.db.execute(
+            "INSERT INTO planning_import_batches (batch_id, endpoint, row_count, rows, "
+            "prepared_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [batch_id, endpoint, row_count, rows, at, run_id],
+        )
 
 
 def record_submitting(
@@ -41,20 +62,32 @@ def record_submitting(
     local_id: str,
     endpoint: str,
     row_count: int,
-    rows: str,
+    batch_id: str,
     *,
     run_id: str,
     at: str,
 ) -> None:
     """A batch about to be POSTed to an endpoint that may add rows, under a local id."""
     with store.transaction():
-        store.db.execute(_INSERT, [local_id, endpoint, SUBMITTING, row_count, at, run_id, rows])
+        store.db.execute(_INSERT, [local_id, endpoint, SUBMITTING, row_count, at, run_id, batch_id])
 
 
 def forget_submitting(store: Store, local_id: str) -> None:
-    """The POST surely was not processed (refused, or never sent): the record goes."""
+    """The POST surely was not processed (refused, or never sent): the record and its batch
+    go."""
     with store.transaction():
+        store.db.execute(_DROP_BATCH, [local_id])
         store.db.execute("DELETE FROM planning_import_jobs WHERE job_id = ?", [local_id])
+
+
+def forget_unsent_batches(store: Store) -> int:
+    """Batches no job names (never submitted, or submitted and surely not processed): their
+    rows were not sent and are planned again. Returns how many went."""
+    with store.transaction():
+        return store.db.execute(
+            "DELETE FROM planning_import_batches WHERE NOT EXISTS (SELECT 1 FROM "
+            "planning_import_jobs j WHERE j.batch_id = planning_import_batches.batch_id)"
+        ).rowcount
 
 
 def record_job(
@@ -63,22 +96,21 @@ def record_job(
     status: str,
     endpoint: str,
     row_count: int,
-    rows: str,
+    batch_id: str,
     *,
     run_id: str,
     at: str,
     replaces: str | None = None,
 ) -> None:
-    """A submitted job (its 202) with its rows; `replaces` its SUBMITTING record, if any
-    (whose rows and count are the same)."""
-    with store.transaction():
-        if replaces is not None:
-            store.db.execute(
-                "UPDATE planning_import_jobs SET job_id = ?, status = ? WHERE job_id = ?",
-                [job_id, status, replaces],
-            )
-            return
-        store.db.execute(_INSERT, [job_id, endpoint, status, row_count, at, run_id, rows])
+    """A submitted job (its 202), naming its batch; `replaces` its SUBMITTING record, if any
+    (whose batch and count are the same). One statement each: a step of the submit."""
+    if replaces is not None:
+        store.write_one(
+            "UPDATE planning_import_jobs SET job_id = ?, status = ? WHERE job_id = ?",
+            [job_id, status, replaces],
+        )
+        return
+    store.write_one(_INSERT, [job_id, endpoint, status, row_count, at, run_id, batch_id])
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -97,11 +129,13 @@ def known_hashes(
 
 
 def jobs_with_status(store: Store, *statuses: str) -> list[dict[str, Any]]:
-    """`job_id`, `endpoint` and `rows` (JSON text) of the jobs in `statuses`, oldest first."""
+    """`job_id`, `endpoint` and `rows` (JSON text, its batch's) of the jobs in `statuses`,
+    oldest first."""
     marks = ", ".join("?" * len(statuses))
     return store.query(
-        f"SELECT job_id, endpoint, rows FROM planning_import_jobs WHERE status IN ({marks}) "
-        "ORDER BY submitted_at, job_id",
+        "SELECT j.job_id, j.endpoint, b.rows FROM planning_import_jobs j LEFT JOIN "
+        f"planning_import_batches b ON b.batch_id = j.batch_id WHERE j.status IN ({marks}) "
+        "ORDER BY j.submitted_at, j.job_id",
         list(statuses),
     )
 
@@ -115,7 +149,11 @@ def job_row_count(store: Store, job_id: str) -> int:
 def job_rows(store: Store, job_id: str) -> list[list[Any]]:
     """The rows kept with a job: `[row_key, row_hash, reference, payload]` each, in the
     order they were sent (none once the job has ended)."""
-    text = store.scalar("SELECT rows FROM planning_import_jobs WHERE job_id = ?", [job_id])
+    text = store.scalar(
+        "SELECT b.rows FROM planning_import_jobs j JOIN planning_import_batches b "
+        "ON b.batch_id = j.batch_id WHERE j.job_id = ?",
+        [job_id],
+    )
     return list(json.loads(text or "[]"))
 
 
@@ -149,9 +187,10 @@ class JobEnded:
     finished_at: str
 
     def apply(self, store: Store) -> None:
+        store.db.execute(_DROP_BATCH, [self.job_id])
         store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, finished_at = ?, errors = ?, "
-            "rows = NULL WHERE job_id = ?",
+            "batch_id = NULL WHERE job_id = ?",
             [self.status, self.finished_at, json.dumps(list(self.errors)), self.job_id],
         )
 
@@ -171,9 +210,10 @@ class JobFinished:
 
     def apply(self, store: Store) -> None:
         errors = json.dumps(list(self.unmatched_errors)) if self.unmatched_errors else None
+        store.db.execute(_DROP_BATCH, [self.job_id])
         store.db.execute(
             "UPDATE planning_import_jobs SET status = ?, row_count = ?, processed_count = ?, "
-            "failed_count = ?, errors = ?, finished_at = ?, rows = NULL WHERE job_id = ?",
+            "failed_count = ?, errors = ?, finished_at = ?, batch_id = NULL WHERE job_id = ?",
             [
                 self.status,
                 self.row_count,
@@ -225,7 +265,8 @@ class JobRowsAccepted:
             "SELECT json_extract(r.value, '$[0]') AS row_key, json_extract(r.value, '$[1]') "
             "AS row_hash, "
             + ("json_extract(r.value, '$[3]')" if self.keep_payload else "NULL")
-            + " AS payload FROM planning_import_jobs j, json_each(j.rows) r WHERE j.job_id = ? "
+            + " AS payload FROM planning_import_jobs j JOIN planning_import_batches b ON "
+            "b.batch_id = j.batch_id, json_each(b.rows) r WHERE j.job_id = ? "
             "AND r.key NOT IN (SELECT value FROM json_each(?))"
         )
         LEDGER.accept_selected(
