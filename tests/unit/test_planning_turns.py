@@ -1,4 +1,4 @@
-"""`flights._Turns`: the submit steps' writes go before records queued ahead of them."""
+"""`flights.Turns`: the submit steps' writes go before records queued ahead of them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from syncd.jobs.planning.flights import _Turns
+from syncd.jobs.planning.flights import Turns
 from syncd.state import Store
 
 
@@ -18,7 +18,7 @@ def _wait_for(predicate: object, timeout: float = 5.0) -> None:
 
 
 def test_an_urgent_holder_goes_before_those_that_queued_first() -> None:
-    turns = _Turns()
+    turns = Turns()
     order: list[str] = []
     release = threading.Event()
 
@@ -40,7 +40,7 @@ def test_an_urgent_holder_goes_before_those_that_queued_first() -> None:
     time.sleep(0.05)  # the records queue first
     submit = threading.Thread(target=later, args=("submit", True))
     submit.start()
-    _wait_for(lambda: turns._urgent == 1)
+    _wait_for(lambda: turns.urgent_waiting == 1)
     release.set()
     for t in [holder, submit, *records]:
         t.join(5)
@@ -49,7 +49,7 @@ def test_an_urgent_holder_goes_before_those_that_queued_first() -> None:
 
 
 def test_one_holder_at_a_time_and_an_error_lets_go() -> None:
-    turns = _Turns()
+    turns = Turns()
     inside = 0
     most = 0
     lock = threading.Lock()

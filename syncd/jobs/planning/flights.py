@@ -52,7 +52,7 @@ to record; `recorded`: recorded by the helper already), a submit whose answer wa
 (`unsure`), an error of the submit, the wait or the record (`failed`)."""
 
 
-class _Turns:
+class Turns:
     """A lock whose urgent holders go first: while one waits, no other holder takes it.
 
     The helpers' connection is written by the submit steps (small, in the step every job
@@ -63,6 +63,10 @@ class _Turns:
         self._ready = threading.Condition(threading.Lock())
         self._held = False
         self._urgent = 0  # urgent holders waiting
+
+    @property
+    def urgent_waiting(self) -> int:
+        return self._urgent
 
     @contextlib.contextmanager
     def hold(self, *, urgent: bool = False) -> Iterator[None]:
@@ -121,7 +125,7 @@ class Flights:
         self.blocked = False  # a job stayed open past job_timeout: send no more
         self.cancel = threading.Event()
         self.submitting = threading.Lock()  # one submit (and its record) at a time
-        self.recording = _Turns()  # one helper at a time on the recorder, submit steps first
+        self.recording = Turns()  # one helper at a time on the recorder, submit steps first
         # the helpers record submitted and finished jobs on their own connection, so that
         # SQLite writes a job's outcome while this thread plans the next batch (an
         # in-memory store has only one: then the job's thread records them, from the queue)
