@@ -106,8 +106,8 @@ class Flights:
     Helper threads submit and poll while the next batch is planned here. Each batch's rows
     are written (`prepare_batch`) before its turn to submit. Submits go one at a time, and
     each job is recorded (a small row naming its batch, on the helpers' own connection)
-    before the next submit starts: a crash leaves at most one job the API made and syncd does not know,
-    exactly as with one job at a time. Polls run side by side; a finished job is recorded
+    before the next submit starts: a crash leaves at most one job the API made and syncd
+    does not know, exactly as with one job at a time. Polls run side by side; a finished job is recorded
     by its helper (`record.record_finished`, one transaction, one helper at a time on the
     helpers' connection) while this thread plans, and every outcome comes back through
     one queue to be counted here; the rare others (still open, lost, unsure) are recorded
@@ -186,17 +186,9 @@ class Flights:
             if self.recorder is not None:
                 # the batch's rows, written before the submit lock: the steps every job
                 # takes in turn then write only small job rows that name them
-                rows = job_rows(flight.batch)
+                rows = job_rows(flight.batch)  # rendered before taking the connection
                 with self.recording.hold():
-                    prepare_batch(
-                        self.recorder,
-                        flight.batch_id,
-                        self.endpoint,
-                        len(flight.batch),
-                        rows,
-                        run_id=self.ctx.run_id,
-                        at=iso(),
-                    )
+                    self._prepare(self.recorder, flight, rows)
             with self.submitting:
                 if self.cancel.is_set():
                     raise _Cancelled()
@@ -262,15 +254,7 @@ class Flights:
     def _handle(self, kind: FlightEvent, flight: _Flight, value: Any) -> None:
         if kind == "posted":
             if self.recorder is None:
-                prepare_batch(
-                    self.ctx.store,
-                    flight.batch_id,
-                    self.endpoint,
-                    len(flight.batch),
-                    job_rows(flight.batch),
-                    run_id=self.ctx.run_id,
-                    at=iso(),
-                )
+                self._prepare(self.ctx.store, flight, job_rows(flight.batch))
                 self._record(self.ctx.store, value, flight)
             flight.job_id = value.jobId
             self.ctx.counts["jobs_submitted"] += 1
@@ -291,6 +275,18 @@ class Flights:
             self.ctx, flight.job_id, self.endpoint, value, hold_lost=self.may_add
         ):
             self.blocked = True
+
+    def _prepare(self, store: Store, flight: _Flight, rows: str) -> None:
+        """A batch's rows (`rows`: `job_rows` of it), written under its batch id."""
+        prepare_batch(
+            store,
+            flight.batch_id,
+            self.endpoint,
+            len(flight.batch),
+            rows,
+            run_id=self.ctx.run_id,
+            at=iso(),
+        )
 
     def _record(
         self, store: Store, job: ImportJob, flight: _Flight, replaces: str | None = None

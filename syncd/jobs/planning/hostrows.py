@@ -5,11 +5,9 @@ API holds that have left the host's open set."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
-from json.encoder import encode_basestring_ascii
 from typing import Any, Final, TypeVar
 
 from syncd.connectors.import_jobs import key_function
@@ -19,6 +17,7 @@ from syncd.jobs.planning.rows import (
     Planned,
     catalog_row,
     closed_row,
+    demand_json,
     demand_record,
     demand_text,
     demand_window,
@@ -31,6 +30,7 @@ from syncd.jobs.planning.rows import (
     purchase_order_row,
     supplier_row,
 )
+from syncd.jsontext import text_hash
 from syncd.readahead import read_ahead
 from syncd.state import Store
 
@@ -202,8 +202,6 @@ def demand_candidates(store: Store, options: Options, today: date) -> Iterator[l
     window = [first.isoformat(), end.isoformat()]
     key_of = key_function("demand-history")
     site = options.site_location
-    quote = encode_basestring_ascii
-    sha256 = hashlib.sha256
     make = tuple.__new__  # Planned(...) without its Python-level __new__, on the hot path
     last = ""
     while True:
@@ -234,25 +232,18 @@ def demand_candidates(store: Store, options: Options, today: date) -> Iterator[l
         append = chunk.append
         for a, loc, c, w, q, _, ref in rows:
             location = loc or site
-            # The common case: non-blank ids and a whole quantity (total() gives a float).
-            # Such a record is valid by construction (text ids, an ISO Monday, a whole
-            # number), rendered from its parts as `demand_json` renders it and hashed as
-            # `text_hash` hashes (both tested), without a dict or a function call per row.
-            if type(q) is float and q.is_integer() and a.strip() and location.strip():
-                week = monday(w)
-                text = (
-                    f'{{"actualDemand":{int(q) if q > 0 else 0},"channel":{quote(c)},'
-                    f'"locationId":{quote(location)},"skuId":{quote(a)},'
-                    f'"weekStarting":{quote(week)}}}'
-                )
-                digest = sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]
+            week = monday(w)
+            valid = bool(a.strip() and location.strip())
+            if valid and type(q) is float and q.is_integer():
+                # the common case, non-blank ids and a whole quantity (total() gives a
+                # float): valid by construction (text ids, an ISO Monday, a whole number),
+                # rendered from its parts as demand_record + demand_text would (tested)
+                text = demand_json(int(q) if q > 0 else 0, c, location, a, week)
                 key = f"{a}|{location}|{week}|{c}"
-                append(make(Planned, (key, digest, text, ref, None, True, False)))
+                append(make(Planned, (key, text_hash(text), text, ref, None, True, False)))
                 continue
             # Any other record goes the general way; one with a blank id is checked (and
             # refused) like rows of the other endpoints.
-            valid = bool(a.strip() and location.strip())
-            week = monday(w)
             record = demand_record(a, loc, c, w, q, site)
             known = f"{a}|{location}|{week}|{c}" if valid else None
             append(keyed(key_of, Candidate(record, ref, demand_text(record), known, valid)))
